@@ -1,0 +1,94 @@
+// The audit log: one record per operation, hash-chained, each record MACed with a vault subkey,
+// and the head anchored outside the SQLite file (in the token) so that editing, deleting,
+// reordering, truncating or rolling back the log is detected. docs/FORMAT.md §Audit specifies it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kms/clock.hpp"
+#include "kms/crypto.hpp"
+#include "kms/store.hpp"
+
+namespace kms::audit {
+
+// Names as the spec names them.
+inline constexpr std::string_view kRecordMagic = "KMSA";
+inline constexpr std::uint8_t kRecordVersion = 1;
+inline constexpr std::string_view kGenesisLabel = "kmsctl-audit-genesis-v1";
+inline constexpr std::string_view kAnchorMagic = "KANC";
+inline constexpr std::uint8_t kAnchorVersion = 1;
+
+struct Principal {
+  std::string name;
+  std::int64_t uid = 0;
+  static Principal current();  // the OS user running this process
+};
+
+struct Event {
+  std::string action;    // "vault.init", "audit.verify", "key.create", ...
+  std::string resource;  // "vault/<id>", "key/<id>", ...
+  nlohmann::json params = nlohmann::json::object();  // never secret values
+};
+
+// Canonical encoding of a record's fields (everything but prev_hash/hash/mac).
+Bytes encode(const store::AuditRow& row);
+void encode_into(const store::AuditRow& row, Bytes& out);  // reuses out's capacity
+crypto::Digest genesis_hash(std::string_view vault_id);
+crypto::Digest chain_hash(ByteView prev_hash, ByteView encoding);
+
+// The head as kept outside the SQLite file.
+struct Anchor {
+  std::int64_t seq = 0;
+  Bytes hash;
+};
+class AnchorStore {
+ public:
+  virtual ~AnchorStore() = default;
+  // Every anchor value found (none when there is no anchor; two after an interrupted update).
+  virtual std::vector<Bytes> load() = 0;
+  virtual void store(ByteView value) = 0;
+};
+
+struct VerifyReport {
+  bool ok = true;
+  std::int64_t records = 0;
+  std::optional<std::int64_t> first_bad_seq;
+  std::string problem;
+  std::optional<Anchor> anchor;
+  std::optional<store::AuditHead> head;
+};
+
+class Log {
+ public:
+  Log(store::Db& db, std::string vault_id, ByteView mac_key, AnchorStore& anchor);
+
+  // Refuses (Code::integrity) when the vault's chain is behind or beside the token anchor: the
+  // file was rolled back, replaced, or its newest records deleted. Call under the writer lock.
+  void check_anchor();
+  // Appends a record inside the caller's write transaction and returns it.
+  store::AuditRow append(const Event& event, std::string_view outcome, std::string_view error_code,
+                         const Principal& who, TimePoint when);
+  // After the commit: moves the token anchor to this record.
+  void publish(const store::AuditRow& row);
+  // Walks the whole chain in constant memory.
+  VerifyReport verify();
+
+ private:
+  std::optional<Anchor> read_anchor();
+  Bytes encode_anchor(const Anchor& a) const;
+  store::Db& db_;
+  std::string vault_id_;
+  crypto::HmacSha256 mac_;
+  AnchorStore& anchor_;
+};
+
+// One record as a JSON object (the JSON Lines export and `audit list --json`).
+nlohmann::json to_json(const store::AuditRow& row);
+
+}  // namespace kms::audit

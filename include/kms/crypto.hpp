@@ -1,0 +1,87 @@
+// Pure cryptographic functions over OpenSSL 3 (EVP) and libsodium. No I/O, no state beyond
+// small pre-keyed contexts. Every open/verify result must be checked.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kms/secure.hpp"
+
+namespace kms::crypto {
+
+inline constexpr std::size_t kAes256KeySize = 32;
+inline constexpr std::size_t kGcmNonceSize = 12;
+inline constexpr std::size_t kGcmTagSize = 16;
+inline constexpr std::size_t kSha256Size = 32;
+
+using Digest = std::array<std::uint8_t, kSha256Size>;
+
+// Must run once before anything else (idempotent); aborts if libsodium cannot start.
+void init();
+
+void random_fill(std::span<std::uint8_t> out);
+Bytes random_bytes(std::size_t n);
+SecureBytes random_secret(std::size_t n);
+
+// AES-GCM with any AES key size (16/24/32), any non-empty nonce length and a tag of tag_size
+// bytes appended to the ciphertext. Throws kms::Error on misuse (bad key size, empty nonce).
+Bytes aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView plaintext,
+                   std::size_t tag_size = kGcmTagSize);
+// Returns nullopt when the tag does not verify (an ordinary failure, not an exception).
+[[nodiscard]] std::optional<SecureBytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView aad,
+                                                      ByteView ciphertext_and_tag,
+                                                      std::size_t tag_size = kGcmTagSize);
+
+// HKDF-SHA256 (RFC 5869). Throws kms::Error when length exceeds 255*32.
+SecureBytes hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, std::size_t length);
+
+Digest sha256(ByteView data);
+
+// Incremental SHA-256 that can be reset and reused without reallocating (hot loops).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void reset();
+  void update(ByteView data);
+  Digest finish();  // then reset() before reuse
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// HMAC-SHA256 with the key schedule computed once; mac() is cheap to call in a loop.
+class HmacSha256 {
+ public:
+  explicit HmacSha256(ByteView key);
+  ~HmacSha256();
+  HmacSha256(const HmacSha256&) = delete;
+  HmacSha256& operator=(const HmacSha256&) = delete;
+  Digest mac(ByteView data) const;
+  [[nodiscard]] bool verify(ByteView data, ByteView tag) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Constant-time equality (false when sizes differ; sizes are not secret).
+[[nodiscard]] bool equal(ByteView a, ByteView b) noexcept;
+
+// A random (version 4) UUID in its canonical lower-case text form.
+std::string uuid_v4();
+
+std::string to_hex(ByteView data);
+std::optional<Bytes> from_hex(std::string_view hex);
+std::string to_base64(ByteView data);
+std::optional<Bytes> from_base64(std::string_view b64);
+
+}  // namespace kms::crypto

@@ -1,0 +1,50 @@
+// File-system habits every module shares: output written atomically and privately, private
+// directories, and an advisory lock that orders writers across processes.
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+namespace kms::files {
+
+// A file that appears at `target` only when commit() succeeds: written to a temporary file in
+// the same directory (mode 0600), fsynced, renamed, and the directory fsynced. Destroyed without
+// commit, the temporary file is removed, so a failure never leaves a half-written output.
+class AtomicFile {
+ public:
+  // Refuses (Code::refused) when target exists and overwrite is false.
+  AtomicFile(std::filesystem::path target, bool overwrite);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  int fd() const noexcept { return fd_; }
+  const std::filesystem::path& temp_path() const noexcept { return temp_; }
+  void write(std::string_view data);
+  void commit();
+
+ private:
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  int fd_ = -1;
+  bool overwrite_;
+  bool committed_ = false;
+};
+
+// mkdir -p; the leaf gets mode 0700 (and is chmod-ed to 0700 if it already exists and is ours).
+void make_private_dir(const std::filesystem::path& dir);
+void fsync_dir(const std::filesystem::path& dir);
+
+// flock(LOCK_EX) on a lock file, released on destruction.
+class ExclusiveLock {
+ public:
+  explicit ExclusiveLock(const std::filesystem::path& lock_file);
+  ~ExclusiveLock();
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace kms::files

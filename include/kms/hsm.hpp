@@ -1,0 +1,104 @@
+// PKCS#11 access: any module loaded by path, RAII sessions, and the few token operations kmsctl
+// needs (AES-256 keys that never leave the token, AES-GCM in the token, private data objects).
+// Every CK_RV that is not CKR_OK becomes a kms::Error naming the call and the CKR_ constant.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <p11-kit/pkcs11.h>
+
+#include "kms/secure.hpp"
+
+namespace kms::hsm {
+
+using SlotId = unsigned long;
+using ObjectHandle = unsigned long;
+
+struct TokenInfo {
+  SlotId slot = 0;
+  std::string label;
+  std::string serial;
+  std::string manufacturer;
+  std::string model;
+  bool initialized = false;
+  bool user_pin_initialized = false;
+  bool user_pin_locked = false;
+  bool user_pin_final_try = false;
+  unsigned long min_pin_len = 0;
+  unsigned long max_pin_len = 0;
+};
+
+// The name of a CK_RV ("CKR_PIN_INCORRECT"), or its hex value when unknown.
+std::string rv_name(unsigned long rv);
+
+class Module {
+ public:
+  // dlopen + C_GetFunctionList + C_Initialize(CKF_OS_LOCKING_OK). Missing or invalid module:
+  // Code::unavailable with the path in the message.
+  static std::shared_ptr<Module> load(const std::string& path);
+  ~Module();
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const std::string& path() const noexcept { return path_; }
+  CK_FUNCTION_LIST* fn() const noexcept { return fn_; }
+
+  // Slots that have a token (initialised or not).
+  std::vector<TokenInfo> tokens() const;
+  // The initialised token with this label and/or serial; Code::unavailable when none matches.
+  TokenInfo find_token(const std::optional<std::string>& label,
+                       const std::optional<std::string>& serial) const;
+  // Initialises the token in `slot` with an SO PIN, sets the user PIN, and returns the token as
+  // the module now reports it (SoftHSM2 moves an initialised token to a new slot id).
+  TokenInfo init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,
+                       const SecureBytes& user_pin);
+
+ private:
+  Module(std::string path, void* handle, CK_FUNCTION_LIST* fn);
+  std::string path_;
+  void* handle_;
+  CK_FUNCTION_LIST* fn_;
+};
+
+class Session {
+ public:
+  Session(std::shared_ptr<Module> module, SlotId slot);  // read-write session
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void login_user(const SecureBytes& pin);
+  void login_so(const SecureBytes& so_pin);
+  void logout();
+  void set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
+
+  // AES-256 key generated in the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
+  // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.
+  ObjectHandle generate_aes256(std::string_view label, ByteView id);
+  std::vector<ObjectHandle> find_keys(std::string_view label);
+  std::vector<ObjectHandle> find_data(std::string_view label);
+  Bytes get_id(ObjectHandle object);
+  void destroy(ObjectHandle object);
+
+  // CKM_AES_GCM with a caller-supplied 12-byte IV and a 128-bit tag appended to the output.
+  Bytes gcm_encrypt(ObjectHandle key, ByteView iv, ByteView aad, ByteView plaintext);
+  // nullopt when the tag does not verify.
+  [[nodiscard]] std::optional<SecureBytes> gcm_decrypt(ObjectHandle key, ByteView iv, ByteView aad,
+                                                       ByteView ciphertext);
+
+  // Private token data objects (CKO_DATA, CKA_TOKEN, CKA_PRIVATE): readable only after login.
+  ObjectHandle create_data(std::string_view label, ByteView value);
+  Bytes get_value(ObjectHandle object);
+  void set_value(ObjectHandle object, ByteView value);
+
+ private:
+  std::shared_ptr<Module> module_;
+  unsigned long handle_ = 0;
+  bool logged_in_ = false;
+};
+
+}  // namespace kms::hsm

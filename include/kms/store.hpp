@@ -1,0 +1,140 @@
+// SQLite access: RAII handles (Db, Stmt, Tx), the schema and its migrations, and one repository
+// function per question the domain asks. All SQL of the project lives in src/store/. This header
+// does not expose sqlite3.h.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kms/secure.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace kms::store {
+
+// The schema version this build writes and understands (PRAGMA user_version).
+inline constexpr int kSchemaVersion = 1;
+
+class Db {
+ public:
+  enum class Mode { open_existing, create_new };
+  // Opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign keys,
+  // busy timeout, secure_delete) and runs migrations. Errors: Code::unavailable when the file is
+  // missing, Code::integrity when it is not a SQLite database or damaged, Code::unavailable when
+  // it was written by a newer kmsctl.
+  Db(const std::filesystem::path& path, Mode mode);
+  ~Db();
+  Db(Db&&) noexcept;
+  Db& operator=(Db&&) noexcept;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  int schema_version();
+  void exec(const char* sql);
+  // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
+  void backup_to(const std::filesystem::path& dest);
+  sqlite3* raw() const noexcept { return db_; }
+
+ private:
+  void migrate(Mode mode);
+  std::filesystem::path path_;
+  sqlite3* db_ = nullptr;
+};
+
+class Stmt {
+ public:
+  Stmt(Db& db, const char* sql);
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, std::int64_t v);
+  Stmt& bind(int i, std::string_view v);
+  Stmt& bind(int i, ByteView v);
+  Stmt& bind_null(int i);
+  // true while a row is available; false when done. Throws on error.
+  bool step();
+  void reset();
+  std::int64_t col_int(int i) const;
+  std::string col_text(int i) const;
+  std::string_view col_text_view(int i) const;  // valid until the next step()
+  ByteView col_blob(int i) const;               // valid until the next step()
+  bool col_null(int i) const;
+
+ private:
+  Db& db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// A transaction that rolls back unless committed. Immediate takes the write lock at BEGIN.
+class Tx {
+ public:
+  enum class Kind { read, write };
+  Tx(Db& db, Kind kind);
+  ~Tx();
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+  void commit();
+
+ private:
+  Db& db_;
+  bool open_ = false;
+};
+
+// ---- vault metadata (the vault header) ----
+struct VaultMeta {
+  std::string vault_id;
+  std::string created;
+  std::string pkcs11_module;
+  std::string token_label;
+  std::string token_serial;
+  std::string softhsm_conf;  // empty when the token is not a private SoftHSM2 token
+  std::int64_t root_key_gen = 1;
+  Bytes sealed_master;
+};
+std::optional<VaultMeta> read_meta(Db& db);
+void insert_meta(Db& db, const VaultMeta& meta);
+void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
+
+// ---- audit log rows ----
+struct AuditRow {
+  std::int64_t seq = 0;
+  std::string time;
+  std::string principal;
+  std::int64_t uid = 0;
+  std::string action;
+  std::string resource;
+  std::string params;  // canonical JSON object
+  std::string outcome;
+  std::string error_code;
+  Bytes prev_hash;
+  Bytes hash;
+  Bytes mac;
+};
+struct AuditFilter {
+  std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)
+  std::optional<std::string> action, resource, principal, outcome;
+  std::int64_t limit = 100;
+  bool newest_first = true;
+};
+struct AuditHead {
+  std::int64_t seq = 0;
+  Bytes hash;
+};
+std::optional<AuditHead> audit_last(Db& db);
+std::optional<Bytes> audit_hash_at(Db& db, std::int64_t seq);
+std::int64_t audit_count(Db& db);
+void audit_insert(Db& db, const AuditRow& row);
+// Streams rows in sequence order; the row reference is reused between calls.
+void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit);
+void audit_query(Db& db, const AuditFilter& filter,
+                 const std::function<void(const AuditRow&)>& visit);
+
+}  // namespace kms::store

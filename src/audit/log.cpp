@@ -1,0 +1,176 @@
+#include <fmt/format.h>
+
+#include "kms/audit.hpp"
+#include "kms/error.hpp"
+
+namespace kms::audit {
+namespace {
+
+constexpr std::string_view kRollbackHint =
+    "run `kmsctl audit verify`; if you restored this file on purpose, use "
+    "`kmsctl vault restore` so the token anchor is moved with an audited record";
+
+std::uint64_t get_u64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace
+
+Log::Log(store::Db& db, std::string vault_id, ByteView mac_key, AnchorStore& anchor)
+    : db_(db), vault_id_(std::move(vault_id)), mac_(mac_key), anchor_(anchor) {}
+
+// Anchor value: "KANC" || version || u64be seq || hash[32] || HMAC(K_audit, all before).
+Bytes Log::encode_anchor(const Anchor& a) const {
+  Bytes v(kAnchorMagic.begin(), kAnchorMagic.end());
+  v.push_back(kAnchorVersion);
+  for (int i = 7; i >= 0; --i) v.push_back(static_cast<std::uint8_t>(std::uint64_t(a.seq) >> (8 * i)));
+  v.insert(v.end(), a.hash.begin(), a.hash.end());
+  const crypto::Digest tag = mac_.mac(v);
+  v.insert(v.end(), tag.begin(), tag.end());
+  return v;
+}
+
+std::optional<Anchor> Log::read_anchor() {
+  std::optional<Anchor> newest;
+  constexpr size_t body = 4 + 1 + 8 + 32;
+  for (const Bytes& v : anchor_.load()) {
+    if (v.size() != body + 32 || !std::equal(kAnchorMagic.begin(), kAnchorMagic.end(), v.begin()) ||
+        v[4] != kAnchorVersion ||
+        !mac_.verify(ByteView(v.data(), body), ByteView(v.data() + body, 32))) {
+      throw Error(Code::integrity, "the audit anchor in the token is damaged or not this vault's",
+                  std::string(kRollbackHint));
+    }
+    Anchor a;
+    a.seq = static_cast<std::int64_t>(get_u64(v.data() + 5));
+    a.hash.assign(v.begin() + 13, v.begin() + body);
+    if (!newest || a.seq > newest->seq) newest = std::move(a);
+  }
+  return newest;
+}
+
+void Log::check_anchor() {
+  const std::optional<Anchor> a = read_anchor();
+  if (!a) {
+    throw Error(Code::integrity,
+                "the token holds no audit anchor for this vault, so the log cannot be trusted",
+                std::string(kRollbackHint));
+  }
+  const std::optional<Bytes> h = store::audit_hash_at(db_, a->seq);
+  if (!h) {
+    const auto head = store::audit_last(db_);
+    throw Error(Code::integrity,
+                fmt::format("the vault's audit log ends at seq {} but the token anchor is at seq "
+                            "{}: the vault file was rolled back or its newest records deleted",
+                            head ? head->seq : 0, a->seq),
+                std::string(kRollbackHint));
+  }
+  if (!crypto::equal(*h, a->hash)) {
+    throw Error(Code::integrity,
+                fmt::format("audit record {} differs from the token anchor: the vault file was "
+                            "replaced or its log rewritten",
+                            a->seq),
+                std::string(kRollbackHint));
+  }
+}
+
+store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::string_view error_code,
+                            const Principal& who, TimePoint when) {
+  store::AuditRow r;
+  const std::optional<store::AuditHead> last = store::audit_last(db_);
+  r.seq = last ? last->seq + 1 : 1;
+  if (last) {
+    r.prev_hash = last->hash;
+  } else {
+    const crypto::Digest g = genesis_hash(vault_id_);
+    r.prev_hash.assign(g.begin(), g.end());
+  }
+  r.time = format_rfc3339(when);
+  r.principal = who.name;
+  r.uid = who.uid;
+  r.action = ev.action;
+  r.resource = ev.resource;
+  r.params = ev.params.dump();
+  r.outcome = outcome;
+  r.error_code = error_code;
+  const crypto::Digest h = chain_hash(r.prev_hash, encode(r));
+  r.hash.assign(h.begin(), h.end());
+  const crypto::Digest m = mac_.mac(r.hash);
+  r.mac.assign(m.begin(), m.end());
+  store::audit_insert(db_, r);
+  return r;
+}
+
+void Log::publish(const store::AuditRow& row) { anchor_.store(encode_anchor({row.seq, row.hash})); }
+
+VerifyReport Log::verify() {
+  VerifyReport rep;
+  // The anchor is read before the log: a writer that commits in between only makes the log
+  // longer than the anchor, which is allowed.
+  rep.anchor = read_anchor();
+  store::Tx tx(db_, store::Tx::Kind::read);
+  const crypto::Digest g = genesis_hash(vault_id_);
+  Bytes prev(g.begin(), g.end());
+  Bytes enc;
+  crypto::Sha256 sha;
+  std::int64_t expected = 1;
+  auto fail = [&](std::int64_t seq, std::string problem) {
+    if (rep.ok) {
+      rep.ok = false;
+      rep.first_bad_seq = seq;
+      rep.problem = std::move(problem);
+    }
+  };
+  store::audit_scan(db_, [&](const store::AuditRow& r) {
+    ++rep.records;
+    if (!rep.ok) return;
+    if (r.seq != expected) {
+      fail(expected, r.seq > expected
+                         ? fmt::format("record {} is missing (next record is {})", expected, r.seq)
+                         : fmt::format("record {} is out of order", r.seq));
+      return;
+    }
+    if (!crypto::equal(r.prev_hash, prev)) {
+      fail(r.seq, fmt::format("record {} does not link to record {}", r.seq, r.seq - 1));
+      return;
+    }
+    encode_into(r, enc);
+    sha.reset();
+    sha.update(prev);
+    sha.update(enc);
+    const crypto::Digest h = sha.finish();
+    if (!crypto::equal(h, r.hash)) {
+      fail(r.seq, fmt::format("record {} was altered (its hash does not match its contents)", r.seq));
+      return;
+    }
+    if (!mac_.verify(h, r.mac)) {
+      fail(r.seq, fmt::format("record {} has an invalid MAC: the chain was rewritten without the "
+                              "vault's key",
+                              r.seq));
+      return;
+    }
+    prev.assign(h.begin(), h.end());
+    ++expected;
+  });
+  rep.head = store::audit_last(db_);
+  if (rep.ok) {
+    const std::int64_t last = expected - 1;
+    if (!rep.anchor) {
+      fail(last + 1, "the token holds no audit anchor for this vault");
+    } else if (rep.anchor->seq > last) {
+      fail(last + 1, fmt::format("records {}..{} are missing: the log ends at {} but the token "
+                                 "anchor is at {} (newest records deleted or file rolled back)",
+                                 last + 1, rep.anchor->seq, last, rep.anchor->seq));
+    } else {
+      const std::optional<Bytes> at = store::audit_hash_at(db_, rep.anchor->seq);
+      if (!at || !crypto::equal(*at, rep.anchor->hash)) {
+        fail(rep.anchor->seq, fmt::format("record {} differs from the token anchor (file replaced)",
+                                          rep.anchor->seq));
+      }
+    }
+  }
+  return rep;
+}
+
+}  // namespace kms::audit

@@ -1,0 +1,135 @@
+#include "kms/files.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+
+namespace kms::files {
+namespace fs = std::filesystem;
+
+namespace {
+std::string errno_text() { return std::strerror(errno); }
+
+std::string random_suffix() {
+  std::random_device rd;  // names only; not secret
+  return fmt::format("{:08x}", rd());
+}
+}  // namespace
+
+AtomicFile::AtomicFile(fs::path target, bool overwrite)
+    : target_(std::move(target)), overwrite_(overwrite) {
+  std::error_code ec;
+  if (!overwrite_ && fs::symlink_status(target_, ec).type() != fs::file_type::not_found && !ec) {
+    throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
+                "pass --force to overwrite it, or choose another output path");
+  }
+  const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
+  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
+    temp_ = dir / fmt::format(".{}.tmp-{}", target_.filename().string(), random_suffix());
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0 && errno != EEXIST) break;
+  }
+  if (fd_ < 0) {
+    throw Error(Code::failed,
+                fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
+                "check that the directory exists and is writable");
+  }
+  ::fchmod(fd_, 0600);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::write(std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(Code::failed, fmt::format("cannot write {}: {}", target_.string(), errno_text()),
+                  "check free space on that file system");
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void AtomicFile::commit() {
+  if (::fsync(fd_) != 0) {
+    throw Error(Code::failed, fmt::format("cannot write {}: {}", target_.string(), errno_text()),
+                "check free space on that file system");
+  }
+  ::close(fd_);
+  fd_ = -1;
+  int rc;
+  if (overwrite_) {
+    rc = ::rename(temp_.c_str(), target_.c_str());
+  } else {
+    // link() fails if the target appeared meanwhile: never overwrite without --force.
+    rc = ::link(temp_.c_str(), target_.c_str());
+    if (rc == 0) ::unlink(temp_.c_str());
+  }
+  if (rc != 0) {
+    if (errno == EEXIST) {
+      throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
+                  "pass --force to overwrite it, or choose another output path");
+    }
+    throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
+  }
+  committed_ = true;
+  fsync_dir(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
+}
+
+void make_private_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (dir.has_parent_path() && !fs::exists(dir.parent_path(), ec)) {
+    fs::create_directories(dir.parent_path(), ec);
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error(Code::failed, fmt::format("cannot create directory {}: {}", dir.string(),
+                                          errno_text()));
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0) {
+    ::chmod(dir.c_str(), 0700);
+  }
+}
+
+void fsync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+ExclusiveLock::ExclusiveLock(const fs::path& lock_file) {
+  fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) {
+    throw Error(Code::unavailable,
+                fmt::format("cannot open lock file {}: {}", lock_file.string(), errno_text()),
+                "check the permissions of the vault directory");
+  }
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      ::close(fd_);
+      throw Error(Code::unavailable, fmt::format("cannot lock {}: {}", lock_file.string(),
+                                                 errno_text()));
+    }
+  }
+}
+
+ExclusiveLock::~ExclusiveLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+}  // namespace kms::files

@@ -1,0 +1,159 @@
+#include "cli/app.hpp"
+
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+
+namespace kms::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxPin = 255;
+
+SecureBytes pin_from_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(Code::usage, fmt::format("cannot read the PIN file {}: {}", path, std::strerror(errno)),
+                "check the path given to --pin-file / KMSCTL_PIN_FILE");
+  }
+  SecureBytes buf(kMaxPin + 2);
+  size_t len = 0;
+  while (len < buf.size()) {
+    const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  // The PIN is the first line; a trailing newline (and CR) is not part of it.
+  size_t end = 0;
+  while (end < len && buf.data()[end] != '\n' && buf.data()[end] != '\r') ++end;
+  if (end > kMaxPin) throw Error(Code::usage, fmt::format("the PIN in {} is too long", path));
+  buf.truncate(end);
+  return buf;
+}
+
+SecureBytes pin_from_env(const char* name) {
+  const char* v = std::getenv(name);
+  SecureBytes pin(as_bytes(v ? v : ""));
+  ::unsetenv(name);  // not inherited by anything kmsctl starts
+  return pin;
+}
+
+SecureBytes prompt_once(int tty, const char* prompt) {
+  ::write(tty, prompt, std::strlen(prompt));
+  termios old{};
+  const bool is_term = ::tcgetattr(tty, &old) == 0;
+  if (is_term) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(tty, TCSAFLUSH, &quiet);
+  }
+  SecureBytes buf(kMaxPin + 1);
+  size_t len = 0;
+  char c;
+  while (::read(tty, &c, 1) == 1 && c != '\n' && c != '\r') {
+    if (len < buf.size()) buf.data()[len++] = static_cast<std::uint8_t>(c);
+  }
+  if (is_term) ::tcsetattr(tty, TCSAFLUSH, &old);
+  ::write(tty, "\n", 1);
+  buf.truncate(std::min(len, kMaxPin));
+  return buf;
+}
+
+SecureBytes prompt(const char* what, bool confirm, const char* hint) {
+  const int tty = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (tty < 0 || !::isatty(tty)) {
+    if (tty >= 0) ::close(tty);
+    throw Error(Code::unavailable, fmt::format("no {} given and no terminal to ask for it", what),
+                hint);
+  }
+  SecureBytes pin = prompt_once(tty, fmt::format("{}: ", what).c_str());
+  if (confirm) {
+    SecureBytes again = prompt_once(tty, fmt::format("{} (again): ", what).c_str());
+    if (pin.chars() != again.chars()) {
+      ::close(tty);
+      throw Error(Code::usage, "the two PINs differ", "run the command again");
+    }
+  }
+  ::close(tty);
+  return pin;
+}
+
+SecureBytes checked(SecureBytes pin, const char* source) {
+  if (pin.size() < 4) {
+    throw Error(Code::usage, fmt::format("the PIN from {} is shorter than 4 characters", source),
+                "tokens require a PIN of at least 4 characters");
+  }
+  return pin;
+}
+
+}  // namespace
+
+fs::path vault_path(const Globals& g) {
+  return g.vault.empty() ? default_vault_path() : fs::path(g.vault);
+}
+
+SecureBytes read_pin(const Globals& g, bool confirm) {
+  if (!g.pin_file.empty()) return checked(pin_from_file(g.pin_file), "the PIN file");
+  if (std::getenv("KMSCTL_PIN") != nullptr) return checked(pin_from_env("KMSCTL_PIN"), "KMSCTL_PIN");
+  return checked(prompt("token user PIN", confirm,
+                        "set KMSCTL_PIN or KMSCTL_PIN_FILE, or pass --pin-file FILE"),
+                 "the prompt");
+}
+
+SecureBytes read_new_pin(const std::string& new_pin_file) {
+  std::string file = new_pin_file;
+  if (file.empty()) {
+    if (const char* f = std::getenv("KMSCTL_NEW_PIN_FILE")) file = f;
+  }
+  if (!file.empty()) return checked(pin_from_file(file), "the new PIN file");
+  if (std::getenv("KMSCTL_NEW_PIN") != nullptr) {
+    return checked(pin_from_env("KMSCTL_NEW_PIN"), "KMSCTL_NEW_PIN");
+  }
+  return checked(prompt("new token user PIN", true,
+                        "set KMSCTL_NEW_PIN or KMSCTL_NEW_PIN_FILE, or pass --new-pin-file FILE"),
+                 "the prompt");
+}
+
+std::unique_ptr<Service> open_service(const Globals& g) {
+  const fs::path path = vault_path(g);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {  // before asking for a PIN that cannot help
+    throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
+                "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
+  }
+  return Service::open(path, read_pin(g));
+}
+
+std::unique_ptr<CLI::App> build_app(Globals& g) {
+  auto app = std::make_unique<CLI::App>(
+      "kmsctl — a key management service in one binary: a vault sealed by a PKCS#11 token, "
+      "with a tamper-evident audit log",
+      "kmsctl");
+  app->require_subcommand(1);
+  app->fallthrough();
+  app->set_help_all_flag("--help-all", "Show help for every command");
+  app->add_option("--vault", g.vault, "Vault file (default: ~/.local/share/kmsctl/vault.db)")
+      ->envname("KMSCTL_VAULT")
+      ->type_name("FILE");
+  app->add_option("--pin-file", g.pin_file, "Read the token user PIN from the first line of FILE")
+      ->envname("KMSCTL_PIN_FILE")
+      ->type_name("FILE");
+  register_init(*app, g);
+  register_status(*app, g);
+  register_audit(*app, g);
+  register_vault(*app, g);
+  register_meta(*app, g);
+  return app;
+}
+
+}  // namespace kms::cli

@@ -1,0 +1,48 @@
+// The command tree: one register_* function per command group, shared flags in Globals, and
+// the helpers every command uses to reach the vault. No SQL and no crypto here.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "kms/secure.hpp"
+#include "kms/service.hpp"
+
+namespace kms::cli {
+
+struct Globals {
+  std::string vault;     // --vault, KMSCTL_VAULT
+  std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
+};
+
+std::filesystem::path vault_path(const Globals& g);
+
+// The token user PIN: --pin-file, KMSCTL_PIN_FILE, KMSCTL_PIN, else a no-echo prompt on the
+// terminal. `confirm` asks twice when prompting (a new PIN).
+SecureBytes read_pin(const Globals& g, bool confirm = false);
+// A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
+SecureBytes read_new_pin(const std::string& new_pin_file);
+
+std::unique_ptr<Service> open_service(const Globals& g);
+
+// Output: data to stdout, messages to stderr.
+void print_json(const nlohmann::json& j);
+void note(const std::string& message);  // a message on stderr
+
+void register_init(CLI::App& app, Globals& g);
+void register_status(CLI::App& app, Globals& g);
+void register_audit(CLI::App& app, Globals& g);
+void register_vault(CLI::App& app, Globals& g);
+void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
+
+// Generated from the command tree (docgen.cpp).
+std::string completion_script(const CLI::App& app, const std::string& shell);
+std::string man_page(const CLI::App& app);
+
+std::unique_ptr<CLI::App> build_app(Globals& g);
+
+}  // namespace kms::cli

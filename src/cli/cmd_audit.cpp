@@ -1,0 +1,130 @@
+// kmsctl audit list | verify | export
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/clock.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::cli {
+namespace {
+
+struct ListArgs {
+  std::string since, until, action, resource, principal, outcome;
+  std::int64_t limit = 100;
+  bool json = false;
+};
+
+std::optional<std::string> normalise_time(const std::string& text, const char* flag) {
+  if (text.empty()) return std::nullopt;
+  const auto t = parse_rfc3339(text);
+  if (!t) {
+    throw Error(Code::usage, fmt::format("{} {}: not an RFC 3339 time", flag, text),
+                "write it as 2026-11-28 or 2026-11-28T09:30:00Z (or with an offset, +01:00)");
+  }
+  return format_rfc3339(*t);
+}
+
+std::optional<std::string> opt(const std::string& s) {
+  return s.empty() ? std::nullopt : std::optional<std::string>(s);
+}
+
+void run_list(const Globals& g, const ListArgs& a) {
+  store::AuditFilter f;
+  f.since = normalise_time(a.since, "--since");
+  f.until = normalise_time(a.until, "--until");
+  f.action = opt(a.action);
+  f.resource = opt(a.resource);
+  f.principal = opt(a.principal);
+  f.outcome = opt(a.outcome);
+  f.limit = a.limit;
+  auto svc = open_service(g);
+  const auto rows = svc->audit_list(f);
+  if (a.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : rows) arr.push_back(audit::to_json(r));
+    print_json(arr);
+    return;
+  }
+  fmt::print("{:>6}  {:<24}  {:<10}  {:<18}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
+             "RESOURCE", "OUTCOME");
+  for (const auto& r : rows) {
+    fmt::print("{:>6}  {:<24}  {:<10}  {:<18}  {:<44}  {}{}\n", r.seq, r.time, r.principal,
+               r.action, r.resource, r.outcome, r.error_code.empty() ? "" : " (" + r.error_code + ")");
+  }
+}
+
+void run_verify(const Globals& g, bool json) {
+  auto svc = open_service(g);
+  const audit::VerifyReport rep = svc->audit_verify();
+  auto hash_json = [](const Bytes& h) { return crypto::to_hex(h); };
+  if (json) {
+    nlohmann::json j = {{"ok", rep.ok}, {"records", rep.records}};
+    j["first_bad_seq"] = rep.first_bad_seq ? nlohmann::json(*rep.first_bad_seq) : nlohmann::json();
+    j["problem"] = rep.ok ? nlohmann::json() : nlohmann::json(rep.problem);
+    j["head"] = rep.head ? nlohmann::json{{"seq", rep.head->seq}, {"hash", hash_json(rep.head->hash)}}
+                         : nlohmann::json();
+    j["anchor"] = rep.anchor
+                      ? nlohmann::json{{"seq", rep.anchor->seq}, {"hash", hash_json(rep.anchor->hash)}}
+                      : nlohmann::json();
+    print_json(j);
+  } else if (rep.ok) {
+    fmt::print("audit log OK: {} records verified; head seq {} matches the token anchor (seq {})\n",
+               rep.records, rep.head ? rep.head->seq : 0, rep.anchor ? rep.anchor->seq : 0);
+  }
+  if (!rep.ok) {
+    throw Error(Code::integrity,
+                fmt::format("audit log verification failed at seq {}: {}",
+                            rep.first_bad_seq.value_or(0), rep.problem),
+                "treat the vault file as tampered with: keep this copy for investigation and "
+                "restore a verified backup");
+  }
+}
+
+void run_export(const Globals& g, const std::string& output, bool force) {
+  auto svc = open_service(g);
+  const std::int64_t n = svc->audit_export(output, force);
+  note(fmt::format("exported {} audit records to {}", n, output));
+}
+
+}  // namespace
+
+void register_audit(CLI::App& app, Globals& g) {
+  CLI::App* audit = app.add_subcommand("audit", "Read and verify the tamper-evident audit log");
+  audit->require_subcommand(1);
+  audit->fallthrough();
+
+  auto la = std::make_shared<ListArgs>();
+  CLI::App* list = audit->add_subcommand("list", "List audit records, newest first");
+  list->add_option("--since", la->since, "Records at or after this RFC 3339 time")->type_name("TIME");
+  list->add_option("--until", la->until, "Records before this RFC 3339 time")->type_name("TIME");
+  list->add_option("--action", la->action, "Only this action (e.g. vault.status)");
+  list->add_option("--resource", la->resource, "Only this resource (e.g. vault/ID)");
+  list->add_option("--principal", la->principal, "Only this OS user");
+  list->add_option("--outcome", la->outcome, "Only this outcome")
+      ->check(CLI::IsMember({"ok", "error", "denied"}));
+  list->add_option("--limit", la->limit, "At most N records (default 100)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
+  list->add_flag("--json", la->json, "Print a JSON array of records");
+  list->callback([&g, la] { run_list(g, *la); });
+
+  auto vjson = std::make_shared<bool>(false);
+  CLI::App* verify = audit->add_subcommand(
+      "verify", "Verify the whole chain and its token anchor; exit 5 naming the first bad record");
+  verify->add_flag("--json", *vjson, "Print the report as JSON");
+  verify->callback([&g, vjson] { run_verify(g, *vjson); });
+
+  struct ExportArgs {
+    std::string output;
+    bool force = false;
+  };
+  auto ea = std::make_shared<ExportArgs>();
+  CLI::App* exp = audit->add_subcommand("export", "Write the whole log as JSON Lines (for a SIEM)");
+  exp->add_option("--output,-o", ea->output, "Output file (written atomically, mode 0600)")
+      ->required()
+      ->type_name("FILE");
+  exp->add_flag("--force", ea->force, "Overwrite an existing output file");
+  exp->callback([&g, ea] { run_export(g, ea->output, ea->force); });
+}
+
+}  // namespace kms::cli

@@ -1,0 +1,51 @@
+// kmsctl status: where the vault is, what token seals it, and the state of its audit log.
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/crypto.hpp"
+
+namespace kms::cli {
+namespace {
+
+void run_status(const Globals& g, bool json) {
+  auto svc = open_service(g);
+  const Status s = svc->status();
+  const std::string head_hash = crypto::to_hex(s.audit_head.hash);
+  if (json) {
+    print_json({
+        {"vault", {{"path", s.vault_path}, {"id", s.vault_id}, {"created", s.created},
+                   {"schema_version", s.schema_version}}},
+        {"token", {{"module", s.module}, {"label", s.token.label}, {"serial", s.token.serial},
+                   {"manufacturer", s.token.manufacturer}, {"model", s.token.model},
+                   {"private", s.private_token}}},
+        {"root_key_generation", s.root_key_generation},
+        {"counts", {{"audit_records", s.audit_records}}},
+        {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
+        {"overdue", nlohmann::json::object()},
+    });
+    return;
+  }
+  fmt::print("vault        {}\n", s.vault_path);
+  fmt::print("id           {}\n", s.vault_id);
+  fmt::print("created      {}\n", s.created);
+  fmt::print("schema       {}\n", s.schema_version);
+  fmt::print("token        \"{}\" serial {} ({} {}){}\n", s.token.label, s.token.serial,
+             s.token.manufacturer, s.token.model, s.private_token ? ", private SoftHSM2 token" : "");
+  fmt::print("module       {}\n", s.module);
+  fmt::print("root key     generation {}\n", s.root_key_generation);
+  fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
+             head_hash);
+  fmt::print("overdue      nothing\n");
+}
+
+}  // namespace
+
+void register_status(CLI::App& app, Globals& g) {
+  auto json = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand(
+      "status", "Show the vault, its token, counts, the audit head and overdue work");
+  cmd->add_flag("--json", *json, "Print the status as JSON");
+  cmd->callback([&g, json] { run_status(g, *json); });
+}
+
+}  // namespace kms::cli

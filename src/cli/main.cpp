@@ -1,0 +1,53 @@
+// kmsctl entry point: process hygiene, parse, run, and the one mapping of errors to exit codes.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <iostream>
+
+#include "cli/app.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace {
+
+void harden_process() {
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // no core file can hold a key
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // and no ptrace attach by other same-user processes
+  ::umask(077);                          // files kmsctl creates are private whatever the umask
+}
+
+int report(const kms::Error& e) {
+  std::cerr << "kmsctl: error: " << e.what() << '\n';
+  if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << '\n';
+  return kms::exit_code(e.code());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  harden_process();
+  kms::crypto::init();
+  kms::cli::Globals globals;
+  std::unique_ptr<CLI::App> app;
+  try {
+    app = kms::cli::build_app(globals);
+    app->parse(argc, argv);
+    return 0;
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app->help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app->help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "kmsctl: error: " << e.what() << '\n'
+              << "hint: run `kmsctl --help` or `kmsctl COMMAND --help`\n";
+    return kms::exit_code(kms::Code::usage);
+  } catch (const kms::Error& e) {
+    return report(e);
+  } catch (const std::exception& e) {
+    return report(kms::Error(kms::Code::failed, e.what()));
+  }
+}

@@ -1,0 +1,77 @@
+#include <openssl/evp.h>
+
+#include <memory>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::crypto {
+namespace {
+
+struct CtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
+};
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
+
+const EVP_CIPHER* gcm_cipher(std::size_t key_size) {
+  switch (key_size) {
+    case 16: return EVP_aes_128_gcm();
+    case 24: return EVP_aes_192_gcm();
+    case 32: return EVP_aes_256_gcm();
+    default:
+      throw Error(Code::failed, "AES-GCM key must be 16, 24 or 32 bytes");
+  }
+}
+
+CipherCtx start(ByteView key, ByteView nonce, ByteView aad, std::size_t tag_size, bool encrypt) {
+  if (nonce.empty()) throw Error(Code::failed, "AES-GCM nonce must not be empty");
+  if (tag_size < 4 || tag_size > 16) throw Error(Code::failed, "AES-GCM tag must be 4..16 bytes");
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) throw std::bad_alloc();
+  const EVP_CIPHER* cipher = gcm_cipher(key.size());
+  int len = 0;
+  const bool ok =
+      EVP_CipherInit_ex(ctx.get(), cipher, nullptr, nullptr, nullptr, encrypt ? 1 : 0) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, int(nonce.size()), nullptr) == 1 &&
+      EVP_CipherInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data(), -1) == 1 &&
+      (aad.empty() ||
+       EVP_CipherUpdate(ctx.get(), nullptr, &len, aad.data(), int(aad.size())) == 1);
+  if (!ok) throw Error(Code::failed, "AES-GCM initialisation failed in OpenSSL");
+  return ctx;
+}
+
+}  // namespace
+
+Bytes aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView pt, std::size_t tag_size) {
+  auto ctx = start(key, nonce, aad, tag_size, true);
+  Bytes out(pt.size() + tag_size);
+  int len = 0, fin = 0;
+  if ((!pt.empty() && EVP_CipherUpdate(ctx.get(), out.data(), &len, pt.data(), int(pt.size())) != 1) ||
+      EVP_CipherFinal_ex(ctx.get(), out.data() + len, &fin) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, int(tag_size), out.data() + pt.size()) != 1) {
+    throw Error(Code::failed, "AES-GCM encryption failed in OpenSSL");
+  }
+  return out;
+}
+
+std::optional<SecureBytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView aad, ByteView ct,
+                                        std::size_t tag_size) {
+  auto ctx = start(key, nonce, aad, tag_size, false);
+  if (ct.size() < tag_size) return std::nullopt;
+  const std::size_t body = ct.size() - tag_size;
+  SecureBytes out(body);
+  int len = 0, fin = 0;
+  if (body > 0 && EVP_CipherUpdate(ctx.get(), out.data(), &len, ct.data(), int(body)) != 1) {
+    return std::nullopt;
+  }
+  // OpenSSL takes the expected tag as a non-const pointer but does not modify it.
+  std::uint8_t tag[16];
+  std::copy(ct.begin() + body, ct.end(), tag);
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, int(tag_size), tag) != 1 ||
+      EVP_CipherFinal_ex(ctx.get(), out.data() + len, &fin) != 1) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace kms::crypto

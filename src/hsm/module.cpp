@@ -1,0 +1,131 @@
+#include <dlfcn.h>
+#include <p11-kit/pkcs11.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "check.hpp"
+#include "kms/error.hpp"
+#include "kms/hsm.hpp"
+
+namespace kms::hsm {
+namespace {
+
+std::string trim_field(const unsigned char* field, size_t n) {
+  std::string s(reinterpret_cast<const char*>(field), n);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+TokenInfo to_info(SlotId slot, const CK_TOKEN_INFO& ti) {
+  TokenInfo t;
+  t.slot = slot;
+  t.label = trim_field(ti.label, sizeof ti.label);
+  t.serial = trim_field(ti.serialNumber, sizeof ti.serialNumber);
+  t.manufacturer = trim_field(ti.manufacturerID, sizeof ti.manufacturerID);
+  t.model = trim_field(ti.model, sizeof ti.model);
+  t.initialized = (ti.flags & CKF_TOKEN_INITIALIZED) != 0;
+  t.user_pin_initialized = (ti.flags & CKF_USER_PIN_INITIALIZED) != 0;
+  t.user_pin_locked = (ti.flags & CKF_USER_PIN_LOCKED) != 0;
+  t.user_pin_final_try = (ti.flags & CKF_USER_PIN_FINAL_TRY) != 0;
+  t.min_pin_len = ti.ulMinPinLen;
+  t.max_pin_len = ti.ulMaxPinLen;
+  return t;
+}
+
+}  // namespace
+
+std::shared_ptr<Module> Module::load(const std::string& path) {
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    throw Error(Code::unavailable, fmt::format("cannot load PKCS#11 module {}: {}", path, dlerror()),
+                "install the module (for SoftHSM2: apt-get install softhsm2) or pass the right "
+                "path with --pkcs11-module");
+  }
+  auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
+  CK_FUNCTION_LIST* fn = nullptr;
+  if (get == nullptr || get(&fn) != CKR_OK || fn == nullptr) {
+    ::dlclose(handle);
+    throw Error(Code::unavailable,
+                fmt::format("{} is not a PKCS#11 module (no C_GetFunctionList)", path),
+                "pass the path of a PKCS#11 module with --pkcs11-module");
+  }
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  const CK_RV rv = fn->C_Initialize(&args);
+  if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+    ::dlclose(handle);
+    try {
+      detail::check(rv, fmt::format("cannot initialise PKCS#11 module {}", path));
+    } catch (const Error& e) {
+      throw Error(Code::unavailable, e.what(),
+                  "check the module's configuration (for SoftHSM2: SOFTHSM2_CONF and its "
+                  "token directory)");
+    }
+  }
+  return std::shared_ptr<Module>(new Module(path, handle, fn));
+}
+
+Module::Module(std::string path, void* handle, CK_FUNCTION_LIST* fn)
+    : path_(std::move(path)), handle_(handle), fn_(fn) {}
+
+Module::~Module() {
+  fn_->C_Finalize(nullptr);
+  // SoftHSM2 registers atexit handlers; unloading it early crashes at exit. Leave it mapped.
+  (void)handle_;
+}
+
+std::vector<TokenInfo> Module::tokens() const {
+  CK_ULONG count = 0;
+  detail::check(fn_->C_GetSlotList(CK_TRUE, nullptr, &count), "cannot list token slots");
+  std::vector<CK_SLOT_ID> slots(count);
+  detail::check(fn_->C_GetSlotList(CK_TRUE, slots.data(), &count), "cannot list token slots");
+  slots.resize(count);
+  std::vector<TokenInfo> out;
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO ti{};
+    if (fn_->C_GetTokenInfo(s, &ti) == CKR_OK) out.push_back(to_info(s, ti));
+  }
+  return out;
+}
+
+TokenInfo Module::find_token(const std::optional<std::string>& label,
+                             const std::optional<std::string>& serial) const {
+  for (const TokenInfo& t : tokens()) {
+    if (!t.initialized) continue;
+    if (label && t.label != *label) continue;
+    if (serial && t.serial != *serial) continue;
+    return t;
+  }
+  std::string which = serial ? fmt::format("serial {}", *serial) : std::string();
+  if (label) which = fmt::format("label \"{}\"{}", *label, which.empty() ? "" : " and " + which);
+  throw Error(Code::unavailable,
+              fmt::format("no initialised token with {} in PKCS#11 module {}", which, path_),
+              "check the token label/serial (pkcs11-tool --module MODULE --list-slots)");
+}
+
+TokenInfo Module::init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,
+                             const SecureBytes& user_pin) {
+  unsigned char padded[32];
+  std::memset(padded, ' ', sizeof padded);
+  std::memcpy(padded, label.data(), std::min(label.size(), sizeof padded));
+  detail::check(fn_->C_InitToken(slot, const_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size(), padded),
+                "cannot initialise the token");
+  // C_InitPIN needs a session logged in as SO.
+  CK_SESSION_HANDLE h = 0;
+  detail::check(fn_->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
+                "cannot open a session on the new token");
+  CK_RV rv = fn_->C_Login(h, CKU_SO, const_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size());
+  if (rv == CKR_OK) rv = fn_->C_InitPIN(h, const_cast<CK_UTF8CHAR*>(user_pin.data()), user_pin.size());
+  fn_->C_Logout(h);
+  fn_->C_CloseSession(h);
+  detail::check(rv, "cannot set the user PIN on the new token");
+  for (const TokenInfo& t : tokens()) {
+    if (t.initialized && t.label == std::string(label.substr(0, 32))) return t;
+  }
+  throw Error(Code::failed, "the new token is not listed by the module after initialisation");
+}
+
+}  // namespace kms::hsm

@@ -1,0 +1,245 @@
+#include <p11-kit/pkcs11.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "check.hpp"
+#include "kms/error.hpp"
+#include "kms/hsm.hpp"
+
+namespace kms::hsm {
+namespace {
+
+constexpr int kAttempts = 8;
+
+// Retries a call that failed with a transient CK_RV: several processes using one SoftHSM2
+// token directory at once can briefly see each other's half-written object files.
+template <class F>
+CK_RV with_retry(F&& f) {
+  CK_RV rv = CKR_OK;
+  for (int i = 0; i < kAttempts; ++i) {
+    rv = f();
+    if (!detail::is_transient(rv)) return rv;
+    ::usleep(2000u << i);
+  }
+  return rv;
+}
+
+CK_UTF8CHAR* pin_ptr(const SecureBytes& pin) { return const_cast<CK_UTF8CHAR*>(pin.data()); }
+
+}  // namespace
+
+Session::Session(std::shared_ptr<Module> module, SlotId slot) : module_(std::move(module)) {
+  auto* fn = module_->fn();
+  CK_SESSION_HANDLE h = 0;
+  detail::check(with_retry([&] {
+                  return fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                                           nullptr, &h);
+                }),
+                "cannot open a session on the token");
+  handle_ = h;
+}
+
+Session::~Session() {
+  auto* fn = module_->fn();
+  if (logged_in_) fn->C_Logout(handle_);
+  fn->C_CloseSession(handle_);
+}
+
+void Session::login_user(const SecureBytes& pin) {
+  auto* fn = module_->fn();
+  const CK_RV rv = with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) return;
+  detail::check(rv, "cannot log in to the token");
+  logged_in_ = true;
+}
+
+void Session::login_so(const SecureBytes& so_pin) {
+  auto* fn = module_->fn();
+  detail::check(fn->C_Login(handle_, CKU_SO, pin_ptr(so_pin), so_pin.size()),
+                "cannot log in to the token as security officer");
+  logged_in_ = true;
+}
+
+void Session::logout() {
+  if (logged_in_) module_->fn()->C_Logout(handle_);
+  logged_in_ = false;
+}
+
+void Session::set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
+  detail::check(module_->fn()->C_SetPIN(handle_, pin_ptr(old_pin), old_pin.size(), pin_ptr(new_pin),
+                                        new_pin.size()),
+                "cannot change the token's user PIN");
+}
+
+ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ULONG len = 32;
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_AES;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_VALUE_LEN, &len, sizeof len},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes},
+      {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_ENCRYPT, &yes, sizeof yes},
+      {CKA_DECRYPT, &yes, sizeof yes},
+      {CKA_WRAP, &no, sizeof no},
+      {CKA_UNWRAP, &no, sizeof no},
+      {CKA_SIGN, &no, sizeof no},
+      {CKA_VERIFY, &no, sizeof no},
+      {CKA_DERIVE, &no, sizeof no},
+      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()},
+  };
+  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE h = 0;
+  auto* fn = module_->fn();
+  detail::check(with_retry([&] {
+                  return fn->C_GenerateKey(handle_, &mech, tmpl, sizeof tmpl / sizeof *tmpl, &h);
+                }),
+                "cannot generate an AES-256 key in the token");
+  return h;
+}
+
+namespace {
+std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+                               std::string_view label) {
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+  };
+  std::vector<ObjectHandle> out;
+  CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(s, tmpl, 2); });
+  detail::check(rv, "cannot search the token");
+  CK_OBJECT_HANDLE batch[16];
+  CK_ULONG n = 0;
+  do {
+    rv = fn->C_FindObjects(s, batch, 16, &n);
+    if (rv != CKR_OK) break;
+    out.insert(out.end(), batch, batch + n);
+  } while (n == 16);
+  fn->C_FindObjectsFinal(s);
+  detail::check(rv, "cannot search the token");
+  return out;
+}
+
+Bytes get_attr(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t,
+               std::string_view what) {
+  CK_ATTRIBUTE a{t, nullptr, 0};
+  detail::check(with_retry([&] { return fn->C_GetAttributeValue(s, o, &a, 1); }), what);
+  Bytes v(a.ulValueLen);
+  a.pValue = v.data();
+  detail::check(with_retry([&] { return fn->C_GetAttributeValue(s, o, &a, 1); }), what);
+  v.resize(a.ulValueLen);
+  return v;
+}
+}  // namespace
+
+std::vector<ObjectHandle> Session::find_keys(std::string_view label) {
+  return find(module_->fn(), handle_, CKO_SECRET_KEY, label);
+}
+
+std::vector<ObjectHandle> Session::find_data(std::string_view label) {
+  return find(module_->fn(), handle_, CKO_DATA, label);
+}
+
+Bytes Session::get_id(ObjectHandle object) {
+  return get_attr(module_->fn(), handle_, object, CKA_ID, "cannot read a token object's id");
+}
+
+void Session::destroy(ObjectHandle object) {
+  auto* fn = module_->fn();
+  detail::check(with_retry([&] { return fn->C_DestroyObject(handle_, object); }),
+                "cannot destroy a token object");
+}
+
+Bytes Session::gcm_encrypt(ObjectHandle key, ByteView iv, ByteView aad, ByteView pt) {
+  CK_GCM_PARAMS p{};
+  p.pIv = const_cast<std::uint8_t*>(iv.data());
+  p.ulIvLen = iv.size();
+  p.ulIvBits = iv.size() * 8;
+  p.pAAD = const_cast<std::uint8_t*>(aad.data());
+  p.ulAADLen = aad.size();
+  p.ulTagBits = 128;
+  CK_MECHANISM mech{CKM_AES_GCM, &p, sizeof p};
+  auto* fn = module_->fn();
+  Bytes out(pt.size() + 16);
+  CK_ULONG len = out.size();
+  const CK_RV rv = with_retry([&] {
+    CK_RV r = fn->C_EncryptInit(handle_, &mech, key);
+    if (r != CKR_OK) return r;
+    len = out.size();
+    return fn->C_Encrypt(handle_, const_cast<std::uint8_t*>(pt.data()), pt.size(), out.data(), &len);
+  });
+  detail::check(rv, "AES-GCM encryption in the token failed");
+  out.resize(len);
+  return out;
+}
+
+std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, ByteView aad,
+                                                ByteView ct) {
+  CK_GCM_PARAMS p{};
+  p.pIv = const_cast<std::uint8_t*>(iv.data());
+  p.ulIvLen = iv.size();
+  p.ulIvBits = iv.size() * 8;
+  p.pAAD = const_cast<std::uint8_t*>(aad.data());
+  p.ulAADLen = aad.size();
+  p.ulTagBits = 128;
+  CK_MECHANISM mech{CKM_AES_GCM, &p, sizeof p};
+  auto* fn = module_->fn();
+  SecureBytes out(ct.size());
+  CK_ULONG len = out.size();
+  const CK_RV rv = with_retry([&] {
+    CK_RV r = fn->C_DecryptInit(handle_, &mech, key);
+    if (r != CKR_OK) return r;
+    len = out.size();
+    return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(), &len);
+  });
+  if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+      rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE) {
+    return std::nullopt;
+  }
+  detail::check(rv, "AES-GCM decryption in the token failed");
+  out.truncate(len);
+  return out;
+}
+
+ObjectHandle Session::create_data(std::string_view label, ByteView value) {
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_OBJECT_CLASS cls = CKO_DATA;
+  static const char app[] = "kmsctl";
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_MODIFIABLE, &yes, sizeof yes},
+      {CKA_COPYABLE, &no, sizeof no},
+      {CKA_APPLICATION, const_cast<char*>(app), sizeof app - 1},
+      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()},
+  };
+  CK_OBJECT_HANDLE h = 0;
+  auto* fn = module_->fn();
+  detail::check(with_retry([&] {
+                  return fn->C_CreateObject(handle_, tmpl, sizeof tmpl / sizeof *tmpl, &h);
+                }),
+                "cannot create a data object in the token");
+  return h;
+}
+
+Bytes Session::get_value(ObjectHandle object) {
+  return get_attr(module_->fn(), handle_, object, CKA_VALUE, "cannot read a token data object");
+}
+
+void Session::set_value(ObjectHandle object, ByteView value) {
+  CK_ATTRIBUTE a{CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()};
+  auto* fn = module_->fn();
+  detail::check(with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); }),
+                "cannot update a token data object");
+}
+
+}  // namespace kms::hsm

@@ -1,0 +1,201 @@
+#include "kms/service.hpp"
+
+#include <fmt/format.h>
+
+#include "kms/clock.hpp"
+#include "kms/files.hpp"
+
+namespace kms {
+namespace {
+
+// The audit anchor kept in the vault's token.
+class TokenAnchor final : public audit::AnchorStore {
+ public:
+  explicit TokenAnchor(Vault& v) : vault_(v) {}
+  std::vector<Bytes> load() override { return vault_.load_anchor(); }
+  void store(ByteView value) override { vault_.store_anchor(value); }
+
+ private:
+  Vault& vault_;
+};
+
+std::string_view outcome_of(Code c) { return c == Code::refused ? "denied" : "error"; }
+
+}  // namespace
+
+Service::Service(std::unique_ptr<Vault> vault)
+    : vault_(std::move(vault)),
+      anchor_(std::make_unique<TokenAnchor>(*vault_)),
+      log_(std::make_unique<audit::Log>(vault_->db(), vault_->meta().vault_id, vault_->audit_key(),
+                                        *anchor_)),
+      principal_(audit::Principal::current()) {}
+
+Service::~Service() = default;
+
+std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const SecureBytes& pin) {
+  return std::unique_ptr<Service>(new Service(Vault::open(path, pin)));
+}
+
+std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureBytes& pin,
+                                       InitReport& report) {
+  std::unique_ptr<Service> s(new Service(Vault::create(opts, pin, report)));
+  Vault& v = *s->vault_;
+  audit::Event ev{"vault.init", "vault/" + v.meta().vault_id, {}};
+  ev.params["pkcs11_module"] = report.module;
+  ev.params["token_label"] = report.token.label;
+  ev.params["token_serial"] = report.token.serial;
+  ev.params["private_token"] = report.so_pin.has_value();
+  {
+    store::Tx tx(v.db(), store::Tx::Kind::write);
+    const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
+    tx.commit();
+    s->log_->publish(row);
+  }
+  v.publish();
+  // The log and anchor hold a reference to the database, which publish() reopened.
+  s->log_ = std::make_unique<audit::Log>(v.db(), v.meta().vault_id, v.audit_key(), *s->anchor_);
+  return s;
+}
+
+void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
+                  const Hooks& hooks) {
+  files::ExclusiveLock lock(lock_path(vault_->final_path()));
+  log_->check_anchor();
+  store::AuditRow row;
+  try {
+    store::Tx tx(vault_->db(), store::Tx::Kind::write);
+    op(event);
+    row = log_->append(event, "ok", "", principal_, now());
+    tx.commit();
+  } catch (const Error& e) {
+    if (hooks.rolled_back) hooks.rolled_back();
+    record_failure(event, e.code());
+    throw;
+  } catch (const std::exception&) {
+    if (hooks.rolled_back) hooks.rolled_back();
+    record_failure(event, Code::failed);
+    throw;
+  }
+  log_->publish(row);
+  if (hooks.committed) hooks.committed();
+}
+
+void Service::record_failure(const audit::Event& event, Code code) noexcept {
+  try {
+    store::Tx tx(vault_->db(), store::Tx::Kind::write);
+    const store::AuditRow row =
+        log_->append(event, outcome_of(code), code_name(code), principal_, now());
+    tx.commit();
+    log_->publish(row);
+  } catch (...) {
+    // The original error is what the user needs; this one (often the same cause) is dropped.
+  }
+}
+
+Status Service::status() {
+  Status st;
+  const store::VaultMeta& m = vault_->meta();
+  run({"vault.status", "vault/" + m.vault_id, {}}, [&](audit::Event&) {
+    st.vault_path = vault_->final_path().string();
+    st.vault_id = m.vault_id;
+    st.created = m.created;
+    st.schema_version = vault_->db().schema_version();
+    st.module = m.pkcs11_module;
+    st.token = vault_->token_info();
+    st.private_token = !m.softhsm_conf.empty();
+    st.root_key_generation = m.root_key_gen;
+    st.audit_records = store::audit_count(vault_->db());
+    if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
+  });
+  // The status record itself is the new head.
+  st.audit_records += 1;
+  if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
+  return st;
+}
+
+std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filter) {
+  std::vector<store::AuditRow> rows;
+  audit::Event ev{"audit.list", "vault/" + vault_->meta().vault_id, {}};
+  auto param = [&](const char* name, const std::optional<std::string>& v) {
+    if (v) ev.params[name] = *v;
+  };
+  param("since", filter.since);
+  param("until", filter.until);
+  param("action", filter.action);
+  param("resource", filter.resource);
+  param("principal", filter.principal);
+  param("outcome", filter.outcome);
+  ev.params["limit"] = filter.limit;
+  run(std::move(ev), [&](audit::Event&) {
+    store::audit_query(vault_->db(), filter, [&](const store::AuditRow& r) { rows.push_back(r); });
+  });
+  return rows;
+}
+
+audit::VerifyReport Service::audit_verify() {
+  audit::VerifyReport rep = log_->verify();
+  audit::Event ev{"audit.verify", "vault/" + vault_->meta().vault_id, {}};
+  ev.params["records"] = rep.records;
+  ev.params["ok"] = rep.ok;
+  if (rep.first_bad_seq) ev.params["first_bad_seq"] = *rep.first_bad_seq;
+  try {
+    if (rep.ok) {
+      run(std::move(ev), [](audit::Event&) {});
+    } else {
+      files::ExclusiveLock lock(lock_path(vault_->final_path()));
+      log_->check_anchor();  // a log that contradicts its anchor is not appended to
+      record_failure(ev, Code::integrity);
+    }
+  } catch (const Error&) {
+    if (rep.ok) throw;
+  }
+  return rep;
+}
+
+std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overwrite) {
+  files::AtomicFile out(dest, overwrite);
+  std::int64_t n = 0;
+  run({"audit.export", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
+      [&](audit::Event& ev) {
+        std::string line;
+        store::audit_scan(vault_->db(), [&](const store::AuditRow& r) {
+          line = audit::to_json(r).dump();
+          line.push_back('\n');
+          out.write(line);
+          ++n;
+        });
+        ev.params["records"] = n;
+      });
+  out.commit();
+  return n;
+}
+
+void Service::backup(const std::filesystem::path& dest, bool overwrite) {
+  files::AtomicFile out(dest, overwrite);  // refuses an existing file before anything is recorded
+  // The backup record is committed first so that the copy contains it and matches the anchor.
+  run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
+      [](audit::Event&) {});
+  vault_->db().backup_to(out.temp_path());
+  out.commit();
+}
+
+std::int64_t Service::rekey() {
+  std::int64_t gen = 0;
+  run(
+      {"vault.rekey", "vault/" + vault_->meta().vault_id, {}},
+      [&](audit::Event& ev) {
+        gen = vault_->prepare_rekey();
+        ev.params["root_key_generation"] = gen;
+      },
+      {[&] { vault_->finish_rekey(); }, [&] { vault_->abort_rekey(); }});
+  return gen;
+}
+
+void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
+  // The token change cannot join the SQLite transaction; it runs inside it, so a failure to
+  // record it is reported (and the PIN change stays, as the token has made it).
+  run({"vault.change_pin", "vault/" + vault_->meta().vault_id, {}},
+      [&](audit::Event&) { vault_->change_pin(old_pin, new_pin); });
+}
+
+}  // namespace kms

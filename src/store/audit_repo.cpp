@@ -1,0 +1,98 @@
+#include <string>
+#include <vector>
+
+#include "kms/store.hpp"
+
+namespace kms::store {
+namespace {
+
+constexpr const char* kColumns =
+    "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, mac";
+
+void read_row(const Stmt& s, AuditRow& r) {
+  auto assign = [](Bytes& b, ByteView v) { b.assign(v.begin(), v.end()); };
+  r.seq = s.col_int(0);
+  r.time = s.col_text_view(1);
+  r.principal = s.col_text_view(2);
+  r.uid = s.col_int(3);
+  r.action = s.col_text_view(4);
+  r.resource = s.col_text_view(5);
+  r.params = s.col_text_view(6);
+  r.outcome = s.col_text_view(7);
+  r.error_code = s.col_text_view(8);
+  assign(r.prev_hash, s.col_blob(9));
+  assign(r.hash, s.col_blob(10));
+  assign(r.mac, s.col_blob(11));
+}
+
+}  // namespace
+
+std::optional<AuditHead> audit_last(Db& db) {
+  Stmt s(db, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+  if (!s.step()) return std::nullopt;
+  const ByteView h = s.col_blob(1);
+  return AuditHead{s.col_int(0), Bytes(h.begin(), h.end())};
+}
+
+std::optional<Bytes> audit_hash_at(Db& db, std::int64_t seq) {
+  Stmt s(db, "SELECT hash FROM audit_log WHERE seq = ?");
+  s.bind(1, seq);
+  if (!s.step()) return std::nullopt;
+  const ByteView h = s.col_blob(0);
+  return Bytes(h.begin(), h.end());
+}
+
+std::int64_t audit_count(Db& db) {
+  Stmt s(db, "SELECT count(*) FROM audit_log");
+  s.step();
+  return s.col_int(0);
+}
+
+void audit_insert(Db& db, const AuditRow& r) {
+  Stmt s(db, (std::string("INSERT INTO audit_log (") + kColumns +
+              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                 .c_str());
+  s.bind(1, r.seq).bind(2, r.time).bind(3, r.principal).bind(4, r.uid).bind(5, r.action);
+  s.bind(6, r.resource).bind(7, r.params).bind(8, r.outcome).bind(9, r.error_code);
+  s.bind(10, ByteView(r.prev_hash)).bind(11, ByteView(r.hash)).bind(12, ByteView(r.mac));
+  s.step();
+}
+
+void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit) {
+  Stmt s(db, (std::string("SELECT ") + kColumns + " FROM audit_log ORDER BY seq").c_str());
+  AuditRow row;
+  while (s.step()) {
+    read_row(s, row);
+    visit(row);
+  }
+}
+
+void audit_query(Db& db, const AuditFilter& f, const std::function<void(const AuditRow&)>& visit) {
+  std::string sql = std::string("SELECT ") + kColumns + " FROM audit_log WHERE 1";
+  std::vector<std::string> args;
+  auto where = [&](const std::optional<std::string>& v, const char* clause) {
+    if (v) {
+      sql += clause;
+      args.push_back(*v);
+    }
+  };
+  where(f.since, " AND time >= ?");
+  where(f.until, " AND time < ?");
+  where(f.action, " AND action = ?");
+  where(f.resource, " AND resource = ?");
+  where(f.principal, " AND principal = ?");
+  where(f.outcome, " AND outcome = ?");
+  sql += f.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";
+  sql += " LIMIT ?";
+  Stmt s(db, sql.c_str());
+  int i = 1;
+  for (const std::string& a : args) s.bind(i++, std::string_view(a));
+  s.bind(i, f.limit);
+  AuditRow row;
+  while (s.step()) {
+    read_row(s, row);
+    visit(row);
+  }
+}
+
+}  // namespace kms::store

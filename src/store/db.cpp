@@ -1,0 +1,196 @@
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+#include "kms/store.hpp"
+
+namespace kms::store {
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail(sqlite3* db, int rc, std::string_view what, const fs::path& path) {
+  const std::string detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) {
+    throw Error(Code::integrity,
+                fmt::format("the vault file {} is damaged or not a kmsctl vault ({})",
+                            path.string(), detail),
+                "restore it from a backup made with `kmsctl vault backup`");
+  }
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+    throw Error(Code::unavailable, fmt::format("the vault {} is busy: {}", path.string(), detail),
+                "another kmsctl process holds it; try again");
+  }
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
+      primary == SQLITE_CANTOPEN || primary == SQLITE_PERM) {
+    throw Error(Code::failed, fmt::format("{} ({}): {}", what, path.string(), detail),
+                "check free space and permissions where the vault lives");
+  }
+  throw Error(Code::failed, fmt::format("{} ({}): {}", what, path.string(), detail));
+}
+
+}  // namespace
+
+Db::Db(const fs::path& path, Mode mode) : path_(path) {
+  std::error_code ec;
+  if (mode == Mode::open_existing && !fs::exists(path, ec)) {
+    throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
+                "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
+  }
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  if (mode == Mode::create_new) flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    const int code = rc;
+    sqlite3* d = db_;
+    db_ = nullptr;
+    try {
+      fail(d, code, "cannot open the vault", path);
+    } catch (...) {
+      sqlite3_close(d);
+      throw;
+    }
+  }
+  try {
+    sqlite3_busy_timeout(db_, 30000);
+    sqlite3_extended_result_codes(db_, 1);
+    if (mode == Mode::create_new) ::chmod(path.c_str(), 0600);
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA foreign_keys=ON");
+    exec("PRAGMA secure_delete=ON");
+    exec("PRAGMA trusted_schema=OFF");
+    migrate(mode);
+  } catch (...) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+Db::~Db() {
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+Db::Db(Db&& o) noexcept : path_(std::move(o.path_)), db_(o.db_) { o.db_ = nullptr; }
+
+Db& Db::operator=(Db&& o) noexcept {
+  if (this != &o) {
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+    path_ = std::move(o.path_);
+    db_ = o.db_;
+    o.db_ = nullptr;
+  }
+  return *this;
+}
+
+void Db::exec(const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) fail(db_, rc, "vault database error", path_);
+}
+
+int Db::schema_version() {
+  Stmt s(*this, "PRAGMA user_version");
+  s.step();
+  return static_cast<int>(s.col_int(0));
+}
+
+void Db::backup_to(const fs::path& dest) {
+  sqlite3* out = nullptr;
+  int rc = sqlite3_open_v2(dest.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_close(out);
+    fail(nullptr, rc, "cannot create the backup file", dest);
+  }
+  ::chmod(dest.c_str(), 0600);
+  sqlite3_backup* b = sqlite3_backup_init(out, "main", db_, "main");
+  if (b == nullptr) {
+    const std::string msg = sqlite3_errmsg(out);
+    sqlite3_close(out);
+    throw Error(Code::failed, fmt::format("cannot start the backup: {}", msg));
+  }
+  do {
+    rc = sqlite3_backup_step(b, -1);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(5);
+  } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+  sqlite3_backup_finish(b);
+  // The copy is a self-contained file: no WAL left beside it.
+  if (rc == SQLITE_DONE) {
+    char* err = nullptr;
+    rc = sqlite3_exec(out, "PRAGMA journal_mode=DELETE", nullptr, nullptr, &err);
+    sqlite3_free(err);
+    rc = rc == SQLITE_OK ? SQLITE_DONE : rc;
+  }
+  sqlite3_close(out);
+  if (rc != SQLITE_DONE) fail(nullptr, rc, "the backup failed", dest);
+}
+
+Stmt::Stmt(Db& db, const char* sql) : db_(db) {
+  const int rc = sqlite3_prepare_v3(db.raw(), sql, -1, 0, &stmt_, nullptr);
+  if (rc != SQLITE_OK) fail(db.raw(), rc, "vault database error", db.path());
+}
+
+Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+
+Stmt& Stmt::bind(int i, std::int64_t v) {
+  sqlite3_bind_int64(stmt_, i, v);
+  return *this;
+}
+Stmt& Stmt::bind(int i, std::string_view v) {
+  sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::bind(int i, ByteView v) {
+  sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::bind_null(int i) {
+  sqlite3_bind_null(stmt_, i);
+  return *this;
+}
+
+bool Stmt::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(db_.raw(), rc, "vault database error", db_.path());
+}
+
+void Stmt::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+std::int64_t Stmt::col_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+std::string Stmt::col_text(int i) const { return std::string(col_text_view(i)); }
+std::string_view Stmt::col_text_view(int i) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+  return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
+           : std::string_view();
+}
+ByteView Stmt::col_blob(int i) const {
+  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, i));
+  return p ? ByteView(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : ByteView();
+}
+bool Stmt::col_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+
+Tx::Tx(Db& db, Kind kind) : db_(db) {
+  db_.exec(kind == Kind::write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+  open_ = true;
+}
+
+Tx::~Tx() {
+  if (open_) sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Tx::commit() {
+  db_.exec("COMMIT");
+  open_ = false;
+}
+
+}  // namespace kms::store

@@ -1,0 +1,40 @@
+#include "kms/store.hpp"
+
+namespace kms::store {
+
+std::optional<VaultMeta> read_meta(Db& db) {
+  Stmt s(db,
+         "SELECT vault_id, created, pkcs11_module, token_label, token_serial, softhsm_conf, "
+         "root_key_gen, sealed_master FROM vault_meta WHERE singleton = 1");
+  if (!s.step()) return std::nullopt;
+  VaultMeta m;
+  m.vault_id = s.col_text(0);
+  m.created = s.col_text(1);
+  m.pkcs11_module = s.col_text(2);
+  m.token_label = s.col_text(3);
+  m.token_serial = s.col_text(4);
+  m.softhsm_conf = s.col_text(5);
+  m.root_key_gen = s.col_int(6);
+  const ByteView sealed = s.col_blob(7);
+  m.sealed_master.assign(sealed.begin(), sealed.end());
+  return m;
+}
+
+void insert_meta(Db& db, const VaultMeta& m) {
+  Stmt s(db,
+         "INSERT INTO vault_meta (singleton, vault_id, created, pkcs11_module, token_label, "
+         "token_serial, softhsm_conf, root_key_gen, sealed_master) "
+         "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, m.vault_id).bind(2, m.created).bind(3, m.pkcs11_module).bind(4, m.token_label);
+  s.bind(5, m.token_serial).bind(6, m.softhsm_conf).bind(7, m.root_key_gen);
+  s.bind(8, ByteView(m.sealed_master));
+  s.step();
+}
+
+void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master) {
+  Stmt s(db, "UPDATE vault_meta SET root_key_gen = ?, sealed_master = ? WHERE singleton = 1");
+  s.bind(1, gen).bind(2, sealed_master);
+  s.step();
+}
+
+}  // namespace kms::store

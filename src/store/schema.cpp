@@ -1,0 +1,71 @@
+// The vault schema and its migrations, keyed by PRAGMA user_version. A migration from version
+// N to N+1 is appended to kMigrations and never edited once released.
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+#include "kms/store.hpp"
+
+namespace kms::store {
+namespace {
+
+const char* const kMigrations[] = {
+    // 0 -> 1: the vault header and the audit log.
+    R"sql(
+CREATE TABLE vault_meta (
+  singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
+  vault_id       TEXT NOT NULL,
+  created        TEXT NOT NULL,
+  pkcs11_module  TEXT NOT NULL,
+  token_label    TEXT NOT NULL,
+  token_serial   TEXT NOT NULL,
+  softhsm_conf   TEXT NOT NULL,
+  root_key_gen   INTEGER NOT NULL,
+  sealed_master  BLOB NOT NULL
+);
+CREATE TABLE audit_log (
+  seq         INTEGER PRIMARY KEY,
+  time        TEXT NOT NULL,
+  principal   TEXT NOT NULL,
+  uid         INTEGER NOT NULL,
+  action      TEXT NOT NULL,
+  resource    TEXT NOT NULL,
+  params      TEXT NOT NULL,
+  outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'denied')),
+  error_code  TEXT NOT NULL,
+  prev_hash   BLOB NOT NULL UNIQUE,
+  hash        BLOB NOT NULL UNIQUE,
+  mac         BLOB NOT NULL
+);
+CREATE INDEX audit_log_time ON audit_log (time);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_resource ON audit_log (resource, seq);
+CREATE INDEX audit_log_principal ON audit_log (principal, seq);
+CREATE INDEX audit_log_outcome ON audit_log (outcome, seq);
+)sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+}  // namespace
+
+void Db::migrate(Mode mode) {
+  const int v = schema_version();
+  if (v > kSchemaVersion) {
+    throw Error(Code::unavailable,
+                fmt::format("the vault {} has schema version {}, newer than this kmsctl reads ({})",
+                            path_.string(), v, kSchemaVersion),
+                "upgrade kmsctl to the version that wrote this vault");
+  }
+  if (v == kSchemaVersion) return;
+  if (v == 0 && mode != Mode::create_new) {
+    throw Error(Code::integrity,
+                fmt::format("{} is a SQLite file but not a kmsctl vault", path_.string()),
+                "point KMSCTL_VAULT / --vault at a vault made by `kmsctl init`");
+  }
+  Tx tx(*this, Tx::Kind::write);
+  if (schema_version() != v) return;  // another process migrated meanwhile (tx rolls back)
+  for (int i = v; i < kSchemaVersion; ++i) exec(kMigrations[i]);
+  exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
+  tx.commit();
+}
+
+}  // namespace kms::store

@@ -1,0 +1,214 @@
+// Creating a vault: choose or make the token, generate the root key in it, seal a fresh master
+// key, and write the vault header — at temporary paths, so an interrupted init leaves only
+// markers that the next init recognises and clears.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "kms/clock.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/files.hpp"
+#include "kms/vault.hpp"
+#include "vault/detail.hpp"
+
+namespace kms {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kIncompleteMarker = "INIT-INCOMPLETE";
+
+fs::path sibling(const fs::path& vault, std::string_view suffix) {
+  return vault.parent_path() / fmt::format(".{}{}", vault.filename().string(), suffix);
+}
+fs::path temp_db_path(const fs::path& vault) { return sibling(vault, ".init-tmp"); }
+fs::path pending_path(const fs::path& vault) { return sibling(vault, ".init-pending"); }
+
+void remove_db_files(const fs::path& db) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(db.string() + suffix, ec);
+}
+
+void write_small_file(const fs::path& path, std::string_view text) {
+  files::AtomicFile f(path, true);
+  f.write(text);
+  f.commit();
+}
+
+std::string read_small_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string now_compact() {
+  std::string t = format_rfc3339(now());
+  std::erase(t, ':');
+  std::erase(t, '-');
+  return t.substr(0, 15) + "Z";  // 20261128T093102Z
+}
+
+// Clears what an interrupted init left: the temporary vault, an unfinished private token
+// directory, and the root key / anchor that it may have created in an external token.
+void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
+  const fs::path pending = pending_path(opts.vault);
+  std::error_code ec;
+  const fs::path token_dir = private_token_dir(opts.vault);
+  if (fs::exists(token_dir / kIncompleteMarker, ec)) fs::remove_all(token_dir, ec);
+  if (fs::exists(pending, ec)) {
+    const std::string old_id = read_small_file(pending);
+    if (opts.token.module && !old_id.empty()) {
+      try {
+        auto module = hsm::Module::load(*opts.token.module);
+        const hsm::TokenInfo t = module->find_token(opts.token.label, opts.token.serial);
+        hsm::Session s(module, t.slot);
+        s.login_user(pin);
+        for (auto h : s.find_keys(std::string(kRootKeyLabelPrefix) + old_id)) s.destroy(h);
+        for (auto h : s.find_data(std::string(kAnchorLabelPrefix) + old_id)) s.destroy(h);
+      } catch (const Error&) {
+        // Unreachable token: the objects, if any, are labelled with a vault id nobody uses.
+      }
+    }
+    fs::remove(pending, ec);
+  }
+  remove_db_files(temp_db_path(opts.vault));
+}
+
+void write_softhsm_conf(const fs::path& dir) {
+  files::make_private_dir(dir / "tokens");
+  write_small_file(dir / "softhsm2.conf",
+                   fmt::format("# SoftHSM2 configuration of a private kmsctl token; keep this\n"
+                               "# directory with the vault file it belongs to.\n"
+                               "directories.tokendir = {}\n"
+                               "objectstore.backend = file\n"
+                               "log.level = ERROR\n"
+                               "slots.removable = false\n",
+                               (dir / "tokens").string()));
+}
+
+// Printable SO PIN: 24 characters from an unambiguous alphabet (about 118 bits).
+SecureBytes random_so_pin() {
+  static constexpr std::string_view alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+  SecureBytes pin(24);
+  SecureBytes raw = crypto::random_secret(24);
+  for (size_t i = 0; i < pin.size(); ++i) pin.data()[i] = alphabet[raw.data()[i] % alphabet.size()];
+  return pin;
+}
+
+}  // namespace
+
+std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes& pin,
+                                     InitReport& report) {
+  const fs::path final_path = fs::absolute(opts.vault);
+  files::make_private_dir(final_path.parent_path());
+  InitOptions o = opts;
+  o.vault = final_path;
+  clean_interrupted(o, pin);
+
+  std::error_code ec;
+  const fs::path token_dir = private_token_dir(final_path);
+  if (fs::exists(final_path, ec)) {
+    if (!opts.force) {
+      throw Error(Code::refused, fmt::format("a vault already exists at {}", final_path.string()),
+                  "use it, choose another path with --vault, or pass --force to move it aside");
+    }
+  } else if (!opts.token.module && fs::exists(token_dir, ec)) {
+    throw Error(Code::refused,
+                fmt::format("a token directory {} exists without its vault", token_dir.string()),
+                "move it away (it may hold the root key of a vault you still have) and retry");
+  }
+
+  std::unique_ptr<Vault> v(new Vault());
+  v->final_path_ = final_path;
+  v->path_ = temp_db_path(final_path);
+  store::VaultMeta& m = v->meta_;
+  m.vault_id = crypto::uuid_v4();
+  m.created = format_rfc3339(now());
+  m.root_key_gen = 1;
+  write_small_file(pending_path(final_path), m.vault_id + "\n");
+
+  if (opts.force && fs::exists(final_path, ec)) {
+    // Moved aside only once the new vault is ready would be nicer, but its private token
+    // directory must be free now; nothing is deleted.
+    const fs::path aside(final_path.string() + ".replaced-" + now_compact());
+    for (const char* suffix : {"-wal", "-shm", ".lock"}) {
+      fs::rename(final_path.string() + suffix, aside.string() + suffix, ec);
+    }
+    fs::rename(token_dir, private_token_dir(aside), ec);
+    fs::rename(final_path, aside);
+    report.moved_aside = aside;
+  }
+
+  if (opts.token.module) {
+    m.pkcs11_module = *opts.token.module;
+    v->module_ = hsm::Module::load(m.pkcs11_module);
+    v->token_ = v->module_->find_token(opts.token.label, opts.token.serial);
+  } else {
+    const auto module = find_softhsm_module();
+    if (!module) {
+      throw Error(Code::unavailable, "SoftHSM2 is not installed (no libsofthsm2.so found)",
+                  "install it (apt-get install softhsm2) or pass --pkcs11-module for your HSM");
+    }
+    m.pkcs11_module = *module;
+    files::make_private_dir(token_dir);
+    write_small_file(token_dir / kIncompleteMarker, m.vault_id + "\n");
+    write_softhsm_conf(token_dir);
+    m.softhsm_conf = (token_dir / "softhsm2.conf").string();
+    ::setenv("SOFTHSM2_CONF", m.softhsm_conf.c_str(), 1);
+    v->module_ = hsm::Module::load(m.pkcs11_module);
+    std::optional<hsm::SlotId> free_slot;
+    for (const auto& t : v->module_->tokens()) {
+      if (!t.initialized) free_slot = t.slot;
+    }
+    if (!free_slot) throw Error(Code::failed, "SoftHSM2 offers no free slot for a new token");
+    SecureBytes so_pin = random_so_pin();
+    v->token_ = v->module_->init_token(*free_slot, "kmsctl-" + m.vault_id.substr(0, 8), so_pin, pin);
+    report.so_pin = std::move(so_pin);
+  }
+  m.token_label = v->token_.label;
+  m.token_serial = v->token_.serial;
+  v->session_ = std::make_unique<hsm::Session>(v->module_, v->token_.slot);
+  v->session_->login_user(pin);
+
+  // Root key in the token, master key sealed by it.
+  v->root_ = v->session_->generate_aes256(v->root_label(), detail::root_key_id(1));
+  m.sealed_master = detail::seal_master(*v->session_, v->root_, m.vault_id, 1,
+                                        crypto::random_secret(32).view());
+  remove_db_files(v->path_);
+  v->db_ = std::make_unique<store::Db>(v->path_, store::Db::Mode::create_new);
+  {
+    store::Tx tx(*v->db_, store::Tx::Kind::write);
+    store::insert_meta(*v->db_, m);
+    tx.commit();
+  }
+  v->unseal();  // proves the round trip through the token before anything depends on it
+
+  report.vault_id = m.vault_id;
+  report.token = v->token_;
+  report.module = m.pkcs11_module;
+  return v;
+}
+
+void Vault::publish() {
+  if (path_ == final_path_) return;
+  db_.reset();  // closing the last connection checkpoints and removes the WAL
+  if (::link(path_.c_str(), final_path_.c_str()) != 0) {
+    throw Error(Code::refused, fmt::format("a vault appeared at {} during init", final_path_.string()),
+                "run `kmsctl init` again");
+  }
+  ::unlink(path_.c_str());
+  files::fsync_dir(final_path_.parent_path());
+  std::error_code ec;
+  fs::remove(private_token_dir(final_path_) / kIncompleteMarker, ec);
+  fs::remove(pending_path(final_path_), ec);
+  path_ = final_path_;
+  db_ = std::make_unique<store::Db>(path_, store::Db::Mode::open_existing);
+}
+
+}  // namespace kms

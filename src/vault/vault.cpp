@@ -1,0 +1,269 @@
+#include "kms/vault.hpp"
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/files.hpp"
+#include "vault/detail.hpp"
+
+namespace kms {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kMasterMagic = "KMSK";
+constexpr std::uint8_t kMasterVersion = 1;
+constexpr std::string_view kRecordKeyInfo = "kmsctl/v1/record-seal";
+constexpr std::string_view kAuditKeyInfo = "kmsctl/v1/audit-mac";
+
+void put_u64(Bytes& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+void put_lp(Bytes& out, std::string_view s) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(s.size() >> (8 * i)));
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+// AAD of the sealed master key: label || 0x00 || vault id || u64be(root key generation).
+Bytes master_aad(std::string_view vault_id, std::int64_t gen) {
+  Bytes aad(kMasterAadLabel.begin(), kMasterAadLabel.end());
+  aad.push_back(0);
+  aad.insert(aad.end(), vault_id.begin(), vault_id.end());
+  put_u64(aad, static_cast<std::uint64_t>(gen));
+  return aad;
+}
+
+// AAD of a sealed record: magic || version || lp(vault id) || lp(table) || lp(row id) || u64be(version).
+Bytes record_aad(std::string_view vault_id, const RecordRef& r) {
+  Bytes aad(kSealedMagic.begin(), kSealedMagic.end());
+  aad.push_back(kSealedVersion);
+  put_lp(aad, vault_id);
+  put_lp(aad, r.table);
+  put_lp(aad, r.row_id);
+  put_u64(aad, static_cast<std::uint64_t>(r.version));
+  return aad;
+}
+
+}  // namespace
+
+namespace detail {
+
+Bytes root_key_id(std::int64_t gen) {
+  Bytes id;
+  put_u64(id, static_cast<std::uint64_t>(gen));
+  return id;
+}
+
+Bytes seal_master(hsm::Session& session, hsm::ObjectHandle root, std::string_view vault_id,
+                  std::int64_t gen, ByteView master) {
+  const Bytes iv = crypto::random_bytes(crypto::kGcmNonceSize);
+  const Bytes ct = session.gcm_encrypt(root, iv, master_aad(vault_id, gen), master);
+  Bytes sealed(kMasterMagic.begin(), kMasterMagic.end());
+  sealed.push_back(kMasterVersion);
+  sealed.insert(sealed.end(), iv.begin(), iv.end());
+  sealed.insert(sealed.end(), ct.begin(), ct.end());
+  return sealed;
+}
+
+}  // namespace detail
+
+using detail::root_key_id;
+
+fs::path default_vault_path() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) {
+    return fs::path(xdg) / "kmsctl" / "vault.db";
+  }
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : ".") / ".local" / "share" / "kmsctl" / "vault.db";
+}
+
+fs::path lock_path(const fs::path& vault) { return fs::path(vault.string() + ".lock"); }
+fs::path private_token_dir(const fs::path& vault) { return fs::path(vault.string() + ".token"); }
+
+std::optional<std::string> find_softhsm_module() {
+  for (const char* p : {"/usr/lib/softhsm/libsofthsm2.so",
+                        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+                        "/usr/local/lib/softhsm/libsofthsm2.so"}) {
+    std::error_code ec;
+    if (fs::exists(p, ec)) return std::string(p);
+  }
+  return std::nullopt;
+}
+
+Vault::~Vault() = default;
+
+std::string Vault::root_label() const {
+  return std::string(kRootKeyLabelPrefix) + meta_.vault_id;
+}
+
+hsm::TokenInfo Vault::token_info() const { return token_; }
+
+void Vault::connect_token(const SecureBytes& pin) {
+  if (!meta_.softhsm_conf.empty()) {
+    std::error_code ec;
+    if (!fs::exists(meta_.softhsm_conf, ec)) {
+      throw Error(Code::unavailable,
+                  fmt::format("the vault's private token configuration {} is missing",
+                              meta_.softhsm_conf),
+                  fmt::format("restore the directory {} that belongs with the vault",
+                              private_token_dir(final_path_).string()));
+    }
+    ::setenv("SOFTHSM2_CONF", meta_.softhsm_conf.c_str(), 1);
+  }
+  module_ = hsm::Module::load(meta_.pkcs11_module);
+  token_ = module_->find_token(meta_.token_label, meta_.token_serial);
+  session_ = std::make_unique<hsm::Session>(module_, token_.slot);
+  session_->login_user(pin);
+}
+
+void Vault::unseal() {
+  const Bytes& s = meta_.sealed_master;
+  const size_t header = kMasterMagic.size() + 1;
+  if (s.size() != header + crypto::kGcmNonceSize + 32 + crypto::kGcmTagSize ||
+      !std::equal(kMasterMagic.begin(), kMasterMagic.end(), s.begin()) ||
+      s[kMasterMagic.size()] != kMasterVersion) {
+    throw Error(Code::integrity, "the vault header's sealed master key is malformed",
+                "restore the vault from a backup");
+  }
+  std::optional<hsm::ObjectHandle> root;
+  for (hsm::ObjectHandle h : session_->find_keys(root_label())) {
+    if (session_->get_id(h) == root_key_id(meta_.root_key_gen)) root = h;
+  }
+  if (!root) {
+    throw Error(Code::unavailable,
+                fmt::format("the token \"{}\" holds no root key for vault {} (generation {})",
+                            token_.label, meta_.vault_id, meta_.root_key_gen),
+                "check that this is the token the vault was created with");
+  }
+  root_ = *root;
+  const ByteView iv(s.data() + header, crypto::kGcmNonceSize);
+  const ByteView ct(s.data() + header + crypto::kGcmNonceSize, s.size() - header - crypto::kGcmNonceSize);
+  std::optional<SecureBytes> master =
+      session_->gcm_decrypt(root_, iv, master_aad(meta_.vault_id, meta_.root_key_gen), ct);
+  if (!master || master->size() != 32) {
+    throw Error(Code::integrity,
+                "the vault's master key does not open with the token's root key: the vault "
+                "header was altered or belongs to another token",
+                "restore the vault from a backup");
+  }
+  master_ = std::move(*master);
+  const ByteView salt = as_bytes(meta_.vault_id);
+  record_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kRecordKeyInfo), 32);
+  audit_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kAuditKeyInfo), 32);
+}
+
+std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin) {
+  std::unique_ptr<Vault> v(new Vault());
+  v->path_ = v->final_path_ = path;
+  v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
+  // A concurrent rekey may replace the root key between reading the header and using it:
+  // read the header again once if the key it names has gone.
+  for (int attempt = 0;; ++attempt) {
+    {
+      store::Tx tx(*v->db_, store::Tx::Kind::read);
+      auto meta = store::read_meta(*v->db_);
+      if (!meta) {
+        throw Error(Code::integrity, fmt::format("{} has no vault header", path.string()),
+                    "restore the vault from a backup, or create one with `kmsctl init`");
+      }
+      v->meta_ = std::move(*meta);
+    }
+    if (!v->session_) v->connect_token(pin);
+    try {
+      v->unseal();
+      return v;
+    } catch (const Error& e) {
+      if (attempt > 0 || e.code() != Code::unavailable) throw;
+    }
+  }
+}
+
+Bytes Vault::seal(const RecordRef& where, ByteView plaintext) const {
+  const Bytes nonce = crypto::random_bytes(crypto::kGcmNonceSize);
+  const Bytes ct = crypto::aes_gcm_seal(record_key_.view(), nonce, record_aad(meta_.vault_id, where),
+                                        plaintext);
+  Bytes out(kSealedMagic.begin(), kSealedMagic.end());
+  out.push_back(kSealedVersion);
+  out.insert(out.end(), nonce.begin(), nonce.end());
+  out.insert(out.end(), ct.begin(), ct.end());
+  return out;
+}
+
+SecureBytes Vault::open_sealed(const RecordRef& where, ByteView sealed) const {
+  const size_t header = kSealedMagic.size() + 1;
+  const auto bad = [&] {
+    return Error(Code::integrity,
+                 fmt::format("the sealed value of {} {} (version {}) does not open: it was altered "
+                             "or moved from another row",
+                             where.table, where.row_id, where.version),
+                 "restore the vault from a backup; see `kmsctl audit verify`");
+  };
+  if (sealed.size() < header + crypto::kGcmNonceSize + crypto::kGcmTagSize ||
+      !std::equal(kSealedMagic.begin(), kSealedMagic.end(), sealed.begin()) ||
+      sealed[kSealedMagic.size()] != kSealedVersion) {
+    throw bad();
+  }
+  auto pt = crypto::aes_gcm_open(record_key_.view(), sealed.subspan(header, crypto::kGcmNonceSize),
+                                 record_aad(meta_.vault_id, where),
+                                 sealed.subspan(header + crypto::kGcmNonceSize));
+  if (!pt) throw bad();
+  return std::move(*pt);
+}
+
+std::vector<Bytes> Vault::load_anchor() {
+  std::vector<Bytes> values;
+  for (hsm::ObjectHandle h : session_->find_data(std::string(kAnchorLabelPrefix) + meta_.vault_id)) {
+    values.push_back(session_->get_value(h));
+  }
+  return values;
+}
+
+void Vault::store_anchor(ByteView value) {
+  const std::string label = std::string(kAnchorLabelPrefix) + meta_.vault_id;
+  const auto old = session_->find_data(label);
+  session_->create_data(label, value);
+  for (hsm::ObjectHandle h : old) session_->destroy(h);
+}
+
+std::int64_t Vault::prepare_rekey() {
+  const std::int64_t gen = meta_.root_key_gen + 1;
+  meta_before_rekey_ = meta_;
+  new_root_ = session_->generate_aes256(root_label(), root_key_id(gen));
+  Bytes sealed = detail::seal_master(*session_, *new_root_, meta_.vault_id, gen, master_.view());
+  store::update_root_key(*db_, gen, sealed);
+  meta_.root_key_gen = gen;
+  meta_.sealed_master = std::move(sealed);
+  return gen;
+}
+
+void Vault::finish_rekey() {
+  const Bytes keep = root_key_id(meta_.root_key_gen);
+  for (hsm::ObjectHandle h : session_->find_keys(root_label())) {
+    if (session_->get_id(h) != keep) session_->destroy(h);
+  }
+  root_ = *new_root_;
+  new_root_.reset();
+  meta_before_rekey_.reset();
+}
+
+void Vault::abort_rekey() noexcept {
+  if (!new_root_) return;
+  try {
+    session_->destroy(*new_root_);
+  } catch (...) {
+    // Left behind, it is an unused key object; the next rekey removes it.
+  }
+  new_root_.reset();
+  if (meta_before_rekey_) meta_ = std::move(*meta_before_rekey_);
+  meta_before_rekey_.reset();
+}
+
+void Vault::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
+  session_->set_pin(old_pin, new_pin);
+}
+
+}  // namespace kms
