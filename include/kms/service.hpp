@@ -36,6 +36,16 @@ class Service {
   // Creates a vault; its first audit record is vault.init.
   static std::unique_ptr<Service> init(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
+  // Replaces the vault at `target` with a verified backup of it and moves the token anchor to
+  // the restored log, recording vault.restore (with the anchor it replaced) as its next record.
+  struct RestoreReport {
+    std::int64_t backup_records = 0;
+    std::optional<std::int64_t> replaced_anchor_seq;
+  };
+  static std::unique_ptr<Service> restore(const std::filesystem::path& target,
+                                          const std::filesystem::path& backup,
+                                          const SecureBytes& pin, bool force,
+                                          RestoreReport& report);
   ~Service();
 
   Vault& vault() noexcept { return *vault_; }

@@ -40,6 +40,9 @@ class Db {
   void exec(const char* sql);
   // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
   void backup_to(const std::filesystem::path& dest);
+  // Replaces this database's content with that of `src` through the backup API (safe while
+  // the database is in WAL mode and other connections exist).
+  void restore_from(const std::filesystem::path& src);
   sqlite3* raw() const noexcept { return db_; }
 
  private:

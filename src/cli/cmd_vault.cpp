@@ -1,4 +1,4 @@
-// kmsctl vault backup | rekey | change-pin
+// kmsctl vault backup | restore | rekey | change-pin
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
@@ -6,7 +6,7 @@
 namespace kms::cli {
 
 void register_vault(CLI::App& app, Globals& g) {
-  CLI::App* vault = app.add_subcommand("vault", "Back up the vault, rekey it, change the token PIN");
+  CLI::App* vault = app.add_subcommand("vault", "Back up and restore the vault, rekey it, change the token PIN");
   vault->require_subcommand(1);
   vault->fallthrough();
 
@@ -48,6 +48,29 @@ void register_vault(CLI::App& app, Globals& g) {
     auto svc = Service::open(vault_path(g), old_pin);
     svc->change_pin(old_pin, new_pin);
     note("token user PIN changed");
+  });
+
+  struct RestoreArgs {
+    std::string file;
+    bool force = false;
+  };
+  auto ra = std::make_shared<RestoreArgs>();
+  CLI::App* restore = vault->add_subcommand(
+      "restore", "Replace the vault with a verified backup of it and re-anchor its audit log "
+                 "in the token (recorded as vault.restore)");
+  restore->add_option("backup", ra->file, "Backup file made by `kmsctl vault backup`")
+      ->required()
+      ->type_name("FILE");
+  restore->add_flag("--force", ra->force, "Replace an existing vault's content");
+  restore->callback([&g, ra] {
+    const SecureBytes pin = read_pin(g);
+    Service::RestoreReport rep;
+    auto svc = Service::restore(vault_path(g), ra->file, pin, ra->force, rep);
+    note(fmt::format("restored {} ({} audit records) into {}{}", ra->file, rep.backup_records,
+                     svc->vault().final_path().string(),
+                     rep.replaced_anchor_seq
+                         ? fmt::format("; the token anchor moved from seq {}", *rep.replaced_anchor_seq)
+                         : std::string()));
   });
 }
 

@@ -51,6 +51,8 @@ std::vector<std::string> flag_words(const CLI::App& app) {
   return words;
 }
 
+bool takes_value(const CLI::Option* o) { return o->get_expected_max() > 0; }
+
 bool takes_file(const CLI::Option* o) {
   const std::string t = o->get_type_name();
   return t == "FILE" || t == "DIR";
@@ -201,7 +203,7 @@ std::string fish(const CLI::App& root) {
       o << "complete -c kmsctl -n \"" << cond << "\"";
       for (const auto& l : opt->get_lnames()) o << " -l " << l;
       for (const auto& s : opt->get_snames()) o << " -s " << s;
-      if (opt->get_type_size() != 0) o << (takes_file(opt) ? " -r -F" : " -r");
+      if (takes_value(opt)) o << (takes_file(opt) ? " -r -F" : " -r");
       o << " -d '" << fish_escape(opt->get_description()) << "'\n";
     }
   }
@@ -229,7 +231,7 @@ std::string option_synopsis(const CLI::Option* o) {
   std::string names;
   for (const auto& s : o->get_snames()) names += (names.empty() ? "-" : ", -") + s;
   for (const auto& l : o->get_lnames()) names += (names.empty() ? "--" : ", --") + l;
-  if (o->get_type_size() != 0) {
+  if (takes_value(o)) {
     const std::string t = o->get_type_name();
     names += " " + (t.empty() ? std::string("VALUE") : t);
   }
@@ -260,6 +262,7 @@ std::string man_page(const CLI::App& root) {
                    "log whose head is anchored in the token.")
     << "\n.SH GLOBAL OPTIONS\n";
   for (const CLI::Option* opt : flags(root)) {
+    if (opt == root.get_help_all_ptr()) continue;
     o << ".TP\n.B " << roff_escape(option_synopsis(opt)) << "\n" << roff_escape(opt->get_description());
     if (!opt->get_envname().empty()) o << " (environment: " << opt->get_envname() << ")";
     o << "\n";
@@ -275,7 +278,7 @@ std::string man_page(const CLI::App& root) {
     }
     o << ".SS " << roff_escape(synopsis) << "\n" << roff_escape(n.app->get_description()) << "\n";
     for (const CLI::Option* opt : n.app->get_options()) {
-      if (opt == n.app->get_help_ptr()) continue;
+      if (opt == n.app->get_help_ptr() || opt == n.app->get_help_all_ptr()) continue;
       o << ".TP\n.B " << roff_escape(opt->nonpositional() ? option_synopsis(opt) : opt->get_name())
         << "\n" << roff_escape(opt->get_description()) << "\n";
     }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "kms/clock.hpp"
+#include "kms/crypto.hpp"
 #include "kms/files.hpp"
 
 namespace kms {
@@ -54,6 +55,60 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
   v.publish();
   // The log and anchor hold a reference to the database, which publish() reopened.
   s->log_ = std::make_unique<audit::Log>(v.db(), v.meta().vault_id, v.audit_key(), *s->anchor_);
+  return s;
+}
+
+std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
+                                          const std::filesystem::path& backup,
+                                          const SecureBytes& pin, bool force,
+                                          RestoreReport& report) {
+  std::string vault_id;
+  {
+    Service from(Vault::open(backup, pin));
+    const audit::VerifyReport rep = from.log_->verify(/*check_anchor=*/false);
+    if (!rep.ok) {
+      throw Error(Code::integrity,
+                  fmt::format("the backup {} does not verify at seq {}: {}", backup.string(),
+                              rep.first_bad_seq.value_or(0), rep.problem),
+                  "choose another backup");
+    }
+    report.backup_records = rep.records;
+    vault_id = from.vault_->meta().vault_id;
+  }
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(target, ec);
+  if (exists && !force) {
+    throw Error(Code::refused, fmt::format("a vault exists at {}", target.string()),
+                "pass --force to replace its content with the backup (the current content is "
+                "lost; take a backup of it first)");
+  }
+  files::ExclusiveLock lock(lock_path(target));
+  if (exists) {
+    store::Db live(target, store::Db::Mode::open_existing);
+    const auto meta = store::read_meta(live);
+    if (!meta || meta->vault_id != vault_id) {
+      throw Error(Code::refused,
+                  fmt::format("the backup belongs to vault {}, not to the vault at {}", vault_id,
+                              target.string()),
+                  "restore it to another path with --vault");
+    }
+    live.restore_from(backup);
+  } else {
+    files::AtomicFile out(target, false);
+    store::Db src(backup, store::Db::Mode::open_existing);
+    src.backup_to(out.temp_path());
+    out.commit();
+  }
+  std::unique_ptr<Service> s(new Service(Vault::open(target, pin)));
+  std::optional<audit::Anchor> old = s->log_->read_anchor();
+  if (old) report.replaced_anchor_seq = old->seq;
+  audit::Event ev{"vault.restore", "vault/" + vault_id, {{"backup", backup.string()}}};
+  ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
+  ev.params["replaced_anchor_hash"] = old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
+  store::Tx tx(s->vault_->db(), store::Tx::Kind::write);
+  const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
+  tx.commit();
+  s->log_->publish(row);
   return s;
 }
 

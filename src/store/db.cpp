@@ -130,6 +130,28 @@ void Db::backup_to(const fs::path& dest) {
   if (rc != SQLITE_DONE) fail(nullptr, rc, "the backup failed", dest);
 }
 
+void Db::restore_from(const fs::path& src) {
+  sqlite3* in = nullptr;
+  int rc = sqlite3_open_v2(src.c_str(), &in, SQLITE_OPEN_READONLY, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_close(in);
+    fail(nullptr, rc, "cannot open the backup", src);
+  }
+  sqlite3_backup* b = sqlite3_backup_init(db_, "main", in, "main");
+  if (b == nullptr) {
+    const std::string msg = sqlite3_errmsg(db_);
+    sqlite3_close(in);
+    throw Error(Code::failed, fmt::format("cannot start the restore: {}", msg));
+  }
+  do {
+    rc = sqlite3_backup_step(b, -1);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(5);
+  } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+  sqlite3_backup_finish(b);
+  sqlite3_close(in);
+  if (rc != SQLITE_DONE) fail(db_, rc, "the restore failed", path_);
+}
+
 Stmt::Stmt(Db& db, const char* sql) : db_(db) {
   const int rc = sqlite3_prepare_v3(db.raw(), sql, -1, 0, &stmt_, nullptr);
   if (rc != SQLITE_OK) fail(db.raw(), rc, "vault database error", db.path());
