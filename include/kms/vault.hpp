@@ -11,24 +11,16 @@
 #include <string>
 
 #include "kms/hsm.hpp"
+#include "kms/sealed.hpp"
 #include "kms/secure.hpp"
 #include "kms/store.hpp"
 
 namespace kms {
 
 // Names as the spec names them.
-inline constexpr std::string_view kSealedMagic = "KMSR";
-inline constexpr std::uint8_t kSealedVersion = 1;
 inline constexpr std::string_view kMasterAadLabel = "kmsctl-master-key-v1";
 inline constexpr std::string_view kRootKeyLabelPrefix = "kmsctl-root:";
 inline constexpr std::string_view kAnchorLabelPrefix = "kmsctl-audit-anchor:";
-
-// Where a sealed value lives; bound into its associated data so a blob moved elsewhere fails.
-struct RecordRef {
-  std::string table;
-  std::string row_id;
-  std::int64_t version = 0;
-};
 
 struct TokenChoice {
   std::optional<std::string> module;  // none: a private SoftHSM2 token beside the vault

@@ -22,10 +22,6 @@ constexpr std::string_view kAuditKeyInfo = "kmsctl/v1/audit-mac";
 void put_u64(Bytes& out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
-void put_lp(Bytes& out, std::string_view s) {
-  for (int i = 3; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(s.size() >> (8 * i)));
-  out.insert(out.end(), s.begin(), s.end());
-}
 
 // AAD of the sealed master key: label || 0x00 || vault id || u64be(root key generation).
 Bytes master_aad(std::string_view vault_id, std::int64_t gen) {
@@ -33,17 +29,6 @@ Bytes master_aad(std::string_view vault_id, std::int64_t gen) {
   aad.push_back(0);
   aad.insert(aad.end(), vault_id.begin(), vault_id.end());
   put_u64(aad, static_cast<std::uint64_t>(gen));
-  return aad;
-}
-
-// AAD of a sealed record: magic || version || lp(vault id) || lp(table) || lp(row id) || u64be(version).
-Bytes record_aad(std::string_view vault_id, const RecordRef& r) {
-  Bytes aad(kSealedMagic.begin(), kSealedMagic.end());
-  aad.push_back(kSealedVersion);
-  put_lp(aad, vault_id);
-  put_lp(aad, r.table);
-  put_lp(aad, r.row_id);
-  put_u64(aad, static_cast<std::uint64_t>(r.version));
   return aad;
 }
 
@@ -183,34 +168,18 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
 }
 
 Bytes Vault::seal(const RecordRef& where, ByteView plaintext) const {
-  const Bytes nonce = crypto::random_bytes(crypto::kGcmNonceSize);
-  const Bytes ct = crypto::aes_gcm_seal(record_key_.view(), nonce, record_aad(meta_.vault_id, where),
-                                        plaintext);
-  Bytes out(kSealedMagic.begin(), kSealedMagic.end());
-  out.push_back(kSealedVersion);
-  out.insert(out.end(), nonce.begin(), nonce.end());
-  out.insert(out.end(), ct.begin(), ct.end());
-  return out;
+  return seal_record(record_key_.view(), meta_.vault_id, where, plaintext);
 }
 
 SecureBytes Vault::open_sealed(const RecordRef& where, ByteView sealed) const {
-  const size_t header = kSealedMagic.size() + 1;
-  const auto bad = [&] {
-    return Error(Code::integrity,
-                 fmt::format("the sealed value of {} {} (version {}) does not open: it was altered "
-                             "or moved from another row",
-                             where.table, where.row_id, where.version),
-                 "restore the vault from a backup; see `kmsctl audit verify`");
-  };
-  if (sealed.size() < header + crypto::kGcmNonceSize + crypto::kGcmTagSize ||
-      !std::equal(kSealedMagic.begin(), kSealedMagic.end(), sealed.begin()) ||
-      sealed[kSealedMagic.size()] != kSealedVersion) {
-    throw bad();
+  auto pt = open_record(record_key_.view(), meta_.vault_id, where, sealed);
+  if (!pt) {
+    throw Error(Code::integrity,
+                fmt::format("the sealed value of {} {} (version {}) does not open: it was altered "
+                            "or moved from another row",
+                            where.table, where.row_id, where.version),
+                "restore the vault from a backup; see `kmsctl audit verify`");
   }
-  auto pt = crypto::aes_gcm_open(record_key_.view(), sealed.subspan(header, crypto::kGcmNonceSize),
-                                 record_aad(meta_.vault_id, where),
-                                 sealed.subspan(header + crypto::kGcmNonceSize));
-  if (!pt) throw bad();
   return std::move(*pt);
 }
 
