@@ -12,6 +12,7 @@
 
 #include "kms/audit.hpp"
 #include "kms/error.hpp"
+#include "kms/keys.hpp"
 #include "kms/vault.hpp"
 
 namespace kms {
@@ -26,7 +27,28 @@ struct Status {
   bool private_token = false;
   std::int64_t root_key_generation = 0;
   std::int64_t audit_records = 0;
+  std::int64_t keys = 0;
+  std::int64_t keys_due_rotation = 0;
+  std::int64_t keys_due_deletion = 0;
   store::AuditHead audit_head;
+};
+
+struct KeyPage {
+  std::vector<keys::KeyInfo> keys;
+  std::optional<std::string> next;  // pass as `after` for the next page
+};
+
+struct DataKey {
+  std::string key_id;
+  std::uint32_t key_version = 0;
+  SecureBytes plaintext;
+  Bytes ciphertext_blob;
+};
+
+struct MaintainReport {
+  bool dry_run = false;
+  std::vector<std::pair<std::string, std::int64_t>> rotated;  // key id, new version
+  std::vector<std::string> deleted;                            // key ids
 };
 
 class Service {
@@ -72,9 +94,41 @@ class Service {
   std::int64_t rekey();
   void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
 
+  // ---- keys (key_ops.cpp); KEY is a key id or alias/NAME ----
+  keys::KeyInfo key_create(const keys::CreateSpec& spec);
+  KeyPage key_list(const std::optional<std::string>& state, const std::optional<std::string>& after,
+                   std::int64_t limit);
+  keys::KeyInfo key_describe(std::string_view ref);
+  keys::KeyInfo key_enable(std::string_view ref);
+  keys::KeyInfo key_disable(std::string_view ref);
+  keys::KeyInfo key_rotate(std::string_view ref);
+  keys::KeyInfo key_set_rotation(std::string_view ref, std::optional<std::int64_t> days);
+  keys::KeyInfo key_schedule_deletion(std::string_view ref, std::int64_t pending_days);
+  keys::KeyInfo key_cancel_deletion(std::string_view ref);
+  void alias_create(std::string_view alias, std::string_view ref);
+  void alias_update(std::string_view alias, std::string_view ref);
+  void alias_delete(std::string_view alias);
+  std::vector<std::pair<std::string, std::string>> alias_list();
+  keys::KeyInfo key_tag(std::string_view ref, const std::vector<std::pair<std::string, std::string>>& tags);
+  keys::KeyInfo key_untag(std::string_view ref, const std::vector<std::string>& names);
+  Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
+  keys::Decrypted decrypt(ByteView blob, const Context& context);
+  // Decrypts and encrypts again under `to_ref` (its primary version) without releasing the
+  // plaintext. Returns the new blob.
+  Bytes reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
+                  const Context& to_context);
+  DataKey generate_data_key(std::string_view ref, std::size_t bytes, const Context& context);
+  Bytes random(std::size_t bytes);
+  // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed.
+  MaintainReport maintain(bool dry_run);
+
  private:
   explicit Service(std::unique_ptr<Vault> vault);
   void record_failure(const audit::Event& event, Code code) noexcept;
+  // One audited operation on an existing key: resolves KEY, names it in the record, and
+  // destroys token keys the operation made if it rolls back.
+  using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;
+  void key_op(std::string_view action, std::string_view ref, const KeyBody& body);
 
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<audit::AnchorStore> anchor_;

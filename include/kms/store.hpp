@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "kms/secure.hpp"
 
@@ -19,7 +21,7 @@ struct sqlite3_stmt;
 namespace kms::store {
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 class Db {
  public:
@@ -139,5 +141,53 @@ void audit_insert(Db& db, const AuditRow& row);
 void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit);
 void audit_query(Db& db, const AuditFilter& filter,
                  const std::function<void(const AuditRow&)>& visit);
+
+// ---- keys ----
+struct KeyRow {
+  std::string id;
+  std::string spec;
+  std::string usage;
+  std::string description;
+  std::string state;       // Enabled | Disabled | PendingDeletion
+  std::string protection;  // software | hsm
+  std::string created;
+  std::optional<std::int64_t> rotation_period_days;
+  std::string last_rotated;
+  std::optional<std::string> deletion_date;
+  std::int64_t primary_version = 1;
+};
+struct KeyVersionRow {
+  std::string key_id;
+  std::int64_t version = 0;
+  std::string created;
+  std::optional<Bytes> material;  // sealed; none for hsm keys
+};
+void key_insert(Db& db, const KeyRow& key);
+void key_update(Db& db, const KeyRow& key);
+void key_delete(Db& db, std::string_view id);  // versions, aliases and tags go with it
+std::optional<KeyRow> key_get(Db& db, std::string_view id);
+// Ordered by (created, id); starts after the key `after` when given.
+std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
+                             const std::optional<std::string>& after, std::int64_t limit);
+std::int64_t key_count(Db& db);
+// Keys whose rotation period has elapsed at `now` (RFC 3339) and are Enabled.
+std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now);
+std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now);
+
+void key_version_insert(Db& db, const KeyVersionRow& v);
+std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id, std::int64_t version);
+std::vector<KeyVersionRow> key_versions(Db& db, std::string_view key_id);  // metadata, ascending
+std::int64_t key_version_max(Db& db, std::string_view key_id);
+
+std::optional<std::string> alias_target(Db& db, std::string_view alias);
+void alias_insert(Db& db, std::string_view alias, std::string_view key_id, std::string_view now);
+void alias_update(Db& db, std::string_view alias, std::string_view key_id);
+void alias_delete(Db& db, std::string_view alias);
+std::vector<std::string> aliases_of(Db& db, std::string_view key_id);
+std::vector<std::pair<std::string, std::string>> alias_list(Db& db);  // (alias, key id)
+
+void tag_set(Db& db, std::string_view key_id, std::string_view name, std::string_view value);
+bool tag_remove(Db& db, std::string_view key_id, std::string_view name);
+std::vector<std::pair<std::string, std::string>> tags_of(Db& db, std::string_view key_id);
 
 }  // namespace kms::store

@@ -63,6 +63,7 @@ class Vault {
   const std::filesystem::path& path() const noexcept { return path_; }
   const std::filesystem::path& final_path() const noexcept { return final_path_; }
   hsm::TokenInfo token_info() const;
+  hsm::Session& token() noexcept { return *session_; }
   // The audit anchor: a private data object in the token, labelled with the vault id. Tokens
   // may refuse to modify CKA_VALUE, so a new object replaces the old one (created first, so
   // a crash leaves two, never none): load_anchor() returns every value found.

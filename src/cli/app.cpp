@@ -151,6 +151,9 @@ std::unique_ptr<CLI::App> build_app(Globals& g) {
   register_init(*app, g);
   register_status(*app, g);
   register_audit(*app, g);
+  register_key(*app, g);
+  register_crypto(*app, g);
+  register_maintain(*app, g);
   register_vault(*app, g);
   register_meta(*app, g);
   return app;

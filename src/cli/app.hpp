@@ -38,6 +38,17 @@ void register_status(CLI::App& app, Globals& g);
 void register_audit(CLI::App& app, Globals& g);
 void register_vault(CLI::App& app, Globals& g);
 void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
+void register_key(CLI::App& app, Globals& g);
+void register_crypto(CLI::App& app, Globals& g);  // encrypt, decrypt, re-encrypt, data-key, random
+void register_maintain(CLI::App& app, Globals& g);
+
+// K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
+Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
+// Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond, naming the flag).
+SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std::string& too_big_hint);
+// Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).
+void write_output(const std::string& path, std::string_view data, bool force);
+nlohmann::json key_json(const keys::KeyInfo& info);
 
 // Generated from the command tree (docgen.cpp).
 std::string completion_script(const CLI::App& app, const std::string& shell);

@@ -46,10 +46,10 @@ void run_list(const Globals& g, const ListArgs& a) {
     print_json(arr);
     return;
   }
-  fmt::print("{:>6}  {:<24}  {:<10}  {:<18}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
+  fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
              "RESOURCE", "OUTCOME");
   for (const auto& r : rows) {
-    fmt::print("{:>6}  {:<24}  {:<10}  {:<18}  {:<44}  {}{}\n", r.seq, r.time, r.principal,
+    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, r.time, r.principal,
                r.action, r.resource, r.outcome, r.error_code.empty() ? "" : " (" + r.error_code + ")");
   }
 }

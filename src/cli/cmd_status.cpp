@@ -19,9 +19,9 @@ void run_status(const Globals& g, bool json) {
                    {"manufacturer", s.token.manufacturer}, {"model", s.token.model},
                    {"private", s.private_token}}},
         {"root_key_generation", s.root_key_generation},
-        {"counts", {{"audit_records", s.audit_records}}},
+        {"counts", {{"audit_records", s.audit_records}, {"keys", s.keys}}},
         {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
-        {"overdue", nlohmann::json::object()},
+        {"overdue", {{"key_rotations", s.keys_due_rotation}, {"key_deletions", s.keys_due_deletion}}},
     });
     return;
   }
@@ -33,9 +33,15 @@ void run_status(const Globals& g, bool json) {
              s.token.manufacturer, s.token.model, s.private_token ? ", private SoftHSM2 token" : "");
   fmt::print("module       {}\n", s.module);
   fmt::print("root key     generation {}\n", s.root_key_generation);
+  fmt::print("keys         {}\n", s.keys);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
              head_hash);
-  fmt::print("overdue      nothing\n");
+  if (s.keys_due_rotation + s.keys_due_deletion == 0) {
+    fmt::print("overdue      nothing\n");
+  } else {
+    fmt::print("overdue      {} key rotations, {} key deletions (run `kmsctl maintain`)\n",
+               s.keys_due_rotation, s.keys_due_deletion);
+  }
 }
 
 }  // namespace

@@ -160,6 +160,10 @@ Status Service::status() {
     st.private_token = !m.softhsm_conf.empty();
     st.root_key_generation = m.root_key_gen;
     st.audit_records = store::audit_count(vault_->db());
+    const std::string at = format_rfc3339(now());
+    st.keys = store::key_count(vault_->db());
+    st.keys_due_rotation = static_cast<std::int64_t>(store::keys_due_rotation(vault_->db(), at).size());
+    st.keys_due_deletion = static_cast<std::int64_t>(store::keys_due_deletion(vault_->db(), at).size());
     if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
   });
   // The status record itself is the new head.

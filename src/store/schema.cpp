@@ -42,6 +42,45 @@ CREATE INDEX audit_log_resource ON audit_log (resource, seq);
 CREATE INDEX audit_log_principal ON audit_log (principal, seq);
 CREATE INDEX audit_log_outcome ON audit_log (outcome, seq);
 )sql",
+    // 1 -> 2: keys, their versions, aliases and tags.
+    R"sql(
+CREATE TABLE keys (
+  id                    TEXT PRIMARY KEY,
+  spec                  TEXT NOT NULL,
+  usage                 TEXT NOT NULL,
+  description           TEXT NOT NULL,
+  state                 TEXT NOT NULL CHECK (state IN ('Enabled', 'Disabled', 'PendingDeletion')),
+  protection            TEXT NOT NULL CHECK (protection IN ('software', 'hsm')),
+  created               TEXT NOT NULL,
+  rotation_period_days  INTEGER,
+  last_rotated          TEXT NOT NULL,
+  deletion_date         TEXT,
+  primary_version       INTEGER NOT NULL
+);
+CREATE INDEX keys_created ON keys (created, id);
+CREATE INDEX keys_state ON keys (state, created, id);
+CREATE INDEX keys_deletion ON keys (deletion_date) WHERE deletion_date IS NOT NULL;
+CREATE INDEX keys_rotation ON keys (rotation_period_days) WHERE rotation_period_days IS NOT NULL;
+CREATE TABLE key_versions (
+  key_id    TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+  version   INTEGER NOT NULL CHECK (version >= 1),
+  created   TEXT NOT NULL,
+  material  BLOB,
+  PRIMARY KEY (key_id, version)
+) WITHOUT ROWID;
+CREATE TABLE key_aliases (
+  alias    TEXT PRIMARY KEY,
+  key_id   TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+  created  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX key_aliases_key ON key_aliases (key_id);
+CREATE TABLE key_tags (
+  key_id  TEXT NOT NULL REFERENCES keys (id) ON DELETE CASCADE,
+  name    TEXT NOT NULL,
+  value   TEXT NOT NULL,
+  PRIMARY KEY (key_id, name)
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -1,0 +1,161 @@
+// kmsctl encrypt | decrypt | re-encrypt | data-key generate | random
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::cli {
+namespace {
+
+constexpr std::size_t kMaxBlobInput = 64 * 1024;
+
+// A blob as given: raw (starts with the magic) or base64 text.
+Bytes blob_from_input(const SecureBytes& in) {
+  const ByteView raw = in.view();
+  if (raw.size() >= blob::kBlobMagic.size() &&
+      std::equal(blob::kBlobMagic.begin(), blob::kBlobMagic.end(), raw.begin())) {
+    return Bytes(raw.begin(), raw.end());
+  }
+  std::string_view text = in.chars();
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  auto decoded = crypto::from_base64(text);
+  if (!decoded) {
+    throw Error(Code::integrity, "the input is neither a kmsctl ciphertext blob nor base64 text",
+                "pass the output of `kmsctl encrypt` unchanged");
+  }
+  return std::move(*decoded);
+}
+
+std::string blob_text(const Bytes& blob, bool binary) {
+  return binary ? std::string(as_chars(blob)) : crypto::to_base64(blob) + "\n";
+}
+
+struct IoArgs {
+  std::string in = "-", out = "-";
+  bool force = false;
+  std::vector<std::string> context;
+};
+
+void add_io(CLI::App* cmd, IoArgs& a) {
+  cmd->add_option("--in", a.in, "Input file, or - for standard input (default)")->type_name("FILE");
+  cmd->add_option("--out", a.out, "Output file (atomic, 0600), or - for standard output (default)")
+      ->type_name("FILE");
+  cmd->add_flag("--force", a.force, "Overwrite an existing output file");
+  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")
+      ->type_name("K=V");
+}
+
+}  // namespace
+
+void register_crypto(CLI::App& app, Globals& g) {
+  struct EncryptArgs : IoArgs {
+    std::string key;
+    bool binary = false;
+  };
+  auto ea = std::make_shared<EncryptArgs>();
+  CLI::App* enc = app.add_subcommand(
+      "encrypt", "Encrypt up to 4096 bytes under a key into a self-describing ciphertext blob");
+  enc->add_option("--key", ea->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  add_io(enc, *ea);
+  enc->add_flag("--binary", ea->binary, "Write the raw blob instead of base64 text");
+  enc->callback([&g, ea] {
+    const Context ctx = parse_pairs(ea->context, "--context");
+    const SecureBytes pt = read_input(ea->in, keys::kMaxEncryptPlaintext,
+                                      "encrypt larger data with `kmsctl file encrypt` "
+                                      "(envelope encryption)");
+    const Bytes blob = open_service(g)->encrypt(ea->key, pt.view(), ctx);
+    write_output(ea->out, blob_text(blob, ea->binary), ea->force);
+  });
+
+  auto da = std::make_shared<IoArgs>();
+  CLI::App* dec = app.add_subcommand(
+      "decrypt", "Decrypt a ciphertext blob (the key is named inside it)");
+  add_io(dec, *da);
+  dec->callback([&g, da] {
+    const Context ctx = parse_pairs(da->context, "--context");
+    const Bytes blob = blob_from_input(read_input(da->in, kMaxBlobInput, "that is not a blob"));
+    const keys::Decrypted d = open_service(g)->decrypt(blob, ctx);
+    write_output(da->out, d.plaintext.chars(), da->force);
+  });
+
+  struct ReencryptArgs : IoArgs {
+    std::string to_key;
+    std::vector<std::string> to_context;
+    bool binary = false;
+  };
+  auto ra = std::make_shared<ReencryptArgs>();
+  CLI::App* re = app.add_subcommand(
+      "re-encrypt", "Move a ciphertext to another key, version or context without revealing it");
+  re->add_option("--to-key", ra->to_key, "Key id or alias/NAME to encrypt under (its primary version)")
+      ->required()
+      ->type_name("KEY");
+  add_io(re, *ra);
+  re->add_option("--to-context", ra->to_context, "New encryption context pair K=V (repeatable)")
+      ->type_name("K=V");
+  re->add_flag("--binary", ra->binary, "Write the raw blob instead of base64 text");
+  re->callback([&g, ra] {
+    const Context ctx = parse_pairs(ra->context, "--context");
+    const Context to_ctx = parse_pairs(ra->to_context, "--to-context");
+    const Bytes blob = blob_from_input(read_input(ra->in, kMaxBlobInput, "that is not a blob"));
+    const Bytes out = open_service(g)->reencrypt(blob, ctx, ra->to_key, to_ctx);
+    write_output(ra->out, blob_text(out, ra->binary), ra->force);
+  });
+
+  CLI::App* dk = app.add_subcommand("data-key", "Data keys for envelope encryption");
+  dk->require_subcommand(1);
+  dk->fallthrough();
+  struct DataKeyArgs {
+    std::string key, spec = "AES_256";
+    std::vector<std::string> context;
+    bool no_plaintext = false, json = false;
+  };
+  auto ka = std::make_shared<DataKeyArgs>();
+  CLI::App* gen = dk->add_subcommand(
+      "generate", "A random data key, in plaintext and encrypted under KEY");
+  gen->add_option("--key", ka->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  gen->add_option("--spec", ka->spec, "AES_256 (32 bytes) or AES_128 (16 bytes)")
+      ->check(CLI::IsMember({"AES_256", "AES_128"}));
+  gen->add_option("--context", ka->context, "Encryption context pair K=V (repeatable)")
+      ->type_name("K=V");
+  gen->add_flag("--no-plaintext", ka->no_plaintext, "Return only the encrypted data key");
+  gen->add_flag("--json", ka->json, "Print {key_id, plaintext, ciphertext_blob} as JSON");
+  gen->callback([&g, ka] {
+    const Context ctx = parse_pairs(ka->context, "--context");
+    const DataKey d = open_service(g)->generate_data_key(ka->key, ka->spec == "AES_128" ? 16 : 32, ctx);
+    const std::string blob = crypto::to_base64(d.ciphertext_blob);
+    if (ka->json) {
+      nlohmann::json j = {{"key_id", d.key_id}, {"key_version", d.key_version},
+                          {"ciphertext_blob", blob}};
+      if (!ka->no_plaintext) j["plaintext"] = crypto::to_base64(d.plaintext.view());
+      print_json(j);
+      return;
+    }
+    fmt::print("key_id           {}\n", d.key_id);
+    if (!ka->no_plaintext) fmt::print("plaintext        {}\n", crypto::to_base64(d.plaintext.view()));
+    fmt::print("ciphertext_blob  {}\n", blob);
+  });
+
+  struct RandomArgs {
+    std::size_t bytes = 0;
+    std::string format = "base64";
+  };
+  auto rnd = std::make_shared<RandomArgs>();
+  CLI::App* random = app.add_subcommand("random", "Random bytes from the CSPRNG");
+  random->add_option("--bytes", rnd->bytes, "How many (1-1024)")
+      ->required()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1024}));
+  random->add_option("--format", rnd->format, "base64 (default), hex or raw")
+      ->check(CLI::IsMember({"base64", "hex", "raw"}));
+  random->callback([&g, rnd] {
+    const Bytes r = open_service(g)->random(rnd->bytes);
+    if (rnd->format == "raw") {
+      write_output("-", as_chars(r), false);
+    } else {
+      fmt::print("{}\n", rnd->format == "hex" ? crypto::to_hex(r) : crypto::to_base64(r));
+    }
+  });
+}
+
+}  // namespace kms::cli

@@ -1,0 +1,312 @@
+// kmsctl key create | list | describe | enable | disable | rotate | versions | set-rotation |
+//            schedule-deletion | cancel-deletion | tag | untag | alias {create,update,delete,list}
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/error.hpp"
+
+namespace kms::cli {
+namespace {
+
+nlohmann::json opt_json(const std::optional<std::string>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+
+void print_key(const keys::KeyInfo& info, bool json) {
+  if (json) {
+    print_json(key_json(info));
+    return;
+  }
+  const store::KeyRow& k = info.key;
+  std::string aliases;
+  for (const auto& a : info.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
+  fmt::print("key id           {}\n", k.id);
+  fmt::print("aliases          {}\n", aliases.empty() ? "-" : aliases);
+  fmt::print("description      {}\n", k.description.empty() ? "-" : k.description);
+  fmt::print("spec / usage     {} / {}\n", k.spec, k.usage);
+  fmt::print("state            {}\n", k.state);
+  fmt::print("protection       {}\n", k.protection);
+  fmt::print("created          {}\n", k.created);
+  fmt::print("rotation         {}\n",
+             k.rotation_period_days
+                 ? fmt::format("every {}d; last {}; next {}", *k.rotation_period_days, k.last_rotated,
+                               info.next_rotation.value_or("- (key not enabled)"))
+                 : std::string("off"));
+  if (k.deletion_date) fmt::print("deletion date    {}\n", *k.deletion_date);
+  fmt::print("versions         {} (primary {})\n", info.versions.size(), k.primary_version);
+  for (const auto& [name, value] : info.tags) fmt::print("tag              {}={}\n", name, value);
+}
+
+void print_versions(const keys::KeyInfo& info, bool json) {
+  if (json) {
+    print_json(key_json(info)["versions"]);
+    return;
+  }
+  fmt::print("{:>7}  {:<24}  {}\n", "VERSION", "CREATED", "PRIMARY");
+  for (const auto& v : info.versions) {
+    fmt::print("{:>7}  {:<24}  {}\n", v.version, v.created,
+               v.version == info.key.primary_version ? "yes" : "");
+  }
+}
+
+std::optional<std::string> state_filter(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  if (s == "enabled") return "Enabled";
+  if (s == "disabled") return "Disabled";
+  return "PendingDeletion";
+}
+
+// Registers a verb that takes KEY and prints the key afterwards.
+template <class F>
+void key_verb(CLI::App* key, Globals& g, const char* name, const char* help, F&& action) {
+  struct Args {
+    std::string key;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = key->add_subcommand(name, help);
+  cmd->add_option("key", a->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  cmd->add_flag("--json", a->json, "Print the key as JSON");
+  cmd->callback([&g, a, action] { print_key(action(*open_service(g), a->key), a->json); });
+}
+
+}  // namespace
+
+nlohmann::json key_json(const keys::KeyInfo& info) {
+  const store::KeyRow& k = info.key;
+  nlohmann::json versions = nlohmann::json::array();
+  for (const auto& v : info.versions) {
+    versions.push_back({{"version", v.version}, {"created", v.created},
+                        {"primary", v.version == k.primary_version}});
+  }
+  nlohmann::json tags = nlohmann::json::object();
+  for (const auto& [name, value] : info.tags) tags[name] = value;
+  return {
+      {"key_id", k.id},
+      {"aliases", info.aliases},
+      {"description", k.description},
+      {"spec", k.spec},
+      {"usage", k.usage},
+      {"state", k.state},
+      {"protection", k.protection},
+      {"created", k.created},
+      {"rotation_period_days",
+       k.rotation_period_days ? nlohmann::json(*k.rotation_period_days) : nlohmann::json()},
+      {"last_rotated", k.last_rotated},
+      {"next_rotation", opt_json(info.next_rotation)},
+      {"deletion_date", opt_json(k.deletion_date)},
+      {"primary_version", k.primary_version},
+      {"versions", versions},
+      {"tags", tags},
+  };
+}
+
+void register_key(CLI::App& app, Globals& g) {
+  CLI::App* key = app.add_subcommand("key", "Create and manage keys: states, versions, rotation, "
+                                            "aliases, tags");
+  key->require_subcommand(1);
+  key->fallthrough();
+
+  struct CreateArgs {
+    std::string spec = "AES_256", description, alias, rotation, protection = "software";
+    std::vector<std::string> tags;
+    bool json = false;
+  };
+  auto ca = std::make_shared<CreateArgs>();
+  CLI::App* create = key->add_subcommand("create", "Create a key (prints its id)");
+  create->add_option("--spec", ca->spec, "Key spec (AES_256)")->check(CLI::IsMember({"AES_256"}));
+  create->add_option("--description", ca->description, "What the key is for");
+  create->add_option("--alias", ca->alias, "Give it an alias/NAME");
+  create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
+  create->add_option("--rotation-period", ca->rotation, "Rotate automatically every N days (7d-730d)")
+      ->type_name("DAYS");
+  create->add_option("--protection", ca->protection,
+                     "software: material sealed in the vault; hsm: generated and used in the token")
+      ->check(CLI::IsMember({"software", "hsm"}));
+  create->add_flag("--json", ca->json, "Print the key as JSON");
+  create->callback([&g, ca] {
+    keys::CreateSpec spec;
+    spec.spec = ca->spec;
+    spec.description = ca->description;
+    if (!ca->alias.empty()) {
+      keys::check_alias_name(ca->alias);
+      spec.alias = ca->alias;
+    }
+    for (const auto& [k, v] : parse_pairs(ca->tags, "--tag")) spec.tags.emplace_back(k, v);
+    if (!ca->rotation.empty()) {
+      spec.rotation_days = keys::parse_days(ca->rotation, keys::kMinRotationDays,
+                                            keys::kMaxRotationDays, "--rotation-period");
+    }
+    spec.protection = ca->protection;
+    const keys::KeyInfo info = open_service(g)->key_create(spec);
+    if (ca->json) {
+      print_json(key_json(info));
+    } else {
+      fmt::print("{}\n", info.key.id);
+    }
+  });
+
+  struct ListArgs {
+    std::string state, after;
+    std::int64_t limit = 100;
+    bool json = false;
+  };
+  auto la = std::make_shared<ListArgs>();
+  CLI::App* list = key->add_subcommand("list", "List keys, oldest first, a page at a time");
+  list->add_option("--state", la->state, "Only keys in this state")
+      ->check(CLI::IsMember({"enabled", "disabled", "pending-deletion"}));
+  list->add_option("--limit", la->limit, "At most N keys (default 100)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000}));
+  list->add_option("--after", la->after, "Start after this key id (the `next` of the previous page)")
+      ->type_name("KEY_ID");
+  list->add_flag("--json", la->json, "Print {\"keys\": [...], \"next\": ID|null}");
+  list->callback([&g, la] {
+    const KeyPage page = open_service(g)->key_list(
+        state_filter(la->state), la->after.empty() ? std::nullopt : std::optional(la->after),
+        la->limit);
+    if (la->json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& k : page.keys) arr.push_back(key_json(k));
+      print_json({{"keys", arr}, {"next", opt_json(page.next)}});
+      return;
+    }
+    fmt::print("{:<36}  {:<15}  {:<10}  {:<7}  {:<24}  {}\n", "KEY ID", "STATE", "PROTECTION",
+               "VERSION", "CREATED", "ALIASES");
+    for (const auto& k : page.keys) {
+      std::string aliases;
+      for (const auto& a : k.aliases) aliases += (aliases.empty() ? "" : ",") + a;
+      fmt::print("{:<36}  {:<15}  {:<10}  {:>7}  {:<24}  {}\n", k.key.id, k.key.state,
+                 k.key.protection, k.key.primary_version, k.key.created, aliases);
+    }
+    if (page.next) note(fmt::format("more keys: kmsctl key list --after {}", *page.next));
+  });
+
+  key_verb(key, g, "describe", "Show a key: state, versions, rotation, deletion date, tags",
+           [](Service& s, const std::string& k) { return s.key_describe(k); });
+  key_verb(key, g, "enable", "Enable a disabled key",
+           [](Service& s, const std::string& k) { return s.key_enable(k); });
+  key_verb(key, g, "disable", "Disable a key: it refuses every cryptographic operation",
+           [](Service& s, const std::string& k) { return s.key_disable(k); });
+  key_verb(key, g, "rotate", "Make a new version the primary; old versions still decrypt",
+           [](Service& s, const std::string& k) { return s.key_rotate(k); });
+  key_verb(key, g, "cancel-deletion", "Cancel a scheduled deletion (the key becomes Disabled)",
+           [](Service& s, const std::string& k) { return s.key_cancel_deletion(k); });
+
+  struct VersionsArgs {
+    std::string key;
+    bool json = false;
+  };
+  auto va = std::make_shared<VersionsArgs>();
+  CLI::App* versions = key->add_subcommand("versions", "List a key's versions");
+  versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  versions->add_flag("--json", va->json, "Print a JSON array");
+  versions->callback([&g, va] { print_versions(open_service(g)->key_describe(va->key), va->json); });
+
+  struct RotationArgs {
+    std::string key, period;
+    bool off = false, json = false;
+  };
+  auto ra = std::make_shared<RotationArgs>();
+  CLI::App* set_rotation = key->add_subcommand("set-rotation", "Set or turn off automatic rotation");
+  set_rotation->add_option("key", ra->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  auto* period = set_rotation->add_option("--period", ra->period, "Every N days (7d-730d)")
+                     ->type_name("DAYS");
+  auto* off = set_rotation->add_flag("--off", ra->off, "No automatic rotation");
+  period->excludes(off);
+  set_rotation->add_flag("--json", ra->json, "Print the key as JSON");
+  set_rotation->callback([&g, ra] {
+    if (ra->period.empty() && !ra->off) {
+      throw Error(Code::usage, "set-rotation needs --period DAYS or --off", "e.g. --period 90d");
+    }
+    std::optional<std::int64_t> days;
+    if (!ra->off) {
+      days = keys::parse_days(ra->period, keys::kMinRotationDays, keys::kMaxRotationDays, "--period");
+    }
+    print_key(open_service(g)->key_set_rotation(ra->key, days), ra->json);
+  });
+
+  struct DeletionArgs {
+    std::string key, days = "30";
+    bool json = false;
+  };
+  auto da = std::make_shared<DeletionArgs>();
+  CLI::App* schedule = key->add_subcommand(
+      "schedule-deletion", "Schedule a key's permanent deletion after a waiting period");
+  schedule->add_option("key", da->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  schedule->add_option("--pending-days", da->days, "Waiting period, 7-30 days (default 30)")
+      ->type_name("DAYS");
+  schedule->add_flag("--json", da->json, "Print the key as JSON");
+  schedule->callback([&g, da] {
+    const std::int64_t days =
+        keys::parse_days(da->days, keys::kMinPendingDays, keys::kMaxPendingDays, "--pending-days");
+    const keys::KeyInfo info = open_service(g)->key_schedule_deletion(da->key, days);
+    note(fmt::format("key {} will be deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
+                     info.key.id, info.key.deletion_date.value_or("?"), info.key.id));
+    if (da->json) print_key(info, true);
+  });
+
+  struct TagArgs {
+    std::string key;
+    std::vector<std::string> items;
+    bool json = false;
+  };
+  auto ta = std::make_shared<TagArgs>();
+  CLI::App* tag = key->add_subcommand("tag", "Add or change tags K=V");
+  tag->add_option("key", ta->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  tag->add_option("tags", ta->items, "K=V pairs")->required()->type_name("K=V");
+  tag->add_flag("--json", ta->json, "Print the key as JSON");
+  tag->callback([&g, ta] {
+    std::vector<std::pair<std::string, std::string>> tags;
+    for (const auto& [k, v] : parse_pairs(ta->items, "tag")) tags.emplace_back(k, v);
+    print_key(open_service(g)->key_tag(ta->key, tags), ta->json);
+  });
+  auto ua = std::make_shared<TagArgs>();
+  CLI::App* untag = key->add_subcommand("untag", "Remove tags by name");
+  untag->add_option("key", ua->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
+  untag->add_flag("--json", ua->json, "Print the key as JSON");
+  untag->callback([&g, ua] { print_key(open_service(g)->key_untag(ua->key, ua->items), ua->json); });
+
+  CLI::App* alias = key->add_subcommand("alias", "Name keys with alias/NAME");
+  alias->require_subcommand(1);
+  alias->fallthrough();
+  struct AliasArgs {
+    std::string alias, key;
+  };
+  auto ac = std::make_shared<AliasArgs>();
+  CLI::App* acreate = alias->add_subcommand("create", "Create an alias for a key");
+  acreate->add_option("alias", ac->alias, "alias/NAME")->required()->type_name("ALIAS");
+  acreate->add_option("key", ac->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  acreate->callback([&g, ac] {
+    keys::check_alias_name(ac->alias);
+    open_service(g)->alias_create(ac->alias, ac->key);
+  });
+  auto au = std::make_shared<AliasArgs>();
+  CLI::App* aupdate = alias->add_subcommand("update", "Point an alias at another key");
+  aupdate->add_option("alias", au->alias, "alias/NAME")->required()->type_name("ALIAS");
+  aupdate->add_option("key", au->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  aupdate->callback([&g, au] {
+    keys::check_alias_name(au->alias);
+    open_service(g)->alias_update(au->alias, au->key);
+  });
+  auto ad = std::make_shared<std::string>();
+  CLI::App* adelete = alias->add_subcommand("delete", "Delete an alias (the key stays)");
+  adelete->add_option("alias", *ad, "alias/NAME")->required()->type_name("ALIAS");
+  adelete->callback([&g, ad] { open_service(g)->alias_delete(*ad); });
+  auto aljson = std::make_shared<bool>(false);
+  CLI::App* alist = alias->add_subcommand("list", "List aliases");
+  alist->add_flag("--json", *aljson, "Print a JSON array of {alias, key_id}");
+  alist->callback([&g, aljson] {
+    const auto aliases = open_service(g)->alias_list();
+    if (*aljson) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& [a, k] : aliases) arr.push_back({{"alias", a}, {"key_id", k}});
+      print_json(arr);
+      return;
+    }
+    fmt::print("{:<40}  {}\n", "ALIAS", "KEY ID");
+    for (const auto& [a, k] : aliases) fmt::print("{:<40}  {}\n", a, k);
+  });
+}
+
+}  // namespace kms::cli

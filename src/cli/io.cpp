@@ -1,0 +1,73 @@
+// Input, output and K=V parsing shared by the commands.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/error.hpp"
+#include "kms/files.hpp"
+
+namespace kms::cli {
+
+Context parse_pairs(const std::vector<std::string>& pairs, const char* flag) {
+  Context out;
+  for (const std::string& p : pairs) {
+    const auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw Error(Code::usage, fmt::format("{} {}: expected KEY=VALUE", flag, p),
+                  fmt::format("write {} purpose=backup (repeat the flag for more pairs)", flag));
+    }
+    if (!out.emplace(p.substr(0, eq), p.substr(eq + 1)).second) {
+      throw Error(Code::usage, fmt::format("{} names {} twice", flag, p.substr(0, eq)),
+                  "give each key once");
+    }
+  }
+  return out;
+}
+
+SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std::string& too_big_hint) {
+  const bool stdin_input = path.empty() || path == "-";
+  const int fd = stdin_input ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(Code::usage, fmt::format("cannot read {}: {}", path, std::strerror(errno)),
+                "check the path given to --in");
+  }
+  SecureBytes buf(max_bytes + 1);
+  std::size_t len = 0;
+  while (len < buf.size()) {
+    const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (!stdin_input) ::close(fd);
+      throw Error(Code::failed, fmt::format("cannot read {}: {}", stdin_input ? "standard input" : path,
+                                            std::strerror(errno)));
+    }
+    if (n == 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  if (!stdin_input) ::close(fd);
+  if (len > max_bytes) {
+    throw Error(Code::usage, fmt::format("the input is larger than {} bytes", max_bytes), too_big_hint);
+  }
+  buf.truncate(len);
+  return buf;
+}
+
+void write_output(const std::string& path, std::string_view data, bool force) {
+  if (path.empty() || path == "-") {
+    if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() || std::fflush(stdout) != 0) {
+      throw Error(Code::failed, "cannot write to standard output");
+    }
+    return;
+  }
+  files::AtomicFile out(path, force);
+  out.write(data);
+  out.commit();
+}
+
+}  // namespace kms::cli

@@ -1,0 +1,297 @@
+#include "kms/keys.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::keys {
+namespace {
+
+constexpr std::string_view kVersionsTable = "key_versions";
+
+RecordRef material_ref(std::string_view key_id, std::int64_t version) {
+  return {std::string(kVersionsTable), std::string(key_id), version};
+}
+
+std::string add_days(const std::string& rfc3339, std::int64_t days) {
+  const auto t = parse_rfc3339(rfc3339);
+  if (!t) return rfc3339;
+  return format_rfc3339(*t + std::chrono::days(days));
+}
+
+}  // namespace
+
+void check_alias_name(std::string_view alias) {
+  const bool prefixed = alias.substr(0, kAliasPrefix.size()) == kAliasPrefix;
+  const std::string_view name = prefixed ? alias.substr(kAliasPrefix.size()) : std::string_view();
+  const bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '/';
+  });
+  if (!prefixed || name.empty() || name.size() > 250 || !chars_ok) {
+    throw Error(Code::usage, fmt::format("\"{}\" is not a valid alias", alias),
+                "write alias/NAME, NAME of 1-250 letters, digits, '-', '_' or '/'");
+  }
+}
+
+std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t max,
+                        std::string_view what) {
+  std::string_view digits = text;
+  if (!digits.empty() && digits.back() == 'd') digits.remove_suffix(1);
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || v < min ||
+      v > max) {
+    throw Error(Code::usage, fmt::format("{} \"{}\" is not between {}d and {}d", what, text, min, max),
+                fmt::format("write a number of days such as {}d", min == 7 && max == 30 ? 30 : 90));
+  }
+  return v;
+}
+
+std::string KeyStore::token_label(std::string_view key_id, std::int64_t version) const {
+  return fmt::format("{}{}:{}", kTokenKeyLabelPrefix, key_id, version);
+}
+
+void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint now) {
+  store::KeyVersionRow v{key.id, version, format_rfc3339(now), std::nullopt};
+  if (key.protection == "hsm") {
+    const std::string label = token_label(key.id, version);
+    vault_.token().generate_aes256(label, as_bytes(key.id));
+    created_token_labels_.push_back(label);
+  } else {
+    const SecureBytes material = crypto::random_secret(32);
+    v.material = vault_.seal(material_ref(key.id, version), material.view());
+  }
+  store::key_version_insert(vault_.db(), v);
+}
+
+store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
+  if (spec.spec != "AES_256") {
+    throw Error(Code::usage, fmt::format("key spec {} is not supported", spec.spec),
+                "use --spec AES_256 (symmetric encryption keys)");
+  }
+  if (spec.protection != "software" && spec.protection != "hsm") {
+    throw Error(Code::usage, fmt::format("protection level {} is not known", spec.protection),
+                "use --protection software or --protection hsm");
+  }
+  store::KeyRow k;
+  k.id = crypto::uuid_v4();
+  k.spec = spec.spec;
+  k.usage = "ENCRYPT_DECRYPT";
+  k.description = spec.description;
+  k.state = "Enabled";
+  k.protection = spec.protection;
+  k.created = k.last_rotated = format_rfc3339(now);
+  k.rotation_period_days = spec.rotation_days;
+  k.primary_version = 1;
+  store::key_insert(vault_.db(), k);
+  add_version(k, 1, now);
+  if (spec.alias) {
+    check_alias_name(*spec.alias);
+    if (store::alias_target(vault_.db(), *spec.alias)) {
+      throw Error(Code::refused, fmt::format("alias {} already exists", *spec.alias),
+                  "choose another name, or move it with `kmsctl key alias update`");
+    }
+    store::alias_insert(vault_.db(), *spec.alias, k.id, k.created);
+  }
+  for (const auto& [name, value] : spec.tags) store::tag_set(vault_.db(), k.id, name, value);
+  return k;
+}
+
+store::KeyRow KeyStore::resolve(std::string_view ref) {
+  std::string id(ref);
+  if (ref.substr(0, kAliasPrefix.size()) == kAliasPrefix) {
+    auto target = store::alias_target(vault_.db(), ref);
+    if (!target) {
+      throw Error(Code::not_found, fmt::format("no key has the alias {}", ref),
+                  "list aliases with `kmsctl key alias list`");
+    }
+    id = *target;
+  }
+  auto key = store::key_get(vault_.db(), id);
+  if (!key) {
+    throw Error(Code::not_found, fmt::format("no key {} in this vault", ref),
+                "list keys with `kmsctl key list` (a key id or alias/NAME)");
+  }
+  return *key;
+}
+
+std::optional<std::string> KeyStore::next_rotation(const store::KeyRow& key) const {
+  if (!key.rotation_period_days || key.state != "Enabled") return std::nullopt;
+  return add_days(key.last_rotated, *key.rotation_period_days);
+}
+
+KeyInfo KeyStore::describe(const store::KeyRow& key) {
+  KeyInfo info;
+  info.key = key;
+  info.aliases = store::aliases_of(vault_.db(), key.id);
+  info.versions = store::key_versions(vault_.db(), key.id);
+  info.tags = store::tags_of(vault_.db(), key.id);
+  info.next_rotation = next_rotation(key);
+  return info;
+}
+
+void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
+  if (key.state == "Enabled") return;
+  const std::string name = ref == key.id ? key.id : fmt::format("{} ({})", ref, key.id);
+  if (key.state == "Disabled") {
+    throw Error(Code::refused, fmt::format("key {} is disabled", name),
+                fmt::format("enable it with `kmsctl key enable {}`", ref));
+  }
+  throw Error(Code::refused,
+              fmt::format("key {} is pending deletion (on {})", name, key.deletion_date.value_or("?")),
+              fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`, then enable it",
+                          ref));
+}
+
+void KeyStore::enable(store::KeyRow& key) {
+  if (key.state == "PendingDeletion") {
+    throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
+                fmt::format("cancel the deletion first: `kmsctl key cancel-deletion {}`", key.id));
+  }
+  key.state = "Enabled";
+  store::key_update(vault_.db(), key);
+}
+
+void KeyStore::disable(store::KeyRow& key) {
+  if (key.state == "PendingDeletion") {
+    throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
+                fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`", key.id));
+  }
+  key.state = "Disabled";
+  store::key_update(vault_.db(), key);
+}
+
+std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
+  if (key.state == "PendingDeletion") require_enabled(key, key.id);
+  const std::int64_t version = store::key_version_max(vault_.db(), key.id) + 1;
+  add_version(key, version, now);
+  key.primary_version = version;
+  key.last_rotated = format_rfc3339(now);
+  store::key_update(vault_.db(), key);
+  return version;
+}
+
+void KeyStore::set_rotation(store::KeyRow& key, std::optional<std::int64_t> days) {
+  key.rotation_period_days = days;
+  store::key_update(vault_.db(), key);
+}
+
+std::string KeyStore::schedule_deletion(store::KeyRow& key, std::int64_t days, TimePoint now) {
+  if (key.state == "PendingDeletion") {
+    throw Error(Code::refused,
+                fmt::format("key {} is already pending deletion (on {})", key.id,
+                            key.deletion_date.value_or("?")),
+                fmt::format("cancel it with `kmsctl key cancel-deletion {}`", key.id));
+  }
+  key.state = "PendingDeletion";
+  key.deletion_date = format_rfc3339(now + std::chrono::days(days));
+  store::key_update(vault_.db(), key);
+  return *key.deletion_date;
+}
+
+void KeyStore::cancel_deletion(store::KeyRow& key) {
+  if (key.state != "PendingDeletion") {
+    throw Error(Code::refused, fmt::format("key {} is not pending deletion", key.id),
+                "nothing to cancel");
+  }
+  key.state = "Disabled";
+  key.deletion_date.reset();
+  store::key_update(vault_.db(), key);
+}
+
+std::vector<std::string> KeyStore::erase(const store::KeyRow& key) {
+  std::vector<std::string> labels;
+  if (key.protection == "hsm") {
+    for (const auto& v : store::key_versions(vault_.db(), key.id)) {
+      labels.push_back(token_label(key.id, v.version));
+    }
+  }
+  store::key_delete(vault_.db(), key.id);
+  return labels;
+}
+
+void KeyStore::destroy_token_keys(const std::vector<std::string>& labels) noexcept {
+  for (const std::string& label : labels) {
+    try {
+      for (hsm::ObjectHandle h : vault_.token().find_keys(label)) vault_.token().destroy(h);
+    } catch (...) {
+      // A key left in the token is unreachable (its rows are gone); nothing else to do here.
+    }
+  }
+}
+
+Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Context& context) {
+  const blob::Header h{key.id, static_cast<std::uint32_t>(key.primary_version)};
+  const Bytes header = blob::encode_header(h);
+  const Bytes aad = blob::aad(header, context);
+  const Bytes nonce = crypto::random_bytes(blob::kNonceSize);
+  Bytes sealed;
+  if (key.protection == "hsm") {
+    const auto handles = vault_.token().find_keys(token_label(key.id, key.primary_version));
+    if (handles.empty()) {
+      throw Error(Code::unavailable,
+                  fmt::format("the token holds no key for {} version {}", key.id, key.primary_version),
+                  "check that the vault's token is the one the key was created in");
+    }
+    sealed = vault_.token().gcm_encrypt(handles.front(), nonce, aad, plaintext);
+  } else {
+    const auto v = store::key_version_get(vault_.db(), key.id, key.primary_version);
+    if (!v || !v->material) {
+      throw Error(Code::integrity, fmt::format("key {} has no material for version {}", key.id,
+                                               key.primary_version));
+    }
+    const SecureBytes material = vault_.open_sealed(material_ref(key.id, v->version), *v->material);
+    sealed = crypto::aes_gcm_seal(material.view(), nonce, aad, plaintext);
+  }
+  Bytes out = header;
+  out.insert(out.end(), nonce.begin(), nonce.end());
+  out.insert(out.end(), sealed.begin(), sealed.end());
+  return out;
+}
+
+std::optional<std::string> KeyStore::blob_key_id(ByteView b) {
+  const auto p = blob::parse(b);
+  if (!p) return std::nullopt;
+  return p->header.key_id;
+}
+
+Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
+  const auto p = blob::parse(b);
+  if (!p) {
+    throw Error(Code::integrity, "the input is not a kmsctl ciphertext blob (or it is damaged)",
+                "pass the output of `kmsctl encrypt` (base64 text or --binary)");
+  }
+  auto key = store::key_get(vault_.db(), p->header.key_id);
+  if (!key) {
+    throw Error(Code::not_found,
+                fmt::format("the ciphertext names key {}, which is not in this vault", p->header.key_id),
+                "decrypt it with the vault that holds that key (deleted keys cannot decrypt)");
+  }
+  require_enabled(*key, key->id);
+  const auto failed = [&] {
+    return Error(Code::integrity,
+                 fmt::format("the ciphertext does not open with key {} version {}: it was altered, "
+                             "or the encryption context differs",
+                             key->id, p->header.key_version),
+                 "pass exactly the --context pairs given to encrypt");
+  };
+  const Bytes aad = blob::aad(p->header_bytes, context);
+  std::optional<SecureBytes> pt;
+  if (key->protection == "hsm") {
+    const auto handles = vault_.token().find_keys(token_label(key->id, p->header.key_version));
+    if (handles.empty()) throw failed();
+    pt = vault_.token().gcm_decrypt(handles.front(), p->nonce, aad, p->sealed);
+  } else {
+    const auto v = store::key_version_get(vault_.db(), key->id, p->header.key_version);
+    if (!v || !v->material) throw failed();
+    const SecureBytes material = vault_.open_sealed(material_ref(key->id, v->version), *v->material);
+    pt = crypto::aes_gcm_open(material.view(), p->nonce, aad, p->sealed);
+  }
+  if (!pt) throw failed();
+  return {std::move(*pt), key->id, p->header.key_version};
+}
+
+}  // namespace kms::keys

@@ -1,0 +1,309 @@
+// The key operations of the facade: each is one audited transaction (Service::run).
+#include <fmt/format.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/service.hpp"
+
+namespace kms {
+namespace {
+
+nlohmann::json context_json(const Context& c) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : c) j[k] = v;
+  return j;
+}
+
+std::string key_resource(std::string_view id) { return "key/" + std::string(id); }
+
+}  // namespace
+
+void Service::key_op(std::string_view action, std::string_view ref, const KeyBody& body) {
+  keys::KeyStore ks(*vault_);
+  run(
+      {std::string(action), key_resource(ref), {{"key", std::string(ref)}}},
+      [&](audit::Event& ev) {
+        store::KeyRow key = ks.resolve(ref);
+        ev.resource = key_resource(key.id);
+        body(ks, key, ev);
+      },
+      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+}
+
+keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
+  keys::KeyStore ks(*vault_);
+  keys::KeyInfo info;
+  audit::Event ev{"key.create", "key/", {}};
+  ev.params["spec"] = spec.spec;
+  ev.params["protection"] = spec.protection;
+  if (spec.alias) ev.params["alias"] = *spec.alias;
+  if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
+  run(
+      std::move(ev),
+      [&](audit::Event& e) {
+        const store::KeyRow key = ks.create(spec, now());
+        e.resource = key_resource(key.id);
+        info = ks.describe(key);
+      },
+      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  return info;
+}
+
+KeyPage Service::key_list(const std::optional<std::string>& state,
+                          const std::optional<std::string>& after, std::int64_t limit) {
+  KeyPage page;
+  audit::Event ev{"key.list", "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
+  if (state) ev.params["state"] = *state;
+  if (after) ev.params["after"] = *after;
+  run(std::move(ev), [&](audit::Event&) {
+    keys::KeyStore ks(*vault_);
+    auto rows = store::key_list(vault_->db(), state, after, limit + 1);
+    if (static_cast<std::int64_t>(rows.size()) > limit) {
+      rows.pop_back();
+      page.next = rows.back().id;
+    }
+    for (const auto& r : rows) page.keys.push_back(ks.describe(r));
+  });
+  return page;
+}
+
+keys::KeyInfo Service::key_describe(std::string_view ref) {
+  keys::KeyInfo info;
+  key_op("key.describe", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_enable(std::string_view ref) {
+  keys::KeyInfo info;
+  key_op("key.enable", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+    ks.enable(key);
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_disable(std::string_view ref) {
+  keys::KeyInfo info;
+  key_op("key.disable", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+    ks.disable(key);
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_rotate(std::string_view ref) {
+  keys::KeyInfo info;
+  key_op("key.rotate", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["version"] = ks.rotate(key, now());
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_set_rotation(std::string_view ref, std::optional<std::int64_t> days) {
+  keys::KeyInfo info;
+  key_op("key.set_rotation", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["rotation_period_days"] = days ? nlohmann::json(*days) : nlohmann::json();
+    ks.set_rotation(key, days);
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_schedule_deletion(std::string_view ref, std::int64_t pending_days) {
+  keys::KeyInfo info;
+  key_op("key.schedule_deletion", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["pending_days"] = pending_days;
+    ev.params["deletion_date"] = ks.schedule_deletion(key, pending_days, now());
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_cancel_deletion(std::string_view ref) {
+  keys::KeyInfo info;
+  key_op("key.cancel_deletion", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+    ks.cancel_deletion(key);
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+void Service::alias_create(std::string_view alias, std::string_view ref) {
+  key_op("key.alias_create", ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+    ev.params["alias"] = std::string(alias);
+    keys::check_alias_name(alias);
+    if (store::alias_target(vault_->db(), alias)) {
+      throw Error(Code::refused, fmt::format("alias {} already exists", alias),
+                  fmt::format("move it with `kmsctl key alias update {} KEY`", alias));
+    }
+    store::alias_insert(vault_->db(), alias, key.id, format_rfc3339(now()));
+  });
+}
+
+void Service::alias_update(std::string_view alias, std::string_view ref) {
+  key_op("key.alias_update", ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+    ev.params["alias"] = std::string(alias);
+    const auto old = store::alias_target(vault_->db(), alias);
+    if (!old) {
+      throw Error(Code::not_found, fmt::format("no alias {}", alias),
+                  fmt::format("create it with `kmsctl key alias create {} KEY`", alias));
+    }
+    ev.params["previous_key"] = *old;
+    store::alias_update(vault_->db(), alias, key.id);
+  });
+}
+
+void Service::alias_delete(std::string_view alias) {
+  run({"key.alias_delete", "alias/" , {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
+    const auto target = store::alias_target(vault_->db(), alias);
+    if (!target) {
+      throw Error(Code::not_found, fmt::format("no alias {}", alias),
+                  "list aliases with `kmsctl key alias list`");
+    }
+    ev.resource = key_resource(*target);
+    store::alias_delete(vault_->db(), alias);
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> Service::alias_list() {
+  std::vector<std::pair<std::string, std::string>> out;
+  run({"key.alias_list", "vault/" + vault_->meta().vault_id, {}},
+      [&](audit::Event&) { out = store::alias_list(vault_->db()); });
+  return out;
+}
+
+keys::KeyInfo Service::key_tag(std::string_view ref,
+                               const std::vector<std::pair<std::string, std::string>>& tags) {
+  keys::KeyInfo info;
+  key_op("key.tag", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    for (const auto& [k, v] : tags) {
+      ev.params["tags"][k] = v;
+      store::tag_set(vault_->db(), key.id, k, v);
+    }
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::string>& names) {
+  keys::KeyInfo info;
+  key_op("key.untag", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["names"] = names;
+    for (const auto& n : names) {
+      if (!store::tag_remove(vault_->db(), key.id, n)) {
+        throw Error(Code::not_found, fmt::format("key {} has no tag {}", key.id, n),
+                    fmt::format("see its tags with `kmsctl key describe {}`", key.id));
+      }
+    }
+    info = ks.describe(key);
+  });
+  return info;
+}
+
+Bytes Service::encrypt(std::string_view ref, ByteView plaintext, const Context& context) {
+  Bytes out;
+  key_op("key.encrypt", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["context"] = context_json(context);
+    ev.params["bytes"] = plaintext.size();
+    keys::KeyStore::require_enabled(key, ref);
+    if (plaintext.size() > keys::kMaxEncryptPlaintext) {
+      throw Error(Code::usage,
+                  fmt::format("encrypt takes at most {} bytes; the input has {}",
+                              keys::kMaxEncryptPlaintext, plaintext.size()),
+                  "encrypt larger data with `kmsctl file encrypt` (envelope encryption)");
+    }
+    out = ks.encrypt(key, plaintext, context);
+    ev.params["version"] = key.primary_version;
+  });
+  return out;
+}
+
+keys::Decrypted Service::decrypt(ByteView blob, const Context& context) {
+  keys::KeyStore ks(*vault_);
+  std::optional<keys::Decrypted> out;
+  const std::string key_id = keys::KeyStore::blob_key_id(blob).value_or("");
+  run({"key.decrypt", key_resource(key_id), {{"context", context_json(context)}}},
+      [&](audit::Event& ev) {
+        out = ks.decrypt(blob, context);
+        ev.params["version"] = out->key_version;
+      });
+  return std::move(*out);
+}
+
+Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
+                         const Context& to_context) {
+  keys::KeyStore ks(*vault_);
+  Bytes out;
+  const std::string from_id = keys::KeyStore::blob_key_id(blob).value_or("");
+  audit::Event ev{"key.reencrypt", key_resource(from_id), {}};
+  ev.params["context"] = context_json(context);
+  ev.params["to_key"] = std::string(to_ref);
+  ev.params["to_context"] = context_json(to_context);
+  run(std::move(ev), [&](audit::Event& e) {
+    const keys::Decrypted d = ks.decrypt(blob, context);
+    e.params["from_version"] = d.key_version;
+    const store::KeyRow to = ks.resolve(to_ref);
+    keys::KeyStore::require_enabled(to, to_ref);
+    out = ks.encrypt(to, d.plaintext.view(), to_context);
+    e.params["to_key"] = to.id;
+    e.params["to_version"] = to.primary_version;
+  });
+  return out;
+}
+
+DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes, const Context& context) {
+  DataKey dk;
+  key_op("key.generate_data_key", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["context"] = context_json(context);
+    ev.params["bytes"] = bytes;
+    keys::KeyStore::require_enabled(key, ref);
+    dk.plaintext = crypto::random_secret(bytes);
+    dk.ciphertext_blob = ks.encrypt(key, dk.plaintext.view(), context);
+    dk.key_id = key.id;
+    dk.key_version = static_cast<std::uint32_t>(key.primary_version);
+    ev.params["version"] = key.primary_version;
+  });
+  return dk;
+}
+
+Bytes Service::random(std::size_t bytes) {
+  Bytes out;
+  run({"random.generate", "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
+      [&](audit::Event&) { out = crypto::random_bytes(bytes); });
+  return out;
+}
+
+MaintainReport Service::maintain(bool dry_run) {
+  MaintainReport rep;
+  rep.dry_run = dry_run;
+  keys::KeyStore ks(*vault_);
+  std::vector<std::string> token_keys_to_destroy;
+  run(
+      {"vault.maintain", "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
+      [&](audit::Event& ev) {
+        const TimePoint t = now();
+        const std::string at = format_rfc3339(t);
+        for (store::KeyRow& key : store::keys_due_rotation(vault_->db(), at)) {
+          rep.rotated.emplace_back(key.id, dry_run ? key.primary_version + 1 : ks.rotate(key, t));
+        }
+        for (const store::KeyRow& key : store::keys_due_deletion(vault_->db(), at)) {
+          rep.deleted.push_back(key.id);
+          if (!dry_run) {
+            const auto labels = ks.erase(key);
+            token_keys_to_destroy.insert(token_keys_to_destroy.end(), labels.begin(), labels.end());
+          }
+        }
+        for (const auto& [id, version] : rep.rotated) {
+          ev.params["rotated"].push_back({{"key", id}, {"version", version}});
+        }
+        ev.params["deleted"] = rep.deleted;
+      },
+      {[&] { ks.destroy_token_keys(token_keys_to_destroy); },
+       [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  return rep;
+}
+
+}  // namespace kms
