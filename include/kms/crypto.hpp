@@ -37,6 +37,25 @@ Bytes aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView plaintex
                                                       ByteView ciphertext_and_tag,
                                                       std::size_t tag_size = kGcmTagSize);
 
+// AES-256-GCM with a fixed key and one reusable OpenSSL context: for streams of frames, with no
+// allocation per frame. Input and output may be the same buffer.
+class Aes256Gcm {
+ public:
+  explicit Aes256Gcm(ByteView key);  // 32 bytes
+  ~Aes256Gcm();
+  Aes256Gcm(const Aes256Gcm&) = delete;
+  Aes256Gcm& operator=(const Aes256Gcm&) = delete;
+  // Writes len bytes of ciphertext to out and the 16-byte tag to tag.
+  void seal(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len, std::uint8_t* out,
+            std::uint8_t* tag);
+  [[nodiscard]] bool open(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len,
+                          const std::uint8_t* tag, std::uint8_t* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // HKDF-SHA256 (RFC 5869). Throws kms::Error when length exceeds 255*32.
 SecureBytes hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, std::size_t length);
 

@@ -31,7 +31,7 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// mkdir -p; the leaf gets mode 0700 (and is chmod-ed to 0700 if it already exists and is ours).
+// mkdir -p; a leaf it creates gets mode 0700 (an existing directory keeps its mode).
 void make_private_dir(const std::filesystem::path& dir);
 void fsync_dir(const std::filesystem::path& dir);
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kms/audit.hpp"
+#include "kms/envelope.hpp"
 #include "kms/error.hpp"
 #include "kms/keys.hpp"
 #include "kms/vault.hpp"
@@ -45,6 +46,13 @@ struct DataKey {
   Bytes ciphertext_blob;
 };
 
+struct FileResult {
+  std::string name;                                          // the input, as named in the audit
+  std::vector<std::pair<std::string, std::int64_t>> keys;    // key id, version used
+  std::uint64_t bytes = 0;                                   // plaintext bytes
+  std::uint64_t frames = 0;
+};
+
 struct MaintainReport {
   bool dry_run = false;
   std::vector<std::pair<std::string, std::int64_t>> rotated;  // key id, new version
@@ -54,7 +62,9 @@ struct MaintainReport {
 class Service {
  public:
   // Opens an existing vault (logs in to its token and unseals the master key).
-  static std::unique_ptr<Service> open(const std::filesystem::path& vault, const SecureBytes& pin);
+  // A backup (made by `vault backup`) is refused unless allow_backup: it only verifies.
+  static std::unique_ptr<Service> open(const std::filesystem::path& vault, const SecureBytes& pin,
+                                       bool allow_backup = false);
   // Creates a vault; its first audit record is vault.init.
   static std::unique_ptr<Service> init(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
@@ -87,6 +97,7 @@ class Service {
   // Newest first (or oldest first), at most filter.limit rows.
   std::vector<store::AuditRow> audit_list(const store::AuditFilter& filter);
   // Walks the chain; records the verification (ok or failed) when the log can still be appended.
+  // A backup is verified on its own (no anchor) and not written to.
   audit::VerifyReport audit_verify();
   // JSON Lines of the whole log to `dest` (atomic, 0600). Returns the number of records.
   std::int64_t audit_export(const std::filesystem::path& dest, bool overwrite);
@@ -119,6 +130,21 @@ class Service {
                   const Context& to_context);
   DataKey generate_data_key(std::string_view ref, std::size_t bytes, const Context& context);
   Bytes random(std::size_t bytes);
+  // ---- files (file_ops.cpp): envelope encryption; one audit record per file ----
+  // Encrypts in_fd to out_fd for every KEY. The data key is wrapped (and the use audited)
+  // before any output is written.
+  FileResult encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
+                          const Context& context, std::uint32_t frame_size, std::string_view name,
+                          const envelope::Progress& progress = {});
+  // Decrypts with whichever of the file's keys is usable; the unwrap is audited before any
+  // plaintext is released.
+  FileResult decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
+                          const envelope::Progress& progress = {});
+  // Rewrites only the header of an encrypted file: the data key wrapped under to_ref's primary
+  // version, or (no to_ref) under the newest version of each of its keys. Atomic; the body
+  // bytes are copied unchanged.
+  FileResult rewrap_file(const std::filesystem::path& path, const std::optional<std::string>& to_ref);
+
   // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed.
   MaintainReport maintain(bool dry_run);
 

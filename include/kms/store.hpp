@@ -22,6 +22,9 @@ namespace kms::store {
 
 // The schema version this build writes and understands (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 2;
+// PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
+inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
+inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
 
 class Db {
  public:
@@ -39,6 +42,9 @@ class Db {
 
   const std::filesystem::path& path() const noexcept { return path_; }
   int schema_version();
+  // PRAGMA application_id: which kind of file this is (live vault or backup).
+  std::uint32_t application_id();
+  void set_application_id(std::uint32_t id);
   void exec(const char* sql);
   // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
   void backup_to(const std::filesystem::path& dest);
@@ -107,6 +113,7 @@ struct VaultMeta {
 std::optional<VaultMeta> read_meta(Db& db);
 void insert_meta(Db& db, const VaultMeta& meta);
 void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
+void update_softhsm_conf(Db& db, std::string_view path);
 
 // ---- audit log rows ----
 struct AuditRow {

@@ -54,6 +54,8 @@ class Vault {
   static std::unique_ptr<Vault> create(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
   static std::unique_ptr<Vault> open(const std::filesystem::path& path, const SecureBytes& pin);
+  // A file made by `vault backup`: read-only for everything but verification and restore.
+  bool is_backup() { return db_->application_id() == store::kBackupVaultId; }
   ~Vault();
 
   void publish();  // after create(): rename into place, drop the init markers, reopen

@@ -91,7 +91,7 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
   r.uid = who.uid;
   r.action = ev.action;
   r.resource = ev.resource;
-  r.params = ev.params.dump();
+  r.params = ev.params.is_null() ? std::string("{}") : ev.params.dump();
   r.outcome = outcome;
   r.error_code = error_code;
   const crypto::Digest h = chain_hash(r.prev_hash, encode(r));

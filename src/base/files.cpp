@@ -94,13 +94,10 @@ void make_private_dir(const fs::path& dir) {
   if (dir.has_parent_path() && !fs::exists(dir.parent_path(), ec)) {
     fs::create_directories(dir.parent_path(), ec);
   }
+  // An existing directory keeps its mode: it may be shared (/tmp) and is the user's choice.
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Error(Code::failed, fmt::format("cannot create directory {}: {}", dir.string(),
                                           errno_text()));
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0) {
-    ::chmod(dir.c_str(), 0700);
   }
 }
 

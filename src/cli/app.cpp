@@ -103,7 +103,10 @@ fs::path vault_path(const Globals& g) {
 }
 
 SecureBytes read_pin(const Globals& g, bool confirm) {
-  if (!g.pin_file.empty()) return checked(pin_from_file(g.pin_file), "the PIN file");
+  if (!g.pin_file.empty()) {
+    ::unsetenv("KMSCTL_PIN");  // not inherited by anything kmsctl starts
+    return checked(pin_from_file(g.pin_file), "the PIN file");
+  }
   if (std::getenv("KMSCTL_PIN") != nullptr) return checked(pin_from_env("KMSCTL_PIN"), "KMSCTL_PIN");
   return checked(prompt("token user PIN", confirm,
                         "set KMSCTL_PIN or KMSCTL_PIN_FILE, or pass --pin-file FILE"),
@@ -124,14 +127,14 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
                  "the prompt");
 }
 
-std::unique_ptr<Service> open_service(const Globals& g) {
+std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup) {
   const fs::path path = vault_path(g);
   std::error_code ec;
   if (!fs::exists(path, ec)) {  // before asking for a PIN that cannot help
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
                 "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
   }
-  return Service::open(path, read_pin(g));
+  return Service::open(path, read_pin(g), allow_backup);
 }
 
 std::unique_ptr<CLI::App> build_app(Globals& g) {
@@ -153,6 +156,7 @@ std::unique_ptr<CLI::App> build_app(Globals& g) {
   register_audit(*app, g);
   register_key(*app, g);
   register_crypto(*app, g);
+  register_file(*app, g);
   register_maintain(*app, g);
   register_vault(*app, g);
   register_meta(*app, g);

@@ -27,7 +27,7 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
-std::unique_ptr<Service> open_service(const Globals& g);
+std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
 
 // Output: data to stdout, messages to stderr.
 void print_json(const nlohmann::json& j);
@@ -41,6 +41,7 @@ void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
 void register_key(CLI::App& app, Globals& g);
 void register_crypto(CLI::App& app, Globals& g);  // encrypt, decrypt, re-encrypt, data-key, random
 void register_maintain(CLI::App& app, Globals& g);
+void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

@@ -30,6 +30,10 @@ void run_init(const Globals& g, const InitArgs& a) {
     throw Error(Code::usage, "--token-label and --token-serial choose a token of --pkcs11-module",
                 "pass --pkcs11-module too, or neither to get a private SoftHSM2 token");
   }
+  if (opts.token.module && !a.so_pin_file.empty()) {
+    throw Error(Code::usage, "--so-pin-file applies only to a new private token",
+                "drop it: an existing token keeps its SO PIN");
+  }
   std::optional<files::AtomicFile> so_file;
   if (!a.so_pin_file.empty()) so_file.emplace(a.so_pin_file, false);  // refuse early if it exists
 

@@ -74,4 +74,48 @@ std::optional<SecureBytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView a
   return out;
 }
 
+struct Aes256Gcm::Impl {
+  CipherCtx enc{EVP_CIPHER_CTX_new()};
+  CipherCtx dec{EVP_CIPHER_CTX_new()};
+};
+
+Aes256Gcm::Aes256Gcm(ByteView key) : impl_(std::make_unique<Impl>()) {
+  if (key.size() != kAes256KeySize) throw Error(Code::failed, "AES-256-GCM needs a 32-byte key");
+  if (!impl_->enc || !impl_->dec ||
+      EVP_EncryptInit_ex(impl_->enc.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1 ||
+      EVP_DecryptInit_ex(impl_->dec.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1) {
+    throw Error(Code::failed, "AES-GCM initialisation failed in OpenSSL");
+  }
+}
+
+Aes256Gcm::~Aes256Gcm() = default;
+
+void Aes256Gcm::seal(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len,
+                     std::uint8_t* out, std::uint8_t* tag) {
+  EVP_CIPHER_CTX* c = impl_->enc.get();
+  int n = 0;
+  const bool ok =
+      nonce.size() == kGcmNonceSize &&
+      EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+      (aad.empty() || EVP_EncryptUpdate(c, nullptr, &n, aad.data(), int(aad.size())) == 1) &&
+      (len == 0 || EVP_EncryptUpdate(c, out, &n, in, int(len)) == 1) &&
+      EVP_EncryptFinal_ex(c, out + len, &n) == 1 &&
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, int(kGcmTagSize), tag) == 1;
+  if (!ok) throw Error(Code::failed, "AES-GCM encryption failed in OpenSSL");
+}
+
+bool Aes256Gcm::open(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len,
+                     const std::uint8_t* tag, std::uint8_t* out) {
+  EVP_CIPHER_CTX* c = impl_->dec.get();
+  int n = 0;
+  std::uint8_t t[kGcmTagSize];
+  std::copy(tag, tag + kGcmTagSize, t);
+  return nonce.size() == kGcmNonceSize &&
+         EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) == 1 &&
+         (aad.empty() || EVP_DecryptUpdate(c, nullptr, &n, aad.data(), int(aad.size())) == 1) &&
+         (len == 0 || EVP_DecryptUpdate(c, out, &n, in, int(len)) == 1) &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, int(kGcmTagSize), t) == 1 &&
+         EVP_DecryptFinal_ex(c, out + len, &n) == 1;
+}
+
 }  // namespace kms::crypto

@@ -1,4 +1,5 @@
 #include <dlfcn.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 #include <algorithm>
@@ -93,11 +94,24 @@ std::vector<TokenInfo> Module::tokens() const {
 
 TokenInfo Module::find_token(const std::optional<std::string>& label,
                              const std::optional<std::string>& serial) const {
-  for (const TokenInfo& t : tokens()) {
-    if (!t.initialized) continue;
-    if (label && t.label != *label) continue;
-    if (serial && t.serial != *serial) continue;
-    return t;
+  // A software token being written by another process at the moment this one initialised can be
+  // missing from its slot list (SoftHSM2 scans the token directory in C_Initialize): look again
+  // after re-initialising the module before concluding that the token is absent.
+  constexpr int kAttempts = 6;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    if (attempt > 0) {
+      ::usleep(5000u << attempt);
+      fn_->C_Finalize(nullptr);
+      CK_C_INITIALIZE_ARGS args{};
+      args.flags = CKF_OS_LOCKING_OK;
+      fn_->C_Initialize(&args);
+    }
+    for (const TokenInfo& t : tokens()) {
+      if (!t.initialized) continue;
+      if (label && t.label != *label) continue;
+      if (serial && t.serial != *serial) continue;
+      return t;
+    }
   }
   std::string which = serial ? fmt::format("serial {}", *serial) : std::string();
   if (label) which = fmt::format("label \"{}\"{}", *label, which.empty() ? "" : " and " + which);

@@ -15,9 +15,9 @@ constexpr int kAttempts = 8;
 // Retries a call that failed with a transient CK_RV: several processes using one SoftHSM2
 // token directory at once can briefly see each other's half-written object files.
 template <class F>
-CK_RV with_retry(F&& f) {
+CK_RV with_retry(F&& f, int attempts = kAttempts) {
   CK_RV rv = CKR_OK;
-  for (int i = 0; i < kAttempts; ++i) {
+  for (int i = 0; i < attempts; ++i) {
     rv = f();
     if (!detail::is_transient(rv)) return rv;
     ::usleep(2000u << i);
@@ -193,14 +193,19 @@ std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, B
   auto* fn = module_->fn();
   SecureBytes out(ct.size());
   CK_ULONG len = out.size();
-  const CK_RV rv = with_retry([&] {
-    CK_RV r = fn->C_DecryptInit(handle_, &mech, key);
-    if (r != CKR_OK) return r;
-    len = out.size();
-    return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(), &len);
-  });
+  // SoftHSM2 reports a tag that does not verify as CKR_GENERAL_ERROR, which is also what a
+  // transient failure looks like: one retry tells them apart well enough.
+  const CK_RV rv = with_retry(
+      [&] {
+        CK_RV r = fn->C_DecryptInit(handle_, &mech, key);
+        if (r != CKR_OK) return r;
+        len = out.size();
+        return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(), &len);
+      },
+      2);
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-      rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE) {
+      rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR ||
+      rv == CKR_FUNCTION_FAILED) {
     return std::nullopt;
   }
   detail::check(rv, "AES-GCM decryption in the token failed");

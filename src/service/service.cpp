@@ -33,8 +33,18 @@ Service::Service(std::unique_ptr<Vault> vault)
 
 Service::~Service() = default;
 
-std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const SecureBytes& pin) {
-  return std::unique_ptr<Service>(new Service(Vault::open(path, pin)));
+std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const SecureBytes& pin,
+                                       bool allow_backup) {
+  std::unique_ptr<Service> s(new Service(Vault::open(path, pin)));
+  if (!allow_backup && s->vault_->is_backup()) {
+    throw Error(Code::refused,
+                fmt::format("{} is a backup: writing to it would move the live vault's token anchor",
+                            path.string()),
+                fmt::format("verify it with `KMSCTL_VAULT={} kmsctl audit verify`, or restore it "
+                            "with `kmsctl vault restore {}`",
+                            path.string(), path.string()));
+  }
+  return s;
 }
 
 std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureBytes& pin,
@@ -65,6 +75,10 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   std::string vault_id;
   {
     Service from(Vault::open(backup, pin));
+    if (!from.vault_->is_backup()) {
+      throw Error(Code::usage, fmt::format("{} is not a backup made by `kmsctl vault backup`", backup.string()),
+                  "pass a backup file");
+    }
     const audit::VerifyReport rep = from.log_->verify(/*check_anchor=*/false);
     if (!rep.ok) {
       throw Error(Code::integrity,
@@ -99,6 +113,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     src.backup_to(out.temp_path());
     out.commit();
   }
+  store::Db(target, store::Db::Mode::open_existing).set_application_id(store::kLiveVaultId);
   std::unique_ptr<Service> s(new Service(Vault::open(target, pin)));
   std::optional<audit::Anchor> old = s->log_->read_anchor();
   if (old) report.replaced_anchor_seq = old->seq;
@@ -192,6 +207,7 @@ std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filte
 }
 
 audit::VerifyReport Service::audit_verify() {
+  if (vault_->is_backup()) return log_->verify(/*check_anchor=*/false);
   audit::VerifyReport rep = log_->verify();
   audit::Event ev{"audit.verify", "vault/" + vault_->meta().vault_id, {}};
   ev.params["records"] = rep.records;
@@ -235,6 +251,7 @@ void Service::backup(const std::filesystem::path& dest, bool overwrite) {
   run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [](audit::Event&) {});
   vault_->db().backup_to(out.temp_path());
+  store::Db(out.temp_path(), store::Db::Mode::open_existing).set_application_id(store::kBackupVaultId);
   out.commit();
 }
 

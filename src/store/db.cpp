@@ -152,6 +152,16 @@ void Db::restore_from(const fs::path& src) {
   if (rc != SQLITE_DONE) fail(db_, rc, "the restore failed", path_);
 }
 
+std::uint32_t Db::application_id() {
+  Stmt s(*this, "PRAGMA application_id");
+  s.step();
+  return static_cast<std::uint32_t>(s.col_int(0));
+}
+
+void Db::set_application_id(std::uint32_t id) {
+  exec(fmt::format("PRAGMA application_id={}", static_cast<std::int32_t>(id)).c_str());
+}
+
 Stmt::Stmt(Db& db, const char* sql) : db_(db) {
   const int rc = sqlite3_prepare_v3(db.raw(), sql, -1, 0, &stmt_, nullptr);
   if (rc != SQLITE_OK) fail(db.raw(), rc, "vault database error", db.path());

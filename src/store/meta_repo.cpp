@@ -37,4 +37,10 @@ void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master) {
   s.step();
 }
 
+void update_softhsm_conf(Db& db, std::string_view path) {
+  Stmt s(db, "UPDATE vault_meta SET softhsm_conf = ? WHERE singleton = 1");
+  s.bind(1, path);
+  s.step();
+}
+
 }  // namespace kms::store

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string_view>
 
 #include "kms/hsm.hpp"
@@ -14,5 +15,8 @@ Bytes root_key_id(std::int64_t gen);
 // The sealed master key as stored in the vault header (docs/FORMAT.md §Vault header).
 Bytes seal_master(hsm::Session& session, hsm::ObjectHandle root, std::string_view vault_id,
                   std::int64_t gen, ByteView master);
+
+// Writes DIR/softhsm2.conf pointing SoftHSM2 at DIR/tokens (creating it, 0700).
+void write_softhsm_conf(const std::filesystem::path& dir);
 
 }  // namespace kms::detail

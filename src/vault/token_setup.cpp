@@ -2,6 +2,7 @@
 // key, and write the vault header — at temporary paths, so an interrupted init leaves only
 // markers that the next init recognises and clears.
 #include <fcntl.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -80,6 +81,21 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
   remove_db_files(temp_db_path(opts.vault));
 }
 
+// Printable SO PIN: 24 characters drawn uniformly from an unambiguous 56-letter alphabet
+// (about 139 bits).
+SecureBytes random_so_pin() {
+  static constexpr std::string_view alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+  SecureBytes pin(24);
+  for (size_t i = 0; i < pin.size(); ++i) {
+    pin.data()[i] = static_cast<std::uint8_t>(alphabet[randombytes_uniform(alphabet.size())]);
+  }
+  return pin;
+}
+
+}  // namespace
+
+namespace detail {
+
 void write_softhsm_conf(const fs::path& dir) {
   files::make_private_dir(dir / "tokens");
   write_small_file(dir / "softhsm2.conf",
@@ -92,16 +108,7 @@ void write_softhsm_conf(const fs::path& dir) {
                                (dir / "tokens").string()));
 }
 
-// Printable SO PIN: 24 characters from an unambiguous alphabet (about 118 bits).
-SecureBytes random_so_pin() {
-  static constexpr std::string_view alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
-  SecureBytes pin(24);
-  SecureBytes raw = crypto::random_secret(24);
-  for (size_t i = 0; i < pin.size(); ++i) pin.data()[i] = alphabet[raw.data()[i] % alphabet.size()];
-  return pin;
-}
-
-}  // namespace
+}  // namespace detail
 
 std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes& pin,
                                      InitReport& report) {
@@ -158,7 +165,7 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     m.pkcs11_module = *module;
     files::make_private_dir(token_dir);
     write_small_file(token_dir / kIncompleteMarker, m.vault_id + "\n");
-    write_softhsm_conf(token_dir);
+    detail::write_softhsm_conf(token_dir);
     m.softhsm_conf = (token_dir / "softhsm2.conf").string();
     ::setenv("SOFTHSM2_CONF", m.softhsm_conf.c_str(), 1);
     v->module_ = hsm::Module::load(m.pkcs11_module);
@@ -186,6 +193,7 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     store::Tx tx(*v->db_, store::Tx::Kind::write);
     store::insert_meta(*v->db_, m);
     tx.commit();
+    v->db_->set_application_id(store::kLiveVaultId);
   }
   v->unseal();  // proves the round trip through the token before anything depends on it
 

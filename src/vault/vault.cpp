@@ -1,6 +1,10 @@
 #include "kms/vault.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -87,18 +91,56 @@ std::string Vault::root_label() const {
 
 hsm::TokenInfo Vault::token_info() const { return token_; }
 
+namespace {
+
+// The header is not authenticated until the master key is unsealed, and the module it names is
+// loaded before that: refuse one that someone other than root or this user could have replaced.
+void check_module_trusted(const std::string& module) {
+  for (const fs::path& p : {fs::path(module), fs::path(module).parent_path()}) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return;  // Module::load reports a missing module
+    const bool owner_ok = st.st_uid == 0 || st.st_uid == ::geteuid();
+    if (!owner_ok || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      throw Error(Code::refused,
+                  fmt::format("refusing to load the PKCS#11 module {} named in the vault header: {} "
+                              "is writable by other users",
+                              module, p.string()),
+                  "keep PKCS#11 modules in a directory only root (or you) can write");
+    }
+  }
+}
+
+// The private token's configuration: the one beside this vault file when there is one (the
+// vault and its token directory moved together; its tokendir is corrected), else the stored path
+// (a backup opened from elsewhere uses the live vault's token).
+std::string private_conf(const fs::path& vault, const std::string& stored) {
+  const fs::path dir = private_token_dir(vault);
+  const fs::path conf = dir / "softhsm2.conf";
+  std::error_code ec;
+  if (!fs::exists(conf, ec)) return stored;
+  std::ifstream in(conf);
+  const std::string want = "directories.tokendir = " + (dir / "tokens").string();
+  bool ok = false;
+  for (std::string line; std::getline(in, line);) ok = ok || line == want;
+  if (!ok) detail::write_softhsm_conf(dir);
+  return conf.string();
+}
+
+}  // namespace
+
 void Vault::connect_token(const SecureBytes& pin) {
   if (!meta_.softhsm_conf.empty()) {
+    const std::string conf = private_conf(fs::absolute(final_path_), meta_.softhsm_conf);
     std::error_code ec;
-    if (!fs::exists(meta_.softhsm_conf, ec)) {
+    if (!fs::exists(conf, ec)) {
       throw Error(Code::unavailable,
-                  fmt::format("the vault's private token configuration {} is missing",
-                              meta_.softhsm_conf),
+                  fmt::format("the vault's private token configuration {} is missing", conf),
                   fmt::format("restore the directory {} that belongs with the vault",
                               private_token_dir(final_path_).string()));
     }
-    ::setenv("SOFTHSM2_CONF", meta_.softhsm_conf.c_str(), 1);
+    ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
   }
+  check_module_trusted(meta_.pkcs11_module);
   module_ = hsm::Module::load(meta_.pkcs11_module);
   token_ = module_->find_token(meta_.token_label, meta_.token_serial);
   session_ = std::make_unique<hsm::Session>(module_, token_.slot);
@@ -114,21 +156,29 @@ void Vault::unseal() {
     throw Error(Code::integrity, "the vault header's sealed master key is malformed",
                 "restore the vault from a backup");
   }
-  std::optional<hsm::ObjectHandle> root;
+  // Normally one key matches; an interrupted rekey can leave a stray of another generation, or
+  // (before cleanup) of the same one: the right key is the one that opens the master key.
+  const ByteView iv(s.data() + header, crypto::kGcmNonceSize);
+  const ByteView ct(s.data() + header + crypto::kGcmNonceSize, s.size() - header - crypto::kGcmNonceSize);
+  const Bytes aad = master_aad(meta_.vault_id, meta_.root_key_gen);
+  bool found = false;
+  std::optional<SecureBytes> master;
   for (hsm::ObjectHandle h : session_->find_keys(root_label())) {
-    if (session_->get_id(h) == root_key_id(meta_.root_key_gen)) root = h;
+    if (session_->get_id(h) != root_key_id(meta_.root_key_gen)) continue;
+    found = true;
+    master = session_->gcm_decrypt(h, iv, aad, ct);
+    if (master && master->size() == 32) {
+      root_ = h;
+      break;
+    }
   }
-  if (!root) {
+  if (!found) {
     throw Error(Code::unavailable,
                 fmt::format("the token \"{}\" holds no root key for vault {} (generation {})",
                             token_.label, meta_.vault_id, meta_.root_key_gen),
-                "check that this is the token the vault was created with");
+                "check that this is the token the vault was created with (a backup made before a "
+                "`vault rekey` cannot be opened: its root key was destroyed)");
   }
-  root_ = *root;
-  const ByteView iv(s.data() + header, crypto::kGcmNonceSize);
-  const ByteView ct(s.data() + header + crypto::kGcmNonceSize, s.size() - header - crypto::kGcmNonceSize);
-  std::optional<SecureBytes> master =
-      session_->gcm_decrypt(root_, iv, master_aad(meta_.vault_id, meta_.root_key_gen), ct);
   if (!master || master->size() != 32) {
     throw Error(Code::integrity,
                 "the vault's master key does not open with the token's root key: the vault "
@@ -160,6 +210,16 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
     if (!v->session_) v->connect_token(pin);
     try {
       v->unseal();
+      // The vault and its private token moved together: remember where (backups need it).
+      if (!v->meta_.softhsm_conf.empty()) {
+        const char* conf = std::getenv("SOFTHSM2_CONF");
+        if (conf && v->meta_.softhsm_conf != conf && !v->is_backup()) {
+          store::Tx tx(*v->db_, store::Tx::Kind::write);
+          store::update_softhsm_conf(*v->db_, conf);
+          tx.commit();
+          v->meta_.softhsm_conf = conf;
+        }
+      }
       return v;
     } catch (const Error& e) {
       if (attempt > 0 || e.code() != Code::unavailable) throw;
@@ -201,6 +261,9 @@ void Vault::store_anchor(ByteView value) {
 std::int64_t Vault::prepare_rekey() {
   const std::int64_t gen = meta_.root_key_gen + 1;
   meta_before_rekey_ = meta_;
+  for (hsm::ObjectHandle h : session_->find_keys(root_label())) {  // strays of an interrupted rekey
+    if (session_->get_id(h) == root_key_id(gen)) session_->destroy(h);
+  }
   new_root_ = session_->generate_aes256(root_label(), root_key_id(gen));
   Bytes sealed = detail::seal_master(*session_, *new_root_, meta_.vault_id, gen, master_.view());
   store::update_root_key(*db_, gen, sealed);

@@ -1,0 +1,93 @@
+// Envelope encryption of files and streams (docs/FORMAT.md §File envelope): a fresh data key per
+// file, wrapped for one or more recipients; a header committed to the data key and authenticated
+// by it; a body of fixed-size AES-256-GCM frames whose nonces carry the frame counter and a
+// final-frame flag. This module knows nothing of SQLite or PKCS#11: recipients come from a
+// DataKeyWrapper.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kms/blob.hpp"
+#include "kms/secure.hpp"
+
+namespace kms::envelope {
+
+// Names as the spec names them.
+inline constexpr std::string_view kFileMagic = "KENC";
+inline constexpr std::uint8_t kFileVersion = 1;
+inline constexpr std::uint8_t kSuiteAes256GcmHkdfSha256 = 1;
+inline constexpr std::uint8_t kRecipientVaultKey = 1;  // body: a KMSC blob of the data key
+inline constexpr std::size_t kDataKeySize = 32;
+inline constexpr std::size_t kSaltSize = 32;
+inline constexpr std::size_t kCommitmentSize = 32;
+inline constexpr std::size_t kHeaderTagSize = 32;
+inline constexpr std::size_t kFrameTagSize = 16;
+inline constexpr std::uint32_t kMinFrameSize = 1024;
+inline constexpr std::uint32_t kMaxFrameSize = 64u << 20;
+inline constexpr std::uint32_t kDefaultFrameSize = 1u << 20;
+inline constexpr std::size_t kMaxRecipients = 64;
+inline constexpr std::size_t kMaxRecipientBody = 4096;
+inline constexpr std::size_t kMaxContextBytes = 64 * 1024;
+inline constexpr std::string_view kInfoCommitment = "kmsctl/v1/file-commitment";
+inline constexpr std::string_view kInfoHeader = "kmsctl/v1/file-header";
+inline constexpr std::string_view kInfoFrame = "kmsctl/v1/file-frame";
+
+struct Recipient {
+  std::uint8_t type = kRecipientVaultKey;
+  Bytes body;
+};
+
+struct Header {
+  std::uint8_t version = kFileVersion;
+  std::uint8_t suite = kSuiteAes256GcmHkdfSha256;
+  std::uint32_t frame_size = kDefaultFrameSize;
+  Bytes salt;
+  Context context;
+  std::vector<Recipient> recipients;
+  Bytes commitment;
+  Bytes tag;
+  std::size_t encoded_size = 0;  // bytes the header occupies in the file
+};
+
+// Wraps and unwraps the data key for a set of recipients (the service does it with vault keys,
+// auditing each call).
+class DataKeyWrapper {
+ public:
+  virtual ~DataKeyWrapper() = default;
+  virtual std::vector<Recipient> wrap(ByteView data_key, const Context& context) = 0;
+  // Code::refused when no recipient's key is usable; Code::integrity when none opens.
+  virtual SecureBytes unwrap(const Header& header) = 0;
+};
+
+using Progress = std::function<void(std::uint64_t bytes_done)>;
+
+// Parses a header from the start of a buffer; nullopt when more bytes are needed; Code::integrity
+// when it is malformed (wrong magic, version, suite, sizes out of range).
+std::optional<Header> parse_header(ByteView data);
+// Reads and parses the header from a file descriptor (Code::integrity when malformed or cut).
+// Bytes read past the header go to `rest` (for pipes); without `rest` the fd is seeked back.
+Header read_header(int fd, Bytes* rest = nullptr);
+// Encodes a header, computing commitment and tag from the data key.
+Bytes encode_header(Header& header, ByteView data_key);
+// Checks the commitment and the header tag against a data key (Code::integrity on mismatch).
+void verify_header(const Header& header, ByteView data_key);
+
+struct EncryptResult {
+  std::uint64_t plaintext_bytes = 0;
+  std::uint64_t frames = 0;
+};
+
+// Streams in_fd to out_fd. The data key is made here and wrapped through `wrapper` before any
+// output is written.
+EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Context& context,
+                      std::uint32_t frame_size, const Progress& progress = {});
+// Streams in_fd (positioned at the start of the file) to out_fd, releasing each frame only after
+// its tag verifies; Code::integrity for any damage (truncation, reordering, trailing bytes).
+EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Context& context,
+                      const Progress& progress = {});
+
+}  // namespace kms::envelope

@@ -1,0 +1,311 @@
+// kmsctl file encrypt | decrypt | rewrap | inspect — envelope encryption of files and pipes.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/files.hpp"
+
+namespace kms::cli {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::string_view kSuffix = ".kenc";
+constexpr std::uint64_t kProgressThreshold = 8u << 20;
+
+std::uint32_t parse_size(const std::string& text) {
+  std::size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  const std::string unit = text.substr(pos);
+  const unsigned long long mult = unit.empty() || unit == "B" ? 1
+                                  : unit == "KiB" || unit == "K" ? 1024
+                                  : unit == "MiB" || unit == "M" ? 1024 * 1024
+                                                                  : 0;
+  if (pos == 0 || mult == 0 || v * mult < envelope::kMinFrameSize || v * mult > envelope::kMaxFrameSize) {
+    throw Error(Code::usage, fmt::format("--frame-size {}: expected 1KiB to 64MiB", text),
+                "write e.g. 64KiB or 1MiB");
+  }
+  return static_cast<std::uint32_t>(v * mult);
+}
+
+std::string human(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
+  return fmt::format("{:.1f} {}", bytes, units[u]);
+}
+
+// A progress line on stderr, when stderr is a terminal and the input is large.
+class ProgressBar {
+ public:
+  ProgressBar(bool enabled, std::string name, std::optional<std::uint64_t> total)
+      : enabled_(enabled && ::isatty(STDERR_FILENO) && (!total || *total > kProgressThreshold)),
+        name_(std::move(name)), total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressBar() {
+    if (shown_) std::fputs("\n", stderr);
+  }
+  envelope::Progress callback() {
+    if (!enabled_) return {};
+    return [this](std::uint64_t done) { update(done); };
+  }
+
+ private:
+  void update(std::uint64_t done) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!total_ && done < kProgressThreshold) return;
+    if (shown_ && now - last_ < std::chrono::milliseconds(100) && (!total_ || done < *total_)) return;
+    last_ = now;
+    shown_ = true;
+    const double secs = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
+    const double rate = double(done) / secs;
+    std::string line = fmt::format("\r{}: {}", name_, human(double(done)));
+    if (total_ && *total_ > 0) {
+      const double frac = double(done) / double(*total_);
+      const int width = 24;
+      const int fill = static_cast<int>(frac * width);
+      line += fmt::format(" / {} [{}{}] {:3.0f}%", human(double(*total_)), std::string(fill, '#'),
+                          std::string(width - fill, ' '), frac * 100);
+      if (rate > 0) line += fmt::format(" {}/s, {:.0f}s left", human(rate), double(*total_ - done) / rate);
+    } else {
+      line += fmt::format(" {}/s", human(rate));
+    }
+    std::fputs((line + "\033[K").c_str(), stderr);
+  }
+
+  bool enabled_;
+  std::string name_;
+  std::optional<std::uint64_t> total_;
+  std::chrono::steady_clock::time_point start_, last_;
+  bool shown_ = false;
+};
+
+struct Input {
+  int fd = STDIN_FILENO;
+  std::optional<std::uint64_t> size;
+  ~Input() {
+    if (fd != STDIN_FILENO) ::close(fd);
+  }
+};
+
+std::unique_ptr<Input> open_input(const std::string& path) {
+  auto in = std::make_unique<Input>();
+  if (path == "-") return in;
+  in->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in->fd < 0) {
+    const int err = errno;
+    in->fd = STDIN_FILENO;
+    throw Error(err == ENOENT ? Code::not_found : Code::failed,
+                fmt::format("cannot open {}: {}", path, std::strerror(err)), "check the input path");
+  }
+  struct stat st {};
+  if (::fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode)) in->size = static_cast<std::uint64_t>(st.st_size);
+  return in;
+}
+
+struct OutArgs {
+  std::string out, out_dir;
+  bool force = false, no_progress = false, json = false;
+  std::vector<std::string> context;
+  std::vector<std::string> inputs;
+};
+
+// Where an input's result goes: "-" is standard output.
+std::string output_for(const OutArgs& a, const std::string& input, bool encrypting) {
+  if (!a.out.empty()) return a.out;
+  if (input == "-" && a.out_dir.empty()) return "-";
+  std::string name = input == "-" ? std::string("stdin") : fs::path(input).filename().string();
+  if (encrypting) {
+    name += kSuffix;
+  } else if (name.size() > kSuffix.size() && name.ends_with(kSuffix)) {
+    name.resize(name.size() - kSuffix.size());
+  } else {
+    throw Error(Code::usage, fmt::format("{} does not end in {}: cannot name the output", input, kSuffix),
+                "pass -o OUT or --out-dir DIR");
+  }
+  const fs::path dir = a.out_dir.empty() ? fs::path(input).parent_path() : fs::path(a.out_dir);
+  return (dir / name).string();
+}
+
+void add_out(CLI::App* cmd, OutArgs& a) {
+  auto* o = cmd->add_option("-o,--out", a.out, "Output file, or - for standard output (one input only)")
+                ->type_name("FILE");
+  auto* d = cmd->add_option("--out-dir", a.out_dir, "Write outputs into DIR")->type_name("DIR");
+  o->excludes(d);
+  cmd->add_flag("--force", a.force, "Overwrite existing outputs");
+  cmd->add_flag("--no-progress", a.no_progress, "No progress bar");
+  cmd->add_flag("--json", a.json, "Print one JSON object per file (JSON Lines) on stdout");
+  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")->type_name("K=V");
+  cmd->add_option("files", a.inputs, "Input files, or - for standard input")->required()->type_name("FILE");
+}
+
+// Runs `body` for each input with its output opened: atomically for files (committed only when
+// body succeeds), or standard output.
+template <class Body>
+void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
+  if (!a.out.empty() && a.inputs.size() > 1) {
+    throw Error(Code::usage, "-o names one output but several inputs were given", "use --out-dir DIR");
+  }
+  if (!a.out_dir.empty()) files::make_private_dir(a.out_dir);
+  for (const std::string& input : a.inputs) {
+    const std::string output = output_for(a, input, encrypting);
+    if (output == "-" && a.json) {
+      throw Error(Code::usage, "--json prints on standard output, which carries the data here",
+                  "pass -o OUT or --out-dir DIR");
+    }
+    std::unique_ptr<Input> in = open_input(input);
+    std::optional<files::AtomicFile> file;
+    if (output != "-") file.emplace(output, a.force);
+    ProgressBar bar(!a.no_progress, input, in->size);
+    const FileResult r = body(*in, file ? file->fd() : STDOUT_FILENO, input, bar.callback());
+    if (file) file->commit();
+    if (a.json) {
+      nlohmann::json keys = nlohmann::json::array();
+      for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
+      std::cout << nlohmann::json{{"input", input}, {"output", output}, {"keys", keys},
+                                  {"plaintext_bytes", r.bytes}, {"frames", r.frames}}
+                       .dump()
+                << '\n';
+    }
+  }
+}
+
+}  // namespace
+
+void register_file(CLI::App& app, Globals& g) {
+  CLI::App* file = app.add_subcommand("file", "Envelope encryption of files and pipes");
+  file->require_subcommand(1);
+  file->fallthrough();
+
+  struct EncArgs : OutArgs {
+    std::vector<std::string> keys;
+    std::string frame_size = "1MiB";
+  };
+  auto ea = std::make_shared<EncArgs>();
+  CLI::App* enc = file->add_subcommand("encrypt", "Encrypt files for one or more keys (FILE.kenc)");
+  enc->add_option("--key", ea->keys, "Key id or alias/NAME (repeat for several keys)")
+      ->required()
+      ->type_name("KEY");
+  enc->add_option("--frame-size", ea->frame_size, "Plaintext bytes per frame (default 1MiB)")
+      ->type_name("SIZE");
+  add_out(enc, *ea);
+  enc->callback([&g, ea] {
+    const Context ctx = parse_pairs(ea->context, "--context");
+    const std::uint32_t frame = parse_size(ea->frame_size);
+    auto svc = open_service(g);
+    for_each_input(*ea, true, [&](Input& in, int out, const std::string& name, const auto& progress) {
+      return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress);
+    });
+  });
+
+  auto da = std::make_shared<OutArgs>();
+  CLI::App* dec = file->add_subcommand(
+      "decrypt", "Decrypt files with whichever of their keys is usable (FILE.kenc -> FILE)");
+  add_out(dec, *da);
+  dec->callback([&g, da] {
+    const Context ctx = parse_pairs(da->context, "--context");
+    auto svc = open_service(g);
+    for_each_input(*da, false, [&](Input& in, int out, const std::string& name, const auto& progress) {
+      return svc->decrypt_file(in.fd, out, ctx, name, progress);
+    });
+  });
+
+  struct RewrapArgs {
+    std::string to_key;
+    std::vector<std::string> inputs;
+    bool json = false;
+  };
+  auto ra = std::make_shared<RewrapArgs>();
+  CLI::App* rewrap = file->add_subcommand(
+      "rewrap", "Re-wrap files' data keys under the newest key versions (header only, atomic)");
+  rewrap->add_option("--to-key", ra->to_key, "Wrap for this key instead of the file's own keys")
+      ->type_name("KEY");
+  rewrap->add_flag("--json", ra->json, "Print one JSON object per file");
+  rewrap->add_option("files", ra->inputs, "Encrypted files")->required()->type_name("FILE");
+  rewrap->callback([&g, ra] {
+    auto svc = open_service(g);
+    for (const std::string& f : ra->inputs) {
+      const FileResult r = svc->rewrap_file(
+          f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key));
+      nlohmann::json keys = nlohmann::json::array();
+      for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
+      if (ra->json) {
+        std::cout << nlohmann::json{{"file", f}, {"keys", keys}}.dump() << '\n';
+      } else {
+        std::string list;
+        for (const auto& [id, v] : r.keys) list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
+        fmt::print("{}: rewrapped for {}\n", f, list);
+      }
+    }
+  });
+
+  struct InspectArgs {
+    std::string input;
+    bool json = false;
+  };
+  auto ia = std::make_shared<InspectArgs>();
+  CLI::App* inspect = file->add_subcommand(
+      "inspect", "Show an encrypted file's header (no vault or PIN needed)");
+  inspect->add_option("file", ia->input, "Encrypted file")->required()->type_name("FILE");
+  inspect->add_flag("--json", ia->json, "Print as JSON");
+  inspect->callback([ia] {
+    std::unique_ptr<Input> in = open_input(ia->input);
+    Bytes rest;
+    const envelope::Header h = envelope::read_header(in->fd, &rest);
+    std::optional<std::uint64_t> plaintext;
+    if (in->size && *in->size >= h.encoded_size) {
+      const std::uint64_t body = *in->size - h.encoded_size;
+      const std::uint64_t full = h.frame_size + envelope::kFrameTagSize;
+      const std::uint64_t frames = body / full + 1;
+      if (body >= frames * envelope::kFrameTagSize) plaintext = body - frames * envelope::kFrameTagSize;
+    }
+    nlohmann::json recips = nlohmann::json::array();
+    for (const auto& r : h.recipients) {
+      const auto p = blob::parse(r.body);
+      if (r.type == envelope::kRecipientVaultKey && p) {
+        recips.push_back({{"type", "vault-key"}, {"key_id", p->header.key_id},
+                          {"key_version", p->header.key_version}});
+      } else {
+        recips.push_back({{"type", fmt::format("unknown ({})", r.type)}});
+      }
+    }
+    nlohmann::json ctx = nlohmann::json::object();
+    for (const auto& [k, v] : h.context) ctx[k] = v;
+    const nlohmann::json j = {
+        {"format_version", h.version},
+        {"suite", h.suite == envelope::kSuiteAes256GcmHkdfSha256 ? "AES-256-GCM/HKDF-SHA256" : "?"},
+        {"frame_size", h.frame_size},
+        {"context", ctx},
+        {"recipients", recips},
+        {"header_bytes", h.encoded_size},
+        {"plaintext_bytes", plaintext ? nlohmann::json(*plaintext) : nlohmann::json()},
+    };
+    if (ia->json) {
+      print_json(j);
+      return;
+    }
+    fmt::print("format       kmsctl file envelope v{} ({})\n", h.version, j["suite"].get<std::string>());
+    fmt::print("frame size   {} bytes\n", h.frame_size);
+    fmt::print("context      {}\n", ctx.empty() ? std::string("(none)") : ctx.dump());
+    for (const auto& r : recips) {
+      fmt::print("recipient    {}\n", r.contains("key_id")
+                                          ? fmt::format("key {} version {}", r["key_id"].get<std::string>(),
+                                                        r["key_version"].get<std::uint32_t>())
+                                          : r["type"].get<std::string>());
+    }
+    fmt::print("plaintext    {}\n", plaintext ? fmt::format("{} bytes", *plaintext) : std::string("unknown"));
+  });
+}
+
+}  // namespace kms::cli
