@@ -1,0 +1,521 @@
+// Unit tests of kms::store: opening and creating vault files, malformed databases, migrations,
+// transactions, the vault header and the audit log repository.
+#include <doctest/doctest.h>
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/store.hpp"
+#include "support.hpp"
+
+using namespace kms;
+using kms::test::bytes_of;
+using kms::test::mode_of;
+using kms::test::read_file;
+using kms::test::TempDir;
+using kms::test::write_file;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs f and returns the kms::Error it throws (FAILs when it throws nothing).
+Error error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("expected a kms::Error");
+  return Error(Code::failed, "");
+}
+
+bool contains(std::string_view hay, std::string_view needle) {
+  return hay.find(needle) != std::string_view::npos;
+}
+
+// A plain SQLite file made without kmsctl, for malformed-vault tests.
+void make_sqlite(const fs::path& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+store::VaultMeta sample_meta() {
+  store::VaultMeta m;
+  m.vault_id = "6f1c2a9e-0d3b-4c55-9a7e-2b8f1d0c4e11";
+  m.created = "2026-11-28T09:31:02.123Z";
+  m.pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so";
+  m.token_label = "kmsctl-6f1c2a9e";
+  m.token_serial = "a1b2c3d4e5f60718";
+  m.softhsm_conf = "/tmp/x/vault.db.token/softhsm2.conf";
+  m.root_key_gen = 1;
+  m.sealed_master = {0x4b, 0x4d, 0x53, 0x4b, 0x01, 0x00, 0xff, 0x10};
+  return m;
+}
+
+store::AuditRow row(std::int64_t seq, std::string time, std::string action,
+                    std::string outcome = "ok", std::string resource = "vault/x",
+                    std::string principal = "alice") {
+  store::AuditRow r;
+  r.seq = seq;
+  r.time = std::move(time);
+  r.principal = std::move(principal);
+  r.uid = 1000;
+  r.action = std::move(action);
+  r.resource = std::move(resource);
+  r.params = "{}";
+  r.outcome = std::move(outcome);
+  r.error_code = r.outcome == "ok" ? "" : "refused";
+  // Distinct 32-byte values derived from seq keep the UNIQUE columns apart.
+  const auto h = [&](std::string_view tag) {
+    const crypto::Digest d = crypto::sha256(bytes_of(std::string(tag) + std::to_string(seq)));
+    return Bytes(d.begin(), d.end());
+  };
+  r.prev_hash = h("prev");
+  r.hash = h("hash");
+  r.mac = h("mac");
+  return r;
+}
+
+std::vector<std::int64_t> seqs(store::Db& db, const store::AuditFilter& f) {
+  std::vector<std::int64_t> out;
+  store::audit_query(db, f, [&](const store::AuditRow& r) { out.push_back(r.seq); });
+  return out;
+}
+
+using Seqs = std::vector<std::int64_t>;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Opening and creating
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("Db create_new sets user_version to kSchemaVersion, WAL mode and a private file") {
+  TempDir dir;
+  kms::test::UmaskGuard umask(022);
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK(db.schema_version() == store::kSchemaVersion);
+  CHECK(db.schema_version() >= 1);
+  {
+    store::Stmt s(db, "PRAGMA journal_mode");
+    REQUIRE(s.step());
+    CHECK(s.col_text(0) == "wal");
+  }
+  CHECK(mode_of(dir / "vault.db") == 0600);
+  // The WAL (and its index) inherit the private mode once something is written.
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    tx.commit();
+  }
+  CHECK(fs::exists(dir / "vault.db-wal"));
+  CHECK(mode_of(dir / "vault.db-wal") == 0600);
+  CHECK(mode_of(dir / "vault.db-shm") == 0600);
+}
+
+TEST_CASE("Db open_existing reopens a created vault with the same schema") {
+  TempDir dir;
+  { store::Db db(dir / "vault.db", store::Db::Mode::create_new); }
+  store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  CHECK(db.schema_version() == store::kSchemaVersion);
+  CHECK_FALSE(store::read_meta(db).has_value());
+  CHECK(store::audit_count(db) == 0);
+}
+
+TEST_CASE("Db create_new refuses to reuse an existing vault file") {
+  TempDir dir;
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    tx.commit();
+  }
+  CHECK_THROWS_AS(store::Db(dir / "vault.db", store::Db::Mode::create_new), kms::Error);
+  store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  CHECK(store::read_meta(db).has_value());
+}
+
+TEST_CASE("Db open_existing of a missing file is Code::unavailable and creates nothing") {
+  TempDir dir;
+  const Error e = error_of([&] { store::Db db(dir / "none.db", store::Db::Mode::open_existing); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.what(), (dir / "none.db").string()));
+  CHECK_FALSE(fs::exists(dir / "none.db"));
+}
+
+TEST_CASE("Db open_existing of a file of random bytes is Code::integrity") {
+  TempDir dir;
+  const Bytes junk = crypto::random_bytes(8192);
+  write_file(dir / "junk.db", as_chars(junk));
+  const Error e = error_of([&] { store::Db db(dir / "junk.db", store::Db::Mode::open_existing); });
+  CHECK(e.code() == Code::integrity);
+  CHECK(contains(e.what(), "junk.db"));
+  CHECK(read_file(dir / "junk.db") == std::string(as_chars(junk)));  // left as it was
+}
+
+TEST_CASE("Db open_existing of a text file is Code::integrity") {
+  TempDir dir;
+  write_file(dir / "notes.txt", "these are not the droids you are looking for\n");
+  CHECK(error_of([&] { store::Db db(dir / "notes.txt", store::Db::Mode::open_existing); }).code() ==
+        Code::integrity);
+}
+
+TEST_CASE("a truncated vault is Code::integrity when opened or read") {
+  TempDir dir;
+  const fs::path good = dir / "good.db";
+  {
+    store::Db db(good, store::Db::Mode::create_new);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    for (int i = 1; i <= 400; ++i) store::audit_insert(db, row(i, "2026-01-01T00:00:00.000Z", "x"));
+    tx.commit();
+  }
+  REQUIRE_FALSE(fs::exists(dir / "good.db-wal"));  // the last close checkpointed the WAL
+  const std::string whole = read_file(good);
+  REQUIRE(whole.size() > 16 * 4096);
+  for (size_t keep : {size_t{16}, size_t{99}, size_t{512}, size_t{4096}, size_t{3 * 4096},
+                      whole.size() / 2, whole.size() - 4096}) {
+    CAPTURE(keep);
+    const fs::path cut = dir / ("cut-" + std::to_string(keep) + ".db");
+    write_file(cut, std::string_view(whole).substr(0, keep));
+    const Error e = error_of([&] {
+      store::Db db(cut, store::Db::Mode::open_existing);
+      // Opening is O(1); reading everything must then find the damage.
+      (void)store::read_meta(db);
+      (void)store::audit_count(db);
+      store::audit_scan(db, [](const store::AuditRow&) {});
+    });
+    CHECK(e.code() == Code::integrity);
+  }
+}
+
+TEST_CASE("Db open_existing of an empty SQLite database (user_version 0) is Code::integrity") {
+  TempDir dir;
+  make_sqlite(dir / "other.db", "CREATE TABLE t (x INTEGER)");
+  const Error e = error_of([&] { store::Db db(dir / "other.db", store::Db::Mode::open_existing); });
+  CHECK(e.code() == Code::integrity);
+  CHECK(contains(e.what(), "not a kmsctl vault"));
+  // An empty file is an empty SQLite database too.
+  write_file(dir / "empty.db", "");
+  CHECK(error_of([&] { store::Db db(dir / "empty.db", store::Db::Mode::open_existing); }).code() ==
+        Code::integrity);
+}
+
+TEST_CASE("Db open_existing of a vault from a newer kmsctl is Code::unavailable naming it newer") {
+  TempDir dir;
+  make_sqlite(dir / "future.db", "CREATE TABLE t (x INTEGER); PRAGMA user_version = 99;");
+  const Error e = error_of([&] { store::Db db(dir / "future.db", store::Db::Mode::open_existing); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.what(), "newer"));
+  CHECK(contains(e.what(), "99"));
+  CHECK_FALSE(e.hint().empty());
+}
+
+TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and keeps its data") {
+  TempDir dir;
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "vault.init"));
+    tx.commit();
+  }
+  if (store::kSchemaVersion >= 2) {
+    // Make it a version 1 file: the tables added by migration 1 -> 2 are not there yet.
+    make_sqlite(dir / "vault.db",
+                "DROP TABLE key_tags; DROP TABLE key_aliases; DROP TABLE key_versions; "
+                "DROP TABLE keys; PRAGMA user_version = 1;");
+  }
+  store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  CHECK(db.schema_version() == store::kSchemaVersion);
+  CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
+  CHECK(store::audit_count(db) == 1);
+}
+
+TEST_CASE("Stmt with invalid SQL throws kms::Error") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK_THROWS_AS(store::Stmt(db, "SELEC nonsense"), kms::Error);
+  CHECK_THROWS_AS(db.exec("INSERT INTO no_such_table VALUES (1)"), kms::Error);
+}
+
+TEST_CASE("Db moves transfer the connection") {
+  TempDir dir;
+  store::Db a(dir / "vault.db", store::Db::Mode::create_new);
+  store::Db b(std::move(a));
+  CHECK(a.raw() == nullptr);  // NOLINT(bugprone-use-after-move)
+  CHECK(b.schema_version() == store::kSchemaVersion);
+  store::Db c(dir / "other.db", store::Db::Mode::create_new);
+  c = std::move(b);
+  CHECK(c.path() == dir / "vault.db");
+  CHECK(c.schema_version() == store::kSchemaVersion);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("Tx rolls back unless committed") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+    CHECK(store::read_meta(db).has_value());  // visible inside the transaction
+  }
+  CHECK_FALSE(store::read_meta(db).has_value());
+  CHECK(store::audit_count(db) == 0);
+  try {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    throw std::runtime_error("op failed");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK_FALSE(store::read_meta(db).has_value());
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    tx.commit();
+  }
+  CHECK(store::read_meta(db).has_value());
+}
+
+TEST_CASE("a committed Tx survives closing and reopening the vault") {
+  TempDir dir;
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+    tx.commit();
+  }
+  store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  CHECK(store::audit_count(db) == 1);
+}
+
+TEST_CASE("a write Tx takes the write lock at BEGIN so a second writer gets Code::unavailable") {
+  TempDir dir;
+  store::Db a(dir / "vault.db", store::Db::Mode::create_new);
+  store::Db b(dir / "vault.db", store::Db::Mode::open_existing);
+  sqlite3_busy_timeout(b.raw(), 50);  // do not wait the default 30 s in a test
+  store::Tx held(a, store::Tx::Kind::write);
+  const Error e = error_of([&] { store::Tx second(b, store::Tx::Kind::write); });
+  CHECK(e.code() == Code::unavailable);
+  // A reader is not blocked by the writer (WAL).
+  store::Tx reader(b, store::Tx::Kind::read);
+  CHECK(store::audit_count(b) == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vault header
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("insert_meta and read_meta round-trip every field") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK_FALSE(store::read_meta(db).has_value());
+  const store::VaultMeta m = sample_meta();
+  store::insert_meta(db, m);
+  const auto back = store::read_meta(db);
+  REQUIRE(back.has_value());
+  CHECK(back->vault_id == m.vault_id);
+  CHECK(back->created == m.created);
+  CHECK(back->pkcs11_module == m.pkcs11_module);
+  CHECK(back->token_label == m.token_label);
+  CHECK(back->token_serial == m.token_serial);
+  CHECK(back->softhsm_conf == m.softhsm_conf);
+  CHECK(back->root_key_gen == m.root_key_gen);
+  CHECK(back->sealed_master == m.sealed_master);
+}
+
+TEST_CASE("update_root_key changes only the generation and the sealed master key") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  const store::VaultMeta m = sample_meta();
+  store::insert_meta(db, m);
+  const Bytes resealed = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+  store::update_root_key(db, 2, resealed);
+  const auto back = store::read_meta(db);
+  REQUIRE(back.has_value());
+  CHECK(back->root_key_gen == 2);
+  CHECK(back->sealed_master == resealed);
+  CHECK(back->vault_id == m.vault_id);
+  CHECK(back->token_serial == m.token_serial);
+}
+
+TEST_CASE("the vault header is a singleton: a second insert_meta throws") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  store::insert_meta(db, sample_meta());
+  store::VaultMeta other = sample_meta();
+  other.vault_id = "another";
+  CHECK_THROWS_AS(store::insert_meta(db, other), kms::Error);
+  CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log repository
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("audit_insert stores a row that audit_scan, audit_last and audit_hash_at return") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK_FALSE(store::audit_last(db).has_value());
+  CHECK_FALSE(store::audit_hash_at(db, 1).has_value());
+  store::AuditRow r = row(1, "2026-01-01T00:00:00.000Z", "key.create", "denied", "key/k1", "bob");
+  r.uid = -5;
+  r.params = R"({"alias":"alias/app","n":3})";
+  store::audit_insert(db, r);
+  store::audit_insert(db, row(2, "2026-01-01T00:00:01.000Z", "key.get"));
+  std::vector<store::AuditRow> got;
+  store::audit_scan(db, [&](const store::AuditRow& x) { got.push_back(x); });
+  REQUIRE(got.size() == 2);
+  const store::AuditRow& g = got[0];
+  CHECK(g.seq == 1);
+  CHECK(g.time == r.time);
+  CHECK(g.principal == "bob");
+  CHECK(g.uid == -5);
+  CHECK(g.action == "key.create");
+  CHECK(g.resource == "key/k1");
+  CHECK(g.params == r.params);
+  CHECK(g.outcome == "denied");
+  CHECK(g.error_code == "refused");
+  CHECK(g.prev_hash == r.prev_hash);
+  CHECK(g.hash == r.hash);
+  CHECK(g.mac == r.mac);
+  CHECK(got[1].seq == 2);
+  const auto last = store::audit_last(db);
+  REQUIRE(last.has_value());
+  CHECK(last->seq == 2);
+  CHECK(last->hash == got[1].hash);
+  CHECK(store::audit_hash_at(db, 1) == std::optional<Bytes>(r.hash));
+  CHECK(store::audit_count(db) == 2);
+}
+
+TEST_CASE("audit_insert rejects a second row with the same prev_hash (a fork of the chain)") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+  store::AuditRow fork = row(2, "2026-01-01T00:00:01.000Z", "b");
+  fork.prev_hash = row(1, "", "").prev_hash;
+  CHECK_THROWS_AS(store::audit_insert(db, fork), kms::Error);
+  CHECK(store::audit_count(db) == 1);
+}
+
+TEST_CASE("audit_insert rejects a second row with the same seq or the same hash") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+  store::AuditRow same_seq = row(2, "2026-01-01T00:00:01.000Z", "b");
+  same_seq.seq = 1;
+  CHECK_THROWS_AS(store::audit_insert(db, same_seq), kms::Error);
+  store::AuditRow same_hash = row(3, "2026-01-01T00:00:01.000Z", "b");
+  same_hash.hash = row(1, "", "").hash;
+  CHECK_THROWS_AS(store::audit_insert(db, same_hash), kms::Error);
+  CHECK(store::audit_count(db) == 1);
+}
+
+TEST_CASE("audit_insert rejects an outcome outside ok, error, denied") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK_THROWS_AS(store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a", "maybe")),
+                  kms::Error);
+  CHECK(store::audit_count(db) == 0);
+}
+
+TEST_CASE("audit_query filters by action, resource, principal, outcome, since, until and limit") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  // seq, time, action, outcome, resource, principal
+  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "vault.init", "ok", "vault/v", "alice"));
+  store::audit_insert(db, row(2, "2026-01-02T00:00:00.000Z", "key.create", "ok", "key/a", "alice"));
+  store::audit_insert(db, row(3, "2026-01-03T00:00:00.000Z", "key.create", "denied", "key/b", "bob"));
+  store::audit_insert(db, row(4, "2026-01-04T00:00:00.000Z", "key.get", "error", "key/a", "bob"));
+  store::audit_insert(db, row(5, "2026-01-05T00:00:00.000Z", "key.create", "ok", "key/c", "carol"));
+  store::audit_insert(db, row(6, "2026-01-06T12:30:00.000Z", "key.get", "ok", "key/a", "alice"));
+
+  store::AuditFilter all;
+  CHECK(seqs(db, all) == Seqs{6, 5, 4, 3, 2, 1});  // newest first by default
+  all.newest_first = false;
+  CHECK(seqs(db, all) == Seqs{1, 2, 3, 4, 5, 6});
+
+  store::AuditFilter f;
+  f.action = "key.create";
+  CHECK(seqs(db, f) == Seqs{5, 3, 2});
+  f = {};
+  f.outcome = "denied";
+  CHECK(seqs(db, f) == Seqs{3});
+  f = {};
+  f.outcome = "ok";
+  CHECK(seqs(db, f) == Seqs{6, 5, 2, 1});
+  f = {};
+  f.resource = "key/a";
+  CHECK(seqs(db, f) == Seqs{6, 4, 2});
+  f = {};
+  f.principal = "bob";
+  CHECK(seqs(db, f) == Seqs{4, 3});
+  f = {};
+  f.since = "2026-01-03T00:00:00.000Z";  // inclusive
+  CHECK(seqs(db, f) == Seqs{6, 5, 4, 3});
+  f = {};
+  f.until = "2026-01-03T00:00:00.000Z";  // exclusive
+  CHECK(seqs(db, f) == Seqs{2, 1});
+  f = {};
+  f.since = "2026-01-02T00:00:00.000Z";
+  f.until = "2026-01-05T00:00:00.000Z";
+  CHECK(seqs(db, f) == Seqs{4, 3, 2});
+  f = {};
+  f.limit = 2;
+  CHECK(seqs(db, f) == Seqs{6, 5});
+  f.newest_first = false;
+  CHECK(seqs(db, f) == Seqs{1, 2});
+  f = {};
+  f.action = "key.create";
+  f.outcome = "ok";
+  f.since = "2026-01-03T00:00:00.000Z";
+  CHECK(seqs(db, f) == Seqs{5});
+  f = {};
+  f.action = "no.such.action";
+  CHECK(seqs(db, f).empty());
+  f = {};
+  f.limit = 0;
+  CHECK(seqs(db, f).empty());
+}
+
+TEST_CASE("audit_query treats filter values as data, not SQL") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+  store::AuditFilter f;
+  f.action = "a' OR '1'='1";
+  CHECK(seqs(db, f).empty());
+  f.action = "a\"; DROP TABLE audit_log; --";
+  CHECK(seqs(db, f).empty());
+  CHECK(store::audit_count(db) == 1);
+}
+
+TEST_CASE("backup_to writes a consistent private copy without a WAL beside it") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+    tx.commit();
+  }
+  db.backup_to(dir / "copy.db");
+  CHECK(mode_of(dir / "copy.db") == 0600);
+  CHECK_FALSE(fs::exists(dir / "copy.db-wal"));
+  CHECK_FALSE(fs::exists(dir / "copy.db-journal"));
+  store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
+  CHECK(store::audit_count(copy) == 1);
+}

@@ -1,0 +1,647 @@
+// Unit tests of kms::Vault and kms::Service against a REAL SoftHSM2 token: each test case makes a
+// fresh private token in its own temporary directory with Vault::create / Service::init.
+//
+// PKCS#11 state is per process: the SoftHSM2 library is loaded once, reads SOFTHSM2_CONF in
+// C_Initialize, and every hsm::Module of it shares that state. The tests therefore keep one live
+// Vault at a time unless the test is about having two.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kms/audit.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/sealed.hpp"
+#include "kms/service.hpp"
+#include "kms/store.hpp"
+#include "kms/vault.hpp"
+#include "support.hpp"
+
+using namespace kms;
+using kms::test::bytes_of;
+using kms::test::mode_of;
+using kms::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+SecureBytes pin_of(std::string_view s) { return SecureBytes(as_bytes(s)); }
+const std::string kPin = "unit-test-pin-1234";
+
+Error error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("expected a kms::Error");
+  return Error(Code::failed, "");
+}
+
+bool contains(std::string_view hay, std::string_view needle) {
+  return hay.find(needle) != std::string_view::npos;
+}
+
+std::unique_ptr<Vault> create_vault(const fs::path& path, InitReport* report_out = nullptr) {
+  InitOptions opts;
+  opts.vault = path;
+  InitReport report;
+  auto v = Vault::create(opts, pin_of(kPin), report);
+  v->publish();
+  if (report_out) *report_out = std::move(report);
+  return v;
+}
+
+// The token objects directories SoftHSM2 made under a private token directory.
+int token_count(const fs::path& vault) {
+  const fs::path tokens = private_token_dir(vault) / "tokens";
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(tokens, ec)) n += e.is_directory() ? 1 : 0;
+  return n;
+}
+
+const RecordRef kRef{"keys", "key-0001", 3};
+
+std::vector<store::AuditRow> audit_rows(Vault& v) {
+  std::vector<store::AuditRow> rows;
+  store::audit_scan(v.db(), [&](const store::AuditRow& r) { rows.push_back(r); });
+  return rows;
+}
+
+bool same(ByteView a, ByteView b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
+
+}  // namespace
+
+TEST_CASE("SoftHSM2 is installed (the vault tests need a real token)") {
+  REQUIRE_MESSAGE(find_softhsm_module().has_value(),
+                  "libsofthsm2.so not found: apt-get install softhsm2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating and opening
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("Vault::create makes a private token and publish moves a private vault into place") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  InitReport report;
+  InitOptions opts;
+  opts.vault = path;
+  auto v = Vault::create(opts, pin_of(kPin), report);
+  CHECK_FALSE(fs::exists(path));  // not before publish()
+  CHECK(v->final_path() == fs::absolute(path));
+  v->publish();
+  CHECK(fs::exists(path));
+  CHECK(v->path() == v->final_path());
+  CHECK(mode_of(path) == 0600);
+  CHECK(mode_of(private_token_dir(path)) == 0700);
+  // No init markers or temporary vault files are left beside it.
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    const std::string name = e.path().filename().string();
+    CAPTURE(name);
+    CHECK((name == "vault.db" || name == "vault.db.token" || name == "vault.db-wal" ||
+           name == "vault.db-shm"));
+  }
+  CHECK_FALSE(fs::exists(private_token_dir(path) / "INIT-INCOMPLETE"));
+
+  const store::VaultMeta& m = v->meta();
+  CHECK(report.vault_id == m.vault_id);
+  CHECK(m.vault_id.size() == 36);
+  REQUIRE(report.so_pin.has_value());
+  CHECK(report.so_pin->size() >= 16);
+  CHECK(m.root_key_gen == 1);
+  CHECK(m.sealed_master.size() == 4 + 1 + 12 + 32 + 16);
+  CHECK(m.softhsm_conf == (private_token_dir(fs::absolute(path)) / "softhsm2.conf").string());
+  CHECK(std::string(std::getenv("SOFTHSM2_CONF")) == m.softhsm_conf);
+  CHECK(m.token_label == v->token_info().label);
+  CHECK(m.token_serial == v->token_info().serial);
+  CHECK(v->token_info().initialized);
+  CHECK(v->audit_key().size() == 32);
+  CHECK(token_count(path) == 1);
+  // The header on disk is the one in memory.
+  const auto on_disk = store::read_meta(v->db());
+  REQUIRE(on_disk.has_value());
+  CHECK(on_disk->vault_id == m.vault_id);
+  CHECK(on_disk->sealed_master == m.sealed_master);
+}
+
+TEST_CASE("the PIN and the master key do not appear in the vault file") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes audit_key;
+  {
+    auto v = create_vault(path);
+    audit_key.assign(v->audit_key().begin(), v->audit_key().end());
+  }
+  const std::string file = kms::test::read_file(path);
+  CHECK_FALSE(contains(file, kPin));
+  CHECK_FALSE(contains(file, as_chars(audit_key)));
+}
+
+TEST_CASE("Vault::create refuses a path where a vault already exists") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  const Error e = error_of([&] { (void)create_vault(path); });
+  CHECK(e.code() == Code::refused);
+  CHECK(token_count(path) == 1);
+}
+
+TEST_CASE("Vault::create does not change the mode of an existing parent directory") {
+  TempDir dir;
+  const fs::path shared = dir / "shared";
+  fs::create_directory(shared);
+  fs::permissions(shared, fs::perms(0755));
+  { auto v = create_vault(shared / "vault.db"); }
+  CHECK(mode_of(shared) == 0755);
+}
+
+TEST_CASE("Vault::open with the right PIN unseals the same keys") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes sealed, audit_key;
+  std::string id;
+  {
+    auto v = create_vault(path);
+    sealed = v->seal(kRef, bytes_of("secret value"));
+    audit_key.assign(v->audit_key().begin(), v->audit_key().end());
+    id = v->meta().vault_id;
+  }
+  auto v = Vault::open(path, pin_of(kPin));
+  CHECK(v->meta().vault_id == id);
+  CHECK(v->path() == path);
+  CHECK(same(v->audit_key(), audit_key));
+  CHECK(v->open_sealed(kRef, sealed).chars() == "secret value");
+}
+
+TEST_CASE("Vault::open with a wrong PIN is Code::unavailable naming CKR_PIN_INCORRECT") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  const Error e = error_of([&] { (void)Vault::open(path, pin_of("wrong-pin-0000")); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
+  CHECK_FALSE(contains(e.what(), "wrong-pin-0000"));
+  CHECK_FALSE(e.hint().empty());
+  // The right PIN still works afterwards.
+  CHECK_NOTHROW((void)Vault::open(path, pin_of(kPin)));
+}
+
+TEST_CASE("Vault::open of a missing vault is Code::unavailable") {
+  TempDir dir;
+  CHECK(error_of([&] { (void)Vault::open(dir / "none.db", pin_of(kPin)); }).code() ==
+        Code::unavailable);
+}
+
+TEST_CASE("Vault::open without the vault's private token directory is Code::unavailable") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  fs::rename(private_token_dir(path), dir / "moved.token");
+  const Error e = error_of([&] { (void)Vault::open(path, pin_of(kPin)); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.hint(), "vault.db.token"));
+}
+
+TEST_CASE("Vault::open of a vault whose sealed master key was altered is Code::integrity") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    store::VaultMeta m = *store::read_meta(db);
+    m.sealed_master[30] ^= 0x01;
+    store::update_root_key(db, m.root_key_gen, m.sealed_master);
+  }
+  const Error e = error_of([&] { (void)Vault::open(path, pin_of(kPin)); });
+  CAPTURE(std::string(e.what()));
+  CHECK(e.code() == Code::integrity);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealed records
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("seal and open_sealed round-trip values of any size") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  for (size_t n : {size_t{0}, size_t{1}, size_t{32}, size_t{1000}, size_t{1} << 20}) {
+    CAPTURE(n);
+    const Bytes value = crypto::random_bytes(n);
+    const Bytes blob = v->seal(kRef, value);
+    CHECK(blob.size() == 4 + 1 + 12 + n + 16);
+    CHECK(as_chars(ByteView(blob).first(4)) == kSealedMagic);
+    CHECK(blob[4] == kSealedVersion);
+    CHECK(same(v->open_sealed(kRef, blob).view(), value));
+  }
+  // A fresh nonce each time: the same value seals differently.
+  CHECK(v->seal(kRef, bytes_of("x")) != v->seal(kRef, bytes_of("x")));
+}
+
+TEST_CASE("open_sealed in a different table, row or version is Code::integrity") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  const Bytes blob = v->seal(kRef, bytes_of("key material"));
+  for (const RecordRef& other :
+       {RecordRef{"secrets", kRef.row_id, kRef.version}, RecordRef{kRef.table, "key-0002", kRef.version},
+        RecordRef{kRef.table, kRef.row_id, kRef.version + 1}, RecordRef{kRef.table, kRef.row_id, 0},
+        RecordRef{"", kRef.row_id, kRef.version},
+        // Bytes moved between the length-prefixed fields do not collide.
+        RecordRef{"keyskey-0001", "", kRef.version}, RecordRef{"key", "skey-0001", kRef.version}}) {
+    CAPTURE(other.table);
+    CAPTURE(other.row_id);
+    CAPTURE(other.version);
+    const Error e = error_of([&] { (void)v->open_sealed(other, blob); });
+    CHECK(e.code() == Code::integrity);
+    CHECK_FALSE(contains(e.what(), "key material"));
+  }
+}
+
+TEST_CASE("open_sealed rejects any flipped byte, truncation or extension with Code::integrity") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  const Bytes blob = v->seal(kRef, bytes_of("0123456789abcdef"));
+  for (size_t i = 0; i < blob.size(); ++i) {
+    for (std::uint8_t mask : {std::uint8_t{0x01}, std::uint8_t{0x80}}) {
+      Bytes bad = blob;
+      bad[i] ^= mask;
+      CAPTURE(i);
+      CHECK(error_of([&] { (void)v->open_sealed(kRef, bad); }).code() == Code::integrity);
+    }
+  }
+  for (size_t n = 0; n < blob.size(); ++n) {
+    CAPTURE(n);
+    CHECK(error_of([&] { (void)v->open_sealed(kRef, ByteView(blob).first(n)); }).code() ==
+          Code::integrity);
+  }
+  Bytes longer = blob;
+  longer.push_back(0);
+  CHECK(error_of([&] { (void)v->open_sealed(kRef, longer); }).code() == Code::integrity);
+}
+
+TEST_CASE("a blob sealed by one vault does not open in another") {
+  TempDir dir;
+  Bytes blob;
+  { blob = create_vault(dir / "a.db")->seal(kRef, bytes_of("belongs to a")); }
+  auto b = create_vault(dir / "b.db");
+  CHECK(error_of([&] { (void)b->open_sealed(kRef, blob); }).code() == Code::integrity);
+}
+
+TEST_CASE("open_record opens the FORMAT.md §10.6 sealed record only in its place") {
+  const auto k_record =
+      crypto::from_hex("d939199739af2e273709520c9897b434568d6347983ef82cf687ad09f5853f7d");
+  const auto blob = crypto::from_hex(
+      "4b4d5352" "01" "000102030405060708090a0b" "0eccbd2aef55" "b85658444d201d3e50b14c6b6ef4c401");
+  REQUIRE(k_record.has_value());
+  REQUIRE(blob.has_value());
+  const std::string vault_id = "8d5a6c1e-3f2b-4a7d-9e01-23456789abcd";
+  const RecordRef where{"key_versions", "k-1", 1};
+  const auto opened = open_record(*k_record, vault_id, where, *blob);
+  REQUIRE(opened.has_value());
+  CHECK(opened->chars() == "secret");
+  CHECK_FALSE(open_record(*k_record, vault_id, {"key_versions", "k-2", 1}, *blob).has_value());
+  CHECK_FALSE(open_record(*k_record, vault_id, {"key_versions", "k-1", 2}, *blob).has_value());
+  CHECK_FALSE(open_record(*k_record, vault_id, {"secrets", "k-1", 1}, *blob).has_value());
+  CHECK_FALSE(open_record(*k_record, "8d5a6c1e-3f2b-4a7d-9e01-23456789abce", where, *blob).has_value());
+}
+
+TEST_CASE("seal_record writes magic, version, a fresh nonce and AES-GCM under the spec's AAD") {
+  const Bytes key = crypto::random_bytes(32);
+  const RecordRef where{"key_versions", "k-1", -7};
+  const Bytes blob = seal_record(key, "vault-id", where, bytes_of("payload"));
+  REQUIRE(blob.size() == 33 + 7);
+  CHECK(as_chars(ByteView(blob).first(4)) == "KMSR");
+  CHECK(blob[4] == 1);
+  // An independent AAD: "KMSR" || 1 || lp(vault id) || lp(table) || lp(row id) || u64be(version).
+  const auto aad = crypto::from_hex(
+      "4b4d535201" "00000008" + crypto::to_hex(bytes_of("vault-id")) + "0000000c" +
+      crypto::to_hex(bytes_of("key_versions")) + "00000003" + crypto::to_hex(bytes_of("k-1")) +
+      "fffffffffffffff9");
+  REQUIRE(aad.has_value());
+  const auto plain = crypto::aes_gcm_open(key, ByteView(blob).subspan(5, 12), *aad,
+                                          ByteView(blob).subspan(17));
+  REQUIRE(plain.has_value());
+  CHECK(plain->chars() == "payload");
+  CHECK(seal_record(key, "vault-id", where, bytes_of("payload")) != blob);
+}
+
+TEST_CASE("the root key in the token is sensitive: its value cannot be read") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  const auto keys = v->token().find_keys(std::string(kRootKeyLabelPrefix) + v->meta().vault_id);
+  REQUIRE(keys.size() == 1);
+  CHECK_THROWS_AS((void)v->token().get_value(keys[0]), kms::Error);
+  CHECK(v->token().get_id(keys[0]) == Bytes{0, 0, 0, 0, 0, 0, 0, 1});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rekey and anchor
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("prepare_rekey and finish_rekey move to a new root key and old blobs still open") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes blob, sealed_before;
+  {
+    auto v = create_vault(path);
+    blob = v->seal(kRef, bytes_of("survives rekey"));
+    sealed_before = v->meta().sealed_master;
+    store::Tx tx(v->db(), store::Tx::Kind::write);
+    CHECK(v->prepare_rekey() == 2);
+    tx.commit();
+    v->finish_rekey();
+    CHECK(v->meta().root_key_gen == 2);
+    CHECK(v->open_sealed(kRef, blob).chars() == "survives rekey");
+  }
+  auto v = Vault::open(path, pin_of(kPin));
+  CHECK(v->meta().root_key_gen == 2);
+  CHECK(v->meta().sealed_master != sealed_before);
+  CHECK(v->open_sealed(kRef, blob).chars() == "survives rekey");
+  // A second rekey works on the reopened vault too.
+  {
+    store::Tx tx(v->db(), store::Tx::Kind::write);
+    CHECK(v->prepare_rekey() == 3);
+    tx.commit();
+    v->finish_rekey();
+  }
+  v.reset();
+  CHECK(Vault::open(path, pin_of(kPin))->meta().root_key_gen == 3);
+}
+
+TEST_CASE("the old sealed master key no longer opens after finish_rekey destroyed the old root") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes old_header;
+  {
+    auto v = create_vault(path);
+    old_header = v->meta().sealed_master;
+    store::Tx tx(v->db(), store::Tx::Kind::write);
+    (void)v->prepare_rekey();
+    tx.commit();
+    v->finish_rekey();
+  }
+  // Put the generation-1 header back: its root key is gone from the token.
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    store::update_root_key(db, 1, old_header);
+  }
+  CHECK(error_of([&] { (void)Vault::open(path, pin_of(kPin)); }).code() == Code::unavailable);
+}
+
+TEST_CASE("abort_rekey after a rolled-back transaction keeps the old root key working") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes blob;
+  {
+    auto v = create_vault(path);
+    blob = v->seal(kRef, bytes_of("still here"));
+    {
+      store::Tx tx(v->db(), store::Tx::Kind::write);
+      CHECK(v->prepare_rekey() == 2);
+    }  // rolled back
+    v->abort_rekey();
+    CHECK(v->meta().root_key_gen == 1);
+    CHECK(store::read_meta(v->db())->root_key_gen == 1);
+  }
+  auto v = Vault::open(path, pin_of(kPin));
+  CHECK(v->meta().root_key_gen == 1);
+  CHECK(v->open_sealed(kRef, blob).chars() == "still here");
+}
+
+TEST_CASE("store_anchor and load_anchor round-trip and replace the previous value") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto v = create_vault(path);
+    CHECK(v->load_anchor().empty());
+    v->store_anchor(bytes_of("anchor one"));
+    REQUIRE(v->load_anchor().size() == 1);
+    CHECK(v->load_anchor()[0] == bytes_of("anchor one"));
+    v->store_anchor(bytes_of("anchor two, longer"));
+    const auto values = v->load_anchor();
+    REQUIRE(values.size() == 1);
+    CHECK(values[0] == bytes_of("anchor two, longer"));
+  }
+  auto v = Vault::open(path, pin_of(kPin));
+  const auto values = v->load_anchor();
+  REQUIRE(values.size() == 1);
+  CHECK(values[0] == bytes_of("anchor two, longer"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several vaults in one process
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("two vaults created one after the other each get their own token and reopen") {
+  TempDir dir;
+  { auto a = create_vault(dir / "a.db"); }
+  { auto b = create_vault(dir / "b.db"); }
+  CHECK(token_count(dir / "a.db") == 1);
+  CHECK(token_count(dir / "b.db") == 1);
+  CHECK_NOTHROW((void)Vault::open(dir / "a.db", pin_of(kPin)));
+  CHECK_NOTHROW((void)Vault::open(dir / "b.db", pin_of(kPin)));
+}
+
+TEST_CASE("a second vault created while the first is open gets its own token") {
+  TempDir dir;
+  {
+    auto a = create_vault(dir / "a.db");
+    auto b = create_vault(dir / "b.db");
+  }
+  CHECK(token_count(dir / "a.db") == 1);
+  CHECK(token_count(dir / "b.db") == 1);
+  CHECK_NOTHROW((void)Vault::open(dir / "b.db", pin_of(kPin)));
+}
+
+TEST_CASE("closing one of two open handles of a vault leaves the other usable") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  auto first = Vault::open(path, pin_of(kPin));
+  {
+    auto second = Vault::open(path, pin_of(kPin));
+    second->store_anchor(bytes_of("from second"));
+  }  // its hsm::Module is destroyed here
+  std::vector<Bytes> values;
+  CHECK_NOTHROW(values = first->load_anchor());
+  CHECK(values == std::vector<Bytes>{bytes_of("from second")});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service: authorise -> do -> audit, in one transaction
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+std::unique_ptr<Service> init_service(const fs::path& path) {
+  InitOptions opts;
+  opts.vault = path;
+  InitReport report;
+  return Service::init(opts, pin_of(kPin), report);
+}
+
+std::int64_t anchor_seq(Vault& v) {
+  const auto values = v.load_anchor();
+  REQUIRE(values.size() == 1);
+  REQUIRE(values[0].size() == 77);
+  std::int64_t seq = 0;
+  for (int i = 5; i < 13; ++i) seq = (seq << 8) | values[0][i];
+  return seq;
+}
+
+}  // namespace
+
+TEST_CASE("Service::init writes one vault.init record and anchors it") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const auto rows = audit_rows(s->vault());
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].action == "vault.init");
+  CHECK(rows[0].resource == "vault/" + s->vault().meta().vault_id);
+  CHECK(rows[0].outcome == "ok");
+  CHECK(anchor_seq(s->vault()) == 1);
+  const audit::VerifyReport rep = s->audit_verify();
+  CHECK(rep.ok);
+  CHECK(rep.records == 1);
+}
+
+TEST_CASE("Service::run writes exactly one audit record per call and moves the anchor") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  for (int i = 1; i <= 5; ++i) {
+    const std::int64_t before = store::audit_count(s->vault().db());
+    bool committed = false, rolled_back = false;
+    s->run({"test.op", "key/k" + std::to_string(i), {{"given", i}}},
+           [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
+           {[&] { committed = true; }, [&] { rolled_back = true; }});
+    CHECK(store::audit_count(s->vault().db()) == before + 1);
+    CHECK(committed);
+    CHECK_FALSE(rolled_back);
+    const store::AuditRow last = audit_rows(s->vault()).back();
+    CHECK(last.action == "test.op");
+    CHECK(last.resource == "key/k" + std::to_string(i));
+    CHECK(last.outcome == "ok");
+    CHECK(last.error_code == "");
+    CHECK(last.params == R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
+    CHECK(anchor_seq(s->vault()) == last.seq);
+  }
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("a refused op leaves no change and writes one denied record") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  Vault& v = s->vault();
+  const std::int64_t before = store::audit_count(v.db());
+  bool committed = false, rolled_back = false;
+  const Error e = error_of([&] {
+    s->run({"key.disable", "key/k1", {}},
+           [&](audit::Event&) {
+             store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
+             throw Error(Code::refused, "key k1 is pending deletion");
+           },
+           {[&] { committed = true; }, [&] { rolled_back = true; }});
+  });
+  CHECK(e.code() == Code::refused);
+  CHECK(std::string(e.what()) == "key k1 is pending deletion");
+  CHECK(rolled_back);
+  CHECK_FALSE(committed);
+  CHECK(store::read_meta(v.db())->root_key_gen == 1);  // the change was rolled back
+  CHECK(store::read_meta(v.db())->sealed_master == v.meta().sealed_master);
+  const auto rows = audit_rows(v);
+  REQUIRE(rows.size() == size_t(before + 1));
+  CHECK(rows.back().action == "key.disable");
+  CHECK(rows.back().resource == "key/k1");
+  CHECK(rows.back().outcome == "denied");
+  CHECK(rows.back().error_code == "refused");
+  CHECK(anchor_seq(v) == rows.back().seq);
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("a failing op writes one error record with its code, and non-kms errors count as failed") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  Vault& v = s->vault();
+  CHECK(error_of([&] {
+          s->run({"test.integrity", "key/k", {}},
+                 [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
+        }).code() == Code::integrity);
+  CHECK(audit_rows(v).back().outcome == "error");
+  CHECK(audit_rows(v).back().error_code == "integrity");
+  CHECK_THROWS_AS(s->run({"test.crash", "key/k", {}},
+                         [](audit::Event&) { throw std::runtime_error("boom"); }),
+                  std::runtime_error);
+  CHECK(audit_rows(v).back().action == "test.crash");
+  CHECK(audit_rows(v).back().outcome == "error");
+  CHECK(audit_rows(v).back().error_code == "failed");
+  CHECK(store::audit_count(v.db()) == 3);
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("Service::open reopens the vault and continues its chain") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto s = init_service(path); }
+  auto s = Service::open(path, pin_of(kPin));
+  s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+  CHECK(store::audit_count(s->vault().db()) == 2);
+  const audit::VerifyReport rep = s->audit_verify();
+  CHECK(rep.ok);
+  CHECK(rep.records == 2);
+  CHECK(store::audit_count(s->vault().db()) == 3);  // the verification is recorded
+}
+
+TEST_CASE("Service refuses to run on a vault file rolled back behind its token anchor") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto s = init_service(path);
+    s->vault().db().backup_to(dir / "old.db");
+    s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+  }
+  fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
+  auto s = Service::open(path, pin_of(kPin));
+  bool ran = false;
+  const Error e = error_of([&] {
+    s->run({"test.op", "vault/x", {}}, [&](audit::Event&) { ran = true; });
+  });
+  CHECK(e.code() == Code::integrity);
+  CHECK_FALSE(ran);
+  CHECK(store::audit_count(s->vault().db()) == 1);
+  CHECK_FALSE(s->audit_verify().ok);
+}
+
+TEST_CASE("Service::status reports the vault and records itself") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const Status st = s->status();
+  CHECK(st.vault_id == s->vault().meta().vault_id);
+  CHECK(st.schema_version == store::kSchemaVersion);
+  CHECK(st.private_token);
+  CHECK(st.root_key_generation == 1);
+  CHECK(st.audit_records == 2);
+  CHECK(st.audit_head.seq == 2);
+  CHECK(store::audit_count(s->vault().db()) == 2);
+  CHECK(audit_rows(s->vault()).back().action == "vault.status");
+}
+
+TEST_CASE("Service::rekey is audited and the vault reopens with the new root key") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  Bytes blob;
+  {
+    auto s = init_service(path);
+    blob = s->vault().seal(kRef, bytes_of("kept"));
+    CHECK(s->rekey() == 2);
+    CHECK(audit_rows(s->vault()).back().action == "vault.rekey");
+  }
+  auto s = Service::open(path, pin_of(kPin));
+  CHECK(s->vault().meta().root_key_gen == 2);
+  CHECK(s->vault().open_sealed(kRef, blob).chars() == "kept");
+  CHECK(s->audit_verify().ok);
+}
