@@ -38,7 +38,7 @@ packages=(
   # completion tests
   bash-completion zsh fish
   # benchmarks
-  hyperfine
+  hyperfine time
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -77,12 +77,21 @@ if [[ -f $cache ]] && ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$cache"; then
 fi
 
 read -r -a extra_args <<<"${KMS_CMAKE_ARGS:-}"
+
+# GCC 12 with -fsanitize=address reports false -Wmaybe-uninitialized in libstdc++ headers (<regex>,
+# std::function; GCC bug 105562 and kin). The Release build still has the warning; drop it here.
+cxxflags=${CXXFLAGS:-}
+compiler=${CXX:-$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$cache" 2>/dev/null || true)}
+if [[ $KMS_SANITIZE == ON ]] && "${compiler:-c++}" --version 2>/dev/null | grep -q 'Free Software'; then
+  cxxflags+=" -Wno-maybe-uninitialized"
+fi
 log "configuring $BUILD_DIR ($BUILD_TYPE, KMS_SANITIZE=$KMS_SANITIZE, KMS_WERROR=$KMS_WERROR, KMS_FUZZ=$KMS_FUZZ)"
 cmake -S . -B "$BUILD_DIR" -G Ninja \
   -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
   -DKMS_SANITIZE="$KMS_SANITIZE" \
   -DKMS_WERROR="$KMS_WERROR" \
   -DKMS_FUZZ="$KMS_FUZZ" \
+  -DCMAKE_CXX_FLAGS="${cxxflags# }" \
   "${extra_args[@]}" >/dev/null
 
 log "building $BUILD_DIR"

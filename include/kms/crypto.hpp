@@ -16,6 +16,8 @@ namespace kms::crypto {
 
 inline constexpr std::size_t kAes256KeySize = 32;
 inline constexpr std::size_t kGcmNonceSize = 12;
+// Longest nonce aes_gcm_seal/open accept (OpenSSL 3 refuses longer ones; kmsctl uses 12).
+inline constexpr std::size_t kGcmMaxNonceSize = 128;
 inline constexpr std::size_t kGcmTagSize = 16;
 inline constexpr std::size_t kSha256Size = 32;
 

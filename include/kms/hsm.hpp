@@ -37,8 +37,9 @@ std::string rv_name(unsigned long rv);
 
 class Module {
  public:
-  // dlopen + C_GetFunctionList + C_Initialize(CKF_OS_LOCKING_OK). Missing or invalid module:
-  // Code::unavailable with the path in the message.
+  // dlopen + C_GetFunctionList + C_Initialize(CKF_OS_LOCKING_OK), once per path and process
+  // (later calls share the loaded module). Missing or invalid module: Code::unavailable with
+  // the path in the message.
   static std::shared_ptr<Module> load(const std::string& path);
   ~Module();
   Module(const Module&) = delete;
@@ -58,6 +59,7 @@ class Module {
                        const SecureBytes& user_pin);
 
  private:
+  static std::shared_ptr<Module> load_new(const std::string& path);
   Module(std::string path, void* handle, CK_FUNCTION_LIST* fn);
   std::string path_;
   void* handle_;

@@ -64,7 +64,7 @@ std::optional<TimePoint> parse_rfc3339(std::string_view s) {
     } else if (s[pos] == '+' || s[pos] == '-') {
       int oh, om;
       if (!digits(s, pos + 1, 2, oh) || s.size() < pos + 6 || s[pos + 3] != ':' ||
-          !digits(s, pos + 4, 2, om))
+          !digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
         return std::nullopt;
       offset = hours{oh} + minutes{om};
       if (s[pos] == '-') offset = -offset;

@@ -99,6 +99,10 @@ void make_private_dir(const fs::path& dir) {
     throw Error(Code::failed, fmt::format("cannot create directory {}: {}", dir.string(),
                                           errno_text()));
   }
+  if (!fs::is_directory(dir, ec)) {
+    throw Error(Code::failed, fmt::format("{} exists and is not a directory", dir.string()),
+                "choose another path");
+  }
 }
 
 void fsync_dir(const fs::path& dir) {

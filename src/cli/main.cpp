@@ -42,7 +42,12 @@ int main(int argc, char** argv) {
     std::cout << app->help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "kmsctl: error: " << e.what() << '\n'
+    const std::vector<std::string> rest = app->remaining(true);
+    std::string what = e.what();
+    if (!rest.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+      what = "unknown command or argument: " + rest.front();
+    }
+    std::cerr << "kmsctl: error: " << what << '\n'
               << "hint: run `kmsctl --help` or `kmsctl COMMAND --help`\n";
     return kms::exit_code(kms::Code::usage);
   } catch (const kms::Error& e) {

@@ -24,7 +24,9 @@ const EVP_CIPHER* gcm_cipher(std::size_t key_size) {
 }
 
 CipherCtx start(ByteView key, ByteView nonce, ByteView aad, std::size_t tag_size, bool encrypt) {
-  if (nonce.empty()) throw Error(Code::failed, "AES-GCM nonce must not be empty");
+  if (nonce.empty() || nonce.size() > kGcmMaxNonceSize) {
+    throw Error(Code::failed, "AES-GCM nonce must be 1..128 bytes");
+  }
   if (tag_size < 4 || tag_size > 16) throw Error(Code::failed, "AES-GCM tag must be 4..16 bytes");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) throw std::bad_alloc();

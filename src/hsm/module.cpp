@@ -3,6 +3,9 @@
 #include <p11-kit/pkcs11.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -38,7 +41,44 @@ TokenInfo to_info(SlotId slot, const CK_TOKEN_INFO& ti) {
 
 }  // namespace
 
+namespace {
+// A PKCS#11 library has one state per process: every Module of one path shares it, so that
+// closing one does not finalise the library under another.
+struct Loaded {
+  std::string config;  // SOFTHSM2_CONF when loaded: a library reads its configuration once
+  std::weak_ptr<Module> module;
+};
+std::mutex registry_mutex;
+std::map<std::string, Loaded>& registry() {
+  static std::map<std::string, Loaded> r;
+  return r;
+}
+std::string current_config() {
+  const char* c = std::getenv("SOFTHSM2_CONF");
+  return c ? c : "";
+}
+}  // namespace
+
 std::shared_ptr<Module> Module::load(const std::string& path) {
+  std::lock_guard lock(registry_mutex);
+  auto it = registry().find(path);
+  if (it != registry().end()) {
+    if (auto live = it->second.module.lock()) {
+      if (it->second.config != current_config()) {
+        throw Error(Code::unavailable,
+                    fmt::format("{} is already in use in this process with the configuration {}",
+                                path, it->second.config),
+                    "open vaults of different private SoftHSM2 tokens in separate processes");
+      }
+      return live;
+    }
+  }
+  auto m = load_new(path);
+  registry()[path] = {current_config(), m};
+  return m;
+}
+
+std::shared_ptr<Module> Module::load_new(const std::string& path) {
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     throw Error(Code::unavailable, fmt::format("cannot load PKCS#11 module {}: {}", path, dlerror()),

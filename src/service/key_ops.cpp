@@ -57,6 +57,10 @@ KeyPage Service::key_list(const std::optional<std::string>& state,
   if (after) ev.params["after"] = *after;
   run(std::move(ev), [&](audit::Event&) {
     keys::KeyStore ks(*vault_);
+    if (after && !store::key_get(vault_->db(), *after)) {
+      throw Error(Code::not_found, fmt::format("--after {}: no such key", *after),
+                  "pass the `next` value printed by the previous page");
+    }
     auto rows = store::key_list(vault_->db(), state, after, limit + 1);
     if (static_cast<std::int64_t>(rows.size()) > limit) {
       rows.pop_back();

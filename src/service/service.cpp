@@ -228,31 +228,32 @@ audit::VerifyReport Service::audit_verify() {
 }
 
 std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overwrite) {
-  files::AtomicFile out(dest, overwrite);
+  std::optional<files::AtomicFile> out;
   std::int64_t n = 0;
   run({"audit.export", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [&](audit::Event& ev) {
+        out.emplace(dest, overwrite);  // an existing file is refused, and the refusal audited
         std::string line;
         store::audit_scan(vault_->db(), [&](const store::AuditRow& r) {
           line = audit::to_json(r).dump();
           line.push_back('\n');
-          out.write(line);
+          out->write(line);
           ++n;
         });
         ev.params["records"] = n;
       });
-  out.commit();
+  out->commit();
   return n;
 }
 
 void Service::backup(const std::filesystem::path& dest, bool overwrite) {
-  files::AtomicFile out(dest, overwrite);  // refuses an existing file before anything is recorded
+  std::optional<files::AtomicFile> out;
   // The backup record is committed first so that the copy contains it and matches the anchor.
   run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [](audit::Event&) {});
-  vault_->db().backup_to(out.temp_path());
-  store::Db(out.temp_path(), store::Db::Mode::open_existing).set_application_id(store::kBackupVaultId);
-  out.commit();
+      [&](audit::Event&) { out.emplace(dest, overwrite); });
+  vault_->db().backup_to(out->temp_path());
+  store::Db(out->temp_path(), store::Db::Mode::open_existing).set_application_id(store::kBackupVaultId);
+  out->commit();
 }
 
 std::int64_t Service::rekey() {
@@ -268,10 +269,17 @@ std::int64_t Service::rekey() {
 }
 
 void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
-  // The token change cannot join the SQLite transaction; it runs inside it, so a failure to
-  // record it is reported (and the PIN change stays, as the token has made it).
-  run({"vault.change_pin", "vault/" + vault_->meta().vault_id, {}},
-      [&](audit::Event&) { vault_->change_pin(old_pin, new_pin); });
+  // The token cannot join the SQLite transaction: the PIN changes only once its record is
+  // committed (a change that cannot be recorded does not happen); if the token then refuses,
+  // that failure is recorded too.
+  const audit::Event ev{"vault.change_pin", "vault/" + vault_->meta().vault_id, {}};
+  run(ev, [](audit::Event&) {});
+  try {
+    vault_->change_pin(old_pin, new_pin);
+  } catch (const Error& e) {
+    record_failure(ev, e.code());
+    throw;
+  }
 }
 
 }  // namespace kms

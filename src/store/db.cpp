@@ -29,7 +29,8 @@ namespace {
     throw Error(Code::failed, fmt::format("{} ({}): {}", what, path.string(), detail),
                 "check free space and permissions where the vault lives");
   }
-  throw Error(Code::failed, fmt::format("{} ({}): {}", what, path.string(), detail));
+  throw Error(Code::failed, fmt::format("{} ({}): {}", what, path.string(), detail),
+              "check free space and permissions where the vault lives, then retry");
 }
 
 }  // namespace
@@ -39,6 +40,10 @@ Db::Db(const fs::path& path, Mode mode) : path_(path) {
   if (mode == Mode::open_existing && !fs::exists(path, ec)) {
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
                 "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
+  }
+  if (mode == Mode::create_new && fs::exists(path, ec)) {
+    throw Error(Code::refused, fmt::format("{} already exists", path.string()),
+                "choose another path");
   }
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
   if (mode == Mode::create_new) flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;

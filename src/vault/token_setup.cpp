@@ -61,7 +61,12 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
   const fs::path pending = pending_path(opts.vault);
   std::error_code ec;
   const fs::path token_dir = private_token_dir(opts.vault);
-  if (fs::exists(token_dir / kIncompleteMarker, ec)) fs::remove_all(token_dir, ec);
+  // An unfinished private token directory (marker present, no vault published) is ours to
+  // clear; once the vault exists the directory holds its root key and is never touched.
+  if (!fs::exists(opts.vault, ec) && fs::exists(token_dir / kIncompleteMarker, ec)) {
+    fs::remove_all(token_dir, ec);
+  }
+  if (!fs::exists(opts.vault, ec) && fs::is_empty(token_dir, ec) && !ec) fs::remove(token_dir, ec);
   if (fs::exists(pending, ec)) {
     const std::string old_id = read_small_file(pending);
     if (opts.token.module && !old_id.empty()) {
@@ -143,7 +148,10 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
   if (opts.force && fs::exists(final_path, ec)) {
     // Moved aside only once the new vault is ready would be nicer, but its private token
     // directory must be free now; nothing is deleted.
-    const fs::path aside(final_path.string() + ".replaced-" + now_compact());
+    fs::path aside(final_path.string() + ".replaced-" + now_compact());
+    for (int n = 2; fs::exists(aside, ec) || fs::exists(private_token_dir(aside), ec); ++n) {
+      aside = fs::path(final_path.string() + ".replaced-" + now_compact() + "-" + std::to_string(n));
+    }
     for (const char* suffix : {"-wal", "-shm", ".lock"}) {
       fs::rename(final_path.string() + suffix, aside.string() + suffix, ec);
     }

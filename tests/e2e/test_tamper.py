@@ -212,6 +212,24 @@ class Tamper(KmsTestCase):
             self.assertEqual(h.rc, 0, f"the hint names `kmsctl {cmd}`, which does not exist:\n"
                              + h.show())
 
+    def test_replacing_the_vault_with_one_of_its_own_backups_is_found(self):
+        # A backup made by `kmsctl vault backup` is the most natural "older copy of itself".
+        backup = self.kms.path("backup.db")
+        self.kms.ok("vault", "backup", backup)
+        backup_head = self.kms.sql("SELECT max(seq) FROM audit_log", db=backup)[0][0]
+        for _ in range(3):
+            self.kms.ok("status")
+        shutil.copyfile(backup, self.kms.vault)
+        self.assertVerifyFailsAt(backup_head + 1)
+
+    def test_marking_a_cut_short_vault_as_a_backup_does_not_hide_the_cut(self):
+        # PRAGMA application_id is in the unauthenticated SQLite header: anyone who can write
+        # the file can set it to what `vault backup` writes ("KMSB").
+        head = self.rows()[-1]["seq"]
+        self.kms.sql("DELETE FROM audit_log WHERE seq > ?", (head - 2,))
+        self.kms.sql(f"PRAGMA application_id = {0x4B4D5342}")
+        self.assertVerifyFailsAt(head - 1)
+
     def test_a_chain_recomputed_without_the_token_is_found_at_the_edited_record(self):
         rows = self.rows()
         k = self.MIDDLE

@@ -447,15 +447,13 @@ TEST_CASE("two vaults created one after the other each get their own token and r
   CHECK_NOTHROW((void)Vault::open(dir / "b.db", pin_of(kPin)));
 }
 
-TEST_CASE("a second vault created while the first is open gets its own token") {
+TEST_CASE("a second private-token vault cannot be created while the first is open") {
+  // SoftHSM2 reads its configuration once per process: a second private token (another
+  // SOFTHSM2_CONF) in the same process is refused rather than silently put in the first one.
   TempDir dir;
-  {
-    auto a = create_vault(dir / "a.db");
-    auto b = create_vault(dir / "b.db");
-  }
+  auto a = create_vault(dir / "a.db");
+  CHECK_THROWS_AS((void)create_vault(dir / "b.db"), kms::Error);
   CHECK(token_count(dir / "a.db") == 1);
-  CHECK(token_count(dir / "b.db") == 1);
-  CHECK_NOTHROW((void)Vault::open(dir / "b.db", pin_of(kPin)));
 }
 
 TEST_CASE("closing one of two open handles of a vault leaves the other usable") {
