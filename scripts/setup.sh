@@ -85,14 +85,26 @@ compiler=${CXX:-$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$cache" 2>/dev/null
 if [[ $KMS_SANITIZE == ON ]] && "${compiler:-c++}" --version 2>/dev/null | grep -q 'Free Software'; then
   cxxflags+=" -Wno-maybe-uninitialized"
 fi
-log "configuring $BUILD_DIR ($BUILD_TYPE, KMS_SANITIZE=$KMS_SANITIZE, KMS_WERROR=$KMS_WERROR, KMS_FUZZ=$KMS_FUZZ)"
-cmake -S . -B "$BUILD_DIR" -G Ninja \
-  -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
-  -DKMS_SANITIZE="$KMS_SANITIZE" \
-  -DKMS_WERROR="$KMS_WERROR" \
-  -DKMS_FUZZ="$KMS_FUZZ" \
-  -DCMAKE_CXX_FLAGS="${cxxflags# }" \
-  "${extra_args[@]}" >/dev/null
+cxxflags=${cxxflags# }
+
+# Configure only when the build directory is new or asked for other settings; otherwise the build
+# step below re-runs CMake by itself if a CMakeLists.txt changed.
+cached() { sed -n "s/^$1:[A-Z]*=//p" "$cache" 2>/dev/null; }
+if [[ -f $BUILD_DIR/build.ninja && $(cached CMAKE_BUILD_TYPE) == "$BUILD_TYPE" &&
+      $(cached KMS_SANITIZE) == "$KMS_SANITIZE" && $(cached KMS_WERROR) == "$KMS_WERROR" &&
+      $(cached KMS_FUZZ) == "$KMS_FUZZ" && $(cached CMAKE_CXX_FLAGS) == "$cxxflags" &&
+      ${#extra_args[@]} == 0 ]]; then
+  log "$BUILD_DIR is configured ($BUILD_TYPE, KMS_SANITIZE=$KMS_SANITIZE, KMS_WERROR=$KMS_WERROR)"
+else
+  log "configuring $BUILD_DIR ($BUILD_TYPE, KMS_SANITIZE=$KMS_SANITIZE, KMS_WERROR=$KMS_WERROR, KMS_FUZZ=$KMS_FUZZ)"
+  cmake -S . -B "$BUILD_DIR" -G Ninja \
+    -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
+    -DKMS_SANITIZE="$KMS_SANITIZE" \
+    -DKMS_WERROR="$KMS_WERROR" \
+    -DKMS_FUZZ="$KMS_FUZZ" \
+    -DCMAKE_CXX_FLAGS="$cxxflags" \
+    "${extra_args[@]}" >/dev/null
+fi
 
 log "building $BUILD_DIR"
 cmake --build "$BUILD_DIR" -j"$(nproc)"

@@ -108,8 +108,16 @@ fuzz_build() {
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKMS_FUZZ=ON -DKMS_SANITIZE=ON -DKMS_WERROR="${KMS_WERROR:-ON}" -DBUILD_TESTING=OFF \
     -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link \
-    >/dev/null &&
-    cmake --build build-fuzz -j"$(nproc)"
+    >/dev/null || return 1
+  # Build only the fuzz targets (and the libraries they use), not kmsctl, bench or tests.
+  local targets=()
+  mapfile -t targets < <(ninja -C build-fuzz -t targets all | sed -n 's/^\(fuzz_[A-Za-z0-9_]*\): phony$/\1/p')
+  if ((${#targets[@]} == 0)); then
+    echo "no fuzz_* targets defined by fuzz/CMakeLists.txt"
+    return 1
+  fi
+  echo "fuzz targets: ${targets[*]}"
+  cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
 }
 
 fuzz_run() {

@@ -97,7 +97,7 @@ class Service {
   // Newest first (or oldest first), at most filter.limit rows.
   std::vector<store::AuditRow> audit_list(const store::AuditFilter& filter);
   // Walks the chain; records the verification (ok or failed) when the log can still be appended.
-  // A backup is verified on its own (no anchor) and not written to.
+  // A backup is verified against the live token anchor too (a stale one fails) and never written.
   audit::VerifyReport audit_verify();
   // JSON Lines of the whole log to `dest` (atomic, 0600). Returns the number of records.
   std::int64_t audit_export(const std::filesystem::path& dest, bool overwrite);

@@ -71,8 +71,10 @@ std::string rv_name(unsigned long rv) {
 namespace detail {
 
 bool is_transient(CK_RV rv) noexcept {
+  // CKR_USER_PIN_NOT_INITIALIZED: SoftHSM2 read the token file while another process rewrote it.
   return rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_ERROR || rv == CKR_FUNCTION_FAILED ||
-         rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_DEVICE_MEMORY;
+         rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_DEVICE_MEMORY ||
+         rv == CKR_USER_PIN_NOT_INITIALIZED;
 }
 
 void check(CK_RV rv, std::string_view what) {

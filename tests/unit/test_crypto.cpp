@@ -143,7 +143,8 @@ TEST_CASE("aes_gcm_seal and aes_gcm_open pass every Wycheproof aes_gcm_test.json
     }
   }
   MESSAGE("aes_gcm_test.json: " << valid << " valid, " << invalid << " invalid (" << throwing
-                                << " of them by kms::Error)");
+                                << " of them by kms::Error), " << unsupported_long_iv
+                                << " valid with a nonce over kGcmMaxNonceSize refused");
   CHECK(valid > 0);
   CHECK(invalid > 0);
   CHECK(valid + invalid + unsupported_long_iv == doc.at("numberOfTests").get<int>());

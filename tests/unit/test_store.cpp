@@ -238,6 +238,15 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
   CHECK(db.schema_version() == store::kSchemaVersion);
   CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
   CHECK(store::audit_count(db) == 1);
+  if (store::kSchemaVersion >= 2) {
+    // The migration really ran: the version 2 tables are there (and empty).
+    for (const char* table : {"keys", "key_versions", "key_aliases", "key_tags"}) {
+      CAPTURE(table);
+      store::Stmt s(db, (std::string("SELECT count(*) FROM ") + table).c_str());
+      REQUIRE(s.step());
+      CHECK(s.col_int(0) == 0);
+    }
+  }
 }
 
 TEST_CASE("Stmt with invalid SQL throws kms::Error") {

@@ -470,6 +470,26 @@ TEST_CASE("closing one of two open handles of a vault leaves the other usable") 
   CHECK(values == std::vector<Bytes>{bytes_of("from second")});
 }
 
+TEST_CASE("a failed token lookup for one vault leaves another open vault of the module usable") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  { auto v = create_vault(path); }
+  auto first = Vault::open(path, pin_of(kPin));
+  first->store_anchor(bytes_of("kept"));
+  // A copy of the vault whose header names a token that is not there (same private token
+  // configuration, so the same shared PKCS#11 library).
+  first->db().backup_to(dir / "copy.db");
+  {
+    store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+    copy.exec("UPDATE vault_meta SET token_serial = '0000000000000000'");
+  }
+  CHECK(error_of([&] { (void)Vault::open(dir / "copy.db", pin_of(kPin)); }).code() ==
+        Code::unavailable);
+  std::vector<Bytes> values;
+  CHECK_NOTHROW(values = first->load_anchor());
+  CHECK(values == std::vector<Bytes>{bytes_of("kept")});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Service: authorise -> do -> audit, in one transaction
 // ---------------------------------------------------------------------------------------------
