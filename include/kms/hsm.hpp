@@ -3,6 +3,7 @@
 // Every CK_RV that is not CKR_OK becomes a kms::Error naming the call and the CKR_ constant.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,9 +62,13 @@ class Module {
  private:
   static std::shared_ptr<Module> load_new(const std::string& path);
   Module(std::string path, void* handle, CK_FUNCTION_LIST* fn);
+  friend class Session;
   std::string path_;
   void* handle_;
   CK_FUNCTION_LIST* fn_;
+  // Sessions open on this module. C_Finalize would invalidate them, so find_token re-initialises
+  // the library only while there are none.
+  std::atomic<int> open_sessions_{0};
 };
 
 class Session {

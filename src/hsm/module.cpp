@@ -136,9 +136,11 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
                              const std::optional<std::string>& serial) const {
   // A software token being written by another process at the moment this one initialised can be
   // missing from its slot list (SoftHSM2 scans the token directory in C_Initialize): look again
-  // after re-initialising the module before concluding that the token is absent.
+  // after re-initialising the module before concluding that the token is absent. Only while no
+  // session is open: C_Finalize would close the sessions of every other user of this module.
   constexpr int kAttempts = 6;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+  const int attempts = open_sessions_ == 0 ? kAttempts : 1;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     if (attempt > 0) {
       ::usleep(5000u << attempt);
       fn_->C_Finalize(nullptr);

@@ -38,12 +38,14 @@ Session::Session(std::shared_ptr<Module> module, SlotId slot) : module_(std::mov
                 }),
                 "cannot open a session on the token");
   handle_ = h;
+  ++module_->open_sessions_;
 }
 
 Session::~Session() {
   auto* fn = module_->fn();
   if (logged_in_) fn->C_Logout(handle_);
   fn->C_CloseSession(handle_);
+  --module_->open_sessions_;
 }
 
 void Session::login_user(const SecureBytes& pin) {
