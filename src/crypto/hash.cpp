@@ -15,6 +15,7 @@ void init() {
 
 void random_fill(std::span<std::uint8_t> out) {
   init();
+  if (out.empty()) return;  // an empty span may have a null data(), which randombytes_buf rejects
   randombytes_buf(out.data(), out.size());
 }
 
