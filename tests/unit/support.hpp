@@ -1,7 +1,6 @@
 // Helpers shared by the unit tests: a private temporary directory, file I/O, byte literals.
 #pragma once
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include <sys/stat.h>
 
 #include "kms/secure.hpp"
 

@@ -1,19 +1,19 @@
 // Unit tests of kms::audit: the record encoding, the hash chain with per-record MACs, the anchor,
 // and verify() against each attack of DESIGN.md §4.5 by someone who can write the vault file but
 // does not hold the vault's key.
-#include <doctest/doctest.h>
-
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "support.hpp"
+#include <doctest/doctest.h>
+
 #include "kms/audit.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/store.hpp"
-#include "support.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -66,9 +66,8 @@ struct Fixture {
     if (action.empty()) action = "key.op" + std::to_string(appended);
     audit::Event ev{action, "key/k" + std::to_string(appended), {{"n", appended}}};
     store::Tx tx(*db, store::Tx::Kind::write);
-    const store::AuditRow r =
-        log->append(ev, outcome, outcome == "ok" ? "" : "refused", who,
-                    t0 + std::chrono::seconds(appended));
+    const store::AuditRow r = log->append(ev, outcome, outcome == "ok" ? "" : "refused", who,
+                                          t0 + std::chrono::seconds(appended));
     tx.commit();
     if (publish) log->publish(r);
     return r;
@@ -93,7 +92,8 @@ struct Fixture {
   void sql(const std::string& s) { db->exec(s.c_str()); }
 
   void set_blob(std::int64_t seq, const char* column, ByteView value) {
-    store::Stmt s(*db, (std::string("UPDATE audit_log SET ") + column + " = ? WHERE seq = ?").c_str());
+    store::Stmt s(*db,
+                  (std::string("UPDATE audit_log SET ") + column + " = ? WHERE seq = ?").c_str());
     s.bind(1, value).bind(2, seq);
     s.step();
   }
@@ -279,7 +279,8 @@ TEST_CASE("verify and check_anchor accept a log that reopens from disk") {
   CHECK(f.log->verify().records == 5);
 }
 
-TEST_CASE("verify accepts a log one record ahead of its anchor (crash between commit and publish)") {
+TEST_CASE(
+    "verify accepts a log one record ahead of its anchor (crash between commit and publish)") {
   Fixture f;
   f.append_n(4);
   f.append("", "ok", /*publish=*/false);
@@ -302,7 +303,8 @@ TEST_CASE("verify uses the newest of two anchors left by an interrupted anchor u
   CHECK(rep.anchor->seq == 5);
 }
 
-TEST_CASE("verify fails after the last record when the token holds no anchor, and check_anchor refuses") {
+TEST_CASE(
+    "verify fails after the last record when the token holds no anchor, and check_anchor refuses") {
   Fixture f;
   f.append_n(3);
   f.anchor.values.clear();
@@ -470,7 +472,8 @@ TEST_CASE("replacing the vault with an older copy that was then extended is stil
   CHECK(error_of([&] { f.log->check_anchor(); }).code() == Code::integrity);
 }
 
-TEST_CASE("recomputing the chain without the key keeps old macs and fails the MAC at the first edit") {
+TEST_CASE(
+    "recomputing the chain without the key keeps old macs and fails the MAC at the first edit") {
   Fixture f;
   f.append_n(6);
   f.sql("UPDATE audit_log SET outcome = 'denied', error_code = 'refused' WHERE seq = 3");
@@ -480,7 +483,8 @@ TEST_CASE("recomputing the chain without the key keeps old macs and fails the MA
   CHECK(rep.problem.find("MAC") != std::string::npos);
 }
 
-TEST_CASE("recomputing the chain without the key with random macs fails the MAC at the first edit") {
+TEST_CASE(
+    "recomputing the chain without the key with random macs fails the MAC at the first edit") {
   Fixture f;
   f.append_n(6);
   f.sql("UPDATE audit_log SET principal = 'mallory' WHERE seq = 4");
@@ -490,7 +494,8 @@ TEST_CASE("recomputing the chain without the key with random macs fails the MAC 
   CHECK(rep.problem.find("MAC") != std::string::npos);
 }
 
-TEST_CASE("recomputing the chain with keyless MACs (plain SHA-256 or a guessed key) fails the MAC") {
+TEST_CASE(
+    "recomputing the chain with keyless MACs (plain SHA-256 or a guessed key) fails the MAC") {
   Fixture f;
   f.append_n(5);
   f.sql("DELETE FROM audit_log WHERE seq = 2");
@@ -705,11 +710,12 @@ TEST_CASE("audit encoding, chain and MACs reproduce the FORMAT.md §10.3 vectors
   const Bytes enc2 = audit::encode(r2);
   CHECK(enc2.size() == 170);
   CHECK(hex(enc2) ==
-        hex(spec_hex("4b4d534101000000000000000200000018323032362d31312d32385430393a33313a30352e3435365a"
-                     "00000005616c69636500000000000003e80000000c61756469742e6578706f72740000002a7661756c"
-                     "742f38643561366331652d336632622d346137642d396530312d3233343536373839616263640000"
-                     "00197b226f7574707574223a222f746d702f612e6a736f6e6c227d0000000664656e69656400000007"
-                     "72656675736564")));
+        hex(spec_hex(
+            "4b4d534101000000000000000200000018323032362d31312d32385430393a33313a30352e3435365a"
+            "00000005616c69636500000000000003e80000000c61756469742e6578706f72740000002a7661756c"
+            "742f38643561366331652d336632622d346137642d396530312d3233343536373839616263640000"
+            "00197b226f7574707574223a222f746d702f612e6a736f6e6c227d0000000664656e69656400000007"
+            "72656675736564")));
   const crypto::Digest h2 = audit::chain_hash(h1, enc2);
   CHECK(hex(h2) == "2cfee7360447ad4f93ba191f9c89261a4f7395013c339ba54c040dee899441f0");
   CHECK(hex(mac.mac(h2)) == "c4105d950f32f380bb64e9d12566e433868a2525edafc6593402481661c418c9");

@@ -1,8 +1,8 @@
 // Unit tests of kms::format_rfc3339 and kms::parse_rfc3339.
-#include <doctest/doctest.h>
-
 #include <chrono>
 #include <string>
+
+#include <doctest/doctest.h>
 
 #include "kms/clock.hpp"
 
@@ -65,8 +65,8 @@ TEST_CASE("parse_rfc3339 converts numeric offsets to UTC") {
 }
 
 TEST_CASE("parse_rfc3339 inverts format_rfc3339") {
-  for (const TimePoint t : {TimePoint{}, at(2026, 11, 28, 9, 31, 2, 123), at(1999, 12, 31, 23, 59, 59, 1),
-                            at(2400, 2, 29, 12, 0, 0, 500)}) {
+  for (const TimePoint t : {TimePoint{}, at(2026, 11, 28, 9, 31, 2, 123),
+                            at(1999, 12, 31, 23, 59, 59, 1), at(2400, 2, 29, 12, 0, 0, 500)}) {
     const std::string s = format_rfc3339(t);
     CAPTURE(s);
     const auto back = parse_rfc3339(s);
@@ -76,16 +76,18 @@ TEST_CASE("parse_rfc3339 inverts format_rfc3339") {
 }
 
 TEST_CASE("parse_rfc3339 rejects garbage and impossible dates") {
-  for (const char* bad : {"", "garbage", "now", "2026", "2026-11", "2026-1-28", "26-11-28",
-                          "2026/11/28", "2026-11-2", "2026-13-01", "2026-00-10", "2026-11-00",
-                          "2026-11-31", "2025-02-29", "2026-11-28T", "+2026-11-28", "２０２６-11-28"}) {
+  for (const char* bad :
+       {"", "garbage", "now", "2026", "2026-11", "2026-1-28", "26-11-28", "2026/11/28", "2026-11-2",
+        "2026-13-01", "2026-00-10", "2026-11-00", "2026-11-31", "2025-02-29", "2026-11-28T",
+        "+2026-11-28", "２０２６-11-28"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }
 }
 
 TEST_CASE("parse_rfc3339 rejects a time without a zone") {
-  for (const char* bad : {"2026-11-28T09:31:02", "2026-11-28T09:31:02.123", "2026-11-28 09:31:02"}) {
+  for (const char* bad :
+       {"2026-11-28T09:31:02", "2026-11-28T09:31:02.123", "2026-11-28 09:31:02"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }
@@ -93,10 +95,11 @@ TEST_CASE("parse_rfc3339 rejects a time without a zone") {
 
 TEST_CASE("parse_rfc3339 rejects malformed times, fractions and offsets") {
   for (const char* bad :
-       {"2026-11-28T24:00:00Z", "2026-11-28T09:60:00Z", "2026-11-28T09:31:61Z", "2026-11-28T9:31:02Z",
-        "2026-11-28T09:31Z", "2026-11-28T09-31-02Z", "2026-11-28T09:31:02.Z", "2026-11-28T09:31:02,5Z",
-        "2026-11-28T09:31:02+0100", "2026-11-28T09:31:02+01", "2026-11-28T09:31:02+1:00",
-        "2026-11-28T09:31:02 +01:00", "2026-11-28T09:31:02UTC", "2026-11-28X09:31:02Z"}) {
+       {"2026-11-28T24:00:00Z", "2026-11-28T09:60:00Z", "2026-11-28T09:31:61Z",
+        "2026-11-28T9:31:02Z", "2026-11-28T09:31Z", "2026-11-28T09-31-02Z", "2026-11-28T09:31:02.Z",
+        "2026-11-28T09:31:02,5Z", "2026-11-28T09:31:02+0100", "2026-11-28T09:31:02+01",
+        "2026-11-28T09:31:02+1:00", "2026-11-28T09:31:02 +01:00", "2026-11-28T09:31:02UTC",
+        "2026-11-28X09:31:02Z"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }
@@ -104,17 +107,17 @@ TEST_CASE("parse_rfc3339 rejects malformed times, fractions and offsets") {
 
 TEST_CASE("parse_rfc3339 rejects offsets out of range") {
   // RFC 3339 time-numoffset: hours 00-23, minutes 00-59.
-  for (const char* bad : {"2026-11-28T09:31:02+24:00", "2026-11-28T09:31:02+01:60",
-                          "2026-11-28T09:31:02-99:99"}) {
+  for (const char* bad :
+       {"2026-11-28T09:31:02+24:00", "2026-11-28T09:31:02+01:60", "2026-11-28T09:31:02-99:99"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }
 }
 
 TEST_CASE("parse_rfc3339 rejects trailing junk") {
-  for (const char* bad : {"2026-11-28junk", "2026-11-28 ", "2026-11-28T09:31:02Zjunk",
-                          "2026-11-28T09:31:02Z ", "2026-11-28T09:31:02+01:00x",
-                          "2026-11-28T09:31:02.123Z\n"}) {
+  for (const char* bad :
+       {"2026-11-28junk", "2026-11-28 ", "2026-11-28T09:31:02Zjunk", "2026-11-28T09:31:02Z ",
+        "2026-11-28T09:31:02+01:00x", "2026-11-28T09:31:02.123Z\n"}) {
     CAPTURE(std::string(bad));
     CHECK_FALSE(parse_rfc3339(bad).has_value());
   }

@@ -1,7 +1,5 @@
 // Unit tests of kms::crypto and kms::SecureBytes: Wycheproof known-answer and known-bad vectors
 // for AES-GCM, HKDF-SHA256 and HMAC-SHA256, bit-flip tests, and the encoding helpers.
-#include <doctest/doctest.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -10,12 +8,13 @@
 #include <set>
 #include <string>
 
+#include "support.hpp"
+#include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/secure.hpp"
-#include "support.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -110,16 +109,16 @@ TEST_CASE("aes_gcm_seal and aes_gcm_open pass every Wycheproof aes_gcm_test.json
           const Bytes sealed = crypto::aes_gcm_seal(key, iv, aad, msg, tag_size);
           CHECK(crypto::to_hex(sealed) == crypto::to_hex(ct_tag));
         } catch (const std::exception& e) {
-          FAIL_CHECK("aes_gcm_seal threw on a valid vector (iv " << iv.size()
-                                                                 << " bytes): " << std::string(e.what()));
+          FAIL_CHECK("aes_gcm_seal threw on a valid vector (iv "
+                     << iv.size() << " bytes): " << std::string(e.what()));
         }
         try {
           const auto opened = crypto::aes_gcm_open(key, iv, aad, ct_tag, tag_size);
           CHECK(opened.has_value());
           if (opened) CHECK(crypto::to_hex(opened->view()) == crypto::to_hex(msg));
         } catch (const std::exception& e) {
-          FAIL_CHECK("aes_gcm_open threw on a valid vector (iv " << iv.size()
-                                                                 << " bytes): " << std::string(e.what()));
+          FAIL_CHECK("aes_gcm_open threw on a valid vector (iv "
+                     << iv.size() << " bytes): " << std::string(e.what()));
         }
       } else {
         REQUIRE(result == "invalid");
@@ -300,7 +299,8 @@ TEST_CASE("Aes256Gcm passes every Wycheproof AES-256 / 96-bit IV / 128-bit tag v
   CHECK(invalid > 0);
 }
 
-TEST_CASE("Aes256Gcm reused across frames matches aes_gcm_seal, in place, even after a failed open") {
+TEST_CASE(
+    "Aes256Gcm reused across frames matches aes_gcm_seal, in place, even after a failed open") {
   crypto::Aes256Gcm gcm(kKey);
   for (int frame = 0; frame < 50; ++frame) {
     CAPTURE(frame);
@@ -414,8 +414,9 @@ TEST_CASE("hkdf_sha256 matches RFC 5869 test case 1 and rejects length 0") {
 TEST_CASE("hkdf_sha256 derives the FORMAT.md §10.2 subkeys") {
   const Bytes mk = unhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
   const Bytes salt = bytes_of("8d5a6c1e-3f2b-4a7d-9e01-23456789abcd");
-  CHECK(crypto::to_hex(crypto::hkdf_sha256(mk, salt, bytes_of("kmsctl/v1/record-seal"), 32).view()) ==
-        "d939199739af2e273709520c9897b434568d6347983ef82cf687ad09f5853f7d");
+  CHECK(
+      crypto::to_hex(crypto::hkdf_sha256(mk, salt, bytes_of("kmsctl/v1/record-seal"), 32).view()) ==
+      "d939199739af2e273709520c9897b434568d6347983ef82cf687ad09f5853f7d");
   CHECK(crypto::to_hex(crypto::hkdf_sha256(mk, salt, bytes_of("kmsctl/v1/audit-mac"), 32).view()) ==
         "2908e9f9797ac072d815a4e01dac4e40b460909d3f1466493604da968a7dbc9a");
 }
@@ -478,8 +479,8 @@ TEST_CASE("HmacSha256 passes every Wycheproof hmac_sha256_test.json vector") {
       }
     }
   }
-  MESSAGE("hmac_sha256_test.json: " << valid << " valid, " << invalid << " invalid ("
-                                    << truncated << " with truncated tags)");
+  MESSAGE("hmac_sha256_test.json: " << valid << " valid, " << invalid << " invalid (" << truncated
+                                    << " with truncated tags)");
   CHECK(valid > 0);
   CHECK(invalid > 0);
   CHECK(truncated > 0);
@@ -662,8 +663,13 @@ TEST_CASE("from_hex rejects odd length, non-hex characters, separators and prefi
 
 TEST_CASE("to_base64 matches RFC 4648 and from_base64 round-trips") {
   const std::pair<const char*, const char*> rfc[] = {
-      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},       {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+      {"", ""},
+      {"f", "Zg=="},
+      {"fo", "Zm8="},
+      {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="},
+      {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"},
   };
   for (const auto& [plain, b64] : rfc) {
     CAPTURE(plain);

@@ -1,7 +1,7 @@
 // Unit tests of kms::Error and its code vocabulary (DESIGN.md §6 exit codes).
-#include <doctest/doctest.h>
-
 #include <string>
+
+#include <doctest/doctest.h>
 
 #include "kms/error.hpp"
 

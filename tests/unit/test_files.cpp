@@ -1,22 +1,22 @@
 // Unit tests of kms::files: atomic private output files, private directories, the writer lock.
-#include <doctest/doctest.h>
-
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "support.hpp"
+#include <doctest/doctest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 #include "kms/error.hpp"
 #include "kms/files.hpp"
-#include "support.hpp"
 
 using namespace kms;
 using kms::test::mode_of;
@@ -229,7 +229,7 @@ TEST_CASE("ExclusiveLock waits for the holder instead of failing") {
     if (::write(ready[1], &c, 1) != 1) ::_exit(2);
     if (::read(go[0], &c, 1) != 1) ::_exit(2);
     ::usleep(200 * 1000);  // the parent is blocked in ExclusiveLock meanwhile
-    ::_exit(0);           // exiting releases the lock
+    ::_exit(0);            // exiting releases the lock
   }
   char c = 0;
   REQUIRE(::read(ready[0], &c, 1) == 1);

@@ -1,15 +1,15 @@
 // Unit tests of kms::hsm that need no token: CK_RV names and loading modules by path. The token
 // operations themselves run against a real SoftHSM2 token in test_vault.cpp.
-#include <doctest/doctest.h>
-
 #include <cctype>
 #include <filesystem>
 #include <functional>
 #include <string>
 
+#include "support.hpp"
+#include <doctest/doctest.h>
+
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
-#include "support.hpp"
 
 using namespace kms;
 
@@ -58,8 +58,9 @@ TEST_CASE("Module::load of a file that is not a shared library is Code::unavaila
 
 TEST_CASE("Module::load of a shared library without C_GetFunctionList is Code::unavailable") {
   std::string lib;
-  for (const char* p : {"/usr/lib/x86_64-linux-gnu/libsqlite3.so.0", "/usr/lib/aarch64-linux-gnu/libsqlite3.so.0",
-                        "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"}) {
+  for (const char* p :
+       {"/usr/lib/x86_64-linux-gnu/libsqlite3.so.0", "/usr/lib/aarch64-linux-gnu/libsqlite3.so.0",
+        "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"}) {
     if (std::filesystem::exists(p)) {
       lib = p;
       break;

@@ -1,18 +1,17 @@
 // Unit tests of kms::store: opening and creating vault files, malformed databases, migrations,
 // transactions, the vault header and the audit log repository.
-#include <doctest/doctest.h>
-
-#include <sqlite3.h>
-
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "support.hpp"
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/store.hpp"
-#include "support.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -212,7 +211,8 @@ TEST_CASE("Db open_existing of an empty SQLite database (user_version 0) is Code
 TEST_CASE("Db open_existing of a vault from a newer kmsctl is Code::unavailable naming it newer") {
   TempDir dir;
   make_sqlite(dir / "future.db", "CREATE TABLE t (x INTEGER); PRAGMA user_version = 99;");
-  const Error e = error_of([&] { store::Db db(dir / "future.db", store::Db::Mode::open_existing); });
+  const Error e =
+      error_of([&] { store::Db db(dir / "future.db", store::Db::Mode::open_existing); });
   CHECK(e.code() == Code::unavailable);
   CHECK(contains(e.what(), "newer"));
   CHECK(contains(e.what(), "99"));
@@ -444,9 +444,11 @@ TEST_CASE("audit_query filters by action, resource, principal, outcome, since, u
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
   // seq, time, action, outcome, resource, principal
-  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "vault.init", "ok", "vault/v", "alice"));
+  store::audit_insert(db,
+                      row(1, "2026-01-01T00:00:00.000Z", "vault.init", "ok", "vault/v", "alice"));
   store::audit_insert(db, row(2, "2026-01-02T00:00:00.000Z", "key.create", "ok", "key/a", "alice"));
-  store::audit_insert(db, row(3, "2026-01-03T00:00:00.000Z", "key.create", "denied", "key/b", "bob"));
+  store::audit_insert(db,
+                      row(3, "2026-01-03T00:00:00.000Z", "key.create", "denied", "key/b", "bob"));
   store::audit_insert(db, row(4, "2026-01-04T00:00:00.000Z", "key.get", "error", "key/a", "bob"));
   store::audit_insert(db, row(5, "2026-01-05T00:00:00.000Z", "key.create", "ok", "key/c", "carol"));
   store::audit_insert(db, row(6, "2026-01-06T12:30:00.000Z", "key.get", "ok", "key/a", "alice"));

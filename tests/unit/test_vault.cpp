@@ -4,13 +4,15 @@
 // PKCS#11 state is per process: the SoftHSM2 library is loaded once, reads SOFTHSM2_CONF in
 // C_Initialize, and every hsm::Module of it shares that state. The tests therefore keep one live
 // Vault at a time unless the test is about having two.
-#include <doctest/doctest.h>
-
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "support.hpp"
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include "kms/audit.hpp"
 #include "kms/crypto.hpp"
@@ -19,7 +21,6 @@
 #include "kms/service.hpp"
 #include "kms/store.hpp"
 #include "kms/vault.hpp"
-#include "support.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -248,7 +249,8 @@ TEST_CASE("open_sealed in a different table, row or version is Code::integrity")
   auto v = create_vault(dir / "vault.db");
   const Bytes blob = v->seal(kRef, bytes_of("key material"));
   for (const RecordRef& other :
-       {RecordRef{"secrets", kRef.row_id, kRef.version}, RecordRef{kRef.table, "key-0002", kRef.version},
+       {RecordRef{"secrets", kRef.row_id, kRef.version},
+        RecordRef{kRef.table, "key-0002", kRef.version},
         RecordRef{kRef.table, kRef.row_id, kRef.version + 1}, RecordRef{kRef.table, kRef.row_id, 0},
         RecordRef{"", kRef.row_id, kRef.version},
         // Bytes moved between the length-prefixed fields do not collide.
@@ -296,7 +298,11 @@ TEST_CASE("open_record opens the FORMAT.md §10.6 sealed record only in its plac
   const auto k_record =
       crypto::from_hex("d939199739af2e273709520c9897b434568d6347983ef82cf687ad09f5853f7d");
   const auto blob = crypto::from_hex(
-      "4b4d5352" "01" "000102030405060708090a0b" "0eccbd2aef55" "b85658444d201d3e50b14c6b6ef4c401");
+      "4b4d5352"
+      "01"
+      "000102030405060708090a0b"
+      "0eccbd2aef55"
+      "b85658444d201d3e50b14c6b6ef4c401");
   REQUIRE(k_record.has_value());
   REQUIRE(blob.has_value());
   const std::string vault_id = "8d5a6c1e-3f2b-4a7d-9e01-23456789abcd";
@@ -307,7 +313,8 @@ TEST_CASE("open_record opens the FORMAT.md §10.6 sealed record only in its plac
   CHECK_FALSE(open_record(*k_record, vault_id, {"key_versions", "k-2", 1}, *blob).has_value());
   CHECK_FALSE(open_record(*k_record, vault_id, {"key_versions", "k-1", 2}, *blob).has_value());
   CHECK_FALSE(open_record(*k_record, vault_id, {"secrets", "k-1", 1}, *blob).has_value());
-  CHECK_FALSE(open_record(*k_record, "8d5a6c1e-3f2b-4a7d-9e01-23456789abce", where, *blob).has_value());
+  CHECK_FALSE(
+      open_record(*k_record, "8d5a6c1e-3f2b-4a7d-9e01-23456789abce", where, *blob).has_value());
 }
 
 TEST_CASE("seal_record writes magic, version, a fresh nonce and AES-GCM under the spec's AAD") {
@@ -319,12 +326,13 @@ TEST_CASE("seal_record writes magic, version, a fresh nonce and AES-GCM under th
   CHECK(blob[4] == 1);
   // An independent AAD: "KMSR" || 1 || lp(vault id) || lp(table) || lp(row id) || u64be(version).
   const auto aad = crypto::from_hex(
-      "4b4d535201" "00000008" + crypto::to_hex(bytes_of("vault-id")) + "0000000c" +
-      crypto::to_hex(bytes_of("key_versions")) + "00000003" + crypto::to_hex(bytes_of("k-1")) +
-      "fffffffffffffff9");
+      "4b4d535201"
+      "00000008" +
+      crypto::to_hex(bytes_of("vault-id")) + "0000000c" + crypto::to_hex(bytes_of("key_versions")) +
+      "00000003" + crypto::to_hex(bytes_of("k-1")) + "fffffffffffffff9");
   REQUIRE(aad.has_value());
-  const auto plain = crypto::aes_gcm_open(key, ByteView(blob).subspan(5, 12), *aad,
-                                          ByteView(blob).subspan(17));
+  const auto plain =
+      crypto::aes_gcm_open(key, ByteView(blob).subspan(5, 12), *aad, ByteView(blob).subspan(17));
   REQUIRE(plain.has_value());
   CHECK(plain->chars() == "payload");
   CHECK(seal_record(key, "vault-id", where, bytes_of("payload")) != blob);
@@ -581,7 +589,8 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   CHECK(s->audit_verify().ok);
 }
 
-TEST_CASE("a failing op writes one error record with its code, and non-kms errors count as failed") {
+TEST_CASE(
+    "a failing op writes one error record with its code, and non-kms errors count as failed") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
   Vault& v = s->vault();
@@ -591,9 +600,9 @@ TEST_CASE("a failing op writes one error record with its code, and non-kms error
         }).code() == Code::integrity);
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "integrity");
-  CHECK_THROWS_AS(s->run({"test.crash", "key/k", {}},
-                         [](audit::Event&) { throw std::runtime_error("boom"); }),
-                  std::runtime_error);
+  CHECK_THROWS_AS(
+      s->run({"test.crash", "key/k", {}}, [](audit::Event&) { throw std::runtime_error("boom"); }),
+      std::runtime_error);
   CHECK(audit_rows(v).back().action == "test.crash");
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "failed");
@@ -662,4 +671,74 @@ TEST_CASE("Service::rekey is audited and the vault reopens with the new root key
   CHECK(s->vault().meta().root_key_gen == 2);
   CHECK(s->vault().open_sealed(kRef, blob).chars() == "kept");
   CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  s->run({"test.op", "key/k1", {{"n", 1}}}, [](audit::Event&) {});
+  const std::int64_t n = s->audit_export(dir / "log.jsonl", false);
+  CHECK(n == 2);
+  CHECK(mode_of(dir / "log.jsonl") == 0600);
+  const std::string text = kms::test::read_file(dir / "log.jsonl");
+  std::vector<nlohmann::json> lines;
+  size_t start = 0;
+  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back(nlohmann::json::parse(text.substr(start, nl - start)));
+  }
+  CHECK(start == text.size());  // ends with a newline, nothing after it
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].at("action") == "vault.init");
+  CHECK(lines[1].at("action") == "test.op");
+  CHECK(lines[1].at("params").at("n") == 1);
+  const auto rows = audit_rows(s->vault());
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[2].action == "audit.export");
+  CHECK(rows[2].outcome == "ok");
+  CHECK(lines[1].at("hash") == crypto::to_hex(rows[1].hash));
+}
+
+TEST_CASE("Service::audit_export to an existing file is refused, audited as denied, file kept") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  kms::test::write_file(dir / "log.jsonl", "precious");
+  CHECK(error_of([&] { (void)s->audit_export(dir / "log.jsonl", false); }).code() == Code::refused);
+  CHECK(kms::test::read_file(dir / "log.jsonl") == "precious");
+  const auto rows = audit_rows(s->vault());
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1].action == "audit.export");
+  CHECK(rows[1].outcome == "denied");
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("Service::change_pin makes the new PIN the only one that opens the vault") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto s = init_service(path);
+    s->change_pin(pin_of(kPin), pin_of("the-new-pin-5678"));
+    CHECK(audit_rows(s->vault()).back().action == "vault.change_pin");
+  }
+  const Error e = error_of([&] { (void)Service::open(path, pin_of(kPin)); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
+  auto s = Service::open(path, pin_of("the-new-pin-5678"));
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and records the failure") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto s = init_service(path);
+    const Error e =
+        error_of([&] { s->change_pin(pin_of("not-the-pin"), pin_of("the-new-pin-5678")); });
+    CHECK(e.code() == Code::unavailable);
+    const auto rows = audit_rows(s->vault());
+    REQUIRE_FALSE(rows.empty());
+    CHECK(rows.back().action == "vault.change_pin");
+    CHECK(rows.back().outcome == "error");
+    CHECK(rows.back().error_code == "unavailable");
+  }
+  CHECK_NOTHROW((void)Service::open(path, pin_of(kPin)));
 }
