@@ -29,6 +29,9 @@ fs::path sibling(const fs::path& vault, std::string_view suffix) {
 }
 fs::path temp_db_path(const fs::path& vault) { return sibling(vault, ".init-tmp"); }
 fs::path pending_path(const fs::path& vault) { return sibling(vault, ".init-pending"); }
+// A new private token directory is made here, marked, then renamed into place, so that a token
+// directory beside the vault either belongs to a published vault or carries the marker.
+fs::path staging_token_dir(const fs::path& vault) { return sibling(vault, ".init-token"); }
 
 void remove_db_files(const fs::path& db) {
   std::error_code ec;
@@ -61,12 +64,20 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
   const fs::path pending = pending_path(opts.vault);
   std::error_code ec;
   const fs::path token_dir = private_token_dir(opts.vault);
+  fs::remove_all(staging_token_dir(opts.vault), ec);
+  if (fs::exists(opts.vault, ec)) {
+    // The vault is published only once complete (Vault::publish): what its init left after
+    // that is stale, and the token objects named in `pending` are the vault's own, or were
+    // never made (init --force moves the old vault aside before it touches a token).
+    fs::remove(token_dir / kIncompleteMarker, ec);
+    fs::remove(pending, ec);
+    remove_db_files(temp_db_path(opts.vault));
+    return;
+  }
   // An unfinished private token directory (marker present, no vault published) is ours to
   // clear; once the vault exists the directory holds its root key and is never touched.
-  if (!fs::exists(opts.vault, ec) && fs::exists(token_dir / kIncompleteMarker, ec)) {
-    fs::remove_all(token_dir, ec);
-  }
-  if (!fs::exists(opts.vault, ec) && fs::is_empty(token_dir, ec) && !ec) fs::remove(token_dir, ec);
+  if (fs::exists(token_dir / kIncompleteMarker, ec)) fs::remove_all(token_dir, ec);
+  if (fs::is_empty(token_dir, ec) && !ec) fs::remove(token_dir, ec);
   if (fs::exists(pending, ec)) {
     const std::string old_id = read_small_file(pending);
     if (opts.token.module && !old_id.empty()) {
@@ -171,8 +182,11 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
                   "install it (apt-get install softhsm2) or pass --pkcs11-module for your HSM");
     }
     m.pkcs11_module = *module;
-    files::make_private_dir(token_dir);
-    write_small_file(token_dir / kIncompleteMarker, m.vault_id + "\n");
+    const fs::path staging = staging_token_dir(final_path);
+    files::make_private_dir(staging);
+    write_small_file(staging / kIncompleteMarker, m.vault_id + "\n");
+    fs::rename(staging, token_dir);
+    files::fsync_dir(final_path.parent_path());
     detail::write_softhsm_conf(token_dir);
     m.softhsm_conf = (token_dir / "softhsm2.conf").string();
     ::setenv("SOFTHSM2_CONF", m.softhsm_conf.c_str(), 1);

@@ -208,6 +208,7 @@ class Init(KmsTestCase):
         self.assertError(r, 4, "already exists")
         self.assertTrue(os.path.exists(self.kms.token_conf),
                         "init deleted the token directory of an existing vault")
+        self.assertEqual(leftovers(self.kms.vault), [], "the stale markers are cleared")
         r = self.kms.run("status")
         self.assertEqual(r.rc, 0, r.show())
 
