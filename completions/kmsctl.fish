@@ -98,7 +98,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l in -r -F -d 'Inpu
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l out -r -F -d 'Output file (atomic, 0600), or - for standard output (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l force -d 'Overwrite an existing output file'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-context -r -d 'New encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-context -r -d 'New encryption context pair K=V (repeatable; default: keep the --context pairs)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l binary -d 'Write the raw blob instead of base64 text'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key'" -a generate -d 'A random data key, in plaintext and encrypted under KEY'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key'" -l help -s h -d 'Print this help message and exit'

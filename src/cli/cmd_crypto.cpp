@@ -89,12 +89,15 @@ void register_crypto(CLI::App& app, Globals& g) {
       ->required()
       ->type_name("KEY");
   add_io(re, *ra);
-  re->add_option("--to-context", ra->to_context, "New encryption context pair K=V (repeatable)")
+  re->add_option("--to-context", ra->to_context,
+                 "New encryption context pair K=V (repeatable; default: keep the --context pairs)")
       ->type_name("K=V");
   re->add_flag("--binary", ra->binary, "Write the raw blob instead of base64 text");
   re->callback([&g, ra] {
     const Context ctx = parse_pairs(ra->context, "--context");
-    const Context to_ctx = parse_pairs(ra->to_context, "--to-context");
+    // Without --to-context the blob keeps its context: dropping it silently would unbind it.
+    const Context to_ctx =
+        ra->to_context.empty() ? ctx : parse_pairs(ra->to_context, "--to-context");
     const Bytes blob = blob_from_input(read_input(ra->in, kMaxBlobInput, "that is not a blob"));
     const Bytes out = open_service(g)->reencrypt(blob, ctx, ra->to_key, to_ctx);
     write_output(ra->out, blob_text(out, ra->binary), ra->force);

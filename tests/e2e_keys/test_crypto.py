@@ -206,6 +206,17 @@ class ReEncrypt(KeysTestCase):
             self.assertEqual(r.raw, f"from v{n}".encode())
             self.assertEqual(rec["params"]["version"], n)
 
+    def test_re_encrypt_without_to_context_keeps_the_source_context(self):
+        pt = b"keeps its context"
+        blob = self.vault.encrypt(self.a, pt, "--context", "app=web", "--context", "env=prod")
+        r, rec = self.audited("re-encrypt", "--to-key", self.b, "--context", "env=prod",
+                              "--context", "app=web", input=blob, action="key.reencrypt")
+        self.assertEqual(rec["params"]["to_context"], {"app": "web", "env": "prod"})
+        self.assertEqual(self.vault.decrypt(r.out, "--context", "app=web", "--context", "env=prod"),
+                         pt)
+        r = self.vault.run("decrypt", input=r.out)
+        self.assertError(r, INTEGRITY, self.b)
+
     def test_re_encrypt_with_the_wrong_source_context_fails_with_exit_5_and_prints_nothing(self):
         blob = self.vault.encrypt(self.a, b"x", "--context", "k=v")
         r, _ = self.audited("re-encrypt", "--to-key", self.b, "--context", "k=w", input=blob,
