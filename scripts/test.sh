@@ -120,8 +120,22 @@ fuzz_build() {
   cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
 }
 
+# fuzz_one BINARY: a fixed-time libFuzzer run of one target; its log is build-fuzz/NAME.log.
+fuzz_one() {
+  local t=$1 name corpus seeds
+  name=$(basename "$t")
+  corpus=build-fuzz/corpus/$name           # libFuzzer writes new inputs here, not in the repo
+  seeds=fuzz/corpus/${name#fuzz_}         # optional committed seeds, read only
+  mkdir -p "$corpus"
+  local args=(-max_total_time="$FUZZ_SECONDS" -timeout=30 -print_final_stats=1
+              -artifact_prefix="build-fuzz/artifacts/$name-" "$corpus")
+  [[ -d $seeds ]] && args+=("$seeds")
+  [[ -f fuzz/${name#fuzz_}.dict ]] && args=(-dict="fuzz/${name#fuzz_}.dict" "${args[@]}")
+  env "${san_env[@]}" "$t" "${args[@]}" >"build-fuzz/$name.log" 2>&1
+}
+
 fuzz_run() {
-  local targets=() t name corpus seeds rc=0
+  local targets=() t name rc=0 jobs
   for t in build-fuzz/fuzz/fuzz_*; do
     [[ -f $t && -x $t ]] && targets+=("$t")
   done
@@ -130,17 +144,19 @@ fuzz_run() {
     return 1
   fi
   mkdir -p build-fuzz/artifacts
+  # Each target is single-threaded: run as many at once as there are CPUs.
+  jobs=$(nproc)
+  for t in "${targets[@]}"; do
+    while (($(jobs -rp | wc -l) >= jobs)); do sleep 1; done
+    name=$(basename "$t")
+    echo "---- $name for ${FUZZ_SECONDS}s"
+    rm -f "build-fuzz/$name.rc"
+    { fuzz_one "$t"; echo $? >"build-fuzz/$name.rc"; } &
+  done
+  wait
   for t in "${targets[@]}"; do
     name=$(basename "$t")
-    corpus=build-fuzz/corpus/$name           # libFuzzer writes new inputs here, not in the repo
-    seeds=fuzz/corpus/${name#fuzz_}         # optional committed seeds, read only
-    mkdir -p "$corpus"
-    local args=(-max_total_time="$FUZZ_SECONDS" -timeout=30 -print_final_stats=1
-                -artifact_prefix="build-fuzz/artifacts/$name-" "$corpus")
-    [[ -d $seeds ]] && args+=("$seeds")
-    [[ -f fuzz/${name#fuzz_}.dict ]] && args=(-dict="fuzz/${name#fuzz_}.dict" "${args[@]}")
-    echo "---- $name for ${FUZZ_SECONDS}s"
-    if env "${san_env[@]}" "$t" "${args[@]}" >"build-fuzz/$name.log" 2>&1; then
+    if [[ $(cat "build-fuzz/$name.rc" 2>/dev/null) == 0 ]]; then
       grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "build-fuzz/$name.log"
       echo "---- $name: ok"
     else
@@ -149,7 +165,7 @@ fuzz_run() {
       rc=1
     fi
   done
-  phase_note="${#targets[@]} targets x ${FUZZ_SECONDS}s"
+  phase_note="${#targets[@]} targets x ${FUZZ_SECONDS}s, $jobs at a time"
   return "$rc"
 }
 
