@@ -4,7 +4,8 @@
 #   2. ctest in build/ (unit + end-to-end)
 #   3. ASan + UBSan build (RelWithDebInfo) into build-asan/
 #   4. ctest in build-asan/ with leak detection on (suppressions: tests/lsan.supp)
-#   5. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*
+#   5. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*,
+#      as many targets at once as there are CPUs
 # Every phase runs even after an earlier one failed (except those that need its build); a summary
 # line per phase is printed at the end, and the exit code is non-zero if any phase failed.
 #
