@@ -48,8 +48,17 @@ section "A new vault, sealed by a new private SoftHSM2 token beside it"
 run kmsctl init --so-pin-file "$dir/so-pin"
 run kmsctl status
 
+section "A key, and direct encryption of a small value bound to an encryption context"
+run kmsctl key create --alias alias/demo --description "demo key" --rotation-period 90d
+(umask 077 && printf 'db-password-%s' "$RANDOM" >"$dir/small.txt")
+run kmsctl encrypt --key alias/demo --context app=demo --in "$dir/small.txt" --out "$dir/small.enc"
+run cat "$dir/small.enc"
+run kmsctl key rotate alias/demo
+run kmsctl decrypt --context app=demo --in "$dir/small.enc" --out "$dir/small.dec"
+run cmp "$dir/small.txt" "$dir/small.dec"
+run kmsctl key describe alias/demo
+
 # Later steps go here, e.g.:
-#   section "Keys";    run kmsctl key create ...
 #   section "Files";   run kmsctl file encrypt ...; run kmsctl file decrypt ...
 #   section "Secrets"; run kmsctl secret put ...;   run kmsctl secret get ...
 
