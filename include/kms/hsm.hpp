@@ -49,6 +49,11 @@ class Module {
   const std::string& path() const noexcept { return path_; }
   CK_FUNCTION_LIST* fn() const noexcept { return fn_; }
 
+  // C_Finalize + C_Initialize, so that the library reads its tokens again (SoftHSM2 caches a
+  // token's PIN state, which it may have read while another process rewrote it). Only while no
+  // session is open on the module, since C_Finalize closes every session: false otherwise.
+  bool reload();
+
   // Slots that have a token (initialised or not).
   std::vector<TokenInfo> tokens() const;
   // The initialised token with this label and/or serial; Code::unavailable when none matches.
@@ -79,6 +84,10 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   void login_user(const SecureBytes& pin);
+  // As login_user, but returns false instead of throwing when the library reports the token's
+  // user PIN as not initialised, which SoftHSM2 does when it loaded the token while another
+  // process was rewriting it: the caller can close the session, Module::reload and try again.
+  [[nodiscard]] bool try_login_user(const SecureBytes& pin);
   void login_so(const SecureBytes& so_pin);
   void logout();
   void set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);

@@ -71,10 +71,10 @@ std::string rv_name(unsigned long rv) {
 namespace detail {
 
 bool is_transient(CK_RV rv) noexcept {
-  // CKR_USER_PIN_NOT_INITIALIZED: SoftHSM2 read the token file while another process rewrote it.
+  // CKR_USER_PIN_NOT_INITIALIZED is not retried here: SoftHSM2 keeps the PIN state it read at
+  // C_Initialize, so only Module::reload helps (see Session::try_login_user).
   return rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_ERROR || rv == CKR_FUNCTION_FAILED ||
-         rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_DEVICE_MEMORY ||
-         rv == CKR_USER_PIN_NOT_INITIALIZED;
+         rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_DEVICE_MEMORY;
 }
 
 void check(CK_RV rv, std::string_view what) {

@@ -118,6 +118,14 @@ Module::~Module() {
   (void)handle_;
 }
 
+bool Module::reload() {
+  if (open_sessions_ != 0) return false;
+  fn_->C_Finalize(nullptr);
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  return fn_->C_Initialize(&args) == CKR_OK;
+}
+
 std::vector<TokenInfo> Module::tokens() const {
   CK_ULONG count = 0;
   detail::check(fn_->C_GetSlotList(CK_TRUE, nullptr, &count), "cannot list token slots");
@@ -143,10 +151,7 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
   for (int attempt = 0; attempt < attempts; ++attempt) {
     if (attempt > 0) {
       ::usleep(5000u << attempt);
-      fn_->C_Finalize(nullptr);
-      CK_C_INITIALIZE_ARGS args{};
-      args.flags = CKF_OS_LOCKING_OK;
-      fn_->C_Initialize(&args);
+      const_cast<Module*>(this)->reload();
     }
     for (const TokenInfo& t : tokens()) {
       if (!t.initialized) continue;

@@ -10,7 +10,7 @@
 namespace kms::hsm {
 namespace {
 
-constexpr int kAttempts = 8;
+constexpr int kAttempts = 10;  // up to ~2 s in all: a loaded machine stretches the window
 
 // Retries a call that failed with a transient CK_RV: several processes using one SoftHSM2
 // token directory at once can briefly see each other's half-written object files.
@@ -48,12 +48,22 @@ Session::~Session() {
   --module_->open_sessions_;
 }
 
-void Session::login_user(const SecureBytes& pin) {
+namespace {
+constexpr const char* kLoginFailed = "cannot log in to the token";
+}
+
+bool Session::try_login_user(const SecureBytes& pin) {
   auto* fn = module_->fn();
   const CK_RV rv = with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
-  if (rv == CKR_USER_ALREADY_LOGGED_IN) return;
-  detail::check(rv, "cannot log in to the token");
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) return true;
+  if (rv == CKR_USER_PIN_NOT_INITIALIZED) return false;
+  detail::check(rv, kLoginFailed);
   logged_in_ = true;
+  return true;
+}
+
+void Session::login_user(const SecureBytes& pin) {
+  if (!try_login_user(pin)) detail::check(CKR_USER_PIN_NOT_INITIALIZED, kLoginFailed);
 }
 
 void Session::login_so(const SecureBytes& so_pin) {

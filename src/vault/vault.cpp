@@ -142,9 +142,20 @@ void Vault::connect_token(const SecureBytes& pin) {
   }
   check_module_trusted(meta_.pkcs11_module);
   module_ = hsm::Module::load(meta_.pkcs11_module);
-  token_ = module_->find_token(meta_.token_label, meta_.token_serial);
-  session_ = std::make_unique<hsm::Session>(module_, token_.slot);
-  session_->login_user(pin);
+  // SoftHSM2 rewrites a token's file at every login; a process that loaded the token meanwhile
+  // sees its user PIN as not initialised until the module is loaded again.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    token_ = module_->find_token(meta_.token_label, meta_.token_serial);
+    session_ = std::make_unique<hsm::Session>(module_, token_.slot);
+    if (session_->try_login_user(pin)) return;
+    session_.reset();
+    if (attempt == kAttempts) break;
+    ::usleep(4000u << attempt);
+    if (!module_->reload()) break;  // another vault of this process has sessions open
+  }
+  throw Error(Code::unavailable, "cannot log in to the token: CKR_USER_PIN_NOT_INITIALIZED",
+              "check that the token is present and its user PIN is set");
 }
 
 void Vault::unseal() {

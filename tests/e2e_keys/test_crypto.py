@@ -401,7 +401,7 @@ class NoPlaintextAtRest(KeysTestCase):
         self.assertEqual(v.decrypt(blob, "--context", "purpose=leak-check"), secret)
         moved = v.ok("re-encrypt", "--to-key", other, "--context", "purpose=leak-check",
                      input=blob).out
-        self.assertEqual(v.decrypt(moved), secret)
+        self.assertEqual(v.decrypt(moved, "--context", "purpose=leak-check"), secret)
         dk = v.json("data-key", "generate", "--key", key, "--json")
         dk_raw = unb64(dk["plaintext"])
         export = v.path("audit.jsonl")
