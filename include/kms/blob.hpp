@@ -9,15 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "kms/context.hpp"
 #include "kms/secure.hpp"
 
 namespace kms {
-
-// Encryption context: K=V pairs, authenticated but not encrypted.
-using Context = std::map<std::string, std::string>;
-
-// u32be count || for each pair in bytewise key order: u32be len || key || u32be len || value
-Bytes encode_context(const Context& context);
 
 namespace blob {
 

@@ -146,7 +146,10 @@ void add_out(CLI::App* cmd, OutArgs& a) {
   cmd->add_flag("--force", a.force, "Overwrite existing outputs");
   cmd->add_flag("--no-progress", a.no_progress, "No progress bar");
   cmd->add_flag("--json", a.json, "Print one JSON object per file (JSON Lines) on stdout");
-  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")->type_name("K=V");
+  // One value per flag: `--context K=V FILE` must not take FILE as a second pair.
+  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")
+      ->type_name("K=V")
+      ->allow_extra_args(false);
   cmd->add_option("files", a.inputs, "Input files, or - for standard input")->required()->type_name("FILE");
 }
 
@@ -196,7 +199,8 @@ void register_file(CLI::App& app, Globals& g) {
   CLI::App* enc = file->add_subcommand("encrypt", "Encrypt files for one or more keys (FILE.kenc)");
   enc->add_option("--key", ea->keys, "Key id or alias/NAME (repeat for several keys)")
       ->required()
-      ->type_name("KEY");
+      ->type_name("KEY")
+      ->allow_extra_args(false);
   enc->add_option("--frame-size", ea->frame_size, "Plaintext bytes per frame (default 1MiB)")
       ->type_name("SIZE");
   add_out(enc, *ea);
@@ -263,13 +267,8 @@ void register_file(CLI::App& app, Globals& g) {
     std::unique_ptr<Input> in = open_input(ia->input);
     Bytes rest;
     const envelope::Header h = envelope::read_header(in->fd, &rest);
-    std::optional<std::uint64_t> plaintext;
-    if (in->size && *in->size >= h.encoded_size) {
-      const std::uint64_t body = *in->size - h.encoded_size;
-      const std::uint64_t full = h.frame_size + envelope::kFrameTagSize;
-      const std::uint64_t frames = body / full + 1;
-      if (body >= frames * envelope::kFrameTagSize) plaintext = body - frames * envelope::kFrameTagSize;
-    }
+    const std::optional<std::uint64_t> plaintext =
+        in->size ? envelope::plaintext_size(h, *in->size) : std::nullopt;
     nlohmann::json recips = nlohmann::json::array();
     for (const auto& r : h.recipients) {
       const auto p = blob::parse(r.body);
@@ -304,7 +303,9 @@ void register_file(CLI::App& app, Globals& g) {
                                                         r["key_version"].get<std::uint32_t>())
                                           : r["type"].get<std::string>());
     }
-    fmt::print("plaintext    {}\n", plaintext ? fmt::format("{} bytes", *plaintext) : std::string("unknown"));
+    const nlohmann::json& size = j["plaintext_bytes"];
+    fmt::print("plaintext    {}\n",
+               size.is_null() ? std::string("unknown") : fmt::format("{} bytes", size.get<std::uint64_t>()));
   });
 }
 

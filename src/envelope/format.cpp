@@ -1,4 +1,5 @@
-// The file envelope header: encoding, parsing and verification (docs/FORMAT.md §File envelope).
+// The file envelope header: encoding, parsing and verification (docs/FORMAT.md §11.3-11.4), and
+// the frame nonce (§11.5).
 #include <unistd.h>
 
 #include <cerrno>
@@ -100,6 +101,34 @@ Bytes encode_body(const Header& h) {
 }
 
 }  // namespace
+
+std::array<std::uint8_t, kFrameNonceSize> frame_nonce(std::uint64_t counter, bool final) noexcept {
+  std::array<std::uint8_t, kFrameNonceSize> n{};  // 00 00 00 || u64be(counter) || u8(final)
+  for (int i = 0; i < 8; ++i) n[3 + i] = static_cast<std::uint8_t>(counter >> (8 * (7 - i)));
+  n[11] = final ? 1 : 0;
+  return n;
+}
+
+void check_context(const Header& h, const Context& expected) {
+  if (h.context == expected) return;
+  std::string names;
+  for (const auto& [k, v] : h.context) names += fmt::format("{}{}", names.empty() ? "" : ", ", k);
+  throw Error(Code::integrity,
+              h.context.empty() ? std::string("the encryption context given does not match the file's "
+                                              "(the file has none)")
+                                : fmt::format("the encryption context given does not match the file's "
+                                              "(the file's names: {})",
+                                              names),
+              "pass exactly the --context pairs used to encrypt (`kmsctl file inspect` shows them)");
+}
+
+std::optional<std::uint64_t> plaintext_size(const Header& h, std::uint64_t file_size) noexcept {
+  if (file_size < h.encoded_size) return std::nullopt;
+  const std::uint64_t body = file_size - h.encoded_size;
+  const std::uint64_t frames = body / (std::uint64_t(h.frame_size) + kFrameTagSize) + 1;
+  if (body < frames * kFrameTagSize) return std::nullopt;
+  return body - frames * kFrameTagSize;
+}
 
 std::optional<Header> parse_header(ByteView data) {
   Cursor c(data);

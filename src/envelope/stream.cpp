@@ -1,11 +1,15 @@
-// The body of the file envelope: frames sealed and opened in constant memory, with reading
-// overlapped with sealing/writing on a second thread.
+// The body of the file envelope (docs/FORMAT.md §11.5-11.6): frames sealed and opened in constant
+// memory. Three stages overlap on a ring of kSlots frame buffers allocated once: a reader thread
+// fills slots from the input, the calling thread seals or opens them in place, and a writer
+// thread writes them out. A slot reaches the writer only after its frame was sealed, or opened
+// and its tag verified, so no unauthenticated plaintext is ever written.
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -19,13 +23,6 @@ namespace kms::envelope {
 namespace {
 
 constexpr std::size_t kSlots = 4;
-
-std::array<std::uint8_t, crypto::kGcmNonceSize> frame_nonce(std::uint64_t counter, bool final) {
-  std::array<std::uint8_t, crypto::kGcmNonceSize> n{};
-  for (int i = 0; i < 8; ++i) n[3 + i] = static_cast<std::uint8_t>(counter >> (8 * (7 - i)));
-  n[11] = final ? 1 : 0;
-  return n;
-}
 
 Error damaged(std::string what) {
   return Error(Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
@@ -66,7 +63,7 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {
       throw Error(Code::failed, fmt::format("cannot write the output: {}", std::strerror(errno)),
-                  "check free space where the output goes");
+                  "check free space where the output goes (and that a reading pipe is still open)");
     }
     p += w;
     n -= static_cast<std::size_t>(w);
@@ -75,71 +72,112 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
 
 struct Slot {
   Bytes buf;
-  std::size_t len = 0;
-  bool final = false;
+  std::size_t len = 0;  // bytes read into buf
+  bool last = false;    // the input ended with this slot
+  std::size_t out = 0;  // bytes of buf to write, set by the crypto stage
 };
 
-// A bounded ring: one producer thread fills slots with chunks of the input, the caller's
-// thread consumes them in order. Memory: kSlots buffers of one frame each.
-class Pipeline {
+// The three-stage ring. Slot k passes reader -> crypto -> writer; counters only grow, and slot
+// k % kSlots is reused once the writer is done with k.
+class Ring {
  public:
-  using Fill = std::function<bool(Slot&)>;  // returns false after the last chunk
-  Pipeline(std::size_t slot_size, Fill fill) : slots_(kSlots) {
+  using Fill = std::function<void(Slot&)>;
+  Ring(std::size_t slot_size, int out_fd, Fill fill) : out_fd_(out_fd) {
     for (Slot& s : slots_) s.buf.resize(slot_size);
-    producer_ = std::thread([this, fill = std::move(fill)] { produce(fill); });
+    reader_ = std::thread([this, fill = std::move(fill)] { read_loop(fill); });
+    writer_ = std::thread([this] { write_loop(); });
   }
-  ~Pipeline() {
+  ~Ring() {
     {
       std::lock_guard lk(m_);
       stop_ = true;
     }
     cv_.notify_all();
-    producer_.join();
+    reader_.join();
+    writer_.join();
   }
-  // The next chunk, or nullptr after the last; rethrows the producer's error.
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // The next slot to seal or open, or nullptr after the last one; rethrows a reader error.
   Slot* next() {
     std::unique_lock lk(m_);
-    if (consumed_ > 0) {
-      ++released_;  // the previous slot is free again
-      cv_.notify_all();
-    }
-    cv_.wait(lk, [&] { return produced_ > consumed_ || done_; });
-    if (produced_ > consumed_) return &slots_[consumed_++ % kSlots];
-    if (error_) std::rethrow_exception(error_);
+    cv_.wait(lk, [&] { return read_ > crypted_ || reader_done_ || writer_error_; });
+    if (writer_error_) std::rethrow_exception(writer_error_);
+    if (read_ > crypted_) return &slots_[crypted_ % kSlots];
+    if (reader_error_) std::rethrow_exception(reader_error_);
     return nullptr;
+  }
+  // Hands the slot returned by next() to the writer.
+  void done() {
+    {
+      std::lock_guard lk(m_);
+      ++crypted_;
+    }
+    cv_.notify_all();
+  }
+  // Waits until everything handed over is written; rethrows a writer error.
+  void finish() {
+    std::unique_lock lk(m_);
+    crypt_done_ = true;
+    cv_.notify_all();
+    cv_.wait(lk, [&] { return written_ == crypted_ || writer_error_; });
+    if (writer_error_) std::rethrow_exception(writer_error_);
   }
 
  private:
-  void produce(const Fill& fill) {
+  void read_loop(const Fill& fill) {
     try {
       for (;;) {
         std::unique_lock lk(m_);
-        cv_.wait(lk, [&] { return produced_ - released_ < kSlots || stop_; });
+        cv_.wait(lk, [&] { return read_ - written_ < kSlots || stop_; });
         if (stop_) return;
-        Slot& s = slots_[produced_ % kSlots];
+        Slot& s = slots_[read_ % kSlots];
         lk.unlock();
-        const bool more = fill(s);
+        fill(s);
         lk.lock();
-        ++produced_;
+        ++read_;
         cv_.notify_all();
-        if (!more) break;
+        if (s.last) break;
       }
     } catch (...) {
       std::lock_guard lk(m_);
-      error_ = std::current_exception();
+      reader_error_ = std::current_exception();
     }
     std::lock_guard lk(m_);
-    done_ = true;
+    reader_done_ = true;
     cv_.notify_all();
   }
 
-  std::vector<Slot> slots_;
+  void write_loop() {
+    for (;;) {
+      std::unique_lock lk(m_);
+      cv_.wait(lk, [&] { return crypted_ > written_ || crypt_done_ || stop_; });
+      if (crypted_ == written_) return;  // finished or stopped with nothing left to write
+      Slot& s = slots_[written_ % kSlots];
+      lk.unlock();
+      try {
+        write_all(out_fd_, s.buf.data(), s.out);
+      } catch (...) {
+        lk.lock();
+        writer_error_ = std::current_exception();
+        cv_.notify_all();
+        return;
+      }
+      lk.lock();
+      ++written_;
+      cv_.notify_all();
+    }
+  }
+
+  std::array<Slot, kSlots> slots_;
+  int out_fd_;
   std::mutex m_;
   std::condition_variable cv_;
-  std::size_t produced_ = 0, consumed_ = 0, released_ = 0;
-  bool done_ = false, stop_ = false;
-  std::exception_ptr error_;
-  std::thread producer_;
+  std::size_t read_ = 0, crypted_ = 0, written_ = 0;
+  bool reader_done_ = false, crypt_done_ = false, stop_ = false;
+  std::exception_ptr reader_error_, writer_error_;
+  std::thread reader_, writer_;
 };
 
 SecureBytes frame_key(ByteView data_key, ByteView salt) {
@@ -165,20 +203,21 @@ EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
 
   crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
   Input in(in_fd, {});
-  Pipeline pipe(frame_size + kFrameTagSize, [&](Slot& s) {
+  Ring ring(frame_size + kFrameTagSize, out_fd, [&](Slot& s) {
     s.len = in.read_full(s.buf.data(), frame_size);
-    s.final = s.len < frame_size;
-    return !s.final;
+    s.last = s.len < frame_size;  // a full frame is never final (§11.5)
   });
   EncryptResult r;
-  while (Slot* s = pipe.next()) {
-    const auto nonce = frame_nonce(r.frames, s->final);
+  while (Slot* s = ring.next()) {
+    const auto nonce = frame_nonce(r.frames, s->last);
     gcm.seal(nonce, {}, s->buf.data(), s->len, s->buf.data(), s->buf.data() + s->len);
-    write_all(out_fd, s->buf.data(), s->len + kFrameTagSize);
+    s->out = s->len + kFrameTagSize;
     r.plaintext_bytes += s->len;
     ++r.frames;
+    ring.done();
     if (progress) progress(r.plaintext_bytes);
   }
+  ring.finish();
   return r;
 }
 
@@ -186,41 +225,48 @@ EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
                       const Progress& progress) {
   Bytes rest;
   const Header h = read_header(in_fd, &rest);
-  if (h.context != context) {
-    throw Error(Code::integrity, "the encryption context given does not match the file's",
-                "pass exactly the --context pairs used to encrypt (see `kmsctl file inspect`)");
-  }
+  check_context(h, context);
   const SecureBytes data_key = wrapper.unwrap(h);
+  if (data_key.size() != kDataKeySize) {
+    throw Error(Code::integrity, "the file's wrapped data key has the wrong size",
+                "treat the file as tampered with");
+  }
   verify_header(h, data_key.view());
 
   crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
   const std::size_t full = h.frame_size + kFrameTagSize;
   Input in(in_fd, std::move(rest));
-  bool seen_final = false;
-  Pipeline pipe(full, [&](Slot& s) {
+  Ring ring(full, out_fd, [&](Slot& s) {
     s.len = in.read_full(s.buf.data(), full);
-    s.final = s.len < full;
-    if (s.final && s.len > 0) {
-      std::uint8_t extra;
-      if (in.read_full(&extra, 1) != 0) throw damaged("bytes follow the final frame");
-    }
-    return !s.final;
+    s.last = s.len < full;  // read_full stops short only at end of input
   });
   EncryptResult r;
-  while (Slot* s = pipe.next()) {
-    if (s->final && s->len == 0) throw damaged("the final frame is missing (the file was cut short)");
-    if (s->len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", r.frames));
-    const std::size_t n = s->len - kFrameTagSize;
-    const auto nonce = frame_nonce(r.frames, s->final);
-    if (!gcm.open(nonce, {}, s->buf.data(), n, s->buf.data() + n, s->buf.data())) {
-      throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", r.frames));
+  bool seen_final = false;
+  try {
+    while (Slot* s = ring.next()) {
+      if (s->last && s->len == 0) break;  // end of input at a frame boundary: no final frame
+      if (s->len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", r.frames));
+      const std::size_t n = s->len - kFrameTagSize;
+      const auto nonce = frame_nonce(r.frames, s->last);
+      if (!gcm.open(nonce, {}, s->buf.data(), n, s->buf.data() + n, s->buf.data())) {
+        throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", r.frames));
+      }
+      s->out = n;
+      r.plaintext_bytes += n;
+      ++r.frames;
+      seen_final = s->last;
+      ring.done();
+      if (progress) progress(r.plaintext_bytes);
     }
-    write_all(out_fd, s->buf.data(), n);
-    r.plaintext_bytes += n;
-    ++r.frames;
-    seen_final = s->final;
-    if (progress) progress(r.plaintext_bytes);
+  } catch (const Error&) {
+    try {
+      ring.finish();  // the frames that verified are released, and nothing after them
+    } catch (const Error&) {
+      // A write error after a damaged frame: report the damage.
+    }
+    throw;
   }
+  ring.finish();
   if (!seen_final) throw damaged("the final frame is missing (the file was cut short)");
   return r;
 }

@@ -59,8 +59,8 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
     }
   }
   if (!best) {
-    throw Error(Code::not_found, "the file has no recipient that a vault key can open",
-                "decrypt it where its recipient keys are");
+    throw Error(Code::integrity, "the file has no recipient that a vault key can open",
+                "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
   }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
               best->hint());
