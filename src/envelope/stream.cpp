@@ -1,8 +1,10 @@
 // The body of the file envelope (docs/FORMAT.md §11.5-11.6): frames sealed and opened in constant
 // memory. Three stages overlap on a ring of kSlots frame buffers allocated once: a reader thread
-// fills slots from the input, the calling thread seals or opens them, and a writer thread writes
-// them out. A slot reaches the writer only after its frame was sealed, or opened and its tag
-// verified, so no unauthenticated plaintext is ever written.
+// fills slots from the input, two crypto threads (the caller's and one more, each with its own
+// cipher context) seal or open them, several frames at once, and a writer thread writes them out
+// strictly in order. The writer takes a frame only after it was sealed, or opened and its tag
+// verified, and stops at the first frame that failed, so no unauthenticated plaintext is ever
+// written and what was written is a prefix of the plaintext.
 //
 // A regular file is not read() but mapped one frame at a time (MAP_POPULATE, by the reader
 // thread): the cipher reads the page cache directly, which saves copying every byte once. The
@@ -19,6 +21,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -30,7 +33,10 @@
 namespace kms::envelope {
 namespace {
 
-constexpr std::size_t kSlots = 4;
+// Frames in flight: one being mapped or read, two being sealed or opened (one per core), one
+// being written, and two of slack so that no stage waits on a neighbour's jitter.
+constexpr std::size_t kSlots = 6;
+constexpr int kCryptoThreads = 2;  // the calling thread and one more
 
 Error damaged(std::string what) {
   return Error(Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
@@ -43,6 +49,9 @@ struct Slot {
   std::size_t len = 0;                // input bytes of this frame
   bool last = false;                  // the input ended with this slot
   std::size_t out = 0;                // bytes of buf to write, set by the crypto stage
+  std::uint64_t index = 0;            // the frame counter
+  bool ready = false;                 // sealed or opened (or failed): the writer may take it
+  std::exception_ptr error;           // why the crypto stage failed on this frame
   void* map = nullptr;                // the mapped window holding src, if any
   std::size_t map_len = 0;
 
@@ -131,66 +140,69 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
   }
 }
 
-// The three-stage ring. Slot k passes reader -> crypto -> writer; counters only grow, and slot
-// k % kSlots is reused once the writer is done with k.
+// The ring. Slot k (frame k) passes reader -> one crypto thread -> writer; the counters only
+// grow, and slot k % kSlots is refilled once the writer is done with frame k.
 class Ring {
  public:
   using Fill = std::function<void(Slot&)>;
-  Ring(std::size_t slot_size, int out_fd, Fill fill) : out_fd_(out_fd) {
+  // Seals or opens one slot in place (sets out); throws Error when the frame is damaged.
+  using Crypt = std::function<void(Slot&, crypto::Aes256Gcm&)>;
+  // Called by the writer, in order, after a frame is written; returns false to stop after it.
+  using Written = std::function<bool(const Slot&)>;
+
+  Ring(std::size_t slot_size, int out_fd, Fill fill) : out_fd_(out_fd), fill_(std::move(fill)) {
     for (Slot& s : slots_) s.buf.resize(slot_size);
-    reader_ = std::thread([this, fill = std::move(fill)] { read_loop(fill); });
-    writer_ = std::thread([this] { write_loop(); });
   }
   ~Ring() {
-    {
-      std::lock_guard lk(m_);
-      stop_ = true;
-    }
-    reader_cv_.notify_all();
-    writer_cv_.notify_all();
-    reader_.join();
-    writer_.join();
+    stop();
+    if (reader_.joinable()) reader_.join();
+    if (writer_.joinable()) writer_.join();
+    for (std::thread& t : workers_) t.join();
     for (Slot& s : slots_) s.unmap();
   }
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // The next slot to seal or open, or nullptr after the last one; rethrows a reader error.
-  Slot* next() {
-    std::unique_lock lk(m_);
-    crypto_cv_.wait(lk, [&] { return read_ > crypted_ || reader_done_ || writer_error_; });
-    if (writer_error_) std::rethrow_exception(writer_error_);
-    if (read_ > crypted_) return &slots_[crypted_ % kSlots];
-    if (reader_error_) std::rethrow_exception(reader_error_);
-    return nullptr;
-  }
-  // Hands the slot returned by next() to the writer.
-  void done() {
-    {
-      std::lock_guard lk(m_);
-      ++crypted_;
+  // Runs the stages until the last frame is written or one fails; rethrows the first failure in
+  // frame order (a read error, a damaged frame, a write error).
+  void run(ByteView key, const Crypt& crypt, const Written& written) {
+    reader_ = std::thread([this] { read_loop(); });
+    writer_ = std::thread([this, &written] { write_loop(written); });
+    for (int i = 1; i < kCryptoThreads; ++i) {
+      workers_.emplace_back([this, key, &crypt] { crypt_loop(key, crypt); });
     }
-    writer_cv_.notify_one();
-  }
-  // Waits until everything handed over is written; rethrows a writer error.
-  void finish() {
-    std::unique_lock lk(m_);
-    crypt_done_ = true;
-    writer_cv_.notify_one();
-    crypto_cv_.wait(lk, [&] { return written_ == crypted_ || writer_error_; });
-    if (writer_error_) std::rethrow_exception(writer_error_);
+    crypt_loop(key, crypt);
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    writer_.join();
+    stop();
+    reader_.join();
+    if (error_) std::rethrow_exception(error_);
   }
 
  private:
-  void read_loop(const Fill& fill) {
+  void stop() {
+    {
+      std::lock_guard lk(m_);
+      stop_ = true;
+    }
+    reader_cv_.notify_all();
+    crypto_cv_.notify_all();
+    writer_cv_.notify_all();
+  }
+
+  void read_loop() {
     try {
       for (;;) {
         std::unique_lock lk(m_);
         reader_cv_.wait(lk, [&] { return read_ - written_ < kSlots || stop_; });
         if (stop_) return;
         Slot& s = slots_[read_ % kSlots];
+        s.index = read_;
+        s.ready = false;
+        s.error = nullptr;
         lk.unlock();
-        fill(s);
+        fill_(s);
         lk.lock();
         ++read_;
         crypto_cv_.notify_one();
@@ -202,39 +214,102 @@ class Ring {
     }
     std::lock_guard lk(m_);
     reader_done_ = true;
-    crypto_cv_.notify_one();
+    crypto_cv_.notify_all();
+    writer_cv_.notify_one();
   }
 
-  void write_loop() {
+  void crypt_loop(ByteView key, const Crypt& crypt) {
+    std::optional<crypto::Aes256Gcm> gcm;
+    try {
+      gcm.emplace(key);
+    } catch (...) {
+      std::lock_guard lk(m_);
+      if (!error_) error_ = std::current_exception();
+      stop_ = true;
+      writer_cv_.notify_one();
+      return;
+    }
     for (;;) {
       std::unique_lock lk(m_);
-      writer_cv_.wait(lk, [&] { return crypted_ > written_ || crypt_done_ || stop_; });
-      if (crypted_ == written_) return;  // finished or stopped with nothing left to write
-      Slot& s = slots_[written_ % kSlots];
+      crypto_cv_.wait(lk, [&] { return claimed_ < read_ || reader_done_ || stop_; });
+      if (stop_ || claimed_ == read_) return;  // stopped, or nothing more will be read
+      Slot& s = slots_[claimed_++ % kSlots];
       lk.unlock();
       try {
-        write_all(out_fd_, s.buf.data(), s.out);
+        crypt(s, *gcm);
       } catch (...) {
-        lk.lock();
-        writer_error_ = std::current_exception();
-        crypto_cv_.notify_one();
-        return;
+        s.error = std::current_exception();
       }
       lk.lock();
-      ++written_;
-      reader_cv_.notify_one();
-      if (crypt_done_ && written_ == crypted_) crypto_cv_.notify_one();
+      s.ready = true;
+      writer_cv_.notify_one();
     }
+  }
+
+  void write_loop(const Written& written) {
+    for (;;) {
+      std::unique_lock lk(m_);
+      writer_cv_.wait(lk, [&] {
+        return (written_ < read_ && slots_[written_ % kSlots].ready) ||
+               (reader_done_ && written_ == read_) || stop_;
+      });
+      if (written_ < read_ && slots_[written_ % kSlots].ready) {
+        Slot& s = slots_[written_ % kSlots];
+        if (s.error) {
+          fail(s.error);
+          return;
+        }
+        lk.unlock();
+        bool more = true;
+        try {
+          write_all(out_fd_, s.buf.data(), s.out);
+          more = written(s);
+        } catch (...) {
+          lk.lock();
+          fail(std::current_exception());
+          return;
+        }
+        lk.lock();
+        ++written_;
+        reader_cv_.notify_one();
+        if (!more || s.last) {
+          finish_locked();
+          return;
+        }
+        continue;
+      }
+      if (stop_) return;
+      // Everything read was written: the input ended (or failed) before a last slot.
+      if (reader_error_) {
+        fail(reader_error_);
+      } else {
+        finish_locked();
+      }
+      return;
+    }
+  }
+
+  // With m_ held: the first failure in frame order wins; every stage stops.
+  void fail(std::exception_ptr e) {
+    if (!error_) error_ = std::move(e);
+    finish_locked();
+  }
+  void finish_locked() {
+    stop_ = true;
+    reader_cv_.notify_all();
+    crypto_cv_.notify_all();
   }
 
   std::array<Slot, kSlots> slots_;
   int out_fd_;
+  Fill fill_;
   std::mutex m_;
-  std::condition_variable reader_cv_, crypto_cv_, writer_cv_;  // one per waiting stage
-  std::size_t read_ = 0, crypted_ = 0, written_ = 0;
-  bool reader_done_ = false, crypt_done_ = false, stop_ = false;
-  std::exception_ptr reader_error_, writer_error_;
+  std::condition_variable reader_cv_, crypto_cv_, writer_cv_;  // one per kind of waiting stage
+  std::uint64_t read_ = 0, claimed_ = 0, written_ = 0;
+  bool reader_done_ = false, stop_ = false;
+  std::exception_ptr reader_error_, error_;
   std::thread reader_, writer_;
+  std::vector<std::thread> workers_;
 };
 
 SecureBytes frame_key(ByteView data_key, ByteView salt) {
@@ -258,23 +333,25 @@ EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
   const Bytes header = encode_header(h, data_key.view());
   write_all(out_fd, header.data(), header.size());
 
-  crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
+  const SecureBytes key = frame_key(data_key.view(), h.salt);
   Input in(in_fd, {});
   Ring ring(frame_size + kFrameTagSize, out_fd, [&](Slot& s) {
     in.fill(s, frame_size);
     s.last = s.len < frame_size;  // a full frame is never final (§11.5)
   });
   EncryptResult r;
-  while (Slot* s = ring.next()) {
-    const auto nonce = frame_nonce(r.frames, s->last);
-    gcm.seal(nonce, {}, s->src, s->len, s->buf.data(), s->buf.data() + s->len);
-    s->out = s->len + kFrameTagSize;
-    r.plaintext_bytes += s->len;
-    ++r.frames;
-    ring.done();
-    if (progress) progress(r.plaintext_bytes);
-  }
-  ring.finish();
+  ring.run(
+      key.view(),
+      [](Slot& s, crypto::Aes256Gcm& gcm) {
+        gcm.seal(frame_nonce(s.index, s.last), {}, s.src, s.len, s.buf.data(), s.buf.data() + s.len);
+        s.out = s.len + kFrameTagSize;
+      },
+      [&](const Slot& s) {
+        r.plaintext_bytes += s.len;
+        ++r.frames;
+        if (progress) progress(r.plaintext_bytes);
+        return true;
+      });
   return r;
 }
 
@@ -290,7 +367,7 @@ EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
   }
   verify_header(h, data_key.view());
 
-  crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
+  const SecureBytes key = frame_key(data_key.view(), h.salt);
   const std::size_t full = h.frame_size + kFrameTagSize;
   Input in(in_fd, std::move(rest));
   Ring ring(full, out_fd, [&](Slot& s) {
@@ -299,31 +376,26 @@ EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
   });
   EncryptResult r;
   bool seen_final = false;
-  try {
-    while (Slot* s = ring.next()) {
-      if (s->last && s->len == 0) break;  // end of input at a frame boundary: no final frame
-      if (s->len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", r.frames));
-      const std::size_t n = s->len - kFrameTagSize;
-      const auto nonce = frame_nonce(r.frames, s->last);
-      if (!gcm.open(nonce, {}, s->src, n, s->src + n, s->buf.data())) {
-        throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", r.frames));
-      }
-      s->out = n;
-      r.plaintext_bytes += n;
-      ++r.frames;
-      seen_final = s->last;
-      ring.done();
-      if (progress) progress(r.plaintext_bytes);
-    }
-  } catch (const Error&) {
-    try {
-      ring.finish();  // the frames that verified are released, and nothing after them
-    } catch (const Error&) {
-      // A write error after a damaged frame: report the damage.
-    }
-    throw;
-  }
-  ring.finish();
+  ring.run(
+      key.view(),
+      [](Slot& s, crypto::Aes256Gcm& gcm) {
+        s.out = 0;
+        if (s.last && s.len == 0) return;  // end of input at a frame boundary: checked below
+        if (s.len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", s.index));
+        const std::size_t n = s.len - kFrameTagSize;
+        if (!gcm.open(frame_nonce(s.index, s.last), {}, s.src, n, s.src + n, s.buf.data())) {
+          throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", s.index));
+        }
+        s.out = n;
+      },
+      [&](const Slot& s) {
+        if (s.last && s.len == 0) return false;
+        r.plaintext_bytes += s.out;
+        ++r.frames;
+        seen_final = s.last;
+        if (progress) progress(r.plaintext_bytes);
+        return true;
+      });
   if (!seen_final) throw damaged("the final frame is missing (the file was cut short)");
   return r;
 }
