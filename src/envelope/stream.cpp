@@ -90,6 +90,13 @@ class Input {
     s.len = offset_ >= size_ ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
     s.src = s.buf.data();
     if (s.len > 0) {
+      // A file cut while it is mapped raises SIGBUS on access: check first (a race remains only
+      // with a truncation between this check and the reads; docs/SECURITY.md §10).
+      struct stat st {};
+      if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) < offset_ + s.len) {
+        throw Error(Code::failed, "the input file shrank while it was being read",
+                    "run again once nothing else writes to it");
+      }
       const std::uint64_t base = offset_ & ~(page_ - 1);
       s.map_len = static_cast<std::size_t>(offset_ - base) + s.len;
       void* m = ::mmap(nullptr, s.map_len, PROT_READ, MAP_PRIVATE, fd_, static_cast<off_t>(base));
