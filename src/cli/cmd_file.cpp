@@ -167,6 +167,10 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
       throw Error(Code::usage, "--json prints on standard output, which carries the data here",
                   "pass -o OUT or --out-dir DIR");
     }
+    if (output == "-" && encrypting && ::isatty(STDOUT_FILENO)) {
+      throw Error(Code::usage, "refusing to write encrypted binary data to a terminal",
+                  "redirect standard output to a file or a pipe, or pass -o OUT");
+    }
     std::unique_ptr<Input> in = open_input(input);
     std::optional<files::AtomicFile> file;
     if (output != "-") file.emplace(output, a.force);

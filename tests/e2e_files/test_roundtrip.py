@@ -131,6 +131,20 @@ class RoundTrip(FilesTestCase):
                          fileenv.NOT_FOUND, "alias/nope")
         self.assertFalse(os.path.exists(src + ".kenc"))
 
+    def test_encrypted_bytes_are_never_written_to_a_terminal(self):
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run(self.vault.argv(["file", "encrypt", "--key", self.key, "-"]),
+                               input=b"secret", stdout=slave, stderr=subprocess.PIPE,
+                               env=self.vault.env(), cwd=self.vault.root, timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+        self.assertEqual(p.returncode, USAGE, p.stderr)
+        self.assertIn(b"kmsctl: error: refusing to write encrypted binary data to a terminal",
+                      p.stderr)
+        self.assertIn(b"hint: ", p.stderr)
+
     def test_inspect_shows_the_header_without_the_vault(self):
         d = self.dir("inspect")
         src = os.path.join(d, "i.bin")
