@@ -9,7 +9,6 @@
 // decrypts it to FILE.out and checks that FILE.out equals FILE. Every step is audited in the
 // vault, like the CLI's. Exit status 0 when the round trip matched.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +17,8 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+
+#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -95,9 +96,9 @@ int main(int argc, char** argv) {
                                                   kms::envelope::kDefaultFrameSize, input.string());
       out.commit();
       std::printf("encrypted %llu bytes in %llu frames for key %s version %lld -> %s\n",
-                  static_cast<unsigned long long>(r.bytes), static_cast<unsigned long long>(r.frames),
-                  r.keys.at(0).first.c_str(), static_cast<long long>(r.keys.at(0).second),
-                  sealed.c_str());
+                  static_cast<unsigned long long>(r.bytes),
+                  static_cast<unsigned long long>(r.frames), r.keys.at(0).first.c_str(),
+                  static_cast<long long>(r.keys.at(0).second), sealed.c_str());
     }
     {  // Decrypt: the output appears only once the final frame has verified.
       Fd in(sealed);

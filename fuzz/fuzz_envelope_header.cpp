@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!h) return 0;  // a prefix: more bytes needed
   if (h->encoded_size > size) std::abort();
   if (h->recipients.empty() || h->recipients.size() > kms::envelope::kMaxRecipients) std::abort();
-  if (h->frame_size < kms::envelope::kMinFrameSize || h->frame_size > kms::envelope::kMaxFrameSize) {
+  if (h->frame_size < kms::envelope::kMinFrameSize ||
+      h->frame_size > kms::envelope::kMaxFrameSize) {
     std::abort();
   }
   (void)kms::envelope::plaintext_size(*h, size);
@@ -38,10 +39,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   kms::envelope::Header copy = *h;
   const kms::Bytes again = kms::envelope::encode_header(copy, kDataKey);
   if (again.size() != h->encoded_size) std::abort();
-  const std::size_t fixed = h->encoded_size - kms::envelope::kCommitmentSize - kms::envelope::kHeaderTagSize;
-  if (!std::equal(again.begin(), again.begin() + static_cast<std::ptrdiff_t>(fixed), data)) std::abort();
+  const std::size_t fixed =
+      h->encoded_size - kms::envelope::kCommitmentSize - kms::envelope::kHeaderTagSize;
+  if (!std::equal(again.begin(), again.begin() + static_cast<std::ptrdiff_t>(fixed), data))
+    std::abort();
   const auto back = kms::envelope::parse_header(again);
-  if (!back || back->context != h->context || back->recipients.size() != h->recipients.size()) std::abort();
+  if (!back || back->context != h->context || back->recipients.size() != h->recipients.size())
+    std::abort();
   kms::envelope::verify_header(*back, kDataKey);  // now it must verify
   return 0;
 }

@@ -11,8 +11,6 @@
 // window is unmapped as soon as its frame is done, so memory stays a few frames whatever the file
 // size. Pipes and other inputs are read into the slot buffers.
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,6 +23,8 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
@@ -36,12 +36,13 @@ namespace {
 // Frames in flight: one being mapped or read, two being sealed or opened (one per core), one
 // being written, and two of slack so that no stage waits on a neighbour's jitter.
 constexpr std::size_t kSlots = 6;
-constexpr int kCryptoThreads = 2;  // the calling thread and one more
+constexpr int kCryptoThreads = 2;                // the calling thread and one more
 constexpr std::size_t kFaultStride = 16 * 4096;  // fault_around_bytes, the kernel default
 
 Error damaged(std::string what) {
-  return Error(Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
-               "nothing unauthenticated was released; treat the file as tampered with or cut short");
+  return Error(
+      Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
+      "nothing unauthenticated was released; treat the file as tampered with or cut short");
 }
 
 struct Slot {
@@ -87,7 +88,9 @@ class Input {
       s.src = s.buf.data();
       return;
     }
-    s.len = offset_ >= size_ ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
+    s.len = offset_ >= size_
+                ? 0
+                : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
     s.src = s.buf.data();
     if (s.len > 0) {
       // A file cut while it is mapped raises SIGBUS on access: check first (a race remains only
@@ -125,7 +128,8 @@ class Input {
     while (got < n) {
       const ssize_t r = ::read(fd_, out + got, n - got);
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
+      if (r < 0)
+        throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
       if (r == 0) break;
       got += static_cast<std::size_t>(r);
     }
@@ -355,7 +359,8 @@ EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
   ring.run(
       key.view(),
       [](Slot& s, crypto::Aes256Gcm& gcm) {
-        gcm.seal(frame_nonce(s.index, s.last), {}, s.src, s.len, s.buf.data(), s.buf.data() + s.len);
+        gcm.seal(frame_nonce(s.index, s.last), {}, s.src, s.len, s.buf.data(),
+                 s.buf.data() + s.len);
         s.out = s.len + kFrameTagSize;
       },
       [&](const Slot& s) {
@@ -396,7 +401,8 @@ EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
         if (s.len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", s.index));
         const std::size_t n = s.len - kFrameTagSize;
         if (!gcm.open(frame_nonce(s.index, s.last), {}, s.src, n, s.src + n, s.buf.data())) {
-          throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", s.index));
+          throw damaged(
+              fmt::format("frame {} does not verify (altered, reordered, or cut)", s.index));
         }
         s.out = n;
       },

@@ -1,13 +1,13 @@
 // Envelope encryption of files through the facade: vault keys wrap each file's data key, and
 // each wrap or unwrap is one audited transaction.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "kms/error.hpp"
 #include "kms/files.hpp"
@@ -29,9 +29,9 @@ nlohmann::json keys_json(const std::vector<std::pair<std::string, std::int64_t>>
 }
 
 // Wraps a data key under each key's primary version.
-std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks, const std::vector<store::KeyRow>& keys,
-                                          ByteView data_key, const Context& context,
-                                          FileResult& result) {
+std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks,
+                                          const std::vector<store::KeyRow>& keys, ByteView data_key,
+                                          const Context& context, FileResult& result) {
   std::vector<envelope::Recipient> out;
   for (const store::KeyRow& key : keys) {
     out.push_back({envelope::kRecipientVaultKey, ks.encrypt(key, data_key, context)});
@@ -59,8 +59,9 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
     }
   }
   if (!best) {
-    throw Error(Code::integrity, "the file has no recipient that a vault key can open",
-                "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
+    throw Error(
+        Code::integrity, "the file has no recipient that a vault key can open",
+        "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
   }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
               best->hint());
@@ -70,7 +71,11 @@ class Wrapper final : public envelope::DataKeyWrapper {
  public:
   using Run = std::function<void(audit::Event, const std::function<void(audit::Event&)>&)>;
   Wrapper(Vault& v, Run run, std::string name, std::vector<std::string> refs, FileResult& result)
-      : ks_(v), run_(std::move(run)), name_(std::move(name)), refs_(std::move(refs)), result_(result) {}
+      : ks_(v),
+        run_(std::move(run)),
+        name_(std::move(name)),
+        refs_(std::move(refs)),
+        result_(result) {}
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
@@ -140,20 +145,23 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
   if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
   FileResult result;
   result.name = name;
-  Wrapper w(*vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); },
-            std::string(name), key_refs, result);
-  const envelope::EncryptResult r = envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
+  Wrapper w(
+      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
+      key_refs, result);
+  const envelope::EncryptResult r =
+      envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
   result.bytes = r.plaintext_bytes;
   result.frames = r.frames;
   return result;
 }
 
-FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
-                                 const envelope::Progress& progress) {
+FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
+                                 std::string_view name, const envelope::Progress& progress) {
   FileResult result;
   result.name = name;
-  Wrapper w(*vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); },
-            std::string(name), {}, result);
+  Wrapper w(
+      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
+      {}, result);
   const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
   result.bytes = r.plaintext_bytes;
   result.frames = r.frames;
@@ -166,7 +174,8 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
   result.name = path.string();
   const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) {
-    throw Error(Code::not_found, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    throw Error(Code::not_found,
+                fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   }
   struct Closer {
     int fd;

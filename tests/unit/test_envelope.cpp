@@ -3,7 +3,6 @@
 // by an independent implementation) open to their plaintext or fail as named, the header
 // re-encodes to the same bytes, and encrypt/decrypt round-trip over files and pipes.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +14,7 @@
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
@@ -72,7 +72,8 @@ class MemoryWrapper final : public envelope::DataKeyWrapper {
         const Bytes c = encode_context(h.context);
         aad.insert(aad.end(), c.begin(), c.end());
         const ByteView body(r.body);
-        if (auto dk = crypto::aes_gcm_open(k.material, body.subspan(25, 12), aad, body.subspan(37))) {
+        if (auto dk =
+                crypto::aes_gcm_open(k.material, body.subspan(25, 12), aad, body.subspan(37))) {
           return std::move(*dk);
         }
       }
@@ -96,9 +97,7 @@ struct Fd {
   ~Fd() { ::close(fd); }
 };
 
-nlohmann::json manifest() {
-  return nlohmann::json::parse(read_file(kDir / "vectors.json"));
-}
+nlohmann::json manifest() { return nlohmann::json::parse(read_file(kDir / "vectors.json")); }
 
 MemoryWrapper vector_keys(const nlohmann::json& m) {
   MemoryWrapper w;
@@ -115,8 +114,9 @@ Context context_of(const nlohmann::json& j) {
 }
 
 // Decrypts `file` into `out_path`; returns the error code, or nullopt on success.
-std::optional<Code> try_decrypt(const std::filesystem::path& file, const std::filesystem::path& out_path,
-                                envelope::DataKeyWrapper& w, const Context& ctx) {
+std::optional<Code> try_decrypt(const std::filesystem::path& file,
+                                const std::filesystem::path& out_path, envelope::DataKeyWrapper& w,
+                                const Context& ctx) {
   Fd in(::open(file.c_str(), O_RDONLY));
   Fd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
   try {
@@ -172,7 +172,8 @@ TEST_CASE("a wrong or missing context fails before any key is used or byte relea
   TempDir dir;
   for (const char* name : {"wrong_context_expected.kenc", "no_context_expected.kenc"}) {
     MemoryWrapper w = vector_keys(m);
-    const Context ctx = std::string(name).starts_with("wrong") ? Context{{"purpose", "backup"}} : Context{};
+    const Context ctx =
+        std::string(name).starts_with("wrong") ? Context{{"purpose", "backup"}} : Context{};
     CHECK(try_decrypt(kDir / name, dir / "out", w, ctx) == Code::integrity);
     CHECK(w.unwraps == 0);
     CHECK(std::filesystem::file_size(dir / "out") == 0);
@@ -219,13 +220,17 @@ TEST_CASE("the header parses and re-encodes to the same bytes, with the spec's d
     CHECK(envelope::plaintext_size(*h, file.size()) ==
           read_file(kDir / v["plaintext"].get<std::string>()).size());
   }
-  CHECK(crypto::to_hex(crypto::hkdf_sha256(dk, unhex(m["salt"]), as_bytes(envelope::kInfoFrame), 32).view()) ==
+  CHECK(crypto::to_hex(
+            crypto::hkdf_sha256(dk, unhex(m["salt"]), as_bytes(envelope::kInfoFrame), 32).view()) ==
         m["k_frame"].get<std::string>());
-  CHECK(crypto::to_hex(crypto::hkdf_sha256(dk, unhex(m["salt"]), as_bytes(envelope::kInfoHeader), 32).view()) ==
-        m["k_header"].get<std::string>());
+  CHECK(
+      crypto::to_hex(
+          crypto::hkdf_sha256(dk, unhex(m["salt"]), as_bytes(envelope::kInfoHeader), 32).view()) ==
+      m["k_header"].get<std::string>());
 }
 
-TEST_CASE("parse_header asks for more bytes on every prefix of a header and rejects bad magic at once") {
+TEST_CASE(
+    "parse_header asks for more bytes on every prefix of a header and rejects bad magic at once") {
   crypto::init();
   const std::string file = read_file(kDir / "two_recipients.kenc");
   const auto full = envelope::parse_header(as_bytes(file));
@@ -294,7 +299,8 @@ TEST_CASE("decrypting from a pipe releases only verified frames and fails on a c
     std::thread feeder([&] {
       std::size_t off = 0;
       while (off < input.size()) {
-        const ssize_t n = ::write(p[1], input.data() + off, std::min<std::size_t>(777, input.size() - off));
+        const ssize_t n =
+            ::write(p[1], input.data() + off, std::min<std::size_t>(777, input.size() - off));
         if (n <= 0) break;
         off += static_cast<std::size_t>(n);
       }
