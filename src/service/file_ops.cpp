@@ -79,6 +79,7 @@ class Wrapper final : public envelope::DataKeyWrapper {
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
+    attempted_ = true;
     run_({"file.encrypt", "file/" + name_, {{"file", name_}, {"context", context_json(context)}}},
          [&](audit::Event& ev) {
            std::vector<store::KeyRow> keys;
@@ -89,18 +90,25 @@ class Wrapper final : public envelope::DataKeyWrapper {
            out = wrap_for(ks_, keys, data_key, context, result_);
            ev.params["keys"] = keys_json(result_.keys);
          });
+    used_ = true;
     return out;
   }
 
   SecureBytes unwrap(const envelope::Header& h) override {
     SecureBytes dk;
+    attempted_ = true;
     run_({"file.decrypt", "file/" + name_, {{"file", name_}, {"context", context_json(h.context)}}},
          [&](audit::Event& ev) {
            dk = unwrap_with(ks_, h, result_);
            ev.params["keys"] = keys_json(result_.keys);
          });
+    used_ = true;
     return dk;
   }
+
+  // Whether wrap/unwrap ran (and so wrote its own audit record), and whether it succeeded.
+  bool attempted() const noexcept { return attempted_; }
+  bool used() const noexcept { return used_; }
 
  private:
   keys::KeyStore ks_;
@@ -108,7 +116,21 @@ class Wrapper final : public envelope::DataKeyWrapper {
   std::string name_;
   std::vector<std::string> refs_;
   FileResult& result_;
+  bool attempted_ = false, used_ = false;
 };
+
+// Records a failure that happened outside an audited key use: before it (a damaged header, a
+// wrong context: nothing was unwrapped) or after it (a damaged frame, a read or write error: the
+// key-use record says "ok", this one says how the file ended). `stage` tells which.
+void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
+                   const Error& error) noexcept {
+  try {
+    svc.run({std::move(action), "file/" + name, {{"file", name}, {"stage", stage}}},
+            [&](audit::Event&) { throw error; });
+  } catch (...) {
+    // run() recorded it (or could not); the caller rethrows the original error.
+  }
+}
 
 void copy_range(int in, off_t from, int out) {
   for (;;) {
@@ -148,10 +170,15 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
   Wrapper w(
       *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
       key_refs, result);
-  const envelope::EncryptResult r =
-      envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
-  result.bytes = r.plaintext_bytes;
-  result.frames = r.frames;
+  try {
+    const envelope::EncryptResult r =
+        envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
+    result.bytes = r.plaintext_bytes;
+    result.frames = r.frames;
+  } catch (const Error& e) {
+    if (w.used()) audit_failure(*this, "file.encrypt", std::string(name), "body", e);
+    throw;
+  }
   return result;
 }
 
@@ -162,9 +189,15 @@ FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
   Wrapper w(
       *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
       {}, result);
-  const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
-  result.bytes = r.plaintext_bytes;
-  result.frames = r.frames;
+  try {
+    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
+    result.bytes = r.plaintext_bytes;
+    result.frames = r.frames;
+  } catch (const Error& e) {
+    if (!w.attempted()) audit_failure(*this, "file.decrypt", std::string(name), "header", e);
+    if (w.used()) audit_failure(*this, "file.decrypt", std::string(name), "body", e);
+    throw;
+  }
   return result;
 }
 
@@ -181,7 +214,13 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
     int fd;
     ~Closer() { ::close(fd); }
   } closer{in};
-  envelope::Header h = envelope::read_header(in);
+  envelope::Header h;
+  try {
+    h = envelope::read_header(in);
+  } catch (const Error& e) {
+    audit_failure(*this, "file.rewrap", path.string(), "header", e);
+    throw;
+  }
   files::AtomicFile out(path, /*overwrite=*/true);
   keys::KeyStore ks(*vault_);
   audit::Event ev{"file.rewrap", "file/" + path.string(), {{"file", path.string()}}};

@@ -116,10 +116,31 @@ class Damage(FilesTestCase):
                 self.assertNoOutput(self.work, "ctx")
                 r = self.vault.run("file", "decrypt", *args, "-", input=self.good)
                 self.assertError(r, INTEGRITY, "encryption context")
-                # No key was used: no file.decrypt record.
-                self.assertEqual([x for x in self.vault.audit_rows(before)
-                                  if x["action"] == "file.decrypt"], [])
+                # No key was used: each attempt is recorded as failed at the header stage.
+                recs = self.vault.audit_rows(before)
+                self.assertEqual([(x["action"], x["outcome"], x["error_code"], x["params"]["stage"])
+                                  for x in recs], [("file.decrypt", "error", "integrity", "header")] * 2)
         os.unlink(path)
+
+    def test_each_attempt_is_audited_a_body_failure_after_the_key_use_record(self):
+        v = self.variants()
+        for name, expected in (("magic", [("error", "header")]),
+                               ("frames_swapped", [("ok", None), ("error", "body")]),
+                               ("missing_final_frame", [("ok", None), ("error", "body")])):
+            with self.subTest(damage=name):
+                path = os.path.join(self.work, name + ".kenc")
+                write(path, v[name][0])
+                before = self.vault.sql("SELECT max(seq) FROM audit_log")[0][0]
+                self.assertEqual(self.vault.run("file", "decrypt", "--context", "purpose=test",
+                                                path).rc, INTEGRITY)
+                recs = self.vault.audit_rows(before)
+                self.assertEqual([x["action"] for x in recs], ["file.decrypt"] * len(expected))
+                self.assertEqual([(x["outcome"], x["params"].get("stage")) for x in recs], expected)
+                self.assertEqual(recs[-1]["params"]["file"], path)
+                if len(expected) == 2:
+                    self.assertEqual(recs[0]["params"]["keys"], [{"key": self.key, "version": 1}])
+                    self.assertEqual(recs[1]["error_code"], "integrity")
+                os.unlink(path)
 
     def test_a_key_id_from_another_vault_is_reported_as_not_found(self):
         toff, _, boff, _ = self.env.recipients[0]

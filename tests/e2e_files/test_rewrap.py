@@ -72,8 +72,13 @@ class Rewrap(FilesTestCase):
         damaged = bytearray(env.data)
         damaged[env.tag_off] ^= 1
         write(src + ".kenc", bytes(damaged))
-        self.assertError(self.vault.run("file", "rewrap", src + ".kenc"), INTEGRITY,
-                         "header was altered")
+        r, rec = self.audited("file", "rewrap", src + ".kenc", action="file.rewrap", rc=INTEGRITY,
+                              error_code="integrity")
+        self.assertError(r, INTEGRITY, "header was altered")
+        damaged[0] ^= 1  # and a header that does not even parse
+        write(src + ".kenc", bytes(damaged))
+        r, rec = self.audited("file", "rewrap", src + ".kenc", action="file.rewrap", rc=INTEGRITY)
+        self.assertEqual(rec["params"]["stage"], "header")
         self.assertEqual(read(src + ".kenc"), bytes(damaged))
         self.assertNoOutput(d)
 
