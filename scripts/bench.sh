@@ -250,3 +250,156 @@ if md_out:
     with open(md_out, "w") as f:
         f.write("\n".join(lines) + "\n")
 PY
+
+# ---- 3. file envelope: kmsctl file encrypt/decrypt vs age, gpg, openssl (issue 4) ---------------
+# 1 GiB of random data, output to /dev/null, median of BENCH_FILE_RUNS (5) runs of each command,
+# the commands interleaved so that all see the same machine load; then peak RSS of kmsctl on a
+# 1 GiB and a 4 GiB input (constant memory). Targets: file encrypt and file decrypt each <= 0.5x
+# the time of age and <= 1.5x `openssl enc -aes-256-ctr`; peak RSS <= 32 MiB, the same for 4 GiB.
+#   BENCH_FILE_RUNS=5     timed runs per command
+#   BENCH_FILE_MIB=1024   size of the test file in MiB
+#   BENCH_FILE_MD=FILE    also write the result table (Markdown) to FILE
+echo
+FILE_RUNS=${BENCH_FILE_RUNS:-5}
+FILE_MIB=${BENCH_FILE_MIB:-1024}
+echo "## 3. file envelope on $FILE_MIB MiB: kmsctl vs age, gpg, openssl ($FILE_RUNS runs each, median)"
+echo "uptime at the start: $(uptime)"
+for tool in age age-keygen gpg openssl; do
+  command -v "$tool" >/dev/null || die "$tool is needed for section 3 (scripts/setup.sh installs it)"
+done
+FDIR=$TMP/files
+mkdir -p "$FDIR/gnupg"
+chmod 700 "$FDIR/gnupg"
+FVAULT=$FDIR/vault.db
+show "kmsctl --vault $FVAULT init --so-pin-file $FDIR/so.pin; kmsctl --vault $FVAULT key create --alias alias/bench"
+"$KMSCTL" --vault "$FVAULT" init --so-pin-file "$FDIR/so.pin" >/dev/null
+"$KMSCTL" --vault "$FVAULT" key create --alias alias/bench >/dev/null
+show "head -c ${FILE_MIB}MiB /dev/urandom > $FDIR/in.bin"
+head -c "$((FILE_MIB << 20))" /dev/urandom >"$FDIR/in.bin"
+age-keygen -o "$FDIR/age.key" 2>/dev/null
+AGE_RECIPIENT=$(age-keygen -y "$FDIR/age.key")
+python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$FDIR/gpg.pass"
+OSSL_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+OSSL_IV=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+# The ciphertexts that the decryption runs read (made once, untimed).
+"$KMSCTL" --vault "$FVAULT" file encrypt --key alias/bench -o "$FDIR/in.bin.kenc" "$FDIR/in.bin"
+age -r "$AGE_RECIPIENT" -o "$FDIR/in.bin.age" "$FDIR/in.bin"
+GNUPGHOME=$FDIR/gnupg gpg --batch --yes --quiet --pinentry-mode loopback --passphrase-fd 3 \
+  --symmetric --compress-algo none --cipher-algo AES256 -o "$FDIR/in.bin.gpg" "$FDIR/in.bin" 3<"$FDIR/gpg.pass"
+openssl enc -aes-256-ctr -K "$OSSL_KEY" -iv "$OSSL_IV" -in "$FDIR/in.bin" -out "$FDIR/in.bin.ctr"
+: >"$FDIR/empty.bin"
+echo "commands (stdout to /dev/null; the gpg passphrase on fd 3 from $FDIR/gpg.pass; KMSCTL_PIN=<the PIN>):"
+FILE_STATS=$TMP/files.json
+GNUPGHOME=$FDIR/gnupg FVAULT=$FVAULT FDIR=$FDIR AGE_RECIPIENT=$AGE_RECIPIENT OSSL_KEY=$OSSL_KEY OSSL_IV=$OSSL_IV \
+python3 - "$KMSCTL" "$FILE_RUNS" "$FILE_STATS" <<'PY'
+import json, os, statistics, subprocess, sys, time
+kmsctl, runs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+e = os.environ
+d, v = e["FDIR"], e["FVAULT"]
+gpg = ["gpg", "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-fd", "3"]
+cmds = [  # (label, argv, stdin file or None, needs the gpg passphrase on fd 3)
+    ("kmsctl file encrypt", [kmsctl, "--vault", v, "file", "encrypt", "--key", "alias/bench", "-o", "-", f"{d}/in.bin"], None, False),
+    ("age -r X25519 (encrypt)", ["age", "-r", e["AGE_RECIPIENT"], f"{d}/in.bin"], None, False),
+    ("gpg --symmetric AES256 (encrypt)", gpg + ["--symmetric", "--compress-algo", "none", "--cipher-algo", "AES256", "-o", "-", f"{d}/in.bin"], None, True),
+    ("openssl enc -aes-256-ctr (encrypt)", ["openssl", "enc", "-aes-256-ctr", "-K", e["OSSL_KEY"], "-iv", e["OSSL_IV"], "-in", f"{d}/in.bin"], None, False),
+    ("kmsctl file decrypt", [kmsctl, "--vault", v, "file", "decrypt", "-o", "-", f"{d}/in.bin.kenc"], None, False),
+    ("age -d (decrypt)", ["age", "-d", "-i", f"{d}/age.key", f"{d}/in.bin.age"], None, False),
+    ("gpg -d (decrypt)", gpg + ["-d", f"{d}/in.bin.gpg"], None, True),
+    ("openssl enc -d -aes-256-ctr (decrypt)", ["openssl", "enc", "-d", "-aes-256-ctr", "-K", e["OSSL_KEY"], "-iv", e["OSSL_IV"], "-in", f"{d}/in.bin.ctr"], None, False),
+    ("kmsctl file encrypt, empty file (fixed cost: unseal + audit)", [kmsctl, "--vault", v, "file", "encrypt", "--key", "alias/bench", "-o", "-", f"{d}/empty.bin"], None, False),
+]
+for label, argv, _, fd3 in cmds:
+    print(f"$ {' '.join(argv)} > /dev/null" + (f" 3< {d}/gpg.pass" if fd3 else ""))
+sys.stdout.flush()
+
+def once(argv, fd3):
+    passf = open(f"{d}/gpg.pass", "rb") if fd3 else None
+    kw = {}
+    if passf:  # the passphrase on a file descriptor of its own (fd 3 in the commands shown)
+        argv = [str(passf.fileno()) if a == "3" else a for a in argv]
+        kw["pass_fds"] = (passf.fileno(),)
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, **kw)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t
+    if passf:
+        passf.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed")
+    return dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+res = {label: {"wall": [], "cpu": [], "rss": []} for label, *_ in cmds}
+once(cmds[0][1], False)  # warm-up: page cache, token
+for i in range(runs):
+    for label, argv, _, fd3 in cmds:
+        w, c, r = once(argv, fd3)
+        res[label]["wall"].append(w)
+        res[label]["cpu"].append(c)
+        res[label]["rss"].append(r)
+json.dump(res, open(out, "w"))
+PY
+
+# Peak RSS on 1 GiB and 4 GiB (the 4 GiB input is a sparse file: content does not matter for
+# memory; decryption reads the envelope from a pipe, so nothing of 4 GiB lands on disk).
+RSS=$TMP/files-rss.tsv
+: >"$RSS"
+rss_of() {  # $1 = label; the rest: a shell command; appends "label maxrss_kb"
+  local label=$1
+  shift
+  "$TIME" -f '%M' -o "$TMP/rss.out" bash -c "$*" >/dev/null
+  printf '%s\t%s\n' "$label" "$(tail -n1 "$TMP/rss.out")" >>"$RSS"
+}
+truncate -s 4G "$FDIR/sparse-4g.bin"
+show "/usr/bin/time -f %M kmsctl file encrypt --key alias/bench -o - FILE > /dev/null   # FILE: 1 GiB, then 4 GiB"
+rss_of enc1 "exec '$KMSCTL' --vault '$FVAULT' file encrypt --key alias/bench -o - '$FDIR/in.bin'"
+rss_of enc4 "exec '$KMSCTL' --vault '$FVAULT' file encrypt --key alias/bench -o - '$FDIR/sparse-4g.bin'"
+show "/usr/bin/time -f %M kmsctl file decrypt -o - FILE.kenc > /dev/null   # 1 GiB; 4 GiB from a pipe"
+rss_of dec1 "exec '$KMSCTL' --vault '$FVAULT' file decrypt -o - '$FDIR/in.bin.kenc'"
+"$KMSCTL" --vault "$FVAULT" file encrypt --key alias/bench -o - "$FDIR/sparse-4g.bin" |
+  "$TIME" -f '%M' -o "$TMP/rss.out" "$KMSCTL" --vault "$FVAULT" file decrypt -o - - >/dev/null
+printf '%s\t%s\n' dec4 "$(tail -n1 "$TMP/rss.out")" >>"$RSS"
+rm -f "$FDIR"/in.bin* "$FDIR/sparse-4g.bin"
+
+echo
+echo "## Results (file envelope)"
+echo "uptime at the end: $(uptime)"
+python3 - "$FILE_STATS" "$RSS" "$FILE_MIB" "${BENCH_FILE_MD:-}" <<'PY'
+import json, os, statistics, sys
+stats, rss_file, mib, md_out = sys.argv[1:]
+res = json.load(open(stats))
+rss = dict(l.split("\t") for l in open(rss_file).read().splitlines())
+med = {k: statistics.median(v["wall"]) for k, v in res.items()}
+cpu = {k: statistics.median(v["cpu"]) for k, v in res.items()}
+load = open("/proc/loadavg").read().split()[:3]
+cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+def mark(ok): return "yes" if ok else "**no**"
+lines = [f"machine: {os.cpu_count()} CPUs, {cpu_model}; load average {' '.join(load)} (at the end of the run)", "",
+         f"| command ({mib} MiB, to /dev/null) | wall, median | all runs | CPU (user+sys), median | MiB/s (wall) |",
+         "|---|---:|---|---:|---:|"]
+for k, v in res.items():
+    rate = "" if "empty" in k else f"{int(mib) / med[k]:,.0f}"
+    lines.append(f"| `{k}` | {med[k]:.3f} s | {', '.join(f'{x:.2f}' for x in v['wall'])} | {cpu[k]:.2f} s | "
+                 f"{rate} |")
+lines.append("")
+lines.append("| target | encrypt | decrypt |")
+lines.append("|---|---:|---:|")
+e, dd = "kmsctl file encrypt", "kmsctl file decrypt"
+ae, ad = "age -r X25519 (encrypt)", "age -d (decrypt)"
+oe, od = "openssl enc -aes-256-ctr (encrypt)", "openssl enc -d -aes-256-ctr (decrypt)"
+re_, rd = med[e] / med[ae], med[dd] / med[ad]
+lines.append(f"| kmsctl / age (target <= 0.5x) | **{re_:.2f}x** (met: {mark(re_ <= 0.5)}) | **{rd:.2f}x** (met: {mark(rd <= 0.5)}) |")
+re_, rd = med[e] / med[oe], med[dd] / med[od]
+lines.append(f"| kmsctl / openssl ctr (target <= 1.5x) | **{re_:.2f}x** (met: {mark(re_ <= 1.5)}) | **{rd:.2f}x** (met: {mark(rd <= 1.5)}) |")
+ce, cd = cpu[e] / cpu[oe], cpu[dd] / cpu[od]
+lines.append(f"| kmsctl / openssl ctr, CPU time (for comparison) | {ce:.2f}x | {cd:.2f}x |")
+r = {k: int(v) / 1024 for k, v in rss.items()}
+lines.append(f"| kmsctl peak RSS, {mib} MiB (target <= 32 MiB) | {r['enc1']:.1f} MiB (met: {mark(r['enc1'] <= 32)}) | {r['dec1']:.1f} MiB (met: {mark(r['dec1'] <= 32)}) |")
+lines.append(f"| kmsctl peak RSS, 4 GiB (sparse input; the same as above) | {r['enc4']:.1f} MiB | {r['dec4']:.1f} MiB (from a pipe) |")
+lines.append("")
+lines.append("Wall times include process start, the token unseal and the audited transaction (kmsctl), and key "
+             "setup (age, gpg's passphrase KDF).")
+print("\n".join(lines))
+if md_out:
+    with open(md_out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+PY

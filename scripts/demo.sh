@@ -58,9 +58,19 @@ run kmsctl decrypt --context app=demo --in "$dir/small.enc" --out "$dir/small.de
 run cmp "$dir/small.txt" "$dir/small.dec"
 run kmsctl key describe alias/demo
 
-# Later steps go here, e.g.:
-#   section "Files";   run kmsctl file encrypt ...; run kmsctl file decrypt ...
-#   section "Secrets"; run kmsctl secret put ...;   run kmsctl secret get ...
+section "A key, and a file encrypted for it (envelope encryption: a fresh data key per file)"
+run kmsctl key create --alias alias/artifacts --description "build artifacts"
+head -c 5000000 /dev/urandom >"$dir/artifact.bin"
+run ls -l "$dir/artifact.bin"
+run kmsctl file encrypt --key alias/artifacts --context build=42 "$dir/artifact.bin"
+run kmsctl file inspect "$dir/artifact.bin.kenc"
+run kmsctl file decrypt --context build=42 --out-dir "$dir/out" "$dir/artifact.bin.kenc"
+run cmp "$dir/artifact.bin" "$dir/out/artifact.bin"
+echo "the decrypted file is identical"
+
+section "A wrong context, or a damaged file, releases nothing (exit 5)"
+run kmsctl file decrypt --context build=43 -o "$dir/out/wrong.bin" "$dir/artifact.bin.kenc" || echo "exit $?"
+run ls "$dir/out"
 
 section "Every command left a record in the hash-chained audit log"
 run kmsctl audit list

@@ -39,6 +39,8 @@ packages=(
   bash-completion zsh fish
   # benchmarks
   hyperfine time
+  # file-envelope benchmark: the tools a user would otherwise pick
+  age gnupg
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

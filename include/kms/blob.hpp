@@ -1,4 +1,4 @@
-// The ciphertext blob of `kmsctl encrypt` and of data keys (docs/FORMAT.md §Ciphertext blob):
+// The ciphertext blob of `kmsctl encrypt` and of data keys (docs/FORMAT.md §12):
 // self-describing (key id and version inside), AES-256-GCM, with the encryption context
 // authenticated in a canonical, order-independent encoding. Pure functions.
 #pragma once
@@ -9,15 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "kms/context.hpp"
 #include "kms/secure.hpp"
 
 namespace kms {
-
-// Encryption context: K=V pairs, authenticated but not encrypted.
-using Context = std::map<std::string, std::string>;
-
-// u32be count || for each pair in bytewise key order: u32be len || key || u32be len || value
-Bytes encode_context(const Context& context);
 
 namespace blob {
 

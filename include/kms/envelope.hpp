@@ -1,17 +1,18 @@
-// Envelope encryption of files and streams (docs/FORMAT.md §File envelope): a fresh data key per
+// Envelope encryption of files and streams (docs/FORMAT.md §11): a fresh data key per
 // file, wrapped for one or more recipients; a header committed to the data key and authenticated
 // by it; a body of fixed-size AES-256-GCM frames whose nonces carry the frame counter and a
 // final-frame flag. This module knows nothing of SQLite or PKCS#11: recipients come from a
 // DataKeyWrapper.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "kms/blob.hpp"
+#include "kms/context.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::envelope {
@@ -21,11 +22,13 @@ inline constexpr std::string_view kFileMagic = "KENC";
 inline constexpr std::uint8_t kFileVersion = 1;
 inline constexpr std::uint8_t kSuiteAes256GcmHkdfSha256 = 1;
 inline constexpr std::uint8_t kRecipientVaultKey = 1;  // body: a KMSC blob of the data key
+// Every other recipient type (0, 2..255) is reserved; readers skip the ones they do not know.
 inline constexpr std::size_t kDataKeySize = 32;
 inline constexpr std::size_t kSaltSize = 32;
 inline constexpr std::size_t kCommitmentSize = 32;
 inline constexpr std::size_t kHeaderTagSize = 32;
 inline constexpr std::size_t kFrameTagSize = 16;
+inline constexpr std::size_t kFrameNonceSize = 12;
 inline constexpr std::uint32_t kMinFrameSize = 1024;
 inline constexpr std::uint32_t kMaxFrameSize = 64u << 20;
 inline constexpr std::uint32_t kDefaultFrameSize = 1u << 20;
@@ -41,6 +44,7 @@ struct Recipient {
   Bytes body;
 };
 
+// The parsed header (§11.3). encoded_size is where the body starts.
 struct Header {
   std::uint8_t version = kFileVersion;
   std::uint8_t suite = kSuiteAes256GcmHkdfSha256;
@@ -53,15 +57,22 @@ struct Header {
   std::size_t encoded_size = 0;  // bytes the header occupies in the file
 };
 
-// Wraps and unwraps the data key for a set of recipients (the service does it with vault keys,
-// auditing each call).
+// Wraps and unwraps the data key for a set of recipients: the envelope's only view of keys. The
+// service implements it with vault keys (auditing each call); tests and the SDK example with
+// in-memory keys.
 class DataKeyWrapper {
  public:
   virtual ~DataKeyWrapper() = default;
+  // One recipient per key, each binding the wrapped key to `context`.
   virtual std::vector<Recipient> wrap(ByteView data_key, const Context& context) = 0;
-  // Code::refused when no recipient's key is usable; Code::integrity when none opens.
+  // The data key from whichever recipient opens. Code::refused when no recipient's key is
+  // usable (disabled, say); Code::integrity when none opens. Not yet checked against the
+  // commitment: the envelope does that.
   virtual SecureBytes unwrap(const Header& header) = 0;
 };
+
+// The nonce of frame `counter` (§11.5).
+std::array<std::uint8_t, kFrameNonceSize> frame_nonce(std::uint64_t counter, bool final) noexcept;
 
 using Progress = std::function<void(std::uint64_t bytes_done)>;
 
@@ -75,6 +86,10 @@ Header read_header(int fd, Bytes* rest = nullptr);
 Bytes encode_header(Header& header, ByteView data_key);
 // Checks the commitment and the header tag against a data key (Code::integrity on mismatch).
 void verify_header(const Header& header, ByteView data_key);
+// The context a reader expects must equal the header's (Code::integrity otherwise, §11.6 step 2).
+void check_context(const Header& header, const Context& expected);
+// The plaintext size implied by the envelope's total size (§11.6), when it is consistent.
+std::optional<std::uint64_t> plaintext_size(const Header& header, std::uint64_t file_size) noexcept;
 
 struct EncryptResult {
   std::uint64_t plaintext_bytes = 0;
@@ -86,7 +101,8 @@ struct EncryptResult {
 EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Context& context,
                       std::uint32_t frame_size, const Progress& progress = {});
 // Streams in_fd (positioned at the start of the file) to out_fd, releasing each frame only after
-// its tag verifies; Code::integrity for any damage (truncation, reordering, trailing bytes).
+// its tag verifies; Code::integrity for any damage (truncation, reordering, trailing bytes), and
+// for a context other than the header's, before any key is used or byte written.
 EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Context& context,
                       const Progress& progress = {});
 

@@ -1,12 +1,12 @@
 // kmsctl file encrypt | decrypt | rewrap | inspect — envelope encryption of files and pipes.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "cli/app.hpp"
 #include "kms/crypto.hpp"
@@ -29,11 +29,12 @@ std::uint32_t parse_size(const std::string& text) {
     pos = 0;
   }
   const std::string unit = text.substr(pos);
-  const unsigned long long mult = unit.empty() || unit == "B" ? 1
+  const unsigned long long mult = unit.empty() || unit == "B"    ? 1
                                   : unit == "KiB" || unit == "K" ? 1024
                                   : unit == "MiB" || unit == "M" ? 1024 * 1024
-                                                                  : 0;
-  if (pos == 0 || mult == 0 || v * mult < envelope::kMinFrameSize || v * mult > envelope::kMaxFrameSize) {
+                                                                 : 0;
+  if (pos == 0 || mult == 0 || v * mult < envelope::kMinFrameSize ||
+      v * mult > envelope::kMaxFrameSize) {
     throw Error(Code::usage, fmt::format("--frame-size {}: expected 1KiB to 64MiB", text),
                 "write e.g. 64KiB or 1MiB");
   }
@@ -52,7 +53,9 @@ class ProgressBar {
  public:
   ProgressBar(bool enabled, std::string name, std::optional<std::uint64_t> total)
       : enabled_(enabled && ::isatty(STDERR_FILENO) && (!total || *total > kProgressThreshold)),
-        name_(std::move(name)), total_(total), start_(std::chrono::steady_clock::now()) {}
+        name_(std::move(name)),
+        total_(total),
+        start_(std::chrono::steady_clock::now()) {}
   ~ProgressBar() {
     if (shown_) std::fputs("\n", stderr);
   }
@@ -65,7 +68,8 @@ class ProgressBar {
   void update(std::uint64_t done) {
     const auto now = std::chrono::steady_clock::now();
     if (!total_ && done < kProgressThreshold) return;
-    if (shown_ && now - last_ < std::chrono::milliseconds(100) && (!total_ || done < *total_)) return;
+    if (shown_ && now - last_ < std::chrono::milliseconds(100) && (!total_ || done < *total_))
+      return;
     last_ = now;
     shown_ = true;
     const double secs = std::max(1e-3, std::chrono::duration<double>(now - start_).count());
@@ -77,7 +81,8 @@ class ProgressBar {
       const int fill = static_cast<int>(frac * width);
       line += fmt::format(" / {} [{}{}] {:3.0f}%", human(double(*total_)), std::string(fill, '#'),
                           std::string(width - fill, ' '), frac * 100);
-      if (rate > 0) line += fmt::format(" {}/s, {:.0f}s left", human(rate), double(*total_ - done) / rate);
+      if (rate > 0)
+        line += fmt::format(" {}/s, {:.0f}s left", human(rate), double(*total_ - done) / rate);
     } else {
       line += fmt::format(" {}/s", human(rate));
     }
@@ -107,10 +112,12 @@ std::unique_ptr<Input> open_input(const std::string& path) {
     const int err = errno;
     in->fd = STDIN_FILENO;
     throw Error(err == ENOENT ? Code::not_found : Code::failed,
-                fmt::format("cannot open {}: {}", path, std::strerror(err)), "check the input path");
+                fmt::format("cannot open {}: {}", path, std::strerror(err)),
+                "check the input path");
   }
   struct stat st {};
-  if (::fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode)) in->size = static_cast<std::uint64_t>(st.st_size);
+  if (::fstat(in->fd, &st) == 0 && S_ISREG(st.st_mode))
+    in->size = static_cast<std::uint64_t>(st.st_size);
   return in;
 }
 
@@ -131,7 +138,8 @@ std::string output_for(const OutArgs& a, const std::string& input, bool encrypti
   } else if (name.size() > kSuffix.size() && name.ends_with(kSuffix)) {
     name.resize(name.size() - kSuffix.size());
   } else {
-    throw Error(Code::usage, fmt::format("{} does not end in {}: cannot name the output", input, kSuffix),
+    throw Error(Code::usage,
+                fmt::format("{} does not end in {}: cannot name the output", input, kSuffix),
                 "pass -o OUT or --out-dir DIR");
   }
   const fs::path dir = a.out_dir.empty() ? fs::path(input).parent_path() : fs::path(a.out_dir);
@@ -139,15 +147,21 @@ std::string output_for(const OutArgs& a, const std::string& input, bool encrypti
 }
 
 void add_out(CLI::App* cmd, OutArgs& a) {
-  auto* o = cmd->add_option("-o,--out", a.out, "Output file, or - for standard output (one input only)")
-                ->type_name("FILE");
+  auto* o =
+      cmd->add_option("-o,--out", a.out, "Output file, or - for standard output (one input only)")
+          ->type_name("FILE");
   auto* d = cmd->add_option("--out-dir", a.out_dir, "Write outputs into DIR")->type_name("DIR");
   o->excludes(d);
   cmd->add_flag("--force", a.force, "Overwrite existing outputs");
   cmd->add_flag("--no-progress", a.no_progress, "No progress bar");
   cmd->add_flag("--json", a.json, "Print one JSON object per file (JSON Lines) on stdout");
-  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")->type_name("K=V");
-  cmd->add_option("files", a.inputs, "Input files, or - for standard input")->required()->type_name("FILE");
+  // One value per flag: `--context K=V FILE` must not take FILE as a second pair.
+  cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")
+      ->type_name("K=V")
+      ->allow_extra_args(false);
+  cmd->add_option("files", a.inputs, "Input files, or - for standard input")
+      ->required()
+      ->type_name("FILE");
 }
 
 // Runs `body` for each input with its output opened: atomically for files (committed only when
@@ -155,7 +169,8 @@ void add_out(CLI::App* cmd, OutArgs& a) {
 template <class Body>
 void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
   if (!a.out.empty() && a.inputs.size() > 1) {
-    throw Error(Code::usage, "-o names one output but several inputs were given", "use --out-dir DIR");
+    throw Error(Code::usage, "-o names one output but several inputs were given",
+                "use --out-dir DIR");
   }
   if (!a.out_dir.empty()) files::make_private_dir(a.out_dir);
   for (const std::string& input : a.inputs) {
@@ -163,6 +178,10 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     if (output == "-" && a.json) {
       throw Error(Code::usage, "--json prints on standard output, which carries the data here",
                   "pass -o OUT or --out-dir DIR");
+    }
+    if (output == "-" && encrypting && ::isatty(STDOUT_FILENO)) {
+      throw Error(Code::usage, "refusing to write encrypted binary data to a terminal",
+                  "redirect standard output to a file or a pipe, or pass -o OUT");
     }
     std::unique_ptr<Input> in = open_input(input);
     std::optional<files::AtomicFile> file;
@@ -173,8 +192,11 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     if (a.json) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
-      std::cout << nlohmann::json{{"input", input}, {"output", output}, {"keys", keys},
-                                  {"plaintext_bytes", r.bytes}, {"frames", r.frames}}
+      std::cout << nlohmann::json{{"input", input},
+                                  {"output", output},
+                                  {"keys", keys},
+                                  {"plaintext_bytes", r.bytes},
+                                  {"frames", r.frames}}
                        .dump()
                 << '\n';
     }
@@ -196,7 +218,8 @@ void register_file(CLI::App& app, Globals& g) {
   CLI::App* enc = file->add_subcommand("encrypt", "Encrypt files for one or more keys (FILE.kenc)");
   enc->add_option("--key", ea->keys, "Key id or alias/NAME (repeat for several keys)")
       ->required()
-      ->type_name("KEY");
+      ->type_name("KEY")
+      ->allow_extra_args(false);
   enc->add_option("--frame-size", ea->frame_size, "Plaintext bytes per frame (default 1MiB)")
       ->type_name("SIZE");
   add_out(enc, *ea);
@@ -204,9 +227,10 @@ void register_file(CLI::App& app, Globals& g) {
     const Context ctx = parse_pairs(ea->context, "--context");
     const std::uint32_t frame = parse_size(ea->frame_size);
     auto svc = open_service(g);
-    for_each_input(*ea, true, [&](Input& in, int out, const std::string& name, const auto& progress) {
-      return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress);
-    });
+    for_each_input(*ea, true,
+                   [&](Input& in, int out, const std::string& name, const auto& progress) {
+                     return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress);
+                   });
   });
 
   auto da = std::make_shared<OutArgs>();
@@ -216,9 +240,10 @@ void register_file(CLI::App& app, Globals& g) {
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
     auto svc = open_service(g);
-    for_each_input(*da, false, [&](Input& in, int out, const std::string& name, const auto& progress) {
-      return svc->decrypt_file(in.fd, out, ctx, name, progress);
-    });
+    for_each_input(*da, false,
+                   [&](Input& in, int out, const std::string& name, const auto& progress) {
+                     return svc->decrypt_file(in.fd, out, ctx, name, progress);
+                   });
   });
 
   struct RewrapArgs {
@@ -244,7 +269,8 @@ void register_file(CLI::App& app, Globals& g) {
         std::cout << nlohmann::json{{"file", f}, {"keys", keys}}.dump() << '\n';
       } else {
         std::string list;
-        for (const auto& [id, v] : r.keys) list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
+        for (const auto& [id, v] : r.keys)
+          list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
         fmt::print("{}: rewrapped for {}\n", f, list);
       }
     }
@@ -255,26 +281,22 @@ void register_file(CLI::App& app, Globals& g) {
     bool json = false;
   };
   auto ia = std::make_shared<InspectArgs>();
-  CLI::App* inspect = file->add_subcommand(
-      "inspect", "Show an encrypted file's header (no vault or PIN needed)");
+  CLI::App* inspect =
+      file->add_subcommand("inspect", "Show an encrypted file's header (no vault or PIN needed)");
   inspect->add_option("file", ia->input, "Encrypted file")->required()->type_name("FILE");
   inspect->add_flag("--json", ia->json, "Print as JSON");
   inspect->callback([ia] {
     std::unique_ptr<Input> in = open_input(ia->input);
     Bytes rest;
     const envelope::Header h = envelope::read_header(in->fd, &rest);
-    std::optional<std::uint64_t> plaintext;
-    if (in->size && *in->size >= h.encoded_size) {
-      const std::uint64_t body = *in->size - h.encoded_size;
-      const std::uint64_t full = h.frame_size + envelope::kFrameTagSize;
-      const std::uint64_t frames = body / full + 1;
-      if (body >= frames * envelope::kFrameTagSize) plaintext = body - frames * envelope::kFrameTagSize;
-    }
+    const std::optional<std::uint64_t> plaintext =
+        in->size ? envelope::plaintext_size(h, *in->size) : std::nullopt;
     nlohmann::json recips = nlohmann::json::array();
     for (const auto& r : h.recipients) {
       const auto p = blob::parse(r.body);
       if (r.type == envelope::kRecipientVaultKey && p) {
-        recips.push_back({{"type", "vault-key"}, {"key_id", p->header.key_id},
+        recips.push_back({{"type", "vault-key"},
+                          {"key_id", p->header.key_id},
                           {"key_version", p->header.key_version}});
       } else {
         recips.push_back({{"type", fmt::format("unknown ({})", r.type)}});
@@ -295,16 +317,21 @@ void register_file(CLI::App& app, Globals& g) {
       print_json(j);
       return;
     }
-    fmt::print("format       kmsctl file envelope v{} ({})\n", h.version, j["suite"].get<std::string>());
+    fmt::print("format       kmsctl file envelope v{} ({})\n", h.version,
+               j["suite"].get<std::string>());
     fmt::print("frame size   {} bytes\n", h.frame_size);
     fmt::print("context      {}\n", ctx.empty() ? std::string("(none)") : ctx.dump());
     for (const auto& r : recips) {
-      fmt::print("recipient    {}\n", r.contains("key_id")
-                                          ? fmt::format("key {} version {}", r["key_id"].get<std::string>(),
-                                                        r["key_version"].get<std::uint32_t>())
-                                          : r["type"].get<std::string>());
+      fmt::print("recipient    {}\n",
+                 r.contains("key_id")
+                     ? fmt::format("key {} version {}", r["key_id"].get<std::string>(),
+                                   r["key_version"].get<std::uint32_t>())
+                     : r["type"].get<std::string>());
     }
-    fmt::print("plaintext    {}\n", plaintext ? fmt::format("{} bytes", *plaintext) : std::string("unknown"));
+    const nlohmann::json& size = j["plaintext_bytes"];
+    fmt::print("plaintext    {}\n", size.is_null()
+                                        ? std::string("unknown")
+                                        : fmt::format("{} bytes", size.get<std::uint64_t>()));
   });
 }
 

@@ -1,4 +1,5 @@
-// The file envelope header: encoding, parsing and verification (docs/FORMAT.md §File envelope).
+// The file envelope header: encoding, parsing and verification (docs/FORMAT.md §11.3-11.4), and
+// the frame nonce (§11.5).
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,7 +44,8 @@ class Cursor {
   }
   std::uint32_t u32() {
     const ByteView v = take(4);
-    return (std::uint32_t(v[0]) << 24) | (std::uint32_t(v[1]) << 16) | (std::uint32_t(v[2]) << 8) | v[3];
+    return (std::uint32_t(v[0]) << 24) | (std::uint32_t(v[1]) << 16) | (std::uint32_t(v[2]) << 8) |
+           v[3];
   }
   std::size_t pos() const { return pos_; }
 
@@ -101,6 +103,35 @@ Bytes encode_body(const Header& h) {
 
 }  // namespace
 
+std::array<std::uint8_t, kFrameNonceSize> frame_nonce(std::uint64_t counter, bool final) noexcept {
+  std::array<std::uint8_t, kFrameNonceSize> n{};  // 00 00 00 || u64be(counter) || u8(final)
+  for (int i = 0; i < 8; ++i) n[3 + i] = static_cast<std::uint8_t>(counter >> (8 * (7 - i)));
+  n[11] = final ? 1 : 0;
+  return n;
+}
+
+void check_context(const Header& h, const Context& expected) {
+  if (h.context == expected) return;
+  std::string names;
+  for (const auto& [k, v] : h.context) names += fmt::format("{}{}", names.empty() ? "" : ", ", k);
+  throw Error(
+      Code::integrity,
+      h.context.empty() ? std::string("the encryption context given does not match the file's "
+                                      "(the file has none)")
+                        : fmt::format("the encryption context given does not match the file's "
+                                      "(the file's names: {})",
+                                      names),
+      "pass exactly the --context pairs used to encrypt (`kmsctl file inspect` shows them)");
+}
+
+std::optional<std::uint64_t> plaintext_size(const Header& h, std::uint64_t file_size) noexcept {
+  if (file_size < h.encoded_size) return std::nullopt;
+  const std::uint64_t body = file_size - h.encoded_size;
+  const std::uint64_t frames = body / (std::uint64_t(h.frame_size) + kFrameTagSize) + 1;
+  if (body < frames * kFrameTagSize) return std::nullopt;
+  return body - frames * kFrameTagSize;
+}
+
 std::optional<Header> parse_header(ByteView data) {
   Cursor c(data);
   if (!c.has(4 + 1 + 1 + 4 + kSaltSize + 4)) {
@@ -109,14 +140,16 @@ std::optional<Header> parse_header(ByteView data) {
     }
     return std::nullopt;
   }
-  if (!std::equal(kFileMagic.begin(), kFileMagic.end(), c.take(4).begin())) throw damaged("wrong magic");
+  if (!std::equal(kFileMagic.begin(), kFileMagic.end(), c.take(4).begin()))
+    throw damaged("wrong magic");
   Header h;
   h.version = c.u8();
   if (h.version != kFileVersion) throw damaged(fmt::format("unknown format version {}", h.version));
   h.suite = c.u8();
   if (h.suite != kSuiteAes256GcmHkdfSha256) throw damaged(fmt::format("unknown suite {}", h.suite));
   h.frame_size = c.u32();
-  if (h.frame_size < kMinFrameSize || h.frame_size > kMaxFrameSize) throw damaged("frame size out of range");
+  if (h.frame_size < kMinFrameSize || h.frame_size > kMaxFrameSize)
+    throw damaged("frame size out of range");
   const ByteView salt = c.take(kSaltSize);
   h.salt.assign(salt.begin(), salt.end());
   const std::uint32_t ctx_len = c.u32();
@@ -156,17 +189,20 @@ Header read_header(int fd, Bytes* rest) {
         rest->assign(buf.begin() + static_cast<std::ptrdiff_t>(h->encoded_size), buf.end());
         return *h;
       }
-      if (::lseek(fd, static_cast<off_t>(h->encoded_size) - static_cast<off_t>(buf.size()), SEEK_CUR) < 0) {
+      if (::lseek(fd, static_cast<off_t>(h->encoded_size) - static_cast<off_t>(buf.size()),
+                  SEEK_CUR) < 0) {
         throw Error(Code::failed, "the encrypted input must be seekable here");
       }
       return *h;
     }
     const ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
+    if (n < 0)
+      throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
     if (n == 0) throw damaged("the header is cut short");
     buf.insert(buf.end(), chunk, chunk + n);
-    if (buf.size() > (1u << 20) + kMaxRecipients * kMaxRecipientBody) throw damaged("header too large");
+    if (buf.size() > (1u << 20) + kMaxRecipients * kMaxRecipientBody)
+      throw damaged("header too large");
   }
 }
 
@@ -192,7 +228,8 @@ void verify_header(const Header& h, ByteView data_key) {
   }
   const SecureBytes k_header = derive(data_key, h.salt, kInfoHeader);
   if (!crypto::HmacSha256(k_header.view()).verify(encode_body(h), h.tag)) {
-    throw Error(Code::integrity, "the file's header was altered (its authentication tag does not match)",
+    throw Error(Code::integrity,
+                "the file's header was altered (its authentication tag does not match)",
                 "treat the file as tampered with");
   }
 }

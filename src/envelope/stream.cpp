@@ -1,15 +1,30 @@
-// The body of the file envelope: frames sealed and opened in constant memory, with reading
-// overlapped with sealing/writing on a second thread.
+// The body of the file envelope (docs/FORMAT.md §11.5-11.6): frames sealed and opened in constant
+// memory. Three stages overlap on a ring of kSlots frame buffers allocated once: a reader thread
+// fills slots from the input, two crypto threads (the caller's and one more, each with its own
+// cipher context) seal or open them, several frames at once, and a writer thread writes them out
+// strictly in order. The writer takes a frame only after it was sealed, or opened and its tag
+// verified, and stops at the first frame that failed, so no unauthenticated plaintext is ever
+// written and what was written is a prefix of the plaintext.
+//
+// A regular file is not read() but mapped one frame at a time (and faulted in by the reader
+// thread): the cipher reads the page cache directly, which saves copying every byte once. The
+// window is unmapped as soon as its frame is done, so memory stays a few frames whatever the file
+// size. Pipes and other inputs are read into the slot buffers.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
@@ -18,25 +33,91 @@
 namespace kms::envelope {
 namespace {
 
-constexpr std::size_t kSlots = 4;
-
-std::array<std::uint8_t, crypto::kGcmNonceSize> frame_nonce(std::uint64_t counter, bool final) {
-  std::array<std::uint8_t, crypto::kGcmNonceSize> n{};
-  for (int i = 0; i < 8; ++i) n[3 + i] = static_cast<std::uint8_t>(counter >> (8 * (7 - i)));
-  n[11] = final ? 1 : 0;
-  return n;
-}
+// Frames in flight: one being mapped or read, two being sealed or opened (one per core), one
+// being written, and two of slack so that no stage waits on a neighbour's jitter.
+constexpr std::size_t kSlots = 6;
+constexpr int kCryptoThreads = 2;                // the calling thread and one more
+constexpr std::size_t kFaultStride = 16 * 4096;  // fault_around_bytes, the kernel default
 
 Error damaged(std::string what) {
-  return Error(Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
-               "nothing unauthenticated was released; treat the file as tampered with or cut short");
+  return Error(
+      Code::integrity, fmt::format("the encrypted file is damaged: {}", what),
+      "nothing unauthenticated was released; treat the file as tampered with or cut short");
 }
 
-// Reads from an fd, first serving bytes already read past the header.
+struct Slot {
+  Bytes buf;                          // the frame's output (and its input when read())
+  const std::uint8_t* src = nullptr;  // the frame's input: buf, or inside a mapped window
+  std::size_t len = 0;                // input bytes of this frame
+  bool last = false;                  // the input ended with this slot
+  std::size_t out = 0;                // bytes of buf to write, set by the crypto stage
+  std::uint64_t index = 0;            // the frame counter
+  bool ready = false;                 // sealed or opened (or failed): the writer may take it
+  std::exception_ptr error;           // why the crypto stage failed on this frame
+  void* map = nullptr;                // the mapped window holding src, if any
+  std::size_t map_len = 0;
+
+  void unmap() noexcept {
+    if (map != nullptr) ::munmap(map, map_len);
+    map = nullptr;
+  }
+};
+
+// The input of the body: an fd, first serving bytes already read past the header (pipes), or a
+// regular file mapped a window at a time from the current offset.
 class Input {
  public:
-  Input(int fd, Bytes pending) : fd_(fd), pending_(std::move(pending)) {}
-  // Fills up to n bytes; fewer only at end of input.
+  Input(int fd, Bytes pending) : fd_(fd), pending_(std::move(pending)) {
+    struct stat st {};
+    const off_t pos = ::lseek(fd, 0, SEEK_CUR);
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 &&
+        static_cast<std::uint64_t>(pos) >= pending_.size()) {
+      mapped_ = true;
+      offset_ = static_cast<std::uint64_t>(pos) - pending_.size();  // the pending bytes come first
+      size_ = static_cast<std::uint64_t>(st.st_size);
+      page_ = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
+  }
+
+  // Points the slot at up to n input bytes; fewer only at end of input.
+  void fill(Slot& s, std::size_t n) {
+    s.unmap();
+    if (!mapped_) {
+      s.len = read_full(s.buf.data(), n);
+      s.src = s.buf.data();
+      return;
+    }
+    s.len = offset_ >= size_
+                ? 0
+                : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
+    s.src = s.buf.data();
+    if (s.len > 0) {
+      // A file cut while it is mapped raises SIGBUS on access: check first (a race remains only
+      // with a truncation between this check and the reads; docs/SECURITY.md §10).
+      struct stat st {};
+      if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) < offset_ + s.len) {
+        throw Error(Code::failed, "the input file shrank while it was being read",
+                    "run again once nothing else writes to it");
+      }
+      const std::uint64_t base = offset_ & ~(page_ - 1);
+      s.map_len = static_cast<std::size_t>(offset_ - base) + s.len;
+      void* m = ::mmap(nullptr, s.map_len, PROT_READ, MAP_PRIVATE, fd_, static_cast<off_t>(base));
+      if (m == MAP_FAILED) {
+        throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
+      }
+      // Fault the window in here, on the reader thread, one fault per fault-around block (the
+      // kernel maps 64 KiB of cached pages per fault): cheaper than MAP_POPULATE, which walks
+      // every page, and it keeps the faults off the crypto threads.
+      const auto* p = static_cast<const volatile std::uint8_t*>(m);
+      for (std::size_t off = 0; off < s.map_len; off += kFaultStride) (void)p[off];
+      s.map = m;
+      s.src = static_cast<const std::uint8_t*>(m) + (offset_ - base);
+      offset_ += s.len;
+    }
+  }
+
+ private:
   std::size_t read_full(std::uint8_t* out, std::size_t n) {
     std::size_t got = 0;
     if (pos_ < pending_.size()) {
@@ -47,17 +128,19 @@ class Input {
     while (got < n) {
       const ssize_t r = ::read(fd_, out + got, n - got);
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
+      if (r < 0)
+        throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
       if (r == 0) break;
       got += static_cast<std::size_t>(r);
     }
     return got;
   }
 
- private:
   int fd_;
   Bytes pending_;
   std::size_t pos_ = 0;
+  bool mapped_ = false;
+  std::uint64_t offset_ = 0, size_ = 0, page_ = 4096;
 };
 
 void write_all(int fd, const std::uint8_t* p, std::size_t n) {
@@ -66,80 +149,183 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {
       throw Error(Code::failed, fmt::format("cannot write the output: {}", std::strerror(errno)),
-                  "check free space where the output goes");
+                  "check free space where the output goes (and that a reading pipe is still open)");
     }
     p += w;
     n -= static_cast<std::size_t>(w);
   }
 }
 
-struct Slot {
-  Bytes buf;
-  std::size_t len = 0;
-  bool final = false;
-};
-
-// A bounded ring: one producer thread fills slots with chunks of the input, the caller's
-// thread consumes them in order. Memory: kSlots buffers of one frame each.
-class Pipeline {
+// The ring. Slot k (frame k) passes reader -> one crypto thread -> writer; the counters only
+// grow, and slot k % kSlots is refilled once the writer is done with frame k.
+class Ring {
  public:
-  using Fill = std::function<bool(Slot&)>;  // returns false after the last chunk
-  Pipeline(std::size_t slot_size, Fill fill) : slots_(kSlots) {
+  using Fill = std::function<void(Slot&)>;
+  // Seals or opens one slot in place (sets out); throws Error when the frame is damaged.
+  using Crypt = std::function<void(Slot&, crypto::Aes256Gcm&)>;
+  // Called by the writer, in order, after a frame is written; returns false to stop after it.
+  using Written = std::function<bool(const Slot&)>;
+
+  Ring(std::size_t slot_size, int out_fd, Fill fill) : out_fd_(out_fd), fill_(std::move(fill)) {
     for (Slot& s : slots_) s.buf.resize(slot_size);
-    producer_ = std::thread([this, fill = std::move(fill)] { produce(fill); });
   }
-  ~Pipeline() {
+  ~Ring() {
+    stop();
+    if (reader_.joinable()) reader_.join();
+    if (writer_.joinable()) writer_.join();
+    for (std::thread& t : workers_) t.join();
+    for (Slot& s : slots_) s.unmap();
+  }
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Runs the stages until the last frame is written or one fails; rethrows the first failure in
+  // frame order (a read error, a damaged frame, a write error).
+  void run(ByteView key, const Crypt& crypt, const Written& written) {
+    reader_ = std::thread([this] { read_loop(); });
+    writer_ = std::thread([this, &written] { write_loop(written); });
+    for (int i = 1; i < kCryptoThreads; ++i) {
+      workers_.emplace_back([this, key, &crypt] { crypt_loop(key, crypt); });
+    }
+    crypt_loop(key, crypt);
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    writer_.join();
+    stop();
+    reader_.join();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void stop() {
     {
       std::lock_guard lk(m_);
       stop_ = true;
     }
-    cv_.notify_all();
-    producer_.join();
-  }
-  // The next chunk, or nullptr after the last; rethrows the producer's error.
-  Slot* next() {
-    std::unique_lock lk(m_);
-    if (consumed_ > 0) {
-      ++released_;  // the previous slot is free again
-      cv_.notify_all();
-    }
-    cv_.wait(lk, [&] { return produced_ > consumed_ || done_; });
-    if (produced_ > consumed_) return &slots_[consumed_++ % kSlots];
-    if (error_) std::rethrow_exception(error_);
-    return nullptr;
+    reader_cv_.notify_all();
+    crypto_cv_.notify_all();
+    writer_cv_.notify_all();
   }
 
- private:
-  void produce(const Fill& fill) {
+  void read_loop() {
     try {
       for (;;) {
         std::unique_lock lk(m_);
-        cv_.wait(lk, [&] { return produced_ - released_ < kSlots || stop_; });
+        reader_cv_.wait(lk, [&] { return read_ - written_ < kSlots || stop_; });
         if (stop_) return;
-        Slot& s = slots_[produced_ % kSlots];
+        Slot& s = slots_[read_ % kSlots];
+        s.index = read_;
+        s.ready = false;
+        s.error = nullptr;
         lk.unlock();
-        const bool more = fill(s);
+        fill_(s);
         lk.lock();
-        ++produced_;
-        cv_.notify_all();
-        if (!more) break;
+        ++read_;
+        crypto_cv_.notify_one();
+        if (s.last) break;
       }
     } catch (...) {
       std::lock_guard lk(m_);
-      error_ = std::current_exception();
+      reader_error_ = std::current_exception();
     }
     std::lock_guard lk(m_);
-    done_ = true;
-    cv_.notify_all();
+    reader_done_ = true;
+    crypto_cv_.notify_all();
+    writer_cv_.notify_one();
   }
 
-  std::vector<Slot> slots_;
+  void crypt_loop(ByteView key, const Crypt& crypt) {
+    std::optional<crypto::Aes256Gcm> gcm;
+    try {
+      gcm.emplace(key);
+    } catch (...) {
+      std::lock_guard lk(m_);
+      if (!error_) error_ = std::current_exception();
+      stop_ = true;
+      writer_cv_.notify_one();
+      return;
+    }
+    for (;;) {
+      std::unique_lock lk(m_);
+      crypto_cv_.wait(lk, [&] { return claimed_ < read_ || reader_done_ || stop_; });
+      if (stop_ || claimed_ == read_) return;  // stopped, or nothing more will be read
+      Slot& s = slots_[claimed_++ % kSlots];
+      lk.unlock();
+      try {
+        crypt(s, *gcm);
+      } catch (...) {
+        s.error = std::current_exception();
+      }
+      lk.lock();
+      s.ready = true;
+      writer_cv_.notify_one();
+    }
+  }
+
+  void write_loop(const Written& written) {
+    for (;;) {
+      std::unique_lock lk(m_);
+      writer_cv_.wait(lk, [&] {
+        return (written_ < read_ && slots_[written_ % kSlots].ready) ||
+               (reader_done_ && written_ == read_) || stop_;
+      });
+      if (written_ < read_ && slots_[written_ % kSlots].ready) {
+        Slot& s = slots_[written_ % kSlots];
+        if (s.error) {
+          fail(s.error);
+          return;
+        }
+        lk.unlock();
+        bool more = true;
+        try {
+          write_all(out_fd_, s.buf.data(), s.out);
+          more = written(s);
+        } catch (...) {
+          lk.lock();
+          fail(std::current_exception());
+          return;
+        }
+        lk.lock();
+        ++written_;
+        reader_cv_.notify_one();
+        if (!more || s.last) {
+          finish_locked();
+          return;
+        }
+        continue;
+      }
+      if (stop_) return;
+      // Everything read was written: the input ended (or failed) before a last slot.
+      if (reader_error_) {
+        fail(reader_error_);
+      } else {
+        finish_locked();
+      }
+      return;
+    }
+  }
+
+  // With m_ held: the first failure in frame order wins; every stage stops.
+  void fail(std::exception_ptr e) {
+    if (!error_) error_ = std::move(e);
+    finish_locked();
+  }
+  void finish_locked() {
+    stop_ = true;
+    reader_cv_.notify_all();
+    crypto_cv_.notify_all();
+  }
+
+  std::array<Slot, kSlots> slots_;
+  int out_fd_;
+  Fill fill_;
   std::mutex m_;
-  std::condition_variable cv_;
-  std::size_t produced_ = 0, consumed_ = 0, released_ = 0;
-  bool done_ = false, stop_ = false;
-  std::exception_ptr error_;
-  std::thread producer_;
+  std::condition_variable reader_cv_, crypto_cv_, writer_cv_;  // one per kind of waiting stage
+  std::uint64_t read_ = 0, claimed_ = 0, written_ = 0;
+  bool reader_done_ = false, stop_ = false;
+  std::exception_ptr reader_error_, error_;
+  std::thread reader_, writer_;
+  std::vector<std::thread> workers_;
 };
 
 SecureBytes frame_key(ByteView data_key, ByteView salt) {
@@ -163,22 +349,26 @@ EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
   const Bytes header = encode_header(h, data_key.view());
   write_all(out_fd, header.data(), header.size());
 
-  crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
+  const SecureBytes key = frame_key(data_key.view(), h.salt);
   Input in(in_fd, {});
-  Pipeline pipe(frame_size + kFrameTagSize, [&](Slot& s) {
-    s.len = in.read_full(s.buf.data(), frame_size);
-    s.final = s.len < frame_size;
-    return !s.final;
+  Ring ring(frame_size + kFrameTagSize, out_fd, [&](Slot& s) {
+    in.fill(s, frame_size);
+    s.last = s.len < frame_size;  // a full frame is never final (§11.5)
   });
   EncryptResult r;
-  while (Slot* s = pipe.next()) {
-    const auto nonce = frame_nonce(r.frames, s->final);
-    gcm.seal(nonce, {}, s->buf.data(), s->len, s->buf.data(), s->buf.data() + s->len);
-    write_all(out_fd, s->buf.data(), s->len + kFrameTagSize);
-    r.plaintext_bytes += s->len;
-    ++r.frames;
-    if (progress) progress(r.plaintext_bytes);
-  }
+  ring.run(
+      key.view(),
+      [](Slot& s, crypto::Aes256Gcm& gcm) {
+        gcm.seal(frame_nonce(s.index, s.last), {}, s.src, s.len, s.buf.data(),
+                 s.buf.data() + s.len);
+        s.out = s.len + kFrameTagSize;
+      },
+      [&](const Slot& s) {
+        r.plaintext_bytes += s.len;
+        ++r.frames;
+        if (progress) progress(r.plaintext_bytes);
+        return true;
+      });
   return r;
 }
 
@@ -186,41 +376,44 @@ EncryptResult decrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
                       const Progress& progress) {
   Bytes rest;
   const Header h = read_header(in_fd, &rest);
-  if (h.context != context) {
-    throw Error(Code::integrity, "the encryption context given does not match the file's",
-                "pass exactly the --context pairs used to encrypt (see `kmsctl file inspect`)");
-  }
+  check_context(h, context);
   const SecureBytes data_key = wrapper.unwrap(h);
+  if (data_key.size() != kDataKeySize) {
+    throw Error(Code::integrity, "the file's wrapped data key has the wrong size",
+                "treat the file as tampered with");
+  }
   verify_header(h, data_key.view());
 
-  crypto::Aes256Gcm gcm(frame_key(data_key.view(), h.salt).view());
+  const SecureBytes key = frame_key(data_key.view(), h.salt);
   const std::size_t full = h.frame_size + kFrameTagSize;
   Input in(in_fd, std::move(rest));
-  bool seen_final = false;
-  Pipeline pipe(full, [&](Slot& s) {
-    s.len = in.read_full(s.buf.data(), full);
-    s.final = s.len < full;
-    if (s.final && s.len > 0) {
-      std::uint8_t extra;
-      if (in.read_full(&extra, 1) != 0) throw damaged("bytes follow the final frame");
-    }
-    return !s.final;
+  Ring ring(full, out_fd, [&](Slot& s) {
+    in.fill(s, full);
+    s.last = s.len < full;  // fill stops short only at end of input
   });
   EncryptResult r;
-  while (Slot* s = pipe.next()) {
-    if (s->final && s->len == 0) throw damaged("the final frame is missing (the file was cut short)");
-    if (s->len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", r.frames));
-    const std::size_t n = s->len - kFrameTagSize;
-    const auto nonce = frame_nonce(r.frames, s->final);
-    if (!gcm.open(nonce, {}, s->buf.data(), n, s->buf.data() + n, s->buf.data())) {
-      throw damaged(fmt::format("frame {} does not verify (altered, reordered, or cut)", r.frames));
-    }
-    write_all(out_fd, s->buf.data(), n);
-    r.plaintext_bytes += n;
-    ++r.frames;
-    seen_final = s->final;
-    if (progress) progress(r.plaintext_bytes);
-  }
+  bool seen_final = false;
+  ring.run(
+      key.view(),
+      [](Slot& s, crypto::Aes256Gcm& gcm) {
+        s.out = 0;
+        if (s.last && s.len == 0) return;  // end of input at a frame boundary: checked below
+        if (s.len < kFrameTagSize) throw damaged(fmt::format("frame {} is cut short", s.index));
+        const std::size_t n = s.len - kFrameTagSize;
+        if (!gcm.open(frame_nonce(s.index, s.last), {}, s.src, n, s.src + n, s.buf.data())) {
+          throw damaged(
+              fmt::format("frame {} does not verify (altered, reordered, or cut)", s.index));
+        }
+        s.out = n;
+      },
+      [&](const Slot& s) {
+        if (s.last && s.len == 0) return false;
+        r.plaintext_bytes += s.out;
+        ++r.frames;
+        seen_final = s.last;
+        if (progress) progress(r.plaintext_bytes);
+        return true;
+      });
   if (!seen_final) throw damaged("the final frame is missing (the file was cut short)");
   return r;
 }

@@ -34,18 +34,6 @@ std::string uuid_text(ByteView b) {
 
 }  // namespace
 
-Bytes encode_context(const Context& context) {
-  Bytes out;
-  put_u32(out, static_cast<std::uint32_t>(context.size()));
-  for (const auto& [k, v] : context) {  // std::map<std::string> orders bytewise
-    put_u32(out, static_cast<std::uint32_t>(k.size()));
-    out.insert(out.end(), k.begin(), k.end());
-    put_u32(out, static_cast<std::uint32_t>(v.size()));
-    out.insert(out.end(), v.begin(), v.end());
-  }
-  return out;
-}
-
 namespace blob {
 
 Bytes encode_header(const Header& h) {

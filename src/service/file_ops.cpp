@@ -1,13 +1,13 @@
 // Envelope encryption of files through the facade: vault keys wrap each file's data key, and
 // each wrap or unwrap is one audited transaction.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "kms/error.hpp"
 #include "kms/files.hpp"
@@ -29,9 +29,9 @@ nlohmann::json keys_json(const std::vector<std::pair<std::string, std::int64_t>>
 }
 
 // Wraps a data key under each key's primary version.
-std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks, const std::vector<store::KeyRow>& keys,
-                                          ByteView data_key, const Context& context,
-                                          FileResult& result) {
+std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks,
+                                          const std::vector<store::KeyRow>& keys, ByteView data_key,
+                                          const Context& context, FileResult& result) {
   std::vector<envelope::Recipient> out;
   for (const store::KeyRow& key : keys) {
     out.push_back({envelope::kRecipientVaultKey, ks.encrypt(key, data_key, context)});
@@ -59,8 +59,9 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
     }
   }
   if (!best) {
-    throw Error(Code::not_found, "the file has no recipient that a vault key can open",
-                "decrypt it where its recipient keys are");
+    throw Error(
+        Code::integrity, "the file has no recipient that a vault key can open",
+        "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
   }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
               best->hint());
@@ -70,10 +71,15 @@ class Wrapper final : public envelope::DataKeyWrapper {
  public:
   using Run = std::function<void(audit::Event, const std::function<void(audit::Event&)>&)>;
   Wrapper(Vault& v, Run run, std::string name, std::vector<std::string> refs, FileResult& result)
-      : ks_(v), run_(std::move(run)), name_(std::move(name)), refs_(std::move(refs)), result_(result) {}
+      : ks_(v),
+        run_(std::move(run)),
+        name_(std::move(name)),
+        refs_(std::move(refs)),
+        result_(result) {}
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
+    attempted_ = true;
     run_({"file.encrypt", "file/" + name_, {{"file", name_}, {"context", context_json(context)}}},
          [&](audit::Event& ev) {
            std::vector<store::KeyRow> keys;
@@ -84,18 +90,25 @@ class Wrapper final : public envelope::DataKeyWrapper {
            out = wrap_for(ks_, keys, data_key, context, result_);
            ev.params["keys"] = keys_json(result_.keys);
          });
+    used_ = true;
     return out;
   }
 
   SecureBytes unwrap(const envelope::Header& h) override {
     SecureBytes dk;
+    attempted_ = true;
     run_({"file.decrypt", "file/" + name_, {{"file", name_}, {"context", context_json(h.context)}}},
          [&](audit::Event& ev) {
            dk = unwrap_with(ks_, h, result_);
            ev.params["keys"] = keys_json(result_.keys);
          });
+    used_ = true;
     return dk;
   }
+
+  // Whether wrap/unwrap ran (and so wrote its own audit record), and whether it succeeded.
+  bool attempted() const noexcept { return attempted_; }
+  bool used() const noexcept { return used_; }
 
  private:
   keys::KeyStore ks_;
@@ -103,7 +116,21 @@ class Wrapper final : public envelope::DataKeyWrapper {
   std::string name_;
   std::vector<std::string> refs_;
   FileResult& result_;
+  bool attempted_ = false, used_ = false;
 };
+
+// Records a failure that happened outside an audited key use: before it (a damaged header, a
+// wrong context: nothing was unwrapped) or after it (a damaged frame, a read or write error: the
+// key-use record says "ok", this one says how the file ended). `stage` tells which.
+void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
+                   const Error& error) noexcept {
+  try {
+    svc.run({std::move(action), "file/" + name, {{"file", name}, {"stage", stage}}},
+            [&](audit::Event&) { throw error; });
+  } catch (...) {
+    // run() recorded it (or could not); the caller rethrows the original error.
+  }
+}
 
 void copy_range(int in, off_t from, int out) {
   for (;;) {
@@ -140,23 +167,37 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
   if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
   FileResult result;
   result.name = name;
-  Wrapper w(*vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); },
-            std::string(name), key_refs, result);
-  const envelope::EncryptResult r = envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
-  result.bytes = r.plaintext_bytes;
-  result.frames = r.frames;
+  Wrapper w(
+      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
+      key_refs, result);
+  try {
+    const envelope::EncryptResult r =
+        envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
+    result.bytes = r.plaintext_bytes;
+    result.frames = r.frames;
+  } catch (const Error& e) {
+    if (w.used()) audit_failure(*this, "file.encrypt", std::string(name), "body", e);
+    throw;
+  }
   return result;
 }
 
-FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
-                                 const envelope::Progress& progress) {
+FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
+                                 std::string_view name, const envelope::Progress& progress) {
   FileResult result;
   result.name = name;
-  Wrapper w(*vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); },
-            std::string(name), {}, result);
-  const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
-  result.bytes = r.plaintext_bytes;
-  result.frames = r.frames;
+  Wrapper w(
+      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
+      {}, result);
+  try {
+    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
+    result.bytes = r.plaintext_bytes;
+    result.frames = r.frames;
+  } catch (const Error& e) {
+    if (!w.attempted()) audit_failure(*this, "file.decrypt", std::string(name), "header", e);
+    if (w.used()) audit_failure(*this, "file.decrypt", std::string(name), "body", e);
+    throw;
+  }
   return result;
 }
 
@@ -166,13 +207,20 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
   result.name = path.string();
   const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) {
-    throw Error(Code::not_found, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    throw Error(Code::not_found,
+                fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{in};
-  envelope::Header h = envelope::read_header(in);
+  envelope::Header h;
+  try {
+    h = envelope::read_header(in);
+  } catch (const Error& e) {
+    audit_failure(*this, "file.rewrap", path.string(), "header", e);
+    throw;
+  }
   files::AtomicFile out(path, /*overwrite=*/true);
   keys::KeyStore ks(*vault_);
   audit::Event ev{"file.rewrap", "file/" + path.string(), {{"file", path.string()}}};

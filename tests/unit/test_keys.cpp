@@ -1,5 +1,5 @@
-// Unit tests of the ciphertext blob (kms/blob.hpp) against docs/FORMAT.md §11: the context
-// encoding, the header, the AAD and the §11.4 test vector.
+// Unit tests of the ciphertext blob (kms/blob.hpp) against docs/FORMAT.md §12: the context
+// encoding, the header, the AAD and the §12.4 test vector.
 #include <string>
 
 #include "support.hpp"
@@ -44,7 +44,7 @@ TEST_CASE("encode_header writes magic, version, the UUID bytes and the version b
   CHECK_THROWS((void)blob::encode_header({"not-a-uuid", 1}));
 }
 
-TEST_CASE("the FORMAT.md §11.4 blob parses and opens with its key and context only") {
+TEST_CASE("the FORMAT.md §12.4 blob parses and opens with its key and context only") {
   const auto blob = crypto::from_base64(kBlob64);
   REQUIRE(blob.has_value());
   CHECK(blob->size() == 63);
@@ -61,7 +61,7 @@ TEST_CASE("the FORMAT.md §11.4 blob parses and opens with its key and context o
   CHECK_FALSE(open_vector(*blob, {{"app", "web"}, {"env", "prod"}, {"x", ""}}).has_value());
 }
 
-TEST_CASE("every flipped bit of the §11.4 blob fails to parse or to open") {
+TEST_CASE("every flipped bit of the §12.4 blob fails to parse or to open") {
   const auto blob = crypto::from_base64(kBlob64);
   REQUIRE(blob.has_value());
   const Context ctx{{"app", "web"}, {"env", "prod"}};

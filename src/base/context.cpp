@@ -1,0 +1,22 @@
+#include "kms/context.hpp"
+
+namespace kms {
+namespace {
+void put_u32(Bytes& out, std::uint32_t v) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+}  // namespace
+
+Bytes encode_context(const Context& context) {
+  Bytes out;
+  put_u32(out, static_cast<std::uint32_t>(context.size()));
+  for (const auto& [k, v] : context) {  // std::map<std::string> orders bytewise
+    put_u32(out, static_cast<std::uint32_t>(k.size()));
+    out.insert(out.end(), k.begin(), k.end());
+    put_u32(out, static_cast<std::uint32_t>(v.size()));
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+}  // namespace kms
