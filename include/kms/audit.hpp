@@ -39,6 +39,7 @@ struct Event {
 // Canonical encoding of a record's fields (everything but prev_hash/hash/mac).
 Bytes encode(const store::AuditRow& row);
 void encode_into(const store::AuditRow& row, Bytes& out);  // reuses out's capacity
+void encode_into(const store::AuditRowView& row, Bytes& out);
 crypto::Digest genesis_hash(std::string_view vault_id);
 crypto::Digest chain_hash(ByteView prev_hash, ByteView encoding);
 

@@ -130,6 +130,14 @@ struct AuditRow {
   Bytes hash;
   Bytes mac;
 };
+// The same row as views into SQLite's column buffers: valid only during the visit (hot loops).
+struct AuditRowView {
+  std::int64_t seq = 0;
+  std::string_view time, principal;
+  std::int64_t uid = 0;
+  std::string_view action, resource, params, outcome, error_code;
+  ByteView prev_hash, hash, mac;
+};
 struct AuditFilter {
   std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)
   std::optional<std::string> action, resource, principal, outcome;
@@ -146,6 +154,8 @@ std::int64_t audit_count(Db& db);
 void audit_insert(Db& db, const AuditRow& row);
 // Streams rows in sequence order; the row reference is reused between calls.
 void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit);
+// The same without copying: each view is valid only until the visitor returns.
+void audit_scan_views(Db& db, const std::function<void(const AuditRowView&)>& visit);
 void audit_query(Db& db, const AuditFilter& filter,
                  const std::function<void(const AuditRow&)>& visit);
 

@@ -111,7 +111,7 @@ VerifyReport Log::verify(bool check_anchor) {
   if (check_anchor) rep.anchor = read_anchor();
   store::Tx tx(db_, store::Tx::Kind::read);
   const crypto::Digest g = genesis_hash(vault_id_);
-  Bytes prev(g.begin(), g.end());
+  crypto::Digest prev = g;  // the previous record's (verified) hash
   Bytes enc;
   crypto::Sha256 sha;
   std::int64_t expected = 1;
@@ -122,7 +122,7 @@ VerifyReport Log::verify(bool check_anchor) {
       rep.problem = std::move(problem);
     }
   };
-  store::audit_scan(db_, [&](const store::AuditRow& r) {
+  store::audit_scan_views(db_, [&](const store::AuditRowView& r) {
     ++rep.records;
     if (!rep.ok) return;
     if (r.seq != expected) {
@@ -150,7 +150,7 @@ VerifyReport Log::verify(bool check_anchor) {
                               r.seq));
       return;
     }
-    prev.assign(h.begin(), h.end());
+    prev = h;
     ++expected;
   });
   rep.head = store::audit_last(db_);
