@@ -30,7 +30,8 @@ class Db {
  public:
   enum class Mode { open_existing, create_new };
   // Opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign keys,
-  // busy timeout, secure_delete) and runs migrations. Errors: Code::unavailable when the file is
+  // busy timeout, secure_delete) and runs migrations. Closing does not checkpoint: the WAL
+  // (vault.db-wal, -shm) stays beside the file between commands (see checkpoint()). Errors: Code::unavailable when the file is
   // missing, Code::integrity when it is not a SQLite database or damaged, Code::unavailable when
   // it was written by a newer kmsctl.
   Db(const std::filesystem::path& path, Mode mode);
@@ -46,6 +47,11 @@ class Db {
   std::uint32_t application_id();
   void set_application_id(std::uint32_t id);
   void exec(const char* sql);
+  // Copies the WAL into the database file and truncates it, and lets this connection's close
+  // remove the WAL. Normally the WAL outlives the connection (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE:
+  // a close does no checkpoint and the next command does not re-create the WAL); call this
+  // before the file is moved or copied on its own.
+  void checkpoint();
   // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
   void backup_to(const std::filesystem::path& dest);
   // Replaces this database's content with that of `src` through the backup API (safe while

@@ -108,6 +108,9 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     }
     live.restore_from(backup);
   } else {
+    // A WAL left beside a vault file that is gone belongs to nothing: SQLite would replay it
+    // over the restored file.
+    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(target.string() + suffix, ec);
     files::AtomicFile out(target, false);
     store::Db src(backup, store::Db::Mode::open_existing);
     src.backup_to(out.temp_path());
@@ -252,7 +255,11 @@ void Service::backup(const std::filesystem::path& dest, bool overwrite) {
   run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [&](audit::Event&) { out.emplace(dest, overwrite); });
   vault_->db().backup_to(out->temp_path());
-  store::Db(out->temp_path(), store::Db::Mode::open_existing).set_application_id(store::kBackupVaultId);
+  {
+    store::Db copy(out->temp_path(), store::Db::Mode::open_existing);
+    copy.set_application_id(store::kBackupVaultId);
+    copy.checkpoint();  // one self-contained file: the WAL is folded in and removed
+  }
   out->commit();
 }
 

@@ -213,7 +213,8 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
 
 void Vault::publish() {
   if (path_ == final_path_) return;
-  db_.reset();  // closing the last connection checkpoints and removes the WAL
+  db_->checkpoint();  // the published file must hold everything: its WAL stays behind
+  db_.reset();       // closing the last connection (after checkpoint()) removes the WAL
   if (::link(path_.c_str(), final_path_.c_str()) != 0) {
     throw Error(Code::refused, fmt::format("a vault appeared at {} during init", final_path_.string()),
                 "run `kmsctl init` again");

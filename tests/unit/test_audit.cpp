@@ -461,6 +461,7 @@ TEST_CASE("replacing the vault with an older copy that was then extended is stil
       (void)other.append({"forged", "key/x", {}}, "ok", "", f.who, f.t0);
       tx.commit();
     }
+    old.checkpoint();  // the extension is in old.db itself, not only in its WAL
   }
   f.log.reset();
   f.db.reset();

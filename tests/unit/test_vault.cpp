@@ -631,7 +631,10 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
     s->vault().db().backup_to(dir / "old.db");
     s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
   }
+  // The attacker puts the old file back and removes the WAL that would replay the newer state.
   fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
+  fs::remove(path.string() + "-wal");
+  fs::remove(path.string() + "-shm");
   auto s = Service::open(path, pin_of(kPin));
   bool ran = false;
   const Error e = error_of([&] {
