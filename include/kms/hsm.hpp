@@ -58,6 +58,9 @@ class Module {
   // the module now reports it (SoftHSM2 moves an initialised token to a new slot id).
   TokenInfo init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,
                        const SecureBytes& user_pin);
+  // C_Finalize + C_Initialize, so the library reads its token state again; false (and nothing
+  // done) while a session is open, since C_Finalize would close every session of the module.
+  bool reinitialize();
 
  private:
   static std::shared_ptr<Module> load_new(const std::string& path);
@@ -79,6 +82,11 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   void login_user(const SecureBytes& pin);
+  // The same, but false (not an error) when the token still says CKR_USER_PIN_NOT_INITIALIZED
+  // after the usual retries: SoftHSM2 keeps the PIN state it read from its token file, and a read
+  // that overlapped another process rewriting that file (every C_Login rewrites it) stays wrong
+  // until the library reads the file again (Module::reinitialize).
+  [[nodiscard]] bool try_login_user(const SecureBytes& pin);
   void login_so(const SecureBytes& so_pin);
   void logout();
   void set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
@@ -97,10 +105,18 @@ class Session {
   [[nodiscard]] std::optional<SecureBytes> gcm_decrypt(ObjectHandle key, ByteView iv, ByteView aad,
                                                        ByteView ciphertext);
 
-  // Private token data objects (CKO_DATA, CKA_TOKEN, CKA_PRIVATE): readable only after login.
-  ObjectHandle create_data(std::string_view label, ByteView value);
+  // Private token data objects (CKO_DATA, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE): readable only
+  // after login.
+  ObjectHandle create_data(std::string_view label, ByteView value,
+                           std::string_view application = "kmsctl");
+  std::vector<ObjectHandle> find_data_by_application(std::string_view application);
   Bytes get_value(ObjectHandle object);
+  std::string get_label(ObjectHandle object);
   void set_value(ObjectHandle object, ByteView value);
+  // C_SetAttributeValue(CKA_VALUE); false when the token refuses with CKR_ATTRIBUTE_READ_ONLY
+  // (SoftHSM2 does for data objects), any other failure throws.
+  [[nodiscard]] bool try_set_value(ObjectHandle object, ByteView value);
+  void set_label(ObjectHandle object, std::string_view label);
 
  private:
   std::shared_ptr<Module> module_;

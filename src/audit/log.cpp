@@ -18,6 +18,15 @@ std::uint64_t get_u64(const std::uint8_t* p) {
 
 }  // namespace
 
+std::int64_t anchor_seq(ByteView v) noexcept {
+  constexpr size_t size = 4 + 1 + 8 + 32 + 32;
+  if (v.size() != size || !std::equal(kAnchorMagic.begin(), kAnchorMagic.end(), v.begin()) ||
+      v[4] != kAnchorVersion) {
+    return -1;
+  }
+  return static_cast<std::int64_t>(get_u64(v.data() + 5) & 0x7fffffffffffffffu);
+}
+
 Log::Log(store::Db& db, std::string vault_id, ByteView mac_key, AnchorStore& anchor)
     : db_(db), vault_id_(std::move(vault_id)), mac_(mac_key), anchor_(anchor) {}
 
@@ -103,6 +112,10 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
 }
 
 void Log::publish(const store::AuditRow& row) { anchor_.store(encode_anchor({row.seq, row.hash})); }
+
+void Log::republish(const store::AuditRow& row) {
+  anchor_.replace(encode_anchor({row.seq, row.hash}));
+}
 
 VerifyReport Log::verify(bool check_anchor) {
   VerifyReport rep;

@@ -162,6 +162,15 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
               "check the token label/serial (pkcs11-tool --module MODULE --list-slots)");
 }
 
+bool Module::reinitialize() {
+  if (open_sessions_ != 0) return false;
+  fn_->C_Finalize(nullptr);
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  detail::check(fn_->C_Initialize(&args), fmt::format("cannot initialise PKCS#11 module {} again", path_));
+  return true;
+}
+
 TokenInfo Module::init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,
                              const SecureBytes& user_pin) {
   unsigned char padded[32];

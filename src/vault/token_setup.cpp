@@ -76,7 +76,10 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
         hsm::Session s(module, t.slot);
         s.login_user(pin);
         for (auto h : s.find_keys(std::string(kRootKeyLabelPrefix) + old_id)) s.destroy(h);
-        for (auto h : s.find_data(std::string(kAnchorLabelPrefix) + old_id)) s.destroy(h);
+        for (auto h : s.find_data_by_application(std::string(kAnchorApplicationPrefix) + old_id)) {
+          s.destroy(h);
+        }
+        for (auto h : s.find_data(std::string(kLegacyAnchorLabelPrefix) + old_id)) s.destroy(h);
       } catch (const Error&) {
         // Unreachable token: the objects, if any, are labelled with a vault id nobody uses.
       }

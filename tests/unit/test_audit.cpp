@@ -29,6 +29,7 @@ class MemoryAnchor final : public audit::AnchorStore {
  public:
   std::vector<Bytes> load() override { return values; }
   void store(ByteView value) override { values = {Bytes(value.begin(), value.end())}; }
+  void replace(ByteView value) override { store(value); }
   std::vector<Bytes> values;
 };
 
