@@ -66,7 +66,17 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
   if (!fs::exists(opts.vault, ec) && fs::exists(token_dir / kIncompleteMarker, ec)) {
     fs::remove_all(token_dir, ec);
   }
-  if (!fs::exists(opts.vault, ec) && fs::is_empty(token_dir, ec) && !ec) fs::remove(token_dir, ec);
+  // Killed between creating the directory and committing the marker: it holds nothing, or only
+  // the marker's unfinished temporary file.
+  auto unfinished = [&] {
+    if (!fs::is_directory(token_dir, ec)) return false;
+    const std::string temp_prefix = fmt::format(".{}.tmp-", kIncompleteMarker);
+    for (const auto& e : fs::directory_iterator(token_dir, ec)) {
+      if (!e.path().filename().string().starts_with(temp_prefix)) return false;
+    }
+    return !ec;
+  };
+  if (!fs::exists(opts.vault, ec) && unfinished()) fs::remove_all(token_dir, ec);
   if (fs::exists(pending, ec)) {
     const std::string old_id = read_small_file(pending);
     if (opts.token.module && !old_id.empty()) {
