@@ -33,7 +33,8 @@ class TokenAnchor final : public kms::audit::AnchorStore {
  public:
   explicit TokenAnchor(kms::Vault& v) : vault_(v) {}
   std::vector<kms::Bytes> load() override { return vault_.load_anchor(); }
-  void store(kms::ByteView value) override { vault_.store_anchor(value); }
+  void store(kms::ByteView value) override { vault_.store_anchor(value, kms::audit::anchor_seq); }
+  void replace(kms::ByteView value) override { vault_.reset_anchor(value); }
 
  private:
   kms::Vault& vault_;

@@ -15,6 +15,7 @@ class FixedAnchor final : public kms::audit::AnchorStore {
   std::vector<kms::Bytes> values;
   std::vector<kms::Bytes> load() override { return values; }
   void store(kms::ByteView v) override { values.assign(1, kms::Bytes(v.begin(), v.end())); }
+  void replace(kms::ByteView v) override { store(v); }
 };
 
 kms::store::Db& db() {

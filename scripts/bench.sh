@@ -3,6 +3,8 @@
 #   1. the wall time of `kmsctl status` (token unseal + one audited transaction) next to the bare
 #      PKCS#11 floor on the same token (bench/token_op.cpp: load module, login, one AES-GCM op),
 #      and their ratio (target: kmsctl <= 1.5x the bare op);
+#      Also `kmsctl encrypt` of 1 KiB and `kmsctl decrypt` of its output (software key), next to
+#      the same bare op (target: each <= 1.5x);
 #   2. `kmsctl audit verify` throughput on a vault with 1,000,000 audit records
 #      (target: >= 500,000 records/s) and its peak RSS (constant memory: compared with a tiny log).
 # docs/PERFORMANCE.md records the figures, the commands and the machine.
@@ -101,25 +103,34 @@ CMD_STATUS="$KMSCTL status"
 CMD_BARE="$TOKEN_OP $MODULE $TOKEN_LABEL $ROOT_LABEL"
 # The bare op must work before it is timed.
 $CMD_BARE || die "bench_token_op failed"
+# encrypt / decrypt: a software key, 1 KiB of random plaintext, and one blob to decrypt.
+show "kmsctl key create --alias alias/bench"
+"$KMSCTL" key create --alias alias/bench >/dev/null
+head -c 1024 /dev/urandom >"$TMP/plain.1k"
+show "kmsctl encrypt --key alias/bench --in $TMP/plain.1k --out $TMP/blob.1k"
+"$KMSCTL" encrypt --key alias/bench --in "$TMP/plain.1k" --out "$TMP/blob.1k"
+"$KMSCTL" decrypt --in "$TMP/blob.1k" | cmp -s - "$TMP/plain.1k" || die "decrypt did not round-trip"
+CMD_ENCRYPT="$KMSCTL encrypt --key alias/bench --in $TMP/plain.1k"
+CMD_DECRYPT="$KMSCTL decrypt --in $TMP/blob.1k"
 
 # ---- 1. kmsctl status vs the bare token operation --------------------------------------------
 echo
-echo "## 1. kmsctl status vs bare PKCS#11 open + login + AES-GCM ($timer, $WARMUP warm-up + $RUNS runs each)"
+echo "## 1. kmsctl status, encrypt 1 KiB, decrypt vs bare PKCS#11 open + login + AES-GCM ($timer, $WARMUP warm-up + $RUNS runs each)"
 echo "environment: KMSCTL_VAULT=$VAULT KMSCTL_PIN_FILE=$PIN_FILE SOFTHSM2_CONF=$SOFTHSM_CONF KMSCTL_PIN=<the PIN>"
 STATS=$TMP/latency.json
 if [[ $timer == hyperfine ]]; then
-  show "${nice_cmd[*]:+${nice_cmd[*]} }hyperfine -N --warmup $WARMUP --runs $RUNS --export-json $STATS '$CMD_STATUS' '$CMD_BARE'"
+  show "${nice_cmd[*]:+${nice_cmd[*]} }hyperfine -N --warmup $WARMUP --runs $RUNS --export-json $STATS '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
   "${nice_cmd[@]}" hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
-    --export-json "$STATS" "$CMD_STATUS" "$CMD_BARE" >&2
+    --export-json "$STATS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT" >&2
 else
-  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop (perf_counter around subprocess.run, the two commands interleaved): '$CMD_STATUS' '$CMD_BARE'"
-  "${nice_cmd[@]}" python3 - "$STATS" "$WARMUP" "$RUNS" "$CMD_STATUS" "$CMD_BARE" <<'PY'
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop (perf_counter around subprocess.run, the commands interleaved): '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
+  "${nice_cmd[@]}" python3 - "$STATS" "$WARMUP" "$RUNS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT" <<'PY'
 import json, os, shlex, subprocess, sys, time
 out, warmup, runs, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 argvs = [shlex.split(c) for c in cmds]
 res = [{"command": c, "times": [], "user_times": [], "system_times": []} for c in cmds]
 for i in range(warmup + runs):
-    for a, r in zip(argvs, res):  # interleaved: both commands see the same machine load
+    for a, r in zip(argvs, res):  # interleaved: all commands see the same machine load
         t = time.perf_counter()
         p = subprocess.Popen(a, stdout=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
@@ -192,7 +203,7 @@ for r in res:
     t = [x * 1e3 for x in r["times"]]
     rows.append({"median": statistics.median(t), "p90": pct(t, 0.9), "min": min(t),
                  "cpu": (r["user"] + r["system"]) * 1e3})
-st, bare = rows
+st, bare, enc, dec = rows
 ratio = st["median"] / bare["median"]
 cpu_ratio = st["cpu"] / bare["cpu"]
 
@@ -230,6 +241,10 @@ lines = [
     f"| `kmsctl status` | {st['median']:.1f} ms | {st['p90']:.1f} ms | {st['min']:.1f} ms | {st['cpu']:.1f} ms |",
     f"| bare PKCS#11 open + login + AES-GCM (`bench_token_op`) | {bare['median']:.1f} ms | {bare['p90']:.1f} ms | {bare['min']:.1f} ms | {bare['cpu']:.1f} ms |",
     f"| ratio status / bare (target <= 1.5x) | **{ratio:.2f}x** (met: {mark(ratio <= 1.5)}) | {st['p90'] / bare['p90']:.2f}x | {st['min'] / bare['min']:.2f}x | {cpu_ratio:.2f}x |",
+    f"| `kmsctl encrypt` of 1 KiB (software key) | {enc['median']:.1f} ms | {enc['p90']:.1f} ms | {enc['min']:.1f} ms | {enc['cpu']:.1f} ms |",
+    f"| ratio encrypt / bare (target <= 1.5x) | **{enc['median'] / bare['median']:.2f}x** (met: {mark(enc['median'] / bare['median'] <= 1.5)}) | {enc['p90'] / bare['p90']:.2f}x | {enc['min'] / bare['min']:.2f}x | {enc['cpu'] / bare['cpu']:.2f}x |",
+    f"| `kmsctl decrypt` of that blob | {dec['median']:.1f} ms | {dec['p90']:.1f} ms | {dec['min']:.1f} ms | {dec['cpu']:.1f} ms |",
+    f"| ratio decrypt / bare (target <= 1.5x) | **{dec['median'] / bare['median']:.2f}x** (met: {mark(dec['median'] / bare['median'] <= 1.5)}) | {dec['p90'] / bare['p90']:.2f}x | {dec['min'] / bare['min']:.2f}x | {dec['cpu'] / bare['cpu']:.2f}x |",
     "",
     "| measure | value |",
     "|---|---:|",

@@ -39,6 +39,7 @@ struct Event {
 // Canonical encoding of a record's fields (everything but prev_hash/hash/mac).
 Bytes encode(const store::AuditRow& row);
 void encode_into(const store::AuditRow& row, Bytes& out);  // reuses out's capacity
+void encode_into(const store::AuditRowView& row, Bytes& out);
 crypto::Digest genesis_hash(std::string_view vault_id);
 crypto::Digest chain_hash(ByteView prev_hash, ByteView encoding);
 
@@ -47,12 +48,18 @@ struct Anchor {
   std::int64_t seq = 0;
   Bytes hash;
 };
+// The seq of a well-formed anchor value (its MAC unchecked: only for choosing which copy to
+// overwrite), -1 otherwise.
+std::int64_t anchor_seq(ByteView value) noexcept;
 class AnchorStore {
  public:
   virtual ~AnchorStore() = default;
   // Every anchor value found (none when there is no anchor; two after an interrupted update).
   virtual std::vector<Bytes> load() = 0;
+  // Moves the anchor forward to `value` (keeping the previous value until it is written).
   virtual void store(ByteView value) = 0;
+  // Makes `value` the only anchor, even if older than the current one (`vault restore`).
+  virtual void replace(ByteView value) = 0;
 };
 
 struct VerifyReport {
@@ -76,6 +83,8 @@ class Log {
                          const Principal& who, TimePoint when);
   // After the commit: moves the token anchor to this record.
   void publish(const store::AuditRow& row);
+  // The same, allowed to move the anchor back (after `vault restore` replaced the log).
+  void republish(const store::AuditRow& row);
   // Walks the whole chain in constant memory. Without the anchor check, a copy of the log
   // (a backup) is judged on its own: every record present, linked and MACed.
   VerifyReport verify(bool check_anchor = true);

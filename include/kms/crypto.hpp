@@ -79,7 +79,8 @@ class Sha256 {
   std::unique_ptr<Impl> impl_;
 };
 
-// HMAC-SHA256 with the key schedule computed once; mac() is cheap to call in a loop.
+// HMAC-SHA256 with the key schedule computed once; mac() is cheap to call in a loop. One object
+// is not for concurrent use from several threads (mac() reuses one digest context).
 class HmacSha256 {
  public:
   explicit HmacSha256(ByteView key);

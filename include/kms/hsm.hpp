@@ -106,10 +106,18 @@ class Session {
   [[nodiscard]] std::optional<SecureBytes> gcm_decrypt(ObjectHandle key, ByteView iv, ByteView aad,
                                                        ByteView ciphertext);
 
-  // Private token data objects (CKO_DATA, CKA_TOKEN, CKA_PRIVATE): readable only after login.
-  ObjectHandle create_data(std::string_view label, ByteView value);
+  // Private token data objects (CKO_DATA, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE): readable only
+  // after login.
+  ObjectHandle create_data(std::string_view label, ByteView value,
+                           std::string_view application = "kmsctl");
+  std::vector<ObjectHandle> find_data_by_application(std::string_view application);
   Bytes get_value(ObjectHandle object);
+  std::string get_label(ObjectHandle object);
   void set_value(ObjectHandle object, ByteView value);
+  // C_SetAttributeValue(CKA_VALUE); false when the token refuses with CKR_ATTRIBUTE_READ_ONLY
+  // (SoftHSM2 does for data objects), any other failure throws.
+  [[nodiscard]] bool try_set_value(ObjectHandle object, ByteView value);
+  void set_label(ObjectHandle object, std::string_view label);
 
  private:
   std::shared_ptr<Module> module_;

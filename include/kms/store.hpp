@@ -30,7 +30,8 @@ class Db {
  public:
   enum class Mode { open_existing, create_new };
   // Opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign keys,
-  // busy timeout, secure_delete) and runs migrations. Errors: Code::unavailable when the file is
+  // busy timeout, secure_delete) and runs migrations. Closing does not checkpoint: the WAL
+  // (vault.db-wal, -shm) stays beside the file between commands (see checkpoint()). Errors: Code::unavailable when the file is
   // missing, Code::integrity when it is not a SQLite database or damaged, Code::unavailable when
   // it was written by a newer kmsctl.
   Db(const std::filesystem::path& path, Mode mode);
@@ -46,6 +47,11 @@ class Db {
   std::uint32_t application_id();
   void set_application_id(std::uint32_t id);
   void exec(const char* sql);
+  // Copies the WAL into the database file and truncates it, and lets this connection's close
+  // remove the WAL. Normally the WAL outlives the connection (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE:
+  // a close does no checkpoint and the next command does not re-create the WAL); call this
+  // before the file is moved or copied on its own.
+  void checkpoint();
   // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
   void backup_to(const std::filesystem::path& dest);
   // Replaces this database's content with that of `src` through the backup API (safe while
@@ -130,6 +136,14 @@ struct AuditRow {
   Bytes hash;
   Bytes mac;
 };
+// The same row as views into SQLite's column buffers: valid only during the visit (hot loops).
+struct AuditRowView {
+  std::int64_t seq = 0;
+  std::string_view time, principal;
+  std::int64_t uid = 0;
+  std::string_view action, resource, params, outcome, error_code;
+  ByteView prev_hash, hash, mac;
+};
 struct AuditFilter {
   std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)
   std::optional<std::string> action, resource, principal, outcome;
@@ -146,6 +160,8 @@ std::int64_t audit_count(Db& db);
 void audit_insert(Db& db, const AuditRow& row);
 // Streams rows in sequence order; the row reference is reused between calls.
 void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit);
+// The same without copying: each view is valid only until the visitor returns.
+void audit_scan_views(Db& db, const std::function<void(const AuditRowView&)>& visit);
 void audit_query(Db& db, const AuditFilter& filter,
                  const std::function<void(const AuditRow&)>& visit);
 

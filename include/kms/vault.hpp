@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,7 +21,11 @@ namespace kms {
 // Names as the spec names them.
 inline constexpr std::string_view kMasterAadLabel = "kmsctl-master-key-v1";
 inline constexpr std::string_view kRootKeyLabelPrefix = "kmsctl-root:";
-inline constexpr std::string_view kAnchorLabelPrefix = "kmsctl-audit-anchor:";
+// The audit anchor slots: CKA_APPLICATION = prefix + vault id; CKA_LABEL = prefix + base64(value).
+inline constexpr std::string_view kAnchorApplicationPrefix = "kmsctl-audit-anchor:";
+inline constexpr std::string_view kAnchorSlotLabelPrefix = "kmsctl-audit-anchor-value:";
+// Vaults made before the slots kept one anchor object with CKA_LABEL = prefix + vault id.
+inline constexpr std::string_view kLegacyAnchorLabelPrefix = "kmsctl-audit-anchor:";
 
 struct TokenChoice {
   std::optional<std::string> module;  // none: a private SoftHSM2 token beside the vault
@@ -66,11 +71,23 @@ class Vault {
   const std::filesystem::path& final_path() const noexcept { return final_path_; }
   hsm::TokenInfo token_info() const;
   hsm::Session& token() noexcept { return *session_; }
-  // The audit anchor: a private data object in the token, labelled with the vault id. Tokens
-  // may refuse to modify CKA_VALUE, so a new object replaces the old one (created first, so
-  // a crash leaves two, never none): load_anchor() returns every value found.
+  // The audit anchor (docs/FORMAT.md §Audit anchor): two private data objects in the token, slots
+  // found by CKA_APPLICATION. Each publish overwrites the slot holding the older value (its
+  // CKA_VALUE when the token allows it, else its CKA_LABEL), so a torn write leaves the other
+  // slot intact. load_anchor() returns every value found: both slots' (each can also still hold
+  // its creation value), and those of a single-object anchor left by an older kmsctl, which the
+  // next store_anchor() converts into the two slots. seq_of orders values (higher is newer,
+  // -1 when it cannot tell).
+  struct AnchorSlot {
+    hsm::ObjectHandle handle = 0;
+    bool legacy = false;  // a single anchor object made by create + destroy
+    std::vector<Bytes> values;
+  };
+  std::vector<AnchorSlot> anchor_slots();
   std::vector<Bytes> load_anchor();
-  void store_anchor(ByteView value);
+  void store_anchor(ByteView value, const std::function<std::int64_t(ByteView)>& seq_of);
+  // Writes `value` into every slot, so that the anchor can move back (`vault restore`).
+  void reset_anchor(ByteView value);
   ByteView audit_key() const noexcept { return audit_key_.view(); }
 
   Bytes seal(const RecordRef& where, ByteView plaintext) const;
@@ -91,6 +108,7 @@ class Vault {
   void connect_token(const SecureBytes& pin);
   void unseal();
   std::string root_label() const;
+  void write_anchor_slot(hsm::ObjectHandle slot, ByteView value);
 
   std::filesystem::path path_;
   std::filesystem::path final_path_;  // differs from path_ until publish()
@@ -102,6 +120,7 @@ class Vault {
   hsm::ObjectHandle root_ = 0;
   std::optional<hsm::ObjectHandle> new_root_;
   std::optional<store::VaultMeta> meta_before_rekey_;
+  bool anchor_value_read_only_ = false;  // the token refused CKA_VALUE once: use the label
   SecureBytes master_;
   SecureBytes record_key_;
   SecureBytes audit_key_;

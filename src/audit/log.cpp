@@ -18,6 +18,15 @@ std::uint64_t get_u64(const std::uint8_t* p) {
 
 }  // namespace
 
+std::int64_t anchor_seq(ByteView v) noexcept {
+  constexpr size_t size = 4 + 1 + 8 + 32 + 32;
+  if (v.size() != size || !std::equal(kAnchorMagic.begin(), kAnchorMagic.end(), v.begin()) ||
+      v[4] != kAnchorVersion) {
+    return -1;
+  }
+  return static_cast<std::int64_t>(get_u64(v.data() + 5) & 0x7fffffffffffffffu);
+}
+
 Log::Log(store::Db& db, std::string vault_id, ByteView mac_key, AnchorStore& anchor)
     : db_(db), vault_id_(std::move(vault_id)), mac_(mac_key), anchor_(anchor) {}
 
@@ -104,6 +113,10 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
 
 void Log::publish(const store::AuditRow& row) { anchor_.store(encode_anchor({row.seq, row.hash})); }
 
+void Log::republish(const store::AuditRow& row) {
+  anchor_.replace(encode_anchor({row.seq, row.hash}));
+}
+
 VerifyReport Log::verify(bool check_anchor) {
   VerifyReport rep;
   // The anchor is read before the log: a writer that commits in between only makes the log
@@ -111,7 +124,7 @@ VerifyReport Log::verify(bool check_anchor) {
   if (check_anchor) rep.anchor = read_anchor();
   store::Tx tx(db_, store::Tx::Kind::read);
   const crypto::Digest g = genesis_hash(vault_id_);
-  Bytes prev(g.begin(), g.end());
+  crypto::Digest prev = g;  // the previous record's (verified) hash
   Bytes enc;
   crypto::Sha256 sha;
   std::int64_t expected = 1;
@@ -122,7 +135,7 @@ VerifyReport Log::verify(bool check_anchor) {
       rep.problem = std::move(problem);
     }
   };
-  store::audit_scan(db_, [&](const store::AuditRow& r) {
+  store::audit_scan_views(db_, [&](const store::AuditRowView& r) {
     ++rep.records;
     if (!rep.ok) return;
     if (r.seq != expected) {
@@ -150,7 +163,7 @@ VerifyReport Log::verify(bool check_anchor) {
                               r.seq));
       return;
     }
-    prev.assign(h.begin(), h.end());
+    prev = h;
     ++expected;
   });
   rep.head = store::audit_last(db_);

@@ -39,7 +39,7 @@ Bytes encode(const store::AuditRow& r) {
   return out;
 }
 
-void encode_into(const store::AuditRow& r, Bytes& out) {
+void encode_into(const store::AuditRowView& r, Bytes& out) {
   out.clear();
   out.reserve(96 + r.time.size() + r.principal.size() + r.action.size() + r.resource.size() +
               r.params.size() + r.outcome.size() + r.error_code.size());
@@ -54,6 +54,20 @@ void encode_into(const store::AuditRow& r, Bytes& out) {
   put_str(out, r.params);
   put_str(out, r.outcome);
   put_str(out, r.error_code);
+}
+
+void encode_into(const store::AuditRow& r, Bytes& out) {
+  store::AuditRowView v;
+  v.seq = r.seq;
+  v.time = r.time;
+  v.principal = r.principal;
+  v.uid = r.uid;
+  v.action = r.action;
+  v.resource = r.resource;
+  v.params = r.params;
+  v.outcome = r.outcome;
+  v.error_code = r.error_code;
+  encode_into(v, out);
 }
 
 crypto::Digest genesis_hash(std::string_view vault_id) {

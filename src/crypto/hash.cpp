@@ -1,6 +1,8 @@
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <new>
 
 #include "kms/crypto.hpp"
@@ -78,28 +80,71 @@ Digest Sha256::finish() {
   return d;
 }
 
-// The keyed state lives in guarded memory: it is as good as the key.
+// HMAC (RFC 2104) over OpenSSL's SHA-256 (SHA-NI): the key schedule is done once, as two
+// digest contexts that have absorbed K ^ ipad and K ^ opad; each MAC copies them. The contexts
+// are as good as the key: OpenSSL's SHA-256 provider clears them when they are freed, and the
+// padded key blocks are built in guarded memory and wiped.
 struct HmacSha256::Impl {
-  SecureBytes state{sizeof(crypto_auth_hmacsha256_state)};
-  const crypto_auth_hmacsha256_state* keyed() const {
-    return reinterpret_cast<const crypto_auth_hmacsha256_state*>(state.data());
+  EVP_MD* md = nullptr;
+  EVP_MD_CTX* inner = nullptr;  // after K ^ ipad
+  EVP_MD_CTX* outer = nullptr;  // after K ^ opad
+  EVP_MD_CTX* work = nullptr;   // reused by every call (mac() is not thread-safe)
+  ~Impl() {
+    EVP_MD_CTX_free(work);
+    EVP_MD_CTX_free(outer);
+    EVP_MD_CTX_free(inner);
+    EVP_MD_free(md);
   }
 };
 
+namespace {
+constexpr std::size_t kSha256Block = 64;
+[[noreturn]] void hmac_failed() { throw Error(Code::failed, "HMAC-SHA256 failed in OpenSSL"); }
+}  // namespace
+
 HmacSha256::HmacSha256(ByteView key) : impl_(std::make_unique<Impl>()) {
-  init();
-  crypto_auth_hmacsha256_init(reinterpret_cast<crypto_auth_hmacsha256_state*>(impl_->state.data()),
-                              key.data(), key.size());
+  Impl& m = *impl_;
+  m.md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  m.inner = EVP_MD_CTX_new();
+  m.outer = EVP_MD_CTX_new();
+  m.work = EVP_MD_CTX_new();
+  if (!m.md || !m.inner || !m.outer || !m.work) throw std::bad_alloc();
+  // One guarded buffer: the key padded with zeros to a block, then the padded key ^ pad.
+  SecureBytes buf(2 * kSha256Block);
+  std::uint8_t* block = buf.data();
+  std::uint8_t* pad = buf.data() + kSha256Block;
+  std::fill(block, block + buf.size(), std::uint8_t{0});  // sodium_malloc does not zero
+  if (key.size() > kSha256Block) {
+    unsigned int len = 0;
+    if (EVP_Digest(key.data(), key.size(), block, &len, m.md, nullptr) != 1) hmac_failed();
+  } else if (!key.empty()) {
+    std::copy(key.begin(), key.end(), block);
+  }
+  for (std::size_t i = 0; i < kSha256Block; ++i) pad[i] = block[i] ^ 0x36;
+  if (EVP_DigestInit_ex2(m.inner, m.md, nullptr) != 1 ||
+      EVP_DigestUpdate(m.inner, pad, kSha256Block) != 1) {
+    hmac_failed();
+  }
+  for (std::size_t i = 0; i < kSha256Block; ++i) pad[i] = block[i] ^ 0x5c;
+  if (EVP_DigestInit_ex2(m.outer, m.md, nullptr) != 1 ||
+      EVP_DigestUpdate(m.outer, pad, kSha256Block) != 1) {
+    hmac_failed();
+  }
 }
 
 HmacSha256::~HmacSha256() = default;
 
 Digest HmacSha256::mac(ByteView data) const {
-  crypto_auth_hmacsha256_state st = *impl_->keyed();
-  crypto_auth_hmacsha256_update(&st, data.data(), data.size());
+  Impl& m = *impl_;
   Digest d{};
-  crypto_auth_hmacsha256_final(&st, d.data());
-  sodium_memzero(&st, sizeof st);
+  unsigned int len = 0;
+  if (EVP_MD_CTX_copy_ex(m.work, m.inner) != 1 ||
+      EVP_DigestUpdate(m.work, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(m.work, d.data(), &len) != 1 ||  // d = H((K ^ ipad) || data)
+      EVP_MD_CTX_copy_ex(m.work, m.outer) != 1 || EVP_DigestUpdate(m.work, d.data(), d.size()) != 1 ||
+      EVP_DigestFinal_ex(m.work, d.data(), &len) != 1) {
+    hmac_failed();
+  }
   return d;
 }
 
@@ -108,10 +153,12 @@ bool HmacSha256::verify(ByteView data, ByteView tag) const {
   return equal(d, tag);
 }
 
+// OpenSSL's CRYPTO_memcmp: constant-time in the contents, several times faster than
+// sodium_memcmp on 32 bytes (which also calls sodium_init-guarded code on each use).
 bool equal(ByteView a, ByteView b) noexcept {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;
-  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace kms::crypto

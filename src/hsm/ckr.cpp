@@ -101,6 +101,14 @@ void check(CK_RV rv, std::string_view what) {
     case CKR_ENCRYPTED_DATA_INVALID:
     case CKR_ENCRYPTED_DATA_LEN_RANGE:
       throw Error(Code::integrity, msg);
+    case CKR_GENERAL_ERROR:
+    case CKR_DEVICE_ERROR:
+    case CKR_DEVICE_MEMORY:
+    case CKR_FUNCTION_FAILED:
+      throw Error(Code::failed, msg,
+                  "check free space and permissions where the token keeps its objects (for the "
+                  "private SoftHSM2 token: the directory VAULT.token beside the vault file), "
+                  "then retry");
     default:
       throw Error(Code::failed, msg);
   }

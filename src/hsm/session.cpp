@@ -225,17 +225,17 @@ std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, B
   return out;
 }
 
-ObjectHandle Session::create_data(std::string_view label, ByteView value) {
+ObjectHandle Session::create_data(std::string_view label, ByteView value,
+                                  std::string_view application) {
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   CK_OBJECT_CLASS cls = CKO_DATA;
-  static const char app[] = "kmsctl";
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},
       {CKA_TOKEN, &yes, sizeof yes},
       {CKA_PRIVATE, &yes, sizeof yes},
       {CKA_MODIFIABLE, &yes, sizeof yes},
       {CKA_COPYABLE, &no, sizeof no},
-      {CKA_APPLICATION, const_cast<char*>(app), sizeof app - 1},
+      {CKA_APPLICATION, const_cast<char*>(application.data()), application.size()},
       {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
       {CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()},
   };
@@ -250,6 +250,49 @@ ObjectHandle Session::create_data(std::string_view label, ByteView value) {
 
 Bytes Session::get_value(ObjectHandle object) {
   return get_attr(module_->fn(), handle_, object, CKA_VALUE, "cannot read a token data object");
+}
+
+std::vector<ObjectHandle> Session::find_data_by_application(std::string_view application) {
+  CK_OBJECT_CLASS cls = CKO_DATA;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_APPLICATION, const_cast<char*>(application.data()), application.size()},
+  };
+  auto* fn = module_->fn();
+  std::vector<ObjectHandle> out;
+  CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(handle_, tmpl, 2); });
+  detail::check(rv, "cannot search the token");
+  CK_OBJECT_HANDLE batch[16];
+  CK_ULONG n = 0;
+  do {
+    rv = fn->C_FindObjects(handle_, batch, 16, &n);
+    if (rv != CKR_OK) break;
+    out.insert(out.end(), batch, batch + n);
+  } while (n == 16);
+  fn->C_FindObjectsFinal(handle_);
+  detail::check(rv, "cannot search the token");
+  return out;
+}
+
+std::string Session::get_label(ObjectHandle object) {
+  const Bytes v = get_attr(module_->fn(), handle_, object, CKA_LABEL, "cannot read a token object's label");
+  return std::string(v.begin(), v.end());
+}
+
+bool Session::try_set_value(ObjectHandle object, ByteView value) {
+  CK_ATTRIBUTE a{CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()};
+  auto* fn = module_->fn();
+  const CK_RV rv = with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); });
+  if (rv == CKR_ATTRIBUTE_READ_ONLY) return false;
+  detail::check(rv, "cannot update a token data object");
+  return true;
+}
+
+void Session::set_label(ObjectHandle object, std::string_view label) {
+  CK_ATTRIBUTE a{CKA_LABEL, const_cast<char*>(label.data()), label.size()};
+  auto* fn = module_->fn();
+  detail::check(with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); }),
+                "cannot update a token object's label");
 }
 
 void Session::set_value(ObjectHandle object, ByteView value) {

@@ -14,7 +14,8 @@ class TokenAnchor final : public audit::AnchorStore {
  public:
   explicit TokenAnchor(Vault& v) : vault_(v) {}
   std::vector<Bytes> load() override { return vault_.load_anchor(); }
-  void store(ByteView value) override { vault_.store_anchor(value); }
+  void store(ByteView value) override { vault_.store_anchor(value, audit::anchor_seq); }
+  void replace(ByteView value) override { vault_.reset_anchor(value); }
 
  private:
   Vault& vault_;
@@ -108,6 +109,9 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     }
     live.restore_from(backup);
   } else {
+    // A WAL left beside a vault file that is gone belongs to nothing: SQLite would replay it
+    // over the restored file.
+    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(target.string() + suffix, ec);
     files::AtomicFile out(target, false);
     store::Db src(backup, store::Db::Mode::open_existing);
     src.backup_to(out.temp_path());
@@ -123,7 +127,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   store::Tx tx(s->vault_->db(), store::Tx::Kind::write);
   const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
   tx.commit();
-  s->log_->publish(row);
+  s->log_->republish(row);  // the restored log may be shorter: every anchor slot moves to it
   return s;
 }
 
@@ -252,7 +256,11 @@ void Service::backup(const std::filesystem::path& dest, bool overwrite) {
   run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [&](audit::Event&) { out.emplace(dest, overwrite); });
   vault_->db().backup_to(out->temp_path());
-  store::Db(out->temp_path(), store::Db::Mode::open_existing).set_application_id(store::kBackupVaultId);
+  {
+    store::Db copy(out->temp_path(), store::Db::Mode::open_existing);
+    copy.set_application_id(store::kBackupVaultId);
+    copy.checkpoint();  // one self-contained file: the WAL is folded in and removed
+  }
   out->commit();
 }
 

@@ -67,6 +67,26 @@ void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit) {
   }
 }
 
+void audit_scan_views(Db& db, const std::function<void(const AuditRowView&)>& visit) {
+  Stmt s(db, (std::string("SELECT ") + kColumns + " FROM audit_log ORDER BY seq").c_str());
+  AuditRowView r;
+  while (s.step()) {
+    r.seq = s.col_int(0);
+    r.time = s.col_text_view(1);
+    r.principal = s.col_text_view(2);
+    r.uid = s.col_int(3);
+    r.action = s.col_text_view(4);
+    r.resource = s.col_text_view(5);
+    r.params = s.col_text_view(6);
+    r.outcome = s.col_text_view(7);
+    r.error_code = s.col_text_view(8);
+    r.prev_hash = s.col_blob(9);
+    r.hash = s.col_blob(10);
+    r.mac = s.col_blob(11);
+    visit(r);
+  }
+}
+
 void audit_query(Db& db, const AuditFilter& f, const std::function<void(const AuditRow&)>& visit) {
   std::string sql = std::string("SELECT ") + kColumns + " FROM audit_log WHERE 1";
   std::vector<std::string> args;

@@ -33,6 +33,26 @@ namespace {
               "check free space and permissions where the vault lives, then retry");
 }
 
+constexpr int kBusyTimeoutMs = 30000;
+constexpr int kWalTruncateFrames = 64;
+
+// Replaces SQLite's auto-checkpoint. With the WAL kept between commands (no checkpoint on close),
+// every process is the first connection of its own: SQLite resets the WAL index (-shm) and
+// rebuilds it by reading and checksumming every valid WAL frame, forgetting which frames an
+// earlier process already copied back, so the next writer never starts the WAL over. With the
+// default PASSIVE auto-checkpoint the WAL therefore grows without bound and every command
+// re-reads and re-copies all of it. Instead, after a commit that leaves 64 frames or more, copy
+// them back and truncate the WAL to zero bytes (the next command starts a new one), without
+// waiting for readers: if one is active the truncation is left to a later command.
+int truncate_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
+  if (frames >= kWalTruncateFrames) {
+    sqlite3_busy_timeout(db, 0);
+    (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  }
+  return SQLITE_OK;
+}
+
 }  // namespace
 
 Db::Db(const fs::path& path, Mode mode) : path_(path) {
@@ -60,14 +80,20 @@ Db::Db(const fs::path& path, Mode mode) : path_(path) {
     }
   }
   try {
-    sqlite3_busy_timeout(db_, 30000);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
     sqlite3_extended_result_codes(db_, 1);
+    // The WAL outlives the connection: a close that checkpoints costs two fdatasyncs and the
+    // unlink of -wal/-shm, and the next command's first commit then re-creates and syncs a new
+    // WAL header. The WAL hook below still folds the WAL back every 64 frames, amortised.
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     if (mode == Mode::create_new) ::chmod(path.c_str(), 0600);
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     exec("PRAGMA foreign_keys=ON");
     exec("PRAGMA secure_delete=ON");
     exec("PRAGMA trusted_schema=OFF");
+    exec("PRAGMA journal_size_limit=4194304");  // a WAL left large by a big transaction shrinks
+    sqlite3_wal_hook(db_, &truncate_wal_when_long, nullptr);
     migrate(mode);
   } catch (...) {
     sqlite3_close(db_);
@@ -97,6 +123,11 @@ void Db::exec(const char* sql) {
   const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
   sqlite3_free(err);
   if (rc != SQLITE_OK) fail(db_, rc, "vault database error", path_);
+}
+
+void Db::checkpoint() {
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+  exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 int Db::schema_version() {

@@ -87,7 +87,10 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
         hsm::Session s(module, t.slot);
         s.login_user(pin);
         for (auto h : s.find_keys(std::string(kRootKeyLabelPrefix) + old_id)) s.destroy(h);
-        for (auto h : s.find_data(std::string(kAnchorLabelPrefix) + old_id)) s.destroy(h);
+        for (auto h : s.find_data_by_application(std::string(kAnchorApplicationPrefix) + old_id)) {
+          s.destroy(h);
+        }
+        for (auto h : s.find_data(std::string(kLegacyAnchorLabelPrefix) + old_id)) s.destroy(h);
       } catch (const Error&) {
         // Unreachable token: the objects, if any, are labelled with a vault id nobody uses.
       }
@@ -227,7 +230,8 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
 
 void Vault::publish() {
   if (path_ == final_path_) return;
-  db_.reset();  // closing the last connection checkpoints and removes the WAL
+  db_->checkpoint();  // the published file must hold everything: its WAL stays behind
+  db_.reset();       // closing the last connection (after checkpoint()) removes the WAL
   if (::link(path_.c_str(), final_path_.c_str()) != 0) {
     throw Error(Code::refused, fmt::format("a vault appeared at {} during init", final_path_.string()),
                 "run `kmsctl init` again");

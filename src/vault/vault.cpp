@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -254,19 +255,109 @@ SecureBytes Vault::open_sealed(const RecordRef& where, ByteView sealed) const {
   return std::move(*pt);
 }
 
+namespace {
+
+std::string anchor_slot_label(ByteView value) {
+  return std::string(kAnchorSlotLabelPrefix) + crypto::to_base64(value);
+}
+
+}  // namespace
+
+std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
+  std::vector<AnchorSlot> slots;
+  // An object that cannot be read (a write to it was torn by a crash) holds no value; the
+  // other slot still holds the previous head, and the next publish overwrites this one.
+  auto read = [&](hsm::ObjectHandle h, bool legacy) {
+    AnchorSlot slot{h, legacy, {}};
+    try {
+      Bytes v = session_->get_value(h);
+      if (!v.empty()) slot.values.push_back(std::move(v));
+      if (!legacy) {
+        const std::string label = session_->get_label(h);
+        if (label.starts_with(kAnchorSlotLabelPrefix)) {
+          if (auto b = crypto::from_base64(std::string_view(label).substr(kAnchorSlotLabelPrefix.size()))) {
+            slot.values.push_back(std::move(*b));
+          }
+        }
+      }
+    } catch (const Error&) {
+      slot.values.clear();
+    }
+    slots.push_back(std::move(slot));
+  };
+  for (hsm::ObjectHandle h : session_->find_data_by_application(std::string(kAnchorApplicationPrefix) + meta_.vault_id)) {
+    read(h, false);
+  }
+  for (hsm::ObjectHandle h : session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
+    read(h, true);
+  }
+  return slots;
+}
+
 std::vector<Bytes> Vault::load_anchor() {
   std::vector<Bytes> values;
-  for (hsm::ObjectHandle h : session_->find_data(std::string(kAnchorLabelPrefix) + meta_.vault_id)) {
-    values.push_back(session_->get_value(h));
+  for (AnchorSlot& slot : anchor_slots()) {
+    for (Bytes& v : slot.values) values.push_back(std::move(v));
   }
   return values;
 }
 
-void Vault::store_anchor(ByteView value) {
-  const std::string label = std::string(kAnchorLabelPrefix) + meta_.vault_id;
-  const auto old = session_->find_data(label);
-  session_->create_data(label, value);
-  for (hsm::ObjectHandle h : old) session_->destroy(h);
+void Vault::store_anchor(ByteView value, const std::function<std::int64_t(ByteView)>& seq_of) {
+  std::vector<AnchorSlot> slots = anchor_slots();
+  std::vector<AnchorSlot*> current;
+  for (AnchorSlot& s : slots) {
+    if (!s.legacy) current.push_back(&s);
+  }
+  if (current.size() < 2) {
+    // At init, or converting a vault whose anchor is one object (replaced by create + destroy
+    // before the slots): make both slots, each holding the new value, before anything else.
+    for (size_t i = current.size(); i < 2; ++i) {
+      session_->create_data(anchor_slot_label(value), value,
+                            std::string(kAnchorApplicationPrefix) + meta_.vault_id);
+    }
+    for (AnchorSlot* s : current) write_anchor_slot(s->handle, value);
+  } else {
+    // Overwrite the slot whose newest value is the older one: a torn write loses only that
+    // slot, and the other still holds the previous head (a log longer than its anchor is fine).
+    auto newest = [&](const AnchorSlot& s) {
+      std::int64_t seq = -1;
+      for (const Bytes& v : s.values) seq = std::max(seq, seq_of(v));
+      return seq;
+    };
+    AnchorSlot* target = current[0];
+    for (AnchorSlot* s : current) {
+      if (newest(*s) < newest(*target)) target = s;
+    }
+    write_anchor_slot(target->handle, value);
+  }
+  for (const AnchorSlot& s : slots) {
+    if (s.legacy) session_->destroy(s.handle);
+  }
+}
+
+void Vault::reset_anchor(ByteView value) {
+  std::vector<AnchorSlot> slots = anchor_slots();
+  size_t current = 0;
+  for (const AnchorSlot& s : slots) {
+    if (s.legacy) continue;
+    write_anchor_slot(s.handle, value);
+    ++current;
+  }
+  for (; current < 2; ++current) {
+    session_->create_data(anchor_slot_label(value), value,
+                          std::string(kAnchorApplicationPrefix) + meta_.vault_id);
+  }
+  for (const AnchorSlot& s : slots) {
+    if (s.legacy) session_->destroy(s.handle);
+  }
+}
+
+void Vault::write_anchor_slot(hsm::ObjectHandle slot, ByteView value) {
+  // Tokens that let CKA_VALUE change keep the value there; SoftHSM2 refuses it for data objects
+  // (CKR_ATTRIBUTE_READ_ONLY) but lets the label change, so the label carries the value.
+  if (!anchor_value_read_only_ && session_->try_set_value(slot, value)) return;
+  anchor_value_read_only_ = true;
+  session_->set_label(slot, anchor_slot_label(value));
 }
 
 std::int64_t Vault::prepare_rekey() {

@@ -190,13 +190,14 @@ class Tamper(KmsTestCase):
         self.assertError(r, 5)
 
     def test_replacing_the_vault_with_an_older_copy_of_itself_is_found(self):
-        # No kmsctl runs now, so the WAL has been checkpointed into vault.db and removed.
-        self.assertFalse(os.path.exists(self.kms.vault + "-wal"))
+        # kmsctl leaves the WAL beside the file: fold it in, so that the copy is the whole vault.
+        self.kms.checkpoint()
         old_copy = self.kms.path("old-copy.db")
         shutil.copyfile(self.kms.vault, old_copy)
         old_head = self.rows()[-1]["seq"]
         for _ in range(3):
             self.kms.ok("status")
+        # The attacker puts the old file back and drops the WAL (which would replay newer pages).
         shutil.copyfile(old_copy, self.kms.vault)
         for suffix in ("-wal", "-shm"):
             if os.path.exists(self.kms.vault + suffix):
@@ -219,7 +220,12 @@ class Tamper(KmsTestCase):
         backup_head = self.kms.sql("SELECT max(seq) FROM audit_log", db=backup)[0][0]
         for _ in range(3):
             self.kms.ok("status")
+        # The file and its WAL replaced together (a WAL left beside it would replay newer pages).
         shutil.copyfile(backup, self.kms.vault)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(self.kms.vault + suffix):
+                os.remove(self.kms.vault + suffix)
+        self.assertEqual(self.kms.sql("SELECT max(seq) FROM audit_log")[0][0], backup_head)
         self.assertVerifyFailsAt(backup_head + 1)
 
     def test_marking_a_cut_short_vault_as_a_backup_does_not_hide_the_cut(self):

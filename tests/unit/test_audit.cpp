@@ -29,6 +29,7 @@ class MemoryAnchor final : public audit::AnchorStore {
  public:
   std::vector<Bytes> load() override { return values; }
   void store(ByteView value) override { values = {Bytes(value.begin(), value.end())}; }
+  void replace(ByteView value) override { store(value); }
   std::vector<Bytes> values;
 };
 
@@ -461,6 +462,7 @@ TEST_CASE("replacing the vault with an older copy that was then extended is stil
       (void)other.append({"forged", "key/x", {}}, "ok", "", f.who, f.t0);
       tx.commit();
     }
+    old.checkpoint();  // the extension is in old.db itself, not only in its WAL
   }
   f.log.reset();
   f.db.reset();

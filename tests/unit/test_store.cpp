@@ -120,6 +120,27 @@ TEST_CASE("Db create_new sets user_version to kSchemaVersion, WAL mode and a pri
   CHECK(mode_of(dir / "vault.db-shm") == 0600);
 }
 
+TEST_CASE("closing a Db leaves the WAL for the next one; checkpoint() folds it into the file") {
+  TempDir dir;
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    tx.commit();
+  }
+  CHECK(fs::exists(dir / "vault.db-wal"));  // no checkpoint on close
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+    CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
+    db.checkpoint();
+  }
+  CHECK_FALSE(fs::exists(dir / "vault.db-wal"));
+  // Everything is in the file itself now: a copy of it alone holds the header.
+  fs::copy_file(dir / "vault.db", dir / "copy.db");
+  store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
+}
+
 TEST_CASE("Db open_existing reopens a created vault with the same schema") {
   TempDir dir;
   { store::Db db(dir / "vault.db", store::Db::Mode::create_new); }
@@ -176,8 +197,9 @@ TEST_CASE("a truncated vault is Code::integrity when opened or read") {
     store::insert_meta(db, sample_meta());
     for (int i = 1; i <= 400; ++i) store::audit_insert(db, row(i, "2026-01-01T00:00:00.000Z", "x"));
     tx.commit();
+    db.checkpoint();
   }
-  REQUIRE_FALSE(fs::exists(dir / "good.db-wal"));  // the last close checkpointed the WAL
+  REQUIRE_FALSE(fs::exists(dir / "good.db-wal"));  // checkpoint(): the close removed the WAL
   const std::string whole = read_file(good);
   REQUIRE(whole.size() > 16 * 4096);
   for (size_t keep : {size_t{16}, size_t{99}, size_t{512}, size_t{4096}, size_t{3 * 4096},

@@ -4,6 +4,7 @@
 // PKCS#11 state is per process: the SoftHSM2 library is loaded once, reads SOFTHSM2_CONF in
 // C_Initialize, and every hsm::Module of it shares that state. The tests therefore keep one live
 // Vault at a time unless the test is about having two.
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -421,24 +422,106 @@ TEST_CASE("abort_rekey after a rolled-back transaction keeps the old root key wo
   CHECK(v->open_sealed(kRef, blob).chars() == "still here");
 }
 
-TEST_CASE("store_anchor and load_anchor round-trip and replace the previous value") {
+namespace {
+
+// Test anchor values: the seq is the first byte ("1 ...", "2 ...").
+std::int64_t test_seq(ByteView v) { return v.empty() ? -1 : v[0] - '0'; }
+
+bool same_pair(const Bytes& x, const Bytes& y, const Bytes& a, const Bytes& b) {
+  return (x == a && y == b) || (x == b && y == a);
+}
+
+}  // namespace
+
+TEST_CASE("store_anchor makes two slots, then overwrites the one holding the older value") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
+  auto newest = [](const std::vector<Bytes>& values) {
+    Bytes best;
+    for (const Bytes& v : values) {
+      if (test_seq(v) > test_seq(best)) best = v;
+    }
+    return best;
+  };
   {
     auto v = create_vault(path);
     CHECK(v->load_anchor().empty());
-    v->store_anchor(bytes_of("anchor one"));
-    REQUIRE(v->load_anchor().size() == 1);
-    CHECK(v->load_anchor()[0] == bytes_of("anchor one"));
-    v->store_anchor(bytes_of("anchor two, longer"));
-    const auto values = v->load_anchor();
-    REQUIRE(values.size() == 1);
-    CHECK(values[0] == bytes_of("anchor two, longer"));
+    v->store_anchor(bytes_of("1 anchor one"), test_seq);
+    auto slots = v->anchor_slots();
+    REQUIRE(slots.size() == 2);
+    for (const auto& slot : slots) {
+      CHECK_FALSE(slot.legacy);
+      CHECK(newest(slot.values) == bytes_of("1 anchor one"));
+    }
+    v->store_anchor(bytes_of("2 anchor two, longer"), test_seq);
+    v->store_anchor(bytes_of("3 anchor three"), test_seq);
+    slots = v->anchor_slots();
+    REQUIRE(slots.size() == 2);
+    // One slot holds the newest value, the other the one before: never both overwritten.
+    CHECK(same_pair(newest(slots[0].values), newest(slots[1].values), bytes_of("2 anchor two, longer"),
+                    bytes_of("3 anchor three")));
+    v->store_anchor(bytes_of("4 anchor four"), test_seq);
+    slots = v->anchor_slots();
+    CHECK(same_pair(newest(slots[0].values), newest(slots[1].values), bytes_of("3 anchor three"),
+                    bytes_of("4 anchor four")));
   }
   auto v = Vault::open(path, pin_of(kPin));
-  const auto values = v->load_anchor();
-  REQUIRE(values.size() == 1);
-  CHECK(values[0] == bytes_of("anchor two, longer"));
+  CHECK(newest(v->load_anchor()) == bytes_of("4 anchor four"));
+  CHECK(v->anchor_slots().size() == 2);
+}
+
+TEST_CASE("anchor slots carry the FORMAT.md §4.2 attributes and the §10.4 label") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  const Bytes value = *crypto::from_hex(
+      "4b414e43010000000000000002"
+      "2cfee7360447ad4f93ba191f9c89261a4f7395013c339ba54c040dee899441f0"
+      "2b693078bdc55b26dd860c0016d5750476a4b5435f6af98624183178fc3bda09");
+  v->store_anchor(value, audit::anchor_seq);
+  const auto slots = v->token().find_data_by_application("kmsctl-audit-anchor:" + v->meta().vault_id);
+  REQUIRE(slots.size() == 2);
+  for (const hsm::ObjectHandle h : slots) {
+    CHECK(v->token().get_label(h) ==
+          "kmsctl-audit-anchor-value:S0FOQwEAAAAAAAAAAiz+5zYER61Pk7oZH5yJJhpPc5UBPDObpUwEDe6JlEHwK2kweL3F"
+          "WybdhgwAFtV1BHaktUNfavmGJBgxePw72gk=");
+    CHECK(v->token().get_value(h) == value);
+  }
+  CHECK(audit::anchor_seq(value) == 2);
+}
+
+TEST_CASE("a single-object anchor of an older vault is read, then converted into two slots") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  auto v = create_vault(path);
+  // What kmsctl wrote before the slots: one object labelled with the vault id.
+  const hsm::ObjectHandle old = v->token().create_data(
+      std::string(kLegacyAnchorLabelPrefix) + v->meta().vault_id, bytes_of("1 legacy"));
+  auto slots = v->anchor_slots();
+  REQUIRE(slots.size() == 1);
+  CHECK(slots[0].legacy);
+  CHECK(v->load_anchor() == std::vector<Bytes>{bytes_of("1 legacy")});
+  v->store_anchor(bytes_of("2 converted"), test_seq);
+  slots = v->anchor_slots();
+  REQUIRE(slots.size() == 2);
+  for (const auto& slot : slots) {
+    CHECK_FALSE(slot.legacy);
+    CHECK(slot.handle != old);
+  }
+  for (const Bytes& value : v->load_anchor()) CHECK(value == bytes_of("2 converted"));
+}
+
+TEST_CASE("a slot that is missing is made again by the next store_anchor") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  auto v = create_vault(path);
+  v->store_anchor(bytes_of("1 one"), test_seq);
+  v->store_anchor(bytes_of("2 two"), test_seq);
+  auto slots = v->anchor_slots();
+  REQUIRE(slots.size() == 2);
+  v->token().destroy(slots[0].handle);
+  v->store_anchor(bytes_of("3 three"), test_seq);
+  slots = v->anchor_slots();
+  REQUIRE(slots.size() == 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,11 +554,11 @@ TEST_CASE("closing one of two open handles of a vault leaves the other usable") 
   auto first = Vault::open(path, pin_of(kPin));
   {
     auto second = Vault::open(path, pin_of(kPin));
-    second->store_anchor(bytes_of("from second"));
+    second->store_anchor(bytes_of("from second"), test_seq);
   }  // its hsm::Module is destroyed here
   std::vector<Bytes> values;
   CHECK_NOTHROW(values = first->load_anchor());
-  CHECK(values == std::vector<Bytes>{bytes_of("from second")});
+  CHECK(values == std::vector<Bytes>(4, bytes_of("from second")));  // 2 slots x value + label
 }
 
 TEST_CASE("a failed token lookup for one vault leaves another open vault of the module usable") {
@@ -483,7 +566,7 @@ TEST_CASE("a failed token lookup for one vault leaves another open vault of the 
   const fs::path path = dir / "vault.db";
   { auto v = create_vault(path); }
   auto first = Vault::open(path, pin_of(kPin));
-  first->store_anchor(bytes_of("kept"));
+  first->store_anchor(bytes_of("kept"), test_seq);
   // A copy of the vault whose header names a token that is not there (same private token
   // configuration, so the same shared PKCS#11 library).
   first->db().backup_to(dir / "copy.db");
@@ -495,7 +578,7 @@ TEST_CASE("a failed token lookup for one vault leaves another open vault of the 
         Code::unavailable);
   std::vector<Bytes> values;
   CHECK_NOTHROW(values = first->load_anchor());
-  CHECK(values == std::vector<Bytes>{bytes_of("kept")});
+  CHECK(values == std::vector<Bytes>(4, bytes_of("kept")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,12 +594,15 @@ std::unique_ptr<Service> init_service(const fs::path& path) {
   return Service::init(opts, pin_of(kPin), report);
 }
 
+// The newest anchor value's seq (both slots hold well-formed values).
 std::int64_t anchor_seq(Vault& v) {
   const auto values = v.load_anchor();
-  REQUIRE(values.size() == 1);
-  REQUIRE(values[0].size() == 77);
-  std::int64_t seq = 0;
-  for (int i = 5; i < 13; ++i) seq = (seq << 8) | values[0][i];
+  REQUIRE(values.size() >= 2);
+  std::int64_t seq = -1;
+  for (const Bytes& value : values) {
+    REQUIRE(value.size() == 77);
+    seq = std::max(seq, audit::anchor_seq(value));
+  }
   return seq;
 }
 
@@ -534,6 +620,31 @@ TEST_CASE("Service::init writes one vault.init record and anchors it") {
   const audit::VerifyReport rep = s->audit_verify();
   CHECK(rep.ok);
   CHECK(rep.records == 1);
+}
+
+TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and converts it to slots") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto s = init_service(path);
+    s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+    // Make the anchor what an older kmsctl left: one object labelled with the vault id.
+    Vault& v = s->vault();
+    Bytes head;
+    for (const Bytes& value : v.load_anchor()) {
+      if (audit::anchor_seq(value) > audit::anchor_seq(head)) head = value;
+    }
+    for (const auto& slot : v.anchor_slots()) v.token().destroy(slot.handle);
+    (void)v.token().create_data(std::string(kLegacyAnchorLabelPrefix) + v.meta().vault_id, head);
+    REQUIRE(v.anchor_slots().size() == 1);
+  }
+  auto s = Service::open(path, pin_of(kPin));
+  CHECK(s->audit_verify().ok);  // read from the old object, then recorded and converted
+  const auto slots = s->vault().anchor_slots();
+  REQUIRE(slots.size() == 2);
+  for (const auto& slot : slots) CHECK_FALSE(slot.legacy);
+  CHECK(anchor_seq(s->vault()) == 3);
+  CHECK(s->audit_verify().ok);
 }
 
 TEST_CASE("Service::run writes exactly one audit record per call and moves the anchor") {
@@ -631,7 +742,10 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
     s->vault().db().backup_to(dir / "old.db");
     s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
   }
+  // The attacker puts the old file back and removes the WAL that would replay the newer state.
   fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
+  fs::remove(path.string() + "-wal");
+  fs::remove(path.string() + "-shm");
   auto s = Service::open(path, pin_of(kPin));
   bool ran = false;
   const Error e = error_of([&] {
