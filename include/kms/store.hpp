@@ -156,6 +156,8 @@ struct AuditHead {
 };
 std::optional<AuditHead> audit_last(Db& db);
 std::optional<Bytes> audit_hash_at(Db& db, std::int64_t seq);
+// The number of records, read as the head's seq: O(1), where count(*) reads the whole log. A log
+// that verifies has seqs 1..N without gaps (`audit verify` checks that).
 std::int64_t audit_count(Db& db);
 void audit_insert(Db& db, const AuditRow& row);
 // Streams rows in sequence order; the row reference is reused between calls.

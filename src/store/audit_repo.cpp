@@ -9,8 +9,8 @@ namespace {
 constexpr const char* kColumns =
     "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, mac";
 
-void read_row(const Stmt& s, AuditRow& r) {
-  auto assign = [](Bytes& b, ByteView v) { b.assign(v.begin(), v.end()); };
+AuditRowView read_view(const Stmt& s) {
+  AuditRowView r;
   r.seq = s.col_int(0);
   r.time = s.col_text_view(1);
   r.principal = s.col_text_view(2);
@@ -20,9 +20,28 @@ void read_row(const Stmt& s, AuditRow& r) {
   r.params = s.col_text_view(6);
   r.outcome = s.col_text_view(7);
   r.error_code = s.col_text_view(8);
-  assign(r.prev_hash, s.col_blob(9));
-  assign(r.hash, s.col_blob(10));
-  assign(r.mac, s.col_blob(11));
+  r.prev_hash = s.col_blob(9);
+  r.hash = s.col_blob(10);
+  r.mac = s.col_blob(11);
+  return r;
+}
+
+// Assigns into `r` so that a reused row keeps its buffers.
+void read_row(const Stmt& s, AuditRow& r) {
+  const AuditRowView v = read_view(s);
+  auto assign = [](Bytes& b, ByteView x) { b.assign(x.begin(), x.end()); };
+  r.seq = v.seq;
+  r.time = v.time;
+  r.principal = v.principal;
+  r.uid = v.uid;
+  r.action = v.action;
+  r.resource = v.resource;
+  r.params = v.params;
+  r.outcome = v.outcome;
+  r.error_code = v.error_code;
+  assign(r.prev_hash, v.prev_hash);
+  assign(r.hash, v.hash);
+  assign(r.mac, v.mac);
 }
 
 }  // namespace
@@ -43,7 +62,7 @@ std::optional<Bytes> audit_hash_at(Db& db, std::int64_t seq) {
 }
 
 std::int64_t audit_count(Db& db) {
-  Stmt s(db, "SELECT count(*) FROM audit_log");
+  Stmt s(db, "SELECT coalesce(max(seq), 0) FROM audit_log");
   s.step();
   return s.col_int(0);
 }
@@ -69,22 +88,7 @@ void audit_scan(Db& db, const std::function<void(const AuditRow&)>& visit) {
 
 void audit_scan_views(Db& db, const std::function<void(const AuditRowView&)>& visit) {
   Stmt s(db, (std::string("SELECT ") + kColumns + " FROM audit_log ORDER BY seq").c_str());
-  AuditRowView r;
-  while (s.step()) {
-    r.seq = s.col_int(0);
-    r.time = s.col_text_view(1);
-    r.principal = s.col_text_view(2);
-    r.uid = s.col_int(3);
-    r.action = s.col_text_view(4);
-    r.resource = s.col_text_view(5);
-    r.params = s.col_text_view(6);
-    r.outcome = s.col_text_view(7);
-    r.error_code = s.col_text_view(8);
-    r.prev_hash = s.col_blob(9);
-    r.hash = s.col_blob(10);
-    r.mac = s.col_blob(11);
-    visit(r);
-  }
+  while (s.step()) visit(read_view(s));
 }
 
 void audit_query(Db& db, const AuditFilter& f, const std::function<void(const AuditRow&)>& visit) {
