@@ -157,6 +157,8 @@ std::unique_ptr<CLI::App> build_app(Globals& g) {
   register_key(*app, g);
   register_crypto(*app, g);
   register_file(*app, g);
+  register_secret(*app, g);
+  register_exec(*app, g);
   register_maintain(*app, g);
   register_vault(*app, g);
   register_meta(*app, g);

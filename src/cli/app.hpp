@@ -42,6 +42,8 @@ void register_key(CLI::App& app, Globals& g);
 void register_crypto(CLI::App& app, Globals& g);  // encrypt, decrypt, re-encrypt, data-key, random
 void register_maintain(CLI::App& app, Globals& g);
 void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
+void register_secret(CLI::App& app, Globals& g);
+void register_exec(CLI::App& app, Globals& g);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
