@@ -37,8 +37,12 @@ packages=(
   clang libclang-rt-14-dev
   # completion tests
   bash-completion zsh fish
+  # secrets: the PostgreSQL rotator (jq, psql) and its end-to-end test (a throwaway server)
+  postgresql postgresql-client jq
   # benchmarks
   hyperfine time
+  # benchmarks: `pass show` next to `kmsctl secret get`
+  pass gnupg
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -28,6 +28,9 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
 std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
+// Before running rotation hooks: KMSCTL_BIN, KMSCTL_VAULT and KMSCTL_PIN_FILE (when given) in
+// the environment, so that a hook can call this kmsctl on this vault.
+void export_for_hooks(const Globals& g);
 
 // Output: data to stdout, messages to stderr.
 void print_json(const nlohmann::json& j);

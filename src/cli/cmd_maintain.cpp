@@ -18,6 +18,7 @@ void register_maintain(CLI::App& app, Globals& g) {
   cmd->add_flag("--dry-run", a->dry_run, "Only list what would be done");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([&g, a] {
+    export_for_hooks(g);
     const MaintainReport rep = open_service(g)->maintain(a->dry_run);
     if (a->json) {
       nlohmann::json rotated = nlohmann::json::array();

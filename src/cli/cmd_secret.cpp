@@ -209,17 +209,6 @@ void print_value(const std::string& name, const secrets::Value& v, const std::st
   write_stdout(text);
 }
 
-// A hook may call kmsctl itself (e.g. for an admin secret): point it at this vault and PIN file.
-void export_vault_for_hooks(const Globals& g) {
-  std::error_code ec;
-  const auto abs = std::filesystem::absolute(vault_path(g), ec);
-  ::setenv("KMSCTL_VAULT", (ec ? vault_path(g) : abs).c_str(), 1);
-  if (!g.pin_file.empty()) {
-    const auto pin_abs = std::filesystem::absolute(g.pin_file, ec);
-    ::setenv("KMSCTL_PIN_FILE", (ec ? std::filesystem::path(g.pin_file) : pin_abs).c_str(), 1);
-  }
-}
-
 }  // namespace
 
 void register_secret(CLI::App& app, Globals& g) {
@@ -405,7 +394,7 @@ void register_secret(CLI::App& app, Globals& g) {
   rotate->add_option("name", rt->name, "Secret name")->required()->type_name("NAME");
   rotate->add_flag("--json", rt->json, "Print the result as JSON");
   rotate->callback([&g, rt] {
-    export_vault_for_hooks(g);
+    export_for_hooks(g);
     const SecretRotation r = open_service(g)->secret_rotate(rt->name);
     if (rt->json) {
       print_json({{"name", r.name}, {"version_id", r.version}, {"previous_version_id", r.previous_version},
