@@ -1,12 +1,16 @@
 // Rotation hooks and the per-secret rotation lock.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -23,6 +27,7 @@ namespace {
 
 // Values fit in a pipe's buffer once it is this large, so writing them never waits for the hook.
 constexpr int kPipeSize = 1 << 20;
+constexpr long kDefaultHookTimeout = 300;
 
 struct Pipe {
   int r = -1, w = -1;
@@ -83,6 +88,15 @@ class IgnoreSigpipe {
   struct sigaction old_ {};
 };
 
+// KMSCTL_HOOK_TIMEOUT seconds (default 300): a hook that runs longer is killed and the step fails.
+std::chrono::milliseconds hook_timeout() {
+  const char* v = std::getenv("KMSCTL_HOOK_TIMEOUT");
+  char* end = nullptr;
+  const long s = v ? std::strtol(v, &end, 10) : 0;
+  if (v == nullptr || end == v || *end != '\0' || s <= 0) return std::chrono::seconds(kDefaultHookTimeout);
+  return std::chrono::seconds(s);
+}
+
 }  // namespace
 
 HookResult run_hook(const std::string& command, const HookCall& call) {
@@ -116,9 +130,15 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   std::string sh = "/bin/sh", dash_c = "-c", cmd = command;
   char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
 
+  // Its own process group, so that a hook that times out is killed with its children.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, "/bin/sh", &fa, nullptr, argv, envp.data());
+  const int rc = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0) {
     throw Error(Code::failed, fmt::format("cannot start the rotation command: {}", std::strerror(rc)));
   }
@@ -133,9 +153,23 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
     cur.close_w();
   }
   HookResult res;
+  const auto deadline = std::chrono::steady_clock::now() + hook_timeout();
+  auto left_ms = [&] {
+    const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    return static_cast<int>(std::max<std::int64_t>(0, d.count()));
+  };
+  bool timed_out = false;
   SecureBytes buf(kMaxValueSize + 1);
   std::size_t len = 0;
   for (;;) {
+    pollfd pfd{out.r, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, left_ms());
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      timed_out = true;
+      break;
+    }
     std::uint8_t scratch[4096];
     const ssize_t n = ::read(out.r, scratch, sizeof scratch);
     if (n < 0 && errno == EINTR) continue;
@@ -145,8 +179,28 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
     len += take;
     std::memset(scratch, 0, sizeof scratch);
   }
+  if (timed_out) ::kill(-pid, SIGKILL);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    const pid_t w = ::waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+    if (w < 0 && errno == EINTR) continue;
+    if (w == pid) break;
+    if (w < 0) {
+      throw Error(Code::failed,
+                  fmt::format("cannot wait for the rotation command: {}", std::strerror(errno)));
+    }
+    if (left_ms() == 0) {
+      timed_out = true;
+      ::kill(-pid, SIGKILL);
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (timed_out) {
+    ::kill(-pid, SIGKILL);  // what is left of its process group
+    res.failure = fmt::format("ran longer than {} s and was killed (KMSCTL_HOOK_TIMEOUT)",
+                              std::chrono::duration_cast<std::chrono::seconds>(hook_timeout()).count());
+    return res;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     res.ok = true;

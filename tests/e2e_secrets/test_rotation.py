@@ -164,6 +164,25 @@ class Rotation(SecretsTestCase):
         self.assertEqual(first.returncode, 0, err)
         self.assertEqual(self.get("rot/lock"), pending)
 
+    def test_a_hook_that_runs_too_long_is_killed_and_the_step_fails(self):
+        v = self.vault
+        self.create("rot/slow", b"slow-old-value", "--rotation-command", self.hook)
+        self.control("sleep")  # waits at set for a file that never appears
+        env = v.env
+        v.env = lambda faketime=None: {**env(faketime), "KMSCTL_HOOK_TIMEOUT": "1"}
+        try:
+            t = time.time()
+            r = v.run("secret", "rotate", "rot/slow")
+        finally:
+            v.env = env
+        self.assertLess(time.time() - t, 30)
+        self.assertEqual(r.rc, FAILED, r)
+        self.assertIn("failed at step set", r.err)
+        self.assertIn("was killed (KMSCTL_HOOK_TIMEOUT)", r.err)
+        self.assertEqual(self.get("rot/slow"), b"slow-old-value")
+        self.control("none")
+        self.assertEqual(v.json("secret", "rotate", "rot/slow", "--json")["resumed"], True)
+
     def test_without_a_command_kmsctl_generates_and_a_json_secret_keeps_its_fields(self):
         v = self.vault
         v.ok("secret", "create", "rot/plain", "--generate", "--length", "16", "--charset", "hex")
