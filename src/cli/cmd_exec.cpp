@@ -27,7 +27,9 @@ bool valid_env_name(std::string_view n) {
 std::string default_env_name(std::string_view secret) {
   std::string out;
   for (char c : secret) {
-    out.push_back(std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_');
+    out.push_back(std::isalnum(static_cast<unsigned char>(c))
+                      ? static_cast<char>(std::toupper(static_cast<unsigned char>(c)))
+                      : '_');
   }
   if (!out.empty() && std::isdigit(static_cast<unsigned char>(out.front()))) out.insert(0, "_");
   return out;
@@ -56,8 +58,9 @@ void register_exec(CLI::App& app, Globals& g) {
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "exec", "Run COMMAND with secrets in its environment (kmsctl is replaced by it)");
-  cmd->add_option("--secret", a->secrets, "Secret NAME, or NAME=ENV_VAR (repeatable; default variable: "
-                                          "the name upper-cased, other characters as _)")
+  cmd->add_option("--secret", a->secrets,
+                  "Secret NAME, or NAME=ENV_VAR (repeatable; default variable: "
+                  "the name upper-cased, other characters as _)")
       ->required()
       ->allow_extra_args(false)  // one value per --secret, so that `--` ends the options
       ->type_name("NAME[=ENV]");
@@ -72,7 +75,8 @@ void register_exec(CLI::App& app, Globals& g) {
       auto b = parse_binding(s);
       secrets::check_name(b.first);
       if (!valid_env_name(b.second)) {
-        throw Error(Code::usage, fmt::format("--secret {}: {} is not a valid variable name", s, b.second),
+        throw Error(Code::usage,
+                    fmt::format("--secret {}: {} is not a valid variable name", s, b.second),
                     "name one with --secret NAME=ENV_VAR");
       }
       bindings.push_back(std::move(b));
@@ -81,17 +85,20 @@ void register_exec(CLI::App& app, Globals& g) {
     {
       auto svc = open_service(g);
       for (const auto& [name, env] : bindings) {
-        secrets::Value v = svc->secret_get(name, a->stage, std::nullopt,
-                                           {{"exec", {{"env", env}, {"command", a->command.front()}}}});
+        secrets::Value v =
+            svc->secret_get(name, a->stage, std::nullopt,
+                            {{"exec", {{"env", env}, {"command", a->command.front()}}}});
         if (std::memchr(v.value.data(), 0, v.value.size()) != nullptr) {
-          throw Error(Code::usage,
-                      fmt::format("secret {} holds a NUL byte, which an environment variable cannot", name),
-                      fmt::format("read it with `kmsctl secret get {}` instead", name));
+          throw Error(
+              Code::usage,
+              fmt::format("secret {} holds a NUL byte, which an environment variable cannot", name),
+              fmt::format("read it with `kmsctl secret get {}` instead", name));
         }
         values.emplace_back(env, std::move(v.value));
       }
     }  // the vault and the token session are closed before COMMAND runs
-    for (const auto& [env, value] : values) ::setenv(env.c_str(), std::string(value.chars()).c_str(), 1);
+    for (const auto& [env, value] : values)
+      ::setenv(env.c_str(), std::string(value.chars()).c_str(), 1);
     std::vector<char*> argv;
     for (auto& s : a->command) argv.push_back(s.data());
     argv.push_back(nullptr);

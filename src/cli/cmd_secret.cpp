@@ -24,7 +24,8 @@ struct ValueArgs {
 };
 
 void add_value_options(CLI::App* cmd, ValueArgs& v) {
-  auto* in = cmd->add_flag("--value-stdin", v.value_stdin, "Read the value from standard input (verbatim)");
+  auto* in = cmd->add_flag("--value-stdin", v.value_stdin,
+                           "Read the value from standard input (verbatim)");
   auto* file = cmd->add_option("--value-file", v.value_file, "Read the value from FILE (verbatim)")
                    ->type_name("FILE");
   auto* gen = cmd->add_flag("--generate", v.generate, "Generate a random value");
@@ -93,7 +94,8 @@ nlohmann::json secret_json(const secrets::SecretInfo& info) {
   const store::SecretRow& s = info.secret;
   nlohmann::json versions = nlohmann::json::array();
   for (const auto& v : info.versions) {
-    versions.push_back({{"version_id", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
+    versions.push_back(
+        {{"version_id", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
   }
   nlohmann::json tags = nlohmann::json::object();
   for (const auto& [k, v] : info.tags) tags[k] = v;
@@ -141,14 +143,16 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
   fmt::print("created          {}\n", s.created);
   fmt::print("updated          {}\n", s.updated);
   fmt::print("stages           current {}, previous {}, pending {}\n",
-             opt_num(version_at(info, secrets::kCurrent)), opt_num(version_at(info, secrets::kPrevious)),
+             opt_num(version_at(info, secrets::kCurrent)),
+             opt_num(version_at(info, secrets::kPrevious)),
              opt_num(version_at(info, secrets::kPending)));
   fmt::print("versions         {}\n", info.versions.size());
   fmt::print("rotation         {}\n",
-             s.rotation_period_days
-                 ? fmt::format("every {}d; next {}", *s.rotation_period_days, info.next_rotation.value_or("-"))
-                 : std::string("not scheduled"));
-  fmt::print("rotation command {}\n", s.rotation_command.value_or("- (kmsctl generates the value)"));
+             s.rotation_period_days ? fmt::format("every {}d; next {}", *s.rotation_period_days,
+                                                  info.next_rotation.value_or("-"))
+                                    : std::string("not scheduled"));
+  fmt::print("rotation command {}\n",
+             s.rotation_command.value_or("- (kmsctl generates the value)"));
   fmt::print("last rotation    {}{}\n", s.rotation_status,
              s.last_rotated ? fmt::format(" (last succeeded {})", *s.last_rotated) : "");
   if (s.rotation_error) fmt::print("rotation error   {}\n", *s.rotation_error);
@@ -173,7 +177,8 @@ void write_stdout(std::string_view data) { write_output("-", data, false); }
 SecureBytes field_of(const secrets::Value& v, const std::string& name, const std::string& field) {
   const nlohmann::json j = nlohmann::json::parse(v.value.chars(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    throw Error(Code::usage, fmt::format("--field {}: the value of secret {} is not a JSON object", field, name),
+    throw Error(Code::usage,
+                fmt::format("--field {}: the value of secret {} is not a JSON object", field, name),
                 "drop --field to print the whole value");
   }
   const auto it = j.find(field);
@@ -185,15 +190,17 @@ SecureBytes field_of(const secrets::Value& v, const std::string& name, const std
   return SecureBytes(as_bytes(text));
 }
 
-void print_value(const std::string& name, const secrets::Value& v, const std::string& field, bool json) {
+void print_value(const std::string& name, const secrets::Value& v, const std::string& field,
+                 bool json) {
   const SecureBytes picked = field.empty() ? SecureBytes(v.value.view()) : field_of(v, name, field);
   if (!json) {
     write_stdout(picked.chars());
     return;
   }
-  nlohmann::json out = {{"name", name},
-                        {"version_id", v.version},
-                        {"stages", v.stage ? nlohmann::json::array({*v.stage}) : nlohmann::json::array()}};
+  nlohmann::json out = {
+      {"name", name},
+      {"version_id", v.version},
+      {"stages", v.stage ? nlohmann::json::array({*v.stage}) : nlohmann::json::array()}};
   if (!field.empty()) out["field"] = field;
   std::string text;
   out["value"] = std::string(picked.chars());
@@ -224,17 +231,23 @@ void register_secret(CLI::App& app, Globals& g) {
     bool json = false;
   };
   auto ca = std::make_shared<CreateArgs>();
-  CLI::App* create = secret->add_subcommand("create", "Create a secret; its first version is current");
+  CLI::App* create =
+      secret->add_subcommand("create", "Create a secret; its first version is current");
   create->add_option("name", ca->name, "Secret name")->required()->type_name("NAME");
   add_value_options(create, ca->value);
-  create->add_option("--key", ca->key, "Key id or alias/NAME to encrypt under (default alias/kmsctl/secrets)")
+  create
+      ->add_option("--key", ca->key,
+                   "Key id or alias/NAME to encrypt under (default alias/kmsctl/secrets)")
       ->type_name("KEY");
   create->add_option("--description", ca->description, "What the secret is for");
   create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
-  create->add_option("--rotation-period", ca->rotation, "Rotate every N days from `kmsctl maintain` (1d-365d)")
+  create
+      ->add_option("--rotation-period", ca->rotation,
+                   "Rotate every N days from `kmsctl maintain` (1d-365d)")
       ->type_name("DAYS");
-  create->add_option("--rotation-command", ca->command,
-                     "Hook run by /bin/sh -c at each rotation step (see README \"Secrets\")")
+  create
+      ->add_option("--rotation-command", ca->command,
+                   "Hook run by /bin/sh -c at each rotation step (see README \"Secrets\")")
       ->type_name("CMD");
   create->add_flag("--json", ca->json, "Print the secret as JSON");
   create->callback([&g, ca] {
@@ -255,7 +268,8 @@ void register_secret(CLI::App& app, Globals& g) {
     if (ca->json) {
       print_secret(info, true);
     } else {
-      note(fmt::format("created secret {} (version 1, key {})", info.secret.name, info.secret.key_id));
+      note(fmt::format("created secret {} (version 1, key {})", info.secret.name,
+                       info.secret.key_id));
     }
   });
 
@@ -294,7 +308,8 @@ void register_secret(CLI::App& app, Globals& g) {
   put->add_flag("--json", pa->json, "Print the secret as JSON");
   put->callback([&g, pa] {
     SecretInput in = input_of(pa->value);
-    if (pa->value.generate && !has_generator_options(pa->value)) in.generator.length = 0;  // the secret's own
+    if (pa->value.generate && !has_generator_options(pa->value))
+      in.generator.length = 0;  // the secret's own
     const secrets::SecretInfo info = open_service(g)->secret_put(pa->name, in);
     if (pa->json) {
       print_secret(info, true);
@@ -305,7 +320,8 @@ void register_secret(CLI::App& app, Globals& g) {
   });
 
   auto lj = std::make_shared<bool>(false);
-  CLI::App* list = secret->add_subcommand("list", "List secrets (names and metadata, never values)");
+  CLI::App* list =
+      secret->add_subcommand("list", "List secrets (names and metadata, never values)");
   list->add_flag("--json", *lj, "Print a JSON array");
   list->callback([&g, lj] {
     const auto all = open_service(g)->secret_list();
@@ -319,13 +335,14 @@ void register_secret(CLI::App& app, Globals& g) {
       print_json(arr);
       return;
     }
-    fmt::print("{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", "NAME", "CURRENT", "VERSIONS", "ROTATION",
-               "LAST ROTATE", "DELETION");
+    fmt::print("{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", "NAME", "CURRENT", "VERSIONS",
+               "ROTATION", "LAST ROTATE", "DELETION");
     for (const auto& s : all) {
-      fmt::print("{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", s.secret.name,
-                 opt_num(version_at(s, secrets::kCurrent)), s.versions.size(),
-                 s.secret.rotation_period_days ? fmt::format("{}d", *s.secret.rotation_period_days) : "-",
-                 s.secret.rotation_status, s.secret.deletion_date.value_or("-"));
+      fmt::print(
+          "{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", s.secret.name,
+          opt_num(version_at(s, secrets::kCurrent)), s.versions.size(),
+          s.secret.rotation_period_days ? fmt::format("{}d", *s.secret.rotation_period_days) : "-",
+          s.secret.rotation_status, s.secret.deletion_date.value_or("-"));
     }
   });
 
@@ -335,16 +352,20 @@ void register_secret(CLI::App& app, Globals& g) {
   };
   auto da = std::make_shared<NameArgs>();
   CLI::App* describe = secret->add_subcommand(
-      "describe", "Show a secret: key, stages, versions, rotation (and its last error), deletion date");
+      "describe",
+      "Show a secret: key, stages, versions, rotation (and its last error), deletion date");
   describe->add_option("name", da->name, "Secret name")->required()->type_name("NAME");
   describe->add_flag("--json", da->json, "Print the secret as JSON");
-  describe->callback([&g, da] { print_secret(open_service(g)->secret_describe(da->name), da->json); });
+  describe->callback(
+      [&g, da] { print_secret(open_service(g)->secret_describe(da->name), da->json); });
 
   auto va = std::make_shared<NameArgs>();
-  CLI::App* versions = secret->add_subcommand("versions", "List a secret's versions and their stages");
+  CLI::App* versions =
+      secret->add_subcommand("versions", "List a secret's versions and their stages");
   versions->add_option("name", va->name, "Secret name")->required()->type_name("NAME");
   versions->add_flag("--json", va->json, "Print a JSON array");
-  versions->callback([&g, va] { print_versions(open_service(g)->secret_versions(va->name), va->json); });
+  versions->callback(
+      [&g, va] { print_versions(open_service(g)->secret_versions(va->name), va->json); });
 
   struct DeleteArgs {
     std::string name, days;
@@ -354,8 +375,9 @@ void register_secret(CLI::App& app, Globals& g) {
   CLI::App* del = secret->add_subcommand(
       "delete", "Schedule a secret's purge after a recovery window (reads are refused meanwhile)");
   del->add_option("name", dl->name, "Secret name")->required()->type_name("NAME");
-  auto* days = del->add_option("--recovery-days", dl->days, "Recovery window, 7-30 days (default 30)")
-                   ->type_name("DAYS");
+  auto* days =
+      del->add_option("--recovery-days", dl->days, "Recovery window, 7-30 days (default 30)")
+          ->type_name("DAYS");
   auto* force = del->add_flag("--force", dl->force, "Purge now, with every version (no recovery)");
   days->excludes(force);
   del->add_flag("--json", dl->json, "Print the secret as JSON");
@@ -370,7 +392,8 @@ void register_secret(CLI::App& app, Globals& g) {
       note(fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size()));
     } else {
       note(fmt::format("secret {} will be purged on {} (undo with `kmsctl secret restore {}`)",
-                       info.secret.name, info.secret.deletion_date.value_or("?"), info.secret.name));
+                       info.secret.name, info.secret.deletion_date.value_or("?"),
+                       info.secret.name));
     }
     if (dl->json) print_secret(info, true);
   });
@@ -390,15 +413,19 @@ void register_secret(CLI::App& app, Globals& g) {
 
   auto rt = std::make_shared<NameArgs>();
   CLI::App* rotate = secret->add_subcommand(
-      "rotate", "Rotate now: create, set, test, finish (resumes a pending version left by a failure)");
+      "rotate",
+      "Rotate now: create, set, test, finish (resumes a pending version left by a failure)");
   rotate->add_option("name", rt->name, "Secret name")->required()->type_name("NAME");
   rotate->add_flag("--json", rt->json, "Print the result as JSON");
   rotate->callback([&g, rt] {
     export_for_hooks(g);
     const SecretRotation r = open_service(g)->secret_rotate(rt->name);
     if (rt->json) {
-      print_json({{"name", r.name}, {"version_id", r.version}, {"previous_version_id", r.previous_version},
-                  {"resumed", r.resumed}, {"steps", r.steps}});
+      print_json({{"name", r.name},
+                  {"version_id", r.version},
+                  {"previous_version_id", r.previous_version},
+                  {"resumed", r.resumed},
+                  {"steps", r.steps}});
     } else {
       fmt::print("secret {}: version {} is current (previous {}){}\n", r.name, r.version,
                  r.previous_version, r.resumed ? "; resumed a pending version" : "");

@@ -3,18 +3,18 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <sys/wait.h>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -59,7 +59,8 @@ struct Pipe {
     if (fd > 3) return fd;
     const int hi = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
     ::close(fd);
-    if (hi < 0) throw Error(Code::failed, fmt::format("cannot duplicate a pipe: {}", std::strerror(errno)));
+    if (hi < 0)
+      throw Error(Code::failed, fmt::format("cannot duplicate a pipe: {}", std::strerror(errno)));
     return hi;
   }
 };
@@ -93,7 +94,8 @@ std::chrono::milliseconds hook_timeout() {
   const char* v = std::getenv("KMSCTL_HOOK_TIMEOUT");
   char* end = nullptr;
   const long s = v ? std::strtol(v, &end, 10) : 0;
-  if (v == nullptr || end == v || *end != '\0' || s <= 0) return std::chrono::seconds(kDefaultHookTimeout);
+  if (v == nullptr || end == v || *end != '\0' || s <= 0)
+    return std::chrono::seconds(kDefaultHookTimeout);
   return std::chrono::seconds(s);
 }
 
@@ -140,7 +142,8 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    throw Error(Code::failed, fmt::format("cannot start the rotation command: {}", std::strerror(rc)));
+    throw Error(Code::failed,
+                fmt::format("cannot start the rotation command: {}", std::strerror(rc)));
   }
   in.close_r();
   cur.close_r();
@@ -198,8 +201,9 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   }
   if (timed_out) {
     ::kill(-pid, SIGKILL);  // what is left of its process group
-    res.failure = fmt::format("ran longer than {} s and was killed (KMSCTL_HOOK_TIMEOUT)",
-                              std::chrono::duration_cast<std::chrono::seconds>(hook_timeout()).count());
+    res.failure =
+        fmt::format("ran longer than {} s and was killed (KMSCTL_HOOK_TIMEOUT)",
+                    std::chrono::duration_cast<std::chrono::seconds>(hook_timeout()).count());
     return res;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -245,7 +249,8 @@ RotationLock::RotationLock(const std::filesystem::path& vault, std::string_view 
     ::close(fd_);
     fd_ = -1;
     if (err == EAGAIN || err == EACCES) {
-      throw Error(Code::refused, fmt::format("a rotation of secret {} is already running", secret_name),
+      throw Error(Code::refused,
+                  fmt::format("a rotation of secret {} is already running", secret_name),
                   "wait for it to finish, then run `kmsctl secret rotate` again if it failed");
     }
     throw Error(Code::failed, fmt::format("cannot lock {}: {}", path, std::strerror(err)));

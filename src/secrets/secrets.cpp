@@ -57,10 +57,10 @@ std::string alphabet(const Generator& g) {
                 "exclude fewer characters, or choose another --charset");
   }
   if (g.length < kMinGenLength || g.length > kMaxGenLength) {
-    throw Error(Code::usage,
-                fmt::format("--length {} is not between {} and {}", g.length, kMinGenLength,
-                            kMaxGenLength),
-                "e.g. --length 32");
+    throw Error(
+        Code::usage,
+        fmt::format("--length {} is not between {} and {}", g.length, kMinGenLength, kMaxGenLength),
+        "e.g. --length 32");
   }
   return out;
 }
@@ -89,8 +89,8 @@ SecureBytes generate_like(const Generator& g, ByteView current) {
 
 void check_name(std::string_view name) {
   const bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/_+=.@-").find(c) !=
-                                                              std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("/_+=.@-").find(c) != std::string_view::npos;
   });
   if (name.empty() || name.size() > 256 || !chars_ok) {
     throw Error(Code::usage, fmt::format("\"{}\" is not a valid secret name", name),
@@ -98,7 +98,8 @@ void check_name(std::string_view name) {
   }
 }
 
-store::KeyRow SecretStore::key_for_create(const CreateSpec& spec, TimePoint now, bool& key_created) {
+store::KeyRow SecretStore::key_for_create(const CreateSpec& spec, TimePoint now,
+                                          bool& key_created) {
   key_created = false;
   if (spec.key) {
     store::KeyRow key = keys_.resolve(*spec.key);

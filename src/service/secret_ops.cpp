@@ -22,7 +22,8 @@ SecureBytes input_value(const SecretInput& in) {
 
 }  // namespace
 
-secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec, const SecretInput& input) {
+secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
+                                           const SecretInput& input) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
@@ -53,7 +54,8 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
     store::SecretRow s = ss.resolve(name);
     secrets::Generator gen = input.generator;
     if (!input.value && gen.length == 0) gen = {s.gen_length, s.gen_charset, s.gen_exclude};
-    const SecureBytes value = input.value ? SecureBytes(input.value->view()) : secrets::generate(gen);
+    const SecureBytes value =
+        input.value ? SecureBytes(input.value->view()) : secrets::generate(gen);
     e.params["version"] = ss.add_version(s, value.view(), secrets::kCurrent, now());
     info = ss.describe(s);
   });
@@ -61,7 +63,8 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
 }
 
 secrets::Value Service::secret_get(std::string_view name, std::optional<std::string> stage,
-                                   std::optional<std::int64_t> version, const nlohmann::json& extra) {
+                                   std::optional<std::int64_t> version,
+                                   const nlohmann::json& extra) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::optional<secrets::Value> out;
@@ -93,7 +96,8 @@ secrets::SecretInfo Service::secret_describe(std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event("secret.describe", name), [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  run(secret_event("secret.describe", name),
+      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
   return info;
 }
 
@@ -101,11 +105,13 @@ secrets::SecretInfo Service::secret_versions(std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event("secret.versions", name), [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  run(secret_event("secret.versions", name),
+      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
   return info;
 }
 
-secrets::SecretInfo Service::secret_delete(std::string_view name, std::optional<std::int64_t> days) {
+secrets::SecretInfo Service::secret_delete(std::string_view name,
+                                           std::optional<std::int64_t> days) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
@@ -147,7 +153,8 @@ void Service::rotation_step_failed(std::string_view name, std::string_view step,
   run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
     if (auto s = store::secret_by_name(vault_->db(), name)) {
       s->rotation_status = "failed";
-      s->rotation_error = fmt::format("{}: step {} failed: {}", format_rfc3339(now()), step, failure);
+      s->rotation_error =
+          fmt::format("{}: step {} failed: {}", format_rfc3339(now()), step, failure);
       store::secret_update(vault_->db(), *s);
     }
   });
@@ -195,12 +202,12 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     const std::string resume =
         step == "create" ? "it starts again at step create"
                          : fmt::format("it resumes pending version {} at step set", version);
-    return Error(Code::failed,
-                 fmt::format("rotation of secret {} failed at step {}: the rotation command {}; "
-                             "current is still version {}",
-                             name, step, failure, current.version),
-                 fmt::format("fix the cause and run `kmsctl secret rotate {}` again ({})", name,
-                             resume));
+    return Error(
+        Code::failed,
+        fmt::format("rotation of secret {} failed at step {}: the rotation command {}; "
+                    "current is still version {}",
+                    name, step, failure, current.version),
+        fmt::format("fix the cause and run `kmsctl secret rotate {}` again ({})", name, resume));
   };
 
   // create: the hook may print the new value; otherwise kmsctl generates it.
@@ -219,7 +226,8 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     run(std::move(ev), [&](audit::Event& e) {
       store::SecretRow fresh = ss.resolve(name);
       const secrets::Generator gen{fresh.gen_length, fresh.gen_charset, fresh.gen_exclude};
-      SecureBytes value = supplied ? std::move(*supplied) : secrets::generate_like(gen, current.value.view());
+      SecureBytes value =
+          supplied ? std::move(*supplied) : secrets::generate_like(gen, current.value.view());
       const std::int64_t v = ss.add_version(fresh, value.view(), secrets::kPending, now());
       fresh.rotation_status = "in_progress";
       store::secret_update(vault_->db(), fresh);

@@ -38,14 +38,20 @@ SecretRow read_secret(const Stmt& s) {
 }
 
 void bind_opt(Stmt& s, int i, const std::optional<std::string>& v) {
-  if (v) s.bind(i, std::string_view(*v)); else s.bind_null(i);
+  if (v)
+    s.bind(i, std::string_view(*v));
+  else
+    s.bind_null(i);
 }
 
 void bind_secret(Stmt& s, const SecretRow& r) {
   s.bind(1, r.id).bind(2, r.name).bind(3, r.key_id).bind(4, r.description).bind(5, r.created);
   s.bind(6, r.updated).bind(7, r.next_version).bind(8, r.gen_length).bind(9, r.gen_charset);
   s.bind(10, r.gen_exclude);
-  if (r.rotation_period_days) s.bind(11, *r.rotation_period_days); else s.bind_null(11);
+  if (r.rotation_period_days)
+    s.bind(11, *r.rotation_period_days);
+  else
+    s.bind_null(11);
   bind_opt(s, 12, r.rotation_command);
   bind_opt(s, 13, r.last_rotated);
   s.bind(14, r.rotation_status);
@@ -135,8 +141,9 @@ std::vector<SecretRow> secrets_due_deletion(Db& db, std::string_view now) {
 }
 
 void secret_version_insert(Db& db, const SecretVersionRow& v) {
-  Stmt s(db, "INSERT INTO secret_versions (secret_id, version, created, stage, value) "
-             "VALUES (?, ?, ?, ?, ?)");
+  Stmt s(db,
+         "INSERT INTO secret_versions (secret_id, version, created, stage, value) "
+         "VALUES (?, ?, ?, ?, ?)");
   s.bind(1, v.secret_id).bind(2, v.version).bind(3, v.created);
   bind_opt(s, 4, v.stage);
   s.bind(5, ByteView(v.value));
@@ -145,8 +152,9 @@ void secret_version_insert(Db& db, const SecretVersionRow& v) {
 
 std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secret_id,
                                                    std::int64_t version) {
-  Stmt s(db, "SELECT version, created, stage, value FROM secret_versions "
-             "WHERE secret_id = ? AND version = ?");
+  Stmt s(db,
+         "SELECT version, created, stage, value FROM secret_versions "
+         "WHERE secret_id = ? AND version = ?");
   s.bind(1, secret_id).bind(2, version);
   if (!s.step()) return std::nullopt;
   return read_version(s, secret_id, true);
@@ -154,16 +162,18 @@ std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secr
 
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
                                                         std::string_view stage) {
-  Stmt s(db, "SELECT version, created, stage, value FROM secret_versions "
-             "WHERE secret_id = ? AND stage = ?");
+  Stmt s(db,
+         "SELECT version, created, stage, value FROM secret_versions "
+         "WHERE secret_id = ? AND stage = ?");
   s.bind(1, secret_id).bind(2, stage);
   if (!s.step()) return std::nullopt;
   return read_version(s, secret_id, true);
 }
 
 std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id) {
-  Stmt s(db, "SELECT version, created, stage FROM secret_versions WHERE secret_id = ? "
-             "ORDER BY version");
+  Stmt s(db,
+         "SELECT version, created, stage FROM secret_versions WHERE secret_id = ? "
+         "ORDER BY version");
   s.bind(1, secret_id);
   std::vector<SecretVersionRow> out;
   while (s.step()) out.push_back(read_version(s, secret_id, false));
@@ -204,7 +214,8 @@ void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name,
   s.step();
 }
 
-std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db, std::string_view secret_id) {
+std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db,
+                                                                std::string_view secret_id) {
   Stmt s(db, "SELECT name, value FROM secret_tags WHERE secret_id = ? ORDER BY name");
   s.bind(1, secret_id);
   std::vector<std::pair<std::string, std::string>> out;

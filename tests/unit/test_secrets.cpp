@@ -39,8 +39,10 @@ store::SecretRow sample_secret(std::string id, std::string name) {
   return s;
 }
 
-void add(store::Db& db, const std::string& id, std::int64_t version, std::optional<std::string> stage) {
-  store::secret_version_insert(db, {id, version, "2026-01-01T00:00:00.000Z", std::move(stage), {1, 2, 3}});
+void add(store::Db& db, const std::string& id, std::int64_t version,
+         std::optional<std::string> stage) {
+  store::secret_version_insert(
+      db, {id, version, "2026-01-01T00:00:00.000Z", std::move(stage), {1, 2, 3}});
 }
 
 }  // namespace
@@ -53,7 +55,8 @@ TEST_CASE("generate draws length characters from the charset minus the exclusion
   const SecureBytes v = secrets::generate(g);
   REQUIRE(v.size() == 4096);
   std::set<char> seen(v.chars().begin(), v.chars().end());
-  CHECK(seen == std::set<char>{'1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e'});
+  CHECK(seen ==
+        std::set<char>{'1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e'});
 }
 
 TEST_CASE("generate is roughly uniform over a 62-character alphabet") {
@@ -73,7 +76,8 @@ TEST_CASE("generate is roughly uniform over a 62-character alphabet") {
   }
 }
 
-TEST_CASE("alphabet rejects an unknown charset, a bad length and exclusions that leave too little") {
+TEST_CASE(
+    "alphabet rejects an unknown charset, a bad length and exclusions that leave too little") {
   CHECK(code_of([] { secrets::alphabet({32, "emoji", ""}); }) == Code::usage);
   CHECK(code_of([] { secrets::alphabet({3, "alnum", ""}); }) == Code::usage);
   CHECK(code_of([] { secrets::alphabet({4097, "alnum", ""}); }) == Code::usage);
@@ -156,8 +160,9 @@ TEST_CASE("Db open_existing migrates a version 2 vault to version 3 and keeps it
     k.protection = "software";
     k.created = k.last_rotated = "2026-01-01T00:00:00.000Z";
     store::key_insert(db, k);
-    db.exec("DROP TABLE secret_tags; DROP TABLE secret_versions; DROP TABLE secrets; "
-            "PRAGMA user_version = 2;");
+    db.exec(
+        "DROP TABLE secret_tags; DROP TABLE secret_versions; DROP TABLE secrets; "
+        "PRAGMA user_version = 2;");
   }
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
   CHECK(db.schema_version() == 3);
