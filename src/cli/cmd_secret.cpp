@@ -65,8 +65,15 @@ SecretInput input_of(const ValueArgs& v) {
     in.generator = generator_of(v);
     return in;
   }
-  in.value = read_input(v.value_stdin ? "-" : v.value_file, secrets::kMaxValueSize,
-                        "store large data with `kmsctl file encrypt`");
+  try {
+    in.value = read_input(v.value_stdin ? "-" : v.value_file, secrets::kMaxValueSize,
+                          "store large data with `kmsctl file encrypt`");
+  } catch (const Error& e) {
+    // read_input's hint names --in; name the flag of this command instead.
+    if (e.code() != Code::usage || v.value_stdin || e.hint().find("--in") == std::string::npos)
+      throw;
+    throw Error(e.code(), e.what(), "check the path given to --value-file");
+  }
   if (in.value->empty()) {
     throw Error(Code::usage, "the value is empty", "give a non-empty value, or use --generate");
   }

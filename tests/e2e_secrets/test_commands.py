@@ -108,6 +108,8 @@ class Commands(SecretsTestCase):
         self.unaudited("secret", "create", "bad name!", "--value-stdin", input=b"v", rc=USAGE)
         r = self.vault.run("secret", "create", "empty", "--value-stdin", input=b"")
         self.assertError(r, USAGE, "empty")
+        r = self.unaudited("secret", "create", "nofile", "--value-file", "/no/such/file", rc=USAGE)
+        self.assertError(r, USAGE, "/no/such/file", hint="--value-file")
 
     def test_existing_names_and_missing_secrets(self):
         v = self.vault
