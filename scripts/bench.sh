@@ -418,3 +418,72 @@ if md_out:
     with open(md_out, "w") as f:
         f.write("\n".join(lines) + "\n")
 PY
+# ---- 4. kmsctl secret get vs pass show (issue 5) ------------------------------------------------
+# Median wall time of reading one secret with kmsctl (token unseal, sealed record + key version
+# opened, one audited transaction) next to `pass show` (gpg decrypting a file with a throwaway,
+# passphrase-less key in a private GNUPGHOME; gpg-agent warm), same machine, same run, the two
+# commands interleaved. Target: kmsctl <= 1/3 of pass. BENCH_SECRETS=0 skips this section.
+if [[ ${BENCH_SECRETS:-1} != 0 ]]; then
+  echo
+  echo "## 4. kmsctl secret get vs pass show ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  command -v pass >/dev/null || die "pass is needed (Debian package: pass; scripts/setup.sh installs it)"
+  SVAULT=$TMP/secrets/vault.db
+  mkdir -p "$TMP/secrets"
+  "$KMSCTL" --vault "$SVAULT" init --so-pin-file "$TMP/secrets/so.pin" >/dev/null
+  show "kmsctl --vault $SVAULT secret create bench/db-password --generate --length 32"
+  "$KMSCTL" --vault "$SVAULT" secret create bench/db-password --generate --length 32 2>/dev/null
+  export GNUPGHOME=$TMP/gnupg PASSWORD_STORE_DIR=$TMP/pass-store
+  mkdir -m 700 "$GNUPGHOME"
+  stop_agent() { gpgconf --kill gpg-agent 2>/dev/null || true; cleanup; }
+  trap stop_agent EXIT
+  show "gpg --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'kmsctl bench <bench@localhost>' default default never"
+  gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key 'kmsctl bench <bench@localhost>' default default never 2>/dev/null
+  FPR=$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1 == "fpr" { print $10; exit }')
+  show "pass init $FPR; pass insert -m bench/db-password"
+  pass init "$FPR" >/dev/null
+  "$KMSCTL" --vault "$SVAULT" secret get bench/db-password | pass insert -m bench/db-password >/dev/null
+  [[ $(pass show bench/db-password) == "$("$KMSCTL" --vault "$SVAULT" secret get bench/db-password)" ]] ||
+    die "pass and kmsctl disagree on the value"
+  SSTATS=$TMP/secret-get.json
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: 'kmsctl --vault $SVAULT secret get bench/db-password' 'pass show bench/db-password'"
+  "${nice_cmd[@]}" python3 - "$SSTATS" "$WARMUP" "$RUNS" \
+    "$KMSCTL --vault $SVAULT secret get bench/db-password" "pass show bench/db-password" <<'PY'
+import json, os, shlex, subprocess, sys, time
+out, warmup, runs, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+res = [{"command": c, "times": [], "cpu": []} for c in cmds]
+for i in range(warmup + runs):
+    for r in res:
+        t = time.perf_counter()
+        p = subprocess.Popen(shlex.split(r["command"]), stdout=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"bench: {r['command']} failed")
+        if i >= warmup:
+            r["times"].append(dt)
+            r["cpu"].append(ru.ru_utime + ru.ru_stime)
+json.dump(res, open(out, "w"))
+PY
+  python3 - "$SSTATS" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res, md = json.load(open(sys.argv[1])), sys.argv[2]
+def row(name, r):
+    t = sorted(x * 1e3 for x in r["times"])
+    p90 = t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
+    return (statistics.median(t), p90, t[0], statistics.mean(r["cpu"]) * 1e3), name
+(k, kn), (p, pn) = row("`kmsctl secret get`", res[0]), row("`pass show` (gpg, RSA key, agent warm)", res[1])
+ratio = k[0] / p[0]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+lines = [f"load average {load}", "",
+         "| command | median | p90 | min | CPU (user+sys, mean; pass: with its gpg, without gpg-agent) |",
+         "|---|---:|---:|---:|---:|"]
+for (m, p9, mn, cpu), name in ((k, kn), (p, pn)):
+    lines.append(f"| {name} | {m:.1f} ms | {p9:.1f} ms | {mn:.1f} ms | {cpu:.1f} ms |")
+lines.append(f"| ratio kmsctl / pass (target <= 0.33) | **{ratio:.2f}** (met: {'yes' if ratio <= 1 / 3 else '**no**'}) | | | |")
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi

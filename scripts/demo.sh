@@ -82,4 +82,22 @@ run ls -l "$dir"
 run kmsctl audit export -o "$dir/audit.jsonl"
 run head -n 2 "$dir/audit.jsonl"
 
+section "Secrets: a generated password, read, rotated by a tiny hook, handed to a program"
+run kmsctl secret create demo/db-password --generate --length 20
+run kmsctl secret get demo/db-password
+echo
+# The hook gets the step and version ids in its environment, the pending value on stdin and the
+# current one on fd 3; here it only logs the steps (a real one changes the password in the database,
+# like scripts/rotators/postgres.sh).
+cat >"$dir/hook.sh" <<'HOOK'
+#!/bin/sh
+echo "hook: step $KMSCTL_ROTATION_STEP (current v$KMSCTL_CURRENT_VERSION_ID, pending v$KMSCTL_PENDING_VERSION_ID)" >&2
+HOOK
+chmod 700 "$dir/hook.sh"
+run kmsctl secret create demo/api-token --generate --rotation-command "$dir/hook.sh"
+run kmsctl secret rotate demo/api-token
+run kmsctl secret versions demo/api-token
+run kmsctl exec --secret demo/api-token=TOKEN -- sh -c 'echo "the program got a ${#TOKEN}-character TOKEN"'
+run kmsctl audit list --limit 8
+
 printf '\ndemo: done (removing %s)\n' "$dir"

@@ -37,10 +37,12 @@ packages=(
   clang libclang-rt-14-dev
   # completion tests
   bash-completion zsh fish
+  # secrets: the PostgreSQL rotator (jq, psql) and its end-to-end test (a throwaway server)
+  postgresql postgresql-client jq
   # benchmarks
   hyperfine time
-  # file-envelope benchmark: the tools a user would otherwise pick
-  age gnupg
+  # benchmarks: the tools a user would otherwise pick (file envelope: age, gpg; secrets: pass)
+  age pass gnupg
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -29,6 +29,8 @@ void init();
 void random_fill(std::span<std::uint8_t> out);
 Bytes random_bytes(std::size_t n);
 SecureBytes random_secret(std::size_t n);
+// A uniformly distributed integer in [0, upper_bound), without modulo bias (randombytes_uniform).
+std::uint32_t random_uniform(std::uint32_t upper_bound);
 
 // AES-GCM with any AES key size (16/24/32), any non-empty nonce length and a tag of tag_size
 // bytes appended to the ciphertext. Throws kms::Error on misuse (bad key size, empty nonce).

@@ -14,6 +14,7 @@
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
 #include "kms/keys.hpp"
+#include "kms/secrets.hpp"
 #include "kms/vault.hpp"
 
 namespace kms {
@@ -31,6 +32,9 @@ struct Status {
   std::int64_t keys = 0;
   std::int64_t keys_due_rotation = 0;
   std::int64_t keys_due_deletion = 0;
+  std::int64_t secrets = 0;
+  std::int64_t secrets_due_rotation = 0;
+  std::int64_t secrets_due_deletion = 0;
   store::AuditHead audit_head;
 };
 
@@ -57,6 +61,23 @@ struct MaintainReport {
   bool dry_run = false;
   std::vector<std::pair<std::string, std::int64_t>> rotated;  // key id, new version
   std::vector<std::string> deleted;                            // key ids
+  std::vector<std::pair<std::string, std::int64_t>> secrets_rotated;  // name, new current version
+  std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
+  std::vector<std::string> secrets_purged;                            // names
+};
+
+// How a secret's value is given: bytes, or generated with the secret's generator.
+struct SecretInput {
+  std::optional<SecureBytes> value;  // none: generate
+  secrets::Generator generator;
+};
+
+struct SecretRotation {
+  std::string name;
+  std::int64_t version = 0;           // the new current version
+  std::int64_t previous_version = 0;  // now previous
+  bool resumed = false;               // a pending version from an earlier attempt was finished
+  std::vector<std::string> steps;     // the steps run, in order
 };
 
 class Service {
@@ -145,12 +166,37 @@ class Service {
   // bytes are copied unchanged.
   FileResult rewrap_file(const std::filesystem::path& path, const std::optional<std::string>& to_ref);
 
-  // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed.
+  // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
+  secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
+  secrets::SecretInfo secret_put(std::string_view name, const SecretInput& input);
+  // `extra` adds non-secret request parameters to the record (exec names the variable).
+  secrets::Value secret_get(std::string_view name, std::optional<std::string> stage,
+                            std::optional<std::int64_t> version,
+                            const nlohmann::json& extra = nlohmann::json::object());
+  std::vector<secrets::SecretInfo> secret_list();
+  secrets::SecretInfo secret_describe(std::string_view name);
+  secrets::SecretInfo secret_versions(std::string_view name);
+  // days: schedule a purge after that many days; none: purge now (--force).
+  secrets::SecretInfo secret_delete(std::string_view name, std::optional<std::int64_t> days);
+  secrets::SecretInfo secret_restore(std::string_view name);
+  // The four-step rotation (README "Secrets"). Code::failed when a step fails (current unchanged).
+  SecretRotation secret_rotate(std::string_view name);
+
+  // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
+  // purges secrets past their recovery window and runs due secret rotations.
   MaintainReport maintain(bool dry_run);
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
   void record_failure(const audit::Event& event, Code code) noexcept;
+  // Like run, but the record's outcome is the failure `code` while op's changes still commit
+  // (a failed rotation step is recorded in the secret for `describe`).
+  void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);
+  // maintain's secret half: purges (inside maintain's transaction) and rotations (after it).
+  void maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev);
+  void rotate_due_secrets(MaintainReport& rep);
+  void rotation_step_failed(std::string_view name, std::string_view step, std::int64_t version,
+                            const std::string& failure);
   // One audited operation on an existing key: resolves KEY, names it in the record, and
   // destroys token keys the operation made if it rolls back.
   using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;

@@ -21,7 +21,7 @@ struct sqlite3_stmt;
 namespace kms::store {
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -214,5 +214,56 @@ std::vector<std::pair<std::string, std::string>> alias_list(Db& db);  // (alias,
 void tag_set(Db& db, std::string_view key_id, std::string_view name, std::string_view value);
 bool tag_remove(Db& db, std::string_view key_id, std::string_view name);
 std::vector<std::pair<std::string, std::string>> tags_of(Db& db, std::string_view key_id);
+
+// ---- secrets (secret_repo.cpp) ----
+struct SecretRow {
+  std::string id;
+  std::string name;
+  std::string key_id;
+  std::string description;
+  std::string created;
+  std::string updated;
+  std::int64_t next_version = 1;
+  std::int64_t gen_length = 32;
+  std::string gen_charset = "alnum";
+  std::string gen_exclude;
+  std::optional<std::int64_t> rotation_period_days;
+  std::optional<std::string> rotation_command;
+  std::optional<std::string> last_rotated;
+  std::string rotation_status = "never";  // never | in_progress | succeeded | failed
+  std::optional<std::string> rotation_error;
+  std::optional<std::string> deletion_date;
+};
+struct SecretVersionRow {
+  std::string secret_id;
+  std::int64_t version = 0;
+  std::string created;
+  std::optional<std::string> stage;  // current | previous | pending
+  Bytes value;                       // sealed; empty when read as metadata only
+};
+void secret_insert(Db& db, const SecretRow& s);
+void secret_update(Db& db, const SecretRow& s);
+void secret_delete(Db& db, std::string_view id);  // versions and tags go with it
+std::optional<SecretRow> secret_by_name(Db& db, std::string_view name);
+std::vector<SecretRow> secret_list(Db& db);  // ordered by name
+std::int64_t secret_count(Db& db);
+// Secrets whose rotation period has elapsed at `now`, not scheduled for deletion.
+std::vector<SecretRow> secrets_due_rotation(Db& db, std::string_view now);
+std::vector<SecretRow> secrets_due_deletion(Db& db, std::string_view now);
+
+void secret_version_insert(Db& db, const SecretVersionRow& v);
+std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secret_id,
+                                                   std::int64_t version);
+std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
+                                                        std::string_view stage);
+std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id);  // metadata, ascending
+// A stage names at most one version of a secret: clear it, then set it on another version.
+void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage);
+void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, std::string_view stage);
+// Deletes the oldest versions without a stage until at most `keep` remain; returns how many.
+std::int64_t secret_versions_purge(Db& db, std::string_view secret_id, std::int64_t keep);
+
+void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name, std::string_view value);
+std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db, std::string_view secret_id);
 
 }  // namespace kms::store

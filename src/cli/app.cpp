@@ -137,6 +137,20 @@ std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup) {
   return Service::open(path, read_pin(g), allow_backup);
 }
 
+// A hook may call kmsctl itself (e.g. for an admin secret): point it at this binary
+// (KMSCTL_BIN), this vault and this PIN file.
+void export_for_hooks(const Globals& g) {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) ::setenv("KMSCTL_BIN", self.c_str(), 1);
+  const auto abs = std::filesystem::absolute(vault_path(g), ec);
+  ::setenv("KMSCTL_VAULT", (ec ? vault_path(g) : abs).c_str(), 1);
+  if (!g.pin_file.empty()) {
+    const auto pin_abs = std::filesystem::absolute(g.pin_file, ec);
+    ::setenv("KMSCTL_PIN_FILE", (ec ? std::filesystem::path(g.pin_file) : pin_abs).c_str(), 1);
+  }
+}
+
 std::unique_ptr<CLI::App> build_app(Globals& g) {
   auto app = std::make_unique<CLI::App>(
       "kmsctl — a key management service in one binary: a vault sealed by a PKCS#11 token, "
@@ -157,6 +171,8 @@ std::unique_ptr<CLI::App> build_app(Globals& g) {
   register_key(*app, g);
   register_crypto(*app, g);
   register_file(*app, g);
+  register_secret(*app, g);
+  register_exec(*app, g);
   register_maintain(*app, g);
   register_vault(*app, g);
   register_meta(*app, g);

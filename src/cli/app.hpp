@@ -28,6 +28,9 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
 std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
+// Before running rotation hooks: KMSCTL_BIN, KMSCTL_VAULT and KMSCTL_PIN_FILE (when given) in
+// the environment, so that a hook can call this kmsctl on this vault.
+void export_for_hooks(const Globals& g);
 
 // Output: data to stdout, messages to stderr.
 void print_json(const nlohmann::json& j);
@@ -42,6 +45,8 @@ void register_key(CLI::App& app, Globals& g);
 void register_crypto(CLI::App& app, Globals& g);  // encrypt, decrypt, re-encrypt, data-key, random
 void register_maintain(CLI::App& app, Globals& g);
 void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
+void register_secret(CLI::App& app, Globals& g);
+void register_exec(CLI::App& app, Globals& g);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
+#include "kms/error.hpp"
 
 namespace kms::cli {
 
@@ -11,22 +12,42 @@ void register_maintain(CLI::App& app, Globals& g) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "maintain", "Rotate keys whose period has elapsed and delete keys whose deletion date has "
-                  "passed (run from cron or a systemd timer)");
+      "maintain", "Rotate keys and secrets whose period has elapsed, delete keys whose deletion "
+                  "date has passed and purge deleted secrets past their recovery window (run from "
+                  "cron or a systemd timer)");
   cmd->add_flag("--dry-run", a->dry_run, "Only list what would be done");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([&g, a] {
+    export_for_hooks(g);
     const MaintainReport rep = open_service(g)->maintain(a->dry_run);
     if (a->json) {
       nlohmann::json rotated = nlohmann::json::array();
       for (const auto& [id, v] : rep.rotated) rotated.push_back({{"key_id", id}, {"version", v}});
-      print_json({{"dry_run", rep.dry_run}, {"rotated", rotated}, {"deleted", rep.deleted}});
-      return;
+      nlohmann::json srot = nlohmann::json::array(), sfail = nlohmann::json::array();
+      for (const auto& [n, v] : rep.secrets_rotated) srot.push_back({{"name", n}, {"version_id", v}});
+      for (const auto& [n, e] : rep.secrets_failed) sfail.push_back({{"name", n}, {"error", e}});
+      print_json({{"dry_run", rep.dry_run}, {"rotated", rotated}, {"deleted", rep.deleted},
+                  {"secrets_rotated", srot}, {"secrets_failed", sfail},
+                  {"secrets_purged", rep.secrets_purged}});
+    } else {
+      const char* verb = rep.dry_run ? "would " : "";
+      for (const auto& [id, v] : rep.rotated) fmt::print("{}rotate key {} to version {}\n", verb, id, v);
+      for (const auto& id : rep.deleted) fmt::print("{}delete key {}\n", verb, id);
+      for (const auto& [n, v] : rep.secrets_rotated) {
+        fmt::print("{}rotate secret {} to version {}\n", verb, n, v);
+      }
+      for (const auto& n : rep.secrets_purged) fmt::print("{}purge secret {}\n", verb, n);
+      for (const auto& [n, e] : rep.secrets_failed) fmt::print("failed to rotate secret {}: {}\n", n, e);
+      if (rep.rotated.empty() && rep.deleted.empty() && rep.secrets_rotated.empty() &&
+          rep.secrets_purged.empty() && rep.secrets_failed.empty()) {
+        fmt::print("nothing is due\n");
+      }
     }
-    const char* verb = rep.dry_run ? "would " : "";
-    for (const auto& [id, v] : rep.rotated) fmt::print("{}rotate key {} to version {}\n", verb, id, v);
-    for (const auto& id : rep.deleted) fmt::print("{}delete key {}\n", verb, id);
-    if (rep.rotated.empty() && rep.deleted.empty()) fmt::print("nothing is due\n");
+    if (!rep.secrets_failed.empty()) {
+      throw Error(Code::failed,
+                  fmt::format("{} secret rotation(s) failed", rep.secrets_failed.size()),
+                  "see `kmsctl secret describe NAME`; `kmsctl secret rotate NAME` resumes it");
+    }
   });
 }
 

@@ -19,9 +19,11 @@ void run_status(const Globals& g, bool json) {
                    {"manufacturer", s.token.manufacturer}, {"model", s.token.model},
                    {"private", s.private_token}}},
         {"root_key_generation", s.root_key_generation},
-        {"counts", {{"audit_records", s.audit_records}, {"keys", s.keys}}},
+        {"counts", {{"audit_records", s.audit_records}, {"keys", s.keys}, {"secrets", s.secrets}}},
         {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
-        {"overdue", {{"key_rotations", s.keys_due_rotation}, {"key_deletions", s.keys_due_deletion}}},
+        {"overdue", {{"key_rotations", s.keys_due_rotation}, {"key_deletions", s.keys_due_deletion},
+                     {"secret_rotations", s.secrets_due_rotation},
+                     {"secret_deletions", s.secrets_due_deletion}}},
     });
     return;
   }
@@ -34,13 +36,16 @@ void run_status(const Globals& g, bool json) {
   fmt::print("module       {}\n", s.module);
   fmt::print("root key     generation {}\n", s.root_key_generation);
   fmt::print("keys         {}\n", s.keys);
+  fmt::print("secrets      {}\n", s.secrets);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
              head_hash);
-  if (s.keys_due_rotation + s.keys_due_deletion == 0) {
+  if (s.keys_due_rotation + s.keys_due_deletion + s.secrets_due_rotation + s.secrets_due_deletion == 0) {
     fmt::print("overdue      nothing\n");
   } else {
-    fmt::print("overdue      {} key rotations, {} key deletions (run `kmsctl maintain`)\n",
-               s.keys_due_rotation, s.keys_due_deletion);
+    fmt::print("overdue      {} key rotations, {} key deletions, {} secret rotations, {} secret "
+               "purges (run `kmsctl maintain`)\n",
+               s.keys_due_rotation, s.keys_due_deletion, s.secrets_due_rotation,
+               s.secrets_due_deletion);
   }
 }
 

@@ -283,6 +283,34 @@ std::string man_page(const CLI::App& root) {
         << "\n" << roff_escape(opt->get_description()) << "\n";
     }
   }
+  o << ".SH SECRET ROTATION\n"
+    << roff_escape("`kmsctl secret rotate NAME` (and `kmsctl maintain`, for secrets whose "
+                   "rotation period has elapsed) runs the secret's rotation command with /bin/sh -c "
+                   "once per step, in this order, outside any vault transaction:")
+    << "\n";
+  const std::pair<const char*, const char*> steps[] = {
+      {"create", "The hook may print the new value on standard output (one trailing newline is "
+                 "dropped). If it prints nothing, kmsctl generates one: a JSON object with a string "
+                 "\"password\" keeps its other fields and gets a new password; any other value is "
+                 "replaced. The value is stored as version KMSCTL_PENDING_VERSION_ID, stage pending."},
+      {"set", "The hook applies the pending value to the real system."},
+      {"test", "The hook checks that the pending value works."},
+      {"finish", "The hook is told; then kmsctl moves current to previous and pending to current."},
+  };
+  for (const auto& [step, text] : steps) o << ".TP\n.B " << step << "\n" << roff_escape(text) << "\n";
+  o << ".PP\n"
+    << roff_escape("Environment of the hook: KMSCTL_ROTATION_STEP, KMSCTL_SECRET_NAME, "
+                   "KMSCTL_SECRET_ID, KMSCTL_CURRENT_VERSION_ID, KMSCTL_PENDING_VERSION_ID, and "
+                   "KMSCTL_BIN, KMSCTL_VAULT, KMSCTL_PIN_FILE so that it can call kmsctl. Standard "
+                   "input carries the pending value (empty at create) and file descriptor 3 the "
+                   "current value; values are never in argv. The hook runs in its own process group, "
+                   "killed after KMSCTL_HOOK_TIMEOUT seconds (default 300). A step fails when the "
+                   "hook exits non-zero or is killed: current is unchanged, the failure is audited and shown by `secret "
+                   "describe`, kmsctl exits 1, and the next rotate resumes the same pending version "
+                   "at step set (so set, test and finish must be idempotent). Without a rotation "
+                   "command, rotate generates the value and runs create and finish only. One rotation "
+                   "of a secret runs at a time (exit 4 otherwise).")
+    << "\n";
   o << ".SH EXIT STATUS\n";
   const std::pair<Code, const char*> codes[] = {
       {Code::failed, "the operation failed"},
@@ -306,6 +334,7 @@ std::string man_page(const CLI::App& root) {
     << ".TP\n.I VAULT.token/\nthe private SoftHSM2 token made by \\fBinit\\fR without "
        "\\-\\-pkcs11\\-module\n"
     << ".TP\n.I VAULT.lock\nthe lock that orders writers\n"
+    << ".TP\n.I VAULT.rotate.lock\nthe locks that allow one rotation per secret at a time\n"
     << ".SH SEE ALSO\n.BR pkcs11-tool (1),\n.BR softhsm2-util (1)\n";
   return o.str();
 }

@@ -21,6 +21,11 @@ void random_fill(std::span<std::uint8_t> out) {
   randombytes_buf(out.data(), out.size());
 }
 
+std::uint32_t random_uniform(std::uint32_t upper_bound) {
+  init();
+  return randombytes_uniform(upper_bound);
+}
+
 Bytes random_bytes(std::size_t n) {
   Bytes b(n);
   random_fill(b);

@@ -304,9 +304,11 @@ MaintainReport Service::maintain(bool dry_run) {
           ev.params["rotated"].push_back({{"key", id}, {"version", version}});
         }
         ev.params["deleted"] = rep.deleted;
+        maintain_secrets(rep, at, ev);
       },
       {[&] { ks.destroy_token_keys(token_keys_to_destroy); },
        [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  rotate_due_secrets(rep);
   return rep;
 }
 

@@ -154,6 +154,20 @@ void Service::run(audit::Event event, const std::function<void(audit::Event&)>& 
   if (hooks.committed) hooks.committed();
 }
 
+void Service::run_failed(audit::Event event, Code code,
+                         const std::function<void(audit::Event&)>& op) {
+  files::ExclusiveLock lock(lock_path(vault_->final_path()));
+  log_->check_anchor();
+  store::AuditRow row;
+  {
+    store::Tx tx(vault_->db(), store::Tx::Kind::write);
+    op(event);
+    row = log_->append(event, outcome_of(code), code_name(code), principal_, now());
+    tx.commit();
+  }
+  log_->publish(row);
+}
+
 void Service::record_failure(const audit::Event& event, Code code) noexcept {
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
@@ -183,6 +197,11 @@ Status Service::status() {
     st.keys = store::key_count(vault_->db());
     st.keys_due_rotation = static_cast<std::int64_t>(store::keys_due_rotation(vault_->db(), at).size());
     st.keys_due_deletion = static_cast<std::int64_t>(store::keys_due_deletion(vault_->db(), at).size());
+    st.secrets = store::secret_count(vault_->db());
+    st.secrets_due_rotation =
+        static_cast<std::int64_t>(store::secrets_due_rotation(vault_->db(), at).size());
+    st.secrets_due_deletion =
+        static_cast<std::int64_t>(store::secrets_due_deletion(vault_->db(), at).size());
     if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
   });
   // The status record itself is the new head.

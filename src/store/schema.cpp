@@ -81,6 +81,46 @@ CREATE TABLE key_tags (
   PRIMARY KEY (key_id, name)
 ) WITHOUT ROWID;
 )sql",
+    // 2 -> 3: secrets, their versions (values sealed) and tags (issue 5). Self-contained: it
+    // references no other table, so it can be renumbered if another migration lands first.
+    R"sql(
+CREATE TABLE secrets (
+  id                    TEXT PRIMARY KEY,
+  name                  TEXT NOT NULL UNIQUE,
+  key_id                TEXT NOT NULL,
+  description           TEXT NOT NULL,
+  created               TEXT NOT NULL,
+  updated               TEXT NOT NULL,
+  next_version          INTEGER NOT NULL CHECK (next_version >= 1),
+  gen_length            INTEGER NOT NULL,
+  gen_charset           TEXT NOT NULL,
+  gen_exclude           TEXT NOT NULL,
+  rotation_period_days  INTEGER,
+  rotation_command      TEXT,
+  last_rotated          TEXT,
+  rotation_status       TEXT NOT NULL,
+  rotation_error        TEXT,
+  deletion_date         TEXT
+);
+CREATE INDEX secrets_deletion ON secrets (deletion_date) WHERE deletion_date IS NOT NULL;
+CREATE INDEX secrets_rotation ON secrets (rotation_period_days) WHERE rotation_period_days IS NOT NULL;
+CREATE TABLE secret_versions (
+  secret_id  TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+  version    INTEGER NOT NULL CHECK (version >= 1),
+  created    TEXT NOT NULL,
+  stage      TEXT CHECK (stage IN ('current', 'previous', 'pending')),
+  value      BLOB NOT NULL,
+  PRIMARY KEY (secret_id, version)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX secret_versions_stage ON secret_versions (secret_id, stage)
+  WHERE stage IS NOT NULL;
+CREATE TABLE secret_tags (
+  secret_id  TEXT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+  name       TEXT NOT NULL,
+  value      TEXT NOT NULL,
+  PRIMARY KEY (secret_id, name)
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -253,6 +253,8 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
   if (store::kSchemaVersion >= 2) {
     // Make it a version 1 file: the tables added by migration 1 -> 2 are not there yet.
     make_sqlite(dir / "vault.db",
+                "DROP TABLE IF EXISTS secret_tags; DROP TABLE IF EXISTS secret_versions; "
+                "DROP TABLE IF EXISTS secrets; "
                 "DROP TABLE key_tags; DROP TABLE key_aliases; DROP TABLE key_versions; "
                 "DROP TABLE keys; PRAGMA user_version = 1;");
   }

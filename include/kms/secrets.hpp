@@ -1,0 +1,143 @@
+// Secrets: named, versioned values (passwords, tokens, JSON credentials) kept in the vault, each
+// version encrypted under a vault key and stored as a sealed record. Stages as in AWS Secrets
+// Manager: `current`, `previous`, and `pending` while a rotation is in progress. Rotation runs a
+// hook in four steps (create, set, test, finish); see README "Secrets" for the protocol.
+// Every SecretStore function runs inside the caller's write transaction (Service::run).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kms/clock.hpp"
+#include "kms/keys.hpp"
+#include "kms/store.hpp"
+#include "kms/vault.hpp"
+
+namespace kms::secrets {
+
+inline constexpr std::string_view kDefaultKeyAlias = "alias/kmsctl/secrets";
+inline constexpr std::string_view kVersionsTable = "secret_versions";
+inline constexpr std::string_view kCurrent = "current", kPrevious = "previous",
+                                  kPending = "pending";
+inline constexpr std::int64_t kMaxVersions = 100;
+inline constexpr std::size_t kMaxValueSize = 65536;
+inline constexpr std::int64_t kMinRecoveryDays = 7, kMaxRecoveryDays = 30;
+inline constexpr std::int64_t kMinRotationDays = 1, kMaxRotationDays = 365;
+inline constexpr std::int64_t kMinGenLength = 4, kMaxGenLength = 4096;
+
+// How kmsctl generates a value: `length` characters drawn uniformly from the charset
+// (alnum | alnum-symbols | hex | base64) minus the `exclude` characters.
+struct Generator {
+  std::int64_t length = 32;
+  std::string charset = "alnum";
+  std::string exclude;
+};
+std::string alphabet(const Generator& g);  // Code::usage for an unknown or empty alphabet
+SecureBytes generate(const Generator& g);
+// A new value for a rotation: a JSON object with a string "password" gets a new password and
+// keeps its other fields; any other value is replaced by a generated one.
+SecureBytes generate_like(const Generator& g, ByteView current);
+
+// 1-256 of A-Z a-z 0-9 / _ + = . @ - (Code::usage otherwise).
+void check_name(std::string_view name);
+
+struct CreateSpec {
+  std::string name;
+  std::optional<std::string> key;  // key id or alias; none: kDefaultKeyAlias, made on first use
+  std::string description;
+  std::vector<std::pair<std::string, std::string>> tags;
+  std::optional<std::int64_t> rotation_days;
+  std::optional<std::string> rotation_command;
+  Generator generator;
+};
+
+struct SecretInfo {
+  store::SecretRow secret;
+  std::vector<std::string> key_aliases;
+  std::vector<store::SecretVersionRow> versions;  // metadata only
+  std::vector<std::pair<std::string, std::string>> tags;
+  std::optional<std::string> next_rotation;
+};
+
+struct Value {
+  SecureBytes value;
+  std::int64_t version = 0;
+  std::optional<std::string> stage;
+};
+
+class SecretStore {
+ public:
+  SecretStore(Vault& vault, keys::KeyStore& keys) : vault_(vault), keys_(keys) {}
+
+  // Creates the secret with version 1 as `current`. Sets key_created when it made the default key.
+  store::SecretRow create(const CreateSpec& spec, ByteView value, TimePoint now, bool& key_created);
+  // Code::not_found when there is no secret of that name.
+  store::SecretRow resolve(std::string_view name);
+  // Code::refused while the secret is scheduled for deletion.
+  static void require_active(const store::SecretRow& s);
+
+  // A new version at `stage` (current or pending). A new current moves current → previous.
+  // Purges the oldest unstaged versions beyond kMaxVersions. Returns the version number.
+  std::int64_t add_version(store::SecretRow& s, ByteView value, std::string_view stage,
+                           TimePoint now);
+  // The version at a stage, or a version number; Code::refused when its key is not enabled.
+  Value read(const store::SecretRow& s, std::optional<std::string_view> stage,
+             std::optional<std::int64_t> version);
+  std::optional<store::SecretVersionRow> at_stage(const store::SecretRow& s,
+                                                  std::string_view stage);
+  // Rotation's finish: current → previous, pending → current.
+  void promote_pending(store::SecretRow& s, TimePoint now);
+
+  SecretInfo describe(const store::SecretRow& s);
+  std::optional<std::string> next_rotation(const store::SecretRow& s) const;
+  std::string schedule_deletion(store::SecretRow& s, std::int64_t days, TimePoint now);
+  void restore(store::SecretRow& s);
+  void erase(const store::SecretRow& s);
+
+ private:
+  store::KeyRow key_for_create(const CreateSpec& spec, TimePoint now, bool& key_created);
+  Bytes seal_value(const store::SecretRow& s, std::int64_t version, ByteView value);
+
+  Vault& vault_;
+  keys::KeyStore& keys_;
+};
+
+// ---- rotation hooks (rotation.cpp) ----
+struct HookCall {
+  std::string step;  // create | set | test | finish
+  std::string secret_name;
+  std::string secret_id;
+  std::int64_t current_version = 0;
+  std::int64_t pending_version = 0;
+  ByteView current;  // on file descriptor 3
+  ByteView pending;  // on standard input (empty at create)
+};
+struct HookResult {
+  bool ok = false;
+  std::string failure;  // "exited with status 3", "killed by signal 9", ...
+  SecureBytes output;   // standard output of the create step (other steps: passed to stderr)
+};
+// Runs `/bin/sh -c command` with the step, name and version ids in KMSCTL_ROTATION_STEP,
+// KMSCTL_SECRET_NAME, KMSCTL_SECRET_ID, KMSCTL_CURRENT_VERSION_ID, KMSCTL_PENDING_VERSION_ID,
+// in its own process group; killed with it after KMSCTL_HOOK_TIMEOUT seconds (default 300).
+HookResult run_hook(const std::string& command, const HookCall& call);
+
+// One rotation of a secret at a time: an open-file-description lock on a byte of
+// VAULT.rotate.lock chosen by the secret id. Code::refused when another process holds it.
+class RotationLock {
+ public:
+  RotationLock(const std::filesystem::path& vault, std::string_view secret_id,
+               std::string_view secret_name);
+  ~RotationLock();
+  RotationLock(const RotationLock&) = delete;
+  RotationLock& operator=(const RotationLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace kms::secrets

@@ -1,0 +1,443 @@
+// kmsctl secret create | get | put | list | describe | versions | delete | restore | rotate
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli/app.hpp"
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::cli {
+namespace {
+
+nlohmann::json opt_json(const std::optional<std::string>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+
+// Where a value comes from: exactly one of --value-stdin, --value-file F, --generate.
+struct ValueArgs {
+  bool value_stdin = false, generate = false;
+  std::string value_file;
+  std::int64_t length = 0;  // 0: not given
+  std::string charset, exclude;
+};
+
+void add_value_options(CLI::App* cmd, ValueArgs& v) {
+  auto* in = cmd->add_flag("--value-stdin", v.value_stdin,
+                           "Read the value from standard input (verbatim)");
+  auto* file = cmd->add_option("--value-file", v.value_file, "Read the value from FILE (verbatim)")
+                   ->type_name("FILE");
+  auto* gen = cmd->add_flag("--generate", v.generate, "Generate a random value");
+  in->excludes(file)->excludes(gen);
+  file->excludes(gen);
+  cmd->add_option("--length", v.length, "Generated length (default 32)")
+      ->check(CLI::Range(secrets::kMinGenLength, secrets::kMaxGenLength));
+  cmd->add_option("--charset", v.charset, "Generated characters (default alnum)")
+      ->check(CLI::IsMember({"alnum", "alnum-symbols", "hex", "base64"}));
+  cmd->add_option("--exclude", v.exclude, "Characters never to generate")->type_name("CHARS");
+}
+
+bool has_generator_options(const ValueArgs& v) {
+  return v.length != 0 || !v.charset.empty() || !v.exclude.empty();
+}
+
+secrets::Generator generator_of(const ValueArgs& v) {
+  secrets::Generator g;
+  if (v.length != 0) g.length = v.length;
+  if (!v.charset.empty()) g.charset = v.charset;
+  g.exclude = v.exclude;
+  secrets::alphabet(g);  // a usage error before the vault is opened
+  return g;
+}
+
+SecretInput input_of(const ValueArgs& v) {
+  if (!v.value_stdin && v.value_file.empty() && !v.generate) {
+    throw Error(Code::usage, "no value given",
+                "pass --value-stdin, --value-file FILE or --generate (values are never arguments)");
+  }
+  if (has_generator_options(v) && !v.generate) {
+    throw Error(Code::usage, "--length, --charset and --exclude need --generate",
+                "add --generate, or drop them");
+  }
+  SecretInput in;
+  if (v.generate) {
+    in.generator = generator_of(v);
+    return in;
+  }
+  try {
+    in.value = read_input(v.value_stdin ? "-" : v.value_file, secrets::kMaxValueSize,
+                          "store large data with `kmsctl file encrypt`");
+  } catch (const Error& e) {
+    // read_input's hint names --in; name the flag of this command instead.
+    if (e.code() != Code::usage || v.value_stdin || e.hint().find("--in") == std::string::npos)
+      throw;
+    throw Error(e.code(), e.what(), "check the path given to --value-file");
+  }
+  if (in.value->empty()) {
+    throw Error(Code::usage, "the value is empty", "give a non-empty value, or use --generate");
+  }
+  return in;
+}
+
+nlohmann::json stages_of(const store::SecretVersionRow& v) {
+  nlohmann::json st = nlohmann::json::array();
+  if (v.stage) st.push_back(*v.stage);
+  return st;
+}
+
+std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, std::string_view stage) {
+  for (const auto& v : info.versions) {
+    if (v.stage && *v.stage == stage) return v.version;
+  }
+  return std::nullopt;
+}
+
+nlohmann::json opt_int(const std::optional<std::int64_t>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+
+nlohmann::json secret_json(const secrets::SecretInfo& info) {
+  const store::SecretRow& s = info.secret;
+  nlohmann::json versions = nlohmann::json::array();
+  for (const auto& v : info.versions) {
+    versions.push_back(
+        {{"version_id", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
+  }
+  nlohmann::json tags = nlohmann::json::object();
+  for (const auto& [k, v] : info.tags) tags[k] = v;
+  return {
+      {"name", s.name},
+      {"id", s.id},
+      {"key_id", s.key_id},
+      {"key_aliases", info.key_aliases},
+      {"description", s.description},
+      {"created", s.created},
+      {"updated", s.updated},
+      {"tags", tags},
+      {"stages",
+       {{"current", opt_int(version_at(info, secrets::kCurrent))},
+        {"previous", opt_int(version_at(info, secrets::kPrevious))},
+        {"pending", opt_int(version_at(info, secrets::kPending))}}},
+      {"rotation",
+       {{"period_days", opt_int(s.rotation_period_days)},
+        {"command", opt_json(s.rotation_command)},
+        {"last_rotated", opt_json(s.last_rotated)},
+        {"next_rotation", opt_json(info.next_rotation)},
+        {"status", s.rotation_status},
+        {"last_error", opt_json(s.rotation_error)}}},
+      {"deletion_date", opt_json(s.deletion_date)},
+      {"version_count", info.versions.size()},
+      {"versions", versions},
+  };
+}
+
+std::string opt_num(const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : "-"; }
+
+void print_secret(const secrets::SecretInfo& info, bool json) {
+  if (json) {
+    print_json(secret_json(info));
+    return;
+  }
+  const store::SecretRow& s = info.secret;
+  std::string aliases;
+  for (const auto& a : info.key_aliases) aliases += (aliases.empty() ? " (" : ", ") + a;
+  if (!aliases.empty()) aliases += ")";
+  fmt::print("name             {}\n", s.name);
+  fmt::print("id               {}\n", s.id);
+  fmt::print("description      {}\n", s.description.empty() ? "-" : s.description);
+  fmt::print("key              {}{}\n", s.key_id, aliases);
+  fmt::print("created          {}\n", s.created);
+  fmt::print("updated          {}\n", s.updated);
+  fmt::print("stages           current {}, previous {}, pending {}\n",
+             opt_num(version_at(info, secrets::kCurrent)),
+             opt_num(version_at(info, secrets::kPrevious)),
+             opt_num(version_at(info, secrets::kPending)));
+  fmt::print("versions         {}\n", info.versions.size());
+  fmt::print("rotation         {}\n",
+             s.rotation_period_days ? fmt::format("every {}d; next {}", *s.rotation_period_days,
+                                                  info.next_rotation.value_or("-"))
+                                    : std::string("not scheduled"));
+  fmt::print("rotation command {}\n",
+             s.rotation_command.value_or("- (kmsctl generates the value)"));
+  fmt::print("last rotation    {}{}\n", s.rotation_status,
+             s.last_rotated ? fmt::format(" (last succeeded {})", *s.last_rotated) : "");
+  if (s.rotation_error) fmt::print("rotation error   {}\n", *s.rotation_error);
+  if (s.deletion_date) fmt::print("deletion date    {}\n", *s.deletion_date);
+  for (const auto& [k, v] : info.tags) fmt::print("tag              {}={}\n", k, v);
+}
+
+void print_versions(const secrets::SecretInfo& info, bool json) {
+  if (json) {
+    print_json(secret_json(info)["versions"]);
+    return;
+  }
+  fmt::print("{:>10}  {:<24}  {}\n", "VERSION ID", "CREATED", "STAGES");
+  for (const auto& v : info.versions) {
+    fmt::print("{:>10}  {:<24}  {}\n", v.version, v.created, v.stage.value_or(""));
+  }
+}
+
+void write_stdout(std::string_view data) { write_output("-", data, false); }
+
+// --field F of a JSON object value: a string prints raw, anything else as JSON.
+SecureBytes field_of(const secrets::Value& v, const std::string& name, const std::string& field) {
+  const nlohmann::json j = nlohmann::json::parse(v.value.chars(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw Error(Code::usage,
+                fmt::format("--field {}: the value of secret {} is not a JSON object", field, name),
+                "drop --field to print the whole value");
+  }
+  const auto it = j.find(field);
+  if (it == j.end()) {
+    throw Error(Code::not_found, fmt::format("the value of secret {} has no field {}", name, field),
+                "print the field names with `kmsctl secret get NAME | jq keys`");
+  }
+  const std::string text = it->is_string() ? it->get<std::string>() : it->dump();
+  return SecureBytes(as_bytes(text));
+}
+
+void print_value(const std::string& name, const secrets::Value& v, const std::string& field,
+                 bool json) {
+  const SecureBytes picked = field.empty() ? SecureBytes(v.value.view()) : field_of(v, name, field);
+  if (!json) {
+    write_stdout(picked.chars());
+    return;
+  }
+  nlohmann::json out = {
+      {"name", name},
+      {"version_id", v.version},
+      {"stages", v.stage ? nlohmann::json::array({*v.stage}) : nlohmann::json::array()}};
+  if (!field.empty()) out["field"] = field;
+  std::string text;
+  out["value"] = std::string(picked.chars());
+  try {
+    text = out.dump(2);
+  } catch (const nlohmann::json::exception&) {
+    // Not UTF-8: base64 instead (the exception's message quotes a byte of the value; dropped).
+    out.erase("value");
+    out["value_base64"] = crypto::to_base64(picked.view());
+    text = out.dump(2);
+  }
+  text.push_back('\n');
+  write_stdout(text);
+}
+
+}  // namespace
+
+void register_secret(CLI::App& app, Globals& g) {
+  CLI::App* secret = app.add_subcommand(
+      "secret", "Store, version, read and rotate secrets (passwords, tokens, JSON credentials)");
+  secret->require_subcommand(1);
+  secret->fallthrough();
+
+  struct CreateArgs {
+    std::string name, key, description, rotation, command;
+    std::vector<std::string> tags;
+    ValueArgs value;
+    bool json = false;
+  };
+  auto ca = std::make_shared<CreateArgs>();
+  CLI::App* create =
+      secret->add_subcommand("create", "Create a secret; its first version is current");
+  create->add_option("name", ca->name, "Secret name")->required()->type_name("NAME");
+  add_value_options(create, ca->value);
+  create
+      ->add_option("--key", ca->key,
+                   "Key id or alias/NAME to encrypt under (default alias/kmsctl/secrets)")
+      ->type_name("KEY");
+  create->add_option("--description", ca->description, "What the secret is for");
+  create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
+  create
+      ->add_option("--rotation-period", ca->rotation,
+                   "Rotate every N days from `kmsctl maintain` (1d-365d)")
+      ->type_name("DAYS");
+  create
+      ->add_option("--rotation-command", ca->command,
+                   "Hook run by /bin/sh -c at each rotation step (see README \"Secrets\")")
+      ->type_name("CMD");
+  create->add_flag("--json", ca->json, "Print the secret as JSON");
+  create->callback([&g, ca] {
+    secrets::check_name(ca->name);
+    secrets::CreateSpec spec;
+    spec.name = ca->name;
+    if (!ca->key.empty()) spec.key = ca->key;
+    spec.description = ca->description;
+    for (const auto& [k, v] : parse_pairs(ca->tags, "--tag")) spec.tags.emplace_back(k, v);
+    if (!ca->rotation.empty()) {
+      spec.rotation_days = keys::parse_days(ca->rotation, secrets::kMinRotationDays,
+                                            secrets::kMaxRotationDays, "--rotation-period");
+    }
+    if (!ca->command.empty()) spec.rotation_command = ca->command;
+    const SecretInput in = input_of(ca->value);
+    if (ca->value.generate) spec.generator = in.generator;
+    const secrets::SecretInfo info = open_service(g)->secret_create(spec, in);
+    if (ca->json) {
+      print_secret(info, true);
+    } else {
+      note(fmt::format("created secret {} (version 1, key {})", info.secret.name,
+                       info.secret.key_id));
+    }
+  });
+
+  struct GetArgs {
+    std::string name, stage, field;
+    std::int64_t version = 0;
+    bool json = false;
+  };
+  auto ga = std::make_shared<GetArgs>();
+  CLI::App* get = secret->add_subcommand("get", "Print a secret's value (raw, no newline added)");
+  get->add_option("name", ga->name, "Secret name")->required()->type_name("NAME");
+  auto* stage = get->add_option("--stage", ga->stage, "Which stage (default current)")
+                    ->check(CLI::IsMember({"current", "previous", "pending"}));
+  auto* vid = get->add_option("--version-id", ga->version, "A version by id")
+                  ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()))
+                  ->type_name("ID");
+  stage->excludes(vid);
+  get->add_option("--field", ga->field, "Print one field of a JSON object value")->type_name("F");
+  get->add_flag("--json", ga->json, "Print {name, version_id, stages, value} as JSON");
+  get->callback([&g, ga] {
+    const secrets::Value v = open_service(g)->secret_get(
+        ga->name, ga->stage.empty() ? std::nullopt : std::optional(ga->stage),
+        ga->version ? std::optional(ga->version) : std::nullopt);
+    print_value(ga->name, v, ga->field, ga->json);
+  });
+
+  struct PutArgs {
+    std::string name;
+    ValueArgs value;
+    bool json = false;
+  };
+  auto pa = std::make_shared<PutArgs>();
+  CLI::App* put = secret->add_subcommand("put", "Store a new version; it becomes current");
+  put->add_option("name", pa->name, "Secret name")->required()->type_name("NAME");
+  add_value_options(put, pa->value);
+  put->add_flag("--json", pa->json, "Print the secret as JSON");
+  put->callback([&g, pa] {
+    SecretInput in = input_of(pa->value);
+    if (pa->value.generate && !has_generator_options(pa->value))
+      in.generator.length = 0;  // the secret's own
+    const secrets::SecretInfo info = open_service(g)->secret_put(pa->name, in);
+    if (pa->json) {
+      print_secret(info, true);
+    } else {
+      note(fmt::format("secret {}: version {} is current", info.secret.name,
+                       opt_num(version_at(info, secrets::kCurrent))));
+    }
+  });
+
+  auto lj = std::make_shared<bool>(false);
+  CLI::App* list =
+      secret->add_subcommand("list", "List secrets (names and metadata, never values)");
+  list->add_flag("--json", *lj, "Print a JSON array");
+  list->callback([&g, lj] {
+    const auto all = open_service(g)->secret_list();
+    if (*lj) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& s : all) {
+        nlohmann::json j = secret_json(s);
+        j.erase("versions");
+        arr.push_back(j);
+      }
+      print_json(arr);
+      return;
+    }
+    fmt::print("{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", "NAME", "CURRENT", "VERSIONS",
+               "ROTATION", "LAST ROTATE", "DELETION");
+    for (const auto& s : all) {
+      fmt::print(
+          "{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", s.secret.name,
+          opt_num(version_at(s, secrets::kCurrent)), s.versions.size(),
+          s.secret.rotation_period_days ? fmt::format("{}d", *s.secret.rotation_period_days) : "-",
+          s.secret.rotation_status, s.secret.deletion_date.value_or("-"));
+    }
+  });
+
+  struct NameArgs {
+    std::string name;
+    bool json = false;
+  };
+  auto da = std::make_shared<NameArgs>();
+  CLI::App* describe = secret->add_subcommand(
+      "describe",
+      "Show a secret: key, stages, versions, rotation (and its last error), deletion date");
+  describe->add_option("name", da->name, "Secret name")->required()->type_name("NAME");
+  describe->add_flag("--json", da->json, "Print the secret as JSON");
+  describe->callback(
+      [&g, da] { print_secret(open_service(g)->secret_describe(da->name), da->json); });
+
+  auto va = std::make_shared<NameArgs>();
+  CLI::App* versions =
+      secret->add_subcommand("versions", "List a secret's versions and their stages");
+  versions->add_option("name", va->name, "Secret name")->required()->type_name("NAME");
+  versions->add_flag("--json", va->json, "Print a JSON array");
+  versions->callback(
+      [&g, va] { print_versions(open_service(g)->secret_versions(va->name), va->json); });
+
+  struct DeleteArgs {
+    std::string name, days;
+    bool force = false, json = false;
+  };
+  auto dl = std::make_shared<DeleteArgs>();
+  CLI::App* del = secret->add_subcommand(
+      "delete", "Schedule a secret's purge after a recovery window (reads are refused meanwhile)");
+  del->add_option("name", dl->name, "Secret name")->required()->type_name("NAME");
+  auto* days =
+      del->add_option("--recovery-days", dl->days, "Recovery window, 7-30 days (default 30)")
+          ->type_name("DAYS");
+  auto* force = del->add_flag("--force", dl->force, "Purge now, with every version (no recovery)");
+  days->excludes(force);
+  del->add_flag("--json", dl->json, "Print the secret as JSON");
+  del->callback([&g, dl] {
+    std::optional<std::int64_t> d;
+    if (!dl->force) {
+      d = keys::parse_days(dl->days.empty() ? "30" : dl->days, secrets::kMinRecoveryDays,
+                           secrets::kMaxRecoveryDays, "--recovery-days");
+    }
+    const secrets::SecretInfo info = open_service(g)->secret_delete(dl->name, d);
+    if (dl->force) {
+      note(fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size()));
+    } else {
+      note(fmt::format("secret {} will be purged on {} (undo with `kmsctl secret restore {}`)",
+                       info.secret.name, info.secret.deletion_date.value_or("?"),
+                       info.secret.name));
+    }
+    if (dl->json) print_secret(info, true);
+  });
+
+  auto ra = std::make_shared<NameArgs>();
+  CLI::App* restore = secret->add_subcommand("restore", "Cancel a scheduled deletion");
+  restore->add_option("name", ra->name, "Secret name")->required()->type_name("NAME");
+  restore->add_flag("--json", ra->json, "Print the secret as JSON");
+  restore->callback([&g, ra] {
+    const secrets::SecretInfo info = open_service(g)->secret_restore(ra->name);
+    if (ra->json) {
+      print_secret(info, true);
+    } else {
+      note(fmt::format("secret {} restored", info.secret.name));
+    }
+  });
+
+  auto rt = std::make_shared<NameArgs>();
+  CLI::App* rotate = secret->add_subcommand(
+      "rotate",
+      "Rotate now: create, set, test, finish (resumes a pending version left by a failure)");
+  rotate->add_option("name", rt->name, "Secret name")->required()->type_name("NAME");
+  rotate->add_flag("--json", rt->json, "Print the result as JSON");
+  rotate->callback([&g, rt] {
+    export_for_hooks(g);
+    const SecretRotation r = open_service(g)->secret_rotate(rt->name);
+    if (rt->json) {
+      print_json({{"name", r.name},
+                  {"version_id", r.version},
+                  {"previous_version_id", r.previous_version},
+                  {"resumed", r.resumed},
+                  {"steps", r.steps}});
+    } else {
+      fmt::print("secret {}: version {} is current (previous {}){}\n", r.name, r.version,
+                 r.previous_version, r.resumed ? "; resumed a pending version" : "");
+    }
+  });
+}
+
+}  // namespace kms::cli

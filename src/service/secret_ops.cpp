@@ -1,0 +1,300 @@
+// The secret operations of the facade: each command is one audited transaction; a rotation is
+// one audited transaction per step, with the hook run between them (outside any transaction and
+// the vault's writer lock, so that a hook may itself call kmsctl, e.g. for an admin secret).
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+#include "kms/service.hpp"
+
+namespace kms {
+namespace {
+
+std::string secret_resource(std::string_view name) { return "secret/" + std::string(name); }
+
+audit::Event secret_event(std::string_view action, std::string_view name) {
+  return {std::string(action), secret_resource(name), {{"name", std::string(name)}}};
+}
+
+SecureBytes input_value(const SecretInput& in) {
+  if (in.value) return SecureBytes(in.value->view());
+  return secrets::generate(in.generator);
+}
+
+}  // namespace
+
+secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
+                                           const SecretInput& input) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  audit::Event ev = secret_event("secret.create", spec.name);
+  ev.params["generated"] = !input.value.has_value();
+  if (spec.key) ev.params["key"] = *spec.key;
+  if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
+  ev.params["rotation_command"] = spec.rotation_command.has_value();
+  run(std::move(ev), [&](audit::Event& e) {
+    const SecureBytes value = input_value(input);
+    bool key_created = false;
+    const store::SecretRow s = ss.create(spec, value.view(), now(), key_created);
+    e.params["key_id"] = s.key_id;
+    e.params["version"] = 1;
+    if (key_created) e.params["key_created"] = true;
+    info = ss.describe(s);
+  });
+  return info;
+}
+
+secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput& input) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  audit::Event ev = secret_event("secret.put", name);
+  ev.params["generated"] = !input.value.has_value();
+  run(std::move(ev), [&](audit::Event& e) {
+    store::SecretRow s = ss.resolve(name);
+    secrets::Generator gen = input.generator;
+    if (!input.value && gen.length == 0) gen = {s.gen_length, s.gen_charset, s.gen_exclude};
+    const SecureBytes value =
+        input.value ? SecureBytes(input.value->view()) : secrets::generate(gen);
+    e.params["version"] = ss.add_version(s, value.view(), secrets::kCurrent, now());
+    info = ss.describe(s);
+  });
+  return info;
+}
+
+secrets::Value Service::secret_get(std::string_view name, std::optional<std::string> stage,
+                                   std::optional<std::int64_t> version,
+                                   const nlohmann::json& extra) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  std::optional<secrets::Value> out;
+  audit::Event ev = secret_event("secret.get", name);
+  if (stage) ev.params["stage"] = *stage;
+  if (version) ev.params["version"] = *version;
+  for (const auto& [k, v] : extra.items()) ev.params[k] = v;
+  run(std::move(ev), [&](audit::Event& e) {
+    const store::SecretRow s = ss.resolve(name);
+    e.params["key_id"] = s.key_id;
+    out = ss.read(s, stage, version);
+    e.params["version"] = out->version;
+  });
+  return std::move(*out);
+}
+
+std::vector<secrets::SecretInfo> Service::secret_list() {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  std::vector<secrets::SecretInfo> out;
+  run({"secret.list", "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
+    for (const auto& s : store::secret_list(vault_->db())) out.push_back(ss.describe(s));
+    e.params["count"] = out.size();
+  });
+  return out;
+}
+
+secrets::SecretInfo Service::secret_describe(std::string_view name) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  run(secret_event("secret.describe", name),
+      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  return info;
+}
+
+secrets::SecretInfo Service::secret_versions(std::string_view name) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  run(secret_event("secret.versions", name),
+      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  return info;
+}
+
+secrets::SecretInfo Service::secret_delete(std::string_view name,
+                                           std::optional<std::int64_t> days) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  audit::Event ev = secret_event("secret.delete", name);
+  ev.params["force"] = !days.has_value();
+  if (days) ev.params["recovery_days"] = *days;
+  run(std::move(ev), [&](audit::Event& e) {
+    store::SecretRow s = ss.resolve(name);
+    if (days) {
+      e.params["deletion_date"] = ss.schedule_deletion(s, *days, now());
+      info = ss.describe(s);
+    } else {
+      info = ss.describe(s);
+      ss.erase(s);
+      e.params["purged_versions"] = info.versions.size();
+    }
+  });
+  return info;
+}
+
+secrets::SecretInfo Service::secret_restore(std::string_view name) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  run(secret_event("secret.restore", name), [&](audit::Event&) {
+    store::SecretRow s = ss.resolve(name);
+    ss.restore(s);
+    info = ss.describe(s);
+  });
+  return info;
+}
+
+void Service::rotation_step_failed(std::string_view name, std::string_view step,
+                                   std::int64_t version, const std::string& failure) {
+  audit::Event ev = secret_event("secret.rotate", name);
+  ev.params["step"] = std::string(step);
+  ev.params["version"] = version;
+  ev.params["failure"] = failure;
+  run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
+    if (auto s = store::secret_by_name(vault_->db(), name)) {
+      s->rotation_status = "failed";
+      s->rotation_error =
+          fmt::format("{}: step {} failed: {}", format_rfc3339(now()), step, failure);
+      store::secret_update(vault_->db(), *s);
+    }
+  });
+}
+
+SecretRotation Service::secret_rotate(std::string_view name) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  SecretRotation rep;
+  rep.name = std::string(name);
+  std::optional<secrets::RotationLock> lock;
+  store::SecretRow s;
+  secrets::Value current;
+  std::optional<secrets::Value> pending;
+
+  // start: resolve, lock, and read the values the hook will be given (audited before release).
+  run(secret_event("secret.rotate", name), [&](audit::Event& e) {
+    e.params["step"] = "start";
+    s = ss.resolve(name);
+    secrets::SecretStore::require_active(s);
+    lock.emplace(vault_->final_path(), s.id, s.name);
+    current = ss.read(s, secrets::kCurrent, std::nullopt);
+    if (ss.at_stage(s, secrets::kPending)) pending = ss.read(s, secrets::kPending, std::nullopt);
+    e.params["current_version"] = current.version;
+    e.params["resumed"] = pending.has_value();
+    if (pending) e.params["pending_version"] = pending->version;
+  });
+  rep.previous_version = current.version;
+  rep.resumed = pending.has_value();
+
+  const std::optional<std::string>& command = s.rotation_command;
+  auto call = [&](std::string_view step, std::int64_t pending_version, ByteView pending_value) {
+    secrets::HookCall c;
+    c.step = std::string(step);
+    c.secret_name = s.name;
+    c.secret_id = s.id;
+    c.current_version = current.version;
+    c.pending_version = pending_version;
+    c.current = current.value.view();
+    c.pending = pending_value;
+    return c;
+  };
+  auto fail = [&](std::string_view step, std::int64_t version, const std::string& failure) {
+    rotation_step_failed(name, step, version, failure);
+    const std::string resume =
+        step == "create" ? "it starts again at step create"
+                         : fmt::format("it resumes pending version {} at step set", version);
+    return Error(
+        Code::failed,
+        fmt::format("rotation of secret {} failed at step {}: the rotation command {}; "
+                    "current is still version {}",
+                    name, step, failure, current.version),
+        fmt::format("fix the cause and run `kmsctl secret rotate {}` again ({})", name, resume));
+  };
+
+  // create: the hook may print the new value; otherwise kmsctl generates it.
+  if (!pending) {
+    const std::int64_t version = s.next_version;
+    std::optional<SecureBytes> supplied;
+    if (command) {
+      secrets::HookResult r = secrets::run_hook(*command, call("create", version, {}));
+      if (!r.ok) throw fail("create", version, r.failure);
+      if (!r.output.empty()) supplied = std::move(r.output);
+    }
+    rep.steps.push_back("create");
+    audit::Event ev = secret_event("secret.rotate", name);
+    ev.params["step"] = "create";
+    ev.params["supplied_by_hook"] = supplied.has_value();
+    run(std::move(ev), [&](audit::Event& e) {
+      store::SecretRow fresh = ss.resolve(name);
+      const secrets::Generator gen{fresh.gen_length, fresh.gen_charset, fresh.gen_exclude};
+      SecureBytes value =
+          supplied ? std::move(*supplied) : secrets::generate_like(gen, current.value.view());
+      const std::int64_t v = ss.add_version(fresh, value.view(), secrets::kPending, now());
+      fresh.rotation_status = "in_progress";
+      store::secret_update(vault_->db(), fresh);
+      e.params["version"] = v;
+      pending = secrets::Value{std::move(value), v, std::string(secrets::kPending)};
+    });
+  }
+
+  for (const char* step : {"set", "test", "finish"}) {
+    if (command) {
+      const secrets::HookResult r =
+          secrets::run_hook(*command, call(step, pending->version, pending->value.view()));
+      if (!r.ok) throw fail(step, pending->version, r.failure);
+    } else if (std::string_view(step) != "finish") {
+      continue;  // no rotation command: nothing to apply or test
+    }
+    rep.steps.push_back(step);
+    audit::Event ev = secret_event("secret.rotate", name);
+    ev.params["step"] = step;
+    ev.params["version"] = pending->version;
+    run(std::move(ev), [&](audit::Event& e) {
+      if (std::string_view(step) != "finish") return;
+      store::SecretRow fresh = ss.resolve(name);
+      ss.promote_pending(fresh, now());
+      e.params["previous_version"] = current.version;
+    });
+  }
+  rep.version = pending->version;
+  return rep;
+}
+
+}  // namespace kms
+
+namespace kms {
+
+void Service::maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev) {
+  for (const store::SecretRow& s : store::secrets_due_deletion(vault_->db(), at)) {
+    rep.secrets_purged.push_back(s.name);
+    if (!rep.dry_run) store::secret_delete(vault_->db(), s.id);
+  }
+  ev.params["secrets_purged"] = rep.secrets_purged;
+  nlohmann::json due = nlohmann::json::array();
+  for (const store::SecretRow& s : store::secrets_due_rotation(vault_->db(), at)) {
+    due.push_back(s.name);
+    if (rep.dry_run) rep.secrets_rotated.emplace_back(s.name, s.next_version);
+  }
+  ev.params["secrets_due_rotation"] = due;
+}
+
+void Service::rotate_due_secrets(MaintainReport& rep) {
+  if (rep.dry_run) return;
+  std::vector<std::string> names;
+  {
+    store::Tx tx(vault_->db(), store::Tx::Kind::read);
+    for (const auto& s : store::secrets_due_rotation(vault_->db(), format_rfc3339(now()))) {
+      names.push_back(s.name);
+    }
+  }
+  // Each rotation is audited step by step; one failing does not stop the others.
+  for (const std::string& name : names) {
+    try {
+      const SecretRotation r = secret_rotate(name);
+      rep.secrets_rotated.emplace_back(name, r.version);
+    } catch (const Error& e) {
+      rep.secrets_failed.emplace_back(name, e.what());
+    }
+  }
+}
+
+}  // namespace kms
