@@ -72,16 +72,6 @@ section "A wrong context, or a damaged file, releases nothing (exit 5)"
 run kmsctl file decrypt --context build=43 -o "$dir/out/wrong.bin" "$dir/artifact.bin.kenc" || echo "exit $?"
 run ls "$dir/out"
 
-section "Every command left a record in the hash-chained audit log"
-run kmsctl audit list
-run kmsctl audit verify
-
-section "A consistent online backup (still sealed by the token) and a SIEM export"
-run kmsctl vault backup "$dir/backup.db"
-run ls -l "$dir"
-run kmsctl audit export -o "$dir/audit.jsonl"
-run head -n 2 "$dir/audit.jsonl"
-
 section "Secrets: a generated password, read, rotated by a tiny hook, handed to a program"
 run kmsctl secret create demo/db-password --generate --length 20
 run kmsctl secret get demo/db-password
@@ -98,6 +88,15 @@ run kmsctl secret create demo/api-token --generate --rotation-command "$dir/hook
 run kmsctl secret rotate demo/api-token
 run kmsctl secret versions demo/api-token
 run kmsctl exec --secret demo/api-token=TOKEN -- sh -c 'echo "the program got a ${#TOKEN}-character TOKEN"'
-run kmsctl audit list --limit 8
+
+section "Every command left a record in the hash-chained audit log"
+run kmsctl audit list
+run kmsctl audit verify
+
+section "A consistent online backup (still sealed by the token) and a SIEM export"
+run kmsctl vault backup "$dir/backup.db"
+run ls -l "$dir"
+run kmsctl audit export -o "$dir/audit.jsonl"
+run head -n 2 "$dir/audit.jsonl"
 
 printf '\ndemo: done (removing %s)\n' "$dir"
