@@ -63,6 +63,15 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
         Code::integrity, "the file has no recipient that a vault key can open",
         "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
   }
+  if (best->code() == Code::not_found) {
+    // Without the data key, a key id altered in the header cannot be told from a file made for
+    // another vault's key; both are a file this vault cannot authenticate (DESIGN.md §6: exit 5).
+    throw Error(Code::integrity,
+                fmt::format("no key of this file is in this vault ({}): the file was made for "
+                            "another vault, or its header was altered",
+                            best->what()),
+                "decrypt it with the vault that holds its key; `kmsctl file inspect` lists them");
+  }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
               best->hint());
 }

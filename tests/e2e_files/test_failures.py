@@ -7,7 +7,7 @@ disabled key. Each exits 5 (4 for a key's state) with a specific message, leaves
 import os
 
 import fileenv
-from fileenv import (Envelope, FilesTestCase, INTEGRITY, NOT_FOUND, REFUSED, read, write)
+from fileenv import (Envelope, FilesTestCase, INTEGRITY, REFUSED, read, write)
 
 KIB = 1024
 
@@ -142,14 +142,14 @@ class Damage(FilesTestCase):
                     self.assertEqual(recs[1]["error_code"], "integrity")
                 os.unlink(path)
 
-    def test_a_key_id_from_another_vault_is_reported_as_not_found(self):
+    def test_a_key_id_altered_or_from_another_vault_fails_with_exit_5(self):
         toff, _, boff, _ = self.env.recipients[0]
         b = bytearray(self.good)
         b[boff + 8] ^= 0x01
         path = os.path.join(self.work, "otherkey.kenc")
         write(path, bytes(b))
         r = self.vault.run("file", "decrypt", "--context", "purpose=test", path)
-        self.assertError(r, NOT_FOUND, "not in this vault")
+        self.assertError(r, INTEGRITY, "not in this vault", hint="file inspect")
         self.assertNoOutput(self.work, "otherkey")
         os.unlink(path)
 
