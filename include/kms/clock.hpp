@@ -16,5 +16,7 @@ TimePoint now() noexcept;
 std::string format_rfc3339(TimePoint t);
 // Accepts "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SS[.fff]Z" and "+HH:MM" offsets.
 std::optional<TimePoint> parse_rfc3339(std::string_view text);
+// A stored time plus whole days, in the same form (the input unchanged if it does not parse).
+std::string add_days(const std::string& rfc3339, std::int64_t days);
 
 }  // namespace kms

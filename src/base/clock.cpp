@@ -78,4 +78,10 @@ std::optional<TimePoint> parse_rfc3339(std::string_view s) {
          offset;
 }
 
+std::string add_days(const std::string& rfc3339, std::int64_t days) {
+  const auto t = parse_rfc3339(rfc3339);
+  if (!t) return rfc3339;
+  return format_rfc3339(*t + std::chrono::days(days));
+}
+
 }  // namespace kms

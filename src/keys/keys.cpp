@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 
@@ -14,12 +15,6 @@ constexpr std::string_view kVersionsTable = "key_versions";
 
 RecordRef material_ref(std::string_view key_id, std::int64_t version) {
   return {std::string(kVersionsTable), std::string(key_id), version};
-}
-
-std::string add_days(const std::string& rfc3339, std::int64_t days) {
-  const auto t = parse_rfc3339(rfc3339);
-  if (!t) return rfc3339;
-  return format_rfc3339(*t + std::chrono::days(days));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 
@@ -24,12 +25,6 @@ RecordRef value_ref(std::string_view secret_id, std::int64_t version) {
 // The encryption context binds a version's ciphertext to its secret and version.
 Context value_context(std::string_view secret_id, std::int64_t version) {
   return {{"kmsctl:secret", std::string(secret_id)}, {"kmsctl:version", std::to_string(version)}};
-}
-
-std::string add_days(const std::string& rfc3339, std::int64_t days) {
-  const auto t = parse_rfc3339(rfc3339);
-  if (!t) return rfc3339;
-  return format_rfc3339(*t + std::chrono::days(days));
 }
 
 }  // namespace
