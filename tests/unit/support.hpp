@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -13,9 +14,27 @@
 
 #include <sys/stat.h>
 
+#include <doctest/doctest.h>
+
+#include "kms/error.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::test {
+
+// Runs f and returns the kms::Error it throws (FAILs when it throws nothing).
+inline Error error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("expected a kms::Error");
+  return Error(Code::failed, "");
+}
+
+inline bool contains(std::string_view hay, std::string_view needle) {
+  return hay.find(needle) != std::string_view::npos;
+}
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {

@@ -16,6 +16,7 @@
 #include "kms/store.hpp"
 
 using namespace kms;
+using kms::test::error_of;
 using kms::test::bytes_of;
 using kms::test::TempDir;
 namespace fs = std::filesystem;
@@ -32,16 +33,6 @@ class MemoryAnchor final : public audit::AnchorStore {
   void replace(ByteView value) override { store(value); }
   std::vector<Bytes> values;
 };
-
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  FAIL("expected a kms::Error");
-  return Error(Code::failed, "");
-}
 
 std::string hex(ByteView b) { return crypto::to_hex(b); }
 

@@ -12,20 +12,7 @@
 #include "kms/hsm.hpp"
 
 using namespace kms;
-
-namespace {
-
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  FAIL("expected a kms::Error");
-  return Error(Code::failed, "");
-}
-
-}  // namespace
+using kms::test::error_of;
 
 TEST_CASE("rv_name names the CK_RV constants and shows unknown values in hex") {
   CHECK(hsm::rv_name(CKR_OK) == "CKR_OK");

@@ -14,6 +14,8 @@
 #include "kms/store.hpp"
 
 using namespace kms;
+using kms::test::error_of;
+using kms::test::contains;
 using kms::test::bytes_of;
 using kms::test::mode_of;
 using kms::test::read_file;
@@ -22,21 +24,6 @@ using kms::test::write_file;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Runs f and returns the kms::Error it throws (FAILs when it throws nothing).
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  FAIL("expected a kms::Error");
-  return Error(Code::failed, "");
-}
-
-bool contains(std::string_view hay, std::string_view needle) {
-  return hay.find(needle) != std::string_view::npos;
-}
 
 // A plain SQLite file made without kmsctl, for malformed-vault tests.
 void make_sqlite(const fs::path& path, const char* sql) {

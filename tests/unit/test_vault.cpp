@@ -24,6 +24,8 @@
 #include "kms/vault.hpp"
 
 using namespace kms;
+using kms::test::error_of;
+using kms::test::contains;
 using kms::test::bytes_of;
 using kms::test::mode_of;
 using kms::test::TempDir;
@@ -33,20 +35,6 @@ namespace {
 
 SecureBytes pin_of(std::string_view s) { return SecureBytes(as_bytes(s)); }
 const std::string kPin = "unit-test-pin-1234";
-
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  FAIL("expected a kms::Error");
-  return Error(Code::failed, "");
-}
-
-bool contains(std::string_view hay, std::string_view needle) {
-  return hay.find(needle) != std::string_view::npos;
-}
 
 std::unique_ptr<Vault> create_vault(const fs::path& path, InitReport* report_out = nullptr) {
   InitOptions opts;
