@@ -122,6 +122,14 @@ void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
 void update_softhsm_conf(Db& db, std::string_view path);
 
 // ---- audit log rows ----
+// The same row as views into SQLite's column buffers: valid only during the visit (hot loops).
+struct AuditRowView {
+  std::int64_t seq = 0;
+  std::string_view time, principal;
+  std::int64_t uid = 0;
+  std::string_view action, resource, params, outcome, error_code;
+  ByteView prev_hash, hash, mac;
+};
 struct AuditRow {
   std::int64_t seq = 0;
   std::string time;
@@ -135,14 +143,12 @@ struct AuditRow {
   Bytes prev_hash;
   Bytes hash;
   Bytes mac;
-};
-// The same row as views into SQLite's column buffers: valid only during the visit (hot loops).
-struct AuditRowView {
-  std::int64_t seq = 0;
-  std::string_view time, principal;
-  std::int64_t uid = 0;
-  std::string_view action, resource, params, outcome, error_code;
-  ByteView prev_hash, hash, mac;
+
+  // Views into this row, valid while it lives unchanged.
+  AuditRowView view() const {
+    return {seq, time, principal, uid, action, resource, params, outcome, error_code,
+            prev_hash, hash, mac};
+  }
 };
 struct AuditFilter {
   std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)

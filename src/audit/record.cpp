@@ -56,19 +56,7 @@ void encode_into(const store::AuditRowView& r, Bytes& out) {
   put_str(out, r.error_code);
 }
 
-void encode_into(const store::AuditRow& r, Bytes& out) {
-  store::AuditRowView v;
-  v.seq = r.seq;
-  v.time = r.time;
-  v.principal = r.principal;
-  v.uid = r.uid;
-  v.action = r.action;
-  v.resource = r.resource;
-  v.params = r.params;
-  v.outcome = r.outcome;
-  v.error_code = r.error_code;
-  encode_into(v, out);
-}
+void encode_into(const store::AuditRow& r, Bytes& out) { encode_into(r.view(), out); }
 
 crypto::Digest genesis_hash(std::string_view vault_id) {
   Bytes in(kGenesisLabel.begin(), kGenesisLabel.end());
