@@ -118,11 +118,12 @@ ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
 }
 
 namespace {
+// Objects of class `cls` whose text attribute `attr` (CKA_LABEL, CKA_APPLICATION) equals `value`.
 std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
-                               std::string_view label) {
+                               CK_ATTRIBUTE_TYPE attr, std::string_view value) {
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},
-      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {attr, const_cast<char*>(value.data()), value.size()},
   };
   std::vector<ObjectHandle> out;
   CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(s, tmpl, 2); });
@@ -152,11 +153,11 @@ Bytes get_attr(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK
 }  // namespace
 
 std::vector<ObjectHandle> Session::find_keys(std::string_view label) {
-  return find(module_->fn(), handle_, CKO_SECRET_KEY, label);
+  return find(module_->fn(), handle_, CKO_SECRET_KEY, CKA_LABEL, label);
 }
 
 std::vector<ObjectHandle> Session::find_data(std::string_view label) {
-  return find(module_->fn(), handle_, CKO_DATA, label);
+  return find(module_->fn(), handle_, CKO_DATA, CKA_LABEL, label);
 }
 
 Bytes Session::get_id(ObjectHandle object) {
@@ -253,25 +254,7 @@ Bytes Session::get_value(ObjectHandle object) {
 }
 
 std::vector<ObjectHandle> Session::find_data_by_application(std::string_view application) {
-  CK_OBJECT_CLASS cls = CKO_DATA;
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {CKA_APPLICATION, const_cast<char*>(application.data()), application.size()},
-  };
-  auto* fn = module_->fn();
-  std::vector<ObjectHandle> out;
-  CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(handle_, tmpl, 2); });
-  detail::check(rv, "cannot search the token");
-  CK_OBJECT_HANDLE batch[16];
-  CK_ULONG n = 0;
-  do {
-    rv = fn->C_FindObjects(handle_, batch, 16, &n);
-    if (rv != CKR_OK) break;
-    out.insert(out.end(), batch, batch + n);
-  } while (n == 16);
-  fn->C_FindObjectsFinal(handle_);
-  detail::check(rv, "cannot search the token");
-  return out;
+  return find(module_->fn(), handle_, CKO_DATA, CKA_APPLICATION, application);
 }
 
 std::string Session::get_label(ObjectHandle object) {
