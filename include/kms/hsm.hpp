@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,11 @@ class Module {
   std::atomic<int> open_sessions_{0};
 };
 
+struct DataObject {
+  Bytes value;
+  std::string label;
+};
+
 class Session {
  public:
   Session(std::shared_ptr<Module> module, SlotId slot);  // read-write session
@@ -96,6 +102,7 @@ class Session {
   // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.
   ObjectHandle generate_aes256(std::string_view label, ByteView id);
   std::vector<ObjectHandle> find_keys(std::string_view label);
+  std::vector<ObjectHandle> find_keys(std::string_view label, ByteView id);  // label and CKA_ID
   std::vector<ObjectHandle> find_data(std::string_view label);
   Bytes get_id(ObjectHandle object);
   void destroy(ObjectHandle object);
@@ -113,6 +120,7 @@ class Session {
   std::vector<ObjectHandle> find_data_by_application(std::string_view application);
   Bytes get_value(ObjectHandle object);
   std::string get_label(ObjectHandle object);
+  DataObject read_data(ObjectHandle object);  // CKA_VALUE and CKA_LABEL in one call
   void set_value(ObjectHandle object, ByteView value);
   // C_SetAttributeValue(CKA_VALUE); false when the token refuses with CKR_ATTRIBUTE_READ_ONLY
   // (SoftHSM2 does for data objects), any other failure throws.

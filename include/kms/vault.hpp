@@ -77,7 +77,8 @@ class Vault {
   // slot intact. load_anchor() returns every value found: both slots' (each can also still hold
   // its creation value), and those of a single-object anchor left by an older kmsctl, which the
   // next store_anchor() converts into the two slots. seq_of orders values (higher is newer,
-  // -1 when it cannot tell).
+  // -1 when it cannot tell). store_anchor() uses the slots the last load_anchor() found instead
+  // of searching the token again: callers hold the writer lock from load to store.
   struct AnchorSlot {
     hsm::ObjectHandle handle = 0;
     bool legacy = false;  // a single anchor object made by create + destroy
@@ -120,6 +121,7 @@ class Vault {
   hsm::ObjectHandle root_ = 0;
   std::optional<hsm::ObjectHandle> new_root_;
   std::optional<store::VaultMeta> meta_before_rekey_;
+  std::optional<std::vector<AnchorSlot>> loaded_slots_;  // by load_anchor(), for store_anchor()
   bool anchor_value_read_only_ = false;  // the token refused CKA_VALUE once: use the label
   SecureBytes master_;
   SecureBytes record_key_;

@@ -118,15 +118,11 @@ ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
 }
 
 namespace {
-// Objects of class `cls` whose text attribute `attr` (CKA_LABEL, CKA_APPLICATION) equals `value`.
-std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
-                               CK_ATTRIBUTE_TYPE attr, std::string_view value) {
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {attr, const_cast<char*>(value.data()), value.size()},
-  };
+// Objects that match every attribute of `tmpl`.
+std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_ATTRIBUTE* tmpl,
+                               CK_ULONG count) {
   std::vector<ObjectHandle> out;
-  CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(s, tmpl, 2); });
+  CK_RV rv = with_retry([&] { return fn->C_FindObjectsInit(s, tmpl, count); });
   detail::check(rv, "cannot search the token");
   CK_OBJECT_HANDLE batch[16];
   CK_ULONG n = 0;
@@ -140,20 +136,60 @@ std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJ
   return out;
 }
 
+// Objects of class `cls` whose text attribute `attr` (CKA_LABEL, CKA_APPLICATION) equals `value`.
+std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+                               CK_ATTRIBUTE_TYPE attr, std::string_view value) {
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {attr, const_cast<char*>(value.data()), value.size()},
+  };
+  return find(fn, s, tmpl, 2);
+}
+
+// Attributes of one object, in one C_GetAttributeValue when each fits in kGuess bytes (every
+// attribute kmsctl reads does), else a second call that asks for the sizes first. Each call is
+// a round trip to the token (SoftHSM2 re-reads the object's file), so there are few.
+constexpr CK_ULONG kGuess = 512;
+
+std::vector<Bytes> get_attrs(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                             std::initializer_list<CK_ATTRIBUTE_TYPE> types, std::string_view what) {
+  std::vector<Bytes> values(types.size(), Bytes(kGuess));
+  std::vector<CK_ATTRIBUTE> a;
+  for (CK_ATTRIBUTE_TYPE t : types) a.push_back({t, values[a.size()].data(), kGuess});
+  auto get = [&] { return with_retry([&] { return fn->C_GetAttributeValue(s, o, a.data(), a.size()); }); };
+  CK_RV rv = get();
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    for (CK_ATTRIBUTE& x : a) x.pValue = nullptr;
+    detail::check(get(), what);
+    for (size_t i = 0; i < a.size(); ++i) {
+      values[i].resize(a[i].ulValueLen);
+      a[i].pValue = values[i].data();
+    }
+    rv = get();
+  }
+  detail::check(rv, what);
+  for (size_t i = 0; i < a.size(); ++i) values[i].resize(a[i].ulValueLen);
+  return values;
+}
+
 Bytes get_attr(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t,
                std::string_view what) {
-  CK_ATTRIBUTE a{t, nullptr, 0};
-  detail::check(with_retry([&] { return fn->C_GetAttributeValue(s, o, &a, 1); }), what);
-  Bytes v(a.ulValueLen);
-  a.pValue = v.data();
-  detail::check(with_retry([&] { return fn->C_GetAttributeValue(s, o, &a, 1); }), what);
-  v.resize(a.ulValueLen);
-  return v;
+  return std::move(get_attrs(fn, s, o, {t}, what).front());
 }
 }  // namespace
 
 std::vector<ObjectHandle> Session::find_keys(std::string_view label) {
   return find(module_->fn(), handle_, CKO_SECRET_KEY, CKA_LABEL, label);
+}
+
+std::vector<ObjectHandle> Session::find_keys(std::string_view label, ByteView id) {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()},
+  };
+  return find(module_->fn(), handle_, tmpl, 3);
 }
 
 std::vector<ObjectHandle> Session::find_data(std::string_view label) {
@@ -255,6 +291,12 @@ Bytes Session::get_value(ObjectHandle object) {
 
 std::vector<ObjectHandle> Session::find_data_by_application(std::string_view application) {
   return find(module_->fn(), handle_, CKO_DATA, CKA_APPLICATION, application);
+}
+
+DataObject Session::read_data(ObjectHandle object) {
+  std::vector<Bytes> v = get_attrs(module_->fn(), handle_, object, {CKA_VALUE, CKA_LABEL},
+                                   "cannot read a token data object");
+  return {std::move(v[0]), std::string(v[1].begin(), v[1].end())};
 }
 
 std::string Session::get_label(ObjectHandle object) {

@@ -175,8 +175,7 @@ void Vault::unseal() {
   const Bytes aad = master_aad(meta_.vault_id, meta_.root_key_gen);
   bool found = false;
   std::optional<SecureBytes> master;
-  for (hsm::ObjectHandle h : session_->find_keys(root_label())) {
-    if (session_->get_id(h) != root_key_id(meta_.root_key_gen)) continue;
+  for (hsm::ObjectHandle h : session_->find_keys(root_label(), root_key_id(meta_.root_key_gen))) {
     found = true;
     master = session_->gcm_decrypt(h, iv, aad, ct);
     if (master && master->size() == 32) {
@@ -270,14 +269,11 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
   auto read = [&](hsm::ObjectHandle h, bool legacy) {
     AnchorSlot slot{h, legacy, {}};
     try {
-      Bytes v = session_->get_value(h);
-      if (!v.empty()) slot.values.push_back(std::move(v));
-      if (!legacy) {
-        const std::string label = session_->get_label(h);
-        if (label.starts_with(kAnchorSlotLabelPrefix)) {
-          if (auto b = crypto::from_base64(std::string_view(label).substr(kAnchorSlotLabelPrefix.size()))) {
-            slot.values.push_back(std::move(*b));
-          }
+      hsm::DataObject d = session_->read_data(h);
+      if (!d.value.empty()) slot.values.push_back(std::move(d.value));
+      if (!legacy && d.label.starts_with(kAnchorSlotLabelPrefix)) {
+        if (auto b = crypto::from_base64(std::string_view(d.label).substr(kAnchorSlotLabelPrefix.size()))) {
+          slot.values.push_back(std::move(*b));
         }
       }
     } catch (const Error&) {
@@ -288,22 +284,27 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
   for (hsm::ObjectHandle h : session_->find_data_by_application(std::string(kAnchorApplicationPrefix) + meta_.vault_id)) {
     read(h, false);
   }
-  for (hsm::ObjectHandle h : session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
-    read(h, true);
+  // A single-object anchor is only looked for until both slots exist: the conversion makes
+  // them before it destroys the old object.
+  if (slots.size() < 2) {
+    for (hsm::ObjectHandle h : session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
+      read(h, true);
+    }
   }
   return slots;
 }
 
 std::vector<Bytes> Vault::load_anchor() {
+  std::vector<AnchorSlot> slots = anchor_slots();
   std::vector<Bytes> values;
-  for (AnchorSlot& slot : anchor_slots()) {
-    for (Bytes& v : slot.values) values.push_back(std::move(v));
-  }
+  for (const AnchorSlot& slot : slots) values.insert(values.end(), slot.values.begin(), slot.values.end());
+  loaded_slots_ = std::move(slots);
   return values;
 }
 
 void Vault::store_anchor(ByteView value, const std::function<std::int64_t(ByteView)>& seq_of) {
-  std::vector<AnchorSlot> slots = anchor_slots();
+  std::vector<AnchorSlot> slots = loaded_slots_ ? std::move(*loaded_slots_) : anchor_slots();
+  loaded_slots_.reset();
   std::vector<AnchorSlot*> current;
   for (AnchorSlot& s : slots) {
     if (!s.legacy) current.push_back(&s);
@@ -317,6 +318,13 @@ void Vault::store_anchor(ByteView value, const std::function<std::int64_t(ByteVi
     }
     for (AnchorSlot* s : current) write_anchor_slot(s->handle, value);
   } else {
+    // A label newer than the CKA_VALUE beside it was written because the token refused the
+    // value before: do not ask it again.
+    for (const AnchorSlot* s : current) {
+      if (s->values.size() == 2 && seq_of(s->values[1]) > seq_of(s->values[0])) {
+        anchor_value_read_only_ = true;
+      }
+    }
     // Overwrite the slot whose newest value is the older one: a torn write loses only that
     // slot, and the other still holds the previous head (a log longer than its anchor is fine).
     auto newest = [&](const AnchorSlot& s) {
@@ -336,6 +344,7 @@ void Vault::store_anchor(ByteView value, const std::function<std::int64_t(ByteVi
 }
 
 void Vault::reset_anchor(ByteView value) {
+  loaded_slots_.reset();
   std::vector<AnchorSlot> slots = anchor_slots();
   size_t current = 0;
   for (const AnchorSlot& s : slots) {
