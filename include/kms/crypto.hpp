@@ -25,6 +25,11 @@ using Digest = std::array<std::uint8_t, kSha256Size>;
 
 // Must run once before anything else (idempotent); aborts if libsodium cannot start.
 void init();
+// For a process that exits as soon as its work is done (the kmsctl binary): OpenSSL registers
+// no clean-up at exit, which would spend longer freeing its tables than a command spends on
+// its own work. Nothing secret is left behind by it: kmsctl's keys live in SecureBytes (wiped
+// when freed) and the memory goes with the process. Call before anything else uses OpenSSL.
+void skip_cleanup_at_exit();
 
 void random_fill(std::span<std::uint8_t> out);
 Bytes random_bytes(std::size_t n);

@@ -28,11 +28,12 @@ int report(const kms::Error& e) {
 
 int main(int argc, char** argv) {
   harden_process();
+  kms::crypto::skip_cleanup_at_exit();
   kms::crypto::init();
   kms::cli::Globals globals;
   std::unique_ptr<CLI::App> app;
   try {
-    app = kms::cli::build_app(globals);
+    app = kms::cli::build_app(globals, argc, argv);
     app->parse(argc, argv);
     return 0;
   } catch (const CLI::CallForHelp&) {

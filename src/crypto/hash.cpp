@@ -15,6 +15,10 @@ void init() {
   if (!ok) std::abort();
 }
 
+void skip_cleanup_at_exit() {
+  if (OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) != 1) std::abort();
+}
+
 void random_fill(std::span<std::uint8_t> out) {
   init();
   if (out.empty()) return;  // an empty span may have a null data(), which randombytes_buf rejects
