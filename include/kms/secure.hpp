@@ -1,5 +1,6 @@
 // Byte types. Bytes for public data; SecureBytes for key material, PINs and plaintext secrets:
-// libsodium guarded memory (sodium_malloc: guard pages, mlock), wiped when freed.
+// libsodium guarded memory (sodium_malloc: guard pages, mlock), wiped when freed. Up to 512 bytes
+// in a slot of one shared guarded region, larger in a region of its own.
 #pragma once
 
 #include <cstddef>
