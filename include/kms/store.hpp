@@ -200,10 +200,15 @@ std::optional<KeyRow> key_get(Db& db, std::string_view id);
 // Ordered by (created, id); starts after the key `after` when given.
 std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
                              const std::optional<std::string>& after, std::int64_t limit);
-std::int64_t key_count(Db& db);
 // Keys whose rotation period has elapsed at `now` (RFC 3339) and are Enabled.
 std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now);
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now);
+// How many keys and secrets there are, and how many of them are due at `now` (one query).
+struct VaultCounts {
+  std::int64_t keys = 0, keys_due_rotation = 0, keys_due_deletion = 0;
+  std::int64_t secrets = 0, secrets_due_rotation = 0, secrets_due_deletion = 0;
+};
+VaultCounts vault_counts(Db& db, std::string_view now);
 
 void key_version_insert(Db& db, const KeyVersionRow& v);
 std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id, std::int64_t version);
@@ -252,7 +257,6 @@ void secret_update(Db& db, const SecretRow& s);
 void secret_delete(Db& db, std::string_view id);  // versions and tags go with it
 std::optional<SecretRow> secret_by_name(Db& db, std::string_view name);
 std::vector<SecretRow> secret_list(Db& db);  // ordered by name
-std::int64_t secret_count(Db& db);
 // Secrets whose rotation period has elapsed at `now`, not scheduled for deletion.
 std::vector<SecretRow> secrets_due_rotation(Db& db, std::string_view now);
 std::vector<SecretRow> secrets_due_deletion(Db& db, std::string_view now);

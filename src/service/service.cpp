@@ -192,21 +192,17 @@ Status Service::status() {
     st.token = vault_->token_info();
     st.private_token = !m.softhsm_conf.empty();
     st.root_key_generation = m.root_key_gen;
-    st.audit_records = store::audit_count(vault_->db());
-    const std::string at = format_rfc3339(now());
-    st.keys = store::key_count(vault_->db());
-    st.keys_due_rotation = static_cast<std::int64_t>(store::keys_due_rotation(vault_->db(), at).size());
-    st.keys_due_deletion = static_cast<std::int64_t>(store::keys_due_deletion(vault_->db(), at).size());
-    st.secrets = store::secret_count(vault_->db());
-    st.secrets_due_rotation =
-        static_cast<std::int64_t>(store::secrets_due_rotation(vault_->db(), at).size());
-    st.secrets_due_deletion =
-        static_cast<std::int64_t>(store::secrets_due_deletion(vault_->db(), at).size());
-    if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
+    const store::VaultCounts c = store::vault_counts(vault_->db(), format_rfc3339(now()));
+    st.keys = c.keys;
+    st.keys_due_rotation = c.keys_due_rotation;
+    st.keys_due_deletion = c.keys_due_deletion;
+    st.secrets = c.secrets;
+    st.secrets_due_rotation = c.secrets_due_rotation;
+    st.secrets_due_deletion = c.secrets_due_deletion;
   });
-  // The status record itself is the new head.
-  st.audit_records += 1;
+  // The status record itself is the new head; seqs start at 1 and have no gaps.
   if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
+  st.audit_records = st.audit_head.seq;
   return st;
 }
 

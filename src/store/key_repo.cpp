@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "kms/store.hpp"
+#include "store/due.hpp"
 
 namespace kms::store {
 namespace {
@@ -92,27 +93,17 @@ std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
   return read_keys(s);
 }
 
-std::int64_t key_count(Db& db) {
-  Stmt s(db, "SELECT count(*) FROM keys");
-  s.step();
-  return s.col_int(0);
-}
-
 std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now) {
-  // last_rotated + period <= now, compared as RFC 3339 text in one UTC form.
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE rotation_period_days IS NOT NULL AND "
-                         "state = 'Enabled' AND strftime('%Y-%m-%dT%H:%M:%fZ', last_rotated, "
-                         "'+' || rotation_period_days || ' days') <= ? ORDER BY created, id",
-                         kKeyColumns)
+  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", kKeyColumns,
+                         due::kKeyRotation)
                  .c_str());
   s.bind(1, now);
   return read_keys(s);
 }
 
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE deletion_date IS NOT NULL AND "
-                         "state = 'PendingDeletion' AND deletion_date <= ? ORDER BY created, id",
-                         kKeyColumns)
+  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", kKeyColumns,
+                         due::kKeyDeletion)
                  .c_str());
   s.bind(1, now);
   return read_keys(s);

@@ -1,4 +1,7 @@
+#include <fmt/format.h>
+
 #include "kms/store.hpp"
+#include "store/due.hpp"
 
 namespace kms::store {
 
@@ -41,6 +44,19 @@ void update_softhsm_conf(Db& db, std::string_view path) {
   Stmt s(db, "UPDATE vault_meta SET softhsm_conf = ? WHERE singleton = 1");
   s.bind(1, path);
   s.step();
+}
+
+VaultCounts vault_counts(Db& db, std::string_view now) {
+  Stmt s(db, fmt::format("SELECT (SELECT count(*) FROM keys), "
+                         "(SELECT count(*) FROM keys WHERE {}), (SELECT count(*) FROM keys WHERE {}), "
+                         "(SELECT count(*) FROM secrets), "
+                         "(SELECT count(*) FROM secrets WHERE {}), (SELECT count(*) FROM secrets WHERE {})",
+                         due::kKeyRotation, due::kKeyDeletion, due::kSecretRotation,
+                         due::kSecretDeletion)
+                 .c_str());
+  s.bind(1, now);
+  s.step();
+  return {s.col_int(0), s.col_int(1), s.col_int(2), s.col_int(3), s.col_int(4), s.col_int(5)};
 }
 
 }  // namespace kms::store

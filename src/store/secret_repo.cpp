@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "kms/store.hpp"
+#include "store/due.hpp"
 
 namespace kms::store {
 namespace {
@@ -113,28 +114,17 @@ std::vector<SecretRow> secret_list(Db& db) {
   return read_secrets(s);
 }
 
-std::int64_t secret_count(Db& db) {
-  Stmt s(db, "SELECT count(*) FROM secrets");
-  s.step();
-  return s.col_int(0);
-}
-
 std::vector<SecretRow> secrets_due_rotation(Db& db, std::string_view now) {
-  // Never rotated: due one period after creation. Compared as RFC 3339 text in one UTC form.
-  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE rotation_period_days IS NOT NULL AND "
-                         "deletion_date IS NULL AND "
-                         "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_rotated, created), "
-                         "'+' || rotation_period_days || ' days') <= ? ORDER BY name",
-                         kSecretColumns)
+  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", kSecretColumns,
+                         due::kSecretRotation)
                  .c_str());
   s.bind(1, now);
   return read_secrets(s);
 }
 
 std::vector<SecretRow> secrets_due_deletion(Db& db, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE deletion_date IS NOT NULL AND "
-                         "deletion_date <= ? ORDER BY name",
-                         kSecretColumns)
+  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", kSecretColumns,
+                         due::kSecretDeletion)
                  .c_str());
   s.bind(1, now);
   return read_secrets(s);

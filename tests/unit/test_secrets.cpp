@@ -167,5 +167,5 @@ TEST_CASE("Db open_existing migrates a version 2 vault to version 3 and keeps it
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
   CHECK(db.schema_version() == 3);
   CHECK(store::key_get(db, "k1"));
-  CHECK(store::secret_count(db) == 0);
+  CHECK(store::vault_counts(db, "2026-01-01T00:00:00.000Z").secrets == 0);
 }
