@@ -151,7 +151,42 @@ void export_for_hooks(const Globals& g) {
   }
 }
 
-std::unique_ptr<CLI::App> build_app(Globals& g) {
+namespace {
+
+using Register = void (*)(CLI::App&, Globals&);
+
+// The command groups, in the order help lists them.
+constexpr std::pair<std::string_view, Register> kGroups[] = {
+    {"init", register_init},       {"status", register_status},     {"audit", register_audit},
+    {"key", register_key},         {"encrypt", register_encrypt},   {"decrypt", register_decrypt},
+    {"re-encrypt", register_reencrypt}, {"data-key", register_data_key}, {"random", register_random},
+    {"file", register_file},       {"secret", register_secret},     {"exec", register_exec},
+    {"maintain", register_maintain}, {"vault", register_vault},     {"version", register_meta},
+    {"completion", register_meta}, {"manpage", register_meta},
+};
+
+// The group of the command argv names, when only it needs building: not for help, completion
+// or the manual page (they describe the whole tree), nor for anything CLI11 must reject.
+Register group_of(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--vault" || a == "--pin-file") {
+      ++i;
+      continue;
+    }
+    if (a.starts_with("--vault=") || a.starts_with("--pin-file=")) continue;
+    if (a.starts_with("-")) return nullptr;  // --help, --help-all, or an unknown option
+    for (const auto& [name, reg] : kGroups) {
+      if (a == name) return reg == register_meta ? nullptr : reg;
+    }
+    return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* argv) {
   auto app = std::make_unique<CLI::App>(
       "kmsctl — a key management service in one binary: a vault sealed by a PKCS#11 token, "
       "with a tamper-evident audit log",
@@ -165,17 +200,17 @@ std::unique_ptr<CLI::App> build_app(Globals& g) {
   app->add_option("--pin-file", g.pin_file, "Read the token user PIN from the first line of FILE")
       ->envname("KMSCTL_PIN_FILE")
       ->type_name("FILE");
-  register_init(*app, g);
-  register_status(*app, g);
-  register_audit(*app, g);
-  register_key(*app, g);
-  register_crypto(*app, g);
-  register_file(*app, g);
-  register_secret(*app, g);
-  register_exec(*app, g);
-  register_maintain(*app, g);
-  register_vault(*app, g);
-  register_meta(*app, g);
+  // Building all of the tree costs more than a command's own work takes in the vault: a command
+  // gets only its group.
+  if (const Register only = group_of(argc, argv)) {
+    only(*app, g);
+    return app;
+  }
+  Register last = nullptr;
+  for (const auto& [name, reg] : kGroups) {
+    if (reg != last) reg(*app, g);
+    last = reg;
+  }
   return app;
 }
 

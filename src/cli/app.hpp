@@ -42,7 +42,11 @@ void register_audit(CLI::App& app, Globals& g);
 void register_vault(CLI::App& app, Globals& g);
 void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
 void register_key(CLI::App& app, Globals& g);
-void register_crypto(CLI::App& app, Globals& g);  // encrypt, decrypt, re-encrypt, data-key, random
+void register_encrypt(CLI::App& app, Globals& g);
+void register_decrypt(CLI::App& app, Globals& g);
+void register_reencrypt(CLI::App& app, Globals& g);
+void register_data_key(CLI::App& app, Globals& g);
+void register_random(CLI::App& app, Globals& g);
 void register_maintain(CLI::App& app, Globals& g);
 void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
 void register_secret(CLI::App& app, Globals& g);
@@ -60,6 +64,7 @@ nlohmann::json key_json(const keys::KeyInfo& info);
 std::string completion_script(const CLI::App& app, const std::string& shell);
 std::string man_page(const CLI::App& app);
 
-std::unique_ptr<CLI::App> build_app(Globals& g);
+// The command tree for this command line: the group of the command it names, or the whole tree.
+std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* argv);
 
 }  // namespace kms::cli

@@ -46,7 +46,7 @@ void add_io(CLI::App* cmd, IoArgs& a) {
 
 }  // namespace
 
-void register_crypto(CLI::App& app, Globals& g) {
+void register_encrypt(CLI::App& app, Globals& g) {
   struct EncryptArgs : IoArgs {
     std::string key;
     bool binary = false;
@@ -65,7 +65,9 @@ void register_crypto(CLI::App& app, Globals& g) {
     const Bytes blob = open_service(g)->encrypt(ea->key, pt.view(), ctx);
     write_output(ea->out, blob_text(blob, ea->binary), ea->force);
   });
+}
 
+void register_decrypt(CLI::App& app, Globals& g) {
   auto da = std::make_shared<IoArgs>();
   CLI::App* dec = app.add_subcommand(
       "decrypt", "Decrypt a ciphertext blob (the key is named inside it)");
@@ -76,7 +78,9 @@ void register_crypto(CLI::App& app, Globals& g) {
     const keys::Decrypted d = open_service(g)->decrypt(blob, ctx);
     write_output(da->out, d.plaintext.chars(), da->force);
   });
+}
 
+void register_reencrypt(CLI::App& app, Globals& g) {
   struct ReencryptArgs : IoArgs {
     std::string to_key;
     std::vector<std::string> to_context;
@@ -102,7 +106,9 @@ void register_crypto(CLI::App& app, Globals& g) {
     const Bytes out = open_service(g)->reencrypt(blob, ctx, ra->to_key, to_ctx);
     write_output(ra->out, blob_text(out, ra->binary), ra->force);
   });
+}
 
+void register_data_key(CLI::App& app, Globals& g) {
   CLI::App* dk = app.add_subcommand("data-key", "Data keys for envelope encryption");
   dk->require_subcommand(1);
   dk->fallthrough();
@@ -136,7 +142,9 @@ void register_crypto(CLI::App& app, Globals& g) {
     if (!ka->no_plaintext) fmt::print("plaintext        {}\n", crypto::to_base64(d.plaintext.view()));
     fmt::print("ciphertext_blob  {}\n", blob);
   });
+}
 
+void register_random(CLI::App& app, Globals& g) {
   struct RandomArgs {
     std::size_t bytes = 0;
     std::string format = "base64";
