@@ -166,8 +166,9 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
 };
 
 // The group of the command argv names, when only it needs building: not for help, completion
-// or the manual page (they describe the whole tree), nor for anything CLI11 must reject.
-Register group_of(int argc, const char* const* argv) {
+// or the manual page (they describe the whole tree), nor for anything CLI11 must reject. The
+// word after it, when it is one, goes to g.verb.
+Register group_of(int argc, const char* const* argv, Globals& g) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--vault" || a == "--pin-file") {
@@ -177,7 +178,10 @@ Register group_of(int argc, const char* const* argv) {
     if (a.starts_with("--vault=") || a.starts_with("--pin-file=")) continue;
     if (a.starts_with("-")) return nullptr;  // --help, --help-all, or an unknown option
     for (const auto& [name, reg] : kGroups) {
-      if (a == name) return reg == register_meta ? nullptr : reg;
+      if (a != name) continue;
+      if (reg == register_meta) return nullptr;
+      if (i + 1 < argc && argv[i + 1][0] != '-') g.verb = argv[i + 1];
+      return reg;
     }
     return nullptr;
   }
@@ -185,6 +189,13 @@ Register group_of(int argc, const char* const* argv) {
 }
 
 }  // namespace
+
+void add_verbs(CLI::App* group, Globals& g, std::span<const Verb> verbs) {
+  for (const Verb& v : verbs) {
+    if (v.name == g.verb) return v.add(group, g);
+  }
+  for (const Verb& v : verbs) v.add(group, g);
+}
 
 std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* argv) {
   auto app = std::make_unique<CLI::App>(
@@ -202,7 +213,7 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
       ->type_name("FILE");
   // Building all of the tree costs more than a command's own work takes in the vault: a command
   // gets only its group.
-  if (const Register only = group_of(argc, argv)) {
+  if (const Register only = group_of(argc, argv, g)) {
     only(*app, g);
     return app;
   }

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -17,7 +18,17 @@ namespace kms::cli {
 struct Globals {
   std::string vault;     // --vault, KMSCTL_VAULT
   std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
+  std::string verb;      // the word after the group's name on the command line (see add_verbs)
 };
+
+// A group's subcommands, one function each. add_verbs registers only the one the command line
+// names (g.verb), or all of them when it names none: building a CLI11 subcommand costs more
+// than most commands' own work in the vault.
+struct Verb {
+  std::string_view name;
+  void (*add)(CLI::App* group, Globals& g);
+};
+void add_verbs(CLI::App* group, Globals& g, std::span<const Verb> verbs);
 
 std::filesystem::path vault_path(const Globals& g);
 

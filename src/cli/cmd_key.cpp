@@ -70,43 +70,13 @@ void key_verb(CLI::App* key, Globals& g, const char* name, const char* help, F&&
   cmd->callback([&g, a, action] { print_key(action(*open_service(g), a->key), a->json); });
 }
 
-}  // namespace
+struct TagArgs {
+  std::string key;
+  std::vector<std::string> items;
+  bool json = false;
+};
 
-nlohmann::json key_json(const keys::KeyInfo& info) {
-  const store::KeyRow& k = info.key;
-  nlohmann::json versions = nlohmann::json::array();
-  for (const auto& v : info.versions) {
-    versions.push_back({{"version", v.version}, {"created", v.created},
-                        {"primary", v.version == k.primary_version}});
-  }
-  nlohmann::json tags = nlohmann::json::object();
-  for (const auto& [name, value] : info.tags) tags[name] = value;
-  return {
-      {"key_id", k.id},
-      {"aliases", info.aliases},
-      {"description", k.description},
-      {"spec", k.spec},
-      {"usage", k.usage},
-      {"state", k.state},
-      {"protection", k.protection},
-      {"created", k.created},
-      {"rotation_period_days",
-       k.rotation_period_days ? nlohmann::json(*k.rotation_period_days) : nlohmann::json()},
-      {"last_rotated", k.last_rotated},
-      {"next_rotation", opt_json(info.next_rotation)},
-      {"deletion_date", opt_json(k.deletion_date)},
-      {"primary_version", k.primary_version},
-      {"versions", versions},
-      {"tags", tags},
-  };
-}
-
-void register_key(CLI::App& app, Globals& g) {
-  CLI::App* key = app.add_subcommand("key", "Create and manage keys: states, versions, rotation, "
-                                            "aliases, tags");
-  key->require_subcommand(1);
-  key->fallthrough();
-
+void add_create(CLI::App* key, Globals& g) {
   struct CreateArgs {
     std::string spec = "AES_256", description, alias, rotation, protection = "software";
     std::vector<std::string> tags;
@@ -145,7 +115,9 @@ void register_key(CLI::App& app, Globals& g) {
       fmt::print("{}\n", info.key.id);
     }
   });
+}
 
+void add_list(CLI::App* key, Globals& g) {
   struct ListArgs {
     std::string state, after;
     std::int64_t limit = 100;
@@ -180,18 +152,34 @@ void register_key(CLI::App& app, Globals& g) {
     }
     if (page.next) note(fmt::format("more keys: kmsctl key list --after {}", *page.next));
   });
+}
 
+void add_describe(CLI::App* key, Globals& g) {
   key_verb(key, g, "describe", "Show a key: state, versions, rotation, deletion date, tags",
            [](Service& s, const std::string& k) { return s.key_describe(k); });
+}
+
+void add_enable(CLI::App* key, Globals& g) {
   key_verb(key, g, "enable", "Enable a disabled key",
            [](Service& s, const std::string& k) { return s.key_enable(k); });
+}
+
+void add_disable(CLI::App* key, Globals& g) {
   key_verb(key, g, "disable", "Disable a key: it refuses every cryptographic operation",
            [](Service& s, const std::string& k) { return s.key_disable(k); });
+}
+
+void add_rotate(CLI::App* key, Globals& g) {
   key_verb(key, g, "rotate", "Make a new version the primary; old versions still decrypt",
            [](Service& s, const std::string& k) { return s.key_rotate(k); });
+}
+
+void add_cancel_deletion(CLI::App* key, Globals& g) {
   key_verb(key, g, "cancel-deletion", "Cancel a scheduled deletion (the key becomes Disabled)",
            [](Service& s, const std::string& k) { return s.key_cancel_deletion(k); });
+}
 
+void add_versions(CLI::App* key, Globals& g) {
   struct VersionsArgs {
     std::string key;
     bool json = false;
@@ -201,7 +189,9 @@ void register_key(CLI::App& app, Globals& g) {
   versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
   versions->add_flag("--json", va->json, "Print a JSON array");
   versions->callback([&g, va] { print_versions(open_service(g)->key_describe(va->key), va->json); });
+}
 
+void add_set_rotation(CLI::App* key, Globals& g) {
   struct RotationArgs {
     std::string key, period;
     bool off = false, json = false;
@@ -224,7 +214,9 @@ void register_key(CLI::App& app, Globals& g) {
     }
     print_key(open_service(g)->key_set_rotation(ra->key, days), ra->json);
   });
+}
 
+void add_schedule_deletion(CLI::App* key, Globals& g) {
   struct DeletionArgs {
     std::string key, days = "30";
     bool json = false;
@@ -244,12 +236,9 @@ void register_key(CLI::App& app, Globals& g) {
                      info.key.id, info.key.deletion_date.value_or("?"), info.key.id));
     if (da->json) print_key(info, true);
   });
+}
 
-  struct TagArgs {
-    std::string key;
-    std::vector<std::string> items;
-    bool json = false;
-  };
+void add_tag(CLI::App* key, Globals& g) {
   auto ta = std::make_shared<TagArgs>();
   CLI::App* tag = key->add_subcommand("tag", "Add or change tags K=V");
   tag->add_option("key", ta->key, "Key id or alias/NAME")->required()->type_name("KEY");
@@ -260,13 +249,18 @@ void register_key(CLI::App& app, Globals& g) {
     for (const auto& [k, v] : parse_pairs(ta->items, "tag")) tags.emplace_back(k, v);
     print_key(open_service(g)->key_tag(ta->key, tags), ta->json);
   });
+}
+
+void add_untag(CLI::App* key, Globals& g) {
   auto ua = std::make_shared<TagArgs>();
   CLI::App* untag = key->add_subcommand("untag", "Remove tags by name");
   untag->add_option("key", ua->key, "Key id or alias/NAME")->required()->type_name("KEY");
   untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
   untag->add_flag("--json", ua->json, "Print the key as JSON");
   untag->callback([&g, ua] { print_key(open_service(g)->key_untag(ua->key, ua->items), ua->json); });
+}
 
+void add_alias(CLI::App* key, Globals& g) {
   CLI::App* alias = key->add_subcommand("alias", "Name keys with alias/NAME");
   alias->require_subcommand(1);
   alias->fallthrough();
@@ -307,6 +301,60 @@ void register_key(CLI::App& app, Globals& g) {
     fmt::print("{:<40}  {}\n", "ALIAS", "KEY ID");
     for (const auto& [a, k] : aliases) fmt::print("{:<40}  {}\n", a, k);
   });
+}
+
+}  // namespace
+
+nlohmann::json key_json(const keys::KeyInfo& info) {
+  const store::KeyRow& k = info.key;
+  nlohmann::json versions = nlohmann::json::array();
+  for (const auto& v : info.versions) {
+    versions.push_back({{"version", v.version}, {"created", v.created},
+                        {"primary", v.version == k.primary_version}});
+  }
+  nlohmann::json tags = nlohmann::json::object();
+  for (const auto& [name, value] : info.tags) tags[name] = value;
+  return {
+      {"key_id", k.id},
+      {"aliases", info.aliases},
+      {"description", k.description},
+      {"spec", k.spec},
+      {"usage", k.usage},
+      {"state", k.state},
+      {"protection", k.protection},
+      {"created", k.created},
+      {"rotation_period_days",
+       k.rotation_period_days ? nlohmann::json(*k.rotation_period_days) : nlohmann::json()},
+      {"last_rotated", k.last_rotated},
+      {"next_rotation", opt_json(info.next_rotation)},
+      {"deletion_date", opt_json(k.deletion_date)},
+      {"primary_version", k.primary_version},
+      {"versions", versions},
+      {"tags", tags},
+  };
+}
+
+void register_key(CLI::App& app, Globals& g) {
+  CLI::App* key = app.add_subcommand("key", "Create and manage keys: states, versions, rotation, "
+                                            "aliases, tags");
+  key->require_subcommand(1);
+  key->fallthrough();
+  static constexpr Verb kVerbs[] = {
+      {"create", add_create},
+      {"list", add_list},
+      {"describe", add_describe},
+      {"enable", add_enable},
+      {"disable", add_disable},
+      {"rotate", add_rotate},
+      {"cancel-deletion", add_cancel_deletion},
+      {"versions", add_versions},
+      {"set-rotation", add_set_rotation},
+      {"schedule-deletion", add_schedule_deletion},
+      {"tag", add_tag},
+      {"untag", add_untag},
+      {"alias", add_alias},
+  };
+  add_verbs(key, g, kVerbs);
 }
 
 }  // namespace kms::cli

@@ -223,14 +223,12 @@ void print_value(const std::string& name, const secrets::Value& v, const std::st
   write_stdout(text);
 }
 
-}  // namespace
+struct NameArgs {
+  std::string name;
+  bool json = false;
+};
 
-void register_secret(CLI::App& app, Globals& g) {
-  CLI::App* secret = app.add_subcommand(
-      "secret", "Store, version, read and rotate secrets (passwords, tokens, JSON credentials)");
-  secret->require_subcommand(1);
-  secret->fallthrough();
-
+void add_create(CLI::App* secret, Globals& g) {
   struct CreateArgs {
     std::string name, key, description, rotation, command;
     std::vector<std::string> tags;
@@ -279,7 +277,9 @@ void register_secret(CLI::App& app, Globals& g) {
                        info.secret.key_id));
     }
   });
+}
 
+void add_get(CLI::App* secret, Globals& g) {
   struct GetArgs {
     std::string name, stage, field;
     std::int64_t version = 0;
@@ -302,7 +302,9 @@ void register_secret(CLI::App& app, Globals& g) {
         ga->version ? std::optional(ga->version) : std::nullopt);
     print_value(ga->name, v, ga->field, ga->json);
   });
+}
 
+void add_put(CLI::App* secret, Globals& g) {
   struct PutArgs {
     std::string name;
     ValueArgs value;
@@ -325,7 +327,9 @@ void register_secret(CLI::App& app, Globals& g) {
                        opt_num(version_at(info, secrets::kCurrent))));
     }
   });
+}
 
+void add_list(CLI::App* secret, Globals& g) {
   auto lj = std::make_shared<bool>(false);
   CLI::App* list =
       secret->add_subcommand("list", "List secrets (names and metadata, never values)");
@@ -352,11 +356,9 @@ void register_secret(CLI::App& app, Globals& g) {
           s.secret.rotation_status, s.secret.deletion_date.value_or("-"));
     }
   });
+}
 
-  struct NameArgs {
-    std::string name;
-    bool json = false;
-  };
+void add_describe(CLI::App* secret, Globals& g) {
   auto da = std::make_shared<NameArgs>();
   CLI::App* describe = secret->add_subcommand(
       "describe",
@@ -365,7 +367,9 @@ void register_secret(CLI::App& app, Globals& g) {
   describe->add_flag("--json", da->json, "Print the secret as JSON");
   describe->callback(
       [&g, da] { print_secret(open_service(g)->secret_describe(da->name), da->json); });
+}
 
+void add_versions(CLI::App* secret, Globals& g) {
   auto va = std::make_shared<NameArgs>();
   CLI::App* versions =
       secret->add_subcommand("versions", "List a secret's versions and their stages");
@@ -373,7 +377,9 @@ void register_secret(CLI::App& app, Globals& g) {
   versions->add_flag("--json", va->json, "Print a JSON array");
   versions->callback(
       [&g, va] { print_versions(open_service(g)->secret_versions(va->name), va->json); });
+}
 
+void add_delete(CLI::App* secret, Globals& g) {
   struct DeleteArgs {
     std::string name, days;
     bool force = false, json = false;
@@ -404,7 +410,9 @@ void register_secret(CLI::App& app, Globals& g) {
     }
     if (dl->json) print_secret(info, true);
   });
+}
 
+void add_restore(CLI::App* secret, Globals& g) {
   auto ra = std::make_shared<NameArgs>();
   CLI::App* restore = secret->add_subcommand("restore", "Cancel a scheduled deletion");
   restore->add_option("name", ra->name, "Secret name")->required()->type_name("NAME");
@@ -417,7 +425,9 @@ void register_secret(CLI::App& app, Globals& g) {
       note(fmt::format("secret {} restored", info.secret.name));
     }
   });
+}
 
+void add_rotate(CLI::App* secret, Globals& g) {
   auto rt = std::make_shared<NameArgs>();
   CLI::App* rotate = secret->add_subcommand(
       "rotate",
@@ -438,6 +448,22 @@ void register_secret(CLI::App& app, Globals& g) {
                  r.previous_version, r.resumed ? "; resumed a pending version" : "");
     }
   });
+}
+
+}  // namespace
+
+void register_secret(CLI::App& app, Globals& g) {
+  CLI::App* secret = app.add_subcommand(
+      "secret", "Store, version, read and rotate secrets (passwords, tokens, JSON credentials)");
+  secret->require_subcommand(1);
+  secret->fallthrough();
+
+  static constexpr Verb kVerbs[] = {
+      {"create", add_create},     {"get", add_get},           {"put", add_put},
+      {"list", add_list},         {"describe", add_describe}, {"versions", add_versions},
+      {"delete", add_delete},     {"restore", add_restore},   {"rotate", add_rotate},
+  };
+  add_verbs(secret, g, kVerbs);
 }
 
 }  // namespace kms::cli
