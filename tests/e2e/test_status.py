@@ -1,5 +1,6 @@
 """kmsctl status and version, and every way a user can fail to reach the vault: each a specific
-message, a hint, and the exit code of DESIGN.md §6."""
+message, a hint, and the exit code of DESIGN.md §6. Also the command line itself: global options,
+help for every command, and unknown commands."""
 
 import json
 import os
@@ -216,6 +217,144 @@ class Errors(KmsTestCase):
         r = self.kms.run("audit", "list", "--help")
         self.assertEqual(r.rc, 0, r.show())
         self.assertIn("--action", r.out)
+
+
+# The command tree as help prints it (kmsctl builds only the group a command names; help, and
+# anything it must reject, still see all of it).
+TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
+             "random", "file", "secret", "exec", "maintain", "vault", "version", "completion",
+             "manpage")
+SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
+                "rotate")
+KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
+             "versions", "set-rotation", "schedule-deletion", "tag", "untag", "alias")
+
+
+def subcommands(help_text):
+    """The names listed under `Subcommands:` in a CLI11 help text, in order."""
+    _, sep, listing = help_text.partition("Subcommands:\n")
+    return re.findall(r"(?m)^  (\S+)", listing) if sep else []
+
+
+class CommandLine(KmsTestCase):
+    def run_bare(self, *args):
+        """kmsctl without KMSCTL_VAULT and KMSCTL_PIN_FILE: only the command line names them."""
+        return self.kms.run(*args, unset=("KMSCTL_VAULT", "KMSCTL_PIN_FILE"))
+
+    def test_global_options_before_the_command_work_in_both_spellings(self):
+        self.kms.init()
+        key_id = self.kms.ok("key", "create", "--alias", "alias/global-opts").out.strip()
+        value = self.kms.write_secret_file("value", "global-opts-value")
+        self.kms.ok("secret", "create", "app/global-opts", "--value-file", value)
+        vault, pin = self.kms.vault, self.kms.pin_file
+        # Without them kmsctl does not find this vault (HOME holds none).
+        self.assertError(self.run_bare("key", "list"), 6)
+        for args in (("--vault", vault, "--pin-file", pin, "key", "list"),
+                     ("--vault=" + vault, "--pin-file=" + pin, "key", "list"),
+                     ("--pin-file", pin, "--vault=" + vault, "key", "list"),
+                     # After the group, and after the verb: the group still gets them.
+                     ("key", "--vault", vault, "--pin-file", pin, "list"),
+                     ("key", "list", "--vault", vault, "--pin-file", pin)):
+            with self.subTest(args=args):
+                r = self.run_bare(*args)
+                self.assertOk(r)
+                self.assertIn(key_id, r.out)
+                self.assertIn("alias/global-opts", r.out)
+        r = self.kms.run("--vault", vault, "key", "list", "--json", unset=("KMSCTL_VAULT",))
+        self.assertOk(r)
+        self.assertIn(key_id, [k["key_id"] for k in json.loads(r.out)["keys"]])
+        for args in (("--vault=" + vault, "--pin-file=" + pin, "status"),
+                     ("--vault=" + vault, "--pin-file", pin, "status", "--json")):
+            with self.subTest(args=args):
+                r = self.run_bare(*args)
+                self.assertOk(r)
+                self.assertIn(vault, r.out)
+        for args in (("--pin-file", pin, "--vault", vault, "secret", "list"),
+                     ("--pin-file=" + pin, "--vault=" + vault, "secret", "list"),
+                     ("secret", "list", "--pin-file", pin, "--vault", vault)):
+            with self.subTest(args=args):
+                r = self.run_bare(*args)
+                self.assertOk(r)
+                self.assertRegex(r.out, r"(?m)^app/global-opts\s")
+        r = self.run_bare("--vault", vault, "--pin-file", pin, "secret", "get", "app/global-opts")
+        self.assertEqual((r.rc, r.out), (0, "global-opts-value\n"), r.show())  # the file's line
+        # An option's value is not taken for the command, even when it is spelled like one: a
+        # vault file named `secret` and a PIN file named `key`, given by relative paths.
+        odd = self.kms.path("odd")
+        os.mkdir(odd, 0o700)
+        self.kms.ok("init", env={"KMSCTL_VAULT": os.path.join(odd, "secret")})
+        self.kms.write_secret_file(os.path.join("odd", "key"), self.kms.pin)
+        for args, expect in ((("--vault", "secret", "--pin-file", "key", "status"), "secret"),
+                             (("--pin-file", "key", "--vault", "secret", "key", "list"), "KEY ID"),
+                             (("--vault", "secret", "--pin-file", "key", "secret", "list"), "NAME")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args, cwd=odd, unset=("KMSCTL_VAULT", "KMSCTL_PIN_FILE"))
+                self.assertOk(r)
+                self.assertIn(expect, r.out)
+        # The options really name the vault: another path is another (missing) vault.
+        other = self.kms.path("elsewhere.db")
+        r = self.run_bare("--vault", other, "--pin-file", pin, "secret", "list")
+        self.assertError(r, 6, other)
+
+    def test_help_of_a_group_lists_every_one_of_its_subcommands(self):
+        for group, verbs in (("secret", SECRET_VERBS), ("key", KEY_VERBS)):
+            for args in ((group, "--help"), ("--vault", self.kms.vault, group, "--help"),
+                         ("--vault=" + self.kms.vault, group, "-h")):
+                with self.subTest(args=args):
+                    r = self.kms.run(*args)
+                    self.assertEqual((r.rc, r.err), (0, ""), r.show())
+                    self.assertEqual(subcommands(r.out), list(verbs))
+        self.assertFalse(os.path.exists(self.kms.vault_dir), "help needs no vault")
+
+    def test_help_lists_every_top_level_command(self):
+        for args in (("--help",), ("-h",), ("--vault", self.kms.vault, "--help"),
+                     ("--pin-file=" + self.kms.pin_file, "--help")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args)
+                self.assertEqual((r.rc, r.err), (0, ""), r.show())
+                self.assertEqual(subcommands(r.out), list(TOP_LEVEL))
+        # --help-all shows every group's subcommands too.
+        r = self.kms.run("--help-all")
+        self.assertEqual(r.rc, 0, r.show())
+        for verb in SECRET_VERBS + KEY_VERBS:
+            self.assertRegex(r.out, rf"(?m)^\s+{re.escape(verb)}\s", verb)
+
+    def test_every_command_and_verb_is_reached_by_its_own_name(self):
+        # Each builds only its own group (and verb): the name must lead to that command's help.
+        words = [(c,) for c in TOP_LEVEL]
+        words += [("secret", v) for v in SECRET_VERBS] + [("key", v) for v in KEY_VERBS]
+        for w in words:
+            with self.subTest(command=" ".join(w)):
+                r = self.kms.run("--vault", self.kms.vault, *w, "--help")
+                self.assertEqual((r.rc, r.err), (0, ""), r.show())
+                self.assertRegex(r.out, rf"(?m)^Usage: kmsctl {re.escape(' '.join(w))}( |$)")
+
+    def test_a_verb_help_shows_that_verbs_options(self):
+        r = self.kms.run("secret", "get", "--help")
+        self.assertEqual(r.rc, 0, r.show())
+        self.assertIn("--version-id", r.out)
+        self.assertIn("--stage", r.out)
+        r = self.kms.run("--vault", self.kms.vault, "key", "create", "--help")
+        self.assertEqual(r.rc, 0, r.show())
+        self.assertIn("--alias", r.out)
+
+    def test_an_unknown_command_or_verb_exits_2_naming_it(self):
+        for args, word in ((("nosuchcommand",), "nosuchcommand"),
+                           (("--vault", self.kms.vault, "nosuchcommand"), "nosuchcommand"),
+                           (("--vault=" + self.kms.vault, "nosuchcommand", "list"),
+                            "nosuchcommand"),
+                           (("key", "nosuchverb"), "nosuchverb"),
+                           (("--vault", self.kms.vault, "key", "nosuchverb"), "nosuchverb"),
+                           (("secret", "nosuchverb", "app/x"), "nosuchverb"),
+                           (("key", "alias", "nosuchverb"), "nosuchverb")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args)
+                self.assertError(r, 2, word)
+        # A group without its verb, and a verb without its argument, are usage errors too.
+        for args in (("key",), ("secret",), ("secret", "get"), ("key", "describe")):
+            with self.subTest(args=args):
+                self.assertError(self.kms.run(*args), 2)
+        self.assertFalse(os.path.exists(self.kms.vault_dir), "nothing was created")
 
 
 if __name__ == "__main__":

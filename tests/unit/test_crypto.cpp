@@ -1,12 +1,17 @@
 // Unit tests of kms::crypto and kms::SecureBytes: Wycheproof known-answer and known-bad vectors
 // for AES-GCM, HKDF-SHA256 and HMAC-SHA256, bit-flip tests, and the encoding helpers.
 #include <algorithm>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "support.hpp"
 #include <doctest/doctest.h>
@@ -606,6 +611,146 @@ TEST_CASE("SecureBytes truncate shrinks the view and wipes the hidden tail") {
   CHECK(s.size() == 10);
   s.truncate(0);
   CHECK(s.empty());
+}
+
+namespace {
+
+// Contents that tell buffer `k` apart from every other one and each position from the next.
+void fill_pattern(std::span<std::uint8_t> s, size_t k) {
+  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<std::uint8_t>((k * 131 + i * 7 + 1) & 0xff);
+}
+bool has_pattern(ByteView s, size_t k) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != static_cast<std::uint8_t>((k * 131 + i * 7 + 1) & 0xff)) return false;
+  }
+  return true;
+}
+
+// The process's mappings (/proc/self/maps): [start, end) and whether they are readable.
+struct Mapping {
+  std::uintptr_t start = 0, end = 0;
+  bool readable = false;
+};
+std::vector<Mapping> mappings() {
+  std::ifstream in("/proc/self/maps");
+  std::vector<Mapping> out;
+  for (std::string line; std::getline(in, line);) {
+    Mapping m;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " %4s", &m.start, &m.end, perms) == 3) {
+      m.readable = perms[0] == 'r';
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+size_t mapping_count() { return mappings().size(); }
+
+// How many mappings `count` live SecureBytes of `size` bytes add to the process.
+size_t mappings_added(size_t size, size_t count) {
+  std::vector<SecureBytes> live;
+  live.reserve(count);
+  const size_t before = mapping_count();
+  for (size_t k = 0; k < count; ++k) live.emplace_back(size);
+  const size_t after = mapping_count();
+  return after > before ? after - before : 0;
+}
+
+}  // namespace
+
+// A sodium_malloc region of its own is four mappings (a page, a guard page, the locked pages, a
+// guard page), nine system calls to make and free. Up to 512 bytes, SecureBytes take a slot of
+// one shared region instead (src/crypto/secure.cpp).
+TEST_CASE("SecureBytes of up to 512 bytes share one region; larger ones get a region each") {
+  const SecureBytes warm(32);  // the shared region is made once, by the first small one
+  CHECK(mappings_added(32, 20) < 10);
+  CHECK(mappings_added(512, 20) < 10);
+  CHECK(mappings_added(513, 20) >= 2 * 20);
+  CHECK(mappings_added(4096, 20) >= 2 * 20);
+  // Both kinds hold what is written into them.
+  SecureBytes a(32), b(4096);
+  fill_pattern(a.span(), 1);
+  fill_pattern(b.span(), 2);
+  CHECK(has_pattern(a.view(), 1));
+  CHECK(has_pattern(b.view(), 2));
+}
+
+TEST_CASE("a small SecureBytes is wiped when freed, though its shared region stays mapped") {
+  const std::uint8_t* p = nullptr;
+  {
+    SecureBytes key(32);
+    fill_pattern(key.span(), 3);
+    p = key.data();
+  }
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  const auto maps = mappings();
+  const bool mapped = std::any_of(maps.begin(), maps.end(), [&](const Mapping& m) {
+    return m.readable && m.start <= at && at + 32 <= m.end;
+  });
+  REQUIRE_MESSAGE(mapped, "a freed 32-byte SecureBytes was unmapped: it had no shared slot");
+  bool wiped = true;
+  for (size_t i = 0; i < 32; ++i) wiped = wiped && p[i] == 0;
+  CHECK(wiped);
+}
+
+TEST_CASE("hundreds of live SecureBytes, more than the shared region's slots, all work") {
+  for (const size_t size : {size_t{1024}, size_t{512}, size_t{256}, size_t{32}}) {
+    CAPTURE(size);
+    constexpr size_t kCount = 300;  // 300 x 1024 bytes: far more than a 32 KiB shared region
+    std::vector<SecureBytes> live;
+    live.reserve(kCount);
+    for (size_t k = 0; k < kCount; ++k) {
+      live.emplace_back(size);
+      REQUIRE(live.back().size() == size);
+      REQUIRE(live.back().data() != nullptr);
+      fill_pattern(live.back().span(), k);
+    }
+    // Every buffer is its own: none overlaps another or was overwritten by a later one.
+    std::vector<std::pair<const std::uint8_t*, const std::uint8_t*>> spans;
+    for (size_t k = 0; k < kCount; ++k) {
+      spans.emplace_back(live[k].data(), live[k].data() + size);
+      CHECK(has_pattern(live[k].view(), k));
+    }
+    std::sort(spans.begin(), spans.end());
+    bool disjoint = true;
+    for (size_t k = 1; k < spans.size(); ++k) disjoint = disjoint && spans[k - 1].second <= spans[k].first;
+    CHECK(disjoint);
+    // Moves keep the buffer, whichever way it was allocated; move-assignment frees the old one.
+    std::vector<SecureBytes> moved;
+    moved.reserve(kCount);
+    for (size_t k = 0; k < kCount; ++k) {
+      const std::uint8_t* buf = live[k].data();
+      moved.emplace_back(std::move(live[k]));
+      CHECK(moved.back().data() == buf);
+      CHECK(live[k].empty());  // NOLINT(bugprone-use-after-move)
+    }
+    // Early buffers (the shared slots) take late ones (regions of their own), freeing theirs...
+    for (size_t k = 0; k < 50; ++k) moved[k] = std::move(moved[kCount - 1 - k]);
+    // ...and late ones take early ones.
+    for (size_t k = 50; k < 100; ++k) moved[kCount - 1 - k] = std::move(moved[k]);
+    for (size_t k = 0; k < kCount; ++k) {
+      CAPTURE(k);
+      if (k < 50) {
+        CHECK(has_pattern(moved[k].view(), kCount - 1 - k));
+      } else if (k < 100 || k >= kCount - 50) {
+        CHECK(moved[k].empty());
+      } else if (k >= kCount - 100) {
+        CHECK(has_pattern(moved[k].view(), kCount - 1 - k));
+      } else {
+        CHECK(has_pattern(moved[k].view(), k));
+      }
+    }
+    // Freed buffers are reusable: a new round of allocations works and holds its data.
+    moved.clear();
+    live.clear();
+    for (size_t k = 0; k < kCount; ++k) {
+      live.emplace_back(size);
+      fill_pattern(live.back().span(), k + 1000);
+    }
+    for (size_t k = 0; k < kCount; ++k) CHECK(has_pattern(live[k].view(), k + 1000));
+  }
+  // Every slot was given back: small secrets share the region again.
+  CHECK(mappings_added(32, 48) < 10);
 }
 
 TEST_CASE("random_bytes and random_secret return the requested size and differ each call") {

@@ -1,5 +1,6 @@
-// Unit tests of kms::store: opening and creating vault files, malformed databases, migrations,
-// transactions, the vault header and the audit log repository.
+// Unit tests of kms::store: opening and creating vault files (with and without a WAL beside
+// them), malformed databases, migrations, transactions, the vault header, the audit log
+// repository and the counts `kmsctl status` shows.
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "support.hpp"
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include "kms/crypto.hpp"
@@ -126,6 +128,140 @@ TEST_CASE("closing a Db leaves the WAL for the next one; checkpoint() folds it i
   fs::copy_file(dir / "vault.db", dir / "copy.db");
   store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
   CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
+}
+
+namespace {
+
+store::KeyRow key_row(std::string id, std::string state = "Enabled") {
+  store::KeyRow k;
+  k.id = std::move(id);
+  k.spec = "AES_256";
+  k.usage = "ENCRYPT_DECRYPT";
+  k.state = std::move(state);
+  k.protection = "software";
+  k.created = k.last_rotated = "2026-01-01T00:00:00.000Z";
+  return k;
+}
+
+// One committed write transaction.
+void add_key(store::Db& db, const std::string& id) {
+  store::Tx tx(db, store::Tx::Kind::write);
+  store::key_insert(db, key_row(id));
+  tx.commit();
+}
+
+std::uintmax_t size_of(const fs::path& p) {
+  std::error_code ec;
+  const auto n = fs::file_size(p, ec);
+  return ec ? static_cast<std::uintmax_t>(-1) : n;
+}
+
+}  // namespace
+
+TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or removed") {
+  TempDir dir;
+  kms::test::UmaskGuard umask(022);
+  const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
+  {
+    store::Db db(path, store::Db::Mode::create_new);
+    add_key(db, "k1");
+  }
+  // Kept by the close (no checkpoint on close), with the commit in it.
+  REQUIRE(fs::exists(wal));
+  CHECK(size_of(wal) > 0);
+  {
+    store::Db db(path, store::Db::Mode::open_existing);  // the WAL exists
+    CHECK(store::key_get(db, "k1"));
+    add_key(db, "k2");
+  }
+  CHECK(fs::exists(wal));
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    CHECK(store::key_get(db, "k1"));
+    CHECK(store::key_get(db, "k2"));
+    db.checkpoint();
+  }
+  REQUIRE_FALSE(fs::exists(wal));  // checkpoint(): the close removed it
+  {
+    store::Db db(path, store::Db::Mode::open_existing);  // no WAL: one is made
+    CHECK(store::key_get(db, "k2"));
+    add_key(db, "k3");
+    CHECK(fs::exists(wal));
+  }
+  CHECK(fs::exists(wal));
+  CHECK(mode_of(wal) == 0600);
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    for (const char* id : {"k1", "k2", "k3"}) {
+      CAPTURE(id);
+      CHECK(store::key_get(db, id));
+    }
+  }
+  // After the last checkpoint the file alone holds every commit.
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    db.checkpoint();
+  }
+  fs::copy_file(path, dir / "copy.db");
+  store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  CHECK(store::key_list(copy, std::nullopt, std::nullopt, 100).size() == 3);
+}
+
+TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and keeps the write") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
+  {
+    store::Db db(path, store::Db::Mode::create_new);
+    add_key(db, "k1");
+    // What the WAL hook does after a long run of commits: copy back and truncate to 0 bytes.
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  REQUIRE(fs::exists(wal));
+  CHECK(size_of(wal) == 0);
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    CHECK(store::key_get(db, "k1"));
+    add_key(db, "k2");
+  }
+  CHECK(size_of(wal) > 0);
+  store::Db db(path, store::Db::Mode::open_existing);
+  CHECK(store::key_get(db, "k1"));
+  CHECK(store::key_get(db, "k2"));
+}
+
+TEST_CASE("two Dbs opened on a vault without a WAL share the one the first makes") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
+  {
+    store::Db db(path, store::Db::Mode::create_new);
+    add_key(db, "k1");
+    db.checkpoint();
+  }
+  REQUIRE_FALSE(fs::exists(wal));
+  store::Db first(path, store::Db::Mode::open_existing);
+  store::Db second(path, store::Db::Mode::open_existing);
+  add_key(first, "k2");
+  CHECK(fs::exists(wal));
+  CHECK(store::key_get(second, "k2"));  // the second reads the first's WAL
+  add_key(second, "k3");
+  CHECK(store::key_get(first, "k3"));
+}
+
+// Many commits in one connection pass the WAL hook's truncation (every 64 frames); each of them
+// is still there after reopening.
+TEST_CASE("a long run of commits through the WAL's truncations is all there after reopening") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    store::Db db(path, store::Db::Mode::create_new);
+    for (int i = 0; i < 150; ++i) add_key(db, fmt::format("k{}", i));
+  }
+  {
+    store::Db db(path, store::Db::Mode::open_existing);
+    for (int i = 150; i < 200; ++i) add_key(db, fmt::format("k{}", i));
+  }
+  store::Db db(path, store::Db::Mode::open_existing);
+  CHECK(store::key_list(db, std::nullopt, std::nullopt, 1000).size() == 200);
 }
 
 TEST_CASE("Db open_existing reopens a created vault with the same schema") {
@@ -540,4 +676,109 @@ TEST_CASE("backup_to writes a consistent private copy without a WAL beside it") 
   store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
   CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
   CHECK(store::audit_count(copy) == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// vault_counts: what `kmsctl status` counts is what `kmsctl maintain` would act on
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+store::SecretRow secret_row(std::string id) {
+  store::SecretRow s;
+  s.name = "secret-" + id;
+  s.id = std::move(id);
+  s.key_id = "k-plain";
+  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  return s;
+}
+
+void expect_counts_agree(store::Db& db, std::string_view now, std::int64_t keys,
+                         std::int64_t keys_rot, std::int64_t keys_del, std::int64_t secrets,
+                         std::int64_t secrets_rot, std::int64_t secrets_del) {
+  CAPTURE(now);
+  const store::VaultCounts c = store::vault_counts(db, now);
+  // The lists maintain works through...
+  CHECK(c.keys == static_cast<std::int64_t>(
+                      store::key_list(db, std::nullopt, std::nullopt, 1000).size()));
+  CHECK(c.keys_due_rotation == static_cast<std::int64_t>(store::keys_due_rotation(db, now).size()));
+  CHECK(c.keys_due_deletion == static_cast<std::int64_t>(store::keys_due_deletion(db, now).size()));
+  CHECK(c.secrets == static_cast<std::int64_t>(store::secret_list(db).size()));
+  CHECK(c.secrets_due_rotation ==
+        static_cast<std::int64_t>(store::secrets_due_rotation(db, now).size()));
+  CHECK(c.secrets_due_deletion ==
+        static_cast<std::int64_t>(store::secrets_due_deletion(db, now).size()));
+  // ...and the numbers the rows above make due.
+  CHECK(c.keys == keys);
+  CHECK(c.keys_due_rotation == keys_rot);
+  CHECK(c.keys_due_deletion == keys_del);
+  CHECK(c.secrets == secrets);
+  CHECK(c.secrets_due_rotation == secrets_rot);
+  CHECK(c.secrets_due_deletion == secrets_del);
+}
+
+}  // namespace
+
+TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  const std::string now = "2026-03-01T00:00:00.000Z";
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::key_insert(db, key_row("k-plain"));  // no rotation period
+    auto k = key_row("k-rot-due");              // 30 days after Jan 1: Jan 31
+    k.rotation_period_days = 30;
+    store::key_insert(db, k);
+    k = key_row("k-rot-exactly");  // due at this very moment
+    k.rotation_period_days = 30;
+    k.last_rotated = "2026-01-30T00:00:00.000Z";
+    store::key_insert(db, k);
+    k = key_row("k-rot-1ms-later");  // one millisecond short
+    k.rotation_period_days = 30;
+    k.last_rotated = "2026-01-30T00:00:00.001Z";
+    store::key_insert(db, k);
+    k = key_row("k-rot-not-yet");  // April 1
+    k.rotation_period_days = 90;
+    store::key_insert(db, k);
+    k = key_row("k-rot-disabled", "Disabled");  // would be due, but only Enabled keys rotate
+    k.rotation_period_days = 30;
+    store::key_insert(db, k);
+    k = key_row("k-del-due", "PendingDeletion");
+    k.deletion_date = "2026-02-01T00:00:00.000Z";
+    k.rotation_period_days = 30;  // pending deletion: not due for rotation
+    store::key_insert(db, k);
+    k = key_row("k-del-not-yet", "PendingDeletion");
+    k.deletion_date = "2026-04-01T00:00:00.000Z";
+    store::key_insert(db, k);
+
+    store::secret_insert(db, secret_row("s-plain"));
+    auto s = secret_row("s-rot-never-rotated");  // due 30 days after its creation
+    s.rotation_period_days = 30;
+    store::secret_insert(db, s);
+    s = secret_row("s-rot-rotated-due");  // Jan 15 + 30 days: Feb 14
+    s.rotation_period_days = 30;
+    s.last_rotated = "2026-01-15T00:00:00.000Z";
+    store::secret_insert(db, s);
+    s = secret_row("s-rot-rotated-not-yet");  // Feb 15 + 30 days: Mar 17
+    s.rotation_period_days = 30;
+    s.last_rotated = "2026-02-15T00:00:00.000Z";
+    store::secret_insert(db, s);
+    s = secret_row("s-rot-but-deleting");  // scheduled for deletion: not rotated
+    s.rotation_period_days = 30;
+    s.deletion_date = "2026-04-01T00:00:00.000Z";
+    store::secret_insert(db, s);
+    s = secret_row("s-del-due");
+    s.deletion_date = "2026-02-01T00:00:00.000Z";
+    store::secret_insert(db, s);
+    tx.commit();
+  }
+  // k-rot-due, k-rot-exactly; k-del-due; s-rot-never-rotated, s-rot-rotated-due; s-del-due.
+  expect_counts_agree(db, now, 8, 2, 1, 6, 2, 1);
+  // Before anything is due, and long after everything is.
+  expect_counts_agree(db, "2025-06-01T00:00:00.000Z", 8, 0, 0, 6, 0, 0);
+  expect_counts_agree(db, "2030-01-01T00:00:00.000Z", 8, 4, 2, 6, 3, 2);
+  // An empty vault counts nothing.
+  TempDir other;
+  store::Db empty(other / "vault.db", store::Db::Mode::create_new);
+  expect_counts_agree(empty, now, 0, 0, 0, 0, 0, 0);
 }

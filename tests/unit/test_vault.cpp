@@ -337,6 +337,120 @@ TEST_CASE("the root key in the token is sensitive: its value cannot be read") {
 }
 
 // ---------------------------------------------------------------------------------------------
+// hsm::Session on the vault's logged-in SoftHSM2 token
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// `n` bytes that differ from position to position (a cut or shifted read cannot match).
+Bytes pattern(size_t n, std::uint8_t seed) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>((i * 131 + seed) & 0xff);
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("Session::read_data returns the CKA_VALUE and CKA_LABEL of a data object") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  hsm::Session& t = v->token();
+  const hsm::ObjectHandle a = t.create_data("unit-data-a", bytes_of("value of a"));
+  const hsm::ObjectHandle b = t.create_data("unit-data-b, another label", bytes_of("b"));
+  const hsm::DataObject da = t.read_data(a);
+  CHECK(da.value == bytes_of("value of a"));
+  CHECK(da.label == "unit-data-a");
+  const hsm::DataObject db = t.read_data(b);
+  CHECK(db.value == bytes_of("b"));
+  CHECK(db.label == "unit-data-b, another label");
+  // The same as the one-attribute reads.
+  CHECK(t.get_value(a) == da.value);
+  CHECK(t.get_label(a) == da.label);
+  // A label changed afterwards is what the next read returns.
+  t.set_label(a, "unit-data-a renamed");
+  CHECK(t.read_data(a).label == "unit-data-a renamed");
+  CHECK(t.read_data(a).value == bytes_of("value of a"));
+}
+
+TEST_CASE("data objects larger than get_attrs' first guess read back exactly (sizes asked again)") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  hsm::Session& t = v->token();
+  // Around the 512-byte first guess, and well beyond it.
+  for (const size_t n : {size_t{1}, size_t{511}, size_t{512}, size_t{513}, size_t{2000}}) {
+    CAPTURE(n);
+    const Bytes value = pattern(n, static_cast<std::uint8_t>(n));
+    const std::string label = "unit-big-" + std::to_string(n);
+    const hsm::ObjectHandle h = t.create_data(label, value);
+    CHECK(t.get_value(h) == value);
+    const hsm::DataObject d = t.read_data(h);
+    CHECK(d.value == value);
+    CHECK(d.label == label);
+  }
+  // A long label beside a long value: both attributes need the second round.
+  const std::string long_label(700, 'L');
+  const Bytes value = pattern(2000, 7);
+  const hsm::ObjectHandle h = t.create_data(long_label, value);
+  const hsm::DataObject d = t.read_data(h);
+  CHECK(d.value == value);
+  CHECK(d.label == long_label);
+  CHECK(t.get_label(h) == long_label);
+  // A long label beside a short value.
+  const hsm::ObjectHandle s = t.create_data(long_label + "-short", bytes_of("short"));
+  CHECK(t.read_data(s).value == bytes_of("short"));
+  CHECK(t.read_data(s).label == long_label + "-short");
+}
+
+TEST_CASE("Session::find_keys(label, id) returns only the key whose CKA_ID matches") {
+  TempDir dir;
+  auto v = create_vault(dir / "vault.db");
+  hsm::Session& t = v->token();
+  const Bytes id1{0, 0, 0, 0, 0, 0, 0, 1}, id2{0, 0, 0, 0, 0, 0, 0, 2};
+  const hsm::ObjectHandle k1 = t.generate_aes256("unit-same-label", id1);
+  const hsm::ObjectHandle k2 = t.generate_aes256("unit-same-label", id2);
+  REQUIRE(k1 != k2);
+  CHECK(t.find_keys("unit-same-label").size() == 2);
+  CHECK(t.find_keys("unit-same-label", id1) == std::vector<hsm::ObjectHandle>{k1});
+  CHECK(t.find_keys("unit-same-label", id2) == std::vector<hsm::ObjectHandle>{k2});
+  CHECK(t.get_id(t.find_keys("unit-same-label", id2).at(0)) == id2);
+  // An id no key has, a prefix of one, and the right id under another label: nothing.
+  CHECK(t.find_keys("unit-same-label", Bytes{0, 0, 0, 0, 0, 0, 0, 3}).empty());
+  CHECK(t.find_keys("unit-same-label", Bytes{0, 0, 0, 0, 0, 0, 0}).empty());
+  CHECK(t.find_keys("unit-other-label", id1).empty());
+  // The vault's own root key is found by its label and generation id, and only by that.
+  const std::string root = std::string(kRootKeyLabelPrefix) + v->meta().vault_id;
+  CHECK(t.find_keys(root, id1).size() == 1);
+  CHECK(t.find_keys(root, id2).empty());
+}
+
+TEST_CASE("Vault::open finds the root key by its generation's CKA_ID, not by its label alone") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  const Bytes gen2{0, 0, 0, 0, 0, 0, 0, 2};
+  Bytes blob;
+  {
+    auto v = create_vault(path);
+    blob = v->seal(kRef, bytes_of("opens with generation 1"));
+    // A stray key of another generation under the root label (an interrupted rekey).
+    (void)v->token().generate_aes256(std::string(kRootKeyLabelPrefix) + v->meta().vault_id, gen2);
+  }
+  {
+    auto v = Vault::open(path, pin_of(kPin));
+    CHECK(v->open_sealed(kRef, blob).chars() == "opens with generation 1");
+    // Without the generation-1 key, the stray does not count as the vault's root key.
+    const std::string root = std::string(kRootKeyLabelPrefix) + v->meta().vault_id;
+    for (const hsm::ObjectHandle h : v->token().find_keys(root, Bytes{0, 0, 0, 0, 0, 0, 0, 1})) {
+      v->token().destroy(h);
+    }
+    REQUIRE(v->token().find_keys(root).size() == 1);
+  }
+  const Error e = error_of([&] { (void)Vault::open(path, pin_of(kPin)); });
+  CHECK(e.code() == Code::unavailable);
+  CHECK(contains(e.what(), "holds no root key"));
+  CHECK(contains(e.what(), "generation 1"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rekey and anchor
 // ---------------------------------------------------------------------------------------------
 
@@ -510,6 +624,85 @@ TEST_CASE("a slot that is missing is made again by the next store_anchor") {
   v->store_anchor(bytes_of("3 three"), test_seq);
   slots = v->anchor_slots();
   REQUIRE(slots.size() == 2);
+}
+
+namespace {
+
+// The value with the highest test_seq.
+Bytes newest_value(const std::vector<Bytes>& values) {
+  Bytes best;
+  for (const Bytes& v : values) {
+    if (test_seq(v) > test_seq(best)) best = v;
+  }
+  return best;
+}
+
+bool has_value(const std::vector<Bytes>& values, const Bytes& v) {
+  return std::find(values.begin(), values.end(), v) != values.end();
+}
+
+}  // namespace
+
+TEST_CASE("after load_anchor, two store_anchor calls leave the two newest values in the two slots") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    auto v = create_vault(path);
+    v->store_anchor(bytes_of("1 one"), test_seq);
+    v->store_anchor(bytes_of("2 two"), test_seq);
+    CHECK(newest_value(v->load_anchor()) == bytes_of("2 two"));
+    // The first store uses the slots load_anchor found; the second must look at the token again
+    // (the cached slots no longer say which one holds the older value).
+    v->store_anchor(bytes_of("3 three"), test_seq);
+    v->store_anchor(bytes_of("4 four"), test_seq);
+    auto slots = v->anchor_slots();
+    REQUIRE(slots.size() == 2);
+    CHECK(same_pair(newest_value(slots[0].values), newest_value(slots[1].values),
+                    bytes_of("3 three"), bytes_of("4 four")));
+    // And once more after a load: still the newest two, still two slots.
+    CHECK(newest_value(v->load_anchor()) == bytes_of("4 four"));
+    v->store_anchor(bytes_of("5 five"), test_seq);
+    v->store_anchor(bytes_of("6 six"), test_seq);
+    v->store_anchor(bytes_of("7 seven"), test_seq);
+    slots = v->anchor_slots();
+    REQUIRE(slots.size() == 2);
+    CHECK(same_pair(newest_value(slots[0].values), newest_value(slots[1].values),
+                    bytes_of("6 six"), bytes_of("7 seven")));
+  }
+  auto v = Vault::open(path, pin_of(kPin));
+  const auto values = v->load_anchor();
+  CHECK(newest_value(values) == bytes_of("7 seven"));
+  CHECK(has_value(values, bytes_of("6 six")));
+  CHECK(v->anchor_slots().size() == 2);
+}
+
+TEST_CASE("a single-object anchor found beside both slots is ignored (an interrupted conversion)") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  auto v = create_vault(path);
+  v->store_anchor(bytes_of("1 one"), test_seq);
+  v->store_anchor(bytes_of("2 two"), test_seq);
+  REQUIRE(v->anchor_slots().size() == 2);
+  // An older kmsctl's object under the vault id, left after both slots were made. Its value
+  // sorts newest, so reading it would show.
+  const Bytes legacy = bytes_of("9 single object");
+  (void)v->token().create_data(std::string(kLegacyAnchorLabelPrefix) + v->meta().vault_id, legacy);
+  auto values = v->load_anchor();
+  CHECK_FALSE(has_value(values, legacy));
+  CHECK(newest_value(values) == bytes_of("2 two"));
+  auto slots = v->anchor_slots();
+  REQUIRE(slots.size() == 2);
+  for (const auto& slot : slots) {
+    CHECK_FALSE(slot.legacy);
+    CHECK_FALSE(has_value(slot.values, legacy));
+  }
+  // Publishing goes on in the two slots.
+  v->store_anchor(bytes_of("3 three"), test_seq);
+  values = v->load_anchor();
+  CHECK_FALSE(has_value(values, legacy));
+  CHECK(newest_value(values) == bytes_of("3 three"));
+  CHECK(has_value(values, bytes_of("2 two")));
+  CHECK(v->anchor_slots().size() == 2);
 }
 
 // ---------------------------------------------------------------------------------------------
