@@ -1,5 +1,8 @@
 // Input, output and K=V parsing shared by the commands.
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdio>
@@ -37,9 +40,22 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std
     throw Error(Code::usage, fmt::format("cannot read {}: {}", path, std::strerror(errno)),
                 "check the path given to --in");
   }
-  SecureBytes buf(max_bytes + 1);
+  // The buffer is locked memory, filled and wiped whole: sized to the file when it is one
+  // (a blob is a few KiB under a 64 KiB limit), else grown as the input fills it.
+  std::size_t cap = std::min<std::size_t>(max_bytes, 4096);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    cap = std::min<std::size_t>(max_bytes, static_cast<std::size_t>(st.st_size));
+  }
+  SecureBytes buf(cap + 1);  // one byte more tells a too-large input
   std::size_t len = 0;
-  while (len < buf.size()) {
+  for (;;) {
+    if (len == buf.size()) {
+      if (len > max_bytes) break;
+      SecureBytes bigger(std::min(max_bytes + 1, 2 * len));
+      std::memcpy(bigger.data(), buf.data(), len);
+      buf = std::move(bigger);
+    }
     const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
