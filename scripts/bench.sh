@@ -10,10 +10,15 @@
 # docs/PERFORMANCE.md records the figures, the commands and the machine.
 #
 # Environment:
-#   BENCH_RUNS=30          timed runs per command (after BENCH_WARMUP=3 warm-up runs)
+#   BENCH_RUNS=60          timed runs per command (after BENCH_WARMUP=3 warm-up runs)
 #   BENCH_RECORDS=1000000  audit records in the verify benchmark
 #   BENCH_VERIFY_RUNS=3    timed runs of `audit verify` (the median is reported)
-#   BENCH_TIMER=hyperfine|python   default: hyperfine when installed, else a python3 loop
+#   BENCH_TIMER=python|hyperfine   default: python, a python3 loop that runs the commands
+#                          interleaved, so that each of them sees the same machine: on a shared VM
+#                          the speed drifts by 10-30 % within a minute, and hyperfine's one block
+#                          per command lets the drift land between a command and the bare op it
+#                          is divided by. Both add the same cost of starting a process (0.69 ms
+#                          and 0.7 ms for an empty C program on the reference machine).
 #   BENCH_NICE=-10         run the timed commands under `nice -n BENCH_NICE` (needs root for < 0).
 #                          Default: no nice. With sched_autogroup_enabled=1 (the Debian default)
 #                          nice only ranks processes within this session, not against others' work:
@@ -26,7 +31,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD_DIR:-build}
-RUNS=${BENCH_RUNS:-30}
+RUNS=${BENCH_RUNS:-60}
 WARMUP=${BENCH_WARMUP:-3}
 RECORDS=${BENCH_RECORDS:-1000000}
 VERIFY_RUNS=${BENCH_VERIFY_RUNS:-3}
@@ -56,10 +61,8 @@ command -v python3 >/dev/null || die "python3 is needed (scripts/setup.sh instal
 TIME=/usr/bin/time
 [[ -x $TIME ]] || die "/usr/bin/time is needed for peak RSS (Debian package: time)"
 
-timer=${BENCH_TIMER:-}
-if [[ -z $timer ]]; then
-  if command -v hyperfine >/dev/null; then timer=hyperfine; else timer=python; fi
-fi
+timer=${BENCH_TIMER:-python}
+[[ $timer != hyperfine ]] || command -v hyperfine >/dev/null || die "BENCH_TIMER=hyperfine: hyperfine is not installed"
 nice_cmd=()
 if [[ -n ${BENCH_NICE:-} ]]; then nice_cmd=(nice -n "$BENCH_NICE"); fi
 
