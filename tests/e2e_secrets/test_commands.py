@@ -4,6 +4,7 @@ delete (recovery window, --force), restore; a disabled key makes its secrets unr
 never come from argv and never reach the vault file, its WAL, stderr or the audit log."""
 
 import json
+import os
 import string
 
 from secretenv import NOT_FOUND, REFUSED, USAGE, SecretsTestCase, main, ts
@@ -75,6 +76,24 @@ class Commands(SecretsTestCase):
         r = v.run("secret", "get", "app/plain", "--field", "x")
         self.assertError(r, USAGE, "not a JSON object")
         self.assertNotIn("s3cr3t", r.err)
+
+    def test_values_of_64_kib_from_a_pipe_or_a_file_and_not_one_byte_more(self):
+        # The input buffer starts at the file's size (or 4 KiB for a pipe) and grows to the limit.
+        v = self.vault
+        value = os.urandom(65536)
+        path = v.path("big.value")
+        with open(path, "wb") as f:
+            f.write(value)
+        self.create("big/pipe", value)
+        v.ok("secret", "create", "big/file", "--value-file", path)
+        self.assertEqual(self.get("big/pipe"), value)
+        self.assertEqual(self.get("big/file"), value)
+        with open(path, "ab") as f:
+            f.write(b"!")
+        for args, kw in ((("--value-stdin",), {"input": value + b"!"}), (("--value-file", path), {})):
+            r = self.unaudited("secret", "put", "big/pipe", *args, rc=USAGE, **kw)
+            self.assertError(r, USAGE, "65536")
+        self.assertEqual(self.get("big/pipe"), value)
 
     def test_generate_uses_the_charset_length_and_exclusions(self):
         v = self.vault
