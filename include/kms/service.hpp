@@ -29,12 +29,7 @@ struct Status {
   bool private_token = false;
   std::int64_t root_key_generation = 0;
   std::int64_t audit_records = 0;
-  std::int64_t keys = 0;
-  std::int64_t keys_due_rotation = 0;
-  std::int64_t keys_due_deletion = 0;
-  std::int64_t secrets = 0;
-  std::int64_t secrets_due_rotation = 0;
-  std::int64_t secrets_due_deletion = 0;
+  store::VaultCounts counts;
   store::AuditHead audit_head;
 };
 

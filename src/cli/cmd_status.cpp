@@ -10,6 +10,7 @@ namespace {
 void run_status(const Globals& g, bool json) {
   auto svc = open_service(g);
   const Status s = svc->status();
+  const store::VaultCounts& c = s.counts;
   const std::string head_hash = crypto::to_hex(s.audit_head.hash);
   if (json) {
     print_json({
@@ -19,11 +20,11 @@ void run_status(const Globals& g, bool json) {
                    {"manufacturer", s.token.manufacturer}, {"model", s.token.model},
                    {"private", s.private_token}}},
         {"root_key_generation", s.root_key_generation},
-        {"counts", {{"audit_records", s.audit_records}, {"keys", s.keys}, {"secrets", s.secrets}}},
+        {"counts", {{"audit_records", s.audit_records}, {"keys", c.keys}, {"secrets", c.secrets}}},
         {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
-        {"overdue", {{"key_rotations", s.keys_due_rotation}, {"key_deletions", s.keys_due_deletion},
-                     {"secret_rotations", s.secrets_due_rotation},
-                     {"secret_deletions", s.secrets_due_deletion}}},
+        {"overdue", {{"key_rotations", c.keys_due_rotation}, {"key_deletions", c.keys_due_deletion},
+                     {"secret_rotations", c.secrets_due_rotation},
+                     {"secret_deletions", c.secrets_due_deletion}}},
     });
     return;
   }
@@ -35,17 +36,17 @@ void run_status(const Globals& g, bool json) {
              s.token.manufacturer, s.token.model, s.private_token ? ", private SoftHSM2 token" : "");
   fmt::print("module       {}\n", s.module);
   fmt::print("root key     generation {}\n", s.root_key_generation);
-  fmt::print("keys         {}\n", s.keys);
-  fmt::print("secrets      {}\n", s.secrets);
+  fmt::print("keys         {}\n", c.keys);
+  fmt::print("secrets      {}\n", c.secrets);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
              head_hash);
-  if (s.keys_due_rotation + s.keys_due_deletion + s.secrets_due_rotation + s.secrets_due_deletion == 0) {
+  if (c.keys_due_rotation + c.keys_due_deletion + c.secrets_due_rotation + c.secrets_due_deletion == 0) {
     fmt::print("overdue      nothing\n");
   } else {
     fmt::print("overdue      {} key rotations, {} key deletions, {} secret rotations, {} secret "
                "purges (run `kmsctl maintain`)\n",
-               s.keys_due_rotation, s.keys_due_deletion, s.secrets_due_rotation,
-               s.secrets_due_deletion);
+               c.keys_due_rotation, c.keys_due_deletion, c.secrets_due_rotation,
+               c.secrets_due_deletion);
   }
 }
 

@@ -192,13 +192,7 @@ Status Service::status() {
     st.token = vault_->token_info();
     st.private_token = !m.softhsm_conf.empty();
     st.root_key_generation = m.root_key_gen;
-    const store::VaultCounts c = store::vault_counts(vault_->db(), format_rfc3339(now()));
-    st.keys = c.keys;
-    st.keys_due_rotation = c.keys_due_rotation;
-    st.keys_due_deletion = c.keys_due_deletion;
-    st.secrets = c.secrets;
-    st.secrets_due_rotation = c.secrets_due_rotation;
-    st.secrets_due_deletion = c.secrets_due_deletion;
+    st.counts = store::vault_counts(vault_->db(), format_rfc3339(now()));
   });
   // The status record itself is the new head; seqs start at 1 and have no gaps.
   if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
