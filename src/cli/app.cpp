@@ -157,12 +157,23 @@ using Register = void (*)(CLI::App&, Globals&);
 
 // The command groups, in the order help lists them.
 constexpr std::pair<std::string_view, Register> kGroups[] = {
-    {"init", register_init},       {"status", register_status},     {"audit", register_audit},
-    {"key", register_key},         {"encrypt", register_encrypt},   {"decrypt", register_decrypt},
-    {"re-encrypt", register_reencrypt}, {"data-key", register_data_key}, {"random", register_random},
-    {"file", register_file},       {"secret", register_secret},     {"exec", register_exec},
-    {"maintain", register_maintain}, {"vault", register_vault},     {"version", register_meta},
-    {"completion", register_meta}, {"manpage", register_meta},
+    {"init", register_init},
+    {"status", register_status},
+    {"audit", register_audit},
+    {"key", register_key},
+    {"encrypt", register_encrypt},
+    {"decrypt", register_decrypt},
+    {"re-encrypt", register_reencrypt},
+    {"data-key", register_data_key},
+    {"random", register_random},
+    {"file", register_file},
+    {"secret", register_secret},
+    {"exec", register_exec},
+    {"maintain", register_maintain},
+    {"vault", register_vault},
+    {"version", register_meta},
+    {"completion", register_meta},
+    {"manpage", register_meta},
 };
 
 // The group of the command argv names, when only it needs building: not for help, completion

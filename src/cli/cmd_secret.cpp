@@ -459,9 +459,9 @@ void register_secret(CLI::App& app, Globals& g) {
   secret->fallthrough();
 
   static constexpr Verb kVerbs[] = {
-      {"create", add_create},     {"get", add_get},           {"put", add_put},
-      {"list", add_list},         {"describe", add_describe}, {"versions", add_versions},
-      {"delete", add_delete},     {"restore", add_restore},   {"rotate", add_rotate},
+      {"create", add_create}, {"get", add_get},           {"put", add_put},
+      {"list", add_list},     {"describe", add_describe}, {"versions", add_versions},
+      {"delete", add_delete}, {"restore", add_restore},   {"rotate", add_rotate},
   };
   add_verbs(secret, g, kVerbs);
 }

@@ -40,7 +40,9 @@ void run_status(const Globals& g, bool json) {
   fmt::print("secrets      {}\n", c.secrets);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
              head_hash);
-  if (c.keys_due_rotation + c.keys_due_deletion + c.secrets_due_rotation + c.secrets_due_deletion == 0) {
+  const std::int64_t overdue = c.keys_due_rotation + c.keys_due_deletion +
+                               c.secrets_due_rotation + c.secrets_due_deletion;
+  if (overdue == 0) {
     fmt::print("overdue      nothing\n");
   } else {
     fmt::print("overdue      {} key rotations, {} key deletions, {} secret rotations, {} secret "

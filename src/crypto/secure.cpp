@@ -1,3 +1,5 @@
+#include "kms/secure.hpp"
+
 #include <sodium.h>
 
 #include <bit>
@@ -8,7 +10,6 @@
 #include <new>
 
 #include "kms/crypto.hpp"
-#include "kms/secure.hpp"
 
 namespace kms {
 namespace {

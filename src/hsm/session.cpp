@@ -152,11 +152,14 @@ std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJ
 constexpr CK_ULONG kGuess = 512;
 
 std::vector<Bytes> get_attrs(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                             std::initializer_list<CK_ATTRIBUTE_TYPE> types, std::string_view what) {
+                             std::initializer_list<CK_ATTRIBUTE_TYPE> types,
+                             std::string_view what) {
   std::vector<Bytes> values(types.size(), Bytes(kGuess));
   std::vector<CK_ATTRIBUTE> a;
   for (CK_ATTRIBUTE_TYPE t : types) a.push_back({t, values[a.size()].data(), kGuess});
-  auto get = [&] { return with_retry([&] { return fn->C_GetAttributeValue(s, o, a.data(), a.size()); }); };
+  auto get = [&] {
+    return with_retry([&] { return fn->C_GetAttributeValue(s, o, a.data(), a.size()); });
+  };
   CK_RV rv = get();
   if (rv == CKR_BUFFER_TOO_SMALL) {
     for (CK_ATTRIBUTE& x : a) x.pValue = nullptr;

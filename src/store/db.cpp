@@ -1,9 +1,9 @@
-#include <sqlite3.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include "kms/error.hpp"
 #include "kms/store.hpp"
@@ -66,11 +66,14 @@ sqlite3_vfs* real_vfs(sqlite3_vfs* v) { return static_cast<sqlite3_vfs*>(v->pApp
 int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f, int flags,
                               int* out) {
   sqlite3_vfs* real = real_vfs(v);
-  const bool wal = name != nullptr && (flags & SQLITE_OPEN_WAL) != 0 && (flags & SQLITE_OPEN_CREATE) != 0;
-  if (wal && real->xOpen(real, name, f, flags & ~SQLITE_OPEN_CREATE, out) == SQLITE_OK) return SQLITE_OK;
+  const bool wal =
+      name != nullptr && (flags & SQLITE_OPEN_WAL) != 0 && (flags & SQLITE_OPEN_CREATE) != 0;
+  if (wal && real->xOpen(real, name, f, flags & ~SQLITE_OPEN_CREATE, out) == SQLITE_OK)
+    return SQLITE_OK;
   const int rc = real->xOpen(real, name, f, flags, out);
   if (rc == SQLITE_OK && wal) {
-    const int dir = ::open(fs::path(name).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int dir =
+        ::open(fs::path(name).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const bool synced = dir >= 0 && ::fsync(dir) == 0;
     if (dir >= 0) ::close(dir);
     if (!synced) {
@@ -90,7 +93,9 @@ const char* vault_vfs() {
     v.zName = "kmsctl-unix";
     v.pAppData = real;
     v.xOpen = open_existing_wal_quietly;
-    v.xDelete = [](sqlite3_vfs* s, const char* n, int d) { return real_vfs(s)->xDelete(real_vfs(s), n, d); };
+    v.xDelete = [](sqlite3_vfs* s, const char* n, int d) {
+      return real_vfs(s)->xDelete(real_vfs(s), n, d);
+    };
     v.xAccess = [](sqlite3_vfs* s, const char* n, int f, int* r) {
       return real_vfs(s)->xAccess(real_vfs(s), n, f, r);
     };
@@ -99,12 +104,20 @@ const char* vault_vfs() {
     };
     v.xDlOpen = [](sqlite3_vfs* s, const char* n) { return real_vfs(s)->xDlOpen(real_vfs(s), n); };
     v.xDlError = [](sqlite3_vfs* s, int n, char* m) { real_vfs(s)->xDlError(real_vfs(s), n, m); };
-    v.xDlSym = [](sqlite3_vfs* s, void* h, const char* n) { return real_vfs(s)->xDlSym(real_vfs(s), h, n); };
+    v.xDlSym = [](sqlite3_vfs* s, void* h, const char* n) {
+      return real_vfs(s)->xDlSym(real_vfs(s), h, n);
+    };
     v.xDlClose = [](sqlite3_vfs* s, void* h) { real_vfs(s)->xDlClose(real_vfs(s), h); };
-    v.xRandomness = [](sqlite3_vfs* s, int n, char* out) { return real_vfs(s)->xRandomness(real_vfs(s), n, out); };
+    v.xRandomness = [](sqlite3_vfs* s, int n, char* out) {
+      return real_vfs(s)->xRandomness(real_vfs(s), n, out);
+    };
     v.xSleep = [](sqlite3_vfs* s, int us) { return real_vfs(s)->xSleep(real_vfs(s), us); };
-    v.xCurrentTime = [](sqlite3_vfs* s, double* t) { return real_vfs(s)->xCurrentTime(real_vfs(s), t); };
-    v.xGetLastError = [](sqlite3_vfs* s, int n, char* m) { return real_vfs(s)->xGetLastError(real_vfs(s), n, m); };
+    v.xCurrentTime = [](sqlite3_vfs* s, double* t) {
+      return real_vfs(s)->xCurrentTime(real_vfs(s), t);
+    };
+    v.xGetLastError = [](sqlite3_vfs* s, int n, char* m) {
+      return real_vfs(s)->xGetLastError(real_vfs(s), n, m);
+    };
     v.xCurrentTimeInt64 = [](sqlite3_vfs* s, sqlite3_int64* t) {
       return real_vfs(s)->xCurrentTimeInt64(real_vfs(s), t);
     };

@@ -47,12 +47,12 @@ void update_softhsm_conf(Db& db, std::string_view path) {
 }
 
 VaultCounts vault_counts(Db& db, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT (SELECT count(*) FROM keys), "
-                         "(SELECT count(*) FROM keys WHERE {}), (SELECT count(*) FROM keys WHERE {}), "
-                         "(SELECT count(*) FROM secrets), "
-                         "(SELECT count(*) FROM secrets WHERE {}), (SELECT count(*) FROM secrets WHERE {})",
-                         due::kKeyRotation, due::kKeyDeletion, due::kSecretRotation,
-                         due::kSecretDeletion)
+  Stmt s(db, fmt::format(
+                 "SELECT (SELECT count(*) FROM keys), "
+                 "(SELECT count(*) FROM keys WHERE {}), (SELECT count(*) FROM keys WHERE {}), "
+                 "(SELECT count(*) FROM secrets), "
+                 "(SELECT count(*) FROM secrets WHERE {}), (SELECT count(*) FROM secrets WHERE {})",
+                 due::kKeyRotation, due::kKeyDeletion, due::kSecretRotation, due::kSecretDeletion)
                  .c_str());
   s.bind(1, now);
   s.step();

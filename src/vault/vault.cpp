@@ -272,7 +272,8 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
       hsm::DataObject d = session_->read_data(h);
       if (!d.value.empty()) slot.values.push_back(std::move(d.value));
       if (!legacy && d.label.starts_with(kAnchorSlotLabelPrefix)) {
-        if (auto b = crypto::from_base64(std::string_view(d.label).substr(kAnchorSlotLabelPrefix.size()))) {
+        if (auto b = crypto::from_base64(
+                std::string_view(d.label).substr(kAnchorSlotLabelPrefix.size()))) {
           slot.values.push_back(std::move(*b));
         }
       }
@@ -287,7 +288,8 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
   // A single-object anchor is only looked for until both slots exist: the conversion makes
   // them before it destroys the old object.
   if (slots.size() < 2) {
-    for (hsm::ObjectHandle h : session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
+    for (hsm::ObjectHandle h :
+         session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
       read(h, true);
     }
   }
@@ -297,7 +299,8 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
 std::vector<Bytes> Vault::load_anchor() {
   std::vector<AnchorSlot> slots = anchor_slots();
   std::vector<Bytes> values;
-  for (const AnchorSlot& slot : slots) values.insert(values.end(), slot.values.begin(), slot.values.end());
+  for (const AnchorSlot& slot : slots)
+    values.insert(values.end(), slot.values.begin(), slot.values.end());
   loaded_slots_ = std::move(slots);
   return values;
 }
