@@ -196,6 +196,8 @@ class Service {
   // destroys token keys the operation made if it rolls back.
   using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;
   void key_op(std::string_view action, std::string_view ref, const KeyBody& body);
+  // describe and versions: the same read of a secret, under their own action names.
+  secrets::SecretInfo secret_info(std::string_view action, std::string_view name);
 
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<audit::AnchorStore> anchor_;

@@ -92,22 +92,20 @@ std::vector<secrets::SecretInfo> Service::secret_list() {
   return out;
 }
 
-secrets::SecretInfo Service::secret_describe(std::string_view name) {
+secrets::SecretInfo Service::secret_info(std::string_view action, std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event("secret.describe", name),
-      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  run(secret_event(action, name), [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
   return info;
 }
 
+secrets::SecretInfo Service::secret_describe(std::string_view name) {
+  return secret_info("secret.describe", name);
+}
+
 secrets::SecretInfo Service::secret_versions(std::string_view name) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
-  secrets::SecretInfo info;
-  run(secret_event("secret.versions", name),
-      [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
-  return info;
+  return secret_info("secret.versions", name);
 }
 
 secrets::SecretInfo Service::secret_delete(std::string_view name,
