@@ -93,20 +93,22 @@ std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
   return read_keys(s);
 }
 
-std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now) {
+namespace {
+std::vector<KeyRow> keys_due(Db& db, const char* predicate, std::string_view now) {
   Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", kKeyColumns,
-                         due::kKeyRotation)
+                         predicate)
                  .c_str());
   s.bind(1, now);
   return read_keys(s);
 }
+}  // namespace
+
+std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now) {
+  return keys_due(db, due::kKeyRotation, now);
+}
 
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", kKeyColumns,
-                         due::kKeyDeletion)
-                 .c_str());
-  s.bind(1, now);
-  return read_keys(s);
+  return keys_due(db, due::kKeyDeletion, now);
 }
 
 void key_version_insert(Db& db, const KeyVersionRow& v) {

@@ -114,20 +114,22 @@ std::vector<SecretRow> secret_list(Db& db) {
   return read_secrets(s);
 }
 
-std::vector<SecretRow> secrets_due_rotation(Db& db, std::string_view now) {
+namespace {
+std::vector<SecretRow> secrets_due(Db& db, const char* predicate, std::string_view now) {
   Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", kSecretColumns,
-                         due::kSecretRotation)
+                         predicate)
                  .c_str());
   s.bind(1, now);
   return read_secrets(s);
 }
+}  // namespace
+
+std::vector<SecretRow> secrets_due_rotation(Db& db, std::string_view now) {
+  return secrets_due(db, due::kSecretRotation, now);
+}
 
 std::vector<SecretRow> secrets_due_deletion(Db& db, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", kSecretColumns,
-                         due::kSecretDeletion)
-                 .c_str());
-  s.bind(1, now);
-  return read_secrets(s);
+  return secrets_due(db, due::kSecretDeletion, now);
 }
 
 void secret_version_insert(Db& db, const SecretVersionRow& v) {
