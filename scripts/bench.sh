@@ -116,18 +116,13 @@ show "kmsctl encrypt --key alias/bench --in $TMP/plain.1k --out $TMP/blob.1k"
 CMD_ENCRYPT="$KMSCTL encrypt --key alias/bench --in $TMP/plain.1k"
 CMD_DECRYPT="$KMSCTL decrypt --in $TMP/blob.1k"
 
-# ---- 1. kmsctl status vs the bare token operation --------------------------------------------
-echo
-echo "## 1. kmsctl status, encrypt 1 KiB, decrypt vs bare PKCS#11 open + login + AES-GCM ($timer, $WARMUP warm-up + $RUNS runs each)"
-echo "environment: KMSCTL_VAULT=$VAULT KMSCTL_PIN_FILE=$PIN_FILE SOFTHSM2_CONF=$SOFTHSM_CONF KMSCTL_PIN=<the PIN>"
-STATS=$TMP/latency.json
-if [[ $timer == hyperfine ]]; then
-  show "${nice_cmd[*]:+${nice_cmd[*]} }hyperfine -N --warmup $WARMUP --runs $RUNS --export-json $STATS '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
-  "${nice_cmd[@]}" hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
-    --export-json "$STATS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT" >&2
-else
-  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop (perf_counter around subprocess.run, the commands interleaved): '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
-  "${nice_cmd[@]}" python3 - "$STATS" "$WARMUP" "$RUNS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT" <<'PY'
+# time_interleaved OUT CMD...: WARMUP + RUNS rounds, each running every CMD once in turn (so that
+# all of them see the same machine); wall time (perf_counter around Popen + wait4) and CPU time
+# (wait4's rusage) of each run, in hyperfine's --export-json layout, to OUT.
+time_interleaved() {
+  local out=$1
+  shift
+  "${nice_cmd[@]}" python3 - "$out" "$WARMUP" "$RUNS" "$@" <<'PY'
 import json, os, shlex, subprocess, sys, time
 out, warmup, runs, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 argvs = [shlex.split(c) for c in cmds]
@@ -149,6 +144,20 @@ for r in res:
     r["system"] = sum(r["system_times"]) / runs
 json.dump({"results": res}, open(out, "w"))
 PY
+}
+
+# ---- 1. kmsctl status vs the bare token operation --------------------------------------------
+echo
+echo "## 1. kmsctl status, encrypt 1 KiB, decrypt vs bare PKCS#11 open + login + AES-GCM ($timer, $WARMUP warm-up + $RUNS runs each)"
+echo "environment: KMSCTL_VAULT=$VAULT KMSCTL_PIN_FILE=$PIN_FILE SOFTHSM2_CONF=$SOFTHSM_CONF KMSCTL_PIN=<the PIN>"
+STATS=$TMP/latency.json
+if [[ $timer == hyperfine ]]; then
+  show "${nice_cmd[*]:+${nice_cmd[*]} }hyperfine -N --warmup $WARMUP --runs $RUNS --export-json $STATS '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
+  "${nice_cmd[@]}" hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
+    --export-json "$STATS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT" >&2
+else
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop (perf_counter around Popen + wait4, the commands interleaved): '$CMD_STATUS' '$CMD_BARE' '$CMD_ENCRYPT' '$CMD_DECRYPT'"
+  time_interleaved "$STATS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT"
 fi
 
 # ---- 2. audit verify on a large log ------------------------------------------------------------
@@ -450,31 +459,15 @@ if [[ ${BENCH_SECRETS:-1} != 0 ]]; then
     die "pass and kmsctl disagree on the value"
   SSTATS=$TMP/secret-get.json
   show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: 'kmsctl --vault $SVAULT secret get bench/db-password' 'pass show bench/db-password'"
-  "${nice_cmd[@]}" python3 - "$SSTATS" "$WARMUP" "$RUNS" \
-    "$KMSCTL --vault $SVAULT secret get bench/db-password" "pass show bench/db-password" <<'PY'
-import json, os, shlex, subprocess, sys, time
-out, warmup, runs, cmds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-res = [{"command": c, "times": [], "cpu": []} for c in cmds]
-for i in range(warmup + runs):
-    for r in res:
-        t = time.perf_counter()
-        p = subprocess.Popen(shlex.split(r["command"]), stdout=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
-        dt = time.perf_counter() - t
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"bench: {r['command']} failed")
-        if i >= warmup:
-            r["times"].append(dt)
-            r["cpu"].append(ru.ru_utime + ru.ru_stime)
-json.dump(res, open(out, "w"))
-PY
+  time_interleaved "$SSTATS" "$KMSCTL --vault $SVAULT secret get bench/db-password" \
+    "pass show bench/db-password"
   python3 - "$SSTATS" "${BENCH_MD:-}" <<'PY'
 import json, statistics, sys
-res, md = json.load(open(sys.argv[1])), sys.argv[2]
+res, md = json.load(open(sys.argv[1]))["results"], sys.argv[2]
 def row(name, r):
     t = sorted(x * 1e3 for x in r["times"])
     p90 = t[min(len(t) - 1, int(round(0.9 * (len(t) - 1))))]
-    return (statistics.median(t), p90, t[0], statistics.mean(r["cpu"]) * 1e3), name
+    return (statistics.median(t), p90, t[0], (r["user"] + r["system"]) * 1e3), name
 (k, kn), (p, pn) = row("`kmsctl secret get`", res[0]), row("`pass show` (gpg, RSA key, agent warm)", res[1])
 ratio = k[0] / p[0]
 load = " ".join(open("/proc/loadavg").read().split()[:3])
