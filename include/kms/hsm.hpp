@@ -121,7 +121,6 @@ class Session {
   Bytes get_value(ObjectHandle object);
   std::string get_label(ObjectHandle object);
   DataObject read_data(ObjectHandle object);  // CKA_VALUE and CKA_LABEL in one call
-  void set_value(ObjectHandle object, ByteView value);
   // C_SetAttributeValue(CKA_VALUE); false when the token refuses with CKR_ATTRIBUTE_READ_ONLY
   // (SoftHSM2 does for data objects), any other failure throws.
   [[nodiscard]] bool try_set_value(ObjectHandle object, ByteView value);

@@ -323,11 +323,4 @@ void Session::set_label(ObjectHandle object, std::string_view label) {
                 "cannot update a token object's label");
 }
 
-void Session::set_value(ObjectHandle object, ByteView value) {
-  CK_ATTRIBUTE a{CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()};
-  auto* fn = module_->fn();
-  detail::check(with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); }),
-                "cannot update a token data object");
-}
-
 }  // namespace kms::hsm
