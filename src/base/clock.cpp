@@ -74,8 +74,14 @@ std::optional<TimePoint> parse_rfc3339(std::string_view s) {
     }
     if (pos != s.size()) return std::nullopt;
   }
-  return TimePoint{sys_days{ymd}} + hours{h} + minutes{mi} + seconds{sec} + milliseconds{msec} -
-         offset;
+  const TimePoint t = TimePoint{sys_days{ymd}} + hours{h} + minutes{mi} + seconds{sec} +
+                      milliseconds{msec} - offset;
+  // The offset or a leap second can carry a time out of the four-digit years format_rfc3339
+  // writes ("0000-01-01T00:30:00+01:00" is in year -1); such a time is not one we can store.
+  constexpr TimePoint first{sys_days{year{0} / January / 1}};
+  constexpr TimePoint end{sys_days{year{10000} / January / 1}};
+  if (t < first || t >= end) return std::nullopt;
+  return t;
 }
 
 std::string add_days(const std::string& rfc3339, std::int64_t days) {

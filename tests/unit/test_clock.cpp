@@ -114,6 +114,19 @@ TEST_CASE("parse_rfc3339 rejects offsets out of range") {
   }
 }
 
+TEST_CASE("parse_rfc3339 keeps results within the years 0000 to 9999") {
+  // Found by fuzz_rfc3339: an offset carried year 0000 into year -1, which formats as "-001-...".
+  for (const char* bad : {"0000-01-01 00:00:00+02:00", "0000-01-01T00:00:00.999+00:01",
+                          "9999-12-31T23:59:59-00:01", "9999-12-31T23:59:60Z"}) {
+    CAPTURE(std::string(bad));
+    CHECK_FALSE(parse_rfc3339(bad).has_value());
+  }
+  CHECK(show(parse_rfc3339("0000-01-01T00:00:00Z")) == "0000-01-01T00:00:00.000Z");
+  CHECK(show(parse_rfc3339("0000-01-01T01:00:00+01:00")) == "0000-01-01T00:00:00.000Z");
+  CHECK(show(parse_rfc3339("9999-12-31T23:59:59.999Z")) == "9999-12-31T23:59:59.999Z");
+  CHECK(show(parse_rfc3339("9999-12-31T23:59:59+00:01")) == "9999-12-31T23:58:59.000Z");
+}
+
 TEST_CASE("parse_rfc3339 rejects trailing junk") {
   for (const char* bad :
        {"2026-11-28junk", "2026-11-28 ", "2026-11-28T09:31:02Zjunk", "2026-11-28T09:31:02Z ",
