@@ -270,7 +270,11 @@ void Service::maintain_secrets(MaintainReport& rep, const std::string& at, audit
   nlohmann::json due = nlohmann::json::array();
   for (const store::SecretRow& s : store::secrets_due_rotation(vault_->db(), at)) {
     due.push_back(s.name);
-    if (rep.dry_run) rep.secrets_rotated.emplace_back(s.name, s.next_version);
+    if (rep.dry_run) {
+      // A rotation left pending is resumed, not started over: it would finish that version.
+      const auto pending = store::secret_version_at_stage(vault_->db(), s.id, secrets::kPending);
+      rep.secrets_rotated.emplace_back(s.name, pending ? pending->version : s.next_version);
+    }
   }
   ev.params["secrets_due_rotation"] = due;
 }

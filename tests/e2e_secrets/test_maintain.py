@@ -70,6 +70,8 @@ class Maintain(SecretsTestCase):
         self.assertNotEqual(self.get("m/monthly", faketime=when), b"monthly-v1")
         self.assertEqual(self.get("m/never", faketime=when), b"never-v1")
         os.unlink(v.path("fail"))
+        self.assertEqual(self.maintain(when, "--dry-run"), ({"m/hooked": 3}, [], []),
+                         "--dry-run names the pending version the retry resumes")
         self.assertEqual(self.maintain(when), ({"m/hooked": 3}, [], []), "the retry resumes")
         self.assertEqual(self.overdue(when), (0, 0))
         actions = [(r["action"], r["outcome"]) for r in v.audit_rows()
