@@ -6,7 +6,7 @@ _kmsctl_subcommands() {
     "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag alias" ;;
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
-    "secret") echo "create get put list describe versions delete restore rotate" ;;
+    "secret") echo "create get put list describe versions delete restore rotate set-rotation" ;;
     "vault") echo "backup rekey change-pin restore" ;;
     "key alias") echo "create update delete list" ;;
   esac
@@ -61,6 +61,7 @@ _kmsctl_flags() {
     "secret delete") echo "--help -h --help-all --recovery-days --force --json" ;;
     "secret restore") echo "--help -h --help-all --json" ;;
     "secret rotate") echo "--help -h --help-all --json" ;;
+    "secret set-rotation") echo "--help -h --help-all --period --off --command --no-command --json" ;;
     "vault backup") echo "--help -h --help-all --force" ;;
     "vault rekey") echo "--help -h --help-all" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;

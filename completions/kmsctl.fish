@@ -12,7 +12,7 @@ function __kmsctl_subcommands
         case 'file'
             printf '%s\n' encrypt decrypt rewrap inspect
         case 'secret'
-            printf '%s\n' create get put list describe versions delete restore rotate
+            printf '%s\n' create get put list describe versions delete restore rotate set-rotation
         case 'vault'
             printf '%s\n' backup rekey change-pin restore
         case 'key alias'
@@ -126,6 +126,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a versions -d 'List a s
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a delete -d 'Schedule a secret\'s purge after a recovery window (reads are refused meanwhile)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a restore -d 'Cancel a scheduled deletion'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a rotate -d 'Rotate now: create, set, test, finish (resumes a pending version left by a failure)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a set-rotation -d 'Change when a secret rotates and the hook that rotates it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l help -s h -d 'Print this help message and exit'
@@ -301,6 +302,13 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'secret restore'" -l json -d 'Prin
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l json -d 'Print the result as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l period -r -d 'Rotate every N days from `kmsctl maintain` (1d-365d)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l off -d 'No automatic rotation (`secret rotate` still works)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l command -r -d 'Hook run by /bin/sh -c at each rotation step'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l no-command -d 'No hook: kmsctl generates each new value'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l json -d 'Print the secret as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l force -d 'Overwrite an existing file'

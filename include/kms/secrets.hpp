@@ -55,6 +55,14 @@ struct CreateSpec {
   Generator generator;
 };
 
+// A change of a secret's rotation settings (`secret set-rotation`); what is not set is kept.
+struct RotationChange {
+  bool set_period = false;
+  std::optional<std::int64_t> period_days;  // with set_period: none turns automatic rotation off
+  bool set_command = false;
+  std::optional<std::string> command;  // with set_command: none drops the hook (kmsctl generates)
+};
+
 struct SecretInfo {
   store::SecretRow secret;
   std::vector<std::string> key_aliases;
@@ -96,6 +104,8 @@ class SecretStore {
   std::optional<std::string> next_rotation(const store::SecretRow& s) const;
   std::string schedule_deletion(store::SecretRow& s, std::int64_t days, TimePoint now);
   void restore(store::SecretRow& s);
+  // Code::refused while the secret is scheduled for deletion.
+  void set_rotation(store::SecretRow& s, const RotationChange& change, TimePoint now);
   void erase(const store::SecretRow& s);
 
  private:

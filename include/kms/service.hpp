@@ -174,6 +174,8 @@ class Service {
   // days: schedule a purge after that many days; none: purge now (--force).
   secrets::SecretInfo secret_delete(std::string_view name, std::optional<std::int64_t> days);
   secrets::SecretInfo secret_restore(std::string_view name);
+  secrets::SecretInfo secret_set_rotation(std::string_view name,
+                                          const secrets::RotationChange& change);
   // The four-step rotation (README "Secrets"). Code::failed when a step fails (current unchanged).
   SecretRotation secret_rotate(std::string_view name);
 

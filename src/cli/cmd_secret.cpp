@@ -1,4 +1,5 @@
-// kmsctl secret create | get | put | list | describe | versions | delete | restore | rotate
+// kmsctl secret create | get | put | list | describe | versions | delete | restore | rotate |
+// set-rotation
 #include <cstdlib>
 #include <filesystem>
 
@@ -450,6 +451,62 @@ void add_rotate(CLI::App* secret, Globals& g) {
   });
 }
 
+void add_set_rotation(CLI::App* secret, Globals& g) {
+  struct SetRotationArgs {
+    std::string name, period, command;
+    bool off = false, no_command = false, json = false;
+  };
+  auto sr = std::make_shared<SetRotationArgs>();
+  CLI::App* set = secret->add_subcommand(
+      "set-rotation", "Change when a secret rotates and the hook that rotates it");
+  set->add_option("name", sr->name, "Secret name")->required()->type_name("NAME");
+  auto* period = set->add_option("--period", sr->period,
+                                 "Rotate every N days from `kmsctl maintain` (1d-365d)")
+                     ->type_name("DAYS");
+  auto* off =
+      set->add_flag("--off", sr->off, "No automatic rotation (`secret rotate` still works)");
+  auto* command =
+      set->add_option("--command", sr->command, "Hook run by /bin/sh -c at each rotation step")
+          ->type_name("CMD");
+  auto* no_command =
+      set->add_flag("--no-command", sr->no_command, "No hook: kmsctl generates each new value");
+  period->excludes(off);
+  command->excludes(no_command);
+  set->add_flag("--json", sr->json, "Print the secret as JSON");
+  set->callback([&g, sr, period, command] {
+    secrets::RotationChange c;
+    c.set_period = sr->off || period->count() > 0;
+    if (period->count() > 0) {
+      c.period_days = keys::parse_days(sr->period, secrets::kMinRotationDays,
+                                       secrets::kMaxRotationDays, "--period");
+    }
+    c.set_command = sr->no_command || command->count() > 0;
+    if (command->count() > 0) {
+      if (sr->command.empty()) {
+        throw Error(Code::usage, "--command is empty",
+                    "give the hook's command, or --no-command to drop the hook");
+      }
+      c.command = sr->command;
+    }
+    if (!c.set_period && !c.set_command) {
+      throw Error(Code::usage, "set-rotation needs --period, --off, --command or --no-command",
+                  fmt::format("e.g. `kmsctl secret set-rotation {} --period 30d`", sr->name));
+    }
+    const secrets::SecretInfo info = open_service(g)->secret_set_rotation(sr->name, c);
+    if (sr->json) {
+      print_secret(info, true);
+    } else {
+      const store::SecretRow& s = info.secret;
+      note(fmt::format("secret {}: {}; {}", s.name,
+                       s.rotation_period_days
+                           ? fmt::format("rotates every {}d, next {}", *s.rotation_period_days,
+                                         info.next_rotation.value_or("-"))
+                           : std::string("no automatic rotation"),
+                       s.rotation_command ? "rotation hook set" : "no hook (kmsctl generates)"));
+    }
+  });
+}
+
 }  // namespace
 
 void register_secret(CLI::App& app, Globals& g) {
@@ -459,9 +516,11 @@ void register_secret(CLI::App& app, Globals& g) {
   secret->fallthrough();
 
   static constexpr Verb kVerbs[] = {
-      {"create", add_create}, {"get", add_get},           {"put", add_put},
-      {"list", add_list},     {"describe", add_describe}, {"versions", add_versions},
-      {"delete", add_delete}, {"restore", add_restore},   {"rotate", add_rotate},
+      {"create", add_create},     {"get", add_get},
+      {"put", add_put},           {"list", add_list},
+      {"describe", add_describe}, {"versions", add_versions},
+      {"delete", add_delete},     {"restore", add_restore},
+      {"rotate", add_rotate},     {"set-rotation", add_set_rotation},
   };
   add_verbs(secret, g, kVerbs);
 }

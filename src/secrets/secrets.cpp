@@ -286,6 +286,14 @@ void SecretStore::restore(store::SecretRow& s) {
   store::secret_update(vault_.db(), s);
 }
 
+void SecretStore::set_rotation(store::SecretRow& s, const RotationChange& change, TimePoint now) {
+  require_active(s);
+  if (change.set_period) s.rotation_period_days = change.period_days;
+  if (change.set_command) s.rotation_command = change.command;
+  s.updated = format_rfc3339(now);
+  store::secret_update(vault_.db(), s);
+}
+
 void SecretStore::erase(const store::SecretRow& s) { store::secret_delete(vault_.db(), s.id); }
 
 }  // namespace kms::secrets

@@ -142,6 +142,26 @@ secrets::SecretInfo Service::secret_restore(std::string_view name) {
   return info;
 }
 
+secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
+                                                 const secrets::RotationChange& change) {
+  keys::KeyStore ks(*vault_);
+  secrets::SecretStore ss(*vault_, ks);
+  secrets::SecretInfo info;
+  audit::Event ev = secret_event("secret.set_rotation", name);
+  if (change.set_period) {
+    ev.params["rotation_period_days"] =
+        change.period_days ? nlohmann::json(*change.period_days) : nlohmann::json();
+  }
+  // As at create: whether a hook is set, not its text.
+  if (change.set_command) ev.params["rotation_command"] = change.command.has_value();
+  run(std::move(ev), [&](audit::Event&) {
+    store::SecretRow s = ss.resolve(name);
+    ss.set_rotation(s, change, now());
+    info = ss.describe(s);
+  });
+  return info;
+}
+
 void Service::rotation_step_failed(std::string_view name, std::string_view step,
                                    std::int64_t version, const std::string& failure) {
   audit::Event ev = secret_event("secret.rotate", name);

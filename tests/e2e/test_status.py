@@ -225,7 +225,7 @@ TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt
              "random", "file", "secret", "exec", "maintain", "vault", "version", "completion",
              "manpage")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
-                "rotate")
+                "rotate", "set-rotation")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "alias")
 

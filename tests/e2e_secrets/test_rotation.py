@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from secretenv import FAILED, REFUSED, SecretsTestCase, main
+from secretenv import FAILED, NOT_FOUND, REFUSED, USAGE, SecretsTestCase, days, main, ts
 
 HOOK = r"""#!/bin/sh
 # Records each call; fails at the step named in ./control ("sleep" sleeps at set instead).
@@ -141,6 +141,72 @@ class Rotation(SecretsTestCase):
                     self.assertEqual(self.get(name), pending_value)
                 self.assertEqual(self.stages(name), {"current": 2, "previous": 1, "pending": None})
                 self.assertEqual(self.describe(name)["rotation"]["last_error"], None)
+
+    def test_set_rotation_changes_period_and_hook_and_a_new_hook_resumes_the_pending_version(self):
+        v = self.vault
+        name = "rot/settings"
+        self.create(name, b"settings-v1")
+        created = self.describe(name)["created"]
+
+        before = v.audit_count()
+        rot = v.json("secret", "set-rotation", name, "--period", "30d", "--json")["rotation"]
+        self.assertEqual((rot["period_days"], rot["command"]), (30, None))
+        self.assertEqual(ts(rot["next_rotation"]) - ts(created), days(30))
+        self.assertEqual(self.describe(name)["rotation"]["period_days"], 30, "stored")
+        rec = v.audit_rows(before)[0]
+        self.assertEqual((rec["action"], rec["resource"], rec["outcome"]),
+                         ("secret.set_rotation", f"secret/{name}", "ok"))
+        self.assertEqual(rec["params"], {"name": name, "rotation_period_days": 30})
+
+        # A hook that fails at set leaves version 2 pending ...
+        v.ok("secret", "set-rotation", name, "--command", self.hook)
+        rot = self.describe(name)["rotation"]
+        self.assertEqual((rot["period_days"], rot["command"]), (30, self.hook), "the period is kept")
+        self.assertEqual(v.audit_rows(before)[-2]["params"], {"name": name, "rotation_command": True})
+        self.control("set")
+        self.assertEqual(v.run("secret", "rotate", name).rc, FAILED)
+        self.assertEqual(self.stages(name), {"current": 1, "previous": None, "pending": 2})
+
+        # ... and the rotation resumes it with the hook that replaces the broken one.
+        fixed = self.write_script("fixed.sh", '#!/bin/sh\necho "$KMSCTL_ROTATION_STEP" >> "$(dirname "$0")/fixed.log"\n')
+        v.ok("secret", "set-rotation", name, "--command", fixed)
+        r = v.json("secret", "rotate", name, "--json")
+        self.assertEqual((r["resumed"], r["version_id"]), (True, 2))
+        with open(v.path("fixed.log")) as f:
+            self.assertEqual(f.read().split(), ["set", "test", "finish"])
+
+        # --off and --no-command: no schedule, no hook; `secret rotate` still generates a value.
+        rot = v.json("secret", "set-rotation", name, "--off", "--no-command", "--json")["rotation"]
+        self.assertEqual((rot["period_days"], rot["command"], rot["next_rotation"]), (None, None, None))
+        self.assertEqual(v.audit_rows(before)[-1]["params"],
+                         {"name": name, "rotation_period_days": None, "rotation_command": False})
+        self.assertEqual(v.json("secret", "rotate", name, "--json")["version_id"], 3)
+        self.assertEqual(len(self.get(name)), 32)
+
+    def test_set_rotation_refuses_bad_input_unknown_and_deleted_secrets(self):
+        v = self.vault
+        name = "rot/settings-bad"
+        self.create(name, b"bad-v1", "--rotation-period", "10d")
+        before = v.audit_count()
+        for args, needle in (((), "needs --period, --off, --command or --no-command"),
+                             (("--period", "0d"), "--period"), (("--period", "366d"), "--period"),
+                             (("--command", ""), "--command is empty")):
+            with self.subTest(args=args):
+                self.assertError(v.run("secret", "set-rotation", name, *args), USAGE, needle)
+        for args in (("--period", "5d", "--off"), ("--command", "true", "--no-command")):
+            with self.subTest(args=args):
+                r = v.run("secret", "set-rotation", name, *args)
+                self.assertEqual(r.rc, USAGE, repr(r))
+        self.assertEqual(v.audit_count(), before, "refused before the vault is opened")
+        self.assertEqual(self.describe(name)["rotation"]["period_days"], 10, "nothing changed")
+
+        self.assertError(v.run("secret", "set-rotation", "rot/none", "--off"), NOT_FOUND, "rot/none")
+        v.ok("secret", "delete", name, "--recovery-days", "7")
+        r = v.run("secret", "set-rotation", name, "--period", "20d")
+        self.assertError(r, REFUSED, "scheduled for deletion", hint=f"kmsctl secret restore {name}")
+        self.assertEqual(v.audit_rows()[-1]["outcome"], "denied")
+        v.ok("secret", "restore", name)
+        self.assertEqual(self.describe(name)["rotation"]["period_days"], 10)
 
     def test_one_rotation_at_a_time_and_get_returns_a_whole_value_meanwhile(self):
         v = self.vault
