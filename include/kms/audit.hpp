@@ -13,6 +13,7 @@
 
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
+#include "kms/json.hpp"
 #include "kms/store.hpp"
 
 namespace kms::audit {

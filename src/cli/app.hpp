@@ -45,6 +45,8 @@ void export_for_hooks(const Globals& g);
 
 // Output: data to stdout, messages to stderr.
 void print_json(const nlohmann::json& j);
+// Tags as a JSON object {"K": "V", ...}.
+nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags);
 void note(const std::string& message);  // a message on stderr
 
 void register_init(CLI::App& app, Globals& g);

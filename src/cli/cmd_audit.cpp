@@ -60,7 +60,7 @@ void run_verify(const Globals& g, bool json) {
   auto hash_json = [](const Bytes& h) { return crypto::to_hex(h); };
   if (json) {
     nlohmann::json j = {{"ok", rep.ok}, {"records", rep.records}};
-    j["first_bad_seq"] = rep.first_bad_seq ? nlohmann::json(*rep.first_bad_seq) : nlohmann::json();
+    j["first_bad_seq"] = json_or_null(rep.first_bad_seq);
     j["problem"] = rep.ok ? nlohmann::json() : nlohmann::json(rep.problem);
     j["head"] = rep.head ? nlohmann::json{{"seq", rep.head->seq}, {"hash", hash_json(rep.head->hash)}}
                          : nlohmann::json();

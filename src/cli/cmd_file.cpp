@@ -311,7 +311,7 @@ void register_file(CLI::App& app, Globals& g) {
         {"context", ctx},
         {"recipients", recips},
         {"header_bytes", h.encoded_size},
-        {"plaintext_bytes", plaintext ? nlohmann::json(*plaintext) : nlohmann::json()},
+        {"plaintext_bytes", json_or_null(plaintext)},
     };
     if (ia->json) {
       print_json(j);

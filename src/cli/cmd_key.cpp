@@ -8,10 +8,6 @@
 namespace kms::cli {
 namespace {
 
-nlohmann::json opt_json(const std::optional<std::string>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json();
-}
-
 void print_key(const keys::KeyInfo& info, bool json) {
   if (json) {
     print_json(key_json(info));
@@ -139,7 +135,7 @@ void add_list(CLI::App* key, Globals& g) {
     if (la->json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& k : page.keys) arr.push_back(key_json(k));
-      print_json({{"keys", arr}, {"next", opt_json(page.next)}});
+      print_json({{"keys", arr}, {"next", json_or_null(page.next)}});
       return;
     }
     fmt::print("{:<36}  {:<15}  {:<10}  {:<7}  {:<24}  {}\n", "KEY ID", "STATE", "PROTECTION",
@@ -312,8 +308,6 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
     versions.push_back({{"version", v.version}, {"created", v.created},
                         {"primary", v.version == k.primary_version}});
   }
-  nlohmann::json tags = nlohmann::json::object();
-  for (const auto& [name, value] : info.tags) tags[name] = value;
   return {
       {"key_id", k.id},
       {"aliases", info.aliases},
@@ -323,14 +317,13 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
       {"state", k.state},
       {"protection", k.protection},
       {"created", k.created},
-      {"rotation_period_days",
-       k.rotation_period_days ? nlohmann::json(*k.rotation_period_days) : nlohmann::json()},
+      {"rotation_period_days", json_or_null(k.rotation_period_days)},
       {"last_rotated", k.last_rotated},
-      {"next_rotation", opt_json(info.next_rotation)},
-      {"deletion_date", opt_json(k.deletion_date)},
+      {"next_rotation", json_or_null(info.next_rotation)},
+      {"deletion_date", json_or_null(k.deletion_date)},
       {"primary_version", k.primary_version},
       {"versions", versions},
-      {"tags", tags},
+      {"tags", tags_json(info.tags)},
   };
 }
 

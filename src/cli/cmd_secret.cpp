@@ -12,10 +12,6 @@
 namespace kms::cli {
 namespace {
 
-nlohmann::json opt_json(const std::optional<std::string>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json();
-}
-
 // Where a value comes from: exactly one of --value-stdin, --value-file F, --generate.
 struct ValueArgs {
   bool value_stdin = false, generate = false;
@@ -94,10 +90,6 @@ std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, std::str
   return std::nullopt;
 }
 
-nlohmann::json opt_int(const std::optional<std::int64_t>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json();
-}
-
 nlohmann::json secret_json(const secrets::SecretInfo& info) {
   const store::SecretRow& s = info.secret;
   nlohmann::json versions = nlohmann::json::array();
@@ -105,8 +97,6 @@ nlohmann::json secret_json(const secrets::SecretInfo& info) {
     versions.push_back(
         {{"version_id", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
   }
-  nlohmann::json tags = nlohmann::json::object();
-  for (const auto& [k, v] : info.tags) tags[k] = v;
   return {
       {"name", s.name},
       {"id", s.id},
@@ -115,19 +105,19 @@ nlohmann::json secret_json(const secrets::SecretInfo& info) {
       {"description", s.description},
       {"created", s.created},
       {"updated", s.updated},
-      {"tags", tags},
+      {"tags", tags_json(info.tags)},
       {"stages",
-       {{"current", opt_int(version_at(info, secrets::kCurrent))},
-        {"previous", opt_int(version_at(info, secrets::kPrevious))},
-        {"pending", opt_int(version_at(info, secrets::kPending))}}},
+       {{"current", json_or_null(version_at(info, secrets::kCurrent))},
+        {"previous", json_or_null(version_at(info, secrets::kPrevious))},
+        {"pending", json_or_null(version_at(info, secrets::kPending))}}},
       {"rotation",
-       {{"period_days", opt_int(s.rotation_period_days)},
-        {"command", opt_json(s.rotation_command)},
-        {"last_rotated", opt_json(s.last_rotated)},
-        {"next_rotation", opt_json(info.next_rotation)},
+       {{"period_days", json_or_null(s.rotation_period_days)},
+        {"command", json_or_null(s.rotation_command)},
+        {"last_rotated", json_or_null(s.last_rotated)},
+        {"next_rotation", json_or_null(info.next_rotation)},
         {"status", s.rotation_status},
-        {"last_error", opt_json(s.rotation_error)}}},
-      {"deletion_date", opt_json(s.deletion_date)},
+        {"last_error", json_or_null(s.rotation_error)}}},
+      {"deletion_date", json_or_null(s.deletion_date)},
       {"version_count", info.versions.size()},
       {"versions", versions},
   };

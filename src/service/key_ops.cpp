@@ -109,7 +109,7 @@ keys::KeyInfo Service::key_rotate(std::string_view ref) {
 keys::KeyInfo Service::key_set_rotation(std::string_view ref, std::optional<std::int64_t> days) {
   keys::KeyInfo info;
   key_op("key.set_rotation", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-    ev.params["rotation_period_days"] = days ? nlohmann::json(*days) : nlohmann::json();
+    ev.params["rotation_period_days"] = json_or_null(days);
     ks.set_rotation(key, days);
     info = ks.describe(key);
   });

@@ -149,8 +149,7 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
   secrets::SecretInfo info;
   audit::Event ev = secret_event("secret.set_rotation", name);
   if (change.set_period) {
-    ev.params["rotation_period_days"] =
-        change.period_days ? nlohmann::json(*change.period_days) : nlohmann::json();
+    ev.params["rotation_period_days"] = json_or_null(change.period_days);
   }
   // As at create: whether a hook is set, not its text.
   if (change.set_command) ev.params["rotation_command"] = change.command.has_value();

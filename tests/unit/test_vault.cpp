@@ -529,6 +529,14 @@ namespace {
 // Test anchor values: the seq is the first byte ("1 ...", "2 ...").
 std::int64_t test_seq(ByteView v) { return v.empty() ? -1 : v[0] - '0'; }
 
+// A new vault whose two anchor slots hold "1 one" and "2 two".
+std::unique_ptr<Vault> vault_with_both_slots(const fs::path& path) {
+  auto v = create_vault(path);
+  v->store_anchor(bytes_of("1 one"), test_seq);
+  v->store_anchor(bytes_of("2 two"), test_seq);
+  return v;
+}
+
 bool same_pair(const Bytes& x, const Bytes& y, const Bytes& a, const Bytes& b) {
   return (x == a && y == b) || (x == b && y == a);
 }
@@ -615,9 +623,7 @@ TEST_CASE("a single-object anchor of an older vault is read, then converted into
 TEST_CASE("a slot that is missing is made again by the next store_anchor") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
-  auto v = create_vault(path);
-  v->store_anchor(bytes_of("1 one"), test_seq);
-  v->store_anchor(bytes_of("2 two"), test_seq);
+  auto v = vault_with_both_slots(path);
   auto slots = v->anchor_slots();
   REQUIRE(slots.size() == 2);
   v->token().destroy(slots[0].handle);
@@ -647,9 +653,7 @@ TEST_CASE("after load_anchor, two store_anchor calls leave the two newest values
   TempDir dir;
   const fs::path path = dir / "vault.db";
   {
-    auto v = create_vault(path);
-    v->store_anchor(bytes_of("1 one"), test_seq);
-    v->store_anchor(bytes_of("2 two"), test_seq);
+    auto v = vault_with_both_slots(path);
     CHECK(newest_value(v->load_anchor()) == bytes_of("2 two"));
     // The first store uses the slots load_anchor found; the second must look at the token again
     // (the cached slots no longer say which one holds the older value).
@@ -679,9 +683,7 @@ TEST_CASE("after load_anchor, two store_anchor calls leave the two newest values
 TEST_CASE("a single-object anchor found beside both slots is ignored (an interrupted conversion)") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
-  auto v = create_vault(path);
-  v->store_anchor(bytes_of("1 one"), test_seq);
-  v->store_anchor(bytes_of("2 two"), test_seq);
+  auto v = vault_with_both_slots(path);
   REQUIRE(v->anchor_slots().size() == 2);
   // An older kmsctl's object under the vault id, left after both slots were made. Its value
   // sorts newest, so reading it would show.
