@@ -30,6 +30,13 @@ void init();
 // its own work. Nothing secret is left behind by it: kmsctl's keys live in SecureBytes (wiped
 // when freed) and the memory goes with the process. Call before anything else uses OpenSSL.
 void skip_cleanup_at_exit();
+// Starts OpenSSL without the two tables it builds for programs written against OpenSSL 1.x: the
+// legacy name table behind EVP_get_cipherbyname()/EVP_get_digestbyname() (about 200 names, then
+// copied into the provider name map at the first fetch) and the text of its error codes. kmsctl
+// needs neither: it fetches algorithms from providers by name, or through EVP_aes_256_gcm() and
+// EVP_sha256(), which resolve by NID, and it never prints an OpenSSL error string. No effect once
+// OpenSSL has fetched an algorithm (the tables are then built already).
+void skip_openssl_legacy_tables();
 
 void random_fill(std::span<std::uint8_t> out);
 Bytes random_bytes(std::size_t n);

@@ -19,6 +19,12 @@ void skip_cleanup_at_exit() {
   if (OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) != 1) std::abort();
 }
 
+void skip_openssl_legacy_tables() {
+  constexpr std::uint64_t opts = OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
+                                 OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS;
+  if (OPENSSL_init_crypto(opts, nullptr) != 1) std::abort();
+}
+
 void random_fill(std::span<std::uint8_t> out) {
   init();
   if (out.empty()) return;  // an empty span may have a null data(), which randombytes_buf rejects

@@ -2,6 +2,7 @@
 init on an existing token."""
 
 import datetime
+import glob
 import hashlib
 import json
 import os
@@ -285,6 +286,31 @@ class ExistingToken(KmsTestCase):
         st2 = self.kms.json("status", "--json", env=env2)
         self.assertNotEqual(st2["vault"]["id"], st["vault"]["id"])
         self.kms.ok("status", env=env)  # the first is untouched
+
+    def test_a_module_other_than_softhsm2_serves_the_vault_end_to_end(self):
+        # OpenSC's pkcs11-spy in front of SoftHSM2: to kmsctl, a module it does not know, which
+        # it loads with OpenSSL as OpenSSL starts by default (SoftHSM2 itself gets it leaner).
+        spy = next(iter(sorted(glob.glob("/usr/lib/*/pkcs11-spy.so") +
+                               glob.glob("/usr/lib/pkcs11-spy.so"))), None)
+        self.assertIsNotNone(spy, "OpenSC's pkcs11-spy.so is missing (scripts/setup.sh installs opensc)")
+        conf = self.make_token()
+        log = self.kms.path("spy.log")
+        env = {"SOFTHSM2_CONF": conf, "PKCS11SPY": SOFTHSM_MODULE, "PKCS11SPY_OUTPUT": log}
+        self.assertOk(self.kms.run("init", "--pkcs11-module", spy, "--token-label", "prod", env=env))
+        self.assertEqual(self.kms.json("status", "--json", env=env)["token"]["module"], spy)
+        self.kms.ok("key", "create", "--alias", "alias/spy", env=env)
+        plain = self.kms.write_secret_file("plain", "through another module")
+        blob = self.kms.path("blob")
+        self.kms.ok("encrypt", "--key", "alias/spy", "--in", plain, "--out", blob, env=env)
+        r = self.kms.run("decrypt", "--in", blob, "--out", "-", env=env)
+        self.assertEqual((r.rc, r.out), (0, "through another module\n"), r.show())
+        self.kms.ok("secret", "create", "spy/db", "--generate", env=env)
+        self.assertEqual(len(self.kms.ok("secret", "get", "spy/db", env=env).out), 32)
+        self.kms.ok("audit", "verify", env=env)
+        with open(log) as f:
+            calls = f.read()
+        for call in ("C_Login", "C_Decrypt", "C_SetAttributeValue"):
+            self.assertIn(call, calls, "the token was reached through the spy")
 
     def test_init_with_an_unknown_token_label_exits_6(self):
         conf = self.make_token()
