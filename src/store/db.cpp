@@ -86,6 +86,11 @@ int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f,
 
 const char* vault_vfs() {
   static sqlite3_vfs vfs = [] {
+    // Before SQLite starts (the VFS lookup below starts it): no bulk page-cache allocation. Each
+    // connection would otherwise allocate, and touch, room for 20 pages up front, twice in a
+    // command (the schema read and the first write); a command touches fewer new pages than that.
+    // Ignored (SQLITE_MISUSE) when the process started SQLite already.
+    (void)sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
     sqlite3_vfs* real = sqlite3_vfs_find(nullptr);
     sqlite3_vfs v = *real;
     v.iVersion = 2;  // without the system-call overrides of version 3 (for SQLite's own tests)
