@@ -6,6 +6,7 @@
 #include "kms/error.hpp"
 
 namespace kms::cli {
+namespace key_verbs {
 namespace {
 
 void print_key(const keys::KeyInfo& info, bool json) {
@@ -300,6 +301,7 @@ void add_alias(CLI::App* key, Globals& g) {
 }
 
 }  // namespace
+}  // namespace key_verbs
 
 nlohmann::json key_json(const keys::KeyInfo& info) {
   const store::KeyRow& k = info.key;
@@ -333,19 +335,19 @@ void register_key(CLI::App& app, Globals& g) {
   key->require_subcommand(1);
   key->fallthrough();
   static constexpr Verb kVerbs[] = {
-      {"create", add_create},
-      {"list", add_list},
-      {"describe", add_describe},
-      {"enable", add_enable},
-      {"disable", add_disable},
-      {"rotate", add_rotate},
-      {"cancel-deletion", add_cancel_deletion},
-      {"versions", add_versions},
-      {"set-rotation", add_set_rotation},
-      {"schedule-deletion", add_schedule_deletion},
-      {"tag", add_tag},
-      {"untag", add_untag},
-      {"alias", add_alias},
+      {"create", key_verbs::add_create},
+      {"list", key_verbs::add_list},
+      {"describe", key_verbs::add_describe},
+      {"enable", key_verbs::add_enable},
+      {"disable", key_verbs::add_disable},
+      {"rotate", key_verbs::add_rotate},
+      {"cancel-deletion", key_verbs::add_cancel_deletion},
+      {"versions", key_verbs::add_versions},
+      {"set-rotation", key_verbs::add_set_rotation},
+      {"schedule-deletion", key_verbs::add_schedule_deletion},
+      {"tag", key_verbs::add_tag},
+      {"untag", key_verbs::add_untag},
+      {"alias", key_verbs::add_alias},
   };
   add_verbs(key, g, kVerbs);
 }

@@ -10,6 +10,7 @@
 #include "kms/error.hpp"
 
 namespace kms::cli {
+namespace secret_verbs {
 namespace {
 
 // Where a value comes from: exactly one of --value-stdin, --value-file F, --generate.
@@ -498,6 +499,7 @@ void add_set_rotation(CLI::App* secret, Globals& g) {
 }
 
 }  // namespace
+}  // namespace secret_verbs
 
 void register_secret(CLI::App& app, Globals& g) {
   CLI::App* secret = app.add_subcommand(
@@ -506,11 +508,11 @@ void register_secret(CLI::App& app, Globals& g) {
   secret->fallthrough();
 
   static constexpr Verb kVerbs[] = {
-      {"create", add_create},     {"get", add_get},
-      {"put", add_put},           {"list", add_list},
-      {"describe", add_describe}, {"versions", add_versions},
-      {"delete", add_delete},     {"restore", add_restore},
-      {"rotate", add_rotate},     {"set-rotation", add_set_rotation},
+      {"create", secret_verbs::add_create},     {"get", secret_verbs::add_get},
+      {"put", secret_verbs::add_put},           {"list", secret_verbs::add_list},
+      {"describe", secret_verbs::add_describe}, {"versions", secret_verbs::add_versions},
+      {"delete", secret_verbs::add_delete},     {"restore", secret_verbs::add_restore},
+      {"rotate", secret_verbs::add_rotate},     {"set-rotation", secret_verbs::add_set_rotation},
   };
   add_verbs(secret, g, kVerbs);
 }
