@@ -36,7 +36,7 @@ namespace {
 }
 
 constexpr int kBusyTimeoutMs = 30000;
-constexpr int kWalTruncateFrames = 64;
+constexpr int kWalRestartFrames = 64;
 
 // Replaces SQLite's auto-checkpoint. With the WAL kept between commands (no checkpoint on close),
 // every process is the first connection of its own: SQLite resets the WAL index (-shm) and
@@ -44,12 +44,38 @@ constexpr int kWalTruncateFrames = 64;
 // earlier process already copied back, so the next writer never starts the WAL over. With the
 // default PASSIVE auto-checkpoint the WAL therefore grows without bound and every command
 // re-reads and re-copies all of it. Instead, after a commit that leaves 64 frames or more, copy
-// them back and truncate the WAL to zero bytes (the next command starts a new one), without
-// waiting for readers: if one is active the truncation is left to a later command.
-int truncate_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
-  if (frames >= kWalTruncateFrames) {
+// them back without waiting for readers and, once all of them are in the database file, make one
+// write that changes nothing (user_version stored again): this connection still knows the WAL is
+// copied back, so SQLite starts it over at its first byte, over blocks the file already has.
+// Later commits then overwrite, rather than extend, the WAL file, and an fdatasync that
+// changes no file size commits no ext4 journal transaction (0.10 against 0.21 ms here). The WAL
+// file keeps the size of its longest cycle (journal_size_limit bounds it). If a reader holds
+// frames that are not copied back yet, all of this is left to a later command.
+void store_user_version_again(sqlite3* db, const char* name) {
+  sqlite3_stmt* s = nullptr;
+  const std::string schema(name);
+  if (sqlite3_prepare_v2(db, ("PRAGMA \"" + schema + "\".user_version").c_str(), -1, &s,
+                         nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    const std::string again =
+        fmt::format("PRAGMA \"{}\".user_version={}", schema, sqlite3_column_int(s, 0));
+    sqlite3_finalize(s);
+    s = nullptr;
+    (void)sqlite3_exec(db, again.c_str(), nullptr, nullptr, nullptr);
+  }
+  sqlite3_finalize(s);
+}
+
+int restart_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
+  if (frames >= kWalRestartFrames) {
     sqlite3_busy_timeout(db, 0);
-    (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    int in_wal = 0;
+    int copied = 0;
+    if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied) ==
+            SQLITE_OK &&
+        copied == in_wal) {
+      store_user_version_again(db, name);
+    }
     sqlite3_busy_timeout(db, kBusyTimeoutMs);
   }
   return SQLITE_OK;
@@ -172,7 +198,7 @@ Db::Db(const fs::path& path, Mode mode) : path_(path) {
     exec("PRAGMA secure_delete=ON");
     exec("PRAGMA trusted_schema=OFF");
     exec("PRAGMA journal_size_limit=4194304");  // a WAL left large by a big transaction shrinks
-    sqlite3_wal_hook(db_, &truncate_wal_when_long, nullptr);
+    sqlite3_wal_hook(db_, &restart_wal_when_long, nullptr);
     migrate(mode);
   } catch (...) {
     sqlite3_close(db_);

@@ -1,8 +1,11 @@
 // Unit tests of kms::store: opening and creating vault files (with and without a WAL beside
 // them), malformed databases, migrations, transactions, the vault header, the audit log
 // repository and the counts `kmsctl status` shows.
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -213,7 +216,7 @@ TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and kee
   {
     store::Db db(path, store::Db::Mode::create_new);
     add_key(db, "k1");
-    // What the WAL hook does after a long run of commits: copy back and truncate to 0 bytes.
+    // What checkpoint() does before a backup, and what an older kmsctl did every 64 frames.
     db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
   REQUIRE(fs::exists(wal));
@@ -227,6 +230,53 @@ TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and kee
   store::Db db(path, store::Db::Mode::open_existing);
   CHECK(store::key_get(db, "k1"));
   CHECK(store::key_get(db, "k2"));
+}
+
+TEST_CASE("the WAL starts over in place after 64 frames: it stops growing and loses no commit") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
+  constexpr std::uintmax_t kFrame = 4096 + 24;  // a WAL frame: a 24-byte header and one page
+  { store::Db db(path, store::Db::Mode::create_new); }
+  std::uintmax_t largest = 0;
+  std::uintmax_t smallest_late = UINTMAX_MAX;  // over the last 100 commits, a few cycles in
+  for (int i = 0; i < 200; ++i) {
+    {
+      // A connection per commit, as each kmsctl command has its own.
+      store::Db db(path, store::Db::Mode::open_existing);
+      add_key(db, fmt::format("k{}", i));
+    }
+    const std::uintmax_t size = size_of(wal);
+    largest = std::max(largest, size);
+    if (i >= 100) smallest_late = std::min(smallest_late, size);
+  }
+  // Bounded by a cycle (64 frames and the commit that crosses them), and never truncated: the
+  // WAL is overwritten from its first byte, where its blocks already are.
+  CHECK(largest <= (64 + 16) * kFrame + 32);
+  CHECK(smallest_late >= 64 * kFrame);
+  store::Db db(path, store::Db::Mode::open_existing);
+  CHECK(store::key_list(db, std::nullopt, std::nullopt, 1000).size() == 200);
+}
+
+TEST_CASE("a reader holding old frames defers the WAL's restart to a later commit") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
+  constexpr std::uintmax_t kFrame = 4096 + 24;
+  store::Db writer(path, store::Db::Mode::create_new);
+  add_key(writer, "k0");
+  std::optional<store::Db> reader(std::in_place, path, store::Db::Mode::open_existing);
+  std::optional<store::Tx> snapshot(std::in_place, *reader, store::Tx::Kind::read);
+  CHECK(store::key_get(*reader, "k0"));  // the read transaction now holds the WAL's frames
+  for (int i = 1; i < 60; ++i) add_key(writer, fmt::format("k{}", i));
+  const std::uintmax_t held = size_of(wal);
+  CHECK(held > 64 * kFrame);  // past the 64 frames, and not started over under the reader
+  snapshot.reset();
+  reader.reset();
+  add_key(writer, "k60");  // appends once more, copies everything back and starts over
+  const std::uintmax_t restarted = size_of(wal);
+  CHECK(restarted - held < 16 * kFrame);
+  for (int i = 61; i < 100; ++i) add_key(writer, fmt::format("k{}", i));
+  CHECK(size_of(wal) == restarted);  // overwritten in place from then on
+  CHECK(store::key_list(writer, std::nullopt, std::nullopt, 1000).size() == 100);
 }
 
 TEST_CASE("two Dbs opened on a vault without a WAL share the one the first makes") {
