@@ -37,6 +37,7 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 30000;
 constexpr int kWalRestartFrames = 64;
+constexpr int kWalTruncateFrames = 128;
 
 // Replaces SQLite's auto-checkpoint. With the WAL kept between commands (no checkpoint on close),
 // every process is the first connection of its own: SQLite resets the WAL index (-shm) and
@@ -48,9 +49,11 @@ constexpr int kWalRestartFrames = 64;
 // write that changes nothing (user_version stored again): this connection still knows the WAL is
 // copied back, so SQLite starts it over at its first byte, over blocks the file already has.
 // Later commits then overwrite, rather than extend, the WAL file, and an fdatasync that
-// changes no file size commits no ext4 journal transaction (0.10 against 0.21 ms here). The WAL
-// file keeps the size of its longest cycle (journal_size_limit bounds it). If a reader holds
-// frames that are not copied back yet, all of this is left to a later command.
+// changes no file size commits no ext4 journal transaction (0.10 against 0.21 ms here). A WAL
+// longer than 128 frames (a large transaction, or one a reader kept from starting over) is
+// truncated instead, so that the page images a cycle leaves behind stay within one cycle's
+// length. If a reader holds frames that are not copied back yet, all of this is left to a later
+// command.
 void store_user_version_again(sqlite3* db, const char* name) {
   sqlite3_stmt* s = nullptr;
   const std::string schema(name);
@@ -69,12 +72,16 @@ void store_user_version_again(sqlite3* db, const char* name) {
 int restart_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
   if (frames >= kWalRestartFrames) {
     sqlite3_busy_timeout(db, 0);
-    int in_wal = 0;
-    int copied = 0;
-    if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied) ==
-            SQLITE_OK &&
-        copied == in_wal) {
-      store_user_version_again(db, name);
+    if (frames > kWalTruncateFrames) {
+      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    } else {
+      int in_wal = 0;
+      int copied = 0;
+      if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied) ==
+              SQLITE_OK &&
+          copied == in_wal) {
+        store_user_version_again(db, name);
+      }
     }
     sqlite3_busy_timeout(db, kBusyTimeoutMs);
   }
