@@ -54,37 +54,33 @@ constexpr int kWalTruncateFrames = 128;
 // truncated instead, so that the page images a cycle leaves behind stay within one cycle's
 // length. If a reader holds frames that are not copied back yet, all of this is left to a later
 // command.
-void store_user_version_again(sqlite3* db, const char* name) {
+void store_user_version_again(sqlite3* db, const char* schema) {
   sqlite3_stmt* s = nullptr;
-  const std::string schema(name);
-  if (sqlite3_prepare_v2(db, ("PRAGMA \"" + schema + "\".user_version").c_str(), -1, &s,
+  int version = -1;
+  if (sqlite3_prepare_v2(db, fmt::format("PRAGMA \"{}\".user_version", schema).c_str(), -1, &s,
                          nullptr) == SQLITE_OK &&
       sqlite3_step(s) == SQLITE_ROW) {
-    const std::string again =
-        fmt::format("PRAGMA \"{}\".user_version={}", schema, sqlite3_column_int(s, 0));
-    sqlite3_finalize(s);
-    s = nullptr;
-    (void)sqlite3_exec(db, again.c_str(), nullptr, nullptr, nullptr);
+    version = sqlite3_column_int(s, 0);
   }
   sqlite3_finalize(s);
+  if (version < 0) return;
+  const std::string again = fmt::format("PRAGMA \"{}\".user_version={}", schema, version);
+  (void)sqlite3_exec(db, again.c_str(), nullptr, nullptr, nullptr);
 }
 
 int restart_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
-  if (frames >= kWalRestartFrames) {
-    sqlite3_busy_timeout(db, 0);
-    if (frames > kWalTruncateFrames) {
-      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-    } else {
-      int in_wal = 0;
-      int copied = 0;
-      if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied) ==
-              SQLITE_OK &&
-          copied == in_wal) {
-        store_user_version_again(db, name);
-      }
-    }
-    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  if (frames < kWalRestartFrames) return SQLITE_OK;
+  sqlite3_busy_timeout(db, 0);
+  int in_wal = 0;
+  int copied = 0;
+  if (frames > kWalTruncateFrames) {
+    (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  } else if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &in_wal, &copied) ==
+                 SQLITE_OK &&
+             copied == in_wal) {
+    store_user_version_again(db, name);
   }
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
   return SQLITE_OK;
 }
 

@@ -153,6 +153,8 @@ void add_key(store::Db& db, const std::string& id) {
   tx.commit();
 }
 
+constexpr std::uintmax_t kFrame = 4096 + 24;  // a WAL frame: a 24-byte header and one page
+
 std::uintmax_t size_of(const fs::path& p) {
   std::error_code ec;
   const auto n = fs::file_size(p, ec);
@@ -235,7 +237,6 @@ TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and kee
 TEST_CASE("the WAL starts over in place after 64 frames: it stops growing and loses no commit") {
   TempDir dir;
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
-  constexpr std::uintmax_t kFrame = 4096 + 24;  // a WAL frame: a 24-byte header and one page
   { store::Db db(path, store::Db::Mode::create_new); }
   std::uintmax_t largest = 0;
   std::uintmax_t smallest_late = UINTMAX_MAX;  // over the last 100 commits, a few cycles in
@@ -260,7 +261,6 @@ TEST_CASE("the WAL starts over in place after 64 frames: it stops growing and lo
 TEST_CASE("a reader holding old frames defers the WAL's restart; the long WAL is then truncated") {
   TempDir dir;
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
-  constexpr std::uintmax_t kFrame = 4096 + 24;
   store::Db writer(path, store::Db::Mode::create_new);
   add_key(writer, "k0");
   std::optional<store::Db> reader(std::in_place, path, store::Db::Mode::open_existing);
