@@ -29,6 +29,7 @@ struct Principal {
   std::string name;
   std::int64_t uid = 0;
   static Principal current();  // the OS user running this process
+  static Principal of(std::int64_t uid);
 };
 
 struct Event {

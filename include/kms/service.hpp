@@ -98,6 +98,10 @@ class Service {
 
   Vault& vault() noexcept { return *vault_; }
 
+  // For a front end that serves other processes (`kmsctl agent`): the records of the operations
+  // that follow name `who` as their principal and carry `origin` as their "agent" parameter.
+  void serve_client(audit::Principal who, nlohmann::json origin);
+
   struct Hooks {
     std::function<void()> committed;    // after the commit (e.g. destroy an old token key)
     std::function<void()> rolled_back;  // after a rollback (e.g. destroy a new token key)
@@ -186,6 +190,9 @@ class Service {
  private:
   explicit Service(std::unique_ptr<Vault> vault);
   void record_failure(const audit::Event& event, Code code) noexcept;
+  // Appends the operation's record with the client's principal and origin.
+  store::AuditRow append(audit::Event& event, std::string_view outcome,
+                         std::string_view error_code);
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);
@@ -205,6 +212,7 @@ class Service {
   std::unique_ptr<audit::AnchorStore> anchor_;
   std::unique_ptr<audit::Log> log_;
   audit::Principal principal_;
+  nlohmann::json origin_;  // null unless serve_client() named one
 };
 
 }  // namespace kms

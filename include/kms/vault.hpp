@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include <sys/types.h>
+
 #include "kms/hsm.hpp"
 #include "kms/sealed.hpp"
 #include "kms/secure.hpp"
@@ -67,6 +69,13 @@ class Vault {
 
   store::Db& db() noexcept { return *db_; }
   const store::VaultMeta& meta() const noexcept { return meta_; }
+  // Reads the header again, for a process that keeps the vault open (`kmsctl agent`) while
+  // others may rekey it. The master key it unsealed stays valid: a rekey reseals the same one.
+  void refresh_meta();
+  // Code::unavailable when the file at path() is no longer the one open() opened (it was moved
+  // aside and `vault restore` renamed a new one into place): a write to the old one would move
+  // the token anchor away from the live log. Called under the writer lock, which restore holds.
+  void check_in_place() const;
   const std::filesystem::path& path() const noexcept { return path_; }
   const std::filesystem::path& final_path() const noexcept { return final_path_; }
   hsm::TokenInfo token_info() const;
@@ -114,6 +123,7 @@ class Vault {
   std::filesystem::path path_;
   std::filesystem::path final_path_;  // differs from path_ until publish()
   std::unique_ptr<store::Db> db_;
+  std::optional<std::pair<dev_t, ino_t>> file_id_;  // of the file open() opened
   store::VaultMeta meta_;
   std::shared_ptr<hsm::Module> module_;
   hsm::TokenInfo token_;

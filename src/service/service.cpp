@@ -131,15 +131,27 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   return s;
 }
 
+void Service::serve_client(audit::Principal who, nlohmann::json origin) {
+  principal_ = std::move(who);
+  origin_ = std::move(origin);
+}
+
+store::AuditRow Service::append(audit::Event& event, std::string_view outcome,
+                                std::string_view error_code) {
+  if (!origin_.is_null()) event.params["agent"] = origin_;
+  return log_->append(event, outcome, error_code, principal_, now());
+}
+
 void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
                   const Hooks& hooks) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
+  vault_->check_in_place();
   log_->check_anchor();
   store::AuditRow row;
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
     op(event);
-    row = log_->append(event, "ok", "", principal_, now());
+    row = append(event, "ok", "");
     tx.commit();
   } catch (const Error& e) {
     if (hooks.rolled_back) hooks.rolled_back();
@@ -157,12 +169,13 @@ void Service::run(audit::Event event, const std::function<void(audit::Event&)>& 
 void Service::run_failed(audit::Event event, Code code,
                          const std::function<void(audit::Event&)>& op) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
+  vault_->check_in_place();
   log_->check_anchor();
   store::AuditRow row;
   {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
     op(event);
-    row = log_->append(event, outcome_of(code), code_name(code), principal_, now());
+    row = append(event, outcome_of(code), code_name(code));
     tx.commit();
   }
   log_->publish(row);
@@ -170,9 +183,9 @@ void Service::run_failed(audit::Event event, Code code,
 
 void Service::record_failure(const audit::Event& event, Code code) noexcept {
   try {
+    audit::Event ev = event;
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    const store::AuditRow row =
-        log_->append(event, outcome_of(code), code_name(code), principal_, now());
+    const store::AuditRow row = append(ev, outcome_of(code), code_name(code));
     tx.commit();
     log_->publish(row);
   } catch (...) {
@@ -231,6 +244,7 @@ audit::VerifyReport Service::audit_verify() {
       run(std::move(ev), [](audit::Event&) {});
     } else {
       files::ExclusiveLock lock(lock_path(vault_->final_path()));
+      vault_->check_in_place();
       log_->check_anchor();  // a log that contradicts its anchor is not appended to
       record_failure(ev, Code::integrity);
     }

@@ -202,10 +202,40 @@ void Vault::unseal() {
   audit_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kAuditKeyInfo), 32);
 }
 
+void Vault::refresh_meta() {
+  store::Tx tx(*db_, store::Tx::Kind::read);
+  auto meta = store::read_meta(*db_);
+  if (!meta || meta->vault_id != meta_.vault_id) {
+    throw Error(Code::integrity,
+                fmt::format("the header of {} changed its vault id", final_path_.string()),
+                "restore the vault from a backup");
+  }
+  meta_ = std::move(*meta);
+}
+
+namespace {
+
+std::optional<std::pair<dev_t, ino_t>> file_id(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return std::pair{st.st_dev, st.st_ino};
+}
+
+}  // namespace
+
+void Vault::check_in_place() const {
+  if (!file_id_ || file_id(final_path_) == file_id_) return;
+  throw Error(Code::unavailable,
+              fmt::format("the vault file {} was replaced or removed after this process opened it",
+                          final_path_.string()),
+              "run the command again (a `kmsctl agent` must be started again)");
+}
+
 std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin) {
   std::unique_ptr<Vault> v(new Vault());
   v->path_ = v->final_path_ = path;
   v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
+  v->file_id_ = file_id(path);
   // A concurrent rekey may replace the root key between reading the header and using it:
   // read the header again once if the key it names has gone.
   for (int attempt = 0;; ++attempt) {

@@ -1039,3 +1039,41 @@ TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and rec
   }
   CHECK_NOTHROW((void)Service::open(path, pin_of(kPin)));
 }
+
+TEST_CASE("serve_client names the client in every record, a failure's included") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  s->serve_client(audit::Principal{"alice", 4242}, {{"pid", 7}, {"client_pid", 8}});
+  s->run({"test.op", "vault/x", {{"given", 1}}}, [](audit::Event&) {});
+  CHECK_THROWS(s->run({"test.fail", "vault/x", {}},
+                      [](audit::Event&) { throw Error(Code::refused, "no"); }));
+  const auto rows = audit_rows(s->vault());
+  REQUIRE(rows.size() == 3);
+  for (const auto* r : {&rows[1], &rows[2]}) {
+    CHECK(r->principal == "alice");
+    CHECK(r->uid == 4242);
+    CHECK(nlohmann::json::parse(r->params)["agent"] == nlohmann::json{{"pid", 7}, {"client_pid", 8}});
+  }
+  CHECK(rows[2].outcome == "denied");
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("a Service whose vault file was replaced or removed refuses to write and moves no anchor") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  init_service(path).reset();
+  auto s = Service::open(path, pin_of(kPin));
+  s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+  const std::int64_t records = store::audit_count(s->vault().db());
+  const std::int64_t anchored = anchor_seq(s->vault());
+  fs::rename(path, dir / "vault.db.aside");
+  for (bool another_file : {false, true}) {
+    if (another_file) kms::test::write_file(path, "not the vault that was opened");
+    const Error e = error_of([&] { s->run({"test.op", "vault/x", {}}, [](audit::Event&) {}); });
+    CHECK(e.code() == Code::unavailable);
+    CHECK(contains(e.what(), "was replaced or removed after this process opened it"));
+    CHECK(store::audit_count(s->vault().db()) == records);
+    CHECK(anchor_seq(s->vault()) == anchored);
+  }
+  CHECK(kms::test::read_file(path) == "not the vault that was opened");
+}
