@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault version completion manpage
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent version completion manpage
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -15,6 +15,8 @@ function __kmsctl_subcommands
             printf '%s\n' create get put list describe versions delete restore rotate set-rotation
         case 'vault'
             printf '%s\n' backup rekey change-pin restore
+        case 'agent'
+            printf '%s\n' start stop status
         case 'key alias'
             printf '%s\n' create update delete list
     end
@@ -43,6 +45,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a secret -d 'Store, version, 
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a exec -d 'Run COMMAND with secrets in its environment (kmsctl is replaced by it)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a maintain -d 'Rotate keys and secrets whose period has elapsed, delete keys whose deletion date has passed and purge deleted secrets past their recovery window (run from cron or a systemd timer)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a vault -d 'Back up and restore the vault, rekey it, change the token PIN'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a agent -d 'Keep the vault open for this user\'s kmsctl commands (like gpg-agent)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
@@ -143,6 +146,11 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a change-pin -d 'Change 
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a restore -d 'Replace the vault with a verified backup of it and re-anchor its audit log in the token (recorded as vault.restore)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a start -d 'Unlock the vault once and serve this user\'s commands until stopped or idle; prints KMSCTL_AGENT_SOCK for eval'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a stop -d 'Stop the agent (KMSCTL_AGENT_SOCK or --socket)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a status -d 'Show the running agent (KMSCTL_AGENT_SOCK or --socket)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l json -d 'Print as JSON'
@@ -320,6 +328,20 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l new-pin-fil
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l force -d 'Replace an existing vault\'s content'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l idle-timeout -r -d 'Stop after this long without a request (default 10m)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l max-lifetime -r -d 'Stop this long after starting (default 2h)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l socket -r -d 'Listen at PATH (its directory must be yours alone; default: a new private directory in $XDG_RUNTIME_DIR, $TMPDIR or /tmp)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l foreground -d 'Serve in this process instead of in the background'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l json -d 'Print the socket and pid as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l socket -r -d 'The agent\'s socket'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l socket -r -d 'The agent\'s socket'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l json -d 'Print as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias update'" -l help -s h -d 'Print this help message and exit'

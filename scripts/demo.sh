@@ -14,7 +14,7 @@ KMSCTL_BIN=$PWD/build/kmsctl
 [[ -x $KMSCTL_BIN ]] || { echo "demo: $KMSCTL_BIN was not built" >&2; exit 1; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/kmsctl-demo.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+trap '"$KMSCTL_BIN" agent stop --socket "$dir/agent.sock" 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 export KMSCTL_VAULT=$dir/vault.db
 export KMSCTL_PIN_FILE=$dir/pin
@@ -88,6 +88,17 @@ run kmsctl secret create demo/api-token --generate --rotation-command "$dir/hook
 run kmsctl secret rotate demo/api-token
 run kmsctl secret versions demo/api-token
 run kmsctl exec --secret demo/api-token=TOKEN -- sh -c 'echo "the program got a ${#TOKEN}-character TOKEN"'
+
+section "An agent unlocks the vault once and serves this user's commands without the PIN (like gpg-agent)"
+run kmsctl agent start --socket "$dir/agent.sock" --idle-timeout 5m
+export KMSCTL_AGENT_SOCK=$dir/agent.sock  # what `eval "$(kmsctl agent start)"` does
+unset KMSCTL_PIN_FILE                      # from here on, no PIN is given
+run kmsctl secret get demo/db-password
+echo
+run kmsctl agent status
+run kmsctl agent stop
+unset KMSCTL_AGENT_SOCK
+export KMSCTL_PIN_FILE=$dir/pin
 
 section "Every command left a record in the hash-chained audit log"
 run kmsctl audit list

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 
 #include <fmt/format.h>
 
@@ -127,7 +128,8 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
                  "the prompt");
 }
 
-std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup) {
+std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
+  if (g.served != nullptr) return {std::shared_ptr<Service>(), g.served};  // not owned
   const fs::path path = vault_path(g);
   std::error_code ec;
   if (!fs::exists(path, ec)) {  // before asking for a PIN that cannot help
@@ -171,15 +173,15 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"exec", register_exec},
     {"maintain", register_maintain},
     {"vault", register_vault},
+    {"agent", register_agent},
     {"version", register_meta},
     {"completion", register_meta},
     {"manpage", register_meta},
 };
 
-// The group of the command argv names, when only it needs building: not for help, completion
-// or the manual page (they describe the whole tree), nor for anything CLI11 must reject. The
-// word after it, when it is one, goes to g.verb.
-Register group_of(int argc, const char* const* argv, Globals& g) {
+// The index in argv of the first word that is not a global option, or argc; -1 for an option
+// (--help, --help-all, or an unknown one).
+int first_word(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--vault" || a == "--pin-file") {
@@ -187,19 +189,69 @@ Register group_of(int argc, const char* const* argv, Globals& g) {
       continue;
     }
     if (a.starts_with("--vault=") || a.starts_with("--pin-file=")) continue;
-    if (a.starts_with("-")) return nullptr;  // --help, --help-all, or an unknown option
-    for (const auto& [name, reg] : kGroups) {
-      if (a != name) continue;
-      if (reg == register_meta) return nullptr;
-      if (i + 1 < argc && argv[i + 1][0] != '-') g.verb = argv[i + 1];
-      return reg;
-    }
-    return nullptr;
+    return a.starts_with("-") ? -1 : i;
+  }
+  return argc;
+}
+
+// The group of the command argv names, when only it needs building: not for help, completion
+// or the manual page (they describe the whole tree), nor for anything CLI11 must reject. The
+// word after it, when it is one, goes to g.verb.
+Register group_of(int argc, const char* const* argv, Globals& g) {
+  const auto [group, verb] = command_words(argc, argv);
+  for (const auto& [name, reg] : kGroups) {
+    if (group != name) continue;
+    if (reg == register_meta) return nullptr;
+    g.verb = verb;
+    return reg;
   }
   return nullptr;
 }
 
 }  // namespace
+
+int report_error(const Error& e) {
+  std::cerr << "kmsctl: error: " << e.what() << '\n';
+  if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << '\n';
+  return exit_code(e.code());
+}
+
+std::pair<std::string_view, std::string_view> command_words(int argc, const char* const* argv) {
+  const int i = first_word(argc, argv);
+  if (i < 0 || i >= argc) return {};
+  const std::string_view verb = i + 1 < argc && argv[i + 1][0] != '-' ? argv[i + 1] : "";
+  return {argv[i], verb};
+}
+
+int run_command(int argc, const char* const* argv, Service* served) {
+  Globals globals;
+  globals.served = served;
+  std::unique_ptr<CLI::App> app;
+  try {
+    app = build_app(globals, argc, argv);
+    app->parse(argc, argv);
+    return 0;
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app->help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app->help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    const std::vector<std::string> rest = app->remaining(true);
+    std::string what = e.what();
+    if (!rest.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+      what = "unknown command or argument: " + rest.front();
+    }
+    std::cerr << "kmsctl: error: " << what << '\n'
+              << "hint: run `kmsctl --help` or `kmsctl COMMAND --help`\n";
+    return exit_code(Code::usage);
+  } catch (const Error& e) {
+    return report_error(e);
+  } catch (const std::exception& e) {
+    return report_error(Error(Code::failed, e.what()));
+  }
+}
 
 void add_verbs(CLI::App* group, Globals& g, std::span<const Verb> verbs) {
   for (const Verb& v : verbs) {

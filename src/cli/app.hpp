@@ -19,6 +19,7 @@ struct Globals {
   std::string vault;     // --vault, KMSCTL_VAULT
   std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
   std::string verb;      // the word after the group's name on the command line (see add_verbs)
+  Service* served = nullptr;  // in `kmsctl agent`: the open vault commands use (no PIN read)
 };
 
 // A group's subcommands, one function each. add_verbs registers only the one the command line
@@ -38,7 +39,8 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
-std::unique_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
+// The vault the command names, opened with the PIN; in the agent, the one it keeps open.
+std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
 // Before running rotation hooks: KMSCTL_BIN, KMSCTL_VAULT and KMSCTL_PIN_FILE (when given) in
 // the environment, so that a hook can call this kmsctl on this vault.
 void export_for_hooks(const Globals& g);
@@ -64,6 +66,7 @@ void register_maintain(CLI::App& app, Globals& g);
 void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
 void register_secret(CLI::App& app, Globals& g);
 void register_exec(CLI::App& app, Globals& g);
+void register_agent(CLI::App& app, Globals& g);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
@@ -79,5 +82,15 @@ std::string man_page(const CLI::App& app);
 
 // The command tree for this command line: the group of the command it names, or the whole tree.
 std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* argv);
+// The group and verb words argv names ("" where it names none), skipping the global options.
+std::pair<std::string_view, std::string_view> command_words(int argc, const char* const* argv);
+// Parses and runs one command line and returns its exit code; errors are reported on stderr.
+// `served`: the agent's open vault (Globals::served).
+int run_command(int argc, const char* const* argv, Service* served = nullptr);
+// `kmsctl: error: WHAT` and the hint on stderr; returns the exit code.
+int report_error(const Error& e);
+// With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the command (and its
+// vault): runs it there and returns its exit code. Nothing: run it in this process.
+std::optional<int> forward_to_agent(int argc, const char* const* argv);
 
 }  // namespace kms::cli

@@ -311,6 +311,24 @@ std::string man_page(const CLI::App& root) {
                    "command, rotate generates the value and runs create and finish only. One rotation "
                    "of a secret runs at a time (exit 4 otherwise).")
     << "\n";
+  o << ".SH AGENT\n"
+    << roff_escape(
+           "`eval \"$(kmsctl agent start)\"` asks for the PIN once, logs in to the token, "
+           "unseals the vault and leaves a process that serves this user's kmsctl commands "
+           "on that vault through the Unix socket named by KMSCTL_AGENT_SOCK, as gpg-agent "
+           "does for gpg. A served command runs in the agent with the caller's standard "
+           "input, output, error and working directory, needs no PIN, and is audited like "
+           "any other, with the parameter agent {pid, client_pid}. The agent serves status, "
+           "audit, key, encrypt, decrypt, re-encrypt, data-key, random, file and every secret "
+           "verb but rotate; everything else (and any command on another vault, or when no "
+           "agent answers) runs in the calling process as without an agent. The socket is "
+           "in a new 0700 directory; the agent answers only processes of its own uid, and "
+           "kmsctl talks only to an agent of its own uid. It serves one command at a time and "
+           "stops after --idle-timeout without one (default 10m), after --max-lifetime "
+           "(default 2h), on `kmsctl agent stop`, on SIGTERM, SIGINT or SIGHUP, or when "
+           "another file takes the vault's path. agent.start and agent.stop are "
+           "audited.")
+    << "\n";
   o << ".SH EXIT STATUS\n";
   const std::pair<Code, const char*> codes[] = {
       {Code::failed, "the operation failed"},
@@ -327,7 +345,10 @@ std::string man_page(const CLI::App& root) {
   o << ".SH ENVIRONMENT\n"
     << ".TP\n.B KMSCTL_VAULT\nthe vault file (as \\-\\-vault)\n"
     << ".TP\n.B KMSCTL_PIN\nthe token user PIN (never pass a PIN as an argument)\n"
-    << ".TP\n.B KMSCTL_PIN_FILE\na file whose first line is the token user PIN (as \\-\\-pin\\-file)\n"
+    << ".TP\n.B KMSCTL_PIN_FILE\na file whose first line is the token user PIN (as "
+       "\\-\\-pin\\-file)\n"
+    << ".TP\n.B KMSCTL_AGENT_SOCK\nthe socket of a running \\fBkmsctl agent\\fR (set by "
+       "\\fBeval \"$(kmsctl agent start)\"\\fR); empty or unset: no agent\n"
     << ".TP\n.B KMSCTL_NEW_PIN, KMSCTL_NEW_PIN_FILE\nthe new PIN for \\fBvault change\\-pin\\fR\n"
     << ".SH FILES\n"
     << ".TP\n.I ~/.local/share/kmsctl/vault.db\nthe default vault\n"
