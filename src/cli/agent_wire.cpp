@@ -84,7 +84,7 @@ std::optional<Request> parse_request(ByteView msg) {
   if (!in.magic(kRequestMagic)) return std::nullopt;
   const auto kind = in.u8();
   const auto count = in.u32();
-  if (!kind || *kind < 1 || *kind > 3 || !count || *count > kMaxArgs) return std::nullopt;
+  if (!kind || *kind < 1 || *kind > 4 || !count || *count > kMaxArgs) return std::nullopt;
   Request r;
   r.kind = static_cast<Kind>(*kind);
   for (std::uint32_t i = 0; i < *count; ++i) {
@@ -93,8 +93,12 @@ std::optional<Request> parse_request(ByteView msg) {
     r.args.push_back(std::move(*a));
   }
   if (!in.at_end()) return std::nullopt;
-  // A run names at least the vault; status and stop take nothing.
-  if ((r.kind == Kind::run) == r.args.empty()) return std::nullopt;
+  // A run names at least the vault, an exec the vault, stage, command and pairs; status and
+  // stop take nothing.
+  const bool takes_args = r.kind == Kind::run || r.kind == Kind::exec;
+  if (takes_args == r.args.empty()) return std::nullopt;
+  if (r.kind == Kind::exec && (r.args.size() < 5 || (r.args.size() - 3) % 2 != 0))
+    return std::nullopt;
   return r;
 }
 

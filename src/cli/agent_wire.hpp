@@ -21,6 +21,7 @@ enum class Kind : std::uint8_t {
   run = 1,     // args: the vault's absolute path, then argv[1..]; with four descriptors
   status = 2,  // no args
   stop = 3,    // no args
+  exec = 4,  // args: the vault's path, the stage, the command, then NAME, ENV pairs; one descriptor
 };
 
 struct Request {

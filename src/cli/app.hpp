@@ -92,5 +92,11 @@ int report_error(const Error& e);
 // With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the command (and its
 // vault): runs it there and returns its exit code. Nothing: run it in this process.
 std::optional<int> forward_to_agent(int argc, const char* const* argv);
+// For exec, with KMSCTL_AGENT_SOCK naming an agent of this user on g's vault: the values of the
+// (secret, variable) bindings, read by the agent (one audited read each, as exec's own).
+// Nothing: read them in this process.
+std::optional<std::vector<SecureBytes>> exec_values_from_agent(
+    const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
+    const std::string& stage, const std::string& command);
 
 }  // namespace kms::cli

@@ -33,9 +33,10 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kWholeGroups[] = {
     "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key", "random", "file"};
 
-// What an agent runs for a client. Not: init and the vault group (token and file
-// administration), exec (it replaces the client's process), and what runs rotation hooks
-// (secret rotate, maintain): a hook would run with the agent's environment, not the caller's.
+// What an agent runs for a client (exec, which replaces the client's process, has the agent
+// read its secrets: Kind::exec). Not: init and the vault group (token and file
+// administration), and what runs rotation hooks (secret rotate, maintain): a hook would run
+// with the agent's environment, not the caller's.
 bool serves(std::string_view group, std::string_view verb) {
   if (group == "secret") return verb != "rotate";
   return std::find(std::begin(kWholeGroups), std::end(kWholeGroups), group) !=
@@ -432,6 +433,7 @@ class Agent {
       case Kind::stop:
         return "stop";  // answered by stopped(), once the agent is gone
       case Kind::run:
+      case Kind::exec:
         break;
     }
     if (file_id(vault_) != vault_id_) {
@@ -443,10 +445,18 @@ class Agent {
              "start it again: `eval \"$(kmsctl agent start)\"`"});
       return std::string(kVaultGone);
     }
+    if (file_id(req->args[0]) != vault_id_ || (req->kind == Kind::exec && fds.size() != 1)) {
+      reply(conn, {Answer::local, 0, {}, {}});
+      return std::nullopt;
+    }
+    if (req->kind == Kind::exec) {
+      read_for_exec(conn, *req, fds);
+      return std::nullopt;
+    }
     std::vector<const char*> argv{"kmsctl"};
     for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
     const auto [group, verb] = command_words(static_cast<int>(argv.size()), argv.data());
-    if (fds.size() != 4 || file_id(req->args[0]) != vault_id_ || !serves(group, verb)) {
+    if (fds.size() != 4 || !serves(group, verb)) {
       reply(conn, {Answer::local, 0, {}, {}});
       return std::nullopt;
     }
@@ -461,6 +471,50 @@ class Agent {
     }
     reply(conn, {Answer::done, code, {}, {}});
     return std::nullopt;
+  }
+
+  // `kmsctl exec` through the agent: each secret read as exec reads it (one audited read each),
+  // its value written to the client's pipe as u32be length ‖ bytes; the pipe closed after the
+  // last. The client sets the variables and runs the command itself.
+  void read_for_exec(int conn, const Request& req, std::vector<Fd>& fds) {
+    ++requests_;
+    try {
+      const std::string& stage = req.args[1];
+      const std::string& command = req.args[2];
+      if (stage != "current" && stage != "previous") {
+        throw Error(Code::usage, fmt::format("--stage {}: exec reads current or previous", stage));
+      }
+      svc_.vault().refresh_meta();
+      for (size_t i = 3; i + 1 < req.args.size(); i += 2) {
+        secrets::check_name(req.args[i]);
+        const secrets::Value v =
+            svc_.secret_get(req.args[i], stage, std::nullopt,
+                            {{"exec", {{"env", req.args[i + 1]}, {"command", command}}}});
+        std::uint8_t len[4];
+        for (int b = 0; b < 4; ++b)
+          len[b] = static_cast<std::uint8_t>(v.value.size() >> (24 - 8 * b));
+        if (!write_all(fds[0].get(), ByteView(len, 4)) ||
+            !write_all(fds[0].get(), v.value.view())) {
+          throw Error(Code::failed, "the client of the agent went away");
+        }
+      }
+    } catch (const Error& e) {
+      fds.clear();
+      reply(conn, {Answer::refused, exit_code(e.code()), e.what(), e.hint()});
+      return;
+    }
+    fds.clear();  // the end of the values
+    reply(conn, {Answer::done, 0, {}, {}});
+  }
+
+  static bool write_all(int fd, ByteView data) {
+    for (size_t done = 0; done < data.size();) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
   }
 
   // A process of another user reached the socket (its directory's mode would have to have been
@@ -678,7 +732,62 @@ void start(Globals& g, const StartArgs& a) {
   print_started(a, socket, vault, pid, limits);
 }
 
+bool read_all(int fd, std::uint8_t* out, size_t n) {
+  for (size_t done = 0; done < n;) {
+    const ssize_t got = ::read(fd, out + done, n - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    done += static_cast<size_t>(got);
+  }
+  return true;
+}
+
 }  // namespace agent
+
+std::optional<std::vector<SecureBytes>> exec_values_from_agent(
+    const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
+    const std::string& stage, const std::string& command) {
+  const char* sock = std::getenv("KMSCTL_AGENT_SOCK");
+  if (sock == nullptr || *sock == '\0') return std::nullopt;
+  std::error_code ec;
+  const std::filesystem::path vault = std::filesystem::absolute(vault_path(g), ec);
+  agent::Request req{agent::Kind::exec, {vault.string(), stage, command}};
+  for (const auto& [name, env] : bindings) {
+    req.args.push_back(name);
+    req.args.push_back(env);
+  }
+  const std::optional<Bytes> msg = agent::encode(req);
+  std::optional<agent::Fd> s = msg ? agent::connect_to(sock) : std::nullopt;
+  if (!s) return std::nullopt;  // no agent (or too many secrets for one message): in this process
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return std::nullopt;
+  agent::Fd in(p[0]), out(p[1]);
+  const Error lost(Code::unavailable,
+                   fmt::format("the agent at {} closed the connection without an answer", sock),
+                   "see whether it still runs: `kmsctl agent status`");
+  const int fds[] = {out.get()};
+  if (!agent::send_message(s->get(), *msg, fds)) throw lost;
+  out.reset();
+  // The values first (the agent writes them all before it answers), then the answer.
+  std::vector<SecureBytes> values;
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    std::uint8_t len[4];
+    if (!agent::read_all(in.get(), len, 4)) break;
+    const size_t n = size_t{len[0]} << 24 | size_t{len[1]} << 16 | size_t{len[2]} << 8 | len[3];
+    if (n > secrets::kMaxValueSize) throw lost;
+    SecureBytes v(n);
+    if (!agent::read_all(in.get(), v.data(), n)) throw lost;
+    values.push_back(std::move(v));
+  }
+  const std::optional<Bytes> answer = agent::receive_message(s->get());
+  const std::optional<agent::Reply> r = answer ? agent::parse_reply(*answer) : std::nullopt;
+  if (!r) throw lost;
+  if (r->answer == agent::Answer::local) return std::nullopt;
+  if (r->answer == agent::Answer::refused)
+    throw Error(static_cast<Code>(r->code), r->text, r->hint);
+  if (r->answer != agent::Answer::done || values.size() != bindings.size()) throw lost;
+  return values;
+}
 
 std::optional<int> forward_to_agent(int argc, const char* const* argv) {
   const char* sock = std::getenv("KMSCTL_AGENT_SOCK");

@@ -81,24 +81,32 @@ void register_exec(CLI::App& app, Globals& g) {
       }
       bindings.push_back(std::move(b));
     }
-    std::vector<std::pair<std::string, SecureBytes>> values;
-    {
+    // The values in bindings' order: from a running agent, or read here (the vault and the token
+    // session closed before COMMAND runs).
+    std::optional<std::vector<SecureBytes>> values =
+        exec_values_from_agent(g, bindings, a->stage, a->command.front());
+    if (!values) {
+      values.emplace();
       auto svc = open_service(g);
       for (const auto& [name, env] : bindings) {
-        secrets::Value v =
+        values->push_back(
             svc->secret_get(name, a->stage, std::nullopt,
-                            {{"exec", {{"env", env}, {"command", a->command.front()}}}});
-        if (std::memchr(v.value.data(), 0, v.value.size()) != nullptr) {
-          throw Error(
-              Code::usage,
-              fmt::format("secret {} holds a NUL byte, which an environment variable cannot", name),
-              fmt::format("read it with `kmsctl secret get {}` instead", name));
-        }
-        values.emplace_back(env, std::move(v.value));
+                            {{"exec", {{"env", env}, {"command", a->command.front()}}}})
+                .value);
       }
-    }  // the vault and the token session are closed before COMMAND runs
-    for (const auto& [env, value] : values)
-      ::setenv(env.c_str(), std::string(value.chars()).c_str(), 1);
+    }
+    for (size_t i = 0; i < bindings.size(); ++i) {
+      const SecureBytes& v = (*values)[i];
+      if (std::memchr(v.data(), 0, v.size()) != nullptr) {
+        throw Error(Code::usage,
+                    fmt::format("secret {} holds a NUL byte, which an environment variable cannot",
+                                bindings[i].first),
+                    fmt::format("read it with `kmsctl secret get {}` instead", bindings[i].first));
+      }
+    }
+    for (size_t i = 0; i < bindings.size(); ++i) {
+      ::setenv(bindings[i].second.c_str(), std::string((*values)[i].chars()).c_str(), 1);
+    }
     std::vector<char*> argv;
     for (auto& s : a->command) argv.push_back(s.data());
     argv.push_back(nullptr);

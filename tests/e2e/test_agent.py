@@ -663,7 +663,7 @@ class Served(AgentTestCase):
         sock = info["socket"]
         backup = self.kms.path("b.db")
         for args in (("secret", "rotate", "app/ns"), ("vault", "backup", backup),
-                     ("maintain", "--dry-run"), ("exec", "--secret", "app/ns", "--", "true")):
+                     ("maintain", "--dry-run")):
             with self.subTest(args=args):
                 r = self.client(*args, sock=sock)
                 self.assertError(r, 6, NO_PIN)
@@ -671,7 +671,7 @@ class Served(AgentTestCase):
         self.assertEqual(self.agent_status(sock)["requests"], 0, "the agent ran one of them")
         # With a PIN they run here as they would without an agent.
         for args in (("secret", "rotate", "app/ns"), ("vault", "backup", backup),
-                     ("maintain", "--dry-run"), ("exec", "--secret", "app/ns", "--", "true")):
+                     ("maintain", "--dry-run")):
             with self.subTest(args=args, pin=True):
                 r = self.client(*args, sock=sock, pin=True)
                 self.assertOk(r)
@@ -686,6 +686,47 @@ class Served(AgentTestCase):
         self.assertIn("vault.backup", {x["action"] for x in after})
         for rec in after:
             self.assertNotIn("agent", rec["params"], rec)
+        self.verify_ok()
+
+    def test_exec_has_the_agent_read_its_secrets_and_runs_the_command_itself(self):
+        self.kms.init()
+        self.make_secret("app/db", "exec-db-value")
+        self.make_secret("app/big", "b" * 65536)  # more than a pipe holds: read while written
+        info = self.start_agent()
+        sock = info["socket"]
+        marker = self.kms.path("ran")
+        r, client = self.client_pid(
+            "exec", "--secret", "app/db=DBPW", "--secret", "app/big", "--", "sh", "-c",
+            f'printf "%s %s" "$DBPW" "${{#APP_BIG}}" > {marker}; echo "pid $$"; exit 7',
+            sock=sock)
+        self.assertEqual((r.rc, r.err), (7, ""), r.show())
+        with open(marker) as f:
+            self.assertEqual(f.read(), "exec-db-value 65536")
+        # exec replaced the client: the command ran with the client's pid, not in the agent.
+        self.assertEqual(r.out, f"pid {client}\n")
+        self.assertTrue(is_running(info["pid"]))
+        gets = [x for x in self.actions("secret.get") if x["params"].get("agent")]
+        self.assertEqual([(x["params"]["name"], x["params"]["exec"]["env"]) for x in gets],
+                         [("app/db", "DBPW"), ("app/big", "APP_BIG")])
+        for x in gets:
+            self.assertEqual(x["params"]["agent"], {"pid": info["pid"], "client_pid": client})
+            self.assertEqual(x["params"]["exec"]["command"], "sh")
+        self.verify_ok()
+
+    def test_exec_of_a_missing_secret_through_the_agent_exits_3_and_runs_nothing(self):
+        self.kms.init()
+        self.make_secret("app/one", "one-value")
+        info = self.start_agent()
+        marker = self.kms.path("ran")
+        r = self.client("exec", "--secret", "app/one", "--secret", "app/none", "--", "sh", "-c",
+                        f"touch {marker}", sock=info["socket"])
+        direct = self.kms.run("exec", "--secret", "app/one", "--secret", "app/none", "--", "sh",
+                              "-c", f"touch {marker}")
+        self.assertEqual((r.rc, r.out, r.err), (direct.rc, direct.out, direct.err))
+        self.assertError(r, 3, "no secret app/none")
+        self.assertFalse(os.path.exists(marker))
+        failed = [x for x in self.actions("secret.get") if x["outcome"] != "ok"]
+        self.assertEqual([bool(x["params"].get("agent")) for x in failed], [True, False])
         self.verify_ok()
 
     def test_with_no_agent_answering_a_command_runs_in_process_and_needs_the_pin_there(self):

@@ -30,6 +30,24 @@ TEST_CASE("status and stop carry no arguments; a run without a vault path is mal
   CHECK_FALSE(parse_request(*encode(Request{Kind::run, {}})));
 }
 
+TEST_CASE("an exec request names the vault, stage, command and whole name/variable pairs") {
+  const Request r{Kind::exec, {"/v", "current", "app", "db/password", "DB_PASSWORD"}};
+  const auto back = parse_request(*encode(r));
+  REQUIRE(back);
+  CHECK(back->kind == Kind::exec);
+  CHECK(back->args == r.args);
+  std::vector<std::string> two_pairs = r.args;
+  two_pairs.insert(two_pairs.end(), {"api", "API"});
+  CHECK(parse_request(*encode(Request{Kind::exec, two_pairs})));
+  const std::vector<std::vector<std::string>> malformed = {
+      {},
+      {"/v"},
+      {"/v", "current", "app"},
+      {"/v", "current", "app", "a"},
+      {"/v", "current", "app", "a", "A", "b"}};  // no pair, or one half of one
+  for (const auto& args : malformed) CHECK_FALSE(parse_request(*encode(Request{Kind::exec, args})));
+}
+
 TEST_CASE(
     "parse_request refuses every truncation, a trailing byte, another magic or version, a bad "
     "kind") {
@@ -45,7 +63,7 @@ TEST_CASE(
     b[i] ^= 1;
     CHECK_FALSE(parse_request(b));
   }
-  for (std::uint8_t kind : {0, 4, 255}) {
+  for (std::uint8_t kind : {0, 5, 255}) {
     Bytes b = good;
     b[5] = kind;
     CHECK_FALSE(parse_request(b));
