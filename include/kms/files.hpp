@@ -3,7 +3,11 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string_view>
+#include <utility>
+
+#include <sys/types.h>
 
 namespace kms::files {
 
@@ -34,6 +38,10 @@ class AtomicFile {
 // mkdir -p; a leaf it creates gets mode 0700 (an existing directory keeps its mode).
 void make_private_dir(const std::filesystem::path& dir);
 void fsync_dir(const std::filesystem::path& dir);
+
+// Which file is at `path` now (device and inode); nothing when there is none.
+using FileId = std::pair<dev_t, ino_t>;
+std::optional<FileId> file_id(const std::filesystem::path& path);
 
 // flock(LOCK_EX) on a lock file, released on destruction.
 class ExclusiveLock {

@@ -11,8 +11,7 @@
 #include <optional>
 #include <string>
 
-#include <sys/types.h>
-
+#include "kms/files.hpp"
 #include "kms/hsm.hpp"
 #include "kms/sealed.hpp"
 #include "kms/secure.hpp"
@@ -123,7 +122,7 @@ class Vault {
   std::filesystem::path path_;
   std::filesystem::path final_path_;  // differs from path_ until publish()
   std::unique_ptr<store::Db> db_;
-  std::optional<std::pair<dev_t, ino_t>> file_id_;  // of the file open() opened
+  std::optional<files::FileId> file_id_;  // of the file open() opened
   store::VaultMeta meta_;
   std::shared_ptr<hsm::Module> module_;
   hsm::TokenInfo token_;

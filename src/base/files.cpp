@@ -113,6 +113,12 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
+std::optional<FileId> file_id(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileId{st.st_dev, st.st_ino};
+}
+
 ExclusiveLock::ExclusiveLock(const fs::path& lock_file) {
   fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) {

@@ -24,6 +24,7 @@
 #include "cli/app.hpp"
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
+#include "kms/files.hpp"
 
 namespace kms::cli {
 namespace agent {
@@ -125,6 +126,7 @@ std::optional<Bytes> receive_message(int sock, std::vector<Fd>* fds = nullptr) {
   do {
     n = ::recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::nullopt;
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -135,7 +137,7 @@ std::optional<Bytes> receive_message(int sock, std::vector<Fd>* fds = nullptr) {
       if (fds != nullptr) fds->push_back(std::move(owned));
     }
   }
-  if (n <= 0 || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) return std::nullopt;
+  if (n == 0 || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) return std::nullopt;
   buf.resize(static_cast<size_t>(n));
   return buf;
 }
@@ -170,9 +172,10 @@ std::optional<Fd> connect_to(const fs::path& path, pid_t* agent_pid = nullptr) {
   return s;
 }
 
-// The request's reply. Nothing when no agent listens at `path`.
-std::optional<Reply> call(const fs::path& path, const Bytes& request,
-                          std::span<const int> fds = {}, pid_t* agent_pid = nullptr) {
+// The request's reply. Nothing when no agent listens at `path`. `between` runs once the request
+// is sent (exec reads its values there); false: the agent went away.
+std::optional<Reply> call(const fs::path& path, const Bytes& request, std::span<const int> fds = {},
+                          pid_t* agent_pid = nullptr, const std::function<bool()>& between = {}) {
   std::optional<Fd> s = connect_to(path, agent_pid);
   if (!s) return std::nullopt;
   const Error lost(
@@ -180,6 +183,7 @@ std::optional<Reply> call(const fs::path& path, const Bytes& request,
       fmt::format("the agent at {} closed the connection without an answer", path.string()),
       "see whether it still runs: `kmsctl agent status`");
   if (!send_message(s->get(), request, fds)) throw lost;
+  if (between && !between()) throw lost;
   const std::optional<Bytes> msg = receive_message(s->get());
   std::optional<Reply> r = msg ? parse_reply(*msg) : std::nullopt;
   if (!r) throw lost;
@@ -221,12 +225,6 @@ fs::path vault_of(int argc, const char* const* argv) {
   const fs::path p = vault.empty() ? default_vault_path() : fs::path(vault);
   const fs::path abs = fs::absolute(p, ec);
   return ec ? p : abs;
-}
-
-std::optional<std::pair<dev_t, ino_t>> file_id(const fs::path& p) {
-  struct stat st {};
-  if (::stat(p.c_str(), &st) != 0) return std::nullopt;
-  return std::pair{st.st_dev, st.st_ino};
 }
 
 // ---- the agent ----
@@ -336,7 +334,7 @@ class Agent {
       : svc_(svc),
         listener_(listener),
         vault_(std::move(vault)),
-        vault_id_(file_id(vault_)),
+        vault_id_(files::file_id(vault_)),
         limits_(limits),
         self_(audit::Principal::current()),
         started_(format_rfc3339(now())) {}
@@ -436,7 +434,7 @@ class Agent {
       case Kind::exec:
         break;
     }
-    if (file_id(vault_) != vault_id_) {
+    if (files::file_id(vault_) != vault_id_) {
       reply(conn,
             {Answer::refused, exit_code(Code::unavailable),
              fmt::format("the vault file {} was replaced or removed after the agent opened it; "
@@ -445,7 +443,7 @@ class Agent {
              "start it again: `eval \"$(kmsctl agent start)\"`"});
       return std::string(kVaultGone);
     }
-    if (file_id(req->args[0]) != vault_id_ || (req->kind == Kind::exec && fds.size() != 1)) {
+    if (files::file_id(req->args[0]) != vault_id_ || (req->kind == Kind::exec && fds.size() != 1)) {
       reply(conn, {Answer::local, 0, {}, {}});
       return std::nullopt;
     }
@@ -579,7 +577,7 @@ class Agent {
   Service& svc_;
   const Listener& listener_;
   fs::path vault_;
-  std::optional<std::pair<dev_t, ino_t>> vault_id_;
+  std::optional<files::FileId> vault_id_;
   Limits limits_;
   audit::Principal self_;
   std::string started_;
@@ -757,35 +755,35 @@ std::optional<std::vector<SecureBytes>> exec_values_from_agent(
     req.args.push_back(env);
   }
   const std::optional<Bytes> msg = agent::encode(req);
-  std::optional<agent::Fd> s = msg ? agent::connect_to(sock) : std::nullopt;
-  if (!s) return std::nullopt;  // no agent (or too many secrets for one message): in this process
+  if (!msg) return std::nullopt;  // too many secrets for one message: in this process
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return std::nullopt;
   agent::Fd in(p[0]), out(p[1]);
-  const Error lost(Code::unavailable,
-                   fmt::format("the agent at {} closed the connection without an answer", sock),
-                   "see whether it still runs: `kmsctl agent status`");
   const int fds[] = {out.get()};
-  if (!agent::send_message(s->get(), *msg, fds)) throw lost;
-  out.reset();
-  // The values first (the agent writes them all before it answers), then the answer.
+  // The agent writes every value before it answers; a 64 KiB one does not fit the pipe, so they
+  // are read as it writes them.
   std::vector<SecureBytes> values;
-  for (size_t i = 0; i < bindings.size(); ++i) {
-    std::uint8_t len[4];
-    if (!agent::read_all(in.get(), len, 4)) break;
-    const size_t n = size_t{len[0]} << 24 | size_t{len[1]} << 16 | size_t{len[2]} << 8 | len[3];
-    if (n > secrets::kMaxValueSize) throw lost;
-    SecureBytes v(n);
-    if (!agent::read_all(in.get(), v.data(), n)) throw lost;
-    values.push_back(std::move(v));
-  }
-  const std::optional<Bytes> answer = agent::receive_message(s->get());
-  const std::optional<agent::Reply> r = answer ? agent::parse_reply(*answer) : std::nullopt;
-  if (!r) throw lost;
-  if (r->answer == agent::Answer::local) return std::nullopt;
+  auto read_values = [&] {
+    out.reset();
+    for (size_t i = 0; i < bindings.size(); ++i) {
+      std::uint8_t len[4];
+      if (!agent::read_all(in.get(), len, 4)) return true;  // it failed: the answer says why
+      const size_t n = size_t{len[0]} << 24 | size_t{len[1]} << 16 | size_t{len[2]} << 8 | len[3];
+      if (n > secrets::kMaxValueSize) return false;
+      SecureBytes v(n);
+      if (!agent::read_all(in.get(), v.data(), n)) return false;
+      values.push_back(std::move(v));
+    }
+    return true;
+  };
+  const std::optional<agent::Reply> r = agent::call(sock, *msg, fds, nullptr, read_values);
+  if (!r || r->answer == agent::Answer::local) return std::nullopt;
   if (r->answer == agent::Answer::refused)
     throw Error(static_cast<Code>(r->code), r->text, r->hint);
-  if (r->answer != agent::Answer::done || values.size() != bindings.size()) throw lost;
+  if (r->answer != agent::Answer::done || values.size() != bindings.size()) {
+    throw Error(Code::unavailable, "the agent answered without every value",
+                "run the command without the agent (unset KMSCTL_AGENT_SOCK)");
+  }
   return values;
 }
 

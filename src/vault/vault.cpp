@@ -213,18 +213,8 @@ void Vault::refresh_meta() {
   meta_ = std::move(*meta);
 }
 
-namespace {
-
-std::optional<std::pair<dev_t, ino_t>> file_id(const fs::path& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  return std::pair{st.st_dev, st.st_ino};
-}
-
-}  // namespace
-
 void Vault::check_in_place() const {
-  if (!file_id_ || file_id(final_path_) == file_id_) return;
+  if (!file_id_ || files::file_id(final_path_) == file_id_) return;
   throw Error(Code::unavailable,
               fmt::format("the vault file {} was replaced or removed after this process opened it",
                           final_path_.string()),
@@ -235,7 +225,7 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
   std::unique_ptr<Vault> v(new Vault());
   v->path_ = v->final_path_ = path;
   v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
-  v->file_id_ = file_id(path);
+  v->file_id_ = files::file_id(path);
   // A concurrent rekey may replace the root key between reading the header and using it:
   // read the header again once if the key it names has gone.
   for (int attempt = 0;; ++attempt) {

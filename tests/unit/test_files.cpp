@@ -251,3 +251,17 @@ TEST_CASE("ExclusiveLock fails with Code::unavailable when the lock file cannot 
   TempDir dir;
   CHECK(code_of([&] { files::ExclusiveLock l(dir / "missing" / "lock"); }) == Code::unavailable);
 }
+
+TEST_CASE("file_id names the file at a path: the same after a write, another after a rename over it") {
+  TempDir dir;
+  const auto path = dir / "vault.db";
+  CHECK_FALSE(files::file_id(path));
+  kms::test::write_file(path, "one");
+  const auto first = files::file_id(path);
+  REQUIRE(first);
+  kms::test::write_file(path, "one, rewritten in place");
+  CHECK(files::file_id(path) == first);
+  kms::test::write_file(dir / "other", "two");
+  std::filesystem::rename(dir / "other", path);
+  CHECK(files::file_id(path) != first);
+}
