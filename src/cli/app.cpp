@@ -128,14 +128,19 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
                  "the prompt");
 }
 
-std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
-  if (g.served != nullptr) return {std::shared_ptr<Service>(), g.served};  // not owned
+fs::path existing_vault(const Globals& g) {
   const fs::path path = vault_path(g);
   std::error_code ec;
-  if (!fs::exists(path, ec)) {  // before asking for a PIN that cannot help
+  if (!fs::exists(path, ec)) {
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
                 "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
   }
+  return path;
+}
+
+std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
+  if (g.served != nullptr) return {std::shared_ptr<Service>(), g.served};  // not owned
+  const fs::path path = existing_vault(g);  // before asking for a PIN that cannot help
   return Service::open(path, read_pin(g), allow_backup);
 }
 

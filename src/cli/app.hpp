@@ -32,6 +32,8 @@ struct Verb {
 void add_verbs(CLI::App* group, Globals& g, std::span<const Verb> verbs);
 
 std::filesystem::path vault_path(const Globals& g);
+// vault_path(g), or Code::unavailable when there is no vault there.
+std::filesystem::path existing_vault(const Globals& g);
 
 // The token user PIN: --pin-file, KMSCTL_PIN_FILE, KMSCTL_PIN, else a no-echo prompt on the
 // terminal. `confirm` asks twice when prompting (a new PIN).

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -664,12 +665,7 @@ void detach_stdio() {
 void start(Globals& g, const StartArgs& a) {
   const Limits limits{parse_duration(a.idle, "--idle-timeout"),
                       parse_duration(a.lifetime, "--max-lifetime")};
-  std::error_code ec;
-  const fs::path vault = fs::absolute(vault_path(g), ec);
-  if (!fs::exists(vault, ec)) {
-    throw Error(Code::unavailable, fmt::format("no vault at {}", vault.string()),
-                "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
-  }
+  const fs::path vault = fs::absolute(existing_vault(g));
   std::optional<SecureBytes> pin = read_pin(g);  // wiped once the token session is open
   Listener listener(a.socket);
   if (a.foreground) {
