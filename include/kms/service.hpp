@@ -191,8 +191,11 @@ class Service {
   explicit Service(std::unique_ptr<Vault> vault);
   void record_failure(const audit::Event& event, Code code) noexcept;
   // Appends the operation's record with the client's principal and origin.
-  store::AuditRow append(audit::Event& event, std::string_view outcome,
+  store::AuditRow append(const audit::Event& event, std::string_view outcome,
                          std::string_view error_code);
+  // Under the writer lock, before a record is appended: the vault file is still the one opened
+  // (Vault::check_in_place) and its log agrees with the token anchor.
+  void check_writable();
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);

@@ -143,10 +143,15 @@ std::optional<Bytes> receive_message(int sock, std::vector<Fd>* fds = nullptr) {
   return buf;
 }
 
+// KMSCTL_AGENT_SOCK, or null when it is unset or empty (no agent).
+const char* socket_in_env() {
+  const char* env = std::getenv("KMSCTL_AGENT_SOCK");
+  return env != nullptr && *env != '\0' ? env : nullptr;
+}
+
 std::string socket_from(const std::string& flag) {
   if (!flag.empty()) return flag;
-  const char* env = std::getenv("KMSCTL_AGENT_SOCK");
-  if (env != nullptr && *env != '\0') return env;
+  if (const char* env = socket_in_env()) return env;
   throw Error(
       Code::usage, "no agent socket named",
       "set KMSCTL_AGENT_SOCK (`eval \"$(kmsctl agent start)\"` does) or pass --socket PATH");
@@ -369,12 +374,11 @@ class Agent {
       if (!conn) continue;
       std::optional<std::string> stop;
       try {
-        stop = handle(conn.get());
+        stop = handle(conn);
       } catch (const std::exception&) {
         // This connection failed (its client went away); the agent goes on.
       }
       last = Clock::now();
-      if (stop && *stop == "stop") stopped_by_ = std::move(conn);
       if (stop) return *stop;
     }
   }
@@ -405,7 +409,8 @@ class Agent {
   std::string resource() { return "vault/" + svc_.vault().meta().vault_id; }
 
   // One connection: one request, one reply. Returns why to stop, if it should.
-  std::optional<std::string> handle(int conn) {
+  std::optional<std::string> handle(Fd& connection) {
+    const int conn = connection.get();
     const timeval limit{2, 0};  // for the request: a client sends it as it connects
     ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     const ucred who = peer_of(conn);
@@ -430,7 +435,8 @@ class Agent {
         reply(conn, {Answer::info, 0, status_json().dump(), {}});
         return std::nullopt;
       case Kind::stop:
-        return "stop";  // answered by stopped(), once the agent is gone
+        stopped_by_ = std::move(connection);  // answered by stopped(), once the agent is gone
+        return "stop";
       case Kind::run:
       case Kind::exec:
         break;
@@ -444,66 +450,57 @@ class Agent {
              "start it again: `eval \"$(kmsctl agent start)\"`"});
       return std::string(kVaultGone);
     }
-    if (files::file_id(req->args[0]) != vault_id_ || (req->kind == Kind::exec && fds.size() != 1)) {
-      reply(conn, {Answer::local, 0, {}, {}});
-      return std::nullopt;
-    }
-    if (req->kind == Kind::exec) {
-      read_for_exec(conn, *req, fds);
-      return std::nullopt;
-    }
+    const bool run = req->kind == Kind::run;
     std::vector<const char*> argv{"kmsctl"};
-    for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
+    if (run) {
+      for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
+    }
     const auto [group, verb] = command_words(static_cast<int>(argv.size()), argv.data());
-    if (fds.size() != 4 || !serves(group, verb)) {
+    const bool ours = files::file_id(req->args[0]) == vault_id_ &&
+                      (run ? fds.size() == 4 && serves(group, verb) : fds.size() == 1);
+    if (!ours) {
       reply(conn, {Answer::local, 0, {}, {}});
       return std::nullopt;
     }
     ++requests_;
-    int code;
     try {
       svc_.vault().refresh_meta();
-      code = run_with(fds, req->args[0], argv);
+      int code = 0;
+      if (run) {
+        code = run_with(fds, req->args[0], argv);
+      } else {
+        write_exec_values(*req, fds[0].get());
+      }
+      fds.clear();  // for exec: the end of the values
+      reply(conn, {Answer::done, code, {}, {}});
     } catch (const Error& e) {
+      fds.clear();
       reply(conn, {Answer::refused, exit_code(e.code()), e.what(), e.hint()});
-      return std::nullopt;
     }
-    reply(conn, {Answer::done, code, {}, {}});
     return std::nullopt;
   }
 
   // `kmsctl exec` through the agent: each secret read as exec reads it (one audited read each),
-  // its value written to the client's pipe as u32be length ‖ bytes; the pipe closed after the
-  // last. The client sets the variables and runs the command itself.
-  void read_for_exec(int conn, const Request& req, std::vector<Fd>& fds) {
-    ++requests_;
-    try {
-      const std::string& stage = req.args[1];
-      const std::string& command = req.args[2];
-      if (stage != "current" && stage != "previous") {
-        throw Error(Code::usage, fmt::format("--stage {}: exec reads current or previous", stage));
-      }
-      svc_.vault().refresh_meta();
-      for (size_t i = 3; i + 1 < req.args.size(); i += 2) {
-        secrets::check_name(req.args[i]);
-        const secrets::Value v =
-            svc_.secret_get(req.args[i], stage, std::nullopt,
-                            {{"exec", {{"env", req.args[i + 1]}, {"command", command}}}});
-        std::uint8_t len[4];
-        for (int b = 0; b < 4; ++b)
-          len[b] = static_cast<std::uint8_t>(v.value.size() >> (24 - 8 * b));
-        if (!write_all(fds[0].get(), ByteView(len, 4)) ||
-            !write_all(fds[0].get(), v.value.view())) {
-          throw Error(Code::failed, "the client of the agent went away");
-        }
-      }
-    } catch (const Error& e) {
-      fds.clear();
-      reply(conn, {Answer::refused, exit_code(e.code()), e.what(), e.hint()});
-      return;
+  // its value written to the client's pipe as u32be length ‖ bytes. The client sets the
+  // variables and runs the command itself.
+  void write_exec_values(const Request& req, int pipe) {
+    const std::string& stage = req.args[1];
+    const std::string& command = req.args[2];
+    if (stage != "current" && stage != "previous") {
+      throw Error(Code::usage, fmt::format("--stage {}: exec reads current or previous", stage));
     }
-    fds.clear();  // the end of the values
-    reply(conn, {Answer::done, 0, {}, {}});
+    for (size_t i = 3; i + 1 < req.args.size(); i += 2) {
+      secrets::check_name(req.args[i]);
+      const secrets::Value v =
+          svc_.secret_get(req.args[i], stage, std::nullopt,
+                          {{"exec", {{"env", req.args[i + 1]}, {"command", command}}}});
+      std::uint8_t len[4];
+      for (int b = 0; b < 4; ++b)
+        len[b] = static_cast<std::uint8_t>(v.value.size() >> (24 - 8 * b));
+      if (!write_all(pipe, ByteView(len, 4)) || !write_all(pipe, v.value.view())) {
+        throw Error(Code::failed, "the client of the agent went away");
+      }
+    }
   }
 
   static bool write_all(int fd, ByteView data) {
@@ -741,8 +738,8 @@ bool read_all(int fd, std::uint8_t* out, size_t n) {
 std::optional<std::vector<SecureBytes>> exec_values_from_agent(
     const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
     const std::string& stage, const std::string& command) {
-  const char* sock = std::getenv("KMSCTL_AGENT_SOCK");
-  if (sock == nullptr || *sock == '\0') return std::nullopt;
+  const char* sock = agent::socket_in_env();
+  if (sock == nullptr) return std::nullopt;
   std::error_code ec;
   const std::filesystem::path vault = std::filesystem::absolute(vault_path(g), ec);
   agent::Request req{agent::Kind::exec, {vault.string(), stage, command}};
@@ -784,8 +781,8 @@ std::optional<std::vector<SecureBytes>> exec_values_from_agent(
 }
 
 std::optional<int> forward_to_agent(int argc, const char* const* argv) {
-  const char* sock = std::getenv("KMSCTL_AGENT_SOCK");
-  if (sock == nullptr || *sock == '\0') return std::nullopt;
+  const char* sock = agent::socket_in_env();
+  if (sock == nullptr) return std::nullopt;
   const auto [group, verb] = command_words(argc, argv);
   if (!agent::serves(group, verb)) return std::nullopt;
   try {

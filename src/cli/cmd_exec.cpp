@@ -96,16 +96,15 @@ void register_exec(CLI::App& app, Globals& g) {
       }
     }
     for (size_t i = 0; i < bindings.size(); ++i) {
+      const auto& [name, env] = bindings[i];
       const SecureBytes& v = (*values)[i];
       if (std::memchr(v.data(), 0, v.size()) != nullptr) {
-        throw Error(Code::usage,
-                    fmt::format("secret {} holds a NUL byte, which an environment variable cannot",
-                                bindings[i].first),
-                    fmt::format("read it with `kmsctl secret get {}` instead", bindings[i].first));
+        throw Error(
+            Code::usage,
+            fmt::format("secret {} holds a NUL byte, which an environment variable cannot", name),
+            fmt::format("read it with `kmsctl secret get {}` instead", name));
       }
-    }
-    for (size_t i = 0; i < bindings.size(); ++i) {
-      ::setenv(bindings[i].second.c_str(), std::string((*values)[i].chars()).c_str(), 1);
+      ::setenv(env.c_str(), std::string(v.chars()).c_str(), 1);
     }
     std::vector<char*> argv;
     for (auto& s : a->command) argv.push_back(s.data());

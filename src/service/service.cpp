@@ -136,17 +136,23 @@ void Service::serve_client(audit::Principal who, nlohmann::json origin) {
   origin_ = std::move(origin);
 }
 
-store::AuditRow Service::append(audit::Event& event, std::string_view outcome,
+store::AuditRow Service::append(const audit::Event& event, std::string_view outcome,
                                 std::string_view error_code) {
-  if (!origin_.is_null()) event.params["agent"] = origin_;
-  return log_->append(event, outcome, error_code, principal_, now());
+  if (origin_.is_null()) return log_->append(event, outcome, error_code, principal_, now());
+  audit::Event served = event;
+  served.params["agent"] = origin_;
+  return log_->append(served, outcome, error_code, principal_, now());
+}
+
+void Service::check_writable() {
+  vault_->check_in_place();
+  log_->check_anchor();
 }
 
 void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
                   const Hooks& hooks) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
-  vault_->check_in_place();
-  log_->check_anchor();
+  check_writable();
   store::AuditRow row;
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
@@ -169,8 +175,7 @@ void Service::run(audit::Event event, const std::function<void(audit::Event&)>& 
 void Service::run_failed(audit::Event event, Code code,
                          const std::function<void(audit::Event&)>& op) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
-  vault_->check_in_place();
-  log_->check_anchor();
+  check_writable();
   store::AuditRow row;
   {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
@@ -183,9 +188,8 @@ void Service::run_failed(audit::Event event, Code code,
 
 void Service::record_failure(const audit::Event& event, Code code) noexcept {
   try {
-    audit::Event ev = event;
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    const store::AuditRow row = append(ev, outcome_of(code), code_name(code));
+    const store::AuditRow row = append(event, outcome_of(code), code_name(code));
     tx.commit();
     log_->publish(row);
   } catch (...) {
@@ -244,8 +248,7 @@ audit::VerifyReport Service::audit_verify() {
       run(std::move(ev), [](audit::Event&) {});
     } else {
       files::ExclusiveLock lock(lock_path(vault_->final_path()));
-      vault_->check_in_place();
-      log_->check_anchor();  // a log that contradicts its anchor is not appended to
+      check_writable();  // a log that contradicts its anchor is not appended to
       record_failure(ev, Code::integrity);
     }
   } catch (const Error&) {
