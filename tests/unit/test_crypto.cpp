@@ -70,8 +70,7 @@ nlohmann::json load_vectors(const std::string& name) {
   std::ifstream in(path);
   if (!in) {
     FAIL("Wycheproof vector file not found: " << path.string()
-                                              << " (expected at ../shared/testvectors/wycheproof/"
-                                                 " beside the repository)");
+                                              << " (tests/vectors/wycheproof/ in the repository)");
   }
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.contains("testGroups")) {
