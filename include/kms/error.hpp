@@ -1,6 +1,6 @@
 // kms::Error — the one error type of the project. Its code is the fixed vocabulary that the
-// CLI maps, once, to exit codes (DESIGN.md §6); its message names the object and its hint the
-// next step.
+// CLI maps, once, to exit codes (docs/ARCHITECTURE.md §6); its message names the object and its
+// hint the next step.
 #pragma once
 
 #include <stdexcept>

@@ -65,7 +65,8 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
   }
   if (best->code() == Code::not_found) {
     // Without the data key, a key id altered in the header cannot be told from a file made for
-    // another vault's key; both are a file this vault cannot authenticate (DESIGN.md §6: exit 5).
+    // another vault's key; both are a file this vault cannot authenticate
+    // (docs/ARCHITECTURE.md §6: exit 5).
     throw Error(Code::integrity,
                 fmt::format("no key of this file is in this vault ({}): the file was made for "
                             "another vault, or its header was altered",

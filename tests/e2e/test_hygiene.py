@@ -1,6 +1,6 @@
-"""Process hygiene (DESIGN.md §4.7): a running kmsctl cannot leave a core file and is not
-dumpable, so another process of the same user can neither ptrace it nor read its memory through
-/proc. Checked on a live kmsctl process, held open while it waits for its PIN on a FIFO."""
+"""Process hygiene (docs/ARCHITECTURE.md §4.7): a running kmsctl cannot leave a core file and is
+not dumpable, so another process of the same user can neither ptrace it nor read its memory
+through /proc. Checked on a live kmsctl process, held open while it waits for its PIN on a FIFO."""
 
 import errno
 import os

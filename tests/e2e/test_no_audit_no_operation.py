@@ -1,6 +1,6 @@
-"""No audit, no operation (DESIGN.md §4.4): when the audit record cannot be written, the command
-fails, prints nothing on stdout, writes no output file, and changes nothing; once the cause is
-gone everything works again and the chain verifies."""
+"""No audit, no operation (docs/ARCHITECTURE.md §4.4): when the audit record cannot be written,
+the command fails, prints nothing on stdout, writes no output file, and changes nothing; once the
+cause is gone everything works again and the chain verifies."""
 
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """kmsctl status and version, and every way a user can fail to reach the vault: each a specific
-message, a hint, and the exit code of DESIGN.md §6. Also the command line itself: global options,
-help for every command, and unknown commands."""
+message, a hint, and the exit code of docs/ARCHITECTURE.md §6. Also the command line itself:
+global options, help for every command, and unknown commands."""
 
 import json
 import os

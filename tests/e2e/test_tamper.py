@@ -1,5 +1,6 @@
 """Attacks on the audit log by someone who can write the vault file but has no token
-(DESIGN.md §4.5): each must make `audit verify` exit 5 naming the first bad sequence number.
+(docs/ARCHITECTURE.md §4.5): each must make `audit verify` exit 5 naming the first bad sequence
+number.
 
 The record encoding and chain rule below are re-implemented from src/audit/record.cpp
 (docs/FORMAT.md §Audit), so the "recomputed chain" attack is the real one, not a stand-in."""

@@ -1,5 +1,5 @@
 """vault backup / restore / rekey / change-pin, and the invariant that no PIN ever reaches the
-disk, the output or argv (DESIGN.md §4.1)."""
+disk, the output or argv (docs/ARCHITECTURE.md §4.1)."""
 
 import os
 import sqlite3

@@ -1,6 +1,6 @@
 // Unit tests of kms::audit: the record encoding, the hash chain with per-record MACs, the anchor,
-// and verify() against each attack of DESIGN.md §4.5 by someone who can write the vault file but
-// does not hold the vault's key.
+// and verify() against each attack of docs/ARCHITECTURE.md §4.5 by someone who can write the
+// vault file but does not hold the vault's key.
 #include <filesystem>
 #include <functional>
 #include <memory>

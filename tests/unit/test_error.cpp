@@ -1,4 +1,4 @@
-// Unit tests of kms::Error and its code vocabulary (DESIGN.md §6 exit codes).
+// Unit tests of kms::Error and its code vocabulary (docs/ARCHITECTURE.md §6 exit codes).
 #include <string>
 
 #include <doctest/doctest.h>
@@ -7,7 +7,7 @@
 
 using namespace kms;
 
-TEST_CASE("exit_code maps each Code to the exit status of DESIGN.md §6") {
+TEST_CASE("exit_code maps each Code to the exit status of ARCHITECTURE.md §6") {
   CHECK(exit_code(Code::failed) == 1);
   CHECK(exit_code(Code::usage) == 2);
   CHECK(exit_code(Code::not_found) == 3);
