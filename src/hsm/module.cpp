@@ -15,6 +15,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::hsm {
 namespace {
@@ -184,6 +185,7 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
 
 TokenInfo Module::init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,
                              const SecureBytes& user_pin) {
+  const signals::Deferred hold;  // C_InitToken and C_InitPIN write the token's files
   unsigned char padded[32];
   std::memset(padded, ' ', sizeof padded);
   std::memcpy(padded, label.data(), std::min(label.size(), sizeof padded));

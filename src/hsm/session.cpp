@@ -6,6 +6,7 @@
 #include "check.hpp"
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::hsm {
 namespace {
@@ -24,6 +25,11 @@ CK_RV with_retry(F&& f, int attempts = kAttempts) {
   }
   return rv;
 }
+
+// Every call below that makes the token write its files (a login rewrites SoftHSM2's
+// token.object; creating, changing or destroying an object rewrites or removes its file) runs
+// with the terminating signals deferred (signals::Deferred), so Ctrl-C or a SIGTERM lands after
+// the write, never inside it.
 
 CK_UTF8CHAR* pin_ptr(const SecureBytes& pin) { return const_cast<CK_UTF8CHAR*>(pin.data()); }
 
@@ -53,6 +59,7 @@ constexpr const char* kLoginFailed = "cannot log in to the token";
 }
 
 bool Session::try_login_user(const SecureBytes& pin) {
+  const signals::Deferred hold;
   auto* fn = module_->fn();
   const CK_RV rv = with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
   if (rv == CKR_USER_ALREADY_LOGGED_IN) return true;
@@ -67,6 +74,7 @@ void Session::login_user(const SecureBytes& pin) {
 }
 
 void Session::login_so(const SecureBytes& so_pin) {
+  const signals::Deferred hold;
   auto* fn = module_->fn();
   detail::check(fn->C_Login(handle_, CKU_SO, pin_ptr(so_pin), so_pin.size()),
                 "cannot log in to the token as security officer");
@@ -79,12 +87,14 @@ void Session::logout() {
 }
 
 void Session::set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
+  const signals::Deferred hold;
   detail::check(module_->fn()->C_SetPIN(handle_, pin_ptr(old_pin), old_pin.size(), pin_ptr(new_pin),
                                         new_pin.size()),
                 "cannot change the token's user PIN");
 }
 
 ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
+  const signals::Deferred hold;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   CK_ULONG len = 32;
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -204,6 +214,7 @@ Bytes Session::get_id(ObjectHandle object) {
 }
 
 void Session::destroy(ObjectHandle object) {
+  const signals::Deferred hold;
   auto* fn = module_->fn();
   detail::check(with_retry([&] { return fn->C_DestroyObject(handle_, object); }),
                 "cannot destroy a token object");
@@ -267,6 +278,7 @@ std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, B
 
 ObjectHandle Session::create_data(std::string_view label, ByteView value,
                                   std::string_view application) {
+  const signals::Deferred hold;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   CK_OBJECT_CLASS cls = CKO_DATA;
   CK_ATTRIBUTE tmpl[] = {
@@ -308,6 +320,7 @@ std::string Session::get_label(ObjectHandle object) {
 }
 
 bool Session::try_set_value(ObjectHandle object, ByteView value) {
+  const signals::Deferred hold;
   CK_ATTRIBUTE a{CKA_VALUE, const_cast<std::uint8_t*>(value.data()), value.size()};
   auto* fn = module_->fn();
   const CK_RV rv = with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); });
@@ -317,6 +330,7 @@ bool Session::try_set_value(ObjectHandle object, ByteView value) {
 }
 
 void Session::set_label(ObjectHandle object, std::string_view label) {
+  const signals::Deferred hold;
   CK_ATTRIBUTE a{CKA_LABEL, const_cast<char*>(label.data()), label.size()};
   auto* fn = module_->fn();
   detail::check(with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); }),
