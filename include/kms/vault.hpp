@@ -112,6 +112,10 @@ class Vault {
 
   void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
 
+  // Token files that open() restored from kmsctl's copy (an earlier process was killed while
+  // the token rewrote them); the service records each.
+  const std::vector<std::string>& token_repairs() const noexcept { return token_repairs_; }
+
  private:
   Vault() = default;
   void connect_token(const SecureBytes& pin);
@@ -131,6 +135,7 @@ class Vault {
   std::optional<hsm::ObjectHandle> new_root_;
   std::optional<store::VaultMeta> meta_before_rekey_;
   std::optional<std::vector<AnchorSlot>> loaded_slots_;  // by load_anchor(), for store_anchor()
+  std::vector<std::string> token_repairs_;
   bool anchor_value_read_only_ = false;  // the token refused CKA_VALUE once: use the label
   SecureBytes master_;
   SecureBytes record_key_;

@@ -45,6 +45,13 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
                             "with `kmsctl vault restore {}`",
                             path.string(), path.string()));
   }
+  // A token file mended from its copy is told in the log, by the first process that saw it.
+  for (const std::string& file : s->vault_->token_repairs()) {
+    s->run({"vault.repair_token",
+            "vault/" + s->vault_->meta().vault_id,
+            {{"file", file}, {"restored_from", "copy"}}},
+           [](audit::Event&) {});
+  }
   return s;
 }
 

@@ -16,6 +16,7 @@
 #include "kms/files.hpp"
 #include "kms/vault.hpp"
 #include "vault/detail.hpp"
+#include "vault/token_files.hpp"
 
 namespace kms {
 namespace fs = std::filesystem;
@@ -205,8 +206,12 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
   }
   m.token_label = v->token_.label;
   m.token_serial = v->token_.serial;
+  // A private token's token.object gets its copy before anything depends on the token.
+  std::optional<token_files::TokenFiles> guard;
+  if (!m.softhsm_conf.empty()) guard.emplace(token_dir);
   v->session_ = std::make_unique<hsm::Session>(v->module_, v->token_.slot);
   v->session_->login_user(pin);
+  guard.reset();
 
   // Root key in the token, master key sealed by it.
   v->root_ = v->session_->generate_aes256(v->root_label(), detail::root_key_id(1));

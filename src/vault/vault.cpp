@@ -13,6 +13,7 @@
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "vault/detail.hpp"
+#include "vault/token_files.hpp"
 
 namespace kms {
 namespace fs = std::filesystem;
@@ -130,6 +131,9 @@ std::string private_conf(const fs::path& vault, const std::string& stored) {
 }  // namespace
 
 void Vault::connect_token(const SecureBytes& pin) {
+  // A private SoftHSM2 token's files are checked (and mended from their copy) before the module
+  // reads them, and stay guarded until the login has rewritten token.object.
+  std::optional<token_files::TokenFiles> guard;
   if (!meta_.softhsm_conf.empty()) {
     const std::string conf = private_conf(fs::absolute(final_path_), meta_.softhsm_conf);
     std::error_code ec;
@@ -140,6 +144,8 @@ void Vault::connect_token(const SecureBytes& pin) {
                               private_token_dir(final_path_).string()));
     }
     ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
+    guard.emplace(fs::path(conf).parent_path());
+    for (const auto& m : guard->mended()) token_repairs_.push_back(m.token_object.string());
   }
   check_module_trusted(meta_.pkcs11_module);
   module_ = hsm::Module::load(meta_.pkcs11_module);
@@ -429,7 +435,15 @@ void Vault::abort_rekey() noexcept {
 }
 
 void Vault::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
+  if (meta_.softhsm_conf.empty()) {
+    session_->set_pin(old_pin, new_pin);
+    return;
+  }
+  // C_SetPIN rewrites token.object: guarded like a login, and the copy then holds the new PIN.
+  const char* conf = std::getenv("SOFTHSM2_CONF");
+  token_files::TokenFiles guard(fs::path(conf ? conf : meta_.softhsm_conf).parent_path());
   session_->set_pin(old_pin, new_pin);
+  guard.save_copies();
 }
 
 }  // namespace kms
