@@ -53,6 +53,10 @@ void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint n
   store::KeyVersionRow v{key.id, version, format_rfc3339(now), std::nullopt};
   if (key.protection == "hsm") {
     const std::string label = token_label(key.id, version);
+    // A key object of this version already in the token was made by a rotation that was killed
+    // before its commit (the version has no row: this transaction makes it, under the writer
+    // lock). Left there, it would be a second key with the label that names this version.
+    for (hsm::ObjectHandle stray : vault_.token().find_keys(label)) vault_.token().destroy(stray);
     vault_.token().generate_aes256(label, as_bytes(key.id));
     created_token_labels_.push_back(label);
   } else {
