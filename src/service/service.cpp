@@ -310,17 +310,19 @@ std::int64_t Service::rekey() {
 }
 
 void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
-  // The token cannot join the SQLite transaction: the PIN changes only once its record is
-  // committed (a change that cannot be recorded does not happen); if the token then refuses,
-  // that failure is recorded too.
-  const audit::Event ev{"vault.change_pin", "vault/" + vault_->meta().vault_id, {}};
+  // The token cannot join the SQLite transaction. The change is recorded as started before the
+  // token is asked (a change that cannot be recorded does not happen) and as done after it, so
+  // an interruption in between leaves a start without its done, never a lone "ok".
+  audit::Event ev{"vault.change_pin", "vault/" + vault_->meta().vault_id, {{"step", "start"}}};
   run(ev, [](audit::Event&) {});
+  ev.params["step"] = "done";
   try {
     vault_->change_pin(old_pin, new_pin);
   } catch (const Error& e) {
     record_failure(ev, e.code());
     throw;
   }
+  run(ev, [](audit::Event&) {});
 }
 
 }  // namespace kms

@@ -34,9 +34,13 @@ class OneRecordPerCommand(KmsTestCase):
                 if action == "vault.change_pin":
                     self.kms.pin_file = new_pin
                 after = self.kms.records()
-                # The previous listing's own record, then exactly one for the command.
-                self.assertEqual(len(after), len(before) + 2,
+                # The previous listing's own record, then exactly one for the command (two for
+                # change-pin: its start, recorded before the token changes, and its end).
+                steps = 2 if action == "vault.change_pin" else 1
+                self.assertEqual(len(after), len(before) + 1 + steps,
                                  [r["action"] for r in after[len(before):]])
+                if steps == 2:
+                    self.assertEqual([r["params"]["step"] for r in after[-2:]], ["start", "done"])
                 self.assertEqual(after[:len(before)], before, "earlier records never change")
                 self.assertEqual(after[len(before)]["action"], "audit.list")
                 rec = after[-1]
