@@ -80,6 +80,12 @@ class Log {
   // Refuses (Code::integrity) when the vault's chain is behind or beside the token anchor: the
   // file was rolled back, replaced, or its newest records deleted. Call under the writer lock.
   void check_anchor();
+  // A `vault restore` killed after it replaced the vault's content and before it moved the
+  // anchor leaves a log whose head is its vault.restore record, naming as the anchor it replaced
+  // the one the token still holds. That record is MACed, so a token holder wrote it: the restore
+  // is finished by moving the anchor to it. Returns whether it did; check_anchor() tries it
+  // before refusing, callers that only read (audit verify) call it under the writer lock.
+  bool finish_interrupted_restore();
   // Appends a record inside the caller's write transaction and returns it.
   store::AuditRow append(const Event& event, std::string_view outcome, std::string_view error_code,
                          const Principal& who, TimePoint when);
@@ -95,6 +101,7 @@ class Log {
 
  private:
   Bytes encode_anchor(const Anchor& a) const;
+  bool finish_interrupted_restore(const std::optional<Anchor>& anchor);
   store::Db& db_;
   std::string vault_id_;
   crypto::HmacSha256 mac_;

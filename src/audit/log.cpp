@@ -59,14 +59,51 @@ std::optional<Anchor> Log::read_anchor() {
   return newest;
 }
 
+bool Log::finish_interrupted_restore(const std::optional<Anchor>& anchor) {
+  std::optional<store::AuditRow> head;
+  store::AuditFilter newest;
+  newest.limit = 1;
+  store::audit_query(db_, newest, [&](const store::AuditRow& r) { head = r; });
+  if (!head || head->action != "vault.restore" || head->outcome != "ok") return false;
+  // The record must be whole, MACed (written with K_audit: by a token holder), and linked.
+  const crypto::Digest h = chain_hash(head->prev_hash, encode(*head));
+  if (!crypto::equal(h, head->hash) || !mac_.verify(h, head->mac)) return false;
+  const std::optional<Bytes> prev = store::audit_hash_at(db_, head->seq - 1);
+  const crypto::Digest g = genesis_hash(vault_id_);
+  if (!crypto::equal(head->prev_hash, prev ? ByteView(*prev) : ByteView(g))) return false;
+  // It must name, as the anchor it replaced, the one the token still holds.
+  const nlohmann::json p = nlohmann::json::parse(head->params, nullptr, false);
+  if (!p.is_object()) return false;
+  const nlohmann::json want_seq = anchor ? nlohmann::json(anchor->seq) : nlohmann::json();
+  const nlohmann::json want_hash =
+      anchor ? nlohmann::json(crypto::to_hex(anchor->hash)) : nlohmann::json();
+  if (p.value("replaced_anchor_seq", nlohmann::json("absent")) != want_seq ||
+      p.value("replaced_anchor_hash", nlohmann::json("absent")) != want_hash) {
+    return false;
+  }
+  republish(*head);
+  return true;
+}
+
+bool Log::finish_interrupted_restore() {
+  const std::optional<Anchor> a = read_anchor();
+  if (a) {
+    const std::optional<Bytes> h = store::audit_hash_at(db_, a->seq);
+    if (h && crypto::equal(*h, a->hash)) return false;  // the log reaches its anchor
+  }
+  return finish_interrupted_restore(a);
+}
+
 void Log::check_anchor() {
   const std::optional<Anchor> a = read_anchor();
+  if (!a && finish_interrupted_restore(a)) return;
   if (!a) {
     throw Error(Code::integrity,
                 "the token holds no audit anchor for this vault, so the log cannot be trusted",
                 std::string(kRollbackHint));
   }
   const std::optional<Bytes> h = store::audit_hash_at(db_, a->seq);
+  if ((!h || !crypto::equal(*h, a->hash)) && finish_interrupted_restore(a)) return;
   if (!h) {
     const auto head = store::audit_last(db_);
     throw Error(Code::integrity,

@@ -114,26 +114,45 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                               target.string()),
                   "restore it to another path with --vault");
     }
-    live.restore_from(backup);
+  }
+  // The restored content and its vault.restore record are made in a copy beside the vault,
+  // which then replaces the vault's content in one SQLite transaction (or is renamed into
+  // place): a kill leaves the old content or the new one with its record, never a live vault
+  // marked as a backup or a restore without its record. Only the anchor moves afterwards; a
+  // restore killed before that is finished by the next command (audit::Log::check_anchor).
+  files::AtomicFile staged(target, /*overwrite=*/true);
+  store::AuditRow row;
+  {
+    store::Db src(backup, store::Db::Mode::open_existing);
+    src.backup_to(staged.temp_path());
+  }
+  store::Db(staged.temp_path(), store::Db::Mode::open_existing)
+      .set_application_id(store::kLiveVaultId);
+  {
+    Service s(Vault::open(staged.temp_path(), pin));
+    std::optional<audit::Anchor> old = s.log_->read_anchor();
+    if (old) report.replaced_anchor_seq = old->seq;
+    audit::Event ev{"vault.restore", "vault/" + vault_id, {{"backup", backup.string()}}};
+    ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
+    ev.params["replaced_anchor_hash"] =
+        old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
+    store::Tx tx(s.vault_->db(), store::Tx::Kind::write);
+    row = s.log_->append(ev, "ok", "", s.principal_, now());
+    tx.commit();
+    s.vault_->db().checkpoint();  // the copy must hold everything: its WAL is not copied
+  }
+  if (exists) {
+    store::Db(target, store::Db::Mode::open_existing).restore_from(staged.temp_path());
   } else {
     // A WAL left beside a vault file that is gone belongs to nothing: SQLite would replay it
     // over the restored file.
     for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(target.string() + suffix, ec);
-    files::AtomicFile out(target, false);
-    store::Db src(backup, store::Db::Mode::open_existing);
-    src.backup_to(out.temp_path());
-    out.commit();
+    staged.commit();
   }
-  store::Db(target, store::Db::Mode::open_existing).set_application_id(store::kLiveVaultId);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::filesystem::remove(staged.temp_path().string() + suffix, ec);
+  }
   std::unique_ptr<Service> s(new Service(Vault::open(target, pin)));
-  std::optional<audit::Anchor> old = s->log_->read_anchor();
-  if (old) report.replaced_anchor_seq = old->seq;
-  audit::Event ev{"vault.restore", "vault/" + vault_id, {{"backup", backup.string()}}};
-  ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
-  ev.params["replaced_anchor_hash"] = old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
-  store::Tx tx(s->vault_->db(), store::Tx::Kind::write);
-  const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
-  tx.commit();
   s->log_->republish(row);  // the restored log may be shorter: every anchor slot moves to it
   return s;
 }
@@ -245,6 +264,14 @@ std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filte
 
 audit::VerifyReport Service::audit_verify() {
   if (vault_->is_backup()) return log_->verify();  // judged against the live anchor; never written
+  {
+    files::ExclusiveLock lock(lock_path(vault_->final_path()));
+    try {
+      log_->finish_interrupted_restore();
+    } catch (const Error&) {
+      // A damaged anchor: verify() below reports it.
+    }
+  }
   audit::VerifyReport rep = log_->verify();
   audit::Event ev{"audit.verify", "vault/" + vault_->meta().vault_id, {}};
   ev.params["records"] = rep.records;
