@@ -133,6 +133,7 @@ void write_softhsm_conf(const fs::path& dir) {
 std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes& pin,
                                      InitReport& report) {
   const fs::path final_path = fs::absolute(opts.vault);
+  if (opts.token.module) detail::check_module_trusted(*opts.token.module, "given with --pkcs11-module");
   files::make_private_dir(final_path.parent_path());
   InitOptions o = opts;
   o.vault = final_path;

@@ -95,23 +95,6 @@ hsm::TokenInfo Vault::token_info() const { return token_; }
 
 namespace {
 
-// The header is not authenticated until the master key is unsealed, and the module it names is
-// loaded before that: refuse one that someone other than root or this user could have replaced.
-void check_module_trusted(const std::string& module) {
-  for (const fs::path& p : {fs::path(module), fs::path(module).parent_path()}) {
-    struct stat st {};
-    if (::stat(p.c_str(), &st) != 0) return;  // Module::load reports a missing module
-    const bool owner_ok = st.st_uid == 0 || st.st_uid == ::geteuid();
-    if (!owner_ok || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-      throw Error(Code::refused,
-                  fmt::format("refusing to load the PKCS#11 module {} named in the vault header: {} "
-                              "is writable by other users",
-                              module, p.string()),
-                  "keep PKCS#11 modules in a directory only root (or you) can write");
-    }
-  }
-}
-
 // The private token's configuration: the one beside this vault file when there is one (the
 // vault and its token directory moved together; its tokendir is corrected), else the stored path
 // (a backup opened from elsewhere uses the live vault's token).
@@ -147,7 +130,7 @@ void Vault::connect_token(const SecureBytes& pin) {
     guard.emplace(fs::path(conf).parent_path());
     for (const auto& m : guard->mended()) token_repairs_.push_back(m.token_object.string());
   }
-  check_module_trusted(meta_.pkcs11_module);
+  detail::check_module_trusted(meta_.pkcs11_module, "named in the vault header");
   module_ = hsm::Module::load(meta_.pkcs11_module);
   // SoftHSM2 rewrites a token's file at every login; a process that loaded the token meanwhile
   // sees its user PIN as not initialised until the module is loaded again.
