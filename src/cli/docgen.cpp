@@ -355,6 +355,10 @@ std::string man_page(const CLI::App& root) {
     << ".TP\n.I ~/.local/share/kmsctl/vault.db\nthe default vault\n"
     << ".TP\n.I VAULT.token/\nthe private SoftHSM2 token made by \\fBinit\\fR without "
        "\\-\\-pkcs11\\-module\n"
+    << ".TP\n.I VAULT.token/token\\-copy/\nkmsctl's verified copy of the private token's "
+       "token.object, restored when an interrupted command left it damaged\n"
+    << ".TP\n.I ~/.config/kmsctl/trusted\\-modules\nPKCS#11 modules you trust outside the "
+       "system library directories, one path per line (only you may be able to write it)\n"
     << ".TP\n.I VAULT.lock\nthe lock that orders writers\n"
     << ".TP\n.I VAULT.rotate.lock\nthe locks that allow one rotation per secret at a time\n"
     << ".SH SEE ALSO\n.BR pkcs11-tool (1),\n.BR softhsm2-util (1)\n";
