@@ -3,7 +3,8 @@ was lost and nothing was half done.
 
 Each round starts one command of a mix (status, encrypt, decrypt, key create and rotate with
 software and hsm protection, secret put and get, file encrypt, audit verify, vault backup,
-vault restore, vault rekey, vault change-pin, init of a new vault), sends it SIGKILL, SIGTERM or SIGINT after a
+vault restore, vault rekey, vault change-pin, init of a new vault, and commands served by a
+`kmsctl agent`, whose agent is killed instead), sends it SIGKILL, SIGTERM or SIGINT after a
 random delay drawn between 0 and 1.2 times that command's own measured duration, and waits for
 it. Then:
   - the vault opens (`kmsctl status` exits 0: this is also where kmsctl mends what the kill
@@ -21,6 +22,7 @@ Reproduce a failure with the seed it prints: `scripts/torture.sh KILLS SEED`.
 """
 
 import collections
+import json
 import os
 import random
 import signal
@@ -279,6 +281,36 @@ class Torture:
             if r.rc != 0:
                 raise Violation("%s: init cannot be run again:\n%s" % (where, r.show(["init"])))
 
+    # ---- the agent ----
+    def agent_round(self, i):
+        """A command served by a `kmsctl agent`; the agent, not the client, is killed."""
+        k = self.kms
+        r = k.run("agent", "start", "--json", "--socket", k.path("agent.sock"))
+        if r.rc != 0:
+            raise Violation("round %d (seed %d): agent start fails:\n%s" % (
+                i, self.seed, r.show(["agent", "start"])))
+        agent = json.loads(r.out)["pid"]
+        name = self.rng.choice(AGENT_COMMANDS)
+        sig = self.rng.choice(SIGNALS)
+        delay = self.rng.uniform(0, 1.2 * self.durations[name])
+        before = self.snapshot()
+        argv, env = self.command(name)
+        env["KMSCTL_AGENT_SOCK"] = k.path("agent.sock")
+        where = "round %d (seed %d): the agent serving %s killed by %s after %.1f ms" % (
+            i, self.seed, " ".join(argv), sig.name, delay * 1000)
+        p = k.popen(*argv, env=env)
+        time.sleep(delay)
+        os.kill(agent, sig)
+        p.communicate(timeout=300)
+        deadline = time.monotonic() + 30
+        while alive(agent):
+            if time.monotonic() > deadline:
+                os.kill(agent, signal.SIGKILL)
+                raise Violation("%s: the agent did not stop within 30 s" % where)
+            time.sleep(0.01)
+        self.stats[("agent " + name, sig.name, "served" if p.returncode == 0 else "cut")] += 1
+        self.check(name, where, before, sig)
+
     def run(self, kills):
         self.setup()
         self.log("torture: seed %d, %d kills; command durations (ms): %s" % (
@@ -286,8 +318,11 @@ class Torture:
                                         for n, d in sorted(self.durations.items()))))
         t0 = time.monotonic()
         for i in range(kills):
-            if self.rng.random() < INIT_SHARE:
+            draw = self.rng.random()
+            if draw < INIT_SHARE:
                 self.init_round(i)
+            elif draw < INIT_SHARE + AGENT_SHARE:
+                self.agent_round(i)
             else:
                 self.kill_round(i)
             self.rounds = i + 1
@@ -308,6 +343,19 @@ COMMANDS = ("status", "encrypt", "decrypt", "key-create", "key-rotate", "secret-
 ACTIONS = {"key-create": "key.create", "key-rotate": "key.rotate", "secret-put": "secret.put",
            "rekey": "vault.rekey"}
 INIT_SHARE = 0.05
+# Commands an agent serves (it runs no hooks and no vault administration).
+AGENT_COMMANDS = ("status", "encrypt", "decrypt", "key-create", "key-rotate", "secret-put",
+                  "secret-get", "audit-verify")
+AGENT_SHARE = 0.1
+
+
+def alive(pid):
+    """Running, and not a zombie waiting for a parent that is not us."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def summary(stats):
@@ -335,7 +383,7 @@ def main(argv):
     print("torture: passed: %s; token files mended after %s; seed %d" % (
         summary(stats), ", ".join("%s %d" % (g.name, t.repairs[g.name]) for g in SIGNALS), seed))
     for key in sorted(stats):
-        print("  %-14s %-8s %-8s %d" % (key + (stats[key],)))
+        print("  %-20s %-8s %-8s %d" % (key + (stats[key],)))
     t.cleanup()
     return 0
 
