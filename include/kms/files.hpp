@@ -12,17 +12,26 @@
 namespace kms::files {
 
 // A file that appears at `target` only when commit() succeeds: written to a temporary file in
-// the same directory (mode 0600), fsynced, renamed, and the directory fsynced. Destroyed without
-// commit, the temporary file is removed, so a failure never leaves a half-written output.
+// the same directory (mode 0600), fsynced, linked or renamed into place, and the directory
+// fsynced. Destroyed without commit, the temporary file is removed, so a failure never leaves a
+// half-written output.
+//
+// The temporary file has no name (O_TMPFILE) unless the caller needs one (Temp::named: SQLite
+// writes a copy by path): a process killed before the commit then leaves nothing at all behind,
+// no half-written plaintext included. Where the file system has no O_TMPFILE, and for
+// Temp::named, it is `.NAME.tmp-XXXXXXXX`, locked (flock) while its writer lives; a later
+// AtomicFile for the same target removes those whose writer is gone.
 class AtomicFile {
  public:
+  enum class Temp { unnamed, named };
   // Refuses (Code::refused) when target exists and overwrite is false.
-  AtomicFile(std::filesystem::path target, bool overwrite);
+  AtomicFile(std::filesystem::path target, bool overwrite, Temp temp = Temp::unnamed);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   int fd() const noexcept { return fd_; }
+  // The temporary file's path: empty when it has none (see Temp).
   const std::filesystem::path& temp_path() const noexcept { return temp_; }
   void write(std::string_view data);
   void commit();

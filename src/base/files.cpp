@@ -25,7 +25,33 @@ std::string random_suffix() {
 }
 }  // namespace
 
-AtomicFile::AtomicFile(fs::path target, bool overwrite)
+namespace {
+
+constexpr std::string_view kTempMarker = ".tmp-";
+
+Error cannot_create(const fs::path& dir) {
+  return Error(Code::failed, fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
+               "check that the directory exists and is writable");
+}
+
+// Removes `.NAME.tmp-*` files beside `target` whose writer is gone: a live writer holds its
+// temporary file locked, so a lock that can be taken belongs to a killed process.
+void sweep_named_temps(const fs::path& dir, const fs::path& target) {
+  const std::string prefix = fmt::format(".{}{}", target.filename().string(), kTempMarker);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(prefix) || !e.is_regular_file(ec)) continue;
+    const int fd = ::open(e.path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(e.path().c_str());
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(fs::path target, bool overwrite, Temp temp)
     : target_(std::move(target)), overwrite_(overwrite) {
   std::error_code ec;
   if (!overwrite_ && fs::symlink_status(target_, ec).type() != fs::file_type::not_found && !ec) {
@@ -33,22 +59,27 @@ AtomicFile::AtomicFile(fs::path target, bool overwrite)
                 "pass --force to overwrite it, or choose another output path");
   }
   const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
-  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
-    temp_ = dir / fmt::format(".{}.tmp-{}", target_.filename().string(), random_suffix());
-    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd_ < 0 && errno != EEXIST) break;
+  if (temp == Temp::unnamed) {
+    fd_ = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    // EOPNOTSUPP / EISDIR / EINVAL: this file system has no unnamed files; use a named one.
+    if (fd_ < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) throw cannot_create(dir);
   }
   if (fd_ < 0) {
-    throw Error(Code::failed,
-                fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
-                "check that the directory exists and is writable");
+    sweep_named_temps(dir, target_);
+    for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
+      temp_ = dir / fmt::format(".{}{}{}", target_.filename().string(), kTempMarker, random_suffix());
+      fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
+    if (fd_ < 0) throw cannot_create(dir);
+    ::flock(fd_, LOCK_EX | LOCK_NB);  // ours alone: marks it as having a live writer
   }
   ::fchmod(fd_, 0600);
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_.c_str());
+  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
 }
 
 void AtomicFile::write(std::string_view data) {
@@ -68,15 +99,35 @@ void AtomicFile::commit() {
     throw Error(Code::failed, fmt::format("cannot write {}: {}", target_.string(), errno_text()),
                 "check free space on that file system");
   }
+  const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
+  if (temp_.empty()) {
+    // The unnamed file gets its name only now, complete. With overwrite, under a temporary
+    // name first (link() never replaces), then renamed over the target.
+    const std::string self = fmt::format("/proc/self/fd/{}", fd_);
+    fs::path link_to = target_;
+    if (overwrite_) {
+      link_to = dir / fmt::format(".{}{}{}", target_.filename().string(), kTempMarker, random_suffix());
+    }
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, link_to.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      if (errno == EEXIST && !overwrite_) {
+        throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
+                    "pass --force to overwrite it, or choose another output path");
+      }
+      throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
+    }
+    if (overwrite_) temp_ = link_to;  // renamed below; removed by the destructor if that fails
+  }
   ::close(fd_);
   fd_ = -1;
-  int rc;
-  if (overwrite_) {
-    rc = ::rename(temp_.c_str(), target_.c_str());
-  } else {
-    // link() fails if the target appeared meanwhile: never overwrite without --force.
-    rc = ::link(temp_.c_str(), target_.c_str());
-    if (rc == 0) ::unlink(temp_.c_str());
+  int rc = 0;
+  if (!temp_.empty()) {
+    if (overwrite_) {
+      rc = ::rename(temp_.c_str(), target_.c_str());
+    } else {
+      // link() fails if the target appeared meanwhile: never overwrite without --force.
+      rc = ::link(temp_.c_str(), target_.c_str());
+      if (rc == 0) ::unlink(temp_.c_str());
+    }
   }
   if (rc != 0) {
     if (errno == EEXIST) {
@@ -86,7 +137,7 @@ void AtomicFile::commit() {
     throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
   }
   committed_ = true;
-  fsync_dir(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
+  fsync_dir(dir);
 }
 
 void make_private_dir(const fs::path& dir) {

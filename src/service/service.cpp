@@ -120,7 +120,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   // place): a kill leaves the old content or the new one with its record, never a live vault
   // marked as a backup or a restore without its record. Only the anchor moves afterwards; a
   // restore killed before that is finished by the next command (audit::Log::check_anchor).
-  files::AtomicFile staged(target, /*overwrite=*/true);
+  files::AtomicFile staged(target, /*overwrite=*/true, files::AtomicFile::Temp::named);
   store::AuditRow row;
   {
     store::Db src(backup, store::Db::Mode::open_existing);
@@ -314,7 +314,7 @@ void Service::backup(const std::filesystem::path& dest, bool overwrite) {
   std::optional<files::AtomicFile> out;
   // The backup record is committed first so that the copy contains it and matches the anchor.
   run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [&](audit::Event&) { out.emplace(dest, overwrite); });
+      [&](audit::Event&) { out.emplace(dest, overwrite, files::AtomicFile::Temp::named); });
   vault_->db().backup_to(out->temp_path());
   {
     store::Db copy(out->temp_path(), store::Db::Mode::open_existing);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -70,7 +71,7 @@ TEST_CASE("AtomicFile commit creates a 0600 file with the content even under uma
   UmaskGuard umask(022);
   const fs::path target = dir / "out.bin";
   {
-    files::AtomicFile f(target, false);
+    files::AtomicFile f(target, false, files::AtomicFile::Temp::named);
     CHECK(f.fd() >= 0);
     f.write("hello ");
     f.write(std::string(100000, 'x'));
@@ -98,7 +99,7 @@ TEST_CASE("AtomicFile destroyed without commit leaves no file and no temporary f
   TempDir dir;
   fs::path temp;
   {
-    files::AtomicFile f(dir / "out", false);
+    files::AtomicFile f(dir / "out", false, files::AtomicFile::Temp::named);
     temp = f.temp_path();
     f.write("partial output");
     CHECK(fs::exists(temp));
@@ -264,4 +265,67 @@ TEST_CASE("file_id names the file at a path: the same after a write, another aft
   kms::test::write_file(dir / "other", "two");
   std::filesystem::rename(dir / "other", path);
   CHECK(files::file_id(path) != first);
+}
+
+TEST_CASE("AtomicFile's temporary file has no name: nothing is in the directory before commit") {
+  TempDir dir;
+  files::AtomicFile f(dir / "plain.txt", false);
+  CHECK(f.temp_path().empty());
+  f.write("plaintext");
+  CHECK(entries(dir.path()).empty());
+  f.commit();
+  CHECK(entries(dir.path()) == std::vector<std::string>{"plain.txt"});
+  CHECK(read_file(dir / "plain.txt") == "plaintext");
+  CHECK(mode_of(dir / "plain.txt") == 0600);
+}
+
+TEST_CASE("AtomicFile with overwrite replaces the target and leaves no other name behind") {
+  TempDir dir;
+  write_file(dir / "out", "old");
+  files::AtomicFile f(dir / "out", true);
+  f.write("new");
+  f.commit();
+  CHECK(read_file(dir / "out") == "new");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"out"});
+}
+
+TEST_CASE("AtomicFile refuses at commit a target that appeared meanwhile, without --force") {
+  TempDir dir;
+  files::AtomicFile f(dir / "out", false);
+  f.write("mine");
+  write_file(dir / "out", "theirs");
+  CHECK(code_of([&] { f.commit(); }) == Code::refused);
+  CHECK(read_file(dir / "out") == "theirs");
+}
+
+TEST_CASE("a writer killed before commit leaves nothing in the directory") {
+  TempDir dir;
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    files::AtomicFile f(dir / "plain.txt", false);
+    f.write(std::string(1 << 20, 'p'));
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  CHECK(entries(dir.path()).empty());
+}
+
+TEST_CASE("a named temporary file whose writer is gone is swept by the next writer, a live one is not") {
+  TempDir dir;
+  write_file(dir / ".out.tmp-deadbeef", "left by a killed writer");
+  fs::path live;
+  {
+    files::AtomicFile other(dir / "out", false, files::AtomicFile::Temp::named);  // alive
+    live = other.temp_path();
+    files::AtomicFile f(dir / "out", false, files::AtomicFile::Temp::named);
+    CHECK_FALSE(fs::exists(dir / ".out.tmp-deadbeef"));
+    CHECK(fs::exists(live));
+    f.write("x");
+    f.commit();
+  }
+  CHECK(entries(dir.path()) == std::vector<std::string>{"out"});
 }
