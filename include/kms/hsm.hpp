@@ -101,6 +101,9 @@ class Session {
   // AES-256 key generated in the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
   // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.
   ObjectHandle generate_aes256(std::string_view label, ByteView id);
+  // The find_* calls return only objects with the attributes kmsctl gives its own: token,
+  // private (which needs the PIN to create), and for keys also sensitive, never extractable and
+  // generated in the token. A public object planted with a matching label is never found.
   std::vector<ObjectHandle> find_keys(std::string_view label);
   std::vector<ObjectHandle> find_keys(std::string_view label, ByteView id);  // label and CKA_ID
   std::vector<ObjectHandle> find_data(std::string_view label);

@@ -85,6 +85,8 @@ class KeyStore {
 
  private:
   std::string token_label(std::string_view key_id, std::int64_t version) const;
+  // The token's key object of an hsm key version; Code::integrity when there is more than one.
+  std::optional<hsm::ObjectHandle> token_key(std::string_view key_id, std::int64_t version);
   void add_version(store::KeyRow& key, std::int64_t version, TimePoint now);
 
   Vault& vault_;

@@ -146,14 +146,31 @@ std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_ATT
   return out;
 }
 
+// Objects of class `cls` that carry the attributes kmsctl creates them with, and match `extra`.
+// Anyone who can write a SoftHSM2 token directory can add *public* objects to it without the
+// PIN, with any label and value; only private ones need the PIN. So only private token objects
+// are ever found, and keys only if also sensitive, never extractable and generated in the token.
+std::vector<ObjectHandle> find_own(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+                                   std::initializer_list<CK_ATTRIBUTE> extra) {
+  static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  std::vector<CK_ATTRIBUTE> tmpl = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+  };
+  if (cls == CKO_SECRET_KEY) {
+    tmpl.push_back({CKA_SENSITIVE, &yes, sizeof yes});
+    tmpl.push_back({CKA_EXTRACTABLE, &no, sizeof no});
+    tmpl.push_back({CKA_LOCAL, &yes, sizeof yes});
+  }
+  tmpl.insert(tmpl.end(), extra.begin(), extra.end());
+  return find(fn, s, tmpl.data(), tmpl.size());
+}
+
 // Objects of class `cls` whose text attribute `attr` (CKA_LABEL, CKA_APPLICATION) equals `value`.
 std::vector<ObjectHandle> find(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
                                CK_ATTRIBUTE_TYPE attr, std::string_view value) {
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {attr, const_cast<char*>(value.data()), value.size()},
-  };
-  return find(fn, s, tmpl, 2);
+  return find_own(fn, s, cls, {{attr, const_cast<char*>(value.data()), value.size()}});
 }
 
 // Attributes of one object, in one C_GetAttributeValue when each fits in kGuess bytes (every
@@ -196,13 +213,9 @@ std::vector<ObjectHandle> Session::find_keys(std::string_view label) {
 }
 
 std::vector<ObjectHandle> Session::find_keys(std::string_view label, ByteView id) {
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
-      {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()},
-  };
-  return find(module_->fn(), handle_, tmpl, 3);
+  return find_own(module_->fn(), handle_, CKO_SECRET_KEY,
+                  {{CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+                   {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}});
 }
 
 std::vector<ObjectHandle> Session::find_data(std::string_view label) {

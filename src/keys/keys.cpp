@@ -49,6 +49,24 @@ std::string KeyStore::token_label(std::string_view key_id, std::int64_t version)
   return fmt::format("{}{}:{}", kTokenKeyLabelPrefix, key_id, version);
 }
 
+std::optional<hsm::ObjectHandle> KeyStore::token_key(std::string_view key_id,
+                                                     std::int64_t version) {
+  const auto handles = vault_.token().find_keys(token_label(key_id, version), as_bytes(key_id));
+  if (handles.size() > 1) {
+    // Two private keys with one label: not something kmsctl makes (a rotation removes a stray of
+    // an interrupted one first). Using either could encrypt under a key the vault does not know.
+    throw Error(Code::integrity,
+                fmt::format("the token holds {} key objects for key {} version {}, where kmsctl "
+                            "made one: the token was altered",
+                            handles.size(), key_id, version),
+                "list them with `pkcs11-tool --login --list-objects --type secrkey` (for a private "
+                "token, with SOFTHSM2_CONF=VAULT.token/softhsm2.conf) and restore VAULT.token/ "
+                "from a backup");
+  }
+  if (handles.empty()) return std::nullopt;
+  return handles.front();
+}
+
 void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint now) {
   store::KeyVersionRow v{key.id, version, format_rfc3339(now), std::nullopt};
   if (key.protection == "hsm") {
@@ -229,13 +247,13 @@ Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Cont
   const Bytes nonce = crypto::random_bytes(blob::kNonceSize);
   Bytes sealed;
   if (key.protection == "hsm") {
-    const auto handles = vault_.token().find_keys(token_label(key.id, key.primary_version));
-    if (handles.empty()) {
+    const auto handle = token_key(key.id, key.primary_version);
+    if (!handle) {
       throw Error(Code::unavailable,
                   fmt::format("the token holds no key for {} version {}", key.id, key.primary_version),
                   "check that the vault's token is the one the key was created in");
     }
-    sealed = vault_.token().gcm_encrypt(handles.front(), nonce, aad, plaintext);
+    sealed = vault_.token().gcm_encrypt(*handle, nonce, aad, plaintext);
   } else {
     const auto v = store::key_version_get(vault_.db(), key.id, key.primary_version);
     if (!v || !v->material) {
@@ -280,9 +298,9 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   const Bytes aad = blob::aad(p->header_bytes, context);
   std::optional<SecureBytes> pt;
   if (key->protection == "hsm") {
-    const auto handles = vault_.token().find_keys(token_label(key->id, p->header.key_version));
-    if (handles.empty()) throw failed();
-    pt = vault_.token().gcm_decrypt(handles.front(), p->nonce, aad, p->sealed);
+    const auto handle = token_key(key->id, p->header.key_version);
+    if (!handle) throw failed();
+    pt = vault_.token().gcm_decrypt(*handle, p->nonce, aad, p->sealed);
   } else {
     const auto v = store::key_version_get(vault_.db(), key->id, p->header.key_version);
     if (!v || !v->material) throw failed();

@@ -126,9 +126,11 @@ class StrayHsmKey(KmsTestCase):
         self.kms.init()
         key = self.kms.json("key", "create", "--protection", "hsm", "--json")["key_id"]
         label = "kmsctl-key:%s:2" % key
-        # What a rotation killed after C_GenerateKey and before its commit leaves.
+        # What a rotation killed after C_GenerateKey and before its commit leaves: a key with
+        # kmsctl's attributes (private, sensitive, not extractable, CKA_ID the key id).
         r = self.kms.pkcs11_tool("--login", "--pin", self.kms.pin, "--keygen", "--key-type",
-                                 "aes:32", "--label", label, "--sensitive")
+                                 "aes:32", "--label", label, "--private", "--sensitive",
+                                 "--id", key.encode().hex())
         self.assertEqual(r.rc, 0, r.show())
         self.assertEqual(self.kms.secret_keys().count(label), 1)
         self.kms.ok("key", "rotate", key)
