@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "kms/error.hpp"
 
@@ -19,11 +20,30 @@ namespace {
 
 constexpr size_t kMaxPin = 255;
 
-SecureBytes pin_from_file(const std::string& path) {
+// `what` names the file in messages: "PIN file", or "new PIN file" for change-pin.
+SecureBytes pin_from_file(const std::string& path, std::string_view what, std::string_view flags) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw Error(Code::usage, fmt::format("cannot read the PIN file {}: {}", path, std::strerror(errno)),
-                "check the path given to --pin-file / KMSCTL_PIN_FILE");
+    throw Error(Code::usage,
+                fmt::format("cannot read the {} {}: {}", what, path, std::strerror(errno)),
+                fmt::format("check the path given to {}", flags));
+  }
+  // As ssh refuses a private key that others can read: a PIN that other users can read, or
+  // replace, is not the token holder's alone. Checked on the open file (a FIFO or a pipe too).
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw Error(Code::failed,
+                fmt::format("cannot read the {} {}: {}", what, path, std::strerror(err)));
+  }
+  if ((st.st_mode & 066) != 0) {
+    const mode_t mode = st.st_mode & 07777;
+    ::close(fd);
+    throw Error(Code::unavailable,
+                fmt::format("the {} {} is {} by other users (mode {:04o})", what, path,
+                            (mode & 044) != 0 ? "readable" : "writable", mode),
+                fmt::format("chmod 600 {}", path));
   }
   SecureBytes buf(kMaxPin + 2);
   size_t len = 0;
@@ -106,7 +126,8 @@ fs::path vault_path(const Globals& g) {
 SecureBytes read_pin(const Globals& g, bool confirm) {
   if (!g.pin_file.empty()) {
     ::unsetenv("KMSCTL_PIN");  // not inherited by anything kmsctl starts
-    return checked(pin_from_file(g.pin_file), "the PIN file");
+    return checked(pin_from_file(g.pin_file, "PIN file", "--pin-file / KMSCTL_PIN_FILE"),
+                   "the PIN file");
   }
   if (std::getenv("KMSCTL_PIN") != nullptr) return checked(pin_from_env("KMSCTL_PIN"), "KMSCTL_PIN");
   return checked(prompt("token user PIN", confirm,
@@ -119,7 +140,10 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
   if (file.empty()) {
     if (const char* f = std::getenv("KMSCTL_NEW_PIN_FILE")) file = f;
   }
-  if (!file.empty()) return checked(pin_from_file(file), "the new PIN file");
+  if (!file.empty()) {
+    return checked(pin_from_file(file, "new PIN file", "--new-pin-file / KMSCTL_NEW_PIN_FILE"),
+                   "the new PIN file");
+  }
   if (std::getenv("KMSCTL_NEW_PIN") != nullptr) {
     return checked(pin_from_env("KMSCTL_NEW_PIN"), "KMSCTL_NEW_PIN");
   }
@@ -276,7 +300,8 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
   app->add_option("--vault", g.vault, "Vault file (default: ~/.local/share/kmsctl/vault.db)")
       ->envname("KMSCTL_VAULT")
       ->type_name("FILE");
-  app->add_option("--pin-file", g.pin_file, "Read the token user PIN from the first line of FILE")
+  app->add_option("--pin-file", g.pin_file,
+                  "Read the token user PIN from the first line of FILE (mode 0600)")
       ->envname("KMSCTL_PIN_FILE")
       ->type_name("FILE");
   // Building all of the tree costs more than a command's own work takes in the vault: a command

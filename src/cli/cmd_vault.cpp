@@ -40,7 +40,8 @@ void register_vault(CLI::App& app, Globals& g) {
   CLI::App* pin = vault->add_subcommand(
       "change-pin", "Change the token's user PIN (old PIN as usual; new PIN from a file, "
                     "KMSCTL_NEW_PIN or a prompt)");
-  pin->add_option("--new-pin-file", *new_pin_file, "Read the new PIN from the first line of FILE")
+  pin->add_option("--new-pin-file", *new_pin_file,
+                  "Read the new PIN from the first line of FILE (mode 0600)")
       ->type_name("FILE");
   pin->callback([&g, new_pin_file] {
     const SecureBytes old_pin = read_pin(g);

@@ -1,0 +1,106 @@
+"""What kmsctl takes from its user, and what it shows back: PIN files that only their owner can
+read, a PIN that leaves kmsctl's environment block, limits on what a command accepts, usage
+errors that never repeat a value, and text output that no stored name can turn into a forged
+line or a terminal escape sequence.
+
+Every test checks the exit code and the message, that no PIN or secret value appears where it
+should not, and that nothing in the vault was lost (the audit log still verifies)."""
+
+import os
+import subprocess
+
+import kmsenv
+from kmsenv import KMSCTL, KmsTestCase, file_mode
+
+
+class InputTestCase(KmsTestCase):
+    def audit_count(self):
+        """Records in the log, read from the file (a listing would add its own)."""
+        return self.kms.sql("SELECT count(*) FROM audit_log")[0][0]
+
+    def assertNothingLeaked(self, r, *secrets):
+        for s in (self.kms.pin, *secrets):
+            self.assertNotIn(s, r.out + r.err, f"{s!r} is in the output:\n{r.show()}")
+
+    def assertVaultIntact(self):
+        r = self.kms.run("audit", "verify")
+        self.assertOk(r)
+        self.assertIn("audit log OK", r.out)
+
+
+class PinFileMode(InputTestCase):
+    def test_a_pin_file_other_users_can_read_or_write_is_refused_with_exit_6(self):
+        self.kms.init()
+        pin = self.kms.pin_file
+        before = self.audit_count()
+        for mode, what in ((0o644, "readable"), (0o640, "readable"), (0o604, "readable"),
+                           (0o660, "readable"), (0o620, "writable"), (0o602, "writable")):
+            os.chmod(pin, mode)
+            for how in ("env", "flag"):
+                with self.subTest(mode=oct(mode), how=how):
+                    if how == "env":
+                        r = self.kms.run("status")
+                    else:
+                        r = self.kms.run("--pin-file", pin, "status",
+                                         unset=("KMSCTL_PIN_FILE",))
+                    self.assertError(
+                        r, 6, f"kmsctl: error: the PIN file {pin} is {what} by other users "
+                              f"(mode {mode:04o})\nhint: chmod 600 {pin}\n")
+                    self.assertNothingLeaked(r)
+        self.assertEqual(file_mode(pin), 0o602, "kmsctl must not change the file's mode")
+        self.assertEqual(self.audit_count(), before, "the vault was opened without a PIN")
+        # Its owner's alone (read-only, or with execute bits that let no one read it): accepted.
+        for mode in (0o600, 0o400, 0o711):
+            os.chmod(pin, mode)
+            with self.subTest(mode=oct(mode)):
+                self.assertOk(self.kms.run("status"))
+        self.assertVaultIntact()
+
+    def test_init_refuses_a_pin_file_others_can_read_before_it_creates_anything(self):
+        os.chmod(self.kms.pin_file, 0o644)
+        r = self.kms.run("init")
+        self.assertError(r, 6, "readable by other users (mode 0644)",
+                         f"chmod 600 {self.kms.pin_file}")
+        self.assertNothingLeaked(r)
+        self.assertFalse(os.path.exists(self.kms.vault))
+        self.assertFalse(os.path.exists(self.kms.token_dir))
+
+    def test_a_new_pin_file_others_can_read_is_refused_and_the_pin_stays(self):
+        self.kms.init()
+        new_pin = "e2e-New-Pin-0ddba11"
+        new_file = self.kms.write_secret_file("new-pin", new_pin)
+        os.chmod(new_file, 0o644)
+        for args, env in ((("vault", "change-pin", "--new-pin-file", new_file), None),
+                          (("vault", "change-pin"), {"KMSCTL_NEW_PIN_FILE": new_file})):
+            with self.subTest(args=args):
+                r = self.kms.run(*args, env=env)
+                self.assertError(r, 6, f"the new PIN file {new_file} is readable by other users "
+                                       "(mode 0644)", f"hint: chmod 600 {new_file}")
+                self.assertNothingLeaked(r, new_pin)
+        # Nothing changed: the old PIN still opens the token, the new one does not.
+        self.assertOk(self.kms.run("status"))
+        r = self.kms.run("status", env={"KMSCTL_PIN_FILE": self.kms.write_secret_file(
+            "new-pin-private", new_pin)})
+        self.assertError(r, 6, "CKR_PIN_INCORRECT")
+        self.assertVaultIntact()
+
+    def test_a_pin_from_a_pipe_is_accepted(self):
+        # `--pin-file <(pass show kms)`: a pipe is the reader's alone (mode 0600).
+        self.kms.init()
+        rfd, wfd = os.pipe()
+        os.write(wfd, (self.kms.pin + "\n").encode())
+        os.close(wfd)
+        env = self.kms.base_env()
+        del env["KMSCTL_PIN_FILE"]
+        try:
+            p = subprocess.run([KMSCTL, "--pin-file", f"/dev/fd/{rfd}", "status"],
+                               stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                               pass_fds=(rfd,), timeout=120, cwd=self.kms.root)
+        finally:
+            os.close(rfd)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(self.kms.pin.encode(), p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    kmsenv.main()
