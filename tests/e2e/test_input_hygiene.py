@@ -102,5 +102,25 @@ class PinFileMode(InputTestCase):
         self.assertNotIn(self.kms.pin.encode(), p.stdout + p.stderr)
 
 
+class WrongPin(InputTestCase):
+    def test_the_wrong_pin_hint_says_what_softhsm2_does_and_that_is_what_it_does(self):
+        self.kms.init()
+        wrong = "e2e-Wrong-Pin-5eed"
+        wrong_file = self.kms.write_secret_file("wrong-pin", wrong)
+        before = self.audit_count()
+        for _ in range(12):
+            r = self.kms.run("status", env={"KMSCTL_PIN_FILE": wrong_file})
+            self.assertError(r, 6, "CKR_PIN_INCORRECT")
+            hint = r.err.split("hint: ", 1)[1]
+            self.assertIn("SoftHSM2 counts no wrong PINs and never locks", hint)
+            self.assertIn("a hardware token may lock after a few", hint)
+            self.assertNotIn("lock the token", hint)
+            self.assertNothingLeaked(r, wrong)
+        # Twelve wrong PINs in a row, and the token is not locked: the right PIN still opens it.
+        self.assertOk(self.kms.run("status"))
+        self.assertEqual(self.audit_count(), before + 1, "a wrong PIN opens no vault")
+        self.assertVaultIntact()
+
+
 if __name__ == "__main__":
     kmsenv.main()
