@@ -62,10 +62,26 @@ SecureBytes pin_from_file(const std::string& path, std::string_view what, std::s
   return buf;
 }
 
-SecureBytes pin_from_env(const char* name) {
-  const char* v = std::getenv(name);
-  SecureBytes pin(as_bytes(v ? v : ""));
-  ::unsetenv(name);  // not inherited by anything kmsctl starts
+// KMSCTL_PIN and KMSCTL_NEW_PIN as take_pins_from_environment found them, until read.
+std::optional<SecureBytes>& env_pin(bool new_pin) {
+  static std::optional<SecureBytes> pin, new_one;
+  return new_pin ? new_one : pin;
+}
+
+std::optional<SecureBytes> take_from_env(const char* name) {
+  char* v = std::getenv(name);
+  if (v == nullptr) return std::nullopt;
+  SecureBytes value(as_bytes(v));
+  // unsetenv only unlinks the entry: its bytes stay where /proc/PID/environ reads them (the
+  // block the kernel wrote at exec) until they are overwritten here.
+  ::explicit_bzero(v, std::strlen(v));
+  ::unsetenv(name);  // nor is it inherited by anything kmsctl starts
+  return value;
+}
+
+SecureBytes pin_from_env(bool new_pin) {
+  SecureBytes pin = std::move(*env_pin(new_pin));
+  env_pin(new_pin).reset();
   return pin;
 }
 
@@ -119,17 +135,21 @@ SecureBytes checked(SecureBytes pin, const char* source) {
 
 }  // namespace
 
+void take_pins_from_environment() {
+  env_pin(false) = take_from_env("KMSCTL_PIN");
+  env_pin(true) = take_from_env("KMSCTL_NEW_PIN");
+}
+
 fs::path vault_path(const Globals& g) {
   return g.vault.empty() ? default_vault_path() : fs::path(g.vault);
 }
 
 SecureBytes read_pin(const Globals& g, bool confirm) {
   if (!g.pin_file.empty()) {
-    ::unsetenv("KMSCTL_PIN");  // not inherited by anything kmsctl starts
     return checked(pin_from_file(g.pin_file, "PIN file", "--pin-file / KMSCTL_PIN_FILE"),
                    "the PIN file");
   }
-  if (std::getenv("KMSCTL_PIN") != nullptr) return checked(pin_from_env("KMSCTL_PIN"), "KMSCTL_PIN");
+  if (env_pin(false)) return checked(pin_from_env(false), "KMSCTL_PIN");
   return checked(prompt("token user PIN", confirm,
                         "set KMSCTL_PIN or KMSCTL_PIN_FILE, or pass --pin-file FILE"),
                  "the prompt");
@@ -144,8 +164,8 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
     return checked(pin_from_file(file, "new PIN file", "--new-pin-file / KMSCTL_NEW_PIN_FILE"),
                    "the new PIN file");
   }
-  if (std::getenv("KMSCTL_NEW_PIN") != nullptr) {
-    return checked(pin_from_env("KMSCTL_NEW_PIN"), "KMSCTL_NEW_PIN");
+  if (env_pin(true)) {
+    return checked(pin_from_env(true), "KMSCTL_NEW_PIN");
   }
   return checked(prompt("new token user PIN", true,
                         "set KMSCTL_NEW_PIN or KMSCTL_NEW_PIN_FILE, or pass --new-pin-file FILE"),

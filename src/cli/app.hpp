@@ -35,6 +35,10 @@ std::filesystem::path vault_path(const Globals& g);
 // vault_path(g), or Code::unavailable when there is no vault there.
 std::filesystem::path existing_vault(const Globals& g);
 
+// At start, before anything else reads the environment: moves KMSCTL_PIN and KMSCTL_NEW_PIN
+// into guarded memory for read_pin and read_new_pin, zeroes their values in the environment
+// block and unsets them, whether or not the command reads a PIN.
+void take_pins_from_environment();
 // The token user PIN: --pin-file, KMSCTL_PIN_FILE, KMSCTL_PIN, else a no-echo prompt on the
 // terminal. `confirm` asks twice when prompting (a new PIN).
 SecureBytes read_pin(const Globals& g, bool confirm = false);

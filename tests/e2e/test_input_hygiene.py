@@ -6,11 +6,17 @@ line or a terminal escape sequence.
 Every test checks the exit code and the message, that no PIN or secret value appears where it
 should not, and that nothing in the vault was lost (the audit log still verifies)."""
 
+import json
 import os
+import signal
 import subprocess
+import unittest
 
 import kmsenv
 from kmsenv import KMSCTL, KmsTestCase, file_mode
+from test_hygiene import wait_for_fifo_open
+
+IS_ROOT = os.geteuid() == 0
 
 
 class InputTestCase(KmsTestCase):
@@ -119,6 +125,79 @@ class WrongPin(InputTestCase):
         # Twelve wrong PINs in a row, and the token is not locked: the right PIN still opens it.
         self.assertOk(self.kms.run("status"))
         self.assertEqual(self.audit_count(), before + 1, "a wrong PIN opens no vault")
+        self.assertVaultIntact()
+
+
+def environ_of(pid):
+    """The environment block of process `pid`, as /proc shows it (kmsctl is not dumpable: only
+    root may read it)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read()
+
+
+@unittest.skipUnless(IS_ROOT, "a non-dumpable process's /proc/PID/environ is root's to read")
+class PinLeavesTheEnvironment(InputTestCase):
+    def start(self, argv, env):
+        p = subprocess.Popen([KMSCTL, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, cwd=self.kms.root,
+                             start_new_session=True)
+
+        def finish():
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+        self.addCleanup(finish)
+        return p
+
+    def test_a_running_agent_has_no_kmsctl_pin_in_its_environment_block(self):
+        self.kms.init()
+        env = self.kms.base_env()
+        del env["KMSCTL_PIN_FILE"]
+        env["KMSCTL_PIN"] = self.kms.pin
+        sock = self.kms.path("agent", "agent.sock")
+        os.mkdir(os.path.dirname(sock), 0o700)
+        p = self.start(["agent", "start", "--foreground", "--json", "--socket", sock], env)
+        line = p.stdout.readline().decode()
+        text = line
+        while not text.rstrip().endswith("}"):
+            line = p.stdout.readline().decode()
+            self.assertNotEqual(line, "", "the agent exited before it printed its JSON")
+            text += line
+        self.assertEqual(json.loads(text)["pid"], p.pid)
+        block = environ_of(p.pid)
+        self.assertIn(b"KMSCTL_VAULT=" + self.kms.vault.encode(), block, "not its environment?")
+        self.assertNotIn(self.kms.pin.encode(), block)
+        # It serves (it did read the PIN), and prints the PIN nowhere.
+        r = self.kms.run("status", unset=("KMSCTL_PIN_FILE",), env={"KMSCTL_AGENT_SOCK": sock})
+        self.assertOk(r)
+        self.assertNothingLeaked(r)
+        os.kill(p.pid, signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertNotIn(self.kms.pin.encode(), out + err)
+        self.assertVaultIntact()
+
+    def test_pins_that_kmsctl_does_not_read_leave_its_environment_block_too(self):
+        # --pin-file wins over KMSCTL_PIN, and status reads no new PIN: both values are wiped all
+        # the same, while kmsctl waits for its PIN file (a FIFO).
+        self.kms.init()
+        new_pin = "e2e-New-Pin-feedface"
+        fifo = self.kms.path("pin-fifo")
+        os.mkfifo(fifo, 0o600)
+        env = self.kms.base_env()
+        env.update({"KMSCTL_PIN_FILE": fifo, "KMSCTL_PIN": self.kms.pin, "KMSCTL_NEW_PIN": new_pin})
+        p = self.start(["status"], env)
+        self.assertTrue(wait_for_fifo_open(p.pid), "kmsctl did not open its PIN FIFO")
+        block = environ_of(p.pid)
+        self.assertIn(b"KMSCTL_PIN_FILE=" + fifo.encode(), block, "not its environment?")
+        self.assertNotIn(self.kms.pin.encode(), block)
+        self.assertNotIn(new_pin.encode(), block)
+        with open(fifo, "w") as f:
+            f.write(self.kms.pin + "\n")
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertNotIn(self.kms.pin.encode(), out + err)
+        self.assertNotIn(new_pin.encode(), out + err)
         self.assertVaultIntact()
 
 
