@@ -225,6 +225,7 @@ void register_file(CLI::App& app, Globals& g) {
   add_out(enc, *ea);
   enc->callback([&g, ea] {
     const Context ctx = parse_pairs(ea->context, "--context");
+    check_context_size(ctx);  // before the vault opens (envelope::encrypt checks it too)
     const std::uint32_t frame = parse_size(ea->frame_size);
     auto svc = open_service(g);
     for_each_input(*ea, true,

@@ -201,5 +201,56 @@ class PinLeavesTheEnvironment(InputTestCase):
         self.assertVaultIntact()
 
 
+class ContextLimit(InputTestCase):
+    LIMIT = 64 * 1024
+    # One pair k=V encodes as 4 (count) + 4 + 1 + 4 + len(V) bytes.
+    AT_LIMIT = "k=" + "v" * (LIMIT - 13)
+    OVER = "k=" + "v" * (LIMIT - 12)
+
+    def setUp(self):
+        super().setUp()
+        self.kms.init()
+        self.kms.ok("key", "create", "--alias", "alias/app")
+        self.plain = self.kms.path("plain")
+        with open(self.plain, "w") as f:
+            f.write("e2e-plaintext-c0ffee")
+
+    def assertOverLimit(self, r, before):
+        self.assertError(r, 2, "the encryption context is 65537 bytes encoded, over the limit "
+                               "of 65536 bytes (64 KiB)")
+        self.assertNothingLeaked(r, "e2e-plaintext-c0ffee")
+        self.assertEqual(self.audit_count(), before, "refused before the vault opened")
+
+    def test_encrypt_data_key_and_re_encrypt_cap_the_context_at_64_KiB_like_file_encrypt(self):
+        blob = self.kms.path("at-limit.blob")
+        self.kms.ok("encrypt", "--key", "alias/app", "--context", self.AT_LIMIT,
+                    "--in", self.plain, "--out", blob)
+        small = self.kms.path("small.blob")
+        self.kms.ok("encrypt", "--key", "alias/app", "--context", "a=b", "--in", self.plain,
+                    "--out", small)
+        before = self.audit_count()
+        over_out = self.kms.path("over.blob")
+        for args in (("encrypt", "--key", "alias/app", "--context", self.OVER, "--in", self.plain,
+                      "--out", over_out),
+                     ("data-key", "generate", "--key", "alias/app", "--context", self.OVER),
+                     ("re-encrypt", "--to-key", "alias/app", "--context", "a=b",
+                      "--to-context", self.OVER, "--in", small, "--out", over_out),
+                     ("file", "encrypt", "--key", "alias/app", "--context", self.OVER,
+                      self.plain)):
+            with self.subTest(command=" ".join(args[:2])):
+                self.assertOverLimit(self.kms.run(*args), before)
+        self.assertFalse(os.path.exists(over_out))
+        self.assertFalse(os.path.exists(self.plain + ".kenc"))
+        # What was written within the limit still opens, and so do the files at the limit.
+        r = self.kms.run("decrypt", "--context", self.AT_LIMIT, "--in", blob)
+        self.assertEqual((r.rc, r.out), (0, "e2e-plaintext-c0ffee"), r.show())
+        self.kms.ok("file", "encrypt", "--key", "alias/app", "--context", self.AT_LIMIT,
+                    self.plain)
+        r = self.kms.run("file", "decrypt", "--context", self.AT_LIMIT, "-o", "-",
+                         self.plain + ".kenc")
+        self.assertEqual((r.rc, r.out), (0, "e2e-plaintext-c0ffee"), r.show())
+        self.assertVaultIntact()
+
+
 if __name__ == "__main__":
     kmsenv.main()
