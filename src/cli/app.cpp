@@ -4,6 +4,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -257,6 +258,107 @@ Register group_of(int argc, const char* const* argv, Globals& g) {
   return nullptr;
 }
 
+// The command the parse reached: "kmsctl", "kmsctl secret create", and that (sub)command.
+std::pair<std::string, const CLI::App*> parsed_command(const CLI::App& app) {
+  std::string path = "kmsctl";
+  const CLI::App* at = &app;
+  for (auto subs = at->get_subcommands(); !subs.empty(); subs = at->get_subcommands()) {
+    at = subs.front();
+    path += " " + at->get_name();
+  }
+  return {path, at};
+}
+
+// An option as the user spelled it, without what may follow it in the same word: `--pin` of
+// `--pin=1234`, `-p` of `-p1234`.
+std::string option_name(std::string_view word) {
+  if (word.starts_with("--")) return std::string(word.substr(0, word.find('=')));
+  return std::string(word.substr(0, 2));
+}
+
+bool is_option(std::string_view word) { return word.size() > 1 && word.starts_with("-"); }
+
+// The message and hint of a usage error that CLI11 found. CLI11's own messages repeat the words
+// it could not place (`The following arguments were not expected: hunter2 --value`) and the
+// values it refused: a secret or a PIN typed where it does not belong would land in a terminal
+// log or a CI log. These name the options and the command, never a value; only a word in the
+// place of a command is repeated (`unknown command or argument: stauts`).
+std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const CLI::App& app) {
+  const auto [path, at] = parsed_command(app);
+  const std::string help = fmt::format("run `{} --help`", path);
+  const std::string values_hint = fmt::format(
+      "values and PINs are never arguments: a secret's value comes from --value-stdin, "
+      "--value-file FILE or --generate; the PIN from --pin-file FILE, KMSCTL_PIN_FILE, KMSCTL_PIN "
+      "or the prompt; {}",
+      help);
+  const std::vector<std::string> rest = app.remaining(true);
+  const bool extras = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr;
+  const bool required = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr;
+  if (required && !rest.empty() && !is_option(rest.front()) &&
+      !at->get_subcommands([](const CLI::App*) { return true; }).empty()) {
+    return {fmt::format("unknown command or argument: {}", rest.front()), help};
+  }
+  if (extras || (required && !rest.empty())) {
+    // Unknown options, and options of the command given before its name (`kmsctl --json status`).
+    std::vector<std::string> unknown, misplaced;
+    std::size_t others = 0;
+    for (const std::string& w : rest) {
+      if (!is_option(w)) {
+        ++others;
+        continue;
+      }
+      const std::string name = option_name(w);
+      auto& list = at->get_option_no_throw(name) != nullptr ? misplaced : unknown;
+      if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
+    }
+    if (!unknown.empty()) {
+      return {fmt::format("`{}` has no option{} {}", path, unknown.size() > 1 ? "s" : "",
+                          fmt::join(unknown, ", ")),
+              values_hint};
+    }
+    if (!misplaced.empty()) {
+      return {fmt::format("{} must follow `{}`", fmt::join(misplaced, ", "), path), help};
+    }
+    return {fmt::format("`{}` was given {} argument{} too many (not repeated here: it could be "
+                        "a secret)",
+                        path, others, others > 1 ? "s" : ""),
+            values_hint};
+  }
+  // A value refused by an option's check or conversion: name the option and what it accepts.
+  std::string what = e.what();
+  std::string name;
+  if (dynamic_cast<const CLI::ValidationError*>(&e) != nullptr) {
+    name = what.substr(0, what.find(':'));
+  } else if (dynamic_cast<const CLI::ConversionError*>(&e) != nullptr) {
+    constexpr std::string_view kCould = "Could not convert: ",
+                               kFor = " is not an allowed value for ";
+    if (what.starts_with(kCould)) {
+      name = what.substr(kCould.size(), what.find(" = ") - kCould.size());
+    } else if (const auto at_for = what.rfind(kFor); at_for != std::string::npos) {
+      name = what.substr(at_for + kFor.size());
+    } else {
+      name = what.substr(0, what.find(':'));
+    }
+  } else {
+    return {what, help};  // no value in these: missing, excluded or required options
+  }
+  const CLI::Option* opt = nullptr;
+  for (const CLI::App* a = at; a != nullptr && opt == nullptr; a = a->get_parent()) {
+    opt = a->get_option_no_throw(name);
+  }
+  if (opt != nullptr && opt->get_items_expected_max() == 0) {  // a flag
+    return {fmt::format("{} is a flag: give it without a value", name), help};
+  }
+  std::string accepted = opt != nullptr ? opt->get_type_name() : "";
+  if (const auto colon = accepted.find(':'); colon != std::string::npos) {
+    accepted = accepted.substr(colon + 1);
+  }
+  return {accepted.empty()
+              ? fmt::format("{}: the value given is not valid", name)
+              : fmt::format("{}: the value given is not valid (expected {})", name, accepted),
+          help};
+}
+
 }  // namespace
 
 int report_error(const Error& e) {
@@ -287,14 +389,8 @@ int run_command(int argc, const char* const* argv, Service* served) {
     std::cout << app->help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    const std::vector<std::string> rest = app->remaining(true);
-    std::string what = e.what();
-    if (!rest.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
-      what = "unknown command or argument: " + rest.front();
-    }
-    std::cerr << "kmsctl: error: " << what << '\n'
-              << "hint: run `kmsctl --help` or `kmsctl COMMAND --help`\n";
-    return exit_code(Code::usage);
+    const auto [what, hint] = usage_report(e, *app);
+    return report_error(Error(Code::usage, what, hint));
   } catch (const Error& e) {
     return report_error(e);
   } catch (const std::exception& e) {

@@ -252,5 +252,65 @@ class ContextLimit(InputTestCase):
         self.assertVaultIntact()
 
 
+class UsageErrors(InputTestCase):
+    SECRET = "hunter2-e2e-7f3a9c"  # what a user might type where a value does not belong
+
+    def assertUsage(self, r, *needles):
+        self.assertError(r, 2, *needles)
+        self.assertNothingLeaked(r, self.SECRET)
+
+    def test_an_unknown_option_is_named_and_its_value_never_repeated(self):
+        self.kms.init()
+        before = self.audit_count()
+        m = self.SECRET
+        for args, option, command in (
+                (("secret", "create", "app/db", "--value", m), "--value", "secret create"),
+                (("secret", "create", "app/db", "--value=" + m), "--value", "secret create"),
+                (("secret", "create", "--value", m, "app/db"), "--value", "secret create"),
+                (("secret", "put", "app/db", "--password", m), "--password", "secret put"),
+                (("status", "--pin", m), "--pin", "status"),
+                (("--pin", m, "status"), "--pin", "status"),
+                (("status", "--pin=" + m), "--pin", "status"),
+                (("status", "-p" + m), "-p", "status"),
+                (("init", "--pin", m), "--pin", "init"),
+                (("vault", "change-pin", "--new-pin", m), "--new-pin", "vault change-pin"),
+                (("key", "--value=" + m), "--value", "key")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args)
+                self.assertUsage(r, f"kmsctl: error: `kmsctl {command}` has no option {option}\n",
+                                 "--value-stdin", "--value-file FILE", "--pin-file FILE",
+                                 "KMSCTL_PIN_FILE", "KMSCTL_PIN or the prompt",
+                                 f"`kmsctl {command} --help`")
+        self.assertEqual(self.audit_count(), before, "a usage error opens no vault")
+        self.assertVaultIntact()
+
+    def test_extra_arguments_and_refused_values_are_counted_or_described_never_repeated(self):
+        self.kms.init()
+        self.kms.ok("key", "create", "--alias", "alias/app")
+        before = self.audit_count()
+        m = self.SECRET
+        for args, needle in (
+                (("secret", "put", "app/db", m), "`kmsctl secret put` was given 1 argument too many"),
+                (("key", "describe", "alias/app", m, m + "-2"),
+                 "`kmsctl key describe` was given 2 arguments too many"),
+                (("encrypt", "--key", "alias/app", m), "`kmsctl encrypt` was given 1 argument"),
+                (("secret", "get", "app/db", "--stage", m),
+                 "--stage: the value given is not valid (expected {current,previous,pending})"),
+                (("audit", "list", "--limit", m),
+                 "--limit: the value given is not valid (expected INT in [1 - 1000000])"),
+                (("status", "--json=" + m), "--json is a flag: give it without a value")):
+            with self.subTest(args=args):
+                self.assertUsage(self.kms.run(*args), needle)
+        self.assertEqual(self.audit_count(), before, "a usage error opens no vault")
+        # An option of the command, given before its name: said so, with no hint about values.
+        r = self.kms.run("--json", "status")
+        self.assertUsage(r, "kmsctl: error: --json must follow `kmsctl status`\n",
+                         "hint: run `kmsctl status --help`")
+        # A word where a command belongs is still named: it is a command, not a value.
+        r = self.kms.run("key", "lsit")
+        self.assertError(r, 2, "unknown command or argument: lsit", "`kmsctl key --help`")
+        self.assertVaultIntact()
+
+
 if __name__ == "__main__":
     kmsenv.main()
