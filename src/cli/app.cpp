@@ -362,8 +362,9 @@ std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const
 }  // namespace
 
 int report_error(const Error& e) {
-  std::cerr << "kmsctl: error: " << e.what() << '\n';
-  if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << '\n';
+  // Messages name what the user gave (a key, a file, an unknown option): one line each, always.
+  std::cerr << "kmsctl: error: " << escape_text(e.what()) << '\n';
+  if (!e.hint().empty()) std::cerr << "hint: " << escape_text(e.hint()) << '\n';
   return exit_code(e.code());
 }
 

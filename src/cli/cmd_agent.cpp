@@ -858,8 +858,9 @@ void register_agent(CLI::App& app, Globals& g) {
     fmt::print(
         "pid           {}\nvault         {}\nsocket        {}\nstarted       {}\nrequests      {}\n"
         "idle timeout  {} s\nmax lifetime  {} s\n",
-        j.value("pid", 0), j.value("vault", ""), j.value("socket", ""), j.value("started", ""),
-        j.value("requests", 0), j.value("idle_timeout_s", 0), j.value("max_lifetime_s", 0));
+        j.value("pid", 0), escape_text(j.value("vault", "")), escape_text(j.value("socket", "")),
+        escape_text(j.value("started", "")), j.value("requests", 0), j.value("idle_timeout_s", 0),
+        j.value("max_lifetime_s", 0));
   });
 }
 

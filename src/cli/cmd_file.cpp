@@ -53,7 +53,7 @@ class ProgressBar {
  public:
   ProgressBar(bool enabled, std::string name, std::optional<std::uint64_t> total)
       : enabled_(enabled && ::isatty(STDERR_FILENO) && (!total || *total > kProgressThreshold)),
-        name_(std::move(name)),
+        name_(escape_text(name)),
         total_(total),
         start_(std::chrono::steady_clock::now()) {}
   ~ProgressBar() {
@@ -272,7 +272,7 @@ void register_file(CLI::App& app, Globals& g) {
         std::string list;
         for (const auto& [id, v] : r.keys)
           list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
-        fmt::print("{}: rewrapped for {}\n", f, list);
+        fmt::print("{}: rewrapped for {}\n", escape_text(f), escape_text(list));
       }
     }
   });
@@ -321,11 +321,18 @@ void register_file(CLI::App& app, Globals& g) {
     fmt::print("format       kmsctl file envelope v{} ({})\n", h.version,
                j["suite"].get<std::string>());
     fmt::print("frame size   {} bytes\n", h.frame_size);
-    fmt::print("context      {}\n", ctx.empty() ? std::string("(none)") : ctx.dump());
+    // The pairs as JSON would show them, each string escaped for the terminal (a file's header
+    // is anyone's to write).
+    std::string shown;
+    for (const auto& [k, v] : h.context) {
+      shown +=
+          fmt::format("{}\"{}\":\"{}\"", shown.empty() ? "{" : ",", escape_text(k), escape_text(v));
+    }
+    fmt::print("context      {}\n", shown.empty() ? std::string("(none)") : shown + "}");
     for (const auto& r : recips) {
       fmt::print("recipient    {}\n",
                  r.contains("key_id")
-                     ? fmt::format("key {} version {}", r["key_id"].get<std::string>(),
+                     ? fmt::format("key {} version {}", escape_text(r["key_id"].get<std::string>()),
                                    r["key_version"].get<std::uint32_t>())
                      : r["type"].get<std::string>());
     }

@@ -8,6 +8,7 @@ should not, and that nothing in the vault was lost (the audit log still verifies
 
 import json
 import os
+import re
 import signal
 import subprocess
 import unittest
@@ -309,6 +310,90 @@ class UsageErrors(InputTestCase):
         # A word where a command belongs is still named: it is a command, not a value.
         r = self.kms.run("key", "lsit")
         self.assertError(r, 2, "unknown command or argument: lsit", "`kmsctl key --help`")
+        self.assertVaultIntact()
+
+
+class TextOutput(InputTestCase):
+    ESC = "\x1b"
+    # A description that tries to add a row to a listing, recolour the terminal, set its title,
+    # and hide behind DEL, a C1 CSI and a right-to-left override.
+    FORGED_ROW = "\n    99  2026-11-28T10:58:41.158Z  root        key.delete              key/x  ok"
+    DESCRIPTION = ("app data" + FORGED_ROW + "\r\x1b[31mRED\x1b[0m\x1b]0;owned\x07\x7f"
+                   "\u009b2J\u202egnp.exe\\tail")
+    SHOWN = ("app data\\n    99  2026-11-28T10:58:41.158Z  root        key.delete"
+             "              key/x  ok\\r\\x1b[31mRED\\x1b[0m\\x1b]0;owned\\x07\\x7f"
+             "\\u009b2J\\u202egnp.exe\\\\tail")
+    ROW = re.compile(r"^ +\d+  \d{4}-\d\d-\d\dT\S+  ")
+
+    def assertClean(self, r, lines=None):
+        """One line per row: no control character but the newline ending each, no ESC."""
+        self.assertOk(r)
+        for stream in (r.out, r.err):
+            self.assertNotIn(self.ESC, stream, r.show())
+            self.assertIsNone(re.search("[\x00-\x09\x0b-\x1f\x7f\u0080-\u009f\u202e]",
+                                        stream), r.show())
+        if lines is not None:
+            self.assertEqual(len(r.out.splitlines()), lines, r.show())
+        self.assertNothingLeaked(r)
+
+    def test_no_stored_text_can_forge_a_row_or_reach_the_terminal(self):
+        kms = self.kms
+        kms.init()
+        key_id = kms.ok("key", "create", "--alias", "alias/app", "--description",
+                        self.DESCRIPTION, "--tag", "owner=\x1b[2Jroot\nx").out.strip()
+        name = kms.path("report\n    98  2026-11-28T10:58:41.158Z  root  file.decrypt  x  ok"
+                        "\x1b[8m.txt")
+        with open(name, "w") as f:
+            f.write("e2e-file-body-1234")
+        kms.ok("file", "encrypt", "--key", "alias/app", "--context", "ticket=\x1b[5m42\n", name)
+        kms.ok("secret", "create", "app/db", "--generate", "--description", self.DESCRIPTION)
+
+        r = kms.run("key", "describe", "alias/app")
+        self.assertClean(r, lines=10)
+        self.assertIn(f"description      {self.SHOWN}\n", r.out)
+        self.assertIn("tag              owner=\\x1b[2Jroot\\nx\n", r.out)
+        self.assertClean(kms.run("key", "list"), lines=3)  # and alias/kmsctl/secrets
+        r = kms.run("secret", "describe", "app/db")
+        self.assertClean(r)
+        self.assertIn(f"description      {self.SHOWN}\n", r.out)
+        r = kms.run("file", "inspect", name + ".kenc")
+        self.assertClean(r)
+        self.assertIn('context      {"ticket":"\\x1b[5m42\\n"}\n', r.out)
+
+        r = kms.run("audit", "list")
+        self.assertClean(r)
+        rows = r.out.splitlines()[1:]
+        self.assertTrue(rows and all(self.ROW.match(row) for row in rows), r.out)
+        self.assertEqual([int(row.split()[0]) for row in rows],
+                         list(range(len(rows), 0, -1)), "one row a record, no forged one")
+        enc = [row for row in rows if " file.encrypt " in row]
+        self.assertEqual(len(enc), 1, r.out)
+        self.assertIn("report\\n    98  2026-11-28T10:58:41.158Z  root  file.decrypt  x  ok"
+                      "\\x1b[8m.txt", enc[0])
+
+        # JSON keeps every byte as it was given (its own escapes are JSON's): nothing lost.
+        j = kms.json("key", "describe", key_id, "--json")
+        self.assertEqual(j["description"], self.DESCRIPTION)
+        self.assertEqual(j["tags"], {"owner": "\x1b[2Jroot\nx"})
+        log = kms.records()
+        self.assertIn({"file": name, "context": {"ticket": "\x1b[5m42\n"}},
+                      [{k: x["params"].get(k) for k in ("file", "context")} for x in log
+                       if x["action"] == "file.encrypt"])
+        self.assertVaultIntact()
+
+    def test_an_error_message_naming_what_the_user_gave_stays_on_its_line(self):
+        self.kms.init()
+        before = self.audit_count()
+        r = self.kms.run("key", "describe", "\x1b[31mkey\nhint: run rm -rf /")
+        self.assertError(r, 3)
+        self.assertEqual(len(r.err.splitlines()), 2, r.show())
+        self.assertNotIn(self.ESC, r.err)
+        self.assertIn("\\x1b[31mkey\\nhint: run rm -rf /", r.err)
+        self.assertEqual(self.audit_count(), before + 1, "a key.describe record, refused")
+        r = self.kms.run("key", "create", "--alias", "alias/\x1b[31m")
+        self.assertError(r, 2, "\\x1b[31m")
+        self.assertEqual(len(r.err.splitlines()), 2, r.show())
+        self.assertNotIn(self.ESC, r.err)
         self.assertVaultIntact()
 
 
