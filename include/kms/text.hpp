@@ -7,6 +7,10 @@
 
 namespace kms {
 
+// The offset of the first byte of `s` that is not part of a well-formed UTF-8 character (RFC
+// 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or npos when there is none.
+std::size_t utf8_error(std::string_view s) noexcept;
+
 // `s` as it may be printed inside one line of text output: nothing in it can end the line,
 // move the cursor, recolour the terminal or reorder what it shows. A backslash is doubled;
 // newline, carriage return and tab become \n, \r and \t; other C0 controls and DEL become \xNN;

@@ -48,6 +48,16 @@ bool is_layout_control(char32_t cp) noexcept {
 
 }  // namespace
 
+std::size_t utf8_error(std::string_view s) noexcept {
+  char32_t cp = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = decode(s, i, cp);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
 std::string escape_text(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -278,6 +278,30 @@ std::string option_name(std::string_view word) {
 
 bool is_option(std::string_view word) { return word.size() > 1 && word.starts_with("-"); }
 
+constexpr std::string_view kNotUtf8 = "not UTF-8 text";
+
+// Every value a command takes is stored, audited or printed as JSON, which hold only UTF-8:
+// one that is not is a usage error (the vault is not opened), except a path (FILE, DIR, PATH),
+// which may be any bytes, and exec's command line, which is handed on as it is.
+void require_utf8(CLI::App& app) {
+  static const CLI::Validator utf8(
+      [](std::string& v) -> std::string {
+        const std::size_t at = utf8_error(v);
+        if (at == std::string::npos) return {};
+        return fmt::format("{} (byte 0x{:02x} at offset {})", kNotUtf8,
+                           static_cast<unsigned char>(v[at]), at);
+      },
+      "", "utf8");
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_items_expected_max() == 0) continue;  // a flag
+    const std::string type = opt->get_type_name();
+    const std::string_view base = std::string_view(type).substr(0, type.find(':'));
+    if (base == "FILE" || base == "DIR" || base == "PATH" || base == "COMMAND") continue;
+    opt->check(utf8);
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) require_utf8(*sub);
+}
+
 // The message and hint of a usage error that CLI11 found. CLI11's own messages repeat the words
 // it could not place (`The following arguments were not expected: hunter2 --value`) and the
 // values it refused: a secret or a PIN typed where it does not belong would land in a terminal
@@ -326,6 +350,9 @@ std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const
   }
   // A value refused by an option's check or conversion: name the option and what it accepts.
   std::string what = e.what();
+  if (what.find(kNotUtf8) != std::string::npos) {  // require_utf8's message: it shows no value
+    return {what, "give text as UTF-8 (only file names may be other bytes)"};
+  }
   std::string name;
   if (dynamic_cast<const CLI::ValidationError*>(&e) != nullptr) {
     name = what.substr(0, what.find(':'));
@@ -425,13 +452,14 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
   // gets only its group.
   if (const Register only = group_of(argc, argv, g)) {
     only(*app, g);
-    return app;
+  } else {
+    Register last = nullptr;
+    for (const auto& [name, reg] : kGroups) {
+      if (reg != last) reg(*app, g);
+      last = reg;
+    }
   }
-  Register last = nullptr;
-  for (const auto& [name, reg] : kGroups) {
-    if (reg != last) reg(*app, g);
-    last = reg;
-  }
+  require_utf8(*app);
   return app;
 }
 

@@ -55,6 +55,8 @@ void export_for_hooks(const Globals& g);
 // Output: data to stdout, messages to stderr. Text output passes every field that a user, a file
 // name, a token or the vault file can set through escape_text (kms/text.hpp); JSON needs no more.
 void print_json(const nlohmann::json& j);
+// j as JSON text (one line unless indent >= 0); bytes that are not UTF-8 become U+FFFD.
+std::string json_text(const nlohmann::json& j, int indent = -1);
 // Tags as a JSON object {"K": "V", ...}.
 nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags);
 void note(const std::string& message);  // a message on stderr

@@ -432,7 +432,7 @@ class Agent {
     }
     switch (req->kind) {
       case Kind::status:
-        reply(conn, {Answer::info, 0, status_json().dump(), {}});
+        reply(conn, {Answer::info, 0, json_text(status_json()), {}});
         return std::nullopt;
       case Kind::stop:
         stopped_by_ = std::move(connection);  // answered by stopped(), once the agent is gone

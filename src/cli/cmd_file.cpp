@@ -192,12 +192,11 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     if (a.json) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
-      std::cout << nlohmann::json{{"input", input},
-                                  {"output", output},
-                                  {"keys", keys},
-                                  {"plaintext_bytes", r.bytes},
-                                  {"frames", r.frames}}
-                       .dump()
+      std::cout << json_text({{"input", input},
+                              {"output", output},
+                              {"keys", keys},
+                              {"plaintext_bytes", r.bytes},
+                              {"frames", r.frames}})
                 << '\n';
     }
   }
@@ -267,7 +266,7 @@ void register_file(CLI::App& app, Globals& g) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
       if (ra->json) {
-        std::cout << nlohmann::json{{"file", f}, {"keys", keys}}.dump() << '\n';
+        std::cout << json_text({{"file", f}, {"keys", keys}}) << '\n';
       } else {
         std::string list;
         for (const auto& [id, v] : r.keys)

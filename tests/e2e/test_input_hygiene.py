@@ -397,5 +397,110 @@ class TextOutput(InputTestCase):
         self.assertVaultIntact()
 
 
+def raw(b):
+    """An argv word or file name of arbitrary bytes (Python hands it to kmsctl byte for byte)."""
+    return os.fsdecode(b)
+
+
+class InvalidUtf8(InputTestCase):
+    HINT = "give text as UTF-8 (only file names may be other bytes)"
+
+    def setUp(self):
+        super().setUp()
+        self.kms.init()
+        self.key_id = self.kms.ok("key", "create", "--alias", "alias/app",
+                                  "--description", "first").out.strip()
+        self.plain = self.kms.path("plain")
+        with open(self.plain, "w") as f:
+            f.write("e2e-plaintext-beef")
+
+    def assertNoCrash(self, r):
+        for what in ("json.exception", "type_error", "terminate", "Aborted"):
+            self.assertNotIn(what, r.err, r.show())
+
+    def test_text_that_is_not_utf8_is_a_usage_error_naming_the_option_and_byte(self):
+        before = self.audit_count()
+        for args, needle in (
+                (("key", "create", "--description", raw(b"caf\xe9")),
+                 "--description: not UTF-8 text (byte 0xe9 at offset 3)"),
+                (("key", "describe", raw(b"alias/\xff")), "key: not UTF-8 text (byte 0xff at offset 6)"),
+                (("key", "tag", "alias/app", raw(b"owner=\xc3(")),
+                 "tags: not UTF-8 text (byte 0xc3 at offset 6)"),
+                (("encrypt", "--key", "alias/app", "--context", raw(b"k=\xed\xa0\x80"), "--in",
+                  self.plain), "--context: not UTF-8 text (byte 0xed at offset 2)"),
+                (("encrypt", "--key", raw(b"\xc0\xaf"), "--in", self.plain),
+                 "--key: not UTF-8 text (byte 0xc0 at offset 0)"),
+                (("file", "encrypt", "--key", "alias/app", "--context", raw(b"\xff=v"),
+                  self.plain), "--context: not UTF-8 text (byte 0xff at offset 0)"),
+                (("secret", "create", "app/db", "--generate", "--description", raw(b"\x80")),
+                 "--description: not UTF-8 text (byte 0x80 at offset 0)"),
+                (("audit", "list", "--resource", raw(b"key/\xfe")),
+                 "--resource: not UTF-8 text (byte 0xfe at offset 4)")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args)
+                self.assertError(r, 2, needle, self.HINT)
+                self.assertNoCrash(r)
+                self.assertNothingLeaked(r, "e2e-plaintext-beef")
+        # Refused before the vault was opened, as every usage error: no record, nothing written.
+        self.assertEqual(self.audit_count(), before)
+        self.assertFalse(os.path.exists(self.plain + ".kenc"))
+        self.assertEqual(self.kms.json("key", "describe", "alias/app", "--json")["tags"], {})
+        self.assertVaultIntact()
+
+    def test_a_stored_description_that_is_not_utf8_breaks_no_listing(self):
+        # Written by something other than this kmsctl (an older one, the SDK, a hand in the file).
+        other = self.kms.ok("key", "create", "--description", "second").out.strip()
+        self.kms.sql("UPDATE keys SET description = CAST(X'636166e90a1b5b326a' AS TEXT) "
+                     "WHERE id = ?", (self.key_id,))
+        r = self.kms.run("key", "list", "--json")
+        self.assertOk(r)
+        self.assertNoCrash(r)
+        keys = {k["key_id"]: k for k in json.loads(r.out)["keys"]}
+        self.assertEqual(set(keys), {self.key_id, other}, "every key is listed")
+        self.assertEqual(keys[self.key_id]["description"], "caf\ufffd\n\x1b[2j")
+        self.assertEqual(keys[other]["description"], "second")
+        r = self.kms.run("key", "describe", self.key_id)
+        self.assertOk(r)
+        self.assertIn("description      caf\\xe9\\n\\x1b[2j\n", r.out)
+        self.assertNotIn("\x1b", r.out)
+        self.assertOk(self.kms.run("audit", "list", "--json"))
+        self.assertVaultIntact()
+
+    def test_a_file_name_that_is_not_utf8_encrypts_and_its_record_carries_it_escaped(self):
+        name = raw(os.fsencode(self.kms.path("")) + b"caf\xe9 \xff.txt")
+        with open(name, "w") as f:
+            f.write("e2e-plaintext-beef")
+        r = self.kms.run("file", "encrypt", "--key", "alias/app", "--json", name)
+        self.assertOk(r)
+        self.assertNoCrash(r)
+        out = json.loads(r.out)
+        self.assertEqual(out["input"], name.encode("utf-8", "surrogateescape").decode(
+            "utf-8", "replace"), "JSON output: U+FFFD for each byte that is not UTF-8")
+        self.assertTrue(os.path.exists(name + ".kenc"))
+        r = self.kms.run("file", "decrypt", "-o", "-", name + ".kenc")
+        self.assertEqual((r.rc, r.out), (0, "e2e-plaintext-beef"), r.show())
+        escaped = self.kms.path("caf\\xe9 \\xff.txt")
+        records = [x for x in self.kms.records() if x["action"].startswith("file.")]
+        self.assertEqual([(x["action"], x["outcome"], x["resource"], x["params"]["file"])
+                          for x in records],
+                         [("file.encrypt", "ok", "file/" + escaped, escaped),
+                          ("file.decrypt", "ok", "file/" + escaped + ".kenc", escaped + ".kenc")])
+        # A request refused inside the vault is recorded all the same, its name escaped too.
+        bad = raw(os.fsencode(self.kms.path("")) + b"bad\xff.kenc")
+        with open(bad, "wb") as f:
+            f.write(b"KENC" + b"\0" * 60)
+        r = self.kms.run("file", "decrypt", "-o", "-", bad)
+        self.assertError(r, 5)
+        self.assertNoCrash(r)
+        last = [x for x in self.kms.records() if x["action"] == "file.decrypt"][-1]
+        self.assertEqual((last["outcome"], last["params"]["file"]),
+                         ("error", self.kms.path("bad\\xff.kenc")))
+        r = self.kms.run("audit", "list")
+        self.assertOk(r)
+        self.assertIn("file/" + self.kms.path("caf\\\\xe9 \\\\xff.txt"), r.out)
+        self.assertOk(self.kms.run("audit", "export", "-o", self.kms.path("log.jsonl")))
+        self.assertVaultIntact()
+
+
 if __name__ == "__main__":
     kmsenv.main()

@@ -44,3 +44,17 @@ TEST_CASE("bytes that are not UTF-8 are shown as \\xNN, each one, and the rest r
   CHECK(escape_text("\xff\xfe ok") == "\\xff\\xfe ok");
   CHECK(escape_text("\x9b" "31m") == "\\x9b31m");  // a lone 8-bit CSI byte
 }
+
+TEST_CASE("utf8_error finds the first byte that begins no well-formed UTF-8 character") {
+  constexpr auto none = std::string::npos;
+  CHECK(utf8_error("") == none);
+  CHECK(utf8_error("plain ascii") == none);
+  CHECK(utf8_error("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x94\x91 \xf4\x8f\xbf\xbf") == none);
+  CHECK(utf8_error("caf\xe9") == 3);
+  CHECK(utf8_error("ok\xc3") == 2);            // cut short
+  CHECK(utf8_error("\xc0\xaf") == 0);          // overlong
+  CHECK(utf8_error("ab\xed\xa0\x80") == 2);    // a surrogate
+  CHECK(utf8_error("\xf4\x90\x80\x80") == 0);  // above U+10FFFF
+  CHECK(utf8_error("\xe2\x82") == 0);          // a 3-byte character cut short
+  CHECK(utf8_error("\x80") == 0);              // a lone continuation byte
+}
