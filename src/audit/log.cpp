@@ -2,6 +2,7 @@
 
 #include "kms/audit.hpp"
 #include "kms/error.hpp"
+#include "kms/text.hpp"
 
 namespace kms::audit {
 namespace {
@@ -14,6 +15,39 @@ std::uint64_t get_u64(const std::uint8_t* p) {
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
   return v;
+}
+
+// A record holds only UTF-8 (its params are JSON). Text that is not, a file name that is any
+// bytes, say, is recorded as escape_text shows it: escaped, not refused, so that the command
+// still gets its record.
+std::string utf8_text(const std::string& s) {
+  return utf8_error(s) == std::string::npos ? s : escape_text(s);
+}
+
+void make_utf8(nlohmann::json& j) {
+  if (j.is_string()) {
+    j = utf8_text(j.get_ref<const std::string&>());
+  } else if (j.is_array()) {
+    for (nlohmann::json& item : j) make_utf8(item);
+  } else if (j.is_object()) {
+    nlohmann::json fixed = nlohmann::json::object();
+    for (auto& [k, v] : j.items()) {
+      make_utf8(v);
+      fixed[utf8_text(k)] = std::move(v);
+    }
+    j = std::move(fixed);
+  }
+}
+
+std::string params_text(const nlohmann::json& params) {
+  if (params.is_null()) return "{}";
+  try {
+    return params.dump();
+  } catch (const nlohmann::json::type_error&) {  // a string that is not UTF-8
+    nlohmann::json fixed = params;
+    make_utf8(fixed);
+    return fixed.dump();
+  }
 }
 
 }  // namespace
@@ -133,11 +167,11 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
     r.prev_hash.assign(g.begin(), g.end());
   }
   r.time = format_rfc3339(when);
-  r.principal = who.name;
+  r.principal = utf8_text(who.name);
   r.uid = who.uid;
-  r.action = ev.action;
-  r.resource = ev.resource;
-  r.params = ev.params.is_null() ? std::string("{}") : ev.params.dump();
+  r.action = utf8_text(ev.action);
+  r.resource = utf8_text(ev.resource);
+  r.params = params_text(ev.params);
   r.outcome = outcome;
   r.error_code = error_code;
   const crypto::Digest h = chain_hash(r.prev_hash, encode(r));

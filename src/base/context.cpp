@@ -1,5 +1,9 @@
 #include "kms/context.hpp"
 
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+
 namespace kms {
 namespace {
 void put_u32(Bytes& out, std::uint32_t v) {
@@ -17,6 +21,19 @@ Bytes encode_context(const Context& context) {
     out.insert(out.end(), v.begin(), v.end());
   }
   return out;
+}
+
+void check_context_size(const Context& context) {
+  std::size_t n = 4;
+  for (const auto& [k, v] : context) n += 8 + k.size() + v.size();  // as encode_context counts
+  if (n > kMaxContextBytes) {
+    throw Error(Code::usage,
+                fmt::format("the encryption context is {} bytes encoded, over the limit of {} "
+                            "bytes (64 KiB)",
+                            n, kMaxContextBytes),
+                "keep it to a few short K=V pairs: it is authenticated, not encrypted, and "
+                "recorded in the audit log");
+  }
 }
 
 }  // namespace kms

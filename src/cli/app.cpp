@@ -4,11 +4,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "kms/error.hpp"
 
@@ -19,11 +21,30 @@ namespace {
 
 constexpr size_t kMaxPin = 255;
 
-SecureBytes pin_from_file(const std::string& path) {
+// `what` names the file in messages: "PIN file", or "new PIN file" for change-pin.
+SecureBytes pin_from_file(const std::string& path, std::string_view what, std::string_view flags) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw Error(Code::usage, fmt::format("cannot read the PIN file {}: {}", path, std::strerror(errno)),
-                "check the path given to --pin-file / KMSCTL_PIN_FILE");
+    throw Error(Code::usage,
+                fmt::format("cannot read the {} {}: {}", what, path, std::strerror(errno)),
+                fmt::format("check the path given to {}", flags));
+  }
+  // As ssh refuses a private key that others can read: a PIN that other users can read, or
+  // replace, is not the token holder's alone. Checked on the open file (a FIFO or a pipe too).
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw Error(Code::failed,
+                fmt::format("cannot read the {} {}: {}", what, path, std::strerror(err)));
+  }
+  if ((st.st_mode & 066) != 0) {
+    const mode_t mode = st.st_mode & 07777;
+    ::close(fd);
+    throw Error(Code::unavailable,
+                fmt::format("the {} {} is {} by other users (mode {:04o})", what, path,
+                            (mode & 044) != 0 ? "readable" : "writable", mode),
+                fmt::format("chmod 600 {}", path));
   }
   SecureBytes buf(kMaxPin + 2);
   size_t len = 0;
@@ -42,10 +63,26 @@ SecureBytes pin_from_file(const std::string& path) {
   return buf;
 }
 
-SecureBytes pin_from_env(const char* name) {
-  const char* v = std::getenv(name);
-  SecureBytes pin(as_bytes(v ? v : ""));
-  ::unsetenv(name);  // not inherited by anything kmsctl starts
+// KMSCTL_PIN and KMSCTL_NEW_PIN as take_pins_from_environment found them, until read.
+std::optional<SecureBytes>& env_pin(bool new_pin) {
+  static std::optional<SecureBytes> pin, new_one;
+  return new_pin ? new_one : pin;
+}
+
+std::optional<SecureBytes> take_from_env(const char* name) {
+  char* v = std::getenv(name);
+  if (v == nullptr) return std::nullopt;
+  SecureBytes value(as_bytes(v));
+  // unsetenv only unlinks the entry: its bytes stay where /proc/PID/environ reads them (the
+  // block the kernel wrote at exec) until they are overwritten here.
+  ::explicit_bzero(v, std::strlen(v));
+  ::unsetenv(name);  // nor is it inherited by anything kmsctl starts
+  return value;
+}
+
+SecureBytes pin_from_env(bool new_pin) {
+  SecureBytes pin = std::move(*env_pin(new_pin));
+  env_pin(new_pin).reset();
   return pin;
 }
 
@@ -99,16 +136,21 @@ SecureBytes checked(SecureBytes pin, const char* source) {
 
 }  // namespace
 
+void take_pins_from_environment() {
+  env_pin(false) = take_from_env("KMSCTL_PIN");
+  env_pin(true) = take_from_env("KMSCTL_NEW_PIN");
+}
+
 fs::path vault_path(const Globals& g) {
   return g.vault.empty() ? default_vault_path() : fs::path(g.vault);
 }
 
 SecureBytes read_pin(const Globals& g, bool confirm) {
   if (!g.pin_file.empty()) {
-    ::unsetenv("KMSCTL_PIN");  // not inherited by anything kmsctl starts
-    return checked(pin_from_file(g.pin_file), "the PIN file");
+    return checked(pin_from_file(g.pin_file, "PIN file", "--pin-file / KMSCTL_PIN_FILE"),
+                   "the PIN file");
   }
-  if (std::getenv("KMSCTL_PIN") != nullptr) return checked(pin_from_env("KMSCTL_PIN"), "KMSCTL_PIN");
+  if (env_pin(false)) return checked(pin_from_env(false), "KMSCTL_PIN");
   return checked(prompt("token user PIN", confirm,
                         "set KMSCTL_PIN or KMSCTL_PIN_FILE, or pass --pin-file FILE"),
                  "the prompt");
@@ -119,9 +161,12 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
   if (file.empty()) {
     if (const char* f = std::getenv("KMSCTL_NEW_PIN_FILE")) file = f;
   }
-  if (!file.empty()) return checked(pin_from_file(file), "the new PIN file");
-  if (std::getenv("KMSCTL_NEW_PIN") != nullptr) {
-    return checked(pin_from_env("KMSCTL_NEW_PIN"), "KMSCTL_NEW_PIN");
+  if (!file.empty()) {
+    return checked(pin_from_file(file, "new PIN file", "--new-pin-file / KMSCTL_NEW_PIN_FILE"),
+                   "the new PIN file");
+  }
+  if (env_pin(true)) {
+    return checked(pin_from_env(true), "KMSCTL_NEW_PIN");
   }
   return checked(prompt("new token user PIN", true,
                         "set KMSCTL_NEW_PIN or KMSCTL_NEW_PIN_FILE, or pass --new-pin-file FILE"),
@@ -213,11 +258,140 @@ Register group_of(int argc, const char* const* argv, Globals& g) {
   return nullptr;
 }
 
+// The command the parse reached: "kmsctl", "kmsctl secret create", and that (sub)command.
+std::pair<std::string, const CLI::App*> parsed_command(const CLI::App& app) {
+  std::string path = "kmsctl";
+  const CLI::App* at = &app;
+  for (auto subs = at->get_subcommands(); !subs.empty(); subs = at->get_subcommands()) {
+    at = subs.front();
+    path += " " + at->get_name();
+  }
+  return {path, at};
+}
+
+// An option as the user spelled it, without what may follow it in the same word: `--pin` of
+// `--pin=1234`, `-p` of `-p1234`.
+std::string option_name(std::string_view word) {
+  if (word.starts_with("--")) return std::string(word.substr(0, word.find('=')));
+  return std::string(word.substr(0, 2));
+}
+
+bool is_option(std::string_view word) { return word.size() > 1 && word.starts_with("-"); }
+
+constexpr std::string_view kNotUtf8 = "not UTF-8 text";
+
+// Every value a command takes is stored, audited or printed as JSON, which hold only UTF-8:
+// one that is not is a usage error (the vault is not opened), except a path (FILE, DIR, PATH),
+// which may be any bytes, and exec's command line, which is handed on as it is.
+void require_utf8(CLI::App& app) {
+  static const CLI::Validator utf8(
+      [](std::string& v) -> std::string {
+        const std::size_t at = utf8_error(v);
+        if (at == std::string::npos) return {};
+        return fmt::format("{} (byte 0x{:02x} at offset {})", kNotUtf8,
+                           static_cast<unsigned char>(v[at]), at);
+      },
+      "", "utf8");
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_items_expected_max() == 0) continue;  // a flag
+    const std::string type = opt->get_type_name();
+    const std::string_view base = std::string_view(type).substr(0, type.find(':'));
+    if (base == "FILE" || base == "DIR" || base == "PATH" || base == "COMMAND") continue;
+    opt->check(utf8);
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) require_utf8(*sub);
+}
+
+// The message and hint of a usage error that CLI11 found. CLI11's own messages repeat the words
+// it could not place (`The following arguments were not expected: hunter2 --value`) and the
+// values it refused: a secret or a PIN typed where it does not belong would land in a terminal
+// log or a CI log. These name the options and the command, never a value; only a word in the
+// place of a command is repeated (`unknown command or argument: stauts`).
+std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const CLI::App& app) {
+  const auto [path, at] = parsed_command(app);
+  const std::string help = fmt::format("run `{} --help`", path);
+  const std::string values_hint = fmt::format(
+      "values and PINs are never arguments: a secret's value comes from --value-stdin, "
+      "--value-file FILE or --generate; the PIN from --pin-file FILE, KMSCTL_PIN_FILE, KMSCTL_PIN "
+      "or the prompt; {}",
+      help);
+  const std::vector<std::string> rest = app.remaining(true);
+  const bool extras = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr;
+  const bool required = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr;
+  if (required && !rest.empty() && !is_option(rest.front()) &&
+      !at->get_subcommands([](const CLI::App*) { return true; }).empty()) {
+    return {fmt::format("unknown command or argument: {}", rest.front()), help};
+  }
+  if (extras || (required && !rest.empty())) {
+    // Unknown options, and options of the command given before its name (`kmsctl --json status`).
+    std::vector<std::string> unknown, misplaced;
+    std::size_t others = 0;
+    for (const std::string& w : rest) {
+      if (!is_option(w)) {
+        ++others;
+        continue;
+      }
+      const std::string name = option_name(w);
+      auto& list = at->get_option_no_throw(name) != nullptr ? misplaced : unknown;
+      if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
+    }
+    if (!unknown.empty()) {
+      return {fmt::format("`{}` has no option{} {}", path, unknown.size() > 1 ? "s" : "",
+                          fmt::join(unknown, ", ")),
+              values_hint};
+    }
+    if (!misplaced.empty()) {
+      return {fmt::format("{} must follow `{}`", fmt::join(misplaced, ", "), path), help};
+    }
+    return {fmt::format("`{}` was given {} argument{} too many (not repeated here: it could be "
+                        "a secret)",
+                        path, others, others > 1 ? "s" : ""),
+            values_hint};
+  }
+  // A value refused by an option's check or conversion: name the option and what it accepts.
+  std::string what = e.what();
+  if (what.find(kNotUtf8) != std::string::npos) {  // require_utf8's message: it shows no value
+    return {what, "give text as UTF-8 (only file names may be other bytes)"};
+  }
+  std::string name;
+  if (dynamic_cast<const CLI::ValidationError*>(&e) != nullptr) {
+    name = what.substr(0, what.find(':'));
+  } else if (dynamic_cast<const CLI::ConversionError*>(&e) != nullptr) {
+    constexpr std::string_view kCould = "Could not convert: ",
+                               kFor = " is not an allowed value for ";
+    if (what.starts_with(kCould)) {
+      name = what.substr(kCould.size(), what.find(" = ") - kCould.size());
+    } else if (const auto at_for = what.rfind(kFor); at_for != std::string::npos) {
+      name = what.substr(at_for + kFor.size());
+    } else {
+      name = what.substr(0, what.find(':'));
+    }
+  } else {
+    return {what, help};  // no value in these: missing, excluded or required options
+  }
+  const CLI::Option* opt = nullptr;
+  for (const CLI::App* a = at; a != nullptr && opt == nullptr; a = a->get_parent()) {
+    opt = a->get_option_no_throw(name);
+  }
+  if (opt != nullptr && opt->get_items_expected_max() == 0) {  // a flag
+    return {fmt::format("{} is a flag: give it without a value", name), help};
+  }
+  std::string accepted = opt != nullptr ? opt->get_type_name() : "";
+  if (const auto colon = accepted.find(':'); colon != std::string::npos) {
+    accepted = accepted.substr(colon + 1);
+  }
+  return {accepted.empty()
+              ? fmt::format("{}: the value given is not valid", name)
+              : fmt::format("{}: the value given is not valid (expected {})", name, accepted),
+          help};
+}
+
 }  // namespace
 
 int report_error(const Error& e) {
-  std::cerr << "kmsctl: error: " << e.what() << '\n';
-  if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << '\n';
+  // Messages name what the user gave (a key, a file, an unknown option): one line each, always.
+  std::cerr << "kmsctl: error: " << escape_text(e.what()) << '\n';
+  if (!e.hint().empty()) std::cerr << "hint: " << escape_text(e.hint()) << '\n';
   return exit_code(e.code());
 }
 
@@ -243,14 +417,8 @@ int run_command(int argc, const char* const* argv, Service* served) {
     std::cout << app->help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    const std::vector<std::string> rest = app->remaining(true);
-    std::string what = e.what();
-    if (!rest.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
-      what = "unknown command or argument: " + rest.front();
-    }
-    std::cerr << "kmsctl: error: " << what << '\n'
-              << "hint: run `kmsctl --help` or `kmsctl COMMAND --help`\n";
-    return exit_code(Code::usage);
+    const auto [what, hint] = usage_report(e, *app);
+    return report_error(Error(Code::usage, what, hint));
   } catch (const Error& e) {
     return report_error(e);
   } catch (const std::exception& e) {
@@ -276,20 +444,22 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
   app->add_option("--vault", g.vault, "Vault file (default: ~/.local/share/kmsctl/vault.db)")
       ->envname("KMSCTL_VAULT")
       ->type_name("FILE");
-  app->add_option("--pin-file", g.pin_file, "Read the token user PIN from the first line of FILE")
+  app->add_option("--pin-file", g.pin_file,
+                  "Read the token user PIN from the first line of FILE (mode 0600)")
       ->envname("KMSCTL_PIN_FILE")
       ->type_name("FILE");
   // Building all of the tree costs more than a command's own work takes in the vault: a command
   // gets only its group.
   if (const Register only = group_of(argc, argv, g)) {
     only(*app, g);
-    return app;
+  } else {
+    Register last = nullptr;
+    for (const auto& [name, reg] : kGroups) {
+      if (reg != last) reg(*app, g);
+      last = reg;
+    }
   }
-  Register last = nullptr;
-  for (const auto& [name, reg] : kGroups) {
-    if (reg != last) reg(*app, g);
-    last = reg;
-  }
+  require_utf8(*app);
   return app;
 }
 

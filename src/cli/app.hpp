@@ -12,6 +12,7 @@
 
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
+#include "kms/text.hpp"
 
 namespace kms::cli {
 
@@ -35,6 +36,10 @@ std::filesystem::path vault_path(const Globals& g);
 // vault_path(g), or Code::unavailable when there is no vault there.
 std::filesystem::path existing_vault(const Globals& g);
 
+// At start, before anything else reads the environment: moves KMSCTL_PIN and KMSCTL_NEW_PIN
+// into guarded memory for read_pin and read_new_pin, zeroes their values in the environment
+// block and unsets them, whether or not the command reads a PIN.
+void take_pins_from_environment();
 // The token user PIN: --pin-file, KMSCTL_PIN_FILE, KMSCTL_PIN, else a no-echo prompt on the
 // terminal. `confirm` asks twice when prompting (a new PIN).
 SecureBytes read_pin(const Globals& g, bool confirm = false);
@@ -47,8 +52,11 @@ std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup = fals
 // the environment, so that a hook can call this kmsctl on this vault.
 void export_for_hooks(const Globals& g);
 
-// Output: data to stdout, messages to stderr.
+// Output: data to stdout, messages to stderr. Text output passes every field that a user, a file
+// name, a token or the vault file can set through escape_text (kms/text.hpp); JSON needs no more.
 void print_json(const nlohmann::json& j);
+// j as JSON text (one line unless indent >= 0); bytes that are not UTF-8 become U+FFFD.
+std::string json_text(const nlohmann::json& j, int indent = -1);
 // Tags as a JSON object {"K": "V", ...}.
 nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags);
 void note(const std::string& message);  // a message on stderr
@@ -89,7 +97,7 @@ std::pair<std::string_view, std::string_view> command_words(int argc, const char
 // Parses and runs one command line and returns its exit code; errors are reported on stderr.
 // `served`: the agent's open vault (Globals::served).
 int run_command(int argc, const char* const* argv, Service* served = nullptr);
-// `kmsctl: error: WHAT` and the hint on stderr; returns the exit code.
+// `kmsctl: error: WHAT` and the hint on stderr, each escaped to one line; returns the exit code.
 int report_error(const Error& e);
 // With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the command (and its
 // vault): runs it there and returns its exit code. Nothing: run it in this process.

@@ -432,7 +432,7 @@ class Agent {
     }
     switch (req->kind) {
       case Kind::status:
-        reply(conn, {Answer::info, 0, status_json().dump(), {}});
+        reply(conn, {Answer::info, 0, json_text(status_json()), {}});
         return std::nullopt;
       case Kind::stop:
         stopped_by_ = std::move(connection);  // answered by stopped(), once the agent is gone
@@ -858,8 +858,9 @@ void register_agent(CLI::App& app, Globals& g) {
     fmt::print(
         "pid           {}\nvault         {}\nsocket        {}\nstarted       {}\nrequests      {}\n"
         "idle timeout  {} s\nmax lifetime  {} s\n",
-        j.value("pid", 0), j.value("vault", ""), j.value("socket", ""), j.value("started", ""),
-        j.value("requests", 0), j.value("idle_timeout_s", 0), j.value("max_lifetime_s", 0));
+        j.value("pid", 0), escape_text(j.value("vault", "")), escape_text(j.value("socket", "")),
+        escape_text(j.value("started", "")), j.value("requests", 0), j.value("idle_timeout_s", 0),
+        j.value("max_lifetime_s", 0));
   });
 }
 

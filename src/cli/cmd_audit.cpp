@@ -49,8 +49,12 @@ void run_list(const Globals& g, const ListArgs& a) {
   fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
              "RESOURCE", "OUTCOME");
   for (const auto& r : rows) {
-    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, r.time, r.principal,
-               r.action, r.resource, r.outcome, r.error_code.empty() ? "" : " (" + r.error_code + ")");
+    // Every field escaped: a description or file name in a resource, or a record edited in the
+    // file (audit verify would catch it), can neither end the row nor drive the terminal.
+    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, escape_text(r.time),
+               escape_text(r.principal), escape_text(r.action), escape_text(r.resource),
+               escape_text(r.outcome),
+               r.error_code.empty() ? "" : " (" + escape_text(r.error_code) + ")");
   }
 }
 
@@ -88,7 +92,7 @@ void run_verify(const Globals& g, bool json) {
 void run_export(const Globals& g, const std::string& output, bool force) {
   auto svc = open_service(g);
   const std::int64_t n = svc->audit_export(output, force);
-  note(fmt::format("exported {} audit records to {}", n, output));
+  note(fmt::format("exported {} audit records to {}", n, escape_text(output)));
 }
 
 }  // namespace

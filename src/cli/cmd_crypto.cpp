@@ -59,6 +59,7 @@ void register_encrypt(CLI::App& app, Globals& g) {
   enc->add_flag("--binary", ea->binary, "Write the raw blob instead of base64 text");
   enc->callback([&g, ea] {
     const Context ctx = parse_pairs(ea->context, "--context");
+    check_context_size(ctx);
     const SecureBytes pt = read_input(ea->in, keys::kMaxEncryptPlaintext,
                                       "encrypt larger data with `kmsctl file encrypt` "
                                       "(envelope encryption)");
@@ -102,6 +103,7 @@ void register_reencrypt(CLI::App& app, Globals& g) {
     // Without --to-context the blob keeps its context: dropping it silently would unbind it.
     const Context to_ctx =
         ra->to_context.empty() ? ctx : parse_pairs(ra->to_context, "--to-context");
+    check_context_size(to_ctx);
     const Bytes blob = blob_from_input(read_input(ra->in, kMaxBlobInput, "that is not a blob"));
     const Bytes out = open_service(g)->reencrypt(blob, ctx, ra->to_key, to_ctx);
     write_output(ra->out, blob_text(out, ra->binary), ra->force);
@@ -129,6 +131,7 @@ void register_data_key(CLI::App& app, Globals& g) {
   gen->add_flag("--json", ka->json, "Print {key_id, plaintext, ciphertext_blob} as JSON");
   gen->callback([&g, ka] {
     const Context ctx = parse_pairs(ka->context, "--context");
+    check_context_size(ctx);
     const DataKey d = open_service(g)->generate_data_key(ka->key, ka->spec == "AES_128" ? 16 : 32, ctx);
     const std::string blob = crypto::to_base64(d.ciphertext_blob);
     if (ka->json) {

@@ -53,7 +53,7 @@ class ProgressBar {
  public:
   ProgressBar(bool enabled, std::string name, std::optional<std::uint64_t> total)
       : enabled_(enabled && ::isatty(STDERR_FILENO) && (!total || *total > kProgressThreshold)),
-        name_(std::move(name)),
+        name_(escape_text(name)),
         total_(total),
         start_(std::chrono::steady_clock::now()) {}
   ~ProgressBar() {
@@ -192,12 +192,11 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     if (a.json) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
-      std::cout << nlohmann::json{{"input", input},
-                                  {"output", output},
-                                  {"keys", keys},
-                                  {"plaintext_bytes", r.bytes},
-                                  {"frames", r.frames}}
-                       .dump()
+      std::cout << json_text({{"input", input},
+                              {"output", output},
+                              {"keys", keys},
+                              {"plaintext_bytes", r.bytes},
+                              {"frames", r.frames}})
                 << '\n';
     }
   }
@@ -225,6 +224,7 @@ void register_file(CLI::App& app, Globals& g) {
   add_out(enc, *ea);
   enc->callback([&g, ea] {
     const Context ctx = parse_pairs(ea->context, "--context");
+    check_context_size(ctx);  // before the vault opens (envelope::encrypt checks it too)
     const std::uint32_t frame = parse_size(ea->frame_size);
     auto svc = open_service(g);
     for_each_input(*ea, true,
@@ -266,12 +266,12 @@ void register_file(CLI::App& app, Globals& g) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
       if (ra->json) {
-        std::cout << nlohmann::json{{"file", f}, {"keys", keys}}.dump() << '\n';
+        std::cout << json_text({{"file", f}, {"keys", keys}}) << '\n';
       } else {
         std::string list;
         for (const auto& [id, v] : r.keys)
           list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
-        fmt::print("{}: rewrapped for {}\n", f, list);
+        fmt::print("{}: rewrapped for {}\n", escape_text(f), escape_text(list));
       }
     }
   });
@@ -320,11 +320,18 @@ void register_file(CLI::App& app, Globals& g) {
     fmt::print("format       kmsctl file envelope v{} ({})\n", h.version,
                j["suite"].get<std::string>());
     fmt::print("frame size   {} bytes\n", h.frame_size);
-    fmt::print("context      {}\n", ctx.empty() ? std::string("(none)") : ctx.dump());
+    // The pairs as JSON would show them, each string escaped for the terminal (a file's header
+    // is anyone's to write).
+    std::string shown;
+    for (const auto& [k, v] : h.context) {
+      shown +=
+          fmt::format("{}\"{}\":\"{}\"", shown.empty() ? "{" : ",", escape_text(k), escape_text(v));
+    }
+    fmt::print("context      {}\n", shown.empty() ? std::string("(none)") : shown + "}");
     for (const auto& r : recips) {
       fmt::print("recipient    {}\n",
                  r.contains("key_id")
-                     ? fmt::format("key {} version {}", r["key_id"].get<std::string>(),
+                     ? fmt::format("key {} version {}", escape_text(r["key_id"].get<std::string>()),
                                    r["key_version"].get<std::uint32_t>())
                      : r["type"].get<std::string>());
     }

@@ -42,15 +42,18 @@ void run_init(const Globals& g, const InitArgs& a) {
   InitReport rep;
   auto svc = Service::init(opts, pin, rep);
 
-  if (rep.moved_aside) note(fmt::format("moved the previous vault aside to {}", rep.moved_aside->string()));
+  if (rep.moved_aside)
+    note(escape_text(
+        fmt::format("moved the previous vault aside to {}", rep.moved_aside->string())));
   if (rep.so_pin) {
     if (so_file) {
       so_file->write(rep.so_pin->chars());
       so_file->write("\n");
       so_file->commit();
-      note(fmt::format("the new token's security officer (SO) PIN is in {} (mode 0600); move it "
-                       "somewhere safe",
-                       a.so_pin_file));
+      note(escape_text(
+          fmt::format("the new token's security officer (SO) PIN is in {} (mode 0600); move it "
+                      "somewhere safe",
+                      a.so_pin_file)));
     } else {
       note(fmt::format(
           "the new token's security officer (SO) PIN, shown only this once:\n\n    {}\n\n"
@@ -70,7 +73,8 @@ void run_init(const Globals& g, const InitArgs& a) {
                   {"private", rep.so_pin.has_value()}}}});
   } else {
     fmt::print("created vault {}\n  id     {}\n  token  \"{}\" (serial {}) via {}\n",
-               v.final_path().string(), rep.vault_id, rep.token.label, rep.token.serial, rep.module);
+               escape_text(v.final_path().string()), rep.vault_id, escape_text(rep.token.label),
+               escape_text(rep.token.serial), escape_text(rep.module));
   }
 }
 

@@ -16,22 +16,28 @@ void print_key(const keys::KeyInfo& info, bool json) {
   }
   const store::KeyRow& k = info.key;
   std::string aliases;
-  for (const auto& a : info.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
-  fmt::print("key id           {}\n", k.id);
+  for (const auto& a : info.aliases) {
+    if (!aliases.empty()) aliases += ", ";
+    aliases += escape_text(a);
+  }
+  fmt::print("key id           {}\n", escape_text(k.id));
   fmt::print("aliases          {}\n", aliases.empty() ? "-" : aliases);
-  fmt::print("description      {}\n", k.description.empty() ? "-" : k.description);
-  fmt::print("spec / usage     {} / {}\n", k.spec, k.usage);
-  fmt::print("state            {}\n", k.state);
-  fmt::print("protection       {}\n", k.protection);
-  fmt::print("created          {}\n", k.created);
+  fmt::print("description      {}\n", k.description.empty() ? "-" : escape_text(k.description));
+  fmt::print("spec / usage     {} / {}\n", escape_text(k.spec), escape_text(k.usage));
+  fmt::print("state            {}\n", escape_text(k.state));
+  fmt::print("protection       {}\n", escape_text(k.protection));
+  fmt::print("created          {}\n", escape_text(k.created));
   fmt::print("rotation         {}\n",
              k.rotation_period_days
-                 ? fmt::format("every {}d; last {}; next {}", *k.rotation_period_days, k.last_rotated,
-                               info.next_rotation.value_or("- (key not enabled)"))
+                 ? escape_text(fmt::format("every {}d; last {}; next {}", *k.rotation_period_days,
+                                           k.last_rotated,
+                                           info.next_rotation.value_or("- (key not enabled)")))
                  : std::string("off"));
-  if (k.deletion_date) fmt::print("deletion date    {}\n", *k.deletion_date);
+  if (k.deletion_date) fmt::print("deletion date    {}\n", escape_text(*k.deletion_date));
   fmt::print("versions         {} (primary {})\n", info.versions.size(), k.primary_version);
-  for (const auto& [name, value] : info.tags) fmt::print("tag              {}={}\n", name, value);
+  for (const auto& [name, value] : info.tags) {
+    fmt::print("tag              {}={}\n", escape_text(name), escape_text(value));
+  }
 }
 
 void print_versions(const keys::KeyInfo& info, bool json) {
@@ -41,7 +47,7 @@ void print_versions(const keys::KeyInfo& info, bool json) {
   }
   fmt::print("{:>7}  {:<24}  {}\n", "VERSION", "CREATED", "PRIMARY");
   for (const auto& v : info.versions) {
-    fmt::print("{:>7}  {:<24}  {}\n", v.version, v.created,
+    fmt::print("{:>7}  {:<24}  {}\n", v.version, escape_text(v.created),
                v.version == info.key.primary_version ? "yes" : "");
   }
 }
@@ -143,11 +149,17 @@ void add_list(CLI::App* key, Globals& g) {
                "VERSION", "CREATED", "ALIASES");
     for (const auto& k : page.keys) {
       std::string aliases;
-      for (const auto& a : k.aliases) aliases += (aliases.empty() ? "" : ",") + a;
-      fmt::print("{:<36}  {:<15}  {:<10}  {:>7}  {:<24}  {}\n", k.key.id, k.key.state,
-                 k.key.protection, k.key.primary_version, k.key.created, aliases);
+      for (const auto& a : k.aliases) {
+        if (!aliases.empty()) aliases += ',';
+        aliases += escape_text(a);
+      }
+      fmt::print("{:<36}  {:<15}  {:<10}  {:>7}  {:<24}  {}\n", escape_text(k.key.id),
+                 escape_text(k.key.state), escape_text(k.key.protection), k.key.primary_version,
+                 escape_text(k.key.created), aliases);
     }
-    if (page.next) note(fmt::format("more keys: kmsctl key list --after {}", *page.next));
+    if (page.next) {
+      note(fmt::format("more keys: kmsctl key list --after {}", escape_text(*page.next)));
+    }
   });
 }
 
@@ -229,8 +241,9 @@ void add_schedule_deletion(CLI::App* key, Globals& g) {
     const std::int64_t days =
         keys::parse_days(da->days, keys::kMinPendingDays, keys::kMaxPendingDays, "--pending-days");
     const keys::KeyInfo info = open_service(g)->key_schedule_deletion(da->key, days);
-    note(fmt::format("key {} will be deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
-                     info.key.id, info.key.deletion_date.value_or("?"), info.key.id));
+    note(escape_text(
+        fmt::format("key {} will be deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
+                    info.key.id, info.key.deletion_date.value_or("?"), info.key.id)));
     if (da->json) print_key(info, true);
   });
 }
@@ -296,7 +309,7 @@ void add_alias(CLI::App* key, Globals& g) {
       return;
     }
     fmt::print("{:<40}  {}\n", "ALIAS", "KEY ID");
-    for (const auto& [a, k] : aliases) fmt::print("{:<40}  {}\n", a, k);
+    for (const auto& [a, k] : aliases) fmt::print("{:<40}  {}\n", escape_text(a), escape_text(k));
   });
 }
 

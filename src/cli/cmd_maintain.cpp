@@ -31,13 +31,18 @@ void register_maintain(CLI::App& app, Globals& g) {
                   {"secrets_purged", rep.secrets_purged}});
     } else {
       const char* verb = rep.dry_run ? "would " : "";
-      for (const auto& [id, v] : rep.rotated) fmt::print("{}rotate key {} to version {}\n", verb, id, v);
-      for (const auto& id : rep.deleted) fmt::print("{}delete key {}\n", verb, id);
-      for (const auto& [n, v] : rep.secrets_rotated) {
-        fmt::print("{}rotate secret {} to version {}\n", verb, n, v);
+      for (const auto& [id, v] : rep.rotated) {
+        fmt::print("{}rotate key {} to version {}\n", verb, escape_text(id), v);
       }
-      for (const auto& n : rep.secrets_purged) fmt::print("{}purge secret {}\n", verb, n);
-      for (const auto& [n, e] : rep.secrets_failed) fmt::print("failed to rotate secret {}: {}\n", n, e);
+      for (const auto& id : rep.deleted) fmt::print("{}delete key {}\n", verb, escape_text(id));
+      for (const auto& [n, v] : rep.secrets_rotated) {
+        fmt::print("{}rotate secret {} to version {}\n", verb, escape_text(n), v);
+      }
+      for (const auto& n : rep.secrets_purged)
+        fmt::print("{}purge secret {}\n", verb, escape_text(n));
+      for (const auto& [n, e] : rep.secrets_failed) {
+        fmt::print("failed to rotate secret {}: {}\n", escape_text(n), escape_text(e));
+      }
       if (rep.rotated.empty() && rep.deleted.empty() && rep.secrets_rotated.empty() &&
           rep.secrets_purged.empty() && rep.secrets_failed.empty()) {
         fmt::print("nothing is due\n");

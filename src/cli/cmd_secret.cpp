@@ -133,30 +133,37 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
   }
   const store::SecretRow& s = info.secret;
   std::string aliases;
-  for (const auto& a : info.key_aliases) aliases += (aliases.empty() ? " (" : ", ") + a;
+  for (const auto& a : info.key_aliases) {
+    aliases += aliases.empty() ? " (" : ", ";
+    aliases += escape_text(a);
+  }
   if (!aliases.empty()) aliases += ")";
-  fmt::print("name             {}\n", s.name);
-  fmt::print("id               {}\n", s.id);
-  fmt::print("description      {}\n", s.description.empty() ? "-" : s.description);
-  fmt::print("key              {}{}\n", s.key_id, aliases);
-  fmt::print("created          {}\n", s.created);
-  fmt::print("updated          {}\n", s.updated);
+  fmt::print("name             {}\n", escape_text(s.name));
+  fmt::print("id               {}\n", escape_text(s.id));
+  fmt::print("description      {}\n", s.description.empty() ? "-" : escape_text(s.description));
+  fmt::print("key              {}{}\n", escape_text(s.key_id), aliases);
+  fmt::print("created          {}\n", escape_text(s.created));
+  fmt::print("updated          {}\n", escape_text(s.updated));
   fmt::print("stages           current {}, previous {}, pending {}\n",
              opt_num(version_at(info, secrets::kCurrent)),
              opt_num(version_at(info, secrets::kPrevious)),
              opt_num(version_at(info, secrets::kPending)));
   fmt::print("versions         {}\n", info.versions.size());
   fmt::print("rotation         {}\n",
-             s.rotation_period_days ? fmt::format("every {}d; next {}", *s.rotation_period_days,
-                                                  info.next_rotation.value_or("-"))
-                                    : std::string("not scheduled"));
+             s.rotation_period_days
+                 ? escape_text(fmt::format("every {}d; next {}", *s.rotation_period_days,
+                                           info.next_rotation.value_or("-")))
+                 : std::string("not scheduled"));
   fmt::print("rotation command {}\n",
-             s.rotation_command.value_or("- (kmsctl generates the value)"));
-  fmt::print("last rotation    {}{}\n", s.rotation_status,
-             s.last_rotated ? fmt::format(" (last succeeded {})", *s.last_rotated) : "");
-  if (s.rotation_error) fmt::print("rotation error   {}\n", *s.rotation_error);
-  if (s.deletion_date) fmt::print("deletion date    {}\n", *s.deletion_date);
-  for (const auto& [k, v] : info.tags) fmt::print("tag              {}={}\n", k, v);
+             escape_text(s.rotation_command.value_or("- (kmsctl generates the value)")));
+  fmt::print(
+      "last rotation    {}{}\n", escape_text(s.rotation_status),
+      s.last_rotated ? fmt::format(" (last succeeded {})", escape_text(*s.last_rotated)) : "");
+  if (s.rotation_error) fmt::print("rotation error   {}\n", escape_text(*s.rotation_error));
+  if (s.deletion_date) fmt::print("deletion date    {}\n", escape_text(*s.deletion_date));
+  for (const auto& [k, v] : info.tags) {
+    fmt::print("tag              {}={}\n", escape_text(k), escape_text(v));
+  }
 }
 
 void print_versions(const secrets::SecretInfo& info, bool json) {
@@ -166,7 +173,8 @@ void print_versions(const secrets::SecretInfo& info, bool json) {
   }
   fmt::print("{:>10}  {:<24}  {}\n", "VERSION ID", "CREATED", "STAGES");
   for (const auto& v : info.versions) {
-    fmt::print("{:>10}  {:<24}  {}\n", v.version, v.created, v.stage.value_or(""));
+    fmt::print("{:>10}  {:<24}  {}\n", v.version, escape_text(v.created),
+               escape_text(v.stage.value_or("")));
   }
 }
 
@@ -265,8 +273,8 @@ void add_create(CLI::App* secret, Globals& g) {
     if (ca->json) {
       print_secret(info, true);
     } else {
-      note(fmt::format("created secret {} (version 1, key {})", info.secret.name,
-                       info.secret.key_id));
+      note(escape_text(fmt::format("created secret {} (version 1, key {})", info.secret.name,
+                                   info.secret.key_id)));
     }
   });
 }
@@ -315,8 +323,8 @@ void add_put(CLI::App* secret, Globals& g) {
     if (pa->json) {
       print_secret(info, true);
     } else {
-      note(fmt::format("secret {}: version {} is current", info.secret.name,
-                       opt_num(version_at(info, secrets::kCurrent))));
+      note(escape_text(fmt::format("secret {}: version {} is current", info.secret.name,
+                                   opt_num(version_at(info, secrets::kCurrent)))));
     }
   });
 }
@@ -342,10 +350,10 @@ void add_list(CLI::App* secret, Globals& g) {
                "ROTATION", "LAST ROTATE", "DELETION");
     for (const auto& s : all) {
       fmt::print(
-          "{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", s.secret.name,
+          "{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", escape_text(s.secret.name),
           opt_num(version_at(s, secrets::kCurrent)), s.versions.size(),
           s.secret.rotation_period_days ? fmt::format("{}d", *s.secret.rotation_period_days) : "-",
-          s.secret.rotation_status, s.secret.deletion_date.value_or("-"));
+          escape_text(s.secret.rotation_status), escape_text(s.secret.deletion_date.value_or("-")));
     }
   });
 }
@@ -394,11 +402,12 @@ void add_delete(CLI::App* secret, Globals& g) {
     }
     const secrets::SecretInfo info = open_service(g)->secret_delete(dl->name, d);
     if (dl->force) {
-      note(fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size()));
+      note(escape_text(
+          fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size())));
     } else {
-      note(fmt::format("secret {} will be purged on {} (undo with `kmsctl secret restore {}`)",
-                       info.secret.name, info.secret.deletion_date.value_or("?"),
-                       info.secret.name));
+      note(escape_text(fmt::format(
+          "secret {} will be purged on {} (undo with `kmsctl secret restore {}`)", info.secret.name,
+          info.secret.deletion_date.value_or("?"), info.secret.name)));
     }
     if (dl->json) print_secret(info, true);
   });
@@ -414,7 +423,7 @@ void add_restore(CLI::App* secret, Globals& g) {
     if (ra->json) {
       print_secret(info, true);
     } else {
-      note(fmt::format("secret {} restored", info.secret.name));
+      note(escape_text(fmt::format("secret {} restored", info.secret.name)));
     }
   });
 }
@@ -436,8 +445,8 @@ void add_rotate(CLI::App* secret, Globals& g) {
                   {"resumed", r.resumed},
                   {"steps", r.steps}});
     } else {
-      fmt::print("secret {}: version {} is current (previous {}){}\n", r.name, r.version,
-                 r.previous_version, r.resumed ? "; resumed a pending version" : "");
+      fmt::print("secret {}: version {} is current (previous {}){}\n", escape_text(r.name),
+                 r.version, r.previous_version, r.resumed ? "; resumed a pending version" : "");
     }
   });
 }
@@ -488,12 +497,13 @@ void add_set_rotation(CLI::App* secret, Globals& g) {
       print_secret(info, true);
     } else {
       const store::SecretRow& s = info.secret;
-      note(fmt::format("secret {}: {}; {}", s.name,
-                       s.rotation_period_days
-                           ? fmt::format("rotates every {}d, next {}", *s.rotation_period_days,
-                                         info.next_rotation.value_or("-"))
-                           : std::string("no automatic rotation"),
-                       s.rotation_command ? "rotation hook set" : "no hook (kmsctl generates)"));
+      note(escape_text(
+          fmt::format("secret {}: {}; {}", s.name,
+                      s.rotation_period_days
+                          ? fmt::format("rotates every {}d, next {}", *s.rotation_period_days,
+                                        info.next_rotation.value_or("-"))
+                          : std::string("no automatic rotation"),
+                      s.rotation_command ? "rotation hook set" : "no hook (kmsctl generates)")));
     }
   });
 }

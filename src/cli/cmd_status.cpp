@@ -28,13 +28,14 @@ void run_status(const Globals& g, bool json) {
     });
     return;
   }
-  fmt::print("vault        {}\n", s.vault_path);
-  fmt::print("id           {}\n", s.vault_id);
-  fmt::print("created      {}\n", s.created);
+  fmt::print("vault        {}\n", escape_text(s.vault_path));
+  fmt::print("id           {}\n", escape_text(s.vault_id));
+  fmt::print("created      {}\n", escape_text(s.created));
   fmt::print("schema       {}\n", s.schema_version);
-  fmt::print("token        \"{}\" serial {} ({} {}){}\n", s.token.label, s.token.serial,
-             s.token.manufacturer, s.token.model, s.private_token ? ", private SoftHSM2 token" : "");
-  fmt::print("module       {}\n", s.module);
+  fmt::print("token        \"{}\" serial {} ({} {}){}\n", escape_text(s.token.label),
+             escape_text(s.token.serial), escape_text(s.token.manufacturer),
+             escape_text(s.token.model), s.private_token ? ", private SoftHSM2 token" : "");
+  fmt::print("module       {}\n", escape_text(s.module));
   fmt::print("root key     generation {}\n", s.root_key_generation);
   fmt::print("keys         {}\n", c.keys);
   fmt::print("secrets      {}\n", c.secrets);

@@ -24,7 +24,8 @@ void register_vault(CLI::App& app, Globals& g) {
   backup->callback([&g, ba] {
     auto svc = open_service(g);
     svc->backup(ba->file, ba->force);
-    note(fmt::format("backed up vault {} to {}", svc->vault().final_path().string(), ba->file));
+    note(escape_text(
+        fmt::format("backed up vault {} to {}", svc->vault().final_path().string(), ba->file)));
   });
 
   CLI::App* rekey = vault->add_subcommand(
@@ -40,7 +41,8 @@ void register_vault(CLI::App& app, Globals& g) {
   CLI::App* pin = vault->add_subcommand(
       "change-pin", "Change the token's user PIN (old PIN as usual; new PIN from a file, "
                     "KMSCTL_NEW_PIN or a prompt)");
-  pin->add_option("--new-pin-file", *new_pin_file, "Read the new PIN from the first line of FILE")
+  pin->add_option("--new-pin-file", *new_pin_file,
+                  "Read the new PIN from the first line of FILE (mode 0600)")
       ->type_name("FILE");
   pin->callback([&g, new_pin_file] {
     const SecureBytes old_pin = read_pin(g);
@@ -66,11 +68,12 @@ void register_vault(CLI::App& app, Globals& g) {
     const SecureBytes pin = read_pin(g);
     Service::RestoreReport rep;
     auto svc = Service::restore(vault_path(g), ra->file, pin, ra->force, rep);
-    note(fmt::format("restored {} ({} audit records) into {}{}", ra->file, rep.backup_records,
-                     svc->vault().final_path().string(),
-                     rep.replaced_anchor_seq
-                         ? fmt::format("; the token anchor moved from seq {}", *rep.replaced_anchor_seq)
-                         : std::string()));
+    note(escape_text(fmt::format(
+        "restored {} ({} audit records) into {}{}", ra->file, rep.backup_records,
+        svc->vault().final_path().string(),
+        rep.replaced_anchor_seq
+            ? fmt::format("; the token anchor moved from seq {}", *rep.replaced_anchor_seq)
+            : std::string())));
   });
 }
 

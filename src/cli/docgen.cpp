@@ -347,7 +347,7 @@ std::string man_page(const CLI::App& root) {
     << ".TP\n.B KMSCTL_VAULT\nthe vault file (as \\-\\-vault)\n"
     << ".TP\n.B KMSCTL_PIN\nthe token user PIN (never pass a PIN as an argument)\n"
     << ".TP\n.B KMSCTL_PIN_FILE\na file whose first line is the token user PIN (as "
-       "\\-\\-pin\\-file)\n"
+       "\\-\\-pin\\-file); one that other users can read or write is refused\n"
     << ".TP\n.B KMSCTL_AGENT_SOCK\nthe socket of a running \\fBkmsctl agent\\fR (set by "
        "\\fBeval \"$(kmsctl agent start)\"\\fR); empty or unset: no agent\n"
     << ".TP\n.B KMSCTL_NEW_PIN, KMSCTL_NEW_PIN_FILE\nthe new PIN for \\fBvault change\\-pin\\fR\n"

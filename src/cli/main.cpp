@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   harden_process();
   kms::crypto::skip_cleanup_at_exit();
   kms::crypto::init();
+  kms::cli::take_pins_from_environment();  // a PIN stays in no environment block
   const std::optional<int> by_agent = kms::cli::forward_to_agent(argc, argv);
   const int code = by_agent ? *by_agent : kms::cli::run_command(argc, argv);
 #if defined(__SANITIZE_ADDRESS__)

@@ -5,7 +5,14 @@
 
 namespace kms::cli {
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << '\n'; }
+// A string that is not UTF-8 (a description written by an older kmsctl or edited in the vault
+// file, a file name) becomes U+FFFD rather than an exception: one bad value cannot make a
+// listing fail for everyone.
+std::string json_text(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void print_json(const nlohmann::json& j) { std::cout << json_text(j, 2) << '\n'; }
 
 nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags) {
   nlohmann::json j = nlohmann::json::object();

@@ -340,6 +340,7 @@ EncryptResult encrypt(int in_fd, int out_fd, DataKeyWrapper& wrapper, const Cont
     throw Error(Code::usage, fmt::format("frame size {} is out of range", frame_size),
                 "choose between 1KiB and 64MiB");
   }
+  check_context_size(context);  // before any key is used: no header that read_header refuses
   const SecureBytes data_key = crypto::random_secret(kDataKeySize);
   Header h;
   h.frame_size = frame_size;

@@ -83,8 +83,8 @@ void check(CK_RV rv, std::string_view what) {
   switch (rv) {
     case CKR_PIN_INCORRECT:
       throw Error(Code::unavailable, msg,
-                  "check the PIN (KMSCTL_PIN, KMSCTL_PIN_FILE or --pin-file); repeated wrong PINs "
-                  "lock the token");
+                  "check the PIN (--pin-file, KMSCTL_PIN_FILE or KMSCTL_PIN); SoftHSM2 counts no "
+                  "wrong PINs and never locks, but a hardware token may lock after a few");
     case CKR_PIN_LOCKED:
       throw Error(Code::unavailable, msg,
                   "the token's user PIN is locked; unlock it with the SO PIN (softhsm2-util or "

@@ -299,7 +299,9 @@ std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overw
         out.emplace(dest, overwrite);  // an existing file is refused, and the refusal audited
         std::string line;
         store::audit_scan(vault_->db(), [&](const store::AuditRow& r) {
-          line = audit::to_json(r).dump();
+          // Records written before any escaping of non-UTF-8 text, or edited in the file, export
+          // too (with U+FFFD); audit verify is what judges them.
+          line = audit::to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
           line.push_back('\n');
           out->write(line);
           ++n;

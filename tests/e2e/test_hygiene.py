@@ -35,8 +35,11 @@ class Hygiene(unittest.TestCase):
         os.chmod(self.dir, 0o755)  # the FIFO must be reachable by the unprivileged user
         self.fifo = os.path.join(self.dir, "pin")
         self.addCleanup(subprocess.run, ["rm", "-rf", self.dir], check=False)
-        os.mkfifo(self.fifo, 0o666)
-        os.chmod(self.fifo, 0o666)
+        # A PIN file only its reader may open (kmsctl refuses one that others can read or write):
+        # the unprivileged user's, when it is the one that reads it; root may open it anyway.
+        os.mkfifo(self.fifo, 0o600)
+        if os.geteuid() == 0:
+            os.chown(self.fifo, NOBODY, NOBODY)
         # kmsctl looks for the vault before it reads the PIN; an empty file is enough for that.
         open(os.path.join(self.dir, "vault.db"), "w").close()
 

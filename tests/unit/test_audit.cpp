@@ -260,6 +260,30 @@ TEST_CASE("Log::append builds a chain from the genesis hash that verify accepts"
   CHECK_NOTHROW(f.log->check_anchor());
 }
 
+TEST_CASE("Log::append records text that is not UTF-8 escaped, and the chain still verifies") {
+  Fixture f;
+  f.append();
+  // A file name may be any bytes; JSON (the params) holds only UTF-8.
+  const std::string name = "/tmp/caf\xe9\n.txt";
+  audit::Event ev{"file.encrypt", "file/" + name, {{"file", name}, {"context", {{"\xff", "v"}}}}};
+  store::AuditRow r;
+  {
+    store::Tx tx(*f.db, store::Tx::Kind::write);
+    r = f.log->append(ev, "ok", "", f.who, f.t0 + std::chrono::seconds(2));
+    tx.commit();
+  }
+  f.log->publish(r);
+  CHECK(r.resource == "file//tmp/caf\\xe9\\n.txt");
+  CHECK(r.params == R"({"context":{"\\xff":"v"},"file":"/tmp/caf\\xe9\\n.txt"})");
+  CHECK(f.rows().back().params == r.params);
+  // Valid UTF-8 is recorded as it is, control characters included (JSON escapes them).
+  CHECK(f.append().params == R"({"n":2})");
+  const audit::VerifyReport rep = f.log->verify();
+  CAPTURE(rep.problem);
+  CHECK(rep.ok);
+  CHECK(rep.records == 3);
+}
+
 TEST_CASE("verify and check_anchor accept a log that reopens from disk") {
   Fixture f;
   f.append_n(3);

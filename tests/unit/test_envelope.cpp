@@ -46,6 +46,7 @@ class MemoryWrapper final : public envelope::DataKeyWrapper {
     keys_.push_back({unhex(hex), version, std::move(material)});
   }
   std::vector<envelope::Recipient> wrap(ByteView dk, const Context& ctx) override {
+    ++wraps;
     std::vector<envelope::Recipient> out;
     for (const Key& k : keys_) {
       Bytes blob = {'K', 'M', 'S', 'C', 1};
@@ -80,7 +81,7 @@ class MemoryWrapper final : public envelope::DataKeyWrapper {
     }
     throw Error(Code::integrity, "no recipient opens");
   }
-  int unwraps = 0;
+  int wraps = 0, unwraps = 0;
 
  private:
   struct Key {
@@ -337,6 +338,34 @@ TEST_CASE("encrypt refuses frame sizes outside the spec's range") {
     Fd out(::open((dir / "ct").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
     CHECK_THROWS_AS((void)envelope::encrypt(in.fd, out.fd, w, {}, bad), Error);
   }
+}
+
+TEST_CASE("encrypt refuses a context longer than the reader accepts, before any key is used") {
+  crypto::init();
+  TempDir dir;
+  MemoryWrapper w;
+  w.add("6b6d7363-746c-4000-8000-0000000000aa", 1, crypto::random_bytes(32));
+  // One pair: 4 (count) + 4 + 1 (key) + 4 + value = the encoded size.
+  const std::size_t fits = kMaxContextBytes - 13;
+  const Context at_limit{{"k", std::string(fits, 'v')}};
+  REQUIRE(encode_context(at_limit).size() == kMaxContextBytes);
+  const std::string ct = encrypt_bytes("hello", w, at_limit, envelope::kMinFrameSize, dir);
+  CHECK(try_decrypt(dir / "ct", dir / "back", w, at_limit) == std::nullopt);
+  CHECK(read_file(dir / "back") == "hello");
+
+  const Context over{{"k", std::string(fits + 1, 'v')}};
+  const int wraps = w.wraps;
+  Fd in(::open((dir / "pt").c_str(), O_RDONLY));
+  Fd out(::open((dir / "over").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  try {
+    (void)envelope::encrypt(in.fd, out.fd, w, over, envelope::kMinFrameSize);
+    FAIL("a context over the limit was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Code::usage);
+    CHECK(std::string(e.what()).find("65536 bytes (64 KiB)") != std::string::npos);
+  }
+  CHECK(read_file(dir / "over").empty());
+  CHECK(w.wraps == wraps);
 }
 
 TEST_CASE("with frames opened in parallel, output stops at the first damaged frame in file order") {
