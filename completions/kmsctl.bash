@@ -7,7 +7,7 @@ _kmsctl_subcommands() {
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
     "secret") echo "create get put list describe versions delete restore rotate set-rotation" ;;
-    "vault") echo "backup rekey change-pin restore" ;;
+    "vault") echo "backup rekey change-pin restore check-token" ;;
     "agent") echo "start stop status" ;;
     "key alias") echo "create update delete list" ;;
   esac
@@ -68,6 +68,7 @@ _kmsctl_flags() {
     "vault rekey") echo "--help -h --help-all" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;
     "vault restore") echo "--help -h --help-all --force" ;;
+    "vault check-token") echo "--help -h --help-all --remove --yes --json" ;;
     "agent start") echo "--help -h --help-all --idle-timeout --max-lifetime --socket --foreground --json" ;;
     "agent stop") echo "--help -h --help-all --socket" ;;
     "agent status") echo "--help -h --help-all --socket --json" ;;

@@ -14,7 +14,7 @@ function __kmsctl_subcommands
         case 'secret'
             printf '%s\n' create get put list describe versions delete restore rotate set-rotation
         case 'vault'
-            printf '%s\n' backup rekey change-pin restore
+            printf '%s\n' backup rekey change-pin restore check-token
         case 'agent'
             printf '%s\n' start stop status
         case 'key alias'
@@ -144,6 +144,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a backup -d 'Consistent 
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a rekey -d 'Generate a new root key in the token and reseal the master key with it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a change-pin -d 'Change the token\'s user PIN (old PIN as usual; new PIN from a file, KMSCTL_NEW_PIN or a prompt)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a restore -d 'Replace the vault with a verified backup of it and re-anchor its audit log in the token (recorded as vault.restore)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a check-token -d 'List the objects in the vault\'s token and flag those it did not make (recorded as vault.check_token)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a start -d 'Unlock the vault once and serve this user\'s commands until stopped or idle; prints KMSCTL_AGENT_SOCK for eval'
@@ -328,6 +329,11 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l new-pin-fil
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l force -d 'Replace an existing vault\'s content'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l remove -d 'Destroy the foreign and stray objects found (asks first; see --yes)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l yes -d 'With --remove: do not ask'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l json -d 'Print the result as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l idle-timeout -r -d 'Stop after this long without a request (default 10m)'

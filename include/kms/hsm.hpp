@@ -82,6 +82,21 @@ struct DataObject {
   std::string label;
 };
 
+// What `vault check-token` needs to know of any object in the token, kmsctl's or not.
+struct ObjectInfo {
+  ObjectHandle handle = 0;
+  unsigned long object_class = 0;  // CKO_*
+  std::string label;
+  std::string application;  // data objects
+  Bytes id;                 // keys
+  bool is_private = false;
+  bool sensitive = false;    // keys
+  bool extractable = true;   // keys
+  bool local = false;        // keys: generated in the token
+  // The attributes kmsctl gives its own objects (find_* finds only these).
+  bool own_attributes() const;
+};
+
 class Session {
  public:
   Session(std::shared_ptr<Module> module, SlotId slot);  // read-write session
@@ -109,6 +124,8 @@ class Session {
   std::vector<ObjectHandle> find_data(std::string_view label);
   Bytes get_id(ObjectHandle object);
   void destroy(ObjectHandle object);
+  // Every token object this session can see (public ones, and private ones after login).
+  std::vector<ObjectInfo> list_objects();
 
   // CKM_AES_GCM with a caller-supplied 12-byte IV and a 128-bit tag appended to the output.
   Bytes gcm_encrypt(ObjectHandle key, ByteView iv, ByteView aad, ByteView plaintext);

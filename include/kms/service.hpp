@@ -123,6 +123,27 @@ class Service {
   std::int64_t audit_export(const std::filesystem::path& dest, bool overwrite);
   void backup(const std::filesystem::path& dest, bool overwrite);
   std::int64_t rekey();
+
+  // `vault check-token`: every object in the token, and what it is to this vault. Foreign
+  // objects carry this vault's names without kmsctl's attributes (public, extractable: planted
+  // without the PIN), or sit in a private token that only this vault uses; strays are kmsctl's
+  // own objects that no row refers to (left by an interrupted rekey or rotation, or a failed
+  // delete); duplicates are second copies of an object in use. With `remove`, foreign objects
+  // and strays are destroyed (duplicates are only reported: which copy is genuine is not
+  // decided here). Audited as vault.check_token with the counts.
+  struct TokenObject {
+    std::string kind;    // root key, hsm key, anchor slot, legacy anchor, other
+    std::string label;
+    std::string detail;  // "generation 1", "key ID version 2", why it is flagged
+    std::string status;  // in use, stray, foreign, duplicate, other vault
+    bool is_private = false;
+    bool removed = false;
+  };
+  struct TokenCheck {
+    std::vector<TokenObject> objects;
+    int foreign = 0, strays = 0, duplicates = 0, removed = 0;
+  };
+  TokenCheck check_token(bool remove);
   void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
 
   // ---- keys (key_ops.cpp); KEY is a key id or alias/NAME ----

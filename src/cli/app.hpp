@@ -65,6 +65,7 @@ void register_init(CLI::App& app, Globals& g);
 void register_status(CLI::App& app, Globals& g);
 void register_audit(CLI::App& app, Globals& g);
 void register_vault(CLI::App& app, Globals& g);
+void register_check_token(CLI::App* vault, Globals& g);  // vault check-token
 void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
 void register_key(CLI::App& app, Globals& g);
 void register_encrypt(CLI::App& app, Globals& g);

@@ -1,6 +1,8 @@
 #include <p11-kit/pkcs11.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "check.hpp"
@@ -311,6 +313,56 @@ ObjectHandle Session::create_data(std::string_view label, ByteView value,
                 }),
                 "cannot create a data object in the token");
   return h;
+}
+
+bool ObjectInfo::own_attributes() const {
+  if (!is_private) return false;
+  return object_class != CKO_SECRET_KEY || (sensitive && !extractable && local);
+}
+
+std::vector<ObjectInfo> Session::list_objects() {
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &yes, sizeof yes}};
+  auto* fn = module_->fn();
+  std::vector<ObjectInfo> out;
+  for (ObjectHandle h : find(fn, handle_, tmpl, 1)) {
+    ObjectInfo o;
+    o.handle = h;
+    // One attribute per call: a type that does not apply to the object's class (CKA_SENSITIVE
+    // of a data object) fails the whole call on some tokens.
+    auto attr = [&](CK_ATTRIBUTE_TYPE t) -> std::optional<Bytes> {
+      Bytes v(kGuess);
+      CK_ATTRIBUTE a{t, v.data(), v.size()};
+      if (fn->C_GetAttributeValue(handle_, h, &a, 1) != CKR_OK ||
+          a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+        return std::nullopt;
+      }
+      v.resize(a.ulValueLen);
+      return v;
+    };
+    auto flag = [&](CK_ATTRIBUTE_TYPE t, bool otherwise) {
+      const auto v = attr(t);
+      return v && v->size() == sizeof(CK_BBOOL) ? (*v)[0] != CK_FALSE : otherwise;
+    };
+    auto text = [&](CK_ATTRIBUTE_TYPE t) {
+      const auto v = attr(t);
+      return v ? std::string(v->begin(), v->end()) : std::string();
+    };
+    if (const auto c = attr(CKA_CLASS); c && c->size() == sizeof(CK_OBJECT_CLASS)) {
+      std::memcpy(&o.object_class, c->data(), sizeof(CK_OBJECT_CLASS));
+    }
+    o.label = text(CKA_LABEL);
+    o.is_private = flag(CKA_PRIVATE, false);
+    if (o.object_class == CKO_DATA) o.application = text(CKA_APPLICATION);
+    if (o.object_class == CKO_SECRET_KEY || o.object_class == CKO_PRIVATE_KEY) {
+      o.id = attr(CKA_ID).value_or(Bytes());
+      o.sensitive = flag(CKA_SENSITIVE, false);
+      o.extractable = flag(CKA_EXTRACTABLE, true);
+      o.local = flag(CKA_LOCAL, false);
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
 }
 
 Bytes Session::get_value(ObjectHandle object) {
