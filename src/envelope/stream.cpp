@@ -6,10 +6,9 @@
 // verified, and stops at the first frame that failed, so no unauthenticated plaintext is ever
 // written and what was written is a prefix of the plaintext.
 //
-// A regular file is not read() but mapped one frame at a time (and faulted in by the reader
-// thread): the cipher reads the page cache directly, which saves copying every byte once. The
-// window is unmapped as soon as its frame is done, so memory stays a few frames whatever the file
-// size. Pipes and other inputs are read into the slot buffers.
+// Every input is read into the slot buffers, a regular file with pread(): a mapping would save
+// copying each byte once, but a file cut short while it is mapped kills the process with SIGBUS
+// wherever the mapping is touched, which no check beforehand can rule out.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -23,7 +22,6 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "kms/crypto.hpp"
@@ -33,11 +31,10 @@
 namespace kms::envelope {
 namespace {
 
-// Frames in flight: one being mapped or read, two being sealed or opened (one per core), one
+// Frames in flight: one being read, two being sealed or opened (one per core), one
 // being written, and two of slack so that no stage waits on a neighbour's jitter.
 constexpr std::size_t kSlots = 6;
-constexpr int kCryptoThreads = 2;                // the calling thread and one more
-constexpr std::size_t kFaultStride = 16 * 4096;  // fault_around_bytes, the kernel default
+constexpr int kCryptoThreads = 2;  // the calling thread and one more
 
 Error damaged(std::string what) {
   return Error(
@@ -46,25 +43,18 @@ Error damaged(std::string what) {
 }
 
 struct Slot {
-  Bytes buf;                          // the frame's output (and its input when read())
-  const std::uint8_t* src = nullptr;  // the frame's input: buf, or inside a mapped window
+  Bytes buf;                          // the frame's input, then its output
+  const std::uint8_t* src = nullptr;  // the frame's input (in buf)
   std::size_t len = 0;                // input bytes of this frame
   bool last = false;                  // the input ended with this slot
   std::size_t out = 0;                // bytes of buf to write, set by the crypto stage
   std::uint64_t index = 0;            // the frame counter
   bool ready = false;                 // sealed or opened (or failed): the writer may take it
   std::exception_ptr error;           // why the crypto stage failed on this frame
-  void* map = nullptr;                // the mapped window holding src, if any
-  std::size_t map_len = 0;
-
-  void unmap() noexcept {
-    if (map != nullptr) ::munmap(map, map_len);
-    map = nullptr;
-  }
 };
 
 // The input of the body: an fd, first serving bytes already read past the header (pipes), or a
-// regular file mapped a window at a time from the current offset.
+// regular file read with pread() from the current offset.
 class Input {
  public:
   Input(int fd, Bytes pending) : fd_(fd), pending_(std::move(pending)) {
@@ -72,49 +62,39 @@ class Input {
     const off_t pos = ::lseek(fd, 0, SEEK_CUR);
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 &&
         static_cast<std::uint64_t>(pos) >= pending_.size()) {
-      mapped_ = true;
+      regular_ = true;
       offset_ = static_cast<std::uint64_t>(pos) - pending_.size();  // the pending bytes come first
       size_ = static_cast<std::uint64_t>(st.st_size);
-      page_ = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
       ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
   }
 
   // Points the slot at up to n input bytes; fewer only at end of input.
   void fill(Slot& s, std::size_t n) {
-    s.unmap();
-    if (!mapped_) {
+    s.src = s.buf.data();
+    if (!regular_) {
       s.len = read_full(s.buf.data(), n);
-      s.src = s.buf.data();
       return;
     }
+    // pread, not a mapping: a file cut short while mapped kills the process with SIGBUS.
     s.len = offset_ >= size_
                 ? 0
                 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
-    s.src = s.buf.data();
-    if (s.len > 0) {
-      // A file cut while it is mapped raises SIGBUS on access: check first (a race remains only
-      // with a truncation between this check and the reads; docs/SECURITY.md §10).
-      struct stat st {};
-      if (::fstat(fd_, &st) != 0 || static_cast<std::uint64_t>(st.st_size) < offset_ + s.len) {
+    std::size_t got = 0;
+    while (got < s.len) {
+      const ssize_t r = ::pread(fd_, s.buf.data() + got, s.len - got,
+                                static_cast<off_t>(offset_ + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
+      }
+      if (r == 0) {
         throw Error(Code::failed, "the input file shrank while it was being read",
                     "run again once nothing else writes to it");
       }
-      const std::uint64_t base = offset_ & ~(page_ - 1);
-      s.map_len = static_cast<std::size_t>(offset_ - base) + s.len;
-      void* m = ::mmap(nullptr, s.map_len, PROT_READ, MAP_PRIVATE, fd_, static_cast<off_t>(base));
-      if (m == MAP_FAILED) {
-        throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));
-      }
-      // Fault the window in here, on the reader thread, one fault per fault-around block (the
-      // kernel maps 64 KiB of cached pages per fault): cheaper than MAP_POPULATE, which walks
-      // every page, and it keeps the faults off the crypto threads.
-      const auto* p = static_cast<const volatile std::uint8_t*>(m);
-      for (std::size_t off = 0; off < s.map_len; off += kFaultStride) (void)p[off];
-      s.map = m;
-      s.src = static_cast<const std::uint8_t*>(m) + (offset_ - base);
-      offset_ += s.len;
+      got += static_cast<std::size_t>(r);
     }
+    offset_ += s.len;
   }
 
  private:
@@ -139,8 +119,8 @@ class Input {
   int fd_;
   Bytes pending_;
   std::size_t pos_ = 0;
-  bool mapped_ = false;
-  std::uint64_t offset_ = 0, size_ = 0, page_ = 4096;
+  bool regular_ = false;
+  std::uint64_t offset_ = 0, size_ = 0;
 };
 
 void write_all(int fd, const std::uint8_t* p, std::size_t n) {
@@ -174,7 +154,6 @@ class Ring {
     if (reader_.joinable()) reader_.join();
     if (writer_.joinable()) writer_.join();
     for (std::thread& t : workers_) t.join();
-    for (Slot& s : slots_) s.unmap();
   }
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;

@@ -205,6 +205,35 @@ class KeyState(FilesTestCase):
         self.vault.ok("file", "decrypt", src + ".kenc")
         self.assertEqual(read(src), pt)
 
+class ShrinkingInput(FilesTestCase):
+    def test_a_file_cut_short_while_it_is_encrypted_fails_with_exit_1_never_a_signal(self):
+        """The input is truncated at a random instant while `file encrypt` reads it: the command
+        either finished first (exit 0) or says the input shrank (exit 1), leaving no output; it
+        is never killed by SIGBUS (a mapped file cut short raises it on any access)."""
+        import random
+        import time
+        key = self.vault.create_key()
+        d = self.dir("shrink")
+        src = os.path.join(d, "big.bin")
+        out = os.path.join(d, "big.kenc")
+        seen = set()
+        for i in range(12):
+            write(src, os.urandom(48 << 20))
+            p = self.vault.popen("file", "encrypt", "--key", key, "--frame-size", "64KiB",
+                                 "-o", out, src)
+            time.sleep(random.uniform(0, 0.05))
+            os.truncate(src, random.randrange(1, 32 << 20))
+            _, err = p.communicate(timeout=120)
+            self.assertIn(p.returncode, (0, 1), "killed by a signal or failed otherwise:\n%s"
+                          % err.decode())
+            seen.add(p.returncode)
+            if p.returncode == 1:
+                self.assertIn(b"shrank while it was being read", err)
+                self.assertNoOutput(d, "big.kenc")
+            elif os.path.exists(out):
+                os.unlink(out)
+        self.assertIn(1, seen, "no run was cut short: the test did not test anything")
+
 
 if __name__ == "__main__":
     fileenv.keyenv.main()
