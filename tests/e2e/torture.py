@@ -5,15 +5,18 @@ Each round starts one command of a mix (status, encrypt, decrypt, key create and
 software and hsm protection, secret put and get, file encrypt, audit verify, vault backup,
 vault restore, vault rekey, vault change-pin, init of a new vault, and commands served by a
 `kmsctl agent`, whose agent is killed instead), sends it SIGKILL, SIGTERM or SIGINT after a
-random delay drawn between 0 and 1.2 times that command's own measured duration, and waits for
-it. Then:
+random delay drawn between 0 and that command's own measured duration (the median of three
+runs), and waits for it. A signal that arrived after the command had finished is no kill: rounds
+go on until the number of kills asked for have landed. After every round:
   - the vault opens (`kmsctl status` exits 0: this is also where kmsctl mends what the kill
     left, e.g. a token file emptied by SoftHSM2 in mid-rewrite);
   - `kmsctl audit verify` exits 0;
   - `PRAGMA integrity_check` on the vault file says ok;
   - the command happened entirely, with its `ok` audit record, or not at all: the rows it adds
     (keys, key versions, secret versions, the root key generation) grew by exactly the number
-    of its `ok` records, and a changed PIN has its record;
+    of its `ok` records, a changed PIN has its start record and a done record means it
+    changed;
+  - every ciphertext made so far (after each key create, rotate and rekey) still decrypts;
   - an interrupted init leaves either no vault (and `kmsctl init` then succeeds) or a vault
     that opens and verifies.
 
@@ -72,13 +75,13 @@ class Torture:
         # How long each command takes here: the kill delays are drawn from that range.
         for name in COMMANDS:
             times = []
-            for _ in range(2):
+            for _ in range(3):
                 argv, env = self.command(name)
                 t0 = time.monotonic()
                 k.run(*argv, env=env)
                 times.append(time.monotonic() - t0)
                 self.after_success(name)
-            self.durations[name] = max(times)
+            self.durations[name] = sorted(times)[1]
 
     # ---- the mix ----
     def command(self, name):
@@ -164,7 +167,7 @@ class Torture:
     def kill_round(self, i):
         name = self.rng.choice(COMMANDS)
         sig = self.rng.choice(SIGNALS)
-        delay = self.rng.uniform(0, 1.2 * self.durations[name])
+        delay = self.rng.uniform(0, self.durations[name])
         before = self.snapshot()
         argv, env = self.command(name)
         where = "round %d (seed %d): %s killed by %s after %.1f ms" % (
@@ -176,8 +179,10 @@ class Torture:
         except ProcessLookupError:
             pass
         p.communicate(timeout=300)
-        self.stats[(name, sig.name, "finished" if p.returncode == 0 else "killed")] += 1
+        landed = p.returncode == -sig
+        self.stats[(name, sig.name, "landed" if landed else "missed")] += 1
         self.check(name, where, before, sig)
+        return landed
 
     def status(self):
         return self.kms.run("status")
@@ -256,7 +261,7 @@ class Torture:
         so_pin = k.path("init-%d.so" % i)
         env = {"KMSCTL_VAULT": vault}
         sig = self.rng.choice(SIGNALS)
-        delay = self.rng.uniform(0, 1.2 * self.durations.get("init", 0.2))
+        delay = self.rng.uniform(0, self.durations.get("init", 0.2))
         where = "round %d (seed %d): init killed by %s after %.1f ms" % (
             i, self.seed, sig.name, delay * 1000)
         t0 = time.monotonic()
@@ -267,8 +272,10 @@ class Torture:
         except ProcessLookupError:
             pass
         p.communicate(timeout=300)
-        self.durations["init"] = max(self.durations.get("init", 0), time.monotonic() - t0)
-        self.stats[("init", sig.name, "finished" if p.returncode == 0 else "killed")] += 1
+        if p.returncode == 0:  # learn how long an init takes here
+            self.durations["init"] = time.monotonic() - t0
+        landed = p.returncode == -sig
+        self.stats[("init", sig.name, "landed" if landed else "missed")] += 1
         if os.path.exists(vault):
             for argv in (["status"], ["audit", "verify"]):
                 r = k.run(*argv, env=env)
@@ -280,6 +287,7 @@ class Torture:
             r = k.run("init", "--so-pin-file", so_pin, env=env)
             if r.rc != 0:
                 raise Violation("%s: init cannot be run again:\n%s" % (where, r.show(["init"])))
+        return landed
 
     # ---- the agent ----
     def agent_round(self, i):
@@ -292,7 +300,7 @@ class Torture:
         agent = json.loads(r.out)["pid"]
         name = self.rng.choice(AGENT_COMMANDS)
         sig = self.rng.choice(SIGNALS)
-        delay = self.rng.uniform(0, 1.2 * self.durations[name])
+        delay = self.rng.uniform(0, self.durations[name])
         before = self.snapshot()
         argv, env = self.command(name)
         env["KMSCTL_AGENT_SOCK"] = k.path("agent.sock")
@@ -300,6 +308,7 @@ class Torture:
             i, self.seed, " ".join(argv), sig.name, delay * 1000)
         p = k.popen(*argv, env=env)
         time.sleep(delay)
+        landed = p.poll() is None  # the agent was still serving the command
         os.kill(agent, sig)
         p.communicate(timeout=300)
         deadline = time.monotonic() + 30
@@ -308,8 +317,9 @@ class Torture:
                 os.kill(agent, signal.SIGKILL)
                 raise Violation("%s: the agent did not stop within 30 s" % where)
             time.sleep(0.01)
-        self.stats[("agent " + name, sig.name, "served" if p.returncode == 0 else "cut")] += 1
+        self.stats[("agent " + name, sig.name, "landed" if landed else "missed")] += 1
         self.check(name, where, before, sig)
+        return landed
 
     def run(self, kills):
         self.setup()
@@ -317,19 +327,25 @@ class Torture:
             self.seed, kills, ", ".join("%s %.0f" % (n, d * 1000)
                                         for n, d in sorted(self.durations.items()))))
         t0 = time.monotonic()
-        for i in range(kills):
+        landed = 0
+        # A signal sent after the command had finished is no kill: run until `kills` landed
+        # (each round is checked either way).
+        while landed < kills and self.rounds < 3 * kills:
+            i = self.rounds
             draw = self.rng.random()
             if draw < INIT_SHARE:
-                self.init_round(i)
+                hit = self.init_round(i)
             elif draw < INIT_SHARE + AGENT_SHARE:
-                self.agent_round(i)
+                hit = self.agent_round(i)
             else:
-                self.kill_round(i)
-            self.rounds = i + 1
-            if (i + 1) % 100 == 0:
+                hit = self.kill_round(i)
+            self.rounds += 1
+            landed += hit
+            if hit and landed % 100 == 0:
                 self.check_all_blobs()
-                self.log("torture: %d/%d kills, %d token repairs, %.0f s" % (
-                    i + 1, kills, sum(self.repairs.values()), time.monotonic() - t0))
+                self.log("torture: %d/%d kills in %d rounds, %d token repairs, %.0f s" % (
+                    landed, kills, self.rounds, sum(self.repairs.values()),
+                    time.monotonic() - t0))
         self.check_all_blobs()
         return self.stats
 
@@ -358,16 +374,18 @@ def alive(pid):
         return False
 
 
+def landed(stats):
+    return sum(n for (_, _, how), n in stats.items() if how == "landed")
+
+
 def summary(stats):
     by_sig = collections.Counter()
-    finished = 0
     for (name, sig, how), n in stats.items():
-        by_sig[sig] += n
-        if how == "finished":
-            finished += n
-    total = sum(by_sig.values())
-    return "%d kills (%s), %d of them after the command had finished" % (
-        total, ", ".join("%s %d" % kv for kv in sorted(by_sig.items())), finished)
+        if how == "landed":
+            by_sig[sig] += n
+    rounds = sum(stats.values())
+    return "%d kills (%s) in %d rounds (in the others the command had finished first)" % (
+        landed(stats), ", ".join("%s %d" % kv for kv in sorted(by_sig.items())), rounds)
 
 
 def main(argv):
