@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "kms/error.hpp"
+#include "kms/faults.hpp"
 
 namespace kms::files {
 namespace fs = std::filesystem;
@@ -137,7 +138,14 @@ void AtomicFile::commit() {
     throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
   }
   committed_ = true;
-  fsync_dir(dir);
+  try {
+    fsync_dir(dir);
+  } catch (const Error&) {
+    // The new name may not survive a crash. A new file is taken back, so that a failure leaves
+    // no output; a replaced one stays (the old content is gone), and the error says so.
+    if (!overwrite_) ::unlink(target_.c_str());
+    throw;
+  }
 }
 
 void make_private_dir(const fs::path& dir) {
@@ -158,9 +166,19 @@ void make_private_dir(const fs::path& dir) {
 
 void fsync_dir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  if (fd < 0) return;  // nothing was created there by this process
+  int err = 0;
+  if (faults::fail_now(faults::Op::dirsync)) {
+    err = EIO;
+  } else if (::fsync(fd) != 0) {
+    err = errno;
+  }
+  ::close(fd);
+  if (err != 0) {
+    throw Error(Code::failed,
+                fmt::format("cannot make the new name in {} durable: {}", dir.string(),
+                            std::strerror(err)),
+                "check the file system (space, errors) and run the command again");
   }
 }
 

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include "kms/error.hpp"
+#include "kms/faults.hpp"
 #include "kms/store.hpp"
 
 namespace kms::store {
@@ -92,6 +93,82 @@ int restart_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
 // is always durably in its directory.
 sqlite3_vfs* real_vfs(sqlite3_vfs* v) { return static_cast<sqlite3_vfs*>(v->pAppData); }
 
+// Fault injection (kms/faults.hpp): with a fault armed, every file is opened through FaultFile,
+// which counts writes and syncs and fails the chosen one with SQLite's I/O error for it. The
+// real file's state follows the FaultFile in the same allocation (szOsFile covers both).
+struct FaultFile {
+  sqlite3_file base;
+  sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
+};
+FaultFile* fault_file(sqlite3_file* f) { return reinterpret_cast<FaultFile*>(f); }
+sqlite3_file* inner(sqlite3_file* f) { return fault_file(f)->real(); }
+
+const sqlite3_io_methods* fault_methods() {
+  static const sqlite3_io_methods m = [] {
+    sqlite3_io_methods x{};
+    x.iVersion = 3;
+    x.xClose = [](sqlite3_file* f) { return inner(f)->pMethods->xClose(inner(f)); };
+    x.xRead = [](sqlite3_file* f, void* b, int n, sqlite3_int64 o) {
+      return inner(f)->pMethods->xRead(inner(f), b, n, o);
+    };
+    x.xWrite = [](sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
+      if (faults::fail_now(faults::Op::write)) return SQLITE_IOERR_WRITE;
+      return inner(f)->pMethods->xWrite(inner(f), b, n, o);
+    };
+    x.xTruncate = [](sqlite3_file* f, sqlite3_int64 n) {
+      return inner(f)->pMethods->xTruncate(inner(f), n);
+    };
+    x.xSync = [](sqlite3_file* f, int flags) {
+      if (faults::fail_now(faults::Op::sync)) return SQLITE_IOERR_FSYNC;
+      return inner(f)->pMethods->xSync(inner(f), flags);
+    };
+    x.xFileSize = [](sqlite3_file* f, sqlite3_int64* n) {
+      return inner(f)->pMethods->xFileSize(inner(f), n);
+    };
+    x.xLock = [](sqlite3_file* f, int l) { return inner(f)->pMethods->xLock(inner(f), l); };
+    x.xUnlock = [](sqlite3_file* f, int l) { return inner(f)->pMethods->xUnlock(inner(f), l); };
+    x.xCheckReservedLock = [](sqlite3_file* f, int* r) {
+      return inner(f)->pMethods->xCheckReservedLock(inner(f), r);
+    };
+    x.xFileControl = [](sqlite3_file* f, int op, void* a) {
+      return inner(f)->pMethods->xFileControl(inner(f), op, a);
+    };
+    x.xSectorSize = [](sqlite3_file* f) { return inner(f)->pMethods->xSectorSize(inner(f)); };
+    x.xDeviceCharacteristics = [](sqlite3_file* f) {
+      return inner(f)->pMethods->xDeviceCharacteristics(inner(f));
+    };
+    x.xShmMap = [](sqlite3_file* f, int pg, int sz, int ext, void volatile** p) {
+      return inner(f)->pMethods->xShmMap(inner(f), pg, sz, ext, p);
+    };
+    x.xShmLock = [](sqlite3_file* f, int off, int n, int flags) {
+      return inner(f)->pMethods->xShmLock(inner(f), off, n, flags);
+    };
+    x.xShmBarrier = [](sqlite3_file* f) { inner(f)->pMethods->xShmBarrier(inner(f)); };
+    x.xShmUnmap = [](sqlite3_file* f, int del) {
+      return inner(f)->pMethods->xShmUnmap(inner(f), del);
+    };
+    x.xFetch = [](sqlite3_file* f, sqlite3_int64 o, int n, void** p) {
+      return inner(f)->pMethods->xFetch(inner(f), o, n, p);
+    };
+    x.xUnfetch = [](sqlite3_file* f, sqlite3_int64 o, void* p) {
+      return inner(f)->pMethods->xUnfetch(inner(f), o, p);
+    };
+    return x;
+  }();
+  return &m;
+}
+
+int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f, int flags,
+                              int* out);
+
+int open_with_faults(sqlite3_vfs* v, const char* name, sqlite3_file* f, int flags, int* out) {
+  FaultFile* ff = fault_file(f);
+  ff->base.pMethods = nullptr;
+  const int rc = open_existing_wal_quietly(v, name, ff->real(), flags, out);
+  if (ff->real()->pMethods != nullptr) ff->base.pMethods = fault_methods();
+  return rc;
+}
+
 int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f, int flags,
                               int* out) {
   sqlite3_vfs* real = real_vfs(v);
@@ -103,7 +180,8 @@ int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f,
   if (rc == SQLITE_OK && wal) {
     const int dir =
         ::open(fs::path(name).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool synced = dir >= 0 && ::fsync(dir) == 0;
+    const bool synced =
+        dir >= 0 && !faults::fail_now(faults::Op::dirsync) && ::fsync(dir) == 0;
     if (dir >= 0) ::close(dir);
     if (!synced) {
       f->pMethods->xClose(f);
@@ -127,6 +205,10 @@ const char* vault_vfs() {
     v.zName = "kmsctl-unix";
     v.pAppData = real;
     v.xOpen = open_existing_wal_quietly;
+    if (faults::armed()) {
+      v.szOsFile = static_cast<int>(sizeof(FaultFile)) + real->szOsFile;
+      v.xOpen = open_with_faults;
+    }
     v.xDelete = [](sqlite3_vfs* s, const char* n, int d) {
       return real_vfs(s)->xDelete(real_vfs(s), n, d);
     };

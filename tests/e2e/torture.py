@@ -60,6 +60,10 @@ class Torture:
 
     # ---- setup ----
     def setup(self):
+        self.populate()
+        self.measure()
+
+    def populate(self):
         k = self.kms
         k.init("--so-pin-file", k.path("so-pin"))
         k.ok("key", "create", "--alias", "alias/sw")
@@ -72,7 +76,9 @@ class Torture:
             f.write(os.urandom(4 << 20))
         k.ok("encrypt", "--key", "alias/hw", "--in", k.path("plain"), "--out", k.path("blob-hw"))
         k.ok("encrypt", "--key", "alias/sw", "--in", k.path("plain"), "--out", k.path("blob-sw"))
-        # How long each command takes here: the kill delays are drawn from that range.
+    def measure(self):
+        """How long each command takes here: the kill delays are drawn from that range."""
+        k = self.kms
         for name in COMMANDS:
             times = []
             for _ in range(3):
@@ -208,7 +214,8 @@ class Torture:
         after = self.snapshot()
         records = self.records_since(before["seq"])
         repaired = sum(1 for a, _, _ in records if a == "vault.repair_token")
-        self.repairs[sig.name] += repaired
+        if sig is not None:
+            self.repairs[sig.name] += repaired
         action = ACTIONS.get(name)
         if name in ("key-create", "key-rotate", "secret-put", "rekey"):
             oks = sum(1 for a, o, _ in records if a == action and o == "ok")

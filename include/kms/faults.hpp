@@ -1,0 +1,18 @@
+// A test seam for fault injection: KMSCTL_TEST_FAULT=OP:N makes the N-th OP of the process fail,
+// as a full disk or a failing device would. OP is `write` (a write to a SQLite file: the vault,
+// its WAL), `sync` (an fsync of one) or `dirsync` (a directory fsync: SQLite's, and those that
+// publish output files). When the fault fires, "kmsctl: test fault: OP N failed" is printed on
+// stderr, so a test can tell a run it failed from one that ended before the N-th OP. Without
+// the variable nothing is counted.
+#pragma once
+
+namespace kms::faults {
+
+enum class Op { write, sync, dirsync };
+
+// Whether any fault is armed in this process (read once from the environment).
+bool armed() noexcept;
+// Counts one `op`; true when it is the one that must fail.
+bool fail_now(Op op) noexcept;
+
+}  // namespace kms::faults
