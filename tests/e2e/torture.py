@@ -57,6 +57,10 @@ class Torture:
         self.repairs = collections.Counter()  # token files mended, by the signal that broke them
         self.blobs = []
         self.rounds = 0
+        # A shell starts background jobs with SIGINT ignored, and kmsctl would inherit that:
+        # its children must get SIGINT as a terminal's Ctrl-C delivers it.
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     # ---- setup ----
     def setup(self):
