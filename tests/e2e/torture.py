@@ -182,14 +182,7 @@ class Torture:
         argv, env = self.command(name)
         where = "round %d (seed %d): %s killed by %s after %.1f ms" % (
             i, self.seed, " ".join(argv), sig.name, delay * 1000)
-        p = self.kms.popen(*argv, env=env)
-        time.sleep(delay)
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        p.communicate(timeout=300)
-        landed = p.returncode == -sig
+        landed = interrupt(self.kms.popen(*argv, env=env), delay, sig)
         self.stats[(name, sig.name, "landed" if landed else "missed")] += 1
         self.check(name, where, before, sig)
         return landed
@@ -277,15 +270,9 @@ class Torture:
             i, self.seed, sig.name, delay * 1000)
         t0 = time.monotonic()
         p = k.popen("init", "--so-pin-file", so_pin, env=env)
-        time.sleep(delay)
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        p.communicate(timeout=300)
+        landed = interrupt(p, delay, sig)
         if p.returncode == 0:  # learn how long an init takes here
             self.durations["init"] = time.monotonic() - t0
-        landed = p.returncode == -sig
         self.stats[("init", sig.name, "landed" if landed else "missed")] += 1
         if os.path.exists(vault):
             for argv in (["status"], ["audit", "verify"]):
@@ -374,6 +361,18 @@ INIT_SHARE = 0.05
 AGENT_COMMANDS = ("status", "encrypt", "decrypt", "key-create", "key-rotate", "secret-put",
                   "secret-get", "audit-verify")
 AGENT_SHARE = 0.1
+
+
+def interrupt(p, delay, sig):
+    """Sends `sig` to the running command `p` after `delay` seconds and waits for it; whether the
+    signal landed (ended the command) rather than arriving after it had finished."""
+    time.sleep(delay)
+    try:
+        p.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    p.communicate(timeout=300)
+    return p.returncode == -sig
 
 
 def alive(pid):
