@@ -12,7 +12,8 @@
 namespace kms::faults {
 namespace {
 
-constexpr std::string_view kNames[] = {"write", "sync", "dirsync"};
+constexpr std::string_view kNames[] = {"write", "sync", "dirsync", "pkcs11"};
+constexpr int kOps = 4;
 
 struct Plan {
   int op = -1;     // index into kNames; -1: nothing armed
@@ -30,7 +31,7 @@ Plan read_plan() noexcept {
   const std::string_view digits = s.substr(colon + 1);
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
   if (ec != std::errc() || end != digits.data() + digits.size() || n < 1) return p;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kOps; ++i) {
     if (s.substr(0, colon) == kNames[i]) p = {i, n};
   }
   return p;
@@ -41,7 +42,7 @@ const Plan& plan() noexcept {
   return p;
 }
 
-std::atomic<long> counts[3];
+std::atomic<long> counts[kOps];
 
 }  // namespace
 

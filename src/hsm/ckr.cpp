@@ -100,7 +100,8 @@ void check(CK_RV rv, std::string_view what) {
       throw Error(Code::unavailable, msg, "check that the token is present and initialised");
     case CKR_ENCRYPTED_DATA_INVALID:
     case CKR_ENCRYPTED_DATA_LEN_RANGE:
-      throw Error(Code::integrity, msg);
+      throw Error(Code::integrity, msg,
+                  "the data was altered or belongs to another key: restore it from a backup");
     case CKR_GENERAL_ERROR:
     case CKR_DEVICE_ERROR:
     case CKR_DEVICE_MEMORY:
@@ -110,7 +111,9 @@ void check(CK_RV rv, std::string_view what) {
                   "private SoftHSM2 token: the directory VAULT.token beside the vault file), "
                   "then retry");
     default:
-      throw Error(Code::failed, msg);
+      throw Error(Code::failed, msg,
+                  "run the command again; if the token keeps refusing, check it with its own "
+                  "tools (pkcs11-tool --list-slots) and `kmsctl vault check-token`");
   }
 }
 

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "check.hpp"
+#include "hsm/faulty.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
@@ -119,7 +120,7 @@ std::shared_ptr<Module> Module::load_new(const std::string& path) {
                   "token directory)");
     }
   }
-  return std::shared_ptr<Module>(new Module(path, handle, fn));
+  return std::shared_ptr<Module>(new Module(path, handle, detail::with_faults(fn)));
 }
 
 Module::Module(std::string path, void* handle, CK_FUNCTION_LIST* fn)

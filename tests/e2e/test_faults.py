@@ -1,9 +1,9 @@
-"""Fault injection: every write, fsync and directory fsync a command makes fails in turn, and each
-failure is clean (docs/SECURITY.md §12).
+"""Fault injection: every write, fsync, directory fsync and PKCS#11 call a command makes fails in
+turn, and each failure is clean (docs/SECURITY.md §12).
 
-KMSCTL_TEST_FAULT=OP:N makes the N-th OP of a kmsctl process fail (kms/faults.hpp; the seam is
-the vault's SQLite VFS for writes and syncs of the vault and its WAL, and the directory fsyncs that
-publish output files). For each command of the mix and each OP, N runs from 1 until a run ends
+KMSCTL_TEST_FAULT=OP:N makes the N-th OP of a kmsctl process fail (kms/faults.hpp; the seams are
+the vault's SQLite VFS for writes and syncs of the vault and its WAL, the directory fsyncs that
+publish output files, and a copy of the PKCS#11 module's function list). For each command of the mix and each OP, N runs from 1 until a run ends
 before its N-th OP. After every run: the command either succeeded or failed with a documented
 exit code, an error line and a hint (never a crash); an output file exists only if it succeeded;
 and the checks of the torture test hold: the vault opens, `audit verify` passes, `PRAGMA
@@ -16,7 +16,7 @@ import unittest
 import kmsenv
 import torture
 
-OPS = ("write", "sync", "dirsync")
+OPS = ("write", "sync", "dirsync", "pkcs11")
 # Commands of torture.py's mix, and the output each writes (if any).
 COMMANDS = ("status", "key-create", "key-rotate", "secret-put", "encrypt", "file-encrypt",
             "backup", "rekey", "change-pin")
