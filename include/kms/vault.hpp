@@ -135,6 +135,7 @@ class Vault {
   std::optional<hsm::ObjectHandle> new_root_;
   std::optional<store::VaultMeta> meta_before_rekey_;
   std::optional<std::vector<AnchorSlot>> loaded_slots_;  // by load_anchor(), for store_anchor()
+  std::filesystem::path token_dir_;  // a private SoftHSM2 token's directory (VAULT.token)
   std::vector<std::string> token_repairs_;
   bool anchor_value_read_only_ = false;  // the token refused CKA_VALUE once: use the label
   SecureBytes master_;

@@ -127,7 +127,8 @@ void Vault::connect_token(const SecureBytes& pin) {
                               private_token_dir(final_path_).string()));
     }
     ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
-    guard.emplace(fs::path(conf).parent_path());
+    token_dir_ = fs::path(conf).parent_path();
+    guard.emplace(token_dir_);
     for (const auto& m : guard->mended()) token_repairs_.push_back(m.token_object.string());
   }
   detail::check_module_trusted(meta_.pkcs11_module, "named in the vault header");
@@ -418,13 +419,12 @@ void Vault::abort_rekey() noexcept {
 }
 
 void Vault::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
-  if (meta_.softhsm_conf.empty()) {
+  if (token_dir_.empty()) {
     session_->set_pin(old_pin, new_pin);
     return;
   }
   // C_SetPIN rewrites token.object: guarded like a login, and the copy then holds the new PIN.
-  const char* conf = std::getenv("SOFTHSM2_CONF");
-  token_files::TokenFiles guard(fs::path(conf ? conf : meta_.softhsm_conf).parent_path());
+  token_files::TokenFiles guard(token_dir_);
   session_->set_pin(old_pin, new_pin);
   guard.save_copies();
 }
