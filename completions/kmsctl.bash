@@ -67,7 +67,7 @@ _kmsctl_flags() {
     "vault backup") echo "--help -h --help-all --force" ;;
     "vault rekey") echo "--help -h --help-all" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;
-    "vault restore") echo "--help -h --help-all --force" ;;
+    "vault restore") echo "--help -h --help-all --force --json" ;;
     "vault check-token") echo "--help -h --help-all --remove --yes --json" ;;
     "agent start") echo "--help -h --help-all --idle-timeout --max-lifetime --socket --foreground --json" ;;
     "agent stop") echo "--help -h --help-all --socket" ;;

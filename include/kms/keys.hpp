@@ -78,7 +78,9 @@ class KeyStore {
   static void require_enabled(const store::KeyRow& key, std::string_view ref);
 
   Bytes encrypt(const store::KeyRow& key, ByteView plaintext, const Context& context);
-  // Finds the key from the blob; Code::integrity when the blob does not open with this context.
+  // Finds the key from the blob. Code::not_found when this vault has no such key or no such
+  // version of it (restored from an older backup, a stale copy), Code::refused when the key is
+  // not enabled, Code::integrity when the blob does not open with this context.
   Decrypted decrypt(ByteView blob, const Context& context);
   // The key id a blob names, without opening it (for the audit record).
   static std::optional<std::string> blob_key_id(ByteView blob);

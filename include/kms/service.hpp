@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,39 @@ struct Status {
   std::int64_t audit_records = 0;
   store::VaultCounts counts;
   store::AuditHead audit_head;
+};
+
+// What a restore drops: what the live vault has and the backup lacks (names and ids only).
+struct RestoreLosses {
+  struct KeyVersion {
+    std::string key_id;
+    std::int64_t version = 0;
+    bool replaced = false;  // the backup has another version of this number (made after a restore)
+  };
+  struct Secret {
+    std::string id;
+    std::string name;
+  };
+  struct SecretVersion {
+    std::string secret_id;
+    std::string name;
+    std::int64_t version = 0;
+    bool replaced = false;
+  };
+  // Every version lost, those of the lost keys too; in key id, version order.
+  std::vector<KeyVersion> key_versions;
+  std::vector<std::string> keys;  // keys the backup does not have at all
+  // The live aliases of every key in key_versions, to name it by.
+  std::map<std::string, std::vector<std::string>> aliases;
+  std::vector<SecretVersion> secret_versions;
+  std::vector<Secret> secrets;  // secrets the backup does not have at all
+  std::int64_t records = 0;     // the live log's records after the last one the backup shares
+  std::int64_t first_record = 0, last_record = 0;  // their seq range, when records > 0
+
+  bool empty() const noexcept {
+    return key_versions.empty() && keys.empty() && secret_versions.empty() && secrets.empty() &&
+           records == 0;
+  }
 };
 
 struct KeyPage {
@@ -85,15 +119,21 @@ class Service {
   static std::unique_ptr<Service> init(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
   // Replaces the vault at `target` with a verified backup of it and moves the token anchor to
-  // the restored log, recording vault.restore (with the anchor it replaced) as its next record.
+  // the restored log, recording vault.restore (with the anchor it replaced and the counts of what
+  // it dropped) as its next record. Before anything changes, and under the writer lock, the live
+  // vault is compared with the backup (report.losses). An existing vault is replaced only with
+  // `force`, or when it would lose something and `confirm` (asked with the losses) says yes;
+  // otherwise Code::refused, naming what would be lost.
   struct RestoreReport {
     std::int64_t backup_records = 0;
     std::optional<std::int64_t> replaced_anchor_seq;
+    RestoreLosses losses;
   };
+  using ConfirmLosses = std::function<bool(const RestoreLosses&)>;
   static std::unique_ptr<Service> restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
-                                          const SecureBytes& pin, bool force,
-                                          RestoreReport& report);
+                                          const SecureBytes& pin, bool force, RestoreReport& report,
+                                          const ConfirmLosses& confirm = {});
   ~Service();
 
   Vault& vault() noexcept { return *vault_; }

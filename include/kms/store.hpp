@@ -214,6 +214,9 @@ void key_version_insert(Db& db, const KeyVersionRow& v);
 std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id, std::int64_t version);
 std::vector<KeyVersionRow> key_versions(Db& db, std::string_view key_id);  // metadata, ascending
 std::int64_t key_version_max(Db& db, std::string_view key_id);
+// Every version of every key, metadata only, ordered by key id then version (what a restore
+// compares).
+std::vector<KeyVersionRow> key_versions_all(Db& db);
 
 std::optional<std::string> alias_target(Db& db, std::string_view alias);
 void alias_insert(Db& db, std::string_view alias, std::string_view key_id, std::string_view now);
@@ -267,6 +270,8 @@ std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secr
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
                                                         std::string_view stage);
 std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id);  // metadata, ascending
+// Every version of every secret, metadata only, ordered by secret id then version.
+std::vector<SecretVersionRow> secret_versions_all(Db& db);
 // A stage names at most one version of a secret: clear it, then set it on another version.
 void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage);
 void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, std::string_view stage);

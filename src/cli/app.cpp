@@ -421,6 +421,8 @@ int run_command(int argc, const char* const* argv, Service* served) {
     return report_error(Error(Code::usage, what, hint));
   } catch (const Error& e) {
     return report_error(e);
+  } catch (const ErrorReported& r) {
+    return r.exit_code;
   } catch (const std::exception& e) {
     return report_error(Error(Code::failed, e.what()));
   }

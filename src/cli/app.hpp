@@ -100,6 +100,11 @@ std::pair<std::string_view, std::string_view> command_words(int argc, const char
 int run_command(int argc, const char* const* argv, Service* served = nullptr);
 // `kmsctl: error: WHAT` and the hint on stderr, each escaped to one line; returns the exit code.
 int report_error(const Error& e);
+// Thrown by a command that reported its error itself (report_error, then details after the hint):
+// run_command returns the exit code and prints nothing more.
+struct ErrorReported {
+  int exit_code;
+};
 // With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the command (and its
 // vault): runs it there and returns its exit code. Nothing: run it in this process.
 std::optional<int> forward_to_agent(int argc, const char* const* argv);

@@ -2,14 +2,130 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <string>
 
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
 
 namespace kms::cli {
-
 namespace {
+
+std::string versions_text(const std::vector<std::string>& versions) {
+  std::string out = versions.size() == 1 ? "version " : "versions ";
+  for (std::size_t i = 0; i < versions.size(); ++i) out += (i ? ", " : "") + versions[i];
+  return out;
+}
+
+std::string version_text(std::int64_t version, bool replaced) {
+  return replaced ? fmt::format("{} (the backup has another version {})", version, version)
+                  : std::to_string(version);
+}
+
+// One line per key, secret and the records: names and ids, never a value.
+std::vector<std::string> loss_lines(const RestoreLosses& l) {
+  std::vector<std::string> out;
+  auto whole_key = [&](const std::string& id) {
+    return std::find(l.keys.begin(), l.keys.end(), id) != l.keys.end();
+  };
+  for (std::size_t i = 0; i < l.key_versions.size();) {
+    const std::string& id = l.key_versions[i].key_id;
+    std::vector<std::string> versions;
+    for (; i < l.key_versions.size() && l.key_versions[i].key_id == id; ++i) {
+      versions.push_back(version_text(l.key_versions[i].version, l.key_versions[i].replaced));
+    }
+    std::string name = "key " + id;
+    if (const auto a = l.aliases.find(id); a != l.aliases.end()) {
+      name += " (";
+      for (std::size_t j = 0; j < a->second.size(); ++j) name += (j ? ", " : "") + a->second[j];
+      name += ")";
+    }
+    out.push_back(fmt::format("{}: {}{}", name, whole_key(id) ? "the whole key, " : "",
+                              versions_text(versions)));
+  }
+  auto whole_secret = [&](const std::string& id) {
+    return std::any_of(l.secrets.begin(), l.secrets.end(),
+                       [&](const RestoreLosses::Secret& s) { return s.id == id; });
+  };
+  for (std::size_t i = 0; i < l.secret_versions.size();) {
+    const RestoreLosses::SecretVersion& first = l.secret_versions[i];
+    std::vector<std::string> versions;
+    for (; i < l.secret_versions.size() && l.secret_versions[i].secret_id == first.secret_id; ++i) {
+      versions.push_back(version_text(l.secret_versions[i].version, l.secret_versions[i].replaced));
+    }
+    out.push_back(fmt::format("secret {} ({}): {}{}", first.name, first.secret_id,
+                              whole_secret(first.secret_id) ? "the whole secret, " : "",
+                              versions_text(versions)));
+  }
+  for (const RestoreLosses::Secret& s : l.secrets) {
+    const bool listed = std::any_of(l.secret_versions.begin(), l.secret_versions.end(),
+                                    [&](const auto& v) { return v.secret_id == s.id; });
+    if (!listed) out.push_back(fmt::format("secret {} ({}): the whole secret", s.name, s.id));
+  }
+  if (l.records > 0) {
+    out.push_back(
+        fmt::format("audit records: {}, seq {} to {}", l.records, l.first_record, l.last_record));
+  }
+  return out;
+}
+
+void print_losses(const std::string& heading, const RestoreLosses& l) {
+  note(escape_text(heading));
+  for (const std::string& line : loss_lines(l)) note("  " + escape_text(line));
+}
+
+nlohmann::json losses_json(const RestoreLosses& l) {
+  auto aliases = [&](const std::string& id) {
+    const auto a = l.aliases.find(id);
+    return a == l.aliases.end() ? std::vector<std::string>() : a->second;
+  };
+  nlohmann::json key_versions = nlohmann::json::array(), keys = nlohmann::json::array();
+  for (const auto& v : l.key_versions) {
+    key_versions.push_back({{"key_id", v.key_id},
+                            {"aliases", aliases(v.key_id)},
+                            {"version", v.version},
+                            {"replaced", v.replaced}});
+  }
+  for (const std::string& id : l.keys) keys.push_back({{"key_id", id}, {"aliases", aliases(id)}});
+  nlohmann::json secret_versions = nlohmann::json::array(), secrets = nlohmann::json::array();
+  for (const auto& v : l.secret_versions) {
+    secret_versions.push_back({{"secret_id", v.secret_id},
+                               {"name", v.name},
+                               {"version", v.version},
+                               {"replaced", v.replaced}});
+  }
+  for (const auto& s : l.secrets) secrets.push_back({{"secret_id", s.id}, {"name", s.name}});
+  nlohmann::json records = {{"count", l.records}, {"first_seq", nullptr}, {"last_seq", nullptr}};
+  if (l.records > 0) {
+    records["first_seq"] = l.first_record;
+    records["last_seq"] = l.last_record;
+  }
+  return {{"key_versions", key_versions},
+          {"keys", keys},
+          {"secret_versions", secret_versions},
+          {"secrets", secrets},
+          {"records", records}};
+}
+
+const char* const kWouldDrop = "restoring would drop what the vault has and the backup lacks:";
+
+// "yes" typed on a terminal (stdin and stderr); false without one (the caller refuses).
+bool confirmed(const std::string& question) {
+  if (!::isatty(STDIN_FILENO) || !::isatty(STDERR_FILENO)) return false;
+  std::cerr << question << " Type yes to continue: " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "yes";
+}
+
+// Without --force, on a terminal: the losses, then the question.
+bool confirm_losses(const RestoreLosses& l) {
+  print_losses(kWouldDrop, l);
+  return confirmed(l.key_versions.empty()
+                       ? std::string("Restore anyway?")
+                       : "Ciphertexts and files made under these key versions will no longer "
+                         "decrypt. Restore anyway?");
+}
 
 struct CheckTokenArgs {
   bool remove = false;
@@ -42,15 +158,6 @@ void print_token_check(const Service::TokenCheck& c, bool json) {
                              escape_text(o.label),
                              o.detail.empty() ? "" : " (" + escape_text(o.detail) + ")");
   }
-}
-
-// "yes" typed on the terminal; false without one (the caller refuses: pass --yes).
-bool confirmed(const std::string& question) {
-  if (!::isatty(STDIN_FILENO) || !::isatty(STDERR_FILENO)) return false;
-  std::cerr << question << " Type yes to continue: " << std::flush;
-  std::string answer;
-  std::getline(std::cin, answer);
-  return answer == "yes";
 }
 
 }  // namespace
@@ -140,6 +247,7 @@ void register_vault(CLI::App& app, Globals& g) {
   struct RestoreArgs {
     std::string file;
     bool force = false;
+    bool json = false;
   };
   auto ra = std::make_shared<RestoreArgs>();
   CLI::App* restore = vault->add_subcommand(
@@ -148,11 +256,38 @@ void register_vault(CLI::App& app, Globals& g) {
   restore->add_option("backup", ra->file, "Backup file made by `kmsctl vault backup`")
       ->required()
       ->type_name("FILE");
-  restore->add_flag("--force", ra->force, "Replace an existing vault's content");
+  restore->add_flag("--force", ra->force,
+                    "Replace an existing vault's content, even if that drops data the backup lacks "
+                    "(listed on stderr)");
+  restore->add_flag("--json", ra->json, "Print the report, with what was dropped, as JSON");
   restore->callback([&g, ra] {
     const SecureBytes pin = read_pin(g);
     Service::RestoreReport rep;
-    auto svc = Service::restore(vault_path(g), ra->file, pin, ra->force, rep);
+    const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDERR_FILENO) == 1;
+    std::unique_ptr<Service> svc;
+    try {
+      svc = Service::restore(vault_path(g), ra->file, pin, ra->force, rep,
+                             [&](const RestoreLosses& l) { return terminal && confirm_losses(l); });
+    } catch (const Error& e) {
+      // Elsewhere than on a terminal the refusal is reported first, then what it would drop.
+      if (e.code() != Code::refused || ra->force || rep.losses.empty() || terminal) throw;
+      const int code = report_error(e);
+      print_losses(kWouldDrop, rep.losses);
+      throw ErrorReported{code};
+    }
+    if (ra->force && !rep.losses.empty()) {
+      print_losses("warning: the restore dropped what the vault had and the backup lacked:",
+                   rep.losses);
+    }
+    if (ra->json) {
+      print_json(
+          {{"backup", ra->file},
+           {"vault", svc->vault().final_path().string()},
+           {"backup_records", rep.backup_records},
+           {"replaced_anchor_seq",
+            rep.replaced_anchor_seq ? nlohmann::json(*rep.replaced_anchor_seq) : nlohmann::json()},
+           {"dropped", losses_json(rep.losses)}});
+    }
     note(escape_text(fmt::format(
         "restored {} ({} audit records) into {}{}", ra->file, rep.backup_records,
         svc->vault().final_path().string(),

@@ -334,7 +334,8 @@ std::string man_page(const CLI::App& root) {
   const std::pair<Code, const char*> codes[] = {
       {Code::failed, "the operation failed"},
       {Code::usage, "usage error (bad arguments or input)"},
-      {Code::not_found, "not found"},
+      {Code::not_found, "not found (a named key, alias, secret or file; a key or key version "
+                        "that a ciphertext names and this vault does not have)"},
       {Code::refused, "refused by state or policy (disabled key, existing file, existing vault)"},
       {Code::integrity, "integrity or authentication failure (tampered data, broken audit chain, "
                         "wrong context or key)"},

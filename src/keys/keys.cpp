@@ -284,26 +284,67 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   auto key = store::key_get(vault_.db(), p->header.key_id);
   if (!key) {
     throw Error(Code::not_found,
-                fmt::format("the ciphertext names key {}, which is not in this vault", p->header.key_id),
-                "decrypt it with the vault that holds that key (deleted keys cannot decrypt)");
+                fmt::format("this vault has no key {}: the key was deleted, this vault was "
+                            "restored from an older backup or is a stale copy, or the data was "
+                            "made by another vault",
+                            p->header.key_id),
+                "decrypt it with the vault (or vault copy) that has the key; a deleted key "
+                "decrypts nothing");
   }
   require_enabled(*key, key->id);
+  // A version the vault does not have is told apart from one that does not open the data: it
+  // was made after the backup this vault was restored from (or in another copy of the vault).
+  // Versions are never removed one by one, so a missing one below the newest was deleted from
+  // the vault file.
+  const std::int64_t version = p->header.key_version;
+  const auto v = store::key_version_get(vault_.db(), key->id, version);
+  if (!v && version < store::key_version_max(vault_.db(), key->id)) {
+    throw Error(Code::integrity,
+                fmt::format("key {} has no version {} but has later ones: the vault file was "
+                            "altered",
+                            key->id, version),
+                "run `kmsctl audit verify`, and restore the vault from a backup");
+  }
+  if (!v) {
+    const std::vector<std::string> aliases = store::aliases_of(vault_.db(), key->id);
+    std::string name = key->id;
+    for (std::size_t i = 0; i < aliases.size(); ++i) {
+      name += (i == 0 ? " (" : ", ") + aliases[i] + (i + 1 == aliases.size() ? ")" : "");
+    }
+    throw Error(Code::not_found,
+                fmt::format("this vault has no version {} of key {}: it was restored from an "
+                            "older backup, or this is a stale copy of the vault",
+                            version, name),
+                fmt::format("restore the vault copy that has version {} of the key, or decrypt "
+                            "it with the vault that made the data (`kmsctl audit list --action "
+                            "vault.restore` shows what a restore dropped)",
+                            version));
+  }
   const auto failed = [&] {
     return Error(Code::integrity,
                  fmt::format("the ciphertext does not open with key {} version {}: it was altered, "
                              "or the encryption context differs",
-                             key->id, p->header.key_version),
+                             key->id, version),
                  "pass exactly the --context pairs given to encrypt");
   };
   const Bytes aad = blob::aad(p->header_bytes, context);
   std::optional<SecureBytes> pt;
   if (key->protection == "hsm") {
-    const auto handle = token_key(key->id, p->header.key_version);
-    if (!handle) throw failed();
+    const auto handle = token_key(key->id, version);
+    if (!handle) {
+      throw Error(
+          Code::unavailable,
+          fmt::format("the token holds no key object for key {} version {}", key->id, version),
+          "check that the vault's token is the one the key version was made in (a token "
+          "directory put back from an older copy lacks the newer versions)");
+    }
     pt = vault_.token().gcm_decrypt(*handle, p->nonce, aad, p->sealed);
   } else {
-    const auto v = store::key_version_get(vault_.db(), key->id, p->header.key_version);
-    if (!v || !v->material) throw failed();
+    if (!v->material) {
+      throw Error(Code::integrity,
+                  fmt::format("key {} has no material for version {}", key->id, version),
+                  "the vault file was altered: run `kmsctl audit verify` and restore a backup");
+    }
     const SecureBytes material = vault_.open_sealed(material_ref(key->id, v->version), *v->material);
     pt = crypto::aes_gcm_open(material.view(), p->nonce, aad, p->sealed);
   }

@@ -64,14 +64,12 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
         "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
   }
   if (best->code() == Code::not_found) {
-    // Without the data key, a key id altered in the header cannot be told from a file made for
-    // another vault's key; both are a file this vault cannot authenticate
-    // (docs/ARCHITECTURE.md §6: exit 5).
-    throw Error(Code::integrity,
-                fmt::format("no key of this file is in this vault ({}): the file was made for "
-                            "another vault, or its header was altered",
-                            best->what()),
-                "decrypt it with the vault that holds its key; `kmsctl file inspect` lists them");
+    // Without the data key, a key id or version altered in the header cannot be told from a file
+    // made for another vault's key, or under a version this vault lost to a restore; each is a
+    // file this vault cannot authenticate (docs/ARCHITECTURE.md §6, README "Files": exit 5). The
+    // message still says which key or version is missing, and why it may be.
+    throw Error(Code::integrity, fmt::format("{}; or the file's header was altered", best->what()),
+                fmt::format("{}; `kmsctl file inspect` lists the file's keys", best->hint()));
   }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
               best->hint());

@@ -1,5 +1,9 @@
 #include "kms/service.hpp"
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "kms/clock.hpp"
@@ -22,6 +26,128 @@ class TokenAnchor final : public audit::AnchorStore {
 };
 
 std::string_view outcome_of(Code c) { return c == Code::refused ? "denied" : "error"; }
+
+// The length of the audit log that `live` and `backup` share: their records agree up to that seq
+// and differ (or one log ends) after it. The chain makes agreement at one seq imply it at every
+// earlier one, so a binary search on the hashes finds it.
+std::int64_t shared_log_length(store::Db& live, store::Db& backup) {
+  std::int64_t lo = 0, hi = std::min(store::audit_count(live), store::audit_count(backup));
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo + 1) / 2;
+    const auto a = store::audit_hash_at(live, mid);
+    const auto b = store::audit_hash_at(backup, mid);
+    if (a && b && *a == *b) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
+// What the live vault has and the backup lacks. A version of the same number made at another time
+// is another version (the live one came after an earlier restore): it is lost too.
+RestoreLosses compare_for_restore(store::Db& live, store::Db& backup) {
+  const store::Tx snapshot(live, store::Tx::Kind::read);  // one view of the live vault
+  RestoreLosses out;
+  std::map<std::pair<std::string, std::int64_t>, std::string> kept;
+  std::set<std::string> kept_ids;
+  for (const store::KeyVersionRow& v : store::key_versions_all(backup)) {
+    kept.emplace(std::pair(v.key_id, v.version), v.created);
+    kept_ids.insert(v.key_id);
+  }
+  for (const store::KeyVersionRow& v : store::key_versions_all(live)) {
+    const auto it = kept.find(std::pair(v.key_id, v.version));
+    if (it != kept.end() && it->second == v.created) continue;
+    out.key_versions.push_back({v.key_id, v.version, it != kept.end()});
+    if (!kept_ids.contains(v.key_id) && (out.keys.empty() || out.keys.back() != v.key_id)) {
+      out.keys.push_back(v.key_id);
+    }
+  }
+  for (const auto& [alias, key_id] : store::alias_list(live)) {
+    const bool named =
+        std::any_of(out.key_versions.begin(), out.key_versions.end(),
+                    [&](const RestoreLosses::KeyVersion& v) { return v.key_id == key_id; });
+    if (named) out.aliases[key_id].push_back(alias);
+  }
+
+  std::map<std::string, std::string> names;  // live secret id -> name
+  for (const store::SecretRow& s : store::secret_list(live)) names.emplace(s.id, s.name);
+  std::set<std::string> kept_secrets;
+  for (const store::SecretRow& s : store::secret_list(backup)) kept_secrets.insert(s.id);
+  for (const auto& [id, name] : names) {
+    if (!kept_secrets.contains(id)) out.secrets.push_back({id, name});
+  }
+  kept.clear();
+  for (const store::SecretVersionRow& v : store::secret_versions_all(backup)) {
+    kept.emplace(std::pair(v.secret_id, v.version), v.created);
+  }
+  for (const store::SecretVersionRow& v : store::secret_versions_all(live)) {
+    const auto it = kept.find(std::pair(v.secret_id, v.version));
+    if (it != kept.end() && it->second == v.created) continue;
+    const auto name = names.find(v.secret_id);
+    out.secret_versions.push_back({v.secret_id, name == names.end() ? std::string() : name->second,
+                                   v.version, it != kept.end()});
+  }
+
+  const std::int64_t shared = shared_log_length(live, backup);
+  const std::int64_t head = store::audit_count(live);
+  if (head > shared) {
+    out.records = head - shared;
+    out.first_record = shared + 1;
+    out.last_record = head;
+  }
+  return out;
+}
+
+std::string counted(std::size_t n, std::string_view what) {
+  return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s");
+}
+
+// "1 key version (1 whole key), 2 secret versions and 3 audit records (seq 12 to 14)"
+std::string summary(const RestoreLosses& l) {
+  std::vector<std::string> parts;
+  if (!l.key_versions.empty() || !l.keys.empty()) {
+    parts.push_back(
+        counted(l.key_versions.size(), "key version") +
+        (l.keys.empty() ? "" : fmt::format(" ({})", counted(l.keys.size(), "whole key"))));
+  }
+  if (!l.secret_versions.empty() || !l.secrets.empty()) {
+    parts.push_back(
+        counted(l.secret_versions.size(), "secret version") +
+        (l.secrets.empty() ? "" : fmt::format(" ({})", counted(l.secrets.size(), "whole secret"))));
+  }
+  if (l.records > 0) {
+    parts.push_back(counted(static_cast<std::size_t>(l.records), "audit record") +
+                    fmt::format(" (seq {} to {})", l.first_record, l.last_record));
+  }
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += i + 1 == parts.size() ? " and " : ", ";
+    out += parts[i];
+  }
+  return out;
+}
+
+Error restore_refused(const std::filesystem::path& target, const std::filesystem::path& backup,
+                      const RestoreLosses& losses) {
+  if (losses.empty()) {
+    return Error(Code::refused, fmt::format("a vault exists at {}", target.string()),
+                 "pass --force to replace its content with the backup (the current content is "
+                 "lost; take a backup of it first)");
+  }
+  const char* consequence =
+      !losses.key_versions.empty()      ? "ciphertexts and files made under these key versions "
+                                          "will no longer decrypt"
+      : !losses.secret_versions.empty() ? "these secret versions will be gone"
+                                        : "these records will be gone from the audit log";
+  return Error(Code::refused,
+               fmt::format("restoring {} would drop what the vault at {} has and the backup "
+                           "lacks: {}; {}",
+                           backup.string(), target.string(), summary(losses), consequence),
+               "take a backup of the live vault first (`kmsctl vault backup FILE`), then pass "
+               "--force to restore anyway");
+}
 
 }  // namespace
 
@@ -78,8 +204,8 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
 
 std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
-                                          const SecureBytes& pin, bool force,
-                                          RestoreReport& report) {
+                                          const SecureBytes& pin, bool force, RestoreReport& report,
+                                          const ConfirmLosses& confirm) {
   std::string vault_id;
   {
     Service from(Vault::open(backup, pin));
@@ -99,11 +225,6 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   }
   std::error_code ec;
   const bool exists = std::filesystem::exists(target, ec);
-  if (exists && !force) {
-    throw Error(Code::refused, fmt::format("a vault exists at {}", target.string()),
-                "pass --force to replace its content with the backup (the current content is "
-                "lost; take a backup of it first)");
-  }
   files::ExclusiveLock lock(lock_path(target));
   if (exists) {
     store::Db live(target, store::Db::Mode::open_existing);
@@ -114,6 +235,12 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                               target.string()),
                   "restore it to another path with --vault");
     }
+    store::Db src(backup, store::Db::Mode::open_existing);
+    report.losses = compare_for_restore(live, src);
+  }
+  // Decided under the writer lock: what is confirmed is what is dropped.
+  if (exists && !force && (report.losses.empty() || !confirm || !confirm(report.losses))) {
+    throw restore_refused(target, backup, report.losses);
   }
   // The restored content and its vault.restore record are made in a copy beside the vault,
   // which then replaces the vault's content in one SQLite transaction (or is renamed into
@@ -136,6 +263,12 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
     ev.params["replaced_anchor_hash"] =
         old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
+    const RestoreLosses& lost = report.losses;
+    ev.params["dropped_key_versions"] = lost.key_versions.size();
+    ev.params["dropped_keys"] = lost.keys.size();
+    ev.params["dropped_secret_versions"] = lost.secret_versions.size();
+    ev.params["dropped_secrets"] = lost.secrets.size();
+    ev.params["dropped_records"] = lost.records;
     store::Tx tx(s.vault_->db(), store::Tx::Kind::write);
     row = s.log_->append(ev, "ok", "", s.principal_, now());
     tx.commit();

@@ -138,6 +138,13 @@ std::vector<KeyVersionRow> key_versions(Db& db, std::string_view key_id) {
   return out;
 }
 
+std::vector<KeyVersionRow> key_versions_all(Db& db) {
+  Stmt s(db, "SELECT key_id, version, created FROM key_versions ORDER BY key_id, version");
+  std::vector<KeyVersionRow> out;
+  while (s.step()) out.push_back({s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt});
+  return out;
+}
+
 std::int64_t key_version_max(Db& db, std::string_view key_id) {
   Stmt s(db, "SELECT coalesce(max(version), 0) FROM key_versions WHERE key_id = ?");
   s.bind(1, key_id);

@@ -172,6 +172,15 @@ std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id
   return out;
 }
 
+std::vector<SecretVersionRow> secret_versions_all(Db& db) {
+  Stmt s(db,
+         "SELECT version, created, stage, secret_id FROM secret_versions "
+         "ORDER BY secret_id, version");
+  std::vector<SecretVersionRow> out;
+  while (s.step()) out.push_back(read_version(s, s.col_text_view(3), false));
+  return out;
+}
+
 void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage) {
   Stmt s(db, "UPDATE secret_versions SET stage = NULL WHERE secret_id = ? AND stage = ?");
   s.bind(1, secret_id).bind(2, stage);

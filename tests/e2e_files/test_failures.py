@@ -149,8 +149,28 @@ class Damage(FilesTestCase):
         path = os.path.join(self.work, "otherkey.kenc")
         write(path, bytes(b))
         r = self.vault.run("file", "decrypt", "--context", "purpose=test", path)
-        self.assertError(r, INTEGRITY, "not in this vault", hint="file inspect")
+        self.assertError(r, INTEGRITY, "this vault has no key", "header was altered",
+                         hint="file inspect")
         self.assertNoOutput(self.work, "otherkey")
+        os.unlink(path)
+
+    def test_a_recipient_naming_a_version_this_vault_lacks_says_so_with_exit_5(self):
+        # Version 2 of the key was never made here (as after a restore of an older backup): the
+        # message names the version, not the context; the header is unauthenticated: exit 5.
+        _, _, boff, _ = self.env.recipients[0]
+        b = bytearray(self.good)
+        b[boff + 24] ^= 0x03  # the wrapped key's version, 1 -> 2
+        path = os.path.join(self.work, "lostversion.kenc")
+        write(path, bytes(b))
+        for args in (("file", "decrypt", "--context", "purpose=test", path),
+                     ("file", "rewrap", path)):
+            with self.subTest(command=args[1]):
+                r = self.vault.run(*args)
+                self.assertError(r, INTEGRITY, f"this vault has no version 2 of key {self.key}",
+                                 "restored from an older backup", "header was altered",
+                                 hint="file inspect")
+                self.assertNotIn("context", r.err)
+        self.assertNoOutput(self.work, "lostversion")
         os.unlink(path)
 
     def test_not_an_envelope(self):

@@ -832,3 +832,58 @@ TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
   store::Db empty(other / "vault.db", store::Db::Mode::create_new);
   expect_counts_agree(empty, now, 0, 0, 0, 0, 0, 0);
 }
+
+TEST_CASE("key_versions_all and secret_versions_all list every version in id then version order") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  CHECK(store::key_versions_all(db).empty());
+  CHECK(store::secret_versions_all(db).empty());
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    // Inserted out of order, with material and values that the listings must not return.
+    for (const char* id : {"k-b", "k-a"}) store::key_insert(db, key_row(id));
+    store::key_version_insert(db, {"k-b", 1, "2026-01-01T00:00:00.000Z", bytes_of("mb1")});
+    store::key_version_insert(db, {"k-a", 2, "2026-01-03T00:00:00.000Z", bytes_of("ma2")});
+    store::key_version_insert(db, {"k-a", 1, "2026-01-02T00:00:00.000Z", bytes_of("ma1")});
+    for (const char* id : {"s-b", "s-a"}) store::secret_insert(db, secret_row(id));
+    store::secret_version_insert(
+        db, {"s-b", 3, "2026-02-03T00:00:00.000Z", "current", bytes_of("vb3")});
+    store::secret_version_insert(
+        db, {"s-a", 2, "2026-02-02T00:00:00.000Z", "current", bytes_of("va2")});
+    store::secret_version_insert(
+        db, {"s-a", 1, "2026-02-01T00:00:00.000Z", "previous", bytes_of("va1")});
+    tx.commit();
+  }
+  const auto kv = store::key_versions_all(db);
+  REQUIRE(kv.size() == 3);
+  const std::vector<std::pair<std::string, std::int64_t>> key_pairs = {
+      {kv[0].key_id, kv[0].version}, {kv[1].key_id, kv[1].version}, {kv[2].key_id, kv[2].version}};
+  CHECK(key_pairs ==
+        std::vector<std::pair<std::string, std::int64_t>>{{"k-a", 1}, {"k-a", 2}, {"k-b", 1}});
+  CHECK(kv[1].created == "2026-01-03T00:00:00.000Z");
+  for (const auto& v : kv) CHECK_FALSE(v.material.has_value());
+
+  const auto sv = store::secret_versions_all(db);
+  REQUIRE(sv.size() == 3);
+  const std::vector<std::pair<std::string, std::int64_t>> secret_pairs = {
+      {sv[0].secret_id, sv[0].version},
+      {sv[1].secret_id, sv[1].version},
+      {sv[2].secret_id, sv[2].version}};
+  CHECK(secret_pairs ==
+        std::vector<std::pair<std::string, std::int64_t>>{{"s-a", 1}, {"s-a", 2}, {"s-b", 3}});
+  CHECK(sv[0].created == "2026-02-01T00:00:00.000Z");
+  CHECK(sv[0].stage == std::optional<std::string>("previous"));
+  for (const auto& v : sv) CHECK(v.value.empty());
+
+  // A deleted key or secret takes its versions out of the listings.
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::key_delete(db, "k-a");
+    store::secret_delete(db, "s-b");
+    tx.commit();
+  }
+  REQUIRE(store::key_versions_all(db).size() == 1);
+  CHECK(store::key_versions_all(db)[0].key_id == "k-b");
+  REQUIRE(store::secret_versions_all(db).size() == 2);
+  CHECK(store::secret_versions_all(db)[1].secret_id == "s-a");
+}
