@@ -134,6 +134,8 @@ struct HookResult {
 // Runs `/bin/sh -c command` with the step, name and version ids in KMSCTL_ROTATION_STEP,
 // KMSCTL_SECRET_NAME, KMSCTL_SECRET_ID, KMSCTL_CURRENT_VERSION_ID, KMSCTL_PENDING_VERSION_ID,
 // in its own process group; killed with it after KMSCTL_HOOK_TIMEOUT seconds (default 300).
+// When it has exited or been killed, every process it left (in its group or not: this process
+// is a child subreaper meanwhile) is killed and reaped before run_hook returns.
 HookResult run_hook(const std::string& command, const HookCall& call);
 
 // One rotation of a secret at a time: an open-file-description lock on a byte of

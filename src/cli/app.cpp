@@ -402,14 +402,40 @@ std::pair<std::string_view, std::string_view> command_words(int argc, const char
   return {argv[i], verb};
 }
 
-int run_command(int argc, const char* const* argv, Service* served) {
+std::vector<std::string> parsed_path(const CLI::App& app) {
+  std::vector<std::string> path;
+  for (auto subs = app.get_subcommands(); !subs.empty(); subs = subs.front()->get_subcommands()) {
+    // Every level takes exactly one (require_subcommand(1)); were it ever more, no one path
+    // would say what runs: none, which an agent serves nothing of.
+    if (subs.size() != 1) return {};
+    path.push_back(subs.front()->get_name());
+  }
+  return path;
+}
+
+int run_command(int argc, const char* const* argv, Service* served, const Dispatch& dispatch) {
   Globals globals;
   globals.served = served;
   std::unique_ptr<CLI::App> app;
+  // Thrown through CLI11 when the command ran elsewhere, so that no callback runs it here.
+  struct RanElsewhere {
+    int code;
+  };
   try {
     app = build_app(globals, argc, argv);
+    if (dispatch) {
+      // The root's parse-complete callback runs after every option is parsed, checked and
+      // stored, and before the callbacks of the selected subcommands.
+      app->parse_complete_callback([&] {
+        if (const std::optional<int> code = dispatch(parsed_path(*app), globals)) {
+          throw RanElsewhere{*code};
+        }
+      });
+    }
     app->parse(argc, argv);
     return 0;
+  } catch (const RanElsewhere& r) {
+    return r.code;
   } catch (const CLI::CallForHelp&) {
     std::cout << app->help();
     return 0;

@@ -3,9 +3,12 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -93,11 +96,21 @@ std::string man_page(const CLI::App& app);
 
 // The command tree for this command line: the group of the command it names, or the whole tree.
 std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* argv);
-// The group and verb words argv names ("" where it names none), skipping the global options.
+// The group and verb words argv names ("" where it names none), skipping the global options. It
+// only chooses which part of the tree to build (the parse of that part decides what runs); it
+// must not decide anything else: `secret --vault V rotate` names no verb here.
 std::pair<std::string_view, std::string_view> command_words(int argc, const char* const* argv);
+// The names of the subcommands the parse selected, from the group down: {"secret", "rotate"};
+// empty if some level selected more than one.
+std::vector<std::string> parsed_path(const CLI::App& app);
+// Called once the whole command line is parsed and checked, before the command runs: an exit
+// code means the command ran elsewhere (in an agent) and does not run here.
+using Dispatch =
+    std::function<std::optional<int>(const std::vector<std::string>& path, const Globals& g)>;
 // Parses and runs one command line and returns its exit code; errors are reported on stderr.
 // `served`: the agent's open vault (Globals::served).
-int run_command(int argc, const char* const* argv, Service* served = nullptr);
+int run_command(int argc, const char* const* argv, Service* served = nullptr,
+                const Dispatch& dispatch = {});
 // `kmsctl: error: WHAT` and the hint on stderr, each escaped to one line; returns the exit code.
 int report_error(const Error& e);
 // Thrown by a command that reported its error itself (report_error, then details after the hint):
@@ -105,9 +118,10 @@ int report_error(const Error& e);
 struct ErrorReported {
   int exit_code;
 };
-// With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the command (and its
-// vault): runs it there and returns its exit code. Nothing: run it in this process.
-std::optional<int> forward_to_agent(int argc, const char* const* argv);
+// With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the parsed command
+// `path` on g's vault: runs argv there and returns its exit code. Nothing: run it in this process.
+std::optional<int> forward_to_agent(const std::vector<std::string>& path, const Globals& g,
+                                    int argc, const char* const* argv);
 // For exec, with KMSCTL_AGENT_SOCK naming an agent of this user on g's vault: the values of the
 // (secret, variable) bindings, read by the agent (one audited read each, as exec's own).
 // Nothing: read them in this process.

@@ -38,11 +38,22 @@ constexpr std::string_view kWholeGroups[] = {
 // What an agent runs for a client (exec, which replaces the client's process, has the agent
 // read its secrets: Kind::exec). Not: init and the vault group (token and file
 // administration), and what runs rotation hooks (secret rotate, maintain): a hook would run
-// with the agent's environment, not the caller's.
-bool serves(std::string_view group, std::string_view verb) {
-  if (group == "secret") return verb != "rotate";
-  return std::find(std::begin(kWholeGroups), std::end(kWholeGroups), group) !=
+// with the agent's environment, not the caller's. `path` is the command as parsed (parsed_path),
+// never words picked from argv by their places: `secret --vault V rotate` is `secret rotate`.
+bool serves(const std::vector<std::string>& path) {
+  if (path.empty()) return false;
+  if (path[0] == "secret") return path.size() == 2 && path[1] != "rotate";
+  return std::find(std::begin(kWholeGroups), std::end(kWholeGroups), path[0]) !=
          std::end(kWholeGroups);
+}
+
+// The vault a parsed command names, as the command itself finds it (--vault, KMSCTL_VAULT or
+// the default), made absolute against the working directory.
+fs::path vault_of(const Globals& g) {
+  std::error_code ec;
+  const fs::path p = vault_path(g);
+  const fs::path abs = fs::absolute(p, ec);
+  return ec ? p : abs;
 }
 
 class Fd {
@@ -214,23 +225,6 @@ Reply call_agent(const std::string& socket_flag, Kind kind, pid_t* agent_pid = n
   }
   if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
   return *r;
-}
-
-// The vault a command line names, as the command itself would find it.
-fs::path vault_of(int argc, const char* const* argv) {
-  std::string vault;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--vault" && i + 1 < argc) vault = argv[i + 1];
-    if (a.starts_with("--vault=")) vault = a.substr(8);
-  }
-  if (vault.empty()) {
-    if (const char* env = std::getenv("KMSCTL_VAULT"); env != nullptr) vault = env;
-  }
-  std::error_code ec;
-  const fs::path p = vault.empty() ? default_vault_path() : fs::path(vault);
-  const fs::path abs = fs::absolute(p, ec);
-  return ec ? p : abs;
 }
 
 // ---- the agent ----
@@ -451,24 +445,25 @@ class Agent {
       return std::string(kVaultGone);
     }
     const bool run = req->kind == Kind::run;
-    std::vector<const char*> argv{"kmsctl"};
-    if (run) {
-      for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
-    }
-    const auto [group, verb] = command_words(static_cast<int>(argv.size()), argv.data());
-    const bool ours = files::file_id(req->args[0]) == vault_id_ &&
-                      (run ? fds.size() == 4 && serves(group, verb) : fds.size() == 1);
+    const bool ours = files::file_id(req->args[0]) == vault_id_ && fds.size() == (run ? 4u : 1u);
     if (!ours) {
       reply(conn, {Answer::local, 0, {}, {}});
       return std::nullopt;
     }
-    ++requests_;
     try {
-      svc_.vault().refresh_meta();
       int code = 0;
       if (run) {
-        code = run_with(fds, req->args[0], argv);
+        std::vector<const char*> argv{"kmsctl"};
+        for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
+        const std::optional<int> ran = run_with(fds, req->args[0], argv);
+        if (!ran) {
+          reply(conn, {Answer::local, 0, {}, {}});
+          return std::nullopt;
+        }
+        code = *ran;
       } else {
+        ++requests_;
+        svc_.vault().refresh_meta();
         write_exec_values(*req, fds[0].get());
       }
       fds.clear();  // for exec: the end of the values
@@ -530,9 +525,10 @@ class Agent {
   }
 
   // Runs the command with the client's standard input, output and error and its working
-  // directory, then puts the agent's back.
-  int run_with(std::vector<Fd>& fds, const std::string& vault,
-               const std::vector<const char*>& argv) {
+  // directory, then puts the agent's back. Nothing, and nothing run, when the command as parsed
+  // is not one the agent serves, or names another vault: the client runs it itself.
+  std::optional<int> run_with(std::vector<Fd>& fds, const std::string& vault,
+                              const std::vector<const char*>& argv) {
     std::fflush(nullptr);
     Fd saved[3];
     for (int i = 0; i < 3; ++i) saved[i] = Fd(::fcntl(i, F_DUPFD_CLOEXEC, 3));
@@ -541,8 +537,19 @@ class Agent {
     const bool moved = ::fchdir(fds[3].get()) == 0;
     fds.clear();  // only 0, 1 and 2 keep the client's files open
     ::setenv("KMSCTL_VAULT", vault.c_str(), 1);
+    bool local = false;
+    auto serve_it = [&](const std::vector<std::string>& path,
+                        const Globals& g) -> std::optional<int> {
+      if (!serves(path) || files::file_id(vault_of(g)) != vault_id_) {
+        local = true;
+        return 0;
+      }
+      ++requests_;
+      svc_.vault().refresh_meta();
+      return std::nullopt;  // run it here
+    };
     const int code =
-        moved ? run_command(static_cast<int>(argv.size()), argv.data(), &svc_)
+        moved ? run_command(static_cast<int>(argv.size()), argv.data(), &svc_, serve_it)
               : report_error(Error(Code::failed, "the agent cannot enter your working directory",
                                    "run the command without the agent (unset KMSCTL_AGENT_SOCK)"));
     std::cout.flush();
@@ -557,6 +564,7 @@ class Agent {
     std::clearerr(stdin);
     std::clearerr(stdout);
     std::clearerr(stderr);
+    if (local) return std::nullopt;
     return code;
   }
 
@@ -780,13 +788,12 @@ std::optional<std::vector<SecureBytes>> exec_values_from_agent(
   return values;
 }
 
-std::optional<int> forward_to_agent(int argc, const char* const* argv) {
+std::optional<int> forward_to_agent(const std::vector<std::string>& path, const Globals& g,
+                                    int argc, const char* const* argv) {
   const char* sock = agent::socket_in_env();
-  if (sock == nullptr) return std::nullopt;
-  const auto [group, verb] = command_words(argc, argv);
-  if (!agent::serves(group, verb)) return std::nullopt;
+  if (sock == nullptr || !agent::serves(path)) return std::nullopt;
   try {
-    agent::Request req{agent::Kind::run, {agent::vault_of(argc, argv).string()}};
+    agent::Request req{agent::Kind::run, {agent::vault_of(g).string()}};
     for (int i = 1; i < argc; ++i) req.args.emplace_back(argv[i]);
     const std::optional<Bytes> msg = agent::encode(req);
     if (!msg) return std::nullopt;  // too long for one message

@@ -2,7 +2,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <optional>
+#include <string>
+#include <vector>
 
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -27,8 +28,12 @@ int main(int argc, char** argv) {
   kms::crypto::skip_cleanup_at_exit();
   kms::crypto::init();
   kms::cli::take_pins_from_environment();  // a PIN stays in no environment block
-  const std::optional<int> by_agent = kms::cli::forward_to_agent(argc, argv);
-  const int code = by_agent ? *by_agent : kms::cli::run_command(argc, argv);
+  // What runs where is decided from the parsed command line: an agent is asked only for a
+  // command it serves, once the command is known.
+  const int code = kms::cli::run_command(
+      argc, argv, nullptr, [&](const std::vector<std::string>& path, const kms::cli::Globals& g) {
+        return kms::cli::forward_to_agent(path, g, argc, argv);
+      });
 #if defined(__SANITIZE_ADDRESS__)
   return code;  // LeakSanitizer checks for leaks at exit
 #else

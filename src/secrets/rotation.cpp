@@ -1,19 +1,23 @@
 // Rotation hooks and the per-secret rotation lock.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "kms/crypto.hpp"
@@ -99,6 +103,111 @@ std::chrono::milliseconds hook_timeout() {
   return std::chrono::seconds(s);
 }
 
+// While a hook runs, kmsctl is a child subreaper: a process the hook leaves behind whose parent
+// exits (a double fork, `setsid cmd &`) is re-parented to kmsctl rather than to init, so that it
+// stays within reach. The previous setting comes back at the end.
+class Subreaper {
+ public:
+  Subreaper() {
+    int was = 0;
+    if (::prctl(PR_GET_CHILD_SUBREAPER, &was, 0, 0, 0) == 0 && was == 0) {
+      set_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
+    }
+  }
+  ~Subreaper() {
+    if (set_) ::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+  }
+  Subreaper(const Subreaper&) = delete;
+  Subreaper& operator=(const Subreaper&) = delete;
+
+ private:
+  bool set_ = false;
+};
+
+// The children of this process, found in /proc (the fourth field of /proc/PID/stat).
+std::vector<pid_t> children() {
+  std::vector<pid_t> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  const pid_t self = ::getpid();
+  while (const dirent* e = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || pid <= 0) continue;
+    const int fd =
+        ::openat(::dirfd(proc), fmt::format("{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // gone meanwhile
+    char buf[512];
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, the last ')' ends it.
+    const char* after = std::strrchr(buf, ')');
+    char state = 0;
+    long ppid = 0;
+    if (after != nullptr && std::sscanf(after + 1, " %c %ld", &state, &ppid) == 2 && ppid == self) {
+      out.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  ::closedir(proc);
+  return out;
+}
+
+// Kills and reaps every child of this process but `hook` (reaped by the caller) and those in
+// `keep` (children it had before the hook started), round after round: when a process dies its
+// own children are re-parented to this subreaper and found by the next round, so a round that
+// finds none means no descendant of the hook is left. A child that cannot be signalled (EPERM:
+// it runs a set-user-ID program) is left alone.
+void kill_leftovers(pid_t hook, std::vector<pid_t> keep) {
+  for (;;) {
+    std::vector<pid_t> found;
+    for (const pid_t c : children()) {
+      if (c != hook && std::find(keep.begin(), keep.end(), c) == keep.end()) found.push_back(c);
+    }
+    if (found.empty()) return;
+    for (const pid_t c : found) {
+      if (::kill(c, SIGKILL) != 0) keep.push_back(c);
+    }
+    for (const pid_t c : found) {
+      if (std::find(keep.begin(), keep.end(), c) != keep.end()) continue;
+      while (::waitpid(c, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+}
+
+// A descriptor that becomes readable when `pid` exits, or -1 (a kernel before 5.3).
+struct ExitDescriptor {
+  int fd = -1;
+  explicit ExitDescriptor(pid_t pid) {
+#ifdef SYS_pidfd_open
+    fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+    (void)pid;
+#endif
+  }
+  ~ExitDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+  ExitDescriptor(const ExitDescriptor&) = delete;
+  ExitDescriptor& operator=(const ExitDescriptor&) = delete;
+};
+
+// True once `pid` has exited, leaving it unreaped (a zombie keeps its process group id, so that
+// the group can still be signalled).
+bool has_exited(pid_t pid, bool block) {
+  for (;;) {
+    siginfo_t info{};
+    const int options = WEXITED | WNOWAIT | (block ? 0 : WNOHANG);
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, options) == 0) return info.si_pid == pid;
+    if (errno != EINTR) {
+      throw Error(Code::failed,
+                  fmt::format("cannot wait for the rotation command: {}", std::strerror(errno)));
+    }
+  }
+}
+
 }  // namespace
 
 HookResult run_hook(const std::string& command, const HookCall& call) {
@@ -137,6 +246,8 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attr, 0);
+  Subreaper subreaper;
+  const std::vector<pid_t> before = children();
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&fa);
@@ -155,52 +266,76 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
     write_all(cur.w, call.current);
     cur.close_w();
   }
+  if (call.step != "create") out.close_r();  // its stdout is kmsctl's stderr: nothing to read
+
   HookResult res;
+  SecureBytes buf(kMaxValueSize + 1);
+  std::size_t len = 0;
+  // Reads what is in the pipe; false at its end (or an error).
+  auto read_some = [&] {
+    std::uint8_t scratch[4096];
+    const ssize_t n = ::read(out.r, scratch, sizeof scratch);
+    if (n < 0 && errno == EINTR) return true;
+    if (n <= 0) return false;
+    const std::size_t take = std::min(static_cast<std::size_t>(n), buf.size() - len);
+    std::memcpy(buf.data() + len, scratch, take);
+    len += take;
+    ::explicit_bzero(scratch, sizeof scratch);
+    return true;
+  };
+
+  // Until the hook exits or its time is up; what it leaves behind holding its stdout does not
+  // keep kmsctl waiting.
   const auto deadline = std::chrono::steady_clock::now() + hook_timeout();
   auto left_ms = [&] {
     const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     return static_cast<int>(std::max<std::int64_t>(0, d.count()));
   };
+  const ExitDescriptor exited(pid);
+  const int exit_fd = exited.fd;
   bool timed_out = false;
-  SecureBytes buf(kMaxValueSize + 1);
-  std::size_t len = 0;
-  for (;;) {
-    pollfd pfd{out.r, POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, left_ms());
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) {
+  while (!has_exited(pid, /*block=*/false)) {
+    if (left_ms() == 0) {
       timed_out = true;
       break;
     }
-    std::uint8_t scratch[4096];
-    const ssize_t n = ::read(out.r, scratch, sizeof scratch);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    const std::size_t take = std::min(static_cast<std::size_t>(n), buf.size() - len);
-    std::memcpy(buf.data() + len, scratch, take);
-    len += take;
-    std::memset(scratch, 0, sizeof scratch);
-  }
-  if (timed_out) ::kill(-pid, SIGKILL);
-  int status = 0;
-  for (;;) {
-    const pid_t w = ::waitpid(pid, &status, timed_out ? 0 : WNOHANG);
-    if (w < 0 && errno == EINTR) continue;
-    if (w == pid) break;
-    if (w < 0) {
+    pollfd pfds[2];
+    nfds_t count = 0;
+    if (exit_fd >= 0) pfds[count++] = {exit_fd, POLLIN, 0};
+    if (out.r >= 0) pfds[count++] = {out.r, POLLIN, 0};
+    // Without a pidfd, look again every 5 ms.
+    const int ready = ::poll(pfds, count, exit_fd >= 0 ? left_ms() : std::min(left_ms(), 5));
+    if (ready < 0 && errno != EINTR) {
       throw Error(Code::failed,
                   fmt::format("cannot wait for the rotation command: {}", std::strerror(errno)));
     }
-    if (left_ms() == 0) {
-      timed_out = true;
-      ::kill(-pid, SIGKILL);
-      continue;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (out.r >= 0 && ready > 0 && pfds[count - 1].revents != 0 && !read_some()) out.close_r();
   }
   if (timed_out) {
-    ::kill(-pid, SIGKILL);  // what is left of its process group
+    ::kill(-pid, SIGKILL);
+    has_exited(pid, /*block=*/true);
+  }
+  // The hook has exited and is not reaped yet, so its process group id is still its own: what is
+  // left of the group goes, then every other descendant (those that left the group with setsid
+  // or setpgid, and their children).
+  ::kill(-pid, SIGKILL);
+  kill_leftovers(pid, before);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      throw Error(Code::failed,
+                  fmt::format("cannot wait for the rotation command: {}", std::strerror(errno)));
+    }
+  }
+  // What the hook and its descendants wrote before they ended; a writer that could not be
+  // killed does not hold kmsctl.
+  if (out.r >= 0) {
+    ::fcntl(out.r, F_SETFL, O_NONBLOCK);
+    while (read_some()) {
+    }
+  }
+  if (timed_out) {
     res.failure =
         fmt::format("ran longer than {} s and was killed (KMSCTL_HOOK_TIMEOUT)",
                     std::chrono::duration_cast<std::chrono::seconds>(hook_timeout()).count());

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -114,6 +115,14 @@ while not stop:
     conn.close()
 print(json.dumps(stats), flush=True)
 """
+
+
+# A rotation hook that, at `create`, writes its environment to ./env.NAME beside itself.
+ENV_HOOK = """#!/bin/sh
+[ "$KMSCTL_ROTATION_STEP" = create ] || exit 0
+env > "$(dirname "$0")/env.$KMSCTL_SECRET_NAME"
+"""
+CALLER = "KMS_E2E_CALLER_ONLY"  # in the environment of the calling kmsctl, never of the agent
 
 
 # A bare client (docs/FORMAT.md §13): it connects, sends nothing (an agent answers a process of
@@ -257,6 +266,33 @@ class AgentTestCase(KmsTestCase):
 
     def agent_status(self, sock):
         return self.kms.json("agent", "status", "--json", "--socket", sock)
+
+    def raw_run(self, sock, vault, *args):
+        """A `run` request made by hand (docs/FORMAT.md §13), as a kmsctl that decided by itself
+        to send ARGS would send it, with /dev/null and two files as its standard descriptors; the
+        answer byte of the reply and what the command wrote to those files."""
+        def lp(b):
+            return struct.pack(">I", len(b)) + b
+        words = [os.fsencode(w) for w in (vault, *args)]
+        msg = b"KMAQ" + bytes([1, 1]) + struct.pack(">I", len(words)) + b"".join(map(lp, words))
+        out, err = self.kms.path("raw.out"), self.kms.path("raw.err")
+        fds = [os.open(os.devnull, os.O_RDONLY),
+               os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+               os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+               os.open(self.kms.root, os.O_PATH | os.O_DIRECTORY)]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as c:
+                c.settimeout(60)
+                c.connect(sock)
+                c.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(
+                    f"{len(fds)}i", *fds))])
+                reply = c.recv(1 << 17)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.assertEqual(reply[:5], b"KMAR\x01", reply)
+        with open(out) as o, open(err) as e:
+            return reply[5], o.read(), e.read()
 
 
 class Start(AgentTestCase):
@@ -687,6 +723,103 @@ class Served(AgentTestCase):
         for rec in after:
             self.assertNotIn("agent", rec["params"], rec)
         self.verify_ok()
+
+    def rotation_setup(self, names):
+        """A vault with a secret per name, each rotated by ENV_HOOK; the hook's path."""
+        self.kms.init()
+        hook = self.kms.path("env-hook.sh")
+        with open(hook, "w") as f:
+            f.write(ENV_HOOK)
+        os.chmod(hook, 0o700)
+        for n in names:
+            f = self.value_file("value-" + n, "before-" + n)
+            self.kms.ok("secret", "create", n, "--value-file", f, "--rotation-command", hook)
+        return hook
+
+    def hook_env(self, name):
+        """The environment the hook ran with for secret `name`, or None if it did not run."""
+        try:
+            with open(self.kms.path(f"env.{name}")) as f:
+                return dict(l.split("=", 1) for l in f.read().splitlines() if "=" in l)
+        except FileNotFoundError:
+            return None
+
+    def test_secret_rotate_runs_in_the_calling_process_wherever_the_global_options_are(self):
+        # The agent would run the hook with its own environment: what is served is decided from
+        # the command as parsed, not from the words' places on the command line.
+        v, pin = self.kms.vault, self.kms.pin_file
+        spellings = {
+            "rot-after": ("secret", "rotate", "rot-after", "--vault", v),
+            "rot-between": ("secret", "--vault", v, "rotate", "rot-between"),
+            "rot-before": ("--vault", v, "secret", "rotate", "rot-before"),
+            "rot-between-eq": ("secret", f"--vault={v}", "rotate", "rot-between-eq"),
+            "rot-before-eq": (f"--vault={v}", "secret", "rotate", "rot-before-eq"),
+            "rot-relative": ("secret", "--vault", os.path.join("vault", "vault.db"), "rotate",
+                             "rot-relative"),
+            "rot-env-only": ("secret", "rotate", "rot-env-only"),
+        }
+        self.rotation_setup(spellings)
+        sock = self.start_agent()["socket"]
+        for name, args in spellings.items():
+            with self.subTest(args=args):
+                # Without a PIN it cannot run: the agent, which needs none, did not take it.
+                r = self.client(*args, sock=sock)
+                self.assertError(r, 6, NO_PIN)
+                self.assertIsNone(self.hook_env(name), "the hook ran without a PIN")
+                # With one it runs here, and its hook gets this process's environment.
+                r = self.client(*args, sock=sock, pin=True, env={CALLER: name})
+                self.assertOk(r)
+                env = self.hook_env(name)
+                self.assertIsNotNone(env, "the hook did not run")
+                self.assertEqual(env.get(CALLER), name, "the hook did not run in the caller")
+                self.assertNotIn(MARKER, env, "the hook ran in the agent")
+                self.assertEqual(env.get("KMSCTL_AGENT_SOCK"), sock)
+        # The PIN file named between the group and the verb, with no PIN in the environment.
+        r = self.client("secret", "--pin-file", pin, "--vault", v, "rotate", "rot-after",
+                        sock=sock, env={CALLER: "pin-flag"})
+        self.assertOk(r)
+        self.assertEqual(self.hook_env("rot-after").get(CALLER), "pin-flag")
+        self.assertEqual(self.agent_status(sock)["requests"], 0, "the agent served a rotation")
+        rotations = self.actions("secret.rotate")
+        self.assertEqual(len(rotations), 5 * (len(spellings) + 1))
+        for rec in rotations:
+            self.assertNotIn("agent", rec["params"], rec)
+        self.verify_ok()
+
+    def test_maintain_runs_in_the_calling_process_wherever_the_global_options_are(self):
+        self.kms.init()
+        v = self.kms.vault
+        sock = self.start_agent()["socket"]
+        for args in (("maintain", "--dry-run", "--vault", v),
+                     ("--vault", v, "maintain", "--dry-run"),
+                     (f"--vault={v}", "maintain", "--dry-run"), ("maintain", "--vault", v)):
+            with self.subTest(args=args):
+                self.assertError(self.client(*args, sock=sock), 6, NO_PIN)
+                self.assertOk(self.client(*args, sock=sock, pin=True))
+        self.assertEqual(self.agent_status(sock)["requests"], 0)
+        for rec in self.actions("vault.maintain"):
+            self.assertNotIn("agent", rec["params"], rec)
+
+    def test_an_agent_asked_for_a_rotation_however_spelled_answers_local_and_runs_nothing(self):
+        # What an older kmsctl, which decided from the words' places, would send.
+        v = self.kms.vault
+        self.rotation_setup(["raw"])
+        sock = self.start_agent()["socket"]
+        answer, out, _ = self.raw_run(sock, v, "secret", "get", "raw")
+        self.assertEqual((answer, out), (0, "before-raw"), "a served command, made by hand")
+        for args in (("secret", "--vault", v, "rotate", "raw"), ("secret", "rotate", "raw"),
+                     ("--vault", v, "secret", "rotate", "raw"),
+                     ("secret", f"--vault={v}", "rotate", "raw"), ("maintain",),
+                     ("--vault", v, "maintain"), ("vault", "backup", self.kms.path("b.db")),
+                     ("secret", "--vault", self.kms.path("other.db"), "get", "raw")):
+            with self.subTest(args=args):
+                answer, out, err = self.raw_run(sock, v, *args)
+                self.assertEqual((answer, out, err), (1, "", ""), "not answered `local`")
+        self.assertIsNone(self.hook_env("raw"), "the agent ran the rotation hook")
+        self.assertFalse(os.path.exists(self.kms.path("b.db")))
+        self.assertEqual(self.agent_status(sock)["requests"], 1)
+        self.assertEqual(self.actions("secret.rotate"), [])
+        self.assertEqual(self.actions("vault.maintain"), [])
 
     def test_exec_has_the_agent_read_its_secrets_and_runs_the_command_itself(self):
         self.kms.init()

@@ -22,6 +22,36 @@ SOURCE_DIR = keyenv.SOURCE_DIR
 KMSCTL = keyenv.KMSCTL
 
 
+# Reads the vault's audit log with sqlite3, read-only, as any other program could while kmsctl
+# waits for the hook: the secret.rotate records of this secret so far, one `seq|step|outcome`
+# line each, into ./seen.STEP. Fails at the step named in ./order-fail; at the step named in
+# ./order-kill it kills kmsctl (its parent's parent) with SIGKILL.
+ORDER_HOOK = r"""#!/bin/sh
+dir=$(dirname "$0")
+sqlite3 -readonly -cmd '.timeout 10000' "$KMSCTL_VAULT" \
+  "SELECT seq, json_extract(params, '\$.step'), outcome FROM audit_log
+   WHERE action = 'secret.rotate' AND resource = 'secret/$KMSCTL_SECRET_NAME' ORDER BY seq" \
+  > "$dir/seen.$KMSCTL_ROTATION_STEP" || exit 1
+if [ "$(cat "$dir/order-kill" 2>/dev/null)" = "$KMSCTL_ROTATION_STEP" ]; then
+  p=$PPID  # /bin/sh -c, then kmsctl
+  while [ "$(cat "/proc/$p/comm")" != kmsctl ]; do
+    p=$(sed 's/.*) //' "/proc/$p/stat" | cut -d' ' -f2)
+    [ "$p" -gt 1 ] || { echo "hook: kmsctl is not an ancestor" >&2; exit 1; }
+  done
+  kill -KILL "$p"
+  exit 0
+fi
+[ "$(cat "$dir/order-fail" 2>/dev/null)" = "$KMSCTL_ROTATION_STEP" ] && exit 4
+exit 0
+"""
+
+
+def read_seen(vault, step):
+    """The (seq, step, outcome) records the order hook saw at `step`."""
+    with open(vault.path(f"seen.{step}")) as f:
+        return [(int(s), st, o) for s, st, o in (l.split("|") for l in f.read().splitlines())]
+
+
 class SecretsTestCase(KeysTestCase):
     """One fresh vault per test class, plus helpers for secrets."""
 

@@ -1,10 +1,11 @@
 """`kmsctl maintain` with the clock moved forward by faketime(1): runs exactly the secret
 rotations that are due (with their hooks), purges exactly the deleted secrets past their recovery
-window, reports a failing rotation with a non-zero exit, and `status` counts what is overdue."""
+window, reports a failing rotation with a non-zero exit, and `status` counts what is overdue;
+each rotation it runs records its start before the first hook runs."""
 
 import os
 
-from secretenv import FAILED, NOT_FOUND, REFUSED, SecretsTestCase, main
+from secretenv import FAILED, NOT_FOUND, ORDER_HOOK, REFUSED, SecretsTestCase, main, read_seen
 
 HOOK = """#!/bin/sh
 echo "$KMSCTL_ROTATION_STEP" >> "$(dirname "$0")/steps.log"
@@ -77,6 +78,27 @@ class Maintain(SecretsTestCase):
         actions = [(r["action"], r["outcome"]) for r in v.audit_rows()
                    if r["resource"] == "secret/m/del30"]
         self.assertIn(("secret.delete", "ok"), actions, "the purged secret's history is kept")
+
+
+class MaintainOrder(SecretsTestCase):
+    """A vault of its own: the rotation it makes due must not be due in the tests above."""
+
+    def test_each_rotation_maintain_runs_is_recorded_as_started_before_its_hook(self):
+        v = self.vault
+        hook = self.write_script("order.sh", ORDER_HOOK)
+        self.create("mo/hooked", b"mo-v1", "--rotation-period", "1d", "--rotation-command", hook)
+        before = v.audit_count()
+        r = v.run("maintain", "--json", faketime="+2d")
+        self.assertEqual(r.rc, 0, repr(r))
+        self.assertEqual(r.json()["secrets_rotated"], [{"name": "mo/hooked", "version_id": 2}])
+        rows = v.audit_rows(before)
+        self.assertEqual(rows[0]["action"], "vault.maintain")
+        recs = [(x["seq"], x["params"]["step"], x["outcome"]) for x in rows
+                if x["action"] == "secret.rotate"]
+        self.assertEqual([st for _, st, _ in recs], ["start", "create", "set", "test", "finish"])
+        for i, step in enumerate(("create", "set", "test", "finish")):
+            with self.subTest(step=step):
+                self.assertEqual([x for x in read_seen(v, step) if x[0] > before], recs[:i + 1])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Secret rotation: the four hook steps in order with the documented environment, stdin and fd 3;
-stages after finish; a hook failing at each step in turn leaves `current` unchanged, is audited
-and shown by describe, and a retry resumes the same pending version; the rotation lock; `get`
-during a rotation returns a whole value; rotation without a hook; JSON secrets keep their
-other fields."""
+stages after finish; each step is committed to the audit log before the next hook runs (read by
+another program, and kept when the hook kills kmsctl); a hook failing at each step in turn leaves
+`current` unchanged, is audited and shown by describe, and a retry resumes the same pending
+version; the rotation lock; `get` during a rotation returns a whole value; rotation without a
+hook; JSON secrets keep their other fields."""
 
 import json
 import os
 import time
 
-from secretenv import FAILED, NOT_FOUND, REFUSED, USAGE, SecretsTestCase, days, main, ts
+from secretenv import (FAILED, NOT_FOUND, ORDER_HOOK, REFUSED, USAGE, SecretsTestCase, days, main,
+                       read_seen, ts)
 
 HOOK = r"""#!/bin/sh
 # Records each call; fails at the step named in ./control ("sleep" sleeps at set instead).
@@ -30,7 +32,6 @@ if [ "$KMSCTL_ROTATION_STEP" = create ] && [ -e "$dir/supply" ]; then cat "$dir/
 exit 0
 """
 
-
 class Rotation(SecretsTestCase):
 
     @classmethod
@@ -43,15 +44,19 @@ class Rotation(SecretsTestCase):
         cls.hook = path
 
     def setUp(self):
-        for name in ("control", "hook.log", "supply", "in-set", "go"):
+        for name in ("control", "hook.log", "supply", "in-set", "go", "order-fail", "order-kill"):
             try:
                 os.unlink(self.vault.path(name))
             except FileNotFoundError:
                 pass
 
-    def control(self, text):
-        with open(self.vault.path("control"), "w") as f:
+    def control(self, text, name="control"):
+        with open(self.vault.path(name), "w") as f:
             f.write(text)
+
+    def rotate_records(self, name, after=0):
+        return [(x["seq"], x["params"]["step"], x["outcome"]) for x in self.vault.audit_rows(after)
+                if x["action"] == "secret.rotate" and x["resource"] == f"secret/{name}"]
 
     def hook_calls(self):
         try:
@@ -96,6 +101,68 @@ class Rotation(SecretsTestCase):
         self.assertEqual((d["rotation"]["status"], d["rotation"]["last_error"]), ("succeeded", None))
         self.assertIsNotNone(d["rotation"]["last_rotated"])
         self.assertNotStored(b"old-value-steps", new_value.encode())
+
+    def test_each_step_is_committed_before_the_next_hook_runs_and_seen_by_another_reader(self):
+        v = self.vault
+        name = "rot/order"
+        hook = self.write_script("order.sh", ORDER_HOOK)
+        self.create(name, b"order-v1", "--rotation-command", hook)
+        steps = ("create", "set", "test", "finish")
+
+        # A whole rotation: at each step the hook finds, through another connection to the vault
+        # file, exactly the records of the steps before it, `start` first.
+        before = v.audit_count()
+        v.ok("secret", "rotate", name)
+        recs = self.rotate_records(name, before)
+        self.assertEqual([(st, o) for _, st, o in recs],
+                         [(st, "ok") for st in ("start", *steps)])
+        for i, step in enumerate(steps):
+            with self.subTest(step=step):
+                seen = [x for x in read_seen(v, step) if x[0] > before]
+                self.assertEqual(seen, recs[:i + 1], f"what the hook saw at {step}")
+
+        # A failed step is recorded before the retry starts, and the retry's `start` (resumed)
+        # before its first hook.
+        self.control("test", "order-fail")
+        before = v.audit_count()
+        self.assertEqual(v.run("secret", "rotate", name).rc, FAILED)
+        os.unlink(v.path("order-fail"))
+        failed = self.rotate_records(name, before)
+        self.assertEqual([(st, o) for _, st, o in failed],
+                         [("start", "ok"), ("create", "ok"), ("set", "ok"), ("test", "error")])
+        mid = v.audit_count()
+        r = v.json("secret", "rotate", name, "--json")
+        self.assertEqual((r["resumed"], r["steps"]), (True, ["set", "test", "finish"]))
+        resumed = self.rotate_records(name, mid)
+        self.assertEqual(resumed[0][1:], ("start", "ok"))
+        self.assertEqual([x for x in read_seen(v, "set") if x[0] > before],
+                         failed + resumed[:1], "the failure and the new start, before `set`")
+        self.assertEqual(v.audit_rows(mid)[0]["params"]["resumed"], True)
+
+    def test_a_hook_that_kills_kmsctl_leaves_the_start_of_its_rotation_recorded(self):
+        v = self.vault
+        name = "rot/killed"
+        hook = self.write_script("order.sh", ORDER_HOOK)
+        self.create(name, b"killed-v1", "--rotation-command", hook)
+        self.control("create", "order-kill")
+        before = v.audit_count()
+        r = v.run("secret", "rotate", name)
+        self.assertEqual(r.rc, -9, f"kmsctl was not killed by its hook:\n{r!r}")
+        os.unlink(v.path("order-kill"))
+        # The hook saw the start record, and it is still there with kmsctl gone: it was
+        # committed (and the anchor moved to it) before the hook was started.
+        recs = self.rotate_records(name, before)
+        self.assertEqual([(st, o) for _, st, o in recs], [("start", "ok")])
+        self.assertEqual([x for x in read_seen(v, "create") if x[0] > before], recs)
+        rec = v.audit_rows(before)[-1]
+        self.assertEqual((rec["action"], rec["params"]["step"], rec["params"]["current_version"]),
+                         ("secret.rotate", "start", 1))
+        self.assertIn("audit log OK", v.ok("audit", "verify").out)
+        self.assertEqual(self.stages(name), {"current": 1, "previous": None, "pending": None})
+        # Nothing else was left behind: the lock went with the process, and a rotation runs.
+        self.assertEqual(v.json("secret", "rotate", name, "--json")["steps"],
+                         ["create", "set", "test", "finish"])
+        self.assertNotEqual(self.get(name), b"killed-v1")
 
     def test_a_value_printed_by_the_hook_at_create_becomes_the_new_version(self):
         self.create("rot/supplied", b"before-supplied", "--rotation-command", self.hook)
