@@ -160,6 +160,21 @@ const char* socket_in_env() {
   return env != nullptr && *env != '\0' ? env : nullptr;
 }
 
+// KMSCTL_AGENT_SOCK, if the directory that holds it is this user's alone (as the agent makes
+// it): in a directory someone else can write, the socket could be theirs by the time a command
+// connects. Nothing otherwise, and the command runs in this process.
+const char* trusted_socket_in_env() {
+  const char* sock = socket_in_env();
+  if (sock == nullptr) return nullptr;
+  struct stat st {};
+  const fs::path dir = fs::absolute(fs::path(sock)).parent_path();
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+      (st.st_mode & 022) != 0) {
+    return nullptr;
+  }
+  return sock;
+}
+
 std::string socket_from(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = socket_in_env()) return env;
@@ -746,7 +761,7 @@ bool read_all(int fd, std::uint8_t* out, size_t n) {
 std::optional<std::vector<SecureBytes>> exec_values_from_agent(
     const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
     const std::string& stage, const std::string& command) {
-  const char* sock = agent::socket_in_env();
+  const char* sock = agent::trusted_socket_in_env();
   if (sock == nullptr) return std::nullopt;
   std::error_code ec;
   const std::filesystem::path vault = std::filesystem::absolute(vault_path(g), ec);
@@ -790,7 +805,7 @@ std::optional<std::vector<SecureBytes>> exec_values_from_agent(
 
 std::optional<int> forward_to_agent(const std::vector<std::string>& path, const Globals& g,
                                     int argc, const char* const* argv) {
-  const char* sock = agent::socket_in_env();
+  const char* sock = agent::trusted_socket_in_env();
   if (sock == nullptr || !agent::serves(path)) return std::nullopt;
   try {
     agent::Request req{agent::Kind::run, {agent::vault_of(g).string()}};

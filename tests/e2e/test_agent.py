@@ -517,6 +517,29 @@ class Socket(AgentTestCase):
         self.assertEqual(self.served_ok("secret", "get", "app/s", sock=path).out, "first-agent")
         self.assertEqual(len(self.actions("agent.start")), 1)
 
+    def test_a_socket_whose_directory_others_can_write_is_not_used_by_clients(self):
+        """The directory was private when the agent started, then opened to others (who could
+        now put their own socket there): clients no longer talk to it and run the command in
+        their own process, with the PIN."""
+        self.kms.init()
+        self.make_secret("app/s", "local-value")
+        d = self.private_dir()
+        path = os.path.join(d, "agent.sock")
+        info = self.start_agent("--socket", path)
+        self.assertEqual(self.served_ok("secret", "get", "app/s", sock=path).out, "local-value")
+        for mode in (0o770, 0o707, 0o777):
+            with self.subTest(mode=oct(mode)):
+                os.chmod(d, mode)
+                r = self.client("secret", "get", "app/s", sock=path)  # no PIN: needs the agent
+                self.assertEqual(r.rc, 6, r.show())
+                r = self.client("secret", "get", "app/s", sock=path, pin=True)
+                self.assertEqual((r.rc, r.out), (0, "local-value"), r.show())
+        os.chmod(d, 0o700)
+        self.assertEqual(self.agent_status(path)["requests"], 1, "only the first was served")
+        self.assertEqual(self.served_ok("secret", "get", "app/s", sock=path).out, "local-value")
+        self.kms.ok("agent", "stop", "--socket", path)
+        self.wait_gone(info["pid"])
+
     def test_a_stale_socket_nobody_listens_on_is_replaced(self):
         self.kms.init()
         self.make_secret("app/s", "after-stale")
@@ -1190,7 +1213,7 @@ class OtherUsers(AgentTestCase):
         self.assertEqual(len(denied), 1, denied)
         self.assertEqual((denied[0]["outcome"], denied[0]["uid"]), ("denied", NOBODY))
 
-    def test_a_kmsctl_client_of_another_uid_and_the_agent_refuse_each_other_and_it_is_audited(self):
+    def test_a_kmsctl_client_of_another_uid_never_uses_the_agent(self):
         probe = self.run_as_nobody([KMSCTL, "version"])
         if probe.rc != 0:
             self.skipTest(f"uid {NOBODY} cannot run {KMSCTL} (is its directory closed to "
@@ -1198,22 +1221,23 @@ class OtherUsers(AgentTestCase):
         info, path = self.shared_agent()
         r = self.run_as_nobody([KMSCTL, "secret", "get", "app/mine"],
                                env={"KMSCTL_AGENT_SOCK": path, "KMSCTL_VAULT": self.kms.vault})
-        self.assertEqual(r.rc, 4, r.show())
+        # The socket's directory is not the stranger's: its kmsctl does not even connect, and
+        # the command runs in its own process, where it has neither the vault nor the PIN.
+        self.assertEqual(r.rc, 6, r.show())
         self.assertNotIn("roots-only-value", r.out + r.err)
         self.assertTrue(is_running(info["pid"]), "a stranger's attempt stopped the agent")
         self.assertEqual(self.served_ok("secret", "get", "app/mine", sock=path).out,
                          "roots-only-value")
         log = self.kms.records()
-        self.assert_denied_once(log)
+        self.assertEqual([x for x in log if x["action"] == "agent.connect"], [],
+                         "the stranger's kmsctl connected")
         self.assertEqual([x["uid"] for x in log if x["action"] == "secret.get"], [0])
         self.verify_ok()
-        # The client checks the agent's uid first; the agent's own refusal ("serves only uid
-        # 0") is what a bare socket client gets (the next test).
-        self.assertError(r, 4, f"belongs to a process of uid 0, not to you (uid {NOBODY})")
+        # What the agent answers a stranger that does connect: the next test.
 
     def test_an_agent_answers_a_process_of_another_uid_only_with_a_refusal(self):
-        # kmsctl itself refuses an agent of another uid before the agent can answer (the next
-        # test); a bare socket client shows what the agent answers such a process.
+        # kmsctl itself does not use a socket in another user's directory, and refuses an agent
+        # of another uid (the next test); a bare socket client shows what the agent answers.
         probe = self.run_as_nobody([sys.executable, "-c", "pass"])
         if probe.rc != 0:
             self.skipTest(f"{sys.executable} cannot run as uid {NOBODY}:\n{probe.show()}")
@@ -1247,7 +1271,9 @@ class OtherUsers(AgentTestCase):
             _, err = fake.communicate()
             self.skipTest(f"the fake agent could not run as uid {NOBODY}: {err.decode()!r}")
         r = self.client("secret", "get", "app/x", sock=path)
-        self.assertError(r, 4, "belongs to a process of uid 65534")
+        # The socket's directory is not this user's: it is not used at all, and the command
+        # runs here, where it needs the PIN this client was not given.
+        self.assertEqual(r.rc, 6, r.show())
         self.assertNotIn("never-sent", r.out + r.err)
         for args in (("agent", "status", "--socket", path), ("agent", "stop", "--socket", path)):
             with self.subTest(args=args):
