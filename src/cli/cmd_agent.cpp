@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <chrono>
 #include <csignal>
@@ -676,6 +677,26 @@ void run_agent(Service& svc, Listener& listener, const fs::path& vault, const Li
   agent.stopped();
 }
 
+// The agent outlives the command that started it: descriptors that command inherited (a CI
+// runner's log, a pipe a script reads to its end) are closed in the agent, so that it holds
+// nothing of its parent's and no reader waits for it. Only `keep` (and 0-2, detached later)
+// stay.
+void close_inherited(std::initializer_list<int> keep) {
+  std::vector<int> open_fds;
+  {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+      const std::string name = e.path().filename().string();
+      int fd = -1;
+      const auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), fd);
+      if (err == std::errc() && end == name.data() + name.size()) open_fds.push_back(fd);
+    }
+  }  // the iterator's own descriptor is closed here
+  for (int fd : open_fds) {
+    if (fd > 2 && std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
+  }
+}
+
 void detach_stdio() {
   const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int i = 0; i < 3; ++i) ::dup2(null, i);
@@ -704,6 +725,7 @@ void start(Globals& g, const StartArgs& a) {
     throw Error(Code::failed, fmt::format("cannot start the agent: {}", std::strerror(errno)));
   if (pid == 0) {
     ::close(ready[0]);
+    close_inherited({ready[1], listener.fd()});
     ::setsid();
     // Until it serves, the agent's errors go to the starting process, which reports them.
     bool told = false;

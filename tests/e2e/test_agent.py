@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -441,6 +442,39 @@ class Start(AgentTestCase):
         self.assertIsNone(p.poll())
         self.kms.ok("agent", "stop", "--socket", info["socket"])
         self.assertEqual(p.wait(timeout=10), 0)
+
+
+class InheritedDescriptors(AgentTestCase):
+    def test_the_agent_keeps_no_descriptor_of_the_process_that_started_it(self):
+        """A script that reads `agent start`'s extra pipe to its end (a CI runner's log, a
+        `$(...)` with a redirection) must see the end when `agent start` exits, not when the
+        agent does, and the agent must hold none of its starter's files."""
+        self.kms.init()
+        self.make_secret("app/s", "fd-value")
+        r_fd, w_fd = os.pipe()
+        log = open(self.kms.path("inherited.log"), "w")
+        self.addCleanup(log.close)
+        e = self.kms.base_env()
+        e.update(self.marked())
+        p = subprocess.Popen([KMSCTL, "agent", "start", "--json"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
+                             pass_fds=(w_fd, log.fileno()), cwd=self.kms.root,
+                             start_new_session=True)
+        os.close(w_fd)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err.decode())
+        info = json.loads(out)
+        self.track(info["pid"])
+        # Every writer of the pipe is gone: reading it ends at once.
+        with os.fdopen(r_fd, "rb") as r:
+            ready, _, _ = select.select([r], [], [], 10)
+            self.assertTrue(ready, "the pipe never ended: the agent holds its write end")
+            self.assertEqual(r.read(), b"")
+        held = [os.readlink(os.path.join("/proc/%d/fd" % info["pid"], fd))
+                for fd in os.listdir("/proc/%d/fd" % info["pid"])]
+        self.assertNotIn(os.path.realpath(log.name), held)
+        self.assertEqual(self.served_ok("secret", "get", "app/s", sock=info["socket"]).out,
+                         "fd-value")
 
 
 class Socket(AgentTestCase):
