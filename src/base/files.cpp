@@ -55,9 +55,17 @@ void sweep_named_temps(const fs::path& dir, const fs::path& target) {
 AtomicFile::AtomicFile(fs::path target, bool overwrite, Temp temp)
     : target_(std::move(target)), overwrite_(overwrite) {
   std::error_code ec;
-  if (!overwrite_ && fs::symlink_status(target_, ec).type() != fs::file_type::not_found && !ec) {
+  const fs::file_type existing = fs::symlink_status(target_, ec).type();
+  if (!overwrite_ && existing != fs::file_type::not_found && !ec) {
     throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
                 "pass --force to overwrite it, or choose another output path");
+  }
+  // With --force, a device, pipe or directory would be replaced by a regular file (as root,
+  // `-o /dev/null --force` would replace /dev/null for the whole system).
+  if (overwrite_ && !ec && existing != fs::file_type::not_found &&
+      existing != fs::file_type::regular) {
+    throw Error(Code::usage, fmt::format("{} is not a regular file", target_.string()),
+                "to write into a device or a pipe, pass -o - and redirect standard output");
   }
   const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
   if (temp == Temp::unnamed) {

@@ -329,3 +329,15 @@ TEST_CASE("a named temporary file whose writer is gone is swept by the next writ
   }
   CHECK(entries(dir.path()) == std::vector<std::string>{"out"});
 }
+
+TEST_CASE("AtomicFile with overwrite refuses to replace a device, a pipe or a directory") {
+  TempDir dir;
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  fs::create_directory(dir / "sub");
+  for (const fs::path& p : {dir / "fifo", dir / "sub", fs::path("/dev/null")}) {
+    CAPTURE(p.string());
+    CHECK(code_of([&] { files::AtomicFile f(p, true); }) == Code::usage);
+  }
+  CHECK(fs::is_fifo(dir / "fifo"));
+  CHECK(fs::is_character_file("/dev/null"));
+}
