@@ -328,7 +328,7 @@ class Torture:
         landed = 0
         # A signal sent after the command had finished is no kill: run until `kills` landed
         # (each round is checked either way).
-        while landed < kills and self.rounds < 3 * kills:
+        while landed < kills and self.rounds < 10 * kills:
             i = self.rounds
             draw = self.rng.random()
             if draw < INIT_SHARE:
