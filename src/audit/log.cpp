@@ -94,6 +94,10 @@ std::optional<Anchor> Log::read_anchor() {
 }
 
 bool Log::finish_interrupted_restore(const std::optional<Anchor>& anchor) {
+  // Only a restore that replaced an anchor the token still holds. With no anchor at all, anyone
+  // who can delete the token's files could make an older log whose head is a restore record
+  // pass as the live one.
+  if (!anchor) return false;
   std::optional<store::AuditRow> head;
   store::AuditFilter newest;
   newest.limit = 1;
@@ -108,11 +112,9 @@ bool Log::finish_interrupted_restore(const std::optional<Anchor>& anchor) {
   // It must name, as the anchor it replaced, the one the token still holds.
   const nlohmann::json p = nlohmann::json::parse(head->params, nullptr, false);
   if (!p.is_object()) return false;
-  const nlohmann::json want_seq = anchor ? nlohmann::json(anchor->seq) : nlohmann::json();
-  const nlohmann::json want_hash =
-      anchor ? nlohmann::json(crypto::to_hex(anchor->hash)) : nlohmann::json();
-  if (p.value("replaced_anchor_seq", nlohmann::json("absent")) != want_seq ||
-      p.value("replaced_anchor_hash", nlohmann::json("absent")) != want_hash) {
+  if (p.value("replaced_anchor_seq", nlohmann::json()) != nlohmann::json(anchor->seq) ||
+      p.value("replaced_anchor_hash", nlohmann::json()) !=
+          nlohmann::json(crypto::to_hex(anchor->hash))) {
     return false;
   }
   republish(*head);
@@ -130,7 +132,6 @@ bool Log::finish_interrupted_restore() {
 
 void Log::check_anchor() {
   const std::optional<Anchor> a = read_anchor();
-  if (!a && finish_interrupted_restore(a)) return;
   if (!a) {
     throw Error(Code::integrity,
                 "the token holds no audit anchor for this vault, so the log cannot be trusted",

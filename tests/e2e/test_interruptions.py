@@ -120,6 +120,29 @@ class InterruptedRestore(KmsTestCase):
         r = self.kms.run("audit", "verify")
         self.assertEqual(r.rc, EXIT_INTEGRITY, r.show())
 
+    def delete_anchor(self):
+        for _ in range(2):  # both slots
+            r = self.kms.pkcs11_tool("--login", "--pin", self.kms.pin, "--delete-object",
+                                     "--type", "data", "--application-label",
+                                     "kmsctl-audit-anchor:" + self.vault_id)
+            self.assertEqual(r.rc, 0, r.show())
+
+    def test_a_restore_record_is_no_pass_when_the_token_holds_no_anchor(self):
+        """A restore made while the token had no anchor records none as replaced. Its record at
+        the head must not make a token whose anchor was deleted (its files removed) accept the
+        log: that is what a rolled-back file with a deleted anchor looks like."""
+        self.kms.init()
+        self.vault_id = self.kms.status()["vault"]["id"]
+        self.kms.ok("vault", "backup", self.kms.path("b.db"))
+        self.delete_anchor()
+        self.kms.ok("vault", "restore", "--force", self.kms.path("b.db"))
+        restore = self.kms.records()[-1]
+        self.assertEqual((restore["action"], restore["params"]["replaced_anchor_seq"]),
+                         ("vault.restore", None))
+        self.delete_anchor()
+        r = self.kms.run("status")
+        self.assertError(r, EXIT_INTEGRITY, "no audit anchor")
+
 
 class StrayHsmKey(KmsTestCase):
     def test_a_rotation_replaces_a_key_object_left_by_an_interrupted_one(self):
