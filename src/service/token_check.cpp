@@ -8,15 +8,10 @@
 
 #include "kms/keys.hpp"
 #include "kms/service.hpp"
+#include "vault/detail.hpp"
 
 namespace kms {
 namespace {
-
-Bytes u64be(std::int64_t v) {
-  Bytes b;
-  for (int i = 7; i >= 0; --i) b.push_back(static_cast<std::uint8_t>(std::uint64_t(v) >> (8 * i)));
-  return b;
-}
 
 // "kmsctl-key:KEY:VERSION" -> (KEY, VERSION)
 std::optional<std::pair<std::string, std::int64_t>> parse_key_label(std::string_view label) {
@@ -67,7 +62,7 @@ Service::TokenCheck Service::check_token(bool remove) {
         t.detail = fmt::format("generation {}", gen);
         if (!o.own_attributes()) {
           mark("foreign", "not private, sensitive, unextractable and generated in the token");
-        } else if (o.id == u64be(m.root_key_gen)) {
+        } else if (o.id == detail::root_key_id(m.root_key_gen)) {
           use(o.label);
         } else {
           mark("stray", "an older or unfinished generation (an interrupted rekey)");
