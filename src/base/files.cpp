@@ -30,6 +30,11 @@ namespace {
 
 constexpr std::string_view kTempMarker = ".tmp-";
 
+// `.NAME.tmp-XXXXXXXX` beside the target.
+fs::path temp_name(const fs::path& dir, const fs::path& target) {
+  return dir / fmt::format(".{}{}{}", target.filename().string(), kTempMarker, random_suffix());
+}
+
 Error cannot_create(const fs::path& dir) {
   return Error(Code::failed, fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
                "check that the directory exists and is writable");
@@ -76,7 +81,7 @@ AtomicFile::AtomicFile(fs::path target, bool overwrite, Temp temp)
   if (fd_ < 0) {
     sweep_named_temps(dir, target_);
     for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
-      temp_ = dir / fmt::format(".{}{}{}", target_.filename().string(), kTempMarker, random_suffix());
+      temp_ = temp_name(dir, target_);
       fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
       if (fd_ < 0 && errno != EEXIST) break;
     }
@@ -115,7 +120,7 @@ void AtomicFile::commit() {
     const std::string self = fmt::format("/proc/self/fd/{}", fd_);
     fs::path link_to = target_;
     if (overwrite_) {
-      link_to = dir / fmt::format(".{}{}{}", target_.filename().string(), kTempMarker, random_suffix());
+      link_to = temp_name(dir, target_);
     }
     if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, link_to.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       if (errno == EEXIST && !overwrite_) {
