@@ -21,6 +21,8 @@ namespace kms::audit {
 // Names as the spec names them.
 inline constexpr std::string_view kRecordMagic = "KMSA";
 inline constexpr std::uint8_t kRecordVersion = 1;
+// A record that carries the state digest (its transaction changed an authenticated row).
+inline constexpr std::uint8_t kStateRecordVersion = 2;
 inline constexpr std::string_view kGenesisLabel = "kmsctl-audit-genesis-v1";
 inline constexpr std::string_view kAnchorMagic = "KANC";
 inline constexpr std::uint8_t kAnchorVersion = 1;
@@ -71,6 +73,8 @@ struct VerifyReport {
   std::string problem;
   std::optional<Anchor> anchor;
   std::optional<store::AuditHead> head;
+  std::int64_t rows = 0;               // authenticated rows checked against the state
+  std::int64_t state_recorded_at = 0;  // the record whose state they matched; 0: none recorded
 };
 
 class Log {

@@ -257,6 +257,13 @@ class Service {
   // Under the writer lock, before a record is appended: the vault file is still the one opened
   // (Vault::check_in_place) and its log agrees with the token anchor.
   void check_writable();
+  // Code::integrity unless every authenticated row matches its MAC and together they are the
+  // state the log last recorded; `before` names what is refused. Inside the caller's
+  // transaction, before it changes anything.
+  void require_recorded_state(std::string_view before);
+  // The first open of a vault whose rows have no MAC yet (made by an older kmsctl): MACs them
+  // all in one audited transaction (`vault.upgrade`) whose record holds the first state.
+  void authenticate_rows();
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);

@@ -20,8 +20,10 @@ struct sqlite3_stmt;
 
 namespace kms::store {
 
+struct RowAuth;  // rows.cpp
+
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -59,10 +61,26 @@ class Db {
   void restore_from(const std::filesystem::path& src);
   sqlite3* raw() const noexcept { return db_; }
 
+  // Authenticated rows (docs/FORMAT.md §14), once the vault is unsealed: every row a repository
+  // reads is checked against its MAC under `row_key`, and every row it writes is MACed and
+  // counted in the transaction's state change (elements and masks under `state_key`). Until then
+  // reading or writing such a row is an internal error.
+  void set_row_keys(ByteView row_key, ByteView state_key);
+  // Whether rows without a MAC are accepted: only while no audit record carries the state (a
+  // vault of an older kmsctl, before `authenticate_rows`). Read again by refresh_row_mode().
+  bool legacy_rows() const noexcept;
+  void refresh_row_mode();
+  RowAuth& row_auth();
+  // The open transaction's state change: dropped at rollback; a commit with one pending that
+  // no audit record took (take_state_field) is refused as an internal error.
+  void discard_state_change() noexcept;
+  bool state_change_pending() const noexcept;
+
  private:
   void migrate(Mode mode);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
+  std::unique_ptr<RowAuth> rows_;
 };
 
 class Stmt {
@@ -76,6 +94,7 @@ class Stmt {
   Stmt& bind(int i, std::string_view v);
   Stmt& bind(int i, ByteView v);
   Stmt& bind_null(int i);
+  enum class ColType { integer, real, text, blob, null };
   // true while a row is available; false when done. Throws on error.
   bool step();
   void reset();
@@ -84,6 +103,8 @@ class Stmt {
   std::string_view col_text_view(int i) const;  // valid until the next step()
   ByteView col_blob(int i) const;               // valid until the next step()
   bool col_null(int i) const;
+  ColType col_type(int i) const;
+  Db& db() const noexcept { return db_; }
 
  private:
   Db& db_;
@@ -116,10 +137,35 @@ struct VaultMeta {
   std::int64_t root_key_gen = 1;
   Bytes sealed_master;
 };
+// Read before the vault is unsealed, so unchecked: check_meta() checks the header's MAC after.
 std::optional<VaultMeta> read_meta(Db& db);
+void check_meta(Db& db);
 void insert_meta(Db& db, const VaultMeta& meta);
 void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
 void update_softhsm_conf(Db& db, std::string_view path);
+
+// ---- the state digest (rows.cpp; docs/FORMAT.md §14.3) ----
+// The sum of every authenticated row's element, recorded (masked) in each audit record whose
+// transaction changed rows, so that a row replaced by an older genuine copy of itself, deleted or
+// added is seen by comparing the rows with the newest such record.
+bool state_recorded(Db& db);  // whether any audit record carries the state
+// Makes the next record carry the state even if no row changed (the first record of a vault).
+void note_state_change(Db& db);
+// For the record `seq` being appended in this transaction: its state field when the transaction
+// changed rows (the recorded state plus the change, masked), else empty. Takes the change.
+Bytes take_state_field(Db& db, std::int64_t seq);
+struct StateReport {
+  bool ok = true;
+  std::string problem;             // the first row that fails its MAC, or the state mismatch
+  std::int64_t rows = 0;           // rows checked
+  std::int64_t recorded_at = 0;    // the record holding the state compared with; 0: none yet
+};
+// Checks every row's MAC and compares their sum with the newest recorded state.
+StateReport check_state(Db& db);
+// MACs every row that has none (a vault of an older kmsctl) and notes a state change, so that
+// the audit record the caller appends in the same transaction carries the first state. Returns
+// how many rows it MACed.
+std::int64_t authenticate_rows(Db& db);
 
 // ---- audit log rows ----
 // The same row as views into SQLite's column buffers: valid only during the visit (hot loops).
@@ -129,6 +175,7 @@ struct AuditRowView {
   std::int64_t uid = 0;
   std::string_view action, resource, params, outcome, error_code;
   ByteView prev_hash, hash, mac;
+  ByteView state;  // empty: the record did not change the state (docs/FORMAT.md §8.1)
 };
 struct AuditRow {
   std::int64_t seq = 0;
@@ -143,11 +190,12 @@ struct AuditRow {
   Bytes prev_hash;
   Bytes hash;
   Bytes mac;
+  Bytes state;  // the masked state digest after this record's change; empty when it made none
 
   // Views into this row, valid while it lives unchanged.
   AuditRowView view() const {
     return {seq, time, principal, uid, action, resource, params, outcome, error_code,
-            prev_hash, hash, mac};
+            prev_hash, hash, mac, state};
   }
 };
 struct AuditFilter {

@@ -141,6 +141,8 @@ class Vault {
   SecureBytes master_;
   SecureBytes record_key_;
   SecureBytes audit_key_;
+  SecureBytes row_key_;    // K_row: row MACs (FORMAT.md §14)
+  SecureBytes state_key_;  // K_state: the state digest
 };
 
 }  // namespace kms

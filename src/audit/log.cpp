@@ -175,6 +175,7 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
   r.params = params_text(ev.params);
   r.outcome = outcome;
   r.error_code = error_code;
+  r.state = store::take_state_field(db_, r.seq);
   const crypto::Digest h = chain_hash(r.prev_hash, encode(r));
   r.hash.assign(h.begin(), h.end());
   const crypto::Digest m = mac_.mac(r.hash);
@@ -239,6 +240,16 @@ VerifyReport Log::verify(bool check_anchor) {
     ++expected;
   });
   rep.head = store::audit_last(db_);
+  // The rows against the newest state the (now verified) chain recorded, in the same snapshot.
+  if (rep.ok) {
+    const store::StateReport st = store::check_state(db_);
+    rep.rows = st.rows;
+    rep.state_recorded_at = st.recorded_at;
+    if (!st.ok) {
+      rep.ok = false;  // no record is at fault: the rows are
+      rep.problem = st.problem;
+    }
+  }
   if (rep.ok && check_anchor) {
     const std::int64_t last = expected - 1;
     if (!rep.anchor) {

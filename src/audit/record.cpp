@@ -47,7 +47,7 @@ void encode_into(const store::AuditRowView& r, Bytes& out) {
   out.reserve(96 + r.time.size() + r.principal.size() + r.action.size() + r.resource.size() +
               r.params.size() + r.outcome.size() + r.error_code.size());
   out.insert(out.end(), kRecordMagic.begin(), kRecordMagic.end());
-  out.push_back(kRecordVersion);
+  out.push_back(r.state.empty() ? kRecordVersion : kStateRecordVersion);
   put_u64(out, static_cast<std::uint64_t>(r.seq));
   put_str(out, r.time);
   put_str(out, r.principal);
@@ -57,6 +57,10 @@ void encode_into(const store::AuditRowView& r, Bytes& out) {
   put_str(out, r.params);
   put_str(out, r.outcome);
   put_str(out, r.error_code);
+  if (!r.state.empty()) {
+    put_u32(out, static_cast<std::uint32_t>(r.state.size()));
+    out.insert(out.end(), r.state.begin(), r.state.end());
+  }
 }
 
 void encode_into(const store::AuditRow& r, Bytes& out) { encode_into(r.view(), out); }
@@ -77,7 +81,7 @@ crypto::Digest chain_hash(ByteView prev_hash, ByteView encoding) {
 nlohmann::json to_json(const store::AuditRow& r) {
   nlohmann::json params = nlohmann::json::parse(r.params, nullptr, false);
   if (params.is_discarded()) params = r.params;  // keep what is stored, even if damaged
-  return {
+  nlohmann::json j = {
       {"seq", r.seq},
       {"time", r.time},
       {"principal", r.principal},
@@ -91,6 +95,8 @@ nlohmann::json to_json(const store::AuditRow& r) {
       {"hash", crypto::to_hex(r.hash)},
       {"mac", crypto::to_hex(r.mac)},
   };
+  if (!r.state.empty()) j["state"] = crypto::to_hex(r.state);
+  return j;
 }
 
 }  // namespace kms::audit

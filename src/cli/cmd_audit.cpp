@@ -71,19 +71,30 @@ void run_verify(const Globals& g, bool json) {
     j["anchor"] = rep.anchor
                       ? nlohmann::json{{"seq", rep.anchor->seq}, {"hash", hash_json(rep.anchor->hash)}}
                       : nlohmann::json();
+    j["rows"] = rep.rows;
+    j["state_recorded_at"] = rep.state_recorded_at ? nlohmann::json(rep.state_recorded_at)
+                                                   : nlohmann::json();
     print_json(j);
-  } else if (rep.ok && !rep.anchor) {
-    fmt::print("audit log OK: {} records verified; head seq {} (a backup: verified on its own, "
-               "without the token anchor)\n",
-               rep.records, rep.head ? rep.head->seq : 0);
   } else if (rep.ok) {
-    fmt::print("audit log OK: {} records verified; head seq {}; token anchor at seq {}\n", rep.records,
-               rep.head ? rep.head->seq : 0, rep.anchor ? rep.anchor->seq : 0);
+    const std::string rows =
+        rep.state_recorded_at
+            ? fmt::format("; {} rows match the state recorded at seq {}", rep.rows,
+                          rep.state_recorded_at)
+            : fmt::format("; {} rows not yet authenticated (made by an older kmsctl)", rep.rows);
+    if (!rep.anchor) {
+      fmt::print("audit log OK: {} records verified; head seq {}{} (a backup: verified on its "
+                 "own, without the token anchor)\n",
+                 rep.records, rep.head ? rep.head->seq : 0, rows);
+    } else {
+      fmt::print("audit log OK: {} records verified; head seq {}; token anchor at seq {}{}\n",
+                 rep.records, rep.head ? rep.head->seq : 0, rep.anchor->seq, rows);
+    }
   }
   if (!rep.ok) {
     throw Error(Code::integrity,
-                fmt::format("audit log verification failed at seq {}: {}",
-                            rep.first_bad_seq.value_or(0), rep.problem),
+                rep.first_bad_seq ? fmt::format("audit log verification failed at seq {}: {}",
+                                                *rep.first_bad_seq, rep.problem)
+                                  : fmt::format("vault verification failed: {}", rep.problem),
                 "treat the vault file as tampered with: keep this copy for investigation and "
                 "restore a verified backup");
   }

@@ -290,6 +290,12 @@ MaintainReport Service::maintain(bool dry_run) {
       [&](audit::Event& ev) {
         const TimePoint t = now();
         const std::string at = format_rfc3339(t);
+        // Nothing is destroyed for good on rows that are not the state the log recorded (a
+        // deletion date replayed from an older copy of a key, say): checked before any change.
+        if (!dry_run && (!store::keys_due_deletion(vault_->db(), at).empty() ||
+                         !store::secrets_due_deletion(vault_->db(), at).empty())) {
+          require_recorded_state("delete keys or secrets that are due");
+        }
         for (store::KeyRow& key : store::keys_due_rotation(vault_->db(), at)) {
           rep.rotated.emplace_back(key.id, dry_run ? key.primary_version + 1 : ks.rotate(key, t));
         }

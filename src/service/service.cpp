@@ -171,6 +171,7 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
                             "with `kmsctl vault restore {}`",
                             path.string(), path.string()));
   }
+  if (!s->vault_->is_backup() && s->vault_->db().legacy_rows()) s->authenticate_rows();
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
     s->run({"vault.repair_token",
@@ -179,6 +180,16 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
            [](audit::Event&) {});
   }
   return s;
+}
+
+void Service::authenticate_rows() {
+  store::Db& db = vault_->db();
+  run({"vault.upgrade", "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& ev) {
+    ev.params["schema_version"] = db.schema_version();
+    ev.params["rows_authenticated"] =
+        store::state_recorded(db) ? 0 : store::authenticate_rows(db);  // 0: another process did
+  });
+  db.refresh_row_mode();
 }
 
 std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureBytes& pin,
@@ -192,6 +203,7 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
   ev.params["private_token"] = report.so_pin.has_value();
   {
     store::Tx tx(v.db(), store::Tx::Kind::write);
+    store::note_state_change(v.db());  // the first record holds the first state: no rows
     const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
     tx.commit();
     s->log_->publish(row);
@@ -301,6 +313,14 @@ store::AuditRow Service::append(const audit::Event& event, std::string_view outc
   audit::Event served = event;
   served.params["agent"] = origin_;
   return log_->append(served, outcome, error_code, principal_, now());
+}
+
+void Service::require_recorded_state(std::string_view before) {
+  const store::StateReport st = store::check_state(vault_->db());
+  if (st.ok) return;
+  throw Error(Code::integrity, fmt::format("refusing to {}: {}", before, st.problem),
+              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
+              "then restore the vault from a backup (`kmsctl vault restore`)");
 }
 
 void Service::check_writable() {

@@ -7,7 +7,8 @@ namespace kms::store {
 namespace {
 
 constexpr const char* kColumns =
-    "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, mac";
+    "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, mac, "
+    "state";
 
 AuditRowView read_view(const Stmt& s) {
   AuditRowView r;
@@ -23,6 +24,7 @@ AuditRowView read_view(const Stmt& s) {
   r.prev_hash = s.col_blob(9);
   r.hash = s.col_blob(10);
   r.mac = s.col_blob(11);
+  r.state = s.col_blob(12);
   return r;
 }
 
@@ -42,6 +44,7 @@ void read_row(const Stmt& s, AuditRow& r) {
   assign(r.prev_hash, v.prev_hash);
   assign(r.hash, v.hash);
   assign(r.mac, v.mac);
+  assign(r.state, v.state);
 }
 
 }  // namespace
@@ -69,11 +72,12 @@ std::int64_t audit_count(Db& db) {
 
 void audit_insert(Db& db, const AuditRow& r) {
   Stmt s(db, (std::string("INSERT INTO audit_log (") + kColumns +
-              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
                  .c_str());
   s.bind(1, r.seq).bind(2, r.time).bind(3, r.principal).bind(4, r.uid).bind(5, r.action);
   s.bind(6, r.resource).bind(7, r.params).bind(8, r.outcome).bind(9, r.error_code);
   s.bind(10, ByteView(r.prev_hash)).bind(11, ByteView(r.hash)).bind(12, ByteView(r.mac));
+  if (r.state.empty()) s.bind_null(13); else s.bind(13, ByteView(r.state));
   s.step();
 }
 

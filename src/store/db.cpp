@@ -8,6 +8,7 @@
 #include "kms/error.hpp"
 #include "kms/faults.hpp"
 #include "kms/store.hpp"
+#include "store/rows.hpp"
 
 namespace kms::store {
 namespace fs = std::filesystem;
@@ -296,13 +297,16 @@ Db::~Db() {
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
-Db::Db(Db&& o) noexcept : path_(std::move(o.path_)), db_(o.db_) { o.db_ = nullptr; }
+Db::Db(Db&& o) noexcept : path_(std::move(o.path_)), db_(o.db_), rows_(std::move(o.rows_)) {
+  o.db_ = nullptr;
+}
 
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
     if (db_ != nullptr) sqlite3_close_v2(db_);
     path_ = std::move(o.path_);
     db_ = o.db_;
+    rows_ = std::move(o.rows_);
     o.db_ = nullptr;
   }
   return *this;
@@ -436,6 +440,15 @@ ByteView Stmt::col_blob(int i) const {
   return p ? ByteView(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : ByteView();
 }
 bool Stmt::col_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+Stmt::ColType Stmt::col_type(int i) const {
+  switch (sqlite3_column_type(stmt_, i)) {
+    case SQLITE_INTEGER: return ColType::integer;
+    case SQLITE_FLOAT: return ColType::real;
+    case SQLITE_TEXT: return ColType::text;
+    case SQLITE_BLOB: return ColType::blob;
+    default: return ColType::null;
+  }
+}
 
 Tx::Tx(Db& db, Kind kind) : db_(db) {
   db_.exec(kind == Kind::write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
@@ -443,10 +456,16 @@ Tx::Tx(Db& db, Kind kind) : db_(db) {
 }
 
 Tx::~Tx() {
-  if (open_) sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (!open_) return;
+  sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+  db_.discard_state_change();
 }
 
 void Tx::commit() {
+  if (db_.state_change_pending()) {
+    throw Error(Code::failed,
+                "internal error: a change to the vault's keys or secrets has no audit record");
+  }
   db_.exec("COMMIT");
   open_ = false;
 }

@@ -2,15 +2,21 @@
 
 #include "kms/store.hpp"
 #include "store/due.hpp"
+#include "store/rows.hpp"
 
 namespace kms::store {
 namespace {
+
+using rows::Table;
 
 constexpr const char* kKeyColumns =
     "id, spec, usage, description, state, protection, created, rotation_period_days, "
     "last_rotated, deletion_date, primary_version";
 
-KeyRow read_key(const Stmt& s) {
+const char* key_select() { return rows::columns(Table::keys); }
+
+KeyRow read_key(Db& db, const Stmt& s) {
+  rows::check(db, Table::keys, s);
   KeyRow k;
   k.id = s.col_text(0);
   k.spec = s.col_text(1);
@@ -35,16 +41,32 @@ void bind_key(Stmt& s, const KeyRow& k) {
   s.bind(11, k.primary_version);
 }
 
-std::vector<KeyRow> read_keys(Stmt& s) {
+std::vector<KeyRow> read_keys(Db& db, Stmt& s) {
   std::vector<KeyRow> out;
-  while (s.step()) out.push_back(read_key(s));
+  while (s.step()) out.push_back(read_key(db, s));
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> read_pairs(Stmt& s) {
-  std::vector<std::pair<std::string, std::string>> out;
-  while (s.step()) out.emplace_back(s.col_text(0), s.col_text(1));
-  return out;
+KeyVersionRow read_version(Db& db, const Stmt& s, bool with_material) {
+  rows::check(db, Table::key_versions, s);
+  KeyVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt};
+  if (with_material && !s.col_null(3)) {
+    const ByteView m = s.col_blob(3);
+    v.material = Bytes(m.begin(), m.end());
+  }
+  return v;
+}
+
+// Runs a DELETE ... RETURNING mac: each deleted row leaves the state.
+void delete_rows(Db& db, const char* sql, std::string_view key) {
+  Stmt s(db, sql);
+  s.bind(1, key);
+  std::vector<Bytes> macs;
+  while (s.step()) {
+    const ByteView m = s.col_blob(0);
+    macs.emplace_back(m.begin(), m.end());
+  }
+  for (const Bytes& m : macs) rows::forget(db, m);
 }
 
 }  // namespace
@@ -54,6 +76,7 @@ void key_insert(Db& db, const KeyRow& k) {
                  .c_str());
   bind_key(s, k);
   s.step();
+  rows::seal(db, Table::keys, {k.id});
 }
 
 void key_update(Db& db, const KeyRow& k) {
@@ -63,24 +86,27 @@ void key_update(Db& db, const KeyRow& k) {
          "primary_version = ?11 WHERE id = ?1");
   bind_key(s, k);
   s.step();
+  rows::seal(db, Table::keys, {k.id});
 }
 
 void key_delete(Db& db, std::string_view id) {
-  Stmt s(db, "DELETE FROM keys WHERE id = ?");
-  s.bind(1, id);
-  s.step();
+  // The rows ON DELETE CASCADE would remove go first, each leaving the state.
+  delete_rows(db, "DELETE FROM key_versions WHERE key_id = ? RETURNING mac", id);
+  delete_rows(db, "DELETE FROM key_aliases WHERE key_id = ? RETURNING mac", id);
+  delete_rows(db, "DELETE FROM key_tags WHERE key_id = ? RETURNING mac", id);
+  delete_rows(db, "DELETE FROM keys WHERE id = ? RETURNING mac", id);
 }
 
 std::optional<KeyRow> key_get(Db& db, std::string_view id) {
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE id = ?", kKeyColumns).c_str());
+  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE id = ?", key_select()).c_str());
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
-  return read_key(s);
+  return read_key(db, s);
 }
 
 std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
                              const std::optional<std::string>& after, std::int64_t limit) {
-  std::string sql = fmt::format("SELECT {} FROM keys WHERE 1", kKeyColumns);
+  std::string sql = fmt::format("SELECT {} FROM keys WHERE 1", key_select());
   if (state) sql += " AND state = ?1";
   if (after) {
     sql += " AND (created, id) > (SELECT created, id FROM keys WHERE id = ?2)";
@@ -90,16 +116,16 @@ std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
   if (state) s.bind(1, std::string_view(*state));
   if (after) s.bind(2, std::string_view(*after));
   s.bind(3, limit);
-  return read_keys(s);
+  return read_keys(db, s);
 }
 
 namespace {
 std::vector<KeyRow> keys_due(Db& db, const char* predicate, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", kKeyColumns,
+  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", key_select(),
                          predicate)
                  .c_str());
   s.bind(1, now);
-  return read_keys(s);
+  return read_keys(db, s);
 }
 }  // namespace
 
@@ -116,78 +142,98 @@ void key_version_insert(Db& db, const KeyVersionRow& v) {
   s.bind(1, v.key_id).bind(2, v.version).bind(3, v.created);
   if (v.material) s.bind(4, ByteView(*v.material)); else s.bind_null(4);
   s.step();
+  rows::seal(db, Table::key_versions, {v.key_id, v.version});
 }
 
 std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id, std::int64_t version) {
-  Stmt s(db, "SELECT created, material FROM key_versions WHERE key_id = ? AND version = ?");
+  Stmt s(db, fmt::format("SELECT {} FROM key_versions WHERE key_id = ? AND version = ?",
+                         rows::columns(Table::key_versions))
+                 .c_str());
   s.bind(1, key_id).bind(2, version);
   if (!s.step()) return std::nullopt;
-  KeyVersionRow v{std::string(key_id), version, s.col_text(0), std::nullopt};
-  if (!s.col_null(1)) {
-    const ByteView m = s.col_blob(1);
-    v.material = Bytes(m.begin(), m.end());
-  }
-  return v;
+  return read_version(db, s, true);
 }
 
 std::vector<KeyVersionRow> key_versions(Db& db, std::string_view key_id) {
-  Stmt s(db, "SELECT version, created FROM key_versions WHERE key_id = ? ORDER BY version");
+  Stmt s(db, fmt::format("SELECT {} FROM key_versions WHERE key_id = ? ORDER BY version",
+                         rows::columns(Table::key_versions))
+                 .c_str());
   s.bind(1, key_id);
   std::vector<KeyVersionRow> out;
-  while (s.step()) out.push_back({std::string(key_id), s.col_int(0), s.col_text(1), std::nullopt});
+  while (s.step()) out.push_back(read_version(db, s, false));
   return out;
 }
 
 std::vector<KeyVersionRow> key_versions_all(Db& db) {
-  Stmt s(db, "SELECT key_id, version, created FROM key_versions ORDER BY key_id, version");
+  Stmt s(db, fmt::format("SELECT {} FROM key_versions ORDER BY key_id, version",
+                         rows::columns(Table::key_versions))
+                 .c_str());
   std::vector<KeyVersionRow> out;
-  while (s.step()) out.push_back({s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt});
+  while (s.step()) out.push_back(read_version(db, s, false));
   return out;
 }
 
 std::int64_t key_version_max(Db& db, std::string_view key_id) {
-  Stmt s(db, "SELECT coalesce(max(version), 0) FROM key_versions WHERE key_id = ?");
-  s.bind(1, key_id);
-  s.step();
-  return s.col_int(0);
+  std::int64_t max = 0;
+  for (const KeyVersionRow& v : key_versions(db, key_id)) max = std::max(max, v.version);
+  return max;
 }
 
+namespace {
+std::vector<std::pair<std::string, std::string>> read_aliases(Db& db, Stmt& s) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) {
+    rows::check(db, Table::key_aliases, s);
+    out.emplace_back(s.col_text(0), s.col_text(1));
+  }
+  return out;
+}
+}  // namespace
+
 std::optional<std::string> alias_target(Db& db, std::string_view alias) {
-  Stmt s(db, "SELECT key_id FROM key_aliases WHERE alias = ?");
+  Stmt s(db, fmt::format("SELECT {} FROM key_aliases WHERE alias = ?",
+                         rows::columns(Table::key_aliases))
+                 .c_str());
   s.bind(1, alias);
-  if (!s.step()) return std::nullopt;
-  return s.col_text(0);
+  auto found = read_aliases(db, s);
+  if (found.empty()) return std::nullopt;
+  return found.front().second;
 }
 
 void alias_insert(Db& db, std::string_view alias, std::string_view key_id, std::string_view now) {
   Stmt s(db, "INSERT INTO key_aliases (alias, key_id, created) VALUES (?, ?, ?)");
   s.bind(1, alias).bind(2, key_id).bind(3, now);
   s.step();
+  rows::seal(db, Table::key_aliases, {alias});
 }
 
 void alias_update(Db& db, std::string_view alias, std::string_view key_id) {
+  if (!alias_target(db, alias)) return;  // read (and so checked) before it is MACed again
   Stmt s(db, "UPDATE key_aliases SET key_id = ? WHERE alias = ?");
   s.bind(1, key_id).bind(2, alias);
   s.step();
+  rows::seal(db, Table::key_aliases, {alias});
 }
 
 void alias_delete(Db& db, std::string_view alias) {
-  Stmt s(db, "DELETE FROM key_aliases WHERE alias = ?");
-  s.bind(1, alias);
-  s.step();
+  delete_rows(db, "DELETE FROM key_aliases WHERE alias = ? RETURNING mac", alias);
 }
 
 std::vector<std::string> aliases_of(Db& db, std::string_view key_id) {
-  Stmt s(db, "SELECT alias FROM key_aliases WHERE key_id = ? ORDER BY alias");
+  Stmt s(db, fmt::format("SELECT {} FROM key_aliases WHERE key_id = ? ORDER BY alias",
+                         rows::columns(Table::key_aliases))
+                 .c_str());
   s.bind(1, key_id);
   std::vector<std::string> out;
-  while (s.step()) out.push_back(s.col_text(0));
+  for (auto& [alias, key] : read_aliases(db, s)) out.push_back(std::move(alias));
   return out;
 }
 
 std::vector<std::pair<std::string, std::string>> alias_list(Db& db) {
-  Stmt s(db, "SELECT alias, key_id FROM key_aliases ORDER BY alias");
-  return read_pairs(s);
+  Stmt s(db, fmt::format("SELECT {} FROM key_aliases ORDER BY alias",
+                         rows::columns(Table::key_aliases))
+                 .c_str());
+  return read_aliases(db, s);
 }
 
 void tag_set(Db& db, std::string_view key_id, std::string_view name, std::string_view value) {
@@ -196,21 +242,32 @@ void tag_set(Db& db, std::string_view key_id, std::string_view name, std::string
          "ON CONFLICT (key_id, name) DO UPDATE SET value = excluded.value");
   s.bind(1, key_id).bind(2, name).bind(3, value);
   s.step();
+  rows::seal(db, Table::key_tags, {key_id, name});
 }
 
 bool tag_remove(Db& db, std::string_view key_id, std::string_view name) {
-  Stmt s(db, "DELETE FROM key_tags WHERE key_id = ? AND name = ? RETURNING name");
+  Stmt s(db, "DELETE FROM key_tags WHERE key_id = ? AND name = ? RETURNING mac");
   s.bind(1, key_id).bind(2, name);
-  const bool removed = s.step();
+  if (!s.step()) return false;
+  const ByteView m = s.col_blob(0);
+  const Bytes mac(m.begin(), m.end());
   while (s.step()) {
   }
-  return removed;
+  rows::forget(db, mac);
+  return true;
 }
 
 std::vector<std::pair<std::string, std::string>> tags_of(Db& db, std::string_view key_id) {
-  Stmt s(db, "SELECT name, value FROM key_tags WHERE key_id = ? ORDER BY name");
+  Stmt s(db, fmt::format("SELECT {} FROM key_tags WHERE key_id = ? ORDER BY name",
+                         rows::columns(Table::key_tags))
+                 .c_str());
   s.bind(1, key_id);
-  return read_pairs(s);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) {
+    rows::check(db, Table::key_tags, s);
+    out.emplace_back(s.col_text(1), s.col_text(2));
+  }
+  return out;
 }
 
 }  // namespace kms::store

@@ -2,6 +2,7 @@
 
 #include "kms/store.hpp"
 #include "store/due.hpp"
+#include "store/rows.hpp"
 
 namespace kms::store {
 
@@ -23,6 +24,11 @@ std::optional<VaultMeta> read_meta(Db& db) {
   return m;
 }
 
+void check_meta(Db& db) {
+  Stmt s(db, fmt::format("SELECT {} FROM vault_meta", rows::columns(rows::Table::vault_meta)).c_str());
+  if (s.step()) rows::check(db, rows::Table::vault_meta, s);
+}
+
 void insert_meta(Db& db, const VaultMeta& m) {
   Stmt s(db,
          "INSERT INTO vault_meta (singleton, vault_id, created, pkcs11_module, token_label, "
@@ -32,12 +38,14 @@ void insert_meta(Db& db, const VaultMeta& m) {
   s.bind(5, m.token_serial).bind(6, m.softhsm_conf).bind(7, m.root_key_gen);
   s.bind(8, ByteView(m.sealed_master));
   s.step();
+  rows::seal(db, rows::Table::vault_meta, {std::int64_t{1}});
 }
 
 void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master) {
   Stmt s(db, "UPDATE vault_meta SET root_key_gen = ?, sealed_master = ? WHERE singleton = 1");
   s.bind(1, gen).bind(2, sealed_master);
   s.step();
+  rows::seal(db, rows::Table::vault_meta, {std::int64_t{1}});
 }
 
 void update_softhsm_conf(Db& db, std::string_view path) {

@@ -121,6 +121,48 @@ CREATE TABLE secret_tags (
   PRIMARY KEY (secret_id, name)
 ) WITHOUT ROWID;
 )sql",
+    // 3 -> 4: authenticated rows (a MAC per row, docs/FORMAT.md §14), the state digest in the
+    // audit records that change the state, and the `started` outcome of a file operation whose
+    // end is recorded by a second record. The log is copied into a new table because SQLite
+    // cannot change a CHECK constraint in place. Rows of an older vault keep a NULL MAC until
+    // the first open by this kmsctl authenticates them (`vault.upgrade`).
+    R"sql(
+ALTER TABLE vault_meta ADD COLUMN mac BLOB;
+ALTER TABLE keys ADD COLUMN mac BLOB;
+ALTER TABLE key_versions ADD COLUMN mac BLOB;
+ALTER TABLE key_aliases ADD COLUMN mac BLOB;
+ALTER TABLE key_tags ADD COLUMN mac BLOB;
+ALTER TABLE secrets ADD COLUMN mac BLOB;
+ALTER TABLE secret_versions ADD COLUMN mac BLOB;
+ALTER TABLE secret_tags ADD COLUMN mac BLOB;
+CREATE TABLE audit_log_v4 (
+  seq         INTEGER PRIMARY KEY,
+  time        TEXT NOT NULL,
+  principal   TEXT NOT NULL,
+  uid         INTEGER NOT NULL,
+  action      TEXT NOT NULL,
+  resource    TEXT NOT NULL,
+  params      TEXT NOT NULL,
+  outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'denied', 'started')),
+  error_code  TEXT NOT NULL,
+  prev_hash   BLOB NOT NULL UNIQUE,
+  hash        BLOB NOT NULL UNIQUE,
+  mac         BLOB NOT NULL,
+  state       BLOB
+);
+INSERT INTO audit_log_v4 (seq, time, principal, uid, action, resource, params, outcome,
+                          error_code, prev_hash, hash, mac)
+  SELECT seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash,
+         hash, mac FROM audit_log ORDER BY seq;
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v4 RENAME TO audit_log;
+CREATE INDEX audit_log_time ON audit_log (time);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_resource ON audit_log (resource, seq);
+CREATE INDEX audit_log_principal ON audit_log (principal, seq);
+CREATE INDEX audit_log_outcome ON audit_log (outcome, seq);
+CREATE INDEX audit_log_state ON audit_log (seq) WHERE state IS NOT NULL;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

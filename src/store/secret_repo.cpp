@@ -3,9 +3,12 @@
 
 #include "kms/store.hpp"
 #include "store/due.hpp"
+#include "store/rows.hpp"
 
 namespace kms::store {
 namespace {
+
+using rows::Table;
 
 constexpr const char* kSecretColumns =
     "id, name, key_id, description, created, updated, next_version, gen_length, gen_charset, "
@@ -17,7 +20,10 @@ std::optional<std::string> opt_text(const Stmt& s, int i) {
   return s.col_text(i);
 }
 
-SecretRow read_secret(const Stmt& s) {
+const char* secret_select() { return rows::columns(Table::secrets); }
+
+SecretRow read_secret(Db& db, const Stmt& s) {
+  rows::check(db, Table::secrets, s);
   SecretRow r;
   r.id = s.col_text(0);
   r.name = s.col_text(1);
@@ -60,19 +66,37 @@ void bind_secret(Stmt& s, const SecretRow& r) {
   bind_opt(s, 16, r.deletion_date);
 }
 
-std::vector<SecretRow> read_secrets(Stmt& s) {
+std::vector<SecretRow> read_secrets(Db& db, Stmt& s) {
   std::vector<SecretRow> out;
-  while (s.step()) out.push_back(read_secret(s));
+  while (s.step()) out.push_back(read_secret(db, s));
   return out;
 }
 
-SecretVersionRow read_version(const Stmt& s, std::string_view secret_id, bool with_value) {
-  SecretVersionRow v{std::string(secret_id), s.col_int(0), s.col_text(1), opt_text(s, 2), {}};
+// Columns: secret_id, version, created, stage, value, mac.
+SecretVersionRow read_version(Db& db, const Stmt& s, bool with_value) {
+  rows::check(db, Table::secret_versions, s);
+  SecretVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), opt_text(s, 3), {}};
   if (with_value) {
-    const ByteView b = s.col_blob(3);
+    const ByteView b = s.col_blob(4);
     v.value.assign(b.begin(), b.end());
   }
   return v;
+}
+
+std::string version_select(const char* where) {
+  return fmt::format("SELECT {} FROM secret_versions {}", rows::columns(Table::secret_versions),
+                     where);
+}
+
+// Runs a DELETE ... RETURNING mac: each deleted row leaves the state. Returns how many.
+std::int64_t delete_rows(Stmt& s) {
+  std::vector<Bytes> macs;
+  while (s.step()) {
+    const ByteView m = s.col_blob(0);
+    macs.emplace_back(m.begin(), m.end());
+  }
+  for (const Bytes& m : macs) rows::forget(s.db(), m);
+  return static_cast<std::int64_t>(macs.size());
 }
 
 }  // namespace
@@ -84,6 +108,7 @@ void secret_insert(Db& db, const SecretRow& r) {
                  .c_str());
   bind_secret(s, r);
   s.step();
+  rows::seal(db, Table::secrets, {r.id});
 }
 
 void secret_update(Db& db, const SecretRow& r) {
@@ -94,33 +119,39 @@ void secret_update(Db& db, const SecretRow& r) {
          "rotation_status = ?14, rotation_error = ?15, deletion_date = ?16 WHERE id = ?1");
   bind_secret(s, r);
   s.step();
+  rows::seal(db, Table::secrets, {r.id});
 }
 
 void secret_delete(Db& db, std::string_view id) {
-  Stmt s(db, "DELETE FROM secrets WHERE id = ?");
-  s.bind(1, id);
-  s.step();
+  // The rows ON DELETE CASCADE would remove go first, each leaving the state.
+  for (const char* sql : {"DELETE FROM secret_versions WHERE secret_id = ? RETURNING mac",
+                          "DELETE FROM secret_tags WHERE secret_id = ? RETURNING mac",
+                          "DELETE FROM secrets WHERE id = ? RETURNING mac"}) {
+    Stmt s(db, sql);
+    s.bind(1, id);
+    delete_rows(s);
+  }
 }
 
 std::optional<SecretRow> secret_by_name(Db& db, std::string_view name) {
-  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE name = ?", kSecretColumns).c_str());
+  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE name = ?", secret_select()).c_str());
   s.bind(1, name);
   if (!s.step()) return std::nullopt;
-  return read_secret(s);
+  return read_secret(db, s);
 }
 
 std::vector<SecretRow> secret_list(Db& db) {
-  Stmt s(db, fmt::format("SELECT {} FROM secrets ORDER BY name", kSecretColumns).c_str());
-  return read_secrets(s);
+  Stmt s(db, fmt::format("SELECT {} FROM secrets ORDER BY name", secret_select()).c_str());
+  return read_secrets(db, s);
 }
 
 namespace {
 std::vector<SecretRow> secrets_due(Db& db, const char* predicate, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", kSecretColumns,
+  Stmt s(db, fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", secret_select(),
                          predicate)
                  .c_str());
   s.bind(1, now);
-  return read_secrets(s);
+  return read_secrets(db, s);
 }
 }  // namespace
 
@@ -140,69 +171,72 @@ void secret_version_insert(Db& db, const SecretVersionRow& v) {
   bind_opt(s, 4, v.stage);
   s.bind(5, ByteView(v.value));
   s.step();
+  rows::seal(db, Table::secret_versions, {v.secret_id, v.version});
 }
 
 std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secret_id,
                                                    std::int64_t version) {
-  Stmt s(db,
-         "SELECT version, created, stage, value FROM secret_versions "
-         "WHERE secret_id = ? AND version = ?");
+  Stmt s(db, version_select("WHERE secret_id = ? AND version = ?").c_str());
   s.bind(1, secret_id).bind(2, version);
   if (!s.step()) return std::nullopt;
-  return read_version(s, secret_id, true);
+  return read_version(db, s, true);
 }
 
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
                                                         std::string_view stage) {
-  Stmt s(db,
-         "SELECT version, created, stage, value FROM secret_versions "
-         "WHERE secret_id = ? AND stage = ?");
+  Stmt s(db, version_select("WHERE secret_id = ? AND stage = ?").c_str());
   s.bind(1, secret_id).bind(2, stage);
   if (!s.step()) return std::nullopt;
-  return read_version(s, secret_id, true);
+  return read_version(db, s, true);
 }
 
 std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id) {
-  Stmt s(db,
-         "SELECT version, created, stage FROM secret_versions WHERE secret_id = ? "
-         "ORDER BY version");
+  Stmt s(db, version_select("WHERE secret_id = ? ORDER BY version").c_str());
   s.bind(1, secret_id);
   std::vector<SecretVersionRow> out;
-  while (s.step()) out.push_back(read_version(s, secret_id, false));
+  while (s.step()) out.push_back(read_version(db, s, false));
   return out;
 }
 
 std::vector<SecretVersionRow> secret_versions_all(Db& db) {
-  Stmt s(db,
-         "SELECT version, created, stage, secret_id FROM secret_versions "
-         "ORDER BY secret_id, version");
+  Stmt s(db, version_select("ORDER BY secret_id, version").c_str());
   std::vector<SecretVersionRow> out;
-  while (s.step()) out.push_back(read_version(s, s.col_text_view(3), false));
+  while (s.step()) out.push_back(read_version(db, s, false));
   return out;
 }
 
 void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage) {
-  Stmt s(db, "UPDATE secret_versions SET stage = NULL WHERE secret_id = ? AND stage = ?");
-  s.bind(1, secret_id).bind(2, stage);
-  s.step();
+  // Read (and so checked) before the change: a row is MACed again only as kmsctl read it.
+  if (const auto v = secret_version_at_stage(db, secret_id, stage)) {
+    Stmt s(db, "UPDATE secret_versions SET stage = NULL WHERE secret_id = ? AND version = ?");
+    s.bind(1, secret_id).bind(2, v->version);
+    s.step();
+    rows::seal(db, Table::secret_versions, {secret_id, v->version});
+  }
 }
 
 void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version,
                       std::string_view stage) {
+  if (!secret_version_get(db, secret_id, version)) return;
   Stmt s(db, "UPDATE secret_versions SET stage = ? WHERE secret_id = ? AND version = ?");
   s.bind(1, stage).bind(2, secret_id).bind(3, version);
   s.step();
+  rows::seal(db, Table::secret_versions, {secret_id, version});
 }
 
 std::int64_t secret_versions_purge(Db& db, std::string_view secret_id, std::int64_t keep) {
-  Stmt s(db,
-         "DELETE FROM secret_versions WHERE secret_id = ?1 AND version IN ("
-         "SELECT version FROM secret_versions WHERE secret_id = ?1 AND stage IS NULL "
-         "ORDER BY version LIMIT max(0, (SELECT count(*) FROM secret_versions "
-         "WHERE secret_id = ?1) - ?2)) RETURNING version");
-  s.bind(1, secret_id).bind(2, keep);
+  // Decided on the checked rows, never on columns SQL reads unchecked.
+  const std::vector<SecretVersionRow> all = secret_versions(db, secret_id);
+  std::int64_t excess = static_cast<std::int64_t>(all.size()) - keep;
   std::int64_t n = 0;
-  while (s.step()) ++n;
+  for (const SecretVersionRow& v : all) {
+    if (excess <= 0) break;
+    if (v.stage) continue;
+    Stmt s(db, "DELETE FROM secret_versions WHERE secret_id = ? AND version = ? RETURNING mac");
+    s.bind(1, secret_id).bind(2, v.version);
+    n += delete_rows(s);
+    --excess;
+  }
   return n;
 }
 
@@ -213,14 +247,20 @@ void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name,
          "ON CONFLICT (secret_id, name) DO UPDATE SET value = excluded.value");
   s.bind(1, secret_id).bind(2, name).bind(3, value);
   s.step();
+  rows::seal(db, Table::secret_tags, {secret_id, name});
 }
 
 std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db,
                                                                 std::string_view secret_id) {
-  Stmt s(db, "SELECT name, value FROM secret_tags WHERE secret_id = ? ORDER BY name");
+  Stmt s(db, fmt::format("SELECT {} FROM secret_tags WHERE secret_id = ? ORDER BY name",
+                         rows::columns(Table::secret_tags))
+                 .c_str());
   s.bind(1, secret_id);
   std::vector<std::pair<std::string, std::string>> out;
-  while (s.step()) out.emplace_back(s.col_text(0), s.col_text(1));
+  while (s.step()) {
+    rows::check(db, Table::secret_tags, s);
+    out.emplace_back(s.col_text(1), s.col_text(2));
+  }
   return out;
 }
 

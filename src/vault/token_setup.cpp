@@ -220,13 +220,13 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
                                         crypto::random_secret(32).view());
   remove_db_files(v->path_);
   v->db_ = std::make_unique<store::Db>(v->path_, store::Db::Mode::create_new);
+  v->unseal();  // proves the round trip through the token before anything depends on it
   {
     store::Tx tx(*v->db_, store::Tx::Kind::write);
-    store::insert_meta(*v->db_, m);
+    store::insert_meta(*v->db_, m);  // MACed with the subkeys unseal() derived
     tx.commit();
     v->db_->set_application_id(store::kLiveVaultId);
   }
-  v->unseal();  // proves the round trip through the token before anything depends on it
 
   report.vault_id = m.vault_id;
   report.token = v->token_;
@@ -249,6 +249,7 @@ void Vault::publish() {
   fs::remove(pending_path(final_path_), ec);
   path_ = final_path_;
   db_ = std::make_unique<store::Db>(path_, store::Db::Mode::open_existing);
+  db_->set_row_keys(row_key_.view(), state_key_.view());
 }
 
 }  // namespace kms

@@ -24,6 +24,8 @@ constexpr std::string_view kMasterMagic = "KMSK";
 constexpr std::uint8_t kMasterVersion = 1;
 constexpr std::string_view kRecordKeyInfo = "kmsctl/v1/record-seal";
 constexpr std::string_view kAuditKeyInfo = "kmsctl/v1/audit-mac";
+constexpr std::string_view kRowKeyInfo = "kmsctl/v1/row-mac";
+constexpr std::string_view kStateKeyInfo = "kmsctl/v1/state-digest";
 
 void put_u64(Bytes& out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -190,11 +192,19 @@ void Vault::unseal() {
   const ByteView salt = as_bytes(meta_.vault_id);
   record_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kRecordKeyInfo), 32);
   audit_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kAuditKeyInfo), 32);
+  row_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kRowKeyInfo), 32);
+  state_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kStateKeyInfo), 32);
+  db_->set_row_keys(row_key_.view(), state_key_.view());
+  // The token that opened the master key is the one the header names (module, label, serial):
+  // unless the header's MAC says so, someone changed it without the token.
+  store::Tx tx(*db_, store::Tx::Kind::read);
+  store::check_meta(*db_);
 }
 
 void Vault::refresh_meta() {
   store::Tx tx(*db_, store::Tx::Kind::read);
   auto meta = store::read_meta(*db_);
+  store::check_meta(*db_);
   if (!meta || meta->vault_id != meta_.vault_id) {
     throw Error(Code::integrity,
                 fmt::format("the header of {} changed its vault id", final_path_.string()),

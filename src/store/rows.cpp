@@ -1,0 +1,364 @@
+// Authenticated rows and the state digest (docs/FORMAT.md §14).
+#include "store/rows.hpp"
+
+#include <array>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "kms/text.hpp"
+
+namespace kms::store {
+
+namespace rows {
+namespace {
+
+constexpr std::string_view kRowMagic = "KMSR";
+constexpr std::uint8_t kRowVersion = 1;
+constexpr std::string_view kMaskMagic = "KMSS";
+
+struct Spec {
+  const char* table;
+  const char* label;  // how a message names a row of it
+  std::vector<const char*> columns;  // MAC order: the primary key first
+  size_t key_columns;
+  size_t shown_columns;  // leading columns a message shows
+  bool in_state;         // part of the state digest (the header is not: FORMAT.md §14.3)
+  std::string select;    // "c1, c2, ..., mac"
+  std::string where_key;  // "c1 = ?1 AND c2 = ?2"
+};
+
+Spec make(const char* table, const char* label, std::vector<const char*> cols, size_t key,
+          size_t shown, bool in_state) {
+  Spec s{table, label, std::move(cols), key, shown, in_state, {}, {}};
+  for (const char* c : s.columns) s.select += std::string(c) + ", ";
+  s.select += "mac";
+  for (size_t i = 0; i < key; ++i) {
+    if (i) s.where_key += " AND ";
+    s.where_key += fmt::format("{} = ?{}", s.columns[i], i + 1);
+  }
+  return s;
+}
+
+const std::array<Spec, 8>& specs() {
+  static const std::array<Spec, 8> all = {
+      make("vault_meta", "the vault header",
+           {"singleton", "vault_id", "created", "pkcs11_module", "token_label", "token_serial",
+            "root_key_gen", "sealed_master"},
+           1, 0, false),
+      make("keys", "key",
+           {"id", "spec", "usage", "description", "state", "protection", "created",
+            "rotation_period_days", "last_rotated", "deletion_date", "primary_version"},
+           1, 1, true),
+      make("key_versions", "key version", {"key_id", "version", "created", "material"}, 2, 2,
+           true),
+      make("key_aliases", "alias", {"alias", "key_id", "created"}, 1, 1, true),
+      make("key_tags", "key tag", {"key_id", "name", "value"}, 2, 2, true),
+      make("secrets", "secret",
+           {"id", "name", "key_id", "description", "created", "updated", "next_version",
+            "gen_length", "gen_charset", "gen_exclude", "rotation_period_days",
+            "rotation_command", "last_rotated", "rotation_status", "rotation_error",
+            "deletion_date"},
+           1, 2, true),
+      make("secret_versions", "secret version", {"secret_id", "version", "created", "stage", "value"},
+           2, 2, true),
+      make("secret_tags", "secret tag", {"secret_id", "name", "value"}, 2, 2, true),
+  };
+  return all;
+}
+
+const Spec& spec(Table t) { return specs()[static_cast<size_t>(t)]; }
+
+void put_u32(Bytes& out, std::uint32_t v) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+void put_u64(Bytes& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+void put_bytes(Bytes& out, ByteView b) {
+  put_u32(out, static_cast<std::uint32_t>(b.size()));
+  out.insert(out.end(), b.begin(), b.end());
+}
+
+// "KMSR" || 0x01 || str(table) || per column: 0x00 (NULL) | 0x01 u64be (integer) |
+// 0x02 str (text) | 0x03 str (blob).
+Bytes encode(const Spec& sp, const Stmt& s, int first) {
+  Bytes out(kRowMagic.begin(), kRowMagic.end());
+  out.push_back(kRowVersion);
+  put_bytes(out, as_bytes(sp.table));
+  for (size_t i = 0; i < sp.columns.size(); ++i) {
+    const int c = first + static_cast<int>(i);
+    switch (s.col_type(c)) {
+      case Stmt::ColType::null:
+        out.push_back(0);
+        break;
+      case Stmt::ColType::integer:
+        out.push_back(1);
+        put_u64(out, static_cast<std::uint64_t>(s.col_int(c)));
+        break;
+      case Stmt::ColType::text:
+        out.push_back(2);
+        put_bytes(out, as_bytes(s.col_text_view(c)));
+        break;
+      default:  // blob (no column holds a real)
+        out.push_back(3);
+        put_bytes(out, s.col_blob(c));
+        break;
+    }
+  }
+  return out;
+}
+
+std::string describe(const Spec& sp, const Stmt& s, int first) {
+  if (sp.shown_columns == 0) return sp.label;
+  std::string out = fmt::format("{} (", sp.label);
+  for (size_t i = 0; i < sp.shown_columns; ++i) {
+    const int c = first + static_cast<int>(i);
+    if (i) out += ", ";
+    out += sp.columns[i];
+    out += ' ';
+    out += s.col_type(c) == Stmt::ColType::integer ? std::to_string(s.col_int(c))
+                                                    : escape_text(s.col_text(c));
+  }
+  return out + ")";
+}
+
+// Big-endian 256-bit arithmetic modulo 2^256.
+void add_to(crypto::Digest& acc, const crypto::Digest& x) {
+  unsigned carry = 0;
+  for (int i = 31; i >= 0; --i) {
+    const unsigned v = acc[i] + x[i] + carry;
+    acc[i] = static_cast<std::uint8_t>(v);
+    carry = v >> 8;
+  }
+}
+void sub_from(crypto::Digest& acc, const crypto::Digest& x) {
+  int borrow = 0;
+  for (int i = 31; i >= 0; --i) {
+    const int v = int(acc[i]) - int(x[i]) - borrow;
+    acc[i] = static_cast<std::uint8_t>(v & 0xff);
+    borrow = v < 0 ? 1 : 0;
+  }
+}
+
+// A row's element: HMAC(K_state, its MAC). Secret, unlike the MAC the file shows.
+crypto::Digest element(const RowAuth& a, ByteView mac) { return a.state.mac(mac); }
+
+// The mask of the state field of record `seq`: HMAC(K_state, "KMSS" || u64be(seq)).
+crypto::Digest mask(const RowAuth& a, std::int64_t seq) {
+  Bytes in(kMaskMagic.begin(), kMaskMagic.end());
+  put_u64(in, static_cast<std::uint64_t>(seq));
+  return a.state.mac(in);
+}
+
+void bind_key(Stmt& s, std::span<const KeyPart> key) {
+  int i = 1;
+  for (const KeyPart& k : key) {
+    if (const auto* n = std::get_if<std::int64_t>(&k)) {
+      s.bind(i++, *n);
+    } else {
+      s.bind(i++, std::get<std::string_view>(k));
+    }
+  }
+}
+
+void seal_key(Db& db, Table t, std::span<const KeyPart> key) {
+  const Spec& sp = spec(t);
+  RowAuth& a = db.row_auth();
+  Bytes mac;
+  {
+    Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {}", sp.select, sp.table, sp.where_key).c_str());
+    bind_key(s, key);
+    if (!s.step()) {
+      throw Error(Code::failed, fmt::format("internal error: a {} row to MAC is not there", sp.label));
+    }
+    const crypto::Digest m = a.row.mac(encode(sp, s, 0));
+    mac.assign(m.begin(), m.end());
+    if (sp.in_state) {
+      const int mac_col = static_cast<int>(sp.columns.size());
+      if (!s.col_null(mac_col)) sub_from(a.pending, element(a, s.col_blob(mac_col)));
+      add_to(a.pending, element(a, mac));
+      a.dirty = true;
+    }
+  }
+  Stmt u(db, fmt::format("UPDATE {} SET mac = ?{} WHERE {}", sp.table, sp.key_columns + 1,
+                         sp.where_key)
+                 .c_str());
+  bind_key(u, key);
+  u.bind(static_cast<int>(sp.key_columns) + 1, ByteView(mac));
+  u.step();
+}
+
+std::optional<std::pair<std::int64_t, crypto::Digest>> recorded_state(Db& db, const RowAuth& a) {
+  Stmt s(db, "SELECT seq, state FROM audit_log WHERE state IS NOT NULL ORDER BY seq DESC LIMIT 1");
+  if (!s.step()) return std::nullopt;
+  const std::int64_t seq = s.col_int(0);
+  const ByteView field = s.col_blob(1);
+  crypto::Digest sum{};
+  if (field.size() != sum.size()) {
+    throw Error(Code::integrity, fmt::format("audit record {} holds a malformed state digest", seq),
+                "run `kmsctl audit verify`");
+  }
+  std::copy(field.begin(), field.end(), sum.begin());
+  sub_from(sum, mask(a, seq));
+  return std::pair(seq, sum);
+}
+
+}  // namespace
+
+const char* columns(Table t) { return spec(t).select.c_str(); }
+
+void check(Db& db, Table t, const Stmt& s, int first) {
+  const Spec& sp = spec(t);
+  const RowAuth& a = db.row_auth();
+  const int mac_col = first + static_cast<int>(sp.columns.size());
+  if (s.col_null(mac_col)) {
+    if (a.legacy) return;
+  } else if (a.row.verify(encode(sp, s, first), s.col_blob(mac_col))) {
+    return;
+  }
+  throw Error(Code::integrity,
+              fmt::format("{} was altered outside kmsctl: its row in the vault does not match its "
+                          "MAC (edited, moved or copied from elsewhere)",
+                          describe(sp, s, first)),
+              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
+              "then restore the vault from a backup (`kmsctl vault restore`)");
+}
+
+void seal(Db& db, Table t, std::initializer_list<KeyPart> key) {
+  seal_key(db, t, std::span(key.begin(), key.size()));
+}
+
+void forget(Db& db, ByteView mac) {
+  if (mac.empty()) return;
+  RowAuth& a = db.row_auth();
+  sub_from(a.pending, element(a, mac));
+  a.dirty = true;
+}
+
+}  // namespace rows
+
+// ---- Db's side ----
+
+void Db::set_row_keys(ByteView row_key, ByteView state_key) {
+  rows_ = std::make_unique<RowAuth>(row_key, state_key);
+  rows_->legacy = !state_recorded(*this);
+}
+
+RowAuth& Db::row_auth() {
+  if (!rows_) {
+    throw Error(Code::failed, "internal error: vault rows used before the vault was unsealed");
+  }
+  return *rows_;
+}
+
+void Db::discard_state_change() noexcept {
+  if (!rows_) return;
+  rows_->pending = {};
+  rows_->dirty = false;
+}
+
+bool Db::state_change_pending() const noexcept { return rows_ && rows_->dirty; }
+
+bool Db::legacy_rows() const noexcept { return rows_ && rows_->legacy; }
+
+void Db::refresh_row_mode() { row_auth().legacy = !state_recorded(*this); }
+
+// ---- the state digest ----
+
+bool state_recorded(Db& db) {
+  Stmt s(db, "SELECT 1 FROM audit_log WHERE state IS NOT NULL LIMIT 1");
+  return s.step();
+}
+
+void note_state_change(Db& db) { db.row_auth().dirty = true; }
+
+Bytes take_state_field(Db& db, std::int64_t seq) {
+  if (!db.state_change_pending()) return {};
+  RowAuth& a = db.row_auth();
+  crypto::Digest sum{};
+  if (auto rec = rows::recorded_state(db, a)) sum = rec->second;
+  rows::add_to(sum, a.pending);
+  rows::add_to(sum, rows::mask(a, seq));
+  a.pending = {};
+  a.dirty = false;
+  return Bytes(sum.begin(), sum.end());
+}
+
+StateReport check_state(Db& db) {
+  StateReport rep;
+  RowAuth& a = db.row_auth();
+  crypto::Digest sum{};
+  for (size_t i = 0; i < rows::specs().size(); ++i) {
+    const rows::Spec& sp = rows::specs()[i];
+    if (!sp.in_state) continue;
+    Stmt s(db, fmt::format("SELECT {} FROM {}", sp.select, sp.table).c_str());
+    const int mac_col = static_cast<int>(sp.columns.size());
+    while (s.step()) {
+      try {
+        rows::check(db, static_cast<rows::Table>(i), s);
+      } catch (const Error& e) {
+        rep.ok = false;
+        rep.problem = e.what();
+        return rep;
+      }
+      ++rep.rows;
+      if (!s.col_null(mac_col)) rows::add_to(sum, rows::element(a, s.col_blob(mac_col)));
+    }
+  }
+  const auto rec = rows::recorded_state(db, a);
+  if (!rec) return rep;  // rows of an older kmsctl, not authenticated yet
+  rep.recorded_at = rec->first;
+  if (!crypto::equal(sum, rec->second)) {
+    rep.ok = false;
+    rep.problem = fmt::format(
+        "the vault's keys and secrets are not the state that audit record {} recorded: a row "
+        "was replaced by an older copy of itself, deleted or added outside kmsctl",
+        rec->first);
+  }
+  return rep;
+}
+
+std::int64_t authenticate_rows(Db& db) {
+  std::int64_t n = 0;
+  for (size_t i = 0; i < rows::specs().size(); ++i) {
+    const rows::Spec& sp = rows::specs()[i];
+    std::vector<std::vector<std::variant<std::int64_t, std::string>>> keys;
+    {
+      std::string cols;
+      for (size_t k = 0; k < sp.key_columns; ++k) cols += (k ? ", " : "") + std::string(sp.columns[k]);
+      Stmt s(db, fmt::format("SELECT {} FROM {} WHERE mac IS NULL", cols, sp.table).c_str());
+      while (s.step()) {
+        auto& key = keys.emplace_back();
+        for (size_t k = 0; k < sp.key_columns; ++k) {
+          const int c = static_cast<int>(k);
+          if (s.col_type(c) == Stmt::ColType::integer) {
+            key.emplace_back(s.col_int(c));
+          } else {
+            key.emplace_back(s.col_text(c));
+          }
+        }
+      }
+    }
+    for (const auto& key : keys) {
+      std::vector<rows::KeyPart> parts;
+      for (const auto& k : key) {
+        if (const auto* v = std::get_if<std::int64_t>(&k)) {
+          parts.emplace_back(*v);
+        } else {
+          parts.emplace_back(std::string_view(std::get<std::string>(k)));
+        }
+      }
+      rows::seal_key(db, static_cast<rows::Table>(i), parts);
+      ++n;
+    }
+  }
+  note_state_change(db);
+  return n;
+}
+
+}  // namespace kms::store
