@@ -60,6 +60,8 @@ struct RestoreLosses {
   std::vector<Secret> secrets;  // secrets the backup does not have at all
   std::int64_t records = 0;     // the live log's records after the last one the backup shares
   std::int64_t first_record = 0, last_record = 0;  // their seq range, when records > 0
+  // Set when the live vault has a row that fails its MAC: what a restore drops is not known.
+  std::string live_altered;
 
   bool empty() const noexcept {
     return key_versions.empty() && keys.empty() && secret_versions.empty() && secrets.empty() &&
@@ -261,8 +263,9 @@ class Service {
   // state the log last recorded; `before` names what is refused. Inside the caller's
   // transaction, before it changes anything.
   void require_recorded_state(std::string_view before);
-  // The first open of a vault whose rows have no MAC yet (made by an older kmsctl): MACs them
-  // all in one audited transaction (`vault.upgrade`) whose record holds the first state.
+  // The first write to a vault whose rows have no MAC yet (made by an older kmsctl): MACs them
+  // all in one audited transaction (`vault.upgrade`) whose record holds the first state. Under
+  // the writer lock, after the log was found to agree with the token anchor.
   void authenticate_rows();
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).

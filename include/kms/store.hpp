@@ -156,9 +156,9 @@ void note_state_change(Db& db);
 Bytes take_state_field(Db& db, std::int64_t seq);
 struct StateReport {
   bool ok = true;
-  std::string problem;             // the first row that fails its MAC, or the state mismatch
-  std::int64_t rows = 0;           // rows checked
-  std::int64_t recorded_at = 0;    // the record holding the state compared with; 0: none yet
+  std::string problem;           // the first row that fails its MAC, or the state mismatch
+  std::int64_t rows = 0;         // rows checked
+  std::int64_t recorded_at = 0;  // the record holding the state compared with; 0: none yet
 };
 // Checks every row's MAC and compares their sum with the newest recorded state.
 StateReport check_state(Db& db);
@@ -194,8 +194,8 @@ struct AuditRow {
 
   // Views into this row, valid while it lives unchanged.
   AuditRowView view() const {
-    return {seq, time, principal, uid, action, resource, params, outcome, error_code,
-            prev_hash, hash, mac, state};
+    return {seq,     time,       principal, uid,  action, resource, params,
+            outcome, error_code, prev_hash, hash, mac,    state};
   }
 };
 struct AuditFilter {

@@ -98,6 +98,11 @@ class Vault {
   // Writes `value` into every slot, so that the anchor can move back (`vault restore`).
   void reset_anchor(ByteView value);
   ByteView audit_key() const noexcept { return audit_key_.view(); }
+  // Gives another connection to this vault's file or to a copy of it (a backup) the row keys,
+  // so that its rows are checked as this vault's are.
+  void authenticate(store::Db& other) const {
+    other.set_row_keys(row_key_.view(), state_key_.view());
+  }
 
   Bytes seal(const RecordRef& where, ByteView plaintext) const;
   // Code::integrity when the blob was altered or belongs elsewhere.

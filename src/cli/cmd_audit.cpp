@@ -72,8 +72,8 @@ void run_verify(const Globals& g, bool json) {
                       ? nlohmann::json{{"seq", rep.anchor->seq}, {"hash", hash_json(rep.anchor->hash)}}
                       : nlohmann::json();
     j["rows"] = rep.rows;
-    j["state_recorded_at"] = rep.state_recorded_at ? nlohmann::json(rep.state_recorded_at)
-                                                   : nlohmann::json();
+    j["state_recorded_at"] =
+        rep.state_recorded_at ? nlohmann::json(rep.state_recorded_at) : nlohmann::json();
     print_json(j);
   } else if (rep.ok) {
     const std::string rows =
@@ -82,9 +82,10 @@ void run_verify(const Globals& g, bool json) {
                           rep.state_recorded_at)
             : fmt::format("; {} rows not yet authenticated (made by an older kmsctl)", rep.rows);
     if (!rep.anchor) {
-      fmt::print("audit log OK: {} records verified; head seq {}{} (a backup: verified on its "
-                 "own, without the token anchor)\n",
-                 rep.records, rep.head ? rep.head->seq : 0, rows);
+      fmt::print(
+          "audit log OK: {} records verified; head seq {}{} (a backup: verified on its "
+          "own, without the token anchor)\n",
+          rep.records, rep.head ? rep.head->seq : 0, rows);
     } else {
       fmt::print("audit log OK: {} records verified; head seq {}; token anchor at seq {}{}\n",
                  rep.records, rep.head ? rep.head->seq : 0, rep.anchor->seq, rows);

@@ -131,6 +131,14 @@ std::string summary(const RestoreLosses& l) {
 
 Error restore_refused(const std::filesystem::path& target, const std::filesystem::path& backup,
                       const RestoreLosses& losses) {
+  if (!losses.live_altered.empty()) {
+    return Error(Code::refused,
+                 fmt::format("what restoring {} would drop from the vault at {} cannot be listed: "
+                             "{}",
+                             backup.string(), target.string(), losses.live_altered),
+                 "keep a copy of the vault file for investigation, then pass --force to restore "
+                 "the backup");
+  }
   if (losses.empty()) {
     return Error(Code::refused, fmt::format("a vault exists at {}", target.string()),
                  "pass --force to replace its content with the backup (the current content is "
@@ -171,7 +179,6 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
                             "with `kmsctl vault restore {}`",
                             path.string(), path.string()));
   }
-  if (!s->vault_->is_backup() && s->vault_->db().legacy_rows()) s->authenticate_rows();
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
     s->run({"vault.repair_token",
@@ -184,12 +191,19 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
 
 void Service::authenticate_rows() {
   store::Db& db = vault_->db();
-  run({"vault.upgrade", "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& ev) {
+  audit::Event ev{"vault.upgrade", "vault/" + vault_->meta().vault_id, {}};
+  store::AuditRow row;
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    db.refresh_row_mode();  // another process may have done it since this one opened the vault
+    if (!db.legacy_rows()) return;
     ev.params["schema_version"] = db.schema_version();
-    ev.params["rows_authenticated"] =
-        store::state_recorded(db) ? 0 : store::authenticate_rows(db);  // 0: another process did
-  });
+    ev.params["rows_authenticated"] = store::authenticate_rows(db);
+    row = append(ev, "ok", "");
+    tx.commit();
+  }
   db.refresh_row_mode();
+  log_->publish(row);
 }
 
 std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureBytes& pin,
@@ -219,6 +233,9 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                                           const SecureBytes& pin, bool force, RestoreReport& report,
                                           const ConfirmLosses& confirm) {
   std::string vault_id;
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(target, ec);
+  std::optional<files::ExclusiveLock> lock;
   {
     Service from(Vault::open(backup, pin));
     if (!from.vault_->is_backup()) {
@@ -227,28 +244,34 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     }
     const audit::VerifyReport rep = from.log_->verify(/*check_anchor=*/false);
     if (!rep.ok) {
-      throw Error(Code::integrity,
-                  fmt::format("the backup {} does not verify at seq {}: {}", backup.string(),
-                              rep.first_bad_seq.value_or(0), rep.problem),
-                  "choose another backup");
+      throw Error(
+          Code::integrity,
+          fmt::format("the backup {} does not verify{}: {}", backup.string(),
+                      rep.first_bad_seq ? fmt::format(" at seq {}", *rep.first_bad_seq) : "",
+                      rep.problem),
+          "choose another backup");
     }
     report.backup_records = rep.records;
     vault_id = from.vault_->meta().vault_id;
-  }
-  std::error_code ec;
-  const bool exists = std::filesystem::exists(target, ec);
-  files::ExclusiveLock lock(lock_path(target));
-  if (exists) {
-    store::Db live(target, store::Db::Mode::open_existing);
-    const auto meta = store::read_meta(live);
-    if (!meta || meta->vault_id != vault_id) {
-      throw Error(Code::refused,
-                  fmt::format("the backup belongs to vault {}, not to the vault at {}", vault_id,
-                              target.string()),
-                  "restore it to another path with --vault");
+    lock.emplace(lock_path(target));
+    if (exists) {
+      store::Db live(target, store::Db::Mode::open_existing);
+      const auto meta = store::read_meta(live);
+      if (!meta || meta->vault_id != vault_id) {
+        throw Error(Code::refused,
+                    fmt::format("the backup belongs to vault {}, not to the vault at {}", vault_id,
+                                target.string()),
+                    "restore it to another path with --vault");
+      }
+      from.vault_->authenticate(live);
+      try {
+        report.losses = compare_for_restore(live, from.vault_->db());
+      } catch (const Error& e) {
+        if (e.code() != Code::integrity) throw;
+        report.losses = {};
+        report.losses.live_altered = e.what();  // a tampered vault is what a restore is for
+      }
     }
-    store::Db src(backup, store::Db::Mode::open_existing);
-    report.losses = compare_for_restore(live, src);
   }
   // Decided under the writer lock: what is confirmed is what is dropped.
   if (exists && !force && (report.losses.empty() || !confirm || !confirm(report.losses))) {
@@ -326,6 +349,8 @@ void Service::require_recorded_state(std::string_view before) {
 void Service::check_writable() {
   vault_->check_in_place();
   log_->check_anchor();
+  // The first write by this kmsctl to a vault of an older one authenticates its rows first.
+  if (vault_->db().legacy_rows() && !vault_->is_backup()) authenticate_rows();
 }
 
 void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,

@@ -7,8 +7,8 @@ namespace kms::store {
 namespace {
 
 constexpr const char* kColumns =
-    "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, mac, "
-    "state";
+    "seq, time, principal, uid, action, resource, params, outcome, error_code, prev_hash, hash, "
+    "mac, state";
 
 AuditRowView read_view(const Stmt& s) {
   AuditRowView r;
@@ -77,7 +77,10 @@ void audit_insert(Db& db, const AuditRow& r) {
   s.bind(1, r.seq).bind(2, r.time).bind(3, r.principal).bind(4, r.uid).bind(5, r.action);
   s.bind(6, r.resource).bind(7, r.params).bind(8, r.outcome).bind(9, r.error_code);
   s.bind(10, ByteView(r.prev_hash)).bind(11, ByteView(r.hash)).bind(12, ByteView(r.mac));
-  if (r.state.empty()) s.bind_null(13); else s.bind(13, ByteView(r.state));
+  if (r.state.empty())
+    s.bind_null(13);
+  else
+    s.bind(13, ByteView(r.state));
   s.step();
 }
 

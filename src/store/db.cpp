@@ -442,11 +442,16 @@ ByteView Stmt::col_blob(int i) const {
 bool Stmt::col_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
 Stmt::ColType Stmt::col_type(int i) const {
   switch (sqlite3_column_type(stmt_, i)) {
-    case SQLITE_INTEGER: return ColType::integer;
-    case SQLITE_FLOAT: return ColType::real;
-    case SQLITE_TEXT: return ColType::text;
-    case SQLITE_BLOB: return ColType::blob;
-    default: return ColType::null;
+    case SQLITE_INTEGER:
+      return ColType::integer;
+    case SQLITE_FLOAT:
+      return ColType::real;
+    case SQLITE_TEXT:
+      return ColType::text;
+    case SQLITE_BLOB:
+      return ColType::blob;
+    default:
+      return ColType::null;
   }
 }
 

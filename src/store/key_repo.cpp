@@ -121,9 +121,9 @@ std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
 
 namespace {
 std::vector<KeyRow> keys_due(Db& db, const char* predicate, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", key_select(),
-                         predicate)
-                 .c_str());
+  Stmt s(db,
+         fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", key_select(), predicate)
+             .c_str());
   s.bind(1, now);
   return read_keys(db, s);
 }
@@ -230,9 +230,9 @@ std::vector<std::string> aliases_of(Db& db, std::string_view key_id) {
 }
 
 std::vector<std::pair<std::string, std::string>> alias_list(Db& db) {
-  Stmt s(db, fmt::format("SELECT {} FROM key_aliases ORDER BY alias",
-                         rows::columns(Table::key_aliases))
-                 .c_str());
+  Stmt s(db,
+         fmt::format("SELECT {} FROM key_aliases ORDER BY alias", rows::columns(Table::key_aliases))
+             .c_str());
   return read_aliases(db, s);
 }
 

@@ -25,7 +25,8 @@ std::optional<VaultMeta> read_meta(Db& db) {
 }
 
 void check_meta(Db& db) {
-  Stmt s(db, fmt::format("SELECT {} FROM vault_meta", rows::columns(rows::Table::vault_meta)).c_str());
+  Stmt s(db,
+         fmt::format("SELECT {} FROM vault_meta", rows::columns(rows::Table::vault_meta)).c_str());
   if (s.step()) rows::check(db, rows::Table::vault_meta, s);
 }
 

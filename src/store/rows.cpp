@@ -23,12 +23,12 @@ constexpr std::string_view kMaskMagic = "KMSS";
 
 struct Spec {
   const char* table;
-  const char* label;  // how a message names a row of it
+  const char* label;                 // how a message names a row of it
   std::vector<const char*> columns;  // MAC order: the primary key first
   size_t key_columns;
-  size_t shown_columns;  // leading columns a message shows
-  bool in_state;         // part of the state digest (the header is not: FORMAT.md §14.3)
-  std::string select;    // "c1, c2, ..., mac"
+  size_t shown_columns;   // leading columns a message shows
+  bool in_state;          // part of the state digest (the header is not: FORMAT.md §14.3)
+  std::string select;     // "c1, c2, ..., mac"
   std::string where_key;  // "c1 = ?1 AND c2 = ?2"
 };
 
@@ -54,18 +54,16 @@ const std::array<Spec, 8>& specs() {
            {"id", "spec", "usage", "description", "state", "protection", "created",
             "rotation_period_days", "last_rotated", "deletion_date", "primary_version"},
            1, 1, true),
-      make("key_versions", "key version", {"key_id", "version", "created", "material"}, 2, 2,
-           true),
+      make("key_versions", "key version", {"key_id", "version", "created", "material"}, 2, 2, true),
       make("key_aliases", "alias", {"alias", "key_id", "created"}, 1, 1, true),
       make("key_tags", "key tag", {"key_id", "name", "value"}, 2, 2, true),
       make("secrets", "secret",
            {"id", "name", "key_id", "description", "created", "updated", "next_version",
-            "gen_length", "gen_charset", "gen_exclude", "rotation_period_days",
-            "rotation_command", "last_rotated", "rotation_status", "rotation_error",
-            "deletion_date"},
+            "gen_length", "gen_charset", "gen_exclude", "rotation_period_days", "rotation_command",
+            "last_rotated", "rotation_status", "rotation_error", "deletion_date"},
            1, 2, true),
-      make("secret_versions", "secret version", {"secret_id", "version", "created", "stage", "value"},
-           2, 2, true),
+      make("secret_versions", "secret version",
+           {"secret_id", "version", "created", "stage", "value"}, 2, 2, true),
       make("secret_tags", "secret tag", {"secret_id", "name", "value"}, 2, 2, true),
   };
   return all;
@@ -122,7 +120,7 @@ std::string describe(const Spec& sp, const Stmt& s, int first) {
     out += sp.columns[i];
     out += ' ';
     out += s.col_type(c) == Stmt::ColType::integer ? std::to_string(s.col_int(c))
-                                                    : escape_text(s.col_text(c));
+                                                   : escape_text(s.col_text(c));
   }
   return out + ")";
 }
@@ -171,10 +169,12 @@ void seal_key(Db& db, Table t, std::span<const KeyPart> key) {
   RowAuth& a = db.row_auth();
   Bytes mac;
   {
-    Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {}", sp.select, sp.table, sp.where_key).c_str());
+    Stmt s(db,
+           fmt::format("SELECT {} FROM {} WHERE {}", sp.select, sp.table, sp.where_key).c_str());
     bind_key(s, key);
     if (!s.step()) {
-      throw Error(Code::failed, fmt::format("internal error: a {} row to MAC is not there", sp.label));
+      throw Error(Code::failed,
+                  fmt::format("internal error: a {} row to MAC is not there", sp.label));
     }
     const crypto::Digest m = a.row.mac(encode(sp, s, 0));
     mac.assign(m.begin(), m.end());
@@ -185,9 +185,9 @@ void seal_key(Db& db, Table t, std::span<const KeyPart> key) {
       a.dirty = true;
     }
   }
-  Stmt u(db, fmt::format("UPDATE {} SET mac = ?{} WHERE {}", sp.table, sp.key_columns + 1,
-                         sp.where_key)
-                 .c_str());
+  Stmt u(db,
+         fmt::format("UPDATE {} SET mac = ?{} WHERE {}", sp.table, sp.key_columns + 1, sp.where_key)
+             .c_str());
   bind_key(u, key);
   u.bind(static_cast<int>(sp.key_columns) + 1, ByteView(mac));
   u.step();
@@ -330,7 +330,8 @@ std::int64_t authenticate_rows(Db& db) {
     std::vector<std::vector<std::variant<std::int64_t, std::string>>> keys;
     {
       std::string cols;
-      for (size_t k = 0; k < sp.key_columns; ++k) cols += (k ? ", " : "") + std::string(sp.columns[k]);
+      for (size_t k = 0; k < sp.key_columns; ++k)
+        cols += (k ? ", " : "") + std::string(sp.columns[k]);
       Stmt s(db, fmt::format("SELECT {} FROM {} WHERE mac IS NULL", cols, sp.table).c_str());
       while (s.step()) {
         auto& key = keys.emplace_back();

@@ -17,10 +17,11 @@ import kmsenv
 from kmsenv import KmsTestCase
 
 COLUMNS = ("time", "principal", "uid", "action", "resource", "params", "outcome", "error_code",
-           "prev_hash", "hash", "mac")
+           "prev_hash", "hash", "mac", "state")
 
 RECORD_MAGIC = b"KMSA"
 RECORD_VERSION = 1
+STATE_RECORD_VERSION = 2  # a record whose transaction changed the vault's rows
 GENESIS_LABEL = b"kmsctl-audit-genesis-v1"
 
 
@@ -29,10 +30,12 @@ def encode(row):
     def s(v):
         b = v.encode()
         return struct.pack(">I", len(b)) + b
-    return (RECORD_MAGIC + bytes([RECORD_VERSION]) + struct.pack(">Q", row["seq"]) +
+    state = row.get("state")
+    return (RECORD_MAGIC + bytes([STATE_RECORD_VERSION if state else RECORD_VERSION]) +
+            struct.pack(">Q", row["seq"]) +
             s(row["time"]) + s(row["principal"]) + struct.pack(">Q", row["uid"] & (2**64 - 1)) +
             s(row["action"]) + s(row["resource"]) + s(row["params"]) + s(row["outcome"]) +
-            s(row["error_code"]))
+            s(row["error_code"]) + (struct.pack(">I", len(state)) + bytes(state) if state else b""))
 
 
 def chain_hash(prev, row):
@@ -47,8 +50,10 @@ def tampered(column, value):
     """A different value of the same SQL type (and within the table's CHECK constraints)."""
     if column == "uid":
         return value + 1000
-    if column in ("prev_hash", "hash", "mac"):
+    if column in ("prev_hash", "hash", "mac", "state") and value:
         return bytes([value[0] ^ 0x01]) + bytes(value[1:])
+    if column == "state":  # a record that changed no row: give it a state
+        return bytes(32)
     if column == "outcome":
         return "error" if value == "ok" else "ok"
     if column == "time":

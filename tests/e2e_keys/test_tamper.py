@@ -197,11 +197,19 @@ class SwappedMaterial(KeysTestCase):
         key = v.create_key()
         blob = v.encrypt(key, b"gone")
         v.ok("key", "rotate", key)
+        [row] = v.sql("SELECT * FROM key_versions WHERE key_id = ? AND version = 1", (key,))
         v.sql("DELETE FROM key_versions WHERE key_id = ? AND version = 1", (key,))
         r, _ = self.audited("decrypt", input=blob, action="key.decrypt", rc=INTEGRITY,
                             error_code="integrity")
         # Versions are never removed one by one: a gap below the newest is an altered file.
         self.assertError(r, INTEGRITY, key, "no version 1", "vault file was altered")
+        # The deleted row is missing from the state the log recorded.
+        r = v.run("audit", "verify")
+        self.assertError(r, INTEGRITY, "not the state that audit record")
+        # Put back as it was (the other tests of this class share the vault), all is well again.
+        v.sql(f"INSERT INTO key_versions VALUES ({', '.join('?' * len(row))})", row)
+        self.assertEqual(v.decrypt(blob), b"gone")
+        self.assertIs(v.json("audit", "verify", "--json")["ok"], True)
 
 
 if __name__ == "__main__":

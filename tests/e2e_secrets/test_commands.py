@@ -189,13 +189,18 @@ class Commands(SecretsTestCase):
         v = self.vault
         self.create("swap", b"swap-value-one")
         self.put("swap", b"swap-value-two")
+        where = "version = 2 AND secret_id = (SELECT id FROM secrets WHERE name = 'swap')"
+        [(original,)] = v.sql(f"SELECT value FROM secret_versions WHERE {where}")
         v.sql("UPDATE secret_versions SET value = (SELECT value FROM secret_versions sv2 "
               "WHERE sv2.secret_id = secret_versions.secret_id AND sv2.version = 1) "
-              "WHERE version = 2 AND secret_id = (SELECT id FROM secrets WHERE name = 'swap')")
+              f"WHERE {where}")
         r = v.run("secret", "get", "swap")
         self.assertEqual(r.rc, 5, r)
         self.assertNotIn("swap-value", r.err)
         self.assertEqual(self.get("swap", "--version-id", "1"), b"swap-value-one")
+        # The other tests of this class share the vault: put the row back as it was.
+        v.sql(f"UPDATE secret_versions SET value = ? WHERE {where}", (original,))
+        self.assertEqual(self.get("swap"), b"swap-value-two")
 
     def test_exec_puts_secrets_in_the_environment_and_exits_with_the_command_status(self):
         v = self.vault

@@ -4,22 +4,52 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-
-#include <sys/stat.h>
+#include <vector>
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include "kms/error.hpp"
 #include "kms/secure.hpp"
+#include "kms/store.hpp"
 
 namespace kms::test {
+
+// A Db used without a vault: gives it fixed row keys, as an unsealed vault would its own, so
+// that the repositories can MAC and check rows.
+inline void with_row_keys(store::Db& db) {
+  const Bytes row_key(32, 0x52), state_key(32, 0x53);
+  db.set_row_keys(row_key, state_key);
+}
+
+// Commits rows written without the audit log a vault would append to (tests of the store
+// alone): the transaction's state change is dropped, not recorded.
+inline void commit_unaudited(store::Db& db, store::Tx& tx) {
+  db.discard_state_change();
+  tx.commit();
+}
+
+// Makes a vault file of this kmsctl look like one of schema version 3 (before authenticated
+// rows): the columns version 4 added are dropped.
+inline void drop_schema_4(store::Db& db) {
+  db.exec("DROP INDEX audit_log_state; ALTER TABLE audit_log DROP COLUMN state;");
+  std::vector<std::string> tables;
+  {
+    store::Stmt s(db,
+                  "SELECT name FROM pragma_table_list WHERE schema = 'main' AND name IN "
+                  "('vault_meta', 'keys', 'key_versions', 'key_aliases', 'key_tags', "
+                  "'secrets', 'secret_versions', 'secret_tags')");
+    while (s.step()) tables.push_back(s.col_text(0));
+  }
+  for (const std::string& t : tables) db.exec(("ALTER TABLE " + t + " DROP COLUMN mac").c_str());
+}
 
 // Runs f and returns the kms::Error it throws (FAILs when it throws nothing).
 inline Error error_of(const std::function<void()>& f) {

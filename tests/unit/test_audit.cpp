@@ -50,6 +50,7 @@ struct Fixture {
   std::int64_t appended = 0;
 
   std::unique_ptr<audit::Log> make_log() {
+    kms::test::with_row_keys(*db);
     return std::make_unique<audit::Log>(*db, std::string(kVaultId), key.view(), anchor);
   }
 
@@ -471,6 +472,7 @@ TEST_CASE("replacing the vault with an older copy that was then extended is stil
   MemoryAnchor scratch;
   {
     store::Db old(f.dir / "old.db", store::Db::Mode::open_existing);
+    kms::test::with_row_keys(old);
     audit::Log other(old, std::string(kVaultId), f.key.view(), scratch);
     for (int i = 0; i < 3; ++i) {
       store::Tx tx(old, store::Tx::Kind::write);
@@ -741,6 +743,7 @@ TEST_CASE("audit encoding, chain and MACs reproduce the FORMAT.md §10.3 vectors
 TEST_CASE("Log::publish writes the FORMAT.md §10.4 anchor and verify accepts the §10 log") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   const Bytes k_audit = spec_hex(kSpecAuditKey);
   store::AuditRow r1 = spec_record(1), r2 = spec_record(2);
   const crypto::Digest g = audit::genesis_hash(kSpecVaultId);

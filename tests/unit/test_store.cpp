@@ -93,6 +93,7 @@ TEST_CASE("Db create_new sets user_version to kSchemaVersion, WAL mode and a pri
   TempDir dir;
   kms::test::UmaskGuard umask(022);
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK(db.schema_version() == store::kSchemaVersion);
   CHECK(db.schema_version() >= 1);
   {
@@ -105,7 +106,7 @@ TEST_CASE("Db create_new sets user_version to kSchemaVersion, WAL mode and a pri
   {
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   CHECK(fs::exists(dir / "vault.db-wal"));
   CHECK(mode_of(dir / "vault.db-wal") == 0600);
@@ -116,13 +117,15 @@ TEST_CASE("closing a Db leaves the WAL for the next one; checkpoint() folds it i
   TempDir dir;
   {
     store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   CHECK(fs::exists(dir / "vault.db-wal"));  // no checkpoint on close
   {
     store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
     db.checkpoint();
   }
@@ -130,6 +133,7 @@ TEST_CASE("closing a Db leaves the WAL for the next one; checkpoint() folds it i
   // Everything is in the file itself now: a copy of it alone holds the header.
   fs::copy_file(dir / "vault.db", dir / "copy.db");
   store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(copy);
   CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
 }
 
@@ -150,7 +154,7 @@ store::KeyRow key_row(std::string id, std::string state = "Enabled") {
 void add_key(store::Db& db, const std::string& id) {
   store::Tx tx(db, store::Tx::Kind::write);
   store::key_insert(db, key_row(id));
-  tx.commit();
+  kms::test::commit_unaudited(db, tx);
 }
 
 constexpr std::uintmax_t kFrame = 4096 + 24;  // a WAL frame: a 24-byte header and one page
@@ -169,6 +173,7 @@ TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or 
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
   {
     store::Db db(path, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     add_key(db, "k1");
   }
   // Kept by the close (no checkpoint on close), with the commit in it.
@@ -176,12 +181,14 @@ TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or 
   CHECK(size_of(wal) > 0);
   {
     store::Db db(path, store::Db::Mode::open_existing);  // the WAL exists
+    kms::test::with_row_keys(db);
     CHECK(store::key_get(db, "k1"));
     add_key(db, "k2");
   }
   CHECK(fs::exists(wal));
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     CHECK(store::key_get(db, "k1"));
     CHECK(store::key_get(db, "k2"));
     db.checkpoint();
@@ -189,6 +196,7 @@ TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or 
   REQUIRE_FALSE(fs::exists(wal));  // checkpoint(): the close removed it
   {
     store::Db db(path, store::Db::Mode::open_existing);  // no WAL: one is made
+    kms::test::with_row_keys(db);
     CHECK(store::key_get(db, "k2"));
     add_key(db, "k3");
     CHECK(fs::exists(wal));
@@ -197,6 +205,7 @@ TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or 
   CHECK(mode_of(wal) == 0600);
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     for (const char* id : {"k1", "k2", "k3"}) {
       CAPTURE(id);
       CHECK(store::key_get(db, id));
@@ -205,10 +214,12 @@ TEST_CASE("a Db opens and commits whether its WAL was kept by the last close or 
   // After the last checkpoint the file alone holds every commit.
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     db.checkpoint();
   }
   fs::copy_file(path, dir / "copy.db");
   store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(copy);
   CHECK(store::key_list(copy, std::nullopt, std::nullopt, 100).size() == 3);
 }
 
@@ -217,6 +228,7 @@ TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and kee
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
   {
     store::Db db(path, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     add_key(db, "k1");
     // What checkpoint() does before a backup, and what an older kmsctl did every 64 frames.
     db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -225,11 +237,13 @@ TEST_CASE("a Db whose WAL exists but is empty (truncated) opens, commits and kee
   CHECK(size_of(wal) == 0);
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     CHECK(store::key_get(db, "k1"));
     add_key(db, "k2");
   }
   CHECK(size_of(wal) > 0);
   store::Db db(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(store::key_get(db, "k1"));
   CHECK(store::key_get(db, "k2"));
 }
@@ -244,6 +258,7 @@ TEST_CASE("the WAL starts over in place after 64 frames: it stops growing and lo
     {
       // A connection per commit, as each kmsctl command has its own.
       store::Db db(path, store::Db::Mode::open_existing);
+      kms::test::with_row_keys(db);
       add_key(db, fmt::format("k{}", i));
     }
     const std::uintmax_t size = size_of(wal);
@@ -255,6 +270,7 @@ TEST_CASE("the WAL starts over in place after 64 frames: it stops growing and lo
   CHECK(largest <= (64 + 16) * kFrame + 32);
   CHECK(smallest_late >= 64 * kFrame);
   store::Db db(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(store::key_list(db, std::nullopt, std::nullopt, 1000).size() == 200);
 }
 
@@ -262,8 +278,10 @@ TEST_CASE("a reader holding old frames defers the WAL's restart; the long WAL is
   TempDir dir;
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
   store::Db writer(path, store::Db::Mode::create_new);
+  kms::test::with_row_keys(writer);
   add_key(writer, "k0");
   std::optional<store::Db> reader(std::in_place, path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(*reader);
   std::optional<store::Tx> snapshot(std::in_place, *reader, store::Tx::Kind::read);
   CHECK(store::key_get(*reader, "k0"));  // the read transaction now holds the WAL's frames
   for (int i = 1; i < 60; ++i) add_key(writer, fmt::format("k{}", i));
@@ -284,12 +302,15 @@ TEST_CASE("two Dbs opened on a vault without a WAL share the one the first makes
   const fs::path path = dir / "vault.db", wal = dir / "vault.db-wal";
   {
     store::Db db(path, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     add_key(db, "k1");
     db.checkpoint();
   }
   REQUIRE_FALSE(fs::exists(wal));
   store::Db first(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(first);
   store::Db second(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(second);
   add_key(first, "k2");
   CHECK(fs::exists(wal));
   CHECK(store::key_get(second, "k2"));  // the second reads the first's WAL
@@ -304,13 +325,16 @@ TEST_CASE("a long run of commits through the WAL's truncations is all there afte
   const fs::path path = dir / "vault.db";
   {
     store::Db db(path, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     for (int i = 0; i < 150; ++i) add_key(db, fmt::format("k{}", i));
   }
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     for (int i = 150; i < 200; ++i) add_key(db, fmt::format("k{}", i));
   }
   store::Db db(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(store::key_list(db, std::nullopt, std::nullopt, 1000).size() == 200);
 }
 
@@ -318,6 +342,7 @@ TEST_CASE("Db open_existing reopens a created vault with the same schema") {
   TempDir dir;
   { store::Db db(dir / "vault.db", store::Db::Mode::create_new); }
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(db.schema_version() == store::kSchemaVersion);
   CHECK_FALSE(store::read_meta(db).has_value());
   CHECK(store::audit_count(db) == 0);
@@ -327,12 +352,14 @@ TEST_CASE("Db create_new refuses to reuse an existing vault file") {
   TempDir dir;
   {
     store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   CHECK_THROWS_AS(store::Db(dir / "vault.db", store::Db::Mode::create_new), kms::Error);
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(store::read_meta(db).has_value());
 }
 
@@ -366,10 +393,11 @@ TEST_CASE("a truncated vault is Code::integrity when opened or read") {
   const fs::path good = dir / "good.db";
   {
     store::Db db(good, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
     for (int i = 1; i <= 400; ++i) store::audit_insert(db, row(i, "2026-01-01T00:00:00.000Z", "x"));
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
     db.checkpoint();
   }
   REQUIRE_FALSE(fs::exists(dir / "good.db-wal"));  // checkpoint(): the close removed the WAL
@@ -382,6 +410,7 @@ TEST_CASE("a truncated vault is Code::integrity when opened or read") {
     write_file(cut, std::string_view(whole).substr(0, keep));
     const Error e = error_of([&] {
       store::Db db(cut, store::Db::Mode::open_existing);
+      kms::test::with_row_keys(db);
       // Opening is O(1); reading everything must then find the damage.
       (void)store::read_meta(db);
       (void)store::audit_count(db);
@@ -418,10 +447,12 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
   TempDir dir;
   {
     store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
     store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "vault.init"));
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
+    kms::test::drop_schema_4(db);
   }
   if (store::kSchemaVersion >= 2) {
     // Make it a version 1 file: the tables added by migration 1 -> 2 are not there yet.
@@ -432,6 +463,7 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
                 "DROP TABLE keys; PRAGMA user_version = 1;");
   }
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(db.schema_version() == store::kSchemaVersion);
   CHECK(store::read_meta(db)->vault_id == sample_meta().vault_id);
   CHECK(store::audit_count(db) == 1);
@@ -449,6 +481,7 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
 TEST_CASE("Stmt with invalid SQL throws kms::Error") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK_THROWS_AS(store::Stmt(db, "SELEC nonsense"), kms::Error);
   CHECK_THROWS_AS(db.exec("INSERT INTO no_such_table VALUES (1)"), kms::Error);
 }
@@ -456,10 +489,13 @@ TEST_CASE("Stmt with invalid SQL throws kms::Error") {
 TEST_CASE("Db moves transfer the connection") {
   TempDir dir;
   store::Db a(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(a);
   store::Db b(std::move(a));
+  kms::test::with_row_keys(b);
   CHECK(a.raw() == nullptr);  // NOLINT(bugprone-use-after-move)
   CHECK(b.schema_version() == store::kSchemaVersion);
   store::Db c(dir / "other.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(c);
   c = std::move(b);
   CHECK(c.path() == dir / "vault.db");
   CHECK(c.schema_version() == store::kSchemaVersion);
@@ -472,6 +508,7 @@ TEST_CASE("Db moves transfer the connection") {
 TEST_CASE("Tx rolls back unless committed") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   {
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
@@ -490,7 +527,7 @@ TEST_CASE("Tx rolls back unless committed") {
   {
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   CHECK(store::read_meta(db).has_value());
 }
@@ -499,18 +536,22 @@ TEST_CASE("a committed Tx survives closing and reopening the vault") {
   TempDir dir;
   {
     store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
     store::Tx tx(db, store::Tx::Kind::write);
     store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(store::audit_count(db) == 1);
 }
 
 TEST_CASE("a write Tx takes the write lock at BEGIN so a second writer gets Code::unavailable") {
   TempDir dir;
   store::Db a(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(a);
   store::Db b(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(b);
   sqlite3_busy_timeout(b.raw(), 50);  // do not wait the default 30 s in a test
   store::Tx held(a, store::Tx::Kind::write);
   const Error e = error_of([&] { store::Tx second(b, store::Tx::Kind::write); });
@@ -527,6 +568,7 @@ TEST_CASE("a write Tx takes the write lock at BEGIN so a second writer gets Code
 TEST_CASE("insert_meta and read_meta round-trip every field") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK_FALSE(store::read_meta(db).has_value());
   const store::VaultMeta m = sample_meta();
   store::insert_meta(db, m);
@@ -545,6 +587,7 @@ TEST_CASE("insert_meta and read_meta round-trip every field") {
 TEST_CASE("update_root_key changes only the generation and the sealed master key") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   const store::VaultMeta m = sample_meta();
   store::insert_meta(db, m);
   const Bytes resealed = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
@@ -560,6 +603,7 @@ TEST_CASE("update_root_key changes only the generation and the sealed master key
 TEST_CASE("the vault header is a singleton: a second insert_meta throws") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   store::insert_meta(db, sample_meta());
   store::VaultMeta other = sample_meta();
   other.vault_id = "another";
@@ -574,6 +618,7 @@ TEST_CASE("the vault header is a singleton: a second insert_meta throws") {
 TEST_CASE("audit_insert stores a row that audit_scan, audit_last and audit_hash_at return") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK_FALSE(store::audit_last(db).has_value());
   CHECK_FALSE(store::audit_hash_at(db, 1).has_value());
   store::AuditRow r = row(1, "2026-01-01T00:00:00.000Z", "key.create", "denied", "key/k1", "bob");
@@ -609,6 +654,7 @@ TEST_CASE("audit_insert stores a row that audit_scan, audit_last and audit_hash_
 TEST_CASE("audit_insert rejects a second row with the same prev_hash (a fork of the chain)") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
   store::AuditRow fork = row(2, "2026-01-01T00:00:01.000Z", "b");
   fork.prev_hash = row(1, "", "").prev_hash;
@@ -619,6 +665,7 @@ TEST_CASE("audit_insert rejects a second row with the same prev_hash (a fork of 
 TEST_CASE("audit_insert rejects a second row with the same seq or the same hash") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
   store::AuditRow same_seq = row(2, "2026-01-01T00:00:01.000Z", "b");
   same_seq.seq = 1;
@@ -632,6 +679,7 @@ TEST_CASE("audit_insert rejects a second row with the same seq or the same hash"
 TEST_CASE("audit_insert rejects an outcome outside ok, error, denied") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK_THROWS_AS(store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a", "maybe")),
                   kms::Error);
   CHECK(store::audit_count(db) == 0);
@@ -640,6 +688,7 @@ TEST_CASE("audit_insert rejects an outcome outside ok, error, denied") {
 TEST_CASE("audit_query filters by action, resource, principal, outcome, since, until and limit") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   // seq, time, action, outcome, resource, principal
   store::audit_insert(db,
                       row(1, "2026-01-01T00:00:00.000Z", "vault.init", "ok", "vault/v", "alice"));
@@ -701,6 +750,7 @@ TEST_CASE("audit_query filters by action, resource, principal, outcome, since, u
 TEST_CASE("audit_query treats filter values as data, not SQL") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
   store::AuditFilter f;
   f.action = "a' OR '1'='1";
@@ -713,17 +763,19 @@ TEST_CASE("audit_query treats filter values as data, not SQL") {
 TEST_CASE("backup_to writes a consistent private copy without a WAL beside it") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   {
     store::Tx tx(db, store::Tx::Kind::write);
     store::insert_meta(db, sample_meta());
     store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   db.backup_to(dir / "copy.db");
   CHECK(mode_of(dir / "copy.db") == 0600);
   CHECK_FALSE(fs::exists(dir / "copy.db-wal"));
   CHECK_FALSE(fs::exists(dir / "copy.db-journal"));
   store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(copy);
   CHECK(store::read_meta(copy)->vault_id == sample_meta().vault_id);
   CHECK(store::audit_count(copy) == 1);
 }
@@ -772,6 +824,7 @@ void expect_counts_agree(store::Db& db, std::string_view now, std::int64_t keys,
 TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   const std::string now = "2026-03-01T00:00:00.000Z";
   {
     store::Tx tx(db, store::Tx::Kind::write);
@@ -820,7 +873,7 @@ TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
     s = secret_row("s-del-due");
     s.deletion_date = "2026-02-01T00:00:00.000Z";
     store::secret_insert(db, s);
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   // k-rot-due, k-rot-exactly; k-del-due; s-rot-never-rotated, s-rot-rotated-due; s-del-due.
   expect_counts_agree(db, now, 8, 2, 1, 6, 2, 1);
@@ -830,12 +883,14 @@ TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
   // An empty vault counts nothing.
   TempDir other;
   store::Db empty(other / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(empty);
   expect_counts_agree(empty, now, 0, 0, 0, 0, 0, 0);
 }
 
 TEST_CASE("key_versions_all and secret_versions_all list every version in id then version order") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
   CHECK(store::key_versions_all(db).empty());
   CHECK(store::secret_versions_all(db).empty());
   {
@@ -852,7 +907,7 @@ TEST_CASE("key_versions_all and secret_versions_all list every version in id the
         db, {"s-a", 2, "2026-02-02T00:00:00.000Z", "current", bytes_of("va2")});
     store::secret_version_insert(
         db, {"s-a", 1, "2026-02-01T00:00:00.000Z", "previous", bytes_of("va1")});
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   const auto kv = store::key_versions_all(db);
   REQUIRE(kv.size() == 3);
@@ -880,10 +935,208 @@ TEST_CASE("key_versions_all and secret_versions_all list every version in id the
     store::Tx tx(db, store::Tx::Kind::write);
     store::key_delete(db, "k-a");
     store::secret_delete(db, "s-b");
-    tx.commit();
+    kms::test::commit_unaudited(db, tx);
   }
   REQUIRE(store::key_versions_all(db).size() == 1);
   CHECK(store::key_versions_all(db)[0].key_id == "k-b");
   REQUIRE(store::secret_versions_all(db).size() == 2);
   CHECK(store::secret_versions_all(db)[1].secret_id == "s-a");
+}
+
+// ---- authenticated rows and the state digest (rows.cpp) ----
+namespace {
+
+// A vault file with row keys whose writes are recorded as kmsctl records them: each write
+// transaction appends a record that takes the state change.
+struct RowVault {
+  TempDir dir;
+  store::Db db{dir / "vault.db", store::Db::Mode::create_new};
+  std::int64_t seq = 0;
+  RowVault() {
+    kms::test::with_row_keys(db);
+    write([&] { store::note_state_change(db); });  // the first record: the state of no rows
+    db.refresh_row_mode();  // a record holds the state now: rows without a MAC are refused
+  }
+  void write(const std::function<void()>& change) {
+    store::Tx tx(db, store::Tx::Kind::write);
+    change();
+    store::AuditRow r = row(++seq, "2026-01-01T00:00:00.000Z", "test.write");
+    r.state = store::take_state_field(db, r.seq);
+    store::audit_insert(db, r);
+    tx.commit();
+  }
+  void sql(const std::string& s) { db.exec(s.c_str()); }
+  Error read_error(const std::function<void()>& read) {
+    store::Tx tx(db, store::Tx::Kind::read);
+    return error_of(read);
+  }
+  store::StateReport state() {
+    store::Tx tx(db, store::Tx::Kind::read);
+    return store::check_state(db);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a row edited, moved or stripped of its MAC in the file is refused on read, named") {
+  RowVault v;
+  v.write([&] {
+    store::key_insert(v.db, key_row("k1"));
+    store::key_insert(v.db, key_row("k2"));
+    store::tag_set(v.db, "k1", "env", "prod");
+    store::alias_insert(v.db, "alias/app", "k1", "2026-01-01T00:00:00.000Z");
+  });
+  CHECK(v.state().ok);
+  SUBCASE("edited") {
+    v.sql("UPDATE keys SET state = 'Disabled' WHERE id = 'k1'");
+    const Error e = v.read_error([&] { store::key_get(v.db, "k1"); });
+    CHECK(e.code() == Code::integrity);
+    CHECK(contains(e.what(), "key (id k1) was altered outside kmsctl"));
+    CHECK(store::key_get(v.db, "k2"));  // the other rows still read
+  }
+  SUBCASE("moved to another key") {
+    v.sql("UPDATE key_tags SET key_id = 'k2' WHERE key_id = 'k1'");
+    CHECK(contains(v.read_error([&] { store::tags_of(v.db, "k2"); }).what(),
+                   "key tag (key_id k2, name env)"));
+  }
+  SUBCASE("an alias pointed at another key") {
+    v.sql("UPDATE key_aliases SET key_id = 'k2'");
+    CHECK(contains(v.read_error([&] { store::alias_target(v.db, "alias/app"); }).what(),
+                   "alias (alias alias/app)"));
+  }
+  SUBCASE("its MAC removed") {
+    v.sql("UPDATE keys SET mac = NULL WHERE id = 'k2'");
+    CHECK(v.read_error([&] { store::key_list(v.db, std::nullopt, std::nullopt, 10); }).code() ==
+          Code::integrity);
+  }
+  CHECK_FALSE(v.state().ok);
+}
+
+TEST_CASE("the state digest finds a row put back to an older genuine copy, deleted or added") {
+  RowVault v;
+  v.write([&] { store::key_insert(v.db, key_row("k1")); });
+  store::Stmt old_row(v.db, "SELECT state, mac FROM keys WHERE id = 'k1'");
+  REQUIRE(old_row.step());
+  const Bytes old_mac(old_row.col_blob(1).begin(), old_row.col_blob(1).end());
+  v.write([&] {
+    store::KeyRow k = *store::key_get(v.db, "k1");
+    k.state = "Disabled";
+    store::key_update(v.db, k);
+  });
+  CHECK(v.state().ok);
+  CHECK(v.state().rows == 1);
+  CHECK(v.state().recorded_at == 3);
+  SUBCASE("replayed") {
+    store::Stmt s(v.db, "UPDATE keys SET state = 'Enabled', mac = ? WHERE id = 'k1'");
+    s.bind(1, ByteView(old_mac));
+    s.step();
+    CHECK(store::key_get(v.db, "k1")->state == "Enabled");  // its MAC is genuine
+    const store::StateReport st = v.state();
+    CHECK_FALSE(st.ok);
+    CHECK(contains(st.problem, "not the state that audit record 3 recorded"));
+  }
+  SUBCASE("deleted") {
+    v.sql("DELETE FROM keys WHERE id = 'k1'");
+    CHECK_FALSE(v.state().ok);
+  }
+  SUBCASE("a genuine row deleted by kmsctl leaves the state as recorded") {
+    v.write([&] { store::key_delete(v.db, "k1"); });
+    CHECK(v.state().ok);
+    CHECK(v.state().rows == 0);
+  }
+}
+
+TEST_CASE("secret versions purged and stages moved keep the recorded state") {
+  RowVault v;
+  store::SecretRow s;
+  s.id = "s1";
+  s.name = "app/db";
+  s.key_id = "k1";
+  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  v.write([&] {
+    store::secret_insert(v.db, s);
+    for (std::int64_t i = 1; i <= 4; ++i) {
+      store::secret_stage_clear(v.db, "s1", "current");
+      store::secret_version_insert(v.db, {"s1", i, s.created, std::string("current"), Bytes{1, 2}});
+    }
+    store::secret_tag_set(v.db, "s1", "team", "core");
+  });
+  CHECK(v.state().ok);
+  v.write([&] { CHECK(store::secret_versions_purge(v.db, "s1", 2) == 2); });
+  CHECK(v.state().ok);
+  CHECK(v.state().rows == 4);  // the secret, versions 3 and 4, the tag
+  v.write([&] { store::secret_delete(v.db, "s1"); });
+  CHECK(v.state().ok);
+  CHECK(v.state().rows == 0);
+}
+
+TEST_CASE("a purge decides on checked rows: a forged stage stops it, it does not delete") {
+  RowVault v;
+  store::SecretRow s;
+  s.id = "s1";
+  s.name = "app/db";
+  s.key_id = "k1";
+  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  v.write([&] {
+    store::secret_insert(v.db, s);
+    store::secret_version_insert(v.db, {"s1", 1, s.created, std::nullopt, Bytes{1}});
+    store::secret_version_insert(v.db, {"s1", 2, s.created, std::string("current"), Bytes{2}});
+  });
+  v.sql("UPDATE secret_versions SET stage = NULL WHERE version = 2");
+  store::Tx tx(v.db, store::Tx::Kind::write);
+  CHECK(error_of([&] { store::secret_versions_purge(v.db, "s1", 0); }).code() == Code::integrity);
+}
+
+TEST_CASE("a change to rows without an audit record does not commit") {
+  RowVault v;
+  {
+    store::Tx tx(v.db, store::Tx::Kind::write);
+    store::key_insert(v.db, key_row("k1"));
+    const Error e = error_of([&] { tx.commit(); });
+    CHECK(contains(e.what(), "no audit record"));
+  }
+  CHECK_FALSE(v.db.state_change_pending());  // dropped with the rollback
+  store::Tx tx(v.db, store::Tx::Kind::read);
+  CHECK_FALSE(store::key_get(v.db, "k1"));
+}
+
+TEST_CASE("rows of an older vault are read unchecked until authenticate_rows MACs them all") {
+  TempDir dir;
+  {
+    store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    store::key_insert(db, key_row("k1"));
+    store::tag_set(db, "k1", "env", "prod");
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "vault.init"));
+    kms::test::commit_unaudited(db, tx);
+    db.exec(
+        "UPDATE keys SET mac = NULL; UPDATE key_tags SET mac = NULL; "
+        "UPDATE vault_meta SET mac = NULL");
+  }
+  store::Db db(dir / "vault.db", store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
+  REQUIRE(db.legacy_rows());
+  {
+    store::Tx tx(db, store::Tx::Kind::read);
+    CHECK(store::key_get(db, "k1"));
+    store::check_meta(db);
+  }
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    CHECK(store::authenticate_rows(db) == 3);  // the header, the key, its tag
+    store::AuditRow r = row(2, "2026-01-01T00:00:00.000Z", "vault.upgrade");
+    r.state = store::take_state_field(db, r.seq);
+    CHECK(r.state.size() == 32);
+    store::audit_insert(db, r);
+    tx.commit();
+  }
+  db.refresh_row_mode();
+  CHECK_FALSE(db.legacy_rows());
+  store::Tx tx(db, store::Tx::Kind::read);
+  CHECK(store::check_state(db).ok);
+  CHECK(store::check_state(db).rows == 2);
+  db.exec("UPDATE key_tags SET mac = NULL");
+  CHECK(error_of([&] { store::tags_of(db, "k1"); }).code() == Code::integrity);
 }

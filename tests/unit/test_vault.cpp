@@ -204,6 +204,7 @@ TEST_CASE("Vault::open of a vault whose sealed master key was altered is Code::i
   { auto v = create_vault(path); }
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     store::VaultMeta m = *store::read_meta(db);
     m.sealed_master[30] ^= 0x01;
     store::update_root_key(db, m.root_key_gen, m.sealed_master);
@@ -499,6 +500,7 @@ TEST_CASE("the old sealed master key no longer opens after finish_rekey destroye
   // Put the generation-1 header back: its root key is gone from the token.
   {
     store::Db db(path, store::Db::Mode::open_existing);
+    kms::test::with_row_keys(db);
     store::update_root_key(db, 1, old_header);
   }
   CHECK(error_of([&] { (void)Vault::open(path, pin_of(kPin)); }).code() == Code::unavailable);
@@ -755,6 +757,7 @@ TEST_CASE("a failed token lookup for one vault leaves another open vault of the 
   first->db().backup_to(dir / "copy.db");
   {
     store::Db copy(dir / "copy.db", store::Db::Mode::open_existing);
+    kms::test::with_row_keys(copy);
     copy.exec("UPDATE vault_meta SET token_serial = '0000000000000000'");
   }
   CHECK(error_of([&] { (void)Vault::open(dir / "copy.db", pin_of(kPin)); }).code() ==
