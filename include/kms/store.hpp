@@ -234,6 +234,9 @@ struct KeyRow {
   std::string last_rotated;
   std::optional<std::string> deletion_date;
   std::int64_t primary_version = 1;
+  // The highest version number a `vault restore` dropped: the next version is made above it, so
+  // that a ciphertext naming a lost version never meets another version of that number.
+  std::int64_t highest_lost_version = 0;
 };
 struct KeyVersionRow {
   std::string key_id;

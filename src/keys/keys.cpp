@@ -183,7 +183,8 @@ void KeyStore::disable(store::KeyRow& key) {
 
 std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
   if (key.state == "PendingDeletion") require_enabled(key, key.id);
-  const std::int64_t version = store::key_version_max(vault_.db(), key.id) + 1;
+  const std::int64_t version =
+      std::max(store::key_version_max(vault_.db(), key.id), key.highest_lost_version) + 1;
   add_version(key, version, now);
   key.primary_version = version;
   key.last_rotated = format_rfc3339(now);
@@ -295,10 +296,11 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   // A version the vault does not have is told apart from one that does not open the data: it
   // was made after the backup this vault was restored from (or in another copy of the vault).
   // Versions are never removed one by one, so a missing one below the newest was deleted from
-  // the vault file.
+  // the vault file, unless a restore dropped it (its number is never made again).
   const std::int64_t version = p->header.key_version;
   const auto v = store::key_version_get(vault_.db(), key->id, version);
-  if (!v && version < store::key_version_max(vault_.db(), key->id)) {
+  if (!v && version > key->highest_lost_version &&
+      version < store::key_version_max(vault_.db(), key->id)) {
     throw Error(Code::integrity,
                 fmt::format("key {} has no version {} but has later ones: the vault file was "
                             "altered",

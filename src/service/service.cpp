@@ -129,6 +129,28 @@ std::string summary(const RestoreLosses& l) {
   return out;
 }
 
+// The version numbers a restore drops are never made again in the restored vault: a ciphertext,
+// file or secret reference naming one then finds no such version ("restored from an older
+// backup"), never another version of the same number.
+void keep_lost_numbers(store::Db& db, const RestoreLosses& lost) {
+  std::map<std::string, std::int64_t> keys, secrets;
+  for (const RestoreLosses::KeyVersion& v : lost.key_versions) {
+    keys[v.key_id] = std::max(keys[v.key_id], v.version);
+  }
+  for (const auto& [id, highest] : keys) {
+    std::optional<store::KeyRow> k = store::key_get(db, id);
+    if (!k || k->highest_lost_version >= highest) continue;  // a whole key lost: no numbers left
+    k->highest_lost_version = highest;
+    store::key_update(db, *k);
+  }
+  for (const RestoreLosses::SecretVersion& v : lost.secret_versions) {
+    std::optional<store::SecretRow> s = store::secret_by_name(db, v.name);
+    if (!s || s->id != v.secret_id || s->next_version > v.version) continue;
+    s->next_version = v.version + 1;
+    store::secret_update(db, *s);
+  }
+}
+
 Error restore_refused(const std::filesystem::path& target, const std::filesystem::path& backup,
                       const RestoreLosses& losses) {
   if (!losses.live_altered.empty()) {
@@ -305,6 +327,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     ev.params["dropped_secrets"] = lost.secrets.size();
     ev.params["dropped_records"] = lost.records;
     store::Tx tx(s.vault_->db(), store::Tx::Kind::write);
+    keep_lost_numbers(s.vault_->db(), lost);
     row = s.log_->append(ev, "ok", "", s.principal_, now());
     tx.commit();
     s.vault_->db().checkpoint();  // the copy must hold everything: its WAL is not copied

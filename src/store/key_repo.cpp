@@ -11,7 +11,7 @@ using rows::Table;
 
 constexpr const char* kKeyColumns =
     "id, spec, usage, description, state, protection, created, rotation_period_days, "
-    "last_rotated, deletion_date, primary_version";
+    "last_rotated, deletion_date, primary_version, highest_lost_version";
 
 const char* key_select() { return rows::columns(Table::keys); }
 
@@ -29,6 +29,7 @@ KeyRow read_key(Db& db, const Stmt& s) {
   k.last_rotated = s.col_text(8);
   if (!s.col_null(9)) k.deletion_date = s.col_text(9);
   k.primary_version = s.col_int(10);
+  k.highest_lost_version = s.col_int(11);
   return k;
 }
 
@@ -38,7 +39,7 @@ void bind_key(Stmt& s, const KeyRow& k) {
   if (k.rotation_period_days) s.bind(8, *k.rotation_period_days); else s.bind_null(8);
   s.bind(9, k.last_rotated);
   if (k.deletion_date) s.bind(10, std::string_view(*k.deletion_date)); else s.bind_null(10);
-  s.bind(11, k.primary_version);
+  s.bind(11, k.primary_version).bind(12, k.highest_lost_version);
 }
 
 std::vector<KeyRow> read_keys(Db& db, Stmt& s) {
@@ -72,7 +73,7 @@ void delete_rows(Db& db, const char* sql, std::string_view key) {
 }  // namespace
 
 void key_insert(Db& db, const KeyRow& k) {
-  Stmt s(db, fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", kKeyColumns)
+  Stmt s(db, fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", kKeyColumns)
                  .c_str());
   bind_key(s, k);
   s.step();
@@ -83,7 +84,7 @@ void key_update(Db& db, const KeyRow& k) {
   Stmt s(db,
          "UPDATE keys SET spec = ?2, usage = ?3, description = ?4, state = ?5, protection = ?6, "
          "created = ?7, rotation_period_days = ?8, last_rotated = ?9, deletion_date = ?10, "
-         "primary_version = ?11 WHERE id = ?1");
+         "primary_version = ?11, highest_lost_version = ?12 WHERE id = ?1");
   bind_key(s, k);
   s.step();
   rows::seal(db, Table::keys, {k.id});

@@ -121,12 +121,14 @@ CREATE TABLE secret_tags (
   PRIMARY KEY (secret_id, name)
 ) WITHOUT ROWID;
 )sql",
-    // 3 -> 4: authenticated rows (a MAC per row, docs/FORMAT.md §14), the state digest in the
+    // 3 -> 4: the highest key version number a restore dropped (never made again), authenticated
+    // rows (a MAC per row, docs/FORMAT.md §14), the state digest in the
     // audit records that change the state, and the `started` outcome of a file operation whose
     // end is recorded by a second record. The log is copied into a new table because SQLite
     // cannot change a CHECK constraint in place. Rows of an older vault keep a NULL MAC until
     // the first open by this kmsctl authenticates them (`vault.upgrade`).
     R"sql(
+ALTER TABLE keys ADD COLUMN highest_lost_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE vault_meta ADD COLUMN mac BLOB;
 ALTER TABLE keys ADD COLUMN mac BLOB;
 ALTER TABLE key_versions ADD COLUMN mac BLOB;

@@ -101,17 +101,20 @@ class KmsEnv:
                 env[k] = os.environ[k]
         return env
 
-    def run(self, *args, env=None, unset=(), timeout=300, preexec_fn=None, cwd=None, binary=None):
-        """Runs kmsctl ARGS with stdin=/dev/null and no controlling terminal."""
+    def run(self, *args, env=None, unset=(), timeout=300, preexec_fn=None, cwd=None, binary=None,
+            input=None):
+        """Runs kmsctl ARGS with stdin=/dev/null (or the bytes `input`) and no controlling
+        terminal."""
         e = self.base_env()
         for k in unset:
             e.pop(k, None)
         if env:
             e.update(env)
         argv = [binary or KMSCTL, *args]
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=e,
-                           timeout=timeout, preexec_fn=preexec_fn, start_new_session=True,
-                           cwd=cwd or self.root)
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        p = subprocess.run(argv, capture_output=True, env=e, timeout=timeout,
+                           preexec_fn=preexec_fn, start_new_session=True, cwd=cwd or self.root,
+                           **stdin)
         r = Result(p.returncode, p.stdout.decode("utf-8", "replace"),
                    p.stderr.decode("utf-8", "replace"))
         self.transcript.append((list(args), r))

@@ -203,21 +203,39 @@ class RestoreLosses(KmsTestCase):
                                               "dropped_secret_versions", "dropped_secrets",
                                               "dropped_records")], [0, 0, 0, 0, 0])
 
-    def test_a_version_number_made_again_after_a_restore_is_another_version_and_listed(self):
-        # b2 holds version 2 of the key; after restoring b1 and rotating, the vault has another
-        # version 2 (new material). Restoring b2 drops it: same number, another key version.
+    def test_a_version_number_a_restore_dropped_is_never_made_again(self):
+        # b2 holds version 2 of the key; after restoring b1, version 2 is gone, and the next
+        # rotation makes version 3: a ciphertext of version 2 keeps saying that its version is
+        # missing, never meets another version 2 that does not open it.
         k = self.kms
         k.init()
         key = self.key("--alias", "alias/a")
         k.ok("vault", "backup", k.path("b1.db"))
         k.ok("key", "rotate", "alias/a")
+        blob2 = k.ok("encrypt", "--key", "alias/a", input=b"made under version 2").out
         k.ok("vault", "backup", k.path("b2.db"))
         k.ok("vault", "restore", "--force", k.path("b1.db"))
-        k.ok("key", "rotate", "alias/a")
+        rotated = json.loads(k.ok("key", "rotate", "alias/a", "--json").out)
+        self.assertEqual(rotated["primary_version"], 3, rotated)
+        r = k.run("decrypt", input=blob2.encode())
+        self.assertError(r, NOT_FOUND, "no version 2 of key", "older backup")
         r = k.run("vault", "restore", k.path("b2.db"))
         self.assertError(r, REFUSED, "no longer decrypt")
-        self.assertIn(f"key {key} (alias/a): version 2 (the backup has another version 2)",
-                      self.listed(r.err))
+        self.assertIn(f"key {key} (alias/a): version 3", self.listed(r.err))
+        self.assertNotIn("another version", r.err)
+
+    def test_a_secret_version_number_a_restore_dropped_is_never_made_again(self):
+        k = self.kms
+        k.init()
+        k.ok("secret", "create", "app/db", "--value-stdin", input=b"first value")
+        k.ok("vault", "backup", k.path("b1.db"))
+        k.ok("secret", "put", "app/db", "--value-stdin", input=b"second value")
+        k.ok("vault", "restore", "--force", k.path("b1.db"))
+        k.ok("secret", "put", "app/db", "--value-stdin", input=b"third value")
+        versions = json.loads(k.ok("secret", "versions", "app/db", "--json").out)
+        self.assertEqual([v["version_id"] for v in versions], [1, 3])
+        r = k.run("secret", "get", "app/db", "--version-id", "2")
+        self.assertEqual(r.rc, NOT_FOUND, r.show())
 
     def pty_restore(self, answer, backup):
         """vault restore with stdin and stderr on a terminal, answering `answer`."""
