@@ -194,6 +194,23 @@ TEST_CASE("encode covers every field but prev_hash, hash and mac") {
   CHECK(audit::encode(r) == enc);
 }
 
+TEST_CASE("a record with a state is encoded as version 2 with the state appended") {
+  const store::AuditRow base = fixed_row();
+  store::AuditRow r = base;
+  r.state.assign(32, 0xab);
+  Bytes want = audit::encode(base);
+  want[4] = audit::kStateRecordVersion;
+  for (std::uint8_t b : {0, 0, 0, 32}) want.push_back(b);
+  want.insert(want.end(), r.state.begin(), r.state.end());
+  CHECK(audit::encode(r) == want);
+  // Removing the state, or giving one to a record that had none, changes the encoding.
+  CHECK(audit::encode(base) != audit::encode(r));
+  r.state.assign(32, 0xac);
+  CHECK(audit::encode(r) != want);
+  CHECK(audit::to_json(r).at("state") == hex(r.state));
+  CHECK_FALSE(audit::to_json(base).contains("state"));
+}
+
 TEST_CASE("encode keeps field boundaries: moving bytes between fields changes it") {
   store::AuditRow a = fixed_row(), b = fixed_row();
   a.action = "key.create";
