@@ -102,6 +102,15 @@ class Log {
   VerifyReport verify(bool check_anchor = true);
   // The newest valid anchor in the token (Code::integrity if one is damaged).
   std::optional<Anchor> read_anchor();
+  // The state of the vault's rows as the newest record holds it (docs/FORMAT.md §14.3), after
+  // checking that record: its hash recomputed from its contents, and its MAC (Code::integrity
+  // naming it otherwise). No state: the log of an older kmsctl, whose rows have no MAC yet.
+  // Call after check_anchor(), under the writer lock, so that the newest record is the head.
+  struct HeadState {
+    std::int64_t seq = 0;
+    std::optional<crypto::Digest> state;
+  };
+  HeadState head_state();
 
  private:
   Bytes encode_anchor(const Anchor& a) const;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "kms/crypto.hpp"
 #include "kms/secure.hpp"
 
 struct sqlite3;
@@ -66,13 +67,13 @@ class Db {
   // counted in the transaction's state change (elements and masks under `state_key`). Until then
   // reading or writing such a row is an internal error.
   void set_row_keys(ByteView row_key, ByteView state_key);
-  // Whether rows without a MAC are accepted: only while no audit record carries the state (a
-  // vault of an older kmsctl, before `authenticate_rows`). Read again by refresh_row_mode().
+  // Whether rows without a MAC are accepted: never, unless the caller found (in the verified
+  // audit log) that this is a vault of an older kmsctl whose rows were not MACed yet.
   bool legacy_rows() const noexcept;
-  void refresh_row_mode();
+  void set_legacy_rows(bool legacy);
   RowAuth& row_auth();
   // The open transaction's state change: dropped at rollback; a commit with one pending that
-  // no audit record took (take_state_field) is refused as an internal error.
+  // no audit record took (next_state_field) is refused as an internal error.
   void discard_state_change() noexcept;
   bool state_change_pending() const noexcept;
 
@@ -145,23 +146,27 @@ void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
 void update_softhsm_conf(Db& db, std::string_view path);
 
 // ---- the state digest (rows.cpp; docs/FORMAT.md §14.3) ----
-// The sum of every authenticated row's element, recorded (masked) in each audit record whose
-// transaction changed rows, so that a row replaced by an older genuine copy of itself, deleted or
-// added is seen by comparing the rows with the newest such record.
-bool state_recorded(Db& db);  // whether any audit record carries the state
-// Makes the next record carry the state even if no row changed (the first record of a vault).
+// The keyed sum of every authenticated row, recorded (masked with the record's seq) in every
+// audit record, so that a row replaced by an older genuine copy of itself, deleted or added is
+// seen by comparing the rows with the state the newest record holds. Which record that is, and
+// that it is genuine, is the audit log's to say (audit::Log::head_state).
+// Makes the next record carry a state even if no row changed (the first record of a vault).
 void note_state_change(Db& db);
-// For the record `seq` being appended in this transaction: its state field when the transaction
-// changed rows (the recorded state plus the change, masked), else empty. Takes the change.
-Bytes take_state_field(Db& db, std::int64_t seq);
+// The state a record's field holds.
+crypto::Digest unmask_state(Db& db, ByteView field, std::int64_t seq);
+// For the record `seq` being appended in this transaction: its state field, the `current`
+// state plus this transaction's change, masked. Empty when there is no current state (a vault
+// of an older kmsctl) and the transaction changed nothing. Takes the change.
+Bytes next_state_field(Db& db, const std::optional<crypto::Digest>& current, std::int64_t seq);
 struct StateReport {
   bool ok = true;
   std::string problem;           // the first row that fails its MAC, or the state mismatch
   std::int64_t rows = 0;         // rows checked
-  std::int64_t recorded_at = 0;  // the record holding the state compared with; 0: none yet
+  std::int64_t recorded_at = 0;  // the record holding the state compared with
 };
-// Checks every row's MAC and compares their sum with the newest recorded state.
-StateReport check_state(Db& db);
+// Checks every row's MAC and compares their sum with `recorded`, the state of record
+// `recorded_at`.
+StateReport check_state(Db& db, const crypto::Digest& recorded, std::int64_t recorded_at);
 // MACs every row that has none (a vault of an older kmsctl) and notes a state change, so that
 // the audit record the caller appends in the same transaction carries the first state. Returns
 // how many rows it MACed.

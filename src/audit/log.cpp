@@ -156,6 +156,26 @@ void Log::check_anchor() {
   }
 }
 
+Log::HeadState Log::head_state() {
+  HeadState out;
+  std::optional<store::AuditRow> head;
+  store::AuditFilter newest;
+  newest.limit = 1;
+  store::audit_query(db_, newest, [&](const store::AuditRow& r) { head = r; });
+  if (!head) return out;
+  const crypto::Digest h = chain_hash(head->prev_hash, encode(*head));
+  if (!crypto::equal(h, head->hash) || !mac_.verify(h, head->mac)) {
+    throw Error(Code::integrity,
+                fmt::format("audit record {}, the newest, was altered (its hash or MAC does not "
+                            "match its contents)",
+                            head->seq),
+                std::string(kRollbackHint));
+  }
+  out.seq = head->seq;
+  if (!head->state.empty()) out.state = store::unmask_state(db_, head->state, head->seq);
+  return out;
+}
+
 store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::string_view error_code,
                             const Principal& who, TimePoint when) {
   store::AuditRow r;
@@ -175,7 +195,7 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
   r.params = params_text(ev.params);
   r.outcome = outcome;
   r.error_code = error_code;
-  r.state = store::take_state_field(db_, r.seq);
+  r.state = store::next_state_field(db_, head_state().state, r.seq);
   const crypto::Digest h = chain_hash(r.prev_hash, encode(r));
   r.hash.assign(h.begin(), h.end());
   const crypto::Digest m = mac_.mac(r.hash);
@@ -201,6 +221,7 @@ VerifyReport Log::verify(bool check_anchor) {
   Bytes enc;
   crypto::Sha256 sha;
   std::int64_t expected = 1;
+  Bytes last_state;  // the state field of the last record verified
   auto fail = [&](std::int64_t seq, std::string problem) {
     if (rep.ok) {
       rep.ok = false;
@@ -237,12 +258,16 @@ VerifyReport Log::verify(bool check_anchor) {
       return;
     }
     prev = h;
+    last_state.assign(r.state.begin(), r.state.end());
     ++expected;
   });
   rep.head = store::audit_last(db_);
-  // The rows against the newest state the (now verified) chain recorded, in the same snapshot.
-  if (rep.ok) {
-    const store::StateReport st = store::check_state(db_);
+  // The rows against the state the last (now verified) record holds, in the same snapshot. A
+  // log without one is an older kmsctl's, whose rows have no MAC yet.
+  if (rep.ok && !last_state.empty()) {
+    const std::int64_t last = expected - 1;
+    const store::StateReport st =
+        store::check_state(db_, store::unmask_state(db_, last_state, last), last);
     rep.rows = st.rows;
     rep.state_recorded_at = st.recorded_at;
     if (!st.ok) {

@@ -192,6 +192,9 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     e.params["step"] = "start";
     s = ss.resolve(name);
     secrets::SecretStore::require_active(s);
+    // A rotation command runs as the user: never one from a row put back to an older copy of
+    // itself (a hook the owner has since removed), so the whole state is checked first.
+    if (s.rotation_command) require_recorded_state("run the rotation command of secret " + s.name);
     lock.emplace(vault_->final_path(), s.id, s.name);
     current = ss.read(s, secrets::kCurrent, std::nullopt);
     if (ss.at_stage(s, secrets::kPending)) pending = ss.read(s, secrets::kPending, std::nullopt);

@@ -217,14 +217,12 @@ void Service::authenticate_rows() {
   store::AuditRow row;
   {
     store::Tx tx(db, store::Tx::Kind::write);
-    db.refresh_row_mode();  // another process may have done it since this one opened the vault
-    if (!db.legacy_rows()) return;
+    if (log_->head_state().state) return;  // another process did it meanwhile
     ev.params["schema_version"] = db.schema_version();
     ev.params["rows_authenticated"] = store::authenticate_rows(db);
     row = append(ev, "ok", "");
     tx.commit();
   }
-  db.refresh_row_mode();
   log_->publish(row);
 }
 
@@ -275,6 +273,8 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     }
     report.backup_records = rep.records;
     vault_id = from.vault_->meta().vault_id;
+    // A backup made by an older kmsctl: its rows have no MAC (its verified log holds no state).
+    from.vault_->db().set_legacy_rows(rep.state_recorded_at == 0);
     lock.emplace(lock_path(target));
     if (exists) {
       store::Db live(target, store::Db::Mode::open_existing);
@@ -362,7 +362,9 @@ store::AuditRow Service::append(const audit::Event& event, std::string_view outc
 }
 
 void Service::require_recorded_state(std::string_view before) {
-  const store::StateReport st = store::check_state(vault_->db());
+  const audit::Log::HeadState head = log_->head_state();
+  if (!head.state) return;  // not reached: check_writable() upgraded the vault
+  const store::StateReport st = store::check_state(vault_->db(), *head.state, head.seq);
   if (st.ok) return;
   throw Error(Code::integrity, fmt::format("refusing to {}: {}", before, st.problem),
               "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
@@ -372,8 +374,9 @@ void Service::require_recorded_state(std::string_view before) {
 void Service::check_writable() {
   vault_->check_in_place();
   log_->check_anchor();
-  // The first write by this kmsctl to a vault of an older one authenticates its rows first.
-  if (vault_->db().legacy_rows() && !vault_->is_backup()) authenticate_rows();
+  // The first write by this kmsctl to a vault of an older one authenticates its rows first:
+  // the newest record, checked, holds no state only in such a vault.
+  if (!vault_->is_backup() && !log_->head_state().state) authenticate_rows();
 }
 
 void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,

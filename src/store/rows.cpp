@@ -194,21 +194,6 @@ void seal_key(Db& db, Table t, std::span<const KeyPart> key) {
   u.step();
 }
 
-std::optional<std::pair<std::int64_t, crypto::Digest>> recorded_state(Db& db, const RowAuth& a) {
-  Stmt s(db, "SELECT seq, state FROM audit_log WHERE state IS NOT NULL ORDER BY seq DESC LIMIT 1");
-  if (!s.step()) return std::nullopt;
-  const std::int64_t seq = s.col_int(0);
-  const ByteView field = s.col_blob(1);
-  crypto::Digest sum{};
-  if (field.size() != sum.size()) {
-    throw Error(Code::integrity, fmt::format("audit record {} holds a malformed state digest", seq),
-                "run `kmsctl audit verify`");
-  }
-  std::copy(field.begin(), field.end(), sum.begin());
-  sub_from(sum, mask(a, seq));
-  return std::pair(seq, sum);
-}
-
 }  // namespace
 
 const char* columns(Table t) { return spec(t).select.c_str(); }
@@ -247,7 +232,6 @@ void forget(Db& db, ByteView mac) {
 
 void Db::set_row_keys(ByteView row_key, ByteView state_key) {
   rows_ = std::make_unique<RowAuth>(row_key, state_key);
-  rows_->legacy = !state_recorded(*this);
 }
 
 RowAuth& Db::row_auth() {
@@ -267,22 +251,27 @@ bool Db::state_change_pending() const noexcept { return rows_ && rows_->dirty; }
 
 bool Db::legacy_rows() const noexcept { return rows_ && rows_->legacy; }
 
-void Db::refresh_row_mode() { row_auth().legacy = !state_recorded(*this); }
+void Db::set_legacy_rows(bool legacy) { row_auth().legacy = legacy; }
 
 // ---- the state digest ----
 
-bool state_recorded(Db& db) {
-  Stmt s(db, "SELECT 1 FROM audit_log WHERE state IS NOT NULL LIMIT 1");
-  return s.step();
-}
-
 void note_state_change(Db& db) { db.row_auth().dirty = true; }
 
-Bytes take_state_field(Db& db, std::int64_t seq) {
-  if (!db.state_change_pending()) return {};
-  RowAuth& a = db.row_auth();
+crypto::Digest unmask_state(Db& db, ByteView field, std::int64_t seq) {
   crypto::Digest sum{};
-  if (auto rec = rows::recorded_state(db, a)) sum = rec->second;
+  if (field.size() != sum.size()) {
+    throw Error(Code::integrity, fmt::format("audit record {} holds a malformed state digest", seq),
+                "run `kmsctl audit verify`");
+  }
+  std::copy(field.begin(), field.end(), sum.begin());
+  rows::sub_from(sum, rows::mask(db.row_auth(), seq));
+  return sum;
+}
+
+Bytes next_state_field(Db& db, const std::optional<crypto::Digest>& current, std::int64_t seq) {
+  RowAuth& a = db.row_auth();
+  if (!current && !a.dirty) return {};  // a vault of an older kmsctl, not upgraded yet
+  crypto::Digest sum = current.value_or(crypto::Digest{});
   rows::add_to(sum, a.pending);
   rows::add_to(sum, rows::mask(a, seq));
   a.pending = {};
@@ -290,8 +279,9 @@ Bytes take_state_field(Db& db, std::int64_t seq) {
   return Bytes(sum.begin(), sum.end());
 }
 
-StateReport check_state(Db& db) {
+StateReport check_state(Db& db, const crypto::Digest& recorded, std::int64_t recorded_at) {
   StateReport rep;
+  rep.recorded_at = recorded_at;
   RowAuth& a = db.row_auth();
   crypto::Digest sum{};
   for (size_t i = 0; i < rows::specs().size(); ++i) {
@@ -311,15 +301,12 @@ StateReport check_state(Db& db) {
       if (!s.col_null(mac_col)) rows::add_to(sum, rows::element(a, s.col_blob(mac_col)));
     }
   }
-  const auto rec = rows::recorded_state(db, a);
-  if (!rec) return rep;  // rows of an older kmsctl, not authenticated yet
-  rep.recorded_at = rec->first;
-  if (!crypto::equal(sum, rec->second)) {
+  if (!crypto::equal(sum, recorded)) {
     rep.ok = false;
     rep.problem = fmt::format(
         "the vault's keys and secrets are not the state that audit record {} recorded: a row "
         "was replaced by an older copy of itself, deleted or added outside kmsctl",
-        rec->first);
+        recorded_at);
   }
   return rep;
 }

@@ -163,7 +163,6 @@ CREATE INDEX audit_log_action ON audit_log (action, seq);
 CREATE INDEX audit_log_resource ON audit_log (resource, seq);
 CREATE INDEX audit_log_principal ON audit_log (principal, seq);
 CREATE INDEX audit_log_outcome ON audit_log (outcome, seq);
-CREATE INDEX audit_log_state ON audit_log (seq) WHERE state IS NOT NULL;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);

@@ -39,7 +39,7 @@ inline void commit_unaudited(store::Db& db, store::Tx& tx) {
 // Makes a vault file of this kmsctl look like one of schema version 3 (before authenticated
 // rows): the columns version 4 added are dropped.
 inline void drop_schema_4(store::Db& db) {
-  db.exec("DROP INDEX audit_log_state; ALTER TABLE audit_log DROP COLUMN state;");
+  db.exec("ALTER TABLE audit_log DROP COLUMN state;");
   std::vector<std::string> tables;
   {
     store::Stmt s(db,
@@ -48,7 +48,10 @@ inline void drop_schema_4(store::Db& db) {
                   "'secrets', 'secret_versions', 'secret_tags')");
     while (s.step()) tables.push_back(s.col_text(0));
   }
-  for (const std::string& t : tables) db.exec(("ALTER TABLE " + t + " DROP COLUMN mac").c_str());
+  for (const std::string& t : tables) {
+    db.exec(("ALTER TABLE " + t + " DROP COLUMN mac").c_str());
+    if (t == "keys") db.exec("ALTER TABLE keys DROP COLUMN highest_lost_version");
+  }
 }
 
 // Runs f and returns the kms::Error it throws (FAILs when it throws nothing).
