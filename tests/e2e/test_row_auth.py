@@ -368,6 +368,22 @@ class SecretRows(RowAttackCase):
         self.kms.ok("secret", "rotate", "app/generated")
         self.assertEqual(len(self.get("app/generated")), 64)
 
+    def test_a_rotation_command_written_into_the_row_never_runs(self):
+        # A hook runs as the user with the secret's values on its descriptors: the row that
+        # names it is refused before anything is started, by `secret rotate` and by a
+        # `maintain` that finds the secret due.
+        marker = self.kms.path("hook-ran")
+        saved = self.edit("secrets", {"id": self.sid}, rotation_command=f"touch {marker}",
+                          rotation_period_days=1, last_rotated="2001-01-01T00:00:00.000Z")
+        label = f"secret (id {self.sid}, name app/db-password)"
+        self.refused(("secret", "rotate", "app/db-password"), label, "secret.rotate")
+        self.refused(("maintain",), label, "vault.maintain")
+        self.assertFalse(os.path.exists(marker), "the forged rotation command ran")
+        self.assertRowRefusedByVerify(label)
+        self.put_back("secrets", saved)
+        self.assertVerifies()
+        self.assertEqual(self.get("app/db-password"), VALUE_NEW)
+
     def test_a_secret_forged_as_due_for_deletion_is_not_purged_by_maintain(self):
         saved = self.edit("secrets", {"id": self.sid}, deletion_date="2001-01-01T00:00:00.000Z")
         versions = self.rows("secret_versions", "secret_id = ?", (self.sid,))
