@@ -80,7 +80,9 @@ class RowAttackCase(KmsTestCase):
     # ---- the attacker's side: rows as sqlite3 sees them ----
     @contextlib.contextmanager
     def attacker(self):
-        """One write transaction on the vault file, without kmsctl."""
+        """One write transaction on the vault file, without kmsctl. Like any program that does
+        not ask for it, this connection does not enforce foreign keys: deleting a key's or a
+        secret's row leaves the rows that refer to it."""
         con = sqlite3.connect(self.kms.vault, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout=30000")
