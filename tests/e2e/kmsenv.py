@@ -4,7 +4,8 @@ Every test gets a fresh KmsEnv: its own temporary directory, its own vault path 
 its own PIN (in a 0600 file named by KMSCTL_PIN_FILE; a PIN is never put on kmsctl's argv), and,
 once the test runs `kmsctl init`, its own private SoftHSM2 token beside the vault. kmsctl runs
 exactly as a user would run it: the built binary, stdin from /dev/null, no controlling terminal,
-a minimal environment. Each run returns (rc, stdout, stderr).
+a minimal environment. Each run returns (rc, stdout, stderr). A run can be given its own clock
+(`faketime="-40d"`): libfaketime is preloaded into that one process.
 
 The binary comes from KMSCTL_BIN (set by CTest to $<TARGET_FILE:kmsctl>); the source tree from
 KMS_SOURCE_DIR.
@@ -32,6 +33,14 @@ SOFTHSM_MODULE = next(
                  "/usr/local/lib/softhsm/libsofthsm2.so") if os.path.exists(p)),
     "/usr/lib/softhsm/libsofthsm2.so")
 
+# libfaketime (Debian package faketime), preloaded into a kmsctl run that needs another clock.
+LIBFAKETIME = next(
+    (p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/faketime/libfaketime.so.1",
+                 "/usr/local/lib/faketime/libfaketime.so.1") if os.path.exists(p)),
+    None)
+
 # Distinctive values, so that a search for them on disk or in output cannot match by accident.
 DEFAULT_PIN = "e2e-Pin-5c81f0d7"
 
@@ -52,6 +61,19 @@ class Result(NamedTuple):
     def show(self, argv=None):
         return (f"{'kmsctl ' + ' '.join(argv) if argv else 'command'} exited {self.rc}\n"
                 f"--- stdout ---\n{self.out}--- stderr ---\n{self.err}")
+
+
+def faketime_env(offset):
+    """What one kmsctl run needs in its environment to see its clock moved by `offset`
+    (libfaketime's FAKETIME syntax: "-40d", "+8d"). Only the wall clock moves: lock waits and
+    retries keep the real monotonic clock. An ASan build must not insist on being first in the
+    library list, which a preloaded library would break. Skips the calling test when libfaketime
+    is not installed."""
+    if LIBFAKETIME is None:
+        raise unittest.SkipTest("libfaketime is not installed (Debian package faketime)")
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "ASAN_OPTIONS": (opts + ":" if opts else "") + "verify_asan_link_order=0"}
 
 
 class KmsEnv:
@@ -102,12 +124,15 @@ class KmsEnv:
         return env
 
     def run(self, *args, env=None, unset=(), timeout=300, preexec_fn=None, cwd=None, binary=None,
-            input=None):
+            input=None, faketime=None):
         """Runs kmsctl ARGS with stdin=/dev/null (or the bytes `input`) and no controlling
-        terminal."""
+        terminal; with `faketime` (e.g. "-40d"), its clock is moved by that much
+        (faketime_env)."""
         e = self.base_env()
         for k in unset:
             e.pop(k, None)
+        if faketime:
+            e.update(faketime_env(faketime))
         if env:
             e.update(env)
         argv = [binary or KMSCTL, *args]
