@@ -267,6 +267,9 @@ class Service {
   // all in one audited transaction (`vault.upgrade`) whose record holds the first state. Under
   // the writer lock, after the log was found to agree with the token anchor.
   void authenticate_rows();
+  // Code::integrity when the header had no MAC (Vault::header_unauthenticated) and the log's
+  // newest record holds a state: only a vault of an older kmsctl may lack it.
+  void check_header_authenticated();
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);

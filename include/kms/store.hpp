@@ -138,9 +138,11 @@ struct VaultMeta {
   std::int64_t root_key_gen = 1;
   Bytes sealed_master;
 };
-// Read before the vault is unsealed, so unchecked: check_meta() checks the header's MAC after.
+// Read before the vault is unsealed, so unchecked: check_meta() checks the header's MAC after
+// (Code::integrity naming it). With `allow_missing`, a header without a MAC (a vault of an older
+// kmsctl, which the caller must then make sure of) is let through: returns false.
 std::optional<VaultMeta> read_meta(Db& db);
-void check_meta(Db& db);
+bool check_meta(Db& db, bool allow_missing = false);
 void insert_meta(Db& db, const VaultMeta& meta);
 void update_root_key(Db& db, std::int64_t gen, ByteView sealed_master);
 void update_softhsm_conf(Db& db, std::string_view path);

@@ -100,6 +100,9 @@ class Vault {
   ByteView audit_key() const noexcept { return audit_key_.view(); }
   // Gives another connection to this vault's file or to a copy of it (a backup) the row keys,
   // so that its rows are checked as this vault's are.
+  // The header had no MAC when the vault was opened: allowed only in a vault of an older kmsctl
+  // (its audit log holds no state), which the service checks.
+  bool header_unauthenticated() const noexcept { return header_unauthenticated_; }
   void authenticate(store::Db& other) const {
     other.set_row_keys(row_key_.view(), state_key_.view());
   }
@@ -146,6 +149,7 @@ class Vault {
   SecureBytes master_;
   SecureBytes record_key_;
   SecureBytes audit_key_;
+  bool header_unauthenticated_ = false;
   SecureBytes row_key_;    // K_row: row MACs (FORMAT.md §14)
   SecureBytes state_key_;  // K_state: the state digest
 };

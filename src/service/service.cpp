@@ -193,6 +193,7 @@ Service::~Service() = default;
 std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const SecureBytes& pin,
                                        bool allow_backup) {
   std::unique_ptr<Service> s(new Service(Vault::open(path, pin)));
+  s->check_header_authenticated();
   if (!allow_backup && s->vault_->is_backup()) {
     throw Error(Code::refused,
                 fmt::format("{} is a backup: writing to it would move the live vault's token anchor",
@@ -209,6 +210,15 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
            [](audit::Event&) {});
   }
   return s;
+}
+
+void Service::check_header_authenticated() {
+  if (!vault_->header_unauthenticated() || !log_->head_state().state) return;
+  throw Error(Code::integrity,
+              "the vault header was altered outside kmsctl: it has no MAC, in a vault whose rows "
+              "are authenticated",
+              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
+              "then restore the vault from a backup (`kmsctl vault restore`)");
 }
 
 void Service::authenticate_rows() {

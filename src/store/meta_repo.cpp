@@ -24,10 +24,13 @@ std::optional<VaultMeta> read_meta(Db& db) {
   return m;
 }
 
-void check_meta(Db& db) {
+bool check_meta(Db& db, bool allow_missing) {
   Stmt s(db,
          fmt::format("SELECT {} FROM vault_meta", rows::columns(rows::Table::vault_meta)).c_str());
-  if (s.step()) rows::check(db, rows::Table::vault_meta, s);
+  if (!s.step()) return true;
+  if (allow_missing && s.col_null(8)) return false;  // the 8 MACed columns, then the MAC
+  rows::check(db, rows::Table::vault_meta, s);
+  return true;
 }
 
 void insert_meta(Db& db, const VaultMeta& m) {

@@ -198,13 +198,13 @@ void Vault::unseal() {
   // The token that opened the master key is the one the header names (module, label, serial):
   // unless the header's MAC says so, someone changed it without the token.
   store::Tx tx(*db_, store::Tx::Kind::read);
-  store::check_meta(*db_);
+  header_unauthenticated_ = !store::check_meta(*db_, /*allow_missing=*/true);
 }
 
 void Vault::refresh_meta() {
   store::Tx tx(*db_, store::Tx::Kind::read);
   auto meta = store::read_meta(*db_);
-  store::check_meta(*db_);
+  header_unauthenticated_ = !store::check_meta(*db_, /*allow_missing=*/header_unauthenticated_);
   if (!meta || meta->vault_id != meta_.vault_id) {
     throw Error(Code::integrity,
                 fmt::format("the header of {} changed its vault id", final_path_.string()),

@@ -48,6 +48,8 @@ KEY_COLUMNS = {
     "secret_tags": ("secret_id", "name"),
 }
 
+ROW_TABLES = ("vault_meta", "keys", "key_versions", "key_aliases", "key_tags", "secrets",
+              "secret_versions", "secret_tags")
 FIXTURE = os.path.join(kmsenv.SOURCE_DIR, "tests", "fixtures", "vault-schema3")
 FIXTURE_PIN = "fixture-Pin-3a7c52e1"  # tests/fixtures/vault-schema3/README.md
 
@@ -154,17 +156,24 @@ class RowAttackCase(KmsTestCase):
         return self.kms.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
 
     def state_seq(self):
-        """The newest record that holds the state digest."""
-        return self.kms.sql("SELECT max(seq) FROM audit_log WHERE state IS NOT NULL")[0][0]
+        """The record whose state the next command compares the rows with: every record holds
+        the state after it, so the newest."""
+        return self.head()
 
     # ---- checks ----
+    def rows_now(self):
+        """Every authenticated row, as the file holds it."""
+        return {t: sorted(self.kms.sql(f"SELECT * FROM {t}"), key=repr) for t in ROW_TABLES}
+
     def refused(self, args, label, action, **kw):
-        """`kmsctl ARGS` exits 5 naming the row `label` as altered, prints nothing on stdout and
-        writes exactly one audit record: `action`, outcome error, error_code integrity."""
-        before = self.head()
+        """`kmsctl ARGS` exits 5 naming the row `label` as altered, prints nothing on stdout,
+        changes no row and writes exactly one audit record: `action`, outcome error, error_code
+        integrity."""
+        before, rows = self.head(), self.rows_now()
         r = self.kms.run(*args, **kw)
         self.assertError(r, INTEGRITY, label, ALTERED)
         self.assertRefusalRecorded(before, action)
+        self.assertEqual(self.rows_now(), rows, "a refusal changes no row")
         return r
 
     def assertRefusalRecorded(self, before, action):
@@ -173,7 +182,6 @@ class RowAttackCase(KmsTestCase):
         self.assertEqual(new[0]["action"], action, new[0])
         self.assertEqual(new[0]["outcome"], "error", new[0])
         self.assertEqual(new[0]["error_code"], "integrity", new[0])
-        self.assertNotIn("state", new[0], "a refusal changes no row")
         return new[0]
 
     def assertRowRefusedByVerify(self, label):
@@ -190,9 +198,8 @@ class RowAttackCase(KmsTestCase):
 
     def assertReplayFound(self):
         """`audit verify`: the chain is whole, but the rows are not the recorded state."""
-        seq = self.state_seq()
         for args in (("audit", "verify", "--json"), ("audit", "verify")):
-            head = self.head()
+            seq = head = self.state_seq()
             r = self.kms.run(*args)
             self.assertError(
                 r, INTEGRITY,
@@ -205,11 +212,12 @@ class RowAttackCase(KmsTestCase):
                 self.assertEqual(rep["records"], head)
 
     def assertVerifies(self):
+        seq = self.state_seq()
         r = self.kms.run("audit", "verify", "--json")
         self.assertEqual(r.rc, 0, r.show())
         rep = json.loads(r.out)
         self.assertIs(rep["ok"], True)
-        self.assertEqual(rep["state_recorded_at"], self.state_seq())
+        self.assertEqual(rep["state_recorded_at"], seq)
         return rep
 
     def assertNoValue(self, r, *values):
@@ -414,7 +422,7 @@ class SecretRows(RowAttackCase):
         before = self.head()
         r = self.kms.run("maintain")
         self.assertError(r, INTEGRITY, "refusing to delete keys or secrets that are due",
-                         f"{NOT_RECORDED_STATE} {self.state_seq()} recorded")
+                         f"{NOT_RECORDED_STATE} {before} recorded")
         self.assertRefusalRecorded(before, "vault.maintain")
         self.assertEqual(self.row("secrets", id=self.sid), scheduled, "the secret was purged")
         self.assertEqual(self.rows("secret_versions", "secret_id = ?", (self.sid,)), versions)
@@ -535,7 +543,7 @@ class KeyRows(RowAttackCase):
         before = self.head()
         r = self.kms.run("maintain")
         self.assertError(r, INTEGRITY, "refusing to delete keys or secrets that are due",
-                         f"{NOT_RECORDED_STATE} {self.state_seq()} recorded")
+                         f"{NOT_RECORDED_STATE} {before} recorded")
         self.assertRefusalRecorded(before, "vault.maintain")
         self.assertEqual(self.row("keys", id=self.kid), scheduled, "the key was deleted")
         self.assertEqual(self.rows("key_versions", "key_id = ?", (self.kid,)), versions)
@@ -691,7 +699,7 @@ class RecordedState(RowAttackCase):
             con.execute("UPDATE keys SET state = 'Enabled' WHERE id = ?", (self.kid,))
             for table in KEY_COLUMNS:
                 con.execute(f"ALTER TABLE {table} DROP COLUMN mac")
-            con.execute("DROP INDEX audit_log_state")
+            con.execute("ALTER TABLE keys DROP COLUMN highest_lost_version")
             con.execute("ALTER TABLE audit_log DROP COLUMN state")
         self.kms.sql("PRAGMA user_version = 3")
         before = self.head()
@@ -869,8 +877,7 @@ class UpgradeOfASchema3Vault(RowAttackCase):
         for t in self.TABLES:
             self.assertEqual(self.kms.sql(f"SELECT count(*) FROM {t} WHERE mac IS NULL")[0][0], 0,
                              f"{t} has rows without a MAC")
-        rep = self.assertVerifies()
-        self.assertEqual(rep["state_recorded_at"], up["seq"])
+        rep = self.assertVerifies()  # against the state of the newest record (the status one)
         self.assertEqual(rep["rows"], self.row_count - 1, "every row but the header")
         # The token's configuration in the copy now names the copy's token directory.
         with open(self.kms.token_conf) as f:
