@@ -132,6 +132,14 @@ class OpLock {
 
 std::string_view outcome_for(Code c) { return c == Code::refused ? "denied" : "error"; }
 
+// A failure of a file stream while a caught signal stops the command is that interruption: the
+// writer of a pipe ended by the same Ctrl-C ends the input early, and the file looks cut short.
+std::optional<signals::Interrupted> interruption(const Error& e) {
+  const int sig = signals::caught();
+  if (sig == 0 || dynamic_cast<const signals::Interrupted*>(&e) != nullptr) return std::nullopt;
+  return signals::Interrupted(sig);
+}
+
 // Records a failure of a file operation before any key was used (a damaged header, a wrong
 // context, an interruption while the header was read): one record, `"stage": "header"`.
 void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
@@ -337,7 +345,9 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
     result.frames = r.frames;
     op.finish(result, output);
   } catch (const Error& e) {
-    if (op.running()) op.fail(e);
+    const std::optional<signals::Interrupted> stopped = interruption(e);
+    if (op.running()) op.fail(stopped ? *stopped : e);
+    if (stopped) throw *stopped;
     throw;
   } catch (const std::exception& e) {
     if (op.running()) op.fail(Error(Code::failed, e.what()));
@@ -358,8 +368,11 @@ FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
     result.frames = r.frames;
     op.finish(result, output);
   } catch (const Error& e) {
-    if (!op.attempted()) op.fail_before_start(e);
-    if (op.running()) op.fail(e);
+    const std::optional<signals::Interrupted> stopped = interruption(e);
+    const Error& cause = stopped ? *stopped : e;
+    if (!op.attempted()) op.fail_before_start(cause);
+    if (op.running()) op.fail(cause);
+    if (stopped) throw *stopped;
     throw;
   } catch (const std::exception& e) {
     if (op.running()) op.fail(Error(Code::failed, e.what()));
