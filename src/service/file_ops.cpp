@@ -134,9 +134,12 @@ std::string_view outcome_for(Code c) { return c == Code::refused ? "denied" : "e
 
 // A failure of a file stream while a caught signal stops the command is that interruption: the
 // writer of a pipe ended by the same Ctrl-C ends the input early, and the file looks cut short.
-std::optional<signals::Interrupted> interruption(const Error& e) {
+// (Not a failed key use: its own record already tells that failure.)
+std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_failed) {
   const int sig = signals::caught();
-  if (sig == 0 || dynamic_cast<const signals::Interrupted*>(&e) != nullptr) return std::nullopt;
+  if (sig == 0 || key_use_failed || dynamic_cast<const signals::Interrupted*>(&e) != nullptr) {
+    return std::nullopt;
+  }
   return signals::Interrupted(sig);
 }
 
@@ -216,6 +219,8 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
 
   // Whether start() ran (and so wrote its own record, started or failed).
   bool attempted() const noexcept { return attempted_; }
+  // start() ran and failed: its record (error or denied, step start) tells the failure.
+  bool key_use_failed() const noexcept { return attempted_ && started_seq_ == 0; }
   // Started and not ended yet: a failure now is recorded by fail().
   bool running() const noexcept { return started_seq_ > 0 && !ended_; }
 
@@ -345,7 +350,7 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
     result.frames = r.frames;
     op.finish(result, output);
   } catch (const Error& e) {
-    const std::optional<signals::Interrupted> stopped = interruption(e);
+    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
     if (op.running()) op.fail(stopped ? *stopped : e);
     if (stopped) throw *stopped;
     throw;
@@ -368,7 +373,7 @@ FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
     result.frames = r.frames;
     op.finish(result, output);
   } catch (const Error& e) {
-    const std::optional<signals::Interrupted> stopped = interruption(e);
+    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
     const Error& cause = stopped ? *stopped : e;
     if (!op.attempted()) op.fail_before_start(cause);
     if (op.running()) op.fail(cause);
