@@ -89,12 +89,13 @@ int main(int argc, char** argv) {
     const std::string key = key_for(*svc);
     const kms::Context context{{"purpose", "sdk-example"}};
 
-    {  // Encrypt: the data key is made and wrapped (and the use audited) before any output.
+    {  // Encrypt: the data key is made and wrapped (and the use audited, `started`) before any
+       // output; the file is published after its last frame, and then the end recorded (`ok`).
       Fd in(input);
       kms::files::AtomicFile out(sealed, /*overwrite=*/true);
-      const kms::FileResult r = svc->encrypt_file(in.fd, out.fd(), {key}, context,
-                                                  kms::envelope::kDefaultFrameSize, input.string());
-      out.commit();
+      const kms::FileResult r =
+          svc->encrypt_file(in.fd, out.fd(), {key}, context, kms::envelope::kDefaultFrameSize,
+                            input.string(), {}, {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("encrypted %llu bytes in %llu frames for key %s version %lld -> %s\n",
                   static_cast<unsigned long long>(r.bytes),
                   static_cast<unsigned long long>(r.frames), r.keys.at(0).first.c_str(),
@@ -103,8 +104,9 @@ int main(int argc, char** argv) {
     {  // Decrypt: the output appears only once the final frame has verified.
       Fd in(sealed);
       kms::files::AtomicFile out(opened, /*overwrite=*/true);
-      const kms::FileResult r = svc->decrypt_file(in.fd, out.fd(), context, sealed.string());
-      out.commit();
+      const kms::FileResult r =
+          svc->decrypt_file(in.fd, out.fd(), context, sealed.string(), {},
+                            {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("decrypted %llu bytes -> %s\n", static_cast<unsigned long long>(r.bytes),
                   opened.c_str());
     }

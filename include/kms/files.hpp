@@ -35,6 +35,10 @@ class AtomicFile {
   const std::filesystem::path& temp_path() const noexcept { return temp_; }
   void write(std::string_view data);
   void commit();
+  // After commit(): removes the new file again, for a step after the publication that failed.
+  // Only without overwrite: a file that may have replaced another stays (the old content is
+  // gone either way).
+  void take_back() noexcept;
 
  private:
   std::filesystem::path target_;

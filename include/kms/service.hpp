@@ -147,13 +147,22 @@ class Service {
   struct Hooks {
     std::function<void()> committed;    // after the commit (e.g. destroy an old token key)
     std::function<void()> rolled_back;  // after a rollback (e.g. destroy a new token key)
+    // Inside the transaction, once the record is appended and before the commit (a file
+    // operation locks a file named by the record's seq: both exist, or neither).
+    std::function<void(const store::AuditRow&)> appended = nullptr;
+    // After a rollback, before the failure record is written: may change what it says.
+    std::function<void(audit::Event&)> failing = nullptr;
   };
-  // Runs op inside one write transaction together with its audit record. op may add request
-  // parameters and resource ids to the event. On failure the transaction rolls back, a failure
-  // record (outcome error, or denied for Code::refused) is written on its own, and the error
-  // is rethrown.
-  void run(audit::Event event, const std::function<void(audit::Event&)>& op,
-           const Hooks& hooks = {});
+  // Runs op inside one write transaction together with its audit record, whose outcome is
+  // `outcome` (`ok`; `started` for the key use of a file operation, ended by a second record;
+  // `error` with error_code for a failure recorded on purpose). op may add request parameters
+  // and resource ids to the event. On failure the transaction rolls back, a failure record
+  // (outcome error, or denied for Code::refused) is written on its own, and the error is
+  // rethrown. Returns the record appended.
+  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op,
+                      const Hooks& hooks, std::string_view outcome = "ok",
+                      std::string_view error_code = {});
+  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op);
 
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
@@ -213,16 +222,33 @@ class Service {
                   const Context& to_context);
   DataKey generate_data_key(std::string_view ref, std::size_t bytes, const Context& context);
   Bytes random(std::size_t bytes);
-  // ---- files (file_ops.cpp): envelope encryption; one audit record per file ----
+  // ---- files (file_ops.cpp): envelope encryption ----
+  // A file encrypt or decrypt is recorded twice (docs/FORMAT.md §8.1): the key use, in the
+  // transaction that wraps or unwraps the data key and before any output, as `started`
+  // (params step "start"); then its end, once the last frame is written and the output
+  // published (`output.publish`), as `ok` (step "done", with started_seq, bytes and frames), or
+  // as `error` (step "end", started_seq, and the failure's code: `interrupted` for a caught
+  // signal). While it runs, the process holds VAULT.ops/<started_seq>.lock; the next command
+  // ends the record of a process that died (error, `interrupted`). A failure before any key is
+  // used is one error record with step "header".
+  //
+  // How the output is made final: `publish` runs after the last frame is written and before the
+  // end record (link a file into place; nothing for a stream); `take_back` runs when the end
+  // record then cannot be written (remove the file just published), so that the command fails
+  // with no output and no `ok` record.
+  struct FileOutput {
+    std::function<void()> publish;
+    std::function<void()> take_back;
+  };
   // Encrypts in_fd to out_fd for every KEY. The data key is wrapped (and the use audited)
   // before any output is written.
   FileResult encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
                           const Context& context, std::uint32_t frame_size, std::string_view name,
-                          const envelope::Progress& progress = {});
+                          const envelope::Progress& progress = {}, const FileOutput& output = {});
   // Decrypts with whichever of the file's keys is usable; the unwrap is audited before any
   // plaintext is released.
   FileResult decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
-                          const envelope::Progress& progress = {});
+                          const envelope::Progress& progress = {}, const FileOutput& output = {});
   // Rewrites only the header of an encrypted file: the data key wrapped under to_ref's primary
   // version, or (no to_ref) under the newest version of each of its keys. Atomic; the body
   // bytes are copied unchanged.
@@ -252,7 +278,13 @@ class Service {
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
+  // Appends a failure record in a transaction of its own (the caller holds the writer lock);
+  // a failure to write it is dropped. error_code: the code's name, or `interrupted`.
+  void record_failure(const audit::Event& event, Code code, std::string_view error_code) noexcept;
   void record_failure(const audit::Event& event, Code code) noexcept;
+  // The error_code an error is recorded with: its code's name, or `interrupted` for a caught
+  // signal (signals::Interrupted).
+  static std::string_view failure_code(const Error& e) noexcept;
   // Appends the operation's record with the client's principal and origin.
   store::AuditRow append(const audit::Event& event, std::string_view outcome,
                          std::string_view error_code);
@@ -270,6 +302,13 @@ class Service {
   // Code::integrity when the header had no MAC (Vault::header_unauthenticated) and the log's
   // newest record holds a state: only a vault of an older kmsctl may lack it.
   void check_header_authenticated();
+  // VAULT.ops/: a lock file per running file operation, named by its started record's seq.
+  std::filesystem::path ops_dir() const;
+  // Under the writer lock, before a record is appended: ends the `started` record of each file
+  // operation whose process died (its lock file can be locked) with an error record,
+  // `interrupted`, and removes the lock file. Looks only when VAULT.ops/ has files.
+  void close_dead_file_operations();
+  class FileOperation;  // file_ops.cpp: the two records of a file encrypt or decrypt
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);

@@ -208,6 +208,7 @@ struct AuditRow {
 struct AuditFilter {
   std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)
   std::optional<std::string> action, resource, principal, outcome;
+  std::optional<std::int64_t> after_seq;  // only records with a greater seq
   std::int64_t limit = 100;
   bool newest_first = true;
 };

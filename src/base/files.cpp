@@ -156,9 +156,13 @@ void AtomicFile::commit() {
   } catch (const Error&) {
     // The new name may not survive a crash. A new file is taken back, so that a failure leaves
     // no output; a replaced one stays (the old content is gone), and the error says so.
-    if (!overwrite_) ::unlink(target_.c_str());
+    take_back();
     throw;
   }
+}
+
+void AtomicFile::take_back() noexcept {
+  if (committed_ && !overwrite_) ::unlink(target_.c_str());
 }
 
 void make_private_dir(const fs::path& dir) {

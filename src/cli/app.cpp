@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "kms/error.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::cli {
 namespace fs = std::filesystem;
@@ -445,6 +446,9 @@ int run_command(int argc, const char* const* argv, Service* served, const Dispat
   } catch (const CLI::ParseError& e) {
     const auto [what, hint] = usage_report(e, *app);
     return report_error(Error(Code::usage, what, hint));
+  } catch (const signals::Interrupted& e) {
+    report_error(e);
+    return 128 + e.signal();  // as a shell reports a command a signal ended
   } catch (const Error& e) {
     return report_error(e);
   } catch (const ErrorReported& r) {

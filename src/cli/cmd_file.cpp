@@ -12,6 +12,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::cli {
 namespace fs = std::filesystem;
@@ -164,16 +165,24 @@ void add_out(CLI::App* cmd, OutArgs& a) {
       ->type_name("FILE");
 }
 
-// Runs `body` for each input with its output opened: atomically for files (committed only when
-// body succeeds), or standard output.
+// Runs `body` for each input with its output opened: atomically for files, or standard output.
+// body gets the Service's FileOutput: an output file is published (linked into place) after its
+// last frame and before the operation's end record, and taken back if that record cannot be
+// written. A SIGINT, SIGTERM or SIGHUP stops the file being streamed (its output is not
+// published, its record says `interrupted`), and the inputs after it are not started; kmsctl
+// then exits with 128 + the signal's number. (In an agent, the agent's own signals stop it
+// after the command, as before.)
 template <class Body>
-void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
+void for_each_input(const Globals& g, const OutArgs& a, bool encrypting, Body&& body) {
+  std::optional<signals::Catch> catching;
+  if (g.served == nullptr) catching.emplace();
   if (!a.out.empty() && a.inputs.size() > 1) {
     throw Error(Code::usage, "-o names one output but several inputs were given",
                 "use --out-dir DIR");
   }
   if (!a.out_dir.empty()) files::make_private_dir(a.out_dir);
   for (const std::string& input : a.inputs) {
+    signals::check();
     const std::string output = output_for(a, input, encrypting);
     if (output == "-" && a.json) {
       throw Error(Code::usage, "--json prints on standard output, which carries the data here",
@@ -187,8 +196,13 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     std::optional<files::AtomicFile> file;
     if (output != "-") file.emplace(output, a.force);
     ProgressBar bar(!a.no_progress, input, in->size);
-    const FileResult r = body(*in, file ? file->fd() : STDOUT_FILENO, input, bar.callback());
-    if (file) file->commit();
+    Service::FileOutput publish;
+    if (file) {
+      publish.publish = [&] { file->commit(); };
+      publish.take_back = [&] { file->take_back(); };
+    }
+    const FileResult r =
+        body(*in, file ? file->fd() : STDOUT_FILENO, input, bar.callback(), publish);
     if (a.json) {
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
@@ -227,9 +241,11 @@ void register_file(CLI::App& app, Globals& g) {
     check_context_size(ctx);  // before the vault opens (envelope::encrypt checks it too)
     const std::uint32_t frame = parse_size(ea->frame_size);
     auto svc = open_service(g);
-    for_each_input(*ea, true,
-                   [&](Input& in, int out, const std::string& name, const auto& progress) {
-                     return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress);
+    for_each_input(g, *ea, true,
+                   [&](Input& in, int out, const std::string& name, const auto& progress,
+                       const Service::FileOutput& publish) {
+                     return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress,
+                                              publish);
                    });
   });
 
@@ -240,9 +256,10 @@ void register_file(CLI::App& app, Globals& g) {
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
     auto svc = open_service(g);
-    for_each_input(*da, false,
-                   [&](Input& in, int out, const std::string& name, const auto& progress) {
-                     return svc->decrypt_file(in.fd, out, ctx, name, progress);
+    for_each_input(g, *da, false,
+                   [&](Input& in, int out, const std::string& name, const auto& progress,
+                       const Service::FileOutput& publish) {
+                     return svc->decrypt_file(in.fd, out, ctx, name, progress, publish);
                    });
   });
 

@@ -346,6 +346,12 @@ std::string man_page(const CLI::App& root) {
   };
   o << ".TP\n.B 0\nsuccess\n";
   for (const auto& [c, text] : codes) o << ".TP\n.B " << exit_code(c) << "\n" << roff_escape(text) << "\n";
+  o << ".TP\n.B 129, 130, 143\n"
+    << roff_escape(
+           "file encrypt or file decrypt stopped by SIGHUP, SIGINT or SIGTERM (128 + the "
+           "signal's number): no output file was published, and the audit log records "
+           "the operation as interrupted")
+    << "\n";
   o << ".SH ENVIRONMENT\n"
     << ".TP\n.B KMSCTL_VAULT\nthe vault file (as \\-\\-vault)\n"
     << ".TP\n.B KMSCTL_PIN\nthe token user PIN (never pass a PIN as an argument)\n"
@@ -364,6 +370,8 @@ std::string man_page(const CLI::App& root) {
        "system library directories, one path per line (only you may be able to write it)\n"
     << ".TP\n.I VAULT.lock\nthe lock that orders writers\n"
     << ".TP\n.I VAULT.rotate.lock\nthe locks that allow one rotation per secret at a time\n"
+    << ".TP\n.I VAULT.ops/\na lock file per running file encrypt or decrypt; the next command "
+       "records the end of one whose process died\n"
     << ".SH SEE ALSO\n.BR pkcs11-tool (1),\n.BR softhsm2-util (1)\n";
   return o.str();
 }

@@ -1,5 +1,6 @@
 // The file envelope header: encoding, parsing and verification (docs/FORMAT.md §11.3-11.4), and
 // the frame nonce (§11.5).
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::envelope {
 namespace {
@@ -195,6 +197,7 @@ Header read_header(int fd, Bytes* rest) {
       }
       return *h;
     }
+    signals::await(fd, POLLIN);  // a caught signal ends a wait on a pipe
     const ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)

@@ -10,6 +10,7 @@
 // copying each byte once, but a file cut short while it is mapped kills the process with SIGBUS
 // wherever the mapping is touched, which no check beforehand can rule out.
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,6 +28,7 @@
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::envelope {
 namespace {
@@ -71,6 +73,7 @@ class Input {
 
   // Points the slot at up to n input bytes; fewer only at end of input.
   void fill(Slot& s, std::size_t n) {
+    signals::check();  // a caught SIGINT, SIGTERM or SIGHUP stops the stream between frames
     s.src = s.buf.data();
     if (!regular_) {
       s.len = read_full(s.buf.data(), n);
@@ -106,6 +109,7 @@ class Input {
       pos_ += got;
     }
     while (got < n) {
+      signals::await(fd_, POLLIN);  // a pipe may keep us waiting: a caught signal ends the wait
       const ssize_t r = ::read(fd_, out + got, n - got);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0)
@@ -125,6 +129,7 @@ class Input {
 
 void write_all(int fd, const std::uint8_t* p, std::size_t n) {
   while (n > 0) {
+    signals::await(fd, POLLOUT);  // as for reading: a pipe nobody drains ends with a signal
     const ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {

@@ -1,19 +1,24 @@
-// Envelope encryption of files through the facade: vault keys wrap each file's data key, and
-// each wrap or unwrap is one audited transaction.
+// Envelope encryption of files through the facade: vault keys wrap each file's data key; each
+// wrap or unwrap is one audited transaction, whose record a second one ends.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "kms/service.hpp"
+#include "kms/signals.hpp"
 
 namespace kms {
+namespace fs = std::filesystem;
 namespace {
 
 nlohmann::json context_json(const Context& c) {
@@ -75,70 +80,231 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
               best->hint());
 }
 
-class Wrapper final : public envelope::DataKeyWrapper {
+// Creates VAULT.ops/<seq>.lock (the directory 0700 on demand, the file 0600) and holds an
+// flock on it for as long as this process runs the operation: a lock file that another process
+// can lock belongs to a process that died (Service::close_dead_file_operations).
+class OpLock {
  public:
-  using Run = std::function<void(audit::Event, const std::function<void(audit::Event&)>&)>;
-  Wrapper(Vault& v, Run run, std::string name, std::vector<std::string> refs, FileResult& result)
-      : ks_(v),
-        run_(std::move(run)),
+  OpLock(const fs::path& dir, std::int64_t seq) : path_(dir / fmt::format("{}.lock", seq)) {
+    const bool made = ::mkdir(dir.c_str(), 0700) == 0;
+    if (!made && errno != EEXIST) {
+      throw Error(Code::failed,
+                  fmt::format("cannot create {}: {}", dir.string(), std::strerror(errno)),
+                  "check the permissions of the vault's directory");
+    }
+    if (made) files::fsync_dir(dir.parent_path());
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
+      throw Error(Code::failed,
+                  fmt::format("cannot lock {}: {}", path_.string(), std::strerror(err)),
+                  "check the permissions of the vault's directory");
+    }
+    // Durable before the record that names it: after a power cut, the next command still finds
+    // the operation that a started record without its end belongs to.
+    try {
+      files::fsync_dir(dir);
+    } catch (...) {
+      remove();
+      throw;
+    }
+  }
+  ~OpLock() {
+    if (fd_ >= 0) ::close(fd_);  // the file stays: the next command ends the record if need be
+  }
+  OpLock(const OpLock&) = delete;
+  OpLock& operator=(const OpLock&) = delete;
+
+  // Once the end is recorded (or the start rolled back): removed while still locked.
+  void remove() noexcept {
+    if (fd_ < 0) return;
+    ::unlink(path_.c_str());
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+};
+
+std::string_view outcome_for(Code c) { return c == Code::refused ? "denied" : "error"; }
+
+// A failure of a file stream while a caught signal stops the command is that interruption: the
+// writer of a pipe ended by the same Ctrl-C ends the input early, and the file looks cut short.
+// (Not a failed key use: its own record already tells that failure.)
+std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_failed) {
+  const int sig = signals::caught();
+  if (sig == 0 || key_use_failed || dynamic_cast<const signals::Interrupted*>(&e) != nullptr) {
+    return std::nullopt;
+  }
+  return signals::Interrupted(sig);
+}
+
+// Records a failure of a file operation before any key was used (a damaged header, a wrong
+// context, an interruption while the header was read): one record, `"stage": "header"`.
+void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
+                   Code code, std::string_view error_code) noexcept {
+  try {
+    svc.run(
+        {std::move(action), "file/" + name, {{"file", name}, {"stage", stage}}},
+        [](audit::Event&) {}, {}, outcome_for(code), error_code);
+  } catch (...) {
+    // run() recorded it (or could not); the caller rethrows the original error.
+  }
+}
+
+}  // namespace
+
+// One file encrypt or decrypt: the envelope's data key wrapper, and the two records of the
+// operation (see encrypt_file in kms/service.hpp): the key use as `started`, together with its
+// lock file; then one end record, `ok` once the output is published or `error` with the
+// failure's code.
+class Service::FileOperation final : public envelope::DataKeyWrapper {
+ public:
+  // refs: the keys to wrap for (encrypt); none to decrypt.
+  FileOperation(Service& svc, std::string action, std::string name, std::vector<std::string> refs,
+                FileResult& result)
+      : svc_(svc),
+        ks_(*svc.vault_),
+        action_(std::move(action)),
         name_(std::move(name)),
         refs_(std::move(refs)),
         result_(result) {}
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
-    attempted_ = true;
-    run_({"file.encrypt", "file/" + name_, {{"file", name_}, {"context", context_json(context)}}},
-         [&](audit::Event& ev) {
-           std::vector<store::KeyRow> keys;
-           for (const std::string& ref : refs_) {
-             keys.push_back(ks_.resolve(ref));
-             keys::KeyStore::require_enabled(keys.back(), ref);
-           }
-           out = wrap_for(ks_, keys, data_key, context, result_);
-           ev.params["keys"] = keys_json(result_.keys);
-         });
-    used_ = true;
+    start({action_, "file/" + name_, {{"file", name_}, {"context", context_json(context)}}},
+          [&](audit::Event& ev) {
+            std::vector<store::KeyRow> keys;
+            for (const std::string& ref : refs_) {
+              keys.push_back(ks_.resolve(ref));
+              keys::KeyStore::require_enabled(keys.back(), ref);
+            }
+            out = wrap_for(ks_, keys, data_key, context, result_);
+            ev.params["keys"] = keys_json(result_.keys);
+          });
     return out;
   }
 
   SecureBytes unwrap(const envelope::Header& h) override {
     SecureBytes dk;
-    attempted_ = true;
-    run_({"file.decrypt", "file/" + name_, {{"file", name_}, {"context", context_json(h.context)}}},
-         [&](audit::Event& ev) {
-           dk = unwrap_with(ks_, h, result_);
-           ev.params["keys"] = keys_json(result_.keys);
-         });
-    used_ = true;
+    start({action_, "file/" + name_, {{"file", name_}, {"context", context_json(h.context)}}},
+          [&](audit::Event& ev) {
+            dk = unwrap_with(ks_, h, result_);
+            ev.params["keys"] = keys_json(result_.keys);
+          });
     return dk;
   }
 
-  // Whether wrap/unwrap ran (and so wrote its own audit record), and whether it succeeded.
+  // The key use: run as one audited transaction whose record says `started`; the lock file is
+  // made in that transaction, so that a start that commits always has one.
+  void start(audit::Event event, const std::function<void(audit::Event&)>& op) {
+    attempted_ = true;
+    event.params["step"] = "start";
+    Hooks hooks;
+    hooks.appended = [&](const store::AuditRow& row) {
+      lock_.emplace(svc_.ops_dir(), row.seq);
+      started_seq_ = row.seq;
+    };
+    hooks.rolled_back = [&] {
+      if (lock_) lock_->remove();
+      lock_.reset();
+      started_seq_ = 0;
+    };
+    svc_.run(std::move(event), op, hooks, "started");
+  }
+
+  // Whether start() ran (and so wrote its own record, started or failed).
   bool attempted() const noexcept { return attempted_; }
-  bool used() const noexcept { return used_; }
+  // start() ran and failed: its record (error or denied, step start) tells the failure.
+  bool key_use_failed() const noexcept { return attempted_ && started_seq_ == 0; }
+  // Started and not ended yet: a failure now is recorded by fail().
+  bool running() const noexcept { return started_seq_ > 0 && !ended_; }
+
+  // The last frame is written: publishes the output, then records `ok`. A signal caught before
+  // the publication stops it (Interrupted). If the end record cannot be written the output is
+  // taken back and the error rethrown; if it was committed and only the token anchor could not
+  // follow, the operation is complete (the anchor lags, as after a crash: FORMAT.md §8.4).
+  void finish(const FileResult& r, const FileOutput& output) {
+    signals::check();
+    if (output.publish) output.publish();
+    audit::Event ev = end_event("done");
+    ev.params["bytes"] = r.bytes;
+    ev.params["frames"] = r.frames;
+    std::optional<store::AuditRow> row;
+    Hooks hooks;
+    hooks.appended = [&](const store::AuditRow& appended) { row = appended; };
+    hooks.committed = [&] { remove_lock(); };
+    hooks.failing = [&](audit::Event& failed) {
+      ended_ = true;  // run() records the failure, with the params of an end that failed
+      failed = end_event("end");
+    };
+    try {
+      svc_.run(
+          std::move(ev), [](audit::Event&) {}, hooks, "ok");
+    } catch (...) {
+      if (row && committed(*row)) {
+        ended_ = true;
+        remove_lock();
+        return;
+      }
+      if (output.take_back) output.take_back();
+      throw;
+    }
+    ended_ = true;
+  }
+
+  // After start: the end record, `error` (or `denied`) with the failure's code name, or
+  // `interrupted` for a caught signal. A failure to write it is dropped (the caller rethrows the
+  // original error); the lock file then stays for the next command to end the record.
+  void fail(const Error& e) noexcept {
+    ended_ = true;
+    try {
+      Hooks hooks;
+      hooks.committed = [&] { remove_lock(); };
+      svc_.run(
+          end_event("end"), [](audit::Event&) {}, hooks, outcome_for(e.code()), failure_code(e));
+    } catch (...) {
+      // run() recorded it another way, or could not.
+    }
+  }
+
+  // A failure before any key was used.
+  void fail_before_start(const Error& e) noexcept {
+    audit_failure(svc_, action_, name_, "header", e.code(), failure_code(e));
+  }
 
  private:
+  audit::Event end_event(const char* step) const {
+    return {
+        action_, "file/" + name_, {{"file", name_}, {"step", step}, {"started_seq", started_seq_}}};
+  }
+  bool committed(const store::AuditRow& row) const {
+    try {
+      const std::optional<Bytes> h = store::audit_hash_at(svc_.vault_->db(), row.seq);
+      return h && *h == row.hash;
+    } catch (...) {
+      return false;
+    }
+  }
+  void remove_lock() noexcept {
+    if (lock_) lock_->remove();
+  }
+
+  Service& svc_;
   keys::KeyStore ks_;
-  Run run_;
-  std::string name_;
+  std::string action_, name_;
   std::vector<std::string> refs_;
   FileResult& result_;
-  bool attempted_ = false, used_ = false;
+  std::optional<OpLock> lock_;
+  std::int64_t started_seq_ = 0;
+  bool attempted_ = false, ended_ = false;
 };
 
-// Records a failure that happened outside an audited key use: before it (a damaged header, a
-// wrong context: nothing was unwrapped) or after it (a damaged frame, a read or write error: the
-// key-use record says "ok", this one says how the file ended). `stage` tells which.
-void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
-                   const Error& error) noexcept {
-  try {
-    svc.run({std::move(action), "file/" + name, {{"file", name}, {"stage", stage}}},
-            [&](audit::Event&) { throw error; });
-  } catch (...) {
-    // run() recorded it (or could not); the caller rethrows the original error.
-  }
-}
+namespace {
 
 void copy_range(int in, off_t from, int out) {
   for (;;) {
@@ -171,42 +337,114 @@ void copy_range(int in, off_t from, int out) {
 
 FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
                                  const Context& context, std::uint32_t frame_size,
-                                 std::string_view name, const envelope::Progress& progress) {
+                                 std::string_view name, const envelope::Progress& progress,
+                                 const FileOutput& output) {
   if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
   FileResult result;
   result.name = name;
-  Wrapper w(
-      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
-      key_refs, result);
+  FileOperation op(*this, "file.encrypt", std::string(name), key_refs, result);
   try {
     const envelope::EncryptResult r =
-        envelope::encrypt(in_fd, out_fd, w, context, frame_size, progress);
+        envelope::encrypt(in_fd, out_fd, op, context, frame_size, progress);
     result.bytes = r.plaintext_bytes;
     result.frames = r.frames;
+    op.finish(result, output);
   } catch (const Error& e) {
-    if (w.used()) audit_failure(*this, "file.encrypt", std::string(name), "body", e);
+    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
+    if (op.running()) op.fail(stopped ? *stopped : e);
+    if (stopped) throw *stopped;
+    throw;
+  } catch (const std::exception& e) {
+    if (op.running()) op.fail(Error(Code::failed, e.what()));
     throw;
   }
   return result;
 }
 
 FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
-                                 std::string_view name, const envelope::Progress& progress) {
+                                 std::string_view name, const envelope::Progress& progress,
+                                 const FileOutput& output) {
   FileResult result;
   result.name = name;
-  Wrapper w(
-      *vault_, [this](audit::Event e, const auto& op) { run(std::move(e), op); }, std::string(name),
-      {}, result);
+  FileOperation op(*this, "file.decrypt", std::string(name), {}, result);
   try {
-    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, w, context, progress);
+    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, op, context, progress);
     result.bytes = r.plaintext_bytes;
     result.frames = r.frames;
+    op.finish(result, output);
   } catch (const Error& e) {
-    if (!w.attempted()) audit_failure(*this, "file.decrypt", std::string(name), "header", e);
-    if (w.used()) audit_failure(*this, "file.decrypt", std::string(name), "body", e);
+    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
+    const Error& cause = stopped ? *stopped : e;
+    if (!op.attempted()) op.fail_before_start(cause);
+    if (op.running()) op.fail(cause);
+    if (stopped) throw *stopped;
+    throw;
+  } catch (const std::exception& e) {
+    if (op.running()) op.fail(Error(Code::failed, e.what()));
     throw;
   }
   return result;
+}
+
+fs::path Service::ops_dir() const { return fs::path(vault_->final_path().string() + ".ops"); }
+
+void Service::close_dead_file_operations() {
+  const fs::path dir = ops_dir();
+  std::error_code ec;
+  if (fs::symlink_status(dir, ec).type() != fs::file_type::directory) return;  // none ever ran
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    std::int64_t seq = 0;
+    const auto [end, err] = std::from_chars(file.data(), file.data() + file.size(), seq);
+    if (err != std::errc() || seq <= 0 || std::string_view(end) != ".lock") continue;
+    const int fd = ::open(entry.path().c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) continue;  // its process runs it still
+    // Its process is gone. The record it names is a start without its end when the process died
+    // in the middle; otherwise the process died between its end record and the removal of this
+    // file, or before its start committed, and there is nothing to record.
+    store::Db& db = vault_->db();
+    store::AuditFilter at;
+    at.after_seq = seq - 1;
+    at.limit = 1;
+    at.newest_first = false;
+    std::optional<store::AuditRow> start;
+    store::audit_query(db, at, [&](const store::AuditRow& r) {
+      if (r.seq == seq) start = r;
+    });
+    bool ended = !start || start->outcome != "started";
+    if (!ended) {
+      store::AuditFilter later;
+      later.resource = start->resource;
+      later.after_seq = seq;
+      later.limit = std::numeric_limits<std::int64_t>::max();
+      later.newest_first = false;
+      store::audit_query(db, later, [&](const store::AuditRow& r) {
+        if (ended) return;
+        const nlohmann::json p = nlohmann::json::parse(r.params, nullptr, false);
+        ended = p.is_object() && p.value("started_seq", nlohmann::json()) == nlohmann::json(seq);
+      });
+    }
+    if (!ended) {
+      const nlohmann::json p = nlohmann::json::parse(start->params, nullptr, false);
+      audit::Event ev{
+          start->action,
+          start->resource,
+          {{"file", p.is_object() ? p.value("file", nlohmann::json()) : nlohmann::json()},
+           {"step", "end"},
+           {"started_seq", seq},
+           {"closed_by", "next command"}}};
+      store::Tx tx(db, store::Tx::Kind::write);
+      const store::AuditRow row = append(ev, "error", "interrupted");
+      tx.commit();
+      log_->publish(row);
+    }
+    ::unlink(entry.path().c_str());
+  }
 }
 
 FileResult Service::rewrap_file(const std::filesystem::path& path,
@@ -226,7 +464,7 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
   try {
     h = envelope::read_header(in);
   } catch (const Error& e) {
-    audit_failure(*this, "file.rewrap", path.string(), "header", e);
+    audit_failure(*this, "file.rewrap", path.string(), "header", e.code(), failure_code(e));
     throw;
   }
   files::AtomicFile out(path, /*overwrite=*/true);

@@ -9,6 +9,7 @@
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/files.hpp"
+#include "kms/signals.hpp"
 
 namespace kms {
 namespace {
@@ -389,33 +390,44 @@ void Service::check_writable() {
   if (!vault_->is_backup() && !log_->head_state().state) authenticate_rows();
 }
 
-void Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
-                  const Hooks& hooks) {
+store::AuditRow Service::run(audit::Event event, const std::function<void(audit::Event&)>& op) {
+  return run(std::move(event), op, Hooks{});
+}
+
+store::AuditRow Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
+                             const Hooks& hooks, std::string_view outcome,
+                             std::string_view error_code) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
   check_writable();
+  close_dead_file_operations();
   store::AuditRow row;
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
     op(event);
-    row = append(event, "ok", "");
+    row = append(event, outcome, error_code);
+    if (hooks.appended) hooks.appended(row);
     tx.commit();
   } catch (const Error& e) {
     if (hooks.rolled_back) hooks.rolled_back();
-    record_failure(event, e.code());
+    if (hooks.failing) hooks.failing(event);
+    record_failure(event, e.code(), failure_code(e));
     throw;
   } catch (const std::exception&) {
     if (hooks.rolled_back) hooks.rolled_back();
+    if (hooks.failing) hooks.failing(event);
     record_failure(event, Code::failed);
     throw;
   }
   log_->publish(row);
   if (hooks.committed) hooks.committed();
+  return row;
 }
 
 void Service::run_failed(audit::Event event, Code code,
                          const std::function<void(audit::Event&)>& op) {
   files::ExclusiveLock lock(lock_path(vault_->final_path()));
   check_writable();
+  close_dead_file_operations();
   store::AuditRow row;
   {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
@@ -426,10 +438,20 @@ void Service::run_failed(audit::Event event, Code code,
   log_->publish(row);
 }
 
+std::string_view Service::failure_code(const Error& e) noexcept {
+  return dynamic_cast<const signals::Interrupted*>(&e) != nullptr ? "interrupted"
+                                                                  : code_name(e.code());
+}
+
 void Service::record_failure(const audit::Event& event, Code code) noexcept {
+  record_failure(event, code, code_name(code));
+}
+
+void Service::record_failure(const audit::Event& event, Code code,
+                             std::string_view error_code) noexcept {
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    const store::AuditRow row = append(event, outcome_of(code), code_name(code));
+    const store::AuditRow row = append(event, outcome_of(code), error_code);
     tx.commit();
     log_->publish(row);
   } catch (...) {

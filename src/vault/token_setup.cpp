@@ -168,7 +168,7 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     for (int n = 2; fs::exists(aside, ec) || fs::exists(private_token_dir(aside), ec); ++n) {
       aside = fs::path(final_path.string() + ".replaced-" + now_compact() + "-" + std::to_string(n));
     }
-    for (const char* suffix : {"-wal", "-shm", ".lock"}) {
+    for (const char* suffix : {"-wal", "-shm", ".lock", ".ops"}) {
       fs::rename(final_path.string() + suffix, aside.string() + suffix, ec);
     }
     fs::rename(token_dir, private_token_dir(aside), ec);

@@ -737,7 +737,9 @@ class Served(AgentTestCase):
         self.assertTrue(served)
         for rec in served:
             with self.subTest(seq=rec["seq"], action=rec["action"]):
-                self.assertEqual(rec["outcome"], "ok")
+                # A file operation's key use is `started`, and its end `ok` (FORMAT.md §8.1).
+                started = rec["action"].startswith("file.") and rec["params"]["step"] == "start"
+                self.assertEqual(rec["outcome"], "started" if started else "ok")
                 self.assertEqual(rec["uid"], os.geteuid())
                 self.assertEqual(rec["params"].get("agent", {}).get("pid"), agent_pid, rec)
                 self.assertIn(rec["params"]["agent"].get("client_pid"), clients, rec)

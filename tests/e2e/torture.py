@@ -15,7 +15,9 @@ go on until the number of kills asked for have landed. After every round:
   - the command happened entirely, with its `ok` audit record, or not at all: the rows it adds
     (keys, key versions, secret versions, the root key generation) grew by exactly the number
     of its `ok` records, a changed PIN has its start record and a done record means it
-    changed;
+    changed; a `file encrypt` has its key use recorded `started` and ended by exactly one
+    record (the status above ends the start of a killed one), and an `ok` end means its output
+    file is there;
   - every ciphertext made so far (after each key create, rotate and rekey) still decrypts;
   - an interrupted init leaves either no vault (and `kmsctl init` then succeeds) or a vault
     that opens and verifies.
@@ -184,13 +186,13 @@ class Torture:
             i, self.seed, " ".join(argv), sig.name, delay * 1000)
         landed = interrupt(self.kms.popen(*argv, env=env), delay, sig)
         self.stats[(name, sig.name, "landed" if landed else "missed")] += 1
-        self.check(name, where, before, sig)
+        self.check(name, where, before, sig, argv)
         return landed
 
     def status(self):
         return self.kms.run("status")
 
-    def check(self, name, where, before, sig):
+    def check(self, name, where, before, sig, argv=None):
         r = self.status()
         pin_changed = False
         if name == "change-pin" and r.rc != 0:
@@ -222,6 +224,8 @@ class Torture:
                     where, name, grew, oks, action))
         if name in ("key-rotate", "key-create", "rekey"):
             self.roundtrip(where)
+        if name == "file-encrypt":
+            self.check_file_records(where, records, argv)
         if name == "change-pin":
             steps = [p for a, o, p in records if a == "vault.change_pin" and o == "ok"]
             if pin_changed and not steps:
@@ -229,6 +233,21 @@ class Torture:
             if any('"done"' in (p or "") for p in steps) and not pin_changed:
                 raise Violation("%s: vault.change_pin is recorded done but the PIN is the old one"
                                 % where)
+
+    def check_file_records(self, where, records, argv):
+        """Every file.encrypt key use is `started` and has exactly one end record naming it;
+        `ok` is an end whose output exists."""
+        recs = [(o, json.loads(p)) for a, o, p in records if a == "file.encrypt"]
+        starts = [p for o, p in recs if p.get("step") == "start" and o == "started"]
+        ends = [(o, p) for o, p in recs if "started_seq" in p]
+        if any(o == "ok" and p.get("step") != "done" for o, p in recs):
+            raise Violation("%s: a file.encrypt ok record that is not an end: %s" % (where, recs))
+        if len(ends) != len(starts):
+            raise Violation("%s: %d file.encrypt starts but %d ends: %s" % (
+                where, len(starts), len(ends), recs))
+        out = argv[argv.index("-o") + 1] if argv and "-o" in argv else None
+        if out and any(o == "ok" for o, _ in ends) and not os.path.exists(out):
+            raise Violation("%s: file.encrypt recorded ok but %s is missing" % (where, out))
 
     def roundtrip(self, where):
         """Encrypts under both keys' current versions and decrypts again; the blobs are kept,
@@ -365,14 +384,15 @@ AGENT_SHARE = 0.1
 
 def interrupt(p, delay, sig):
     """Sends `sig` to the running command `p` after `delay` seconds and waits for it; whether the
-    signal landed (ended the command) rather than arriving after it had finished."""
+    signal landed (ended the command, or stopped it: a file stream catches SIGINT and SIGTERM
+    and exits 128 + the signal's number) rather than arriving after it had finished."""
     time.sleep(delay)
     try:
         p.send_signal(sig)
     except ProcessLookupError:
         pass
     p.communicate(timeout=300)
-    return p.returncode == -sig
+    return p.returncode in (-sig, 128 + sig)
 
 
 def alive(pid):

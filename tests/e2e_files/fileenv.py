@@ -95,6 +95,32 @@ class FilesTestCase(KeysTestCase):
         os.makedirs(d, exist_ok=True)
         return d
 
+    def file_audited(self, *args, action, rc=0, error_code=None, input=None):
+        """Runs a `file encrypt` or `file decrypt` of one input, checks its exit code and that it
+        wrote exactly its two records (docs/FORMAT.md §8.1): the key use, outcome `started`
+        (step start), then the end naming it (started_seq): `ok` with step done after a success,
+        else `error` (`denied` for exit 4) with step end. Returns (result, start, end)."""
+        before = self.vault.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
+        r = self.vault.run(*args, input=input)
+        self.assertEqual(r.rc, rc, f"expected exit {rc}:\n{r!r}")
+        new = self.vault.audit_rows(before)
+        self.assertEqual([x["action"] for x in new], [action, action], new)
+        start, end = new
+        self.assertEqual((start["outcome"], start["error_code"], start["params"]["step"]),
+                         ("started", "", "start"), start)
+        self.assertEqual(end["resource"], start["resource"], end)
+        self.assertEqual(end["params"]["file"], start["params"]["file"], end)
+        self.assertEqual(end["params"]["started_seq"], start["seq"], end)
+        if rc == 0:
+            self.assertEqual((end["outcome"], end["error_code"], end["params"]["step"]),
+                             ("ok", "", "done"), end)
+        else:
+            self.assertEqual(end["outcome"], "denied" if rc == REFUSED else "error", end)
+            self.assertEqual(end["params"]["step"], "end", end)
+            if error_code is not None:
+                self.assertEqual(end["error_code"], error_code, end)
+        return r, start, end
+
     def assertNoOutput(self, directory, *names):
         """None of `names` exists in `directory`, and no temporary file was left there."""
         for n in names:

@@ -122,11 +122,11 @@ class Damage(FilesTestCase):
                                   for x in recs], [("file.decrypt", "error", "integrity", "header")] * 2)
         os.unlink(path)
 
-    def test_each_attempt_is_audited_a_body_failure_after_the_key_use_record(self):
+    def test_each_attempt_is_audited_a_body_failure_ends_the_started_key_use_with_an_error(self):
         v = self.variants()
-        for name, expected in (("magic", [("error", "header")]),
-                               ("frames_swapped", [("ok", None), ("error", "body")]),
-                               ("missing_final_frame", [("ok", None), ("error", "body")])):
+        for name, expected in (("magic", [("error", None)]),
+                               ("frames_swapped", [("started", "start"), ("error", "end")]),
+                               ("missing_final_frame", [("started", "start"), ("error", "end")])):
             with self.subTest(damage=name):
                 path = os.path.join(self.work, name + ".kenc")
                 write(path, v[name][0])
@@ -135,11 +135,14 @@ class Damage(FilesTestCase):
                                                 path).rc, INTEGRITY)
                 recs = self.vault.audit_rows(before)
                 self.assertEqual([x["action"] for x in recs], ["file.decrypt"] * len(expected))
-                self.assertEqual([(x["outcome"], x["params"].get("stage")) for x in recs], expected)
+                self.assertEqual([(x["outcome"], x["params"].get("step")) for x in recs], expected)
                 self.assertEqual(recs[-1]["params"]["file"], path)
+                self.assertEqual(recs[-1]["error_code"], "integrity")
                 if len(expected) == 2:
                     self.assertEqual(recs[0]["params"]["keys"], [{"key": self.key, "version": 1}])
-                    self.assertEqual(recs[1]["error_code"], "integrity")
+                    self.assertEqual(recs[1]["params"]["started_seq"], recs[0]["seq"])
+                else:
+                    self.assertEqual(recs[0]["params"]["stage"], "header")
                 os.unlink(path)
 
     def test_a_key_id_altered_or_from_another_vault_fails_with_exit_5(self):
@@ -213,7 +216,7 @@ class KeyState(FilesTestCase):
         env = Envelope(read(src + ".kenc"))
         self.assertEqual(env.keys(), [(a, 1), (b, 1)])
         self.vault.ok("key", "disable", a)
-        r, rec = self.audited("file", "decrypt", src + ".kenc", action="file.decrypt")
+        r, rec, _ = self.file_audited("file", "decrypt", src + ".kenc", action="file.decrypt")
         self.assertEqual(read(src), pt)
         self.assertEqual(rec["params"]["keys"], [{"key": b, "version": 1}])
         os.unlink(src)

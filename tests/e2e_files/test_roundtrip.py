@@ -27,8 +27,8 @@ class RoundTrip(FilesTestCase):
                 src = os.path.join(d, f"f{size}.bin")
                 pt = os.urandom(size)
                 write(src, pt)
-                r, rec = self.audited("file", "encrypt", "--key", "alias/build", "--frame-size",
-                                      "1KiB", src, action="file.encrypt")
+                r, rec, end = self.file_audited("file", "encrypt", "--key", "alias/build",
+                                                "--frame-size", "1KiB", src, action="file.encrypt")
                 self.assertEqual((r.raw, r.err), (b"", ""))
                 enc = src + ".kenc"
                 self.assertEqual(mode(enc), 0o600)
@@ -37,8 +37,12 @@ class RoundTrip(FilesTestCase):
                 self.assertEqual(len(env.frames()), size // KIB + 1)
                 self.assertEqual(env.keys(), [(self.key, 1)])
                 self.assertEqual(rec["params"]["keys"], [{"key": self.key, "version": 1}])
-                r, rec = self.audited("file", "decrypt", "--out-dir", out, enc,
-                                      action="file.decrypt")
+                self.assertEqual((end["params"]["bytes"], end["params"]["frames"]),
+                                 (size, size // KIB + 1))
+                r, rec, end = self.file_audited("file", "decrypt", "--out-dir", out, enc,
+                                                action="file.decrypt")
+                self.assertEqual((end["params"]["bytes"], end["params"]["frames"]),
+                                 (size, size // KIB + 1))
                 back = os.path.join(out, f"f{size}.bin")
                 self.assertEqual(read(back), pt)
                 self.assertEqual(mode(back), 0o600)
@@ -79,7 +83,7 @@ class RoundTrip(FilesTestCase):
         import hashlib
         self.assertEqual(hashlib.sha256(p.stdout).hexdigest(), sha256_file(src))
 
-    def test_several_inputs_in_one_call_write_one_audit_record_each(self):
+    def test_several_inputs_in_one_call_write_a_start_and_an_end_record_each(self):
         d = self.dir("many")
         names = [os.path.join(d, f"a{i}.txt") for i in range(3)]
         for i, n in enumerate(names):
@@ -91,13 +95,18 @@ class RoundTrip(FilesTestCase):
         self.assertEqual([l["output"] for l in lines], [n + ".kenc" for n in names])
         self.assertEqual(lines[0]["keys"], [{"key_id": self.key, "version": 1}])
         recs = self.vault.audit_rows(before)
-        self.assertEqual([x["action"] for x in recs], ["file.encrypt"] * 3)
-        self.assertEqual([x["params"]["file"] for x in recs], names)
+        self.assertEqual([x["action"] for x in recs], ["file.encrypt"] * 6)
+        self.assertEqual([x["outcome"] for x in recs], ["started", "ok"] * 3)
+        self.assertEqual([x["params"]["file"] for x in recs], [n for n in names for _ in "se"])
+        self.assertEqual([x["params"]["started_seq"] for x in recs[1::2]],
+                         [x["seq"] for x in recs[0::2]])
         for n in names:
             os.unlink(n)
         before = self.vault.sql("SELECT max(seq) FROM audit_log")[0][0]
         self.vault.ok("file", "decrypt", *[n + ".kenc" for n in names])
-        self.assertEqual([x["action"] for x in self.vault.audit_rows(before)], ["file.decrypt"] * 3)
+        recs = self.vault.audit_rows(before)
+        self.assertEqual([(x["action"], x["outcome"]) for x in recs],
+                         [("file.decrypt", "started"), ("file.decrypt", "ok")] * 3)
         for i, n in enumerate(names):
             self.assertEqual(read(n), f"file {i}\n".encode() * (i + 1))
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,7 @@
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
+#include "kms/signals.hpp"
 
 using namespace kms;
 using kms::test::read_file;
@@ -323,6 +325,54 @@ TEST_CASE("decrypting from a pipe releases only verified frames and fails on a c
     } else {
       CHECK(!code.has_value());
       CHECK(read_file(dir / "pipe-out") == pt);
+    }
+  }
+}
+
+TEST_CASE("a signal caught while a pipe keeps the stream waiting stops it with Interrupted") {
+  crypto::init();
+  TempDir dir;
+  MemoryWrapper w;
+  w.add("6b6d7363-746c-4000-8000-0000000000aa", 1, crypto::random_bytes(32));
+  const Bytes r = crypto::random_bytes(8 * 1024);
+  const std::string pt(r.begin(), r.end());
+  const std::string ct = encrypt_bytes(pt, w, {}, 1024, dir);
+  for (const bool decrypting : {false, true}) {
+    CAPTURE(decrypting);
+    const std::string& input = decrypting ? ct : pt;
+    signals::Catch catching;
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    // Half the input, then the pipe stays open and silent until the signal has come.
+    REQUIRE(::write(p[1], input.data(), input.size() / 2) ==
+            static_cast<ssize_t>(input.size() / 2));
+    std::thread stopper([] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      ::kill(::getpid(), SIGINT);
+    });
+    Fd out(::open((dir / "stopped").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    std::optional<int> sig;
+    try {
+      if (decrypting) {
+        (void)envelope::decrypt(p[0], out.fd, w, {});
+      } else {
+        (void)envelope::encrypt(p[0], out.fd, w, {}, 1024);
+      }
+    } catch (const signals::Interrupted& e) {
+      sig = e.signal();
+    }
+    stopper.join();
+    ::close(p[0]);
+    ::close(p[1]);
+    CHECK(sig == SIGINT);
+    // What was written is whole frames of the input's first half, never more.
+    const std::string written = read_file(dir / "stopped");
+    if (decrypting) {
+      CHECK(written.size() % 1024 == 0);
+      CHECK(written == pt.substr(0, written.size()));
+      CHECK(written.size() < pt.size() / 2 + 1024);
+    } else {
+      CHECK(written.size() < ct.size());
     }
   }
 }
