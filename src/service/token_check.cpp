@@ -84,8 +84,9 @@ Service::TokenCheck Service::check_token(bool remove) {
                    store::key_version_get(vault_->db(), k->first, k->second)) {
           use(o.label);
         } else if (k->second <= row->highest_lost_version) {
-          mark("stray", "a version a restore dropped (only a copy of the vault made before the "
-                        "restore can use it)");
+          mark("stray",
+               "a version a restore dropped (only a copy of the vault made before the "
+               "restore can use it)");
         } else {
           mark("stray", "no version row (an interrupted rotation)");
         }

@@ -73,7 +73,8 @@ void delete_rows(Db& db, const char* sql, std::string_view key) {
 }  // namespace
 
 void key_insert(Db& db, const KeyRow& k) {
-  Stmt s(db, fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", kKeyColumns)
+  Stmt s(db, fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         kKeyColumns)
                  .c_str());
   bind_key(s, k);
   s.step();
