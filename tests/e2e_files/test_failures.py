@@ -242,9 +242,16 @@ class ShrinkingInput(FilesTestCase):
         seen = set()
         for i in range(12):
             write(src, os.urandom(48 << 20))
+            before = self.vault.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
             p = self.vault.popen("file", "encrypt", "--key", key, "--frame-size", "64KiB",
                                  "-o", out, src)
-            time.sleep(random.uniform(0, 0.05))
+            # The body is read once the data key is wrapped (the `started` record): cut the
+            # input a random instant after that, however long the command took to get there.
+            deadline = time.monotonic() + 60
+            while (p.poll() is None and time.monotonic() < deadline and not self.vault.sql(
+                    "SELECT 1 FROM audit_log WHERE seq > ? AND outcome = 'started'", (before,))):
+                time.sleep(0.001)
+            time.sleep(random.uniform(0, 0.02))
             os.truncate(src, random.randrange(1, 32 << 20))
             _, err = p.communicate(timeout=120)
             self.assertIn(p.returncode, (0, 1), "killed by a signal or failed otherwise:\n%s"
