@@ -978,6 +978,15 @@ struct RowVault {
   }
 };
 
+store::SecretRow secret_s1() {
+  store::SecretRow s;
+  s.id = "s1";
+  s.name = "app/db";
+  s.key_id = "k1";
+  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("a row edited, moved or stripped of its MAC in the file is refused on read, named") {
@@ -1050,11 +1059,7 @@ TEST_CASE("the state digest finds a row put back to an older genuine copy, delet
 
 TEST_CASE("secret versions purged and stages moved keep the recorded state") {
   RowVault v;
-  store::SecretRow s;
-  s.id = "s1";
-  s.name = "app/db";
-  s.key_id = "k1";
-  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  const store::SecretRow s = secret_s1();
   v.write([&] {
     store::secret_insert(v.db, s);
     for (std::int64_t i = 1; i <= 4; ++i) {
@@ -1074,11 +1079,7 @@ TEST_CASE("secret versions purged and stages moved keep the recorded state") {
 
 TEST_CASE("a purge decides on checked rows: a forged stage stops it, it does not delete") {
   RowVault v;
-  store::SecretRow s;
-  s.id = "s1";
-  s.name = "app/db";
-  s.key_id = "k1";
-  s.created = s.updated = "2026-01-01T00:00:00.000Z";
+  const store::SecretRow s = secret_s1();
   v.write([&] {
     store::secret_insert(v.db, s);
     store::secret_version_insert(v.db, {"s1", 1, s.created, std::nullopt, Bytes{1}});
