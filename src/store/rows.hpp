@@ -23,7 +23,7 @@ struct RowAuth {
   crypto::HmacSha256 state;  // K_state: state elements and masks
   crypto::Digest pending{};  // the sum of elements added minus those removed, mod 2^256
   bool dirty = false;        // the transaction changed authenticated rows
-  bool legacy = false;       // no record carries the state: rows without a MAC are accepted
+  bool legacy = false;       // rows without a MAC are accepted (Db::set_legacy_rows)
 };
 
 }  // namespace kms::store
