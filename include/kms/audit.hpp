@@ -114,6 +114,9 @@ class Log {
 
  private:
   Bytes encode_anchor(const Anchor& a) const;
+  std::optional<store::AuditRow> newest_record();
+  // The record's hash matches its contents and its prev_hash, and its MAC is valid.
+  bool is_genuine(const store::AuditRow& r) const;
   bool finish_interrupted_restore(const std::optional<Anchor>& anchor);
   store::Db& db_;
   std::string vault_id_;

@@ -98,14 +98,10 @@ bool Log::finish_interrupted_restore(const std::optional<Anchor>& anchor) {
   // who can delete the token's files could make an older log whose head is a restore record
   // pass as the live one.
   if (!anchor) return false;
-  std::optional<store::AuditRow> head;
-  store::AuditFilter newest;
-  newest.limit = 1;
-  store::audit_query(db_, newest, [&](const store::AuditRow& r) { head = r; });
+  const std::optional<store::AuditRow> head = newest_record();
   if (!head || head->action != "vault.restore" || head->outcome != "ok") return false;
   // The record must be whole, MACed (written with K_audit: by a token holder), and linked.
-  const crypto::Digest h = chain_hash(head->prev_hash, encode(*head));
-  if (!crypto::equal(h, head->hash) || !mac_.verify(h, head->mac)) return false;
+  if (!is_genuine(*head)) return false;
   const std::optional<Bytes> prev = store::audit_hash_at(db_, head->seq - 1);
   const crypto::Digest g = genesis_hash(vault_id_);
   if (!crypto::equal(head->prev_hash, prev ? ByteView(*prev) : ByteView(g))) return false;
@@ -156,15 +152,24 @@ void Log::check_anchor() {
   }
 }
 
-Log::HeadState Log::head_state() {
-  HeadState out;
+std::optional<store::AuditRow> Log::newest_record() {
   std::optional<store::AuditRow> head;
   store::AuditFilter newest;
   newest.limit = 1;
   store::audit_query(db_, newest, [&](const store::AuditRow& r) { head = r; });
+  return head;
+}
+
+bool Log::is_genuine(const store::AuditRow& r) const {
+  const crypto::Digest h = chain_hash(r.prev_hash, encode(r));
+  return crypto::equal(h, r.hash) && mac_.verify(h, r.mac);
+}
+
+Log::HeadState Log::head_state() {
+  HeadState out;
+  const std::optional<store::AuditRow> head = newest_record();
   if (!head) return out;
-  const crypto::Digest h = chain_hash(head->prev_hash, encode(*head));
-  if (!crypto::equal(h, head->hash) || !mac_.verify(h, head->mac)) {
+  if (!is_genuine(*head)) {
     throw Error(Code::integrity,
                 fmt::format("audit record {}, the newest, was altered (its hash or MAC does not "
                             "match its contents)",
