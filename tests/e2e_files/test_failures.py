@@ -240,16 +240,17 @@ class ShrinkingInput(FilesTestCase):
         src = os.path.join(d, "big.bin")
         out = os.path.join(d, "big.kenc")
         seen = set()
+        ops = self.vault.vault + ".ops"
         for i in range(12):
             write(src, os.urandom(48 << 20))
-            before = self.vault.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
             p = self.vault.popen("file", "encrypt", "--key", key, "--frame-size", "64KiB",
                                  "-o", out, src)
-            # The body is read once the data key is wrapped (the `started` record): cut the
-            # input a random instant after that, however long the command took to get there.
+            # The body is read once the data key is wrapped, when the operation's lock file
+            # appears in VAULT.ops/: cut the input a random instant after that, however long the
+            # command took to get there (a sanitizer build is slow to start).
             deadline = time.monotonic() + 60
-            while (p.poll() is None and time.monotonic() < deadline and not self.vault.sql(
-                    "SELECT 1 FROM audit_log WHERE seq > ? AND outcome = 'started'", (before,))):
+            while (p.poll() is None and time.monotonic() < deadline
+                   and not (os.path.isdir(ops) and os.listdir(ops))):
                 time.sleep(0.001)
             time.sleep(random.uniform(0, 0.02))
             os.truncate(src, random.randrange(1, 32 << 20))
