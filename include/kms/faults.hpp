@@ -2,14 +2,16 @@
 // as a full disk or a failing device would. OP is `write` (a write to a SQLite file: the vault,
 // its WAL), `sync` (an fsync of one), `dirsync` (a directory fsync: SQLite's, and those that
 // publish output files) or `pkcs11` (a call into the PKCS#11 module, failed with
-// CKR_DEVICE_ERROR before it reaches the token). When the fault fires, "kmsctl: test fault: OP N failed" is printed on
-// stderr, so a test can tell a run it failed from one that ended before the N-th OP. Without
-// the variable nothing is counted.
+// CKR_DEVICE_ERROR before it reaches the token). `walopen` is a race rather than a failure: the
+// N-th open of an existing WAL finds it read-only, as when another process creates the WAL
+// between SQLite's read-write and read-only tries. When the fault fires, "kmsctl: test fault: OP N
+// failed" is printed on stderr, so a test can tell a run it failed from one that ended before the
+// N-th OP. Without the variable nothing is counted.
 #pragma once
 
 namespace kms::faults {
 
-enum class Op { write, sync, dirsync, pkcs11 };
+enum class Op { write, sync, dirsync, pkcs11, walopen };
 
 // Whether any fault is armed in this process (read once from the environment).
 bool armed() noexcept;

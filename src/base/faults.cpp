@@ -12,8 +12,8 @@
 namespace kms::faults {
 namespace {
 
-constexpr std::string_view kNames[] = {"write", "sync", "dirsync", "pkcs11"};
-constexpr int kOps = 4;
+constexpr std::string_view kNames[] = {"write", "sync", "dirsync", "pkcs11", "walopen"};
+constexpr int kOps = 5;
 
 struct Plan {
   int op = -1;     // index into kNames; -1: nothing armed

@@ -175,8 +175,25 @@ int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f,
   sqlite3_vfs* real = real_vfs(v);
   const bool wal =
       name != nullptr && (flags & SQLITE_OPEN_WAL) != 0 && (flags & SQLITE_OPEN_CREATE) != 0;
-  if (wal && real->xOpen(real, name, f, flags & ~SQLITE_OPEN_CREATE, out) == SQLITE_OK)
-    return SQLITE_OK;
+  if (wal) {
+    // When the read-write open finds no file, the unix VFS tries again read-only. If another
+    // process (any SQLite client of the vault file) creates the WAL between the two tries, that
+    // second try succeeds, and every later write of this connection fails with "attempt to write
+    // a readonly database". A read-only WAL is therefore closed and opened again, creating.
+    int got = 0;
+    const int quiet = faults::fail_now(faults::Op::walopen)
+                          ? real->xOpen(real, name, f,
+                                        (flags & ~(SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE)) |
+                                            SQLITE_OPEN_READONLY,
+                                        &got)
+                          : real->xOpen(real, name, f, flags & ~SQLITE_OPEN_CREATE, &got);
+    if (quiet == SQLITE_OK && (got & SQLITE_OPEN_READONLY) == 0) {
+      if (out != nullptr) *out = got;
+      return SQLITE_OK;
+    }
+    if (quiet == SQLITE_OK) f->pMethods->xClose(f);
+    f->pMethods = nullptr;
+  }
   const int rc = real->xOpen(real, name, f, flags, out);
   if (rc == SQLITE_OK && wal) {
     const int dir =

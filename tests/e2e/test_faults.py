@@ -64,5 +64,26 @@ class FaultInjection(unittest.TestCase):
                                "no %s fault ever fired" % op)
 
 
+class WalRace(unittest.TestCase):
+    """Another SQLite client of the vault file (a monitoring script, sqlite3 in a shell) can
+    delete the WAL as it closes and create it again as it opens. If that lands between the read-
+    write and the read-only try of SQLite's WAL open, kmsctl used to hold the WAL read-only and
+    fail its first write with "attempt to write a readonly database". The `walopen` seam makes
+    every command of the mix meet that race on its first WAL open: each must succeed."""
+
+    def test_a_wal_that_appears_read_only_is_opened_again_and_every_command_succeeds(self):
+        t = torture.Torture(random.SystemRandom().randrange(1 << 31))
+        self.addCleanup(t.cleanup)
+        t.populate()
+        for name in COMMANDS:
+            before = t.snapshot()
+            argv, env = t.command(name)
+            env["KMSCTL_TEST_FAULT"] = "walopen:1"
+            r = t.kms.run(*argv, env=env)
+            self.assertIn("kmsctl: test fault: walopen 1 failed", r.err, " ".join(argv))
+            self.assertEqual(r.rc, 0, r.show(argv))
+            t.check(name, " ".join(argv) + " with walopen:1", before, None)
+
+
 if __name__ == "__main__":
     kmsenv.main()
