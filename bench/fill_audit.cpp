@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<kms::Vault> vault = kms::Vault::open(path, pin);
     TokenAnchor anchor(*vault);
     kms::audit::Log log(vault->db(), vault->meta().vault_id, vault->audit_key(), anchor);
-    const kms::audit::Principal who = kms::audit::Principal::current();
+    const kms::Caller who = kms::Caller::current();
     const std::string resource = "vault/" + vault->meta().vault_id;
     // A bulk load: a bigger page cache keeps the seven audit_log indexes in memory.
     vault->db().exec("PRAGMA cache_size=-262144");
@@ -84,11 +84,12 @@ int main(int argc, char** argv) {
 
     // A realistic mix of actions and parameter sizes.
     kms::audit::Event events[4] = {
-        {"vault.status", resource, {}},
-        {"audit.list", resource, {{"limit", 100}}},
-        {"key.create", "key/00000000-0000-4000-8000-000000000000",
+        {kms::Action::vault_status, resource, {}},
+        {kms::Action::audit_list, resource, {{"limit", 100}}},
+        {kms::Action::key_create,
+         "key/00000000-0000-4000-8000-000000000000",
          {{"algorithm", "aes-256-gcm"}, {"name", "bench-key"}}},
-        {"secret.get", "secret/bench/db-password", {{"version", 3}}},
+        {kms::Action::secret_get, "secret/bench/db-password", {{"version", 3}}},
     };
     const bool tty = ::isatty(2) != 0;
     kms::store::AuditRow last;

@@ -11,7 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kms/actions.hpp"
+#include "kms/caller.hpp"
 #include "kms/clock.hpp"
+#include "kms/context.hpp"
 #include "kms/crypto.hpp"
 #include "kms/json.hpp"
 #include "kms/store.hpp"
@@ -27,17 +30,11 @@ inline constexpr std::string_view kGenesisLabel = "kmsctl-audit-genesis-v1";
 inline constexpr std::string_view kAnchorMagic = "KANC";
 inline constexpr std::uint8_t kAnchorVersion = 1;
 
-struct Principal {
-  std::string name;
-  std::int64_t uid = 0;
-  static Principal current();  // the OS user running this process
-  static Principal of(std::int64_t uid);
-};
-
 struct Event {
-  std::string action;    // "vault.init", "audit.verify", "key.create", ...
+  Action action;
   std::string resource;  // "vault/<id>", "key/<id>", ...
   nlohmann::json params = nlohmann::json::object();  // never secret values
+  Context context = {};  // a cryptographic operation's encryption context, for authorisation
 };
 
 // Canonical encoding of a record's fields (everything but prev_hash/hash/mac).
@@ -90,9 +87,10 @@ class Log {
   // is finished by moving the anchor to it. A token with no anchor at all finishes nothing. Returns whether it did; check_anchor() tries it
   // before refusing, callers that only read (audit verify) call it under the writer lock.
   bool finish_interrupted_restore();
-  // Appends a record inside the caller's write transaction and returns it.
+  // Appends a record inside the caller's write transaction and returns it; `who` is its
+  // principal (user name and uid).
   store::AuditRow append(const Event& event, std::string_view outcome, std::string_view error_code,
-                         const Principal& who, TimePoint when);
+                         const Caller& who, TimePoint when);
   // After the commit: moves the token anchor to this record.
   void publish(const store::AuditRow& row);
   // The same, allowed to move the anchor back (after `vault restore` replaced the log).

@@ -55,6 +55,8 @@ void fsync_dir(const std::filesystem::path& dir);
 // Which file is at `path` now (device and inode); nothing when there is none.
 using FileId = std::pair<dev_t, ino_t>;
 std::optional<FileId> file_id(const std::filesystem::path& path);
+// The uid that owns the file at `path`; nothing when there is none.
+std::optional<std::int64_t> file_owner(const std::filesystem::path& path);
 
 // flock(LOCK_EX) on a lock file, released on destruction.
 class ExclusiveLock {

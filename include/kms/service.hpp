@@ -11,7 +11,9 @@
 #include <optional>
 #include <string>
 
+#include "kms/access.hpp"
 #include "kms/audit.hpp"
+#include "kms/caller.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
 #include "kms/keys.hpp"
@@ -140,9 +142,13 @@ class Service {
 
   Vault& vault() noexcept { return *vault_; }
 
-  // For a front end that serves other processes (`kmsctl agent`): the records of the operations
-  // that follow name `who` as their principal and carry `origin` as their "agent" parameter.
-  void serve_client(audit::Principal who, nlohmann::json origin);
+  // Who asks for the operations that follow (by default this process: Caller::current()). A
+  // front end that serves other processes (`kmsctl agent`) names each client here; the records
+  // name the caller and its channel, and every operation is authorised for it.
+  void serve_client(Caller who);
+  const Caller& caller() const noexcept { return caller_; }
+  // Decides every operation (by default: owner_only, the uid that owns the vault file).
+  void set_authorizer(Authorizer authorizer);
 
   struct Hooks {
     std::function<void()> committed;    // after the commit (e.g. destroy an old token key)
@@ -153,7 +159,9 @@ class Service {
     // After a rollback, before the failure record is written: may change what it says.
     std::function<void(audit::Event&)> failing = nullptr;
   };
-  // Runs op inside one write transaction together with its audit record, whose outcome is
+  // The runner. Authorises the event for the caller (a refusal is Code::refused, recorded as
+  // `denied` with the deciding rule), then runs op inside one write transaction together with
+  // its audit record, whose outcome is
   // `outcome` (`ok`; `started` for the key use of a file operation, ended by a second record;
   // `error` with error_code for a failure recorded on purpose). op may add request parameters
   // and resource ids to the event. On failure the transaction rolls back, a failure record
@@ -285,7 +293,11 @@ class Service {
   // The error_code an error is recorded with: its code's name, or `interrupted` for a caught
   // signal (signals::Interrupted).
   static std::string_view failure_code(const Error& e) noexcept;
-  // Appends the operation's record with the client's principal and origin.
+  // Code::refused unless the authorizer allows the caller `event`'s action on its resource, as
+  // the event names them now; on a refusal, event.params gets the deciding `rule`. run() asks
+  // before op; an op that resolves its resource (an alias) asks again once it has.
+  void authorize(audit::Event& event);
+  // Appends the operation's record with the caller's principal and channel.
   store::AuditRow append(const audit::Event& event, std::string_view outcome,
                          std::string_view error_code);
   // Under the writer lock, before a record is appended: the vault file is still the one opened
@@ -320,15 +332,16 @@ class Service {
   // One audited operation on an existing key: resolves KEY, names it in the record, and
   // destroys token keys the operation made if it rolls back.
   using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;
-  void key_op(std::string_view action, std::string_view ref, const KeyBody& body);
+  void key_op(Action action, std::string_view ref, const KeyBody& body,
+              const Context& context = {});
   // describe and versions: the same read of a secret, under their own action names.
-  secrets::SecretInfo secret_info(std::string_view action, std::string_view name);
+  secrets::SecretInfo secret_info(Action action, std::string_view name);
 
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<audit::AnchorStore> anchor_;
   std::unique_ptr<audit::Log> log_;
-  audit::Principal principal_;
-  nlohmann::json origin_;  // null unless serve_client() named one
+  Caller caller_;
+  Authorizer authorizer_;
 };
 
 }  // namespace kms

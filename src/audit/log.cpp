@@ -99,7 +99,8 @@ bool Log::finish_interrupted_restore(const std::optional<Anchor>& anchor) {
   // pass as the live one.
   if (!anchor) return false;
   const std::optional<store::AuditRow> head = newest_record();
-  if (!head || head->action != "vault.restore" || head->outcome != "ok") return false;
+  if (!head || head->action != action_name(Action::vault_restore) || head->outcome != "ok")
+    return false;
   // The record must be whole, MACed (written with K_audit: by a token holder), and linked.
   if (!is_genuine(*head)) return false;
   const std::optional<Bytes> prev = store::audit_hash_at(db_, head->seq - 1);
@@ -182,7 +183,7 @@ Log::HeadState Log::head_state() {
 }
 
 store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::string_view error_code,
-                            const Principal& who, TimePoint when) {
+                            const Caller& who, TimePoint when) {
   store::AuditRow r;
   const std::optional<store::AuditHead> last = store::audit_last(db_);
   r.seq = last ? last->seq + 1 : 1;
@@ -193,9 +194,9 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
     r.prev_hash.assign(g.begin(), g.end());
   }
   r.time = format_rfc3339(when);
-  r.principal = utf8_text(who.name);
+  r.principal = utf8_text(who.user);
   r.uid = who.uid;
-  r.action = utf8_text(ev.action);
+  r.action = action_name(ev.action);
   r.resource = utf8_text(ev.resource);
   r.params = params_text(ev.params);
   r.outcome = outcome;

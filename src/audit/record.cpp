@@ -1,6 +1,3 @@
-#include <pwd.h>
-#include <unistd.h>
-
 #include "kms/audit.hpp"
 
 namespace kms::audit {
@@ -18,23 +15,6 @@ void put_str(Bytes& out, std::string_view s) {
 }
 
 }  // namespace
-
-Principal Principal::current() { return of(static_cast<std::int64_t>(::getuid())); }
-
-Principal Principal::of(std::int64_t uid) {
-  Principal p;
-  p.uid = uid;
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  char buf[4096];
-  if (::getpwuid_r(static_cast<uid_t>(uid), &pw, buf, sizeof buf, &found) == 0 &&
-      found != nullptr) {
-    p.name = found->pw_name;
-  } else {
-    p.name = "uid-" + std::to_string(p.uid);
-  }
-  return p;
-}
 
 Bytes encode(const store::AuditRow& r) {
   Bytes out;

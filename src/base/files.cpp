@@ -205,6 +205,12 @@ std::optional<FileId> file_id(const fs::path& path) {
   return FileId{st.st_dev, st.st_ino};
 }
 
+std::optional<std::int64_t> file_owner(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<std::int64_t>(st.st_uid);
+}
+
 ExclusiveLock::ExclusiveLock(const fs::path& lock_file) {
   fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) {

@@ -352,12 +352,12 @@ class Agent {
         vault_(std::move(vault)),
         vault_id_(files::file_id(vault_)),
         limits_(limits),
-        self_(audit::Principal::current()),
+        self_(Caller::current()),
         started_(format_rfc3339(now())) {}
 
   void record_start() {
-    svc_.serve_client(self_, nullptr);
-    svc_.run({"agent.start",
+    svc_.serve_client(self_);
+    svc_.run({Action::agent_start,
               resource(),
               {{"pid", ::getpid()},
                {"socket", listener_.path().string()},
@@ -404,7 +404,7 @@ class Agent {
   void record_stop(const std::string& reason) noexcept {
     if (reason == kVaultGone) return;
     try {
-      svc_.run({"agent.stop",
+      svc_.run({Action::agent_stop,
                 resource(),
                 {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_}}},
                [](audit::Event&) {});
@@ -424,12 +424,12 @@ class Agent {
     const timeval limit{2, 0};  // for the request: a client sends it as it connects
     ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     const ucred who = peer_of(conn);
-    const nlohmann::json origin = {{"pid", ::getpid()}, {"client_pid", who.pid}};
+    Caller client = Caller::peer(who.uid, who.gid, who.pid, Channel::agent);
     if (who.uid != ::geteuid()) {
-      refuse_stranger(conn, who, origin);
+      refuse_stranger(conn, client);
       return std::nullopt;
     }
-    svc_.serve_client(self_, origin);
+    svc_.serve_client(std::move(client));
     std::vector<Fd> fds;
     const std::optional<Bytes> msg = receive_message(conn, &fds);
     if (!msg) return std::nullopt;
@@ -526,17 +526,17 @@ class Agent {
 
   // A process of another user reached the socket (its directory's mode would have to have been
   // changed): refused, and recorded as denied under that user's name.
-  void refuse_stranger(int conn, const ucred& who, const nlohmann::json& origin) {
+  void refuse_stranger(int conn, Caller who) {
     const Error denied(
         Code::refused,
         fmt::format("this agent serves only uid {}, not uid {}", ::geteuid(), who.uid),
         "start your own agent: `eval \"$(kmsctl agent start)\"`");
-    svc_.serve_client(audit::Principal::of(who.uid), origin);
+    svc_.serve_client(std::move(who));
     try {
-      svc_.run({"agent.connect", resource(), {}}, [&](audit::Event&) { throw denied; });
+      svc_.run({Action::agent_connect, resource(), {}}, [&](audit::Event&) { throw denied; });
     } catch (const Error&) {
     }
-    svc_.serve_client(self_, nullptr);
+    svc_.serve_client(self_);
     reply(conn, {Answer::refused, exit_code(denied.code()), denied.what(), denied.hint()});
   }
 
@@ -601,7 +601,7 @@ class Agent {
   fs::path vault_;
   std::optional<files::FileId> vault_id_;
   Limits limits_;
-  audit::Principal self_;
+  Caller self_;
   std::string started_;
   std::int64_t requests_ = 0;
   Fd stopped_by_;  // the connection of `agent stop`

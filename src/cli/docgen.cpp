@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
+#include "kms/actions.hpp"
 #include "kms/error.hpp"
 
 namespace kms::cli {
@@ -332,17 +333,36 @@ std::string man_page(const CLI::App& root) {
            "another file takes the vault's path. agent.start and agent.stop are "
            "audited.")
     << "\n";
+  o << ".SH AUDIT ACTIONS\n"
+    << roff_escape(
+           "Every operation appends one record to the vault's audit log (two for a file "
+           "encrypt or decrypt): its time, principal (user name and uid), action, resource, "
+           "parameters (never a secret value; the channel parameter says whether the caller "
+           "opened the vault itself, direct, or an agent served it), outcome (ok, error, "
+           "denied, started) "
+           "and error code. An operation that the vault's owner did not ask for is refused "
+           "(exit 4) and recorded as denied, with the deciding rule. The actions:")
+    << "\n";
+  for (const ActionInfo& a : actions()) {
+    o << ".TP\n.B " << roff_escape(std::string(a.name)) << "\n"
+      << roff_escape(std::string(a.summary)) << "\n";
+  }
   o << ".SH EXIT STATUS\n";
   const std::pair<Code, const char*> codes[] = {
       {Code::failed, "the operation failed"},
       {Code::usage, "usage error (bad arguments or input)"},
-      {Code::not_found, "not found (a named key, alias, secret or file; a key or key version "
-                        "that a ciphertext names and this vault does not have)"},
-      {Code::refused, "refused by state or policy (disabled key, existing file, existing vault)"},
-      {Code::integrity, "integrity or authentication failure (tampered data, broken audit chain, "
-                        "wrong context or key)"},
-      {Code::unavailable, "vault or token unavailable (wrong PIN, missing module or token, "
-                          "missing vault, locked PIN)"},
+      {Code::not_found,
+       "not found (a named key, alias, secret or file; a key or key version "
+       "that a ciphertext names and this vault does not have)"},
+      {Code::refused,
+       "refused by state or policy (disabled key, existing file, existing vault; "
+       "a caller who is not the vault's owner)"},
+      {Code::integrity,
+       "integrity or authentication failure (tampered data, broken audit chain, "
+       "wrong context or key)"},
+      {Code::unavailable,
+       "vault or token unavailable (wrong PIN, missing module or token, "
+       "missing vault, locked PIN)"},
   };
   o << ".TP\n.B 0\nsuccess\n";
   for (const auto& [c, text] : codes) o << ".TP\n.B " << exit_code(c) << "\n" << roff_escape(text) << "\n";

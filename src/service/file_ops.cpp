@@ -145,12 +145,12 @@ std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_fa
 
 // Records a failure of a file operation before any key was used (a damaged header, a wrong
 // context, an interruption while the header was read): one record, `"stage": "header"`.
-void audit_failure(Service& svc, std::string action, const std::string& name, const char* stage,
+void audit_failure(Service& svc, Action action, const std::string& name, const char* stage,
                    Code code, std::string_view error_code) noexcept {
   try {
     svc.run(
-        {std::move(action), "file/" + name, {{"file", name}, {"stage", stage}}},
-        [](audit::Event&) {}, {}, outcome_for(code), error_code);
+        {action, "file/" + name, {{"file", name}, {"stage", stage}}}, [](audit::Event&) {}, {},
+        outcome_for(code), error_code);
   } catch (...) {
     // run() recorded it (or could not); the caller rethrows the original error.
   }
@@ -165,33 +165,37 @@ void audit_failure(Service& svc, std::string action, const std::string& name, co
 class Service::FileOperation final : public envelope::DataKeyWrapper {
  public:
   // refs: the keys to wrap for (encrypt); none to decrypt.
-  FileOperation(Service& svc, std::string action, std::string name, std::vector<std::string> refs,
+  FileOperation(Service& svc, Action action, std::string name, std::vector<std::string> refs,
                 FileResult& result)
       : svc_(svc),
         ks_(*svc.vault_),
-        action_(std::move(action)),
+        action_(action),
         name_(std::move(name)),
         refs_(std::move(refs)),
         result_(result) {}
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
-    start({action_, "file/" + name_, {{"file", name_}, {"context", context_json(context)}}},
-          [&](audit::Event& ev) {
-            std::vector<store::KeyRow> keys;
-            for (const std::string& ref : refs_) {
-              keys.push_back(ks_.resolve(ref));
-              keys::KeyStore::require_enabled(keys.back(), ref);
-            }
-            out = wrap_for(ks_, keys, data_key, context, result_);
-            ev.params["keys"] = keys_json(result_.keys);
-          });
+    start(
+        {action_, "file/" + name_, {{"file", name_}, {"context", context_json(context)}}, context},
+        [&](audit::Event& ev) {
+          std::vector<store::KeyRow> keys;
+          for (const std::string& ref : refs_) {
+            keys.push_back(ks_.resolve(ref));
+            keys::KeyStore::require_enabled(keys.back(), ref);
+          }
+          out = wrap_for(ks_, keys, data_key, context, result_);
+          ev.params["keys"] = keys_json(result_.keys);
+        });
     return out;
   }
 
   SecureBytes unwrap(const envelope::Header& h) override {
     SecureBytes dk;
-    start({action_, "file/" + name_, {{"file", name_}, {"context", context_json(h.context)}}},
+    start({action_,
+           "file/" + name_,
+           {{"file", name_}, {"context", context_json(h.context)}},
+           h.context},
           [&](audit::Event& ev) {
             dk = unwrap_with(ks_, h, result_);
             ev.params["keys"] = keys_json(result_.keys);
@@ -296,7 +300,8 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
 
   Service& svc_;
   keys::KeyStore ks_;
-  std::string action_, name_;
+  Action action_;
+  std::string name_;
   std::vector<std::string> refs_;
   FileResult& result_;
   std::optional<OpLock> lock_;
@@ -342,7 +347,7 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
   if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
   FileResult result;
   result.name = name;
-  FileOperation op(*this, "file.encrypt", std::string(name), key_refs, result);
+  FileOperation op(*this, Action::file_encrypt, std::string(name), key_refs, result);
   try {
     const envelope::EncryptResult r =
         envelope::encrypt(in_fd, out_fd, op, context, frame_size, progress);
@@ -366,7 +371,7 @@ FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
                                  const FileOutput& output) {
   FileResult result;
   result.name = name;
-  FileOperation op(*this, "file.decrypt", std::string(name), {}, result);
+  FileOperation op(*this, Action::file_decrypt, std::string(name), {}, result);
   try {
     const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, op, context, progress);
     result.bytes = r.plaintext_bytes;
@@ -416,7 +421,8 @@ void Service::close_dead_file_operations() {
     store::audit_query(db, at, [&](const store::AuditRow& r) {
       if (r.seq == seq) start = r;
     });
-    bool ended = !start || start->outcome != "started";
+    const std::optional<Action> action = start ? parse_action(start->action) : std::nullopt;
+    bool ended = !action || start->outcome != "started";
     if (!ended) {
       store::AuditFilter later;
       later.resource = start->resource;
@@ -432,7 +438,7 @@ void Service::close_dead_file_operations() {
     if (!ended) {
       const nlohmann::json p = nlohmann::json::parse(start->params, nullptr, false);
       audit::Event ev{
-          start->action,
+          *action,
           start->resource,
           {{"file", p.is_object() ? p.value("file", nlohmann::json()) : nlohmann::json()},
            {"step", "end"},
@@ -464,12 +470,12 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
   try {
     h = envelope::read_header(in);
   } catch (const Error& e) {
-    audit_failure(*this, "file.rewrap", path.string(), "header", e.code(), failure_code(e));
+    audit_failure(*this, Action::file_rewrap, path.string(), "header", e.code(), failure_code(e));
     throw;
   }
   files::AtomicFile out(path, /*overwrite=*/true);
   keys::KeyStore ks(*vault_);
-  audit::Event ev{"file.rewrap", "file/" + path.string(), {{"file", path.string()}}};
+  audit::Event ev{Action::file_rewrap, "file/" + path.string(), {{"file", path.string()}}};
   if (to_ref) ev.params["to_key"] = *to_ref;
   run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;

@@ -18,13 +18,16 @@ std::string key_resource(std::string_view id) { return "key/" + std::string(id);
 
 }  // namespace
 
-void Service::key_op(std::string_view action, std::string_view ref, const KeyBody& body) {
+void Service::key_op(Action action, std::string_view ref, const KeyBody& body,
+                     const Context& context) {
   keys::KeyStore ks(*vault_);
-  run(
-      {std::string(action), key_resource(ref), {{"key", std::string(ref)}}},
+  run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
       [&](audit::Event& ev) {
         store::KeyRow key = ks.resolve(ref);
-        ev.resource = key_resource(key.id);
+        if (ev.resource != key_resource(key.id)) {
+          ev.resource = key_resource(key.id);
+          authorize(ev);  // the key an alias names
+        }
         body(ks, key, ev);
       },
       {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
@@ -33,7 +36,7 @@ void Service::key_op(std::string_view action, std::string_view ref, const KeyBod
 keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
   keys::KeyStore ks(*vault_);
   keys::KeyInfo info;
-  audit::Event ev{"key.create", "key/", {}};
+  audit::Event ev{Action::key_create, "key/", {}};
   ev.params["spec"] = spec.spec;
   ev.params["protection"] = spec.protection;
   if (spec.alias) ev.params["alias"] = *spec.alias;
@@ -52,7 +55,7 @@ keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
 KeyPage Service::key_list(const std::optional<std::string>& state,
                           const std::optional<std::string>& after, std::int64_t limit) {
   KeyPage page;
-  audit::Event ev{"key.list", "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
+  audit::Event ev{Action::key_list, "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
   if (state) ev.params["state"] = *state;
   if (after) ev.params["after"] = *after;
   run(std::move(ev), [&](audit::Event&) {
@@ -73,15 +76,14 @@ KeyPage Service::key_list(const std::optional<std::string>& state,
 
 keys::KeyInfo Service::key_describe(std::string_view ref) {
   keys::KeyInfo info;
-  key_op("key.describe", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
-    info = ks.describe(key);
-  });
+  key_op(Action::key_describe, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) { info = ks.describe(key); });
   return info;
 }
 
 keys::KeyInfo Service::key_enable(std::string_view ref) {
   keys::KeyInfo info;
-  key_op("key.enable", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+  key_op(Action::key_enable, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
     ks.enable(key);
     info = ks.describe(key);
   });
@@ -90,7 +92,7 @@ keys::KeyInfo Service::key_enable(std::string_view ref) {
 
 keys::KeyInfo Service::key_disable(std::string_view ref) {
   keys::KeyInfo info;
-  key_op("key.disable", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+  key_op(Action::key_disable, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
     ks.disable(key);
     info = ks.describe(key);
   });
@@ -99,7 +101,7 @@ keys::KeyInfo Service::key_disable(std::string_view ref) {
 
 keys::KeyInfo Service::key_rotate(std::string_view ref) {
   keys::KeyInfo info;
-  key_op("key.rotate", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+  key_op(Action::key_rotate, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     ev.params["version"] = ks.rotate(key, now());
     info = ks.describe(key);
   });
@@ -108,35 +110,38 @@ keys::KeyInfo Service::key_rotate(std::string_view ref) {
 
 keys::KeyInfo Service::key_set_rotation(std::string_view ref, std::optional<std::int64_t> days) {
   keys::KeyInfo info;
-  key_op("key.set_rotation", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-    ev.params["rotation_period_days"] = json_or_null(days);
-    ks.set_rotation(key, days);
-    info = ks.describe(key);
-  });
+  key_op(Action::key_set_rotation, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           ev.params["rotation_period_days"] = json_or_null(days);
+           ks.set_rotation(key, days);
+           info = ks.describe(key);
+         });
   return info;
 }
 
 keys::KeyInfo Service::key_schedule_deletion(std::string_view ref, std::int64_t pending_days) {
   keys::KeyInfo info;
-  key_op("key.schedule_deletion", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-    ev.params["pending_days"] = pending_days;
-    ev.params["deletion_date"] = ks.schedule_deletion(key, pending_days, now());
-    info = ks.describe(key);
-  });
+  key_op(Action::key_schedule_deletion, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           ev.params["pending_days"] = pending_days;
+           ev.params["deletion_date"] = ks.schedule_deletion(key, pending_days, now());
+           info = ks.describe(key);
+         });
   return info;
 }
 
 keys::KeyInfo Service::key_cancel_deletion(std::string_view ref) {
   keys::KeyInfo info;
-  key_op("key.cancel_deletion", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
-    ks.cancel_deletion(key);
-    info = ks.describe(key);
-  });
+  key_op(Action::key_cancel_deletion, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
+           ks.cancel_deletion(key);
+           info = ks.describe(key);
+         });
   return info;
 }
 
 void Service::alias_create(std::string_view alias, std::string_view ref) {
-  key_op("key.alias_create", ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+  key_op(Action::key_alias_create, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
     ev.params["alias"] = std::string(alias);
     keys::check_alias_name(alias);
     if (store::alias_target(vault_->db(), alias)) {
@@ -148,7 +153,7 @@ void Service::alias_create(std::string_view alias, std::string_view ref) {
 }
 
 void Service::alias_update(std::string_view alias, std::string_view ref) {
-  key_op("key.alias_update", ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+  key_op(Action::key_alias_update, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
     ev.params["alias"] = std::string(alias);
     const auto old = store::alias_target(vault_->db(), alias);
     if (!old) {
@@ -161,7 +166,7 @@ void Service::alias_update(std::string_view alias, std::string_view ref) {
 }
 
 void Service::alias_delete(std::string_view alias) {
-  run({"key.alias_delete", "alias/" , {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
+  run({Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
     const auto target = store::alias_target(vault_->db(), alias);
     if (!target) {
       throw Error(Code::not_found, fmt::format("no alias {}", alias),
@@ -174,7 +179,7 @@ void Service::alias_delete(std::string_view alias) {
 
 std::vector<std::pair<std::string, std::string>> Service::alias_list() {
   std::vector<std::pair<std::string, std::string>> out;
-  run({"key.alias_list", "vault/" + vault_->meta().vault_id, {}},
+  run({Action::key_alias_list, "vault/" + vault_->meta().vault_id, {}},
       [&](audit::Event&) { out = store::alias_list(vault_->db()); });
   return out;
 }
@@ -182,7 +187,7 @@ std::vector<std::pair<std::string, std::string>> Service::alias_list() {
 keys::KeyInfo Service::key_tag(std::string_view ref,
                                const std::vector<std::pair<std::string, std::string>>& tags) {
   keys::KeyInfo info;
-  key_op("key.tag", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+  key_op(Action::key_tag, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     for (const auto& [k, v] : tags) {
       ev.params["tags"][k] = v;
       store::tag_set(vault_->db(), key.id, k, v);
@@ -194,7 +199,7 @@ keys::KeyInfo Service::key_tag(std::string_view ref,
 
 keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::string>& names) {
   keys::KeyInfo info;
-  key_op("key.untag", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+  key_op(Action::key_untag, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     ev.params["names"] = names;
     for (const auto& n : names) {
       if (!store::tag_remove(vault_->db(), key.id, n)) {
@@ -209,19 +214,22 @@ keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::st
 
 Bytes Service::encrypt(std::string_view ref, ByteView plaintext, const Context& context) {
   Bytes out;
-  key_op("key.encrypt", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-    ev.params["context"] = context_json(context);
-    ev.params["bytes"] = plaintext.size();
-    keys::KeyStore::require_enabled(key, ref);
-    if (plaintext.size() > keys::kMaxEncryptPlaintext) {
-      throw Error(Code::usage,
-                  fmt::format("encrypt takes at most {} bytes; the input has {}",
-                              keys::kMaxEncryptPlaintext, plaintext.size()),
-                  "encrypt larger data with `kmsctl file encrypt` (envelope encryption)");
-    }
-    out = ks.encrypt(key, plaintext, context);
-    ev.params["version"] = key.primary_version;
-  });
+  key_op(
+      Action::key_encrypt, ref,
+      [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+        ev.params["context"] = context_json(context);
+        ev.params["bytes"] = plaintext.size();
+        keys::KeyStore::require_enabled(key, ref);
+        if (plaintext.size() > keys::kMaxEncryptPlaintext) {
+          throw Error(Code::usage,
+                      fmt::format("encrypt takes at most {} bytes; the input has {}",
+                                  keys::kMaxEncryptPlaintext, plaintext.size()),
+                      "encrypt larger data with `kmsctl file encrypt` (envelope encryption)");
+        }
+        out = ks.encrypt(key, plaintext, context);
+        ev.params["version"] = key.primary_version;
+      },
+      context);
   return out;
 }
 
@@ -229,7 +237,7 @@ keys::Decrypted Service::decrypt(ByteView blob, const Context& context) {
   keys::KeyStore ks(*vault_);
   std::optional<keys::Decrypted> out;
   const std::string key_id = keys::KeyStore::blob_key_id(blob).value_or("");
-  run({"key.decrypt", key_resource(key_id), {{"context", context_json(context)}}},
+  run({Action::key_decrypt, key_resource(key_id), {{"context", context_json(context)}}, context},
       [&](audit::Event& ev) {
         out = ks.decrypt(blob, context);
         ev.params["version"] = out->key_version;
@@ -242,7 +250,7 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
   keys::KeyStore ks(*vault_);
   Bytes out;
   const std::string from_id = keys::KeyStore::blob_key_id(blob).value_or("");
-  audit::Event ev{"key.reencrypt", key_resource(from_id), {}};
+  audit::Event ev{Action::key_reencrypt, key_resource(from_id), {}, context};
   ev.params["context"] = context_json(context);
   ev.params["to_key"] = std::string(to_ref);
   ev.params["to_context"] = context_json(to_context);
@@ -260,22 +268,25 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
 
 DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes, const Context& context) {
   DataKey dk;
-  key_op("key.generate_data_key", ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-    ev.params["context"] = context_json(context);
-    ev.params["bytes"] = bytes;
-    keys::KeyStore::require_enabled(key, ref);
-    dk.plaintext = crypto::random_secret(bytes);
-    dk.ciphertext_blob = ks.encrypt(key, dk.plaintext.view(), context);
-    dk.key_id = key.id;
-    dk.key_version = static_cast<std::uint32_t>(key.primary_version);
-    ev.params["version"] = key.primary_version;
-  });
+  key_op(
+      Action::key_generate_data_key, ref,
+      [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+        ev.params["context"] = context_json(context);
+        ev.params["bytes"] = bytes;
+        keys::KeyStore::require_enabled(key, ref);
+        dk.plaintext = crypto::random_secret(bytes);
+        dk.ciphertext_blob = ks.encrypt(key, dk.plaintext.view(), context);
+        dk.key_id = key.id;
+        dk.key_version = static_cast<std::uint32_t>(key.primary_version);
+        ev.params["version"] = key.primary_version;
+      },
+      context);
   return dk;
 }
 
 Bytes Service::random(std::size_t bytes) {
   Bytes out;
-  run({"random.generate", "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
+  run({Action::random_generate, "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
       [&](audit::Event&) { out = crypto::random_bytes(bytes); });
   return out;
 }
@@ -285,8 +296,7 @@ MaintainReport Service::maintain(bool dry_run) {
   rep.dry_run = dry_run;
   keys::KeyStore ks(*vault_);
   std::vector<std::string> token_keys_to_destroy;
-  run(
-      {"vault.maintain", "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
+  run({Action::vault_maintain, "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
       [&](audit::Event& ev) {
         const TimePoint t = now();
         const std::string at = format_rfc3339(t);

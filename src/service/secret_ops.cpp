@@ -11,8 +11,8 @@ namespace {
 
 std::string secret_resource(std::string_view name) { return "secret/" + std::string(name); }
 
-audit::Event secret_event(std::string_view action, std::string_view name) {
-  return {std::string(action), secret_resource(name), {{"name", std::string(name)}}};
+audit::Event secret_event(Action action, std::string_view name) {
+  return {action, secret_resource(name), {{"name", std::string(name)}}};
 }
 
 SecureBytes input_value(const SecretInput& in) {
@@ -27,7 +27,7 @@ secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  audit::Event ev = secret_event("secret.create", spec.name);
+  audit::Event ev = secret_event(Action::secret_create, spec.name);
   ev.params["generated"] = !input.value.has_value();
   if (spec.key) ev.params["key"] = *spec.key;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
@@ -48,7 +48,7 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  audit::Event ev = secret_event("secret.put", name);
+  audit::Event ev = secret_event(Action::secret_put, name);
   ev.params["generated"] = !input.value.has_value();
   run(std::move(ev), [&](audit::Event& e) {
     store::SecretRow s = ss.resolve(name);
@@ -68,7 +68,7 @@ secrets::Value Service::secret_get(std::string_view name, std::optional<std::str
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::optional<secrets::Value> out;
-  audit::Event ev = secret_event("secret.get", name);
+  audit::Event ev = secret_event(Action::secret_get, name);
   if (stage) ev.params["stage"] = *stage;
   if (version) ev.params["version"] = *version;
   for (const auto& [k, v] : extra.items()) ev.params[k] = v;
@@ -85,14 +85,14 @@ std::vector<secrets::SecretInfo> Service::secret_list() {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::vector<secrets::SecretInfo> out;
-  run({"secret.list", "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
+  run({Action::secret_list, "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
     for (const auto& s : store::secret_list(vault_->db())) out.push_back(ss.describe(s));
     e.params["count"] = out.size();
   });
   return out;
 }
 
-secrets::SecretInfo Service::secret_info(std::string_view action, std::string_view name) {
+secrets::SecretInfo Service::secret_info(Action action, std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
@@ -101,11 +101,11 @@ secrets::SecretInfo Service::secret_info(std::string_view action, std::string_vi
 }
 
 secrets::SecretInfo Service::secret_describe(std::string_view name) {
-  return secret_info("secret.describe", name);
+  return secret_info(Action::secret_describe, name);
 }
 
 secrets::SecretInfo Service::secret_versions(std::string_view name) {
-  return secret_info("secret.versions", name);
+  return secret_info(Action::secret_versions, name);
 }
 
 secrets::SecretInfo Service::secret_delete(std::string_view name,
@@ -113,7 +113,7 @@ secrets::SecretInfo Service::secret_delete(std::string_view name,
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  audit::Event ev = secret_event("secret.delete", name);
+  audit::Event ev = secret_event(Action::secret_delete, name);
   ev.params["force"] = !days.has_value();
   if (days) ev.params["recovery_days"] = *days;
   run(std::move(ev), [&](audit::Event& e) {
@@ -134,7 +134,7 @@ secrets::SecretInfo Service::secret_restore(std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event("secret.restore", name), [&](audit::Event&) {
+  run(secret_event(Action::secret_restore, name), [&](audit::Event&) {
     store::SecretRow s = ss.resolve(name);
     ss.restore(s);
     info = ss.describe(s);
@@ -147,7 +147,7 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  audit::Event ev = secret_event("secret.set_rotation", name);
+  audit::Event ev = secret_event(Action::secret_set_rotation, name);
   if (change.set_period) {
     ev.params["rotation_period_days"] = json_or_null(change.period_days);
   }
@@ -163,7 +163,7 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
 
 void Service::rotation_step_failed(std::string_view name, std::string_view step,
                                    std::int64_t version, const std::string& failure) {
-  audit::Event ev = secret_event("secret.rotate", name);
+  audit::Event ev = secret_event(Action::secret_rotate, name);
   ev.params["step"] = std::string(step);
   ev.params["version"] = version;
   ev.params["failure"] = failure;
@@ -188,7 +188,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
   std::optional<secrets::Value> pending;
 
   // start: resolve, lock, and read the values the hook will be given (audited before release).
-  run(secret_event("secret.rotate", name), [&](audit::Event& e) {
+  run(secret_event(Action::secret_rotate, name), [&](audit::Event& e) {
     e.params["step"] = "start";
     s = ss.resolve(name);
     secrets::SecretStore::require_active(s);
@@ -240,7 +240,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
       if (!r.output.empty()) supplied = std::move(r.output);
     }
     rep.steps.push_back("create");
-    audit::Event ev = secret_event("secret.rotate", name);
+    audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = "create";
     ev.params["supplied_by_hook"] = supplied.has_value();
     run(std::move(ev), [&](audit::Event& e) {
@@ -265,7 +265,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
       continue;  // no rotation command: nothing to apply or test
     }
     rep.steps.push_back(step);
-    audit::Event ev = secret_event("secret.rotate", name);
+    audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = step;
     ev.params["version"] = pending->version;
     run(std::move(ev), [&](audit::Event& e) {

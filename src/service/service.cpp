@@ -1,5 +1,7 @@
 #include "kms/service.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -187,7 +189,9 @@ Service::Service(std::unique_ptr<Vault> vault)
       anchor_(std::make_unique<TokenAnchor>(*vault_)),
       log_(std::make_unique<audit::Log>(vault_->db(), vault_->meta().vault_id, vault_->audit_key(),
                                         *anchor_)),
-      principal_(audit::Principal::current()) {}
+      caller_(Caller::current()),
+      // A vault being created is not at its path yet: its owner is the one creating it.
+      authorizer_(owner_only(files::file_owner(vault_->final_path()).value_or(caller_.uid))) {}
 
 Service::~Service() = default;
 
@@ -205,7 +209,7 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
   }
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
-    s->run({"vault.repair_token",
+    s->run({Action::vault_repair_token,
             "vault/" + s->vault_->meta().vault_id,
             {{"file", file}, {"restored_from", "copy"}}},
            [](audit::Event&) {});
@@ -224,7 +228,7 @@ void Service::check_header_authenticated() {
 
 void Service::authenticate_rows() {
   store::Db& db = vault_->db();
-  audit::Event ev{"vault.upgrade", "vault/" + vault_->meta().vault_id, {}};
+  audit::Event ev{Action::vault_upgrade, "vault/" + vault_->meta().vault_id, {}};
   store::AuditRow row;
   {
     store::Tx tx(db, store::Tx::Kind::write);
@@ -241,7 +245,7 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
                                        InitReport& report) {
   std::unique_ptr<Service> s(new Service(Vault::create(opts, pin, report)));
   Vault& v = *s->vault_;
-  audit::Event ev{"vault.init", "vault/" + v.meta().vault_id, {}};
+  audit::Event ev{Action::vault_init, "vault/" + v.meta().vault_id, {}};
   ev.params["pkcs11_module"] = report.module;
   ev.params["token_label"] = report.token.label;
   ev.params["token_serial"] = report.token.serial;
@@ -249,7 +253,7 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
   {
     store::Tx tx(v.db(), store::Tx::Kind::write);
     store::note_state_change(v.db());  // the first record holds the first state: no rows
-    const store::AuditRow row = s->log_->append(ev, "ok", "", s->principal_, now());
+    const store::AuditRow row = s->append(ev, "ok", "");
     tx.commit();
     s->log_->publish(row);
   }
@@ -327,7 +331,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     Service s(Vault::open(staged.temp_path(), pin));
     std::optional<audit::Anchor> old = s.log_->read_anchor();
     if (old) report.replaced_anchor_seq = old->seq;
-    audit::Event ev{"vault.restore", "vault/" + vault_id, {{"backup", backup.string()}}};
+    audit::Event ev{Action::vault_restore, "vault/" + vault_id, {{"backup", backup.string()}}};
     ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
     ev.params["replaced_anchor_hash"] =
         old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
@@ -339,7 +343,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     ev.params["dropped_records"] = lost.records;
     store::Tx tx(s.vault_->db(), store::Tx::Kind::write);
     keep_lost_numbers(s.vault_->db(), lost);
-    row = s.log_->append(ev, "ok", "", s.principal_, now());
+    row = s.append(ev, "ok", "");
     tx.commit();
     s.vault_->db().checkpoint();  // the copy must hold everything: its WAL is not copied
   }
@@ -359,17 +363,28 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   return s;
 }
 
-void Service::serve_client(audit::Principal who, nlohmann::json origin) {
-  principal_ = std::move(who);
-  origin_ = std::move(origin);
+void Service::serve_client(Caller who) { caller_ = std::move(who); }
+
+void Service::set_authorizer(Authorizer authorizer) { authorizer_ = std::move(authorizer); }
+
+void Service::authorize(audit::Event& event) {
+  const Decision d = authorizer_({caller_, event.action, event.resource, event.context});
+  if (d.allowed) return;
+  event.params["rule"] = d.rule;
+  throw Error(Code::refused,
+              fmt::format("{} (uid {}) may not {} {}: {}", caller_.user, caller_.uid,
+                          action_name(event.action), event.resource, d.reason),
+              "run kmsctl as the vault's owner");
 }
 
 store::AuditRow Service::append(const audit::Event& event, std::string_view outcome,
                                 std::string_view error_code) {
-  if (origin_.is_null()) return log_->append(event, outcome, error_code, principal_, now());
-  audit::Event served = event;
-  served.params["agent"] = origin_;
-  return log_->append(served, outcome, error_code, principal_, now());
+  audit::Event named = event;
+  named.params["channel"] = channel_name(caller_.channel);
+  if (caller_.channel == Channel::agent) {
+    named.params["agent"] = {{"pid", ::getpid()}, {"client_pid", caller_.pid}};
+  }
+  return log_->append(named, outcome, error_code, caller_, now());
 }
 
 void Service::require_recorded_state(std::string_view before) {
@@ -403,6 +418,7 @@ store::AuditRow Service::run(audit::Event event, const std::function<void(audit:
   store::AuditRow row;
   try {
     store::Tx tx(vault_->db(), store::Tx::Kind::write);
+    authorize(event);
     op(event);
     row = append(event, outcome, error_code);
     if (hooks.appended) hooks.appended(row);
@@ -462,7 +478,7 @@ void Service::record_failure(const audit::Event& event, Code code,
 Status Service::status() {
   Status st;
   const store::VaultMeta& m = vault_->meta();
-  run({"vault.status", "vault/" + m.vault_id, {}}, [&](audit::Event&) {
+  run({Action::vault_status, "vault/" + m.vault_id, {}}, [&](audit::Event&) {
     st.vault_path = vault_->final_path().string();
     st.vault_id = m.vault_id;
     st.created = m.created;
@@ -481,7 +497,7 @@ Status Service::status() {
 
 std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filter) {
   std::vector<store::AuditRow> rows;
-  audit::Event ev{"audit.list", "vault/" + vault_->meta().vault_id, {}};
+  audit::Event ev{Action::audit_list, "vault/" + vault_->meta().vault_id, {}};
   auto param = [&](const char* name, const std::optional<std::string>& v) {
     if (v) ev.params[name] = *v;
   };
@@ -509,7 +525,7 @@ audit::VerifyReport Service::audit_verify() {
     }
   }
   audit::VerifyReport rep = log_->verify();
-  audit::Event ev{"audit.verify", "vault/" + vault_->meta().vault_id, {}};
+  audit::Event ev{Action::audit_verify, "vault/" + vault_->meta().vault_id, {}};
   ev.params["records"] = rep.records;
   ev.params["ok"] = rep.ok;
   if (rep.first_bad_seq) ev.params["first_bad_seq"] = *rep.first_bad_seq;
@@ -530,7 +546,7 @@ audit::VerifyReport Service::audit_verify() {
 std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overwrite) {
   std::optional<files::AtomicFile> out;
   std::int64_t n = 0;
-  run({"audit.export", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
+  run({Action::audit_export, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [&](audit::Event& ev) {
         out.emplace(dest, overwrite);  // an existing file is refused, and the refusal audited
         std::string line;
@@ -551,7 +567,7 @@ std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overw
 void Service::backup(const std::filesystem::path& dest, bool overwrite) {
   std::optional<files::AtomicFile> out;
   // The backup record is committed first so that the copy contains it and matches the anchor.
-  run({"vault.backup", "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
+  run({Action::vault_backup, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
       [&](audit::Event&) { out.emplace(dest, overwrite, files::AtomicFile::Temp::named); });
   vault_->db().backup_to(out->temp_path());
   {
@@ -564,8 +580,7 @@ void Service::backup(const std::filesystem::path& dest, bool overwrite) {
 
 std::int64_t Service::rekey() {
   std::int64_t gen = 0;
-  run(
-      {"vault.rekey", "vault/" + vault_->meta().vault_id, {}},
+  run({Action::vault_rekey, "vault/" + vault_->meta().vault_id, {}},
       [&](audit::Event& ev) {
         gen = vault_->prepare_rekey();
         ev.params["root_key_generation"] = gen;
@@ -578,7 +593,8 @@ void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin)
   // The token cannot join the SQLite transaction. The change is recorded as started before the
   // token is asked (a change that cannot be recorded does not happen) and as done after it, so
   // an interruption in between leaves a start without its done, never a lone "ok".
-  audit::Event ev{"vault.change_pin", "vault/" + vault_->meta().vault_id, {{"step", "start"}}};
+  audit::Event ev{
+      Action::vault_change_pin, "vault/" + vault_->meta().vault_id, {{"step", "start"}}};
   run(ev, [](audit::Event&) {});
   ev.params["step"] = "done";
   try {

@@ -35,7 +35,7 @@ Service::TokenCheck Service::check_token(bool remove) {
   const std::string root_label = std::string(kRootKeyLabelPrefix) + m.vault_id;
   const std::string anchor_app = std::string(kAnchorApplicationPrefix) + m.vault_id;
   const std::string legacy_anchor = std::string(kLegacyAnchorLabelPrefix) + m.vault_id;
-  audit::Event ev{"vault.check_token", "vault/" + m.vault_id, {{"remove", remove}}};
+  audit::Event ev{Action::vault_check_token, "vault/" + m.vault_id, {{"remove", remove}}};
   run(std::move(ev), [&](audit::Event& e) {
     hsm::Session& token = vault_->token();
     std::vector<hsm::ObjectHandle> to_remove;

@@ -36,6 +36,13 @@ class MemoryAnchor final : public audit::AnchorStore {
 
 std::string hex(ByteView b) { return crypto::to_hex(b); }
 
+Caller alice() {
+  Caller c;
+  c.uid = 1000;
+  c.user = "alice";
+  return c;
+}
+
 // A vault database with an audit log of `n` records, appended and published one by one as the
 // service does.
 struct Fixture {
@@ -45,7 +52,7 @@ struct Fixture {
   SecureBytes key = crypto::random_secret(32);
   MemoryAnchor anchor;
   std::unique_ptr<audit::Log> log = make_log();
-  audit::Principal who{"alice", 1000};
+  Caller who = alice();
   TimePoint t0 = *parse_rfc3339("2026-11-28T09:00:00Z");
   std::int64_t appended = 0;
 
@@ -54,10 +61,9 @@ struct Fixture {
     return std::make_unique<audit::Log>(*db, std::string(kVaultId), key.view(), anchor);
   }
 
-  store::AuditRow append(std::string action = "", std::string outcome = "ok", bool publish = true) {
+  store::AuditRow append(std::string outcome = "ok", bool publish = true) {
     ++appended;
-    if (action.empty()) action = "key.op" + std::to_string(appended);
-    audit::Event ev{action, "key/k" + std::to_string(appended), {{"n", appended}}};
+    audit::Event ev{Action::key_describe, "key/k" + std::to_string(appended), {{"n", appended}}};
     store::Tx tx(*db, store::Tx::Kind::write);
     const store::AuditRow r = log->append(ev, outcome, outcome == "ok" ? "" : "refused", who,
                                           t0 + std::chrono::seconds(appended));
@@ -283,7 +289,8 @@ TEST_CASE("Log::append records text that is not UTF-8 escaped, and the chain sti
   f.append();
   // A file name may be any bytes; JSON (the params) holds only UTF-8.
   const std::string name = "/tmp/caf\xe9\n.txt";
-  audit::Event ev{"file.encrypt", "file/" + name, {{"file", name}, {"context", {{"\xff", "v"}}}}};
+  audit::Event ev{
+      Action::file_encrypt, "file/" + name, {{"file", name}, {"context", {{"\xff", "v"}}}}};
   store::AuditRow r;
   {
     store::Tx tx(*f.db, store::Tx::Kind::write);
@@ -317,7 +324,7 @@ TEST_CASE(
     "verify accepts a log one record ahead of its anchor (crash between commit and publish)") {
   Fixture f;
   f.append_n(4);
-  f.append("", "ok", /*publish=*/false);
+  f.append("ok", /*publish=*/false);
   const audit::VerifyReport rep = f.log->verify();
   CHECK(rep.ok);
   CHECK(rep.records == 5);
@@ -493,7 +500,7 @@ TEST_CASE("replacing the vault with an older copy that was then extended is stil
     audit::Log other(old, std::string(kVaultId), f.key.view(), scratch);
     for (int i = 0; i < 3; ++i) {
       store::Tx tx(old, store::Tx::Kind::write);
-      (void)other.append({"forged", "key/x", {}}, "ok", "", f.who, f.t0);
+      (void)other.append({Action::key_create, "key/x", {}}, "ok", "", f.who, f.t0);
       tx.commit();
     }
     old.checkpoint();  // the extension is in old.db itself, not only in its WAL
@@ -787,8 +794,8 @@ TEST_CASE("Log::publish writes the FORMAT.md §10.4 anchor and verify accepts th
   // Log::append reproduces record 2's hash and MAC from record 1.
   db.exec("DELETE FROM audit_log WHERE seq = 2");
   const store::AuditRow again =
-      log.append({"audit.export", r2.resource, {{"output", "/tmp/a.jsonl"}}}, "denied", "refused",
-                 audit::Principal{"alice", 1000}, *parse_rfc3339("2026-11-28T09:31:05.456Z"));
+      log.append({Action::audit_export, r2.resource, {{"output", "/tmp/a.jsonl"}}}, "denied",
+                 "refused", alice(), *parse_rfc3339("2026-11-28T09:31:05.456Z"));
   CHECK(hex(again.hash) == hex(r2.hash));
   CHECK(hex(again.mac) == hex(r2.mac));
 }

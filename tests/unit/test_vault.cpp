@@ -4,6 +4,8 @@
 // PKCS#11 state is per process: the SoftHSM2 library is loaded once, reads SOFTHSM2_CONF in
 // C_Initialize, and every hsm::Module of it shares that state. The tests therefore keep one live
 // Vault at a time unless the test is about having two.
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <functional>
@@ -813,7 +815,7 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
   const fs::path path = dir / "vault.db";
   {
     auto s = init_service(path);
-    s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
     // Make the anchor what an older kmsctl left: one object labelled with the vault id.
     Vault& v = s->vault();
     Bytes head;
@@ -839,18 +841,19 @@ TEST_CASE("Service::run writes exactly one audit record per call and moves the a
   for (int i = 1; i <= 5; ++i) {
     const std::int64_t before = store::audit_count(s->vault().db());
     bool committed = false, rolled_back = false;
-    s->run({"test.op", "key/k" + std::to_string(i), {{"given", i}}},
+    s->run({Action::vault_status, "key/k" + std::to_string(i), {{"given", i}}},
            [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
            {[&] { committed = true; }, [&] { rolled_back = true; }});
     CHECK(store::audit_count(s->vault().db()) == before + 1);
     CHECK(committed);
     CHECK_FALSE(rolled_back);
     const store::AuditRow last = audit_rows(s->vault()).back();
-    CHECK(last.action == "test.op");
+    CHECK(last.action == "vault.status");
     CHECK(last.resource == "key/k" + std::to_string(i));
     CHECK(last.outcome == "ok");
     CHECK(last.error_code == "");
-    CHECK(last.params == R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
+    CHECK(last.params ==
+          R"({"added_by_op":true,"channel":"direct","given":)" + std::to_string(i) + "}");
     CHECK(anchor_seq(s->vault()) == last.seq);
   }
   CHECK(s->audit_verify().ok);
@@ -863,7 +866,7 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   const std::int64_t before = store::audit_count(v.db());
   bool committed = false, rolled_back = false;
   const Error e = error_of([&] {
-    s->run({"key.disable", "key/k1", {}},
+    s->run({Action::key_disable, "key/k1", {}},
            [&](audit::Event&) {
              store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
              throw Error(Code::refused, "key k1 is pending deletion");
@@ -892,15 +895,15 @@ TEST_CASE(
   auto s = init_service(dir / "vault.db");
   Vault& v = s->vault();
   CHECK(error_of([&] {
-          s->run({"test.integrity", "key/k", {}},
+          s->run({Action::key_enable, "key/k", {}},
                  [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
         }).code() == Code::integrity);
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "integrity");
-  CHECK_THROWS_AS(
-      s->run({"test.crash", "key/k", {}}, [](audit::Event&) { throw std::runtime_error("boom"); }),
-      std::runtime_error);
-  CHECK(audit_rows(v).back().action == "test.crash");
+  CHECK_THROWS_AS(s->run({Action::key_disable, "key/k", {}},
+                         [](audit::Event&) { throw std::runtime_error("boom"); }),
+                  std::runtime_error);
+  CHECK(audit_rows(v).back().action == "key.disable");
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "failed");
   CHECK(store::audit_count(v.db()) == 3);
@@ -912,7 +915,7 @@ TEST_CASE("Service::open reopens the vault and continues its chain") {
   const fs::path path = dir / "vault.db";
   { auto s = init_service(path); }
   auto s = Service::open(path, pin_of(kPin));
-  s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   CHECK(store::audit_count(s->vault().db()) == 2);
   const audit::VerifyReport rep = s->audit_verify();
   CHECK(rep.ok);
@@ -926,7 +929,7 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   {
     auto s = init_service(path);
     s->vault().db().backup_to(dir / "old.db");
-    s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   }
   // The attacker puts the old file back and removes the WAL that would replay the newer state.
   fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
@@ -935,7 +938,7 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   auto s = Service::open(path, pin_of(kPin));
   bool ran = false;
   const Error e = error_of([&] {
-    s->run({"test.op", "vault/x", {}}, [&](audit::Event&) { ran = true; });
+    s->run({Action::vault_status, "vault/x", {}}, [&](audit::Event&) { ran = true; });
   });
   CHECK(e.code() == Code::integrity);
   CHECK_FALSE(ran);
@@ -976,7 +979,7 @@ TEST_CASE("Service::rekey is audited and the vault reopens with the new root key
 TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
-  s->run({"test.op", "key/k1", {{"n", 1}}}, [](audit::Event&) {});
+  s->run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
   const std::int64_t n = s->audit_export(dir / "log.jsonl", false);
   CHECK(n == 2);
   CHECK(mode_of(dir / "log.jsonl") == 0600);
@@ -989,7 +992,7 @@ TEST_CASE("Service::audit_export writes one private JSON line per record and rec
   CHECK(start == text.size());  // ends with a newline, nothing after it
   REQUIRE(lines.size() == 2);
   CHECK(lines[0].at("action") == "vault.init");
-  CHECK(lines[1].at("action") == "test.op");
+  CHECK(lines[1].at("action") == "vault.status");
   CHECK(lines[1].at("params").at("n") == 1);
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 3);
@@ -1043,22 +1046,98 @@ TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and rec
   CHECK_NOTHROW((void)Service::open(path, pin_of(kPin)));
 }
 
-TEST_CASE("serve_client names the client in every record, a failure's included") {
+TEST_CASE("serve_client names the client and its channel in every record, a failure's included") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
-  s->serve_client(audit::Principal{"alice", 4242}, {{"pid", 7}, {"client_pid", 8}});
-  s->run({"test.op", "vault/x", {{"given", 1}}}, [](audit::Event&) {});
-  CHECK_THROWS(s->run({"test.fail", "vault/x", {}},
+  CHECK(nlohmann::json::parse(audit_rows(s->vault()).back().params)["channel"] == "direct");
+  Caller client = Caller::current();  // the owner, through an agent
+  client.user = "alice";
+  client.pid = 8;
+  client.channel = Channel::agent;
+  s->serve_client(client);
+  s->run({Action::vault_status, "vault/x", {{"given", 1}}}, [](audit::Event&) {});
+  CHECK_THROWS(s->run({Action::key_describe, "vault/x", {}},
                       [](audit::Event&) { throw Error(Code::refused, "no"); }));
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 3);
   for (const auto* r : {&rows[1], &rows[2]}) {
     CHECK(r->principal == "alice");
-    CHECK(r->uid == 4242);
-    CHECK(nlohmann::json::parse(r->params)["agent"] == nlohmann::json{{"pid", 7}, {"client_pid", 8}});
+    CHECK(r->uid == client.uid);
+    const auto p = nlohmann::json::parse(r->params);
+    CHECK(p["channel"] == "agent");
+    CHECK(p["agent"] == nlohmann::json{{"pid", ::getpid()}, {"client_pid", 8}});
   }
   CHECK(rows[2].outcome == "denied");
   CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE(
+    "a caller who is not the vault's owner is refused before the operation runs, and audited") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  Caller stranger = Caller::current();
+  stranger.uid += 4242;
+  stranger.user = "mallory";
+  stranger.channel = Channel::agent;
+  s->serve_client(stranger);
+  bool ran = false;
+  const Error e = error_of([&] {
+    s->run({Action::secret_get, "secret/app/db", {{"name", "app/db"}}},
+           [&](audit::Event&) { ran = true; });
+  });
+  CHECK_FALSE(ran);
+  CHECK(e.code() == Code::refused);
+  CHECK(std::string(e.what()).find("mallory") != std::string::npos);
+  CHECK(std::string(e.what()).find("secret.get secret/app/db") != std::string::npos);
+  // Every operation of the facade goes through the same runner.
+  CHECK(error_of([&] { (void)s->random(16); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->status(); }).code() == Code::refused);
+  const auto rows = audit_rows(s->vault());
+  REQUIRE(rows.size() == 4);
+  for (const auto* r : {&rows[1], &rows[2], &rows[3]}) {
+    CHECK(r->outcome == "denied");
+    CHECK(r->error_code == "refused");
+    CHECK(r->principal == "mallory");
+    CHECK(r->uid == stranger.uid);
+    CHECK(nlohmann::json::parse(r->params)["rule"] == "not-owner");
+  }
+  CHECK(rows[1].action == "secret.get");
+  CHECK(rows[2].action == "random.generate");
+  CHECK(rows[3].action == "vault.status");
+  s->serve_client(Caller::current());
+  CHECK(s->audit_verify().ok);
+}
+
+TEST_CASE("the authorizer sees the key an alias names and the encryption context") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  keys::CreateSpec spec;
+  spec.alias = "alias/app";
+  const std::string id = s->key_create(spec).key.id;
+  std::vector<std::pair<std::string, std::string>> asked;  // action, resource
+  Context seen;
+  s->set_authorizer([&](const AccessRequest& r) {
+    asked.emplace_back(std::string(action_name(r.action)), std::string(r.resource));
+    if (r.action == Action::key_encrypt) seen = r.context;
+    return Decision{true, "test", {}};
+  });
+  const Context ctx{{"tenant", "t1"}};
+  (void)s->encrypt("alias/app", as_bytes("hello"), ctx);
+  REQUIRE(asked.size() == 2);
+  CHECK(asked[0] == std::pair<std::string, std::string>{"key.encrypt", "key/alias/app"});
+  CHECK(asked[1] == std::pair<std::string, std::string>{"key.encrypt", "key/" + id});
+  CHECK(seen == ctx);
+  // A refusal of the resolved key stops the operation: no ciphertext, a denied record.
+  s->set_authorizer([&](const AccessRequest& r) {
+    const bool ok = r.resource != "key/" + id;
+    return Decision{ok, ok ? "test" : "not-this-key", "not this key"};
+  });
+  CHECK(error_of([&] { (void)s->encrypt("alias/app", as_bytes("hello"), ctx); }).code() ==
+        Code::refused);
+  const auto rows = audit_rows(s->vault());
+  CHECK(rows.back().outcome == "denied");
+  CHECK(rows.back().resource == "key/" + id);
+  CHECK(nlohmann::json::parse(rows.back().params)["rule"] == "not-this-key");
 }
 
 TEST_CASE("a Service whose vault file was replaced or removed refuses to write and moves no anchor") {
@@ -1066,13 +1145,15 @@ TEST_CASE("a Service whose vault file was replaced or removed refuses to write a
   const fs::path path = dir / "vault.db";
   init_service(path).reset();
   auto s = Service::open(path, pin_of(kPin));
-  s->run({"test.op", "vault/x", {}}, [](audit::Event&) {});
+  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   const std::int64_t records = store::audit_count(s->vault().db());
   const std::int64_t anchored = anchor_seq(s->vault());
   fs::rename(path, dir / "vault.db.aside");
   for (bool another_file : {false, true}) {
     if (another_file) kms::test::write_file(path, "not the vault that was opened");
-    const Error e = error_of([&] { s->run({"test.op", "vault/x", {}}, [](audit::Event&) {}); });
+    const Error e = error_of([&] {
+      s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+    });
     CHECK(e.code() == Code::unavailable);
     CHECK(contains(e.what(), "was replaced or removed after this process opened it"));
     CHECK(store::audit_count(s->vault().db()) == records);

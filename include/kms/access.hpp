@@ -1,0 +1,35 @@
+// Authorisation: one function of (caller, action, resource, context) decides every request,
+// before the operation does anything. The runner (Service::run) asks it for every operation
+// and records a refusal as a `denied` audit record naming the rule.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "kms/actions.hpp"
+#include "kms/caller.hpp"
+#include "kms/context.hpp"
+
+namespace kms {
+
+struct AccessRequest {
+  const Caller& caller;
+  Action action;
+  std::string_view resource;  // "vault/<id>", "key/<id>", "secret/<name>", "file/<path>"
+  const Context& context;     // the encryption context of a cryptographic operation
+};
+
+struct Decision {
+  bool allowed = false;
+  std::string rule;    // which rule decided: "owner", "not-owner", ...
+  std::string reason;  // for a refusal: why, in a sentence (names no secret)
+};
+
+using Authorizer = std::function<Decision(const AccessRequest&)>;
+
+// The vault's owner (the uid that owns the vault file) may do everything; anyone else nothing.
+Authorizer owner_only(std::int64_t owner_uid);
+
+}  // namespace kms

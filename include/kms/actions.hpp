@@ -1,0 +1,76 @@
+// Every operation a vault records: its action, with the one name it has in audit records, the
+// docs and (in the service mode) policies. The table in src/base/actions.cpp also gives the man
+// page its AUDIT ACTIONS section.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace kms {
+
+enum class Action : std::uint8_t {
+  vault_init,
+  vault_status,
+  vault_backup,
+  vault_restore,
+  vault_rekey,
+  vault_change_pin,
+  vault_check_token,
+  vault_repair_token,
+  vault_upgrade,
+  vault_maintain,
+  audit_list,
+  audit_verify,
+  audit_export,
+  key_create,
+  key_list,
+  key_describe,
+  key_enable,
+  key_disable,
+  key_rotate,
+  key_set_rotation,
+  key_schedule_deletion,
+  key_cancel_deletion,
+  key_alias_create,
+  key_alias_update,
+  key_alias_delete,
+  key_alias_list,
+  key_tag,
+  key_untag,
+  key_encrypt,
+  key_decrypt,
+  key_reencrypt,
+  key_generate_data_key,
+  random_generate,
+  file_encrypt,
+  file_decrypt,
+  file_rewrap,
+  secret_create,
+  secret_put,
+  secret_get,
+  secret_list,
+  secret_describe,
+  secret_versions,
+  secret_delete,
+  secret_restore,
+  secret_set_rotation,
+  secret_rotate,
+  agent_start,
+  agent_stop,
+  agent_connect,
+};
+
+struct ActionInfo {
+  Action action;
+  std::string_view name;     // "key.create": as records, filters and docs spell it
+  std::string_view summary;  // one line for the docs
+};
+
+// Every action, in the enum's order.
+std::span<const ActionInfo> actions() noexcept;
+std::string_view action_name(Action a) noexcept;
+std::optional<Action> parse_action(std::string_view name) noexcept;
+
+}  // namespace kms

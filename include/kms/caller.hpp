@@ -1,0 +1,32 @@
+// Who asks for an operation, as the kernel tells it (never as the caller claims), and how the
+// request arrived. Every audit record names its caller (user name and uid) and its channel.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kms {
+
+enum class Channel : std::uint8_t {
+  direct,  // the caller's own kmsctl process opened the vault
+  agent,   // a `kmsctl agent` served it over its socket
+};
+std::string_view channel_name(Channel c) noexcept;
+
+struct Caller {
+  std::int64_t uid = 0;
+  std::string user;                  // the uid's name, or "uid-N" when it has none
+  std::vector<std::int64_t> groups;  // primary gid first, then the supplementary groups
+  std::int64_t pid = 0;
+  Channel channel = Channel::direct;
+
+  // This process (real uid, its groups).
+  static Caller current();
+  // A process at the other end of a socket, from its kernel-given credentials (SO_PEERCRED);
+  // its supplementary groups are those the group database gives the uid.
+  static Caller peer(std::int64_t uid, std::int64_t gid, std::int64_t pid, Channel channel);
+};
+
+}  // namespace kms

@@ -1,0 +1,100 @@
+#include "kms/actions.hpp"
+
+#include <array>
+
+namespace kms {
+namespace {
+
+using A = Action;
+constexpr std::array kActions{
+    ActionInfo{A::vault_init, "vault.init", "a vault was created, with its root key in the token"},
+    ActionInfo{A::vault_status, "vault.status", "the vault's status was read"},
+    ActionInfo{A::vault_backup, "vault.backup", "a backup of the vault was written"},
+    ActionInfo{A::vault_restore, "vault.restore",
+               "the vault was replaced by a backup (with what that dropped)"},
+    ActionInfo{A::vault_rekey, "vault.rekey", "the root key was replaced by a new one"},
+    ActionInfo{A::vault_change_pin, "vault.change_pin",
+               "the token's user PIN changed (steps start, then done)"},
+    ActionInfo{A::vault_check_token, "vault.check_token",
+               "the token's objects were checked (and strays or foreign ones removed)"},
+    ActionInfo{A::vault_repair_token, "vault.repair_token",
+               "a token file emptied by an interruption was mended from its copy"},
+    ActionInfo{A::vault_upgrade, "vault.upgrade",
+               "the rows of a vault made by an older kmsctl got their MACs"},
+    ActionInfo{A::vault_maintain, "vault.maintain",
+               "due key rotations, key deletions and secret purges ran"},
+    ActionInfo{A::audit_list, "audit.list", "audit records were listed"},
+    ActionInfo{A::audit_verify, "audit.verify", "the chain and the rows were verified"},
+    ActionInfo{A::audit_export, "audit.export", "the log was exported as JSON Lines"},
+    ActionInfo{A::key_create, "key.create", "a key was created"},
+    ActionInfo{A::key_list, "key.list", "keys were listed"},
+    ActionInfo{A::key_describe, "key.describe", "a key was described"},
+    ActionInfo{A::key_enable, "key.enable", "a key was enabled"},
+    ActionInfo{A::key_disable, "key.disable", "a key was disabled"},
+    ActionInfo{A::key_rotate, "key.rotate", "a key got a new primary version"},
+    ActionInfo{A::key_set_rotation, "key.set_rotation", "a key's rotation period changed"},
+    ActionInfo{A::key_schedule_deletion, "key.schedule_deletion",
+               "a key was scheduled for deletion"},
+    ActionInfo{A::key_cancel_deletion, "key.cancel_deletion",
+               "a key's scheduled deletion was cancelled"},
+    ActionInfo{A::key_alias_create, "key.alias_create", "an alias was created"},
+    ActionInfo{A::key_alias_update, "key.alias_update", "an alias was pointed at another key"},
+    ActionInfo{A::key_alias_delete, "key.alias_delete", "an alias was deleted"},
+    ActionInfo{A::key_alias_list, "key.alias_list", "aliases were listed"},
+    ActionInfo{A::key_tag, "key.tag", "a key's tags were set"},
+    ActionInfo{A::key_untag, "key.untag", "tags were removed from a key"},
+    ActionInfo{A::key_encrypt, "key.encrypt", "data was encrypted under a key"},
+    ActionInfo{A::key_decrypt, "key.decrypt", "data was decrypted"},
+    ActionInfo{A::key_reencrypt, "key.reencrypt",
+               "a ciphertext was decrypted and encrypted again without releasing it"},
+    ActionInfo{A::key_generate_data_key, "key.generate_data_key", "a data key was generated"},
+    ActionInfo{A::random_generate, "random.generate", "random bytes were generated"},
+    ActionInfo{A::file_encrypt, "file.encrypt",
+               "a file was encrypted (records started, then ok or error)"},
+    ActionInfo{A::file_decrypt, "file.decrypt",
+               "a file was decrypted (records started, then ok or error)"},
+    ActionInfo{A::file_rewrap, "file.rewrap", "a file's data key was wrapped again"},
+    ActionInfo{A::secret_create, "secret.create", "a secret was created"},
+    ActionInfo{A::secret_put, "secret.put", "a secret got a new version"},
+    ActionInfo{A::secret_get, "secret.get", "a secret's value was read"},
+    ActionInfo{A::secret_list, "secret.list", "secrets were listed"},
+    ActionInfo{A::secret_describe, "secret.describe", "a secret was described"},
+    ActionInfo{A::secret_versions, "secret.versions", "a secret's versions were listed"},
+    ActionInfo{A::secret_delete, "secret.delete",
+               "a secret was deleted (scheduled, or purged with --force)"},
+    ActionInfo{A::secret_restore, "secret.restore", "a secret's scheduled deletion was cancelled"},
+    ActionInfo{A::secret_set_rotation, "secret.set_rotation",
+               "a secret's rotation command or period changed"},
+    ActionInfo{A::secret_rotate, "secret.rotate",
+               "a step of a secret's rotation (create, set, test, finish) ran"},
+    ActionInfo{A::agent_start, "agent.start", "an agent started serving the vault"},
+    ActionInfo{A::agent_stop, "agent.stop", "an agent stopped (and why)"},
+    ActionInfo{A::agent_connect, "agent.connect", "a process of another user reached an agent"},
+};
+
+constexpr bool in_enum_order() {
+  for (std::size_t i = 0; i < kActions.size(); ++i) {
+    if (static_cast<std::size_t>(kActions[i].action) != i) return false;
+  }
+  return true;
+}
+static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
+static_assert(static_cast<std::size_t>(Action::agent_connect) + 1 == kActions.size(),
+              "every Action needs its row in kActions");
+
+}  // namespace
+
+std::span<const ActionInfo> actions() noexcept { return kActions; }
+
+std::string_view action_name(Action a) noexcept {
+  return kActions[static_cast<std::size_t>(a)].name;
+}
+
+std::optional<Action> parse_action(std::string_view name) noexcept {
+  for (const ActionInfo& i : kActions) {
+    if (i.name == name) return i.action;
+  }
+  return std::nullopt;
+}
+
+}  // namespace kms

@@ -1,0 +1,72 @@
+#include "kms/caller.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace kms {
+namespace {
+
+// The uid's name from the user database (the C library's own lookup: /etc/passwd, NSS).
+const passwd* user_entry(std::int64_t uid, passwd& pw, char (&buf)[4096]) {
+  passwd* found = nullptr;
+  if (::getpwuid_r(static_cast<uid_t>(uid), &pw, buf, sizeof buf, &found) != 0) return nullptr;
+  return found;
+}
+
+void add_group(Caller& c, std::int64_t g) {
+  if (std::find(c.groups.begin(), c.groups.end(), g) == c.groups.end()) c.groups.push_back(g);
+}
+
+}  // namespace
+
+std::string_view channel_name(Channel c) noexcept {
+  switch (c) {
+    case Channel::direct:
+      return "direct";
+    case Channel::agent:
+      return "agent";
+  }
+  return "direct";
+}
+
+Caller Caller::current() {
+  Caller c;
+  c.uid = static_cast<std::int64_t>(::getuid());
+  c.pid = static_cast<std::int64_t>(::getpid());
+  passwd pw{};
+  char buf[4096];
+  const passwd* entry = user_entry(c.uid, pw, buf);
+  c.user = entry != nullptr ? std::string(entry->pw_name) : "uid-" + std::to_string(c.uid);
+  c.groups = {static_cast<std::int64_t>(::getgid())};
+  gid_t gids[256];
+  const int n = ::getgroups(256, gids);
+  for (int i = 0; i < n; ++i) add_group(c, static_cast<std::int64_t>(gids[i]));
+  return c;
+}
+
+Caller Caller::peer(std::int64_t uid, std::int64_t gid, std::int64_t pid, Channel channel) {
+  Caller c;
+  c.uid = uid;
+  c.pid = pid;
+  c.channel = channel;
+  c.groups = {gid};
+  passwd pw{};
+  char buf[4096];
+  const passwd* entry = user_entry(uid, pw, buf);
+  c.user = entry != nullptr ? std::string(entry->pw_name) : "uid-" + std::to_string(uid);
+  if (entry == nullptr) return c;
+  int n = 64;
+  std::vector<gid_t> gids(static_cast<std::size_t>(n));
+  if (::getgrouplist(entry->pw_name, static_cast<gid_t>(gid), gids.data(), &n) < 0) {
+    gids.resize(static_cast<std::size_t>(n));
+    if (::getgrouplist(entry->pw_name, static_cast<gid_t>(gid), gids.data(), &n) < 0) return c;
+  }
+  for (int i = 0; i < n; ++i)
+    add_group(c, static_cast<std::int64_t>(gids[static_cast<std::size_t>(i)]));
+  return c;
+}
+
+}  // namespace kms
