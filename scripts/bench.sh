@@ -286,7 +286,7 @@ if md_out:
         f.write("\n".join(lines) + "\n")
 PY
 
-# ---- 3. file envelope: kmsctl file encrypt/decrypt vs age, gpg, openssl (issue 4) ---------------
+# ---- 3. file envelope: kmsctl file encrypt/decrypt vs age, gpg, openssl ---------------------------
 # 1 GiB of random data, output to /dev/null, median of BENCH_FILE_RUNS (5) runs of each command,
 # the commands interleaved so that all see the same machine load; then peak RSS of kmsctl on a
 # 1 GiB and a 4 GiB input (constant memory). Targets: file encrypt and file decrypt each <= 0.5x
@@ -438,7 +438,7 @@ if md_out:
     with open(md_out, "w") as f:
         f.write("\n".join(lines) + "\n")
 PY
-# ---- 4. kmsctl secret get vs pass show (issue 5) ------------------------------------------------
+# ---- 4. kmsctl secret get vs pass show -------------------------------------------------
 # Median wall time of reading one secret with kmsctl next to `pass show` (gpg decrypting a file
 # with a throwaway, passphrase-less key in a private GNUPGHOME; gpg-agent warm), same machine,
 # same run, the three commands interleaved: kmsctl on its own (token unseal, sealed record + key

@@ -162,7 +162,7 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
   // session is open: C_Finalize would close the sessions of every other user of this module.
   // A C_Login rewrites the token file (strace: truncate, then write), so with 8 processes
   // logging in a scan can catch it half-written: 6 looks over 310 ms still missed it once in 400
-  // commands (ci-like run, e2e_concurrency). 12 looks, 10 to 50 ms apart: up to 0.5 s.
+  // commands (ci-like run, e2e_robustness_concurrency). 12 looks, 10 to 50 ms apart: up to 0.5 s.
   constexpr int kAttempts = 12;
   const int attempts = open_sessions_ == 0 ? kAttempts : 1;
   for (int attempt = 0; attempt < attempts; ++attempt) {

@@ -81,7 +81,7 @@ CREATE TABLE key_tags (
   PRIMARY KEY (key_id, name)
 ) WITHOUT ROWID;
 )sql",
-    // 2 -> 3: secrets, their versions (values sealed) and tags (issue 5). Self-contained: it
+    // 2 -> 3: secrets, their versions (values sealed) and tags. Self-contained: it
     // references no other table, so it can be renumbered if another migration lands first.
     R"sql(
 CREATE TABLE secrets (

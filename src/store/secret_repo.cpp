@@ -1,4 +1,4 @@
-// Secrets, their versions and tags (issue 5). Values are stored only as sealed records.
+// Secrets, their versions and tags. Values are stored only as sealed records.
 #include <fmt/format.h>
 
 #include "kms/store.hpp"
