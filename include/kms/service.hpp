@@ -297,7 +297,8 @@ class Service {
   // the event names them now; on a refusal, event.params gets the deciding `rule`. run() asks
   // before op; an op that resolves its resource (an alias) asks again once it has.
   void authorize(audit::Event& event);
-  // Appends the operation's record with the caller's principal and channel.
+  // Appends the operation's record with the caller's principal and, unless the caller opened
+  // the vault itself, its channel.
   store::AuditRow append(const audit::Event& event, std::string_view outcome,
                          std::string_view error_code);
   // Under the writer lock, before a record is appended: the vault file is still the one opened

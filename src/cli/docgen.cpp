@@ -337,8 +337,8 @@ std::string man_page(const CLI::App& root) {
     << roff_escape(
            "Every operation appends one record to the vault's audit log (two for a file "
            "encrypt or decrypt): its time, principal (user name and uid), action, resource, "
-           "parameters (never a secret value; the channel parameter says whether the caller "
-           "opened the vault itself, direct, or an agent served it), outcome (ok, error, "
+           "parameters (never a secret value; a channel parameter, agent, when an agent "
+           "served the request), outcome (ok, error, "
            "denied, started) "
            "and error code. An operation that the vault's owner did not ask for is refused "
            "(exit 4) and recorded as denied, with the deciding rule. The actions:")

@@ -379,6 +379,9 @@ void Service::authorize(audit::Event& event) {
 
 store::AuditRow Service::append(const audit::Event& event, std::string_view outcome,
                                 std::string_view error_code) {
+  if (caller_.channel == Channel::direct) {
+    return log_->append(event, outcome, error_code, caller_, now());
+  }
   audit::Event named = event;
   named.params["channel"] = channel_name(caller_.channel);
   if (caller_.channel == Channel::agent) {
