@@ -3,7 +3,7 @@
 # instants of a random mix of kmsctl commands, each followed by checks that the vault opens,
 # its audit log verifies, the SQLite file is intact and the command happened entirely or not at
 # all (tests/e2e/torture.py says exactly what is checked). The suite runs a short one
-# (tests/e2e/test_torture.py). Record the last result in docs/SECURITY.md.
+# (tests/e2e/robustness/test_torture.py). Record the last result in docs/SECURITY.md.
 #
 # Usage: scripts/torture.sh [KILLS [SEED]]     (builds build/kmsctl first if needed; KMSCTL_BIN
 # names another binary)

@@ -1,26 +1,37 @@
-"""Shared helpers for the kmsctl end-to-end tests.
+"""The one harness of kmsctl's end-to-end tests (tests/e2e/FEATURE/test_*.py).
 
-Every test gets a fresh KmsEnv: its own temporary directory, its own vault path (KMSCTL_VAULT),
-its own PIN (in a 0600 file named by KMSCTL_PIN_FILE; a PIN is never put on kmsctl's argv), and,
-once the test runs `kmsctl init`, its own private SoftHSM2 token beside the vault. kmsctl runs
-exactly as a user would run it: the built binary, stdin from /dev/null, no controlling terminal,
-a minimal environment. Each run returns (rc, stdout, stderr). A run can be given its own clock
-(`faketime="-40d"`): libfaketime is preloaded into that one process.
+A KmsEnv is a temporary directory with its own vault path (KMSCTL_VAULT), its own PIN (in a 0600
+file named by KMSCTL_PIN_FILE; a PIN is never put on kmsctl's argv), and, once `kmsctl init` ran,
+its own private SoftHSM2 token beside the vault. kmsctl runs exactly as a user would run it: the
+built binary, stdin from /dev/null (or bytes a test pipes in), no controlling terminal, a minimal
+environment. Each run returns a Result (exit code, stdout as text and bytes, stderr). A run can be
+given its own clock (`faketime="-40d"`): libfaketime is preloaded into that one process.
+
+Test cases: KmsTestCase gives every test a fresh, uninitialised KmsEnv (`self.kms`);
+SharedVaultTestCase gives a test class one initialised KmsEnv (`self.vault`) and counts audit
+records by reading the vault's audit_log table directly (read only, so counting adds no record);
+FilesTestCase and SecretsTestCase add what the file envelope and secrets need.
 
 The binary comes from KMSCTL_BIN (set by CTest to $<TARGET_FILE:kmsctl>); the source tree from
-KMS_SOURCE_DIR.
+KMS_SOURCE_DIR. A test imports this module after putting tests/e2e on sys.path (the first lines
+of every test), so that `python3 tests/e2e/keys/test_crypto.py` runs by hand as under CTest.
 """
 
+import base64
+import datetime
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
 import sqlite3
+import stat
+import struct
 import subprocess
 import tempfile
 import unittest
-from typing import NamedTuple
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("KMS_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
@@ -44,23 +55,48 @@ LIBFAKETIME = next(
 # Distinctive values, so that a search for them on disk or in output cannot match by accident.
 DEFAULT_PIN = "e2e-Pin-5c81f0d7"
 
+# Exit codes of docs/ARCHITECTURE.md §6.
+OK, FAILED, USAGE, NOT_FOUND, REFUSED, INTEGRITY, UNAVAILABLE = 0, 1, 2, 3, 4, 5, 6
+
 AUDIT_FIELDS = ("seq", "time", "principal", "uid", "action", "resource", "params", "outcome",
                 "error_code", "prev_hash", "hash", "mac")
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 # Environment variables passed through to kmsctl (sanitizer settings for the ASan build).
 _PASS_THROUGH = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS", "TSAN_OPTIONS",
                  "LD_LIBRARY_PATH")
 
 
-class Result(NamedTuple):
-    rc: int
-    out: str
-    err: str
+class Result:
+    """What one kmsctl run did: its exit code, stdout as text (`out`, decoded when first read) and
+    as bytes (`raw`), stderr as text, and the arguments it ran with."""
+
+    def __init__(self, rc, out, err, raw=None, argv=()):
+        self.rc, self.err, self.argv = rc, err, list(argv)
+        self._out = out
+        self.raw = out.encode() if raw is None else raw
+
+    @classmethod
+    def of(cls, argv, rc, out, err):
+        """The Result of a run with these arguments, exit code and output bytes."""
+        return cls(rc, None, err.decode("utf-8", "replace"), raw=out, argv=argv)
+
+    @property
+    def out(self):
+        if self._out is None:
+            self._out = self.raw.decode("utf-8", "replace")
+        return self._out
+
+    def json(self):
+        return json.loads(self.raw)
 
     def show(self, argv=None):
+        argv = argv or self.argv
         return (f"{'kmsctl ' + ' '.join(argv) if argv else 'command'} exited {self.rc}\n"
                 f"--- stdout ---\n{self.out}--- stderr ---\n{self.err}")
+
+    __repr__ = show
 
 
 def faketime_env(offset):
@@ -109,7 +145,8 @@ class KmsEnv:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # ---- running kmsctl ----
-    def base_env(self):
+    def base_env(self, faketime=None):
+        """kmsctl's whole environment; with `faketime`, its clock is moved (faketime_env)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": self.home,
@@ -121,27 +158,28 @@ class KmsEnv:
         for k in _PASS_THROUGH:
             if k in os.environ:
                 env[k] = os.environ[k]
+        if faketime:
+            env.update(faketime_env(faketime))
         return env
 
     def run(self, *args, env=None, unset=(), timeout=300, preexec_fn=None, cwd=None, binary=None,
             input=None, faketime=None):
         """Runs kmsctl ARGS with stdin=/dev/null (or the bytes `input`) and no controlling
         terminal; with `faketime` (e.g. "-40d"), its clock is moved by that much
-        (faketime_env)."""
-        e = self.base_env()
+        (faketime_env). `input` may be text."""
+        e = self.base_env(faketime)
         for k in unset:
             e.pop(k, None)
-        if faketime:
-            e.update(faketime_env(faketime))
         if env:
             e.update(env)
         argv = [binary or KMSCTL, *args]
+        if isinstance(input, str):
+            input = input.encode()
         stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         p = subprocess.run(argv, capture_output=True, env=e, timeout=timeout,
                            preexec_fn=preexec_fn, start_new_session=True, cwd=cwd or self.root,
                            **stdin)
-        r = Result(p.returncode, p.stdout.decode("utf-8", "replace"),
-                   p.stderr.decode("utf-8", "replace"))
+        r = Result.of(list(args), p.returncode, p.stdout, p.stderr)
         self.transcript.append((list(args), r))
         return r
 
@@ -162,7 +200,7 @@ class KmsEnv:
         return r
 
     def json(self, *args, **kw):
-        return json.loads(self.ok(*args, **kw).out)
+        return self.ok(*args, **kw).json()
 
     def init(self, *args, **kw):
         r = self.ok("init", *args, **kw)
@@ -185,11 +223,19 @@ class KmsEnv:
         con = sqlite3.connect(db or self.vault, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout=30000")
-            cur = con.execute(statement, params)
-            rows = cur.fetchall()
-            return rows
+            return con.execute(statement, params).fetchall()
         finally:
             con.close()
+
+    def audit_count(self):
+        return self.sql("SELECT count(*) FROM audit_log")[0][0]
+
+    def audit_rows(self, after_seq=0):
+        """The audit records after `after_seq`, read from the vault file (adds no record)."""
+        rows = self.sql("SELECT seq, time, action, resource, params, outcome, error_code "
+                        "FROM audit_log WHERE seq > ? ORDER BY seq", (after_seq,))
+        return [{"seq": s, "time": t, "action": a, "resource": r, "params": json.loads(p),
+                 "outcome": o, "error_code": c} for s, t, a, r, p, o, c in rows]
 
     def checkpoint(self, db=None):
         """Folds the vault's WAL into the file and removes it, as SQLite's last close would.
@@ -237,30 +283,62 @@ class KmsEnv:
             raise AssertionError("pkcs11-tool failed:\n" + r.show())
         return r.out
 
+    def token_secret_keys(self):
+        """secret_keys() parsed into {label: attributes}, and the listing itself."""
+        text = self.secret_keys()
+        objects, current = {}, None
+        for line in text.splitlines():
+            if line.startswith("Secret Key Object"):
+                current = {"header": line}
+            elif current is not None and line.strip().startswith("label:"):
+                objects[line.split(":", 1)[1].strip()] = current
+            elif current is not None and ":" in line:
+                k, v = line.split(":", 1)
+                current[k.strip()] = v.strip()
+        return objects, text
 
-class KmsTestCase(unittest.TestCase):
-    """A test with a fresh KmsEnv (and, after `self.kms.init()`, a fresh token)."""
+    # ---- keys ----
+    def create_key(self, *args):
+        return self.ok("key", "create", *args).out.strip()
+
+    def encrypt(self, key, data, *args):
+        """The base64 blob text (without the newline)."""
+        return self.ok("encrypt", "--key", key, *args, input=data).out.strip()
+
+    def decrypt(self, blob, *args):
+        return self.ok("decrypt", *args, input=blob).raw
+
+
+class KmsCase(unittest.TestCase):
+    """The assertions every end-to-end test shares."""
 
     maxDiff = None
 
-    def setUp(self):
-        self.kms = KmsEnv()
-        self.addCleanup(self.kms.cleanup)
-
-    def assertError(self, r, code, *needles, stdout_empty=True):
+    def assertError(self, r, code, *needles, hint=None, stdout_empty=True):
         """Exit code `code`, `kmsctl: error: ...` then a `hint:` line on stderr, each needle in
-        stderr, and (by default) nothing on stdout."""
+        stderr, `hint` (if given) in the first hint line, and (by default) nothing on stdout."""
         self.assertEqual(r.rc, code, f"expected exit {code}:\n{r.show()}")
         self.assertTrue(r.err.startswith("kmsctl: error: "),
                         f"stderr must start with 'kmsctl: error: ':\n{r.show()}")
         self.assertRegex(r.err, r"(?m)^hint: \S", f"no hint line:\n{r.show()}")
         for n in needles:
             self.assertIn(n, r.err, f"stderr does not mention {n!r}:\n{r.show()}")
+        if hint is not None:
+            first = next(l for l in r.err.splitlines() if l.startswith("hint: "))
+            self.assertIn(hint, first, f"the hint does not mention {hint!r}:\n{r.show()}")
         if stdout_empty:
-            self.assertEqual(r.out, "", f"nothing belongs on stdout on failure:\n{r.show()}")
+            self.assertEqual(r.raw, b"", f"nothing belongs on stdout on failure:\n{r.show()}")
 
     def assertOk(self, r):
         self.assertEqual(r.rc, 0, r.show())
+
+
+class KmsTestCase(KmsCase):
+    """A test with a fresh KmsEnv (and, after `self.kms.init()`, a fresh token)."""
+
+    def setUp(self):
+        self.kms = KmsEnv()
+        self.addCleanup(self.kms.cleanup)
 
     def populate(self, statuses):
         """init plus `statuses` status commands: a log of 1 + statuses records."""
@@ -269,8 +347,270 @@ class KmsTestCase(unittest.TestCase):
             self.kms.ok("status")
 
 
+class SharedVaultTestCase(KmsCase):
+    """One fresh, initialised vault per test class (setUpClass), `self.vault`; tests in a class
+    share it and must not depend on each other's order."""
+
+    vault = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.vault = KmsEnv()
+        try:
+            cls.vault.init("--so-pin-file", cls.vault.path("so-pin"))
+        except BaseException:
+            cls.vault.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.vault.cleanup()
+
+    def audited(self, *args, action, rc=0, outcome=None, error_code=None, input=None,
+                faketime=None):
+        """Runs kmsctl ARGS, checks its exit code and that it wrote exactly one audit record with
+        this action (and outcome); returns (result, record)."""
+        before = self.vault.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
+        r = self.vault.run(*args, input=input, faketime=faketime)
+        self.assertEqual(r.rc, rc, f"expected exit {rc}:\n{r!r}")
+        new = self.vault.audit_rows(before)
+        self.assertEqual(len(new), 1, f"expected exactly one audit record, got {new}\n{r!r}")
+        rec = new[0]
+        self.assertEqual(rec["action"], action, rec)
+        if outcome is None:
+            outcome = {0: "ok", REFUSED: "denied"}.get(rc, "error")
+        self.assertEqual(rec["outcome"], outcome, rec)
+        if error_code is not None:
+            self.assertEqual(rec["error_code"], error_code, rec)
+        return r, rec
+
+    def unaudited(self, *args, rc, input=None):
+        """Runs kmsctl ARGS, expects exit `rc` and no audit record (a usage error caught before
+        the vault is opened)."""
+        before = self.vault.audit_count()
+        r = self.vault.run(*args, input=input)
+        self.assertEqual(r.rc, rc, f"expected exit {rc}:\n{r!r}")
+        self.assertEqual(self.vault.audit_count(), before, f"a record was written:\n{r!r}")
+        return r
+
+
 def file_mode(path):
     return os.stat(path).st_mode & 0o7777
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def unb64(text):
+    return base64.b64decode(text.strip(), validate=True)
+
+
+# ---- times ----
+def ts(text):
+    """An RFC 3339 UTC time with milliseconds, as kmsctl writes it."""
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+
+
+def days(n):
+    return datetime.timedelta(days=n)
+
+
+# ---- keys: the ciphertext blob ----
+# The blob of include/kms/blob.hpp: "KMSC" || u8 version || 16-byte key id || u32be key version ||
+# 12-byte nonce || ciphertext || 16-byte tag.
+MAGIC = b"KMSC"
+HEADER = 4 + 1 + 16 + 4
+NONCE = 12
+TAG = 16
+MIN_BLOB = HEADER + NONCE + TAG
+
+
+def parse_blob(raw):
+    """(magic, format version, key id text, key version, nonce, ciphertext||tag)."""
+    if len(raw) < MIN_BLOB:
+        raise ValueError(f"blob of {len(raw)} bytes is shorter than {MIN_BLOB}")
+    magic, fmt_version = raw[:4], raw[4]
+    key_id = str(uuid.UUID(bytes=bytes(raw[5:21])))
+    (key_version,) = struct.unpack(">I", raw[21:25])
+    return magic, fmt_version, key_id, key_version, raw[25:37], raw[37:]
+
+
+# ---- files: the envelope ----
+class Envelope:
+    """The parsed header of a file envelope and the offsets of its fields (docs/FORMAT.md §11.3),
+    read from the spec, to cut and alter files at exact offsets."""
+
+    def __init__(self, data):
+        self.data = data
+        assert data[:4] == b"KENC", data[:8]
+        self.version, self.suite = data[4], data[5]
+        (self.frame_size,) = struct.unpack(">I", data[6:10])
+        self.salt = data[10:42]
+        (ctx_len,) = struct.unpack(">I", data[42:46])
+        self.ctx_off = 46
+        off = 46 + ctx_len
+        (n,) = struct.unpack(">H", data[off:off + 2])
+        self.count_off = off
+        off += 2
+        self.recipients = []  # (offset of type, type, body offset, body)
+        for _ in range(n):
+            rtype = data[off]
+            (blen,) = struct.unpack(">I", data[off + 1:off + 5])
+            self.recipients.append((off, rtype, off + 5, data[off + 5:off + 5 + blen]))
+            off += 5 + blen
+        self.commit_off = off
+        self.tag_off = off + 32
+        self.header_len = off + 64
+        self.body = data[self.header_len:]
+
+    def keys(self):
+        """[(key id, version)] named by the vault-key recipients' blobs."""
+        out = []
+        for _, rtype, _, body in self.recipients:
+            if rtype == 1:
+                out.append((str(uuid.UUID(bytes=bytes(body[5:21]))),
+                            struct.unpack(">I", body[21:25])[0]))
+        return out
+
+    def frames(self):
+        full = self.frame_size + TAG
+        return [self.body[i:i + full] for i in range(0, len(self.body), full)]
+
+    @property
+    def header(self):
+        return self.data[:self.header_len]
+
+
+class FilesTestCase(SharedVaultTestCase):
+    """A shared vault, plus a working directory per test class for input and output files."""
+
+    def dir(self, name):
+        d = self.vault.path(name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def file_audited(self, *args, action, rc=0, error_code=None, input=None):
+        """Runs a `file encrypt` or `file decrypt` of one input, checks its exit code and that it
+        wrote exactly its two records (docs/FORMAT.md §8.1): the key use, outcome `started`
+        (step start), then the end naming it (started_seq): `ok` with step done after a success,
+        else `error` (`denied` for exit 4) with step end. Returns (result, start, end)."""
+        before = self.vault.sql("SELECT coalesce(max(seq), 0) FROM audit_log")[0][0]
+        r = self.vault.run(*args, input=input)
+        self.assertEqual(r.rc, rc, f"expected exit {rc}:\n{r!r}")
+        new = self.vault.audit_rows(before)
+        self.assertEqual([x["action"] for x in new], [action, action], new)
+        start, end = new
+        self.assertEqual((start["outcome"], start["error_code"], start["params"]["step"]),
+                         ("started", "", "start"), start)
+        self.assertEqual(end["resource"], start["resource"], end)
+        self.assertEqual(end["params"]["file"], start["params"]["file"], end)
+        self.assertEqual(end["params"]["started_seq"], start["seq"], end)
+        if rc == 0:
+            self.assertEqual((end["outcome"], end["error_code"], end["params"]["step"]),
+                             ("ok", "", "done"), end)
+        else:
+            self.assertEqual(end["outcome"], "denied" if rc == REFUSED else "error", end)
+            self.assertEqual(end["params"]["step"], "end", end)
+            if error_code is not None:
+                self.assertEqual(end["error_code"], error_code, end)
+        return r, start, end
+
+    def assertNoOutput(self, directory, *names):
+        """None of `names` exists in `directory`, and no temporary file was left there."""
+        for n in names:
+            self.assertFalse(os.path.exists(os.path.join(directory, n)), f"{n} was left behind")
+        leftovers = [p for p in glob.glob(os.path.join(directory, ".*")) if ".tmp-" in p]
+        self.assertEqual(leftovers, [], "temporary files were left behind")
+
+
+# ---- secrets ----
+# Reads the vault's audit log with sqlite3, read-only, as any other program could while kmsctl
+# waits for the hook: the secret.rotate records of this secret so far, one `seq|step|outcome`
+# line each, into ./seen.STEP. Fails at the step named in ./order-fail; at the step named in
+# ./order-kill it kills kmsctl (its parent's parent) with SIGKILL.
+ORDER_HOOK = r"""#!/bin/sh
+dir=$(dirname "$0")
+sqlite3 -readonly -cmd '.timeout 10000' "$KMSCTL_VAULT" \
+  "SELECT seq, json_extract(params, '\$.step'), outcome FROM audit_log
+   WHERE action = 'secret.rotate' AND resource = 'secret/$KMSCTL_SECRET_NAME' ORDER BY seq" \
+  > "$dir/seen.$KMSCTL_ROTATION_STEP" || exit 1
+if [ "$(cat "$dir/order-kill" 2>/dev/null)" = "$KMSCTL_ROTATION_STEP" ]; then
+  p=$PPID  # /bin/sh -c, then kmsctl
+  while [ "$(cat "/proc/$p/comm")" != kmsctl ]; do
+    p=$(sed 's/.*) //' "/proc/$p/stat" | cut -d' ' -f2)
+    [ "$p" -gt 1 ] || { echo "hook: kmsctl is not an ancestor" >&2; exit 1; }
+  done
+  kill -KILL "$p"
+  exit 0
+fi
+[ "$(cat "$dir/order-fail" 2>/dev/null)" = "$KMSCTL_ROTATION_STEP" ] && exit 4
+exit 0
+"""
+
+
+def read_seen(vault, step):
+    """The (seq, step, outcome) records the order hook saw at `step`."""
+    with open(vault.path(f"seen.{step}")) as f:
+        return [(int(s), st, o) for s, st, o in (l.split("|") for l in f.read().splitlines())]
+
+
+class SecretsTestCase(SharedVaultTestCase):
+    """A shared vault, plus helpers for secrets: values piped on stdin, hook scripts written into
+    the vault's directory, and a scan of the vault, its WAL and journal for plaintext."""
+
+    def create(self, name, value, *args):
+        self.vault.ok("secret", "create", name, "--value-stdin", *args, input=value)
+
+    def put(self, name, value, *args):
+        self.vault.ok("secret", "put", name, "--value-stdin", *args, input=value)
+
+    def get(self, name, *args, **kw):
+        return self.vault.ok("secret", "get", name, *args, **kw).raw
+
+    def describe(self, name, **kw):
+        return self.vault.json("secret", "describe", name, "--json", **kw)
+
+    def stages(self, name, **kw):
+        return self.describe(name, **kw)["stages"]
+
+    def write_script(self, name, text):
+        """An executable script in the vault's directory; returns its path."""
+        path = self.vault.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, stat.S_IRWXU)
+        return path
+
+    def assertNotStored(self, *values):
+        """None of the byte strings appears in the vault file, its WAL or its journal."""
+        for suffix in ("", "-wal", "-journal", "-shm"):
+            path = self.vault.vault + suffix
+            if not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            for v in values:
+                self.assertNotIn(v, data, f"a secret value is stored in plaintext in {path}")
 
 
 def main():

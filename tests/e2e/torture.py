@@ -22,7 +22,8 @@ go on until the number of kills asked for have landed. After every round:
   - an interrupted init leaves either no vault (and `kmsctl init` then succeeds) or a vault
     that opens and verifies.
 
-Used by test_torture.py (a short run in the suite) and scripts/torture.sh (the long one).
+Used by robustness/test_torture.py (a short run in the suite), robustness/test_faults.py and
+scripts/torture.sh (the long one).
 Reproduce a failure with the seed it prints: `scripts/torture.sh KILLS SEED`.
 """
 
@@ -32,7 +33,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 
