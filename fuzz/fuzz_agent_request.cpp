@@ -2,10 +2,10 @@
 // to the same bytes.
 #include <cstdlib>
 
-#include "cli/agent_wire.hpp"
+#include "agent/protocol.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace kms::cli::agent;
+  using namespace kms::agent;
   const kms::ByteView in(data, size);
   if (const auto r = parse_request(in)) {
     const auto again = encode(*r);

@@ -1,8 +1,6 @@
 #include "kms/files.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,7 +8,10 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
+#include "base/posix.hpp"
 #include "kms/error.hpp"
 #include "kms/faults.hpp"
 
@@ -97,14 +98,9 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd_, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(Code::failed, fmt::format("cannot write {}: {}", target_.string(), errno_text()),
-                  "check free space on that file system");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
+  if (!posix::write_all(fd_, as_bytes(data))) {
+    throw Error(Code::failed, fmt::format("cannot write {}: {}", target_.string(), errno_text()),
+                "check free space on that file system");
   }
 }
 

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "base/posix.hpp"
 #include "kms/error.hpp"
 #include "kms/signals.hpp"
 
@@ -48,13 +49,7 @@ SecureBytes pin_from_file(const std::string& path, std::string_view what, std::s
                 fmt::format("chmod 600 {}", path));
   }
   SecureBytes buf(kMaxPin + 2);
-  size_t len = 0;
-  while (len < buf.size()) {
-    const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    len += static_cast<size_t>(n);
-  }
+  const size_t len = posix::read_full(fd, buf.span());
   ::close(fd);
   // The PIN is the first line; a trailing newline (and CR) is not part of it.
   size_t end = 0;

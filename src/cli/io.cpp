@@ -1,16 +1,16 @@
 // Input, output and K=V parsing shared by the commands.
-#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
+#include "base/posix.hpp"
 #include "cli/app.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
@@ -56,15 +56,17 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std
       std::memcpy(bigger.data(), buf.data(), len);
       buf = std::move(bigger);
     }
-    const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
+    const std::size_t room = buf.size() - len;
+    int err = 0;
+    const std::size_t n = posix::read_full(fd, buf.span().subspan(len), &err);
+    len += n;
+    if (err != 0) {
       if (!stdin_input) ::close(fd);
-      throw Error(Code::failed, fmt::format("cannot read {}: {}", stdin_input ? "standard input" : path,
-                                            std::strerror(errno)));
+      throw Error(Code::failed,
+                  fmt::format("cannot read {}: {}", stdin_input ? "standard input" : path,
+                              std::strerror(err)));
     }
-    if (n == 0) break;
-    len += static_cast<std::size_t>(n);
+    if (n < room) break;  // the end of the input
   }
   if (!stdin_input) ::close(fd);
   if (len > max_bytes) {

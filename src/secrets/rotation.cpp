@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "base/posix.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/secrets.hpp"
@@ -34,50 +35,26 @@ constexpr int kPipeSize = 1 << 20;
 constexpr long kDefaultHookTimeout = 300;
 
 struct Pipe {
-  int r = -1, w = -1;
+  posix::Fd r, w;
   Pipe() {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
       throw Error(Code::failed, fmt::format("cannot create a pipe: {}", std::strerror(errno)));
     }
+    posix::Fd read_end(fds[0]), write_end(fds[1]);
     // Keep both ends above the descriptors the hook receives (0-3), so dup2 always copies.
-    r = lift(fds[0]);
-    w = lift(fds[1]);
-    ::fcntl(w, F_SETPIPE_SZ, kPipeSize);
+    r = lift(std::move(read_end));
+    w = lift(std::move(write_end));
+    ::fcntl(w.get(), F_SETPIPE_SZ, kPipeSize);
   }
-  ~Pipe() {
-    close_r();
-    close_w();
-  }
-  Pipe(const Pipe&) = delete;
-  Pipe& operator=(const Pipe&) = delete;
-  void close_r() {
-    if (r >= 0) ::close(r);
-    r = -1;
-  }
-  void close_w() {
-    if (w >= 0) ::close(w);
-    w = -1;
-  }
-  static int lift(int fd) {
-    if (fd > 3) return fd;
-    const int hi = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    ::close(fd);
-    if (hi < 0)
+  static posix::Fd lift(posix::Fd fd) {
+    if (fd.get() > 3) return fd;
+    posix::Fd hi(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10));
+    if (!hi)
       throw Error(Code::failed, fmt::format("cannot duplicate a pipe: {}", std::strerror(errno)));
     return hi;
   }
 };
-
-void write_all(int fd, ByteView data) {
-  std::size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return;  // the hook closed its end (EPIPE): it does not want the value
-    off += static_cast<std::size_t>(n);
-  }
-}
 
 // SIGPIPE ignored while values are written to a hook that may exit without reading them.
 class IgnoreSigpipe {
@@ -177,22 +154,15 @@ void kill_leftovers(pid_t hook, std::vector<pid_t> keep) {
   }
 }
 
-// A descriptor that becomes readable when `pid` exits, or -1 (a kernel before 5.3).
-struct ExitDescriptor {
-  int fd = -1;
-  explicit ExitDescriptor(pid_t pid) {
+// A descriptor that becomes readable when `pid` exits, or none (a kernel before 5.3).
+posix::Fd exit_descriptor(pid_t pid) {
 #ifdef SYS_pidfd_open
-    fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  return posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 #else
-    (void)pid;
+  (void)pid;
+  return posix::Fd();
 #endif
-  }
-  ~ExitDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-  ExitDescriptor(const ExitDescriptor&) = delete;
-  ExitDescriptor& operator=(const ExitDescriptor&) = delete;
-};
+}
 
 // True once `pid` has exited, leaving it unreaped (a zombie keeps its process group id, so that
 // the group can still be signalled).
@@ -214,11 +184,11 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   Pipe in, cur, out;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in.r, 0);
+  posix_spawn_file_actions_adddup2(&fa, in.r.get(), 0);
   // Standard output is the new value at `create`; at other steps it goes to kmsctl's stderr so
   // that kmsctl's own stdout stays data only.
-  posix_spawn_file_actions_adddup2(&fa, call.step == "create" ? out.w : 2, 1);
-  posix_spawn_file_actions_adddup2(&fa, cur.r, 3);
+  posix_spawn_file_actions_adddup2(&fa, call.step == "create" ? out.w.get() : 2, 1);
+  posix_spawn_file_actions_adddup2(&fa, cur.r.get(), 3);
 
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -256,17 +226,18 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
     throw Error(Code::failed,
                 fmt::format("cannot start the rotation command: {}", std::strerror(rc)));
   }
-  in.close_r();
-  cur.close_r();
-  out.close_w();
+  in.r.reset();
+  cur.r.reset();
+  out.w.reset();
   {
     IgnoreSigpipe guard;
-    write_all(in.w, call.pending);
-    in.close_w();
-    write_all(cur.w, call.current);
-    cur.close_w();
+    // A hook that closed its end (EPIPE) does not want the value.
+    (void)posix::write_all(in.w.get(), call.pending);
+    in.w.reset();
+    (void)posix::write_all(cur.w.get(), call.current);
+    cur.w.reset();
   }
-  if (call.step != "create") out.close_r();  // its stdout is kmsctl's stderr: nothing to read
+  if (call.step != "create") out.r.reset();  // its stdout is kmsctl's stderr: nothing to read
 
   HookResult res;
   SecureBytes buf(kMaxValueSize + 1);
@@ -274,7 +245,7 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   // Reads what is in the pipe; false at its end (or an error).
   auto read_some = [&] {
     std::uint8_t scratch[4096];
-    const ssize_t n = ::read(out.r, scratch, sizeof scratch);
+    const ssize_t n = ::read(out.r.get(), scratch, sizeof scratch);
     if (n < 0 && errno == EINTR) return true;
     if (n <= 0) return false;
     const std::size_t take = std::min(static_cast<std::size_t>(n), buf.size() - len);
@@ -292,8 +263,8 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
         deadline - std::chrono::steady_clock::now());
     return static_cast<int>(std::max<std::int64_t>(0, d.count()));
   };
-  const ExitDescriptor exited(pid);
-  const int exit_fd = exited.fd;
+  const posix::Fd exited = exit_descriptor(pid);
+  const int exit_fd = exited.get();
   bool timed_out = false;
   while (!has_exited(pid, /*block=*/false)) {
     if (left_ms() == 0) {
@@ -303,14 +274,14 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
     pollfd pfds[2];
     nfds_t count = 0;
     if (exit_fd >= 0) pfds[count++] = {exit_fd, POLLIN, 0};
-    if (out.r >= 0) pfds[count++] = {out.r, POLLIN, 0};
+    if (out.r) pfds[count++] = {out.r.get(), POLLIN, 0};
     // Without a pidfd, look again every 5 ms.
     const int ready = ::poll(pfds, count, exit_fd >= 0 ? left_ms() : std::min(left_ms(), 5));
     if (ready < 0 && errno != EINTR) {
       throw Error(Code::failed,
                   fmt::format("cannot wait for the rotation command: {}", std::strerror(errno)));
     }
-    if (out.r >= 0 && ready > 0 && pfds[count - 1].revents != 0 && !read_some()) out.close_r();
+    if (out.r && ready > 0 && pfds[count - 1].revents != 0 && !read_some()) out.r.reset();
   }
   if (timed_out) {
     ::kill(-pid, SIGKILL);
@@ -330,8 +301,8 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   }
   // What the hook and its descendants wrote before they ended; a writer that could not be
   // killed does not hold kmsctl.
-  if (out.r >= 0) {
-    ::fcntl(out.r, F_SETFL, O_NONBLOCK);
+  if (out.r) {
+    ::fcntl(out.r.get(), F_SETFL, O_NONBLOCK);
     while (read_some()) {
     }
   }

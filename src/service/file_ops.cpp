@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "base/posix.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "kms/service.hpp"
@@ -328,11 +329,8 @@ void copy_range(int in, off_t from, int out) {
       if (r < 0) throw Error(Code::failed, fmt::format("cannot read: {}", std::strerror(errno)));
       if (r == 0) return;
       from += r;
-      for (ssize_t done = 0; done < r;) {
-        const ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(r - done));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) throw Error(Code::failed, fmt::format("cannot write: {}", std::strerror(errno)));
-        done += w;
+      if (!posix::write_all(out, ByteView(buf.data(), static_cast<size_t>(r)))) {
+        throw Error(Code::failed, fmt::format("cannot write: {}", std::strerror(errno)));
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <sys/file.h>
 
+#include "base/posix.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "kms/signals.hpp"
@@ -67,17 +68,14 @@ bool skip_value(Reader& r, std::uint64_t kind) {
 }
 
 std::optional<Bytes> read_file(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+  const posix::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
   Bytes out;
   std::uint8_t buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+  for (std::size_t n = sizeof buf; n == sizeof buf;) {
+    n = posix::read_full(fd.get(), buf);
     out.insert(out.end(), buf, buf + n);
   }
-  ::close(fd);
   return out;
 }
 

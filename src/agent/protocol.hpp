@@ -9,7 +9,7 @@
 
 #include "kms/secure.hpp"
 
-namespace kms::cli::agent {
+namespace kms::agent {
 
 inline constexpr std::uint8_t kRequestMagic[4] = {'K', 'M', 'A', 'Q'};
 inline constexpr std::uint8_t kReplyMagic[4] = {'K', 'M', 'A', 'R'};
@@ -50,4 +50,9 @@ Bytes encode(const Reply& r);
 std::optional<Request> parse_request(ByteView msg);
 std::optional<Reply> parse_reply(ByteView msg);
 
-}  // namespace kms::cli::agent
+// Whether an agent runs the command `path` for a client (kmsctl exec, which replaces the
+// client's process, has the agent read its secrets instead: Kind::exec). `path` is the command
+// as parsed, {"secret", "get"}, never words picked from argv by their places.
+bool serves(const std::vector<std::string>& path);
+
+}  // namespace kms::agent

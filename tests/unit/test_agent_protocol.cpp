@@ -1,13 +1,14 @@
-// Unit tests of the kmsctl agent's messages (src/cli/agent_wire.hpp, docs/FORMAT.md §Agent
+// Unit tests of the kmsctl agent's messages (src/agent/protocol.hpp, docs/FORMAT.md §Agent
 // protocol): what encodes parses back, and anything else is refused.
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
-#include "cli/agent_wire.hpp"
+#include "agent/protocol.hpp"
 
 using namespace kms;
-using namespace kms::cli::agent;
+using namespace kms::agent;
 
 TEST_CASE("a run request parses back to its kind and arguments, empty ones included") {
   const Request r{Kind::run, {"/v/vault.db", "secret", "get", "", "db"}};
@@ -105,4 +106,20 @@ TEST_CASE("parse_reply refuses a request, an unknown answer and any truncation")
   for (size_t n = 0; n < b.size(); ++n) CHECK_FALSE(parse_reply(ByteView(b.data(), n)));
   b[5] = 4;
   CHECK_FALSE(parse_reply(b));
+}
+
+TEST_CASE("an agent serves the key, file and secret reading commands, not init, vault or rotate") {
+  using Path = std::vector<std::string>;
+  CHECK(serves(Path{"status"}));
+  CHECK(serves(Path{"key", "create"}));
+  CHECK(serves(Path{"file", "encrypt"}));
+  CHECK(serves(Path{"secret", "get"}));
+  CHECK_FALSE(serves(Path{}));
+  CHECK_FALSE(serves(Path{"init"}));
+  CHECK_FALSE(serves(Path{"vault", "backup"}));
+  CHECK_FALSE(serves(Path{"maintain"}));
+  CHECK_FALSE(serves(Path{"exec"}));
+  CHECK_FALSE(serves(Path{"agent", "status"}));
+  CHECK_FALSE(serves(Path{"secret", "rotate"}));
+  CHECK_FALSE(serves(Path{"secret"}));
 }

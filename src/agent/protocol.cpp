@@ -1,8 +1,10 @@
-#include "cli/agent_wire.hpp"
+#include "agent/protocol.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 
-namespace kms::cli::agent {
+namespace kms::agent {
 namespace {
 
 void put_u32(Bytes& out, std::uint32_t v) {
@@ -49,6 +51,10 @@ class Reader {
   ByteView b_;
   std::size_t pos_ = 0;
 };
+
+// Groups an agent runs whole.
+constexpr std::string_view kWholeGroups[] = {
+    "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key", "random", "file"};
 
 }  // namespace
 
@@ -115,4 +121,14 @@ std::optional<Reply> parse_reply(ByteView msg) {
                std::move(*hint)};
 }
 
-}  // namespace kms::cli::agent
+// Not: init and the vault group (token and file administration), and what runs rotation hooks
+// (secret rotate, maintain): a hook would run with the agent's environment, not the caller's.
+// `secret --vault V rotate` is `secret rotate`.
+bool serves(const std::vector<std::string>& path) {
+  if (path.empty()) return false;
+  if (path[0] == "secret") return path.size() == 2 && path[1] != "rotate";
+  return std::find(std::begin(kWholeGroups), std::end(kWholeGroups), path[0]) !=
+         std::end(kWholeGroups);
+}
+
+}  // namespace kms::agent

@@ -1,0 +1,150 @@
+#include "agent/daemon.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "agent/protocol.hpp"
+#include "base/posix.hpp"
+#include "kms/error.hpp"
+#include "kms/service.hpp"
+
+namespace kms::agent {
+namespace fs = std::filesystem;
+namespace {
+
+// The agent's own process: serve, then record why it stopped.
+void run_agent(Service& svc, Listener& listener, const fs::path& vault, const Limits& limits,
+               CommandLine command_line, const std::function<void()>& ready) {
+  catch_stop_signals();
+  std::signal(SIGPIPE, SIG_IGN);  // a client that went away is an EPIPE in its command
+  listener.listen();
+  Agent agent(svc, listener, vault, limits, std::move(command_line));
+  agent.record_start();
+  ready();
+  std::error_code ec;
+  fs::current_path("/", ec);  // keep no directory busy
+  agent.record_stop(agent.serve());
+  listener.close();
+  agent.stopped();
+}
+
+// The agent outlives the command that started it: descriptors that command inherited (a CI
+// runner's log, a pipe a script reads to its end) are closed in the agent, so that it holds
+// nothing of its parent's and no reader waits for it. Only `keep` (and 0-2, detached later)
+// stay.
+void close_inherited(std::initializer_list<int> keep) {
+  std::vector<int> open_fds;
+  {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+      const std::string name = e.path().filename().string();
+      int fd = -1;
+      const auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), fd);
+      if (err == std::errc() && end == name.data() + name.size()) open_fds.push_back(fd);
+    }
+  }  // the iterator's own descriptor is closed here
+  for (int fd : open_fds) {
+    if (fd > 2 && std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
+  }
+}
+
+void detach_stdio() {
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int i = 0; i < 3; ++i) ::dup2(null, i);
+  if (null > 2) ::close(null);
+}
+
+}  // namespace
+
+std::chrono::seconds parse_duration(const std::string& text, const char* flag) {
+  size_t used = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+  }
+  const std::string unit = text.substr(std::min(used, text.size()));
+  const long long mult = unit.empty() || unit == "s" ? 1
+                         : unit == "m"               ? 60
+                         : unit == "h"               ? 3600
+                         : unit == "d"               ? 86400
+                                                     : 0;
+  if (n < 1 || mult == 0 || !std::isdigit(static_cast<unsigned char>(text[0])) ||
+      n > 30LL * 86400 / mult) {
+    throw Error(Code::usage, fmt::format("{} {}: not a duration between 1s and 30d", flag, text),
+                "write a number with s, m, h or d, e.g. 15m");
+  }
+  return std::chrono::seconds(n * mult);
+}
+
+void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& options,
+           CommandLine command_line,
+           const std::function<void(const fs::path& socket, pid_t pid)>& started) {
+  std::optional<SecureBytes> pin(std::move(pin_bytes));  // wiped once the token session is open
+  const Limits& limits = options.limits;
+  Listener listener(options.socket);
+  if (options.foreground) {
+    std::unique_ptr<Service> svc = Service::open(vault, *pin);
+    pin.reset();
+    run_agent(*svc, listener, vault, limits, std::move(command_line),
+              [&] { started(listener.path(), ::getpid()); });
+    return;
+  }
+  // The token is loaded only in the agent's process: PKCS#11 state does not survive a fork.
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) throw Error(Code::failed, "cannot create a pipe");
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0)
+    throw Error(Code::failed, fmt::format("cannot start the agent: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::close(ready[0]);
+    close_inherited({ready[1], listener.fd()});
+    ::setsid();
+    // Until it serves, the agent's errors go to the starting process, which reports them.
+    bool told = false;
+    auto tell = [&](const Reply& r) {
+      (void)posix::write_all(ready[1], encode(r));
+      ::close(ready[1]);
+      told = true;
+    };
+    try {
+      std::unique_ptr<Service> svc = Service::open(vault, *pin);
+      pin.reset();
+      run_agent(*svc, listener, vault, limits, std::move(command_line), [&] {
+        detach_stdio();
+        tell({});
+      });
+    } catch (const Error& e) {
+      if (told) throw;
+      tell({Answer::refused, static_cast<std::int32_t>(e.code()), e.what(), e.hint()});
+    }
+    return;  // the socket goes with `listener`
+  }
+  ::close(ready[1]);
+  Bytes buf(kMaxMessage);
+  buf.resize(posix::read_full(ready[0], buf));
+  ::close(ready[0]);
+  const fs::path socket = listener.path();
+  listener.release();  // the agent's now, or removed by it when it failed
+  const std::optional<Reply> r = parse_reply(buf);
+  if (!r) throw Error(Code::failed, "the agent exited while it started");
+  if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
+  started(socket, pid);
+}
+
+}  // namespace kms::agent
