@@ -68,9 +68,10 @@ RestoreLosses compare_for_restore(store::Db& live, store::Db& backup) {
     }
   }
   for (const auto& [alias, key_id] : store::alias_list(live)) {
+    const std::string& id = key_id;  // clang 14: a lambda cannot capture a structured binding
     const bool named =
         std::any_of(out.key_versions.begin(), out.key_versions.end(),
-                    [&](const RestoreLosses::KeyVersion& v) { return v.key_id == key_id; });
+                    [&](const RestoreLosses::KeyVersion& v) { return v.key_id == id; });
     if (named) out.aliases[key_id].push_back(alias);
   }
 
