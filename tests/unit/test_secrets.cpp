@@ -1,5 +1,6 @@
-// Unit tests of kms::secrets (value generation, names) and of the secret repository in
-// kms::store (stages, the 100-version purge, migration of a version 2 vault).
+// Unit tests of kms::secrets (value generation, names, the name tables of stages and rotation
+// statuses) and of the secret repository in kms::store (stages, the 100-version purge, migration
+// of a version 2 vault).
 #include <algorithm>
 #include <map>
 #include <set>
@@ -14,6 +15,7 @@
 #include "kms/error.hpp"
 #include "kms/secrets.hpp"
 #include "kms/store.hpp"
+#include "kms/vocab.hpp"
 
 using namespace kms;
 using kms::test::TempDir;
@@ -106,6 +108,42 @@ TEST_CASE("check_name accepts AWS-style names and rejects others") {
   CHECK(code_of([] { secrets::check_name(""); }) == Code::usage);
   CHECK(code_of([] { secrets::check_name("has space"); }) == Code::usage);
   CHECK(code_of([] { secrets::check_name(std::string(257, 'a')); }) == Code::usage);
+}
+
+TEST_CASE("every secret stage has one name that parses back to it, case-sensitively") {
+  REQUIRE(secret_stages().size() == 3);
+  for (std::size_t i = 0; i < secret_stages().size(); ++i) {
+    const SecretStageInfo& info = secret_stages()[i];
+    CHECK(static_cast<std::size_t>(info.stage) == i);
+    CHECK(secret_stage_name(info.stage) == info.name);
+    CHECK(parse_secret_stage(info.name) == info.stage);
+    CHECK_FALSE(info.summary.empty());
+  }
+  // The names are the text of the secret_versions table's stage column (MACed as stored).
+  CHECK(secret_stage_name(SecretStage::current) == "current");
+  CHECK(secret_stage_name(SecretStage::previous) == "previous");
+  CHECK(secret_stage_name(SecretStage::pending) == "pending");
+  for (std::string_view bad : {"", "Current", "CURRENT", "AWSCURRENT", "current ", "latest"}) {
+    CHECK_FALSE(parse_secret_stage(bad).has_value());
+  }
+}
+
+TEST_CASE("every rotation status has one name that parses back to it, case-sensitively") {
+  REQUIRE(rotation_statuses().size() == 4);
+  for (std::size_t i = 0; i < rotation_statuses().size(); ++i) {
+    const RotationStatusInfo& info = rotation_statuses()[i];
+    CHECK(static_cast<std::size_t>(info.status) == i);
+    CHECK(rotation_status_name(info.status) == info.name);
+    CHECK(parse_rotation_status(info.name) == info.status);
+    CHECK_FALSE(info.summary.empty());
+  }
+  CHECK(rotation_status_name(RotationStatus::never) == "never");
+  CHECK(rotation_status_name(RotationStatus::in_progress) == "in_progress");
+  CHECK(rotation_status_name(RotationStatus::succeeded) == "succeeded");
+  CHECK(rotation_status_name(RotationStatus::failed) == "failed");
+  for (std::string_view bad : {"", "Failed", "SUCCEEDED", "in-progress", "ok", "never "}) {
+    CHECK_FALSE(parse_rotation_status(bad).has_value());
+  }
 }
 
 TEST_CASE("a stage names at most one version of a secret") {
