@@ -29,7 +29,7 @@ struct CreateSpec {
   std::optional<std::string> alias;
   std::vector<std::pair<std::string, std::string>> tags;
   std::optional<std::int64_t> rotation_days;
-  std::string protection = "software";
+  Protection protection = Protection::software;
 };
 
 struct KeyInfo {

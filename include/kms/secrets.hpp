@@ -21,8 +21,6 @@ namespace kms::secrets {
 
 inline constexpr std::string_view kDefaultKeyAlias = "alias/kmsctl/secrets";
 inline constexpr std::string_view kVersionsTable = "secret_versions";
-inline constexpr std::string_view kCurrent = "current", kPrevious = "previous",
-                                  kPending = "pending";
 inline constexpr std::int64_t kMaxVersions = 100;
 inline constexpr std::size_t kMaxValueSize = 65536;
 inline constexpr std::int64_t kMinRecoveryDays = 7, kMaxRecoveryDays = 30;
@@ -74,7 +72,7 @@ struct SecretInfo {
 struct Value {
   SecureBytes value;
   std::int64_t version = 0;
-  std::optional<std::string> stage;
+  std::optional<SecretStage> stage;
 };
 
 class SecretStore {
@@ -90,13 +88,11 @@ class SecretStore {
 
   // A new version at `stage` (current or pending). A new current moves current → previous.
   // Purges the oldest unstaged versions beyond kMaxVersions. Returns the version number.
-  std::int64_t add_version(store::SecretRow& s, ByteView value, std::string_view stage,
-                           TimePoint now);
+  std::int64_t add_version(store::SecretRow& s, ByteView value, SecretStage stage, TimePoint now);
   // The version at a stage, or a version number; Code::refused when its key is not enabled.
-  Value read(const store::SecretRow& s, std::optional<std::string_view> stage,
+  Value read(const store::SecretRow& s, std::optional<SecretStage> stage,
              std::optional<std::int64_t> version);
-  std::optional<store::SecretVersionRow> at_stage(const store::SecretRow& s,
-                                                  std::string_view stage);
+  std::optional<store::SecretVersionRow> at_stage(const store::SecretRow& s, SecretStage stage);
   // Rotation's finish: current → previous, pending → current.
   void promote_pending(store::SecretRow& s, TimePoint now);
 

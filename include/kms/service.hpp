@@ -207,7 +207,7 @@ class Service {
 
   // ---- keys (key_ops.cpp); KEY is a key id or alias/NAME ----
   keys::KeyInfo key_create(const keys::CreateSpec& spec);
-  KeyPage key_list(const std::optional<std::string>& state, const std::optional<std::string>& after,
+  KeyPage key_list(std::optional<KeyState> state, const std::optional<std::string>& after,
                    std::int64_t limit);
   keys::KeyInfo key_describe(std::string_view ref);
   keys::KeyInfo key_enable(std::string_view ref);
@@ -266,7 +266,7 @@ class Service {
   secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
   secrets::SecretInfo secret_put(std::string_view name, const SecretInput& input);
   // `extra` adds non-secret request parameters to the record (exec names the variable).
-  secrets::Value secret_get(std::string_view name, std::optional<std::string> stage,
+  secrets::Value secret_get(std::string_view name, std::optional<SecretStage> stage,
                             std::optional<std::int64_t> version,
                             const nlohmann::json& extra = nlohmann::json::object());
   std::vector<secrets::SecretInfo> secret_list();

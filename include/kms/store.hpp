@@ -15,6 +15,7 @@
 
 #include "kms/crypto.hpp"
 #include "kms/secure.hpp"
+#include "kms/vocab.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -235,8 +236,8 @@ struct KeyRow {
   std::string spec;
   std::string usage;
   std::string description;
-  std::string state;       // Enabled | Disabled | PendingDeletion
-  std::string protection;  // software | hsm
+  KeyState state = KeyState::enabled;
+  Protection protection = Protection::software;
   std::string created;
   std::optional<std::int64_t> rotation_period_days;
   std::string last_rotated;
@@ -257,7 +258,7 @@ void key_update(Db& db, const KeyRow& key);
 void key_delete(Db& db, std::string_view id);  // versions, aliases and tags go with it
 std::optional<KeyRow> key_get(Db& db, std::string_view id);
 // Ordered by (created, id); starts after the key `after` when given.
-std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
+std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
                              const std::optional<std::string>& after, std::int64_t limit);
 // Keys whose rotation period has elapsed at `now` (RFC 3339) and are Enabled.
 std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now);
@@ -303,7 +304,7 @@ struct SecretRow {
   std::optional<std::int64_t> rotation_period_days;
   std::optional<std::string> rotation_command;
   std::optional<std::string> last_rotated;
-  std::string rotation_status = "never";  // never | in_progress | succeeded | failed
+  RotationStatus rotation_status = RotationStatus::never;
   std::optional<std::string> rotation_error;
   std::optional<std::string> deletion_date;
 };
@@ -311,8 +312,8 @@ struct SecretVersionRow {
   std::string secret_id;
   std::int64_t version = 0;
   std::string created;
-  std::optional<std::string> stage;  // current | previous | pending
-  Bytes value;                       // sealed; empty when read as metadata only
+  std::optional<SecretStage> stage;
+  Bytes value;  // sealed; empty when read as metadata only
 };
 void secret_insert(Db& db, const SecretRow& s);
 void secret_update(Db& db, const SecretRow& s);
@@ -327,13 +328,13 @@ void secret_version_insert(Db& db, const SecretVersionRow& v);
 std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secret_id,
                                                    std::int64_t version);
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
-                                                        std::string_view stage);
+                                                        SecretStage stage);
 std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id);  // metadata, ascending
 // Every version of every secret, metadata only, ordered by secret id then version.
 std::vector<SecretVersionRow> secret_versions_all(Db& db);
 // A stage names at most one version of a secret: clear it, then set it on another version.
-void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage);
-void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, std::string_view stage);
+void secret_stage_clear(Db& db, std::string_view secret_id, SecretStage stage);
+void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, SecretStage stage);
 // Deletes the oldest versions without a stage until at most `keep` remain; returns how many.
 std::int64_t secret_versions_purge(Db& db, std::string_view secret_id, std::int64_t keep);
 

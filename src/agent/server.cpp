@@ -261,10 +261,11 @@ std::optional<std::string> Agent::handle(posix::Fd& connection) {
 // its value written to the client's pipe as u32be length ‖ bytes. The client sets the
 // variables and runs the command itself.
 void Agent::write_exec_values(const Request& req, int pipe) {
-  const std::string& stage = req.args[1];
+  const std::optional<SecretStage> stage = parse_secret_stage(req.args[1]);
   const std::string& command = req.args[2];
-  if (stage != "current" && stage != "previous") {
-    throw Error(Code::usage, fmt::format("--stage {}: exec reads current or previous", stage));
+  if (stage != SecretStage::current && stage != SecretStage::previous) {
+    throw Error(Code::usage,
+                fmt::format("--stage {}: exec reads current or previous", req.args[1]));
   }
   for (size_t i = 3; i + 1 < req.args.size(); i += 2) {
     secrets::check_name(req.args[i]);

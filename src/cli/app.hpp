@@ -84,6 +84,8 @@ void register_agent(CLI::App& app, Globals& g);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
+// The stage a --stage value names (CLI11 checked it against the names already; Code::usage if not).
+SecretStage stage_option(std::string_view value);
 // Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond, naming the flag).
 SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std::string& too_big_hint);
 // Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).

@@ -53,7 +53,7 @@ std::pair<std::string, std::string> parse_binding(const std::string& spec) {
 void register_exec(CLI::App& app, Globals& g) {
   struct Args {
     std::vector<std::string> secrets, command;
-    std::string stage = "current";
+    std::string stage{secret_stage_name(SecretStage::current)};
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -65,7 +65,9 @@ void register_exec(CLI::App& app, Globals& g) {
       ->allow_extra_args(false)  // one value per --secret, so that `--` ends the options
       ->type_name("NAME[=ENV]");
   cmd->add_option("--stage", a->stage, "Which stage of every secret (default current)")
-      ->check(CLI::IsMember({"current", "previous"}));
+      ->check(CLI::IsMember(
+          std::vector<std::string>{std::string(secret_stage_name(SecretStage::current)),
+                                   std::string(secret_stage_name(SecretStage::previous))}));
   cmd->add_option("command", a->command, "The command and its arguments, after --")
       ->required()
       ->type_name("COMMAND");
@@ -90,7 +92,7 @@ void register_exec(CLI::App& app, Globals& g) {
       auto svc = open_service(g);
       for (const auto& [name, env] : bindings) {
         values->push_back(
-            svc->secret_get(name, a->stage, std::nullopt,
+            svc->secret_get(name, stage_option(a->stage), std::nullopt,
                             {{"exec", {{"env", env}, {"command", a->command.front()}}}})
                 .value);
       }

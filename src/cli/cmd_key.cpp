@@ -24,8 +24,8 @@ void print_key(const keys::KeyInfo& info, bool json) {
   fmt::print("aliases          {}\n", aliases.empty() ? "-" : aliases);
   fmt::print("description      {}\n", k.description.empty() ? "-" : escape_text(k.description));
   fmt::print("spec / usage     {} / {}\n", escape_text(k.spec), escape_text(k.usage));
-  fmt::print("state            {}\n", escape_text(k.state));
-  fmt::print("protection       {}\n", escape_text(k.protection));
+  fmt::print("state            {}\n", key_state_name(k.state));
+  fmt::print("protection       {}\n", protection_name(k.protection));
   fmt::print("created          {}\n", escape_text(k.created));
   fmt::print("rotation         {}\n",
              k.rotation_period_days
@@ -52,11 +52,24 @@ void print_versions(const keys::KeyInfo& info, bool json) {
   }
 }
 
-std::optional<std::string> state_filter(const std::string& s) {
+// What `key list --state` takes: each state as an option spells it (pending-deletion).
+std::vector<std::string> state_options() {
+  std::vector<std::string> out;
+  for (const KeyStateInfo& i : key_states()) out.emplace_back(i.option);
+  return out;
+}
+
+std::optional<KeyState> state_filter(const std::string& s) {
   if (s.empty()) return std::nullopt;
-  if (s == "enabled") return "Enabled";
-  if (s == "disabled") return "Disabled";
-  return "PendingDeletion";
+  if (const auto state = parse_key_state_option(s)) return state;
+  throw Error(Code::usage, fmt::format("--state {} is not a key state", s),
+              "give --state enabled, disabled or pending-deletion");
+}
+
+std::vector<std::string> protection_names() {
+  std::vector<std::string> out;
+  for (const ProtectionInfo& i : protections()) out.emplace_back(i.name);
+  return out;
 }
 
 // Registers a verb that takes KEY and prints the key afterwards.
@@ -81,7 +94,8 @@ struct TagArgs {
 
 void add_create(CLI::App* key, Globals& g) {
   struct CreateArgs {
-    std::string spec = "AES_256", description, alias, rotation, protection = "software";
+    std::string spec = "AES_256", description, alias, rotation,
+                protection{protection_name(Protection::software)};
     std::vector<std::string> tags;
     bool json = false;
   };
@@ -93,9 +107,10 @@ void add_create(CLI::App* key, Globals& g) {
   create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
   create->add_option("--rotation-period", ca->rotation, "Rotate automatically every N days (7d-730d)")
       ->type_name("DAYS");
-  create->add_option("--protection", ca->protection,
-                     "software: material sealed in the vault; hsm: generated and used in the token")
-      ->check(CLI::IsMember({"software", "hsm"}));
+  create
+      ->add_option("--protection", ca->protection,
+                   "software: material sealed in the vault; hsm: generated and used in the token")
+      ->check(CLI::IsMember(protection_names()));
   create->add_flag("--json", ca->json, "Print the key as JSON");
   create->callback([&g, ca] {
     keys::CreateSpec spec;
@@ -110,7 +125,12 @@ void add_create(CLI::App* key, Globals& g) {
       spec.rotation_days = keys::parse_days(ca->rotation, keys::kMinRotationDays,
                                             keys::kMaxRotationDays, "--rotation-period");
     }
-    spec.protection = ca->protection;
+    if (const auto p = parse_protection(ca->protection)) {
+      spec.protection = *p;
+    } else {  // not reached: --protection is checked against the same names
+      throw Error(Code::usage, fmt::format("--protection {} is not known", ca->protection),
+                  "use --protection software or --protection hsm");
+    }
     const keys::KeyInfo info = open_service(g)->key_create(spec);
     if (ca->json) {
       print_json(key_json(info));
@@ -129,7 +149,7 @@ void add_list(CLI::App* key, Globals& g) {
   auto la = std::make_shared<ListArgs>();
   CLI::App* list = key->add_subcommand("list", "List keys, oldest first, a page at a time");
   list->add_option("--state", la->state, "Only keys in this state")
-      ->check(CLI::IsMember({"enabled", "disabled", "pending-deletion"}));
+      ->check(CLI::IsMember(state_options()));
   list->add_option("--limit", la->limit, "At most N keys (default 100)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000}));
   list->add_option("--after", la->after, "Start after this key id (the `next` of the previous page)")
@@ -154,8 +174,8 @@ void add_list(CLI::App* key, Globals& g) {
         aliases += escape_text(a);
       }
       fmt::print("{:<36}  {:<15}  {:<10}  {:>7}  {:<24}  {}\n", escape_text(k.key.id),
-                 escape_text(k.key.state), escape_text(k.key.protection), k.key.primary_version,
-                 escape_text(k.key.created), aliases);
+                 key_state_name(k.key.state), protection_name(k.key.protection),
+                 k.key.primary_version, escape_text(k.key.created), aliases);
     }
     if (page.next) {
       note(fmt::format("more keys: kmsctl key list --after {}", escape_text(*page.next)));
@@ -329,8 +349,8 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
       {"description", k.description},
       {"spec", k.spec},
       {"usage", k.usage},
-      {"state", k.state},
-      {"protection", k.protection},
+      {"state", std::string(key_state_name(k.state))},
+      {"protection", std::string(protection_name(k.protection))},
       {"created", k.created},
       {"rotation_period_days", json_or_null(k.rotation_period_days)},
       {"last_rotated", k.last_rotated},

@@ -78,13 +78,19 @@ SecretInput input_of(const ValueArgs& v) {
   return in;
 }
 
+std::vector<std::string> stage_names() {
+  std::vector<std::string> out;
+  for (const SecretStageInfo& i : secret_stages()) out.emplace_back(i.name);
+  return out;
+}
+
 nlohmann::json stages_of(const store::SecretVersionRow& v) {
   nlohmann::json st = nlohmann::json::array();
-  if (v.stage) st.push_back(*v.stage);
+  if (v.stage) st.push_back(std::string(secret_stage_name(*v.stage)));
   return st;
 }
 
-std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, std::string_view stage) {
+std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, SecretStage stage) {
   for (const auto& v : info.versions) {
     if (v.stage && *v.stage == stage) return v.version;
   }
@@ -93,6 +99,10 @@ std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, std::str
 
 nlohmann::json secret_json(const secrets::SecretInfo& info) {
   const store::SecretRow& s = info.secret;
+  nlohmann::json stages = nlohmann::json::object();  // {"current": N|null, ...}
+  for (const SecretStageInfo& i : secret_stages()) {
+    stages[std::string(i.name)] = json_or_null(version_at(info, i.stage));
+  }
   nlohmann::json versions = nlohmann::json::array();
   for (const auto& v : info.versions) {
     versions.push_back(
@@ -107,16 +117,13 @@ nlohmann::json secret_json(const secrets::SecretInfo& info) {
       {"created", s.created},
       {"updated", s.updated},
       {"tags", tags_json(info.tags)},
-      {"stages",
-       {{"current", json_or_null(version_at(info, secrets::kCurrent))},
-        {"previous", json_or_null(version_at(info, secrets::kPrevious))},
-        {"pending", json_or_null(version_at(info, secrets::kPending))}}},
+      {"stages", stages},
       {"rotation",
        {{"period_days", json_or_null(s.rotation_period_days)},
         {"command", json_or_null(s.rotation_command)},
         {"last_rotated", json_or_null(s.last_rotated)},
         {"next_rotation", json_or_null(info.next_rotation)},
-        {"status", s.rotation_status},
+        {"status", std::string(rotation_status_name(s.rotation_status))},
         {"last_error", json_or_null(s.rotation_error)}}},
       {"deletion_date", json_or_null(s.deletion_date)},
       {"version_count", info.versions.size()},
@@ -145,9 +152,9 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
   fmt::print("created          {}\n", escape_text(s.created));
   fmt::print("updated          {}\n", escape_text(s.updated));
   fmt::print("stages           current {}, previous {}, pending {}\n",
-             opt_num(version_at(info, secrets::kCurrent)),
-             opt_num(version_at(info, secrets::kPrevious)),
-             opt_num(version_at(info, secrets::kPending)));
+             opt_num(version_at(info, SecretStage::current)),
+             opt_num(version_at(info, SecretStage::previous)),
+             opt_num(version_at(info, SecretStage::pending)));
   fmt::print("versions         {}\n", info.versions.size());
   fmt::print("rotation         {}\n",
              s.rotation_period_days
@@ -157,7 +164,7 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
   fmt::print("rotation command {}\n",
              escape_text(s.rotation_command.value_or("- (kmsctl generates the value)")));
   fmt::print(
-      "last rotation    {}{}\n", escape_text(s.rotation_status),
+      "last rotation    {}{}\n", rotation_status_name(s.rotation_status),
       s.last_rotated ? fmt::format(" (last succeeded {})", escape_text(*s.last_rotated)) : "");
   if (s.rotation_error) fmt::print("rotation error   {}\n", escape_text(*s.rotation_error));
   if (s.deletion_date) fmt::print("deletion date    {}\n", escape_text(*s.deletion_date));
@@ -174,7 +181,7 @@ void print_versions(const secrets::SecretInfo& info, bool json) {
   fmt::print("{:>10}  {:<24}  {}\n", "VERSION ID", "CREATED", "STAGES");
   for (const auto& v : info.versions) {
     fmt::print("{:>10}  {:<24}  {}\n", v.version, escape_text(v.created),
-               escape_text(v.stage.value_or("")));
+               v.stage ? secret_stage_name(*v.stage) : std::string_view());
   }
 }
 
@@ -207,7 +214,8 @@ void print_value(const std::string& name, const secrets::Value& v, const std::st
   nlohmann::json out = {
       {"name", name},
       {"version_id", v.version},
-      {"stages", v.stage ? nlohmann::json::array({*v.stage}) : nlohmann::json::array()}};
+      {"stages", v.stage ? nlohmann::json::array({std::string(secret_stage_name(*v.stage))})
+                         : nlohmann::json::array()}};
   if (!field.empty()) out["field"] = field;
   std::string text;
   out["value"] = std::string(picked.chars());
@@ -289,7 +297,7 @@ void add_get(CLI::App* secret, Globals& g) {
   CLI::App* get = secret->add_subcommand("get", "Print a secret's value (raw, no newline added)");
   get->add_option("name", ga->name, "Secret name")->required()->type_name("NAME");
   auto* stage = get->add_option("--stage", ga->stage, "Which stage (default current)")
-                    ->check(CLI::IsMember({"current", "previous", "pending"}));
+                    ->check(CLI::IsMember(stage_names()));
   auto* vid = get->add_option("--version-id", ga->version, "A version by id")
                   ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()))
                   ->type_name("ID");
@@ -298,7 +306,7 @@ void add_get(CLI::App* secret, Globals& g) {
   get->add_flag("--json", ga->json, "Print {name, version_id, stages, value} as JSON");
   get->callback([&g, ga] {
     const secrets::Value v = open_service(g)->secret_get(
-        ga->name, ga->stage.empty() ? std::nullopt : std::optional(ga->stage),
+        ga->name, ga->stage.empty() ? std::nullopt : std::optional(stage_option(ga->stage)),
         ga->version ? std::optional(ga->version) : std::nullopt);
     print_value(ga->name, v, ga->field, ga->json);
   });
@@ -324,7 +332,7 @@ void add_put(CLI::App* secret, Globals& g) {
       print_secret(info, true);
     } else {
       note(escape_text(fmt::format("secret {}: version {} is current", info.secret.name,
-                                   opt_num(version_at(info, secrets::kCurrent)))));
+                                   opt_num(version_at(info, SecretStage::current)))));
     }
   });
 }
@@ -351,9 +359,10 @@ void add_list(CLI::App* secret, Globals& g) {
     for (const auto& s : all) {
       fmt::print(
           "{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", escape_text(s.secret.name),
-          opt_num(version_at(s, secrets::kCurrent)), s.versions.size(),
+          opt_num(version_at(s, SecretStage::current)), s.versions.size(),
           s.secret.rotation_period_days ? fmt::format("{}d", *s.secret.rotation_period_days) : "-",
-          escape_text(s.secret.rotation_status), escape_text(s.secret.deletion_date.value_or("-")));
+          rotation_status_name(s.secret.rotation_status),
+          escape_text(s.secret.deletion_date.value_or("-")));
     }
   });
 }

@@ -17,6 +17,12 @@
 
 namespace kms::cli {
 
+SecretStage stage_option(std::string_view value) {
+  if (const auto stage = parse_secret_stage(value)) return *stage;
+  throw Error(Code::usage, fmt::format("--stage {} is not a stage", value),
+              "give --stage current, previous or pending");
+}
+
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag) {
   Context out;
   for (const std::string& p : pairs) {

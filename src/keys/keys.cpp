@@ -69,7 +69,7 @@ std::optional<hsm::ObjectHandle> KeyStore::token_key(std::string_view key_id,
 
 void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint now) {
   store::KeyVersionRow v{key.id, version, format_rfc3339(now), std::nullopt};
-  if (key.protection == "hsm") {
+  if (key.protection == Protection::hsm) {
     const std::string label = token_label(key.id, version);
     // A key object of this version already in the token was made by a rotation that was killed
     // before its commit (the version has no row: this transaction makes it, under the writer
@@ -89,16 +89,12 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
     throw Error(Code::usage, fmt::format("key spec {} is not supported", spec.spec),
                 "use --spec AES_256 (symmetric encryption keys)");
   }
-  if (spec.protection != "software" && spec.protection != "hsm") {
-    throw Error(Code::usage, fmt::format("protection level {} is not known", spec.protection),
-                "use --protection software or --protection hsm");
-  }
   store::KeyRow k;
   k.id = crypto::uuid_v4();
   k.spec = spec.spec;
   k.usage = "ENCRYPT_DECRYPT";
   k.description = spec.description;
-  k.state = "Enabled";
+  k.state = KeyState::enabled;
   k.protection = spec.protection;
   k.created = k.last_rotated = format_rfc3339(now);
   k.rotation_period_days = spec.rotation_days;
@@ -136,7 +132,7 @@ store::KeyRow KeyStore::resolve(std::string_view ref) {
 }
 
 std::optional<std::string> KeyStore::next_rotation(const store::KeyRow& key) const {
-  if (!key.rotation_period_days || key.state != "Enabled") return std::nullopt;
+  if (!key.rotation_period_days || key.state != KeyState::enabled) return std::nullopt;
   return add_days(key.last_rotated, *key.rotation_period_days);
 }
 
@@ -151,9 +147,9 @@ KeyInfo KeyStore::describe(const store::KeyRow& key) {
 }
 
 void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
-  if (key.state == "Enabled") return;
+  if (key.state == KeyState::enabled) return;
   const std::string name = ref == key.id ? key.id : fmt::format("{} ({})", ref, key.id);
-  if (key.state == "Disabled") {
+  if (key.state == KeyState::disabled) {
     throw Error(Code::refused, fmt::format("key {} is disabled", name),
                 fmt::format("enable it with `kmsctl key enable {}`", ref));
   }
@@ -164,25 +160,25 @@ void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
 }
 
 void KeyStore::enable(store::KeyRow& key) {
-  if (key.state == "PendingDeletion") {
+  if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
                 fmt::format("cancel the deletion first: `kmsctl key cancel-deletion {}`", key.id));
   }
-  key.state = "Enabled";
+  key.state = KeyState::enabled;
   store::key_update(vault_.db(), key);
 }
 
 void KeyStore::disable(store::KeyRow& key) {
-  if (key.state == "PendingDeletion") {
+  if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
                 fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`", key.id));
   }
-  key.state = "Disabled";
+  key.state = KeyState::disabled;
   store::key_update(vault_.db(), key);
 }
 
 std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
-  if (key.state == "PendingDeletion") require_enabled(key, key.id);
+  if (key.state == KeyState::pending_deletion) require_enabled(key, key.id);
   const std::int64_t version =
       std::max(store::key_version_max(vault_.db(), key.id), key.highest_lost_version) + 1;
   add_version(key, version, now);
@@ -198,31 +194,31 @@ void KeyStore::set_rotation(store::KeyRow& key, std::optional<std::int64_t> days
 }
 
 std::string KeyStore::schedule_deletion(store::KeyRow& key, std::int64_t days, TimePoint now) {
-  if (key.state == "PendingDeletion") {
+  if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused,
                 fmt::format("key {} is already pending deletion (on {})", key.id,
                             key.deletion_date.value_or("?")),
                 fmt::format("cancel it with `kmsctl key cancel-deletion {}`", key.id));
   }
-  key.state = "PendingDeletion";
+  key.state = KeyState::pending_deletion;
   key.deletion_date = format_rfc3339(now + std::chrono::days(days));
   store::key_update(vault_.db(), key);
   return *key.deletion_date;
 }
 
 void KeyStore::cancel_deletion(store::KeyRow& key) {
-  if (key.state != "PendingDeletion") {
+  if (key.state != KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is not pending deletion", key.id),
                 "nothing to cancel");
   }
-  key.state = "Disabled";
+  key.state = KeyState::disabled;
   key.deletion_date.reset();
   store::key_update(vault_.db(), key);
 }
 
 std::vector<std::string> KeyStore::erase(const store::KeyRow& key) {
   std::vector<std::string> labels;
-  if (key.protection == "hsm") {
+  if (key.protection == Protection::hsm) {
     for (const auto& v : store::key_versions(vault_.db(), key.id)) {
       labels.push_back(token_label(key.id, v.version));
     }
@@ -247,7 +243,7 @@ Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Cont
   const Bytes aad = blob::aad(header, context);
   const Bytes nonce = crypto::random_bytes(blob::kNonceSize);
   Bytes sealed;
-  if (key.protection == "hsm") {
+  if (key.protection == Protection::hsm) {
     const auto handle = token_key(key.id, key.primary_version);
     if (!handle) {
       throw Error(Code::unavailable,
@@ -331,7 +327,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   };
   const Bytes aad = blob::aad(p->header_bytes, context);
   std::optional<SecureBytes> pt;
-  if (key->protection == "hsm") {
+  if (key->protection == Protection::hsm) {
     const auto handle = token_key(key->id, version);
     if (!handle) {
       throw Error(

@@ -150,7 +150,7 @@ store::SecretRow SecretStore::create(const CreateSpec& spec, ByteView value, Tim
   s.rotation_command = spec.rotation_command;
   store::secret_insert(vault_.db(), s);
   for (const auto& [k, v] : spec.tags) store::secret_tag_set(vault_.db(), s.id, k, v);
-  add_version(s, value, kCurrent, now);
+  add_version(s, value, SecretStage::current, now);
   return s;
 }
 
@@ -170,7 +170,7 @@ void SecretStore::require_active(const store::SecretRow& s) {
               fmt::format("restore it with `kmsctl secret restore {}`", s.name));
 }
 
-std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, std::string_view stage,
+std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, SecretStage stage,
                                       TimePoint now) {
   require_active(s);
   if (value.empty()) {
@@ -186,15 +186,15 @@ std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, std::
   const std::int64_t version = s.next_version;
   store::SecretVersionRow v{s.id, version, format_rfc3339(now), std::nullopt,
                             seal_value(s, version, value)};
-  if (stage == kCurrent) {
-    store::secret_stage_clear(vault_.db(), s.id, kPrevious);
-    if (auto cur = store::secret_version_at_stage(vault_.db(), s.id, kCurrent)) {
-      store::secret_stage_set(vault_.db(), s.id, cur->version, kPrevious);
+  if (stage == SecretStage::current) {
+    store::secret_stage_clear(vault_.db(), s.id, SecretStage::previous);
+    if (auto cur = store::secret_version_at_stage(vault_.db(), s.id, SecretStage::current)) {
+      store::secret_stage_set(vault_.db(), s.id, cur->version, SecretStage::previous);
     }
   } else {
     store::secret_stage_clear(vault_.db(), s.id, stage);
   }
-  v.stage = std::string(stage);
+  v.stage = stage;
   store::secret_version_insert(vault_.db(), v);
   s.next_version = version + 1;
   s.updated = format_rfc3339(now);
@@ -204,11 +204,11 @@ std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, std::
 }
 
 std::optional<store::SecretVersionRow> SecretStore::at_stage(const store::SecretRow& s,
-                                                             std::string_view stage) {
+                                                             SecretStage stage) {
   return store::secret_version_at_stage(vault_.db(), s.id, stage);
 }
 
-Value SecretStore::read(const store::SecretRow& s, std::optional<std::string_view> stage,
+Value SecretStore::read(const store::SecretRow& s, std::optional<SecretStage> stage,
                         std::optional<std::int64_t> version) {
   require_active(s);
   std::optional<store::SecretVersionRow> v;
@@ -219,10 +219,11 @@ Value SecretStore::read(const store::SecretRow& s, std::optional<std::string_vie
                   fmt::format("list its versions with `kmsctl secret versions {}`", s.name));
     }
   } else {
-    const std::string_view st = stage.value_or(kCurrent);
+    const SecretStage st = stage.value_or(SecretStage::current);
     v = store::secret_version_at_stage(vault_.db(), s.id, st);
     if (!v) {
-      throw Error(Code::not_found, fmt::format("secret {} has no {} version", s.name, st),
+      throw Error(Code::not_found,
+                  fmt::format("secret {} has no {} version", s.name, secret_stage_name(st)),
                   fmt::format("see its stages with `kmsctl secret describe {}`", s.name));
     }
   }
@@ -232,17 +233,17 @@ Value SecretStore::read(const store::SecretRow& s, std::optional<std::string_vie
 }
 
 void SecretStore::promote_pending(store::SecretRow& s, TimePoint now) {
-  const auto pending = store::secret_version_at_stage(vault_.db(), s.id, kPending);
+  const auto pending = store::secret_version_at_stage(vault_.db(), s.id, SecretStage::pending);
   if (!pending) {
     throw Error(Code::failed, fmt::format("secret {} has no pending version to finish", s.name));
   }
-  store::secret_stage_clear(vault_.db(), s.id, kPrevious);
-  if (auto cur = store::secret_version_at_stage(vault_.db(), s.id, kCurrent)) {
-    store::secret_stage_set(vault_.db(), s.id, cur->version, kPrevious);
+  store::secret_stage_clear(vault_.db(), s.id, SecretStage::previous);
+  if (auto cur = store::secret_version_at_stage(vault_.db(), s.id, SecretStage::current)) {
+    store::secret_stage_set(vault_.db(), s.id, cur->version, SecretStage::previous);
   }
-  store::secret_stage_set(vault_.db(), s.id, pending->version, kCurrent);
+  store::secret_stage_set(vault_.db(), s.id, pending->version, SecretStage::current);
   s.last_rotated = s.updated = format_rfc3339(now);
-  s.rotation_status = "succeeded";
+  s.rotation_status = RotationStatus::succeeded;
   s.rotation_error.reset();
   store::secret_update(vault_.db(), s);
 }

@@ -38,7 +38,7 @@ keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
   keys::KeyInfo info;
   audit::Event ev{Action::key_create, "key/", {}};
   ev.params["spec"] = spec.spec;
-  ev.params["protection"] = spec.protection;
+  ev.params["protection"] = std::string(protection_name(spec.protection));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
   run(
@@ -52,11 +52,11 @@ keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
   return info;
 }
 
-KeyPage Service::key_list(const std::optional<std::string>& state,
-                          const std::optional<std::string>& after, std::int64_t limit) {
+KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std::string>& after,
+                          std::int64_t limit) {
   KeyPage page;
   audit::Event ev{Action::key_list, "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
-  if (state) ev.params["state"] = *state;
+  if (state) ev.params["state"] = std::string(key_state_name(*state));
   if (after) ev.params["after"] = *after;
   run(std::move(ev), [&](audit::Event&) {
     keys::KeyStore ks(*vault_);

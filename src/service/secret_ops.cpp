@@ -56,20 +56,20 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
     if (!input.value && gen.length == 0) gen = {s.gen_length, s.gen_charset, s.gen_exclude};
     const SecureBytes value =
         input.value ? SecureBytes(input.value->view()) : secrets::generate(gen);
-    e.params["version"] = ss.add_version(s, value.view(), secrets::kCurrent, now());
+    e.params["version"] = ss.add_version(s, value.view(), SecretStage::current, now());
     info = ss.describe(s);
   });
   return info;
 }
 
-secrets::Value Service::secret_get(std::string_view name, std::optional<std::string> stage,
+secrets::Value Service::secret_get(std::string_view name, std::optional<SecretStage> stage,
                                    std::optional<std::int64_t> version,
                                    const nlohmann::json& extra) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::optional<secrets::Value> out;
   audit::Event ev = secret_event(Action::secret_get, name);
-  if (stage) ev.params["stage"] = *stage;
+  if (stage) ev.params["stage"] = std::string(secret_stage_name(*stage));
   if (version) ev.params["version"] = *version;
   for (const auto& [k, v] : extra.items()) ev.params[k] = v;
   run(std::move(ev), [&](audit::Event& e) {
@@ -169,7 +169,7 @@ void Service::rotation_step_failed(std::string_view name, std::string_view step,
   ev.params["failure"] = failure;
   run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
     if (auto s = store::secret_by_name(vault_->db(), name)) {
-      s->rotation_status = "failed";
+      s->rotation_status = RotationStatus::failed;
       s->rotation_error =
           fmt::format("{}: step {} failed: {}", format_rfc3339(now()), step, failure);
       store::secret_update(vault_->db(), *s);
@@ -196,8 +196,9 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     // itself (a hook the owner has since removed), so the whole state is checked first.
     if (s.rotation_command) require_recorded_state("run the rotation command of secret " + s.name);
     lock.emplace(vault_->final_path(), s.id, s.name);
-    current = ss.read(s, secrets::kCurrent, std::nullopt);
-    if (ss.at_stage(s, secrets::kPending)) pending = ss.read(s, secrets::kPending, std::nullopt);
+    current = ss.read(s, SecretStage::current, std::nullopt);
+    if (ss.at_stage(s, SecretStage::pending))
+      pending = ss.read(s, SecretStage::pending, std::nullopt);
     e.params["current_version"] = current.version;
     e.params["resumed"] = pending.has_value();
     if (pending) e.params["pending_version"] = pending->version;
@@ -248,11 +249,11 @@ SecretRotation Service::secret_rotate(std::string_view name) {
       const secrets::Generator gen{fresh.gen_length, fresh.gen_charset, fresh.gen_exclude};
       SecureBytes value =
           supplied ? std::move(*supplied) : secrets::generate_like(gen, current.value.view());
-      const std::int64_t v = ss.add_version(fresh, value.view(), secrets::kPending, now());
-      fresh.rotation_status = "in_progress";
+      const std::int64_t v = ss.add_version(fresh, value.view(), SecretStage::pending, now());
+      fresh.rotation_status = RotationStatus::in_progress;
       store::secret_update(vault_->db(), fresh);
       e.params["version"] = v;
-      pending = secrets::Value{std::move(value), v, std::string(secrets::kPending)};
+      pending = secrets::Value{std::move(value), v, SecretStage::pending};
     });
   }
 
@@ -294,7 +295,7 @@ void Service::maintain_secrets(MaintainReport& rep, const std::string& at, audit
     due.push_back(s.name);
     if (rep.dry_run) {
       // A rotation left pending is resumed, not started over: it would finish that version.
-      const auto pending = store::secret_version_at_stage(vault_->db(), s.id, secrets::kPending);
+      const auto pending = store::secret_version_at_stage(vault_->db(), s.id, SecretStage::pending);
       rep.secrets_rotated.emplace_back(s.name, pending ? pending->version : s.next_version);
     }
   }

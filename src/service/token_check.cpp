@@ -80,7 +80,7 @@ Service::TokenCheck Service::check_token(bool remove) {
         } else if (!o.own_attributes() || o.id != Bytes(k->first.begin(), k->first.end())) {
           mark("foreign", "not private, sensitive, unextractable and generated in the token, "
                           "or with another id");
-        } else if (row->protection == "hsm" &&
+        } else if (row->protection == Protection::hsm &&
                    store::key_version_get(vault_->db(), k->first, k->second)) {
           use(o.label);
         } else if (k->second <= row->highest_lost_version) {

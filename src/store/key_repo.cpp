@@ -22,8 +22,8 @@ KeyRow read_key(Db& db, const Stmt& s) {
   k.spec = s.col_text(1);
   k.usage = s.col_text(2);
   k.description = s.col_text(3);
-  k.state = s.col_text(4);
-  k.protection = s.col_text(5);
+  k.state = rows::name_column(Table::keys, s, 4, parse_key_state);
+  k.protection = rows::name_column(Table::keys, s, 5, parse_protection);
   k.created = s.col_text(6);
   if (!s.col_null(7)) k.rotation_period_days = s.col_int(7);
   k.last_rotated = s.col_text(8);
@@ -34,8 +34,8 @@ KeyRow read_key(Db& db, const Stmt& s) {
 }
 
 void bind_key(Stmt& s, const KeyRow& k) {
-  s.bind(1, k.id).bind(2, k.spec).bind(3, k.usage).bind(4, k.description).bind(5, k.state);
-  s.bind(6, k.protection).bind(7, k.created);
+  s.bind(1, k.id).bind(2, k.spec).bind(3, k.usage).bind(4, k.description);
+  s.bind(5, key_state_name(k.state)).bind(6, protection_name(k.protection)).bind(7, k.created);
   if (k.rotation_period_days) s.bind(8, *k.rotation_period_days); else s.bind_null(8);
   s.bind(9, k.last_rotated);
   if (k.deletion_date) s.bind(10, std::string_view(*k.deletion_date)); else s.bind_null(10);
@@ -106,7 +106,7 @@ std::optional<KeyRow> key_get(Db& db, std::string_view id) {
   return read_key(db, s);
 }
 
-std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
+std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
                              const std::optional<std::string>& after, std::int64_t limit) {
   std::string sql = fmt::format("SELECT {} FROM keys WHERE 1", key_select());
   if (state) sql += " AND state = ?1";
@@ -115,7 +115,7 @@ std::vector<KeyRow> key_list(Db& db, const std::optional<std::string>& state,
   }
   sql += " ORDER BY created, id LIMIT ?3";
   Stmt s(db, sql.c_str());
-  if (state) s.bind(1, std::string_view(*state));
+  if (state) s.bind(1, key_state_name(*state));
   if (after) s.bind(2, std::string_view(*after));
   s.bind(3, limit);
   return read_keys(db, s);

@@ -215,6 +215,16 @@ void check(Db& db, Table t, const Stmt& s, int first) {
               "then restore the vault from a backup (`kmsctl vault restore`)");
 }
 
+void unknown_name(Table t, const Stmt& s, int column) {
+  const Spec& sp = spec(t);
+  throw Error(
+      Code::integrity,
+      fmt::format("{}: column {} of table {} holds \"{}\", a name this kmsctl does not know",
+                  describe(sp, s, 0), sp.columns[static_cast<size_t>(column)], sp.table,
+                  escape_text(s.col_text_view(column))),
+      "run `kmsctl audit verify`; a vault written by a newer kmsctl needs that kmsctl");
+}
+
 void seal(Db& db, Table t, std::initializer_list<KeyPart> key) {
   seal_key(db, t, std::span(key.begin(), key.size()));
 }

@@ -49,6 +49,17 @@ const char* columns(Table t);
 // authenticated).
 void check(Db& db, Table t, const Stmt& s, int first = 0);
 
+// A column holding the name of one of the vocabularies of kms/vocab.hpp, read through its table
+// (`parse`, e.g. parse_key_state). A name the table does not know is Code::integrity naming the
+// row, the column, the table and the value (unknown_name): its MAC held, so only a bug or a newer
+// kmsctl wrote it. `s` holds the row as `columns(t)` from column 0 on, already check()ed.
+[[noreturn]] void unknown_name(Table t, const Stmt& s, int column);
+template <class Parse>
+auto name_column(Table t, const Stmt& s, int column, Parse parse) {
+  if (const auto v = parse(s.col_text_view(column))) return *v;
+  unknown_name(t, s, column);
+}
+
 // MACs the row with this primary key again after an INSERT or UPDATE, and notes in the
 // transaction's state change that its previous MAC (none after an INSERT) gave way to the new.
 using KeyPart = std::variant<std::int64_t, std::string_view>;

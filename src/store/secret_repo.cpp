@@ -38,7 +38,7 @@ SecretRow read_secret(Db& db, const Stmt& s) {
   if (!s.col_null(10)) r.rotation_period_days = s.col_int(10);
   r.rotation_command = opt_text(s, 11);
   r.last_rotated = opt_text(s, 12);
-  r.rotation_status = s.col_text(13);
+  r.rotation_status = rows::name_column(Table::secrets, s, 13, parse_rotation_status);
   r.rotation_error = opt_text(s, 14);
   r.deletion_date = opt_text(s, 15);
   return r;
@@ -61,7 +61,7 @@ void bind_secret(Stmt& s, const SecretRow& r) {
     s.bind_null(11);
   bind_opt(s, 12, r.rotation_command);
   bind_opt(s, 13, r.last_rotated);
-  s.bind(14, r.rotation_status);
+  s.bind(14, rotation_status_name(r.rotation_status));
   bind_opt(s, 15, r.rotation_error);
   bind_opt(s, 16, r.deletion_date);
 }
@@ -75,7 +75,8 @@ std::vector<SecretRow> read_secrets(Db& db, Stmt& s) {
 // Columns: secret_id, version, created, stage, value, mac.
 SecretVersionRow read_version(Db& db, const Stmt& s, bool with_value) {
   rows::check(db, Table::secret_versions, s);
-  SecretVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), opt_text(s, 3), {}};
+  SecretVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt, {}};
+  if (!s.col_null(3)) v.stage = rows::name_column(Table::secret_versions, s, 3, parse_secret_stage);
   if (with_value) {
     const ByteView b = s.col_blob(4);
     v.value.assign(b.begin(), b.end());
@@ -168,7 +169,10 @@ void secret_version_insert(Db& db, const SecretVersionRow& v) {
          "INSERT INTO secret_versions (secret_id, version, created, stage, value) "
          "VALUES (?, ?, ?, ?, ?)");
   s.bind(1, v.secret_id).bind(2, v.version).bind(3, v.created);
-  bind_opt(s, 4, v.stage);
+  if (v.stage)
+    s.bind(4, secret_stage_name(*v.stage));
+  else
+    s.bind_null(4);
   s.bind(5, ByteView(v.value));
   s.step();
   rows::seal(db, Table::secret_versions, {v.secret_id, v.version});
@@ -183,9 +187,9 @@ std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secr
 }
 
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
-                                                        std::string_view stage) {
+                                                        SecretStage stage) {
   Stmt s(db, version_select("WHERE secret_id = ? AND stage = ?").c_str());
-  s.bind(1, secret_id).bind(2, stage);
+  s.bind(1, secret_id).bind(2, secret_stage_name(stage));
   if (!s.step()) return std::nullopt;
   return read_version(db, s, true);
 }
@@ -205,7 +209,7 @@ std::vector<SecretVersionRow> secret_versions_all(Db& db) {
   return out;
 }
 
-void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view stage) {
+void secret_stage_clear(Db& db, std::string_view secret_id, SecretStage stage) {
   // Read (and so checked) before the change: a row is MACed again only as kmsctl read it.
   if (const auto v = secret_version_at_stage(db, secret_id, stage)) {
     Stmt s(db, "UPDATE secret_versions SET stage = NULL WHERE secret_id = ? AND version = ?");
@@ -215,11 +219,10 @@ void secret_stage_clear(Db& db, std::string_view secret_id, std::string_view sta
   }
 }
 
-void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version,
-                      std::string_view stage) {
+void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, SecretStage stage) {
   if (!secret_version_get(db, secret_id, version)) return;
   Stmt s(db, "UPDATE secret_versions SET stage = ? WHERE secret_id = ? AND version = ?");
-  s.bind(1, stage).bind(2, secret_id).bind(3, version);
+  s.bind(1, secret_stage_name(stage)).bind(2, secret_id).bind(3, version);
   s.step();
   rows::seal(db, Table::secret_versions, {secret_id, version});
 }

@@ -1,5 +1,6 @@
 // Unit tests of the ciphertext blob (kms/blob.hpp) against docs/FORMAT.md §12: the context
-// encoding, the header, the AAD and the §12.4 test vector.
+// encoding, the header, the AAD and the §12.4 test vector; and of the name tables of key states
+// and protection levels (kms/vocab.hpp).
 #include <string>
 
 #include "support.hpp"
@@ -7,6 +8,7 @@
 
 #include "kms/blob.hpp"
 #include "kms/crypto.hpp"
+#include "kms/vocab.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -89,4 +91,51 @@ TEST_CASE("parse rejects short input, another magic or version, and key version 
   for (size_t i = 21; i < 25; ++i) b[i] = 0;
   CHECK_FALSE(blob::parse(b).has_value());
   CHECK_FALSE(blob::parse(bytes_of("")).has_value());
+}
+
+TEST_CASE("every key state has one name and one option spelling, and they parse back to it") {
+  REQUIRE(key_states().size() == 3);
+  for (std::size_t i = 0; i < key_states().size(); ++i) {
+    const KeyStateInfo& info = key_states()[i];
+    CHECK(static_cast<std::size_t>(info.state) == i);
+    CHECK(key_state_name(info.state) == info.name);
+    CHECK(parse_key_state(info.name) == info.state);
+    CHECK(parse_key_state_option(info.option) == info.state);
+    CHECK_FALSE(info.summary.empty());
+  }
+  // The names are the text of the keys table's state column (and so the bytes its MAC covers).
+  CHECK(key_state_name(KeyState::enabled) == "Enabled");
+  CHECK(key_state_name(KeyState::disabled) == "Disabled");
+  CHECK(key_state_name(KeyState::pending_deletion) == "PendingDeletion");
+  CHECK(key_states()[2].option == "pending-deletion");
+}
+
+TEST_CASE("a key state parses only from its exact name, an option only from its exact spelling") {
+  for (std::string_view bad :
+       {"", "enabled", "ENABLED", "Enabled ", "pending-deletion", "Pending_Deletion", "Frozen"}) {
+    CHECK_FALSE(parse_key_state(bad).has_value());
+  }
+  for (std::string_view bad :
+       {"", "Enabled", "Disabled", "PendingDeletion", "pending_deletion", "DISABLED", "deleted"}) {
+    CHECK_FALSE(parse_key_state_option(bad).has_value());
+  }
+}
+
+TEST_CASE("every protection level has one name that parses back to it, case-sensitively") {
+  REQUIRE(protections().size() == 2);
+  for (std::size_t i = 0; i < protections().size(); ++i) {
+    const ProtectionInfo& info = protections()[i];
+    CHECK(static_cast<std::size_t>(info.protection) == i);
+    CHECK(protection_name(info.protection) == info.name);
+    CHECK(parse_protection(info.name) == info.protection);
+    CHECK_FALSE(info.summary.empty());
+  }
+  CHECK(protection_name(Protection::software) == "software");
+  CHECK(protection_name(Protection::hsm) == "hsm");
+  for (std::string_view bad : {"", "HSM", "Software", "cloud", "hsm "}) {
+    CHECK_FALSE(parse_protection(bad).has_value());
+  }
+  // A value outside the enum (only a cast makes one) has no name to store.
+  CHECK(protection_name(static_cast<Protection>(7)) == "?");
+  CHECK(key_state_name(static_cast<KeyState>(7)) == "?");
 }

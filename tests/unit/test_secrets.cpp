@@ -1,5 +1,6 @@
-// Unit tests of kms::secrets (value generation, names) and of the secret repository in
-// kms::store (stages, the 100-version purge, migration of a version 2 vault).
+// Unit tests of kms::secrets (value generation, names, the name tables of stages and rotation
+// statuses) and of the secret repository in kms::store (stages, the 100-version purge, migration
+// of a version 2 vault).
 #include <algorithm>
 #include <map>
 #include <set>
@@ -14,6 +15,7 @@
 #include "kms/error.hpp"
 #include "kms/secrets.hpp"
 #include "kms/store.hpp"
+#include "kms/vocab.hpp"
 
 using namespace kms;
 using kms::test::TempDir;
@@ -40,9 +42,8 @@ store::SecretRow sample_secret(std::string id, std::string name) {
 }
 
 void add(store::Db& db, const std::string& id, std::int64_t version,
-         std::optional<std::string> stage) {
-  store::secret_version_insert(
-      db, {id, version, "2026-01-01T00:00:00.000Z", std::move(stage), {1, 2, 3}});
+         std::optional<SecretStage> stage) {
+  store::secret_version_insert(db, {id, version, "2026-01-01T00:00:00.000Z", stage, {1, 2, 3}});
 }
 
 }  // namespace
@@ -108,17 +109,54 @@ TEST_CASE("check_name accepts AWS-style names and rejects others") {
   CHECK(code_of([] { secrets::check_name(std::string(257, 'a')); }) == Code::usage);
 }
 
+TEST_CASE("every secret stage has one name that parses back to it, case-sensitively") {
+  REQUIRE(secret_stages().size() == 3);
+  for (std::size_t i = 0; i < secret_stages().size(); ++i) {
+    const SecretStageInfo& info = secret_stages()[i];
+    CHECK(static_cast<std::size_t>(info.stage) == i);
+    CHECK(secret_stage_name(info.stage) == info.name);
+    CHECK(parse_secret_stage(info.name) == info.stage);
+    CHECK_FALSE(info.summary.empty());
+  }
+  // The names are the text of the secret_versions table's stage column (MACed as stored).
+  CHECK(secret_stage_name(SecretStage::current) == "current");
+  CHECK(secret_stage_name(SecretStage::previous) == "previous");
+  CHECK(secret_stage_name(SecretStage::pending) == "pending");
+  for (std::string_view bad : {"", "Current", "CURRENT", "AWSCURRENT", "current ", "latest"}) {
+    CHECK_FALSE(parse_secret_stage(bad).has_value());
+  }
+}
+
+TEST_CASE("every rotation status has one name that parses back to it, case-sensitively") {
+  REQUIRE(rotation_statuses().size() == 4);
+  for (std::size_t i = 0; i < rotation_statuses().size(); ++i) {
+    const RotationStatusInfo& info = rotation_statuses()[i];
+    CHECK(static_cast<std::size_t>(info.status) == i);
+    CHECK(rotation_status_name(info.status) == info.name);
+    CHECK(parse_rotation_status(info.name) == info.status);
+    CHECK_FALSE(info.summary.empty());
+  }
+  CHECK(rotation_status_name(RotationStatus::never) == "never");
+  CHECK(rotation_status_name(RotationStatus::in_progress) == "in_progress");
+  CHECK(rotation_status_name(RotationStatus::succeeded) == "succeeded");
+  CHECK(rotation_status_name(RotationStatus::failed) == "failed");
+  for (std::string_view bad : {"", "Failed", "SUCCEEDED", "in-progress", "ok", "never "}) {
+    CHECK_FALSE(parse_rotation_status(bad).has_value());
+  }
+  CHECK(store::SecretRow{}.rotation_status == RotationStatus::never);
+}
+
 TEST_CASE("a stage names at most one version of a secret") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
   kms::test::with_row_keys(db);
   store::secret_insert(db, sample_secret("s1", "one"));
-  add(db, "s1", 1, "current");
-  CHECK_THROWS(add(db, "s1", 2, "current"));
+  add(db, "s1", 1, SecretStage::current);
+  CHECK_THROWS(add(db, "s1", 2, SecretStage::current));
   add(db, "s1", 2, std::nullopt);
-  store::secret_stage_clear(db, "s1", "current");
-  store::secret_stage_set(db, "s1", 2, "current");
-  CHECK(store::secret_version_at_stage(db, "s1", "current")->version == 2);
+  store::secret_stage_clear(db, "s1", SecretStage::current);
+  store::secret_stage_set(db, "s1", 2, SecretStage::current);
+  CHECK(store::secret_version_at_stage(db, "s1", SecretStage::current)->version == 2);
 }
 
 TEST_CASE("secret_versions_purge drops only the oldest unstaged versions beyond the limit") {
@@ -126,9 +164,9 @@ TEST_CASE("secret_versions_purge drops only the oldest unstaged versions beyond 
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
   kms::test::with_row_keys(db);
   store::secret_insert(db, sample_secret("s1", "one"));
-  add(db, "s1", 1, "previous");  // the oldest, but staged: kept
+  add(db, "s1", 1, SecretStage::previous);  // the oldest, but staged: kept
   for (int v = 2; v <= 6; ++v) add(db, "s1", v, std::nullopt);
-  add(db, "s1", 7, "current");
+  add(db, "s1", 7, SecretStage::current);
   CHECK(store::secret_versions_purge(db, "s1", 10) == 0);
   CHECK(store::secret_versions_purge(db, "s1", 4) == 3);
   std::vector<std::int64_t> left;
@@ -143,7 +181,7 @@ TEST_CASE("deleting a secret deletes its versions and tags") {
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
   kms::test::with_row_keys(db);
   store::secret_insert(db, sample_secret("s1", "one"));
-  add(db, "s1", 1, "current");
+  add(db, "s1", 1, SecretStage::current);
   store::secret_tag_set(db, "s1", "team", "core");
   store::secret_delete(db, "s1");
   CHECK_FALSE(store::secret_by_name(db, "one"));
@@ -160,8 +198,8 @@ TEST_CASE("Db open_existing migrates a version 2 vault to the current version an
     k.id = "k1";
     k.spec = "AES_256";
     k.usage = "ENCRYPT_DECRYPT";
-    k.state = "Enabled";
-    k.protection = "software";
+    k.state = KeyState::enabled;
+    k.protection = Protection::software;
     k.created = k.last_rotated = "2026-01-01T00:00:00.000Z";
     store::key_insert(db, k);
     db.discard_state_change();

@@ -1,0 +1,56 @@
+// The closed vocabularies of keys and secrets: a key's state and protection level, a secret
+// version's stage and a secret's rotation status. Each is an enum with one name table
+// (src/base/vocab.cpp); the names are what the vault's rows store (and MAC), what the CLI prints
+// and parses, and what audit params and docs spell. Code compares the enums, never the names.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace kms {
+
+enum class KeyState : std::uint8_t { enabled, disabled, pending_deletion };
+struct KeyStateInfo {
+  KeyState state;
+  std::string_view name;     // "PendingDeletion": as rows, output and audit params spell it
+  std::string_view option;   // "pending-deletion": as `key list --state` spells it
+  std::string_view summary;  // one line for the docs
+};
+std::span<const KeyStateInfo> key_states() noexcept;  // in the enum's order
+std::string_view key_state_name(KeyState s) noexcept;
+std::optional<KeyState> parse_key_state(std::string_view name) noexcept;
+std::optional<KeyState> parse_key_state_option(std::string_view option) noexcept;
+
+enum class Protection : std::uint8_t { software, hsm };
+struct ProtectionInfo {
+  Protection protection;
+  std::string_view name;  // "software", "hsm"
+  std::string_view summary;
+};
+std::span<const ProtectionInfo> protections() noexcept;
+std::string_view protection_name(Protection p) noexcept;
+std::optional<Protection> parse_protection(std::string_view name) noexcept;
+
+enum class SecretStage : std::uint8_t { current, previous, pending };
+struct SecretStageInfo {
+  SecretStage stage;
+  std::string_view name;  // "current", "previous", "pending"
+  std::string_view summary;
+};
+std::span<const SecretStageInfo> secret_stages() noexcept;
+std::string_view secret_stage_name(SecretStage s) noexcept;
+std::optional<SecretStage> parse_secret_stage(std::string_view name) noexcept;
+
+enum class RotationStatus : std::uint8_t { never, in_progress, succeeded, failed };
+struct RotationStatusInfo {
+  RotationStatus status;
+  std::string_view name;  // "never", "in_progress", "succeeded", "failed"
+  std::string_view summary;
+};
+std::span<const RotationStatusInfo> rotation_statuses() noexcept;
+std::string_view rotation_status_name(RotationStatus s) noexcept;
+std::optional<RotationStatus> parse_rotation_status(std::string_view name) noexcept;
+
+}  // namespace kms
