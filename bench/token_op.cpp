@@ -9,7 +9,6 @@
 //   (SOFTHSM2_CONF selects the SoftHSM2 token directory, as for kmsctl)
 //   BENCH_TRACE=1 prints the time of each step to stderr.
 #include <dlfcn.h>
-#include <p11-kit/pkcs11.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <p11-kit/pkcs11.h>
 
 namespace {
 
@@ -34,7 +35,8 @@ void step(const char* name) {
 }
 
 [[noreturn]] void die(const char* what, CK_RV rv) {
-  std::fprintf(stderr, "bench_token_op: %s failed (CK_RV 0x%lx)\n", what, static_cast<unsigned long>(rv));
+  std::fprintf(stderr, "bench_token_op: %s failed (CK_RV 0x%lx)\n", what,
+               static_cast<unsigned long>(rv));
   std::exit(1);
 }
 

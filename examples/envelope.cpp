@@ -9,6 +9,7 @@
 // decrypts it to FILE.out and checks that FILE.out equals FILE. Every step is audited in the
 // vault, like the CLI's. Exit status 0 when the round trip matched.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,8 +18,6 @@
 #include <fstream>
 #include <iterator>
 #include <string>
-
-#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"

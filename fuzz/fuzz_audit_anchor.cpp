@@ -1,8 +1,8 @@
 // The token anchor parser: any value either is rejected with kms::Error(integrity) or parses;
 // only a value MACed with the audit key can parse, so a fuzzer never gets one through.
-#include <cstdlib>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "kms/audit.hpp"
@@ -20,7 +20,8 @@ class FixedAnchor final : public kms::audit::AnchorStore {
 
 kms::store::Db& db() {
   static const std::filesystem::path path = [] {
-    auto p = std::filesystem::temp_directory_path() / ("kms-fuzz-anchor-" + std::to_string(::getpid()));
+    auto p =
+        std::filesystem::temp_directory_path() / ("kms-fuzz-anchor-" + std::to_string(::getpid()));
     std::filesystem::remove(p);
     return p;
   }();

@@ -35,6 +35,8 @@ packages=(
   sqlite3 faketime python3
   # fuzzing: clang plus its runtime (libFuzzer, sanitizers) which clang only recommends
   clang libclang-rt-14-dev
+  # the format test: every C++ source as .clang-format lays it out
+  clang-format
   # completion tests
   bash-completion zsh fish
   # secrets: the PostgreSQL rotator (jq, psql) and its end-to-end test (a throwaway server)

@@ -32,7 +32,7 @@ inline constexpr std::uint8_t kAnchorVersion = 1;
 
 struct Event {
   Action action;
-  std::string resource;  // "vault/<id>", "key/<id>", ...
+  std::string resource;                              // "vault/<id>", "key/<id>", ...
   nlohmann::json params = nlohmann::json::object();  // never secret values
   Context context = {};  // a cryptographic operation's encryption context, for authorisation
 };
@@ -84,8 +84,9 @@ class Log {
   // A `vault restore` killed after it replaced the vault's content and before it moved the
   // anchor leaves a log whose head is its vault.restore record, naming as the anchor it replaced
   // the one the token still holds. That record is MACed, so a token holder wrote it: the restore
-  // is finished by moving the anchor to it. A token with no anchor at all finishes nothing. Returns whether it did; check_anchor() tries it
-  // before refusing, callers that only read (audit verify) call it under the writer lock.
+  // is finished by moving the anchor to it. A token with no anchor at all finishes nothing. Returns
+  // whether it did; check_anchor() tries it before refusing, callers that only read (audit verify)
+  // call it under the writer lock.
   bool finish_interrupted_restore();
   // Appends a record inside the caller's write transaction and returns it; `who` is its
   // principal (user name and uid).

@@ -62,8 +62,8 @@ class Aes256Gcm {
   Aes256Gcm(const Aes256Gcm&) = delete;
   Aes256Gcm& operator=(const Aes256Gcm&) = delete;
   // Writes len bytes of ciphertext to out and the 16-byte tag to tag.
-  void seal(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len, std::uint8_t* out,
-            std::uint8_t* tag);
+  void seal(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len,
+            std::uint8_t* out, std::uint8_t* tag);
   [[nodiscard]] bool open(ByteView nonce, ByteView aad, const std::uint8_t* in, std::size_t len,
                           const std::uint8_t* tag, std::uint8_t* out);
 

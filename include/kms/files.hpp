@@ -2,12 +2,12 @@
 // directories, and an advisory lock that orders writers across processes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <optional>
 #include <string_view>
 #include <utility>
-
-#include <sys/types.h>
 
 namespace kms::files {
 

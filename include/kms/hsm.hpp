@@ -90,9 +90,9 @@ struct ObjectInfo {
   std::string application;  // data objects
   Bytes id;                 // keys
   bool is_private = false;
-  bool sensitive = false;    // keys
-  bool extractable = true;   // keys
-  bool local = false;        // keys: generated in the token
+  bool sensitive = false;   // keys
+  bool extractable = true;  // keys
+  bool local = false;       // keys: generated in the token
   // The attributes kmsctl gives its own objects (find_* finds only these).
   bool own_attributes() const;
 };

@@ -72,7 +72,9 @@ class KeyStore {
   std::vector<std::string> erase(const store::KeyRow& key);
   void destroy_token_keys(const std::vector<std::string>& labels) noexcept;
   // Token keys made by this KeyStore (to destroy if the transaction rolls back).
-  const std::vector<std::string>& created_token_keys() const noexcept { return created_token_labels_; }
+  const std::vector<std::string>& created_token_keys() const noexcept {
+    return created_token_labels_;
+  }
 
   // Refuses (Code::refused) unless the key is Enabled, naming its state and the way out.
   static void require_enabled(const store::KeyRow& key, std::string_view ref);

@@ -84,16 +84,16 @@ struct DataKey {
 };
 
 struct FileResult {
-  std::string name;                                          // the input, as named in the audit
-  std::vector<std::pair<std::string, std::int64_t>> keys;    // key id, version used
-  std::uint64_t bytes = 0;                                   // plaintext bytes
+  std::string name;                                        // the input, as named in the audit
+  std::vector<std::pair<std::string, std::int64_t>> keys;  // key id, version used
+  std::uint64_t bytes = 0;                                 // plaintext bytes
   std::uint64_t frames = 0;
 };
 
 struct MaintainReport {
   bool dry_run = false;
-  std::vector<std::pair<std::string, std::int64_t>> rotated;  // key id, new version
-  std::vector<std::string> deleted;                            // key ids
+  std::vector<std::pair<std::string, std::int64_t>> rotated;          // key id, new version
+  std::vector<std::string> deleted;                                   // key ids
   std::vector<std::pair<std::string, std::int64_t>> secrets_rotated;  // name, new current version
   std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
   std::vector<std::string> secrets_purged;                            // names
@@ -191,7 +191,7 @@ class Service {
   // and strays are destroyed (duplicates are only reported: which copy is genuine is not
   // decided here). Audited as vault.check_token with the counts.
   struct TokenObject {
-    std::string kind;    // root key, hsm key, anchor slot, legacy anchor, other
+    std::string kind;  // root key, hsm key, anchor slot, legacy anchor, other
     std::string label;
     std::string detail;  // "generation 1", "key ID version 2", why it is flagged
     std::string status;  // in use, stray, foreign, duplicate, other vault
@@ -220,7 +220,8 @@ class Service {
   void alias_update(std::string_view alias, std::string_view ref);
   void alias_delete(std::string_view alias);
   std::vector<std::pair<std::string, std::string>> alias_list();
-  keys::KeyInfo key_tag(std::string_view ref, const std::vector<std::pair<std::string, std::string>>& tags);
+  keys::KeyInfo key_tag(std::string_view ref,
+                        const std::vector<std::pair<std::string, std::string>>& tags);
   keys::KeyInfo key_untag(std::string_view ref, const std::vector<std::string>& names);
   Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
   keys::Decrypted decrypt(ByteView blob, const Context& context);
@@ -260,7 +261,8 @@ class Service {
   // Rewrites only the header of an encrypted file: the data key wrapped under to_ref's primary
   // version, or (no to_ref) under the newest version of each of its keys. Atomic; the body
   // bytes are copied unchanged.
-  FileResult rewrap_file(const std::filesystem::path& path, const std::optional<std::string>& to_ref);
+  FileResult rewrap_file(const std::filesystem::path& path,
+                         const std::optional<std::string>& to_ref);
 
   // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
   secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);

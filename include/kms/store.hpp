@@ -35,9 +35,9 @@ class Db {
   enum class Mode { open_existing, create_new };
   // Opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign keys,
   // busy timeout, secure_delete) and runs migrations. Closing does not checkpoint: the WAL
-  // (vault.db-wal, -shm) stays beside the file between commands (see checkpoint()). Errors: Code::unavailable when the file is
-  // missing, Code::integrity when it is not a SQLite database or damaged, Code::unavailable when
-  // it was written by a newer kmsctl.
+  // (vault.db-wal, -shm) stays beside the file between commands (see checkpoint()). Errors:
+  // Code::unavailable when the file is missing, Code::integrity when it is not a SQLite database or
+  // damaged, Code::unavailable when it was written by a newer kmsctl.
   Db(const std::filesystem::path& path, Mode mode);
   ~Db();
   Db(Db&&) noexcept;
@@ -329,7 +329,8 @@ std::optional<SecretVersionRow> secret_version_get(Db& db, std::string_view secr
                                                    std::int64_t version);
 std::optional<SecretVersionRow> secret_version_at_stage(Db& db, std::string_view secret_id,
                                                         SecretStage stage);
-std::vector<SecretVersionRow> secret_versions(Db& db, std::string_view secret_id);  // metadata, ascending
+std::vector<SecretVersionRow> secret_versions(Db& db,
+                                              std::string_view secret_id);  // metadata, ascending
 // Every version of every secret, metadata only, ordered by secret id then version.
 std::vector<SecretVersionRow> secret_versions_all(Db& db);
 // A stage names at most one version of a secret: clear it, then set it on another version.
@@ -338,7 +339,8 @@ void secret_stage_set(Db& db, std::string_view secret_id, std::int64_t version, 
 // Deletes the oldest versions without a stage until at most `keep` remain; returns how many.
 std::int64_t secret_versions_purge(Db& db, std::string_view secret_id, std::int64_t keep);
 
-void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name, std::string_view value);
+void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name,
+                    std::string_view value);
 std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db, std::string_view secret_id);
 
 }  // namespace kms::store

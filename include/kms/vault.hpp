@@ -44,7 +44,7 @@ struct InitReport {
   std::string vault_id;
   hsm::TokenInfo token;
   std::string module;
-  std::optional<SecureBytes> so_pin;           // set when kmsctl initialised a private token
+  std::optional<SecureBytes> so_pin;                 // set when kmsctl initialised a private token
   std::optional<std::filesystem::path> moved_aside;  // the previous vault, with --force
 };
 

@@ -2,13 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 
 #include <fmt/format.h>
-#include <sys/syscall.h>
 
 #include "agent/transport.hpp"
 #include "base/posix.hpp"

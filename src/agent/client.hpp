@@ -3,6 +3,8 @@
 // run in the agent, the values of `kmsctl exec` read there, and `agent status` and `agent stop`.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -10,8 +12,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <sys/types.h>
 
 #include "agent/protocol.hpp"
 #include "kms/secure.hpp"

@@ -2,12 +2,12 @@
 // its parent's, which tells the starting process when it serves or why it could not.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <string>
-
-#include <sys/types.h>
 
 #include "agent/server.hpp"
 #include "kms/secure.hpp"

@@ -3,6 +3,8 @@
 // connection on the vault it keeps open.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
 
 #include "agent/protocol.hpp"
 #include "base/posix.hpp"

@@ -1,12 +1,12 @@
 #include "agent/transport.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include "agent/protocol.hpp"
 #include "kms/error.hpp"

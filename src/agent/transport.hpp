@@ -3,14 +3,14 @@
 // holding a socket is this user's alone.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
 #include <filesystem>
 #include <optional>
 #include <span>
 #include <vector>
-
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/un.h>
 
 #include "base/posix.hpp"
 #include "kms/secure.hpp"

@@ -68,7 +68,8 @@ Log::Log(store::Db& db, std::string vault_id, ByteView mac_key, AnchorStore& anc
 Bytes Log::encode_anchor(const Anchor& a) const {
   Bytes v(kAnchorMagic.begin(), kAnchorMagic.end());
   v.push_back(kAnchorVersion);
-  for (int i = 7; i >= 0; --i) v.push_back(static_cast<std::uint8_t>(std::uint64_t(a.seq) >> (8 * i)));
+  for (int i = 7; i >= 0; --i)
+    v.push_back(static_cast<std::uint8_t>(std::uint64_t(a.seq) >> (8 * i)));
   v.insert(v.end(), a.hash.begin(), a.hash.end());
   const crypto::Digest tag = mac_.mac(v);
   v.insert(v.end(), tag.begin(), tag.end());
@@ -254,7 +255,8 @@ VerifyReport Log::verify(bool check_anchor) {
     sha.update(enc);
     const crypto::Digest h = sha.finish();
     if (!crypto::equal(h, r.hash)) {
-      fail(r.seq, fmt::format("record {} was altered (its hash does not match its contents)", r.seq));
+      fail(r.seq,
+           fmt::format("record {} was altered (its hash does not match its contents)", r.seq));
       return;
     }
     if (!mac_.verify(h, r.mac)) {

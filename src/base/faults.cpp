@@ -16,7 +16,7 @@ constexpr std::string_view kNames[] = {"write", "sync", "dirsync", "pkcs11", "wa
 constexpr int kOps = 5;
 
 struct Plan {
-  int op = -1;     // index into kNames; -1: nothing armed
+  int op = -1;  // index into kNames; -1: nothing armed
   long nth = 0;
 };
 

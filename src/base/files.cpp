@@ -1,6 +1,8 @@
 #include "kms/files.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,8 +10,6 @@
 #include <random>
 
 #include <fmt/format.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 
 #include "base/posix.hpp"
 #include "kms/error.hpp"
@@ -37,7 +37,8 @@ fs::path temp_name(const fs::path& dir, const fs::path& target) {
 }
 
 Error cannot_create(const fs::path& dir) {
-  return Error(Code::failed, fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
+  return Error(Code::failed,
+               fmt::format("cannot create a file in {}: {}", dir.string(), errno_text()),
                "check that the directory exists and is writable");
 }
 
@@ -77,7 +78,8 @@ AtomicFile::AtomicFile(fs::path target, bool overwrite, Temp temp)
   if (temp == Temp::unnamed) {
     fd_ = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     // EOPNOTSUPP / EISDIR / EINVAL: this file system has no unnamed files; use a named one.
-    if (fd_ < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) throw cannot_create(dir);
+    if (fd_ < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      throw cannot_create(dir);
   }
   if (fd_ < 0) {
     sweep_named_temps(dir, target_);
@@ -123,7 +125,8 @@ void AtomicFile::commit() {
         throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
                     "pass --force to overwrite it, or choose another output path");
       }
-      throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
+      throw Error(Code::failed,
+                  fmt::format("cannot create {}: {}", target_.string(), errno_text()));
     }
     if (overwrite_) temp_ = link_to;  // renamed below; removed by the destructor if that fails
   }
@@ -168,8 +171,8 @@ void make_private_dir(const fs::path& dir) {
   }
   // An existing directory keeps its mode: it may be shared (/tmp) and is the user's choice.
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    throw Error(Code::failed, fmt::format("cannot create directory {}: {}", dir.string(),
-                                          errno_text()));
+    throw Error(Code::failed,
+                fmt::format("cannot create directory {}: {}", dir.string(), errno_text()));
   }
   if (!fs::is_directory(dir, ec)) {
     throw Error(Code::failed, fmt::format("{} exists and is not a directory", dir.string()),
@@ -188,10 +191,10 @@ void fsync_dir(const fs::path& dir) {
   }
   ::close(fd);
   if (err != 0) {
-    throw Error(Code::failed,
-                fmt::format("cannot make the new name in {} durable: {}", dir.string(),
-                            std::strerror(err)),
-                "check the file system (space, errors) and run the command again");
+    throw Error(
+        Code::failed,
+        fmt::format("cannot make the new name in {} durable: {}", dir.string(), std::strerror(err)),
+        "check the file system (space, errors) and run the command again");
   }
 }
 
@@ -217,8 +220,8 @@ ExclusiveLock::ExclusiveLock(const fs::path& lock_file) {
   while (::flock(fd_, LOCK_EX) != 0) {
     if (errno != EINTR) {
       ::close(fd_);
-      throw Error(Code::unavailable, fmt::format("cannot lock {}: {}", lock_file.string(),
-                                                 errno_text()));
+      throw Error(Code::unavailable,
+                  fmt::format("cannot lock {}: {}", lock_file.string(), errno_text()));
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "cli/app.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -10,7 +11,6 @@
 #include <iostream>
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include "base/posix.hpp"
 #include "kms/error.hpp"

@@ -20,9 +20,9 @@
 namespace kms::cli {
 
 struct Globals {
-  std::string vault;     // --vault, KMSCTL_VAULT
-  std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
-  std::string verb;      // the word after the group's name on the command line (see add_verbs)
+  std::string vault;          // --vault, KMSCTL_VAULT
+  std::string pin_file;       // --pin-file, KMSCTL_PIN_FILE
+  std::string verb;           // the word after the group's name on the command line (see add_verbs)
   Service* served = nullptr;  // in `kmsctl agent`: the open vault commands use (no PIN read)
 };
 
@@ -69,7 +69,7 @@ void register_status(CLI::App& app, Globals& g);
 void register_audit(CLI::App& app, Globals& g);
 void register_vault(CLI::App& app, Globals& g);
 void register_check_token(CLI::App* vault, Globals& g);  // vault check-token
-void register_meta(CLI::App& app, Globals& g);  // version, completion, manpage
+void register_meta(CLI::App& app, Globals& g);           // version, completion, manpage
 void register_key(CLI::App& app, Globals& g);
 void register_encrypt(CLI::App& app, Globals& g);
 void register_decrypt(CLI::App& app, Globals& g);
@@ -87,7 +87,8 @@ Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
 // The stage a --stage value names (CLI11 checked it against the names already; Code::usage if not).
 SecretStage stage_option(std::string_view value);
 // Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond, naming the flag).
-SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std::string& too_big_hint);
+SecureBytes read_input(const std::string& path, std::size_t max_bytes,
+                       const std::string& too_big_hint);
 // Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).
 void write_output(const std::string& path, std::string_view data, bool force);
 nlohmann::json key_json(const keys::KeyInfo& info);

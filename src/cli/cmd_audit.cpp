@@ -66,11 +66,12 @@ void run_verify(const Globals& g, bool json) {
     nlohmann::json j = {{"ok", rep.ok}, {"records", rep.records}};
     j["first_bad_seq"] = json_or_null(rep.first_bad_seq);
     j["problem"] = rep.ok ? nlohmann::json() : nlohmann::json(rep.problem);
-    j["head"] = rep.head ? nlohmann::json{{"seq", rep.head->seq}, {"hash", hash_json(rep.head->hash)}}
-                         : nlohmann::json();
-    j["anchor"] = rep.anchor
-                      ? nlohmann::json{{"seq", rep.anchor->seq}, {"hash", hash_json(rep.anchor->hash)}}
-                      : nlohmann::json();
+    j["head"] = rep.head
+                    ? nlohmann::json{{"seq", rep.head->seq}, {"hash", hash_json(rep.head->hash)}}
+                    : nlohmann::json();
+    j["anchor"] =
+        rep.anchor ? nlohmann::json{{"seq", rep.anchor->seq}, {"hash", hash_json(rep.anchor->hash)}}
+                   : nlohmann::json();
     j["rows"] = rep.rows;
     j["state_recorded_at"] =
         rep.state_recorded_at ? nlohmann::json(rep.state_recorded_at) : nlohmann::json();
@@ -116,7 +117,8 @@ void register_audit(CLI::App& app, Globals& g) {
 
   auto la = std::make_shared<ListArgs>();
   CLI::App* list = audit->add_subcommand("list", "List audit records, newest first");
-  list->add_option("--since", la->since, "Records at or after this RFC 3339 time")->type_name("TIME");
+  list->add_option("--since", la->since, "Records at or after this RFC 3339 time")
+      ->type_name("TIME");
   list->add_option("--until", la->until, "Records before this RFC 3339 time")->type_name("TIME");
   list->add_option("--action", la->action, "Only this action (e.g. vault.status)");
   list->add_option("--resource", la->resource, "Only this resource (e.g. vault/ID)");

@@ -18,8 +18,10 @@ Bytes blob_from_input(const SecureBytes& in) {
     return Bytes(raw.begin(), raw.end());
   }
   std::string_view text = in.chars();
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
+    text.remove_prefix(1);
   // Not base64 either: handed on as it is, so the service rejects it (and audits the attempt).
   auto decoded = crypto::from_base64(text);
   return decoded ? std::move(*decoded) : Bytes(raw.begin(), raw.end());
@@ -70,8 +72,8 @@ void register_encrypt(CLI::App& app, Globals& g) {
 
 void register_decrypt(CLI::App& app, Globals& g) {
   auto da = std::make_shared<IoArgs>();
-  CLI::App* dec = app.add_subcommand(
-      "decrypt", "Decrypt a ciphertext blob (the key is named inside it)");
+  CLI::App* dec =
+      app.add_subcommand("decrypt", "Decrypt a ciphertext blob (the key is named inside it)");
   add_io(dec, *da);
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
@@ -90,7 +92,8 @@ void register_reencrypt(CLI::App& app, Globals& g) {
   auto ra = std::make_shared<ReencryptArgs>();
   CLI::App* re = app.add_subcommand(
       "re-encrypt", "Move a ciphertext to another key, version or context without revealing it");
-  re->add_option("--to-key", ra->to_key, "Key id or alias/NAME to encrypt under (its primary version)")
+  re->add_option("--to-key", ra->to_key,
+                 "Key id or alias/NAME to encrypt under (its primary version)")
       ->required()
       ->type_name("KEY");
   add_io(re, *ra);
@@ -120,8 +123,8 @@ void register_data_key(CLI::App& app, Globals& g) {
     bool no_plaintext = false, json = false;
   };
   auto ka = std::make_shared<DataKeyArgs>();
-  CLI::App* gen = dk->add_subcommand(
-      "generate", "A random data key, in plaintext and encrypted under KEY");
+  CLI::App* gen =
+      dk->add_subcommand("generate", "A random data key, in plaintext and encrypted under KEY");
   gen->add_option("--key", ka->key, "Key id or alias/NAME")->required()->type_name("KEY");
   gen->add_option("--spec", ka->spec, "AES_256 (32 bytes) or AES_128 (16 bytes)")
       ->check(CLI::IsMember({"AES_256", "AES_128"}));
@@ -132,17 +135,19 @@ void register_data_key(CLI::App& app, Globals& g) {
   gen->callback([&g, ka] {
     const Context ctx = parse_pairs(ka->context, "--context");
     check_context_size(ctx);
-    const DataKey d = open_service(g)->generate_data_key(ka->key, ka->spec == "AES_128" ? 16 : 32, ctx);
+    const DataKey d =
+        open_service(g)->generate_data_key(ka->key, ka->spec == "AES_128" ? 16 : 32, ctx);
     const std::string blob = crypto::to_base64(d.ciphertext_blob);
     if (ka->json) {
-      nlohmann::json j = {{"key_id", d.key_id}, {"key_version", d.key_version},
-                          {"ciphertext_blob", blob}};
+      nlohmann::json j = {
+          {"key_id", d.key_id}, {"key_version", d.key_version}, {"ciphertext_blob", blob}};
       if (!ka->no_plaintext) j["plaintext"] = crypto::to_base64(d.plaintext.view());
       print_json(j);
       return;
     }
     fmt::print("key_id           {}\n", d.key_id);
-    if (!ka->no_plaintext) fmt::print("plaintext        {}\n", crypto::to_base64(d.plaintext.view()));
+    if (!ka->no_plaintext)
+      fmt::print("plaintext        {}\n", crypto::to_base64(d.plaintext.view()));
     fmt::print("ciphertext_blob  {}\n", blob);
   });
 }

@@ -1,12 +1,12 @@
 // kmsctl file encrypt | decrypt | rewrap | inspect — envelope encryption of files and pipes.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include "cli/app.hpp"
 #include "kms/crypto.hpp"

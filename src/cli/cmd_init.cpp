@@ -83,8 +83,9 @@ void run_init(const Globals& g, const InitArgs& a) {
 void register_init(CLI::App& app, Globals& g) {
   auto a = std::make_shared<InitArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "init", "Create a vault whose root key lives in a PKCS#11 token (default: a new private "
-              "SoftHSM2 token beside the vault)");
+      "init",
+      "Create a vault whose root key lives in a PKCS#11 token (default: a new private "
+      "SoftHSM2 token beside the vault)");
   cmd->add_option("--pkcs11-module", a->module, "Use a token of this PKCS#11 module")
       ->type_name("FILE");
   cmd->add_option("--token-label", a->label, "Choose the module's token by label");

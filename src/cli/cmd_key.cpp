@@ -105,7 +105,8 @@ void add_create(CLI::App* key, Globals& g) {
   create->add_option("--description", ca->description, "What the key is for");
   create->add_option("--alias", ca->alias, "Give it an alias/NAME");
   create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
-  create->add_option("--rotation-period", ca->rotation, "Rotate automatically every N days (7d-730d)")
+  create
+      ->add_option("--rotation-period", ca->rotation, "Rotate automatically every N days (7d-730d)")
       ->type_name("DAYS");
   create
       ->add_option("--protection", ca->protection,
@@ -152,7 +153,8 @@ void add_list(CLI::App* key, Globals& g) {
       ->check(CLI::IsMember(state_options()));
   list->add_option("--limit", la->limit, "At most N keys (default 100)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000}));
-  list->add_option("--after", la->after, "Start after this key id (the `next` of the previous page)")
+  list->add_option("--after", la->after,
+                   "Start after this key id (the `next` of the previous page)")
       ->type_name("KEY_ID");
   list->add_flag("--json", la->json, "Print {\"keys\": [...], \"next\": ID|null}");
   list->callback([&g, la] {
@@ -217,7 +219,8 @@ void add_versions(CLI::App* key, Globals& g) {
   CLI::App* versions = key->add_subcommand("versions", "List a key's versions");
   versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
   versions->add_flag("--json", va->json, "Print a JSON array");
-  versions->callback([&g, va] { print_versions(open_service(g)->key_describe(va->key), va->json); });
+  versions->callback(
+      [&g, va] { print_versions(open_service(g)->key_describe(va->key), va->json); });
 }
 
 void add_set_rotation(CLI::App* key, Globals& g) {
@@ -226,10 +229,11 @@ void add_set_rotation(CLI::App* key, Globals& g) {
     bool off = false, json = false;
   };
   auto ra = std::make_shared<RotationArgs>();
-  CLI::App* set_rotation = key->add_subcommand("set-rotation", "Set or turn off automatic rotation");
+  CLI::App* set_rotation =
+      key->add_subcommand("set-rotation", "Set or turn off automatic rotation");
   set_rotation->add_option("key", ra->key, "Key id or alias/NAME")->required()->type_name("KEY");
-  auto* period = set_rotation->add_option("--period", ra->period, "Every N days (7d-730d)")
-                     ->type_name("DAYS");
+  auto* period =
+      set_rotation->add_option("--period", ra->period, "Every N days (7d-730d)")->type_name("DAYS");
   auto* off = set_rotation->add_flag("--off", ra->off, "No automatic rotation");
   period->excludes(off);
   set_rotation->add_flag("--json", ra->json, "Print the key as JSON");
@@ -239,7 +243,8 @@ void add_set_rotation(CLI::App* key, Globals& g) {
     }
     std::optional<std::int64_t> days;
     if (!ra->off) {
-      days = keys::parse_days(ra->period, keys::kMinRotationDays, keys::kMaxRotationDays, "--period");
+      days =
+          keys::parse_days(ra->period, keys::kMinRotationDays, keys::kMaxRotationDays, "--period");
     }
     print_key(open_service(g)->key_set_rotation(ra->key, days), ra->json);
   });
@@ -287,7 +292,8 @@ void add_untag(CLI::App* key, Globals& g) {
   untag->add_option("key", ua->key, "Key id or alias/NAME")->required()->type_name("KEY");
   untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
   untag->add_flag("--json", ua->json, "Print the key as JSON");
-  untag->callback([&g, ua] { print_key(open_service(g)->key_untag(ua->key, ua->items), ua->json); });
+  untag->callback(
+      [&g, ua] { print_key(open_service(g)->key_untag(ua->key, ua->items), ua->json); });
 }
 
 void add_alias(CLI::App* key, Globals& g) {
@@ -340,7 +346,8 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
   const store::KeyRow& k = info.key;
   nlohmann::json versions = nlohmann::json::array();
   for (const auto& v : info.versions) {
-    versions.push_back({{"version", v.version}, {"created", v.created},
+    versions.push_back({{"version", v.version},
+                        {"created", v.created},
                         {"primary", v.version == k.primary_version}});
   }
   return {
@@ -363,8 +370,9 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
 }
 
 void register_key(CLI::App& app, Globals& g) {
-  CLI::App* key = app.add_subcommand("key", "Create and manage keys: states, versions, rotation, "
-                                            "aliases, tags");
+  CLI::App* key = app.add_subcommand("key",
+                                     "Create and manage keys: states, versions, rotation, "
+                                     "aliases, tags");
   key->require_subcommand(1);
   key->fallthrough();
   static constexpr Verb kVerbs[] = {

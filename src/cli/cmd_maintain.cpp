@@ -12,9 +12,10 @@ void register_maintain(CLI::App& app, Globals& g) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "maintain", "Rotate keys and secrets whose period has elapsed, delete keys whose deletion "
-                  "date has passed and purge deleted secrets past their recovery window (run from "
-                  "cron or a systemd timer)");
+      "maintain",
+      "Rotate keys and secrets whose period has elapsed, delete keys whose deletion "
+      "date has passed and purge deleted secrets past their recovery window (run from "
+      "cron or a systemd timer)");
   cmd->add_flag("--dry-run", a->dry_run, "Only list what would be done");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([&g, a] {
@@ -24,10 +25,14 @@ void register_maintain(CLI::App& app, Globals& g) {
       nlohmann::json rotated = nlohmann::json::array();
       for (const auto& [id, v] : rep.rotated) rotated.push_back({{"key_id", id}, {"version", v}});
       nlohmann::json srot = nlohmann::json::array(), sfail = nlohmann::json::array();
-      for (const auto& [n, v] : rep.secrets_rotated) srot.push_back({{"name", n}, {"version_id", v}});
+      for (const auto& [n, v] : rep.secrets_rotated)
+        srot.push_back({{"name", n}, {"version_id", v}});
       for (const auto& [n, e] : rep.secrets_failed) sfail.push_back({{"name", n}, {"error", e}});
-      print_json({{"dry_run", rep.dry_run}, {"rotated", rotated}, {"deleted", rep.deleted},
-                  {"secrets_rotated", srot}, {"secrets_failed", sfail},
+      print_json({{"dry_run", rep.dry_run},
+                  {"rotated", rotated},
+                  {"deleted", rep.deleted},
+                  {"secrets_rotated", srot},
+                  {"secrets_failed", sfail},
                   {"secrets_purged", rep.secrets_purged}});
     } else {
       const char* verb = rep.dry_run ? "would " : "";

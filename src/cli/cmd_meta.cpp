@@ -22,8 +22,9 @@ void register_meta(CLI::App& app, Globals&) {
   auto shell = std::make_shared<std::string>();
   CLI::App* completion =
       app.add_subcommand("completion", "Print the shell completion script (bash, zsh or fish)");
-  completion->add_option("shell", *shell, "Shell")->required()->check(
-      CLI::IsMember({"bash", "zsh", "fish"}));
+  completion->add_option("shell", *shell, "Shell")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "fish"}));
   completion->callback([&app, shell] { std::cout << completion_script(app, *shell); });
 
   CLI::App* manpage = app.add_subcommand("manpage", "Print the kmsctl(1) manual page (roff)");

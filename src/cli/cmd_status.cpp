@@ -14,17 +14,26 @@ void run_status(const Globals& g, bool json) {
   const std::string head_hash = crypto::to_hex(s.audit_head.hash);
   if (json) {
     print_json({
-        {"vault", {{"path", s.vault_path}, {"id", s.vault_id}, {"created", s.created},
-                   {"schema_version", s.schema_version}}},
-        {"token", {{"module", s.module}, {"label", s.token.label}, {"serial", s.token.serial},
-                   {"manufacturer", s.token.manufacturer}, {"model", s.token.model},
-                   {"private", s.private_token}}},
+        {"vault",
+         {{"path", s.vault_path},
+          {"id", s.vault_id},
+          {"created", s.created},
+          {"schema_version", s.schema_version}}},
+        {"token",
+         {{"module", s.module},
+          {"label", s.token.label},
+          {"serial", s.token.serial},
+          {"manufacturer", s.token.manufacturer},
+          {"model", s.token.model},
+          {"private", s.private_token}}},
         {"root_key_generation", s.root_key_generation},
         {"counts", {{"audit_records", s.audit_records}, {"keys", c.keys}, {"secrets", c.secrets}}},
         {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
-        {"overdue", {{"key_rotations", c.keys_due_rotation}, {"key_deletions", c.keys_due_deletion},
-                     {"secret_rotations", c.secrets_due_rotation},
-                     {"secret_deletions", c.secrets_due_deletion}}},
+        {"overdue",
+         {{"key_rotations", c.keys_due_rotation},
+          {"key_deletions", c.keys_due_deletion},
+          {"secret_rotations", c.secrets_due_rotation},
+          {"secret_deletions", c.secrets_due_deletion}}},
     });
     return;
   }
@@ -41,15 +50,15 @@ void run_status(const Globals& g, bool json) {
   fmt::print("secrets      {}\n", c.secrets);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,
              head_hash);
-  const std::int64_t overdue = c.keys_due_rotation + c.keys_due_deletion +
-                               c.secrets_due_rotation + c.secrets_due_deletion;
+  const std::int64_t overdue =
+      c.keys_due_rotation + c.keys_due_deletion + c.secrets_due_rotation + c.secrets_due_deletion;
   if (overdue == 0) {
     fmt::print("overdue      nothing\n");
   } else {
-    fmt::print("overdue      {} key rotations, {} key deletions, {} secret rotations, {} secret "
-               "purges (run `kmsctl maintain`)\n",
-               c.keys_due_rotation, c.keys_due_deletion, c.secrets_due_rotation,
-               c.secrets_due_deletion);
+    fmt::print(
+        "overdue      {} key rotations, {} key deletions, {} secret rotations, {} secret "
+        "purges (run `kmsctl maintain`)\n",
+        c.keys_due_rotation, c.keys_due_deletion, c.secrets_due_rotation, c.secrets_due_deletion);
   }
 }
 

@@ -151,11 +151,11 @@ void print_token_check(const Service::TokenCheck& c, bool json) {
                 {"removed", c.removed}});
     return;
   }
-  std::cout << fmt::format("{:<14} {:<12} {:<8} {}\n", "KIND", "STATUS", "PRIVATE", "LABEL / DETAIL");
+  std::cout << fmt::format("{:<14} {:<12} {:<8} {}\n", "KIND", "STATUS", "PRIVATE",
+                           "LABEL / DETAIL");
   for (const auto& o : c.objects) {
-    std::cout << fmt::format("{:<14} {:<12} {:<8} {}{}\n", o.kind,
-                             o.removed ? "removed" : o.status, o.is_private ? "yes" : "no",
-                             escape_text(o.label),
+    std::cout << fmt::format("{:<14} {:<12} {:<8} {}{}\n", o.kind, o.removed ? "removed" : o.status,
+                             o.is_private ? "yes" : "no", escape_text(o.label),
                              o.detail.empty() ? "" : " (" + escape_text(o.detail) + ")");
   }
 }
@@ -164,9 +164,10 @@ void print_token_check(const Service::TokenCheck& c, bool json) {
 
 void register_check_token(CLI::App* vault, Globals& g) {
   auto a = std::make_shared<CheckTokenArgs>();
-  CLI::App* check = vault->add_subcommand(
-      "check-token", "List the objects in the vault's token and flag those it did not make "
-                     "(recorded as vault.check_token)");
+  CLI::App* check =
+      vault->add_subcommand("check-token",
+                            "List the objects in the vault's token and flag those it did not make "
+                            "(recorded as vault.check_token)");
   check->add_flag("--remove", a->remove,
                   "Destroy the foreign and stray objects found (asks first; see --yes)");
   check->add_flag("--yes", a->yes, "With --remove: do not ask");
@@ -176,7 +177,8 @@ void register_check_token(CLI::App* vault, Globals& g) {
     Service::TokenCheck c = svc->check_token(false);
     const int flagged = c.foreign + c.strays;
     if (a->remove && flagged > 0) {
-      if (!a->yes && !confirmed(fmt::format("{} object(s) will be destroyed in the token.", flagged))) {
+      if (!a->yes &&
+          !confirmed(fmt::format("{} object(s) will be destroyed in the token.", flagged))) {
         print_token_check(c, a->json);
         throw Error(Code::refused, "nothing was removed: the removal was not confirmed",
                     "run it on a terminal and type yes, or pass --yes");
@@ -198,7 +200,8 @@ void register_check_token(CLI::App* vault, Globals& g) {
 }
 
 void register_vault(CLI::App& app, Globals& g) {
-  CLI::App* vault = app.add_subcommand("vault", "Back up and restore the vault, rekey it, change the token PIN");
+  CLI::App* vault =
+      app.add_subcommand("vault", "Back up and restore the vault, rekey it, change the token PIN");
   vault->require_subcommand(1);
   vault->fallthrough();
 
@@ -230,9 +233,10 @@ void register_vault(CLI::App& app, Globals& g) {
   });
 
   auto new_pin_file = std::make_shared<std::string>();
-  CLI::App* pin = vault->add_subcommand(
-      "change-pin", "Change the token's user PIN (old PIN as usual; new PIN from a file, "
-                    "KMSCTL_NEW_PIN or a prompt)");
+  CLI::App* pin =
+      vault->add_subcommand("change-pin",
+                            "Change the token's user PIN (old PIN as usual; new PIN from a file, "
+                            "KMSCTL_NEW_PIN or a prompt)");
   pin->add_option("--new-pin-file", *new_pin_file,
                   "Read the new PIN from the first line of FILE (mode 0600)")
       ->type_name("FILE");
@@ -251,8 +255,9 @@ void register_vault(CLI::App& app, Globals& g) {
   };
   auto ra = std::make_shared<RestoreArgs>();
   CLI::App* restore = vault->add_subcommand(
-      "restore", "Replace the vault with a verified backup of it and re-anchor its audit log "
-                 "in the token (recorded as vault.restore)");
+      "restore",
+      "Replace the vault with a verified backup of it and re-anchor its audit log "
+      "in the token (recorded as vault.restore)");
   restore->add_option("backup", ra->file, "Backup file made by `kmsctl vault backup`")
       ->required()
       ->type_name("FILE");

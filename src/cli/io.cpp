@@ -1,5 +1,6 @@
 // Input, output and K=V parsing shared by the commands.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,7 +9,6 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include "base/posix.hpp"
 #include "cli/app.hpp"
@@ -39,7 +39,8 @@ Context parse_pairs(const std::vector<std::string>& pairs, const char* flag) {
   return out;
 }
 
-SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std::string& too_big_hint) {
+SecureBytes read_input(const std::string& path, std::size_t max_bytes,
+                       const std::string& too_big_hint) {
   const bool stdin_input = path.empty() || path == "-";
   const int fd = stdin_input ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -76,7 +77,8 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std
   }
   if (!stdin_input) ::close(fd);
   if (len > max_bytes) {
-    throw Error(Code::usage, fmt::format("the input is larger than {} bytes", max_bytes), too_big_hint);
+    throw Error(Code::usage, fmt::format("the input is larger than {} bytes", max_bytes),
+                too_big_hint);
   }
   buf.truncate(len);
   return buf;
@@ -84,7 +86,8 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes, const std
 
 void write_output(const std::string& path, std::string_view data, bool force) {
   if (path.empty() || path == "-") {
-    if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() || std::fflush(stdout) != 0) {
+    if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() ||
+        std::fflush(stdout) != 0) {
       throw Error(Code::failed, "cannot write to standard output");
     }
     return;

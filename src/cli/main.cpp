@@ -1,13 +1,13 @@
 // kmsctl entry point: process hygiene, then the command, through an agent or in this process.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 
 #include "cli/app.hpp"
 #include "kms/crypto.hpp"
@@ -16,7 +16,7 @@ namespace {
 
 void harden_process() {
   const rlimit no_core{0, 0};
-  ::setrlimit(RLIMIT_CORE, &no_core);  // no core file can hold a key
+  ::setrlimit(RLIMIT_CORE, &no_core);    // no core file can hold a key
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // and no ptrace attach by other same-user processes
   ::umask(077);                          // files kmsctl creates are private whatever the umask
 }

@@ -1,6 +1,6 @@
-#include <openssl/evp.h>
-
 #include <memory>
+
+#include <openssl/evp.h>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -15,9 +15,12 @@ using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
 
 const EVP_CIPHER* gcm_cipher(std::size_t key_size) {
   switch (key_size) {
-    case 16: return EVP_aes_128_gcm();
-    case 24: return EVP_aes_192_gcm();
-    case 32: return EVP_aes_256_gcm();
+    case 16:
+      return EVP_aes_128_gcm();
+    case 24:
+      return EVP_aes_192_gcm();
+    case 32:
+      return EVP_aes_256_gcm();
     default:
       throw Error(Code::failed, "AES-GCM key must be 16, 24 or 32 bytes");
   }
@@ -36,8 +39,7 @@ CipherCtx start(ByteView key, ByteView nonce, ByteView aad, std::size_t tag_size
       EVP_CipherInit_ex(ctx.get(), cipher, nullptr, nullptr, nullptr, encrypt ? 1 : 0) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, int(nonce.size()), nullptr) == 1 &&
       EVP_CipherInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data(), -1) == 1 &&
-      (aad.empty() ||
-       EVP_CipherUpdate(ctx.get(), nullptr, &len, aad.data(), int(aad.size())) == 1);
+      (aad.empty() || EVP_CipherUpdate(ctx.get(), nullptr, &len, aad.data(), int(aad.size())) == 1);
   if (!ok) throw Error(Code::failed, "AES-GCM initialisation failed in OpenSSL");
   return ctx;
 }
@@ -48,9 +50,11 @@ Bytes aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView pt, std:
   auto ctx = start(key, nonce, aad, tag_size, true);
   Bytes out(pt.size() + tag_size);
   int len = 0, fin = 0;
-  if ((!pt.empty() && EVP_CipherUpdate(ctx.get(), out.data(), &len, pt.data(), int(pt.size())) != 1) ||
+  if ((!pt.empty() &&
+       EVP_CipherUpdate(ctx.get(), out.data(), &len, pt.data(), int(pt.size())) != 1) ||
       EVP_CipherFinal_ex(ctx.get(), out.data() + len, &fin) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, int(tag_size), out.data() + pt.size()) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, int(tag_size), out.data() + pt.size()) !=
+          1) {
     throw Error(Code::failed, "AES-GCM encryption failed in OpenSSL");
   }
   return out;

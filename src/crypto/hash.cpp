@@ -1,9 +1,10 @@
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <algorithm>
 #include <new>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -156,7 +157,8 @@ Digest HmacSha256::mac(ByteView data) const {
   if (EVP_MD_CTX_copy_ex(m.work, m.inner) != 1 ||
       EVP_DigestUpdate(m.work, data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(m.work, d.data(), &len) != 1 ||  // d = H((K ^ ipad) || data)
-      EVP_MD_CTX_copy_ex(m.work, m.outer) != 1 || EVP_DigestUpdate(m.work, d.data(), d.size()) != 1 ||
+      EVP_MD_CTX_copy_ex(m.work, m.outer) != 1 ||
+      EVP_DigestUpdate(m.work, d.data(), d.size()) != 1 ||
       EVP_DigestFinal_ex(m.work, d.data(), &len) != 1) {
     hmac_failed();
   }

@@ -17,9 +17,7 @@ SecureBytes hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, std::size_t 
   if (ctx == nullptr) throw Error(Code::failed, "HKDF is not available in OpenSSL");
   // OpenSSL's param API takes non-const buffers; it only reads them.
   static const std::uint8_t empty = 0;
-  auto ptr = [](ByteView v) {
-    return const_cast<std::uint8_t*>(v.empty() ? &empty : v.data());
-  };
+  auto ptr = [](ByteView v) { return const_cast<std::uint8_t*>(v.empty() ? &empty : v.data()); };
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),

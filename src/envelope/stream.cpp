@@ -11,6 +11,7 @@
 // wherever the mapping is touched, which no check beforehand can rule out.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,7 +24,6 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"
@@ -85,8 +85,8 @@ class Input {
                 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset_));
     std::size_t got = 0;
     while (got < s.len) {
-      const ssize_t r = ::pread(fd_, s.buf.data() + got, s.len - got,
-                                static_cast<off_t>(offset_ + got));
+      const ssize_t r =
+          ::pread(fd_, s.buf.data() + got, s.len - got, static_cast<off_t>(offset_ + got));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) {
         throw Error(Code::failed, fmt::format("cannot read the input: {}", std::strerror(errno)));

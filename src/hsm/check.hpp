@@ -1,9 +1,9 @@
 // The one translation of CK_RV into kms::Error (internal to the hsm module).
 #pragma once
 
-#include <p11-kit/pkcs11.h>
-
 #include <string_view>
+
+#include <p11-kit/pkcs11.h>
 
 namespace kms::hsm::detail {
 

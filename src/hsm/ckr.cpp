@@ -1,6 +1,6 @@
+#include "check.hpp"
 #include <fmt/format.h>
 
-#include "check.hpp"
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
 
@@ -9,7 +9,8 @@ namespace kms::hsm {
 std::string rv_name(unsigned long rv) {
   switch (rv) {
 #define KMS_CKR(name) \
-  case name: return #name;
+  case name:          \
+    return #name;
     KMS_CKR(CKR_OK)
     KMS_CKR(CKR_CANCEL)
     KMS_CKR(CKR_HOST_MEMORY)
@@ -64,7 +65,8 @@ std::string rv_name(unsigned long rv) {
     KMS_CKR(CKR_CRYPTOKI_NOT_INITIALIZED)
     KMS_CKR(CKR_CRYPTOKI_ALREADY_INITIALIZED)
 #undef KMS_CKR
-    default: return fmt::format("CKR_0x{:08X}", rv);
+    default:
+      return fmt::format("CKR_0x{:08X}", rv);
   }
 }
 

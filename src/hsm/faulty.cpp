@@ -2,9 +2,10 @@
 // module through a copy of its function list whose every entry counts the call and fails the
 // chosen one with CKR_DEVICE_ERROR before it reaches the token, as a token that drops off the
 // bus would.
+#include "hsm/faulty.hpp"
+
 #include <p11-kit/pkcs11.h>
 
-#include "hsm/faulty.hpp"
 #include "kms/faults.hpp"
 
 namespace kms::hsm::detail {

@@ -1,6 +1,5 @@
 #include <dlfcn.h>
 #include <unistd.h>
-#include <p11-kit/pkcs11.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,9 +8,10 @@
 #include <map>
 #include <mutex>
 
-#include <fmt/format.h>
-
 #include "check.hpp"
+#include <fmt/format.h>
+#include <p11-kit/pkcs11.h>
+
 #include "hsm/faulty.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -95,7 +95,8 @@ std::shared_ptr<Module> Module::load_new(const std::string& path) {
   if (is_softhsm2(path)) crypto::skip_openssl_legacy_tables();
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    throw Error(Code::unavailable, fmt::format("cannot load PKCS#11 module {}: {}", path, dlerror()),
+    throw Error(Code::unavailable,
+                fmt::format("cannot load PKCS#11 module {}: {}", path, dlerror()),
                 "install the module (for SoftHSM2: apt-get install softhsm2) or pass the right "
                 "path with --pkcs11-module");
   }
@@ -190,14 +191,16 @@ TokenInfo Module::init_token(SlotId slot, std::string_view label, const SecureBy
   unsigned char padded[32];
   std::memset(padded, ' ', sizeof padded);
   std::memcpy(padded, label.data(), std::min(label.size(), sizeof padded));
-  detail::check(fn_->C_InitToken(slot, const_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size(), padded),
-                "cannot initialise the token");
+  detail::check(
+      fn_->C_InitToken(slot, const_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size(), padded),
+      "cannot initialise the token");
   // C_InitPIN needs a session logged in as SO.
   CK_SESSION_HANDLE h = 0;
   detail::check(fn_->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
                 "cannot open a session on the new token");
   CK_RV rv = fn_->C_Login(h, CKU_SO, const_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size());
-  if (rv == CKR_OK) rv = fn_->C_InitPIN(h, const_cast<CK_UTF8CHAR*>(user_pin.data()), user_pin.size());
+  if (rv == CKR_OK)
+    rv = fn_->C_InitPIN(h, const_cast<CK_UTF8CHAR*>(user_pin.data()), user_pin.size());
   fn_->C_Logout(h);
   fn_->C_CloseSession(h);
   detail::check(rv, "cannot set the user PIN on the new token");

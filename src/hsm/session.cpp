@@ -1,11 +1,11 @@
-#include <p11-kit/pkcs11.h>
 #include <unistd.h>
 
 #include <cstring>
 
-#include <fmt/format.h>
-
 #include "check.hpp"
+#include <fmt/format.h>
+#include <p11-kit/pkcs11.h>
+
 #include "kms/error.hpp"
 #include "kms/hsm.hpp"
 #include "kms/signals.hpp"
@@ -63,7 +63,8 @@ constexpr const char* kLoginFailed = "cannot log in to the token";
 bool Session::try_login_user(const SecureBytes& pin) {
   const signals::Deferred hold;
   auto* fn = module_->fn();
-  const CK_RV rv = with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
+  const CK_RV rv =
+      with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
   if (rv == CKR_USER_ALREADY_LOGGED_IN) return true;
   if (rv == CKR_USER_PIN_NOT_INITIALIZED) return false;
   detail::check(rv, kLoginFailed);
@@ -251,7 +252,8 @@ Bytes Session::gcm_encrypt(ObjectHandle key, ByteView iv, ByteView aad, ByteView
     CK_RV r = fn->C_EncryptInit(handle_, &mech, key);
     if (r != CKR_OK) return r;
     len = out.size();
-    return fn->C_Encrypt(handle_, const_cast<std::uint8_t*>(pt.data()), pt.size(), out.data(), &len);
+    return fn->C_Encrypt(handle_, const_cast<std::uint8_t*>(pt.data()), pt.size(), out.data(),
+                         &len);
   });
   detail::check(rv, "AES-GCM encryption in the token failed");
   out.resize(len);
@@ -278,7 +280,8 @@ std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, B
         CK_RV r = fn->C_DecryptInit(handle_, &mech, key);
         if (r != CKR_OK) return r;
         len = out.size();
-        return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(), &len);
+        return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(),
+                             &len);
       },
       2);
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
@@ -308,10 +311,9 @@ ObjectHandle Session::create_data(std::string_view label, ByteView value,
   };
   CK_OBJECT_HANDLE h = 0;
   auto* fn = module_->fn();
-  detail::check(with_retry([&] {
-                  return fn->C_CreateObject(handle_, tmpl, sizeof tmpl / sizeof *tmpl, &h);
-                }),
-                "cannot create a data object in the token");
+  detail::check(
+      with_retry([&] { return fn->C_CreateObject(handle_, tmpl, sizeof tmpl / sizeof *tmpl, &h); }),
+      "cannot create a data object in the token");
   return h;
 }
 
@@ -380,7 +382,8 @@ DataObject Session::read_data(ObjectHandle object) {
 }
 
 std::string Session::get_label(ObjectHandle object) {
-  const Bytes v = get_attr(module_->fn(), handle_, object, CKA_LABEL, "cannot read a token object's label");
+  const Bytes v =
+      get_attr(module_->fn(), handle_, object, CKA_LABEL, "cannot read a token object's label");
   return std::string(v.begin(), v.end());
 }
 

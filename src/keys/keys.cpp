@@ -39,7 +39,8 @@ std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t ma
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
   if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || v < min ||
       v > max) {
-    throw Error(Code::usage, fmt::format("{} \"{}\" is not between {}d and {}d", what, text, min, max),
+    throw Error(Code::usage,
+                fmt::format("{} \"{}\" is not between {}d and {}d", what, text, min, max),
                 fmt::format("write a number of days such as {}d", min == 7 && max == 30 ? 30 : 90));
   }
   return v;
@@ -153,10 +154,10 @@ void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
     throw Error(Code::refused, fmt::format("key {} is disabled", name),
                 fmt::format("enable it with `kmsctl key enable {}`", ref));
   }
-  throw Error(Code::refused,
-              fmt::format("key {} is pending deletion (on {})", name, key.deletion_date.value_or("?")),
-              fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`, then enable it",
-                          ref));
+  throw Error(
+      Code::refused,
+      fmt::format("key {} is pending deletion (on {})", name, key.deletion_date.value_or("?")),
+      fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`, then enable it", ref));
 }
 
 void KeyStore::enable(store::KeyRow& key) {
@@ -246,9 +247,10 @@ Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Cont
   if (key.protection == Protection::hsm) {
     const auto handle = token_key(key.id, key.primary_version);
     if (!handle) {
-      throw Error(Code::unavailable,
-                  fmt::format("the token holds no key for {} version {}", key.id, key.primary_version),
-                  "check that the vault's token is the one the key was created in");
+      throw Error(
+          Code::unavailable,
+          fmt::format("the token holds no key for {} version {}", key.id, key.primary_version),
+          "check that the vault's token is the one the key was created in");
     }
     sealed = vault_.token().gcm_encrypt(*handle, nonce, aad, plaintext);
   } else {
@@ -343,7 +345,8 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
                   fmt::format("key {} has no material for version {}", key->id, version),
                   "the vault file was altered: run `kmsctl audit verify` and restore a backup");
     }
-    const SecureBytes material = vault_.open_sealed(material_ref(key->id, v->version), *v->material);
+    const SecureBytes material =
+        vault_.open_sealed(material_ref(key->id, v->version), *v->material);
     pt = crypto::aes_gcm_open(material.view(), p->nonce, aad, p->sealed);
   }
   if (!pt) throw failed();

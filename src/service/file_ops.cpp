@@ -1,6 +1,8 @@
 // Envelope encryption of files through the facade: vault keys wrap each file's data key; each
 // wrap or unwrap is one audited transaction, whose record a second one ends.
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,8 +11,6 @@
 #include <limits>
 
 #include <fmt/format.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 
 #include "base/posix.hpp"
 #include "kms/error.hpp"

@@ -41,8 +41,7 @@ keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
   ev.params["protection"] = std::string(protection_name(spec.protection));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
-  run(
-      std::move(ev),
+  run(std::move(ev),
       [&](audit::Event& e) {
         const store::KeyRow key = ks.create(spec, now());
         e.resource = key_resource(key.id);
@@ -266,7 +265,8 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
   return out;
 }
 
-DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes, const Context& context) {
+DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes,
+                                   const Context& context) {
   DataKey dk;
   key_op(
       Action::key_generate_data_key, ref,

@@ -201,12 +201,13 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
   std::unique_ptr<Service> s(new Service(Vault::open(path, pin)));
   s->check_header_authenticated();
   if (!allow_backup && s->vault_->is_backup()) {
-    throw Error(Code::refused,
-                fmt::format("{} is a backup: writing to it would move the live vault's token anchor",
-                            path.string()),
-                fmt::format("verify it with `KMSCTL_VAULT={} kmsctl audit verify`, or restore it "
-                            "with `kmsctl vault restore {}`",
-                            path.string(), path.string()));
+    throw Error(
+        Code::refused,
+        fmt::format("{} is a backup: writing to it would move the live vault's token anchor",
+                    path.string()),
+        fmt::format("verify it with `KMSCTL_VAULT={} kmsctl audit verify`, or restore it "
+                    "with `kmsctl vault restore {}`",
+                    path.string(), path.string()));
   }
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
@@ -275,7 +276,8 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   {
     Service from(Vault::open(backup, pin));
     if (!from.vault_->is_backup()) {
-      throw Error(Code::usage, fmt::format("{} is not a backup made by `kmsctl vault backup`", backup.string()),
+      throw Error(Code::usage,
+                  fmt::format("{} is not a backup made by `kmsctl vault backup`", backup.string()),
                   "pass a backup file");
     }
     const audit::VerifyReport rep = from.log_->verify(/*check_anchor=*/false);
@@ -353,7 +355,8 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   } else {
     // A WAL left beside a vault file that is gone belongs to nothing: SQLite would replay it
     // over the restored file.
-    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(target.string() + suffix, ec);
+    for (const char* suffix : {"-wal", "-shm"})
+      std::filesystem::remove(target.string() + suffix, ec);
     staged.commit();
   }
   for (const char* suffix : {"-wal", "-shm"}) {

@@ -1,10 +1,9 @@
 // `vault check-token`: what is in the token, and what of it this vault did not make.
-#include <p11-kit/pkcs11.h>
-
 #include <charconv>
 #include <map>
 
 #include <fmt/format.h>
+#include <p11-kit/pkcs11.h>
 
 #include "kms/keys.hpp"
 #include "kms/service.hpp"
@@ -78,8 +77,9 @@ Service::TokenCheck Service::check_token(bool remove) {
             mark("other vault", "");
           }
         } else if (!o.own_attributes() || o.id != Bytes(k->first.begin(), k->first.end())) {
-          mark("foreign", "not private, sensitive, unextractable and generated in the token, "
-                          "or with another id");
+          mark("foreign",
+               "not private, sensitive, unextractable and generated in the token, "
+               "or with another id");
         } else if (row->protection == Protection::hsm &&
                    store::key_version_get(vault_->db(), k->first, k->second)) {
           use(o.label);

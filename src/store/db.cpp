@@ -198,8 +198,7 @@ int open_existing_wal_quietly(sqlite3_vfs* v, const char* name, sqlite3_file* f,
   if (rc == SQLITE_OK && wal) {
     const int dir =
         ::open(fs::path(name).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool synced =
-        dir >= 0 && !faults::fail_now(faults::Op::dirsync) && ::fsync(dir) == 0;
+    const bool synced = dir >= 0 && !faults::fail_now(faults::Op::dirsync) && ::fsync(dir) == 0;
     if (dir >= 0) ::close(dir);
     if (!synced) {
       f->pMethods->xClose(f);

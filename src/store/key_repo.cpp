@@ -36,9 +36,15 @@ KeyRow read_key(Db& db, const Stmt& s) {
 void bind_key(Stmt& s, const KeyRow& k) {
   s.bind(1, k.id).bind(2, k.spec).bind(3, k.usage).bind(4, k.description);
   s.bind(5, key_state_name(k.state)).bind(6, protection_name(k.protection)).bind(7, k.created);
-  if (k.rotation_period_days) s.bind(8, *k.rotation_period_days); else s.bind_null(8);
+  if (k.rotation_period_days)
+    s.bind(8, *k.rotation_period_days);
+  else
+    s.bind_null(8);
   s.bind(9, k.last_rotated);
-  if (k.deletion_date) s.bind(10, std::string_view(*k.deletion_date)); else s.bind_null(10);
+  if (k.deletion_date)
+    s.bind(10, std::string_view(*k.deletion_date));
+  else
+    s.bind_null(10);
   s.bind(11, k.primary_version).bind(12, k.highest_lost_version);
 }
 
@@ -142,12 +148,16 @@ std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now) {
 void key_version_insert(Db& db, const KeyVersionRow& v) {
   Stmt s(db, "INSERT INTO key_versions (key_id, version, created, material) VALUES (?, ?, ?, ?)");
   s.bind(1, v.key_id).bind(2, v.version).bind(3, v.created);
-  if (v.material) s.bind(4, ByteView(*v.material)); else s.bind_null(4);
+  if (v.material)
+    s.bind(4, ByteView(*v.material));
+  else
+    s.bind_null(4);
   s.step();
   rows::seal(db, Table::key_versions, {v.key_id, v.version});
 }
 
-std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id, std::int64_t version) {
+std::optional<KeyVersionRow> key_version_get(Db& db, std::string_view key_id,
+                                             std::int64_t version) {
   Stmt s(db, fmt::format("SELECT {} FROM key_versions WHERE key_id = ? AND version = ?",
                          rows::columns(Table::key_versions))
                  .c_str());

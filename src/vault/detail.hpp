@@ -2,8 +2,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "kms/hsm.hpp"

@@ -19,8 +19,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Directories where the system's package manager installs libraries.
-constexpr const char* kSystemLibraryDirs[] = {"/usr/lib", "/usr/lib64", "/usr/lib32", "/lib",
-                                              "/lib64", "/usr/local/lib", "/opt"};
+constexpr const char* kSystemLibraryDirs[] = {"/usr/lib", "/usr/lib64",     "/usr/lib32", "/lib",
+                                              "/lib64",   "/usr/local/lib", "/opt"};
 // p11-kit's module registrations: the administrator's and the packages'.
 constexpr const char* kP11KitModuleDirs[] = {"/etc/pkcs11/modules", "/usr/share/p11-kit/modules"};
 
@@ -84,7 +84,8 @@ bool registered_with_p11kit(const fs::path& real) {
 fs::path trusted_modules_file() {
   const char* xdg = std::getenv("XDG_CONFIG_HOME");
   const char* home = std::getenv("HOME");
-  const fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home && *home ? home : "/") / ".config";
+  const fs::path base =
+      xdg && *xdg ? fs::path(xdg) : fs::path(home && *home ? home : "/") / ".config";
   return base / "kmsctl" / "trusted-modules";
 }
 

@@ -17,7 +17,8 @@ Bytes record_aad(std::string_view vault_id, const RecordRef& r) {
   put_lp(aad, vault_id);
   put_lp(aad, r.table);
   put_lp(aad, r.row_id);
-  for (int i = 7; i >= 0; --i) aad.push_back(static_cast<std::uint8_t>(std::uint64_t(r.version) >> (8 * i)));
+  for (int i = 7; i >= 0; --i)
+    aad.push_back(static_cast<std::uint8_t>(std::uint64_t(r.version) >> (8 * i)));
   return aad;
 }
 

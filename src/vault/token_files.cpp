@@ -1,13 +1,13 @@
 #include "vault/token_files.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
-#include <sys/file.h>
 
 #include "base/posix.hpp"
 #include "kms/error.hpp"

@@ -104,7 +104,8 @@ void clean_interrupted(const InitOptions& opts, const SecureBytes& pin) {
 // Printable SO PIN: 24 characters drawn uniformly from an unambiguous 56-letter alphabet
 // (about 139 bits).
 SecureBytes random_so_pin() {
-  static constexpr std::string_view alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+  static constexpr std::string_view alphabet =
+      "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
   SecureBytes pin(24);
   for (size_t i = 0; i < pin.size(); ++i) {
     pin.data()[i] = static_cast<std::uint8_t>(alphabet[randombytes_uniform(alphabet.size())]);
@@ -133,7 +134,8 @@ void write_softhsm_conf(const fs::path& dir) {
 std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes& pin,
                                      InitReport& report) {
   const fs::path final_path = fs::absolute(opts.vault);
-  if (opts.token.module) detail::check_module_trusted(*opts.token.module, "given with --pkcs11-module");
+  if (opts.token.module)
+    detail::check_module_trusted(*opts.token.module, "given with --pkcs11-module");
   files::make_private_dir(final_path.parent_path());
   InitOptions o = opts;
   o.vault = final_path;
@@ -166,7 +168,8 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     // directory must be free now; nothing is deleted.
     fs::path aside(final_path.string() + ".replaced-" + now_compact());
     for (int n = 2; fs::exists(aside, ec) || fs::exists(private_token_dir(aside), ec); ++n) {
-      aside = fs::path(final_path.string() + ".replaced-" + now_compact() + "-" + std::to_string(n));
+      aside =
+          fs::path(final_path.string() + ".replaced-" + now_compact() + "-" + std::to_string(n));
     }
     for (const char* suffix : {"-wal", "-shm", ".lock", ".ops"}) {
       fs::rename(final_path.string() + suffix, aside.string() + suffix, ec);
@@ -202,7 +205,8 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     }
     if (!free_slot) throw Error(Code::failed, "SoftHSM2 offers no free slot for a new token");
     SecureBytes so_pin = random_so_pin();
-    v->token_ = v->module_->init_token(*free_slot, "kmsctl-" + m.vault_id.substr(0, 8), so_pin, pin);
+    v->token_ =
+        v->module_->init_token(*free_slot, "kmsctl-" + m.vault_id.substr(0, 8), so_pin, pin);
     report.so_pin = std::move(so_pin);
   }
   m.token_label = v->token_.label;
@@ -216,8 +220,8 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
 
   // Root key in the token, master key sealed by it.
   v->root_ = v->session_->generate_aes256(v->root_label(), detail::root_key_id(1));
-  m.sealed_master = detail::seal_master(*v->session_, v->root_, m.vault_id, 1,
-                                        crypto::random_secret(32).view());
+  m.sealed_master =
+      detail::seal_master(*v->session_, v->root_, m.vault_id, 1, crypto::random_secret(32).view());
   remove_db_files(v->path_);
   v->db_ = std::make_unique<store::Db>(v->path_, store::Db::Mode::create_new);
   v->unseal();  // proves the round trip through the token before anything depends on it
@@ -237,9 +241,10 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
 void Vault::publish() {
   if (path_ == final_path_) return;
   db_->checkpoint();  // the published file must hold everything: its WAL stays behind
-  db_.reset();       // closing the last connection (after checkpoint()) removes the WAL
+  db_.reset();        // closing the last connection (after checkpoint()) removes the WAL
   if (::link(path_.c_str(), final_path_.c_str()) != 0) {
-    throw Error(Code::refused, fmt::format("a vault appeared at {} during init", final_path_.string()),
+    throw Error(Code::refused,
+                fmt::format("a vault appeared at {} during init", final_path_.string()),
                 "run `kmsctl init` again");
   }
   ::unlink(path_.c_str());

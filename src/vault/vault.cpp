@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -77,10 +77,10 @@ fs::path lock_path(const fs::path& vault) { return fs::path(vault.string() + ".l
 fs::path private_token_dir(const fs::path& vault) { return fs::path(vault.string() + ".token"); }
 
 std::optional<std::string> find_softhsm_module() {
-  for (const char* p : {"/usr/lib/softhsm/libsofthsm2.so",
-                        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-                        "/usr/local/lib/softhsm/libsofthsm2.so"}) {
+  for (const char* p :
+       {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so"}) {
     std::error_code ec;
     if (fs::exists(p, ec)) return std::string(p);
   }
@@ -89,9 +89,7 @@ std::optional<std::string> find_softhsm_module() {
 
 Vault::~Vault() = default;
 
-std::string Vault::root_label() const {
-  return std::string(kRootKeyLabelPrefix) + meta_.vault_id;
-}
+std::string Vault::root_label() const { return std::string(kRootKeyLabelPrefix) + meta_.vault_id; }
 
 hsm::TokenInfo Vault::token_info() const { return token_; }
 
@@ -163,7 +161,8 @@ void Vault::unseal() {
   // Normally one key matches; an interrupted rekey can leave a stray of another generation, or
   // (before cleanup) of the same one: the right key is the one that opens the master key.
   const ByteView iv(s.data() + header, crypto::kGcmNonceSize);
-  const ByteView ct(s.data() + header + crypto::kGcmNonceSize, s.size() - header - crypto::kGcmNonceSize);
+  const ByteView ct(s.data() + header + crypto::kGcmNonceSize,
+                    s.size() - header - crypto::kGcmNonceSize);
   const Bytes aad = master_aad(meta_.vault_id, meta_.root_key_gen);
   bool found = false;
   std::optional<SecureBytes> master;
@@ -302,7 +301,8 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
     }
     slots.push_back(std::move(slot));
   };
-  for (hsm::ObjectHandle h : session_->find_data_by_application(std::string(kAnchorApplicationPrefix) + meta_.vault_id)) {
+  for (hsm::ObjectHandle h :
+       session_->find_data_by_application(std::string(kAnchorApplicationPrefix) + meta_.vault_id)) {
     read(h, false);
   }
   // A single-object anchor is only looked for until both slots exist: the conversion makes

@@ -1,6 +1,7 @@
 // Helpers shared by the unit tests: a private temporary directory, file I/O, byte literals.
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -14,7 +15,6 @@
 #include <vector>
 
 #include <doctest/doctest.h>
-#include <sys/stat.h>
 
 #include "kms/error.hpp"
 #include "kms/secure.hpp"

@@ -1,6 +1,8 @@
 // Unit tests of the agent's socket plumbing (src/agent/transport.hpp): one message and its
 // descriptors per record, the limits, and the check of a socket's directory.
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -8,8 +10,6 @@
 
 #include "support.hpp"
 #include <doctest/doctest.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "agent/protocol.hpp"
 #include "agent/transport.hpp"

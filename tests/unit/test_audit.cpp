@@ -16,8 +16,8 @@
 #include "kms/store.hpp"
 
 using namespace kms;
-using kms::test::error_of;
 using kms::test::bytes_of;
+using kms::test::error_of;
 using kms::test::TempDir;
 namespace fs = std::filesystem;
 

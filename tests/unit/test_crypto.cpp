@@ -636,7 +636,8 @@ namespace {
 
 // Contents that tell buffer `k` apart from every other one and each position from the next.
 void fill_pattern(std::span<std::uint8_t> s, size_t k) {
-  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<std::uint8_t>((k * 131 + i * 7 + 1) & 0xff);
+  for (size_t i = 0; i < s.size(); ++i)
+    s[i] = static_cast<std::uint8_t>((k * 131 + i * 7 + 1) & 0xff);
 }
 bool has_pattern(ByteView s, size_t k) {
   for (size_t i = 0; i < s.size(); ++i) {
@@ -732,7 +733,8 @@ TEST_CASE("hundreds of live SecureBytes, more than the shared region's slots, al
     }
     std::sort(spans.begin(), spans.end());
     bool disjoint = true;
-    for (size_t k = 1; k < spans.size(); ++k) disjoint = disjoint && spans[k - 1].second <= spans[k].first;
+    for (size_t k = 1; k < spans.size(); ++k)
+      disjoint = disjoint && spans[k - 1].second <= spans[k].first;
     CHECK(disjoint);
     // Moves keep the buffer, whichever way it was allocated; move-assignment frees the old one.
     std::vector<SecureBytes> moved;

@@ -3,6 +3,7 @@
 // by an independent implementation) open to their plaintext or fail as named, the header
 // re-encodes to the same bytes, and encrypt/decrypt round-trip over files and pipes.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,7 +16,6 @@
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 
 #include "kms/crypto.hpp"
 #include "kms/envelope.hpp"

@@ -1,10 +1,13 @@
 // Unit tests of kms::files: atomic private output files, private directories, the writer lock.
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -12,9 +15,6 @@
 
 #include "support.hpp"
 #include <doctest/doctest.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "kms/error.hpp"
 #include "kms/files.hpp"
@@ -253,7 +253,8 @@ TEST_CASE("ExclusiveLock fails with Code::unavailable when the lock file cannot 
   CHECK(code_of([&] { files::ExclusiveLock l(dir / "missing" / "lock"); }) == Code::unavailable);
 }
 
-TEST_CASE("file_id names the file at a path: the same after a write, another after a rename over it") {
+TEST_CASE(
+    "file_id names the file at a path: the same after a write, another after a rename over it") {
   TempDir dir;
   const auto path = dir / "vault.db";
   CHECK_FALSE(files::file_id(path));
@@ -314,7 +315,8 @@ TEST_CASE("a writer killed before commit leaves nothing in the directory") {
   CHECK(entries(dir.path()).empty());
 }
 
-TEST_CASE("a named temporary file whose writer is gone is swept by the next writer, a live one is not") {
+TEST_CASE(
+    "a named temporary file whose writer is gone is swept by the next writer, a live one is not") {
   TempDir dir;
   write_file(dir / ".out.tmp-deadbeef", "left by a killed writer");
   fs::path live;

@@ -20,9 +20,9 @@
 #include "kms/vocab.hpp"
 
 using namespace kms;
-using kms::test::error_of;
-using kms::test::contains;
 using kms::test::bytes_of;
+using kms::test::contains;
+using kms::test::error_of;
 using kms::test::mode_of;
 using kms::test::read_file;
 using kms::test::TempDir;
@@ -802,8 +802,8 @@ void expect_counts_agree(store::Db& db, std::string_view now, std::int64_t keys,
   CAPTURE(now);
   const store::VaultCounts c = store::vault_counts(db, now);
   // The lists maintain works through...
-  CHECK(c.keys == static_cast<std::int64_t>(
-                      store::key_list(db, std::nullopt, std::nullopt, 1000).size()));
+  CHECK(c.keys ==
+        static_cast<std::int64_t>(store::key_list(db, std::nullopt, std::nullopt, 1000).size()));
   CHECK(c.keys_due_rotation == static_cast<std::int64_t>(store::keys_due_rotation(db, now).size()));
   CHECK(c.keys_due_deletion == static_cast<std::int64_t>(store::keys_due_deletion(db, now).size()));
   CHECK(c.secrets == static_cast<std::int64_t>(store::secret_list(db).size()));

@@ -52,8 +52,7 @@ ByteView view(const std::string& s) {
 struct Token {
   TempDir tmp;
   fs::path live = tmp.path() / "tokens" / "c4fddaea-5161-6a3c-b7ac-28d51ccd82a6" / "token.object";
-  fs::path copy =
-      tmp.path() / "token-copy" / "c4fddaea-5161-6a3c-b7ac-28d51ccd82a6.token.object";
+  fs::path copy = tmp.path() / "token-copy" / "c4fddaea-5161-6a3c-b7ac-28d51ccd82a6.token.object";
   explicit Token(const std::string& content) {
     fs::create_directories(live.parent_path());
     write_file(live, content);

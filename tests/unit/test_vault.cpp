@@ -26,9 +26,9 @@
 #include "kms/vault.hpp"
 
 using namespace kms;
-using kms::test::error_of;
-using kms::test::contains;
 using kms::test::bytes_of;
+using kms::test::contains;
+using kms::test::error_of;
 using kms::test::mode_of;
 using kms::test::TempDir;
 namespace fs = std::filesystem;
@@ -572,8 +572,8 @@ TEST_CASE("store_anchor makes two slots, then overwrites the one holding the old
     slots = v->anchor_slots();
     REQUIRE(slots.size() == 2);
     // One slot holds the newest value, the other the one before: never both overwritten.
-    CHECK(same_pair(newest(slots[0].values), newest(slots[1].values), bytes_of("2 anchor two, longer"),
-                    bytes_of("3 anchor three")));
+    CHECK(same_pair(newest(slots[0].values), newest(slots[1].values),
+                    bytes_of("2 anchor two, longer"), bytes_of("3 anchor three")));
     v->store_anchor(bytes_of("4 anchor four"), test_seq);
     slots = v->anchor_slots();
     CHECK(same_pair(newest(slots[0].values), newest(slots[1].values), bytes_of("3 anchor three"),
@@ -592,11 +592,13 @@ TEST_CASE("anchor slots carry the FORMAT.md §4.2 attributes and the §10.4 labe
       "2cfee7360447ad4f93ba191f9c89261a4f7395013c339ba54c040dee899441f0"
       "2b693078bdc55b26dd860c0016d5750476a4b5435f6af98624183178fc3bda09");
   v->store_anchor(value, audit::anchor_seq);
-  const auto slots = v->token().find_data_by_application("kmsctl-audit-anchor:" + v->meta().vault_id);
+  const auto slots =
+      v->token().find_data_by_application("kmsctl-audit-anchor:" + v->meta().vault_id);
   REQUIRE(slots.size() == 2);
   for (const hsm::ObjectHandle h : slots) {
     CHECK(v->token().get_label(h) ==
-          "kmsctl-audit-anchor-value:S0FOQwEAAAAAAAAAAiz+5zYER61Pk7oZH5yJJhpPc5UBPDObpUwEDe6JlEHwK2kweL3F"
+          "kmsctl-audit-anchor-value:S0FOQwEAAAAAAAAAAiz+"
+          "5zYER61Pk7oZH5yJJhpPc5UBPDObpUwEDe6JlEHwK2kweL3F"
           "WybdhgwAFtV1BHaktUNfavmGJBgxePw72gk=");
     CHECK(v->token().get_value(h) == value);
   }
@@ -653,7 +655,8 @@ bool has_value(const std::vector<Bytes>& values, const Bytes& v) {
 
 }  // namespace
 
-TEST_CASE("after load_anchor, two store_anchor calls leave the two newest values in the two slots") {
+TEST_CASE(
+    "after load_anchor, two store_anchor calls leave the two newest values in the two slots") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
   {
@@ -674,8 +677,8 @@ TEST_CASE("after load_anchor, two store_anchor calls leave the two newest values
     v->store_anchor(bytes_of("7 seven"), test_seq);
     slots = v->anchor_slots();
     REQUIRE(slots.size() == 2);
-    CHECK(same_pair(newest_value(slots[0].values), newest_value(slots[1].values),
-                    bytes_of("6 six"), bytes_of("7 seven")));
+    CHECK(same_pair(newest_value(slots[0].values), newest_value(slots[1].values), bytes_of("6 six"),
+                    bytes_of("7 seven")));
   }
   auto v = Vault::open(path, pin_of(kPin));
   const auto values = v->load_anchor();
@@ -852,8 +855,7 @@ TEST_CASE("Service::run writes exactly one audit record per call and moves the a
     CHECK(last.resource == "key/k" + std::to_string(i));
     CHECK(last.outcome == "ok");
     CHECK(last.error_code == "");
-    CHECK(last.params ==
-          R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
+    CHECK(last.params == R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
     CHECK(anchor_seq(s->vault()) == last.seq);
   }
   CHECK(s->audit_verify().ok);
@@ -1141,7 +1143,8 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
   CHECK(nlohmann::json::parse(rows.back().params)["rule"] == "not-this-key");
 }
 
-TEST_CASE("a Service whose vault file was replaced or removed refuses to write and moves no anchor") {
+TEST_CASE(
+    "a Service whose vault file was replaced or removed refuses to write and moves no anchor") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
   init_service(path).reset();
