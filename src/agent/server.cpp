@@ -188,11 +188,15 @@ std::optional<std::string> Agent::handle(posix::Fd& connection) {
   const timeval limit{2, 0};  // for the request: a client sends it as it connects
   ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   const ucred who = peer_of(conn);
-  Caller client = Caller::peer(who.uid, who.gid, who.pid, Channel::agent);
   if (who.uid != ::geteuid()) {
-    refuse_stranger(conn, std::move(client));
+    refuse_stranger(conn, Caller::peer(who.uid, who.gid, who.pid, Channel::agent));
     return std::nullopt;
   }
+  // The agent's own user: its name and groups were looked up once, at start; no user database
+  // lookup per request.
+  Caller client = self_;
+  client.pid = who.pid;
+  client.channel = Channel::agent;
   svc_.serve_client(std::move(client));
   std::vector<posix::Fd> fds;
   const std::optional<Bytes> msg = receive_message(conn, &fds);
