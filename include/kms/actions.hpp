@@ -60,6 +60,7 @@ enum class Action : std::uint8_t {
   agent_start,
   agent_stop,
   agent_connect,
+  agent_request,
 };
 
 struct ActionInfo {

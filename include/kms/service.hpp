@@ -113,6 +113,53 @@ struct SecretRotation {
   std::vector<std::string> steps;     // the steps run, in order
 };
 
+// How the output of a file encrypt or decrypt is made final: `publish` runs after the last
+// frame is written and before the end record (link a file into place; nothing for a stream);
+// `take_back` runs when the end record then cannot be written (remove the file just published),
+// so that the command fails with no output and no `ok` record.
+struct FileOutput {
+  std::function<void()> publish;
+  std::function<void()> take_back;
+};
+
+// One file encrypt or decrypt: its data key (wrap or unwrap, as envelope::encrypt and decrypt
+// ask) and its two records (Service::encrypt_file), wherever the bulk encryption runs:
+// Service::file_session in the process that holds the vault, or an agent client's stand-in
+// that sends each call to the agent as a request (docs/FORMAT.md §13.5).
+class FileSession : public envelope::DataKeyWrapper {
+ public:
+  // The last frame is written: publishes the output, then records `ok`. If that record cannot
+  // be written, the output is taken back and the error thrown.
+  virtual void finish(const FileResult& r, const FileOutput& output) = 0;
+  // After the key use: the end record, `error` (or `denied`) with the failure's code name, or
+  // `interrupted` for a caught signal. A failure to write it is dropped (the caller rethrows the
+  // original error).
+  virtual void fail(const Error& e) noexcept = 0;
+  // A failure before any key was used (a damaged header, another context): one record.
+  virtual void fail_before_start(const Error& e) noexcept = 0;
+
+  // Whether wrap or unwrap ran (and so wrote its own record, started or failed).
+  bool attempted() const noexcept { return attempted_; }
+  // It ran and failed: its record (error or denied, step start) tells the failure.
+  bool key_use_failed() const noexcept { return attempted_ && !started_; }
+  // Started and not ended yet: a failure now is recorded by fail().
+  bool running() const noexcept { return started_ && !ended_; }
+
+  FileResult result;  // the keys used, and (after finish) bytes and frames
+
+ protected:
+  bool attempted_ = false, started_ = false, ended_ = false;
+};
+
+// Streams a file through a session: encrypts in_fd to out_fd (the data key wrapped, and its use
+// audited, before any output is written), or decrypts (the unwrap audited before any plaintext
+// is released); then finish, or fail with the error (a caught signal: signals::Interrupted).
+FileResult encrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
+                        std::uint32_t frame_size, const envelope::Progress& progress,
+                        const FileOutput& output);
+FileResult decrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
+                        const envelope::Progress& progress, const FileOutput& output);
+
 class Service {
  public:
   // Opens an existing vault (logs in to its token and unseals the master key).
@@ -241,28 +288,25 @@ class Service {
   // ends the record of a process that died (error, `interrupted`). A failure before any key is
   // used is one error record with step "header".
   //
-  // How the output is made final: `publish` runs after the last frame is written and before the
-  // end record (link a file into place; nothing for a stream); `take_back` runs when the end
-  // record then cannot be written (remove the file just published), so that the command fails
-  // with no output and no `ok` record.
-  struct FileOutput {
-    std::function<void()> publish;
-    std::function<void()> take_back;
-  };
-  // Encrypts in_fd to out_fd for every KEY. The data key is wrapped (and the use audited)
-  // before any output is written.
+  // In this process: a FileOperation (below) run by kms::encrypt_file or kms::decrypt_file.
   FileResult encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
                           const Context& context, std::uint32_t frame_size, std::string_view name,
                           const envelope::Progress& progress = {}, const FileOutput& output = {});
-  // Decrypts with whichever of the file's keys is usable; the unwrap is audited before any
-  // plaintext is released.
   FileResult decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
                           const envelope::Progress& progress = {}, const FileOutput& output = {});
-  // Rewrites only the header of an encrypted file: the data key wrapped under to_ref's primary
-  // version, or (no to_ref) under the newest version of each of its keys. Atomic; the body
-  // bytes are copied unchanged.
-  FileResult rewrap_file(const std::filesystem::path& path,
-                         const std::optional<std::string>& to_ref);
+  // The session of one file encrypt (key_refs: the keys to wrap for) or decrypt (none), whose
+  // bulk encryption runs here or in an agent's client. Its methods run operations: an agent
+  // calls them with its lock held and the session's caller set.
+  std::unique_ptr<FileSession> file_session(Action action, std::string name,
+                                            std::vector<std::string> key_refs = {});
+  // Records a file operation that failed before any key was used (its header could not be read,
+  // or names another context): one error record, step "header". Never throws.
+  void file_failed(Action action, const std::string& name, const Error& e) noexcept;
+  // `file rewrap`: the header of an encrypted file with its data key wrapped under to_ref's
+  // primary version, or (no to_ref) under the newest version of each of its keys. One audited
+  // operation (file.rewrap) named by `name`; the caller writes the new header before the body.
+  Bytes rewrap_header(const std::string& name, envelope::Header& header,
+                      const std::optional<std::string>& to_ref, FileResult& result);
 
   // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
   secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
@@ -323,7 +367,7 @@ class Service {
   // operation whose process died (its lock file can be locked) with an error record,
   // `interrupted`, and removes the lock file. Looks only when VAULT.ops/ has files.
   void close_dead_file_operations();
-  class FileOperation;  // file_ops.cpp: the two records of a file encrypt or decrypt
+  class FileOperation;  // file_ops.cpp: a FileSession on this vault
   // Like run, but the record's outcome is the failure `code` while op's changes still commit
   // (a failed rotation step is recorded in the secret for `describe`).
   void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);

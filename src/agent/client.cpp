@@ -1,6 +1,5 @@
 #include "agent/client.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,9 +10,8 @@
 #include <fmt/format.h>
 
 #include "agent/transport.hpp"
-#include "base/posix.hpp"
 #include "kms/error.hpp"
-#include "kms/secrets.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::agent {
 namespace fs = std::filesystem;
@@ -25,15 +23,14 @@ const char* socket_in_env() {
   return env != nullptr && *env != '\0' ? env : nullptr;
 }
 
-Reply call_agent(const std::string& socket_flag, Kind kind, pid_t* agent_pid = nullptr) {
+Connection connect_or_fail(const std::string& socket_flag, pid_t* agent_pid = nullptr) {
   const std::string path = socket_from(socket_flag);
-  std::optional<Reply> r = call(path, *encode(Request{kind, {}}), {}, agent_pid);
-  if (!r) {
+  std::optional<Connection> c = Connection::open(path, agent_pid);
+  if (!c) {
     throw Error(Code::unavailable, fmt::format("no agent listens at {}", path),
                 "start one: `eval \"$(kmsctl agent start)\"`");
   }
-  if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
-  return *r;
+  return std::move(*c);
 }
 
 // Waits (up to 5 s) for process `pid` to exit.
@@ -43,6 +40,10 @@ void wait_for_exit(pid_t pid) {
   pollfd w{p.get(), POLLIN, 0};
   while (::poll(&w, 1, 5000) < 0 && errno == EINTR) {
   }
+}
+
+wire::Writer control(std::uint16_t op) {
+  return request_frame(op, {}, [](wire::Writer&) {});
 }
 
 }  // namespace
@@ -64,89 +65,149 @@ std::string socket_from(const std::string& flag) {
       "set KMSCTL_AGENT_SOCK (`eval \"$(kmsctl agent start)\"` does) or pass --socket PATH");
 }
 
-std::optional<Reply> call(const fs::path& path, const Bytes& request, std::span<const int> fds,
-                          pid_t* agent_pid, const std::function<bool()>& between) {
-  std::optional<posix::Fd> s = connect_to(path, agent_pid);
-  if (!s) return std::nullopt;
-  const Error lost(
+// ---- Connection ----
+
+std::optional<Connection> Connection::open(const fs::path& path, pid_t* agent_pid) {
+  std::optional<posix::Fd> fd = connect_to(path, agent_pid);
+  if (!fd) return std::nullopt;
+  return Connection(std::move(*fd), path);
+}
+
+Error Connection::lost() const {
+  return Error(
       Code::unavailable,
-      fmt::format("the agent at {} closed the connection without an answer", path.string()),
+      fmt::format("the agent at {} closed the connection without an answer", path_.string()),
       "see whether it still runs: `kmsctl agent status`");
-  if (!send_message(s->get(), request, fds)) throw lost;
-  if (between && !between()) throw lost;
-  const std::optional<Bytes> msg = receive_message(s->get());
-  std::optional<Reply> r = msg ? parse_reply(*msg) : std::nullopt;
-  if (!r) throw lost;
-  return r;
 }
 
-std::optional<int> forward(const char* socket, const fs::path& vault, int argc,
-                           const char* const* argv) {
-  Request req{Kind::run, {vault.string()}};
-  for (int i = 1; i < argc; ++i) req.args.emplace_back(argv[i]);
-  const std::optional<Bytes> msg = encode(req);
-  if (!msg) return std::nullopt;  // too long for one message
-  posix::Fd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!cwd) return std::nullopt;
-  for (int i = 0; i < 3; ++i) {
-    if (::fcntl(i, F_GETFD) < 0) return std::nullopt;  // a closed standard descriptor
-  }
-  const int fds[] = {0, 1, 2, cwd.get()};
-  const std::optional<Reply> r = call(socket, *msg, fds);
-  if (!r || r->answer == Answer::local) return std::nullopt;
-  if (r->answer == Answer::done) return r->code;
-  if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
-  throw Error(Code::failed, "the agent gave an answer this kmsctl does not know");
+SecureBytes Connection::exchange(const wire::Writer& frame) {
+  if (!write_frame(fd_.get(), frame)) throw lost();
+  Frame f = read_frame(fd_.get(), kMaxReply);
+  if (f.status != FrameStatus::ok) throw lost();
+  return std::move(f.payload);
 }
 
-std::optional<std::vector<SecureBytes>> exec_values(
-    const char* socket, const fs::path& vault,
-    const std::vector<std::pair<std::string, std::string>>& bindings, const std::string& stage,
-    const std::string& command) {
-  Request req{Kind::exec, {vault.string(), stage, command}};
-  for (const auto& [name, env] : bindings) {
-    req.args.push_back(name);
-    req.args.push_back(env);
-  }
-  const std::optional<Bytes> msg = encode(req);
-  if (!msg) return std::nullopt;  // too many secrets for one message: in this process
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return std::nullopt;
-  posix::Fd in(p[0]), out(p[1]);
-  const int fds[] = {out.get()};
-  // The agent writes every value before it answers; a 64 KiB one does not fit the pipe, so they
-  // are read as it writes them.
-  std::vector<SecureBytes> values;
-  auto read_values = [&] {
-    out.reset();
-    for (size_t i = 0; i < bindings.size(); ++i) {
-      std::uint8_t len[4];
-      if (posix::read_full(in.get(), len) != 4) return true;  // it failed: the answer says why
-      const size_t n = size_t{len[0]} << 24 | size_t{len[1]} << 16 | size_t{len[2]} << 8 | len[3];
-      if (n > secrets::kMaxValueSize) return false;
-      SecureBytes v(n);
-      if (posix::read_full(in.get(), v.span()) != n) return false;
-      values.push_back(std::move(v));
-    }
-    return true;
-  };
-  const std::optional<Reply> r = call(socket, *msg, fds, nullptr, read_values);
-  if (!r || r->answer == Answer::local) return std::nullopt;
-  if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
-  if (r->answer != Answer::done || values.size() != bindings.size()) {
-    throw Error(Code::unavailable, "the agent answered without every value",
-                "run the command without the agent (unset KMSCTL_AGENT_SOCK)");
-  }
-  return values;
+bool Connection::serves(const std::string& vault) {
+  const SecureBytes reply = exchange(request_frame(kOpAgentHello, vault, [](wire::Writer&) {}));
+  wire::Reader in(reply.view());
+  return parse_reply_head(in) == Status::ok;
 }
+
+// ---- RemoteFile ----
+
+RemoteFile::RemoteFile(Connection connection, std::string vault, Action action, std::string name,
+                       std::vector<std::string> keys)
+    : connection_(std::move(connection)),
+      vault_(std::move(vault)),
+      action_(action),
+      name_(std::move(name)),
+      keys_(std::move(keys)) {
+  result.name = name_;
+}
+
+namespace {
+template <class T>
+T served(std::optional<T> r) {
+  if (!r) {
+    throw Error(Code::unavailable, "the agent no longer serves this vault",
+                "run the command again, or without the agent (unset KMSCTL_AGENT_SOCK)");
+  }
+  return std::move(*r);
+}
+}  // namespace
+
+std::vector<envelope::Recipient> RemoteFile::wrap(ByteView data_key, const Context& context) {
+  attempted_ = true;
+  req::FileWrap r;
+  r.name = name_;
+  r.keys = keys_;
+  r.data_key = SecureBytes(data_key);
+  r.context = context;
+  req::FileWrap::Response out = served(connection_.call(vault_, r));
+  started_ = true;
+  result.keys = out.keys;
+  return std::move(out.recipients);
+}
+
+SecureBytes RemoteFile::unwrap(const envelope::Header& header) {
+  attempted_ = true;
+  req::FileUnwrap r;
+  r.name = name_;
+  r.context = header.context;
+  r.recipients = header.recipients;
+  req::FileUnwrap::Response out = served(connection_.call(vault_, r));
+  started_ = true;
+  result.keys = out.keys;
+  return std::move(out.data_key);
+}
+
+void RemoteFile::finish(const FileResult& r, const FileOutput& output) {
+  signals::check();
+  if (output.publish) output.publish();
+  req::FileEnd end;
+  end.ok = true;
+  end.bytes = r.bytes;
+  end.frames = r.frames;
+  try {
+    served(connection_.call(vault_, end));
+  } catch (...) {
+    ended_ = true;
+    if (output.take_back) output.take_back();
+    throw;
+  }
+  ended_ = true;
+  result.bytes = r.bytes;
+  result.frames = r.frames;
+}
+
+void RemoteFile::fail(const Error& e) noexcept {
+  if (!running()) return;
+  ended_ = true;
+  req::FileEnd end;
+  end.code = e.code();
+  end.message = e.what();
+  if (const auto* s = dynamic_cast<const signals::Interrupted*>(&e)) end.signal = s->signal();
+  try {
+    connection_.call(vault_, end);
+  } catch (...) {
+    // The agent ends it as interrupted when this connection closes.
+  }
+}
+
+void RemoteFile::fail_before_start(const Error& e) noexcept {
+  if (attempted_) return;
+  attempted_ = true;
+  req::FileFailed f;
+  f.action = action_;
+  f.name = name_;
+  f.code = e.code();
+  if (const auto* s = dynamic_cast<const signals::Interrupted*>(&e)) f.signal = s->signal();
+  try {
+    connection_.call(vault_, f);
+  } catch (...) {
+  }
+}
+
+// ---- agent status, agent stop ----
 
 std::string status(const std::string& socket_flag) {
-  return call_agent(socket_flag, Kind::status).text;
+  Connection c = connect_or_fail(socket_flag);
+  const SecureBytes reply = c.exchange(control(kOpAgentStatus));
+  wire::Reader in(reply.view());
+  parse_reply_head(in);
+  const std::optional<ByteView> text = in.bytes();
+  if (!text || !in.at_end()) {
+    throw Error(Code::unavailable, "the agent's status could not be read");
+  }
+  return std::string(as_chars(*text));
 }
 
 void stop(const std::string& socket_flag) {
   pid_t pid = 0;
-  call_agent(socket_flag, Kind::stop, &pid);
+  Connection c = connect_or_fail(socket_flag, &pid);
+  const SecureBytes reply = c.exchange(control(kOpAgentStop));
+  wire::Reader in(reply.view());
+  parse_reply_head(in);
   wait_for_exit(pid);
 }
 

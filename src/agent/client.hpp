@@ -1,20 +1,21 @@
 // What a kmsctl command uses to reach a running agent: the socket it names (--socket,
-// KMSCTL_AGENT_SOCK), one request and its reply, and the three uses of that: a whole command
-// run in the agent, the values of `kmsctl exec` read there, and `agent status` and `agent stop`.
+// KMSCTL_AGENT_SOCK), a connection that sends requests and reads their replies, a file session
+// whose data key the agent wraps or unwraps while this process streams the file, and
+// `agent status` and `agent stop`.
 #pragma once
 
 #include <sys/types.h>
 
 #include <filesystem>
-#include <functional>
 #include <optional>
-#include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "agent/protocol.hpp"
-#include "kms/secure.hpp"
+#include "base/posix.hpp"
+#include "core/fields.hpp"
+#include "kms/requests.hpp"
+#include "kms/service.hpp"
 
 namespace kms::agent {
 
@@ -26,32 +27,66 @@ const char* trusted_socket_in_env();
 // `flag` (--socket) if given, else KMSCTL_AGENT_SOCK; Code::usage when neither names one.
 std::string socket_from(const std::string& flag);
 
-// The reply to `request`, sent with `fds`. Nothing when no agent listens at `path`; throws
-// Code::unavailable when it closes the connection without a well-formed reply. `between` runs
-// once the request is sent (exec reads its values there); false: the agent went away.
-std::optional<Reply> call(const std::filesystem::path& path, const Bytes& request,
-                          std::span<const int> fds = {}, pid_t* agent_pid = nullptr,
-                          const std::function<bool()>& between = {});
+// One connection to an agent: requests one at a time, each answered before the next.
+class Connection {
+ public:
+  // Nothing when no agent listens at `path`; Code::refused when a process of another uid does
+  // (it would receive this process's requests). `agent_pid`: the pid of the process that
+  // listens.
+  static std::optional<Connection> open(const std::filesystem::path& path,
+                                        pid_t* agent_pid = nullptr);
 
-// Runs the command line argv[1..] in the agent at `socket` with this process's standard input,
-// output and error and working directory, on `vault` (absolute). Its exit code; nothing when
-// the agent leaves it to this process (another vault, a command it does not serve, a request
-// too long for one message). Throws the agent's refusal as an Error.
-std::optional<int> forward(const char* socket, const std::filesystem::path& vault, int argc,
-                           const char* const* argv);
+  // Sends one request for `vault` (absolute) and returns the response; nothing when the agent
+  // does not serve that vault. An error reply is thrown as its Error; a connection lost before
+  // the reply is Code::unavailable.
+  template <class R>
+  std::optional<typename R::Response> call(const std::string& vault, const R& request) {
+    const wire::Writer frame = request_frame(static_cast<std::uint16_t>(R::op), vault,
+                                             [&](wire::Writer& w) { wire::encode(w, request); });
+    const SecureBytes reply = exchange(frame);
+    wire::Reader in(reply.view());
+    if (parse_reply_head(in) == Status::local) return std::nullopt;
+    std::optional<typename R::Response> response = wire::decode<typename R::Response>(in);
+    if (!response) throw lost();
+    return response;
+  }
+  // Whether the agent serves `vault` (kOpAgentHello).
+  bool serves(const std::string& vault);
+  // One frame out, the reply's payload back.
+  SecureBytes exchange(const wire::Writer& frame);
 
-// For exec: the values of the (secret, variable) bindings at `stage`, read by the agent at
-// `socket` on `vault` (one audited read each, naming `command`). Nothing: read them in this
-// process.
-std::optional<std::vector<SecureBytes>> exec_values(
-    const char* socket, const std::filesystem::path& vault,
-    const std::vector<std::pair<std::string, std::string>>& bindings, const std::string& stage,
-    const std::string& command);
+ private:
+  Connection(posix::Fd fd, std::filesystem::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Error lost() const;
+  posix::Fd fd_;
+  std::filesystem::path path_;
+};
 
-// `kmsctl agent status`: the agent's status, a JSON document.
+// A file encrypt or decrypt whose data key an agent wraps or unwraps (and audits, as
+// Service::encrypt_file does) while this process streams the file: the agent never sees the
+// file. One connection for the whole file; if this process dies, the agent ends the operation.
+class RemoteFile final : public FileSession {
+ public:
+  // keys: the keys to wrap for (encrypt); none to decrypt.
+  RemoteFile(Connection connection, std::string vault, Action action, std::string name,
+             std::vector<std::string> keys = {});
+  std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override;
+  SecureBytes unwrap(const envelope::Header& header) override;
+  void finish(const FileResult& r, const FileOutput& output) override;
+  void fail(const Error& e) noexcept override;
+  void fail_before_start(const Error& e) noexcept override;
+
+ private:
+  Connection connection_;
+  std::string vault_;
+  Action action_;
+  std::string name_;
+  std::vector<std::string> keys_;
+};
+
+// `agent status`: the agent's JSON status object.
 std::string status(const std::string& socket_flag);
-// `kmsctl agent stop`: stops the agent and waits (up to 5 s) for its process to exit. Its
-// socket is gone already: another agent can start at once.
+// `agent stop`: asks the agent to stop and waits (up to 5 s) for its process to exit.
 void stop(const std::string& socket_flag);
 
 }  // namespace kms::agent

@@ -28,11 +28,11 @@ namespace {
 
 // The agent's own process: serve, then record why it stopped.
 void run_agent(Service& svc, Listener& listener, const fs::path& vault, const Limits& limits,
-               CommandLine command_line, const std::function<void()>& ready) {
+               const std::function<void()>& ready) {
   catch_stop_signals();
   std::signal(SIGPIPE, SIG_IGN);  // a client that went away is an EPIPE in its command
   listener.listen();
-  Agent agent(svc, listener, vault, limits, std::move(command_line));
+  Agent agent(svc, listener, vault, limits);
   agent.record_start();
   ready();
   std::error_code ec;
@@ -92,7 +92,6 @@ std::chrono::seconds parse_duration(const std::string& text, const char* flag) {
 }
 
 void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& options,
-           CommandLine command_line,
            const std::function<void(const fs::path& socket, pid_t pid)>& started) {
   std::optional<SecureBytes> pin(std::move(pin_bytes));  // wiped once the token session is open
   const Limits& limits = options.limits;
@@ -100,7 +99,7 @@ void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& opt
   if (options.foreground) {
     std::unique_ptr<Service> svc = Service::open(vault, *pin);
     pin.reset();
-    run_agent(*svc, listener, vault, limits, std::move(command_line),
+    run_agent(*svc, listener, vault, limits,
               [&] { started(listener.path(), ::getpid()); });
     return;
   }
@@ -117,33 +116,33 @@ void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& opt
     ::setsid();
     // Until it serves, the agent's errors go to the starting process, which reports them.
     bool told = false;
-    auto tell = [&](const Reply& r) {
-      (void)posix::write_all(ready[1], encode(r));
+    auto tell = [&](const wire::Writer& frame) {
+      (void)posix::write_all(ready[1], frame.view());
       ::close(ready[1]);
       told = true;
     };
     try {
       std::unique_ptr<Service> svc = Service::open(vault, *pin);
       pin.reset();
-      run_agent(*svc, listener, vault, limits, std::move(command_line), [&] {
+      run_agent(*svc, listener, vault, limits, [&] {
         detach_stdio();
-        tell({});
+        tell(reply_frame([](wire::Writer&) {}));
       });
     } catch (const Error& e) {
       if (told) throw;
-      tell({Answer::refused, static_cast<std::int32_t>(e.code()), e.what(), e.hint()});
+      tell(error_frame(e));
     }
     return;  // the socket goes with `listener`
   }
   ::close(ready[1]);
-  Bytes buf(kMaxMessage);
+  Bytes buf(64 * 1024);
   buf.resize(posix::read_full(ready[0], buf));
   ::close(ready[0]);
   const fs::path socket = listener.path();
   listener.release();  // the agent's now, or removed by it when it failed
-  const std::optional<Reply> r = parse_reply(buf);
-  if (!r) throw Error(Code::failed, "the agent exited while it started");
-  if (r->answer == Answer::refused) throw Error(static_cast<Code>(r->code), r->text, r->hint);
+  if (buf.size() < 4) throw Error(Code::failed, "the agent exited while it started");
+  wire::Reader in(ByteView(buf).subspan(4));
+  parse_reply_head(in);  // throws the agent's error
   started(socket, pid);
 }
 

@@ -30,7 +30,6 @@ struct StartOptions {
 // returns then, while the agent runs on in its child (where start returns when it stops). The
 // agent's errors until it serves are thrown in the starting process.
 void start(const std::filesystem::path& vault, SecureBytes pin, const StartOptions& options,
-           CommandLine command_line,
            const std::function<void(const std::filesystem::path& socket, pid_t pid)>& started);
 
 }  // namespace kms::agent

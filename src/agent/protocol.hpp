@@ -1,58 +1,77 @@
-// The messages between kmsctl and `kmsctl agent` over its Unix socket (docs/FORMAT.md §13 Agent
-// protocol). One request and one reply per connection, each one SOCK_SEQPACKET message.
+// The messages between kmsctl and `kmsctl agent` over its Unix socket (docs/FORMAT.md §13):
+// length-prefixed frames on a stream socket, each a request or a reply of wire version 2. A
+// request names the operation (kms::Op, or one of the agent's own below), the vault it is for,
+// and the request's fields; a reply says ok (the response's fields), error, or local (not this
+// agent's to serve: the client runs it itself).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
+#include "core/wire.hpp"
+#include "kms/error.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::agent {
 
 inline constexpr std::uint8_t kRequestMagic[4] = {'K', 'M', 'A', 'Q'};
 inline constexpr std::uint8_t kReplyMagic[4] = {'K', 'M', 'A', 'R'};
-inline constexpr std::uint8_t kWireVersion = 1;
-inline constexpr std::size_t kMaxMessage = 64 * 1024;
-inline constexpr std::size_t kMaxArgs = 1024;
+inline constexpr std::uint8_t kWireVersion = 2;
+// The largest payload of one frame: a request carries at most a secret value or a blob, a
+// reply at most a page of the audit log.
+inline constexpr std::size_t kMaxRequest = 1u << 20;
+inline constexpr std::size_t kMaxReply = 64u << 20;
 
-enum class Kind : std::uint8_t {
-  run = 1,     // args: the vault's absolute path, then argv[1..]; with four descriptors
-  status = 2,  // no args
-  stop = 3,    // no args
-  exec = 4,  // args: the vault's path, the stage, the command, then NAME, ENV pairs; one descriptor
+// The agent's own operations, beside the vault's (kms::Op).
+inline constexpr std::uint16_t kOpAgentStatus = 0xF000;  // no fields; reply: lp(JSON object)
+inline constexpr std::uint16_t kOpAgentStop = 0xF001;    // no fields; reply once it stopped
+inline constexpr std::uint16_t kOpAgentHello = 0xF002;   // no fields; ok, or local: another vault
+
+enum class Status : std::uint8_t {
+  ok = 0,     // the response's fields follow
+  error = 1,  // u8 code ‖ lp(message) ‖ lp(hint)
+  local = 2,  // not this agent's to serve (another vault): the client runs it itself
 };
 
-struct Request {
-  Kind kind = Kind::run;
-  std::vector<std::string> args;
+// A request frame (length prefix included) of operation `op` for `vault` (absolute), with its
+// fields written by `body`.
+template <class Body>
+wire::Writer request_frame(std::uint16_t op, const std::string& vault, Body&& body) {
+  wire::Writer w;
+  w.u32(0);
+  w.raw(ByteView(kRequestMagic, 4));
+  w.u8(kWireVersion);
+  w.u16(op);
+  w.bytes(as_bytes(vault));
+  body(w);
+  w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
+  return w;
+}
+// A reply frame: ok with the fields `body` writes, or an error, or local.
+template <class Body>
+wire::Writer reply_frame(Body&& body) {
+  wire::Writer w;
+  w.u32(0);
+  w.raw(ByteView(kReplyMagic, 4));
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Status::ok));
+  body(w);
+  w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
+  return w;
+}
+wire::Writer error_frame(const Error& e);
+wire::Writer local_frame();
+
+// The head of a request payload; `fields` reads the rest.
+struct RequestHead {
+  std::uint16_t op = 0;
+  std::string vault;
 };
-
-enum class Answer : std::uint8_t {
-  done = 0,     // the command ran; code is its exit code
-  local = 1,    // not this agent's to run (another vault, a command it does not serve)
-  refused = 2,  // code is the exit code, text and hint the error
-  info = 3,     // text is a JSON document (status)
-};
-
-struct Reply {
-  Answer answer = Answer::done;
-  std::int32_t code = 0;
-  std::string text;
-  std::string hint;
-};
-
-// Encodings are at most kMaxMessage bytes; encode returns nothing for a request beyond that.
-std::optional<Bytes> encode(const Request& r);
-Bytes encode(const Reply& r);
-// Nothing unless the bytes are exactly one well-formed message of this version.
-std::optional<Request> parse_request(ByteView msg);
-std::optional<Reply> parse_reply(ByteView msg);
-
-// Whether an agent runs the command `path` for a client (kmsctl exec, which replaces the
-// client's process, has the agent read its secrets instead: Kind::exec). `path` is the command
-// as parsed, {"secret", "get"}, never words picked from argv by their places.
-bool serves(const std::vector<std::string>& path);
+// Nothing when the payload does not start as a request of this version.
+std::optional<RequestHead> parse_request_head(wire::Reader& in);
+// The reply's status, with `in` at its fields; an error reply is thrown as the Error it
+// carries. Code::unavailable for a payload that is not a reply of this version.
+Status parse_reply_head(wire::Reader& in);
 
 }  // namespace kms::agent

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -19,7 +20,10 @@
 #include "agent/transport.hpp"
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
+#include "core/fields.hpp"
+#include "kms/requests.hpp"
 #include "kms/secrets.hpp"
+#include "kms/signals.hpp"
 
 namespace kms::agent {
 namespace fs = std::filesystem;
@@ -89,7 +93,7 @@ Listener::Listener(const std::string& socket_flag) {
     clear_stale(path_);
   }
   const sockaddr_un a = address_of(path_);
-  fd_ = posix::Fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  fd_ = posix::Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd_ || ::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
       ::chmod(path_.c_str(), 0600) != 0) {
     const std::string what =
@@ -115,16 +119,72 @@ void Listener::close() noexcept {
 
 // ---- Agent ----
 
-Agent::Agent(Service& svc, const Listener& listener, fs::path vault, Limits limits,
-             CommandLine command_line)
+namespace {
+
+// A client sends its request as it connects, and each next one of a connection (a file's
+// end) when it is ready: the first must arrive whole within this time.
+constexpr std::chrono::seconds kRequestTime{5};
+// Connections served at once; more wait in the listen backlog.
+constexpr std::size_t kMaxConnections = 128;
+
+struct Malformed {
+  std::string why;
+};
+
+template <class R>
+R parse(wire::Reader& in) {
+  std::optional<R> r = wire::decode<R>(in);
+  if (!r) throw Malformed{fmt::format("the fields of operation {} do not parse",
+                                      static_cast<unsigned>(R::op))};
+  return std::move(*r);
+}
+
+template <class T>
+wire::Writer ok(const T& response) {
+  return reply_frame([&](wire::Writer& w) { wire::encode(w, response); });
+}
+
+template <class... R>
+std::optional<wire::Writer> dispatch(RequestList<R...>, std::uint16_t op, Service& svc,
+                                     wire::Reader& in) {
+  std::optional<wire::Writer> out;
+  (void)((op == static_cast<std::uint16_t>(R::op) ? (out = ok(handle(svc, parse<R>(in))), true)
+                                                  : false) ||
+         ...);
+  return out;
+}
+
+}  // namespace
+
+struct Agent::Connection {
+  posix::Fd fd;
+  Caller caller;
+  std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
+  std::thread thread;
+  std::atomic<bool> done{false};
+};
+
+Agent::Agent(Service& svc, const Listener& listener, fs::path vault, Limits limits)
     : svc_(svc),
       listener_(listener),
       vault_(std::move(vault)),
       vault_id_(files::file_id(vault_)),
       limits_(limits),
-      command_line_(std::move(command_line)),
       self_(Caller::current()),
-      started_(format_rfc3339(now())) {}
+      started_(format_rfc3339(now())) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+    throw Error(Code::failed, fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  }
+  wake_read_ = posix::Fd(p[0]);
+  wake_write_ = posix::Fd(p[1]);
+}
+
+Agent::~Agent() {
+  for (auto& c : connections_) {
+    if (c->thread.joinable()) c->thread.join();
+  }
+}
 
 void Agent::record_start() {
   svc_.serve_client(self_);
@@ -139,41 +199,112 @@ void Agent::record_start() {
 
 std::string Agent::serve() {
   const Clock::time_point end = Clock::now() + limits_.lifetime;
-  Clock::time_point last = Clock::now();
+  last_activity_ns_ = Clock::now().time_since_epoch().count();
+  std::string why;
   for (;;) {
-    if (g_signal != 0) return fmt::format("signal {}", static_cast<int>(g_signal));
+    {
+      std::lock_guard lock(mutex_);
+      // Finished connections go; the others count against the limit.
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if ((*it)->done) {
+          (*it)->thread.join();
+          it = connections_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (stop_reason_) {
+        why = *stop_reason_;
+        break;
+      }
+    }
+    if (g_signal != 0) {
+      why = fmt::format("signal {}", static_cast<int>(g_signal));
+      break;
+    }
     const Clock::time_point t = Clock::now();
-    if (t >= end) return "max lifetime";
-    if (t >= last + limits_.idle) return "idle";
+    const Clock::time_point last{Clock::duration(last_activity_ns_.load())};
+    bool busy = false;
+    {
+      std::lock_guard lock(mutex_);
+      busy = !connections_.empty();
+    }
+    if (t >= end) {
+      why = "max lifetime";
+      break;
+    }
+    if (!busy && t >= last + limits_.idle) {
+      why = "idle";
+      break;
+    }
     const auto wait =
         std::chrono::ceil<std::chrono::milliseconds>(std::min(end, last + limits_.idle) - t);
-    pollfd p{listener_.fd(), POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(wait.count(), 60'000)));
+    pollfd p[2] = {{listener_.fd(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
+    std::size_t count = 2;
+    {
+      std::lock_guard lock(mutex_);
+      if (connections_.size() >= kMaxConnections) p[0].fd = -1;  // full: the backlog waits
+    }
+    const int n = ::poll(p, count,
+                         static_cast<int>(std::clamp<std::int64_t>(wait.count(), 10, 60'000)));
     if (n <= 0) continue;  // a timeout, or a signal (EINTR)
+    if ((p[1].revents & POLLIN) != 0) {
+      char buf[64];
+      while (::read(wake_read_.get(), buf, sizeof buf) > 0) {
+      }
+    }
+    if ((p[0].revents & POLLIN) == 0) continue;
     posix::Fd conn(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) continue;
-    std::optional<std::string> stop;
-    try {
-      stop = handle(conn);
-    } catch (const std::exception&) {
-      // This connection failed (its client went away); the agent goes on.
+    last_activity_ns_ = Clock::now().time_since_epoch().count();
+    auto c = std::make_unique<Connection>();
+    c->fd = std::move(conn);
+    Connection& ref = *c;
+    {
+      std::lock_guard lock(mutex_);
+      connections_.push_back(std::move(c));
     }
-    last = Clock::now();
-    if (stop) return *stop;
+    ref.thread = std::thread([this, &ref] {
+      try {
+        serve_connection(ref);
+      } catch (...) {
+        // This connection failed (its client went away); the agent goes on.
+      }
+      last_activity_ns_ = Clock::now().time_since_epoch().count();
+      ref.done = true;
+      (void)!::write(wake_write_.get(), "c", 1);
+    });
   }
+  // Stopping: no connection reads any more; those running a request finish it.
+  std::lock_guard lock(mutex_);
+  for (auto& c : connections_) {
+    if (!c->done) ::shutdown(c->fd.get(), SHUT_RDWR);
+  }
+  for (auto& c : connections_) {
+    if (c->thread.joinable()) c->thread.join();
+  }
+  connections_.clear();
+  return why;
+}
+
+void Agent::stop_with(std::string reason) {
+  std::lock_guard lock(mutex_);
+  if (!stop_reason_) stop_reason_ = std::move(reason);
+  (void)!::write(wake_write_.get(), "s", 1);
 }
 
 void Agent::stopped() {
-  if (stopped_by_) reply(stopped_by_.get(), {Answer::done, 0, {}, {}});
+  if (stopped_by_) write_frame(stopped_by_.get(), reply_frame([](wire::Writer&) {}));
   stopped_by_.reset();
 }
 
 void Agent::record_stop(const std::string& reason) noexcept {
   if (reason == kVaultGone) return;
   try {
+    svc_.serve_client(self_);
     svc_.run({Action::agent_stop,
               resource(),
-              {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_}}},
+              {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_.load()}}},
              [](audit::Event&) {});
   } catch (const Error&) {
     // Nothing to report it to: the agent's standard error is /dev/null.
@@ -182,175 +313,174 @@ void Agent::record_stop(const std::string& reason) noexcept {
 
 std::string Agent::resource() { return "vault/" + svc_.vault().meta().vault_id; }
 
-// One connection: one request, one reply. Returns why to stop, if it should.
-std::optional<std::string> Agent::handle(posix::Fd& connection) {
-  const int conn = connection.get();
-  const timeval limit{2, 0};  // for the request: a client sends it as it connects
-  ::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  const ucred who = peer_of(conn);
-  if (who.uid != ::geteuid()) {
-    refuse_stranger(conn, Caller::peer(who.uid, who.gid, who.pid, Channel::agent));
-    return std::nullopt;
+void Agent::serve_connection(Connection& c) {
+  const ucred who = peer_of(c.fd.get());
+  if (who.uid == self_.uid) {
+    // The agent's own user: its name and groups were looked up once, at start.
+    c.caller = self_;
+    c.caller.pid = who.pid;
+    c.caller.channel = Channel::agent;
+  } else {
+    c.caller = Caller::peer(who.uid, who.gid, who.pid, Channel::agent);
   }
-  // The agent's own user: its name and groups were looked up once, at start; no user database
-  // lookup per request.
-  Caller client = self_;
-  client.pid = who.pid;
-  client.channel = Channel::agent;
-  svc_.serve_client(std::move(client));
-  std::vector<posix::Fd> fds;
-  const std::optional<Bytes> msg = receive_message(conn, &fds);
-  if (!msg) return std::nullopt;
-  const std::optional<Request> req = parse_request(*msg);
-  if (!req) {
-    reply(conn, {Answer::refused, exit_code(Code::usage),
-                 "the agent could not read the request (another version of kmsctl?)",
-                 "stop the agent and start it with this kmsctl"});
-    return std::nullopt;
-  }
-  switch (req->kind) {
-    case Kind::status:
-      reply(conn, {Answer::info,
-                   0,
-                   status_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                   {}});
-      return std::nullopt;
-    case Kind::stop:
-      stopped_by_ = std::move(connection);  // answered by stopped(), once the agent is gone
-      return "stop";
-    case Kind::run:
-    case Kind::exec:
+  for (;;) {
+    // Within a file session the client streams the file before its next request: no deadline.
+    const std::optional<Clock::time_point> deadline =
+        c.file ? std::nullopt : std::optional(Clock::now() + kRequestTime);
+    Frame f = read_frame(c.fd.get(), kMaxRequest, deadline);
+    if (f.status == FrameStatus::closed) break;
+    if (f.status == FrameStatus::timeout) {
+      if (c.file) break;
+      refuse_message(c, "no whole request within 5 s", false);
       break;
+    }
+    if (f.status == FrameStatus::too_large) {
+      refuse_message(
+          c, fmt::format("a message of {} bytes (at most {})", f.size, kMaxRequest), true);
+      break;
+    }
+    if (f.status == FrameStatus::cut) {
+      refuse_message(c, "the connection closed in the middle of a message", false);
+      break;
+    }
+    wire::Reader in(f.payload.view());
+    bool go_on = false;
+    try {
+      go_on = serve_request(c, in);
+    } catch (const Malformed& m) {
+      refuse_message(c, m.why, true);
+    }
+    last_activity_ns_ = Clock::now().time_since_epoch().count();
+    if (!go_on) break;
+  }
+  if (c.file) {
+    // The client went away in the middle of a file: its operation ends as interrupted.
+    std::lock_guard lock(svc_mutex_);
+    svc_.serve_client(c.caller);
+    c.file.reset();
+  }
+}
+
+bool Agent::serve_request(Connection& c, wire::Reader& in) {
+  const std::optional<RequestHead> head = parse_request_head(in);
+  if (!head) throw Malformed{"not a request of wire version 2"};
+  const int fd = c.fd.get();
+  if (head->op == kOpAgentStatus) {
+    const std::string text =
+        status_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return write_frame(fd, reply_frame([&](wire::Writer& w) { w.bytes(as_bytes(text)); }));
+  }
+  if (head->op == kOpAgentStop) {
+    if (c.caller.uid != self_.uid) {
+      write_frame(fd, error_frame(Error(Code::refused, "only the agent's own user can stop it")));
+      return false;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      stopped_by_ = posix::Fd(::dup(fd));  // answered by stopped(), once the agent is gone
+    }
+    stop_with("stop");
+    return false;
   }
   if (files::file_id(vault_) != vault_id_) {
-    reply(conn, {Answer::refused, exit_code(Code::unavailable),
-                 fmt::format("the vault file {} was replaced or removed after the agent opened it; "
-                             "the agent has stopped",
-                             vault_.string()),
-                 "start it again: `eval \"$(kmsctl agent start)\"`"});
-    return std::string(kVaultGone);
+    write_frame(fd, error_frame(Error(
+                        Code::unavailable,
+                        fmt::format("the vault file {} was replaced or removed after the agent "
+                                    "opened it; the agent has stopped",
+                                    vault_.string()),
+                        "start it again: `eval \"$(kmsctl agent start)\"`")));
+    stop_with(std::string(kVaultGone));
+    return false;
   }
-  const bool run = req->kind == Kind::run;
-  const bool ours = files::file_id(req->args[0]) == vault_id_ && fds.size() == (run ? 4u : 1u);
-  if (!ours) {
-    reply(conn, {Answer::local, 0, {}, {}});
-    return std::nullopt;
+  if (head->vault.empty() || files::file_id(head->vault) != vault_id_) {
+    return write_frame(fd, local_frame());  // another vault: the client opens it itself
   }
-  try {
-    int code = 0;
-    if (run) {
-      std::vector<const char*> argv{"kmsctl"};
-      for (size_t i = 1; i < req->args.size(); ++i) argv.push_back(req->args[i].c_str());
-      const std::optional<int> ran = run_with(fds, req->args[0], argv);
-      if (!ran) {
-        reply(conn, {Answer::local, 0, {}, {}});
-        return std::nullopt;
-      }
-      code = *ran;
-    } else {
-      ++requests_;
+  if (head->op == kOpAgentHello) {
+    return write_frame(fd, reply_frame([](wire::Writer&) {}));
+  }
+  std::optional<wire::Writer> reply;
+  {
+    std::lock_guard lock(svc_mutex_);
+    svc_.serve_client(c.caller);
+    ++requests_;
+    try {
       svc_.vault().refresh_meta();
-      write_exec_values(*req, fds[0].get());
+      reply = serve_file(c, head->op, in);
+      if (!reply) reply = dispatch(CallRequests{}, head->op, svc_, in);
+    } catch (const Error& e) {
+      reply = error_frame(e);
     }
-    fds.clear();  // for exec: the end of the values
-    reply(conn, {Answer::done, code, {}, {}});
-  } catch (const Error& e) {
-    fds.clear();
-    reply(conn, {Answer::refused, exit_code(e.code()), e.what(), e.hint()});
+  }
+  if (!reply) throw Malformed{fmt::format("an operation this agent does not know ({})", head->op)};
+  return write_frame(fd, *reply);
+}
+
+// The requests of a file encrypt or decrypt: the session lives as long as the connection, or
+// until its end.
+std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, wire::Reader& in) {
+  const bool open = c.file != nullptr;
+  if (op == static_cast<std::uint16_t>(Op::file_wrap)) {
+    const auto r = parse<req::FileWrap>(in);
+    if (open) throw Error(Code::usage, "a file session wraps one data key");
+    if (r.keys.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
+    c.file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
+    req::FileWrap::Response out;
+    out.recipients = c.file->wrap(r.data_key.view(), r.context);
+    out.keys = c.file->result.keys;
+    return ok(out);
+  }
+  if (op == static_cast<std::uint16_t>(Op::file_unwrap)) {
+    const auto r = parse<req::FileUnwrap>(in);
+    if (open) throw Error(Code::usage, "a file session unwraps one data key");
+    c.file = svc_.file_session(Action::file_decrypt, r.name);
+    envelope::Header h;
+    h.context = r.context;
+    h.recipients = r.recipients;
+    req::FileUnwrap::Response out;
+    out.data_key = c.file->unwrap(h);
+    out.keys = c.file->result.keys;
+    return ok(out);
+  }
+  if (op == static_cast<std::uint16_t>(Op::file_end)) {
+    const auto r = parse<req::FileEnd>(in);
+    if (!open || !c.file->running()) throw Error(Code::usage, "no file operation runs here");
+    std::unique_ptr<FileSession> file = std::move(c.file);
+    if (r.ok) {
+      FileResult done = file->result;
+      done.bytes = r.bytes;
+      done.frames = r.frames;
+      file->finish(done, {});
+    } else if (r.signal != 0) {
+      file->fail(signals::Interrupted(r.signal));
+    } else {
+      file->fail(Error(r.code, r.message));
+    }
+    return ok(Done{});
   }
   return std::nullopt;
 }
 
-// `kmsctl exec` through the agent: each secret read as exec reads it (one audited read each),
-// its value written to the client's pipe as u32be length ‖ bytes. The client sets the
-// variables and runs the command itself.
-void Agent::write_exec_values(const Request& req, int pipe) {
-  const std::optional<SecretStage> stage = parse_secret_stage(req.args[1]);
-  const std::string& command = req.args[2];
-  if (stage != SecretStage::current && stage != SecretStage::previous) {
-    throw Error(Code::usage,
-                fmt::format("--stage {}: exec reads current or previous", req.args[1]));
-  }
-  for (size_t i = 3; i + 1 < req.args.size(); i += 2) {
-    secrets::check_name(req.args[i]);
-    const secrets::Value v =
-        svc_.secret_get(req.args[i], stage, std::nullopt,
-                        {{"exec", {{"env", req.args[i + 1]}, {"command", command}}}});
-    std::uint8_t len[4];
-    for (int b = 0; b < 4; ++b) len[b] = static_cast<std::uint8_t>(v.value.size() >> (24 - 8 * b));
-    if (!posix::write_all(pipe, ByteView(len, 4)) || !posix::write_all(pipe, v.value.view())) {
-      throw Error(Code::failed, "the client of the agent went away");
+void Agent::refuse_message(Connection& c, const std::string& why, bool reply) {
+  const Error e(Code::usage, fmt::format("the agent could not read the request: {}", why),
+                "use a kmsctl of the agent's version (docs/FORMAT.md §13)");
+  {
+    std::lock_guard lock(svc_mutex_);
+    svc_.serve_client(c.caller);
+    try {
+      svc_.run({Action::agent_request, resource(), {{"reason", why}}},
+               [&](audit::Event&) { throw e; });
+    } catch (const Error&) {
     }
   }
+  if (reply) write_frame(c.fd.get(), error_frame(e));
 }
-
-// A process of another user reached the socket (its directory's mode would have to have been
-// changed): refused, and recorded as denied under that user's name.
-void Agent::refuse_stranger(int conn, Caller who) {
-  const Error denied(Code::refused,
-                     fmt::format("this agent serves only uid {}, not uid {}", ::geteuid(), who.uid),
-                     "start your own agent: `eval \"$(kmsctl agent start)\"`");
-  svc_.serve_client(std::move(who));
-  try {
-    svc_.run({Action::agent_connect, resource(), {}}, [&](audit::Event&) { throw denied; });
-  } catch (const Error&) {
-  }
-  svc_.serve_client(self_);
-  reply(conn, {Answer::refused, exit_code(denied.code()), denied.what(), denied.hint()});
-}
-
-// Runs the command with the client's standard input, output and error and its working
-// directory, then puts the agent's back. Nothing, and nothing run, when the command as parsed
-// is not one the agent serves, or names another vault: the client runs it itself.
-std::optional<int> Agent::run_with(std::vector<posix::Fd>& fds, const std::string& vault,
-                                   const std::vector<const char*>& argv) {
-  std::fflush(nullptr);
-  posix::Fd saved[3];
-  for (int i = 0; i < 3; ++i) saved[i] = posix::Fd(::fcntl(i, F_DUPFD_CLOEXEC, 3));
-  posix::Fd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  for (int i = 0; i < 3; ++i) ::dup2(fds[i].get(), i);
-  const bool moved = ::fchdir(fds[3].get()) == 0;
-  fds.clear();  // only 0, 1 and 2 keep the client's files open
-  ::setenv("KMSCTL_VAULT", vault.c_str(), 1);
-  bool local = false;
-  const CommandLine::Admit admit = [&](const std::vector<std::string>& path,
-                                       const fs::path& named) {
-    if (!serves(path) || files::file_id(named) != vault_id_) {
-      local = true;
-      return false;
-    }
-    ++requests_;
-    svc_.vault().refresh_meta();
-    return true;  // run it here
-  };
-  const int code = moved ? command_line_.run(argv, svc_, admit)
-                         : command_line_.report(Error(
-                               Code::failed, "the agent cannot enter your working directory",
-                               "run the command without the agent (unset KMSCTL_AGENT_SOCK)"));
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
-  for (int i = 0; i < 3; ++i) ::dup2(saved[i].get(), i);
-  if (here) ::fchdir(here.get());
-  // A closed pipe or an end of input in one command must not stick to the next one.
-  std::cin.clear();
-  std::cout.clear();
-  std::cerr.clear();
-  std::clearerr(stdin);
-  std::clearerr(stdout);
-  std::clearerr(stderr);
-  if (local) return std::nullopt;
-  return code;
-}
-
-void Agent::reply(int conn, const Reply& r) { send_message(conn, encode(r)); }
 
 nlohmann::json Agent::status_json() {
   return {{"pid", ::getpid()},
           {"socket", listener_.path().string()},
           {"vault", vault_.string()},
           {"started", started_},
-          {"requests", requests_},
+          {"requests", requests_.load()},
           {"idle_timeout_s", limits_.idle.count()},
           {"max_lifetime_s", limits_.lifetime.count()}};
 }

@@ -5,10 +5,13 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,20 +30,6 @@ namespace kms::agent {
 struct Limits {
   std::chrono::seconds idle;      // stop after this long without a request
   std::chrono::seconds lifetime;  // stop this long after starting
-};
-
-// How the agent runs a client's command line: kmsctl's own parser and commands, in this process
-// (the CLI hands them over, so that this module knows nothing of CLI11).
-struct CommandLine {
-  // Decides, once the command line is parsed, whether the agent runs it: the command as parsed
-  // ({"secret", "get"}) and the absolute path of the vault it names.
-  using Admit =
-      std::function<bool(const std::vector<std::string>& path, const std::filesystem::path& vault)>;
-  // Parses argv (argv[0] is "kmsctl") and, if `admit` lets it, runs it on `svc`; returns its
-  // exit code (0 when not admitted). Errors are reported on standard error, as any command's.
-  std::function<int(const std::vector<const char*>& argv, Service& svc, const Admit& admit)> run;
-  // Reports an error as a command does, on standard error; returns its exit code.
-  std::function<int(const Error& e)> report;
 };
 
 // SIGTERM, SIGINT and SIGHUP end Agent::serve (without SA_RESTART: poll returns at once).
@@ -74,13 +63,17 @@ class Listener {
   std::filesystem::path dir_;  // made by us: removed too
 };
 
+// Serves requests (docs/FORMAT.md §13) on the vault it keeps open: one thread per connection
+// reads its client's requests, so that a client that sends slowly holds no one else; each
+// request then runs under one lock on the vault, in the order they take it, which is the
+// order of their audit records; the reply is written after the lock is released.
 class Agent {
  public:
-  Agent(Service& svc, const Listener& listener, std::filesystem::path vault, Limits limits,
-        CommandLine command_line);
+  Agent(Service& svc, const Listener& listener, std::filesystem::path vault, Limits limits);
+  ~Agent();
 
   void record_start();
-  // Serves until stopped; returns why it stopped.
+  // Serves until stopped; returns why it stopped. Every connection is closed when it returns.
   std::string serve();
   // agent.stop, unless the vault is no longer the one opened (a record there would move the
   // token anchor away from the live log).
@@ -90,27 +83,36 @@ class Agent {
   void stopped();
 
  private:
+  struct Connection;
   static constexpr std::string_view kVaultGone = "vault replaced";
 
   std::string resource();
-  std::optional<std::string> handle(posix::Fd& connection);
-  void write_exec_values(const Request& req, int pipe);
-  void refuse_stranger(int conn, Caller who);
-  std::optional<int> run_with(std::vector<posix::Fd>& fds, const std::string& vault,
-                              const std::vector<const char*>& argv);
-  void reply(int conn, const Reply& r);
+  void serve_connection(Connection& c);
+  // One request of a connection; false to close the connection.
+  bool serve_request(Connection& c, wire::Reader& in);
+  std::optional<wire::Writer> serve_file(Connection& c, std::uint16_t op, wire::Reader& in);
+  // A message that is not a request of this version: an error reply, audited as a failed
+  // agent.request.
+  void refuse_message(Connection& c, const std::string& why, bool reply);
+  void stop_with(std::string reason);
   nlohmann::json status_json();
 
   Service& svc_;
+  std::mutex svc_mutex_;  // held while a request runs on svc_
   const Listener& listener_;
   std::filesystem::path vault_;
   std::optional<files::FileId> vault_id_;
   Limits limits_;
-  CommandLine command_line_;
   Caller self_;
   std::string started_;
-  std::int64_t requests_ = 0;
+  std::atomic<std::int64_t> requests_{0};
+  std::atomic<std::int64_t> last_activity_ns_{0};  // steady clock
+
+  std::mutex mutex_;  // guards what follows
+  std::list<std::unique_ptr<Connection>> connections_;
+  std::optional<std::string> stop_reason_;
   posix::Fd stopped_by_;  // the connection of `agent stop`
+  posix::Fd wake_read_, wake_write_;  // a byte wakes serve()
 };
 
 }  // namespace kms::agent

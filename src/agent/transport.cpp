@@ -1,5 +1,6 @@
 #include "agent/transport.hpp"
 
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,60 +36,62 @@ ucred peer_of(int fd) {
   return c;
 }
 
-bool send_message(int sock, ByteView msg, std::span<const int> fds) {
-  iovec iov{const_cast<std::uint8_t*>(msg.data()), msg.size()};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))] = {};
-  if (!fds.empty()) {
-    h.msg_control = control;
-    h.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+bool write_frame(int sock, const wire::Writer& frame) {
+  const ByteView data = frame.view();
+  for (std::size_t done = 0; done < data.size();) {
+    const ssize_t n = ::send(sock, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
   }
-  for (;;) {
-    const ssize_t n = ::sendmsg(sock, &h, MSG_NOSIGNAL);
-    if (n >= 0) return static_cast<size_t>(n) == msg.size();
-    if (errno != EINTR) return false;
-  }
+  return true;
 }
 
-std::optional<Bytes> receive_message(int sock, std::vector<posix::Fd>* fds) {
-  Bytes buf(kMaxMessage + 1);
-  iovec iov{buf.data(), buf.size()};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))] = {};
-  h.msg_control = control;
-  h.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return std::nullopt;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      posix::Fd owned(fd);  // closed unless the caller takes it
-      if (fds != nullptr) fds->push_back(std::move(owned));
+Frame read_frame(int sock, std::size_t max, std::optional<Clock::time_point> deadline) {
+  Frame f;
+  std::uint8_t len[4];
+  std::size_t want = sizeof len, got = 0;
+  std::uint8_t* into = len;
+  for (bool header = true;;) {
+    while (got < want) {
+      if (deadline) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
+        pollfd p{sock, POLLIN, 0};
+        const int n = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          f.status = FrameStatus::timeout;
+          return f;
+        }
+      }
+      const ssize_t n = ::recv(sock, into + got, want - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        f.status = header && got == 0 ? FrameStatus::closed : FrameStatus::cut;
+        return f;
+      }
+      got += static_cast<std::size_t>(n);
     }
+    if (!header) return f;
+    const std::size_t size = std::size_t{len[0]} << 24 | std::size_t{len[1]} << 16 |
+                             std::size_t{len[2]} << 8 | len[3];
+    f.size = size;
+    if (size > max) {
+      f.status = FrameStatus::too_large;
+      return f;
+    }
+    header = false;
+    f.status = FrameStatus::ok;
+    f.payload = SecureBytes(size);
+    into = f.payload.data();
+    want = size;
+    got = 0;
   }
-  if (n == 0 || (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) return std::nullopt;
-  buf.resize(static_cast<size_t>(n));
-  return buf;
 }
 
 std::optional<posix::Fd> connect_to(const fs::path& path, pid_t* agent_pid) {
   const sockaddr_un a = address_of(path);
-  posix::Fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  posix::Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s)
     throw Error(Code::failed, fmt::format("cannot create a socket: {}", std::strerror(errno)));
   if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return std::nullopt;

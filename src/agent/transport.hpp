@@ -1,24 +1,23 @@
 // The agent's Unix socket plumbing, for both ends: addresses, the peer's credentials, one
-// SOCK_SEQPACKET message with its descriptors (SCM_RIGHTS), and the check that the directory
-// holding a socket is this user's alone.
+// length-prefixed frame on a stream socket (docs/FORMAT.md §13.1), and the check that the
+// directory holding a socket is this user's alone.
 #pragma once
 
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "base/posix.hpp"
+#include "core/wire.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::agent {
-
-// At most this many descriptors travel with one message.
-inline constexpr std::size_t kMaxFds = 4;
 
 // Code::usage when the path does not fit a sockaddr_un.
 sockaddr_un address_of(const std::filesystem::path& path);
@@ -26,13 +25,19 @@ sockaddr_un address_of(const std::filesystem::path& path);
 // The credentials of the process at the other end of a connected socket (SO_PEERCRED).
 ucred peer_of(int fd);
 
-// One message, with `fds` (at most kMaxFds) as SCM_RIGHTS. False when the peer is gone.
-bool send_message(int sock, ByteView msg, std::span<const int> fds = {});
+// Writes one frame (its length prefix included). False when the peer is gone.
+bool write_frame(int sock, const wire::Writer& frame);
 
-// One message and the descriptors that came with it (at most kMaxFds; closed unless `fds`
-// takes them). Nothing at the end of the stream, on a timeout, or for a message longer than
-// kMaxMessage + 1 bytes (that one byte more tells the parser the message is too long).
-std::optional<Bytes> receive_message(int sock, std::vector<posix::Fd>* fds = nullptr);
+using Clock = std::chrono::steady_clock;
+enum class FrameStatus { ok, closed, timeout, too_large, cut };
+struct Frame {
+  FrameStatus status = FrameStatus::closed;
+  std::size_t size = 0;  // the length the prefix announced (too_large: beyond max)
+  SecureBytes payload;   // ok: the payload, in memory wiped when freed
+};
+// Reads one frame of at most `max` payload bytes, all of it before `deadline` if one is given:
+// closed when the peer closed before a first byte, cut when it closed in the middle.
+Frame read_frame(int sock, std::size_t max, std::optional<Clock::time_point> deadline = {});
 
 // Connects to the agent at `path` and checks that it runs as this user (Code::refused
 // otherwise): a socket of someone else's would receive this process's input and output.

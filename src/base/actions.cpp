@@ -69,7 +69,9 @@ constexpr std::array kActions{
                "a step of a secret's rotation (create, set, test, finish) ran"},
     ActionInfo{A::agent_start, "agent.start", "an agent started serving the vault"},
     ActionInfo{A::agent_stop, "agent.stop", "an agent stopped (and why)"},
-    ActionInfo{A::agent_connect, "agent.connect", "a process of another user reached an agent"},
+    ActionInfo{A::agent_connect, "agent.connect",
+               "a process of another user reached an agent (older agents refused other users before reading a request)"},
+    ActionInfo{A::agent_request, "agent.request", "a message an agent could not read as a request"},
 };
 
 constexpr bool in_enum_order() {
@@ -79,7 +81,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::agent_connect) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::agent_request) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

@@ -36,4 +36,23 @@ bool write_all(int fd, ByteView data) noexcept {
   return true;
 }
 
+bool copy_to_end(int in, off_t from, int out) noexcept {
+  for (;;) {
+    const ssize_t n = ::copy_file_range(in, &from, out, nullptr, 1 << 30, 0);
+    if (n == 0) return true;
+    if (n > 0 || errno == EINTR) continue;
+    if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL) return false;
+    break;  // no in-kernel copy here: read and write
+  }
+  std::uint8_t buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::pread(in, buf, sizeof buf, from);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return false;
+    if (r == 0) return true;
+    from += r;
+    if (!write_all(out, ByteView(buf, static_cast<std::size_t>(r)))) return false;
+  }
+}
+
 }  // namespace kms::posix

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+#include <sys/types.h>
 #include <utility>
 
 #include "kms/secure.hpp"
@@ -44,5 +46,9 @@ std::size_t read_full(int fd, std::span<std::uint8_t> out, int* error = nullptr)
 // Writes all of `data`, retrying after EINTR and short writes. False on an error, with errno
 // set (EIO for a write that wrote nothing).
 bool write_all(int fd, ByteView data) noexcept;
+
+// Copies `in` from offset `from` to its end onto `out` (in the kernel where it can:
+// copy_file_range). False on an error, with errno set.
+bool copy_to_end(int in, off_t from, int out) noexcept;
 
 }  // namespace kms::posix

@@ -180,9 +180,40 @@ fs::path existing_vault(const Globals& g) {
 }
 
 std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
-  if (g.served != nullptr) return {std::shared_ptr<Service>(), g.served};  // not owned
   const fs::path path = existing_vault(g);  // before asking for a PIN that cannot help
   return Service::open(path, read_pin(g), allow_backup);
+}
+
+const std::string* agent_for(Globals& g) {
+  Globals::Route& r = g.route;
+  if (!r.decided) {
+    r.decided = true;
+    std::error_code ec;
+    const fs::path p = vault_path(g);
+    const fs::path abs = fs::absolute(p, ec);
+    r.vault = (ec ? p : abs).string();
+    if (const char* socket = agent::trusted_socket_in_env()) r.agent = socket;
+  }
+  return r.agent.empty() ? nullptr : &r.agent;
+}
+
+Service& local_vault(Globals& g) {
+  if (!g.route.local) g.route.local = open_service(g, g.route.allow_backup);
+  return *g.route.local;
+}
+
+void close_local_vault(Globals& g) { g.route.local.reset(); }
+
+std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& name,
+                                          const std::vector<std::string>& keys) {
+  if (const std::string* socket = agent_for(g)) {
+    std::optional<agent::Connection> c = agent::Connection::open(*socket);
+    if (c && c->serves(g.route.vault)) {
+      return std::make_unique<agent::RemoteFile>(std::move(*c), g.route.vault, action, name, keys);
+    }
+    g.route.agent.clear();
+  }
+  return local_vault(g).file_session(action, name, keys);
 }
 
 // A hook may call kmsctl itself (e.g. for an admin secret): point it at this binary
@@ -409,29 +440,13 @@ std::vector<std::string> parsed_path(const CLI::App& app) {
   return path;
 }
 
-int run_command(int argc, const char* const* argv, Service* served, const Dispatch& dispatch) {
+int run_command(int argc, const char* const* argv) {
   Globals globals;
-  globals.served = served;
   std::unique_ptr<CLI::App> app;
-  // Thrown through CLI11 when the command ran elsewhere, so that no callback runs it here.
-  struct RanElsewhere {
-    int code;
-  };
   try {
     app = build_app(globals, argc, argv);
-    if (dispatch) {
-      // The root's parse-complete callback runs after every option is parsed, checked and
-      // stored, and before the callbacks of the selected subcommands.
-      app->parse_complete_callback([&] {
-        if (const std::optional<int> code = dispatch(parsed_path(*app), globals)) {
-          throw RanElsewhere{*code};
-        }
-      });
-    }
     app->parse(argc, argv);
     return 0;
-  } catch (const RanElsewhere& r) {
-    return r.code;
   } catch (const CLI::CallForHelp&) {
     std::cout << app->help();
     return 0;

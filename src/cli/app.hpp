@@ -13,6 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/client.hpp"
+#include "kms/requests.hpp"
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
 #include "kms/text.hpp"
@@ -20,10 +22,18 @@
 namespace kms::cli {
 
 struct Globals {
-  std::string vault;          // --vault, KMSCTL_VAULT
-  std::string pin_file;       // --pin-file, KMSCTL_PIN_FILE
-  std::string verb;           // the word after the group's name on the command line (see add_verbs)
-  Service* served = nullptr;  // in `kmsctl agent`: the open vault commands use (no PIN read)
+  std::string vault;     // --vault, KMSCTL_VAULT
+  std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
+  std::string verb;      // the word after the group's name on the command line (see add_verbs)
+  // Where this command's requests go (send), decided at the first: the agent named by a
+  // trusted KMSCTL_AGENT_SOCK while it serves this vault, else the vault opened here, once.
+  struct Route {
+    bool decided = false;
+    std::string agent;  // its socket; empty: none
+    std::string vault;  // the vault's absolute path, as requests name it
+    std::shared_ptr<Service> local;
+    bool allow_backup = false;  // local opens a backup too (audit verify)
+  } route;
 };
 
 // A group's subcommands, one function each. add_verbs registers only the one the command line
@@ -49,8 +59,35 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
-// The vault the command names, opened with the PIN; in the agent, the one it keeps open.
+// The vault the command names, opened with the PIN (for the commands that are not requests:
+// init, the vault group, maintain, secret rotate).
 std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
+
+// The agent that serves g's vault (its socket), or null: requests run in this process.
+const std::string* agent_for(Globals& g);
+// The vault opened in this process for g's requests (once per command).
+Service& local_vault(Globals& g);
+// Closes the vault local_vault opened, if any (before `exec` runs its command).
+void close_local_vault(Globals& g);
+// Sends a request where g's requests go and returns its response: to the agent (a new
+// connection per request), or to the vault opened here. An agent that does not serve this
+// vault sends it back: it then runs here, as do the rest of the command's requests.
+template <class R>
+typename R::Response send(Globals& g, const R& request) {
+  if (const std::string* socket = agent_for(g)) {
+    if (std::optional<agent::Connection> c = agent::Connection::open(*socket)) {
+      if (std::optional<typename R::Response> r = c->call(g.route.vault, request)) {
+        return std::move(*r);
+      }
+    }
+    g.route.agent.clear();
+  }
+  return handle(local_vault(g), request);
+}
+// The session of one file encrypt (keys) or decrypt: the agent wraps or unwraps its data key
+// while this process streams the file, or the vault opened here does.
+std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& name,
+                                          const std::vector<std::string>& keys = {});
 // Before running rotation hooks: KMSCTL_BIN, KMSCTL_VAULT and KMSCTL_PIN_FILE (when given) in
 // the environment, so that a hook can call this kmsctl on this vault.
 void export_for_hooks(const Globals& g);
@@ -106,14 +143,8 @@ std::pair<std::string_view, std::string_view> command_words(int argc, const char
 // The names of the subcommands the parse selected, from the group down: {"secret", "rotate"};
 // empty if some level selected more than one.
 std::vector<std::string> parsed_path(const CLI::App& app);
-// Called once the whole command line is parsed and checked, before the command runs: an exit
-// code means the command ran elsewhere (in an agent) and does not run here.
-using Dispatch =
-    std::function<std::optional<int>(const std::vector<std::string>& path, const Globals& g)>;
 // Parses and runs one command line and returns its exit code; errors are reported on stderr.
-// `served`: the agent's open vault (Globals::served).
-int run_command(int argc, const char* const* argv, Service* served = nullptr,
-                const Dispatch& dispatch = {});
+int run_command(int argc, const char* const* argv);
 // `kmsctl: error: WHAT` and the hint on stderr, each escaped to one line; returns the exit code.
 int report_error(const Error& e);
 // Thrown by a command that reported its error itself (report_error, then details after the hint):
@@ -121,15 +152,4 @@ int report_error(const Error& e);
 struct ErrorReported {
   int exit_code;
 };
-// With KMSCTL_AGENT_SOCK naming a running agent of this user that serves the parsed command
-// `path` on g's vault: runs argv there and returns its exit code. Nothing: run it in this process.
-std::optional<int> forward_to_agent(const std::vector<std::string>& path, const Globals& g,
-                                    int argc, const char* const* argv);
-// For exec, with KMSCTL_AGENT_SOCK naming an agent of this user on g's vault: the values of the
-// (secret, variable) bindings, read by the agent (one audited read each, as exec's own).
-// Nothing: read them in this process.
-std::optional<std::vector<SecureBytes>> exec_values_from_agent(
-    const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
-    const std::string& stage, const std::string& command);
-
 }  // namespace kms::cli

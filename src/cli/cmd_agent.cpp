@@ -1,9 +1,7 @@
 // kmsctl agent start|stop|status: the commands of the agent, one process that keeps a vault
-// open and runs commands for the other kmsctl processes of the same user, as gpg-agent does
-// for gpg (README "The agent"). The agent itself is in src/agent/; this file registers its
-// commands, renders their output, and hands the agent the command line it runs commands with
-// (agent_command_line), and the commands their way to it (forward_to_agent,
-// exec_values_from_agent).
+// open and serves the requests of the other kmsctl processes of the same user, as gpg-agent
+// does for gpg (README "The agent"). The agent itself is in src/agent/; this file registers its
+// commands and renders their output. Commands reach it through cli::send.
 #include <unistd.h>
 
 #include <cstdio>
@@ -25,33 +23,6 @@
 namespace kms::cli {
 namespace agent_cmd {
 namespace fs = std::filesystem;
-
-// The vault a parsed command names, as the command itself finds it (--vault, KMSCTL_VAULT or
-// the default), made absolute against the working directory.
-fs::path vault_of(const Globals& g) {
-  std::error_code ec;
-  const fs::path p = vault_path(g);
-  const fs::path abs = fs::absolute(p, ec);
-  return ec ? p : abs;
-}
-
-// What the agent runs a client's command line with: this CLI's parser and commands, on the
-// agent's open vault (Globals::served), admitted by the agent once parsed.
-agent::CommandLine agent_command_line() {
-  return {
-      .run =
-          [](const std::vector<const char*>& argv, Service& svc,
-             const agent::CommandLine::Admit& admit) {
-            return run_command(
-                static_cast<int>(argv.size()), argv.data(), &svc,
-                [&](const std::vector<std::string>& path, const Globals& g) -> std::optional<int> {
-                  if (!admit(path, vault_of(g))) return 0;
-                  return std::nullopt;  // run it here
-                });
-          },
-      .report = [](const Error& e) { return report_error(e); },
-  };
-}
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -90,34 +61,13 @@ void start(Globals& g, const StartArgs& a) {
                                     a.foreground};
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
-  agent::start(vault, std::move(pin), options, agent_command_line(),
+  agent::start(vault, std::move(pin), options,
                [&](const fs::path& socket, pid_t pid) {
                  print_started(a, socket, vault, pid, options.limits);
                });
 }
 
 }  // namespace agent_cmd
-
-std::optional<std::vector<SecureBytes>> exec_values_from_agent(
-    const Globals& g, const std::vector<std::pair<std::string, std::string>>& bindings,
-    const std::string& stage, const std::string& command) {
-  const char* sock = agent::trusted_socket_in_env();
-  if (sock == nullptr) return std::nullopt;
-  std::error_code ec;
-  const std::filesystem::path vault = std::filesystem::absolute(vault_path(g), ec);
-  return agent::exec_values(sock, vault, bindings, stage, command);
-}
-
-std::optional<int> forward_to_agent(const std::vector<std::string>& path, const Globals& g,
-                                    int argc, const char* const* argv) {
-  const char* sock = agent::trusted_socket_in_env();
-  if (sock == nullptr || !agent::serves(path)) return std::nullopt;
-  try {
-    return agent::forward(sock, agent_cmd::vault_of(g), argc, argv);
-  } catch (const Error& e) {
-    return report_error(e);
-  }
-}
 
 void register_agent(CLI::App& app, Globals& g) {
   CLI::App* group = app.add_subcommand(

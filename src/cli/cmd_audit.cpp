@@ -29,7 +29,7 @@ std::optional<std::string> opt(const std::string& s) {
   return s.empty() ? std::nullopt : std::optional<std::string>(s);
 }
 
-void run_list(const Globals& g, const ListArgs& a) {
+void run_list(Globals& g, const ListArgs& a) {
   store::AuditFilter f;
   f.since = normalise_time(a.since, "--since");
   f.until = normalise_time(a.until, "--until");
@@ -38,8 +38,7 @@ void run_list(const Globals& g, const ListArgs& a) {
   f.principal = opt(a.principal);
   f.outcome = opt(a.outcome);
   f.limit = a.limit;
-  auto svc = open_service(g);
-  const auto rows = svc->audit_list(f);
+  const auto rows = send(g, req::AuditList{f});
   if (a.json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& r : rows) arr.push_back(audit::to_json(r));
@@ -58,9 +57,9 @@ void run_list(const Globals& g, const ListArgs& a) {
   }
 }
 
-void run_verify(const Globals& g, bool json) {
-  auto svc = open_service(g, /*allow_backup=*/true);
-  const audit::VerifyReport rep = svc->audit_verify();
+void run_verify(Globals& g, bool json) {
+  g.route.allow_backup = true;  // a backup file verifies here (an agent serves its live vault)
+  const audit::VerifyReport rep = send(g, req::AuditVerify{});
   auto hash_json = [](const Bytes& h) { return crypto::to_hex(h); };
   if (json) {
     nlohmann::json j = {{"ok", rep.ok}, {"records", rep.records}};
@@ -102,9 +101,8 @@ void run_verify(const Globals& g, bool json) {
   }
 }
 
-void run_export(const Globals& g, const std::string& output, bool force) {
-  auto svc = open_service(g);
-  const std::int64_t n = svc->audit_export(output, force);
+void run_export(Globals& g, const std::string& output, bool force) {
+  const std::int64_t n = send(g, req::AuditExport{std::filesystem::absolute(output).string(), force});
   note(fmt::format("exported {} audit records to {}", n, escape_text(output)));
 }
 

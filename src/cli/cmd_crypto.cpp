@@ -65,7 +65,7 @@ void register_encrypt(CLI::App& app, Globals& g) {
     const SecureBytes pt = read_input(ea->in, keys::kMaxEncryptPlaintext,
                                       "encrypt larger data with `kmsctl file encrypt` "
                                       "(envelope encryption)");
-    const Bytes blob = open_service(g)->encrypt(ea->key, pt.view(), ctx);
+    const Bytes blob = send(g, req::Encrypt{ea->key, SecureBytes(pt.view()), ctx});
     write_output(ea->out, blob_text(blob, ea->binary), ea->force);
   });
 }
@@ -78,7 +78,7 @@ void register_decrypt(CLI::App& app, Globals& g) {
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
     const Bytes blob = blob_from_input(read_input(da->in, kMaxBlobInput, "that is not a blob"));
-    const keys::Decrypted d = open_service(g)->decrypt(blob, ctx);
+    const keys::Decrypted d = send(g, req::Decrypt{blob, ctx});
     write_output(da->out, d.plaintext.chars(), da->force);
   });
 }
@@ -108,7 +108,7 @@ void register_reencrypt(CLI::App& app, Globals& g) {
         ra->to_context.empty() ? ctx : parse_pairs(ra->to_context, "--to-context");
     check_context_size(to_ctx);
     const Bytes blob = blob_from_input(read_input(ra->in, kMaxBlobInput, "that is not a blob"));
-    const Bytes out = open_service(g)->reencrypt(blob, ctx, ra->to_key, to_ctx);
+    const Bytes out = send(g, req::ReEncrypt{blob, ctx, ra->to_key, to_ctx});
     write_output(ra->out, blob_text(out, ra->binary), ra->force);
   });
 }
@@ -136,7 +136,7 @@ void register_data_key(CLI::App& app, Globals& g) {
     const Context ctx = parse_pairs(ka->context, "--context");
     check_context_size(ctx);
     const DataKey d =
-        open_service(g)->generate_data_key(ka->key, ka->spec == "AES_128" ? 16 : 32, ctx);
+        send(g, req::GenerateDataKey{ka->key, ka->spec == "AES_128" ? 16u : 32u, ctx});
     const std::string blob = crypto::to_base64(d.ciphertext_blob);
     if (ka->json) {
       nlohmann::json j = {
@@ -165,7 +165,7 @@ void register_random(CLI::App& app, Globals& g) {
   random->add_option("--format", rnd->format, "base64 (default), hex or raw")
       ->check(CLI::IsMember({"base64", "hex", "raw"}));
   random->callback([&g, rnd] {
-    const Bytes r = open_service(g)->random(rnd->bytes);
+    const Bytes r = send(g, req::Random{static_cast<std::uint32_t>(rnd->bytes)});
     if (rnd->format == "raw") {
       write_output("-", as_chars(r), false);
     } else {

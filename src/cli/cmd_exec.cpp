@@ -83,23 +83,18 @@ void register_exec(CLI::App& app, Globals& g) {
       }
       bindings.push_back(std::move(b));
     }
-    // The values in bindings' order: from a running agent, or read here (the vault and the token
-    // session closed before COMMAND runs).
-    std::optional<std::vector<SecureBytes>> values =
-        exec_values_from_agent(g, bindings, a->stage, a->command.front());
-    if (!values) {
-      values.emplace();
-      auto svc = open_service(g);
-      for (const auto& [name, env] : bindings) {
-        values->push_back(
-            svc->secret_get(name, stage_option(a->stage), std::nullopt,
-                            {{"exec", {{"env", env}, {"command", a->command.front()}}}})
-                .value);
-      }
+    // The values in bindings' order, one audited read each: by a running agent, or here (the
+    // vault and the token session closed before COMMAND runs).
+    std::vector<SecureBytes> values;
+    for (const auto& [name, env] : bindings) {
+      values.push_back(send(g, req::SecretGet{name, stage_option(a->stage), std::nullopt,
+                                               req::SecretGet::ForExec{env, a->command.front()}})
+                            .value);
     }
+    close_local_vault(g);
     for (size_t i = 0; i < bindings.size(); ++i) {
       const auto& [name, env] = bindings[i];
-      const SecureBytes& v = (*values)[i];
+      const SecureBytes& v = values[i];
       if (std::memchr(v.data(), 0, v.size()) != nullptr) {
         throw Error(
             Code::usage,

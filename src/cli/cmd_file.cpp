@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "base/posix.hpp"
 #include "cli/app.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -165,17 +166,45 @@ void add_out(CLI::App* cmd, OutArgs& a) {
       ->type_name("FILE");
 }
 
+// `file rewrap` of one file: its header read here, the data key rewrapped where requests go
+// (send), the new header and the unchanged body written here, atomically.
+FileResult rewrap_file(Globals& g, const std::string& path, const std::optional<std::string>& to) {
+  const posix::Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) {
+    throw Error(Code::not_found, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  }
+  envelope::Header h;
+  try {
+    h = envelope::read_header(in.get());
+  } catch (const Error& e) {
+    try {
+      send(g, req::FileFailed{Action::file_rewrap, path, e.code(), 0});
+    } catch (const Error&) {
+      // The header's error is the one to report.
+    }
+    throw;
+  }
+  const std::size_t body = h.encoded_size;
+  files::AtomicFile out(path, /*overwrite=*/true);
+  const req::FileRewrap::Response r = send(g, req::FileRewrap{path, std::move(h), to});
+  out.write(as_chars(r.header));
+  if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
+    throw Error(Code::failed, fmt::format("cannot copy the body of {}: {}", path,
+                                          std::strerror(errno)));
+  }
+  out.commit();
+  return r.result;
+}
+
 // Runs `body` for each input with its output opened: atomically for files, or standard output.
 // body gets the Service's FileOutput: an output file is published (linked into place) after its
 // last frame and before the operation's end record, and taken back if that record cannot be
 // written. A SIGINT, SIGTERM or SIGHUP stops the file being streamed (its output is not
 // published, its record says `interrupted`), and the inputs after it are not started; kmsctl
-// then exits with 128 + the signal's number. (In an agent, the agent's own signals stop it
-// after the command, as before.)
+// then exits with 128 + the signal's number.
 template <class Body>
-void for_each_input(const Globals& g, const OutArgs& a, bool encrypting, Body&& body) {
-  std::optional<signals::Catch> catching;
-  if (g.served == nullptr) catching.emplace();
+void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
+  const signals::Catch catching;
   if (!a.out.empty() && a.inputs.size() > 1) {
     throw Error(Code::usage, "-o names one output but several inputs were given",
                 "use --out-dir DIR");
@@ -196,7 +225,7 @@ void for_each_input(const Globals& g, const OutArgs& a, bool encrypting, Body&& 
     std::optional<files::AtomicFile> file;
     if (output != "-") file.emplace(output, a.force);
     ProgressBar bar(!a.no_progress, input, in->size);
-    Service::FileOutput publish;
+    FileOutput publish;
     if (file) {
       publish.publish = [&] { file->commit(); };
       publish.take_back = [&] { file->take_back(); };
@@ -240,12 +269,11 @@ void register_file(CLI::App& app, Globals& g) {
     const Context ctx = parse_pairs(ea->context, "--context");
     check_context_size(ctx);  // before the vault opens (envelope::encrypt checks it too)
     const std::uint32_t frame = parse_size(ea->frame_size);
-    auto svc = open_service(g);
-    for_each_input(g, *ea, true,
+    for_each_input(*ea, true,
                    [&](Input& in, int out, const std::string& name, const auto& progress,
-                       const Service::FileOutput& publish) {
-                     return svc->encrypt_file(in.fd, out, ea->keys, ctx, frame, name, progress,
-                                              publish);
+                       const FileOutput& publish) {
+                     const auto session = file_session(g, Action::file_encrypt, name, ea->keys);
+                     return encrypt_file(*session, in.fd, out, ctx, frame, progress, publish);
                    });
   });
 
@@ -255,11 +283,11 @@ void register_file(CLI::App& app, Globals& g) {
   add_out(dec, *da);
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
-    auto svc = open_service(g);
-    for_each_input(g, *da, false,
+    for_each_input(*da, false,
                    [&](Input& in, int out, const std::string& name, const auto& progress,
-                       const Service::FileOutput& publish) {
-                     return svc->decrypt_file(in.fd, out, ctx, name, progress, publish);
+                       const FileOutput& publish) {
+                     const auto session = file_session(g, Action::file_decrypt, name);
+                     return decrypt_file(*session, in.fd, out, ctx, progress, publish);
                    });
   });
 
@@ -276,10 +304,9 @@ void register_file(CLI::App& app, Globals& g) {
   rewrap->add_flag("--json", ra->json, "Print one JSON object per file");
   rewrap->add_option("files", ra->inputs, "Encrypted files")->required()->type_name("FILE");
   rewrap->callback([&g, ra] {
-    auto svc = open_service(g);
     for (const std::string& f : ra->inputs) {
-      const FileResult r = svc->rewrap_file(
-          f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key));
+      const FileResult r = rewrap_file(
+          g, f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key));
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
       if (ra->json) {

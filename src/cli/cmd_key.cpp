@@ -73,8 +73,8 @@ std::vector<std::string> protection_names() {
 }
 
 // Registers a verb that takes KEY and prints the key afterwards.
-template <class F>
-void key_verb(CLI::App* key, Globals& g, const char* name, const char* help, F&& action) {
+template <class R>
+void key_verb(CLI::App* key, Globals& g, const char* name, const char* help) {
   struct Args {
     std::string key;
     bool json = false;
@@ -83,7 +83,7 @@ void key_verb(CLI::App* key, Globals& g, const char* name, const char* help, F&&
   CLI::App* cmd = key->add_subcommand(name, help);
   cmd->add_option("key", a->key, "Key id or alias/NAME")->required()->type_name("KEY");
   cmd->add_flag("--json", a->json, "Print the key as JSON");
-  cmd->callback([&g, a, action] { print_key(action(*open_service(g), a->key), a->json); });
+  cmd->callback([&g, a] { print_key(send(g, R{a->key}), a->json); });
 }
 
 struct TagArgs {
@@ -132,7 +132,7 @@ void add_create(CLI::App* key, Globals& g) {
       throw Error(Code::usage, fmt::format("--protection {} is not known", ca->protection),
                   "use --protection software or --protection hsm");
     }
-    const keys::KeyInfo info = open_service(g)->key_create(spec);
+    const keys::KeyInfo info = send(g, req::KeyCreate{spec});
     if (ca->json) {
       print_json(key_json(info));
     } else {
@@ -158,9 +158,9 @@ void add_list(CLI::App* key, Globals& g) {
       ->type_name("KEY_ID");
   list->add_flag("--json", la->json, "Print {\"keys\": [...], \"next\": ID|null}");
   list->callback([&g, la] {
-    const KeyPage page = open_service(g)->key_list(
-        state_filter(la->state), la->after.empty() ? std::nullopt : std::optional(la->after),
-        la->limit);
+    const KeyPage page = send(
+        g, req::KeyList{state_filter(la->state),
+                        la->after.empty() ? std::nullopt : std::optional(la->after), la->limit});
     if (la->json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& k : page.keys) arr.push_back(key_json(k));
@@ -186,28 +186,27 @@ void add_list(CLI::App* key, Globals& g) {
 }
 
 void add_describe(CLI::App* key, Globals& g) {
-  key_verb(key, g, "describe", "Show a key: state, versions, rotation, deletion date, tags",
-           [](Service& s, const std::string& k) { return s.key_describe(k); });
+  key_verb<req::KeyDescribe>(key, g, "describe",
+                             "Show a key: state, versions, rotation, deletion date, tags");
 }
 
 void add_enable(CLI::App* key, Globals& g) {
-  key_verb(key, g, "enable", "Enable a disabled key",
-           [](Service& s, const std::string& k) { return s.key_enable(k); });
+  key_verb<req::KeyEnable>(key, g, "enable", "Enable a disabled key");
 }
 
 void add_disable(CLI::App* key, Globals& g) {
-  key_verb(key, g, "disable", "Disable a key: it refuses every cryptographic operation",
-           [](Service& s, const std::string& k) { return s.key_disable(k); });
+  key_verb<req::KeyDisable>(key, g, "disable",
+                            "Disable a key: it refuses every cryptographic operation");
 }
 
 void add_rotate(CLI::App* key, Globals& g) {
-  key_verb(key, g, "rotate", "Make a new version the primary; old versions still decrypt",
-           [](Service& s, const std::string& k) { return s.key_rotate(k); });
+  key_verb<req::KeyRotate>(key, g, "rotate",
+                           "Make a new version the primary; old versions still decrypt");
 }
 
 void add_cancel_deletion(CLI::App* key, Globals& g) {
-  key_verb(key, g, "cancel-deletion", "Cancel a scheduled deletion (the key becomes Disabled)",
-           [](Service& s, const std::string& k) { return s.key_cancel_deletion(k); });
+  key_verb<req::KeyCancelDeletion>(key, g, "cancel-deletion",
+                                   "Cancel a scheduled deletion (the key becomes Disabled)");
 }
 
 void add_versions(CLI::App* key, Globals& g) {
@@ -220,7 +219,7 @@ void add_versions(CLI::App* key, Globals& g) {
   versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
   versions->add_flag("--json", va->json, "Print a JSON array");
   versions->callback(
-      [&g, va] { print_versions(open_service(g)->key_describe(va->key), va->json); });
+      [&g, va] { print_versions(send(g, req::KeyDescribe{va->key}), va->json); });
 }
 
 void add_set_rotation(CLI::App* key, Globals& g) {
@@ -246,7 +245,7 @@ void add_set_rotation(CLI::App* key, Globals& g) {
       days =
           keys::parse_days(ra->period, keys::kMinRotationDays, keys::kMaxRotationDays, "--period");
     }
-    print_key(open_service(g)->key_set_rotation(ra->key, days), ra->json);
+    print_key(send(g, req::KeySetRotation{ra->key, days}), ra->json);
   });
 }
 
@@ -265,7 +264,7 @@ void add_schedule_deletion(CLI::App* key, Globals& g) {
   schedule->callback([&g, da] {
     const std::int64_t days =
         keys::parse_days(da->days, keys::kMinPendingDays, keys::kMaxPendingDays, "--pending-days");
-    const keys::KeyInfo info = open_service(g)->key_schedule_deletion(da->key, days);
+    const keys::KeyInfo info = send(g, req::KeyScheduleDeletion{da->key, days});
     note(escape_text(
         fmt::format("key {} will be deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
                     info.key.id, info.key.deletion_date.value_or("?"), info.key.id)));
@@ -282,7 +281,7 @@ void add_tag(CLI::App* key, Globals& g) {
   tag->callback([&g, ta] {
     std::vector<std::pair<std::string, std::string>> tags;
     for (const auto& [k, v] : parse_pairs(ta->items, "tag")) tags.emplace_back(k, v);
-    print_key(open_service(g)->key_tag(ta->key, tags), ta->json);
+    print_key(send(g, req::KeyTag{ta->key, tags}), ta->json);
   });
 }
 
@@ -293,7 +292,7 @@ void add_untag(CLI::App* key, Globals& g) {
   untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
   untag->add_flag("--json", ua->json, "Print the key as JSON");
   untag->callback(
-      [&g, ua] { print_key(open_service(g)->key_untag(ua->key, ua->items), ua->json); });
+      [&g, ua] { print_key(send(g, req::KeyUntag{ua->key, ua->items}), ua->json); });
 }
 
 void add_alias(CLI::App* key, Globals& g) {
@@ -309,7 +308,7 @@ void add_alias(CLI::App* key, Globals& g) {
   acreate->add_option("key", ac->key, "Key id or alias/NAME")->required()->type_name("KEY");
   acreate->callback([&g, ac] {
     keys::check_alias_name(ac->alias);
-    open_service(g)->alias_create(ac->alias, ac->key);
+    send(g, req::AliasCreate{ac->alias, ac->key});
   });
   auto au = std::make_shared<AliasArgs>();
   CLI::App* aupdate = alias->add_subcommand("update", "Point an alias at another key");
@@ -317,17 +316,17 @@ void add_alias(CLI::App* key, Globals& g) {
   aupdate->add_option("key", au->key, "Key id or alias/NAME")->required()->type_name("KEY");
   aupdate->callback([&g, au] {
     keys::check_alias_name(au->alias);
-    open_service(g)->alias_update(au->alias, au->key);
+    send(g, req::AliasUpdate{au->alias, au->key});
   });
   auto ad = std::make_shared<std::string>();
   CLI::App* adelete = alias->add_subcommand("delete", "Delete an alias (the key stays)");
   adelete->add_option("alias", *ad, "alias/NAME")->required()->type_name("ALIAS");
-  adelete->callback([&g, ad] { open_service(g)->alias_delete(*ad); });
+  adelete->callback([&g, ad] { send(g, req::AliasDelete{*ad}); });
   auto aljson = std::make_shared<bool>(false);
   CLI::App* alist = alias->add_subcommand("list", "List aliases");
   alist->add_flag("--json", *aljson, "Print a JSON array of {alias, key_id}");
   alist->callback([&g, aljson] {
-    const auto aliases = open_service(g)->alias_list();
+    const auto aliases = send(g, req::AliasList{});
     if (*aljson) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& [a, k] : aliases) arr.push_back({{"alias", a}, {"key_id", k}});

@@ -275,9 +275,9 @@ void add_create(CLI::App* secret, Globals& g) {
                                             secrets::kMaxRotationDays, "--rotation-period");
     }
     if (!ca->command.empty()) spec.rotation_command = ca->command;
-    const SecretInput in = input_of(ca->value);
+    SecretInput in = input_of(ca->value);
     if (ca->value.generate) spec.generator = in.generator;
-    const secrets::SecretInfo info = open_service(g)->secret_create(spec, in);
+    const secrets::SecretInfo info = send(g, req::SecretCreate{spec, std::move(in)});
     if (ca->json) {
       print_secret(info, true);
     } else {
@@ -305,9 +305,10 @@ void add_get(CLI::App* secret, Globals& g) {
   get->add_option("--field", ga->field, "Print one field of a JSON object value")->type_name("F");
   get->add_flag("--json", ga->json, "Print {name, version_id, stages, value} as JSON");
   get->callback([&g, ga] {
-    const secrets::Value v = open_service(g)->secret_get(
-        ga->name, ga->stage.empty() ? std::nullopt : std::optional(stage_option(ga->stage)),
-        ga->version ? std::optional(ga->version) : std::nullopt);
+    const secrets::Value v = send(
+        g, req::SecretGet{ga->name,
+                          ga->stage.empty() ? std::nullopt : std::optional(stage_option(ga->stage)),
+                          ga->version ? std::optional(ga->version) : std::nullopt, std::nullopt});
     print_value(ga->name, v, ga->field, ga->json);
   });
 }
@@ -327,7 +328,7 @@ void add_put(CLI::App* secret, Globals& g) {
     SecretInput in = input_of(pa->value);
     if (pa->value.generate && !has_generator_options(pa->value))
       in.generator.length = 0;  // the secret's own
-    const secrets::SecretInfo info = open_service(g)->secret_put(pa->name, in);
+    const secrets::SecretInfo info = send(g, req::SecretPut{pa->name, std::move(in)});
     if (pa->json) {
       print_secret(info, true);
     } else {
@@ -343,7 +344,7 @@ void add_list(CLI::App* secret, Globals& g) {
       secret->add_subcommand("list", "List secrets (names and metadata, never values)");
   list->add_flag("--json", *lj, "Print a JSON array");
   list->callback([&g, lj] {
-    const auto all = open_service(g)->secret_list();
+    const auto all = send(g, req::SecretList{});
     if (*lj) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& s : all) {
@@ -375,7 +376,7 @@ void add_describe(CLI::App* secret, Globals& g) {
   describe->add_option("name", da->name, "Secret name")->required()->type_name("NAME");
   describe->add_flag("--json", da->json, "Print the secret as JSON");
   describe->callback(
-      [&g, da] { print_secret(open_service(g)->secret_describe(da->name), da->json); });
+      [&g, da] { print_secret(send(g, req::SecretDescribe{da->name}), da->json); });
 }
 
 void add_versions(CLI::App* secret, Globals& g) {
@@ -385,7 +386,7 @@ void add_versions(CLI::App* secret, Globals& g) {
   versions->add_option("name", va->name, "Secret name")->required()->type_name("NAME");
   versions->add_flag("--json", va->json, "Print a JSON array");
   versions->callback(
-      [&g, va] { print_versions(open_service(g)->secret_versions(va->name), va->json); });
+      [&g, va] { print_versions(send(g, req::SecretVersions{va->name}), va->json); });
 }
 
 void add_delete(CLI::App* secret, Globals& g) {
@@ -409,7 +410,7 @@ void add_delete(CLI::App* secret, Globals& g) {
       d = keys::parse_days(dl->days.empty() ? "30" : dl->days, secrets::kMinRecoveryDays,
                            secrets::kMaxRecoveryDays, "--recovery-days");
     }
-    const secrets::SecretInfo info = open_service(g)->secret_delete(dl->name, d);
+    const secrets::SecretInfo info = send(g, req::SecretDelete{dl->name, d});
     if (dl->force) {
       note(escape_text(
           fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size())));
@@ -428,7 +429,7 @@ void add_restore(CLI::App* secret, Globals& g) {
   restore->add_option("name", ra->name, "Secret name")->required()->type_name("NAME");
   restore->add_flag("--json", ra->json, "Print the secret as JSON");
   restore->callback([&g, ra] {
-    const secrets::SecretInfo info = open_service(g)->secret_restore(ra->name);
+    const secrets::SecretInfo info = send(g, req::SecretRestore{ra->name});
     if (ra->json) {
       print_secret(info, true);
     } else {
@@ -501,7 +502,7 @@ void add_set_rotation(CLI::App* secret, Globals& g) {
       throw Error(Code::usage, "set-rotation needs --period, --off, --command or --no-command",
                   fmt::format("e.g. `kmsctl secret set-rotation {} --period 30d`", sr->name));
     }
-    const secrets::SecretInfo info = open_service(g)->secret_set_rotation(sr->name, c);
+    const secrets::SecretInfo info = send(g, req::SecretSetRotation{sr->name, c});
     if (sr->json) {
       print_secret(info, true);
     } else {

@@ -7,9 +7,8 @@
 namespace kms::cli {
 namespace {
 
-void run_status(const Globals& g, bool json) {
-  auto svc = open_service(g);
-  const Status s = svc->status();
+void run_status(Globals& g, bool json) {
+  const Status s = send(g, req::Status{});
   const store::VaultCounts& c = s.counts;
   const std::string head_hash = crypto::to_hex(s.audit_head.hash);
   if (json) {

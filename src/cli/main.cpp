@@ -26,14 +26,10 @@ void harden_process() {
 int main(int argc, char** argv) {
   harden_process();
   kms::crypto::skip_cleanup_at_exit();
-  kms::crypto::init();
   kms::cli::take_pins_from_environment();  // a PIN stays in no environment block
-  // What runs where is decided from the parsed command line: an agent is asked only for a
-  // command it serves, once the command is known.
-  const int code = kms::cli::run_command(
-      argc, argv, nullptr, [&](const std::vector<std::string>& path, const kms::cli::Globals& g) {
-        return kms::cli::forward_to_agent(path, g, argc, argv);
-      });
+  // A command's requests go to an agent when one serves its vault (cli::send); OpenSSL, the
+  // token and SQLite are loaded only when the vault is opened in this process.
+  const int code = kms::cli::run_command(argc, argv);
 #if defined(__SANITIZE_ADDRESS__)
   return code;  // LeakSanitizer checks for leaks at exit
 #else

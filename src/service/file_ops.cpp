@@ -159,21 +159,23 @@ void audit_failure(Service& svc, Action action, const std::string& name, const c
 
 }  // namespace
 
-// One file encrypt or decrypt: the envelope's data key wrapper, and the two records of the
-// operation (see encrypt_file in kms/service.hpp): the key use as `started`, together with its
-// lock file; then one end record, `ok` once the output is published or `error` with the
-// failure's code.
-class Service::FileOperation final : public envelope::DataKeyWrapper {
+// A FileSession on this vault: the key use recorded as `started` together with its lock file,
+// then one end record, `ok` once the output is published or `error` with the failure's code.
+class Service::FileOperation final : public FileSession {
  public:
   // refs: the keys to wrap for (encrypt); none to decrypt.
-  FileOperation(Service& svc, Action action, std::string name, std::vector<std::string> refs,
-                FileResult& result)
+  FileOperation(Service& svc, Action action, std::string name, std::vector<std::string> refs)
       : svc_(svc),
         ks_(*svc.vault_),
         action_(action),
         name_(std::move(name)),
-        refs_(std::move(refs)),
-        result_(result) {}
+        refs_(std::move(refs)) {
+    result.name = name_;
+  }
+  ~FileOperation() override {
+    // Dropped while running (an agent's client went away): ended as interrupted.
+    if (running()) fail(Error(Code::failed, "the client went away"));
+  }
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
     std::vector<envelope::Recipient> out;
@@ -185,8 +187,8 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
             keys.push_back(ks_.resolve(ref));
             keys::KeyStore::require_enabled(keys.back(), ref);
           }
-          out = wrap_for(ks_, keys, data_key, context, result_);
-          ev.params["keys"] = keys_json(result_.keys);
+          out = wrap_for(ks_, keys, data_key, context, result);
+          ev.params["keys"] = keys_json(result.keys);
         });
     return out;
   }
@@ -198,8 +200,8 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
            {{"file", name_}, {"context", context_json(h.context)}},
            h.context},
           [&](audit::Event& ev) {
-            dk = unwrap_with(ks_, h, result_);
-            ev.params["keys"] = keys_json(result_.keys);
+            dk = unwrap_with(ks_, h, result);
+            ev.params["keys"] = keys_json(result.keys);
           });
     return dk;
   }
@@ -207,6 +209,7 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
   // The key use: run as one audited transaction whose record says `started`; the lock file is
   // made in that transaction, so that a start that commits always has one.
   void start(audit::Event event, const std::function<void(audit::Event&)>& op) {
+    if (attempted_) throw Error(Code::usage, "this file operation has used its key already");
     attempted_ = true;
     event.params["step"] = "start";
     Hooks hooks;
@@ -220,22 +223,18 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
       started_seq_ = 0;
     };
     svc_.run(std::move(event), op, hooks, "started");
+    started_ = true;
   }
 
-  // Whether start() ran (and so wrote its own record, started or failed).
-  bool attempted() const noexcept { return attempted_; }
-  // start() ran and failed: its record (error or denied, step start) tells the failure.
-  bool key_use_failed() const noexcept { return attempted_ && started_seq_ == 0; }
-  // Started and not ended yet: a failure now is recorded by fail().
-  bool running() const noexcept { return started_seq_ > 0 && !ended_; }
-
-  // The last frame is written: publishes the output, then records `ok`. A signal caught before
-  // the publication stops it (Interrupted). If the end record cannot be written the output is
-  // taken back and the error rethrown; if it was committed and only the token anchor could not
-  // follow, the operation is complete (the anchor lags, as after a crash: FORMAT.md §8.4).
-  void finish(const FileResult& r, const FileOutput& output) {
+  // Publishes the output, then records `ok`. A signal caught before the publication stops it
+  // (Interrupted). If the end record was committed and only the token anchor could not follow,
+  // the operation is complete (the anchor lags, as after a crash: FORMAT.md §8.4).
+  void finish(const FileResult& r, const FileOutput& output) override {
+    if (!running()) throw Error(Code::usage, "this file operation is not running");
     signals::check();
     if (output.publish) output.publish();
+    result.bytes = r.bytes;
+    result.frames = r.frames;
     audit::Event ev = end_event("done");
     ev.params["bytes"] = r.bytes;
     ev.params["frames"] = r.frames;
@@ -262,10 +261,8 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
     ended_ = true;
   }
 
-  // After start: the end record, `error` (or `denied`) with the failure's code name, or
-  // `interrupted` for a caught signal. A failure to write it is dropped (the caller rethrows the
-  // original error); the lock file then stays for the next command to end the record.
-  void fail(const Error& e) noexcept {
+  void fail(const Error& e) noexcept override {
+    if (!running()) return;
     ended_ = true;
     try {
       Hooks hooks;
@@ -273,13 +270,15 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
       svc_.run(
           end_event("end"), [](audit::Event&) {}, hooks, outcome_for(e.code()), failure_code(e));
     } catch (...) {
-      // run() recorded it another way, or could not.
+      // run() recorded it another way, or could not; the lock file then stays for the next
+      // command to end the record.
     }
   }
 
-  // A failure before any key was used.
-  void fail_before_start(const Error& e) noexcept {
-    audit_failure(svc_, action_, name_, "header", e.code(), failure_code(e));
+  void fail_before_start(const Error& e) noexcept override {
+    if (attempted_) return;
+    attempted_ = true;
+    svc_.file_failed(action_, name_, e);
   }
 
  private:
@@ -304,54 +303,21 @@ class Service::FileOperation final : public envelope::DataKeyWrapper {
   Action action_;
   std::string name_;
   std::vector<std::string> refs_;
-  FileResult& result_;
   std::optional<OpLock> lock_;
   std::int64_t started_seq_ = 0;
-  bool attempted_ = false, ended_ = false;
 };
 
-namespace {
 
-void copy_range(int in, off_t from, int out) {
-  for (;;) {
-    const ssize_t n = ::copy_file_range(in, &from, out, nullptr, 1 << 30, 0);
-    if (n == 0) return;
-    if (n > 0) continue;
-    if (errno == EINTR) continue;
-    if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL) {
-      throw Error(Code::failed, fmt::format("cannot copy the file body: {}", std::strerror(errno)));
-    }
-    // No in-kernel copy here: read and write.
-    std::vector<std::uint8_t> buf(1 << 20);
-    for (;;) {
-      const ssize_t r = ::pread(in, buf.data(), buf.size(), from);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw Error(Code::failed, fmt::format("cannot read: {}", std::strerror(errno)));
-      if (r == 0) return;
-      from += r;
-      if (!posix::write_all(out, ByteView(buf.data(), static_cast<size_t>(r)))) {
-        throw Error(Code::failed, fmt::format("cannot write: {}", std::strerror(errno)));
-      }
-    }
-  }
-}
-
-}  // namespace
-
-FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
-                                 const Context& context, std::uint32_t frame_size,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
-  FileResult result;
-  result.name = name;
-  FileOperation op(*this, Action::file_encrypt, std::string(name), key_refs, result);
+FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
+                        std::uint32_t frame_size, const envelope::Progress& progress,
+                        const FileOutput& output) {
   try {
     const envelope::EncryptResult r =
         envelope::encrypt(in_fd, out_fd, op, context, frame_size, progress);
-    result.bytes = r.plaintext_bytes;
-    result.frames = r.frames;
-    op.finish(result, output);
+    FileResult done = op.result;
+    done.bytes = r.plaintext_bytes;
+    done.frames = r.frames;
+    op.finish(done, output);
   } catch (const Error& e) {
     const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
     if (op.running()) op.fail(stopped ? *stopped : e);
@@ -361,20 +327,17 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
     if (op.running()) op.fail(Error(Code::failed, e.what()));
     throw;
   }
-  return result;
+  return op.result;
 }
 
-FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  FileResult result;
-  result.name = name;
-  FileOperation op(*this, Action::file_decrypt, std::string(name), {}, result);
+FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
+                        const envelope::Progress& progress, const FileOutput& output) {
   try {
     const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, op, context, progress);
-    result.bytes = r.plaintext_bytes;
-    result.frames = r.frames;
-    op.finish(result, output);
+    FileResult done = op.result;
+    done.bytes = r.plaintext_bytes;
+    done.frames = r.frames;
+    op.finish(done, output);
   } catch (const Error& e) {
     const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
     const Error& cause = stopped ? *stopped : e;
@@ -386,7 +349,32 @@ FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
     if (op.running()) op.fail(Error(Code::failed, e.what()));
     throw;
   }
-  return result;
+  return op.result;
+}
+
+void Service::file_failed(Action action, const std::string& name, const Error& e) noexcept {
+  audit_failure(*this, action, name, "header", e.code(), failure_code(e));
+}
+
+std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,
+                                                   std::vector<std::string> key_refs) {
+  return std::make_unique<FileOperation>(*this, action, std::move(name), std::move(key_refs));
+}
+
+FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
+                                 const Context& context, std::uint32_t frame_size,
+                                 std::string_view name, const envelope::Progress& progress,
+                                 const FileOutput& output) {
+  if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
+  FileOperation op(*this, Action::file_encrypt, std::string(name), key_refs);
+  return kms::encrypt_file(op, in_fd, out_fd, context, frame_size, progress, output);
+}
+
+FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
+                                 std::string_view name, const envelope::Progress& progress,
+                                 const FileOutput& output) {
+  FileOperation op(*this, Action::file_decrypt, std::string(name), {});
+  return kms::decrypt_file(op, in_fd, out_fd, context, progress, output);
 }
 
 fs::path Service::ops_dir() const { return fs::path(vault_->final_path().string() + ".ops"); }
@@ -451,30 +439,13 @@ void Service::close_dead_file_operations() {
   }
 }
 
-FileResult Service::rewrap_file(const std::filesystem::path& path,
-                                const std::optional<std::string>& to_ref) {
-  FileResult result;
-  result.name = path.string();
-  const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) {
-    throw Error(Code::not_found,
-                fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{in};
-  envelope::Header h;
-  try {
-    h = envelope::read_header(in);
-  } catch (const Error& e) {
-    audit_failure(*this, Action::file_rewrap, path.string(), "header", e.code(), failure_code(e));
-    throw;
-  }
-  files::AtomicFile out(path, /*overwrite=*/true);
+Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
+                            const std::optional<std::string>& to_ref, FileResult& result) {
+  result.name = name;
   keys::KeyStore ks(*vault_);
-  audit::Event ev{Action::file_rewrap, "file/" + path.string(), {{"file", path.string()}}};
+  audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
   if (to_ref) ev.params["to_key"] = *to_ref;
+  Bytes header;
   run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;
     const SecureBytes dk = unwrap_with(ks, h, opened);
@@ -497,13 +468,9 @@ FileResult Service::rewrap_file(const std::filesystem::path& path,
     for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
     h.recipients = wrap_for(ks, targets, dk.view(), h.context, result);
     e.params["to_keys"] = keys_json(result.keys);
-    const std::size_t old_size = h.encoded_size;
-    const Bytes header = envelope::encode_header(h, dk.view());
-    out.write(as_chars(header));
-    copy_range(in, static_cast<off_t>(old_size), out.fd());
+    header = envelope::encode_header(h, dk.view());
   });
-  out.commit();
-  return result;
+  return header;
 }
 
 }  // namespace kms

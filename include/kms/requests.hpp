@@ -1,0 +1,311 @@
+// Every operation a vault serves, as a value: a request names what is asked, on what, with which
+// context, and its Response type names the answer. The caller is not part of the request: it is
+// who sends it, taken from the kernel (kms/caller.hpp). A front end builds a request, hands it to
+// a vault (kms::handle, in this process) or to an agent (over its socket: docs/FORMAT.md §13),
+// and renders the response. docs/ARCHITECTURE.md §2 shows the path and how to add one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kms/audit.hpp"
+#include "kms/context.hpp"
+#include "kms/envelope.hpp"
+#include "kms/keys.hpp"
+#include "kms/secrets.hpp"
+#include "kms/secure.hpp"
+#include "kms/service.hpp"
+#include "kms/store.hpp"
+
+namespace kms {
+
+// The operation a request asks for, as numbered on the wire (docs/FORMAT.md §13.4). Numbers
+// are never reused.
+enum class Op : std::uint16_t {
+  status = 1,
+  audit_list = 10,
+  audit_verify = 11,
+  audit_export = 12,
+  key_create = 20,
+  key_list = 21,
+  key_describe = 22,
+  key_enable = 23,
+  key_disable = 24,
+  key_rotate = 25,
+  key_set_rotation = 26,
+  key_schedule_deletion = 27,
+  key_cancel_deletion = 28,
+  key_tag = 29,
+  key_untag = 30,
+  alias_create = 31,
+  alias_update = 32,
+  alias_delete = 33,
+  alias_list = 34,
+  encrypt = 40,
+  decrypt = 41,
+  re_encrypt = 42,
+  data_key_generate = 43,
+  random = 44,
+  file_wrap = 50,
+  file_unwrap = 51,
+  file_end = 52,
+  file_failed = 53,
+  file_rewrap = 54,
+  secret_create = 60,
+  secret_put = 61,
+  secret_get = 62,
+  secret_list = 63,
+  secret_describe = 64,
+  secret_versions = 65,
+  secret_delete = 66,
+  secret_restore = 67,
+  secret_set_rotation = 68,
+};
+
+// An answer with nothing in it.
+struct Done {};
+
+namespace req {
+
+struct Status {
+  static constexpr Op op = Op::status;
+  using Response = kms::Status;
+};
+
+// ---- audit ----
+struct AuditList {
+  static constexpr Op op = Op::audit_list;
+  using Response = std::vector<store::AuditRow>;
+  store::AuditFilter filter;
+};
+struct AuditVerify {
+  static constexpr Op op = Op::audit_verify;
+  using Response = audit::VerifyReport;
+};
+struct AuditExport {
+  static constexpr Op op = Op::audit_export;
+  using Response = std::int64_t;  // records written
+  std::string dest;               // absolute
+  bool overwrite = false;
+};
+
+// ---- keys; KEY is a key id or alias/NAME ----
+struct KeyCreate {
+  static constexpr Op op = Op::key_create;
+  using Response = keys::KeyInfo;
+  keys::CreateSpec spec;
+};
+struct KeyList {
+  static constexpr Op op = Op::key_list;
+  using Response = KeyPage;
+  std::optional<KeyState> state;
+  std::optional<std::string> after;
+  std::int64_t limit = 100;
+};
+// describe, enable, disable, rotate, cancel-deletion: one KEY and nothing else.
+template <Op O>
+struct OnKey {
+  static constexpr Op op = O;
+  using Response = keys::KeyInfo;
+  std::string key;
+};
+using KeyDescribe = OnKey<Op::key_describe>;
+using KeyEnable = OnKey<Op::key_enable>;
+using KeyDisable = OnKey<Op::key_disable>;
+using KeyRotate = OnKey<Op::key_rotate>;
+using KeyCancelDeletion = OnKey<Op::key_cancel_deletion>;
+struct KeySetRotation {
+  static constexpr Op op = Op::key_set_rotation;
+  using Response = keys::KeyInfo;
+  std::string key;
+  std::optional<std::int64_t> days;  // none: automatic rotation off
+};
+struct KeyScheduleDeletion {
+  static constexpr Op op = Op::key_schedule_deletion;
+  using Response = keys::KeyInfo;
+  std::string key;
+  std::int64_t pending_days = 30;
+};
+struct KeyTag {
+  static constexpr Op op = Op::key_tag;
+  using Response = keys::KeyInfo;
+  std::string key;
+  std::vector<std::pair<std::string, std::string>> tags;
+};
+struct KeyUntag {
+  static constexpr Op op = Op::key_untag;
+  using Response = keys::KeyInfo;
+  std::string key;
+  std::vector<std::string> names;
+};
+struct AliasCreate {
+  static constexpr Op op = Op::alias_create;
+  using Response = Done;
+  std::string alias, key;
+};
+struct AliasUpdate {
+  static constexpr Op op = Op::alias_update;
+  using Response = Done;
+  std::string alias, key;
+};
+struct AliasDelete {
+  static constexpr Op op = Op::alias_delete;
+  using Response = Done;
+  std::string alias;
+};
+struct AliasList {
+  static constexpr Op op = Op::alias_list;
+  using Response = std::vector<std::pair<std::string, std::string>>;  // alias, key id
+};
+
+// ---- cryptography with keys ----
+struct Encrypt {
+  static constexpr Op op = Op::encrypt;
+  using Response = Bytes;  // a ciphertext blob
+  std::string key;
+  SecureBytes plaintext;
+  Context context;
+};
+struct Decrypt {
+  static constexpr Op op = Op::decrypt;
+  using Response = keys::Decrypted;
+  Bytes blob;
+  Context context;
+};
+struct ReEncrypt {
+  static constexpr Op op = Op::re_encrypt;
+  using Response = Bytes;
+  Bytes blob;
+  Context context;
+  std::string to_key;
+  Context to_context;
+};
+struct GenerateDataKey {
+  static constexpr Op op = Op::data_key_generate;
+  using Response = DataKey;
+  std::string key;
+  std::uint32_t bytes = 32;
+  Context context;
+};
+struct Random {
+  static constexpr Op op = Op::random;
+  using Response = Bytes;
+  std::uint32_t bytes = 32;
+};
+
+// ---- files: only data keys travel; the bulk encryption runs where the file is ----
+// A file encrypt or decrypt is a session of its own (Service::FileOperation): the first request
+// wraps or unwraps the data key and records the key use as `started`; FileEnd then records its
+// end. A session that ends without FileEnd is recorded as interrupted.
+struct FileWrap {
+  static constexpr Op op = Op::file_wrap;
+  struct Response {
+    std::vector<envelope::Recipient> recipients;
+    std::vector<std::pair<std::string, std::int64_t>> keys;  // key id, version used
+  };
+  std::string name;  // the input, as the audit record names it
+  std::vector<std::string> keys;
+  SecureBytes data_key;
+  Context context;
+};
+struct FileUnwrap {
+  static constexpr Op op = Op::file_unwrap;
+  struct Response {
+    SecureBytes data_key;
+    std::vector<std::pair<std::string, std::int64_t>> keys;  // the key id, version that opened it
+  };
+  std::string name;
+  Context context;
+  std::vector<envelope::Recipient> recipients;
+};
+struct FileEnd {
+  static constexpr Op op = Op::file_end;
+  using Response = Done;
+  bool ok = false;
+  std::uint64_t bytes = 0, frames = 0;  // ok
+  Code code = Code::failed;             // not ok: the failure
+  std::int32_t signal = 0;              // not ok: the caught signal that stopped it, if any
+  std::string message;
+};
+// A file decrypt that failed before any key was used (a damaged header, another context).
+struct FileFailed {
+  static constexpr Op op = Op::file_failed;
+  using Response = Done;
+  Action action = Action::file_decrypt;
+  std::string name;
+  Code code = Code::failed;
+  std::int32_t signal = 0;
+};
+struct FileRewrap {
+  static constexpr Op op = Op::file_rewrap;
+  struct Response {
+    Bytes header;  // the new header, to replace the old one
+    FileResult result;
+  };
+  std::string name;  // the file's path, as the audit record names it
+  envelope::Header header;
+  std::optional<std::string> to_key;
+};
+
+// ---- secrets ----
+struct SecretCreate {
+  static constexpr Op op = Op::secret_create;
+  using Response = secrets::SecretInfo;
+  secrets::CreateSpec spec;
+  SecretInput input;
+};
+struct SecretPut {
+  static constexpr Op op = Op::secret_put;
+  using Response = secrets::SecretInfo;
+  std::string name;
+  SecretInput input;
+};
+struct SecretGet {
+  static constexpr Op op = Op::secret_get;
+  using Response = secrets::Value;
+  std::string name;
+  std::optional<SecretStage> stage;
+  std::optional<std::int64_t> version;
+  // For `kmsctl exec`: the variable the value goes to and the command's name (in the record).
+  struct ForExec {
+    std::string env, command;
+  };
+  std::optional<ForExec> exec;
+};
+struct SecretList {
+  static constexpr Op op = Op::secret_list;
+  using Response = std::vector<secrets::SecretInfo>;
+};
+template <Op O>
+struct OnSecret {
+  static constexpr Op op = O;
+  using Response = secrets::SecretInfo;
+  std::string name;
+};
+using SecretDescribe = OnSecret<Op::secret_describe>;
+using SecretVersions = OnSecret<Op::secret_versions>;
+using SecretRestore = OnSecret<Op::secret_restore>;
+struct SecretDelete {
+  static constexpr Op op = Op::secret_delete;
+  using Response = secrets::SecretInfo;
+  std::string name;
+  std::optional<std::int64_t> days;  // none: purge now
+};
+struct SecretSetRotation {
+  static constexpr Op op = Op::secret_set_rotation;
+  using Response = secrets::SecretInfo;
+  std::string name;
+  secrets::RotationChange change;
+};
+
+}  // namespace req
+
+// Runs one request on an open vault for its current caller (Service::serve_client): authorise,
+// do, audit, in one transaction; returns the response. Errors are kms::Error.
+template <class R>
+typename R::Response handle(Service& vault, const R& request);
+
+}  // namespace kms

@@ -1,0 +1,311 @@
+// The fields of every request and response, in wire order (docs/FORMAT.md §13.3): one
+// `fields(v, x)` per type, in the type's own namespace, for wire::Encoder and wire::Decoder.
+// A field added to a type goes at its end here, and the protocol version goes up.
+#pragma once
+
+#include "core/wire.hpp"
+#include "kms/actions.hpp"
+#include "kms/caller.hpp"
+#include "kms/error.hpp"
+#include "kms/requests.hpp"
+#include "kms/vocab.hpp"
+
+namespace kms {
+
+inline bool enum_valid(KeyState, std::uint8_t v) { return v < key_states().size(); }
+inline bool enum_valid(Protection, std::uint8_t v) { return v < protections().size(); }
+inline bool enum_valid(SecretStage, std::uint8_t v) { return v < secret_stages().size(); }
+inline bool enum_valid(RotationStatus, std::uint8_t v) { return v < rotation_statuses().size(); }
+inline bool enum_valid(Action, std::uint8_t v) { return v < actions().size(); }
+inline bool enum_valid(Code, std::uint8_t v) { return v >= 1 && v <= 6; }
+
+template <class V>
+void fields(V&, Done&) {}
+template <class V>
+void fields(V& v, Status& s) {
+  v(s.vault_path, s.vault_id, s.created, s.schema_version, s.module, s.token, s.private_token,
+    s.root_key_generation, s.audit_records, s.counts, s.audit_head);
+}
+template <class V>
+void fields(V& v, KeyPage& p) {
+  v(p.keys, p.next);
+}
+template <class V>
+void fields(V& v, DataKey& d) {
+  v(d.key_id, d.key_version, d.plaintext, d.ciphertext_blob);
+}
+template <class V>
+void fields(V& v, FileResult& r) {
+  v(r.name, r.keys, r.bytes, r.frames);
+}
+template <class V>
+void fields(V& v, SecretInput& in) {
+  v(in.value, in.generator);
+}
+
+namespace hsm {
+template <class V>
+void fields(V& v, TokenInfo& t) {
+  v(t.slot, t.label, t.serial, t.manufacturer, t.model, t.initialized, t.user_pin_initialized,
+    t.user_pin_locked, t.user_pin_final_try, t.min_pin_len, t.max_pin_len);
+}
+}  // namespace hsm
+
+namespace store {
+template <class V>
+void fields(V& v, VaultCounts& c) {
+  v(c.keys, c.keys_due_rotation, c.keys_due_deletion, c.secrets, c.secrets_due_rotation,
+    c.secrets_due_deletion);
+}
+template <class V>
+void fields(V& v, AuditHead& h) {
+  v(h.seq, h.hash);
+}
+template <class V>
+void fields(V& v, AuditRow& r) {
+  v(r.seq, r.time, r.principal, r.uid, r.action, r.resource, r.params, r.outcome, r.error_code,
+    r.prev_hash, r.hash, r.mac, r.state);
+}
+template <class V>
+void fields(V& v, AuditFilter& f) {
+  v(f.since, f.until, f.action, f.resource, f.principal, f.outcome, f.after_seq, f.limit,
+    f.newest_first);
+}
+template <class V>
+void fields(V& v, KeyRow& k) {
+  v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
+    k.last_rotated, k.deletion_date, k.primary_version, k.highest_lost_version);
+}
+template <class V>
+void fields(V& v, KeyVersionRow& k) {
+  v(k.key_id, k.version, k.created, k.material);
+}
+template <class V>
+void fields(V& v, SecretRow& s) {
+  v(s.id, s.name, s.key_id, s.description, s.created, s.updated, s.next_version, s.gen_length,
+    s.gen_charset, s.gen_exclude, s.rotation_period_days, s.rotation_command, s.last_rotated,
+    s.rotation_status, s.rotation_error, s.deletion_date);
+}
+template <class V>
+void fields(V& v, SecretVersionRow& s) {
+  v(s.secret_id, s.version, s.created, s.stage, s.value);
+}
+}  // namespace store
+
+namespace audit {
+template <class V>
+void fields(V& v, Anchor& a) {
+  v(a.seq, a.hash);
+}
+template <class V>
+void fields(V& v, VerifyReport& r) {
+  v(r.ok, r.records, r.first_bad_seq, r.problem, r.anchor, r.head, r.rows, r.state_recorded_at);
+}
+}  // namespace audit
+
+namespace keys {
+template <class V>
+void fields(V& v, CreateSpec& s) {
+  v(s.spec, s.description, s.alias, s.tags, s.rotation_days, s.protection);
+}
+template <class V>
+void fields(V& v, KeyInfo& k) {
+  v(k.key, k.aliases, k.versions, k.tags, k.next_rotation);
+}
+template <class V>
+void fields(V& v, Decrypted& d) {
+  v(d.plaintext, d.key_id, d.key_version);
+}
+}  // namespace keys
+
+namespace secrets {
+template <class V>
+void fields(V& v, Generator& g) {
+  v(g.length, g.charset, g.exclude);
+}
+template <class V>
+void fields(V& v, CreateSpec& s) {
+  v(s.name, s.key, s.description, s.tags, s.rotation_days, s.rotation_command, s.generator);
+}
+template <class V>
+void fields(V& v, RotationChange& c) {
+  v(c.set_period, c.period_days, c.set_command, c.command);
+}
+template <class V>
+void fields(V& v, SecretInfo& s) {
+  v(s.secret, s.key_aliases, s.versions, s.tags, s.next_rotation);
+}
+template <class V>
+void fields(V& v, Value& x) {
+  v(x.value, x.version, x.stage);
+}
+}  // namespace secrets
+
+namespace envelope {
+template <class V>
+void fields(V& v, Recipient& r) {
+  v(r.type, r.body);
+}
+template <class V>
+void fields(V& v, Header& h) {
+  v(h.version, h.suite, h.frame_size, h.salt, h.context, h.recipients, h.commitment, h.tag,
+    h.encoded_size);
+}
+}  // namespace envelope
+
+namespace req {
+template <class V>
+void fields(V&, Status&) {}
+template <class V>
+void fields(V& v, AuditList& r) {
+  v(r.filter);
+}
+template <class V>
+void fields(V&, AuditVerify&) {}
+template <class V>
+void fields(V& v, AuditExport& r) {
+  v(r.dest, r.overwrite);
+}
+template <class V>
+void fields(V& v, KeyCreate& r) {
+  v(r.spec);
+}
+template <class V>
+void fields(V& v, KeyList& r) {
+  v(r.state, r.after, r.limit);
+}
+template <class V, Op O>
+void fields(V& v, OnKey<O>& r) {
+  v(r.key);
+}
+template <class V>
+void fields(V& v, KeySetRotation& r) {
+  v(r.key, r.days);
+}
+template <class V>
+void fields(V& v, KeyScheduleDeletion& r) {
+  v(r.key, r.pending_days);
+}
+template <class V>
+void fields(V& v, KeyTag& r) {
+  v(r.key, r.tags);
+}
+template <class V>
+void fields(V& v, KeyUntag& r) {
+  v(r.key, r.names);
+}
+template <class V>
+void fields(V& v, AliasCreate& r) {
+  v(r.alias, r.key);
+}
+template <class V>
+void fields(V& v, AliasUpdate& r) {
+  v(r.alias, r.key);
+}
+template <class V>
+void fields(V& v, AliasDelete& r) {
+  v(r.alias);
+}
+template <class V>
+void fields(V&, AliasList&) {}
+template <class V>
+void fields(V& v, Encrypt& r) {
+  v(r.key, r.plaintext, r.context);
+}
+template <class V>
+void fields(V& v, Decrypt& r) {
+  v(r.blob, r.context);
+}
+template <class V>
+void fields(V& v, ReEncrypt& r) {
+  v(r.blob, r.context, r.to_key, r.to_context);
+}
+template <class V>
+void fields(V& v, GenerateDataKey& r) {
+  v(r.key, r.bytes, r.context);
+}
+template <class V>
+void fields(V& v, Random& r) {
+  v(r.bytes);
+}
+template <class V>
+void fields(V& v, FileWrap& r) {
+  v(r.name, r.keys, r.data_key, r.context);
+}
+template <class V>
+void fields(V& v, FileWrap::Response& r) {
+  v(r.recipients, r.keys);
+}
+template <class V>
+void fields(V& v, FileUnwrap& r) {
+  v(r.name, r.context, r.recipients);
+}
+template <class V>
+void fields(V& v, FileUnwrap::Response& r) {
+  v(r.data_key, r.keys);
+}
+template <class V>
+void fields(V& v, FileEnd& r) {
+  v(r.ok, r.bytes, r.frames, r.code, r.signal, r.message);
+}
+template <class V>
+void fields(V& v, FileFailed& r) {
+  v(r.action, r.name, r.code, r.signal);
+}
+template <class V>
+void fields(V& v, FileRewrap& r) {
+  v(r.name, r.header, r.to_key);
+}
+template <class V>
+void fields(V& v, FileRewrap::Response& r) {
+  v(r.header, r.result);
+}
+template <class V>
+void fields(V& v, SecretCreate& r) {
+  v(r.spec, r.input);
+}
+template <class V>
+void fields(V& v, SecretPut& r) {
+  v(r.name, r.input);
+}
+template <class V>
+void fields(V& v, SecretGet::ForExec& r) {
+  v(r.env, r.command);
+}
+template <class V>
+void fields(V& v, SecretGet& r) {
+  v(r.name, r.stage, r.version, r.exec);
+}
+template <class V>
+void fields(V&, SecretList&) {}
+template <class V, Op O>
+void fields(V& v, OnSecret<O>& r) {
+  v(r.name);
+}
+template <class V>
+void fields(V& v, SecretDelete& r) {
+  v(r.name, r.days);
+}
+template <class V>
+void fields(V& v, SecretSetRotation& r) {
+  v(r.name, r.change);
+}
+}  // namespace req
+
+template <class... R>
+struct RequestList {};
+// Every request type a client may send, for the agent's dispatch and the fuzz target. FileWrap,
+// FileUnwrap and FileEnd are a file session's (Service::file_session); the others are one call
+// of kms::handle each.
+using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileEnd>;
+using CallRequests =
+    RequestList<req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate,
+                req::KeyList, req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate,
+                req::KeyCancelDeletion, req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag,
+                req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete,
+                req::AliasList, req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey,
+                req::Random, req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut,
+                req::SecretGet, req::SecretList, req::SecretDescribe, req::SecretVersions,
+                req::SecretRestore, req::SecretDelete, req::SecretSetRotation>;
+
+}  // namespace kms

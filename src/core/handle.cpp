@@ -1,0 +1,180 @@
+// kms::handle for each request: the request's fields handed to the Service operation that
+// authorises, does and audits it. FileWrap, FileUnwrap and FileEnd belong to a FileSession, not
+// to a single call: the agent's server keeps one per connection (src/agent/server.cpp).
+#include <fmt/format.h>
+
+#include "kms/error.hpp"
+#include "kms/requests.hpp"
+#include "kms/signals.hpp"
+
+namespace kms {
+
+template <>
+Status handle(Service& s, const req::Status&) {
+  return s.status();
+}
+
+template <>
+std::vector<store::AuditRow> handle(Service& s, const req::AuditList& r) {
+  return s.audit_list(r.filter);
+}
+template <>
+audit::VerifyReport handle(Service& s, const req::AuditVerify&) {
+  return s.audit_verify();
+}
+template <>
+std::int64_t handle(Service& s, const req::AuditExport& r) {
+  const std::filesystem::path dest(r.dest);
+  if (!dest.is_absolute()) {
+    throw Error(Code::usage, fmt::format("the export path {} is not absolute", r.dest));
+  }
+  return s.audit_export(dest, r.overwrite);
+}
+
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyCreate& r) {
+  return s.key_create(r.spec);
+}
+template <>
+KeyPage handle(Service& s, const req::KeyList& r) {
+  return s.key_list(r.state, r.after, r.limit);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyDescribe& r) {
+  return s.key_describe(r.key);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyEnable& r) {
+  return s.key_enable(r.key);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyDisable& r) {
+  return s.key_disable(r.key);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyRotate& r) {
+  return s.key_rotate(r.key);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyCancelDeletion& r) {
+  return s.key_cancel_deletion(r.key);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeySetRotation& r) {
+  return s.key_set_rotation(r.key, r.days);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyScheduleDeletion& r) {
+  return s.key_schedule_deletion(r.key, r.pending_days);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyTag& r) {
+  return s.key_tag(r.key, r.tags);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyUntag& r) {
+  return s.key_untag(r.key, r.names);
+}
+template <>
+Done handle(Service& s, const req::AliasCreate& r) {
+  s.alias_create(r.alias, r.key);
+  return {};
+}
+template <>
+Done handle(Service& s, const req::AliasUpdate& r) {
+  s.alias_update(r.alias, r.key);
+  return {};
+}
+template <>
+Done handle(Service& s, const req::AliasDelete& r) {
+  s.alias_delete(r.alias);
+  return {};
+}
+template <>
+std::vector<std::pair<std::string, std::string>> handle(Service& s, const req::AliasList&) {
+  return s.alias_list();
+}
+
+template <>
+Bytes handle(Service& s, const req::Encrypt& r) {
+  return s.encrypt(r.key, r.plaintext.view(), r.context);
+}
+template <>
+keys::Decrypted handle(Service& s, const req::Decrypt& r) {
+  return s.decrypt(r.blob, r.context);
+}
+template <>
+Bytes handle(Service& s, const req::ReEncrypt& r) {
+  return s.reencrypt(r.blob, r.context, r.to_key, r.to_context);
+}
+template <>
+DataKey handle(Service& s, const req::GenerateDataKey& r) {
+  return s.generate_data_key(r.key, r.bytes, r.context);
+}
+template <>
+Bytes handle(Service& s, const req::Random& r) {
+  return s.random(r.bytes);
+}
+
+template <>
+Done handle(Service& s, const req::FileFailed& r) {
+  if (r.action != Action::file_encrypt && r.action != Action::file_decrypt &&
+      r.action != Action::file_rewrap) {
+    throw Error(Code::usage, "a file failure names a file action");
+  }
+  if (r.signal != 0) {
+    s.file_failed(r.action, r.name, signals::Interrupted(r.signal));
+  } else {
+    s.file_failed(r.action, r.name, Error(r.code, "failed before any key was used"));
+  }
+  return {};
+}
+
+template <>
+req::FileRewrap::Response handle(Service& s, const req::FileRewrap& r) {
+  envelope::Header h = r.header;
+  req::FileRewrap::Response out;
+  out.header = s.rewrap_header(r.name, h, r.to_key, out.result);
+  return out;
+}
+
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretCreate& r) {
+  return s.secret_create(r.spec, r.input);
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretPut& r) {
+  return s.secret_put(r.name, r.input);
+}
+template <>
+secrets::Value handle(Service& s, const req::SecretGet& r) {
+  nlohmann::json extra = nlohmann::json::object();
+  if (r.exec) extra["exec"] = {{"env", r.exec->env}, {"command", r.exec->command}};
+  return s.secret_get(r.name, r.stage, r.version, extra);
+}
+template <>
+std::vector<secrets::SecretInfo> handle(Service& s, const req::SecretList&) {
+  return s.secret_list();
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretDescribe& r) {
+  return s.secret_describe(r.name);
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretVersions& r) {
+  return s.secret_versions(r.name);
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretRestore& r) {
+  return s.secret_restore(r.name);
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretDelete& r) {
+  return s.secret_delete(r.name, r.days);
+}
+template <>
+secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
+  return s.secret_set_rotation(r.name, r.change);
+}
+
+}  // namespace kms
