@@ -377,7 +377,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     }
     {
       std::lock_guard lock(mutex_);
-      stopped_by_ = posix::Fd(::dup(fd));  // answered by stopped(), once the agent is gone
+      stopped_by_ = std::move(c.fd);  // answered by stopped(), once the agent is gone
     }
     stop_with("stop");
     return false;
@@ -402,7 +402,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   {
     std::lock_guard lock(svc_mutex_);
     svc_.serve_client(c.caller);
-    ++requests_;
+    if (head->op != static_cast<std::uint16_t>(Op::file_end)) ++requests_;  // a file counts once
     try {
       svc_.vault().refresh_meta();
       reply = serve_file(c, head->op, in);

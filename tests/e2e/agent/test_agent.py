@@ -82,7 +82,7 @@ def as_nobody():
 FAKE_AGENT = r"""
 import array, json, os, signal, socket, sys
 path = sys.argv[1]
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(path)
 os.chmod(path, 0o666)
 srv.listen(16)
@@ -110,7 +110,7 @@ while not stop:
                         os.close(fd)
             if not msg and not anc:
                 break
-            stats["messages"] += 1
+            stats["messages"] += 1  # reads with data: a client that sends nothing makes none
             stats["bytes"] += len(msg)
     except OSError:
         pass
@@ -127,22 +127,34 @@ env > "$(dirname "$0")/env.$KMSCTL_SECRET_NAME"
 CALLER = "KMS_E2E_CALLER_ONLY"  # in the environment of the calling kmsctl, never of the agent
 
 
-# A bare client (docs/FORMAT.md §13): it connects, sends nothing (an agent answers a process of
-# another uid before it reads anything) and prints the reply it gets, as JSON.
+# A bare client (docs/FORMAT.md §13): it sends a `status` request (op 1) for the vault argv[2]
+# and prints the reply it gets, as JSON.
 RAW_CLIENT = r"""
 import json, socket, struct, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+def lp(b):
+    return struct.pack(">I", len(b)) + b
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect(sys.argv[1])
-m = s.recv(1 << 17)
-pos = 10
-text_len = struct.unpack(">I", m[pos:pos + 4])[0]
-text = m[pos + 4:pos + 4 + text_len].decode()
-pos += 4 + text_len
-hint_len = struct.unpack(">I", m[pos:pos + 4])[0]
-hint = m[pos + 4:pos + 4 + hint_len].decode()
-print(json.dumps({"magic": m[:4].decode(), "version": m[4], "answer": m[5],
-                  "code": struct.unpack(">I", m[6:10])[0], "text": text, "hint": hint}))
+payload = b"KMAQ" + bytes([2]) + struct.pack(">H", 1) + lp(sys.argv[2].encode())
+s.sendall(struct.pack(">I", len(payload)) + payload)
+m = b""
+while len(m) < 4 or len(m) < 4 + struct.unpack(">I", m[:4])[0]:
+    chunk = s.recv(1 << 17)
+    if not chunk:
+        break
+    m += chunk
+m = m[4:]
+out = {"magic": m[:4].decode(), "version": m[4], "status": m[5]}
+if m[5] == 1:
+    out["code"] = m[6]
+    pos = 7
+    text_len = struct.unpack(">I", m[pos:pos + 4])[0]
+    out["text"] = m[pos + 4:pos + 4 + text_len].decode()
+    pos += 4 + text_len
+    hint_len = struct.unpack(">I", m[pos:pos + 4])[0]
+    out["hint"] = m[pos + 4:pos + 4 + hint_len].decode()
+print(json.dumps(out))
 """
 
 
@@ -268,33 +280,6 @@ class AgentTestCase(KmsTestCase):
 
     def agent_status(self, sock):
         return self.kms.json("agent", "status", "--json", "--socket", sock)
-
-    def raw_run(self, sock, vault, *args):
-        """A `run` request made by hand (docs/FORMAT.md §13), as a kmsctl that decided by itself
-        to send ARGS would send it, with /dev/null and two files as its standard descriptors; the
-        answer byte of the reply and what the command wrote to those files."""
-        def lp(b):
-            return struct.pack(">I", len(b)) + b
-        words = [os.fsencode(w) for w in (vault, *args)]
-        msg = b"KMAQ" + bytes([1, 1]) + struct.pack(">I", len(words)) + b"".join(map(lp, words))
-        out, err = self.kms.path("raw.out"), self.kms.path("raw.err")
-        fds = [os.open(os.devnull, os.O_RDONLY),
-               os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-               os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-               os.open(self.kms.root, os.O_PATH | os.O_DIRECTORY)]
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as c:
-                c.settimeout(60)
-                c.connect(sock)
-                c.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(
-                    f"{len(fds)}i", *fds))])
-                reply = c.recv(1 << 17)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        self.assertEqual(reply[:5], b"KMAR\x01", reply)
-        with open(out) as o, open(err) as e:
-            return reply[5], o.read(), e.read()
 
 
 class Start(AgentTestCase):
@@ -862,21 +847,19 @@ class Served(AgentTestCase):
         for rec in self.actions("vault.maintain"):
             self.assertNotIn("agent", rec["params"], rec)
 
-    def test_an_agent_asked_for_a_rotation_however_spelled_answers_local_and_runs_nothing(self):
-        # What an older kmsctl, which decided from the words' places, would send.
+    def test_commands_that_are_not_requests_run_in_the_calling_process_not_in_the_agent(self):
+        # A rotation hook, maintain and vault administration are no requests an agent serves:
+        # with an agent and no PIN they run here, where the PIN is missing.
         v = self.kms.vault
         self.rotation_setup(["raw"])
         sock = self.start_agent()["socket"]
-        answer, out, _ = self.raw_run(sock, v, "secret", "get", "raw")
-        self.assertEqual((answer, out), (0, "before-raw"), "a served command, made by hand")
+        self.assertEqual(self.served_ok("secret", "get", "raw", sock=sock).out, "before-raw")
         for args in (("secret", "--vault", v, "rotate", "raw"), ("secret", "rotate", "raw"),
                      ("--vault", v, "secret", "rotate", "raw"),
                      ("secret", f"--vault={v}", "rotate", "raw"), ("maintain",),
-                     ("--vault", v, "maintain"), ("vault", "backup", self.kms.path("b.db")),
-                     ("secret", "--vault", self.kms.path("other.db"), "get", "raw")):
+                     ("--vault", v, "maintain"), ("vault", "backup", self.kms.path("b.db"))):
             with self.subTest(args=args):
-                answer, out, err = self.raw_run(sock, v, *args)
-                self.assertEqual((answer, out, err), (1, "", ""), "not answered `local`")
+                self.assertError(self.client(*args, sock=sock), 6, NO_PIN)
         self.assertIsNone(self.hook_env("raw"), "the agent ran the rotation hook")
         self.assertFalse(os.path.exists(self.kms.path("b.db")))
         self.assertEqual(self.agent_status(sock)["requests"], 1)
@@ -1248,9 +1231,11 @@ class OtherUsers(AgentTestCase):
         return info, path
 
     def assert_denied_once(self, log):
-        denied = [x for x in log if x["action"] == "agent.connect"]
+        denied = [x for x in log if x["outcome"] == "denied"]
         self.assertEqual(len(denied), 1, denied)
-        self.assertEqual((denied[0]["outcome"], denied[0]["uid"]), ("denied", NOBODY))
+        self.assertEqual((denied[0]["action"], denied[0]["uid"]), ("vault.status", NOBODY))
+        self.assertEqual((denied[0]["params"]["rule"], denied[0]["params"]["channel"]),
+                         ("not-owner", "agent"))
 
     def test_a_kmsctl_client_of_another_uid_never_uses_the_agent(self):
         probe = self.run_as_nobody([KMSCTL, "version"])
@@ -1274,22 +1259,23 @@ class OtherUsers(AgentTestCase):
         self.verify_ok()
         # What the agent answers a stranger that does connect: the next test.
 
-    def test_an_agent_answers_a_process_of_another_uid_only_with_a_refusal(self):
+    def test_an_agent_answers_a_request_of_another_uid_only_with_a_refusal(self):
         # kmsctl itself does not use a socket in another user's directory, and refuses an agent
-        # of another uid (the next test); a bare socket client shows what the agent answers.
+        # of another uid (the next test); a bare socket client shows what the agent answers:
+        # the request is authorised for its caller, who is not the vault's owner.
         probe = self.run_as_nobody([sys.executable, "-c", "pass"])
         if probe.rc != 0:
             self.skipTest(f"{sys.executable} cannot run as uid {NOBODY}:\n{probe.show()}")
         info, path = self.shared_agent()
-        r = self.run_as_nobody([sys.executable, "-c", RAW_CLIENT, path])
+        r = self.run_as_nobody([sys.executable, "-c", RAW_CLIENT, path, self.kms.vault])
         self.assertEqual(r.rc, 0, r.show())
         reply = json.loads(r.out)
-        self.assertEqual((reply["magic"], reply["answer"], reply["code"]), ("KMAR", 2, 4), reply)
-        self.assertIn("serves only uid 0", reply["text"])
-        self.assertNotIn(self.kms.vault, reply["text"] + reply["hint"], "it told a stranger")
+        self.assertEqual((reply["magic"], reply["status"], reply["code"]), ("KMAR", 1, 4), reply)
+        self.assertIn("only the vault's owner (uid 0)", reply["text"])
+        self.assertNotIn("roots-only-value", json.dumps(reply), "it told a stranger")
         self.assertTrue(is_running(info["pid"]))
         self.assert_denied_once(self.kms.records())
-        self.assertEqual(self.agent_status(path)["requests"], 0)
+        self.assertEqual(self.agent_status(path)["requests"], 1)
         self.verify_ok()
 
     def test_a_client_refuses_an_agent_socket_of_another_uid_and_sends_it_nothing(self):
