@@ -63,6 +63,14 @@ enum class Op : std::uint16_t {
   secret_delete = 66,
   secret_restore = 67,
   secret_set_rotation = 68,
+  // Run in the process that opened the vault, never by an agent (a rotation hook would get the
+  // agent's environment; vault administration needs the token in the caller's hands).
+  secret_rotate = 69,
+  maintain = 80,
+  vault_backup = 90,
+  vault_rekey = 91,
+  vault_check_token = 92,
+  vault_change_pin = 93,
 };
 
 // An answer with nothing in it.
@@ -299,6 +307,38 @@ struct SecretSetRotation {
   using Response = secrets::SecretInfo;
   std::string name;
   secrets::RotationChange change;
+};
+
+// ---- run where the vault is opened, never by an agent ----
+struct SecretRotate {
+  static constexpr Op op = Op::secret_rotate;
+  using Response = SecretRotation;
+  std::string name;
+};
+struct Maintain {
+  static constexpr Op op = Op::maintain;
+  using Response = MaintainReport;
+  bool dry_run = false;
+};
+struct VaultBackup {
+  static constexpr Op op = Op::vault_backup;
+  using Response = Done;
+  std::string dest;
+  bool overwrite = false;
+};
+struct VaultRekey {
+  static constexpr Op op = Op::vault_rekey;
+  using Response = std::int64_t;  // the root key generation now in use
+};
+struct VaultCheckToken {
+  static constexpr Op op = Op::vault_check_token;
+  using Response = Service::TokenCheck;
+  bool remove = false;
+};
+struct VaultChangePin {
+  static constexpr Op op = Op::vault_change_pin;
+  using Response = Done;
+  SecureBytes old_pin, new_pin;
 };
 
 }  // namespace req

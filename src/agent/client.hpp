@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "core/fields.hpp"
+
 #include "agent/protocol.hpp"
 #include "base/posix.hpp"
-#include "core/fields.hpp"
 #include "kms/requests.hpp"
 #include "kms/service.hpp"
 
@@ -56,7 +57,8 @@ class Connection {
   SecureBytes exchange(const wire::Writer& frame);
 
  private:
-  Connection(posix::Fd fd, std::filesystem::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Connection(posix::Fd fd, std::filesystem::path path)
+      : fd_(std::move(fd)), path_(std::move(path)) {}
   Error lost() const;
   posix::Fd fd_;
   std::filesystem::path path_;

@@ -99,8 +99,7 @@ void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& opt
   if (options.foreground) {
     std::unique_ptr<Service> svc = Service::open(vault, *pin);
     pin.reset();
-    run_agent(*svc, listener, vault, limits,
-              [&] { started(listener.path(), ::getpid()); });
+    run_agent(*svc, listener, vault, limits, [&] { started(listener.path(), ::getpid()); });
     return;
   }
   // The token is loaded only in the agent's process: PKCS#11 state does not survive a fork.

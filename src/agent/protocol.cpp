@@ -54,8 +54,7 @@ Status parse_reply_head(wire::Reader& in) {
   const auto what = in.bytes();
   const auto hint = in.bytes();
   if (!code || *code < 1 || *code > 6 || !what || !hint) throw lost;
-  throw Error(static_cast<Code>(*code), std::string(as_chars(*what)),
-              std::string(as_chars(*hint)));
+  throw Error(static_cast<Code>(*code), std::string(as_chars(*what)), std::string(as_chars(*hint)));
 }
 
 }  // namespace kms::agent

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/wire.hpp"
+
 #include "kms/error.hpp"
 #include "kms/secure.hpp"
 

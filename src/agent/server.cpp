@@ -15,12 +15,12 @@
 #include <thread>
 #include <utility>
 
+#include "core/fields.hpp"
 #include <fmt/format.h>
 
 #include "agent/transport.hpp"
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
-#include "core/fields.hpp"
 #include "kms/requests.hpp"
 #include "kms/secrets.hpp"
 #include "kms/signals.hpp"
@@ -134,8 +134,9 @@ struct Malformed {
 template <class R>
 R parse(wire::Reader& in) {
   std::optional<R> r = wire::decode<R>(in);
-  if (!r) throw Malformed{fmt::format("the fields of operation {} do not parse",
-                                      static_cast<unsigned>(R::op))};
+  if (!r)
+    throw Malformed{
+        fmt::format("the fields of operation {} do not parse", static_cast<unsigned>(R::op))};
   return std::move(*r);
 }
 
@@ -245,8 +246,8 @@ std::string Agent::serve() {
       std::lock_guard lock(mutex_);
       if (connections_.size() >= kMaxConnections) p[0].fd = -1;  // full: the backlog waits
     }
-    const int n = ::poll(p, count,
-                         static_cast<int>(std::clamp<std::int64_t>(wait.count(), 10, 60'000)));
+    const int n =
+        ::poll(p, count, static_cast<int>(std::clamp<std::int64_t>(wait.count(), 10, 60'000)));
     if (n <= 0) continue;  // a timeout, or a signal (EINTR)
     if ((p[1].revents & POLLIN) != 0) {
       char buf[64];
@@ -335,8 +336,8 @@ void Agent::serve_connection(Connection& c) {
       break;
     }
     if (f.status == FrameStatus::too_large) {
-      refuse_message(
-          c, fmt::format("a message of {} bytes (at most {})", f.size, kMaxRequest), true);
+      refuse_message(c, fmt::format("a message of {} bytes (at most {})", f.size, kMaxRequest),
+                     true);
       break;
     }
     if (f.status == FrameStatus::cut) {

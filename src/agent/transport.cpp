@@ -73,8 +73,8 @@ Frame read_frame(int sock, std::size_t max, std::optional<Clock::time_point> dea
       got += static_cast<std::size_t>(n);
     }
     if (!header) return f;
-    const std::size_t size = std::size_t{len[0]} << 24 | std::size_t{len[1]} << 16 |
-                             std::size_t{len[2]} << 8 | len[3];
+    const std::size_t size =
+        std::size_t{len[0]} << 24 | std::size_t{len[1]} << 16 | std::size_t{len[2]} << 8 | len[3];
     f.size = size;
     if (size > max) {
       f.status = FrameStatus::too_large;

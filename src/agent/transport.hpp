@@ -13,8 +13,9 @@
 #include <span>
 #include <vector>
 
-#include "base/posix.hpp"
 #include "core/wire.hpp"
+
+#include "base/posix.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::agent {

@@ -70,7 +70,8 @@ constexpr std::array kActions{
     ActionInfo{A::agent_start, "agent.start", "an agent started serving the vault"},
     ActionInfo{A::agent_stop, "agent.stop", "an agent stopped (and why)"},
     ActionInfo{A::agent_connect, "agent.connect",
-               "a process of another user reached an agent (older agents refused other users before reading a request)"},
+               "a process of another user reached an agent (older agents refused other users "
+               "before reading a request)"},
     ActionInfo{A::agent_request, "agent.request", "a message an agent could not read as a request"},
 };
 

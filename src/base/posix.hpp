@@ -2,11 +2,11 @@
 // writes that go on after EINTR and short transfers. Internal (src/), not part of the SDK.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
-
-#include <sys/types.h>
 #include <utility>
 
 #include "kms/secure.hpp"

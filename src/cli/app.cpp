@@ -179,10 +179,12 @@ fs::path existing_vault(const Globals& g) {
   return path;
 }
 
+namespace {
 std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
   const fs::path path = existing_vault(g);  // before asking for a PIN that cannot help
   return Service::open(path, read_pin(g), allow_backup);
 }
+}  // namespace
 
 const std::string* agent_for(Globals& g) {
   Globals::Route& r = g.route;

@@ -59,13 +59,9 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
-// The vault the command names, opened with the PIN (for the commands that are not requests:
-// init, the vault group, maintain, secret rotate).
-std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup = false);
-
 // The agent that serves g's vault (its socket), or null: requests run in this process.
 const std::string* agent_for(Globals& g);
-// The vault opened in this process for g's requests (once per command).
+// The vault opened in this process for g's requests (once per command, with the PIN).
 Service& local_vault(Globals& g);
 // Closes the vault local_vault opened, if any (before `exec` runs its command).
 void close_local_vault(Globals& g);
@@ -82,6 +78,12 @@ typename R::Response send(Globals& g, const R& request) {
     }
     g.route.agent.clear();
   }
+  return handle(local_vault(g), request);
+}
+// A request that runs in this process whether or not an agent runs (it would run hooks with
+// the agent's environment, or administers the vault and its token): on the vault opened here.
+template <class R>
+typename R::Response run_here(Globals& g, const R& request) {
   return handle(local_vault(g), request);
 }
 // The session of one file encrypt (keys) or decrypt: the agent wraps or unwraps its data key

@@ -61,10 +61,9 @@ void start(Globals& g, const StartArgs& a) {
                                     a.foreground};
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
-  agent::start(vault, std::move(pin), options,
-               [&](const fs::path& socket, pid_t pid) {
-                 print_started(a, socket, vault, pid, options.limits);
-               });
+  agent::start(vault, std::move(pin), options, [&](const fs::path& socket, pid_t pid) {
+    print_started(a, socket, vault, pid, options.limits);
+  });
 }
 
 }  // namespace agent_cmd

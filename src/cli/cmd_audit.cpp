@@ -102,7 +102,8 @@ void run_verify(Globals& g, bool json) {
 }
 
 void run_export(Globals& g, const std::string& output, bool force) {
-  const std::int64_t n = send(g, req::AuditExport{std::filesystem::absolute(output).string(), force});
+  const std::int64_t n =
+      send(g, req::AuditExport{std::filesystem::absolute(output).string(), force});
   note(fmt::format("exported {} audit records to {}", n, escape_text(output)));
 }
 

@@ -189,8 +189,8 @@ FileResult rewrap_file(Globals& g, const std::string& path, const std::optional<
   const req::FileRewrap::Response r = send(g, req::FileRewrap{path, std::move(h), to});
   out.write(as_chars(r.header));
   if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
-    throw Error(Code::failed, fmt::format("cannot copy the body of {}: {}", path,
-                                          std::strerror(errno)));
+    throw Error(Code::failed,
+                fmt::format("cannot copy the body of {}: {}", path, std::strerror(errno)));
   }
   out.commit();
   return r.result;

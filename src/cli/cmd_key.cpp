@@ -218,8 +218,7 @@ void add_versions(CLI::App* key, Globals& g) {
   CLI::App* versions = key->add_subcommand("versions", "List a key's versions");
   versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
   versions->add_flag("--json", va->json, "Print a JSON array");
-  versions->callback(
-      [&g, va] { print_versions(send(g, req::KeyDescribe{va->key}), va->json); });
+  versions->callback([&g, va] { print_versions(send(g, req::KeyDescribe{va->key}), va->json); });
 }
 
 void add_set_rotation(CLI::App* key, Globals& g) {
@@ -291,8 +290,7 @@ void add_untag(CLI::App* key, Globals& g) {
   untag->add_option("key", ua->key, "Key id or alias/NAME")->required()->type_name("KEY");
   untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
   untag->add_flag("--json", ua->json, "Print the key as JSON");
-  untag->callback(
-      [&g, ua] { print_key(send(g, req::KeyUntag{ua->key, ua->items}), ua->json); });
+  untag->callback([&g, ua] { print_key(send(g, req::KeyUntag{ua->key, ua->items}), ua->json); });
 }
 
 void add_alias(CLI::App* key, Globals& g) {

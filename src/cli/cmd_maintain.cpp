@@ -20,7 +20,7 @@ void register_maintain(CLI::App& app, Globals& g) {
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([&g, a] {
     export_for_hooks(g);
-    const MaintainReport rep = open_service(g)->maintain(a->dry_run);
+    const MaintainReport rep = run_here(g, req::Maintain{a->dry_run});
     if (a->json) {
       nlohmann::json rotated = nlohmann::json::array();
       for (const auto& [id, v] : rep.rotated) rotated.push_back({{"key_id", id}, {"version", v}});

@@ -375,8 +375,7 @@ void add_describe(CLI::App* secret, Globals& g) {
       "Show a secret: key, stages, versions, rotation (and its last error), deletion date");
   describe->add_option("name", da->name, "Secret name")->required()->type_name("NAME");
   describe->add_flag("--json", da->json, "Print the secret as JSON");
-  describe->callback(
-      [&g, da] { print_secret(send(g, req::SecretDescribe{da->name}), da->json); });
+  describe->callback([&g, da] { print_secret(send(g, req::SecretDescribe{da->name}), da->json); });
 }
 
 void add_versions(CLI::App* secret, Globals& g) {
@@ -447,7 +446,7 @@ void add_rotate(CLI::App* secret, Globals& g) {
   rotate->add_flag("--json", rt->json, "Print the result as JSON");
   rotate->callback([&g, rt] {
     export_for_hooks(g);
-    const SecretRotation r = open_service(g)->secret_rotate(rt->name);
+    const SecretRotation r = run_here(g, req::SecretRotate{rt->name});
     if (rt->json) {
       print_json({{"name", r.name},
                   {"version_id", r.version},

@@ -173,8 +173,7 @@ void register_check_token(CLI::App* vault, Globals& g) {
   check->add_flag("--yes", a->yes, "With --remove: do not ask");
   check->add_flag("--json", a->json, "Print the result as JSON");
   check->callback([&g, a] {
-    auto svc = open_service(g);
-    Service::TokenCheck c = svc->check_token(false);
+    Service::TokenCheck c = run_here(g, req::VaultCheckToken{false});
     const int flagged = c.foreign + c.strays;
     if (a->remove && flagged > 0) {
       if (!a->yes &&
@@ -183,7 +182,7 @@ void register_check_token(CLI::App* vault, Globals& g) {
         throw Error(Code::refused, "nothing was removed: the removal was not confirmed",
                     "run it on a terminal and type yes, or pass --yes");
       }
-      c = svc->check_token(true);
+      c = run_here(g, req::VaultCheckToken{true});
     }
     print_token_check(c, a->json);
     const int left = (c.removed > 0 ? 0 : c.foreign) + c.duplicates;  // removal takes all foreign
@@ -217,17 +216,15 @@ void register_vault(CLI::App& app, Globals& g) {
       ->type_name("FILE");
   backup->add_flag("--force", ba->force, "Overwrite an existing file");
   backup->callback([&g, ba] {
-    auto svc = open_service(g);
-    svc->backup(ba->file, ba->force);
-    note(escape_text(
-        fmt::format("backed up vault {} to {}", svc->vault().final_path().string(), ba->file)));
+    run_here(g, req::VaultBackup{ba->file, ba->force});
+    note(escape_text(fmt::format("backed up vault {} to {}",
+                                 local_vault(g).vault().final_path().string(), ba->file)));
   });
 
   CLI::App* rekey = vault->add_subcommand(
       "rekey", "Generate a new root key in the token and reseal the master key with it");
   rekey->callback([&g] {
-    auto svc = open_service(g);
-    const std::int64_t gen = svc->rekey();
+    const std::int64_t gen = run_here(g, req::VaultRekey{});
     note(fmt::format("vault rekeyed: root key generation {} is in use; the old one is destroyed",
                      gen));
   });
@@ -241,10 +238,9 @@ void register_vault(CLI::App& app, Globals& g) {
                   "Read the new PIN from the first line of FILE (mode 0600)")
       ->type_name("FILE");
   pin->callback([&g, new_pin_file] {
-    const SecureBytes old_pin = read_pin(g);
-    const SecureBytes new_pin = read_new_pin(*new_pin_file);
-    auto svc = Service::open(vault_path(g), old_pin);
-    svc->change_pin(old_pin, new_pin);
+    req::VaultChangePin change{read_pin(g), read_new_pin(*new_pin_file)};
+    g.route.local = Service::open(existing_vault(g), change.old_pin);
+    run_here(g, change);
     note("token user PIN changed");
   });
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/wire.hpp"
+
 #include "kms/actions.hpp"
 #include "kms/caller.hpp"
 #include "kms/error.hpp"
@@ -302,10 +303,10 @@ using CallRequests =
     RequestList<req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate,
                 req::KeyList, req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate,
                 req::KeyCancelDeletion, req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag,
-                req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete,
-                req::AliasList, req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey,
-                req::Random, req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut,
-                req::SecretGet, req::SecretList, req::SecretDescribe, req::SecretVersions,
-                req::SecretRestore, req::SecretDelete, req::SecretSetRotation>;
+                req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete, req::AliasList,
+                req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey, req::Random,
+                req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
+                req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
+                req::SecretDelete, req::SecretSetRotation>;
 
 }  // namespace kms

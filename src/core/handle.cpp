@@ -177,4 +177,31 @@ secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
   return s.secret_set_rotation(r.name, r.change);
 }
 
+template <>
+SecretRotation handle(Service& s, const req::SecretRotate& r) {
+  return s.secret_rotate(r.name);
+}
+template <>
+MaintainReport handle(Service& s, const req::Maintain& r) {
+  return s.maintain(r.dry_run);
+}
+template <>
+Done handle(Service& s, const req::VaultBackup& r) {
+  s.backup(r.dest, r.overwrite);
+  return {};
+}
+template <>
+std::int64_t handle(Service& s, const req::VaultRekey&) {
+  return s.rekey();
+}
+template <>
+Service::TokenCheck handle(Service& s, const req::VaultCheckToken& r) {
+  return s.check_token(r.remove);
+}
+template <>
+Done handle(Service& s, const req::VaultChangePin& r) {
+  s.change_pin(r.old_pin, r.new_pin);
+  return {};
+}
+
 }  // namespace kms

@@ -307,7 +307,6 @@ class Service::FileOperation final : public FileSession {
   std::int64_t started_seq_ = 0;
 };
 
-
 FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
                         std::uint32_t frame_size, const envelope::Progress& progress,
                         const FileOutput& output) {
@@ -440,7 +439,7 @@ void Service::close_dead_file_operations() {
 }
 
 Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
-                            const std::optional<std::string>& to_ref, FileResult& result) {
+                             const std::optional<std::string>& to_ref, FileResult& result) {
   result.name = name;
   keys::KeyStore ks(*vault_);
   audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
