@@ -182,6 +182,9 @@ fs::path existing_vault(const Globals& g) {
 namespace {
 std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
   const fs::path path = existing_vault(g);  // before asking for a PIN that cannot help
+  // OpenSSL starts here, when the vault is opened in this process: a command an agent serves
+  // does not pay for it.
+  crypto::skip_cleanup_at_exit();
   return Service::open(path, read_pin(g), allow_backup);
 }
 }  // namespace

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "cli/app.hpp"
-#include "kms/crypto.hpp"
 
 namespace {
 
@@ -25,7 +24,6 @@ void harden_process() {
 
 int main(int argc, char** argv) {
   harden_process();
-  kms::crypto::skip_cleanup_at_exit();
   kms::cli::take_pins_from_environment();  // a PIN stays in no environment block
   // A command's requests go to an agent when one serves its vault (cli::send); OpenSSL, the
   // token and SQLite are loaded only when the vault is opened in this process.
