@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -208,7 +209,7 @@ std::string Agent::serve() {
       // Finished connections go; the others count against the limit.
       for (auto it = connections_.begin(); it != connections_.end();) {
         if ((*it)->done) {
-          (*it)->thread.join();
+          if ((*it)->thread.joinable()) (*it)->thread.join();
           it = connections_.erase(it);
         } else {
           ++it;
@@ -265,16 +266,27 @@ std::string Agent::serve() {
       std::lock_guard lock(mutex_);
       connections_.push_back(std::move(c));
     }
-    ref.thread = std::thread([this, &ref] {
-      try {
-        serve_connection(ref);
-      } catch (...) {
-        // This connection failed (its client went away); the agent goes on.
-      }
-      last_activity_ns_ = Clock::now().time_since_epoch().count();
-      ref.done = true;
-      (void)!::write(wake_write_.get(), "c", 1);
-    });
+    // The stop signals go to this thread, whose poll() they interrupt: a connection's thread
+    // starts with them blocked.
+    sigset_t stop_signals, before;
+    sigemptyset(&stop_signals);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
+    try {
+      ref.thread = std::thread([this, &ref] {
+        try {
+          serve_connection(ref);
+        } catch (...) {
+          // This connection failed (its client went away); the agent goes on.
+        }
+        last_activity_ns_ = Clock::now().time_since_epoch().count();
+        ref.done = true;
+        (void)!::write(wake_write_.get(), "c", 1);
+      });
+    } catch (const std::system_error&) {
+      ref.done = true;  // no thread to serve it (out of resources): the connection is dropped
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   }
   // Stopping: no connection reads any more; those running a request finish it.
   std::lock_guard lock(mutex_);
