@@ -57,27 +57,18 @@ std::optional<std::uint8_t> Reader::u8() {
   return p[0];
 }
 
-std::optional<std::uint16_t> Reader::u16() {
+template <class T>
+std::optional<T> Reader::big_endian() {
   const std::uint8_t* p = nullptr;
-  if (!take(2, &p)) return std::nullopt;
-  return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
-}
-
-std::optional<std::uint32_t> Reader::u32() {
-  const std::uint8_t* p = nullptr;
-  if (!take(4, &p)) return std::nullopt;
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = v << 8 | p[i];
+  if (!take(sizeof(T), &p)) return std::nullopt;
+  T v = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i) v = static_cast<T>(v << 8 | p[i]);
   return v;
 }
 
-std::optional<std::uint64_t> Reader::u64() {
-  const std::uint8_t* p = nullptr;
-  if (!take(8, &p)) return std::nullopt;
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
-  return v;
-}
+std::optional<std::uint16_t> Reader::u16() { return big_endian<std::uint16_t>(); }
+std::optional<std::uint32_t> Reader::u32() { return big_endian<std::uint32_t>(); }
+std::optional<std::uint64_t> Reader::u64() { return big_endian<std::uint64_t>(); }
 
 std::optional<ByteView> Reader::bytes() {
   const auto n = u32();

@@ -52,6 +52,8 @@ class Reader {
 
  private:
   bool take(std::size_t n, const std::uint8_t** out);
+  template <class T>
+  std::optional<T> big_endian();
   ByteView in_;
   std::size_t pos_ = 0;
   bool ok_ = true;
