@@ -257,6 +257,16 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
     const keys::Decrypted d = ks.decrypt(blob, context);
     e.params["from_version"] = d.key_version;
     const store::KeyRow to = ks.resolve(to_ref);
+    // The destination is decided on its own, with its own context: a caller may be allowed to
+    // decrypt under one key and not to encrypt under another.
+    audit::Event dest{Action::key_reencrypt, key_resource(to.id), {}, to_context};
+    try {
+      authorize(dest);
+    } catch (const Error&) {
+      e.params["rule"] = dest.params["rule"];
+      e.params["to_key"] = to.id;
+      throw;
+    }
     keys::KeyStore::require_enabled(to, to_ref);
     out = ks.encrypt(to, d.plaintext.view(), to_context);
     e.params["to_key"] = to.id;

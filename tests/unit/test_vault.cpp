@@ -1143,6 +1143,31 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
   CHECK(nlohmann::json::parse(rows.back().params)["rule"] == "not-this-key");
 }
 
+TEST_CASE("re-encrypt asks for the source key and, with its own context, for the destination") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const std::string from = s->key_create({}).key.id;
+  const std::string to = s->key_create({}).key.id;
+  const Context ctx{{"app", "a"}}, to_ctx{{"app", "b"}};
+  const Bytes blob = s->encrypt(from, as_bytes("moved"), ctx);
+  std::vector<std::pair<std::string, Context>> asked;  // resource, context
+  s->set_authorizer([&](const AccessRequest& r) {
+    asked.emplace_back(std::string(r.resource), r.context);
+    const bool ok = r.resource != "key/" + to;
+    return Decision{ok, ok ? "test" : "not-the-destination", "not this key"};
+  });
+  CHECK(error_of([&] { (void)s->reencrypt(blob, ctx, to, to_ctx); }).code() == Code::refused);
+  REQUIRE(asked.size() == 2);
+  CHECK(asked[0] == std::pair<std::string, Context>{"key/" + from, ctx});
+  CHECK(asked[1] == std::pair<std::string, Context>{"key/" + to, to_ctx});
+  const auto rows = audit_rows(s->vault());
+  CHECK(rows.back().action == "key.reencrypt");
+  CHECK(rows.back().outcome == "denied");
+  const nlohmann::json p = nlohmann::json::parse(rows.back().params);
+  CHECK(p["rule"] == "not-the-destination");
+  CHECK(p["to_key"] == to);
+}
+
 TEST_CASE(
     "a Service whose vault file was replaced or removed refuses to write and moves no anchor") {
   TempDir dir;
