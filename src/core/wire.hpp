@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -136,7 +137,12 @@ struct Decoder {
       if (b && !enum_valid(T{}, *b)) r.fail();
       v = static_cast<T>(b.value_or(0));
     } else if constexpr (std::is_integral_v<T> && sizeof(T) <= 4) {
-      v = static_cast<T>(r.u32().value_or(0));
+      // Narrower than the u32 it travels as: a value out of T's range would not encode back to
+      // the same bytes.
+      using Wide = std::conditional_t<std::is_signed_v<T>, std::int32_t, std::uint32_t>;
+      const auto n = static_cast<Wide>(r.u32().value_or(0));
+      if (!std::in_range<T>(n)) r.fail();
+      v = static_cast<T>(n);
     } else if constexpr (std::is_integral_v<T>) {
       v = static_cast<T>(r.u64().value_or(0));
     } else if constexpr (std::is_same_v<T, std::string>) {
@@ -167,10 +173,14 @@ struct Decoder {
       const auto n = r.u32();
       if (!n || *n > r.remaining()) return r.fail();
       v.clear();
+      // Keys strictly ascending, the order the encoder writes: one encoding per map, and no key
+      // twice.
       for (std::uint32_t i = 0; i < *n && r.ok(); ++i) {
         std::pair<typename T::key_type, typename T::mapped_type> item;
         one(item);
-        if (r.ok() && !v.emplace(std::move(item)).second) r.fail();  // a key twice
+        if (!r.ok()) break;
+        if (!v.empty() && !v.key_comp()(std::prev(v.end())->first, item.first)) return r.fail();
+        v.emplace_hint(v.end(), std::move(item));
       }
     } else if constexpr (is_pair<T>::value) {
       one(v.first);

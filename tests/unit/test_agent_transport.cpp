@@ -1,11 +1,14 @@
-// Unit tests of the agent's socket plumbing (src/agent/transport.hpp): one message and its
-// descriptors per record, the limits, and the check of a socket's directory.
+// Unit tests of the agent's socket plumbing (src/agent/transport.hpp): one length-prefixed frame
+// on a stream socket and how reading one ends, the peer's credentials, and the check of a
+// socket's directory.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -26,47 +29,138 @@ struct SocketPair {
   Fd a, b;
   SocketPair() {
     int s[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, s) == 0);
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) == 0);
     a.reset(s[0]);
     b.reset(s[1]);
   }
 };
 
-}  // namespace
-
-TEST_CASE("a message arrives whole with its descriptors, which the receiver then owns") {
-  SocketPair sp;
-  int p[2];
-  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
-  Fd r(p[0]), w(p[1]);
-  const int fds[] = {w.get()};
-  REQUIRE(send_message(sp.a.get(), as_bytes("hello"), fds));
-  w.reset();  // only the received copy keeps the pipe's write end open
-
-  std::vector<Fd> got;
-  const auto msg = receive_message(sp.b.get(), &got);
-  REQUIRE(msg);
-  CHECK(as_chars(*msg) == "hello");
-  REQUIRE(got.size() == 1);
-  CHECK((::fcntl(got[0].get(), F_GETFD) & FD_CLOEXEC) != 0);
-  REQUIRE(::write(got[0].get(), "x", 1) == 1);
-  char c = 0;
-  CHECK(::read(r.get(), &c, 1) == 1);
-  CHECK(c == 'x');
+// A frame of `n` payload bytes: its length prefix and n bytes of a pattern.
+wire::Writer frame_of(std::size_t n) {
+  wire::Writer w;
+  w.u32(static_cast<std::uint32_t>(n));
+  for (std::size_t i = 0; i < n; ++i) w.u8(static_cast<std::uint8_t>(i * 7));
+  return w;
 }
 
-TEST_CASE("a message beyond kMaxMessage is cut off or refused; the end of the stream is nothing") {
+void send_raw(int fd, const Bytes& b) {
+  REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size()));
+}
+
+}  // namespace
+
+TEST_CASE("a frame arrives whole: its payload, without the length prefix") {
   SocketPair sp;
-  // One byte more reaches the parser, which refuses it; more than that is not received.
-  REQUIRE(send_message(sp.a.get(), Bytes(kMaxMessage + 1, 'a')));
-  const auto one_more = receive_message(sp.b.get());
-  REQUIRE(one_more);
-  CHECK(one_more->size() == kMaxMessage + 1);
-  CHECK_FALSE(parse_request(*one_more));
-  REQUIRE(send_message(sp.a.get(), Bytes(kMaxMessage + 100, 'a')));
-  CHECK_FALSE(receive_message(sp.b.get()));
-  sp.a.reset();
-  CHECK_FALSE(receive_message(sp.b.get()));
+  const wire::Writer f = request_frame(kOpAgentStatus, "/v", [](wire::Writer&) {});
+  REQUIRE(write_frame(sp.a.get(), f));
+  Frame got = read_frame(sp.b.get(), kMaxRequest);
+  REQUIRE(got.status == FrameStatus::ok);
+  CHECK(got.size == f.size() - 4);
+  CHECK(std::ranges::equal(got.payload.view(), f.view().subspan(4)));
+}
+
+TEST_CASE("frames follow each other on one connection; an empty payload is a frame") {
+  SocketPair sp;
+  REQUIRE(write_frame(sp.a.get(), frame_of(0)));
+  REQUIRE(write_frame(sp.a.get(), frame_of(3)));
+  Frame first = read_frame(sp.b.get(), 16);
+  CHECK(first.status == FrameStatus::ok);
+  CHECK(first.payload.size() == 0);
+  Frame second = read_frame(sp.b.get(), 16);
+  CHECK(second.status == FrameStatus::ok);
+  CHECK(std::ranges::equal(second.payload.view(), Bytes{0, 7, 14}));
+}
+
+TEST_CASE("a frame larger than the socket's buffer arrives whole, up to the limit exactly") {
+  SocketPair sp;
+  const wire::Writer f = frame_of(kMaxRequest);
+  bool sent = false;
+  std::thread writer([&] { sent = write_frame(sp.a.get(), f); });
+  Frame got = read_frame(sp.b.get(), kMaxRequest);
+  writer.join();
+  CHECK(sent);
+  REQUIRE(got.status == FrameStatus::ok);
+  CHECK(got.payload.size() == kMaxRequest);
+  CHECK(std::ranges::equal(got.payload.view(), f.view().subspan(4)));
+}
+
+TEST_CASE("a frame announcing more than the limit is too_large, read no further") {
+  SocketPair sp;
+  send_raw(sp.a.get(), Bytes{0x00, 0x10, 0x00, 0x01});  // kMaxRequest + 1
+  Frame got = read_frame(sp.b.get(), kMaxRequest);
+  CHECK(got.status == FrameStatus::too_large);
+  CHECK(got.size == kMaxRequest + 1);
+  CHECK(got.payload.size() == 0);
+  send_raw(sp.a.get(), Bytes{0xff, 0xff, 0xff, 0xff});
+  got = read_frame(sp.b.get(), kMaxReply);
+  CHECK(got.status == FrameStatus::too_large);
+  CHECK(got.size == 0xffffffffu);
+}
+
+TEST_CASE("the peer closing before a frame is closed; in the middle of one, cut") {
+  {
+    SocketPair sp;
+    sp.a.reset();
+    CHECK(read_frame(sp.b.get(), kMaxRequest).status == FrameStatus::closed);
+  }
+  {
+    SocketPair sp;  // in the length prefix
+    send_raw(sp.a.get(), Bytes{0, 0});
+    sp.a.reset();
+    CHECK(read_frame(sp.b.get(), kMaxRequest).status == FrameStatus::cut);
+  }
+  {
+    SocketPair sp;  // in the payload
+    send_raw(sp.a.get(), Bytes{0, 0, 0, 5, 'a', 'b'});
+    sp.a.reset();
+    CHECK(read_frame(sp.b.get(), kMaxRequest).status == FrameStatus::cut);
+  }
+  {
+    SocketPair sp;  // after a whole frame
+    REQUIRE(write_frame(sp.a.get(), frame_of(2)));
+    sp.a.reset();
+    CHECK(read_frame(sp.b.get(), kMaxRequest).status == FrameStatus::ok);
+    CHECK(read_frame(sp.b.get(), kMaxRequest).status == FrameStatus::closed);
+  }
+}
+
+TEST_CASE("a frame not whole by the deadline is a timeout; without one, reading waits") {
+  using namespace std::chrono_literals;
+  {
+    SocketPair sp;  // nothing sent
+    const auto start = Clock::now();
+    CHECK(read_frame(sp.b.get(), kMaxRequest, start + 100ms).status == FrameStatus::timeout);
+    CHECK(Clock::now() - start >= 100ms);
+  }
+  {
+    SocketPair sp;  // a part of the frame, and the rest never
+    send_raw(sp.a.get(), Bytes{0, 0, 0, 5, 'a'});
+    CHECK(read_frame(sp.b.get(), kMaxRequest, Clock::now() + 100ms).status == FrameStatus::timeout);
+  }
+  {
+    SocketPair sp;  // a deadline already past
+    CHECK(read_frame(sp.b.get(), kMaxRequest, Clock::now() - 1s).status == FrameStatus::timeout);
+  }
+  {
+    SocketPair sp;  // the rest arrives in time
+    send_raw(sp.a.get(), Bytes{0, 0, 0, 2, 'a'});
+    ssize_t sent = 0;
+    std::thread late([&] {
+      std::this_thread::sleep_for(50ms);
+      sent = ::send(sp.a.get(), "b", 1, MSG_NOSIGNAL);
+    });
+    Frame got = read_frame(sp.b.get(), kMaxRequest, Clock::now() + 5s);
+    late.join();
+    CHECK(sent == 1);
+    CHECK(got.status == FrameStatus::ok);
+    CHECK(got.payload.chars() == "ab");
+  }
+}
+
+TEST_CASE("writing to a peer that is gone fails, without SIGPIPE") {
+  SocketPair sp;
+  sp.b.reset();
+  CHECK_FALSE(write_frame(sp.a.get(), frame_of(10)));
 }
 
 TEST_CASE("the peer of a socket pair is this process") {
