@@ -7,9 +7,8 @@
 #include <cstdlib>
 #include <optional>
 
-#include "core/fields.hpp"
-
 #include "agent/protocol.hpp"
+#include "core/fields.hpp"
 #include "kms/error.hpp"
 
 namespace {

@@ -11,10 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "core/fields.hpp"
-
 #include "agent/protocol.hpp"
 #include "base/posix.hpp"
+#include "core/fields.hpp"
 #include "kms/requests.hpp"
 #include "kms/service.hpp"
 

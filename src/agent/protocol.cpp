@@ -49,11 +49,15 @@ Status parse_reply_head(wire::Reader& in) {
   if (!magic(in, kReplyMagic)) throw lost;
   const auto status = in.u8();
   if (!status || *status > 2) throw lost;
-  if (*status != static_cast<std::uint8_t>(Status::error)) return static_cast<Status>(*status);
+  if (*status == static_cast<std::uint8_t>(Status::local)) {
+    if (!in.at_end()) throw lost;
+    return Status::local;
+  }
+  if (*status == static_cast<std::uint8_t>(Status::ok)) return Status::ok;
   const auto code = in.u8();
   const auto what = in.bytes();
   const auto hint = in.bytes();
-  if (!code || *code < 1 || *code > 6 || !what || !hint) throw lost;
+  if (!code || *code < 1 || *code > 6 || !what || !hint || !in.at_end()) throw lost;
   throw Error(static_cast<Code>(*code), std::string(as_chars(*what)), std::string(as_chars(*hint)));
 }
 

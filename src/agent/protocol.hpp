@@ -10,7 +10,6 @@
 #include <string>
 
 #include "core/wire.hpp"
-
 #include "kms/error.hpp"
 #include "kms/secure.hpp"
 

@@ -16,10 +16,10 @@
 #include <thread>
 #include <utility>
 
-#include "core/fields.hpp"
 #include <fmt/format.h>
 
 #include "agent/transport.hpp"
+#include "core/fields.hpp"
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
 #include "kms/requests.hpp"
@@ -378,16 +378,17 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   const std::optional<RequestHead> head = parse_request_head(in);
   if (!head) throw Malformed{"not a request of wire version 2"};
   const int fd = c.fd.get();
+  if ((head->op == kOpAgentStatus || head->op == kOpAgentStop) && c.caller.uid != self_.uid) {
+    // Its pid, socket and vault are the agent's user's business; stopping it too.
+    write_frame(fd, error_frame(Error(Code::refused, "only the agent's own user can ask this")));
+    return false;
+  }
   if (head->op == kOpAgentStatus) {
     const std::string text =
         status_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return write_frame(fd, reply_frame([&](wire::Writer& w) { w.bytes(as_bytes(text)); }));
   }
   if (head->op == kOpAgentStop) {
-    if (c.caller.uid != self_.uid) {
-      write_frame(fd, error_frame(Error(Code::refused, "only the agent's own user can stop it")));
-      return false;
-    }
     {
       std::lock_guard lock(mutex_);
       stopped_by_ = std::move(c.fd);  // answered by stopped(), once the agent is gone
@@ -415,7 +416,6 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   {
     std::lock_guard lock(svc_mutex_);
     svc_.serve_client(c.caller);
-    if (head->op != static_cast<std::uint16_t>(Op::file_end)) ++requests_;  // a file counts once
     try {
       svc_.vault().refresh_meta();
       reply = serve_file(c, head->op, in);
@@ -423,6 +423,8 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     } catch (const Error& e) {
       reply = error_frame(e);
     }
+    // A file counts once (FileEnd is its second request); an operation it does not know, not.
+    if (reply && head->op != static_cast<std::uint16_t>(Op::file_end)) ++requests_;
   }
   if (!reply) throw Malformed{fmt::format("an operation this agent does not know ({})", head->op)};
   return write_frame(fd, *reply);
@@ -436,22 +438,26 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
     const auto r = parse<req::FileWrap>(in);
     if (open) throw Error(Code::usage, "a file session wraps one data key");
     if (r.keys.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
-    c.file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
+    // The session stays only once its key use is recorded: a refusal ends it (its record
+    // tells the failure), and the connection is an ordinary one again.
+    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
     req::FileWrap::Response out;
-    out.recipients = c.file->wrap(r.data_key.view(), r.context);
-    out.keys = c.file->result.keys;
+    out.recipients = file->wrap(r.data_key.view(), r.context);
+    out.keys = file->result.keys;
+    c.file = std::move(file);
     return ok(out);
   }
   if (op == static_cast<std::uint16_t>(Op::file_unwrap)) {
     const auto r = parse<req::FileUnwrap>(in);
     if (open) throw Error(Code::usage, "a file session unwraps one data key");
-    c.file = svc_.file_session(Action::file_decrypt, r.name);
+    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_decrypt, r.name);
     envelope::Header h;
     h.context = r.context;
     h.recipients = r.recipients;
     req::FileUnwrap::Response out;
-    out.data_key = c.file->unwrap(h);
-    out.keys = c.file->result.keys;
+    out.data_key = file->unwrap(h);
+    out.keys = file->result.keys;
+    c.file = std::move(file);
     return ok(out);
   }
   if (op == static_cast<std::uint16_t>(Op::file_end)) {

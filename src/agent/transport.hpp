@@ -13,9 +13,8 @@
 #include <span>
 #include <vector>
 
-#include "core/wire.hpp"
-
 #include "base/posix.hpp"
+#include "core/wire.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::agent {

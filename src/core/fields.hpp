@@ -4,7 +4,6 @@
 #pragma once
 
 #include "core/wire.hpp"
-
 #include "kms/actions.hpp"
 #include "kms/caller.hpp"
 #include "kms/error.hpp"

@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include "core/fields.hpp"
 #include <doctest/doctest.h>
 
 #include "agent/protocol.hpp"
+#include "core/fields.hpp"
 #include "kms/requests.hpp"
 
 using namespace kms;
