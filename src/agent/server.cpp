@@ -275,15 +275,20 @@ std::string Agent::serve() {
       (void)!::write(wake_write_.get(), "c", 1);
     });
   }
-  // Stopping: no connection reads any more; those running a request finish it.
-  std::lock_guard lock(mutex_);
-  for (auto& c : connections_) {
-    if (!c->done) ::shutdown(c->fd.get(), SHUT_RDWR);
+  // Stopping: no connection reads any more; those running a request finish it and write its
+  // answer (an `agent stop` too: its answer waits in stopped_by_). The threads are joined
+  // without the lock, which a request that stops the agent takes.
+  std::list<std::unique_ptr<Connection>> ending;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& c : connections_) {
+      if (!c->done) ::shutdown(c->fd.get(), SHUT_RD);
+    }
+    ending.swap(connections_);
   }
-  for (auto& c : connections_) {
+  for (auto& c : ending) {
     if (c->thread.joinable()) c->thread.join();
   }
-  connections_.clear();
   return why;
 }
 
@@ -294,8 +299,8 @@ void Agent::stop_with(std::string reason) {
 }
 
 void Agent::stopped() {
-  if (stopped_by_) write_frame(stopped_by_.get(), reply_frame([](wire::Writer&) {}));
-  stopped_by_.reset();
+  for (const posix::Fd& fd : stopped_by_) write_frame(fd.get(), reply_frame([](wire::Writer&) {}));
+  stopped_by_.clear();
 }
 
 void Agent::record_stop(const std::string& reason) noexcept {
@@ -377,7 +382,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     }
     {
       std::lock_guard lock(mutex_);
-      stopped_by_ = posix::Fd(::dup(fd));  // answered by stopped(), once the agent is gone
+      stopped_by_.emplace_back(::dup(fd));  // answered by stopped(), once the agent is gone
     }
     stop_with("stop");
     return false;

@@ -34,7 +34,8 @@ MIB = 1 << 20
 OP_SECRET_GET = 62
 OP_FILE_WRAP = 50
 OP_AGENT_STATUS = 0xF000
-STATUS_ERROR = 1
+OP_AGENT_STOP = 0xF001
+STATUS_OK, STATUS_ERROR = 0, 1
 PIN_VARIABLES = ("KMSCTL_PIN", "KMSCTL_PIN_FILE", "KMSCTL_NEW_PIN", "KMSCTL_NEW_PIN_FILE")
 
 
@@ -408,6 +409,31 @@ class Stopping(RequestsTestCase):
             self.assertIn("kmsctl: the agent stopped", r.err)
             self.assertFalse(is_running(pid), f"cycle {cycle}: agent stop returned before the "
                                               f"agent exited")
+            self.assertFalse(os.path.lexists(self.sock))
+        stops = [x for x in self.kms.records() if x["action"] == "agent.stop"]
+        self.assertEqual([x["params"]["reason"] for x in stops], ["stop"] * 10)
+        self.verify_ok()
+
+    def test_several_stop_requests_at_once_end_the_agent_once(self):
+        # Stop requests that arrive while the agent is already stopping: each is answered or its
+        # connection closed, and the agent exits (a hang here is a deadlock in the agent).
+        for cycle in range(10):
+            pid = self.start_agent()["pid"]
+            conns = [self.connect() for _ in range(4)]
+            for c in conns:
+                try:
+                    c.sendall(request(OP_AGENT_STOP, ""))
+                except OSError:
+                    pass  # the agent already closed this one
+            self.wait_for(lambda: not is_running(pid), what=f"cycle {cycle}: the agent exiting")
+            for c in conns:
+                try:
+                    left = closed_by_peer(c)
+                except socket.timeout:
+                    self.fail(f"cycle {cycle}: a stop request got neither an answer nor an end")
+                if left:
+                    self.assertEqual(parse_reply(left[4:])["status"], STATUS_OK, left)
+                c.close()
             self.assertFalse(os.path.lexists(self.sock))
         stops = [x for x in self.kms.records() if x["action"] == "agent.stop"]
         self.assertEqual([x["params"]["reason"] for x in stops], ["stop"] * 10)
