@@ -428,22 +428,26 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
     const auto r = parse<req::FileWrap>(in);
     if (open) throw Error(Code::usage, "a file session wraps one data key");
     if (r.keys.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
-    c.file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
+    // The connection holds the session (and waits for its end without a deadline) only once its
+    // key use started: a refused or failed one is over, recorded by its own record.
+    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
     req::FileWrap::Response out;
-    out.recipients = c.file->wrap(r.data_key.view(), r.context);
-    out.keys = c.file->result.keys;
+    out.recipients = file->wrap(r.data_key.view(), r.context);
+    out.keys = file->result.keys;
+    c.file = std::move(file);
     return ok(out);
   }
   if (op == static_cast<std::uint16_t>(Op::file_unwrap)) {
     const auto r = parse<req::FileUnwrap>(in);
     if (open) throw Error(Code::usage, "a file session unwraps one data key");
-    c.file = svc_.file_session(Action::file_decrypt, r.name);
+    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_decrypt, r.name);
     envelope::Header h;
     h.context = r.context;
     h.recipients = r.recipients;
     req::FileUnwrap::Response out;
-    out.data_key = c.file->unwrap(h);
-    out.keys = c.file->result.keys;
+    out.data_key = file->unwrap(h);
+    out.keys = file->result.keys;
+    c.file = std::move(file);
     return ok(out);
   }
   if (op == static_cast<std::uint16_t>(Op::file_end)) {
