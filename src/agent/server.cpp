@@ -359,9 +359,12 @@ void Agent::serve_connection(Connection& c) {
     if (!go_on) break;
   }
   if (c.file) {
-    // The client went away in the middle of a file: its operation ends as interrupted.
+    // The client went away in the middle of a file (it died, or closed its connection): its
+    // operation ends as interrupted, as that of a process that died does (docs/FORMAT.md §8.1).
+    // Which signal, if any, the agent cannot know; the record names none.
     std::lock_guard lock(svc_mutex_);
     svc_.serve_client(c.caller);
+    c.file->fail(signals::Interrupted(0));
     c.file.reset();
   }
 }
