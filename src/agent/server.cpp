@@ -373,16 +373,18 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   const std::optional<RequestHead> head = parse_request_head(in);
   if (!head) throw Malformed{"not a request of wire version 2"};
   const int fd = c.fd.get();
+  if ((head->op == kOpAgentStatus || head->op == kOpAgentStop) && c.caller.uid != self_.uid) {
+    // Its socket, its vault's path and its pid are its user's business, as is stopping it.
+    const Error e(Code::refused, "only the agent's own user can ask for its status or stop it");
+    write_frame(fd, error_frame(e));
+    return false;
+  }
   if (head->op == kOpAgentStatus) {
     const std::string text =
         status_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return write_frame(fd, reply_frame([&](wire::Writer& w) { w.bytes(as_bytes(text)); }));
   }
   if (head->op == kOpAgentStop) {
-    if (c.caller.uid != self_.uid) {
-      write_frame(fd, error_frame(Error(Code::refused, "only the agent's own user can stop it")));
-      return false;
-    }
     {
       std::lock_guard lock(mutex_);
       stopped_by_.emplace_back(::dup(fd));  // answered by stopped(), once the agent is gone

@@ -301,16 +301,19 @@ class AnotherUid(RequestsTestCase):
         self.verify_ok()
 
 
-    def test_the_agent_status_is_refused_to_another_uid_and_names_nothing_of_the_agent(self):
+    def test_agent_status_and_stop_are_refused_to_another_uid_and_name_nothing_of_the_agent(self):
         info = self.start_agent()
         self.open_to_others()
-        payload = self.as_nobody(request(OP_AGENT_STATUS, ""))
-        self.assertIsNotNone(payload, "the agent closed without a reply")
-        for leak in (self.kms.vault, self.sock, str(info["pid"])):
-            self.assertNotIn(leak.encode(), payload, "the agent told a stranger about itself")
-        reply = parse_reply(payload)
-        self.assertEqual((reply["status"], reply["code"]), (STATUS_ERROR, kmsenv.REFUSED), reply)
-        self.assertTrue(is_running(info["pid"]))
+        for op in (OP_AGENT_STATUS, OP_AGENT_STOP):
+            with self.subTest(op=hex(op)):
+                payload = self.as_nobody(request(op, ""))
+                self.assertIsNotNone(payload, "the agent closed without a reply")
+                for leak in (self.kms.vault, self.sock, str(info["pid"])):
+                    self.assertNotIn(leak.encode(), payload, "the agent told a stranger about it")
+                reply = parse_reply(payload)
+                self.assertEqual((reply["status"], reply["code"]),
+                                 (STATUS_ERROR, kmsenv.REFUSED), reply)
+        self.assertTrue(is_running(info["pid"]), "a stranger stopped the agent")
         os.chmod(self.sock_dir, 0o700)
         self.assertEqual(self.kms.json("agent", "status", "--json",
                                        "--socket", self.sock)["pid"], info["pid"])
