@@ -31,8 +31,9 @@ packages=(
   nlohmann-json3-dev doctest-dev
   # the token and tools to inspect it
   softhsm2 opensc
-  # tests: sqlite3 to tamper with vault files, faketime for clock tests, python3 for e2e helpers
-  sqlite3 faketime python3
+  # tests: sqlite3 to tamper with vault files, faketime for clock tests, python3 for e2e helpers,
+  # strace to see which files the agent opens
+  sqlite3 faketime python3 strace
   # fuzzing: clang plus its runtime (libFuzzer, sanitizers) which clang only recommends
   clang libclang-rt-14-dev
   # the format test: every C++ source as .clang-format lays it out

@@ -288,15 +288,20 @@ std::string Agent::serve() {
     }
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   }
-  // Stopping: no connection reads any more; those running a request finish it.
-  std::lock_guard lock(mutex_);
-  for (auto& c : connections_) {
-    if (!c->done) ::shutdown(c->fd.get(), SHUT_RDWR);
+  // Stopping: no connection reads any more; those running a request finish it and write its
+  // answer (an `agent stop` too: its answer waits in stopped_by_). The threads are joined
+  // without the lock, which a request that stops the agent takes.
+  std::list<std::unique_ptr<Connection>> ending;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& c : connections_) {
+      if (!c->done) ::shutdown(c->fd.get(), SHUT_RD);
+    }
+    ending.swap(connections_);
   }
-  for (auto& c : connections_) {
+  for (auto& c : ending) {
     if (c->thread.joinable()) c->thread.join();
   }
-  connections_.clear();
   return why;
 }
 
@@ -307,8 +312,8 @@ void Agent::stop_with(std::string reason) {
 }
 
 void Agent::stopped() {
-  if (stopped_by_) write_frame(stopped_by_.get(), reply_frame([](wire::Writer&) {}));
-  stopped_by_.reset();
+  for (const posix::Fd& fd : stopped_by_) write_frame(fd.get(), reply_frame([](wire::Writer&) {}));
+  stopped_by_.clear();
 }
 
 void Agent::record_stop(const std::string& reason) noexcept {
@@ -367,9 +372,12 @@ void Agent::serve_connection(Connection& c) {
     if (!go_on) break;
   }
   if (c.file) {
-    // The client went away in the middle of a file: its operation ends as interrupted.
+    // The client went away in the middle of a file (it died, or closed its connection): its
+    // operation ends as interrupted, as that of a process that died does (docs/FORMAT.md §8.1).
+    // Which signal, if any, the agent cannot know; the record names none.
     std::lock_guard lock(svc_mutex_);
     svc_.serve_client(c.caller);
+    c.file->fail(signals::Interrupted(0));
     c.file.reset();
   }
 }
@@ -379,8 +387,9 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   if (!head) throw Malformed{"not a request of wire version 2"};
   const int fd = c.fd.get();
   if ((head->op == kOpAgentStatus || head->op == kOpAgentStop) && c.caller.uid != self_.uid) {
-    // Its pid, socket and vault are the agent's user's business; stopping it too.
-    write_frame(fd, error_frame(Error(Code::refused, "only the agent's own user can ask this")));
+    // Its socket, its vault's path and its pid are its user's business, as is stopping it.
+    const Error e(Code::refused, "only the agent's own user can ask for its status or stop it");
+    write_frame(fd, error_frame(e));
     return false;
   }
   if (head->op == kOpAgentStatus) {
@@ -391,7 +400,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   if (head->op == kOpAgentStop) {
     {
       std::lock_guard lock(mutex_);
-      stopped_by_ = std::move(c.fd);  // answered by stopped(), once the agent is gone
+      stopped_by_.emplace_back(::dup(fd));  // answered by stopped(), once the agent is gone
     }
     stop_with("stop");
     return false;
@@ -438,8 +447,8 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
     const auto r = parse<req::FileWrap>(in);
     if (open) throw Error(Code::usage, "a file session wraps one data key");
     if (r.keys.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
-    // The session stays only once its key use is recorded: a refusal ends it (its record
-    // tells the failure), and the connection is an ordinary one again.
+    // The connection holds the session (and waits for its end without a deadline) only once its
+    // key use started: a refused or failed one is over, recorded by its own record.
     std::unique_ptr<FileSession> file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
     req::FileWrap::Response out;
     out.recipients = file->wrap(r.data_key.view(), r.context);

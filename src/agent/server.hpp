@@ -111,8 +111,8 @@ class Agent {
   std::mutex mutex_;  // guards what follows
   std::list<std::unique_ptr<Connection>> connections_;
   std::optional<std::string> stop_reason_;
-  posix::Fd stopped_by_;              // the connection of `agent stop`
-  posix::Fd wake_read_, wake_write_;  // a byte wakes serve()
+  std::vector<posix::Fd> stopped_by_;  // the connections of `agent stop`
+  posix::Fd wake_read_, wake_write_;   // a byte wakes serve()
 };
 
 }  // namespace kms::agent
