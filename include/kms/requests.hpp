@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -342,6 +343,14 @@ struct VaultChangePin {
 };
 
 }  // namespace req
+
+// `file rewrap` of the file at `path`, wherever requests go: its header read here (a header
+// that does not parse is reported with `failed`, then thrown), the data key rewrapped by
+// `rewrap`, and the new header and the unchanged body written here, atomically.
+FileResult rewrap_file(
+    const std::string& path, const std::optional<std::string>& to_key,
+    const std::function<req::FileRewrap::Response(const req::FileRewrap&)>& rewrap,
+    const std::function<void(const req::FileFailed&)>& failed);
 
 // Runs one request on an open vault for its current caller (Service::serve_client): authorise,
 // do, audit, in one transaction; returns the response. Errors are kms::Error.

@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include "base/posix.hpp"
 #include "cli/app.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -166,36 +165,6 @@ void add_out(CLI::App* cmd, OutArgs& a) {
       ->type_name("FILE");
 }
 
-// `file rewrap` of one file: its header read here, the data key rewrapped where requests go
-// (send), the new header and the unchanged body written here, atomically.
-FileResult rewrap_file(Globals& g, const std::string& path, const std::optional<std::string>& to) {
-  const posix::Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in) {
-    throw Error(Code::not_found, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-  }
-  envelope::Header h;
-  try {
-    h = envelope::read_header(in.get());
-  } catch (const Error& e) {
-    try {
-      send(g, req::FileFailed{Action::file_rewrap, path, e.code(), 0});
-    } catch (const Error&) {
-      // The header's error is the one to report.
-    }
-    throw;
-  }
-  const std::size_t body = h.encoded_size;
-  files::AtomicFile out(path, /*overwrite=*/true);
-  const req::FileRewrap::Response r = send(g, req::FileRewrap{path, std::move(h), to});
-  out.write(as_chars(r.header));
-  if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
-    throw Error(Code::failed,
-                fmt::format("cannot copy the body of {}: {}", path, std::strerror(errno)));
-  }
-  out.commit();
-  return r.result;
-}
-
 // Runs `body` for each input with its output opened: atomically for files, or standard output.
 // body gets the Service's FileOutput: an output file is published (linked into place) after its
 // last frame and before the operation's end record, and taken back if that record cannot be
@@ -306,7 +275,9 @@ void register_file(CLI::App& app, Globals& g) {
   rewrap->callback([&g, ra] {
     for (const std::string& f : ra->inputs) {
       const FileResult r = rewrap_file(
-          g, f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key));
+          f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key),
+          [&](const req::FileRewrap& r) { return send(g, r); },
+          [&](const req::FileFailed& failed) { send(g, failed); });
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
       if (ra->json) {
