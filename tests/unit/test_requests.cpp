@@ -1154,6 +1154,8 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   refused(req::Random{16}, "random.generate");
 
   refused(req::FileRewrap{"plain.bin.kenc", header, std::nullopt}, "file.rewrap");
+  refused(req::FileFailed{Action::file_decrypt, "plain.bin.kenc", Code::integrity, 0},
+          "file.decrypt");
   // A file session: its key use is refused before any output.
   {
     const Error e = error_of(
