@@ -22,6 +22,7 @@ inline constexpr std::string_view kTokenKeyLabelPrefix = "kmsctl-key:";
 inline constexpr std::int64_t kMinRotationDays = 7, kMaxRotationDays = 730;
 inline constexpr std::int64_t kMinPendingDays = 7, kMaxPendingDays = 30;
 inline constexpr std::size_t kMaxEncryptPlaintext = 4096;
+inline constexpr std::int64_t kMaxListLimit = 1000;  // keys in one page of `key list`
 
 struct CreateSpec {
   std::string spec = "AES_256";

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <string>
 #include <utility>
@@ -223,6 +224,19 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
       CHECK(params(rows[0]) == json{{"limit", 2}});
       CHECK(params(rows[1]) == json{{"after", *p1.next}, {"limit", 2}});
     }
+    // A page of fewer than one key, or of more than a page may hold, is a usage error.
+    for (const std::int64_t limit : {std::int64_t{0}, std::int64_t{-1}, keys::kMaxListLimit + 1,
+                                     std::numeric_limits<std::int64_t>::max()}) {
+      CAPTURE(limit);
+      req::KeyList wrong;
+      wrong.limit = limit;
+      CHECK(error_of([&] { (void)handle(s, wrong); }).code() == Code::usage);
+      check_record(log.one(), "key.list", "vault/" + s.vault().meta().vault_id, "error", "usage");
+    }
+    req::KeyList most;
+    most.limit = keys::kMaxListLimit;
+    CHECK(handle(s, most).keys.size() == 3);
+    (void)log.take();
     // An unknown `after` is not_found, and recorded as an error.
     req::KeyList bad;
     bad.after = "no-such-key";
