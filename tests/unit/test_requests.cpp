@@ -329,7 +329,7 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
     CHECK(params(rows[1])["version"] == 2);  // the encrypt, the primary version
   }
 
-  SUBCASE("set-rotation sets and clears the period") {
+  SUBCASE("set-rotation sets and clears the period, within 7 to 730 days") {
     const keys::KeyInfo on = handle(s, req::KeySetRotation{id, 30});
     CHECK(on.key.rotation_period_days == 30);
     CHECK(on.next_rotation == add_days(on.key.last_rotated, 30));
@@ -340,9 +340,33 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
     const store::AuditRow r = log.one();
     check_record(r, "key.set_rotation", key_res(id));
     CHECK(params(r)["rotation_period_days"].is_null());
+    for (const std::int64_t days : {-1, 0, 6, 731}) {
+      CAPTURE(days);
+      CHECK(error_of([&] {
+              (void)handle(s, req::KeySetRotation{id, days});
+            }).code() == Code::usage);
+      check_record(log.one(), "key.set_rotation", key_res(id), "error", "usage");
+    }
+    CHECK_FALSE(handle(s, req::KeyDescribe{id}).key.rotation_period_days.has_value());
+    // The same range at create; no key is made.
+    req::KeyCreate too_often;
+    too_often.spec.rotation_days = 1;
+    CHECK(error_of([&] { (void)handle(s, too_often); }).code() == Code::usage);
+    (void)log.take();
+    CHECK(handle(s, req::KeyList{}).keys.size() == 3);
   }
 
   SUBCASE("schedule-deletion, then cancel-deletion leaves the key disabled") {
+    // The waiting period is 7 to 30 days: a request cannot make a key due for deletion now.
+    for (const std::int64_t days : {-30, 0, 6, 31}) {
+      CAPTURE(days);
+      CHECK(error_of([&] {
+              (void)handle(s, req::KeyScheduleDeletion{id2, days});
+            }).code() == Code::usage);
+      check_record(log.one(), "key.schedule_deletion", key_res(id2), "error", "usage");
+    }
+    CHECK(handle(s, req::KeyDescribe{id2}).key.state == KeyState::enabled);
+    (void)log.take();
     const keys::KeyInfo pending = handle(s, req::KeyScheduleDeletion{id2, 7});
     CHECK(pending.key.state == KeyState::pending_deletion);
     REQUIRE(pending.key.deletion_date.has_value());
@@ -688,6 +712,16 @@ TEST_CASE("secret requests: create, put, get, list, describe, versions, delete, 
   }
 
   SUBCASE("delete with a recovery window, restore; delete without one purges") {
+    // The recovery window is 7 to 30 days: a request cannot make a secret due for purging now.
+    for (const std::int64_t days : {-1, 0, 6, 31}) {
+      CAPTURE(days);
+      CHECK(error_of([&] {
+              (void)handle(s, req::SecretDelete{"app/db", days});
+            }).code() == Code::usage);
+      check_record(log.one(), "secret.delete", "secret/app/db", "error", "usage");
+    }
+    CHECK_FALSE(handle(s, req::SecretDescribe{"app/db"}).secret.deletion_date.has_value());
+    (void)log.take();
     const secrets::SecretInfo scheduled = handle(s, req::SecretDelete{"app/db", 7});
     REQUIRE(scheduled.secret.deletion_date.has_value());
     {
@@ -750,6 +784,20 @@ TEST_CASE("secret requests: create, put, get, list, describe, versions, delete, 
     command.command.reset();
     CHECK_FALSE(handle(s, req::SecretSetRotation{"app/db", command}).secret.rotation_command);
     CHECK(params(log.one())["rotation_command"] == false);
+    // A period is 1 to 365 days, here and at create.
+    for (const std::int64_t days : {-1, 0, 366}) {
+      CAPTURE(days);
+      period.period_days = days;
+      CHECK(error_of([&] {
+              (void)handle(s, req::SecretSetRotation{"app/db", period});
+            }).code() == Code::usage);
+      check_record(log.one(), "secret.set_rotation", "secret/app/db", "error", "usage");
+      req::SecretCreate create = secret_request("app/other", "v", key_id);
+      create.spec.rotation_days = days;
+      CHECK(error_of([&] { (void)handle(s, create); }).code() == Code::usage);
+      check_record(log.one(), "secret.create", "secret/app/other", "error", "usage");
+    }
+    CHECK(handle(s, req::SecretDescribe{"app/db"}).secret.rotation_period_days == 30);
   }
 
   SUBCASE("rotate without a hook: a generated value becomes current, the old one previous") {
