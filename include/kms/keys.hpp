@@ -22,6 +22,7 @@ inline constexpr std::string_view kTokenKeyLabelPrefix = "kmsctl-key:";
 inline constexpr std::int64_t kMinRotationDays = 7, kMaxRotationDays = 730;
 inline constexpr std::int64_t kMinPendingDays = 7, kMaxPendingDays = 30;
 inline constexpr std::size_t kMaxEncryptPlaintext = 4096;
+inline constexpr std::int64_t kMaxListLimit = 1000;  // keys in one page of `key list`
 
 struct CreateSpec {
   std::string spec = "AES_256";
@@ -50,6 +51,8 @@ struct Decrypted {
 void check_alias_name(std::string_view alias);
 std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t max,
                         std::string_view what);  // "90d" or "90"
+// The same range for a number of days a request gives (Code::usage outside min..max).
+void check_days(std::int64_t days, std::int64_t min, std::int64_t max, std::string_view what);
 
 class KeyStore {
  public:

@@ -300,8 +300,9 @@ class Service {
   std::unique_ptr<FileSession> file_session(Action action, std::string name,
                                             std::vector<std::string> key_refs = {});
   // Records a file operation that failed before any key was used (its header could not be read,
-  // or names another context): one error record, step "header". Never throws.
-  void file_failed(Action action, const std::string& name, const Error& e) noexcept;
+  // or names another context): one error record, stage "header". Throws what run() throws: a
+  // caller the authoriser refuses gets Code::refused (and a `denied` record instead).
+  void file_failed(Action action, const std::string& name, const Error& e);
   // `file rewrap`: the header of an encrypted file with its data key wrapped under to_ref's
   // primary version, or (no to_ref) under the newest version of each of its keys. One audited
   // operation (file.rewrap) named by `name`; the caller writes the new header before the body.

@@ -152,7 +152,7 @@ void add_list(CLI::App* key, Globals& g) {
   list->add_option("--state", la->state, "Only keys in this state")
       ->check(CLI::IsMember(state_options()));
   list->add_option("--limit", la->limit, "At most N keys (default 100)")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000}));
+      ->check(CLI::Range(std::int64_t{1}, keys::kMaxListLimit));
   list->add_option("--after", la->after,
                    "Start after this key id (the `next` of the previous page)")
       ->type_name("KEY_ID");

@@ -46,6 +46,13 @@ std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t ma
   return v;
 }
 
+void check_days(std::int64_t days, std::int64_t min, std::int64_t max, std::string_view what) {
+  if (days >= min && days <= max) return;
+  throw Error(Code::usage,
+              fmt::format("{} of {} days is not between {}d and {}d", what, days, min, max),
+              fmt::format("give a number of days from {} to {}", min, max));
+}
+
 std::string KeyStore::token_label(std::string_view key_id, std::int64_t version) const {
   return fmt::format("{}{}:{}", kTokenKeyLabelPrefix, key_id, version);
 }
@@ -89,6 +96,9 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
   if (spec.spec != "AES_256") {
     throw Error(Code::usage, fmt::format("key spec {} is not supported", spec.spec),
                 "use --spec AES_256 (symmetric encryption keys)");
+  }
+  if (spec.rotation_days) {
+    check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
   }
   store::KeyRow k;
   k.id = crypto::uuid_v4();
@@ -190,11 +200,13 @@ std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
 }
 
 void KeyStore::set_rotation(store::KeyRow& key, std::optional<std::int64_t> days) {
+  if (days) check_days(*days, kMinRotationDays, kMaxRotationDays, "a rotation period");
   key.rotation_period_days = days;
   store::key_update(vault_.db(), key);
 }
 
 std::string KeyStore::schedule_deletion(store::KeyRow& key, std::int64_t days, TimePoint now) {
+  check_days(days, kMinPendingDays, kMaxPendingDays, "a deletion waiting period");
   if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused,
                 fmt::format("key {} is already pending deletion (on {})", key.id,

@@ -136,6 +136,9 @@ store::SecretRow SecretStore::create(const CreateSpec& spec, ByteView value, Tim
                 fmt::format("store a new version with `kmsctl secret put {}`", spec.name));
   }
   alphabet(spec.generator);  // validates the generator kept for rotations
+  if (spec.rotation_days) {
+    keys::check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
+  }
   const store::KeyRow key = key_for_create(spec, now, key_created);
   store::SecretRow s;
   s.id = crypto::uuid_v4();
@@ -264,6 +267,7 @@ SecretInfo SecretStore::describe(const store::SecretRow& s) {
 }
 
 std::string SecretStore::schedule_deletion(store::SecretRow& s, std::int64_t days, TimePoint now) {
+  keys::check_days(days, kMinRecoveryDays, kMaxRecoveryDays, "a recovery window");
   if (s.deletion_date) {
     throw Error(Code::refused,
                 fmt::format("secret {} is already scheduled for deletion (on {})", s.name,
@@ -289,6 +293,9 @@ void SecretStore::restore(store::SecretRow& s) {
 
 void SecretStore::set_rotation(store::SecretRow& s, const RotationChange& change, TimePoint now) {
   require_active(s);
+  if (change.set_period && change.period_days) {
+    keys::check_days(*change.period_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
+  }
   if (change.set_period) s.rotation_period_days = change.period_days;
   if (change.set_command) s.rotation_command = change.command;
   s.updated = format_rfc3339(now);

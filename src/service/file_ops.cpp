@@ -144,19 +144,6 @@ std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_fa
   return signals::Interrupted(sig);
 }
 
-// Records a failure of a file operation before any key was used (a damaged header, a wrong
-// context, an interruption while the header was read): one record, `"stage": "header"`.
-void audit_failure(Service& svc, Action action, const std::string& name, const char* stage,
-                   Code code, std::string_view error_code) noexcept {
-  try {
-    svc.run(
-        {action, "file/" + name, {{"file", name}, {"stage", stage}}}, [](audit::Event&) {}, {},
-        outcome_for(code), error_code);
-  } catch (...) {
-    // run() recorded it (or could not); the caller rethrows the original error.
-  }
-}
-
 }  // namespace
 
 // A FileSession on this vault: the key use recorded as `started` together with its lock file,
@@ -278,7 +265,12 @@ class Service::FileOperation final : public FileSession {
   void fail_before_start(const Error& e) noexcept override {
     if (attempted_) return;
     attempted_ = true;
-    svc_.file_failed(action_, name_, e);
+    try {
+      svc_.file_failed(action_, name_, e);
+    } catch (...) {
+      // run() recorded it another way (a refusal), or could not; the caller rethrows the
+      // original error.
+    }
   }
 
  private:
@@ -351,8 +343,10 @@ FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& c
   return op.result;
 }
 
-void Service::file_failed(Action action, const std::string& name, const Error& e) noexcept {
-  audit_failure(*this, action, name, "header", e.code(), failure_code(e));
+void Service::file_failed(Action action, const std::string& name, const Error& e) {
+  run(
+      {action, "file/" + name, {{"file", name}, {"stage", "header"}}}, [](audit::Event&) {}, {},
+      outcome_for(e.code()), failure_code(e));
 }
 
 std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,

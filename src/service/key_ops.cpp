@@ -59,6 +59,12 @@ KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std
   if (after) ev.params["after"] = *after;
   run(std::move(ev), [&](audit::Event&) {
     keys::KeyStore ks(*vault_);
+    if (limit < 1 || limit > keys::kMaxListLimit) {
+      throw Error(
+          Code::usage,
+          fmt::format("a page of keys holds 1 to {} keys, not {}", keys::kMaxListLimit, limit),
+          fmt::format("pass --limit between 1 and {}", keys::kMaxListLimit));
+    }
     if (after && !store::key_get(vault_->db(), *after)) {
       throw Error(Code::not_found, fmt::format("--after {}: no such key", *after),
                   "pass the `next` value printed by the previous page");

@@ -109,6 +109,19 @@ inline unsigned mode_of(const std::filesystem::path& p) {
 
 inline Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
+// The user PIN of the tokens the vault tests create.
+inline const std::string kPin = "unit-test-pin-1234";
+inline SecureBytes pin_of(std::string_view s) { return SecureBytes(as_bytes(s)); }
+
+// An open file descriptor (REQUIREs that it is one), closed on destruction.
+struct Fd {
+  int fd;
+  explicit Fd(int f) : fd(f) { REQUIRE(fd >= 0); }
+  ~Fd() { ::close(fd); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
 // Sets the process umask for a scope.
 class UmaskGuard {
  public:

@@ -23,6 +23,7 @@
 #include "kms/signals.hpp"
 
 using namespace kms;
+using kms::test::Fd;
 using kms::test::read_file;
 using kms::test::TempDir;
 using kms::test::write_file;
@@ -92,12 +93,6 @@ class MemoryWrapper final : public envelope::DataKeyWrapper {
     Bytes material;
   };
   std::vector<Key> keys_;
-};
-
-struct Fd {
-  int fd;
-  explicit Fd(int f) : fd(f) { REQUIRE(fd >= 0); }
-  ~Fd() { ::close(fd); }
 };
 
 nlohmann::json manifest() { return nlohmann::json::parse(read_file(kDir / "vectors.json")); }

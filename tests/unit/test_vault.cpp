@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "service_support.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -29,14 +30,14 @@ using namespace kms;
 using kms::test::bytes_of;
 using kms::test::contains;
 using kms::test::error_of;
+using kms::test::init_service;
+using kms::test::kPin;
 using kms::test::mode_of;
+using kms::test::pin_of;
 using kms::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-SecureBytes pin_of(std::string_view s) { return SecureBytes(as_bytes(s)); }
-const std::string kPin = "unit-test-pin-1234";
 
 std::unique_ptr<Vault> create_vault(const fs::path& path, InitReport* report_out = nullptr) {
   InitOptions opts;
@@ -777,13 +778,6 @@ TEST_CASE("a failed token lookup for one vault leaves another open vault of the 
 // ---------------------------------------------------------------------------------------------
 
 namespace {
-
-std::unique_ptr<Service> init_service(const fs::path& path) {
-  InitOptions opts;
-  opts.vault = path;
-  InitReport report;
-  return Service::init(opts, pin_of(kPin), report);
-}
 
 // The newest anchor value's seq (both slots hold well-formed values).
 std::int64_t anchor_seq(Vault& v) {
