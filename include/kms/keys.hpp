@@ -22,7 +22,8 @@ inline constexpr std::string_view kTokenKeyLabelPrefix = "kmsctl-key:";
 inline constexpr std::int64_t kMinRotationDays = 7, kMaxRotationDays = 730;
 inline constexpr std::int64_t kMinPendingDays = 7, kMaxPendingDays = 30;
 inline constexpr std::size_t kMaxEncryptPlaintext = 4096;
-inline constexpr std::int64_t kMaxListLimit = 1000;  // keys in one page of `key list`
+inline constexpr std::int64_t kMaxListLimit = 1000;   // keys in one page of `key list`
+inline constexpr std::size_t kMaxRandomBytes = 1024;  // bytes one `random` returns
 
 struct CreateSpec {
   std::string spec = "AES_256";

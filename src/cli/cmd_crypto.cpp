@@ -161,7 +161,7 @@ void register_random(CLI::App& app, Globals& g) {
   CLI::App* random = app.add_subcommand("random", "Random bytes from the CSPRNG");
   random->add_option("--bytes", rnd->bytes, "How many (1-1024)")
       ->required()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1024}));
+      ->check(CLI::Range(std::size_t{1}, keys::kMaxRandomBytes));
   random->add_option("--format", rnd->format, "base64 (default), hex or raw")
       ->check(CLI::IsMember({"base64", "hex", "raw"}));
   random->callback([&g, rnd] {

@@ -283,6 +283,9 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
 
 DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes,
                                    const Context& context) {
+  if (bytes != 16 && bytes != 32) {
+    throw Error(Code::usage, fmt::format("a data key of {} bytes: AES keys have 16 or 32", bytes));
+  }
   DataKey dk;
   key_op(
       Action::key_generate_data_key, ref,
@@ -301,6 +304,10 @@ DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes,
 }
 
 Bytes Service::random(std::size_t bytes) {
+  if (bytes < 1 || bytes > keys::kMaxRandomBytes) {
+    throw Error(Code::usage,
+                fmt::format("{} random bytes asked for: 1 to {}", bytes, keys::kMaxRandomBytes));
+  }
   Bytes out;
   run({Action::random_generate, "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
       [&](audit::Event&) { out = crypto::random_bytes(bytes); });

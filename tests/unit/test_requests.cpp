@@ -572,6 +572,20 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
     check_record(rows[0], "random.generate", "vault/" + s.vault().meta().vault_id);
     CHECK(params(rows[0]) == json{{"bytes", 24}});
   }
+
+  SUBCASE("sizes the command line refuses are refused in the library too") {
+    const std::string key = handle(s, req::KeyCreate{}).key.id;
+    (void)log.take();
+    for (std::uint32_t n : {0u, 1025u, 0xFFFFFFFFu}) {
+      CHECK(error_of([&] { (void)handle(s, req::Random{n}); }).code() == Code::usage);
+    }
+    for (std::uint32_t n : {0u, 1u, 24u, 64u}) {
+      CHECK(error_of([&] {
+              (void)handle(s, req::GenerateDataKey{key, n, {}});
+            }).code() == Code::usage);
+    }
+    CHECK(log.take().empty());  // refused before anything ran: no record
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
