@@ -180,6 +180,7 @@ TEST_CASE("Vault::open with a wrong PIN is Code::unavailable naming CKR_PIN_INCO
   CHECK(e.code() == Code::unavailable);
   CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
   CHECK_FALSE(contains(e.what(), "wrong-pin-0000"));
+  CHECK(e.remedy() == Remedy::check_pin);
   CHECK_FALSE(e.hint().empty());
   // The right PIN still works afterwards.
   CHECK_NOTHROW((void)Vault::open(path, pin_of(kPin)));
@@ -1179,6 +1180,8 @@ TEST_CASE(
     });
     CHECK(e.code() == Code::unavailable);
     CHECK(contains(e.what(), "was replaced or removed after this process opened it"));
+    CHECK(e.remedy() == Remedy::reopen_vault);
+    CHECK(e.hint() == "run the command again");
     CHECK(store::audit_count(s->vault().db()) == records);
     CHECK(anchor_seq(s->vault()) == anchored);
   }
