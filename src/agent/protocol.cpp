@@ -1,9 +1,12 @@
 #include "agent/protocol.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace kms::agent {
 namespace {
+
+std::atomic<std::string (*)(const Error&)> hint_words{nullptr};
 
 wire::Writer frame_with(Status status, const Error* e) {
   wire::Writer w;
@@ -14,7 +17,8 @@ wire::Writer frame_with(Status status, const Error* e) {
   if (e != nullptr) {
     w.u8(static_cast<std::uint8_t>(e->code()));
     w.bytes(as_bytes(e->what()));
-    w.bytes(as_bytes(e->hint()));
+    const auto words = hint_words.load();
+    w.bytes(as_bytes(words != nullptr ? words(*e) : e->hint()));
   }
   w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
   return w;
@@ -31,6 +35,7 @@ bool magic(wire::Reader& in, const std::uint8_t (&expected)[4]) {
 
 wire::Writer error_frame(const Error& e) { return frame_with(Status::error, &e); }
 wire::Writer local_frame() { return frame_with(Status::local, nullptr); }
+void set_hint_words(std::string (*words)(const Error&)) noexcept { hint_words = words; }
 
 std::optional<RequestHead> parse_request_head(wire::Reader& in) {
   if (!magic(in, kRequestMagic)) return std::nullopt;

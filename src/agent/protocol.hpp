@@ -62,6 +62,11 @@ wire::Writer reply_frame(Body&& body) {
 }
 wire::Writer error_frame(const Error& e);
 wire::Writer local_frame();
+// The hint line an error reply carries: the error's hint, or what `words` makes of the error.
+// The front end the agent runs in sets it once, before the agent starts: the CLI words the
+// error's remedy (kms::Remedy) as for an error of its own process, so the reply needs no field
+// for it and the client prints the line it gets.
+void set_hint_words(std::string (*words)(const Error&)) noexcept;
 
 // The head of a request payload; `fields` reads the rest.
 struct RequestHead {

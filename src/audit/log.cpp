@@ -7,10 +7,6 @@
 namespace kms::audit {
 namespace {
 
-constexpr std::string_view kRollbackHint =
-    "run `kmsctl audit verify`; if you restored this file on purpose, use "
-    "`kmsctl vault restore` so the token anchor is moved with an audited record";
-
 std::uint64_t get_u64(const std::uint8_t* p) {
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
@@ -84,7 +80,7 @@ std::optional<Anchor> Log::read_anchor() {
         v[4] != kAnchorVersion ||
         !mac_.verify(ByteView(v.data(), body), ByteView(v.data() + body, 32))) {
       throw Error(Code::integrity, "the audit anchor in the token is damaged or not this vault's",
-                  std::string(kRollbackHint));
+                  Remedy::verify_against_anchor);
     }
     Anchor a;
     a.seq = static_cast<std::int64_t>(get_u64(v.data() + 5));
@@ -133,7 +129,7 @@ void Log::check_anchor() {
   if (!a) {
     throw Error(Code::integrity,
                 "the token holds no audit anchor for this vault, so the log cannot be trusted",
-                std::string(kRollbackHint));
+                Remedy::verify_against_anchor);
   }
   const std::optional<Bytes> h = store::audit_hash_at(db_, a->seq);
   if ((!h || !crypto::equal(*h, a->hash)) && finish_interrupted_restore(a)) return;
@@ -143,14 +139,14 @@ void Log::check_anchor() {
                 fmt::format("the vault's audit log ends at seq {} but the token anchor is at seq "
                             "{}: the vault file was rolled back or its newest records deleted",
                             head ? head->seq : 0, a->seq),
-                std::string(kRollbackHint));
+                Remedy::verify_against_anchor);
   }
   if (!crypto::equal(*h, a->hash)) {
     throw Error(Code::integrity,
                 fmt::format("audit record {} differs from the token anchor: the vault file was "
                             "replaced or its log rewritten",
                             a->seq),
-                std::string(kRollbackHint));
+                Remedy::verify_against_anchor);
   }
 }
 
@@ -176,7 +172,7 @@ Log::HeadState Log::head_state() {
                 fmt::format("audit record {}, the newest, was altered (its hash or MAC does not "
                             "match its contents)",
                             head->seq),
-                std::string(kRollbackHint));
+                Remedy::verify_against_anchor);
   }
   out.seq = head->seq;
   if (!head->state.empty()) out.state = store::unmask_state(db_, head->state, head->seq);

@@ -65,14 +65,14 @@ AtomicFile::AtomicFile(fs::path target, bool overwrite, Temp temp)
   const fs::file_type existing = fs::symlink_status(target_, ec).type();
   if (!overwrite_ && existing != fs::file_type::not_found && !ec) {
     throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
-                "pass --force to overwrite it, or choose another output path");
+                Remedy::overwrite_output);
   }
   // With --force, a device, pipe or directory would be replaced by a regular file (as root,
   // `-o /dev/null --force` would replace /dev/null for the whole system).
   if (overwrite_ && !ec && existing != fs::file_type::not_found &&
       existing != fs::file_type::regular) {
     throw Error(Code::usage, fmt::format("{} is not a regular file", target_.string()),
-                "to write into a device or a pipe, pass -o - and redirect standard output");
+                Remedy::write_to_stream);
   }
   const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
   if (temp == Temp::unnamed) {
@@ -123,7 +123,7 @@ void AtomicFile::commit() {
     if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, link_to.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       if (errno == EEXIST && !overwrite_) {
         throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
-                    "pass --force to overwrite it, or choose another output path");
+                    Remedy::overwrite_output);
       }
       throw Error(Code::failed,
                   fmt::format("cannot create {}: {}", target_.string(), errno_text()));
@@ -145,7 +145,7 @@ void AtomicFile::commit() {
   if (rc != 0) {
     if (errno == EEXIST) {
       throw Error(Code::refused, fmt::format("{} already exists", target_.string()),
-                  "pass --force to overwrite it, or choose another output path");
+                  Remedy::overwrite_output);
     }
     throw Error(Code::failed, fmt::format("cannot create {}: {}", target_.string(), errno_text()));
   }

@@ -423,7 +423,8 @@ std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const
 int report_error(const Error& e) {
   // Messages name what the user gave (a key, a file, an unknown option): one line each, always.
   std::cerr << "kmsctl: error: " << escape_text(e.what()) << '\n';
-  if (!e.hint().empty()) std::cerr << "hint: " << escape_text(e.hint()) << '\n';
+  const std::string hint = hint_text(e);
+  if (!hint.empty()) std::cerr << "hint: " << escape_text(hint) << '\n';
   return exit_code(e.code());
 }
 

@@ -149,6 +149,8 @@ std::vector<std::string> parsed_path(const CLI::App& app);
 int run_command(int argc, const char* const* argv);
 // `kmsctl: error: WHAT` and the hint on stderr, each escaped to one line; returns the exit code.
 int report_error(const Error& e);
+// The hint line of an error: its remedy in the CLI's words (hints.cpp), with the library's hint.
+std::string hint_text(const Error& e);
 // Thrown by a command that reported its error itself (report_error, then details after the hint):
 // run_command returns the exit code and prints nothing more.
 struct ErrorReported {

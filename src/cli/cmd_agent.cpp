@@ -61,6 +61,7 @@ void start(Globals& g, const StartArgs& a) {
                                     a.foreground};
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
+  agent::set_hint_words(&hint_text);  // its error replies carry the hint line this CLI prints
   agent::start(vault, std::move(pin), options, [&](const fs::path& socket, pid_t pid) {
     print_started(a, socket, vault, pid, options.limits);
   });

@@ -26,7 +26,7 @@ void put_u32(Bytes& o, std::uint32_t v) {
 
 Error damaged(std::string_view what) {
   return Error(Code::integrity, fmt::format("not a valid kmsctl encrypted file: {}", what),
-               "pass a file written by `kmsctl file encrypt`");
+               Remedy::pass_encrypted_file);
 }
 
 // A bounds-checked reader over the header bytes.
@@ -116,14 +116,14 @@ void check_context(const Header& h, const Context& expected) {
   if (h.context == expected) return;
   std::string names;
   for (const auto& [k, v] : h.context) names += fmt::format("{}{}", names.empty() ? "" : ", ", k);
-  throw Error(
-      Code::integrity,
-      h.context.empty() ? std::string("the encryption context given does not match the file's "
-                                      "(the file has none)")
-                        : fmt::format("the encryption context given does not match the file's "
-                                      "(the file's names: {})",
-                                      names),
-      "pass exactly the --context pairs used to encrypt (`kmsctl file inspect` shows them)");
+  throw Error(Code::integrity,
+              h.context.empty()
+                  ? std::string("the encryption context given does not match the file's "
+                                "(the file has none)")
+                  : fmt::format("the encryption context given does not match the file's "
+                                "(the file's names: {})",
+                                names),
+              Remedy::pass_file_context);
 }
 
 std::optional<std::uint64_t> plaintext_size(const Header& h, std::uint64_t file_size) noexcept {

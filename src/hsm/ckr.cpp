@@ -84,9 +84,9 @@ void check(CK_RV rv, std::string_view what) {
   const std::string msg = fmt::format("{}: {}", what, rv_name(rv));
   switch (rv) {
     case CKR_PIN_INCORRECT:
-      throw Error(Code::unavailable, msg,
-                  "check the PIN (--pin-file, KMSCTL_PIN_FILE or KMSCTL_PIN); SoftHSM2 counts no "
-                  "wrong PINs and never locks, but a hardware token may lock after a few");
+      throw Error(Code::unavailable, msg, Remedy::check_pin, {},
+                  "SoftHSM2 counts no wrong PINs and never locks, but a hardware token may lock "
+                  "after a few");
     case CKR_PIN_LOCKED:
       throw Error(Code::unavailable, msg,
                   "the token's user PIN is locked; unlock it with the SO PIN (softhsm2-util or "
@@ -113,9 +113,7 @@ void check(CK_RV rv, std::string_view what) {
                   "private SoftHSM2 token: the directory VAULT.token beside the vault file), "
                   "then retry");
     default:
-      throw Error(Code::failed, msg,
-                  "run the command again; if the token keeps refusing, check it with its own "
-                  "tools (pkcs11-tool --list-slots) and `kmsctl vault check-token`");
+      throw Error(Code::failed, msg, Remedy::check_token, {}, "run the command again");
   }
 }
 

@@ -97,8 +97,7 @@ std::shared_ptr<Module> Module::load_new(const std::string& path) {
   if (handle == nullptr) {
     throw Error(Code::unavailable,
                 fmt::format("cannot load PKCS#11 module {}: {}", path, dlerror()),
-                "install the module (for SoftHSM2: apt-get install softhsm2) or pass the right "
-                "path with --pkcs11-module");
+                Remedy::install_module);
   }
   auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
   CK_FUNCTION_LIST* fn = nullptr;
@@ -106,7 +105,7 @@ std::shared_ptr<Module> Module::load_new(const std::string& path) {
     ::dlclose(handle);
     throw Error(Code::unavailable,
                 fmt::format("{} is not a PKCS#11 module (no C_GetFunctionList)", path),
-                "pass the path of a PKCS#11 module with --pkcs11-module");
+                Remedy::choose_module);
   }
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;

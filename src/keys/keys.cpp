@@ -95,7 +95,7 @@ void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint n
 store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
   if (spec.spec != "AES_256") {
     throw Error(Code::usage, fmt::format("key spec {} is not supported", spec.spec),
-                "use --spec AES_256 (symmetric encryption keys)");
+                Remedy::use_aes_256);
   }
   if (spec.rotation_days) {
     check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
@@ -116,7 +116,7 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
     check_alias_name(*spec.alias);
     if (store::alias_target(vault_.db(), *spec.alias)) {
       throw Error(Code::refused, fmt::format("alias {} already exists", *spec.alias),
-                  "choose another name, or move it with `kmsctl key alias update`");
+                  Remedy::choose_alias_name);
     }
     store::alias_insert(vault_.db(), *spec.alias, k.id, k.created);
   }
@@ -130,14 +130,13 @@ store::KeyRow KeyStore::resolve(std::string_view ref) {
     auto target = store::alias_target(vault_.db(), ref);
     if (!target) {
       throw Error(Code::not_found, fmt::format("no key has the alias {}", ref),
-                  "list aliases with `kmsctl key alias list`");
+                  Remedy::list_aliases);
     }
     id = *target;
   }
   auto key = store::key_get(vault_.db(), id);
   if (!key) {
-    throw Error(Code::not_found, fmt::format("no key {} in this vault", ref),
-                "list keys with `kmsctl key list` (a key id or alias/NAME)");
+    throw Error(Code::not_found, fmt::format("no key {} in this vault", ref), Remedy::list_keys);
   }
   return *key;
 }
@@ -161,19 +160,19 @@ void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
   if (key.state == KeyState::enabled) return;
   const std::string name = ref == key.id ? key.id : fmt::format("{} ({})", ref, key.id);
   if (key.state == KeyState::disabled) {
-    throw Error(Code::refused, fmt::format("key {} is disabled", name),
-                fmt::format("enable it with `kmsctl key enable {}`", ref));
+    throw Error(Code::refused, fmt::format("key {} is disabled", name), Remedy::enable_key,
+                std::string(ref));
   }
   throw Error(
       Code::refused,
       fmt::format("key {} is pending deletion (on {})", name, key.deletion_date.value_or("?")),
-      fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`, then enable it", ref));
+      Remedy::cancel_key_deletion, std::string(ref), "then enable it");
 }
 
 void KeyStore::enable(store::KeyRow& key) {
   if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
-                fmt::format("cancel the deletion first: `kmsctl key cancel-deletion {}`", key.id));
+                Remedy::cancel_key_deletion_before_enable, key.id);
   }
   key.state = KeyState::enabled;
   store::key_update(vault_.db(), key);
@@ -182,7 +181,7 @@ void KeyStore::enable(store::KeyRow& key) {
 void KeyStore::disable(store::KeyRow& key) {
   if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
-                fmt::format("cancel the deletion with `kmsctl key cancel-deletion {}`", key.id));
+                Remedy::cancel_key_deletion, key.id);
   }
   key.state = KeyState::disabled;
   store::key_update(vault_.db(), key);
@@ -211,7 +210,7 @@ std::string KeyStore::schedule_deletion(store::KeyRow& key, std::int64_t days, T
     throw Error(Code::refused,
                 fmt::format("key {} is already pending deletion (on {})", key.id,
                             key.deletion_date.value_or("?")),
-                fmt::format("cancel it with `kmsctl key cancel-deletion {}`", key.id));
+                Remedy::cancel_existing_key_deletion, key.id);
   }
   key.state = KeyState::pending_deletion;
   key.deletion_date = format_rfc3339(now + std::chrono::days(days));
@@ -290,7 +289,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   const auto p = blob::parse(b);
   if (!p) {
     throw Error(Code::integrity, "the input is not a kmsctl ciphertext blob (or it is damaged)",
-                "pass the output of `kmsctl encrypt` (base64 text or --binary)");
+                Remedy::pass_ciphertext);
   }
   auto key = store::key_get(vault_.db(), p->header.key_id);
   if (!key) {
@@ -315,7 +314,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
                 fmt::format("key {} has no version {} but has later ones: the vault file was "
                             "altered",
                             key->id, version),
-                "run `kmsctl audit verify`, and restore the vault from a backup");
+                Remedy::verify_and_restore_vault);
   }
   if (!v) {
     const std::vector<std::string> aliases = store::aliases_of(vault_.db(), key->id);
@@ -327,9 +326,9 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
                 fmt::format("this vault has no version {} of key {}: it was restored from an "
                             "older backup, or this is a stale copy of the vault",
                             version, name),
+                Remedy::list_restores, {},
                 fmt::format("restore the vault copy that has version {} of the key, or decrypt "
-                            "it with the vault that made the data (`kmsctl audit list --action "
-                            "vault.restore` shows what a restore dropped)",
+                            "it with the vault that made the data",
                             version));
   }
   const auto failed = [&] {
@@ -337,7 +336,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
                  fmt::format("the ciphertext does not open with key {} version {}: it was altered, "
                              "or the encryption context differs",
                              key->id, version),
-                 "pass exactly the --context pairs given to encrypt");
+                 Remedy::pass_encryption_context);
   };
   const Bytes aad = blob::aad(p->header_bytes, context);
   std::optional<SecureBytes> pt;
@@ -355,7 +354,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
     if (!v->material) {
       throw Error(Code::integrity,
                   fmt::format("key {} has no material for version {}", key->id, version),
-                  "the vault file was altered: run `kmsctl audit verify` and restore a backup");
+                  Remedy::verify_and_restore_backup, {}, "the vault file was altered");
     }
     const SecureBytes material =
         vault_.open_sealed(material_ref(key->id, v->version), *v->material);

@@ -357,7 +357,7 @@ RotationLock::RotationLock(const std::filesystem::path& vault, std::string_view 
     if (err == EAGAIN || err == EACCES) {
       throw Error(Code::refused,
                   fmt::format("a rotation of secret {} is already running", secret_name),
-                  "wait for it to finish, then run `kmsctl secret rotate` again if it failed");
+                  Remedy::wait_for_rotation);
     }
     throw Error(Code::failed, fmt::format("cannot lock {}: {}", path, std::strerror(err)));
   }

@@ -49,13 +49,13 @@ std::string alphabet(const Generator& g) {
   }
   if (out.size() < 2) {
     throw Error(Code::usage, "--exclude leaves fewer than 2 characters to generate from",
-                "exclude fewer characters, or choose another --charset");
+                Remedy::choose_charset, {}, "exclude fewer characters");
   }
   if (g.length < kMinGenLength || g.length > kMaxGenLength) {
     throw Error(
         Code::usage,
         fmt::format("--length {} is not between {} and {}", g.length, kMinGenLength, kMaxGenLength),
-        "e.g. --length 32");
+        Remedy::choose_length);
   }
   return out;
 }
@@ -128,12 +128,10 @@ store::SecretRow SecretStore::create(const CreateSpec& spec, ByteView value, Tim
       throw Error(Code::refused,
                   fmt::format("secret {} is scheduled for deletion (on {})", spec.name,
                               *existing->deletion_date),
-                  fmt::format("restore it with `kmsctl secret restore {}`, or purge it with "
-                              "`kmsctl secret delete {} --force`",
-                              spec.name, spec.name));
+                  Remedy::restore_or_purge_secret, spec.name);
     }
     throw Error(Code::refused, fmt::format("secret {} already exists", spec.name),
-                fmt::format("store a new version with `kmsctl secret put {}`", spec.name));
+                Remedy::put_secret_version, spec.name);
   }
   alphabet(spec.generator);  // validates the generator kept for rotations
   if (spec.rotation_days) {
@@ -161,7 +159,7 @@ store::SecretRow SecretStore::resolve(std::string_view name) {
   auto s = store::secret_by_name(vault_.db(), name);
   if (!s) {
     throw Error(Code::not_found, fmt::format("no secret {} in this vault", name),
-                "list secrets with `kmsctl secret list`");
+                Remedy::list_secrets);
   }
   return *s;
 }
@@ -170,7 +168,7 @@ void SecretStore::require_active(const store::SecretRow& s) {
   if (!s.deletion_date) return;
   throw Error(Code::refused,
               fmt::format("secret {} is scheduled for deletion (on {})", s.name, *s.deletion_date),
-              fmt::format("restore it with `kmsctl secret restore {}`", s.name));
+              Remedy::restore_secret, s.name);
 }
 
 std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, SecretStage stage,
@@ -178,13 +176,13 @@ std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, Secre
   require_active(s);
   if (value.empty()) {
     throw Error(Code::usage, fmt::format("the value for secret {} is empty", s.name),
-                "give a value on stdin or in a file, or use --generate");
+                Remedy::give_secret_value);
   }
   if (value.size() > kMaxValueSize) {
     throw Error(Code::usage,
                 fmt::format("a secret value holds at most {} bytes; this one has {}", kMaxValueSize,
                             value.size()),
-                "store large data with `kmsctl file encrypt` and keep its key here");
+                Remedy::store_as_file);
   }
   const std::int64_t version = s.next_version;
   store::SecretVersionRow v{s.id, version, format_rfc3339(now), std::nullopt,
@@ -219,7 +217,7 @@ Value SecretStore::read(const store::SecretRow& s, std::optional<SecretStage> st
     v = store::secret_version_get(vault_.db(), s.id, *version);
     if (!v) {
       throw Error(Code::not_found, fmt::format("secret {} has no version {}", s.name, *version),
-                  fmt::format("list its versions with `kmsctl secret versions {}`", s.name));
+                  Remedy::list_secret_versions, s.name);
     }
   } else {
     const SecretStage st = stage.value_or(SecretStage::current);
@@ -227,7 +225,7 @@ Value SecretStore::read(const store::SecretRow& s, std::optional<SecretStage> st
     if (!v) {
       throw Error(Code::not_found,
                   fmt::format("secret {} has no {} version", s.name, secret_stage_name(st)),
-                  fmt::format("see its stages with `kmsctl secret describe {}`", s.name));
+                  Remedy::list_secret_stages, s.name);
     }
   }
   const SecureBytes blob = vault_.open_sealed(value_ref(s.id, v->version), v->value);
@@ -272,9 +270,7 @@ std::string SecretStore::schedule_deletion(store::SecretRow& s, std::int64_t day
     throw Error(Code::refused,
                 fmt::format("secret {} is already scheduled for deletion (on {})", s.name,
                             *s.deletion_date),
-                fmt::format("restore it with `kmsctl secret restore {}`, or purge it now with "
-                            "`kmsctl secret delete {} --force`",
-                            s.name, s.name));
+                Remedy::restore_or_purge_secret_now, s.name);
   }
   s.deletion_date = format_rfc3339(now + std::chrono::days(days));
   s.updated = format_rfc3339(now);

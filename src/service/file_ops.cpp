@@ -65,20 +65,22 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
     }
   }
   if (!best) {
-    throw Error(
-        Code::integrity, "the file has no recipient that a vault key can open",
-        "treat the file as tampered with, or decrypt it with a kmsctl that knows its recipients");
+    throw Error(Code::integrity, "the file has no recipient that a vault key can open",
+                Remedy::decrypt_with_newer, {}, "treat the file as tampered with");
   }
   if (best->code() == Code::not_found) {
     // Without the data key, a key id or version altered in the header cannot be told from a file
     // made for another vault's key, or under a version this vault lost to a restore; each is a
     // file this vault cannot authenticate (docs/ARCHITECTURE.md §6, README "Files": exit 5). The
     // message still says which key or version is missing, and why it may be.
+    // The cause's hint, and where the file's keys are listed.
     throw Error(Code::integrity, fmt::format("{}; or the file's header was altered", best->what()),
-                fmt::format("{}; `kmsctl file inspect` lists the file's keys", best->hint()));
+                best->remedy() == Remedy::list_restores ? Remedy::list_restores_and_file_keys
+                                                        : Remedy::list_file_keys,
+                best->subject(), best->hint());
   }
   throw Error(best->code(), fmt::format("no key of this file can open it: {}", best->what()),
-              best->hint());
+              best->remedy(), best->subject(), best->hint());
 }
 
 // Creates VAULT.ops/<seq>.lock (the directory 0700 on demand, the file 0600) and holds an
@@ -456,7 +458,7 @@ Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
     }
     if (targets.empty()) {
       throw Error(Code::not_found, "none of the file's keys is left in this vault to rewrap it",
-                  "pass --to-key KEY");
+                  Remedy::pass_target_key);
     }
     for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
     h.recipients = wrap_for(ks, targets, dk.view(), h.context, result);

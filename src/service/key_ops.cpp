@@ -63,7 +63,7 @@ KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std
       throw Error(
           Code::usage,
           fmt::format("a page of keys holds 1 to {} keys, not {}", keys::kMaxListLimit, limit),
-          fmt::format("pass --limit between 1 and {}", keys::kMaxListLimit));
+          Remedy::choose_page_limit);
     }
     if (after && !store::key_get(vault_->db(), *after)) {
       throw Error(Code::not_found, fmt::format("--after {}: no such key", *after),
@@ -150,8 +150,8 @@ void Service::alias_create(std::string_view alias, std::string_view ref) {
     ev.params["alias"] = std::string(alias);
     keys::check_alias_name(alias);
     if (store::alias_target(vault_->db(), alias)) {
-      throw Error(Code::refused, fmt::format("alias {} already exists", alias),
-                  fmt::format("move it with `kmsctl key alias update {} KEY`", alias));
+      throw Error(Code::refused, fmt::format("alias {} already exists", alias), Remedy::move_alias,
+                  std::string(alias));
     }
     store::alias_insert(vault_->db(), alias, key.id, format_rfc3339(now()));
   });
@@ -162,8 +162,8 @@ void Service::alias_update(std::string_view alias, std::string_view ref) {
     ev.params["alias"] = std::string(alias);
     const auto old = store::alias_target(vault_->db(), alias);
     if (!old) {
-      throw Error(Code::not_found, fmt::format("no alias {}", alias),
-                  fmt::format("create it with `kmsctl key alias create {} KEY`", alias));
+      throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::create_alias,
+                  std::string(alias));
     }
     ev.params["previous_key"] = *old;
     store::alias_update(vault_->db(), alias, key.id);
@@ -174,8 +174,7 @@ void Service::alias_delete(std::string_view alias) {
   run({Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
     const auto target = store::alias_target(vault_->db(), alias);
     if (!target) {
-      throw Error(Code::not_found, fmt::format("no alias {}", alias),
-                  "list aliases with `kmsctl key alias list`");
+      throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::list_aliases);
     }
     ev.resource = key_resource(*target);
     store::alias_delete(vault_->db(), alias);
@@ -209,7 +208,7 @@ keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::st
     for (const auto& n : names) {
       if (!store::tag_remove(vault_->db(), key.id, n)) {
         throw Error(Code::not_found, fmt::format("key {} has no tag {}", key.id, n),
-                    fmt::format("see its tags with `kmsctl key describe {}`", key.id));
+                    Remedy::list_key_tags, key.id);
       }
     }
     info = ks.describe(key);
@@ -229,7 +228,7 @@ Bytes Service::encrypt(std::string_view ref, ByteView plaintext, const Context& 
           throw Error(Code::usage,
                       fmt::format("encrypt takes at most {} bytes; the input has {}",
                                   keys::kMaxEncryptPlaintext, plaintext.size()),
-                      "encrypt larger data with `kmsctl file encrypt` (envelope encryption)");
+                      Remedy::encrypt_as_file);
         }
         out = ks.encrypt(key, plaintext, context);
         ev.params["version"] = key.primary_version;

@@ -223,12 +223,11 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     const std::string resume =
         step == "create" ? "it starts again at step create"
                          : fmt::format("it resumes pending version {} at step set", version);
-    return Error(
-        Code::failed,
-        fmt::format("rotation of secret {} failed at step {}: the rotation command {}; "
-                    "current is still version {}",
-                    name, step, failure, current.version),
-        fmt::format("fix the cause and run `kmsctl secret rotate {}` again ({})", name, resume));
+    return Error(Code::failed,
+                 fmt::format("rotation of secret {} failed at step {}: the rotation command {}; "
+                             "current is still version {}",
+                             name, step, failure, current.version),
+                 Remedy::retry_rotation, std::string(name), resume);
   };
 
   // create: the hook may print the new value; otherwise kmsctl generates it.

@@ -162,13 +162,12 @@ Error restore_refused(const std::filesystem::path& target, const std::filesystem
                  fmt::format("what restoring {} would drop from the vault at {} cannot be listed: "
                              "{}",
                              backup.string(), target.string(), losses.live_altered),
-                 "keep a copy of the vault file for investigation, then pass --force to restore "
-                 "the backup");
+                 Remedy::keep_copy_then_force_restore, {},
+                 "keep a copy of the vault file for investigation");
   }
   if (losses.empty()) {
     return Error(Code::refused, fmt::format("a vault exists at {}", target.string()),
-                 "pass --force to replace its content with the backup (the current content is "
-                 "lost; take a backup of it first)");
+                 Remedy::force_restore);
   }
   const char* consequence =
       !losses.key_versions.empty()      ? "ciphertexts and files made under these key versions "
@@ -179,8 +178,7 @@ Error restore_refused(const std::filesystem::path& target, const std::filesystem
                fmt::format("restoring {} would drop what the vault at {} has and the backup "
                            "lacks: {}; {}",
                            backup.string(), target.string(), summary(losses), consequence),
-               "take a backup of the live vault first (`kmsctl vault backup FILE`), then pass "
-               "--force to restore anyway");
+               Remedy::back_up_then_force_restore);
 }
 
 }  // namespace
@@ -205,9 +203,7 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
         Code::refused,
         fmt::format("{} is a backup: writing to it would move the live vault's token anchor",
                     path.string()),
-        fmt::format("verify it with `KMSCTL_VAULT={} kmsctl audit verify`, or restore it "
-                    "with `kmsctl vault restore {}`",
-                    path.string(), path.string()));
+        Remedy::verify_backup_or_restore_it, path.string());
   }
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
@@ -224,8 +220,8 @@ void Service::check_header_authenticated() {
   throw Error(Code::integrity,
               "the vault header was altered outside kmsctl: it has no MAC, in a vault whose rows "
               "are authenticated",
-              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
-              "then restore the vault from a backup (`kmsctl vault restore`)");
+              Remedy::verify_then_restore_vault, {},
+              "do not use this vault until you know who changed it");
 }
 
 void Service::authenticate_rows() {
@@ -301,7 +297,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
         throw Error(Code::refused,
                     fmt::format("the backup belongs to vault {}, not to the vault at {}", vault_id,
                                 target.string()),
-                    "restore it to another path with --vault");
+                    Remedy::restore_to_other_path);
       }
       from.vault_->authenticate(live);
       try {
@@ -378,7 +374,7 @@ void Service::authorize(audit::Event& event) {
   throw Error(Code::refused,
               fmt::format("{} (uid {}) may not {} {}: {}", caller_.user, caller_.uid,
                           action_name(event.action), event.resource, d.reason),
-              "run kmsctl as the vault's owner");
+              Remedy::act_as_owner);
 }
 
 store::AuditRow Service::append(const audit::Event& event, std::string_view outcome,
@@ -400,8 +396,8 @@ void Service::require_recorded_state(std::string_view before) {
   const store::StateReport st = store::check_state(vault_->db(), *head.state, head.seq);
   if (st.ok) return;
   throw Error(Code::integrity, fmt::format("refusing to {}: {}", before, st.problem),
-              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
-              "then restore the vault from a backup (`kmsctl vault restore`)");
+              Remedy::verify_then_restore_vault, {},
+              "do not use this vault until you know who changed it");
 }
 
 void Service::check_writable() {

@@ -22,11 +22,11 @@ namespace {
     throw Error(Code::integrity,
                 fmt::format("the vault file {} is damaged or not a kmsctl vault ({})",
                             path.string(), detail),
-                "restore it from a backup made with `kmsctl vault backup`");
+                Remedy::restore_from_backup);
   }
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
     throw Error(Code::unavailable, fmt::format("the vault {} is busy: {}", path.string(), detail),
-                "another kmsctl process holds it; try again");
+                Remedy::retry_when_free);
   }
   if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_READONLY ||
       primary == SQLITE_CANTOPEN || primary == SQLITE_PERM) {
@@ -266,7 +266,7 @@ Db::Db(const fs::path& path, Mode mode) : path_(path) {
   std::error_code ec;
   if (mode == Mode::open_existing && !fs::exists(path, ec)) {
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
-                "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
+                Remedy::create_vault);
   }
   if (mode == Mode::create_new && fs::exists(path, ec)) {
     throw Error(Code::refused, fmt::format("{} already exists", path.string()),

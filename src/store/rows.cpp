@@ -211,8 +211,8 @@ void check(Db& db, Table t, const Stmt& s, int first) {
               fmt::format("{} was altered outside kmsctl: its row in the vault does not match its "
                           "MAC (edited, moved or copied from elsewhere)",
                           describe(sp, s, first)),
-              "do not use this vault until you know who changed it: run `kmsctl audit verify`, "
-              "then restore the vault from a backup (`kmsctl vault restore`)");
+              Remedy::verify_then_restore_vault, {},
+              "do not use this vault until you know who changed it");
 }
 
 void unknown_name(Table t, const Stmt& s, int column) {
@@ -222,7 +222,7 @@ void unknown_name(Table t, const Stmt& s, int column) {
       fmt::format("{}: column {} of table {} holds \"{}\", a name this kmsctl does not know",
                   describe(sp, s, 0), sp.columns[static_cast<size_t>(column)], sp.table,
                   escape_text(s.col_text_view(column))),
-      "run `kmsctl audit verify`; a vault written by a newer kmsctl needs that kmsctl");
+      Remedy::verify_audit_log_or_upgrade);
 }
 
 void seal(Db& db, Table t, std::initializer_list<KeyPart> key) {
@@ -271,7 +271,7 @@ crypto::Digest unmask_state(Db& db, ByteView field, std::int64_t seq) {
   crypto::Digest sum{};
   if (field.size() != sum.size()) {
     throw Error(Code::integrity, fmt::format("audit record {} holds a malformed state digest", seq),
-                "run `kmsctl audit verify`");
+                Remedy::verify_audit_log);
   }
   std::copy(field.begin(), field.end(), sum.begin());
   rows::sub_from(sum, rows::mask(db.row_auth(), seq));

@@ -175,13 +175,13 @@ void Db::migrate(Mode mode) {
     throw Error(Code::unavailable,
                 fmt::format("the vault {} has schema version {}, newer than this kmsctl reads ({})",
                             path_.string(), v, kSchemaVersion),
-                "upgrade kmsctl to the version that wrote this vault");
+                Remedy::upgrade);
   }
   if (v == kSchemaVersion) return;
   if (v == 0 && mode != Mode::create_new) {
     throw Error(Code::integrity,
                 fmt::format("{} is a SQLite file but not a kmsctl vault", path_.string()),
-                "point KMSCTL_VAULT / --vault at a vault made by `kmsctl init`");
+                Remedy::choose_vault);
   }
   Tx tx(*this, Tx::Kind::write);
   if (schema_version() != v) return;  // another process migrated meanwhile (tx rolls back)

@@ -146,7 +146,7 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
   if (fs::exists(final_path, ec)) {
     if (!opts.force) {
       throw Error(Code::refused, fmt::format("a vault already exists at {}", final_path.string()),
-                  "use it, choose another path with --vault, or pass --force to move it aside");
+                  Remedy::keep_existing_vault);
     }
   } else if (!opts.token.module && fs::exists(token_dir, ec)) {
     throw Error(Code::refused,
@@ -187,7 +187,7 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
     const auto module = find_softhsm_module();
     if (!module) {
       throw Error(Code::unavailable, "SoftHSM2 is not installed (no libsofthsm2.so found)",
-                  "install it (apt-get install softhsm2) or pass --pkcs11-module for your HSM");
+                  Remedy::install_softhsm);
     }
     m.pkcs11_module = *module;
     const fs::path staging = staging_token_dir(final_path);
@@ -245,7 +245,7 @@ void Vault::publish() {
   if (::link(path_.c_str(), final_path_.c_str()) != 0) {
     throw Error(Code::refused,
                 fmt::format("a vault appeared at {} during init", final_path_.string()),
-                "run `kmsctl init` again");
+                Remedy::create_vault_again);
   }
   ::unlink(path_.c_str());
   files::fsync_dir(final_path_.parent_path());

@@ -217,7 +217,7 @@ void Vault::check_in_place() const {
   throw Error(Code::unavailable,
               fmt::format("the vault file {} was replaced or removed after this process opened it",
                           final_path_.string()),
-              "run the command again (a `kmsctl agent` must be started again)");
+              Remedy::reopen_vault, {}, "run the command again");
 }
 
 std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin) {
@@ -233,7 +233,7 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
       auto meta = store::read_meta(*v->db_);
       if (!meta) {
         throw Error(Code::integrity, fmt::format("{} has no vault header", path.string()),
-                    "restore the vault from a backup, or create one with `kmsctl init`");
+                    Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
       }
       v->meta_ = std::move(*meta);
     }
@@ -268,7 +268,7 @@ SecureBytes Vault::open_sealed(const RecordRef& where, ByteView sealed) const {
                 fmt::format("the sealed value of {} {} (version {}) does not open: it was altered "
                             "or moved from another row",
                             where.table, where.row_id, where.version),
-                "restore the vault from a backup; see `kmsctl audit verify`");
+                Remedy::restore_and_verify, {}, "restore the vault from a backup");
   }
   return std::move(*pt);
 }

@@ -27,11 +27,30 @@ TEST_CASE("code_name gives the stable lower-case names written into audit record
 }
 
 TEST_CASE("Error carries its code, message and hint and is a std::runtime_error") {
-  const Error e(Code::refused, "key alias/app is disabled", "enable it with `kmsctl key enable`");
+  const Error e(Code::failed, "cannot write out.bin: No space left on device",
+                "check free space on that file system");
+  CHECK(e.code() == Code::failed);
+  CHECK(std::string(e.what()) == "cannot write out.bin: No space left on device");
+  CHECK(e.hint() == "check free space on that file system");
+  CHECK(e.remedy() == Remedy::none);
+  CHECK(e.subject().empty());
+  const std::runtime_error& base = e;
+  CHECK(std::string(base.what()) == "cannot write out.bin: No space left on device");
+  CHECK(Error(Code::failed, "x").hint().empty());
+}
+
+TEST_CASE("Error carries a remedy and its subject, and a hint only where one is given") {
+  const Error e(Code::refused, "key alias/app is disabled", Remedy::enable_key, "alias/app");
   CHECK(e.code() == Code::refused);
   CHECK(std::string(e.what()) == "key alias/app is disabled");
-  CHECK(e.hint() == "enable it with `kmsctl key enable`");
-  const std::runtime_error& base = e;
-  CHECK(std::string(base.what()) == "key alias/app is disabled");
-  CHECK(Error(Code::failed, "x").hint().empty());
+  CHECK(e.remedy() == Remedy::enable_key);
+  CHECK(e.subject() == "alias/app");
+  CHECK(e.hint().empty());
+  const Error with_hint(Code::failed, "rotation failed", Remedy::retry_rotation, "app/db",
+                        "it starts again at step create");
+  CHECK(with_hint.hint() == "it starts again at step create");
+  // Copies keep all of it (a failure is kept and thrown again as the best of several).
+  const Error copy = with_hint;
+  CHECK(copy.remedy() == Remedy::retry_rotation);
+  CHECK(copy.subject() == "app/db");
 }

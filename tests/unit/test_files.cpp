@@ -119,7 +119,7 @@ TEST_CASE("AtomicFile refuses an existing target without overwrite and keeps the
   } catch (const Error& e) {
     CHECK(e.code() == Code::refused);
     CHECK(std::string(e.what()).find(target.string()) != std::string::npos);
-    CHECK_FALSE(e.hint().empty());
+    CHECK(e.remedy() == Remedy::overwrite_output);
   }
   CHECK(read_file(target) == "old content");
   CHECK(entries(dir.path()) == std::vector<std::string>{"out"});

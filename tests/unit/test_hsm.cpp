@@ -33,7 +33,7 @@ TEST_CASE("Module::load of a missing path is Code::unavailable naming the path")
   const Error e = error_of([&] { (void)hsm::Module::load(path); });
   CHECK(e.code() == Code::unavailable);
   CHECK(std::string(e.what()).find(path) != std::string::npos);
-  CHECK_FALSE(e.hint().empty());
+  CHECK(e.remedy() == Remedy::install_module);
 }
 
 TEST_CASE("Module::load of a file that is not a shared library is Code::unavailable") {

@@ -180,6 +180,7 @@ TEST_CASE("Vault::open with a wrong PIN is Code::unavailable naming CKR_PIN_INCO
   CHECK(e.code() == Code::unavailable);
   CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
   CHECK_FALSE(contains(e.what(), "wrong-pin-0000"));
+  CHECK(e.remedy() == Remedy::check_pin);
   CHECK_FALSE(e.hint().empty());
   // The right PIN still works afterwards.
   CHECK_NOTHROW((void)Vault::open(path, pin_of(kPin)));
@@ -1179,8 +1180,109 @@ TEST_CASE(
     });
     CHECK(e.code() == Code::unavailable);
     CHECK(contains(e.what(), "was replaced or removed after this process opened it"));
+    CHECK(e.remedy() == Remedy::reopen_vault);
+    CHECK(e.hint() == "run the command again");
     CHECK(store::audit_count(s->vault().db()) == records);
     CHECK(anchor_seq(s->vault()) == anchored);
   }
   CHECK(kms::test::read_file(path) == "not the vault that was opened");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: what to do next is a Remedy, never a command line
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// True when the advice names a command, option or environment variable of the CLI. The token's
+// own tools (pkcs11-tool) take options of their own; no failure below reaches them.
+bool names_the_cli(std::string_view hint) {
+  return contains(hint, "kmsctl") || contains(hint, "KMSCTL_") || contains(hint, "--") ||
+         contains(hint, "-o ");
+}
+
+}  // namespace
+
+TEST_CASE("library errors name their next step as a Remedy, and no hint names the CLI") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  const auto expect = [&](const Error& e, Remedy remedy, std::string_view subject = {}) {
+    CAPTURE(e.what());
+    CHECK(e.remedy() == remedy);
+    CHECK(e.subject() == subject);
+    CHECK_FALSE(names_the_cli(e.hint()));
+  };
+  expect(error_of([&] { (void)Service::open(path, pin_of(kPin)); }), Remedy::create_vault);
+  init_service(path).reset();
+  {
+    const Error e = error_of([&] { (void)Service::open(path, pin_of("wrong-pin-0000")); });
+    expect(e, Remedy::check_pin);
+    CHECK(contains(e.hint(), "SoftHSM2 counts no wrong PINs"));
+  }
+  auto s = Service::open(path, pin_of(kPin));
+  keys::CreateSpec spec;
+  spec.alias = "alias/app";
+  const std::string id = s->key_create(spec).key.id;
+  const Bytes blob = s->encrypt(id, as_bytes("hello"), {{"app", "a"}});
+
+  expect(error_of([&] { (void)s->key_describe("no-such-key"); }), Remedy::list_keys);
+  expect(error_of([&] { (void)s->key_describe("alias/none"); }), Remedy::list_aliases);
+  expect(error_of([&] { s->alias_create("alias/app", id); }), Remedy::move_alias, "alias/app");
+  expect(error_of([&] { s->alias_update("alias/new", id); }), Remedy::create_alias, "alias/new");
+  expect(error_of([&] { (void)s->key_untag(id, {"none"}); }), Remedy::list_key_tags, id);
+  keys::CreateSpec rsa;
+  rsa.spec = "RSA_2048";
+  expect(error_of([&] { (void)s->key_create(rsa); }), Remedy::use_aes_256);
+  expect(error_of([&] { (void)s->encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
+         Remedy::encrypt_as_file);
+  expect(error_of([&] { (void)s->decrypt(as_bytes("not a blob"), {}); }), Remedy::pass_ciphertext);
+  expect(error_of([&] {
+           (void)s->decrypt(blob, {{"app", "b"}});
+         }),
+         Remedy::pass_encryption_context);
+  (void)s->key_disable("alias/app");
+  expect(error_of([&] { (void)s->encrypt("alias/app", as_bytes("x"), {}); }), Remedy::enable_key,
+         "alias/app");
+  (void)s->key_schedule_deletion(id, 7);
+  {
+    const Error e = error_of([&] { (void)s->decrypt(blob, {{"app", "a"}}); });
+    expect(e, Remedy::cancel_key_deletion, id);
+    CHECK(e.hint() == "then enable it");
+  }
+  expect(error_of([&] { (void)s->key_enable(id); }), Remedy::cancel_key_deletion_before_enable, id);
+  expect(error_of([&] { (void)s->key_disable(id); }), Remedy::cancel_key_deletion, id);
+  expect(error_of([&] { (void)s->key_schedule_deletion(id, 7); }),
+         Remedy::cancel_existing_key_deletion, id);
+
+  expect(error_of([&] { (void)s->secret_get("app/none", std::nullopt, std::nullopt); }),
+         Remedy::list_secrets);
+  secrets::CreateSpec secret;
+  secret.name = "app/db";
+  (void)s->secret_create(secret, {SecureBytes(as_bytes("v1")), {}});
+  expect(error_of([&] {
+           (void)s->secret_create(secret, {SecureBytes(as_bytes("v")), {}});
+         }),
+         Remedy::put_secret_version, "app/db");
+  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, 9); }),
+         Remedy::list_secret_versions, "app/db");
+  (void)s->secret_delete("app/db", 7);
+  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, std::nullopt); }),
+         Remedy::restore_secret, "app/db");
+  expect(error_of([&] { (void)s->secret_delete("app/db", 7); }),
+         Remedy::restore_or_purge_secret_now, "app/db");
+
+  kms::test::write_file(dir / "exists", "kept");
+  expect(error_of([&] { s->backup(dir / "exists", false); }), Remedy::overwrite_output);
+  expect(error_of([&] { (void)s->audit_export(dir / "exists", false); }), Remedy::overwrite_output);
+  s->set_authorizer([](const AccessRequest&) { return Decision{false, "test", "not you"}; });
+  expect(error_of([&] { (void)s->status(); }), Remedy::act_as_owner);
+
+  // Advice that needs no front end's words stays a hint, with no remedy.
+  s->set_authorizer([](const AccessRequest&) { return Decision{true, "test", {}}; });
+  (void)s->secret_restore("app/db");
+  {
+    const Error e = error_of([&] { (void)s->secret_restore("app/db"); });
+    expect(e, Remedy::none);
+    CHECK(e.hint() == "nothing to restore");
+  }
 }
