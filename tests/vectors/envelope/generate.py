@@ -3,7 +3,7 @@
 
 An independent implementation of §11, written from the text (Python `cryptography`), not from
 kmsctl's code. Deterministic: every random value of §11.7 is fixed here. Re-run it only when the
-format changes; tests/unit/test_envelope.cpp checks the committed files with kmsctl's format code.
+format changes; src/envelope/test_envelope.cpp checks the committed files with kmsctl's format code.
 
     python3 tests/vectors/envelope/generate.py
 """
