@@ -278,11 +278,7 @@ struct SecretGet {
   std::string name;
   std::optional<SecretStage> stage;
   std::optional<std::int64_t> version;
-  // For `kmsctl exec`: the variable the value goes to and the command's name (in the record).
-  struct ForExec {
-    std::string env, command;
-  };
-  std::optional<ForExec> exec;
+  std::optional<secrets::ExecUse> exec;  // a read for `kmsctl exec`
 };
 struct SecretList {
   static constexpr Op op = Op::secret_list;

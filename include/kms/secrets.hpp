@@ -69,6 +69,12 @@ struct SecretInfo {
   std::optional<std::string> next_rotation;
 };
 
+// A read for `kmsctl exec`: the variable the value goes to and the command's name, both named
+// in the read's audit record (never the value).
+struct ExecUse {
+  std::string env, command;
+};
+
 struct Value {
   SecureBytes value;
   std::int64_t version = 0;

@@ -312,10 +312,10 @@ class Service {
   // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
   secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
   secrets::SecretInfo secret_put(std::string_view name, const SecretInput& input);
-  // `extra` adds non-secret request parameters to the record (exec names the variable).
+  // `exec`: a read for `kmsctl exec`, which the record names (the variable and the command).
   secrets::Value secret_get(std::string_view name, std::optional<SecretStage> stage,
                             std::optional<std::int64_t> version,
-                            const nlohmann::json& extra = nlohmann::json::object());
+                            const std::optional<secrets::ExecUse>& exec = std::nullopt);
   std::vector<secrets::SecretInfo> secret_list();
   secrets::SecretInfo secret_describe(std::string_view name);
   secrets::SecretInfo secret_versions(std::string_view name);

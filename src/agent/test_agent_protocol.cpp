@@ -96,7 +96,7 @@ bool eq(const req::FileRewrap& a, const req::FileRewrap& b);
 bool eq(const req::FileRewrap::Response& a, const req::FileRewrap::Response& b);
 bool eq(const req::SecretCreate& a, const req::SecretCreate& b);
 bool eq(const req::SecretPut& a, const req::SecretPut& b);
-bool eq(const req::SecretGet::ForExec& a, const req::SecretGet::ForExec& b);
+bool eq(const secrets::ExecUse& a, const secrets::ExecUse& b);
 bool eq(const req::SecretGet& a, const req::SecretGet& b);
 bool eq(const req::SecretList&, const req::SecretList&);
 template <Op O>
@@ -340,8 +340,8 @@ bool eq(const req::SecretCreate& a, const req::SecretCreate& b) {
 bool eq(const req::SecretPut& a, const req::SecretPut& b) {
   return members(a, b, &req::SecretPut::name, &req::SecretPut::input);
 }
-bool eq(const req::SecretGet::ForExec& a, const req::SecretGet::ForExec& b) {
-  return members(a, b, &req::SecretGet::ForExec::env, &req::SecretGet::ForExec::command);
+bool eq(const secrets::ExecUse& a, const secrets::ExecUse& b) {
+  return members(a, b, &secrets::ExecUse::env, &secrets::ExecUse::command);
 }
 bool eq(const req::SecretGet& a, const req::SecretGet& b) {
   using T = req::SecretGet;
@@ -735,7 +735,7 @@ req::SecretPut sample<req::SecretPut>() {
 }
 template <>
 req::SecretGet sample<req::SecretGet>() {
-  return {"db/password", SecretStage::previous, 4, req::SecretGet::ForExec{"DB_PASSWORD", "psql"}};
+  return {"db/password", SecretStage::previous, 4, secrets::ExecUse{"DB_PASSWORD", "psql"}};
 }
 template <>
 req::SecretList sample<req::SecretList>() {

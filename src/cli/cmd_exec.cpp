@@ -88,7 +88,7 @@ void register_exec(CLI::App& app, Globals& g) {
     std::vector<SecureBytes> values;
     for (const auto& [name, env] : bindings) {
       values.push_back(send(g, req::SecretGet{name, stage_option(a->stage), std::nullopt,
-                                              req::SecretGet::ForExec{env, a->command.front()}})
+                                              secrets::ExecUse{env, a->command.front()}})
                            .value);
     }
     close_local_vault(g);

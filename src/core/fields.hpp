@@ -136,6 +136,10 @@ void fields(V& v, SecretInfo& s) {
   v(s.secret, s.key_aliases, s.versions, s.tags, s.next_rotation);
 }
 template <class V>
+void fields(V& v, ExecUse& e) {
+  v(e.env, e.command);
+}
+template <class V>
 void fields(V& v, Value& x) {
   v(x.value, x.version, x.stage);
 }
@@ -267,10 +271,6 @@ void fields(V& v, SecretCreate& r) {
 template <class V>
 void fields(V& v, SecretPut& r) {
   v(r.name, r.input);
-}
-template <class V>
-void fields(V& v, SecretGet::ForExec& r) {
-  v(r.env, r.command);
 }
 template <class V>
 void fields(V& v, SecretGet& r) {

@@ -148,9 +148,7 @@ secrets::SecretInfo handle(Service& s, const req::SecretPut& r) {
 }
 template <>
 secrets::Value handle(Service& s, const req::SecretGet& r) {
-  nlohmann::json extra = nlohmann::json::object();
-  if (r.exec) extra["exec"] = {{"env", r.exec->env}, {"command", r.exec->command}};
-  return s.secret_get(r.name, r.stage, r.version, extra);
+  return s.secret_get(r.name, r.stage, r.version, r.exec);
 }
 template <>
 std::vector<secrets::SecretInfo> handle(Service& s, const req::SecretList&) {

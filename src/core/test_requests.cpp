@@ -680,7 +680,7 @@ TEST_CASE("secret requests: create, put, get, list, describe, versions, delete, 
 
     // For `kmsctl exec`: the record names the variable and the command.
     req::SecretGet exec = get_request("app/db");
-    exec.exec = req::SecretGet::ForExec{"DB_PASSWORD", "psql"};
+    exec.exec = secrets::ExecUse{"DB_PASSWORD", "psql"};
     CHECK(handle(s, exec).value.chars() == "s3cret-v2");
     {
       const store::AuditRow r = log.one();
@@ -1250,7 +1250,7 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   refused(planted, "secret.create");
   refused(req::SecretPut{"app/db", {secure("overwritten"), {}}}, "secret.put");
   req::SecretGet exec = get_request("app/db");
-  exec.exec = req::SecretGet::ForExec{"DB", "sh"};
+  exec.exec = secrets::ExecUse{"DB", "sh"};
   refused(get_request("app/db"), "secret.get");
   refused(exec, "secret.get");
   refused(req::SecretList{}, "secret.list");

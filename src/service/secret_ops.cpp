@@ -64,14 +64,14 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
 
 secrets::Value Service::secret_get(std::string_view name, std::optional<SecretStage> stage,
                                    std::optional<std::int64_t> version,
-                                   const nlohmann::json& extra) {
+                                   const std::optional<secrets::ExecUse>& exec) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::optional<secrets::Value> out;
   audit::Event ev = secret_event(Action::secret_get, name);
   if (stage) ev.params["stage"] = std::string(secret_stage_name(*stage));
   if (version) ev.params["version"] = *version;
-  for (const auto& [k, v] : extra.items()) ev.params[k] = v;
+  if (exec) ev.params["exec"] = {{"env", exec->env}, {"command", exec->command}};
   run(std::move(ev), [&](audit::Event& e) {
     const store::SecretRow s = ss.resolve(name);
     e.params["key_id"] = s.key_id;
