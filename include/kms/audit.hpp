@@ -63,6 +63,8 @@ class AnchorStore {
   virtual void replace(ByteView value) = 0;
 };
 
+inline constexpr std::int64_t kMaxListLimit = 1'000'000;  // records in one `audit list`
+
 struct VerifyReport {
   bool ok = true;
   std::int64_t records = 0;

@@ -28,12 +28,17 @@
 
 namespace kms::agent {
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+volatile std::sig_atomic_t g_wake_fd = -1;  // the running agent's wake pipe
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+  const int saved = errno;
+  if (g_wake_fd >= 0) (void)!::write(g_wake_fd, "!", 1);  // wakes poll() in any thread's case
+  errno = saved;
+}
 
 void check_private_dir(const fs::path& dir) {
   switch (trust_of_dir(dir)) {
@@ -125,6 +130,9 @@ namespace {
 // A client sends its request as it connects, and each next one of a connection (a file's
 // end) when it is ready: the first must arrive whole within this time.
 constexpr std::chrono::seconds kRequestTime{5};
+// A reply the client does not read within this time is dropped with its connection: a stalled
+// client holds neither its thread nor, when the agent stops, the agent.
+constexpr timeval kReplyTime{10, 0};
 // Connections served at once; more wait in the listen backlog.
 constexpr std::size_t kMaxConnections = 128;
 
@@ -162,6 +170,7 @@ struct Agent::Connection {
   posix::Fd fd;
   Caller caller;
   std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
+  bool hello = false;                 // the agent's own user asked whether it serves its vault
   std::thread thread;
   std::atomic<bool> done{false};
 };
@@ -180,9 +189,11 @@ Agent::Agent(Service& svc, const Listener& listener, fs::path vault, Limits limi
   }
   wake_read_ = posix::Fd(p[0]);
   wake_write_ = posix::Fd(p[1]);
+  g_wake_fd = wake_write_.get();
 }
 
 Agent::~Agent() {
+  g_wake_fd = -1;
   for (auto& c : connections_) {
     if (c->thread.joinable()) c->thread.join();
   }
@@ -239,8 +250,9 @@ std::string Agent::serve() {
       why = "idle";
       break;
     }
-    const auto wait =
-        std::chrono::ceil<std::chrono::milliseconds>(std::min(end, last + limits_.idle) - t);
+    // Busy (a connection open, a file streaming, say): the idle time does not run.
+    const Clock::time_point until = busy ? end : std::min(end, last + limits_.idle);
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(until - t);
     pollfd p[2] = {{listener_.fd(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
     std::size_t count = 2;
     {
@@ -258,6 +270,7 @@ std::string Agent::serve() {
     if ((p[0].revents & POLLIN) == 0) continue;
     posix::Fd conn(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) continue;
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &kReplyTime, sizeof kReplyTime);
     last_activity_ns_ = Clock::now().time_since_epoch().count();
     auto c = std::make_unique<Connection>();
     c->fd = std::move(conn);
@@ -289,8 +302,9 @@ std::string Agent::serve() {
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   }
   // Stopping: no connection reads any more; those running a request finish it and write its
-  // answer (an `agent stop` too: its answer waits in stopped_by_). The threads are joined
-  // without the lock, which a request that stops the agent takes.
+  // answer (an `agent stop` too: its answer waits in stopped_by_), within kReplyTime. A file
+  // being streamed through the agent is interrupted (recorded so; its client takes its output
+  // back). The threads are joined without the lock, which a request that stops the agent takes.
   std::list<std::unique_ptr<Connection>> ending;
   {
     std::lock_guard lock(mutex_);
@@ -341,15 +355,30 @@ void Agent::serve_connection(Connection& c) {
   } else {
     c.caller = Caller::peer(who.uid, who.gid, who.pid, Channel::agent);
   }
+  // However the connection ends (its client went away, a request threw): a file operation
+  // still running ends as interrupted, as that of a process that died does (FORMAT.md §8.1),
+  // under the vault's lock and for its caller. Which signal, if any, the agent cannot know.
+  struct EndFile {
+    Agent& agent;
+    Connection& c;
+    ~EndFile() {
+      if (!c.file) return;
+      std::lock_guard lock(agent.svc_mutex_);
+      agent.svc_.serve_client(c.caller);
+      c.file->fail(signals::Interrupted(0));
+      c.file.reset();
+    }
+  } end_file{*this, c};
   for (;;) {
-    // Within a file session the client streams the file before its next request: no deadline.
+    // Within a file session (or once the agent's own user said hello: a file's header may be
+    // slow to arrive) the client streams before its next request: no deadline.
+    const bool waits = c.file != nullptr || c.hello;
     const std::optional<Clock::time_point> deadline =
-        c.file ? std::nullopt : std::optional(Clock::now() + kRequestTime);
+        waits ? std::nullopt : std::optional(Clock::now() + kRequestTime);
     Frame f = read_frame(c.fd.get(), kMaxRequest, deadline);
     if (f.status == FrameStatus::closed) break;
     if (f.status == FrameStatus::timeout) {
-      if (c.file) break;
-      refuse_message(c, "no whole request within 5 s", false);
+      refuse_message(c, fmt::format("no whole request within {} s", kRequestTime.count()), false);
       break;
     }
     if (f.status == FrameStatus::too_large) {
@@ -369,16 +398,9 @@ void Agent::serve_connection(Connection& c) {
       refuse_message(c, m.why, true);
     }
     last_activity_ns_ = Clock::now().time_since_epoch().count();
-    if (!go_on) break;
-  }
-  if (c.file) {
-    // The client went away in the middle of a file (it died, or closed its connection): its
-    // operation ends as interrupted, as that of a process that died does (docs/FORMAT.md §8.1).
-    // Which signal, if any, the agent cannot know; the record names none.
-    std::lock_guard lock(svc_mutex_);
-    svc_.serve_client(c.caller);
-    c.file->fail(signals::Interrupted(0));
-    c.file.reset();
+    // Another user's connection carries one request: a refused caller cannot keep a connection
+    // (and its thread) to send more.
+    if (!go_on || c.caller.uid != self_.uid) break;
   }
 }
 
@@ -419,6 +441,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     return write_frame(fd, local_frame());  // another vault: the client opens it itself
   }
   if (head->op == kOpAgentHello) {
+    c.hello = c.caller.uid == self_.uid;
     return write_frame(fd, reply_frame([](wire::Writer&) {}));
   }
   std::optional<wire::Writer> reply;
@@ -431,11 +454,21 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
       if (!reply) reply = dispatch(CallRequests{}, head->op, svc_, in);
     } catch (const Error& e) {
       reply = error_frame(e);
+    } catch (const std::exception& e) {
+      reply = error_frame(Error(Code::failed, e.what()));  // out of memory, say
     }
     // A file counts once (FileEnd is its second request); an operation it does not know, not.
     if (reply && head->op != static_cast<std::uint16_t>(Op::file_end)) ++requests_;
   }
   if (!reply) throw Malformed{fmt::format("an operation this agent does not know ({})", head->op)};
+  if (reply->size() - 4 > kMaxReply) {
+    return write_frame(
+        fd, error_frame(Error(Code::usage,
+                              fmt::format("the answer has {} bytes, more than an agent sends at "
+                                          "once ({})",
+                                          reply->size() - 4, kMaxReply),
+                              "ask for less at a time (a smaller limit)")));
+  }
   return write_frame(fd, *reply);
 }
 

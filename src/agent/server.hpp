@@ -1,6 +1,6 @@
 // The agent's side of the socket: the Listener (a socket in a directory of this user's alone)
-// and the Agent that accepts connections on it, refuses other users, and serves one request per
-// connection on the vault it keeps open.
+// and the Agent that accepts connections on it and serves their requests on the vault it keeps
+// open, each authorised for the connection's caller (docs/FORMAT.md §13).
 #pragma once
 
 #include <sys/socket.h>

@@ -125,7 +125,7 @@ void register_audit(CLI::App& app, Globals& g) {
   list->add_option("--outcome", la->outcome, "Only this outcome")
       ->check(CLI::IsMember({"ok", "error", "denied", "started"}));
   list->add_option("--limit", la->limit, "At most N records (default 100)")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
+      ->check(CLI::Range(std::int64_t{1}, audit::kMaxListLimit));
   list->add_flag("--json", la->json, "Print a JSON array of records");
   list->callback([&g, la] { run_list(g, *la); });
 

@@ -133,6 +133,20 @@ class OpLock {
   int fd_ = -1;
 };
 
+// A header that came as a request rather than from envelope::parse_header gets its limits here
+// (FORMAT.md §11.3): each recipient is a decryption attempt under the vault's lock.
+void check_recipients(const envelope::Header& h) {
+  if (h.recipients.size() > envelope::kMaxRecipients) {
+    throw Error(Code::integrity, fmt::format("a file header with {} recipients (at most {})",
+                                             h.recipients.size(), envelope::kMaxRecipients));
+  }
+  for (const envelope::Recipient& r : h.recipients) {
+    if (r.body.size() > envelope::kMaxRecipientBody) {
+      throw Error(Code::integrity, "a file header's recipient is larger than a wrapped key");
+    }
+  }
+}
+
 std::string_view outcome_for(Code c) { return c == Code::refused ? "denied" : "error"; }
 
 // A failure of a file stream while a caught signal stops the command is that interruption: the
@@ -163,10 +177,14 @@ class Service::FileOperation final : public FileSession {
   }
   ~FileOperation() override {
     // Dropped while running (an agent's client went away): ended as interrupted.
-    if (running()) fail(Error(Code::failed, "the client went away"));
+    if (running()) fail(signals::Interrupted(0));
   }
 
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
+    if (data_key.size() != envelope::kDataKeySize) {
+      throw Error(Code::usage, fmt::format("a file's data key has {} bytes, not {}",
+                                           data_key.size(), envelope::kDataKeySize));
+    }
     std::vector<envelope::Recipient> out;
     start(
         {action_, "file/" + name_, {{"file", name_}, {"context", context_json(context)}}, context},
@@ -183,6 +201,7 @@ class Service::FileOperation final : public FileSession {
   }
 
   SecureBytes unwrap(const envelope::Header& h) override {
+    check_recipients(h);
     SecureBytes dk;
     start({action_,
            "file/" + name_,
@@ -436,6 +455,7 @@ void Service::close_dead_file_operations() {
 
 Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
                              const std::optional<std::string>& to_ref, FileResult& result) {
+  check_recipients(h);
   result.name = name;
   keys::KeyStore ks(*vault_);
   audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};

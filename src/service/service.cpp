@@ -499,6 +499,10 @@ Status Service::status() {
 }
 
 std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filter) {
+  if (filter.limit < 1 || filter.limit > audit::kMaxListLimit) {
+    throw Error(Code::usage, fmt::format("at most {} audit records were asked for: 1 to {}",
+                                         filter.limit, audit::kMaxListLimit));
+  }
   std::vector<store::AuditRow> rows;
   audit::Event ev{Action::audit_list, "vault/" + vault_->meta().vault_id, {}};
   auto param = [&](const char* name, const std::optional<std::string>& v) {
