@@ -12,6 +12,7 @@ Every agent a test starts is stopped in its cleanup (SIGTERM, then SIGKILL), by 
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -695,6 +696,39 @@ class FileThroughTheAgent(RequestsTestCase):
         for name in os.listdir(work):
             self.assertNotIn(name, opened, f"the agent opened {name}")
         self.assertNotIn(".tmp-", opened, "the agent opened a temporary output")
+        self.verify_ok()
+
+
+class SlowInput(RequestsTestCase):
+    def test_a_decrypt_whose_input_comes_slowly_through_a_pipe_is_served_whole(self):
+        # The client asks the agent whether it serves the vault before it reads the file's
+        # header: a header that arrives after the agent's request deadline must not matter.
+        self.start_agent()
+        self.kms.ok("key", "create", "--alias", "alias/slow")
+        plain = self.kms.path("slow.txt")
+        with open(plain, "wb") as f:
+            f.write(os.urandom(300_000))
+        enc = self.kms.path("slow.txt.kenc")
+        self.kms.ok("file", "encrypt", "--key", "alias/slow", "-o", enc, plain)
+        out = self.kms.path("slow.out")
+        env = self.client_env(self.sock, False)
+        script = f"sleep 7; cat {shlex.quote(enc)}"
+        feeder = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE)
+        self.addCleanup(lambda: (feeder.poll() is None and feeder.kill(), feeder.wait()))
+        p = subprocess.run([KMSCTL, "file", "decrypt", "--no-progress", "-o", out, "-"],
+                           env=env, stdin=feeder.stdout, capture_output=True, timeout=120,
+                           cwd=self.kms.root, start_new_session=True)
+        feeder.stdout.close()
+        r = Result.of(["file", "decrypt", "-"], p.returncode, p.stdout, p.stderr)
+        self.assertEqual(r.rc, 0, r.show())
+        with open(out, "rb") as a, open(plain, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        late = [x for x in self.kms.records() if x["action"] == "agent.request"]
+        self.assertEqual(late, [], "the agent gave up on the slow client")
+        done = [x for x in self.kms.records()
+                if x["action"] == "file.decrypt" and x["params"].get("step") == "done"]
+        self.assertEqual(len(done), 1)
+        self.assertEqual(done[0]["params"].get("channel"), "agent")
         self.verify_ok()
 
 
