@@ -585,6 +585,9 @@ PY
   FMIB=${BENCH_FILE_MIB:-1024}
   echo "## 6. file encrypt of $FMIB MiB through an agent vs without ($WARMUP warm-up + ${BENCH_FILE_RUNS:-5} runs each)"
   SRC=$(mktemp -p /dev/shm kmsctl-bench.XXXXXX)
+  # 1 GiB in memory: removed however the script ends, with the agent it starts.
+  on_exit=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT$/\1/")
+  trap 'rm -f "$SRC"; "$KMSCTL" agent stop --socket "$PSOCK" 2>/dev/null || true; '"${on_exit:-cleanup}" EXIT
   head -c $((FMIB << 20)) /dev/urandom >"$SRC"
   "$KMSCTL" --vault "$PVAULT" agent start --socket "$PSOCK" >/dev/null
   FSTATS=$TMP/file-agent.json

@@ -9,19 +9,14 @@ namespace {
 std::atomic<std::string (*)(const Error&)> hint_words{nullptr};
 
 wire::Writer frame_with(Status status, const Error* e) {
-  wire::Writer w;
-  w.u32(0);
-  w.raw(ByteView(kReplyMagic, 4));
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(status));
-  if (e != nullptr) {
+  return frame(kReplyMagic, [&](wire::Writer& w) {
+    w.u8(static_cast<std::uint8_t>(status));
+    if (e == nullptr) return;
     w.u8(static_cast<std::uint8_t>(e->code()));
     w.bytes(as_bytes(e->what()));
     const auto words = hint_words.load();
     w.bytes(as_bytes(words != nullptr ? words(*e) : e->hint()));
-  }
-  w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
-  return w;
+  });
 }
 
 bool magic(wire::Reader& in, const std::uint8_t (&expected)[4]) {

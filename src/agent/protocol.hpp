@@ -34,31 +34,33 @@ enum class Status : std::uint8_t {
   local = 2,  // not this agent's to serve (another vault): the client runs it itself
 };
 
-// A request frame (length prefix included) of operation `op` for `vault` (absolute), with its
-// fields written by `body`.
+// A frame (length prefix included): the magic, the version, then what `body` writes.
 template <class Body>
-wire::Writer request_frame(std::uint16_t op, const std::string& vault, Body&& body) {
+wire::Writer frame(const std::uint8_t (&magic)[4], Body&& body) {
   wire::Writer w;
   w.u32(0);
-  w.raw(ByteView(kRequestMagic, 4));
+  w.raw(ByteView(magic, 4));
   w.u8(kWireVersion);
-  w.u16(op);
-  w.bytes(as_bytes(vault));
   body(w);
   w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
   return w;
 }
-// A reply frame: ok with the fields `body` writes, or an error, or local.
+// A request frame of operation `op` for `vault` (absolute), with its fields written by `body`.
+template <class Body>
+wire::Writer request_frame(std::uint16_t op, const std::string& vault, Body&& body) {
+  return frame(kRequestMagic, [&](wire::Writer& w) {
+    w.u16(op);
+    w.bytes(as_bytes(vault));
+    body(w);
+  });
+}
+// A reply frame: ok with the fields `body` writes (error_frame and local_frame: the others).
 template <class Body>
 wire::Writer reply_frame(Body&& body) {
-  wire::Writer w;
-  w.u32(0);
-  w.raw(ByteView(kReplyMagic, 4));
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(Status::ok));
-  body(w);
-  w.patch_u32(0, static_cast<std::uint32_t>(w.size() - 4));
-  return w;
+  return frame(kReplyMagic, [&](wire::Writer& w) {
+    w.u8(static_cast<std::uint8_t>(Status::ok));
+    body(w);
+  });
 }
 wire::Writer error_frame(const Error& e);
 wire::Writer local_frame();

@@ -479,7 +479,6 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
   if (op == static_cast<std::uint16_t>(Op::file_wrap)) {
     const auto r = parse<req::FileWrap>(in);
     if (open) throw Error(Code::usage, "a file session wraps one data key");
-    if (r.keys.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
     // The connection holds the session (and waits for its end without a deadline) only once its
     // key use started: a refused or failed one is over, recorded by its own record.
     std::unique_ptr<FileSession> file = svc_.file_session(Action::file_encrypt, r.name, r.keys);

@@ -372,6 +372,9 @@ void Service::file_failed(Action action, const std::string& name, const Error& e
 
 std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,
                                                    std::vector<std::string> key_refs) {
+  if (action == Action::file_encrypt && key_refs.empty()) {
+    throw Error(Code::usage, "file encrypt needs at least one --key");
+  }
   return std::make_unique<FileOperation>(*this, action, std::move(name), std::move(key_refs));
 }
 
@@ -379,16 +382,15 @@ FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::s
                                  const Context& context, std::uint32_t frame_size,
                                  std::string_view name, const envelope::Progress& progress,
                                  const FileOutput& output) {
-  if (key_refs.empty()) throw Error(Code::usage, "file encrypt needs at least one --key");
-  FileOperation op(*this, Action::file_encrypt, std::string(name), key_refs);
-  return kms::encrypt_file(op, in_fd, out_fd, context, frame_size, progress, output);
+  const auto op = file_session(Action::file_encrypt, std::string(name), key_refs);
+  return kms::encrypt_file(*op, in_fd, out_fd, context, frame_size, progress, output);
 }
 
 FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
                                  std::string_view name, const envelope::Progress& progress,
                                  const FileOutput& output) {
-  FileOperation op(*this, Action::file_decrypt, std::string(name), {});
-  return kms::decrypt_file(op, in_fd, out_fd, context, progress, output);
+  const auto op = file_session(Action::file_decrypt, std::string(name));
+  return kms::decrypt_file(*op, in_fd, out_fd, context, progress, output);
 }
 
 fs::path Service::ops_dir() const { return fs::path(vault_->final_path().string() + ".ops"); }
