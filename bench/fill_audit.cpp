@@ -18,13 +18,13 @@
 #include <memory>
 #include <string>
 
-#include "kms/audit.hpp"
+#include "audit/log.hpp"
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
-#include "kms/store.hpp"
-#include "kms/vault.hpp"
+#include "store/store.hpp"
+#include "vault/vault.hpp"
 
 namespace {
 

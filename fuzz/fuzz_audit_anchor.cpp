@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "kms/audit.hpp"
+#include "audit/log.hpp"
 #include "kms/error.hpp"
 
 namespace {

@@ -1,7 +1,8 @@
 // The ciphertext blob parser: never crashes; what parses re-encodes to the same header bytes.
 #include <cstdlib>
 
-#include "kms/blob.hpp"
+#include "keys/blob.hpp"
+
 #include "kms/crypto.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

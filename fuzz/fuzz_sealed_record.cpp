@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include "kms/crypto.hpp"
-#include "kms/sealed.hpp"
+#include "vault/sealed.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const kms::Bytes key(32, 0x42);

@@ -1,7 +1,6 @@
-// Keys: symmetric keys with versions, states, aliases, tags and rotation, and the direct
-// operations on them (encrypt, decrypt, data keys). Software keys keep each version's material
-// as a sealed record; hsm keys keep it in the token as a non-extractable AES key and encrypt
-// there. Every function runs inside the caller's write transaction (Service::run).
+// Keys: symmetric keys with versions, states, aliases, tags and rotation. What a request gives
+// to create one, what the vault describes, and the checks a front end shares with the library.
+// The key store itself is internal (src/keys/key_store.hpp).
 #pragma once
 
 #include <cstdint>
@@ -10,15 +9,13 @@
 #include <string_view>
 #include <vector>
 
-#include "kms/blob.hpp"
-#include "kms/clock.hpp"
-#include "kms/store.hpp"
-#include "kms/vault.hpp"
+#include "kms/records.hpp"
+#include "kms/secure.hpp"
+#include "kms/vocab.hpp"
 
 namespace kms::keys {
 
 inline constexpr std::string_view kAliasPrefix = "alias/";
-inline constexpr std::string_view kTokenKeyLabelPrefix = "kmsctl-key:";
 inline constexpr std::int64_t kMinRotationDays = 7, kMaxRotationDays = 730;
 inline constexpr std::int64_t kMinPendingDays = 7, kMaxPendingDays = 30;
 inline constexpr std::size_t kMaxEncryptPlaintext = 4096;
@@ -35,9 +32,9 @@ struct CreateSpec {
 };
 
 struct KeyInfo {
-  store::KeyRow key;
+  KeyMetadata key;
   std::vector<std::string> aliases;
-  std::vector<store::KeyVersionRow> versions;  // metadata only
+  std::vector<KeyVersionMetadata> versions;
   std::vector<std::pair<std::string, std::string>> tags;
   std::optional<std::string> next_rotation;
 };
@@ -54,51 +51,5 @@ std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t ma
                         std::string_view what);  // "90d" or "90"
 // The same range for a number of days a request gives (Code::usage outside min..max).
 void check_days(std::int64_t days, std::int64_t min, std::int64_t max, std::string_view what);
-
-class KeyStore {
- public:
-  explicit KeyStore(Vault& vault) : vault_(vault) {}
-
-  store::KeyRow create(const CreateSpec& spec, TimePoint now);
-  // A key by id or alias/NAME; Code::not_found when there is none.
-  store::KeyRow resolve(std::string_view ref);
-  KeyInfo describe(const store::KeyRow& key);
-  std::optional<std::string> next_rotation(const store::KeyRow& key) const;
-
-  void enable(store::KeyRow& key);
-  void disable(store::KeyRow& key);
-  std::int64_t rotate(store::KeyRow& key, TimePoint now);  // the new primary version
-  void set_rotation(store::KeyRow& key, std::optional<std::int64_t> days);
-  std::string schedule_deletion(store::KeyRow& key, std::int64_t days, TimePoint now);
-  void cancel_deletion(store::KeyRow& key);
-  // Removes the key and its versions, aliases and tags; returns the token labels of its hsm
-  // versions, to destroy after the commit.
-  std::vector<std::string> erase(const store::KeyRow& key);
-  void destroy_token_keys(const std::vector<std::string>& labels) noexcept;
-  // Token keys made by this KeyStore (to destroy if the transaction rolls back).
-  const std::vector<std::string>& created_token_keys() const noexcept {
-    return created_token_labels_;
-  }
-
-  // Refuses (Code::refused) unless the key is Enabled, naming its state and the way out.
-  static void require_enabled(const store::KeyRow& key, std::string_view ref);
-
-  Bytes encrypt(const store::KeyRow& key, ByteView plaintext, const Context& context);
-  // Finds the key from the blob. Code::not_found when this vault has no such key or no such
-  // version of it (restored from an older backup, a stale copy), Code::refused when the key is
-  // not enabled, Code::integrity when the blob does not open with this context.
-  Decrypted decrypt(ByteView blob, const Context& context);
-  // The key id a blob names, without opening it (for the audit record).
-  static std::optional<std::string> blob_key_id(ByteView blob);
-
- private:
-  std::string token_label(std::string_view key_id, std::int64_t version) const;
-  // The token's key object of an hsm key version; Code::integrity when there is more than one.
-  std::optional<hsm::ObjectHandle> token_key(std::string_view key_id, std::int64_t version);
-  void add_version(store::KeyRow& key, std::int64_t version, TimePoint now);
-
-  Vault& vault_;
-  std::vector<std::string> created_token_labels_;
-};
 
 }  // namespace kms::keys

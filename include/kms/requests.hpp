@@ -19,7 +19,7 @@
 #include "kms/secrets.hpp"
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 namespace kms {
 
@@ -87,8 +87,8 @@ struct Status {
 // ---- audit ----
 struct AuditList {
   static constexpr Op op = Op::audit_list;
-  using Response = std::vector<store::AuditRow>;
-  store::AuditFilter filter;
+  using Response = std::vector<AuditRecord>;
+  AuditFilter filter;
 };
 struct AuditVerify {
   static constexpr Op op = Op::audit_verify;

@@ -11,6 +11,10 @@
 #include <optional>
 #include <string>
 
+#include "keys/key_store.hpp"
+#include "secrets/secret_store.hpp"
+
+#include "audit/log.hpp"
 #include "kms/access.hpp"
 #include "kms/audit.hpp"
 #include "kms/caller.hpp"
@@ -19,6 +23,7 @@
 #include "kms/keys.hpp"
 #include "kms/secrets.hpp"
 #include "kms/vault.hpp"
+#include "vault/vault.hpp"
 
 namespace kms {
 
@@ -28,12 +33,12 @@ struct Status {
   std::string created;
   int schema_version = 0;
   std::string module;
-  hsm::TokenInfo token;
+  TokenInfo token;
   bool private_token = false;
   std::int64_t root_key_generation = 0;
   std::int64_t audit_records = 0;
-  store::VaultCounts counts;
-  store::AuditHead audit_head;
+  VaultCounts counts;
+  AuditHead audit_head;
 };
 
 // What a restore drops: what the live vault has and the backup lacks (names and ids only).
@@ -221,7 +226,7 @@ class Service {
 
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
-  std::vector<store::AuditRow> audit_list(const store::AuditFilter& filter);
+  std::vector<AuditRecord> audit_list(const AuditFilter& filter);
   // Walks the chain; records the verification (ok or failed) when the log can still be appended.
   // A backup is verified against the live token anchor too (a stale one fails) and never written.
   audit::VerifyReport audit_verify();

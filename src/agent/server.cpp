@@ -16,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include "secrets/secret_store.hpp"
 #include <fmt/format.h>
 
 #include "agent/transport.hpp"
@@ -23,7 +24,6 @@
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
 #include "kms/requests.hpp"
-#include "kms/secrets.hpp"
 #include "kms/signals.hpp"
 
 namespace kms::agent {

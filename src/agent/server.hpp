@@ -20,8 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/protocol.hpp"
+#include "audit/log.hpp"
 #include "base/posix.hpp"
-#include "kms/audit.hpp"
 #include "kms/files.hpp"
 #include "kms/service.hpp"
 

@@ -44,15 +44,15 @@ bool eq(const KeyPage& a, const KeyPage& b);
 bool eq(const DataKey& a, const DataKey& b);
 bool eq(const FileResult& a, const FileResult& b);
 bool eq(const SecretInput& a, const SecretInput& b);
-bool eq(const hsm::TokenInfo& a, const hsm::TokenInfo& b);
-bool eq(const store::VaultCounts& a, const store::VaultCounts& b);
-bool eq(const store::AuditHead& a, const store::AuditHead& b);
-bool eq(const store::AuditRow& a, const store::AuditRow& b);
-bool eq(const store::AuditFilter& a, const store::AuditFilter& b);
-bool eq(const store::KeyRow& a, const store::KeyRow& b);
-bool eq(const store::KeyVersionRow& a, const store::KeyVersionRow& b);
-bool eq(const store::SecretRow& a, const store::SecretRow& b);
-bool eq(const store::SecretVersionRow& a, const store::SecretVersionRow& b);
+bool eq(const TokenInfo& a, const TokenInfo& b);
+bool eq(const VaultCounts& a, const VaultCounts& b);
+bool eq(const AuditHead& a, const AuditHead& b);
+bool eq(const AuditRecord& a, const AuditRecord& b);
+bool eq(const AuditFilter& a, const AuditFilter& b);
+bool eq(const KeyMetadata& a, const KeyMetadata& b);
+bool eq(const KeyVersionMetadata& a, const KeyVersionMetadata& b);
+bool eq(const SecretMetadata& a, const SecretMetadata& b);
+bool eq(const SecretVersionMetadata& a, const SecretVersionMetadata& b);
 bool eq(const audit::Anchor& a, const audit::Anchor& b);
 bool eq(const audit::VerifyReport& a, const audit::VerifyReport& b);
 bool eq(const keys::CreateSpec& a, const keys::CreateSpec& b);
@@ -156,51 +156,51 @@ bool eq(const FileResult& a, const FileResult& b) {
 bool eq(const SecretInput& a, const SecretInput& b) {
   return members(a, b, &SecretInput::value, &SecretInput::generator);
 }
-bool eq(const hsm::TokenInfo& a, const hsm::TokenInfo& b) {
-  using T = hsm::TokenInfo;
+bool eq(const TokenInfo& a, const TokenInfo& b) {
+  using T = TokenInfo;
   return members(a, b, &T::slot, &T::label, &T::serial, &T::manufacturer, &T::model,
                  &T::initialized, &T::user_pin_initialized, &T::user_pin_locked,
                  &T::user_pin_final_try, &T::min_pin_len, &T::max_pin_len);
 }
-bool eq(const store::VaultCounts& a, const store::VaultCounts& b) {
-  using T = store::VaultCounts;
+bool eq(const VaultCounts& a, const VaultCounts& b) {
+  using T = VaultCounts;
   return members(a, b, &T::keys, &T::keys_due_rotation, &T::keys_due_deletion, &T::secrets,
                  &T::secrets_due_rotation, &T::secrets_due_deletion);
 }
-bool eq(const store::AuditHead& a, const store::AuditHead& b) {
-  return members(a, b, &store::AuditHead::seq, &store::AuditHead::hash);
+bool eq(const AuditHead& a, const AuditHead& b) {
+  return members(a, b, &AuditHead::seq, &AuditHead::hash);
 }
-bool eq(const store::AuditRow& a, const store::AuditRow& b) {
-  using T = store::AuditRow;
+bool eq(const AuditRecord& a, const AuditRecord& b) {
+  using T = AuditRecord;
   return members(a, b, &T::seq, &T::time, &T::principal, &T::uid, &T::action, &T::resource,
                  &T::params, &T::outcome, &T::error_code, &T::prev_hash, &T::hash, &T::mac,
                  &T::state);
 }
-bool eq(const store::AuditFilter& a, const store::AuditFilter& b) {
-  using T = store::AuditFilter;
+bool eq(const AuditFilter& a, const AuditFilter& b) {
+  using T = AuditFilter;
   return members(a, b, &T::since, &T::until, &T::action, &T::resource, &T::principal, &T::outcome,
                  &T::after_seq, &T::limit, &T::newest_first);
 }
-bool eq(const store::KeyRow& a, const store::KeyRow& b) {
-  using T = store::KeyRow;
+bool eq(const KeyMetadata& a, const KeyMetadata& b) {
+  using T = KeyMetadata;
   return members(a, b, &T::id, &T::spec, &T::usage, &T::description, &T::state, &T::protection,
                  &T::created, &T::rotation_period_days, &T::last_rotated, &T::deletion_date,
-                 &T::primary_version, &T::highest_lost_version);
+                 &T::primary_version);
 }
-bool eq(const store::KeyVersionRow& a, const store::KeyVersionRow& b) {
-  using T = store::KeyVersionRow;
-  return members(a, b, &T::key_id, &T::version, &T::created, &T::material);
+bool eq(const KeyVersionMetadata& a, const KeyVersionMetadata& b) {
+  using T = KeyVersionMetadata;
+  return members(a, b, &T::key_id, &T::version, &T::created);
 }
-bool eq(const store::SecretRow& a, const store::SecretRow& b) {
-  using T = store::SecretRow;
+bool eq(const SecretMetadata& a, const SecretMetadata& b) {
+  using T = SecretMetadata;
   return members(a, b, &T::id, &T::name, &T::key_id, &T::description, &T::created, &T::updated,
                  &T::next_version, &T::gen_length, &T::gen_charset, &T::gen_exclude,
                  &T::rotation_period_days, &T::rotation_command, &T::last_rotated,
                  &T::rotation_status, &T::rotation_error, &T::deletion_date);
 }
-bool eq(const store::SecretVersionRow& a, const store::SecretVersionRow& b) {
-  using T = store::SecretVersionRow;
-  return members(a, b, &T::secret_id, &T::version, &T::created, &T::stage, &T::value);
+bool eq(const SecretVersionMetadata& a, const SecretVersionMetadata& b) {
+  using T = SecretVersionMetadata;
+  return members(a, b, &T::secret_id, &T::version, &T::created, &T::stage);
 }
 bool eq(const audit::Anchor& a, const audit::Anchor& b) {
   return members(a, b, &audit::Anchor::seq, &audit::Anchor::hash);
@@ -371,8 +371,8 @@ std::vector<std::pair<std::string, std::string>> tags() {
   return {{"team", "payments"}, {"cost", ""}, {"team", "billing"}};
 }
 
-store::KeyRow key_row() {
-  store::KeyRow k;
+KeyMetadata key_row() {
+  KeyMetadata k;
   k.id = kKeyId;
   k.spec = "AES_256";
   k.usage = "ENCRYPT_DECRYPT";
@@ -384,7 +384,6 @@ store::KeyRow key_row() {
   k.last_rotated = "2026-02-02T00:00:00.000Z";
   k.deletion_date = "2026-03-03T00:00:00.000Z";
   k.primary_version = 3;
-  k.highest_lost_version = 2;
   return k;
 }
 
@@ -392,16 +391,16 @@ keys::KeyInfo key_info() {
   keys::KeyInfo k;
   k.key = key_row();
   k.aliases = {"alias/orders", "alias/o"};
-  store::KeyVersionRow v1{kKeyId, 1, kTime, Bytes{1, 2, 3}};
-  store::KeyVersionRow v3{kKeyId, 3, "2026-02-02T00:00:00.000Z", std::nullopt};
+  KeyVersionMetadata v1{kKeyId, 1, kTime};
+  KeyVersionMetadata v3{kKeyId, 3, "2026-02-02T00:00:00.000Z"};
   k.versions = {v1, v3};
   k.tags = tags();
   k.next_rotation = "2026-05-02T00:00:00.000Z";
   return k;
 }
 
-store::SecretRow secret_row() {
-  store::SecretRow s;
+SecretMetadata secret_row() {
+  SecretMetadata s;
   s.id = "0f0e0d0c-0b0a-4908-8706-050403020100";
   s.name = "db/password";
   s.key_id = kKeyId;
@@ -425,15 +424,15 @@ secrets::SecretInfo secret_info() {
   secrets::SecretInfo s;
   s.secret = secret_row();
   s.key_aliases = {"alias/orders"};
-  s.versions = {{s.secret.id, 2, kTime, SecretStage::previous, Bytes{7, 7}},
-                {s.secret.id, 3, kTime, std::nullopt, {}}};
+  s.versions = {{s.secret.id, 2, kTime, SecretStage::previous},
+                {s.secret.id, 3, kTime, std::nullopt}};
   s.tags = tags();
   s.next_rotation = "2026-02-03T00:00:00.000Z";
   return s;
 }
 
-store::AuditRow audit_row(std::int64_t seq) {
-  store::AuditRow r;
+AuditRecord audit_row(std::int64_t seq) {
+  AuditRecord r;
   r.seq = seq;
   r.time = kTime;
   r.principal = "alice";
@@ -510,7 +509,7 @@ kms::Status sample<kms::Status>() {
   return s;
 }
 template <>
-std::vector<store::AuditRow> sample<std::vector<store::AuditRow>>() {
+std::vector<AuditRecord> sample<std::vector<AuditRecord>>() {
   return {audit_row(7), audit_row(std::int64_t{1} << 33)};
 }
 template <>
@@ -521,7 +520,7 @@ audit::VerifyReport sample<audit::VerifyReport>() {
   r.first_bad_seq = 17;
   r.problem = "record 17: hash mismatch";
   r.anchor = audit::Anchor{40, Bytes(32, 0xcd)};
-  r.head = store::AuditHead{41, Bytes(32, 0xef)};
+  r.head = AuditHead{41, Bytes(32, 0xef)};
   r.rows = 12;
   r.state_recorded_at = 39;
   return r;
@@ -1043,7 +1042,7 @@ TEST_CASE("a request frame is its length, magic, version, op, vault and fields")
   const wire::Writer f = request_frame(static_cast<std::uint16_t>(req::AliasDelete::op), "/v.db",
                                        [&](wire::Writer& w) { wire::encode(w, r); });
   const Bytes p = payload_of(f);
-  Bytes expect{'K', 'M', 'A', 'Q', 2, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
+  Bytes expect{'K', 'M', 'A', 'Q', 3, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
   append_lp(expect, "alias/x");
   CHECK(p == expect);
 
@@ -1074,7 +1073,7 @@ TEST_CASE("every request type travels in a request payload and parses back from 
   [&]<class... R>(RequestList<R...>) { (one(sample<R>()), ...); }(SessionRequests{});
   // The agent's own operations carry no vault and no fields.
   const wire::Writer stop = request_frame(kOpAgentStop, {}, [](wire::Writer&) {});
-  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 2, 0xf0, 0x01, 0, 0, 0, 0});
+  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 3, 0xf0, 0x01, 0, 0, 0, 0});
 }
 
 TEST_CASE("a request head with another magic or version, or cut short, is refused") {
@@ -1091,7 +1090,7 @@ TEST_CASE("a request head with another magic or version, or cut short, is refuse
     wire::Reader in(b);
     CHECK_FALSE(parse_request_head(in));
   }
-  for (std::uint8_t v : {0, 1, 3, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 4, 0xff}) {
     Bytes b = good;
     b[4] = v;
     wire::Reader in(b);
@@ -1110,7 +1109,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   const keys::KeyInfo info = key_info();
   const Bytes p = payload_of(reply_frame([&](wire::Writer& w) { wire::encode(w, info); }));
   REQUIRE(p.size() > 6);
-  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 2, 0});
+  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 3, 0});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::ok);
   const auto back = wire::decode<keys::KeyInfo>(in);
@@ -1118,7 +1117,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   CHECK(eq(*back, info));
 
   const Bytes empty = payload_of(reply_frame([](wire::Writer&) {}));
-  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 2, 0});
+  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 3, 0});
   wire::Reader e(empty);
   CHECK(parse_reply_head(e) == agent::Status::ok);
   CHECK(e.at_end());
@@ -1126,7 +1125,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
 
 TEST_CASE("a local reply is its head alone") {
   const Bytes p = payload_of(local_frame());
-  CHECK(p == Bytes{'K', 'M', 'A', 'R', 2, 2});
+  CHECK(p == Bytes{'K', 'M', 'A', 'R', 3, 2});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::local);
   CHECK(in.at_end());
@@ -1136,7 +1135,7 @@ TEST_CASE("an error reply is thrown as the error it carries: code, message and h
   for (int c = 1; c <= 6; ++c) {
     const Error e(static_cast<Code>(c), "key alias/x is disabled", "enable it: key enable");
     const Bytes p = payload_of(error_frame(e));
-    Bytes expect{'K', 'M', 'A', 'R', 2, 1, static_cast<std::uint8_t>(c)};
+    Bytes expect{'K', 'M', 'A', 'R', 3, 1, static_cast<std::uint8_t>(c)};
     append_lp(expect, e.what());
     append_lp(expect, e.hint());
     CHECK(p == expect);
@@ -1179,7 +1178,7 @@ TEST_CASE("a reply that is not one of this version is Code::unavailable") {
     b[i] ^= 0x20;
     CHECK(unavailable(b));
   }
-  for (std::uint8_t v : {0, 1, 3, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 4, 0xff}) {
     Bytes b = ok;
     b[4] = v;
     CHECK(unavailable(b));

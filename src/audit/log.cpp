@@ -1,6 +1,7 @@
+#include "audit/log.hpp"
+
 #include <fmt/format.h>
 
-#include "kms/audit.hpp"
 #include "kms/error.hpp"
 #include "kms/text.hpp"
 

@@ -1,4 +1,4 @@
-#include "kms/audit.hpp"
+#include "audit/log.hpp"
 
 namespace kms::audit {
 namespace {
@@ -43,7 +43,7 @@ void encode_into(const store::AuditRowView& r, Bytes& out) {
   }
 }
 
-void encode_into(const store::AuditRow& r, Bytes& out) { encode_into(r.view(), out); }
+void encode_into(const store::AuditRow& r, Bytes& out) { encode_into(store::view(r), out); }
 
 crypto::Digest genesis_hash(std::string_view vault_id) {
   Bytes in(kGenesisLabel.begin(), kGenesisLabel.end());

@@ -10,10 +10,10 @@
 #include "support.hpp"
 #include <doctest/doctest.h>
 
-#include "kms/audit.hpp"
+#include "audit/log.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;

@@ -1,4 +1,4 @@
-#include "kms/faults.hpp"
+#include "base/faults.hpp"
 
 #include <unistd.h>
 

@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
+#include "base/faults.hpp"
 #include "base/posix.hpp"
 #include "kms/error.hpp"
-#include "kms/faults.hpp"
 
 namespace kms::files {
 namespace fs = std::filesystem;

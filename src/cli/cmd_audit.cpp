@@ -30,7 +30,7 @@ std::optional<std::string> opt(const std::string& s) {
 }
 
 void run_list(Globals& g, const ListArgs& a) {
-  store::AuditFilter f;
+  AuditFilter f;
   f.since = normalise_time(a.since, "--since");
   f.until = normalise_time(a.until, "--until");
   f.action = opt(a.action);

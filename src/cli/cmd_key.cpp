@@ -14,7 +14,7 @@ void print_key(const keys::KeyInfo& info, bool json) {
     print_json(key_json(info));
     return;
   }
-  const store::KeyRow& k = info.key;
+  const KeyMetadata& k = info.key;
   std::string aliases;
   for (const auto& a : info.aliases) {
     if (!aliases.empty()) aliases += ", ";
@@ -340,7 +340,7 @@ void add_alias(CLI::App* key, Globals& g) {
 }  // namespace key_verbs
 
 nlohmann::json key_json(const keys::KeyInfo& info) {
-  const store::KeyRow& k = info.key;
+  const KeyMetadata& k = info.key;
   nlohmann::json versions = nlohmann::json::array();
   for (const auto& v : info.versions) {
     versions.push_back({{"version", v.version},

@@ -84,7 +84,7 @@ std::vector<std::string> stage_names() {
   return out;
 }
 
-nlohmann::json stages_of(const store::SecretVersionRow& v) {
+nlohmann::json stages_of(const SecretVersionMetadata& v) {
   nlohmann::json st = nlohmann::json::array();
   if (v.stage) st.push_back(std::string(secret_stage_name(*v.stage)));
   return st;
@@ -98,7 +98,7 @@ std::optional<std::int64_t> version_at(const secrets::SecretInfo& info, SecretSt
 }
 
 nlohmann::json secret_json(const secrets::SecretInfo& info) {
-  const store::SecretRow& s = info.secret;
+  const SecretMetadata& s = info.secret;
   nlohmann::json stages = nlohmann::json::object();  // {"current": N|null, ...}
   for (const SecretStageInfo& i : secret_stages()) {
     stages[std::string(i.name)] = json_or_null(version_at(info, i.stage));
@@ -138,7 +138,7 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
     print_json(secret_json(info));
     return;
   }
-  const store::SecretRow& s = info.secret;
+  const SecretMetadata& s = info.secret;
   std::string aliases;
   for (const auto& a : info.key_aliases) {
     aliases += aliases.empty() ? " (" : ", ";
@@ -505,7 +505,7 @@ void add_set_rotation(CLI::App* secret, Globals& g) {
     if (sr->json) {
       print_secret(info, true);
     } else {
-      const store::SecretRow& s = info.secret;
+      const SecretMetadata& s = info.secret;
       note(escape_text(
           fmt::format("secret {}: {}; {}", s.name,
                       s.rotation_period_days

@@ -9,7 +9,7 @@ namespace {
 
 void run_status(Globals& g, bool json) {
   const Status s = send(g, req::Status{});
-  const store::VaultCounts& c = s.counts;
+  const VaultCounts& c = s.counts;
   const std::string head_hash = crypto::to_hex(s.audit_head.hash);
   if (json) {
     print_json({

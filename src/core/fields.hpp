@@ -43,15 +43,11 @@ void fields(V& v, SecretInput& in) {
   v(in.value, in.generator);
 }
 
-namespace hsm {
 template <class V>
 void fields(V& v, TokenInfo& t) {
   v(t.slot, t.label, t.serial, t.manufacturer, t.model, t.initialized, t.user_pin_initialized,
     t.user_pin_locked, t.user_pin_final_try, t.min_pin_len, t.max_pin_len);
 }
-}  // namespace hsm
-
-namespace store {
 template <class V>
 void fields(V& v, VaultCounts& c) {
   v(c.keys, c.keys_due_rotation, c.keys_due_deletion, c.secrets, c.secrets_due_rotation,
@@ -62,7 +58,7 @@ void fields(V& v, AuditHead& h) {
   v(h.seq, h.hash);
 }
 template <class V>
-void fields(V& v, AuditRow& r) {
+void fields(V& v, AuditRecord& r) {
   v(r.seq, r.time, r.principal, r.uid, r.action, r.resource, r.params, r.outcome, r.error_code,
     r.prev_hash, r.hash, r.mac, r.state);
 }
@@ -72,25 +68,24 @@ void fields(V& v, AuditFilter& f) {
     f.newest_first);
 }
 template <class V>
-void fields(V& v, KeyRow& k) {
+void fields(V& v, KeyMetadata& k) {
   v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
-    k.last_rotated, k.deletion_date, k.primary_version, k.highest_lost_version);
+    k.last_rotated, k.deletion_date, k.primary_version);
 }
 template <class V>
-void fields(V& v, KeyVersionRow& k) {
-  v(k.key_id, k.version, k.created, k.material);
+void fields(V& v, KeyVersionMetadata& k) {
+  v(k.key_id, k.version, k.created);
 }
 template <class V>
-void fields(V& v, SecretRow& s) {
+void fields(V& v, SecretMetadata& s) {
   v(s.id, s.name, s.key_id, s.description, s.created, s.updated, s.next_version, s.gen_length,
     s.gen_charset, s.gen_exclude, s.rotation_period_days, s.rotation_command, s.last_rotated,
     s.rotation_status, s.rotation_error, s.deletion_date);
 }
 template <class V>
-void fields(V& v, SecretVersionRow& s) {
-  v(s.secret_id, s.version, s.created, s.stage, s.value);
+void fields(V& v, SecretVersionMetadata& s) {
+  v(s.secret_id, s.version, s.created, s.stage);
 }
-}  // namespace store
 
 namespace audit {
 template <class V>

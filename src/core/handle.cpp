@@ -15,7 +15,7 @@ Status handle(Service& s, const req::Status&) {
 }
 
 template <>
-std::vector<store::AuditRow> handle(Service& s, const req::AuditList& r) {
+std::vector<AuditRecord> handle(Service& s, const req::AuditList& r) {
   return s.audit_list(r.filter);
 }
 template <>

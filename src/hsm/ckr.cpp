@@ -1,8 +1,8 @@
 #include "check.hpp"
 #include <fmt/format.h>
 
+#include "hsm/hsm.hpp"
 #include "kms/error.hpp"
-#include "kms/hsm.hpp"
 
 namespace kms::hsm {
 

@@ -6,7 +6,7 @@
 
 #include <p11-kit/pkcs11.h>
 
-#include "kms/faults.hpp"
+#include "base/faults.hpp"
 
 namespace kms::hsm::detail {
 namespace {

@@ -13,9 +13,9 @@
 #include <p11-kit/pkcs11.h>
 
 #include "hsm/faulty.hpp"
+#include "hsm/hsm.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/hsm.hpp"
 #include "kms/signals.hpp"
 
 namespace kms::hsm {

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <p11-kit/pkcs11.h>
 
+#include "hsm/hsm.hpp"
 #include "kms/error.hpp"
-#include "kms/hsm.hpp"
 #include "kms/signals.hpp"
 
 namespace kms::hsm {

@@ -8,8 +8,8 @@
 #include "support.hpp"
 #include <doctest/doctest.h>
 
+#include "hsm/hsm.hpp"
 #include "kms/error.hpp"
-#include "kms/hsm.hpp"
 
 using namespace kms;
 using kms::test::error_of;

@@ -1,4 +1,4 @@
-#include "kms/blob.hpp"
+#include "keys/blob.hpp"
 
 #include <fmt/format.h>
 

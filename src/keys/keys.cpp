@@ -1,7 +1,6 @@
-#include "kms/keys.hpp"
-
 #include <charconv>
 
+#include "keys/key_store.hpp"
 #include <fmt/format.h>
 
 #include "kms/clock.hpp"
@@ -76,7 +75,7 @@ std::optional<hsm::ObjectHandle> KeyStore::token_key(std::string_view key_id,
 }
 
 void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint now) {
-  store::KeyVersionRow v{key.id, version, format_rfc3339(now), std::nullopt};
+  store::KeyVersionRow v{{key.id, version, format_rfc3339(now)}, std::nullopt};
   if (key.protection == Protection::hsm) {
     const std::string label = token_label(key.id, version);
     // A key object of this version already in the token was made by a rotation that was killed
@@ -150,7 +149,9 @@ KeyInfo KeyStore::describe(const store::KeyRow& key) {
   KeyInfo info;
   info.key = key;
   info.aliases = store::aliases_of(vault_.db(), key.id);
-  info.versions = store::key_versions(vault_.db(), key.id);
+  for (const store::KeyVersionRow& v : store::key_versions(vault_.db(), key.id)) {
+    info.versions.push_back(v);
+  }
   info.tags = store::tags_of(vault_.db(), key.id);
   info.next_rotation = next_rotation(key);
   return info;

@@ -3,10 +3,10 @@
 // and protection levels (kms/vocab.hpp).
 #include <string>
 
+#include "keys/blob.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 
-#include "kms/blob.hpp"
 #include "kms/crypto.hpp"
 #include "kms/vocab.hpp"
 

@@ -1,7 +1,6 @@
-#include "kms/secrets.hpp"
-
 #include <algorithm>
 
+#include "secrets/secret_store.hpp"
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -185,8 +184,13 @@ std::int64_t SecretStore::add_version(store::SecretRow& s, ByteView value, Secre
                 Remedy::store_as_file);
   }
   const std::int64_t version = s.next_version;
-  store::SecretVersionRow v{s.id, version, format_rfc3339(now), std::nullopt,
-                            seal_value(s, version, value)};
+  // Member by member: with a base class, g++ 12 destroys the base twice when a later
+  // initialiser of a braced aggregate (seal_value, refused for a disabled key) throws.
+  store::SecretVersionRow v;
+  v.value = seal_value(s, version, value);
+  v.secret_id = s.id;
+  v.version = version;
+  v.created = format_rfc3339(now);
   if (stage == SecretStage::current) {
     store::secret_stage_clear(vault_.db(), s.id, SecretStage::previous);
     if (auto cur = store::secret_version_at_stage(vault_.db(), s.id, SecretStage::current)) {
@@ -258,7 +262,9 @@ SecretInfo SecretStore::describe(const store::SecretRow& s) {
   SecretInfo info;
   info.secret = s;
   info.key_aliases = store::aliases_of(vault_.db(), s.key_id);
-  info.versions = store::secret_versions(vault_.db(), s.id);
+  for (const store::SecretVersionRow& v : store::secret_versions(vault_.db(), s.id)) {
+    info.versions.push_back(v);
+  }
   info.tags = store::secret_tags_of(vault_.db(), s.id);
   info.next_rotation = next_rotation(s);
   return info;

@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 
+#include "secrets/secret_store.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -13,9 +14,8 @@
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/secrets.hpp"
-#include "kms/store.hpp"
 #include "kms/vocab.hpp"
+#include "store/store.hpp"
 
 using namespace kms;
 using kms::test::TempDir;

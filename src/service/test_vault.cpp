@@ -18,13 +18,13 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "kms/audit.hpp"
+#include "audit/log.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/sealed.hpp"
 #include "kms/service.hpp"
-#include "kms/store.hpp"
-#include "kms/vault.hpp"
+#include "store/store.hpp"
+#include "vault/sealed.hpp"
+#include "vault/vault.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;

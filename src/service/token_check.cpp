@@ -2,10 +2,10 @@
 #include <charconv>
 #include <map>
 
+#include "keys/key_store.hpp"
 #include <fmt/format.h>
 #include <p11-kit/pkcs11.h>
 
-#include "kms/keys.hpp"
 #include "kms/service.hpp"
 #include "vault/detail.hpp"
 

@@ -1,7 +1,7 @@
 #include <string>
 #include <vector>
 
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 namespace {

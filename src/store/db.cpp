@@ -5,10 +5,10 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include "base/faults.hpp"
 #include "kms/error.hpp"
-#include "kms/faults.hpp"
-#include "kms/store.hpp"
 #include "store/rows.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 namespace fs = std::filesystem;

@@ -1,8 +1,8 @@
 #include <fmt/format.h>
 
-#include "kms/store.hpp"
 #include "store/due.hpp"
 #include "store/rows.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 namespace {
@@ -56,7 +56,7 @@ std::vector<KeyRow> read_keys(Db& db, Stmt& s) {
 
 KeyVersionRow read_version(Db& db, const Stmt& s, bool with_material) {
   rows::check(db, Table::key_versions, s);
-  KeyVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt};
+  KeyVersionRow v{{s.col_text(0), s.col_int(1), s.col_text(2)}, std::nullopt};
   if (with_material && !s.col_null(3)) {
     const ByteView m = s.col_blob(3);
     v.material = Bytes(m.begin(), m.end());

@@ -1,8 +1,8 @@
 #include <fmt/format.h>
 
-#include "kms/store.hpp"
 #include "store/due.hpp"
 #include "store/rows.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 

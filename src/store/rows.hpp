@@ -12,7 +12,7 @@
 #include <variant>
 
 #include "kms/crypto.hpp"
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 

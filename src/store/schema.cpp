@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "kms/error.hpp"
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 namespace {

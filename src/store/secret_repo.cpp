@@ -1,9 +1,9 @@
 // Secrets, their versions and tags. Values are stored only as sealed records.
 #include <fmt/format.h>
 
-#include "kms/store.hpp"
 #include "store/due.hpp"
 #include "store/rows.hpp"
+#include "store/store.hpp"
 
 namespace kms::store {
 namespace {
@@ -75,7 +75,7 @@ std::vector<SecretRow> read_secrets(Db& db, Stmt& s) {
 // Columns: secret_id, version, created, stage, value, mac.
 SecretVersionRow read_version(Db& db, const Stmt& s, bool with_value) {
   rows::check(db, Table::secret_versions, s);
-  SecretVersionRow v{s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt, {}};
+  SecretVersionRow v{{s.col_text(0), s.col_int(1), s.col_text(2), std::nullopt}, {}};
   if (!s.col_null(3)) v.stage = rows::name_column(Table::secret_versions, s, 3, parse_secret_stage);
   if (with_value) {
     const ByteView b = s.col_blob(4);

@@ -16,8 +16,8 @@
 
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/store.hpp"
 #include "kms/vocab.hpp"
+#include "store/store.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "kms/hsm.hpp"
+#include "hsm/hsm.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::detail {

@@ -1,4 +1,4 @@
-#include "kms/sealed.hpp"
+#include "vault/sealed.hpp"
 
 #include "kms/crypto.hpp"
 

@@ -14,9 +14,9 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
-#include "kms/vault.hpp"
 #include "vault/detail.hpp"
 #include "vault/token_files.hpp"
+#include "vault/vault.hpp"
 
 namespace kms {
 namespace fs = std::filesystem;

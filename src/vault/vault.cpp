@@ -1,4 +1,4 @@
-#include "kms/vault.hpp"
+#include "vault/vault.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

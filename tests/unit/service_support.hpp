@@ -8,7 +8,7 @@
 #include "support.hpp"
 
 #include "kms/service.hpp"
-#include "kms/vault.hpp"
+#include "vault/vault.hpp"
 
 namespace kms::test {
 

@@ -18,7 +18,7 @@
 
 #include "kms/error.hpp"
 #include "kms/secure.hpp"
-#include "kms/store.hpp"
+#include "store/store.hpp"
 
 namespace kms::test {
 

@@ -127,8 +127,9 @@ env > "$(dirname "$0")/env.$KMSCTL_SECRET_NAME"
 CALLER = "KMS_E2E_CALLER_ONLY"  # in the environment of the calling kmsctl, never of the agent
 
 
-# A bare client (docs/FORMAT.md §13): it sends a `status` request (op 1) for the vault argv[2]
-# and prints the reply it gets, as JSON.
+# A bare client (docs/FORMAT.md §13): it sends a `status` request (op 1) for the vault argv[2],
+# of wire version argv[3], and prints the reply it gets, as JSON.
+WIRE_VERSION = 3
 RAW_CLIENT = r"""
 import json, socket, struct, sys
 def lp(b):
@@ -136,7 +137,7 @@ def lp(b):
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect(sys.argv[1])
-payload = b"KMAQ" + bytes([2]) + struct.pack(">H", 1) + lp(sys.argv[2].encode())
+payload = b"KMAQ" + bytes([int(sys.argv[3])]) + struct.pack(">H", 1) + lp(sys.argv[2].encode())
 s.sendall(struct.pack(">I", len(payload)) + payload)
 m = b""
 while len(m) < 4 or len(m) < 4 + struct.unpack(">I", m[:4])[0]:
@@ -1267,7 +1268,7 @@ class OtherUsers(AgentTestCase):
         if probe.rc != 0:
             self.skipTest(f"{sys.executable} cannot run as uid {NOBODY}:\n{probe.show()}")
         info, path = self.shared_agent()
-        r = self.run_as_nobody([sys.executable, "-c", RAW_CLIENT, path, self.kms.vault])
+        r = self.run_as_nobody([sys.executable, "-c", RAW_CLIENT, path, self.kms.vault, str(WIRE_VERSION)])
         self.assertEqual(r.rc, 0, r.show())
         reply = json.loads(r.out)
         self.assertEqual((reply["magic"], reply["status"], reply["code"]), ("KMAR", 1, 4), reply)

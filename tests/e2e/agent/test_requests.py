@@ -3,7 +3,7 @@ a slow or broken one, or one of another uid gets from an agent, and what several
 at once, a file streamed through an agent, and a client killed in the middle of one leave in the
 audit log and on disk.
 
-A frame is u32be(length) ‖ payload. A request's payload is "KMAQ" ‖ u8(2) ‖ u16be(op) ‖
+A frame is u32be(length) ‖ payload. A request's payload is "KMAQ" ‖ u8(3) ‖ u16be(op) ‖
 lp(vault path) ‖ its fields; a reply's is "KMAR" ‖ u8(2) ‖ u8(status): 0 ok (the response's
 fields follow), 1 error (u8 exit code ‖ lp(message) ‖ lp(hint)), 2 local. lp(x) is
 u32be(len) ‖ x; an optional field is u8(0), or u8(1) ‖ its value.
@@ -32,6 +32,7 @@ NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
 MIB = 1 << 20
 
+WIRE_VERSION = 3  # docs/FORMAT.md §13.1
 OP_SECRET_GET = 62
 OP_FILE_WRAP = 50
 OP_AGENT_STATUS = 0xF000
@@ -51,7 +52,7 @@ def frame(payload):
 
 def request(op, vault, fields=b""):
     """A request frame: operation `op` for the vault at `vault`, with its encoded fields."""
-    return frame(b"KMAQ" + bytes([2]) + struct.pack(">H", op) + lp(os.fsencode(vault)) + fields)
+    return frame(b"KMAQ" + bytes([WIRE_VERSION]) + struct.pack(">H", op) + lp(os.fsencode(vault)) + fields)
 
 
 def secret_get_fields(name):
@@ -84,8 +85,8 @@ def read_reply(sock):
 
 def parse_reply(payload):
     """{"status", and for an error "code", "message", "hint"}; fails on anything else."""
-    if payload[:5] != b"KMAR\x02" or len(payload) < 6:
-        raise AssertionError(f"not a reply of wire version 2: {payload[:16]!r}")
+    if payload[:5] != b"KMAR" + bytes([WIRE_VERSION]) or len(payload) < 6:
+        raise AssertionError(f"not a reply of wire version {WIRE_VERSION}: {payload[:16]!r}")
     reply = {"status": payload[5]}
     if reply["status"] == STATUS_ERROR:
         pos = 7

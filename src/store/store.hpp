@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kms/crypto.hpp"
+#include "kms/records.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
 
@@ -185,38 +186,15 @@ struct AuditRowView {
   ByteView prev_hash, hash, mac;
   ByteView state;  // empty: the record did not change the state (docs/FORMAT.md §8.1)
 };
-struct AuditRow {
-  std::int64_t seq = 0;
-  std::string time;
-  std::string principal;
-  std::int64_t uid = 0;
-  std::string action;
-  std::string resource;
-  std::string params;  // canonical JSON object
-  std::string outcome;
-  std::string error_code;
-  Bytes prev_hash;
-  Bytes hash;
-  Bytes mac;
-  Bytes state;  // the masked state digest after this record's change; empty when it made none
-
-  // Views into this row, valid while it lives unchanged.
-  AuditRowView view() const {
-    return {seq,     time,       principal, uid,  action, resource, params,
-            outcome, error_code, prev_hash, hash, mac,    state};
-  }
-};
-struct AuditFilter {
-  std::optional<std::string> since, until;  // RFC 3339, compared as text (all UTC, same form)
-  std::optional<std::string> action, resource, principal, outcome;
-  std::optional<std::int64_t> after_seq;  // only records with a greater seq
-  std::int64_t limit = 100;
-  bool newest_first = true;
-};
-struct AuditHead {
-  std::int64_t seq = 0;
-  Bytes hash;
-};
+// The record, the filter and the head are the library's values (kms/records.hpp).
+using AuditRow = AuditRecord;
+using AuditFilter = kms::AuditFilter;
+using AuditHead = kms::AuditHead;
+// Views into a row, valid while it lives unchanged.
+inline AuditRowView view(const AuditRow& r) {
+  return {r.seq,     r.time,       r.principal, r.uid,  r.action, r.resource, r.params,
+          r.outcome, r.error_code, r.prev_hash, r.hash, r.mac,    r.state};
+}
 std::optional<AuditHead> audit_last(Db& db);
 std::optional<Bytes> audit_hash_at(Db& db, std::int64_t seq);
 // The number of records, read as the head's seq: O(1), where count(*) reads the whole log. A log
@@ -231,26 +209,13 @@ void audit_query(Db& db, const AuditFilter& filter,
                  const std::function<void(const AuditRow&)>& visit);
 
 // ---- keys ----
-struct KeyRow {
-  std::string id;
-  std::string spec;
-  std::string usage;
-  std::string description;
-  KeyState state = KeyState::enabled;
-  Protection protection = Protection::software;
-  std::string created;
-  std::optional<std::int64_t> rotation_period_days;
-  std::string last_rotated;
-  std::optional<std::string> deletion_date;
-  std::int64_t primary_version = 1;
+// A key's row: its metadata (kms/records.hpp) and what only the vault needs.
+struct KeyRow : KeyMetadata {
   // The highest version number a `vault restore` dropped: the next version is made above it, so
   // that a ciphertext naming a lost version never meets another version of that number.
   std::int64_t highest_lost_version = 0;
 };
-struct KeyVersionRow {
-  std::string key_id;
-  std::int64_t version = 0;
-  std::string created;
+struct KeyVersionRow : KeyVersionMetadata {
   std::optional<Bytes> material;  // sealed; none for hsm keys
 };
 void key_insert(Db& db, const KeyRow& key);
@@ -264,10 +229,7 @@ std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
 std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now);
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now);
 // How many keys and secrets there are, and how many of them are due at `now` (one query).
-struct VaultCounts {
-  std::int64_t keys = 0, keys_due_rotation = 0, keys_due_deletion = 0;
-  std::int64_t secrets = 0, secrets_due_rotation = 0, secrets_due_deletion = 0;
-};
+using VaultCounts = kms::VaultCounts;
 VaultCounts vault_counts(Db& db, std::string_view now);
 
 void key_version_insert(Db& db, const KeyVersionRow& v);
@@ -290,29 +252,8 @@ bool tag_remove(Db& db, std::string_view key_id, std::string_view name);
 std::vector<std::pair<std::string, std::string>> tags_of(Db& db, std::string_view key_id);
 
 // ---- secrets (secret_repo.cpp) ----
-struct SecretRow {
-  std::string id;
-  std::string name;
-  std::string key_id;
-  std::string description;
-  std::string created;
-  std::string updated;
-  std::int64_t next_version = 1;
-  std::int64_t gen_length = 32;
-  std::string gen_charset = "alnum";
-  std::string gen_exclude;
-  std::optional<std::int64_t> rotation_period_days;
-  std::optional<std::string> rotation_command;
-  std::optional<std::string> last_rotated;
-  RotationStatus rotation_status = RotationStatus::never;
-  std::optional<std::string> rotation_error;
-  std::optional<std::string> deletion_date;
-};
-struct SecretVersionRow {
-  std::string secret_id;
-  std::int64_t version = 0;
-  std::string created;
-  std::optional<SecretStage> stage;
+using SecretRow = SecretMetadata;
+struct SecretVersionRow : SecretVersionMetadata {
   Bytes value;  // sealed; empty when read as metadata only
 };
 void secret_insert(Db& db, const SecretRow& s);

@@ -13,6 +13,7 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "kms/records.hpp"
 #include "kms/secure.hpp"
 
 namespace kms::hsm {
@@ -20,19 +21,7 @@ namespace kms::hsm {
 using SlotId = unsigned long;
 using ObjectHandle = unsigned long;
 
-struct TokenInfo {
-  SlotId slot = 0;
-  std::string label;
-  std::string serial;
-  std::string manufacturer;
-  std::string model;
-  bool initialized = false;
-  bool user_pin_initialized = false;
-  bool user_pin_locked = false;
-  bool user_pin_final_try = false;
-  unsigned long min_pin_len = 0;
-  unsigned long max_pin_len = 0;
-};
+using TokenInfo = kms::TokenInfo;  // kms/records.hpp
 
 // The name of a CK_RV ("CKR_PIN_INCORRECT"), or its hex value when unknown.
 std::string rv_name(unsigned long rv);
