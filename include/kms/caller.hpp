@@ -24,9 +24,10 @@ struct Caller {
 
   // This process (real uid, its groups).
   static Caller current();
-  // A process at the other end of a socket, from its kernel-given credentials (SO_PEERCRED);
-  // its supplementary groups are those the group database gives the uid.
-  static Caller peer(std::int64_t uid, std::int64_t gid, std::int64_t pid, Channel channel);
+  // A process at the other end of a socket, from its kernel-given credentials: uid, gid and pid
+  // (SO_PEERCRED) and supplementary groups (SO_PEERGROUPS). Only the user name is looked up.
+  static Caller peer(std::int64_t uid, std::int64_t gid, std::int64_t pid,
+                     const std::vector<std::int64_t>& supplementary, Channel channel);
 };
 
 }  // namespace kms

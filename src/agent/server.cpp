@@ -353,7 +353,9 @@ void Agent::serve_connection(Connection& c) {
     c.caller.pid = who.pid;
     c.caller.channel = Channel::agent;
   } else {
-    c.caller = Caller::peer(who.uid, who.gid, who.pid, Channel::agent);
+    std::vector<std::int64_t> groups;
+    for (gid_t g : peer_groups(c.fd.get())) groups.push_back(static_cast<std::int64_t>(g));
+    c.caller = Caller::peer(who.uid, who.gid, who.pid, groups, Channel::agent);
   }
   // However the connection ends (its client went away, a request threw): a file operation
   // still running ends as interrupted, as that of a process that died does (FORMAT.md §8.1),

@@ -2,10 +2,13 @@
 // on a stream socket and how reading one ends, the peer's credentials, and the check of a
 // socket's directory.
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -168,6 +171,32 @@ TEST_CASE("the peer of a socket pair is this process") {
   const ucred c = peer_of(sp.b.get());
   CHECK(c.pid == ::getpid());
   CHECK(c.uid == ::geteuid());
+}
+
+std::vector<gid_t> sorted(std::vector<gid_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+TEST_CASE("the groups of a peer are those its process holds, as the kernel recorded them") {
+  SocketPair sp;
+  std::vector<gid_t> mine(static_cast<std::size_t>(::getgroups(0, nullptr)));
+  mine.resize(static_cast<std::size_t>(::getgroups(static_cast<int>(mine.size()), mine.data())));
+  CHECK(sorted(peer_groups(sp.b.get())) == sorted(mine));
+  if (::geteuid() != 0) return;  // changing a process's groups needs root
+  // A process that dropped to other groups connects with those, whatever /etc/group says.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const gid_t groups[] = {4243, 4242, 70000};
+    if (::setgroups(3, groups) != 0) ::_exit(2);
+    SocketPair other;
+    ::_exit(sorted(peer_groups(other.b.get())) == std::vector<gid_t>{4242, 4243, 70000} ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("a socket path longer than sockaddr_un holds is a usage error") {

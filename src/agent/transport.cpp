@@ -36,6 +36,23 @@ ucred peer_of(int fd) {
   return c;
 }
 
+std::vector<gid_t> peer_groups(int fd) {
+  std::vector<gid_t> groups(16);
+  for (;;) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      groups.resize(len / sizeof(gid_t));
+      return groups;
+    }
+    // ERANGE: len now holds the size needed (the kernel allows at most NGROUPS_MAX groups).
+    if (errno != ERANGE || len / sizeof(gid_t) <= groups.size()) {
+      throw Error(Code::failed, fmt::format("cannot read the groups of the agent socket's peer: {}",
+                                            std::strerror(errno)));
+    }
+    groups.resize(len / sizeof(gid_t));
+  }
+}
+
 bool write_frame(int sock, const wire::Writer& frame) {
   const ByteView data = frame.view();
   for (std::size_t done = 0; done < data.size();) {

@@ -24,6 +24,9 @@ sockaddr_un address_of(const std::filesystem::path& path);
 
 // The credentials of the process at the other end of a connected socket (SO_PEERCRED).
 ucred peer_of(int fd);
+// Its supplementary groups, as the kernel recorded them when it connected (SO_PEERGROUPS): what
+// the process holds, not what the group database says its user may have.
+std::vector<gid_t> peer_groups(int fd);
 
 // Writes one frame (its length prefix included). False when the peer is gone.
 bool write_frame(int sock, const wire::Writer& frame);

@@ -1,6 +1,5 @@
 #include "kms/caller.hpp"
 
-#include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -47,25 +46,18 @@ Caller Caller::current() {
   return c;
 }
 
-Caller Caller::peer(std::int64_t uid, std::int64_t gid, std::int64_t pid, Channel channel) {
+Caller Caller::peer(std::int64_t uid, std::int64_t gid, std::int64_t pid,
+                    const std::vector<std::int64_t>& supplementary, Channel channel) {
   Caller c;
   c.uid = uid;
   c.pid = pid;
   c.channel = channel;
   c.groups = {gid};
+  for (std::int64_t g : supplementary) add_group(c, g);
   passwd pw{};
   char buf[4096];
   const passwd* entry = user_entry(uid, pw, buf);
   c.user = entry != nullptr ? std::string(entry->pw_name) : "uid-" + std::to_string(uid);
-  if (entry == nullptr) return c;
-  int n = 64;
-  std::vector<gid_t> gids(static_cast<std::size_t>(n));
-  if (::getgrouplist(entry->pw_name, static_cast<gid_t>(gid), gids.data(), &n) < 0) {
-    gids.resize(static_cast<std::size_t>(n));
-    if (::getgrouplist(entry->pw_name, static_cast<gid_t>(gid), gids.data(), &n) < 0) return c;
-  }
-  for (int i = 0; i < n; ++i)
-    add_group(c, static_cast<std::int64_t>(gids[static_cast<std::size_t>(i)]));
   return c;
 }
 

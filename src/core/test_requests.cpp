@@ -1182,7 +1182,7 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   (void)log.take();
 
   const Caller stranger =
-      Caller::peer(12345, static_cast<std::int64_t>(::getgid()), 4242, Channel::agent);
+      Caller::peer(12345, static_cast<std::int64_t>(::getgid()), 4242, {}, Channel::agent);
   s.serve_client(stranger);
   std::vector<std::string> actions;  // of the requests tried, in order
   auto refused = [&](const auto& request, std::string_view action) {

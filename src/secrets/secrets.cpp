@@ -39,7 +39,7 @@ std::string alphabet(const Generator& g) {
   } else if (g.charset == "base64") {
     base = std::string(kAlnum) + std::string(kBase64Extra);
   } else {
-    throw Error(Code::usage, fmt::format("--charset {} is not known", g.charset),
+    throw Error(Code::usage, fmt::format("the charset {} is not known", g.charset),
                 "use alnum, alnum-symbols, hex or base64");
   }
   std::string out;
@@ -47,14 +47,14 @@ std::string alphabet(const Generator& g) {
     if (g.exclude.find(c) == std::string::npos) out.push_back(c);
   }
   if (out.size() < 2) {
-    throw Error(Code::usage, "--exclude leaves fewer than 2 characters to generate from",
+    throw Error(Code::usage, "the excluded characters leave fewer than 2 to generate from",
                 Remedy::choose_charset, {}, "exclude fewer characters");
   }
   if (g.length < kMinGenLength || g.length > kMaxGenLength) {
-    throw Error(
-        Code::usage,
-        fmt::format("--length {} is not between {} and {}", g.length, kMinGenLength, kMaxGenLength),
-        Remedy::choose_length);
+    throw Error(Code::usage,
+                fmt::format("a generated length of {} is not between {} and {}", g.length,
+                            kMinGenLength, kMaxGenLength),
+                Remedy::choose_length);
   }
   return out;
 }
