@@ -3,7 +3,7 @@
 //
 //   usage: KMSCTL_PIN=... bench_fill_audit VAULT N [BATCH]
 //
-// It uses the library exactly as the service does (public headers only): open the vault (token
+// It uses the library's internals exactly as the runner does: open the vault (token
 // login + unseal), take the writer lock, check the token anchor, then append records with
 // audit::Log::append inside store::Tx write transactions of BATCH records (default 50,000), and
 // after the last commit publish the token anchor at the new head. The chain, MACs and anchor are

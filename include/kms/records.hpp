@@ -98,6 +98,7 @@ struct AuditFilter {
   std::optional<std::int64_t> after_seq;  // only records with a greater seq
   std::int64_t limit = 100;
   bool newest_first = true;
+  std::optional<std::int64_t> before_seq;  // only records with a smaller seq
 };
 
 // The newest record: its seq and hash.

@@ -9,6 +9,10 @@
 namespace kms::cli {
 namespace {
 
+// Records in one page of `audit list` through an agent: 10,000 records of up to 6.7 KB each fit
+// in one reply (FORMAT.md §13.1).
+constexpr std::int64_t kAuditPage = 10'000;
+
 struct ListArgs {
   std::string since, until, action, resource, principal, outcome;
   std::int64_t limit = 100;
@@ -37,24 +41,34 @@ void run_list(Globals& g, const ListArgs& a) {
   f.resource = opt(a.resource);
   f.principal = opt(a.principal);
   f.outcome = opt(a.outcome);
-  f.limit = a.limit;
-  const auto rows = send(g, req::AuditList{f});
-  if (a.json) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const auto& r : rows) arr.push_back(audit::to_json(r));
-    print_json(arr);
-    return;
+  nlohmann::json arr = nlohmann::json::array();
+  if (!a.json) {
+    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
+               "RESOURCE", "OUTCOME");
   }
-  fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
-             "RESOURCE", "OUTCOME");
-  for (const auto& r : rows) {
-    // Every field escaped: a description or file name in a resource, or a record edited in the
-    // file (audit verify would catch it), can neither end the row nor drive the terminal.
-    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, escape_text(r.time),
-               escape_text(r.principal), escape_text(r.action), escape_text(r.resource),
-               escape_text(r.outcome),
-               r.error_code.empty() ? "" : " (" + escape_text(r.error_code) + ")");
+  // An agent answers at most kMaxReply bytes at once: through one, a long list comes in pages
+  // of the same filter, each older than the last (and each audited as an audit.list).
+  const std::int64_t page = agent_for(g) != nullptr ? kAuditPage : a.limit;
+  for (std::int64_t left = a.limit; left > 0;) {
+    f.limit = std::min(left, page);
+    const std::vector<AuditRecord> rows = send(g, req::AuditList{f});
+    for (const AuditRecord& r : rows) {
+      if (a.json) {
+        arr.push_back(audit::to_json(r));
+        continue;
+      }
+      // Every field escaped: a description or file name in a resource, or a record edited in
+      // the file (audit verify would catch it), can neither end the row nor drive the terminal.
+      fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, escape_text(r.time),
+                 escape_text(r.principal), escape_text(r.action), escape_text(r.resource),
+                 escape_text(r.outcome),
+                 r.error_code.empty() ? "" : " (" + escape_text(r.error_code) + ")");
+    }
+    if (static_cast<std::int64_t>(rows.size()) < f.limit) break;
+    left -= f.limit;
+    f.before_seq = rows.back().seq;
   }
+  if (a.json) print_json(arr);
 }
 
 void run_verify(Globals& g, bool json) {

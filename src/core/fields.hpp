@@ -65,7 +65,7 @@ void fields(V& v, AuditRecord& r) {
 template <class V>
 void fields(V& v, AuditFilter& f) {
   v(f.since, f.until, f.action, f.resource, f.principal, f.outcome, f.after_seq, f.limit,
-    f.newest_first);
+    f.newest_first, f.before_seq);
 }
 template <class V>
 void fields(V& v, KeyMetadata& k) {

@@ -114,12 +114,14 @@ void audit_query(Db& db, const AuditFilter& f, const std::function<void(const Au
   where(f.principal, " AND principal = ?");
   where(f.outcome, " AND outcome = ?");
   if (f.after_seq) sql += " AND seq > ?";
+  if (f.before_seq) sql += " AND seq < ?";
   sql += f.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";
   sql += " LIMIT ?";
   Stmt s(db, sql.c_str());
   int i = 1;
   for (const std::string& a : args) s.bind(i++, std::string_view(a));
   if (f.after_seq) s.bind(i++, *f.after_seq);
+  if (f.before_seq) s.bind(i++, *f.before_seq);
   s.bind(i, f.limit);
   AuditRow row;
   while (s.step()) {

@@ -672,6 +672,34 @@ class Served(AgentTestCase):
         init = log[0]
         self.assertEqual((served["principal"], served["uid"]), (init["principal"], os.geteuid()))
 
+    def test_a_list_longer_than_one_reply_comes_through_the_agent_in_pages(self):
+        # An agent's reply holds at most 64 MiB: `audit list` asks for 10,000 records at a time,
+        # each page older than the last, and prints them as one list.
+        fill = os.path.join(os.path.dirname(KMSCTL), "bench", "bench_fill_audit")
+        if not os.access(fill, os.X_OK):
+            self.skipTest(f"{fill} is not built")
+        self.kms.init()
+        env = self.kms.base_env()
+        with open(self.kms.pin_file) as f:
+            env["KMSCTL_PIN"] = f.read().strip()
+        r = subprocess.run([fill, self.kms.vault, "25000"], env=env, capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        info = self.start_agent()
+        lists = "SELECT count(*) FROM audit_log WHERE action = 'audit.list'"
+        before, listed = self.kms.sql("SELECT max(seq) FROM audit_log")[0][0], self.kms.sql(lists)
+        r, _ = self.client_pid("audit", "list", "--limit", "22000", "--json", sock=info["socket"])
+        self.assertEqual(r.rc, 0, r.show())
+        seqs = [x["seq"] for x in json.loads(r.out)]
+        self.assertEqual(len(seqs), 22000)
+        # Newest first, no record twice, none skipped: from the newest the first page saw down.
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] - 22000, -1)))
+        self.assertGreaterEqual(seqs[0], before)
+        pages = self.kms.sql(lists)[0][0] - listed[0][0]
+        self.assertEqual(pages, 3)  # 10,000 + 10,000 + 2,000, each request audited
+        r, _ = self.client_pid("audit", "list", "--limit", "5", sock=info["socket"])
+        self.assertEqual(len(r.out.splitlines()), 6, r.show())  # the header and 5 records
+
     def test_every_served_command_group_runs_without_a_pin_and_each_operation_is_audited(self):
         self.kms.init()
         info = self.start_agent()
