@@ -47,29 +47,38 @@ constexpr std::array kRoles{
     Role{"auditor", kAuditor, "read-only, plus query, verify and export the audit log"},
 };
 
+// One pass with one backtracking point, the last `*` (O(pattern × name), whatever the pattern):
+// everything between two stars matches deterministically, since a `+` (a whole segment, the
+// loader checked) consumes exactly up to the next '/', and a later start never ends earlier.
 bool match_general(std::string_view p, std::string_view n) {
-  while (!p.empty()) {
-    const char c = p.front();
-    if (c == '*') {
-      while (!p.empty() && p.front() == '*') p.remove_prefix(1);
-      if (p.empty()) return true;
-      for (std::size_t k = 0; k <= n.size(); ++k) {
-        if (match_general(p, n.substr(k))) return true;
+  constexpr std::size_t kNoStar = std::string_view::npos;
+  std::size_t pi = 0, ni = 0, star = kNoStar, mark = 0;
+  while (pi < p.size() || ni < n.size()) {
+    if (pi < p.size()) {
+      const char c = p[pi];
+      if (c == '*') {
+        star = pi++;
+        mark = ni;
+        continue;
       }
-      return false;
+      if (c == '+') {  // one or more characters but '/'
+        const std::size_t len = std::min(n.find('/', ni), n.size()) - ni;
+        if (len > 0) {
+          ni += len;
+          ++pi;
+          continue;
+        }
+      } else if (ni < n.size() && n[ni] == c) {
+        ++pi;
+        ++ni;
+        continue;
+      }
     }
-    if (c == '+') {  // a whole segment (the loader checked): one or more characters but '/'
-      const std::size_t len = std::min(n.find('/'), n.size());
-      if (len == 0) return false;
-      n.remove_prefix(len);
-      p.remove_prefix(1);
-      continue;
-    }
-    if (n.empty() || n.front() != c) return false;
-    n.remove_prefix(1);
-    p.remove_prefix(1);
+    if (star == kNoStar || mark >= n.size()) return false;
+    pi = star + 1;
+    ni = ++mark;
   }
-  return n.empty();
+  return true;
 }
 
 bool has_all(const Context& have, const Context& want) {

@@ -96,10 +96,8 @@ class Policy {
   explicit Policy(std::vector<Statement> statements);
   const std::vector<Statement>& statements() const noexcept { return statements_; }
 
-  // The statements that may apply to a caller for an action (by principal), allow and deny.
-  struct Candidates {
-    std::vector<std::uint32_t> allow, deny;
-  };
+  // The statements of one effect that may apply to a caller for an action, by principal, each
+  // list in the file's order.
   struct Index {
     std::vector<std::uint32_t> any;
     std::unordered_map<std::int64_t, std::vector<std::uint32_t>> by_uid, by_gid;

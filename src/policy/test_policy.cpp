@@ -223,6 +223,14 @@ resources = ["secret/+/db", "alias/+"]
   CHECK(g.matches("key/a/b/cx"));
   CHECK(g.matches("key//b/x"));
   CHECK_FALSE(g.matches("key/a/b"));
+  // Many stars against a long name stay linear: no backtracking blow-up.
+  const Glob many{Glob::Kind::general, "secret/*a*a*a*a*a*a*a*a*a*a*a*a*b"};
+  CHECK_FALSE(many.matches(std::string("secret/").append(5000, 'a')));
+  CHECK(many.matches(std::string("secret/").append(5000, 'a').append("b")));
+  const Glob seg{Glob::Kind::general, "*/+/x"};
+  CHECK(seg.matches("secret/a/b/x"));
+  CHECK_FALSE(seg.matches("secret/a/b/y"));
+  CHECK_FALSE(seg.matches("secret//x"));
 }
 
 TEST_CASE("conditions: context_equals, context_subset, context_keys, resource_tags") {
