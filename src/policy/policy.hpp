@@ -92,7 +92,7 @@ struct Problem {
 
 class Policy {
  public:
-  Policy() = default;
+  Policy() : Policy(std::vector<Statement>{}) {}  // denies everything
   explicit Policy(std::vector<Statement> statements);
   const std::vector<Statement>& statements() const noexcept { return statements_; }
 

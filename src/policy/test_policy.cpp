@@ -131,6 +131,15 @@ resources = ["key/k2"]
   CHECK(a.on(p).rule == "default-deny");
 }
 
+TEST_CASE("an empty policy denies everything") {
+  const Policy p;
+  for (const ActionInfo& x : actions()) {
+    Ask a;
+    a.action = x.action;
+    CHECK(a.on(p).rule == "default-deny");
+  }
+}
+
 TEST_CASE("a deny written before or after an allow wins all the same") {
   const Policy p = load_toml(R"(
 [[statements]]
