@@ -152,6 +152,16 @@ std::string resource_text(const Query& q) {
   return q.resources.empty() ? std::string("(no resource)") : q.resources.front();
 }
 
+// The first of the request's names a statement's resources match (a deny names it).
+std::string matched_name(const Statement& s, const Query& q) {
+  for (const std::string& n : q.resources) {
+    for (const Glob& g : s.resources) {
+      if (g.matches(n)) return n;
+    }
+  }
+  return resource_text(q);
+}
+
 }  // namespace
 
 std::span<const Role> roles() noexcept { return kRoles; }
@@ -221,7 +231,7 @@ Decision evaluate(const Policy& policy, const Query& q, std::span<const Grant> g
     return {false, s.rule(),
             fmt::format("policy statement {} denies {} to uid {} on {}",
                         s.sid.empty() ? fmt::format("{}", s.index) : fmt::format("{:?}", s.sid),
-                        iam, q.uid, resource_text(q))};
+                        iam, q.uid, matched_name(s, q))};
   }
   const std::uint32_t allow =
       first_applying(policy, policy.index(q.action, true), q, context, tags);

@@ -118,6 +118,9 @@ resources = ["key/k2"]
   CHECK_FALSE(d.allowed);
   CHECK(d.rule == "policy:1");
   CHECK(d.reason.find("denies kms:Decrypt") != std::string::npos);
+  a.resources = {"key/k1", "key/k2"};  // the deny names the name it matched
+  d = a.on(p);
+  CHECK(d.reason == "policy statement 1 denies kms:Decrypt to uid 1000 on key/k2");
   a.resources = {"key/k3"};
   d = a.on(p);
   CHECK_FALSE(d.allowed);
