@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent version completion manpage
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent policy version completion manpage
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -17,6 +17,8 @@ function __kmsctl_subcommands
             printf '%s\n' backup rekey change-pin restore check-token
         case 'agent'
             printf '%s\n' start stop status
+        case 'policy'
+            printf '%s\n' validate check
         case 'key alias'
             printf '%s\n' create update delete list
     end
@@ -46,6 +48,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a exec -d 'Run COMMAND with s
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a maintain -d 'Rotate keys and secrets whose period has elapsed, delete keys whose deletion date has passed and purge deleted secrets past their recovery window (run from cron or a systemd timer)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a vault -d 'Back up and restore the vault, rekey it, change the token PIN'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a agent -d 'Keep the vault open for this user\'s kmsctl commands (like gpg-agent)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a policy -d 'Check and try the access policy of a vault that serves several users'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
@@ -152,6 +155,10 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a stop -d 'Stop the agen
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a status -d 'Show the running agent (KMSCTL_AGENT_SOCK or --socket)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a validate -d 'Check a policy file (TOML or JSON) and list every problem with its place'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a check -d 'Decide one request by a policy file, without a vault: allow (exit 0) or deny (exit 4), and the statement that decided'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l json -d 'Print as JSON'
@@ -349,6 +356,18 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help -s h -d 'P
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l socket -r -d 'The agent\'s socket'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l json -d 'Print as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l json -d 'Print the result as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l policy -r -F -d 'The policy file (TOML or JSON)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l principal -r -d 'Who asks: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l action -r -d 'The action, as policies name it (kms:Decrypt)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l resource -r -d 'A name of the resource (key/ID, alias/NAME, secret/NAME, vault); repeat it for each name of one key'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l context -r -d 'A pair of the encryption context (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l tag -r -d 'A tag the resource carries (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l json -d 'Print the decision as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias update'" -l help -s h -d 'Print this help message and exit'

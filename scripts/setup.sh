@@ -28,7 +28,7 @@ packages=(
   build-essential g++ cmake ninja-build pkg-config
   # libraries
   libcli11-dev libssl-dev libsqlite3-dev libfmt-dev libsodium-dev libp11-kit-dev
-  nlohmann-json3-dev doctest-dev
+  nlohmann-json3-dev doctest-dev libtomlplusplus-dev
   # the token and tools to inspect it
   softhsm2 opensc
   # tests: sqlite3 to tamper with vault files, faketime for clock tests, python3 for e2e helpers,

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace kms {
 
@@ -67,11 +68,19 @@ struct ActionInfo {
   Action action;
   std::string_view name;     // "key.create": as records, filters and docs spell it
   std::string_view summary;  // one line for the docs
+  // Its name in policies, IAM-style ("kms:Decrypt"), empty for an action no caller can request
+  // (an agent's own records, a token repaired at open). Several actions may share one: a file's
+  // data key is wrapped, unwrapped and rewrapped as GenerateDataKey, Decrypt and ReEncrypt do.
+  std::string_view iam = {};
 };
 
 // Every action, in the enum's order.
 std::span<const ActionInfo> actions() noexcept;
 std::string_view action_name(Action a) noexcept;
 std::optional<Action> parse_action(std::string_view name) noexcept;
+// The policy name of an action ("" for one no caller can request), and every action of a
+// policy name, in the enum's order (none for an unknown or empty name).
+std::string_view iam_name(Action a) noexcept;
+std::vector<Action> iam_actions(std::string_view iam);
 
 }  // namespace kms

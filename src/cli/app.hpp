@@ -120,6 +120,7 @@ void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap
 void register_secret(CLI::App& app, Globals& g);
 void register_exec(CLI::App& app, Globals& g);
 void register_agent(CLI::App& app, Globals& g);
+void register_policy(CLI::App& app, Globals& g);  // policy validate, check (no vault)
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

@@ -224,12 +224,13 @@ class Errors(KmsTestCase):
 # The command tree as help prints it (kmsctl builds only the group a command names; help, and
 # anything it must reject, still see all of it).
 TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
-             "random", "file", "secret", "exec", "maintain", "vault", "agent", "version", "completion",
-             "manpage")
+             "random", "file", "secret", "exec", "maintain", "vault", "agent", "policy", "version",
+             "completion", "manpage")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "alias")
+POLICY_VERBS = ("validate", "check")
 
 
 def subcommands(help_text):
@@ -299,7 +300,8 @@ class CommandLine(KmsTestCase):
         self.assertError(r, 6, other)
 
     def test_help_of_a_group_lists_every_one_of_its_subcommands(self):
-        for group, verbs in (("secret", SECRET_VERBS), ("key", KEY_VERBS)):
+        for group, verbs in (("secret", SECRET_VERBS), ("key", KEY_VERBS),
+                             ("policy", POLICY_VERBS)):
             for args in ((group, "--help"), ("--vault", self.kms.vault, group, "--help"),
                          ("--vault=" + self.kms.vault, group, "-h")):
                 with self.subTest(args=args):
@@ -325,6 +327,7 @@ class CommandLine(KmsTestCase):
         # Each builds only its own group (and verb): the name must lead to that command's help.
         words = [(c,) for c in TOP_LEVEL]
         words += [("secret", v) for v in SECRET_VERBS] + [("key", v) for v in KEY_VERBS]
+        words += [("policy", v) for v in POLICY_VERBS]
         for w in words:
             with self.subTest(command=" ".join(w)):
                 r = self.kms.run("--vault", self.kms.vault, *w, "--help")
