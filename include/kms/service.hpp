@@ -22,6 +22,8 @@
 
 namespace kms {
 
+class Runner;
+
 struct Status {
   std::string vault_path;
   std::string vault_id;
@@ -193,31 +195,12 @@ class Service {
   // front end that serves other processes (`kmsctl agent`) names each client here; the records
   // name the caller and its channel, and every operation is authorised for it.
   void serve_client(Caller who);
-  const Caller& caller() const noexcept { return caller_; }
+  const Caller& caller() const noexcept;
   // Decides every operation (by default: owner_only, the uid that owns the vault file).
   void set_authorizer(Authorizer authorizer);
 
-  struct Hooks {
-    std::function<void()> committed;    // after the commit (e.g. destroy an old token key)
-    std::function<void()> rolled_back;  // after a rollback (e.g. destroy a new token key)
-    // Inside the transaction, once the record is appended and before the commit (a file
-    // operation locks a file named by the record's seq: both exist, or neither).
-    std::function<void(const store::AuditRow&)> appended = nullptr;
-    // After a rollback, before the failure record is written: may change what it says.
-    std::function<void(audit::Event&)> failing = nullptr;
-  };
-  // The runner. Authorises the event for the caller (a refusal is Code::refused, recorded as
-  // `denied` with the deciding rule), then runs op inside one write transaction together with
-  // its audit record, whose outcome is
-  // `outcome` (`ok`; `started` for the key use of a file operation, ended by a second record;
-  // `error` with error_code for a failure recorded on purpose). op may add request parameters
-  // and resource ids to the event. On failure the transaction rolls back, a failure record
-  // (outcome error, or denied for Code::refused) is written on its own, and the error is
-  // rethrown. Returns the record appended.
-  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op,
-                      const Hooks& hooks, std::string_view outcome = "ok",
-                      std::string_view error_code = {});
-  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op);
+  // The runner every operation goes through (authorise, do, audit: src/runner/runner.hpp).
+  Runner& runner() noexcept { return *runner_; }
 
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
@@ -333,45 +316,7 @@ class Service {
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
-  // Appends a failure record in a transaction of its own (the caller holds the writer lock);
-  // a failure to write it is dropped. error_code: the code's name, or `interrupted`.
-  void record_failure(const audit::Event& event, Code code, std::string_view error_code) noexcept;
-  void record_failure(const audit::Event& event, Code code) noexcept;
-  // The error_code an error is recorded with: its code's name, or `interrupted` for a caught
-  // signal (signals::Interrupted).
-  static std::string_view failure_code(const Error& e) noexcept;
-  // Code::refused unless the authorizer allows the caller `event`'s action on its resource, as
-  // the event names them now; on a refusal, event.params gets the deciding `rule`. run() asks
-  // before op; an op that resolves its resource (an alias) asks again once it has.
-  void authorize(audit::Event& event);
-  // Appends the operation's record with the caller's principal and, unless the caller opened
-  // the vault itself, its channel.
-  store::AuditRow append(const audit::Event& event, std::string_view outcome,
-                         std::string_view error_code);
-  // Under the writer lock, before a record is appended: the vault file is still the one opened
-  // (Vault::check_in_place) and its log agrees with the token anchor.
-  void check_writable();
-  // Code::integrity unless every authenticated row matches its MAC and together they are the
-  // state the log last recorded; `before` names what is refused. Inside the caller's
-  // transaction, before it changes anything.
-  void require_recorded_state(std::string_view before);
-  // The first write to a vault whose rows have no MAC yet (made by an older kmsctl): MACs them
-  // all in one audited transaction (`vault.upgrade`) whose record holds the first state. Under
-  // the writer lock, after the log was found to agree with the token anchor.
-  void authenticate_rows();
-  // Code::integrity when the header had no MAC (Vault::header_unauthenticated) and the log's
-  // newest record holds a state: only a vault of an older kmsctl may lack it.
-  void check_header_authenticated();
-  // VAULT.ops/: a lock file per running file operation, named by its started record's seq.
-  std::filesystem::path ops_dir() const;
-  // Under the writer lock, before a record is appended: ends the `started` record of each file
-  // operation whose process died (its lock file can be locked) with an error record,
-  // `interrupted`, and removes the lock file. Looks only when VAULT.ops/ has files.
-  void close_dead_file_operations();
   class FileOperation;  // file_ops.cpp: a FileSession on this vault
-  // Like run, but the record's outcome is the failure `code` while op's changes still commit
-  // (a failed rotation step is recorded in the secret for `describe`).
-  void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);
   // maintain's secret half: purges (inside maintain's transaction) and rotations (after it).
   void maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev);
   void rotate_due_secrets(MaintainReport& rep);
@@ -386,10 +331,7 @@ class Service {
   secrets::SecretInfo secret_info(Action action, std::string_view name);
 
   std::unique_ptr<Vault> vault_;
-  std::unique_ptr<audit::AnchorStore> anchor_;
-  std::unique_ptr<audit::Log> log_;
-  Caller caller_;
-  Authorizer authorizer_;
+  std::unique_ptr<Runner> runner_;
 };
 
 }  // namespace kms

@@ -4,6 +4,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/service.hpp"
+#include "runner/runner.hpp"
 
 namespace kms {
 namespace {
@@ -21,16 +22,16 @@ std::string key_resource(std::string_view id) { return "key/" + std::string(id);
 void Service::key_op(Action action, std::string_view ref, const KeyBody& body,
                      const Context& context) {
   keys::KeyStore ks(*vault_);
-  run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
-      [&](audit::Event& ev) {
-        store::KeyRow key = ks.resolve(ref);
-        if (ev.resource != key_resource(key.id)) {
-          ev.resource = key_resource(key.id);
-          authorize(ev);  // the key an alias names
-        }
-        body(ks, key, ev);
-      },
-      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  runner_->run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
+               [&](audit::Event& ev) {
+                 store::KeyRow key = ks.resolve(ref);
+                 if (ev.resource != key_resource(key.id)) {
+                   ev.resource = key_resource(key.id);
+                   runner_->authorize(ev);  // the key an alias names
+                 }
+                 body(ks, key, ev);
+               },
+               {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
 }
 
 keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
@@ -41,13 +42,13 @@ keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
   ev.params["protection"] = std::string(protection_name(spec.protection));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
-  run(std::move(ev),
-      [&](audit::Event& e) {
-        const store::KeyRow key = ks.create(spec, now());
-        e.resource = key_resource(key.id);
-        info = ks.describe(key);
-      },
-      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  runner_->run(std::move(ev),
+               [&](audit::Event& e) {
+                 const store::KeyRow key = ks.create(spec, now());
+                 e.resource = key_resource(key.id);
+                 info = ks.describe(key);
+               },
+               {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
   return info;
 }
 
@@ -57,7 +58,7 @@ KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std
   audit::Event ev{Action::key_list, "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
   if (state) ev.params["state"] = std::string(key_state_name(*state));
   if (after) ev.params["after"] = *after;
-  run(std::move(ev), [&](audit::Event&) {
+  runner_->run(std::move(ev), [&](audit::Event&) {
     keys::KeyStore ks(*vault_);
     if (limit < 1 || limit > keys::kMaxListLimit) {
       throw Error(
@@ -171,20 +172,21 @@ void Service::alias_update(std::string_view alias, std::string_view ref) {
 }
 
 void Service::alias_delete(std::string_view alias) {
-  run({Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
-    const auto target = store::alias_target(vault_->db(), alias);
-    if (!target) {
-      throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::list_aliases);
-    }
-    ev.resource = key_resource(*target);
-    store::alias_delete(vault_->db(), alias);
-  });
+  runner_->run(
+      {Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
+        const auto target = store::alias_target(vault_->db(), alias);
+        if (!target) {
+          throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::list_aliases);
+        }
+        ev.resource = key_resource(*target);
+        store::alias_delete(vault_->db(), alias);
+      });
 }
 
 std::vector<std::pair<std::string, std::string>> Service::alias_list() {
   std::vector<std::pair<std::string, std::string>> out;
-  run({Action::key_alias_list, "vault/" + vault_->meta().vault_id, {}},
-      [&](audit::Event&) { out = store::alias_list(vault_->db()); });
+  runner_->run({Action::key_alias_list, "vault/" + vault_->meta().vault_id, {}},
+               [&](audit::Event&) { out = store::alias_list(vault_->db()); });
   return out;
 }
 
@@ -241,7 +243,8 @@ keys::Decrypted Service::decrypt(ByteView blob, const Context& context) {
   keys::KeyStore ks(*vault_);
   std::optional<keys::Decrypted> out;
   const std::string key_id = keys::KeyStore::blob_key_id(blob).value_or("");
-  run({Action::key_decrypt, key_resource(key_id), {{"context", context_json(context)}}, context},
+  runner_->run(
+      {Action::key_decrypt, key_resource(key_id), {{"context", context_json(context)}}, context},
       [&](audit::Event& ev) {
         out = ks.decrypt(blob, context);
         ev.params["version"] = out->key_version;
@@ -258,7 +261,7 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
   ev.params["context"] = context_json(context);
   ev.params["to_key"] = std::string(to_ref);
   ev.params["to_context"] = context_json(to_context);
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     const keys::Decrypted d = ks.decrypt(blob, context);
     e.params["from_version"] = d.key_version;
     const store::KeyRow to = ks.resolve(to_ref);
@@ -266,7 +269,7 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
     // decrypt under one key and not to encrypt under another.
     audit::Event dest{Action::key_reencrypt, key_resource(to.id), {}, to_context};
     try {
-      authorize(dest);
+      runner_->authorize(dest);
     } catch (const Error&) {
       e.params["rule"] = dest.params["rule"];
       e.params["to_key"] = to.id;
@@ -308,8 +311,8 @@ Bytes Service::random(std::size_t bytes) {
                 fmt::format("{} random bytes asked for: 1 to {}", bytes, keys::kMaxRandomBytes));
   }
   Bytes out;
-  run({Action::random_generate, "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
-      [&](audit::Event&) { out = crypto::random_bytes(bytes); });
+  runner_->run({Action::random_generate, "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
+               [&](audit::Event&) { out = crypto::random_bytes(bytes); });
   return out;
 }
 
@@ -318,7 +321,8 @@ MaintainReport Service::maintain(bool dry_run) {
   rep.dry_run = dry_run;
   keys::KeyStore ks(*vault_);
   std::vector<std::string> token_keys_to_destroy;
-  run({Action::vault_maintain, "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
+  runner_->run(
+      {Action::vault_maintain, "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
       [&](audit::Event& ev) {
         const TimePoint t = now();
         const std::string at = format_rfc3339(t);
@@ -326,7 +330,7 @@ MaintainReport Service::maintain(bool dry_run) {
         // deletion date replayed from an older copy of a key, say): checked before any change.
         if (!dry_run && (!store::keys_due_deletion(vault_->db(), at).empty() ||
                          !store::secrets_due_deletion(vault_->db(), at).empty())) {
-          require_recorded_state("delete keys or secrets that are due");
+          runner_->require_recorded_state("delete keys or secrets that are due");
         }
         for (store::KeyRow& key : store::keys_due_rotation(vault_->db(), at)) {
           rep.rotated.emplace_back(key.id, dry_run ? key.primary_version + 1 : ks.rotate(key, t));

@@ -5,6 +5,7 @@
 
 #include "kms/error.hpp"
 #include "kms/service.hpp"
+#include "runner/runner.hpp"
 
 namespace kms {
 namespace {
@@ -32,7 +33,7 @@ secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
   if (spec.key) ev.params["key"] = *spec.key;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
   ev.params["rotation_command"] = spec.rotation_command.has_value();
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     const SecureBytes value = input_value(input);
     bool key_created = false;
     const store::SecretRow s = ss.create(spec, value.view(), now(), key_created);
@@ -50,7 +51,7 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_put, name);
   ev.params["generated"] = !input.value.has_value();
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     store::SecretRow s = ss.resolve(name);
     secrets::Generator gen = input.generator;
     if (!input.value && gen.length == 0) gen = {s.gen_length, s.gen_charset, s.gen_exclude};
@@ -72,7 +73,7 @@ secrets::Value Service::secret_get(std::string_view name, std::optional<SecretSt
   if (stage) ev.params["stage"] = std::string(secret_stage_name(*stage));
   if (version) ev.params["version"] = *version;
   if (exec) ev.params["exec"] = {{"env", exec->env}, {"command", exec->command}};
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     const store::SecretRow s = ss.resolve(name);
     e.params["key_id"] = s.key_id;
     out = ss.read(s, stage, version);
@@ -85,7 +86,7 @@ std::vector<secrets::SecretInfo> Service::secret_list() {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   std::vector<secrets::SecretInfo> out;
-  run({Action::secret_list, "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
+  runner_->run({Action::secret_list, "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
     for (const auto& s : store::secret_list(vault_->db())) out.push_back(ss.describe(s));
     e.params["count"] = out.size();
   });
@@ -96,7 +97,8 @@ secrets::SecretInfo Service::secret_info(Action action, std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event(action, name), [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  runner_->run(secret_event(action, name),
+               [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
   return info;
 }
 
@@ -116,7 +118,7 @@ secrets::SecretInfo Service::secret_delete(std::string_view name,
   audit::Event ev = secret_event(Action::secret_delete, name);
   ev.params["force"] = !days.has_value();
   if (days) ev.params["recovery_days"] = *days;
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     store::SecretRow s = ss.resolve(name);
     if (days) {
       e.params["deletion_date"] = ss.schedule_deletion(s, *days, now());
@@ -134,7 +136,7 @@ secrets::SecretInfo Service::secret_restore(std::string_view name) {
   keys::KeyStore ks(*vault_);
   secrets::SecretStore ss(*vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event(Action::secret_restore, name), [&](audit::Event&) {
+  runner_->run(secret_event(Action::secret_restore, name), [&](audit::Event&) {
     store::SecretRow s = ss.resolve(name);
     ss.restore(s);
     info = ss.describe(s);
@@ -153,7 +155,7 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
   }
   // As at create: whether a hook is set, not its text.
   if (change.set_command) ev.params["rotation_command"] = change.command.has_value();
-  run(std::move(ev), [&](audit::Event&) {
+  runner_->run(std::move(ev), [&](audit::Event&) {
     store::SecretRow s = ss.resolve(name);
     ss.set_rotation(s, change, now());
     info = ss.describe(s);
@@ -167,7 +169,7 @@ void Service::rotation_step_failed(std::string_view name, std::string_view step,
   ev.params["step"] = std::string(step);
   ev.params["version"] = version;
   ev.params["failure"] = failure;
-  run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
+  runner_->run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
     if (auto s = store::secret_by_name(vault_->db(), name)) {
       s->rotation_status = RotationStatus::failed;
       s->rotation_error =
@@ -188,13 +190,14 @@ SecretRotation Service::secret_rotate(std::string_view name) {
   std::optional<secrets::Value> pending;
 
   // start: resolve, lock, and read the values the hook will be given (audited before release).
-  run(secret_event(Action::secret_rotate, name), [&](audit::Event& e) {
+  runner_->run(secret_event(Action::secret_rotate, name), [&](audit::Event& e) {
     e.params["step"] = "start";
     s = ss.resolve(name);
     secrets::SecretStore::require_active(s);
     // A rotation command runs as the user: never one from a row put back to an older copy of
     // itself (a hook the owner has since removed), so the whole state is checked first.
-    if (s.rotation_command) require_recorded_state("run the rotation command of secret " + s.name);
+    if (s.rotation_command)
+      runner_->require_recorded_state("run the rotation command of secret " + s.name);
     lock.emplace(vault_->final_path(), s.id, s.name);
     current = ss.read(s, SecretStage::current, std::nullopt);
     if (ss.at_stage(s, SecretStage::pending))
@@ -243,7 +246,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = "create";
     ev.params["supplied_by_hook"] = supplied.has_value();
-    run(std::move(ev), [&](audit::Event& e) {
+    runner_->run(std::move(ev), [&](audit::Event& e) {
       store::SecretRow fresh = ss.resolve(name);
       const secrets::Generator gen{fresh.gen_length, fresh.gen_charset, fresh.gen_exclude};
       SecureBytes value =
@@ -268,7 +271,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = step;
     ev.params["version"] = pending->version;
-    run(std::move(ev), [&](audit::Event& e) {
+    runner_->run(std::move(ev), [&](audit::Event& e) {
       if (std::string_view(step) != "finish") return;
       store::SecretRow fresh = ss.resolve(name);
       ss.promote_pending(fresh, now());

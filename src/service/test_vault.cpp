@@ -25,6 +25,7 @@
 #include "kms/service.hpp"
 #include "kms/store.hpp"
 #include "kms/vault.hpp"
+#include "runner/runner.hpp"
 
 using namespace kms;
 using kms::test::bytes_of;
@@ -813,7 +814,7 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
   const fs::path path = dir / "vault.db";
   {
     auto s = init_service(path);
-    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+    s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
     // Make the anchor what an older kmsctl left: one object labelled with the vault id.
     Vault& v = s->vault();
     Bytes head;
@@ -839,9 +840,9 @@ TEST_CASE("Service::run writes exactly one audit record per call and moves the a
   for (int i = 1; i <= 5; ++i) {
     const std::int64_t before = store::audit_count(s->vault().db());
     bool committed = false, rolled_back = false;
-    s->run({Action::vault_status, "key/k" + std::to_string(i), {{"given", i}}},
-           [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
-           {[&] { committed = true; }, [&] { rolled_back = true; }});
+    s->runner().run({Action::vault_status, "key/k" + std::to_string(i), {{"given", i}}},
+                    [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
+                    {[&] { committed = true; }, [&] { rolled_back = true; }});
     CHECK(store::audit_count(s->vault().db()) == before + 1);
     CHECK(committed);
     CHECK_FALSE(rolled_back);
@@ -863,12 +864,12 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   const std::int64_t before = store::audit_count(v.db());
   bool committed = false, rolled_back = false;
   const Error e = error_of([&] {
-    s->run({Action::key_disable, "key/k1", {}},
-           [&](audit::Event&) {
-             store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
-             throw Error(Code::refused, "key k1 is pending deletion");
-           },
-           {[&] { committed = true; }, [&] { rolled_back = true; }});
+    s->runner().run({Action::key_disable, "key/k1", {}},
+                    [&](audit::Event&) {
+                      store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
+                      throw Error(Code::refused, "key k1 is pending deletion");
+                    },
+                    {[&] { committed = true; }, [&] { rolled_back = true; }});
   });
   CHECK(e.code() == Code::refused);
   CHECK(std::string(e.what()) == "key k1 is pending deletion");
@@ -892,13 +893,13 @@ TEST_CASE(
   auto s = init_service(dir / "vault.db");
   Vault& v = s->vault();
   CHECK(error_of([&] {
-          s->run({Action::key_enable, "key/k", {}},
-                 [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
+          s->runner().run({Action::key_enable, "key/k", {}},
+                          [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
         }).code() == Code::integrity);
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "integrity");
-  CHECK_THROWS_AS(s->run({Action::key_disable, "key/k", {}},
-                         [](audit::Event&) { throw std::runtime_error("boom"); }),
+  CHECK_THROWS_AS(s->runner().run({Action::key_disable, "key/k", {}},
+                                  [](audit::Event&) { throw std::runtime_error("boom"); }),
                   std::runtime_error);
   CHECK(audit_rows(v).back().action == "key.disable");
   CHECK(audit_rows(v).back().outcome == "error");
@@ -912,7 +913,7 @@ TEST_CASE("Service::open reopens the vault and continues its chain") {
   const fs::path path = dir / "vault.db";
   { auto s = init_service(path); }
   auto s = Service::open(path, pin_of(kPin));
-  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+  s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   CHECK(store::audit_count(s->vault().db()) == 2);
   const audit::VerifyReport rep = s->audit_verify();
   CHECK(rep.ok);
@@ -926,7 +927,7 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   {
     auto s = init_service(path);
     s->vault().db().backup_to(dir / "old.db");
-    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+    s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   }
   // The attacker puts the old file back and removes the WAL that would replay the newer state.
   fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
@@ -935,7 +936,7 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   auto s = Service::open(path, pin_of(kPin));
   bool ran = false;
   const Error e = error_of([&] {
-    s->run({Action::vault_status, "vault/x", {}}, [&](audit::Event&) { ran = true; });
+    s->runner().run({Action::vault_status, "vault/x", {}}, [&](audit::Event&) { ran = true; });
   });
   CHECK(e.code() == Code::integrity);
   CHECK_FALSE(ran);
@@ -976,7 +977,7 @@ TEST_CASE("Service::rekey is audited and the vault reopens with the new root key
 TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
-  s->run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
+  s->runner().run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
   const std::int64_t n = s->audit_export(dir / "log.jsonl", false);
   CHECK(n == 2);
   CHECK(mode_of(dir / "log.jsonl") == 0600);
@@ -1053,9 +1054,9 @@ TEST_CASE("serve_client names the client and its channel in every record, a fail
   client.pid = 8;
   client.channel = Channel::agent;
   s->serve_client(client);
-  s->run({Action::vault_status, "vault/x", {{"given", 1}}}, [](audit::Event&) {});
-  CHECK_THROWS(s->run({Action::key_describe, "vault/x", {}},
-                      [](audit::Event&) { throw Error(Code::refused, "no"); }));
+  s->runner().run({Action::vault_status, "vault/x", {{"given", 1}}}, [](audit::Event&) {});
+  CHECK_THROWS(s->runner().run({Action::key_describe, "vault/x", {}},
+                               [](audit::Event&) { throw Error(Code::refused, "no"); }));
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 3);
   for (const auto* r : {&rows[1], &rows[2]}) {
@@ -1080,8 +1081,8 @@ TEST_CASE(
   s->serve_client(stranger);
   bool ran = false;
   const Error e = error_of([&] {
-    s->run({Action::secret_get, "secret/app/db", {{"name", "app/db"}}},
-           [&](audit::Event&) { ran = true; });
+    s->runner().run({Action::secret_get, "secret/app/db", {{"name", "app/db"}}},
+                    [&](audit::Event&) { ran = true; });
   });
   CHECK_FALSE(ran);
   CHECK(e.code() == Code::refused);
@@ -1169,14 +1170,14 @@ TEST_CASE(
   const fs::path path = dir / "vault.db";
   init_service(path).reset();
   auto s = Service::open(path, pin_of(kPin));
-  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+  s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   const std::int64_t records = store::audit_count(s->vault().db());
   const std::int64_t anchored = anchor_seq(s->vault());
   fs::rename(path, dir / "vault.db.aside");
   for (bool another_file : {false, true}) {
     if (another_file) kms::test::write_file(path, "not the vault that was opened");
     const Error e = error_of([&] {
-      s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+      s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
     });
     CHECK(e.code() == Code::unavailable);
     CHECK(contains(e.what(), "was replaced or removed after this process opened it"));

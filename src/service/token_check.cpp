@@ -7,6 +7,7 @@
 
 #include "kms/keys.hpp"
 #include "kms/service.hpp"
+#include "runner/runner.hpp"
 #include "vault/detail.hpp"
 
 namespace kms {
@@ -35,7 +36,7 @@ Service::TokenCheck Service::check_token(bool remove) {
   const std::string anchor_app = std::string(kAnchorApplicationPrefix) + m.vault_id;
   const std::string legacy_anchor = std::string(kLegacyAnchorLabelPrefix) + m.vault_id;
   audit::Event ev{Action::vault_check_token, "vault/" + m.vault_id, {{"remove", remove}}};
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_->run(std::move(ev), [&](audit::Event& e) {
     hsm::Session& token = vault_->token();
     std::vector<hsm::ObjectHandle> to_remove;
     std::map<std::string, int> in_use;  // per name: copies already counted as in use
