@@ -55,14 +55,14 @@ std::unique_ptr<kms::Service> open_or_create(const fs::path& vault, const kms::S
 std::string key_for(kms::Service& svc) {
   const std::string alias = "alias/envelope-example";
   try {
-    return svc.key_describe(alias).key.id;
+    return svc.keys().describe(alias).key.id;
   } catch (const kms::Error& e) {
     if (e.code() != kms::Code::not_found) throw;
   }
   kms::keys::CreateSpec spec;
   spec.alias = alias;
   spec.description = "made by examples/envelope.cpp";
-  return svc.key_create(spec).key.id;
+  return svc.keys().create(spec).key.id;
 }
 
 }  // namespace

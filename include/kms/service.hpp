@@ -16,6 +16,7 @@
 #include "kms/caller.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
+#include "kms/key_operations.hpp"
 #include "kms/keys.hpp"
 #include "kms/secrets.hpp"
 #include "kms/vault.hpp"
@@ -71,18 +72,6 @@ struct RestoreLosses {
     return key_versions.empty() && keys.empty() && secret_versions.empty() && secrets.empty() &&
            records == 0;
   }
-};
-
-struct KeyPage {
-  std::vector<keys::KeyInfo> keys;
-  std::optional<std::string> next;  // pass as `after` for the next page
-};
-
-struct DataKey {
-  std::string key_id;
-  std::uint32_t key_version = 0;
-  SecureBytes plaintext;
-  Bytes ciphertext_blob;
 };
 
 struct FileResult {
@@ -202,6 +191,9 @@ class Service {
   // The runner every operation goes through (authorise, do, audit: src/runner/runner.hpp).
   Runner& runner() noexcept { return *runner_; }
 
+  // Each domain's operations, every one of them run by runner().
+  KeyOperations& keys() noexcept { return keys_; }
+
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
   std::vector<store::AuditRow> audit_list(const store::AuditFilter& filter);
@@ -235,32 +227,6 @@ class Service {
   TokenCheck check_token(bool remove);
   void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
 
-  // ---- keys (key_ops.cpp); KEY is a key id or alias/NAME ----
-  keys::KeyInfo key_create(const keys::CreateSpec& spec);
-  KeyPage key_list(std::optional<KeyState> state, const std::optional<std::string>& after,
-                   std::int64_t limit);
-  keys::KeyInfo key_describe(std::string_view ref);
-  keys::KeyInfo key_enable(std::string_view ref);
-  keys::KeyInfo key_disable(std::string_view ref);
-  keys::KeyInfo key_rotate(std::string_view ref);
-  keys::KeyInfo key_set_rotation(std::string_view ref, std::optional<std::int64_t> days);
-  keys::KeyInfo key_schedule_deletion(std::string_view ref, std::int64_t pending_days);
-  keys::KeyInfo key_cancel_deletion(std::string_view ref);
-  void alias_create(std::string_view alias, std::string_view ref);
-  void alias_update(std::string_view alias, std::string_view ref);
-  void alias_delete(std::string_view alias);
-  std::vector<std::pair<std::string, std::string>> alias_list();
-  keys::KeyInfo key_tag(std::string_view ref,
-                        const std::vector<std::pair<std::string, std::string>>& tags);
-  keys::KeyInfo key_untag(std::string_view ref, const std::vector<std::string>& names);
-  Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
-  keys::Decrypted decrypt(ByteView blob, const Context& context);
-  // Decrypts and encrypts again under `to_ref` (its primary version) without releasing the
-  // plaintext. Returns the new blob.
-  Bytes reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
-                  const Context& to_context);
-  DataKey generate_data_key(std::string_view ref, std::size_t bytes, const Context& context);
-  Bytes random(std::size_t bytes);
   // ---- files (file_ops.cpp): envelope encryption ----
   // A file encrypt or decrypt is recorded twice (docs/FORMAT.md §8.1): the key use, in the
   // transaction that wraps or unwraps the data key and before any output, as `started`
@@ -322,16 +288,12 @@ class Service {
   void rotate_due_secrets(MaintainReport& rep);
   void rotation_step_failed(std::string_view name, std::string_view step, std::int64_t version,
                             const std::string& failure);
-  // One audited operation on an existing key: resolves KEY, names it in the record, and
-  // destroys token keys the operation made if it rolls back.
-  using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;
-  void key_op(Action action, std::string_view ref, const KeyBody& body,
-              const Context& context = {});
   // describe and versions: the same read of a secret, under their own action names.
   secrets::SecretInfo secret_info(Action action, std::string_view name);
 
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Runner> runner_;
+  KeyOperations keys_;
 };
 
 }  // namespace kms

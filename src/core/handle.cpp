@@ -33,87 +33,87 @@ std::int64_t handle(Service& s, const req::AuditExport& r) {
 
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyCreate& r) {
-  return s.key_create(r.spec);
+  return s.keys().create(r.spec);
 }
 template <>
 KeyPage handle(Service& s, const req::KeyList& r) {
-  return s.key_list(r.state, r.after, r.limit);
+  return s.keys().list(r.state, r.after, r.limit);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyDescribe& r) {
-  return s.key_describe(r.key);
+  return s.keys().describe(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyEnable& r) {
-  return s.key_enable(r.key);
+  return s.keys().enable(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyDisable& r) {
-  return s.key_disable(r.key);
+  return s.keys().disable(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyRotate& r) {
-  return s.key_rotate(r.key);
+  return s.keys().rotate(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyCancelDeletion& r) {
-  return s.key_cancel_deletion(r.key);
+  return s.keys().cancel_deletion(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeySetRotation& r) {
-  return s.key_set_rotation(r.key, r.days);
+  return s.keys().set_rotation(r.key, r.days);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyScheduleDeletion& r) {
-  return s.key_schedule_deletion(r.key, r.pending_days);
+  return s.keys().schedule_deletion(r.key, r.pending_days);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyTag& r) {
-  return s.key_tag(r.key, r.tags);
+  return s.keys().tag(r.key, r.tags);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyUntag& r) {
-  return s.key_untag(r.key, r.names);
+  return s.keys().untag(r.key, r.names);
 }
 template <>
 Done handle(Service& s, const req::AliasCreate& r) {
-  s.alias_create(r.alias, r.key);
+  s.keys().alias_create(r.alias, r.key);
   return {};
 }
 template <>
 Done handle(Service& s, const req::AliasUpdate& r) {
-  s.alias_update(r.alias, r.key);
+  s.keys().alias_update(r.alias, r.key);
   return {};
 }
 template <>
 Done handle(Service& s, const req::AliasDelete& r) {
-  s.alias_delete(r.alias);
+  s.keys().alias_delete(r.alias);
   return {};
 }
 template <>
 std::vector<std::pair<std::string, std::string>> handle(Service& s, const req::AliasList&) {
-  return s.alias_list();
+  return s.keys().alias_list();
 }
 
 template <>
 Bytes handle(Service& s, const req::Encrypt& r) {
-  return s.encrypt(r.key, r.plaintext.view(), r.context);
+  return s.keys().encrypt(r.key, r.plaintext.view(), r.context);
 }
 template <>
 keys::Decrypted handle(Service& s, const req::Decrypt& r) {
-  return s.decrypt(r.blob, r.context);
+  return s.keys().decrypt(r.blob, r.context);
 }
 template <>
 Bytes handle(Service& s, const req::ReEncrypt& r) {
-  return s.reencrypt(r.blob, r.context, r.to_key, r.to_context);
+  return s.keys().reencrypt(r.blob, r.context, r.to_key, r.to_context);
 }
 template <>
 DataKey handle(Service& s, const req::GenerateDataKey& r) {
-  return s.generate_data_key(r.key, r.bytes, r.context);
+  return s.keys().generate_data_key(r.key, r.bytes, r.context);
 }
 template <>
 Bytes handle(Service& s, const req::Random& r) {
-  return s.random(r.bytes);
+  return s.keys().random(r.bytes);
 }
 
 template <>

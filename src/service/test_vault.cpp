@@ -1089,7 +1089,7 @@ TEST_CASE(
   CHECK(std::string(e.what()).find("mallory") != std::string::npos);
   CHECK(std::string(e.what()).find("secret.get secret/app/db") != std::string::npos);
   // Every operation of the facade goes through the same runner.
-  CHECK(error_of([&] { (void)s->random(16); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->keys().random(16); }).code() == Code::refused);
   CHECK(error_of([&] { (void)s->status(); }).code() == Code::refused);
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 4);
@@ -1112,7 +1112,7 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
   auto s = init_service(dir / "vault.db");
   keys::CreateSpec spec;
   spec.alias = "alias/app";
-  const std::string id = s->key_create(spec).key.id;
+  const std::string id = s->keys().create(spec).key.id;
   std::vector<std::pair<std::string, std::string>> asked;  // action, resource
   Context seen;
   s->set_authorizer([&](const AccessRequest& r) {
@@ -1121,7 +1121,7 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
     return Decision{true, "test", {}};
   });
   const Context ctx{{"tenant", "t1"}};
-  (void)s->encrypt("alias/app", as_bytes("hello"), ctx);
+  (void)s->keys().encrypt("alias/app", as_bytes("hello"), ctx);
   REQUIRE(asked.size() == 2);
   CHECK(asked[0] == std::pair<std::string, std::string>{"key.encrypt", "key/alias/app"});
   CHECK(asked[1] == std::pair<std::string, std::string>{"key.encrypt", "key/" + id});
@@ -1131,7 +1131,7 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
     const bool ok = r.resource != "key/" + id;
     return Decision{ok, ok ? "test" : "not-this-key", "not this key"};
   });
-  CHECK(error_of([&] { (void)s->encrypt("alias/app", as_bytes("hello"), ctx); }).code() ==
+  CHECK(error_of([&] { (void)s->keys().encrypt("alias/app", as_bytes("hello"), ctx); }).code() ==
         Code::refused);
   const auto rows = audit_rows(s->vault());
   CHECK(rows.back().outcome == "denied");
@@ -1142,17 +1142,18 @@ TEST_CASE("the authorizer sees the key an alias names and the encryption context
 TEST_CASE("re-encrypt asks for the source key and, with its own context, for the destination") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
-  const std::string from = s->key_create({}).key.id;
-  const std::string to = s->key_create({}).key.id;
+  const std::string from = s->keys().create({}).key.id;
+  const std::string to = s->keys().create({}).key.id;
   const Context ctx{{"app", "a"}}, to_ctx{{"app", "b"}};
-  const Bytes blob = s->encrypt(from, as_bytes("moved"), ctx);
+  const Bytes blob = s->keys().encrypt(from, as_bytes("moved"), ctx);
   std::vector<std::pair<std::string, Context>> asked;  // resource, context
   s->set_authorizer([&](const AccessRequest& r) {
     asked.emplace_back(std::string(r.resource), r.context);
     const bool ok = r.resource != "key/" + to;
     return Decision{ok, ok ? "test" : "not-the-destination", "not this key"};
   });
-  CHECK(error_of([&] { (void)s->reencrypt(blob, ctx, to, to_ctx); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->keys().reencrypt(blob, ctx, to, to_ctx); }).code() ==
+        Code::refused);
   REQUIRE(asked.size() == 2);
   CHECK(asked[0] == std::pair<std::string, Context>{"key/" + from, ctx});
   CHECK(asked[1] == std::pair<std::string, Context>{"key/" + to, to_ctx});
@@ -1223,36 +1224,40 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
   auto s = Service::open(path, pin_of(kPin));
   keys::CreateSpec spec;
   spec.alias = "alias/app";
-  const std::string id = s->key_create(spec).key.id;
-  const Bytes blob = s->encrypt(id, as_bytes("hello"), {{"app", "a"}});
+  const std::string id = s->keys().create(spec).key.id;
+  const Bytes blob = s->keys().encrypt(id, as_bytes("hello"), {{"app", "a"}});
 
-  expect(error_of([&] { (void)s->key_describe("no-such-key"); }), Remedy::list_keys);
-  expect(error_of([&] { (void)s->key_describe("alias/none"); }), Remedy::list_aliases);
-  expect(error_of([&] { s->alias_create("alias/app", id); }), Remedy::move_alias, "alias/app");
-  expect(error_of([&] { s->alias_update("alias/new", id); }), Remedy::create_alias, "alias/new");
-  expect(error_of([&] { (void)s->key_untag(id, {"none"}); }), Remedy::list_key_tags, id);
+  expect(error_of([&] { (void)s->keys().describe("no-such-key"); }), Remedy::list_keys);
+  expect(error_of([&] { (void)s->keys().describe("alias/none"); }), Remedy::list_aliases);
+  expect(error_of([&] { s->keys().alias_create("alias/app", id); }), Remedy::move_alias,
+         "alias/app");
+  expect(error_of([&] { s->keys().alias_update("alias/new", id); }), Remedy::create_alias,
+         "alias/new");
+  expect(error_of([&] { (void)s->keys().untag(id, {"none"}); }), Remedy::list_key_tags, id);
   keys::CreateSpec rsa;
   rsa.spec = "RSA_2048";
-  expect(error_of([&] { (void)s->key_create(rsa); }), Remedy::use_aes_256);
-  expect(error_of([&] { (void)s->encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
+  expect(error_of([&] { (void)s->keys().create(rsa); }), Remedy::use_aes_256);
+  expect(error_of([&] { (void)s->keys().encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
          Remedy::encrypt_as_file);
-  expect(error_of([&] { (void)s->decrypt(as_bytes("not a blob"), {}); }), Remedy::pass_ciphertext);
+  expect(error_of([&] { (void)s->keys().decrypt(as_bytes("not a blob"), {}); }),
+         Remedy::pass_ciphertext);
   expect(error_of([&] {
-           (void)s->decrypt(blob, {{"app", "b"}});
+           (void)s->keys().decrypt(blob, {{"app", "b"}});
          }),
          Remedy::pass_encryption_context);
-  (void)s->key_disable("alias/app");
-  expect(error_of([&] { (void)s->encrypt("alias/app", as_bytes("x"), {}); }), Remedy::enable_key,
-         "alias/app");
-  (void)s->key_schedule_deletion(id, 7);
+  (void)s->keys().disable("alias/app");
+  expect(error_of([&] { (void)s->keys().encrypt("alias/app", as_bytes("x"), {}); }),
+         Remedy::enable_key, "alias/app");
+  (void)s->keys().schedule_deletion(id, 7);
   {
-    const Error e = error_of([&] { (void)s->decrypt(blob, {{"app", "a"}}); });
+    const Error e = error_of([&] { (void)s->keys().decrypt(blob, {{"app", "a"}}); });
     expect(e, Remedy::cancel_key_deletion, id);
     CHECK(e.hint() == "then enable it");
   }
-  expect(error_of([&] { (void)s->key_enable(id); }), Remedy::cancel_key_deletion_before_enable, id);
-  expect(error_of([&] { (void)s->key_disable(id); }), Remedy::cancel_key_deletion, id);
-  expect(error_of([&] { (void)s->key_schedule_deletion(id, 7); }),
+  expect(error_of([&] { (void)s->keys().enable(id); }), Remedy::cancel_key_deletion_before_enable,
+         id);
+  expect(error_of([&] { (void)s->keys().disable(id); }), Remedy::cancel_key_deletion, id);
+  expect(error_of([&] { (void)s->keys().schedule_deletion(id, 7); }),
          Remedy::cancel_existing_key_deletion, id);
 
   expect(error_of([&] { (void)s->secret_get("app/none", std::nullopt, std::nullopt); }),

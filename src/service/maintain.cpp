@@ -1,0 +1,48 @@
+// `maintain`: the scheduled work of every domain in one command: keys whose rotation period has
+// elapsed are rotated and keys past their deletion date deleted, in one audited transaction;
+// secrets past their recovery window are purged in it too, and due secret rotations run after it.
+#include "kms/clock.hpp"
+#include "kms/service.hpp"
+#include "runner/runner.hpp"
+
+namespace kms {
+
+MaintainReport Service::maintain(bool dry_run) {
+  MaintainReport rep;
+  rep.dry_run = dry_run;
+  keys::KeyStore ks(*vault_);
+  std::vector<std::string> token_keys_to_destroy;
+  runner_->run(
+      {Action::vault_maintain, "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
+      [&](audit::Event& ev) {
+        const TimePoint t = now();
+        const std::string at = format_rfc3339(t);
+        // Nothing is destroyed for good on rows that are not the state the log recorded (a
+        // deletion date replayed from an older copy of a key, say): checked before any change.
+        if (!dry_run && (!store::keys_due_deletion(vault_->db(), at).empty() ||
+                         !store::secrets_due_deletion(vault_->db(), at).empty())) {
+          runner_->require_recorded_state("delete keys or secrets that are due");
+        }
+        for (store::KeyRow& key : store::keys_due_rotation(vault_->db(), at)) {
+          rep.rotated.emplace_back(key.id, dry_run ? key.primary_version + 1 : ks.rotate(key, t));
+        }
+        for (const store::KeyRow& key : store::keys_due_deletion(vault_->db(), at)) {
+          rep.deleted.push_back(key.id);
+          if (!dry_run) {
+            const auto labels = ks.erase(key);
+            token_keys_to_destroy.insert(token_keys_to_destroy.end(), labels.begin(), labels.end());
+          }
+        }
+        for (const auto& [id, version] : rep.rotated) {
+          ev.params["rotated"].push_back({{"key", id}, {"version", version}});
+        }
+        ev.params["deleted"] = rep.deleted;
+        maintain_secrets(rep, at, ev);
+      },
+      {[&] { ks.destroy_token_keys(token_keys_to_destroy); },
+       [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  rotate_due_secrets(rep);
+  return rep;
+}
+
+}  // namespace kms
