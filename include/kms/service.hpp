@@ -18,6 +18,7 @@
 #include "kms/error.hpp"
 #include "kms/key_operations.hpp"
 #include "kms/keys.hpp"
+#include "kms/secret_operations.hpp"
 #include "kms/secrets.hpp"
 #include "kms/vault.hpp"
 
@@ -88,20 +89,6 @@ struct MaintainReport {
   std::vector<std::pair<std::string, std::int64_t>> secrets_rotated;  // name, new current version
   std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
   std::vector<std::string> secrets_purged;                            // names
-};
-
-// How a secret's value is given: bytes, or generated with the secret's generator.
-struct SecretInput {
-  std::optional<SecureBytes> value;  // none: generate
-  secrets::Generator generator;
-};
-
-struct SecretRotation {
-  std::string name;
-  std::int64_t version = 0;           // the new current version
-  std::int64_t previous_version = 0;  // now previous
-  bool resumed = false;               // a pending version from an earlier attempt was finished
-  std::vector<std::string> steps;     // the steps run, in order
 };
 
 // How the output of a file encrypt or decrypt is made final: `publish` runs after the last
@@ -193,6 +180,7 @@ class Service {
 
   // Each domain's operations, every one of them run by runner().
   KeyOperations& keys() noexcept { return keys_; }
+  SecretOperations& secrets() noexcept { return secrets_; }
 
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
@@ -258,24 +246,6 @@ class Service {
   Bytes rewrap_header(const std::string& name, envelope::Header& header,
                       const std::optional<std::string>& to_ref, FileResult& result);
 
-  // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
-  secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
-  secrets::SecretInfo secret_put(std::string_view name, const SecretInput& input);
-  // `exec`: a read for `kmsctl exec`, which the record names (the variable and the command).
-  secrets::Value secret_get(std::string_view name, std::optional<SecretStage> stage,
-                            std::optional<std::int64_t> version,
-                            const std::optional<secrets::ExecUse>& exec = std::nullopt);
-  std::vector<secrets::SecretInfo> secret_list();
-  secrets::SecretInfo secret_describe(std::string_view name);
-  secrets::SecretInfo secret_versions(std::string_view name);
-  // days: schedule a purge after that many days; none: purge now (--force).
-  secrets::SecretInfo secret_delete(std::string_view name, std::optional<std::int64_t> days);
-  secrets::SecretInfo secret_restore(std::string_view name);
-  secrets::SecretInfo secret_set_rotation(std::string_view name,
-                                          const secrets::RotationChange& change);
-  // The four-step rotation (README "Secrets"). Code::failed when a step fails (current unchanged).
-  SecretRotation secret_rotate(std::string_view name);
-
   // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
   // purges secrets past their recovery window and runs due secret rotations.
   MaintainReport maintain(bool dry_run);
@@ -283,17 +253,10 @@ class Service {
  private:
   explicit Service(std::unique_ptr<Vault> vault);
   class FileOperation;  // file_ops.cpp: a FileSession on this vault
-  // maintain's secret half: purges (inside maintain's transaction) and rotations (after it).
-  void maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev);
-  void rotate_due_secrets(MaintainReport& rep);
-  void rotation_step_failed(std::string_view name, std::string_view step, std::int64_t version,
-                            const std::string& failure);
-  // describe and versions: the same read of a secret, under their own action names.
-  secrets::SecretInfo secret_info(Action action, std::string_view name);
-
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Runner> runner_;
   KeyOperations keys_;
+  SecretOperations secrets_;
 };
 
 }  // namespace kms

@@ -140,44 +140,44 @@ req::FileRewrap::Response handle(Service& s, const req::FileRewrap& r) {
 
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretCreate& r) {
-  return s.secret_create(r.spec, r.input);
+  return s.secrets().create(r.spec, r.input);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretPut& r) {
-  return s.secret_put(r.name, r.input);
+  return s.secrets().put(r.name, r.input);
 }
 template <>
 secrets::Value handle(Service& s, const req::SecretGet& r) {
-  return s.secret_get(r.name, r.stage, r.version, r.exec);
+  return s.secrets().get(r.name, r.stage, r.version, r.exec);
 }
 template <>
 std::vector<secrets::SecretInfo> handle(Service& s, const req::SecretList&) {
-  return s.secret_list();
+  return s.secrets().list();
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretDescribe& r) {
-  return s.secret_describe(r.name);
+  return s.secrets().describe(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretVersions& r) {
-  return s.secret_versions(r.name);
+  return s.secrets().versions(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretRestore& r) {
-  return s.secret_restore(r.name);
+  return s.secrets().restore(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretDelete& r) {
-  return s.secret_delete(r.name, r.days);
+  return s.secrets().remove(r.name, r.days);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
-  return s.secret_set_rotation(r.name, r.change);
+  return s.secrets().set_rotation(r.name, r.change);
 }
 
 template <>
 SecretRotation handle(Service& s, const req::SecretRotate& r) {
-  return s.secret_rotate(r.name);
+  return s.secrets().rotate(r.name);
 }
 template <>
 MaintainReport handle(Service& s, const req::Maintain& r) {

@@ -6,6 +6,48 @@
 #include "runner/runner.hpp"
 
 namespace kms {
+namespace {
+
+// maintain's secret half: purges (inside maintain's transaction) and rotations (after it).
+void maintain_secrets(Vault& vault, MaintainReport& rep, const std::string& at, audit::Event& ev) {
+  for (const store::SecretRow& s : store::secrets_due_deletion(vault.db(), at)) {
+    rep.secrets_purged.push_back(s.name);
+    if (!rep.dry_run) store::secret_delete(vault.db(), s.id);
+  }
+  ev.params["secrets_purged"] = rep.secrets_purged;
+  nlohmann::json due = nlohmann::json::array();
+  for (const store::SecretRow& s : store::secrets_due_rotation(vault.db(), at)) {
+    due.push_back(s.name);
+    if (rep.dry_run) {
+      // A rotation left pending is resumed, not started over: it would finish that version.
+      const auto pending = store::secret_version_at_stage(vault.db(), s.id, SecretStage::pending);
+      rep.secrets_rotated.emplace_back(s.name, pending ? pending->version : s.next_version);
+    }
+  }
+  ev.params["secrets_due_rotation"] = due;
+}
+
+void rotate_due_secrets(Vault& vault, SecretOperations& ops, MaintainReport& rep) {
+  if (rep.dry_run) return;
+  std::vector<std::string> names;
+  {
+    store::Tx tx(vault.db(), store::Tx::Kind::read);
+    for (const auto& s : store::secrets_due_rotation(vault.db(), format_rfc3339(now()))) {
+      names.push_back(s.name);
+    }
+  }
+  // Each rotation is audited step by step; one failing does not stop the others.
+  for (const std::string& name : names) {
+    try {
+      const SecretRotation r = ops.rotate(name);
+      rep.secrets_rotated.emplace_back(name, r.version);
+    } catch (const Error& e) {
+      rep.secrets_failed.emplace_back(name, e.what());
+    }
+  }
+}
+
+}  // namespace
 
 MaintainReport Service::maintain(bool dry_run) {
   MaintainReport rep;
@@ -37,11 +79,11 @@ MaintainReport Service::maintain(bool dry_run) {
           ev.params["rotated"].push_back({{"key", id}, {"version", version}});
         }
         ev.params["deleted"] = rep.deleted;
-        maintain_secrets(rep, at, ev);
+        maintain_secrets(*vault_, rep, at, ev);
       },
       {[&] { ks.destroy_token_keys(token_keys_to_destroy); },
        [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
-  rotate_due_secrets(rep);
+  rotate_due_secrets(*vault_, secrets_, rep);
   return rep;
 }
 

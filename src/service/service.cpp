@@ -171,7 +171,10 @@ Error restore_refused(const std::filesystem::path& target, const std::filesystem
 }  // namespace
 
 Service::Service(std::unique_ptr<Vault> vault)
-    : vault_(std::move(vault)), runner_(std::make_unique<Runner>(*vault_)), keys_(*runner_) {}
+    : vault_(std::move(vault)),
+      runner_(std::make_unique<Runner>(*vault_)),
+      keys_(*runner_),
+      secrets_(*runner_) {}
 
 Service::~Service() = default;
 

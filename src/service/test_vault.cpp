@@ -1260,21 +1260,21 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
   expect(error_of([&] { (void)s->keys().schedule_deletion(id, 7); }),
          Remedy::cancel_existing_key_deletion, id);
 
-  expect(error_of([&] { (void)s->secret_get("app/none", std::nullopt, std::nullopt); }),
+  expect(error_of([&] { (void)s->secrets().get("app/none", std::nullopt, std::nullopt); }),
          Remedy::list_secrets);
   secrets::CreateSpec secret;
   secret.name = "app/db";
-  (void)s->secret_create(secret, {SecureBytes(as_bytes("v1")), {}});
+  (void)s->secrets().create(secret, {SecureBytes(as_bytes("v1")), {}});
   expect(error_of([&] {
-           (void)s->secret_create(secret, {SecureBytes(as_bytes("v")), {}});
+           (void)s->secrets().create(secret, {SecureBytes(as_bytes("v")), {}});
          }),
          Remedy::put_secret_version, "app/db");
-  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, 9); }),
+  expect(error_of([&] { (void)s->secrets().get("app/db", std::nullopt, 9); }),
          Remedy::list_secret_versions, "app/db");
-  (void)s->secret_delete("app/db", 7);
-  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, std::nullopt); }),
+  (void)s->secrets().remove("app/db", 7);
+  expect(error_of([&] { (void)s->secrets().get("app/db", std::nullopt, std::nullopt); }),
          Remedy::restore_secret, "app/db");
-  expect(error_of([&] { (void)s->secret_delete("app/db", 7); }),
+  expect(error_of([&] { (void)s->secrets().remove("app/db", 7); }),
          Remedy::restore_or_purge_secret_now, "app/db");
 
   kms::test::write_file(dir / "exists", "kept");
@@ -1285,9 +1285,9 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
 
   // Advice that needs no front end's words stays a hint, with no remedy.
   s->set_authorizer([](const AccessRequest&) { return Decision{true, "test", {}}; });
-  (void)s->secret_restore("app/db");
+  (void)s->secrets().restore("app/db");
   {
-    const Error e = error_of([&] { (void)s->secret_restore("app/db"); });
+    const Error e = error_of([&] { (void)s->secrets().restore("app/db"); });
     expect(e, Remedy::none);
     CHECK(e.hint() == "nothing to restore");
   }
