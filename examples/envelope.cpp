@@ -92,9 +92,9 @@ int main(int argc, char** argv) {
        // output; the file is published after its last frame, and then the end recorded (`ok`).
       Fd in(input);
       kms::files::AtomicFile out(sealed, /*overwrite=*/true);
-      const kms::FileResult r =
-          svc->encrypt_file(in.fd, out.fd(), {key}, context, kms::envelope::kDefaultFrameSize,
-                            input.string(), {}, {[&] { out.commit(); }, [&] { out.take_back(); }});
+      const kms::FileResult r = svc->files().encrypt(
+          in.fd, out.fd(), {key}, context, kms::envelope::kDefaultFrameSize, input.string(), {},
+          {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("encrypted %llu bytes in %llu frames for key %s version %lld -> %s\n",
                   static_cast<unsigned long long>(r.bytes),
                   static_cast<unsigned long long>(r.frames), r.keys.at(0).first.c_str(),
@@ -104,8 +104,8 @@ int main(int argc, char** argv) {
       Fd in(sealed);
       kms::files::AtomicFile out(opened, /*overwrite=*/true);
       const kms::FileResult r =
-          svc->decrypt_file(in.fd, out.fd(), context, sealed.string(), {},
-                            {[&] { out.commit(); }, [&] { out.take_back(); }});
+          svc->files().decrypt(in.fd, out.fd(), context, sealed.string(), {},
+                               {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("decrypted %llu bytes -> %s\n", static_cast<unsigned long long>(r.bytes),
                   opened.c_str());
     }

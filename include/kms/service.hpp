@@ -16,6 +16,7 @@
 #include "kms/caller.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
+#include "kms/file_operations.hpp"
 #include "kms/key_operations.hpp"
 #include "kms/keys.hpp"
 #include "kms/secret_operations.hpp"
@@ -75,13 +76,6 @@ struct RestoreLosses {
   }
 };
 
-struct FileResult {
-  std::string name;                                        // the input, as named in the audit
-  std::vector<std::pair<std::string, std::int64_t>> keys;  // key id, version used
-  std::uint64_t bytes = 0;                                 // plaintext bytes
-  std::uint64_t frames = 0;
-};
-
 struct MaintainReport {
   bool dry_run = false;
   std::vector<std::pair<std::string, std::int64_t>> rotated;          // key id, new version
@@ -90,53 +84,6 @@ struct MaintainReport {
   std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
   std::vector<std::string> secrets_purged;                            // names
 };
-
-// How the output of a file encrypt or decrypt is made final: `publish` runs after the last
-// frame is written and before the end record (link a file into place; nothing for a stream);
-// `take_back` runs when the end record then cannot be written (remove the file just published),
-// so that the command fails with no output and no `ok` record.
-struct FileOutput {
-  std::function<void()> publish;
-  std::function<void()> take_back;
-};
-
-// One file encrypt or decrypt: its data key (wrap or unwrap, as envelope::encrypt and decrypt
-// ask) and its two records (Service::encrypt_file), wherever the bulk encryption runs:
-// Service::file_session in the process that holds the vault, or an agent client's stand-in
-// that sends each call to the agent as a request (docs/FORMAT.md §13.5).
-class FileSession : public envelope::DataKeyWrapper {
- public:
-  // The last frame is written: publishes the output, then records `ok`. If that record cannot
-  // be written, the output is taken back and the error thrown.
-  virtual void finish(const FileResult& r, const FileOutput& output) = 0;
-  // After the key use: the end record, `error` (or `denied`) with the failure's code name, or
-  // `interrupted` for a caught signal. A failure to write it is dropped (the caller rethrows the
-  // original error).
-  virtual void fail(const Error& e) noexcept = 0;
-  // A failure before any key was used (a damaged header, another context): one record.
-  virtual void fail_before_start(const Error& e) noexcept = 0;
-
-  // Whether wrap or unwrap ran (and so wrote its own record, started or failed).
-  bool attempted() const noexcept { return attempted_; }
-  // It ran and failed: its record (error or denied, step start) tells the failure.
-  bool key_use_failed() const noexcept { return attempted_ && !started_; }
-  // Started and not ended yet: a failure now is recorded by fail().
-  bool running() const noexcept { return started_ && !ended_; }
-
-  FileResult result;  // the keys used, and (after finish) bytes and frames
-
- protected:
-  bool attempted_ = false, started_ = false, ended_ = false;
-};
-
-// Streams a file through a session: encrypts in_fd to out_fd (the data key wrapped, and its use
-// audited, before any output is written), or decrypts (the unwrap audited before any plaintext
-// is released); then finish, or fail with the error (a caught signal: signals::Interrupted).
-FileResult encrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
-                        std::uint32_t frame_size, const envelope::Progress& progress,
-                        const FileOutput& output);
-FileResult decrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
-                        const envelope::Progress& progress, const FileOutput& output);
 
 class Service {
  public:
@@ -181,6 +128,7 @@ class Service {
   // Each domain's operations, every one of them run by runner().
   KeyOperations& keys() noexcept { return keys_; }
   SecretOperations& secrets() noexcept { return secrets_; }
+  FileOperations& files() noexcept { return files_; }
 
   Status status();
   // Newest first (or oldest first), at most filter.limit rows.
@@ -215,48 +163,17 @@ class Service {
   TokenCheck check_token(bool remove);
   void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
 
-  // ---- files (file_ops.cpp): envelope encryption ----
-  // A file encrypt or decrypt is recorded twice (docs/FORMAT.md §8.1): the key use, in the
-  // transaction that wraps or unwraps the data key and before any output, as `started`
-  // (params step "start"); then its end, once the last frame is written and the output
-  // published (`output.publish`), as `ok` (step "done", with started_seq, bytes and frames), or
-  // as `error` (step "end", started_seq, and the failure's code: `interrupted` for a caught
-  // signal). While it runs, the process holds VAULT.ops/<started_seq>.lock; the next command
-  // ends the record of a process that died (error, `interrupted`). A failure before any key is
-  // used is one error record with step "header".
-  //
-  // In this process: a FileOperation (below) run by kms::encrypt_file or kms::decrypt_file.
-  FileResult encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
-                          const Context& context, std::uint32_t frame_size, std::string_view name,
-                          const envelope::Progress& progress = {}, const FileOutput& output = {});
-  FileResult decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
-                          const envelope::Progress& progress = {}, const FileOutput& output = {});
-  // The session of one file encrypt (key_refs: the keys to wrap for) or decrypt (none), whose
-  // bulk encryption runs here or in an agent's client. Its methods run operations: an agent
-  // calls them with its lock held and the session's caller set.
-  std::unique_ptr<FileSession> file_session(Action action, std::string name,
-                                            std::vector<std::string> key_refs = {});
-  // Records a file operation that failed before any key was used (its header could not be read,
-  // or names another context): one error record, stage "header". Throws what run() throws: a
-  // caller the authoriser refuses gets Code::refused (and a `denied` record instead).
-  void file_failed(Action action, const std::string& name, const Error& e);
-  // `file rewrap`: the header of an encrypted file with its data key wrapped under to_ref's
-  // primary version, or (no to_ref) under the newest version of each of its keys. One audited
-  // operation (file.rewrap) named by `name`; the caller writes the new header before the body.
-  Bytes rewrap_header(const std::string& name, envelope::Header& header,
-                      const std::optional<std::string>& to_ref, FileResult& result);
-
   // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
   // purges secrets past their recovery window and runs due secret rotations.
   MaintainReport maintain(bool dry_run);
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
-  class FileOperation;  // file_ops.cpp: a FileSession on this vault
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Runner> runner_;
   KeyOperations keys_;
   SecretOperations secrets_;
+  FileOperations files_;
 };
 
 }  // namespace kms

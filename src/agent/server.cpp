@@ -482,7 +482,7 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
     if (open) throw Error(Code::usage, "a file session wraps one data key");
     // The connection holds the session (and waits for its end without a deadline) only once its
     // key use started: a refused or failed one is over, recorded by its own record.
-    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_encrypt, r.name, r.keys);
+    std::unique_ptr<FileSession> file = svc_.files().session(Action::file_encrypt, r.name, r.keys);
     req::FileWrap::Response out;
     out.recipients = file->wrap(r.data_key.view(), r.context);
     out.keys = file->result.keys;
@@ -492,7 +492,7 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
   if (op == static_cast<std::uint16_t>(Op::file_unwrap)) {
     const auto r = parse<req::FileUnwrap>(in);
     if (open) throw Error(Code::usage, "a file session unwraps one data key");
-    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_decrypt, r.name);
+    std::unique_ptr<FileSession> file = svc_.files().session(Action::file_decrypt, r.name);
     envelope::Header h;
     h.context = r.context;
     h.recipients = r.recipients;

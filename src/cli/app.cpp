@@ -218,7 +218,7 @@ std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::
     }
     g.route.agent.clear();
   }
-  return local_vault(g).file_session(action, name, keys);
+  return local_vault(g).files().session(action, name, keys);
 }
 
 // A hook may call kmsctl itself (e.g. for an admin secret): point it at this binary

@@ -123,9 +123,9 @@ Done handle(Service& s, const req::FileFailed& r) {
     throw Error(Code::usage, "a file failure names a file action");
   }
   if (r.signal != 0) {
-    s.file_failed(r.action, r.name, signals::Interrupted(r.signal));
+    s.files().failed(r.action, r.name, signals::Interrupted(r.signal));
   } else {
-    s.file_failed(r.action, r.name, Error(r.code, "failed before any key was used"));
+    s.files().failed(r.action, r.name, Error(r.code, "failed before any key was used"));
   }
   return {};
 }
@@ -134,7 +134,7 @@ template <>
 req::FileRewrap::Response handle(Service& s, const req::FileRewrap& r) {
   envelope::Header h = r.header;
   req::FileRewrap::Response out;
-  out.header = s.rewrap_header(r.name, h, r.to_key, out.result);
+  out.header = s.files().rewrap_header(r.name, h, r.to_key, out.result);
   return out;
 }
 

@@ -129,14 +129,14 @@ std::string pattern(std::size_t n) {
 // Encrypts the file `in` to `out` through a vault FileSession, as `kmsctl file encrypt` does.
 FileResult encrypt_path(Service& s, const fs::path& in, const fs::path& out,
                         const std::vector<std::string>& keys, const Context& ctx) {
-  auto session = s.file_session(Action::file_encrypt, in.filename().string(), keys);
+  auto session = s.files().session(Action::file_encrypt, in.filename().string(), keys);
   Fd i(::open(in.c_str(), O_RDONLY | O_CLOEXEC));
   Fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   return kms::encrypt_file(*session, i.fd, o.fd, ctx, envelope::kMinFrameSize, {}, {});
 }
 
 FileResult decrypt_path(Service& s, const fs::path& in, const fs::path& out, const Context& ctx) {
-  auto session = s.file_session(Action::file_decrypt, in.filename().string());
+  auto session = s.files().session(Action::file_decrypt, in.filename().string());
   Fd i(::open(in.c_str(), O_RDONLY | O_CLOEXEC));
   Fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   return kms::decrypt_file(*session, i.fd, o.fd, ctx, {}, {});

@@ -174,7 +174,8 @@ Service::Service(std::unique_ptr<Vault> vault)
     : vault_(std::move(vault)),
       runner_(std::make_unique<Runner>(*vault_)),
       keys_(*runner_),
-      secrets_(*runner_) {}
+      secrets_(*runner_),
+      files_(*runner_) {}
 
 Service::~Service() = default;
 

@@ -1,5 +1,5 @@
-// Envelope encryption of files through the facade: vault keys wrap each file's data key; each
-// wrap or unwrap is one audited transaction, whose record a second one ends.
+// Envelope encryption of files on a vault: vault keys wrap each file's data key; each wrap or
+// unwrap is one audited transaction of the runner, whose record a second one ends.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -14,8 +14,9 @@
 
 #include "base/posix.hpp"
 #include "kms/error.hpp"
+#include "kms/file_operations.hpp"
 #include "kms/files.hpp"
-#include "kms/service.hpp"
+#include "kms/keys.hpp"
 #include "kms/signals.hpp"
 #include "runner/runner.hpp"
 
@@ -86,7 +87,7 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
 
 // Creates VAULT.ops/<seq>.lock (the directory 0700 on demand, the file 0600) and holds an
 // flock on it for as long as this process runs the operation: a lock file that another process
-// can lock belongs to a process that died (Runner::close_dead_file_operations).
+// can lock belongs to a process that died (Runner, before each write).
 class OpLock {
  public:
   OpLock(const fs::path& dir, std::int64_t seq) : path_(dir / fmt::format("{}.lock", seq)) {
@@ -161,16 +162,16 @@ std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_fa
   return signals::Interrupted(sig);
 }
 
-}  // namespace
-
 // A FileSession on this vault: the key use recorded as `started` together with its lock file,
 // then one end record, `ok` once the output is published or `error` with the failure's code.
-class Service::FileOperation final : public FileSession {
+class FileOperation final : public FileSession {
  public:
   // refs: the keys to wrap for (encrypt); none to decrypt.
-  FileOperation(Service& svc, Action action, std::string name, std::vector<std::string> refs)
-      : svc_(svc),
-        ks_(*svc.vault_),
+  FileOperation(FileOperations& files, Runner& runner, Action action, std::string name,
+                std::vector<std::string> refs)
+      : files_(files),
+        runner_(runner),
+        ks_(runner.vault()),
         action_(action),
         name_(std::move(name)),
         refs_(std::move(refs)) {
@@ -223,7 +224,7 @@ class Service::FileOperation final : public FileSession {
     event.params["step"] = "start";
     Runner::Hooks hooks;
     hooks.appended = [&](const store::AuditRow& row) {
-      lock_.emplace(svc_.runner_->ops_dir(), row.seq);
+      lock_.emplace(runner_.ops_dir(), row.seq);
       started_seq_ = row.seq;
     };
     hooks.rolled_back = [&] {
@@ -231,7 +232,7 @@ class Service::FileOperation final : public FileSession {
       lock_.reset();
       started_seq_ = 0;
     };
-    svc_.runner_->run(std::move(event), op, hooks, "started");
+    runner_.run(std::move(event), op, hooks, "started");
     started_ = true;
   }
 
@@ -256,7 +257,7 @@ class Service::FileOperation final : public FileSession {
       failed = end_event("end");
     };
     try {
-      svc_.runner_->run(
+      runner_.run(
           std::move(ev), [](audit::Event&) {}, hooks, "ok");
     } catch (...) {
       if (row && committed(*row)) {
@@ -276,7 +277,7 @@ class Service::FileOperation final : public FileSession {
     try {
       Runner::Hooks hooks;
       hooks.committed = [&] { remove_lock(); };
-      svc_.runner_->run(
+      runner_.run(
           end_event("end"), [](audit::Event&) {}, hooks, outcome_for(e.code()),
           Runner::failure_code(e));
     } catch (...) {
@@ -289,7 +290,7 @@ class Service::FileOperation final : public FileSession {
     if (attempted_) return;
     attempted_ = true;
     try {
-      svc_.file_failed(action_, name_, e);
+      files_.failed(action_, name_, e);
     } catch (...) {
       // run() recorded it another way (a refusal), or could not; the caller rethrows the
       // original error.
@@ -303,7 +304,7 @@ class Service::FileOperation final : public FileSession {
   }
   bool committed(const store::AuditRow& row) const {
     try {
-      const std::optional<Bytes> h = store::audit_hash_at(svc_.vault_->db(), row.seq);
+      const std::optional<Bytes> h = store::audit_hash_at(runner_.vault().db(), row.seq);
       return h && *h == row.hash;
     } catch (...) {
       return false;
@@ -313,7 +314,8 @@ class Service::FileOperation final : public FileSession {
     if (lock_) lock_->remove();
   }
 
-  Service& svc_;
+  FileOperations& files_;
+  Runner& runner_;
   keys::KeyStore ks_;
   Action action_;
   std::string name_;
@@ -321,6 +323,8 @@ class Service::FileOperation final : public FileSession {
   std::optional<OpLock> lock_;
   std::int64_t started_seq_ = 0;
 };
+
+}  // namespace
 
 FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
                         std::uint32_t frame_size, const envelope::Progress& progress,
@@ -366,44 +370,47 @@ FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& c
   return op.result;
 }
 
-void Service::file_failed(Action action, const std::string& name, const Error& e) {
-  runner_->run(
+void FileOperations::failed(Action action, const std::string& name, const Error& e) {
+  runner_.run(
       {action, "file/" + name, {{"file", name}, {"stage", "header"}}}, [](audit::Event&) {}, {},
       outcome_for(e.code()), Runner::failure_code(e));
 }
 
-std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,
-                                                   std::vector<std::string> key_refs) {
+FileOperations::FileOperations(Runner& runner) : runner_(runner), vault_(runner.vault()) {}
+
+std::unique_ptr<FileSession> FileOperations::session(Action action, std::string name,
+                                                     std::vector<std::string> key_refs) {
   if (action == Action::file_encrypt && key_refs.empty()) {
     throw Error(Code::usage, "file encrypt needs at least one --key");
   }
-  return std::make_unique<FileOperation>(*this, action, std::move(name), std::move(key_refs));
+  return std::make_unique<FileOperation>(*this, runner_, action, std::move(name),
+                                         std::move(key_refs));
 }
 
-FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
-                                 const Context& context, std::uint32_t frame_size,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  const auto op = file_session(Action::file_encrypt, std::string(name), key_refs);
+FileResult FileOperations::encrypt(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
+                                   const Context& context, std::uint32_t frame_size,
+                                   std::string_view name, const envelope::Progress& progress,
+                                   const FileOutput& output) {
+  const auto op = session(Action::file_encrypt, std::string(name), key_refs);
   return kms::encrypt_file(*op, in_fd, out_fd, context, frame_size, progress, output);
 }
 
-FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  const auto op = file_session(Action::file_decrypt, std::string(name));
+FileResult FileOperations::decrypt(int in_fd, int out_fd, const Context& context,
+                                   std::string_view name, const envelope::Progress& progress,
+                                   const FileOutput& output) {
+  const auto op = session(Action::file_decrypt, std::string(name));
   return kms::decrypt_file(*op, in_fd, out_fd, context, progress, output);
 }
 
-Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
-                             const std::optional<std::string>& to_ref, FileResult& result) {
+Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h,
+                                    const std::optional<std::string>& to_ref, FileResult& result) {
   check_recipients(h);
   result.name = name;
-  keys::KeyStore ks(*vault_);
+  keys::KeyStore ks(vault_);
   audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
   if (to_ref) ev.params["to_key"] = *to_ref;
   Bytes header;
-  runner_->run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;
     const SecureBytes dk = unwrap_with(ks, h, opened);
     envelope::verify_header(h, dk.view());
@@ -414,7 +421,7 @@ Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
     } else {
       for (const envelope::Recipient& r : h.recipients) {
         if (const auto id = keys::KeyStore::blob_key_id(r.body)) {
-          if (auto key = store::key_get(vault_->db(), *id)) targets.push_back(*key);
+          if (auto key = store::key_get(vault_.db(), *id)) targets.push_back(*key);
         }
       }
     }
