@@ -329,7 +329,7 @@ struct VaultRekey {
 };
 struct VaultCheckToken {
   static constexpr Op op = Op::vault_check_token;
-  using Response = Service::TokenCheck;
+  using Response = VaultOperations::TokenCheck;
   bool remove = false;
 };
 struct VaultChangePin {

@@ -1,6 +1,8 @@
-// The facade every front end uses: open the vault, then for each operation authorise → do →
-// audit, in one SQLite transaction. If the audit record cannot be written, the operation fails
-// and nothing it produced is released.
+// The composition root every front end uses: opens (creates, restores) a vault and holds its
+// runner (authorise → do → audit, in one SQLite transaction: src/runner/runner.hpp) and each
+// domain's operations on it (keys(), secrets(), files(), vault_ops(), audit()), every one of
+// them run by that runner. If an audit record cannot be written, the operation fails and
+// nothing it produced is released.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 
 #include "kms/access.hpp"
 #include "kms/audit.hpp"
+#include "kms/audit_operations.hpp"
 #include "kms/caller.hpp"
 #include "kms/envelope.hpp"
 #include "kms/error.hpp"
@@ -22,24 +25,11 @@
 #include "kms/secret_operations.hpp"
 #include "kms/secrets.hpp"
 #include "kms/vault.hpp"
+#include "kms/vault_operations.hpp"
 
 namespace kms {
 
 class Runner;
-
-struct Status {
-  std::string vault_path;
-  std::string vault_id;
-  std::string created;
-  int schema_version = 0;
-  std::string module;
-  hsm::TokenInfo token;
-  bool private_token = false;
-  std::int64_t root_key_generation = 0;
-  std::int64_t audit_records = 0;
-  store::VaultCounts counts;
-  store::AuditHead audit_head;
-};
 
 // What a restore drops: what the live vault has and the backup lacks (names and ids only).
 struct RestoreLosses {
@@ -129,39 +119,10 @@ class Service {
   KeyOperations& keys() noexcept { return keys_; }
   SecretOperations& secrets() noexcept { return secrets_; }
   FileOperations& files() noexcept { return files_; }
-
-  Status status();
-  // Newest first (or oldest first), at most filter.limit rows.
-  std::vector<store::AuditRow> audit_list(const store::AuditFilter& filter);
-  // Walks the chain; records the verification (ok or failed) when the log can still be appended.
-  // A backup is verified against the live token anchor too (a stale one fails) and never written.
-  audit::VerifyReport audit_verify();
-  // JSON Lines of the whole log to `dest` (atomic, 0600). Returns the number of records.
-  std::int64_t audit_export(const std::filesystem::path& dest, bool overwrite);
-  void backup(const std::filesystem::path& dest, bool overwrite);
-  std::int64_t rekey();
-
-  // `vault check-token`: every object in the token, and what it is to this vault. Foreign
-  // objects carry this vault's names without kmsctl's attributes (public, extractable: planted
-  // without the PIN), or sit in a private token that only this vault uses; strays are kmsctl's
-  // own objects that no row refers to (left by an interrupted rekey or rotation, or a failed
-  // delete); duplicates are second copies of an object in use. With `remove`, foreign objects
-  // and strays are destroyed (duplicates are only reported: which copy is genuine is not
-  // decided here). Audited as vault.check_token with the counts.
-  struct TokenObject {
-    std::string kind;  // root key, hsm key, anchor slot, legacy anchor, other
-    std::string label;
-    std::string detail;  // "generation 1", "key ID version 2", why it is flagged
-    std::string status;  // in use, stray, foreign, duplicate, other vault
-    bool is_private = false;
-    bool removed = false;
-  };
-  struct TokenCheck {
-    std::vector<TokenObject> objects;
-    int foreign = 0, strays = 0, duplicates = 0, removed = 0;
-  };
-  TokenCheck check_token(bool remove);
-  void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
+  VaultOperations& vault_ops() noexcept { return vault_ops_; }
+  AuditOperations& audit() noexcept { return audit_; }
+  // `vault check-token`'s report, as front ends name it.
+  using TokenCheck = VaultOperations::TokenCheck;
 
   // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
   // purges secrets past their recovery window and runs due secret rotations.
@@ -169,11 +130,14 @@ class Service {
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
+
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Runner> runner_;
   KeyOperations keys_;
   SecretOperations secrets_;
   FileOperations files_;
+  VaultOperations vault_ops_;
+  AuditOperations audit_;
 };
 
 }  // namespace kms

@@ -11,16 +11,16 @@ namespace kms {
 
 template <>
 Status handle(Service& s, const req::Status&) {
-  return s.status();
+  return s.vault_ops().status();
 }
 
 template <>
 std::vector<store::AuditRow> handle(Service& s, const req::AuditList& r) {
-  return s.audit_list(r.filter);
+  return s.audit().list(r.filter);
 }
 template <>
 audit::VerifyReport handle(Service& s, const req::AuditVerify&) {
-  return s.audit_verify();
+  return s.audit().verify();
 }
 template <>
 std::int64_t handle(Service& s, const req::AuditExport& r) {
@@ -28,7 +28,7 @@ std::int64_t handle(Service& s, const req::AuditExport& r) {
   if (!dest.is_absolute()) {
     throw Error(Code::usage, fmt::format("the export path {} is not absolute", r.dest));
   }
-  return s.audit_export(dest, r.overwrite);
+  return s.audit().export_to(dest, r.overwrite);
 }
 
 template <>
@@ -185,20 +185,20 @@ MaintainReport handle(Service& s, const req::Maintain& r) {
 }
 template <>
 Done handle(Service& s, const req::VaultBackup& r) {
-  s.backup(r.dest, r.overwrite);
+  s.vault_ops().backup(r.dest, r.overwrite);
   return {};
 }
 template <>
 std::int64_t handle(Service& s, const req::VaultRekey&) {
-  return s.rekey();
+  return s.vault_ops().rekey();
 }
 template <>
-Service::TokenCheck handle(Service& s, const req::VaultCheckToken& r) {
-  return s.check_token(r.remove);
+VaultOperations::TokenCheck handle(Service& s, const req::VaultCheckToken& r) {
+  return s.vault_ops().check_token(r.remove);
 }
 template <>
 Done handle(Service& s, const req::VaultChangePin& r) {
-  s.change_pin(r.old_pin, r.new_pin);
+  s.vault_ops().change_pin(r.old_pin, r.new_pin);
   return {};
 }
 

@@ -1114,26 +1114,28 @@ TEST_CASE("vault and audit requests: status, verify, export, backup, rekey, chec
     CHECK(handle(s, req::Decrypt{blob, {}}).plaintext.chars() == "kept across a rekey");
     (void)log.take();
     // The old root keys are gone from the token.
-    const Service::TokenCheck tc = handle(s, req::VaultCheckToken{false});
-    CHECK(std::ranges::count_if(
-              tc.objects, [](const Service::TokenObject& o) { return o.kind == "root key"; }) == 1);
+    const VaultOperations::TokenCheck tc = handle(s, req::VaultCheckToken{false});
+    CHECK(std::ranges::count_if(tc.objects, [](const VaultOperations::TokenObject& o) {
+            return o.kind == "root key";
+          }) == 1);
     CHECK(tc.strays == 0);
   }
 
   SUBCASE("check-token on a clean vault: every object in use, none foreign or stray") {
-    const Service::TokenCheck tc = handle(s, req::VaultCheckToken{false});
+    const VaultOperations::TokenCheck tc = handle(s, req::VaultCheckToken{false});
     CHECK(tc.foreign == 0);
     CHECK(tc.strays == 0);
     CHECK(tc.duplicates == 0);
     CHECK(tc.removed == 0);
     REQUIRE_FALSE(tc.objects.empty());
-    for (const Service::TokenObject& o : tc.objects) {
+    for (const VaultOperations::TokenObject& o : tc.objects) {
       CAPTURE(o.label);
       CHECK(o.status == "in use");
       CHECK_FALSE(o.removed);
     }
-    CHECK(std::ranges::count_if(
-              tc.objects, [](const Service::TokenObject& o) { return o.kind == "root key"; }) == 1);
+    CHECK(std::ranges::count_if(tc.objects, [](const VaultOperations::TokenObject& o) {
+            return o.kind == "root key";
+          }) == 1);
     const store::AuditRow r = log.one();
     check_record(r, "vault.check_token", vault_res);
     CHECK(params(r)["remove"] == false);

@@ -1,7 +1,5 @@
 #include "kms/service.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -11,7 +9,6 @@
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/files.hpp"
-#include "kms/signals.hpp"
 #include "runner/runner.hpp"
 
 namespace kms {
@@ -175,7 +172,9 @@ Service::Service(std::unique_ptr<Vault> vault)
       runner_(std::make_unique<Runner>(*vault_)),
       keys_(*runner_),
       secrets_(*runner_),
-      files_(*runner_) {}
+      files_(*runner_),
+      vault_ops_(*runner_),
+      audit_(*runner_) {}
 
 Service::~Service() = default;
 
@@ -331,144 +330,6 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
   s->runner_->log().republish(
       row);  // the restored log may be shorter: every anchor slot moves to it
   return s;
-}
-
-Status Service::status() {
-  Status st;
-  const store::VaultMeta& m = vault_->meta();
-  runner_->run({Action::vault_status, "vault/" + m.vault_id, {}}, [&](audit::Event&) {
-    st.vault_path = vault_->final_path().string();
-    st.vault_id = m.vault_id;
-    st.created = m.created;
-    st.schema_version = vault_->db().schema_version();
-    st.module = m.pkcs11_module;
-    st.token = vault_->token_info();
-    st.private_token = !m.softhsm_conf.empty();
-    st.root_key_generation = m.root_key_gen;
-    st.counts = store::vault_counts(vault_->db(), format_rfc3339(now()));
-  });
-  // The status record itself is the new head; seqs start at 1 and have no gaps.
-  if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
-  st.audit_records = st.audit_head.seq;
-  return st;
-}
-
-std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filter) {
-  if (filter.limit < 1 || filter.limit > audit::kMaxListLimit) {
-    throw Error(Code::usage, fmt::format("at most {} audit records were asked for: 1 to {}",
-                                         filter.limit, audit::kMaxListLimit));
-  }
-  std::vector<store::AuditRow> rows;
-  audit::Event ev{Action::audit_list, "vault/" + vault_->meta().vault_id, {}};
-  auto param = [&](const char* name, const std::optional<std::string>& v) {
-    if (v) ev.params[name] = *v;
-  };
-  param("since", filter.since);
-  param("until", filter.until);
-  param("action", filter.action);
-  param("resource", filter.resource);
-  param("principal", filter.principal);
-  param("outcome", filter.outcome);
-  ev.params["limit"] = filter.limit;
-  runner_->run(std::move(ev), [&](audit::Event&) {
-    store::audit_query(vault_->db(), filter, [&](const store::AuditRow& r) { rows.push_back(r); });
-  });
-  return rows;
-}
-
-audit::VerifyReport Service::audit_verify() {
-  if (vault_->is_backup())
-    return runner_->log().verify();  // judged against the live anchor; never written
-  {
-    files::ExclusiveLock lock(lock_path(vault_->final_path()));
-    try {
-      runner_->log().finish_interrupted_restore();
-    } catch (const Error&) {
-      // A damaged anchor: verify() below reports it.
-    }
-  }
-  audit::VerifyReport rep = runner_->log().verify();
-  audit::Event ev{Action::audit_verify, "vault/" + vault_->meta().vault_id, {}};
-  ev.params["records"] = rep.records;
-  ev.params["ok"] = rep.ok;
-  if (rep.first_bad_seq) ev.params["first_bad_seq"] = *rep.first_bad_seq;
-  try {
-    if (rep.ok) {
-      runner_->run(std::move(ev), [](audit::Event&) {});
-    } else {
-      files::ExclusiveLock lock(lock_path(vault_->final_path()));
-      runner_->check_writable();  // a log that contradicts its anchor is not appended to
-      runner_->record_failure(ev, Code::integrity);
-    }
-  } catch (const Error&) {
-    if (rep.ok) throw;
-  }
-  return rep;
-}
-
-std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overwrite) {
-  std::optional<files::AtomicFile> out;
-  std::int64_t n = 0;
-  runner_->run(
-      {Action::audit_export, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [&](audit::Event& ev) {
-        out.emplace(dest, overwrite);  // an existing file is refused, and the refusal audited
-        std::string line;
-        store::audit_scan(vault_->db(), [&](const store::AuditRow& r) {
-          // Records written before any escaping of non-UTF-8 text, or edited in the file, export
-          // too (with U+FFFD); audit verify is what judges them.
-          line = audit::to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-          line.push_back('\n');
-          out->write(line);
-          ++n;
-        });
-        ev.params["records"] = n;
-      });
-  out->commit();
-  return n;
-}
-
-void Service::backup(const std::filesystem::path& dest, bool overwrite) {
-  std::optional<files::AtomicFile> out;
-  // The backup record is committed first so that the copy contains it and matches the anchor.
-  runner_->run(
-      {Action::vault_backup, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [&](audit::Event&) { out.emplace(dest, overwrite, files::AtomicFile::Temp::named); });
-  vault_->db().backup_to(out->temp_path());
-  {
-    store::Db copy(out->temp_path(), store::Db::Mode::open_existing);
-    copy.set_application_id(store::kBackupVaultId);
-    copy.checkpoint();  // one self-contained file: the WAL is folded in and removed
-  }
-  out->commit();
-}
-
-std::int64_t Service::rekey() {
-  std::int64_t gen = 0;
-  runner_->run({Action::vault_rekey, "vault/" + vault_->meta().vault_id, {}},
-               [&](audit::Event& ev) {
-                 gen = vault_->prepare_rekey();
-                 ev.params["root_key_generation"] = gen;
-               },
-               {[&] { vault_->finish_rekey(); }, [&] { vault_->abort_rekey(); }});
-  return gen;
-}
-
-void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
-  // The token cannot join the SQLite transaction. The change is recorded as started before the
-  // token is asked (a change that cannot be recorded does not happen) and as done after it, so
-  // an interruption in between leaves a start without its done, never a lone "ok".
-  audit::Event ev{
-      Action::vault_change_pin, "vault/" + vault_->meta().vault_id, {{"step", "start"}}};
-  runner_->run(ev, [](audit::Event&) {});
-  ev.params["step"] = "done";
-  try {
-    vault_->change_pin(old_pin, new_pin);
-  } catch (const Error& e) {
-    runner_->record_failure(ev, e.code());
-    throw;
-  }
-  runner_->run(ev, [](audit::Event&) {});
 }
 
 }  // namespace kms

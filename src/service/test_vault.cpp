@@ -804,7 +804,7 @@ TEST_CASE("Service::init writes one vault.init record and anchors it") {
   CHECK(rows[0].resource == "vault/" + s->vault().meta().vault_id);
   CHECK(rows[0].outcome == "ok");
   CHECK(anchor_seq(s->vault()) == 1);
-  const audit::VerifyReport rep = s->audit_verify();
+  const audit::VerifyReport rep = s->audit().verify();
   CHECK(rep.ok);
   CHECK(rep.records == 1);
 }
@@ -826,12 +826,12 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
     REQUIRE(v.anchor_slots().size() == 1);
   }
   auto s = Service::open(path, pin_of(kPin));
-  CHECK(s->audit_verify().ok);  // read from the old object, then recorded and converted
+  CHECK(s->audit().verify().ok);  // read from the old object, then recorded and converted
   const auto slots = s->vault().anchor_slots();
   REQUIRE(slots.size() == 2);
   for (const auto& slot : slots) CHECK_FALSE(slot.legacy);
   CHECK(anchor_seq(s->vault()) == 3);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::run writes exactly one audit record per call and moves the anchor") {
@@ -854,7 +854,7 @@ TEST_CASE("Service::run writes exactly one audit record per call and moves the a
     CHECK(last.params == R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
     CHECK(anchor_seq(s->vault()) == last.seq);
   }
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("a refused op leaves no change and writes one denied record") {
@@ -884,7 +884,7 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   CHECK(rows.back().outcome == "denied");
   CHECK(rows.back().error_code == "refused");
   CHECK(anchor_seq(v) == rows.back().seq);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE(
@@ -905,7 +905,7 @@ TEST_CASE(
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "failed");
   CHECK(store::audit_count(v.db()) == 3);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::open reopens the vault and continues its chain") {
@@ -915,7 +915,7 @@ TEST_CASE("Service::open reopens the vault and continues its chain") {
   auto s = Service::open(path, pin_of(kPin));
   s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   CHECK(store::audit_count(s->vault().db()) == 2);
-  const audit::VerifyReport rep = s->audit_verify();
+  const audit::VerifyReport rep = s->audit().verify();
   CHECK(rep.ok);
   CHECK(rep.records == 2);
   CHECK(store::audit_count(s->vault().db()) == 3);  // the verification is recorded
@@ -941,13 +941,13 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   CHECK(e.code() == Code::integrity);
   CHECK_FALSE(ran);
   CHECK(store::audit_count(s->vault().db()) == 1);
-  CHECK_FALSE(s->audit_verify().ok);
+  CHECK_FALSE(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::status reports the vault and records itself") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
-  const Status st = s->status();
+  const Status st = s->vault_ops().status();
   CHECK(st.vault_id == s->vault().meta().vault_id);
   CHECK(st.schema_version == store::kSchemaVersion);
   CHECK(st.private_token);
@@ -965,20 +965,20 @@ TEST_CASE("Service::rekey is audited and the vault reopens with the new root key
   {
     auto s = init_service(path);
     blob = s->vault().seal(kRef, bytes_of("kept"));
-    CHECK(s->rekey() == 2);
+    CHECK(s->vault_ops().rekey() == 2);
     CHECK(audit_rows(s->vault()).back().action == "vault.rekey");
   }
   auto s = Service::open(path, pin_of(kPin));
   CHECK(s->vault().meta().root_key_gen == 2);
   CHECK(s->vault().open_sealed(kRef, blob).chars() == "kept");
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
   s->runner().run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
-  const std::int64_t n = s->audit_export(dir / "log.jsonl", false);
+  const std::int64_t n = s->audit().export_to(dir / "log.jsonl", false);
   CHECK(n == 2);
   CHECK(mode_of(dir / "log.jsonl") == 0600);
   const std::string text = kms::test::read_file(dir / "log.jsonl");
@@ -1003,13 +1003,14 @@ TEST_CASE("Service::audit_export to an existing file is refused, audited as deni
   TempDir dir;
   auto s = init_service(dir / "vault.db");
   kms::test::write_file(dir / "log.jsonl", "precious");
-  CHECK(error_of([&] { (void)s->audit_export(dir / "log.jsonl", false); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->audit().export_to(dir / "log.jsonl", false); }).code() ==
+        Code::refused);
   CHECK(kms::test::read_file(dir / "log.jsonl") == "precious");
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 2);
   CHECK(rows[1].action == "audit.export");
   CHECK(rows[1].outcome == "denied");
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::change_pin makes the new PIN the only one that opens the vault") {
@@ -1017,14 +1018,14 @@ TEST_CASE("Service::change_pin makes the new PIN the only one that opens the vau
   const fs::path path = dir / "vault.db";
   {
     auto s = init_service(path);
-    s->change_pin(pin_of(kPin), pin_of("the-new-pin-5678"));
+    s->vault_ops().change_pin(pin_of(kPin), pin_of("the-new-pin-5678"));
     CHECK(audit_rows(s->vault()).back().action == "vault.change_pin");
   }
   const Error e = error_of([&] { (void)Service::open(path, pin_of(kPin)); });
   CHECK(e.code() == Code::unavailable);
   CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
   auto s = Service::open(path, pin_of("the-new-pin-5678"));
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and records the failure") {
@@ -1032,8 +1033,8 @@ TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and rec
   const fs::path path = dir / "vault.db";
   {
     auto s = init_service(path);
-    const Error e =
-        error_of([&] { s->change_pin(pin_of("not-the-pin"), pin_of("the-new-pin-5678")); });
+    const Error e = error_of(
+        [&] { s->vault_ops().change_pin(pin_of("not-the-pin"), pin_of("the-new-pin-5678")); });
     CHECK(e.code() == Code::unavailable);
     const auto rows = audit_rows(s->vault());
     REQUIRE_FALSE(rows.empty());
@@ -1067,7 +1068,7 @@ TEST_CASE("serve_client names the client and its channel in every record, a fail
     CHECK(p["agent"] == nlohmann::json{{"pid", ::getpid()}, {"client_pid", 8}});
   }
   CHECK(rows[2].outcome == "denied");
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE(
@@ -1090,7 +1091,7 @@ TEST_CASE(
   CHECK(std::string(e.what()).find("secret.get secret/app/db") != std::string::npos);
   // Every operation of the facade goes through the same runner.
   CHECK(error_of([&] { (void)s->keys().random(16); }).code() == Code::refused);
-  CHECK(error_of([&] { (void)s->status(); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->vault_ops().status(); }).code() == Code::refused);
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 4);
   for (const auto* r : {&rows[1], &rows[2], &rows[3]}) {
@@ -1104,7 +1105,7 @@ TEST_CASE(
   CHECK(rows[2].action == "random.generate");
   CHECK(rows[3].action == "vault.status");
   s->serve_client(Caller::current());
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("the authorizer sees the key an alias names and the encryption context") {
@@ -1278,10 +1279,11 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
          Remedy::restore_or_purge_secret_now, "app/db");
 
   kms::test::write_file(dir / "exists", "kept");
-  expect(error_of([&] { s->backup(dir / "exists", false); }), Remedy::overwrite_output);
-  expect(error_of([&] { (void)s->audit_export(dir / "exists", false); }), Remedy::overwrite_output);
+  expect(error_of([&] { s->vault_ops().backup(dir / "exists", false); }), Remedy::overwrite_output);
+  expect(error_of([&] { (void)s->audit().export_to(dir / "exists", false); }),
+         Remedy::overwrite_output);
   s->set_authorizer([](const AccessRequest&) { return Decision{false, "test", "not you"}; });
-  expect(error_of([&] { (void)s->status(); }), Remedy::act_as_owner);
+  expect(error_of([&] { (void)s->vault_ops().status(); }), Remedy::act_as_owner);
 
   // Advice that needs no front end's words stays a hint, with no remedy.
   s->set_authorizer([](const AccessRequest&) { return Decision{true, "test", {}}; });
