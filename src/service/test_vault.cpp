@@ -28,6 +28,7 @@
 #include "runner/runner.hpp"
 
 using namespace kms;
+using kms::test::audit_rows;
 using kms::test::bytes_of;
 using kms::test::contains;
 using kms::test::error_of;
@@ -60,12 +61,6 @@ int token_count(const fs::path& vault) {
 }
 
 const RecordRef kRef{"keys", "key-0001", 3};
-
-std::vector<store::AuditRow> audit_rows(Vault& v) {
-  std::vector<store::AuditRow> rows;
-  store::audit_scan(v.db(), [&](const store::AuditRow& r) { rows.push_back(r); });
-  return rows;
-}
 
 bool same(ByteView a, ByteView b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
 
@@ -944,107 +939,6 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   CHECK_FALSE(s->audit().verify().ok);
 }
 
-TEST_CASE("Service::status reports the vault and records itself") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  const Status st = s->vault_ops().status();
-  CHECK(st.vault_id == s->vault().meta().vault_id);
-  CHECK(st.schema_version == store::kSchemaVersion);
-  CHECK(st.private_token);
-  CHECK(st.root_key_generation == 1);
-  CHECK(st.audit_records == 2);
-  CHECK(st.audit_head.seq == 2);
-  CHECK(store::audit_count(s->vault().db()) == 2);
-  CHECK(audit_rows(s->vault()).back().action == "vault.status");
-}
-
-TEST_CASE("Service::rekey is audited and the vault reopens with the new root key") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  Bytes blob;
-  {
-    auto s = init_service(path);
-    blob = s->vault().seal(kRef, bytes_of("kept"));
-    CHECK(s->vault_ops().rekey() == 2);
-    CHECK(audit_rows(s->vault()).back().action == "vault.rekey");
-  }
-  auto s = Service::open(path, pin_of(kPin));
-  CHECK(s->vault().meta().root_key_gen == 2);
-  CHECK(s->vault().open_sealed(kRef, blob).chars() == "kept");
-  CHECK(s->audit().verify().ok);
-}
-
-TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  s->runner().run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
-  const std::int64_t n = s->audit().export_to(dir / "log.jsonl", false);
-  CHECK(n == 2);
-  CHECK(mode_of(dir / "log.jsonl") == 0600);
-  const std::string text = kms::test::read_file(dir / "log.jsonl");
-  std::vector<nlohmann::json> lines;
-  size_t start = 0;
-  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
-    lines.push_back(nlohmann::json::parse(text.substr(start, nl - start)));
-  }
-  CHECK(start == text.size());  // ends with a newline, nothing after it
-  REQUIRE(lines.size() == 2);
-  CHECK(lines[0].at("action") == "vault.init");
-  CHECK(lines[1].at("action") == "vault.status");
-  CHECK(lines[1].at("params").at("n") == 1);
-  const auto rows = audit_rows(s->vault());
-  REQUIRE(rows.size() == 3);
-  CHECK(rows[2].action == "audit.export");
-  CHECK(rows[2].outcome == "ok");
-  CHECK(lines[1].at("hash") == crypto::to_hex(rows[1].hash));
-}
-
-TEST_CASE("Service::audit_export to an existing file is refused, audited as denied, file kept") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  kms::test::write_file(dir / "log.jsonl", "precious");
-  CHECK(error_of([&] { (void)s->audit().export_to(dir / "log.jsonl", false); }).code() ==
-        Code::refused);
-  CHECK(kms::test::read_file(dir / "log.jsonl") == "precious");
-  const auto rows = audit_rows(s->vault());
-  REQUIRE(rows.size() == 2);
-  CHECK(rows[1].action == "audit.export");
-  CHECK(rows[1].outcome == "denied");
-  CHECK(s->audit().verify().ok);
-}
-
-TEST_CASE("Service::change_pin makes the new PIN the only one that opens the vault") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  {
-    auto s = init_service(path);
-    s->vault_ops().change_pin(pin_of(kPin), pin_of("the-new-pin-5678"));
-    CHECK(audit_rows(s->vault()).back().action == "vault.change_pin");
-  }
-  const Error e = error_of([&] { (void)Service::open(path, pin_of(kPin)); });
-  CHECK(e.code() == Code::unavailable);
-  CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
-  auto s = Service::open(path, pin_of("the-new-pin-5678"));
-  CHECK(s->audit().verify().ok);
-}
-
-TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and records the failure") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  {
-    auto s = init_service(path);
-    const Error e = error_of(
-        [&] { s->vault_ops().change_pin(pin_of("not-the-pin"), pin_of("the-new-pin-5678")); });
-    CHECK(e.code() == Code::unavailable);
-    const auto rows = audit_rows(s->vault());
-    REQUIRE_FALSE(rows.empty());
-    CHECK(rows.back().action == "vault.change_pin");
-    CHECK(rows.back().outcome == "error");
-    CHECK(rows.back().error_code == "unavailable");
-  }
-  CHECK_NOTHROW((void)Service::open(path, pin_of(kPin)));
-}
-
 TEST_CASE("serve_client names the client and its channel in every record, a failure's included") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
@@ -1106,64 +1000,6 @@ TEST_CASE(
   CHECK(rows[3].action == "vault.status");
   s->serve_client(Caller::current());
   CHECK(s->audit().verify().ok);
-}
-
-TEST_CASE("the authorizer sees the key an alias names and the encryption context") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  keys::CreateSpec spec;
-  spec.alias = "alias/app";
-  const std::string id = s->keys().create(spec).key.id;
-  std::vector<std::pair<std::string, std::string>> asked;  // action, resource
-  Context seen;
-  s->set_authorizer([&](const AccessRequest& r) {
-    asked.emplace_back(std::string(action_name(r.action)), std::string(r.resource));
-    if (r.action == Action::key_encrypt) seen = r.context;
-    return Decision{true, "test", {}};
-  });
-  const Context ctx{{"tenant", "t1"}};
-  (void)s->keys().encrypt("alias/app", as_bytes("hello"), ctx);
-  REQUIRE(asked.size() == 2);
-  CHECK(asked[0] == std::pair<std::string, std::string>{"key.encrypt", "key/alias/app"});
-  CHECK(asked[1] == std::pair<std::string, std::string>{"key.encrypt", "key/" + id});
-  CHECK(seen == ctx);
-  // A refusal of the resolved key stops the operation: no ciphertext, a denied record.
-  s->set_authorizer([&](const AccessRequest& r) {
-    const bool ok = r.resource != "key/" + id;
-    return Decision{ok, ok ? "test" : "not-this-key", "not this key"};
-  });
-  CHECK(error_of([&] { (void)s->keys().encrypt("alias/app", as_bytes("hello"), ctx); }).code() ==
-        Code::refused);
-  const auto rows = audit_rows(s->vault());
-  CHECK(rows.back().outcome == "denied");
-  CHECK(rows.back().resource == "key/" + id);
-  CHECK(nlohmann::json::parse(rows.back().params)["rule"] == "not-this-key");
-}
-
-TEST_CASE("re-encrypt asks for the source key and, with its own context, for the destination") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  const std::string from = s->keys().create({}).key.id;
-  const std::string to = s->keys().create({}).key.id;
-  const Context ctx{{"app", "a"}}, to_ctx{{"app", "b"}};
-  const Bytes blob = s->keys().encrypt(from, as_bytes("moved"), ctx);
-  std::vector<std::pair<std::string, Context>> asked;  // resource, context
-  s->set_authorizer([&](const AccessRequest& r) {
-    asked.emplace_back(std::string(r.resource), r.context);
-    const bool ok = r.resource != "key/" + to;
-    return Decision{ok, ok ? "test" : "not-the-destination", "not this key"};
-  });
-  CHECK(error_of([&] { (void)s->keys().reencrypt(blob, ctx, to, to_ctx); }).code() ==
-        Code::refused);
-  REQUIRE(asked.size() == 2);
-  CHECK(asked[0] == std::pair<std::string, Context>{"key/" + from, ctx});
-  CHECK(asked[1] == std::pair<std::string, Context>{"key/" + to, to_ctx});
-  const auto rows = audit_rows(s->vault());
-  CHECK(rows.back().action == "key.reencrypt");
-  CHECK(rows.back().outcome == "denied");
-  const nlohmann::json p = nlohmann::json::parse(rows.back().params);
-  CHECK(p["rule"] == "not-the-destination");
-  CHECK(p["to_key"] == to);
 }
 
 TEST_CASE(
