@@ -1,7 +1,7 @@
 // Keys: symmetric keys with versions, states, aliases, tags and rotation, and the direct
 // operations on them (encrypt, decrypt, data keys). Software keys keep each version's material
 // as a sealed record; hsm keys keep it in the token as a non-extractable AES key and encrypt
-// there. Every function runs inside the caller's write transaction (Service::run).
+// there. Every function runs inside the caller's write transaction (Runner::run).
 #pragma once
 
 #include <cstdint>

@@ -206,7 +206,7 @@ struct Random {
 };
 
 // ---- files: only data keys travel; the bulk encryption runs where the file is ----
-// A file encrypt or decrypt is a session of its own (Service::FileOperation): the first request
+// A file encrypt or decrypt is a session of its own (FileOperations::session): the first request
 // wraps or unwraps the data key and records the key use as `started`; FileEnd then records its
 // end. A session that ends without FileEnd (its client went away) is recorded as interrupted.
 struct FileWrap {

@@ -2,7 +2,7 @@
 // version encrypted under a vault key and stored as a sealed record. Stages as in AWS Secrets
 // Manager: `current`, `previous`, and `pending` while a rotation is in progress. Rotation runs a
 // hook in four steps (create, set, test, finish); see README "Secrets" for the protocol.
-// Every SecretStore function runs inside the caller's write transaction (Service::run).
+// Every SecretStore function runs inside the caller's write transaction (Runner::run).
 #pragma once
 
 #include <cstdint>

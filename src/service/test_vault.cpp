@@ -829,7 +829,7 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
   CHECK(s->audit().verify().ok);
 }
 
-TEST_CASE("Service::run writes exactly one audit record per call and moves the anchor") {
+TEST_CASE("Runner::run writes exactly one audit record per call and moves the anchor") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
   for (int i = 1; i <= 5; ++i) {
@@ -983,7 +983,7 @@ TEST_CASE(
   CHECK(e.code() == Code::refused);
   CHECK(std::string(e.what()).find("mallory") != std::string::npos);
   CHECK(std::string(e.what()).find("secret.get secret/app/db") != std::string::npos);
-  // Every operation of the facade goes through the same runner.
+  // Every domain's operations go through the same runner.
   CHECK(error_of([&] { (void)s->keys().random(16); }).code() == Code::refused);
   CHECK(error_of([&] { (void)s->vault_ops().status(); }).code() == Code::refused);
   const auto rows = audit_rows(s->vault());
