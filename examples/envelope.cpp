@@ -22,6 +22,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
+#include "kms/requests.hpp"
 #include "kms/service.hpp"
 
 namespace fs = std::filesystem;
@@ -55,14 +56,14 @@ std::unique_ptr<kms::Service> open_or_create(const fs::path& vault, const kms::S
 std::string key_for(kms::Service& svc) {
   const std::string alias = "alias/envelope-example";
   try {
-    return svc.key_describe(alias).key.id;
+    return kms::handle(svc, kms::req::KeyDescribe{alias}).key.id;
   } catch (const kms::Error& e) {
     if (e.code() != kms::Code::not_found) throw;
   }
   kms::keys::CreateSpec spec;
   spec.alias = alias;
   spec.description = "made by examples/envelope.cpp";
-  return svc.key_create(spec).key.id;
+  return kms::handle(svc, kms::req::KeyCreate{spec}).key.id;
 }
 
 }  // namespace
@@ -92,9 +93,10 @@ int main(int argc, char** argv) {
        // output; the file is published after its last frame, and then the end recorded (`ok`).
       Fd in(input);
       kms::files::AtomicFile out(sealed, /*overwrite=*/true);
+      auto session = svc->file_session(kms::Action::file_encrypt, input.string(), {key});
       const kms::FileResult r =
-          svc->encrypt_file(in.fd, out.fd(), {key}, context, kms::envelope::kDefaultFrameSize,
-                            input.string(), {}, {[&] { out.commit(); }, [&] { out.take_back(); }});
+          kms::encrypt_file(*session, in.fd, out.fd(), context, kms::envelope::kDefaultFrameSize,
+                            {}, {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("encrypted %llu bytes in %llu frames for key %s version %lld -> %s\n",
                   static_cast<unsigned long long>(r.bytes),
                   static_cast<unsigned long long>(r.frames), r.keys.at(0).first.c_str(),
@@ -103,8 +105,9 @@ int main(int argc, char** argv) {
     {  // Decrypt: the output appears only once the final frame has verified.
       Fd in(sealed);
       kms::files::AtomicFile out(opened, /*overwrite=*/true);
+      auto session = svc->file_session(kms::Action::file_decrypt, sealed.string());
       const kms::FileResult r =
-          svc->decrypt_file(in.fd, out.fd(), context, sealed.string(), {},
+          kms::decrypt_file(*session, in.fd, out.fd(), context, {},
                             {[&] { out.commit(); }, [&] { out.take_back(); }});
       std::printf("decrypted %llu bytes -> %s\n", static_cast<unsigned long long>(r.bytes),
                   opened.c_str());

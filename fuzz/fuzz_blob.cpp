@@ -2,7 +2,6 @@
 #include <cstdlib>
 
 #include "keys/blob.hpp"
-
 #include "kms/crypto.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -1,5 +1,5 @@
 // Authorisation: one function of (caller, action, resource, context) decides every request,
-// before the operation does anything. The runner (Service::run) asks it for every operation
+// before the operation does anything. The runner (Runner::run) asks it for every operation
 // and records a refusal as a `denied` audit record naming the rule.
 #pragma once
 

@@ -53,3 +53,19 @@ std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t ma
 void check_days(std::int64_t days, std::int64_t min, std::int64_t max, std::string_view what);
 
 }  // namespace kms::keys
+
+namespace kms {
+
+struct KeyPage {
+  std::vector<keys::KeyInfo> keys;
+  std::optional<std::string> next;  // pass as `after` for the next page
+};
+
+struct DataKey {
+  std::string key_id;
+  std::uint32_t key_version = 0;
+  SecureBytes plaintext;
+  Bytes ciphertext_blob;
+};
+
+}  // namespace kms

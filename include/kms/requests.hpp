@@ -19,7 +19,6 @@
 #include "kms/secrets.hpp"
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
-#include "store/store.hpp"
 
 namespace kms {
 
@@ -206,7 +205,7 @@ struct Random {
 };
 
 // ---- files: only data keys travel; the bulk encryption runs where the file is ----
-// A file encrypt or decrypt is a session of its own (Service::FileOperation): the first request
+// A file encrypt or decrypt is a session of its own (FileOperations::session): the first request
 // wraps or unwraps the data key and records the key use as `started`; FileEnd then records its
 // end. A session that ends without FileEnd (its client went away) is recorded as interrupted.
 struct FileWrap {
@@ -329,7 +328,7 @@ struct VaultRekey {
 };
 struct VaultCheckToken {
   static constexpr Op op = Op::vault_check_token;
-  using Response = Service::TokenCheck;
+  using Response = TokenCheck;
   bool remove = false;
 };
 struct VaultChangePin {

@@ -81,3 +81,21 @@ struct Value {
 };
 
 }  // namespace kms::secrets
+
+namespace kms {
+
+// How a secret's value is given: bytes, or generated with the secret's generator.
+struct SecretInput {
+  std::optional<SecureBytes> value;  // none: generate
+  secrets::Generator generator;
+};
+
+struct SecretRotation {
+  std::string name;
+  std::int64_t version = 0;           // the new current version
+  std::int64_t previous_version = 0;  // now previous
+  bool resumed = false;               // a pending version from an earlier attempt was finished
+  std::vector<std::string> steps;     // the steps run, in order
+};
+
+}  // namespace kms

@@ -1,6 +1,8 @@
-// The facade every front end uses: open the vault, then for each operation authorise → do →
-// audit, in one SQLite transaction. If the audit record cannot be written, the operation fails
-// and nothing it produced is released.
+// The composition root every front end uses: opens (creates, restores) a vault and holds its
+// runner (authorise → do → audit, in one SQLite transaction: src/runner/runner.hpp) and each
+// domain's operations on it (keys(), secrets(), files(), vault_ops(), audit()), every one of
+// them run by that runner. If an audit record cannot be written, the operation fails and
+// nothing it produced is released.
 #pragma once
 
 #include <cstdint>
@@ -10,36 +12,28 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
-#include "keys/key_store.hpp"
-#include "secrets/secret_store.hpp"
-
-#include "audit/log.hpp"
 #include "kms/access.hpp"
-#include "kms/audit.hpp"
+#include "kms/actions.hpp"
 #include "kms/caller.hpp"
-#include "kms/envelope.hpp"
-#include "kms/error.hpp"
-#include "kms/keys.hpp"
-#include "kms/secrets.hpp"
+#include "kms/file_session.hpp"
+#include "kms/secure.hpp"
 #include "kms/vault.hpp"
-#include "vault/vault.hpp"
 
 namespace kms {
 
-struct Status {
-  std::string vault_path;
-  std::string vault_id;
-  std::string created;
-  int schema_version = 0;
-  std::string module;
-  TokenInfo token;
-  bool private_token = false;
-  std::int64_t root_key_generation = 0;
-  std::int64_t audit_records = 0;
-  VaultCounts counts;
-  AuditHead audit_head;
-};
+// Internal (src/): the vault, the runner and each domain's operations.
+class Vault;
+class Runner;
+class KeyOperations;
+class SecretOperations;
+class FileOperations;
+class VaultOperations;
+class AuditOperations;
+
+class Runner;
 
 // What a restore drops: what the live vault has and the backup lacks (names and ids only).
 struct RestoreLosses {
@@ -76,25 +70,6 @@ struct RestoreLosses {
   }
 };
 
-struct KeyPage {
-  std::vector<keys::KeyInfo> keys;
-  std::optional<std::string> next;  // pass as `after` for the next page
-};
-
-struct DataKey {
-  std::string key_id;
-  std::uint32_t key_version = 0;
-  SecureBytes plaintext;
-  Bytes ciphertext_blob;
-};
-
-struct FileResult {
-  std::string name;                                        // the input, as named in the audit
-  std::vector<std::pair<std::string, std::int64_t>> keys;  // key id, version used
-  std::uint64_t bytes = 0;                                 // plaintext bytes
-  std::uint64_t frames = 0;
-};
-
 struct MaintainReport {
   bool dry_run = false;
   std::vector<std::pair<std::string, std::int64_t>> rotated;          // key id, new version
@@ -103,67 +78,6 @@ struct MaintainReport {
   std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
   std::vector<std::string> secrets_purged;                            // names
 };
-
-// How a secret's value is given: bytes, or generated with the secret's generator.
-struct SecretInput {
-  std::optional<SecureBytes> value;  // none: generate
-  secrets::Generator generator;
-};
-
-struct SecretRotation {
-  std::string name;
-  std::int64_t version = 0;           // the new current version
-  std::int64_t previous_version = 0;  // now previous
-  bool resumed = false;               // a pending version from an earlier attempt was finished
-  std::vector<std::string> steps;     // the steps run, in order
-};
-
-// How the output of a file encrypt or decrypt is made final: `publish` runs after the last
-// frame is written and before the end record (link a file into place; nothing for a stream);
-// `take_back` runs when the end record then cannot be written (remove the file just published),
-// so that the command fails with no output and no `ok` record.
-struct FileOutput {
-  std::function<void()> publish;
-  std::function<void()> take_back;
-};
-
-// One file encrypt or decrypt: its data key (wrap or unwrap, as envelope::encrypt and decrypt
-// ask) and its two records (Service::encrypt_file), wherever the bulk encryption runs:
-// Service::file_session in the process that holds the vault, or an agent client's stand-in
-// that sends each call to the agent as a request (docs/FORMAT.md §13.5).
-class FileSession : public envelope::DataKeyWrapper {
- public:
-  // The last frame is written: publishes the output, then records `ok`. If that record cannot
-  // be written, the output is taken back and the error thrown.
-  virtual void finish(const FileResult& r, const FileOutput& output) = 0;
-  // After the key use: the end record, `error` (or `denied`) with the failure's code name, or
-  // `interrupted` for a caught signal. A failure to write it is dropped (the caller rethrows the
-  // original error).
-  virtual void fail(const Error& e) noexcept = 0;
-  // A failure before any key was used (a damaged header, another context): one record.
-  virtual void fail_before_start(const Error& e) noexcept = 0;
-
-  // Whether wrap or unwrap ran (and so wrote its own record, started or failed).
-  bool attempted() const noexcept { return attempted_; }
-  // It ran and failed: its record (error or denied, step start) tells the failure.
-  bool key_use_failed() const noexcept { return attempted_ && !started_; }
-  // Started and not ended yet: a failure now is recorded by fail().
-  bool running() const noexcept { return started_ && !ended_; }
-
-  FileResult result;  // the keys used, and (after finish) bytes and frames
-
- protected:
-  bool attempted_ = false, started_ = false, ended_ = false;
-};
-
-// Streams a file through a session: encrypts in_fd to out_fd (the data key wrapped, and its use
-// audited, before any output is written), or decrypts (the unwrap audited before any plaintext
-// is released); then finish, or fail with the error (a caught signal: signals::Interrupted).
-FileResult encrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
-                        std::uint32_t frame_size, const envelope::Progress& progress,
-                        const FileOutput& output);
-FileResult decrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
-                        const envelope::Progress& progress, const FileOutput& output);
 
 class Service {
  public:
@@ -192,145 +106,33 @@ class Service {
                                           const ConfirmLosses& confirm = {});
   ~Service();
 
+  // The operations themselves are requests (kms/requests.hpp: kms::handle on this Service).
+
+  // The session of one file encrypt (key_refs: the keys to wrap the data key for) or decrypt
+  // (none), for kms::encrypt_file and decrypt_file (kms/file_session.hpp) in this process.
+  std::unique_ptr<FileSession> file_session(Action action, std::string name,
+                                            std::vector<std::string> key_refs = {});
+
+  // ---- for the library's own front ends (src/): what these return is internal ----
   Vault& vault() noexcept { return *vault_; }
 
   // Who asks for the operations that follow (by default this process: Caller::current()). A
   // front end that serves other processes (`kmsctl agent`) names each client here; the records
   // name the caller and its channel, and every operation is authorised for it.
   void serve_client(Caller who);
-  const Caller& caller() const noexcept { return caller_; }
+  const Caller& caller() const noexcept;
   // Decides every operation (by default: owner_only, the uid that owns the vault file).
   void set_authorizer(Authorizer authorizer);
 
-  struct Hooks {
-    std::function<void()> committed;    // after the commit (e.g. destroy an old token key)
-    std::function<void()> rolled_back;  // after a rollback (e.g. destroy a new token key)
-    // Inside the transaction, once the record is appended and before the commit (a file
-    // operation locks a file named by the record's seq: both exist, or neither).
-    std::function<void(const store::AuditRow&)> appended = nullptr;
-    // After a rollback, before the failure record is written: may change what it says.
-    std::function<void(audit::Event&)> failing = nullptr;
-  };
-  // The runner. Authorises the event for the caller (a refusal is Code::refused, recorded as
-  // `denied` with the deciding rule), then runs op inside one write transaction together with
-  // its audit record, whose outcome is
-  // `outcome` (`ok`; `started` for the key use of a file operation, ended by a second record;
-  // `error` with error_code for a failure recorded on purpose). op may add request parameters
-  // and resource ids to the event. On failure the transaction rolls back, a failure record
-  // (outcome error, or denied for Code::refused) is written on its own, and the error is
-  // rethrown. Returns the record appended.
-  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op,
-                      const Hooks& hooks, std::string_view outcome = "ok",
-                      std::string_view error_code = {});
-  store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op);
+  // The runner every operation goes through (authorise, do, audit: src/runner/runner.hpp).
+  Runner& runner() noexcept { return *runner_; }
 
-  Status status();
-  // Newest first (or oldest first), at most filter.limit rows.
-  std::vector<AuditRecord> audit_list(const AuditFilter& filter);
-  // Walks the chain; records the verification (ok or failed) when the log can still be appended.
-  // A backup is verified against the live token anchor too (a stale one fails) and never written.
-  audit::VerifyReport audit_verify();
-  // JSON Lines of the whole log to `dest` (atomic, 0600). Returns the number of records.
-  std::int64_t audit_export(const std::filesystem::path& dest, bool overwrite);
-  void backup(const std::filesystem::path& dest, bool overwrite);
-  std::int64_t rekey();
-
-  // `vault check-token`: every object in the token, and what it is to this vault. Foreign
-  // objects carry this vault's names without kmsctl's attributes (public, extractable: planted
-  // without the PIN), or sit in a private token that only this vault uses; strays are kmsctl's
-  // own objects that no row refers to (left by an interrupted rekey or rotation, or a failed
-  // delete); duplicates are second copies of an object in use. With `remove`, foreign objects
-  // and strays are destroyed (duplicates are only reported: which copy is genuine is not
-  // decided here). Audited as vault.check_token with the counts.
-  struct TokenObject {
-    std::string kind;  // root key, hsm key, anchor slot, legacy anchor, other
-    std::string label;
-    std::string detail;  // "generation 1", "key ID version 2", why it is flagged
-    std::string status;  // in use, stray, foreign, duplicate, other vault
-    bool is_private = false;
-    bool removed = false;
-  };
-  struct TokenCheck {
-    std::vector<TokenObject> objects;
-    int foreign = 0, strays = 0, duplicates = 0, removed = 0;
-  };
-  TokenCheck check_token(bool remove);
-  void change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
-
-  // ---- keys (key_ops.cpp); KEY is a key id or alias/NAME ----
-  keys::KeyInfo key_create(const keys::CreateSpec& spec);
-  KeyPage key_list(std::optional<KeyState> state, const std::optional<std::string>& after,
-                   std::int64_t limit);
-  keys::KeyInfo key_describe(std::string_view ref);
-  keys::KeyInfo key_enable(std::string_view ref);
-  keys::KeyInfo key_disable(std::string_view ref);
-  keys::KeyInfo key_rotate(std::string_view ref);
-  keys::KeyInfo key_set_rotation(std::string_view ref, std::optional<std::int64_t> days);
-  keys::KeyInfo key_schedule_deletion(std::string_view ref, std::int64_t pending_days);
-  keys::KeyInfo key_cancel_deletion(std::string_view ref);
-  void alias_create(std::string_view alias, std::string_view ref);
-  void alias_update(std::string_view alias, std::string_view ref);
-  void alias_delete(std::string_view alias);
-  std::vector<std::pair<std::string, std::string>> alias_list();
-  keys::KeyInfo key_tag(std::string_view ref,
-                        const std::vector<std::pair<std::string, std::string>>& tags);
-  keys::KeyInfo key_untag(std::string_view ref, const std::vector<std::string>& names);
-  Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
-  keys::Decrypted decrypt(ByteView blob, const Context& context);
-  // Decrypts and encrypts again under `to_ref` (its primary version) without releasing the
-  // plaintext. Returns the new blob.
-  Bytes reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
-                  const Context& to_context);
-  DataKey generate_data_key(std::string_view ref, std::size_t bytes, const Context& context);
-  Bytes random(std::size_t bytes);
-  // ---- files (file_ops.cpp): envelope encryption ----
-  // A file encrypt or decrypt is recorded twice (docs/FORMAT.md §8.1): the key use, in the
-  // transaction that wraps or unwraps the data key and before any output, as `started`
-  // (params step "start"); then its end, once the last frame is written and the output
-  // published (`output.publish`), as `ok` (step "done", with started_seq, bytes and frames), or
-  // as `error` (step "end", started_seq, and the failure's code: `interrupted` for a caught
-  // signal). While it runs, the process holds VAULT.ops/<started_seq>.lock; the next command
-  // ends the record of a process that died (error, `interrupted`). A failure before any key is
-  // used is one error record with step "header".
-  //
-  // In this process: a FileOperation (below) run by kms::encrypt_file or kms::decrypt_file.
-  FileResult encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
-                          const Context& context, std::uint32_t frame_size, std::string_view name,
-                          const envelope::Progress& progress = {}, const FileOutput& output = {});
-  FileResult decrypt_file(int in_fd, int out_fd, const Context& context, std::string_view name,
-                          const envelope::Progress& progress = {}, const FileOutput& output = {});
-  // The session of one file encrypt (key_refs: the keys to wrap for) or decrypt (none), whose
-  // bulk encryption runs here or in an agent's client. Its methods run operations: an agent
-  // calls them with its lock held and the session's caller set.
-  std::unique_ptr<FileSession> file_session(Action action, std::string name,
-                                            std::vector<std::string> key_refs = {});
-  // Records a file operation that failed before any key was used (its header could not be read,
-  // or names another context): one error record, stage "header". Throws what run() throws: a
-  // caller the authoriser refuses gets Code::refused (and a `denied` record instead).
-  void file_failed(Action action, const std::string& name, const Error& e);
-  // `file rewrap`: the header of an encrypted file with its data key wrapped under to_ref's
-  // primary version, or (no to_ref) under the newest version of each of its keys. One audited
-  // operation (file.rewrap) named by `name`; the caller writes the new header before the body.
-  Bytes rewrap_header(const std::string& name, envelope::Header& header,
-                      const std::optional<std::string>& to_ref, FileResult& result);
-
-  // ---- secrets (secret_ops.cpp); one audit record per command, one per step of a rotation ----
-  secrets::SecretInfo secret_create(const secrets::CreateSpec& spec, const SecretInput& input);
-  secrets::SecretInfo secret_put(std::string_view name, const SecretInput& input);
-  // `exec`: a read for `kmsctl exec`, which the record names (the variable and the command).
-  secrets::Value secret_get(std::string_view name, std::optional<SecretStage> stage,
-                            std::optional<std::int64_t> version,
-                            const std::optional<secrets::ExecUse>& exec = std::nullopt);
-  std::vector<secrets::SecretInfo> secret_list();
-  secrets::SecretInfo secret_describe(std::string_view name);
-  secrets::SecretInfo secret_versions(std::string_view name);
-  // days: schedule a purge after that many days; none: purge now (--force).
-  secrets::SecretInfo secret_delete(std::string_view name, std::optional<std::int64_t> days);
-  secrets::SecretInfo secret_restore(std::string_view name);
-  secrets::SecretInfo secret_set_rotation(std::string_view name,
-                                          const secrets::RotationChange& change);
-  // The four-step rotation (README "Secrets"). Code::failed when a step fails (current unchanged).
-  SecretRotation secret_rotate(std::string_view name);
+  // Each domain's operations, every one of them run by runner().
+  KeyOperations& keys() noexcept { return *keys_; }
+  SecretOperations& secrets() noexcept { return *secrets_; }
+  FileOperations& files() noexcept { return *files_; }
+  VaultOperations& vault_ops() noexcept { return *vault_ops_; }
+  AuditOperations& audit() noexcept { return *audit_; }
 
   // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
   // purges secrets past their recovery window and runs due secret rotations.
@@ -338,63 +140,14 @@ class Service {
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
-  // Appends a failure record in a transaction of its own (the caller holds the writer lock);
-  // a failure to write it is dropped. error_code: the code's name, or `interrupted`.
-  void record_failure(const audit::Event& event, Code code, std::string_view error_code) noexcept;
-  void record_failure(const audit::Event& event, Code code) noexcept;
-  // The error_code an error is recorded with: its code's name, or `interrupted` for a caught
-  // signal (signals::Interrupted).
-  static std::string_view failure_code(const Error& e) noexcept;
-  // Code::refused unless the authorizer allows the caller `event`'s action on its resource, as
-  // the event names them now; on a refusal, event.params gets the deciding `rule`. run() asks
-  // before op; an op that resolves its resource (an alias) asks again once it has.
-  void authorize(audit::Event& event);
-  // Appends the operation's record with the caller's principal and, unless the caller opened
-  // the vault itself, its channel.
-  store::AuditRow append(const audit::Event& event, std::string_view outcome,
-                         std::string_view error_code);
-  // Under the writer lock, before a record is appended: the vault file is still the one opened
-  // (Vault::check_in_place) and its log agrees with the token anchor.
-  void check_writable();
-  // Code::integrity unless every authenticated row matches its MAC and together they are the
-  // state the log last recorded; `before` names what is refused. Inside the caller's
-  // transaction, before it changes anything.
-  void require_recorded_state(std::string_view before);
-  // The first write to a vault whose rows have no MAC yet (made by an older kmsctl): MACs them
-  // all in one audited transaction (`vault.upgrade`) whose record holds the first state. Under
-  // the writer lock, after the log was found to agree with the token anchor.
-  void authenticate_rows();
-  // Code::integrity when the header had no MAC (Vault::header_unauthenticated) and the log's
-  // newest record holds a state: only a vault of an older kmsctl may lack it.
-  void check_header_authenticated();
-  // VAULT.ops/: a lock file per running file operation, named by its started record's seq.
-  std::filesystem::path ops_dir() const;
-  // Under the writer lock, before a record is appended: ends the `started` record of each file
-  // operation whose process died (its lock file can be locked) with an error record,
-  // `interrupted`, and removes the lock file. Looks only when VAULT.ops/ has files.
-  void close_dead_file_operations();
-  class FileOperation;  // file_ops.cpp: a FileSession on this vault
-  // Like run, but the record's outcome is the failure `code` while op's changes still commit
-  // (a failed rotation step is recorded in the secret for `describe`).
-  void run_failed(audit::Event event, Code code, const std::function<void(audit::Event&)>& op);
-  // maintain's secret half: purges (inside maintain's transaction) and rotations (after it).
-  void maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev);
-  void rotate_due_secrets(MaintainReport& rep);
-  void rotation_step_failed(std::string_view name, std::string_view step, std::int64_t version,
-                            const std::string& failure);
-  // One audited operation on an existing key: resolves KEY, names it in the record, and
-  // destroys token keys the operation made if it rolls back.
-  using KeyBody = std::function<void(keys::KeyStore&, store::KeyRow&, audit::Event&)>;
-  void key_op(Action action, std::string_view ref, const KeyBody& body,
-              const Context& context = {});
-  // describe and versions: the same read of a secret, under their own action names.
-  secrets::SecretInfo secret_info(Action action, std::string_view name);
 
   std::unique_ptr<Vault> vault_;
-  std::unique_ptr<audit::AnchorStore> anchor_;
-  std::unique_ptr<audit::Log> log_;
-  Caller caller_;
-  Authorizer authorizer_;
+  std::unique_ptr<Runner> runner_;
+  std::unique_ptr<KeyOperations> keys_;
+  std::unique_ptr<SecretOperations> secrets_;
+  std::unique_ptr<FileOperations> files_;
+  std::unique_ptr<VaultOperations> vault_ops_;
+  std::unique_ptr<AuditOperations> audit_;
 };
 
 }  // namespace kms

@@ -3,9 +3,11 @@
 // (src/vault/vault.hpp).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kms/records.hpp"
 #include "kms/secure.hpp"
@@ -38,4 +40,38 @@ std::filesystem::path lock_path(const std::filesystem::path& vault);
 std::filesystem::path private_token_dir(const std::filesystem::path& vault);
 std::optional<std::string> find_softhsm_module();
 
+// What `kmsctl status` shows.
+struct Status {
+  std::string vault_path;
+  std::string vault_id;
+  std::string created;
+  int schema_version = 0;
+  std::string module;
+  TokenInfo token;
+  bool private_token = false;
+  std::int64_t root_key_generation = 0;
+  std::int64_t audit_records = 0;
+  VaultCounts counts;
+  AuditHead audit_head;
+};
+
+// `vault check-token`: every object in the token, and what it is to this vault. Foreign
+// objects carry this vault's names without kmsctl's attributes (public, extractable: planted
+// without the PIN), or sit in a private token that only this vault uses; strays are kmsctl's
+// own objects that no row refers to (left by an interrupted rekey or rotation, or a failed
+// delete); duplicates are second copies of an object in use. With `remove`, foreign objects
+// and strays are destroyed (duplicates are only reported: which copy is genuine is not
+// decided here). Audited as vault.check_token with the counts.
+struct TokenObject {
+  std::string kind;  // root key, hsm key, anchor slot, legacy anchor, other
+  std::string label;
+  std::string detail;  // "generation 1", "key ID version 2", why it is flagged
+  std::string status;  // in use, stray, foreign, duplicate, other vault
+  bool is_private = false;
+  bool removed = false;
+};
+struct TokenCheck {
+  std::vector<TokenObject> objects;
+  int foreign = 0, strays = 0, duplicates = 0, removed = 0;
+};
 }  // namespace kms

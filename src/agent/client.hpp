@@ -64,7 +64,7 @@ class Connection {
 };
 
 // A file encrypt or decrypt whose data key an agent wraps or unwraps (and audits, as
-// Service::encrypt_file does) while this process streams the file: the agent never sees the
+// FileOperations::encrypt does) while this process streams the file: the agent never sees the
 // file. One connection for the whole file; if this process dies, the agent ends the operation.
 class RemoteFile final : public FileSession {
  public:

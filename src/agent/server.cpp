@@ -16,7 +16,6 @@
 #include <thread>
 #include <utility>
 
-#include "secrets/secret_store.hpp"
 #include <fmt/format.h>
 
 #include "agent/transport.hpp"
@@ -25,6 +24,8 @@
 #include "kms/error.hpp"
 #include "kms/requests.hpp"
 #include "kms/signals.hpp"
+#include "runner/runner.hpp"
+#include "secrets/secret_store.hpp"
 
 namespace kms::agent {
 namespace fs = std::filesystem;
@@ -201,13 +202,13 @@ Agent::~Agent() {
 
 void Agent::record_start() {
   svc_.serve_client(self_);
-  svc_.run({Action::agent_start,
-            resource(),
-            {{"pid", ::getpid()},
-             {"socket", listener_.path().string()},
-             {"idle_timeout_s", limits_.idle.count()},
-             {"max_lifetime_s", limits_.lifetime.count()}}},
-           [](audit::Event&) {});
+  svc_.runner().run({Action::agent_start,
+                     resource(),
+                     {{"pid", ::getpid()},
+                      {"socket", listener_.path().string()},
+                      {"idle_timeout_s", limits_.idle.count()},
+                      {"max_lifetime_s", limits_.lifetime.count()}}},
+                    [](audit::Event&) {});
 }
 
 std::string Agent::serve() {
@@ -334,10 +335,10 @@ void Agent::record_stop(const std::string& reason) noexcept {
   if (reason == kVaultGone) return;
   try {
     svc_.serve_client(self_);
-    svc_.run({Action::agent_stop,
-              resource(),
-              {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_.load()}}},
-             [](audit::Event&) {});
+    svc_.runner().run({Action::agent_stop,
+                       resource(),
+                       {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_.load()}}},
+                      [](audit::Event&) {});
   } catch (const Error&) {
     // Nothing to report it to: the agent's standard error is /dev/null.
   }
@@ -529,8 +530,8 @@ void Agent::refuse_message(Connection& c, const std::string& why, bool reply) {
     std::lock_guard lock(svc_mutex_);
     svc_.serve_client(c.caller);
     try {
-      svc_.run({Action::agent_request, resource(), {{"reason", why}}},
-               [&](audit::Event&) { throw e; });
+      svc_.runner().run({Action::agent_request, resource(), {{"reason", why}}},
+                        [&](audit::Event&) { throw e; });
     } catch (const Error&) {
     }
   }

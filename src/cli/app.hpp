@@ -14,10 +14,15 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/client.hpp"
+#include "audit/log.hpp"  // audit::to_json: a record as `--json` and the export show it
+#include "base/json.hpp"  // json_or_null
+#include "keys/blob.hpp"  // the key a ciphertext names, for messages
+#include "kms/crypto.hpp"
 #include "kms/requests.hpp"
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
 #include "kms/text.hpp"
+#include "vault/vault.hpp"  // the vault opened here: its path and header, for status and init
 
 namespace kms::cli {
 

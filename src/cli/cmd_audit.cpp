@@ -41,10 +41,12 @@ void run_list(Globals& g, const ListArgs& a) {
   f.resource = opt(a.resource);
   f.principal = opt(a.principal);
   f.outcome = opt(a.outcome);
+  // Printed only once every page came: a command that fails prints nothing on stdout.
   nlohmann::json arr = nlohmann::json::array();
+  fmt::memory_buffer text;
   if (!a.json) {
-    fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ", "TIME", "PRINCIPAL", "ACTION",
-               "RESOURCE", "OUTCOME");
+    fmt::format_to(std::back_inserter(text), "{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}\n", "SEQ",
+                   "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "OUTCOME");
   }
   // An agent answers at most kMaxReply bytes at once: through one, a long list comes in pages
   // of the same filter, each older than the last (and each audited as an audit.list).
@@ -59,16 +61,20 @@ void run_list(Globals& g, const ListArgs& a) {
       }
       // Every field escaped: a description or file name in a resource, or a record edited in
       // the file (audit verify would catch it), can neither end the row nor drive the terminal.
-      fmt::print("{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n", r.seq, escape_text(r.time),
-                 escape_text(r.principal), escape_text(r.action), escape_text(r.resource),
-                 escape_text(r.outcome),
-                 r.error_code.empty() ? "" : " (" + escape_text(r.error_code) + ")");
+      fmt::format_to(std::back_inserter(text), "{:>6}  {:<24}  {:<10}  {:<22}  {:<44}  {}{}\n",
+                     r.seq, escape_text(r.time), escape_text(r.principal), escape_text(r.action),
+                     escape_text(r.resource), escape_text(r.outcome),
+                     r.error_code.empty() ? "" : " (" + escape_text(r.error_code) + ")");
     }
     if (static_cast<std::int64_t>(rows.size()) < f.limit) break;
     left -= f.limit;
     f.before_seq = rows.back().seq;
   }
-  if (a.json) print_json(arr);
+  if (a.json) {
+    print_json(arr);
+  } else {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
 }
 
 void run_verify(Globals& g, bool json) {

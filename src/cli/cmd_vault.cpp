@@ -133,7 +133,7 @@ struct CheckTokenArgs {
   bool json = false;
 };
 
-void print_token_check(const Service::TokenCheck& c, bool json) {
+void print_token_check(const TokenCheck& c, bool json) {
   if (json) {
     nlohmann::json objects = nlohmann::json::array();
     for (const auto& o : c.objects) {
@@ -173,7 +173,7 @@ void register_check_token(CLI::App* vault, Globals& g) {
   check->add_flag("--yes", a->yes, "With --remove: do not ask");
   check->add_flag("--json", a->json, "Print the result as JSON");
   check->callback([&g, a] {
-    Service::TokenCheck c = run_here(g, req::VaultCheckToken{false});
+    TokenCheck c = run_here(g, req::VaultCheckToken{false});
     const int flagged = c.foreign + c.strays;
     if (a->remove && flagged > 0) {
       if (!a->yes &&

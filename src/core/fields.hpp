@@ -290,7 +290,7 @@ void fields(V& v, SecretSetRotation& r) {
 template <class... R>
 struct RequestList {};
 // Every request type a client may send, for the agent's dispatch and the fuzz target. FileWrap,
-// FileUnwrap and FileEnd are a file session's (Service::file_session); the others are one call
+// FileUnwrap and FileEnd are a file session's (FileOperations::session); the others are one call
 // of kms::handle each.
 using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileEnd>;
 using CallRequests =

@@ -3,24 +3,29 @@
 // to a single call: the agent's server keeps one per connection (src/agent/server.cpp).
 #include <fmt/format.h>
 
+#include "audit/operations.hpp"
+#include "files/operations.hpp"
+#include "keys/operations.hpp"
 #include "kms/error.hpp"
 #include "kms/requests.hpp"
 #include "kms/signals.hpp"
+#include "secrets/operations.hpp"
+#include "vault/operations.hpp"
 
 namespace kms {
 
 template <>
 Status handle(Service& s, const req::Status&) {
-  return s.status();
+  return s.vault_ops().status();
 }
 
 template <>
 std::vector<AuditRecord> handle(Service& s, const req::AuditList& r) {
-  return s.audit_list(r.filter);
+  return s.audit().list(r.filter);
 }
 template <>
 audit::VerifyReport handle(Service& s, const req::AuditVerify&) {
-  return s.audit_verify();
+  return s.audit().verify();
 }
 template <>
 std::int64_t handle(Service& s, const req::AuditExport& r) {
@@ -28,92 +33,92 @@ std::int64_t handle(Service& s, const req::AuditExport& r) {
   if (!dest.is_absolute()) {
     throw Error(Code::usage, fmt::format("the export path {} is not absolute", r.dest));
   }
-  return s.audit_export(dest, r.overwrite);
+  return s.audit().export_to(dest, r.overwrite);
 }
 
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyCreate& r) {
-  return s.key_create(r.spec);
+  return s.keys().create(r.spec);
 }
 template <>
 KeyPage handle(Service& s, const req::KeyList& r) {
-  return s.key_list(r.state, r.after, r.limit);
+  return s.keys().list(r.state, r.after, r.limit);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyDescribe& r) {
-  return s.key_describe(r.key);
+  return s.keys().describe(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyEnable& r) {
-  return s.key_enable(r.key);
+  return s.keys().enable(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyDisable& r) {
-  return s.key_disable(r.key);
+  return s.keys().disable(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyRotate& r) {
-  return s.key_rotate(r.key);
+  return s.keys().rotate(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyCancelDeletion& r) {
-  return s.key_cancel_deletion(r.key);
+  return s.keys().cancel_deletion(r.key);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeySetRotation& r) {
-  return s.key_set_rotation(r.key, r.days);
+  return s.keys().set_rotation(r.key, r.days);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyScheduleDeletion& r) {
-  return s.key_schedule_deletion(r.key, r.pending_days);
+  return s.keys().schedule_deletion(r.key, r.pending_days);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyTag& r) {
-  return s.key_tag(r.key, r.tags);
+  return s.keys().tag(r.key, r.tags);
 }
 template <>
 keys::KeyInfo handle(Service& s, const req::KeyUntag& r) {
-  return s.key_untag(r.key, r.names);
+  return s.keys().untag(r.key, r.names);
 }
 template <>
 Done handle(Service& s, const req::AliasCreate& r) {
-  s.alias_create(r.alias, r.key);
+  s.keys().alias_create(r.alias, r.key);
   return {};
 }
 template <>
 Done handle(Service& s, const req::AliasUpdate& r) {
-  s.alias_update(r.alias, r.key);
+  s.keys().alias_update(r.alias, r.key);
   return {};
 }
 template <>
 Done handle(Service& s, const req::AliasDelete& r) {
-  s.alias_delete(r.alias);
+  s.keys().alias_delete(r.alias);
   return {};
 }
 template <>
 std::vector<std::pair<std::string, std::string>> handle(Service& s, const req::AliasList&) {
-  return s.alias_list();
+  return s.keys().alias_list();
 }
 
 template <>
 Bytes handle(Service& s, const req::Encrypt& r) {
-  return s.encrypt(r.key, r.plaintext.view(), r.context);
+  return s.keys().encrypt(r.key, r.plaintext.view(), r.context);
 }
 template <>
 keys::Decrypted handle(Service& s, const req::Decrypt& r) {
-  return s.decrypt(r.blob, r.context);
+  return s.keys().decrypt(r.blob, r.context);
 }
 template <>
 Bytes handle(Service& s, const req::ReEncrypt& r) {
-  return s.reencrypt(r.blob, r.context, r.to_key, r.to_context);
+  return s.keys().reencrypt(r.blob, r.context, r.to_key, r.to_context);
 }
 template <>
 DataKey handle(Service& s, const req::GenerateDataKey& r) {
-  return s.generate_data_key(r.key, r.bytes, r.context);
+  return s.keys().generate_data_key(r.key, r.bytes, r.context);
 }
 template <>
 Bytes handle(Service& s, const req::Random& r) {
-  return s.random(r.bytes);
+  return s.keys().random(r.bytes);
 }
 
 template <>
@@ -123,9 +128,9 @@ Done handle(Service& s, const req::FileFailed& r) {
     throw Error(Code::usage, "a file failure names a file action");
   }
   if (r.signal != 0) {
-    s.file_failed(r.action, r.name, signals::Interrupted(r.signal));
+    s.files().failed(r.action, r.name, signals::Interrupted(r.signal));
   } else {
-    s.file_failed(r.action, r.name, Error(r.code, "failed before any key was used"));
+    s.files().failed(r.action, r.name, Error(r.code, "failed before any key was used"));
   }
   return {};
 }
@@ -134,50 +139,50 @@ template <>
 req::FileRewrap::Response handle(Service& s, const req::FileRewrap& r) {
   envelope::Header h = r.header;
   req::FileRewrap::Response out;
-  out.header = s.rewrap_header(r.name, h, r.to_key, out.result);
+  out.header = s.files().rewrap_header(r.name, h, r.to_key, out.result);
   return out;
 }
 
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretCreate& r) {
-  return s.secret_create(r.spec, r.input);
+  return s.secrets().create(r.spec, r.input);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretPut& r) {
-  return s.secret_put(r.name, r.input);
+  return s.secrets().put(r.name, r.input);
 }
 template <>
 secrets::Value handle(Service& s, const req::SecretGet& r) {
-  return s.secret_get(r.name, r.stage, r.version, r.exec);
+  return s.secrets().get(r.name, r.stage, r.version, r.exec);
 }
 template <>
 std::vector<secrets::SecretInfo> handle(Service& s, const req::SecretList&) {
-  return s.secret_list();
+  return s.secrets().list();
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretDescribe& r) {
-  return s.secret_describe(r.name);
+  return s.secrets().describe(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretVersions& r) {
-  return s.secret_versions(r.name);
+  return s.secrets().versions(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretRestore& r) {
-  return s.secret_restore(r.name);
+  return s.secrets().restore(r.name);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretDelete& r) {
-  return s.secret_delete(r.name, r.days);
+  return s.secrets().remove(r.name, r.days);
 }
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
-  return s.secret_set_rotation(r.name, r.change);
+  return s.secrets().set_rotation(r.name, r.change);
 }
 
 template <>
 SecretRotation handle(Service& s, const req::SecretRotate& r) {
-  return s.secret_rotate(r.name);
+  return s.secrets().rotate(r.name);
 }
 template <>
 MaintainReport handle(Service& s, const req::Maintain& r) {
@@ -185,20 +190,20 @@ MaintainReport handle(Service& s, const req::Maintain& r) {
 }
 template <>
 Done handle(Service& s, const req::VaultBackup& r) {
-  s.backup(r.dest, r.overwrite);
+  s.vault_ops().backup(r.dest, r.overwrite);
   return {};
 }
 template <>
 std::int64_t handle(Service& s, const req::VaultRekey&) {
-  return s.rekey();
+  return s.vault_ops().rekey();
 }
 template <>
-Service::TokenCheck handle(Service& s, const req::VaultCheckToken& r) {
-  return s.check_token(r.remove);
+TokenCheck handle(Service& s, const req::VaultCheckToken& r) {
+  return s.vault_ops().check_token(r.remove);
 }
 template <>
 Done handle(Service& s, const req::VaultChangePin& r) {
-  s.change_pin(r.old_pin, r.new_pin);
+  s.vault_ops().change_pin(r.old_pin, r.new_pin);
   return {};
 }
 

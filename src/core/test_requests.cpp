@@ -129,14 +129,14 @@ std::string pattern(std::size_t n) {
 // Encrypts the file `in` to `out` through a vault FileSession, as `kmsctl file encrypt` does.
 FileResult encrypt_path(Service& s, const fs::path& in, const fs::path& out,
                         const std::vector<std::string>& keys, const Context& ctx) {
-  auto session = s.file_session(Action::file_encrypt, in.filename().string(), keys);
+  auto session = s.files().session(Action::file_encrypt, in.filename().string(), keys);
   Fd i(::open(in.c_str(), O_RDONLY | O_CLOEXEC));
   Fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   return kms::encrypt_file(*session, i.fd, o.fd, ctx, envelope::kMinFrameSize, {}, {});
 }
 
 FileResult decrypt_path(Service& s, const fs::path& in, const fs::path& out, const Context& ctx) {
-  auto session = s.file_session(Action::file_decrypt, in.filename().string());
+  auto session = s.files().session(Action::file_decrypt, in.filename().string());
   Fd i(::open(in.c_str(), O_RDONLY | O_CLOEXEC));
   Fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   return kms::decrypt_file(*session, i.fd, o.fd, ctx, {}, {});
@@ -1112,26 +1112,26 @@ TEST_CASE("vault and audit requests: status, verify, export, backup, rekey, chec
     CHECK(handle(s, req::Decrypt{blob, {}}).plaintext.chars() == "kept across a rekey");
     (void)log.take();
     // The old root keys are gone from the token.
-    const Service::TokenCheck tc = handle(s, req::VaultCheckToken{false});
-    CHECK(std::ranges::count_if(
-              tc.objects, [](const Service::TokenObject& o) { return o.kind == "root key"; }) == 1);
+    const TokenCheck tc = handle(s, req::VaultCheckToken{false});
+    CHECK(std::ranges::count_if(tc.objects,
+                                [](const TokenObject& o) { return o.kind == "root key"; }) == 1);
     CHECK(tc.strays == 0);
   }
 
   SUBCASE("check-token on a clean vault: every object in use, none foreign or stray") {
-    const Service::TokenCheck tc = handle(s, req::VaultCheckToken{false});
+    const TokenCheck tc = handle(s, req::VaultCheckToken{false});
     CHECK(tc.foreign == 0);
     CHECK(tc.strays == 0);
     CHECK(tc.duplicates == 0);
     CHECK(tc.removed == 0);
     REQUIRE_FALSE(tc.objects.empty());
-    for (const Service::TokenObject& o : tc.objects) {
+    for (const TokenObject& o : tc.objects) {
       CAPTURE(o.label);
       CHECK(o.status == "in use");
       CHECK_FALSE(o.removed);
     }
-    CHECK(std::ranges::count_if(
-              tc.objects, [](const Service::TokenObject& o) { return o.kind == "root key"; }) == 1);
+    CHECK(std::ranges::count_if(tc.objects,
+                                [](const TokenObject& o) { return o.kind == "root key"; }) == 1);
     const store::AuditRow r = log.one();
     check_record(r, "vault.check_token", vault_res);
     CHECK(params(r)["remove"] == false);

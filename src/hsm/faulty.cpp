@@ -1,4 +1,4 @@
-// Fault injection for PKCS#11 (kms/faults.hpp, Op::pkcs11): with a fault armed, kmsctl calls the
+// Fault injection for PKCS#11 (base/faults.hpp, Op::pkcs11): with a fault armed, kmsctl calls the
 // module through a copy of its function list whose every entry counts the call and fails the
 // chosen one with CKR_DEVICE_ERROR before it reaches the token, as a token that drops off the
 // bus would.

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "keys/blob.hpp"
-
 #include "kms/clock.hpp"
 #include "kms/keys.hpp"
 #include "store/store.hpp"

@@ -1,8 +1,8 @@
 #include <charconv>
 
-#include "keys/key_store.hpp"
 #include <fmt/format.h>
 
+#include "keys/key_store.hpp"
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"

@@ -1,12 +1,12 @@
-// Unit tests of the ciphertext blob (kms/blob.hpp) against docs/FORMAT.md §12: the context
+// Unit tests of the ciphertext blob (keys/blob.hpp) against docs/FORMAT.md §12: the context
 // encoding, the header, the AAD and the §12.4 test vector; and of the name tables of key states
 // and protection levels (kms/vocab.hpp).
 #include <string>
 
-#include "keys/blob.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 
+#include "keys/blob.hpp"
 #include "kms/crypto.hpp"
 #include "kms/vocab.hpp"
 

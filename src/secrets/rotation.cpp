@@ -18,12 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "secrets/secret_store.hpp"
 #include <fmt/format.h>
 
 #include "base/posix.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
+#include "secrets/secret_store.hpp"
 
 extern char** environ;
 

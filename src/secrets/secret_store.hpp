@@ -10,7 +10,6 @@
 #include <string_view>
 
 #include "keys/key_store.hpp"
-
 #include "kms/clock.hpp"
 #include "kms/secrets.hpp"
 #include "store/store.hpp"

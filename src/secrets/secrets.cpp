@@ -1,12 +1,12 @@
 #include <algorithm>
 
-#include "secrets/secret_store.hpp"
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
+#include "secrets/secret_store.hpp"
 
 namespace kms::secrets {
 namespace {

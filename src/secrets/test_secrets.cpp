@@ -6,7 +6,6 @@
 #include <set>
 #include <string>
 
-#include "secrets/secret_store.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -15,6 +14,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/vocab.hpp"
+#include "secrets/secret_store.hpp"
 #include "store/store.hpp"
 
 using namespace kms;

@@ -1,34 +1,24 @@
 #include "kms/service.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "audit/operations.hpp"
+#include "files/operations.hpp"
+#include "keys/operations.hpp"
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/files.hpp"
-#include "kms/signals.hpp"
+#include "runner/runner.hpp"
+#include "secrets/operations.hpp"
+#include "vault/operations.hpp"
+#include "vault/vault.hpp"
 
 namespace kms {
 namespace {
-
-// The audit anchor kept in the vault's token.
-class TokenAnchor final : public audit::AnchorStore {
- public:
-  explicit TokenAnchor(Vault& v) : vault_(v) {}
-  std::vector<Bytes> load() override { return vault_.load_anchor(); }
-  void store(ByteView value) override { vault_.store_anchor(value, audit::anchor_seq); }
-  void replace(ByteView value) override { vault_.reset_anchor(value); }
-
- private:
-  Vault& vault_;
-};
-
-std::string_view outcome_of(Code c) { return c == Code::refused ? "denied" : "error"; }
 
 // The length of the audit log that `live` and `backup` share: their records agree up to that seq
 // and differ (or one log ends) after it. The chain makes agreement at one seq imply it at every
@@ -185,19 +175,32 @@ Error restore_refused(const std::filesystem::path& target, const std::filesystem
 
 Service::Service(std::unique_ptr<Vault> vault)
     : vault_(std::move(vault)),
-      anchor_(std::make_unique<TokenAnchor>(*vault_)),
-      log_(std::make_unique<audit::Log>(vault_->db(), vault_->meta().vault_id, vault_->audit_key(),
-                                        *anchor_)),
-      caller_(Caller::current()),
-      // A vault being created is not at its path yet: its owner is the one creating it.
-      authorizer_(owner_only(files::file_owner(vault_->final_path()).value_or(caller_.uid))) {}
+      runner_(std::make_unique<Runner>(*vault_)),
+      keys_(std::make_unique<KeyOperations>(*runner_)),
+      secrets_(std::make_unique<SecretOperations>(*runner_)),
+      files_(std::make_unique<FileOperations>(*runner_)),
+      vault_ops_(std::make_unique<VaultOperations>(*runner_)),
+      audit_(std::make_unique<AuditOperations>(*runner_)) {}
 
 Service::~Service() = default;
+
+std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,
+                                                   std::vector<std::string> key_refs) {
+  return files_->session(action, std::move(name), std::move(key_refs));
+}
+
+void Service::serve_client(Caller who) { runner_->serve_client(std::move(who)); }
+
+const Caller& Service::caller() const noexcept { return runner_->caller(); }
+
+void Service::set_authorizer(Authorizer authorizer) {
+  runner_->set_authorizer(std::move(authorizer));
+}
 
 std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const SecureBytes& pin,
                                        bool allow_backup) {
   std::unique_ptr<Service> s(new Service(Vault::open(path, pin)));
-  s->check_header_authenticated();
+  s->runner_->check_header_authenticated();
   if (!allow_backup && s->vault_->is_backup()) {
     throw Error(
         Code::refused,
@@ -207,36 +210,12 @@ std::unique_ptr<Service> Service::open(const std::filesystem::path& path, const 
   }
   // A token file mended from its copy is told in the log, by the first process that saw it.
   for (const std::string& file : s->vault_->token_repairs()) {
-    s->run({Action::vault_repair_token,
-            "vault/" + s->vault_->meta().vault_id,
-            {{"file", file}, {"restored_from", "copy"}}},
-           [](audit::Event&) {});
+    s->runner_->run({Action::vault_repair_token,
+                     "vault/" + s->vault_->meta().vault_id,
+                     {{"file", file}, {"restored_from", "copy"}}},
+                    [](audit::Event&) {});
   }
   return s;
-}
-
-void Service::check_header_authenticated() {
-  if (!vault_->header_unauthenticated() || !log_->head_state().state) return;
-  throw Error(Code::integrity,
-              "the vault header was altered outside kmsctl: it has no MAC, in a vault whose rows "
-              "are authenticated",
-              Remedy::verify_then_restore_vault, {},
-              "do not use this vault until you know who changed it");
-}
-
-void Service::authenticate_rows() {
-  store::Db& db = vault_->db();
-  audit::Event ev{Action::vault_upgrade, "vault/" + vault_->meta().vault_id, {}};
-  store::AuditRow row;
-  {
-    store::Tx tx(db, store::Tx::Kind::write);
-    if (log_->head_state().state) return;  // another process did it meanwhile
-    ev.params["schema_version"] = db.schema_version();
-    ev.params["rows_authenticated"] = store::authenticate_rows(db);
-    row = append(ev, "ok", "");
-    tx.commit();
-  }
-  log_->publish(row);
 }
 
 std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureBytes& pin,
@@ -251,13 +230,13 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
   {
     store::Tx tx(v.db(), store::Tx::Kind::write);
     store::note_state_change(v.db());  // the first record holds the first state: no rows
-    const store::AuditRow row = s->append(ev, "ok", "");
+    const store::AuditRow row = s->runner_->append(ev, "ok", "");
     tx.commit();
-    s->log_->publish(row);
+    s->runner_->log().publish(row);
   }
   v.publish();
   // The log and anchor hold a reference to the database, which publish() reopened.
-  s->log_ = std::make_unique<audit::Log>(v.db(), v.meta().vault_id, v.audit_key(), *s->anchor_);
+  s->runner_->reopen_log();
   return s;
 }
 
@@ -276,7 +255,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                   fmt::format("{} is not a backup made by `kmsctl vault backup`", backup.string()),
                   "pass a backup file");
     }
-    const audit::VerifyReport rep = from.log_->verify(/*check_anchor=*/false);
+    const audit::VerifyReport rep = from.runner_->log().verify(/*check_anchor=*/false);
     if (!rep.ok) {
       throw Error(
           Code::integrity,
@@ -328,7 +307,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
       .set_application_id(store::kLiveVaultId);
   {
     Service s(Vault::open(staged.temp_path(), pin));
-    std::optional<audit::Anchor> old = s.log_->read_anchor();
+    std::optional<audit::Anchor> old = s.runner_->log().read_anchor();
     if (old) report.replaced_anchor_seq = old->seq;
     audit::Event ev{Action::vault_restore, "vault/" + vault_id, {{"backup", backup.string()}}};
     ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
@@ -342,7 +321,7 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     ev.params["dropped_records"] = lost.records;
     store::Tx tx(s.vault_->db(), store::Tx::Kind::write);
     keep_lost_numbers(s.vault_->db(), lost);
-    row = s.append(ev, "ok", "");
+    row = s.runner_->append(ev, "ok", "");
     tx.commit();
     s.vault_->db().checkpoint();  // the copy must hold everything: its WAL is not copied
   }
@@ -359,258 +338,9 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
     std::filesystem::remove(staged.temp_path().string() + suffix, ec);
   }
   std::unique_ptr<Service> s(new Service(Vault::open(target, pin)));
-  s->log_->republish(row);  // the restored log may be shorter: every anchor slot moves to it
+  s->runner_->log().republish(
+      row);  // the restored log may be shorter: every anchor slot moves to it
   return s;
-}
-
-void Service::serve_client(Caller who) { caller_ = std::move(who); }
-
-void Service::set_authorizer(Authorizer authorizer) { authorizer_ = std::move(authorizer); }
-
-void Service::authorize(audit::Event& event) {
-  const Decision d = authorizer_({caller_, event.action, event.resource, event.context});
-  if (d.allowed) return;
-  event.params["rule"] = d.rule;
-  throw Error(Code::refused,
-              fmt::format("{} (uid {}) may not {} {}: {}", caller_.user, caller_.uid,
-                          action_name(event.action), event.resource, d.reason),
-              Remedy::act_as_owner);
-}
-
-store::AuditRow Service::append(const audit::Event& event, std::string_view outcome,
-                                std::string_view error_code) {
-  if (caller_.channel == Channel::direct) {
-    return log_->append(event, outcome, error_code, caller_, now());
-  }
-  audit::Event named = event;
-  named.params["channel"] = channel_name(caller_.channel);
-  if (caller_.channel == Channel::agent) {
-    named.params["agent"] = {{"pid", ::getpid()}, {"client_pid", caller_.pid}};
-  }
-  return log_->append(named, outcome, error_code, caller_, now());
-}
-
-void Service::require_recorded_state(std::string_view before) {
-  const audit::Log::HeadState head = log_->head_state();
-  if (!head.state) return;  // not reached: check_writable() upgraded the vault
-  const store::StateReport st = store::check_state(vault_->db(), *head.state, head.seq);
-  if (st.ok) return;
-  throw Error(Code::integrity, fmt::format("refusing to {}: {}", before, st.problem),
-              Remedy::verify_then_restore_vault, {},
-              "do not use this vault until you know who changed it");
-}
-
-void Service::check_writable() {
-  vault_->check_in_place();
-  log_->check_anchor();
-  // The first write by this kmsctl to a vault of an older one authenticates its rows first:
-  // the newest record, checked, holds no state only in such a vault.
-  if (!vault_->is_backup() && !log_->head_state().state) authenticate_rows();
-}
-
-store::AuditRow Service::run(audit::Event event, const std::function<void(audit::Event&)>& op) {
-  return run(std::move(event), op, Hooks{});
-}
-
-store::AuditRow Service::run(audit::Event event, const std::function<void(audit::Event&)>& op,
-                             const Hooks& hooks, std::string_view outcome,
-                             std::string_view error_code) {
-  files::ExclusiveLock lock(lock_path(vault_->final_path()));
-  check_writable();
-  close_dead_file_operations();
-  store::AuditRow row;
-  try {
-    store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    authorize(event);
-    op(event);
-    row = append(event, outcome, error_code);
-    if (hooks.appended) hooks.appended(row);
-    tx.commit();
-  } catch (const Error& e) {
-    if (hooks.rolled_back) hooks.rolled_back();
-    if (hooks.failing) hooks.failing(event);
-    record_failure(event, e.code(), failure_code(e));
-    throw;
-  } catch (const std::exception&) {
-    if (hooks.rolled_back) hooks.rolled_back();
-    if (hooks.failing) hooks.failing(event);
-    record_failure(event, Code::failed);
-    throw;
-  }
-  log_->publish(row);
-  if (hooks.committed) hooks.committed();
-  return row;
-}
-
-void Service::run_failed(audit::Event event, Code code,
-                         const std::function<void(audit::Event&)>& op) {
-  files::ExclusiveLock lock(lock_path(vault_->final_path()));
-  check_writable();
-  close_dead_file_operations();
-  store::AuditRow row;
-  {
-    store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    op(event);
-    row = append(event, outcome_of(code), code_name(code));
-    tx.commit();
-  }
-  log_->publish(row);
-}
-
-std::string_view Service::failure_code(const Error& e) noexcept {
-  return dynamic_cast<const signals::Interrupted*>(&e) != nullptr ? "interrupted"
-                                                                  : code_name(e.code());
-}
-
-void Service::record_failure(const audit::Event& event, Code code) noexcept {
-  record_failure(event, code, code_name(code));
-}
-
-void Service::record_failure(const audit::Event& event, Code code,
-                             std::string_view error_code) noexcept {
-  try {
-    store::Tx tx(vault_->db(), store::Tx::Kind::write);
-    const store::AuditRow row = append(event, outcome_of(code), error_code);
-    tx.commit();
-    log_->publish(row);
-  } catch (...) {
-    // The original error is what the user needs; this one (often the same cause) is dropped.
-  }
-}
-
-Status Service::status() {
-  Status st;
-  const store::VaultMeta& m = vault_->meta();
-  run({Action::vault_status, "vault/" + m.vault_id, {}}, [&](audit::Event&) {
-    st.vault_path = vault_->final_path().string();
-    st.vault_id = m.vault_id;
-    st.created = m.created;
-    st.schema_version = vault_->db().schema_version();
-    st.module = m.pkcs11_module;
-    st.token = vault_->token_info();
-    st.private_token = !m.softhsm_conf.empty();
-    st.root_key_generation = m.root_key_gen;
-    st.counts = store::vault_counts(vault_->db(), format_rfc3339(now()));
-  });
-  // The status record itself is the new head; seqs start at 1 and have no gaps.
-  if (auto head = store::audit_last(vault_->db())) st.audit_head = *head;
-  st.audit_records = st.audit_head.seq;
-  return st;
-}
-
-std::vector<store::AuditRow> Service::audit_list(const store::AuditFilter& filter) {
-  if (filter.limit < 1 || filter.limit > audit::kMaxListLimit) {
-    throw Error(Code::usage, fmt::format("at most {} audit records were asked for: 1 to {}",
-                                         filter.limit, audit::kMaxListLimit));
-  }
-  std::vector<store::AuditRow> rows;
-  audit::Event ev{Action::audit_list, "vault/" + vault_->meta().vault_id, {}};
-  auto param = [&](const char* name, const std::optional<std::string>& v) {
-    if (v) ev.params[name] = *v;
-  };
-  param("since", filter.since);
-  param("until", filter.until);
-  param("action", filter.action);
-  param("resource", filter.resource);
-  param("principal", filter.principal);
-  param("outcome", filter.outcome);
-  ev.params["limit"] = filter.limit;
-  run(std::move(ev), [&](audit::Event&) {
-    store::audit_query(vault_->db(), filter, [&](const store::AuditRow& r) { rows.push_back(r); });
-  });
-  return rows;
-}
-
-audit::VerifyReport Service::audit_verify() {
-  if (vault_->is_backup()) return log_->verify();  // judged against the live anchor; never written
-  {
-    files::ExclusiveLock lock(lock_path(vault_->final_path()));
-    try {
-      log_->finish_interrupted_restore();
-    } catch (const Error&) {
-      // A damaged anchor: verify() below reports it.
-    }
-  }
-  audit::VerifyReport rep = log_->verify();
-  audit::Event ev{Action::audit_verify, "vault/" + vault_->meta().vault_id, {}};
-  ev.params["records"] = rep.records;
-  ev.params["ok"] = rep.ok;
-  if (rep.first_bad_seq) ev.params["first_bad_seq"] = *rep.first_bad_seq;
-  try {
-    if (rep.ok) {
-      run(std::move(ev), [](audit::Event&) {});
-    } else {
-      files::ExclusiveLock lock(lock_path(vault_->final_path()));
-      check_writable();  // a log that contradicts its anchor is not appended to
-      record_failure(ev, Code::integrity);
-    }
-  } catch (const Error&) {
-    if (rep.ok) throw;
-  }
-  return rep;
-}
-
-std::int64_t Service::audit_export(const std::filesystem::path& dest, bool overwrite) {
-  std::optional<files::AtomicFile> out;
-  std::int64_t n = 0;
-  run({Action::audit_export, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [&](audit::Event& ev) {
-        out.emplace(dest, overwrite);  // an existing file is refused, and the refusal audited
-        std::string line;
-        store::audit_scan(vault_->db(), [&](const store::AuditRow& r) {
-          // Records written before any escaping of non-UTF-8 text, or edited in the file, export
-          // too (with U+FFFD); audit verify is what judges them.
-          line = audit::to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-          line.push_back('\n');
-          out->write(line);
-          ++n;
-        });
-        ev.params["records"] = n;
-      });
-  out->commit();
-  return n;
-}
-
-void Service::backup(const std::filesystem::path& dest, bool overwrite) {
-  std::optional<files::AtomicFile> out;
-  // The backup record is committed first so that the copy contains it and matches the anchor.
-  run({Action::vault_backup, "vault/" + vault_->meta().vault_id, {{"output", dest.string()}}},
-      [&](audit::Event&) { out.emplace(dest, overwrite, files::AtomicFile::Temp::named); });
-  vault_->db().backup_to(out->temp_path());
-  {
-    store::Db copy(out->temp_path(), store::Db::Mode::open_existing);
-    copy.set_application_id(store::kBackupVaultId);
-    copy.checkpoint();  // one self-contained file: the WAL is folded in and removed
-  }
-  out->commit();
-}
-
-std::int64_t Service::rekey() {
-  std::int64_t gen = 0;
-  run({Action::vault_rekey, "vault/" + vault_->meta().vault_id, {}},
-      [&](audit::Event& ev) {
-        gen = vault_->prepare_rekey();
-        ev.params["root_key_generation"] = gen;
-      },
-      {[&] { vault_->finish_rekey(); }, [&] { vault_->abort_rekey(); }});
-  return gen;
-}
-
-void Service::change_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
-  // The token cannot join the SQLite transaction. The change is recorded as started before the
-  // token is asked (a change that cannot be recorded does not happen) and as done after it, so
-  // an interruption in between leaves a start without its done, never a lone "ok".
-  audit::Event ev{
-      Action::vault_change_pin, "vault/" + vault_->meta().vault_id, {{"step", "start"}}};
-  run(ev, [](audit::Event&) {});
-  ev.params["step"] = "done";
-  try {
-    vault_->change_pin(old_pin, new_pin);
-  } catch (const Error& e) {
-    record_failure(ev, e.code());
-    throw;
-  }
-  run(ev, [](audit::Event&) {});
 }
 
 }  // namespace kms

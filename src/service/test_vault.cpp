@@ -22,11 +22,13 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/service.hpp"
+#include "runner/runner.hpp"
 #include "store/store.hpp"
 #include "vault/sealed.hpp"
 #include "vault/vault.hpp"
 
 using namespace kms;
+using kms::test::audit_rows;
 using kms::test::bytes_of;
 using kms::test::contains;
 using kms::test::error_of;
@@ -59,12 +61,6 @@ int token_count(const fs::path& vault) {
 }
 
 const RecordRef kRef{"keys", "key-0001", 3};
-
-std::vector<store::AuditRow> audit_rows(Vault& v) {
-  std::vector<store::AuditRow> rows;
-  store::audit_scan(v.db(), [&](const store::AuditRow& r) { rows.push_back(r); });
-  return rows;
-}
 
 bool same(ByteView a, ByteView b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
 
@@ -803,7 +799,7 @@ TEST_CASE("Service::init writes one vault.init record and anchors it") {
   CHECK(rows[0].resource == "vault/" + s->vault().meta().vault_id);
   CHECK(rows[0].outcome == "ok");
   CHECK(anchor_seq(s->vault()) == 1);
-  const audit::VerifyReport rep = s->audit_verify();
+  const audit::VerifyReport rep = s->audit().verify();
   CHECK(rep.ok);
   CHECK(rep.records == 1);
 }
@@ -813,7 +809,7 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
   const fs::path path = dir / "vault.db";
   {
     auto s = init_service(path);
-    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+    s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
     // Make the anchor what an older kmsctl left: one object labelled with the vault id.
     Vault& v = s->vault();
     Bytes head;
@@ -825,23 +821,23 @@ TEST_CASE("Service opens a vault anchored by one object (older kmsctl) and conve
     REQUIRE(v.anchor_slots().size() == 1);
   }
   auto s = Service::open(path, pin_of(kPin));
-  CHECK(s->audit_verify().ok);  // read from the old object, then recorded and converted
+  CHECK(s->audit().verify().ok);  // read from the old object, then recorded and converted
   const auto slots = s->vault().anchor_slots();
   REQUIRE(slots.size() == 2);
   for (const auto& slot : slots) CHECK_FALSE(slot.legacy);
   CHECK(anchor_seq(s->vault()) == 3);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
-TEST_CASE("Service::run writes exactly one audit record per call and moves the anchor") {
+TEST_CASE("Runner::run writes exactly one audit record per call and moves the anchor") {
   TempDir dir;
   auto s = init_service(dir / "vault.db");
   for (int i = 1; i <= 5; ++i) {
     const std::int64_t before = store::audit_count(s->vault().db());
     bool committed = false, rolled_back = false;
-    s->run({Action::vault_status, "key/k" + std::to_string(i), {{"given", i}}},
-           [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
-           {[&] { committed = true; }, [&] { rolled_back = true; }});
+    s->runner().run({Action::vault_status, "key/k" + std::to_string(i), {{"given", i}}},
+                    [&](audit::Event& ev) { ev.params["added_by_op"] = true; },
+                    {[&] { committed = true; }, [&] { rolled_back = true; }});
     CHECK(store::audit_count(s->vault().db()) == before + 1);
     CHECK(committed);
     CHECK_FALSE(rolled_back);
@@ -853,7 +849,7 @@ TEST_CASE("Service::run writes exactly one audit record per call and moves the a
     CHECK(last.params == R"({"added_by_op":true,"given":)" + std::to_string(i) + "}");
     CHECK(anchor_seq(s->vault()) == last.seq);
   }
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("a refused op leaves no change and writes one denied record") {
@@ -863,12 +859,12 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   const std::int64_t before = store::audit_count(v.db());
   bool committed = false, rolled_back = false;
   const Error e = error_of([&] {
-    s->run({Action::key_disable, "key/k1", {}},
-           [&](audit::Event&) {
-             store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
-             throw Error(Code::refused, "key k1 is pending deletion");
-           },
-           {[&] { committed = true; }, [&] { rolled_back = true; }});
+    s->runner().run({Action::key_disable, "key/k1", {}},
+                    [&](audit::Event&) {
+                      store::update_root_key(v.db(), 99, bytes_of("not a sealed key"));
+                      throw Error(Code::refused, "key k1 is pending deletion");
+                    },
+                    {[&] { committed = true; }, [&] { rolled_back = true; }});
   });
   CHECK(e.code() == Code::refused);
   CHECK(std::string(e.what()) == "key k1 is pending deletion");
@@ -883,7 +879,7 @@ TEST_CASE("a refused op leaves no change and writes one denied record") {
   CHECK(rows.back().outcome == "denied");
   CHECK(rows.back().error_code == "refused");
   CHECK(anchor_seq(v) == rows.back().seq);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE(
@@ -892,19 +888,19 @@ TEST_CASE(
   auto s = init_service(dir / "vault.db");
   Vault& v = s->vault();
   CHECK(error_of([&] {
-          s->run({Action::key_enable, "key/k", {}},
-                 [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
+          s->runner().run({Action::key_enable, "key/k", {}},
+                          [](audit::Event&) { throw Error(Code::integrity, "tampered"); });
         }).code() == Code::integrity);
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "integrity");
-  CHECK_THROWS_AS(s->run({Action::key_disable, "key/k", {}},
-                         [](audit::Event&) { throw std::runtime_error("boom"); }),
+  CHECK_THROWS_AS(s->runner().run({Action::key_disable, "key/k", {}},
+                                  [](audit::Event&) { throw std::runtime_error("boom"); }),
                   std::runtime_error);
   CHECK(audit_rows(v).back().action == "key.disable");
   CHECK(audit_rows(v).back().outcome == "error");
   CHECK(audit_rows(v).back().error_code == "failed");
   CHECK(store::audit_count(v.db()) == 3);
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE("Service::open reopens the vault and continues its chain") {
@@ -912,9 +908,9 @@ TEST_CASE("Service::open reopens the vault and continues its chain") {
   const fs::path path = dir / "vault.db";
   { auto s = init_service(path); }
   auto s = Service::open(path, pin_of(kPin));
-  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+  s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   CHECK(store::audit_count(s->vault().db()) == 2);
-  const audit::VerifyReport rep = s->audit_verify();
+  const audit::VerifyReport rep = s->audit().verify();
   CHECK(rep.ok);
   CHECK(rep.records == 2);
   CHECK(store::audit_count(s->vault().db()) == 3);  // the verification is recorded
@@ -926,7 +922,7 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   {
     auto s = init_service(path);
     s->vault().db().backup_to(dir / "old.db");
-    s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+    s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   }
   // The attacker puts the old file back and removes the WAL that would replay the newer state.
   fs::copy_file(dir / "old.db", path, fs::copy_options::overwrite_existing);
@@ -935,112 +931,12 @@ TEST_CASE("Service refuses to run on a vault file rolled back behind its token a
   auto s = Service::open(path, pin_of(kPin));
   bool ran = false;
   const Error e = error_of([&] {
-    s->run({Action::vault_status, "vault/x", {}}, [&](audit::Event&) { ran = true; });
+    s->runner().run({Action::vault_status, "vault/x", {}}, [&](audit::Event&) { ran = true; });
   });
   CHECK(e.code() == Code::integrity);
   CHECK_FALSE(ran);
   CHECK(store::audit_count(s->vault().db()) == 1);
-  CHECK_FALSE(s->audit_verify().ok);
-}
-
-TEST_CASE("Service::status reports the vault and records itself") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  const Status st = s->status();
-  CHECK(st.vault_id == s->vault().meta().vault_id);
-  CHECK(st.schema_version == store::kSchemaVersion);
-  CHECK(st.private_token);
-  CHECK(st.root_key_generation == 1);
-  CHECK(st.audit_records == 2);
-  CHECK(st.audit_head.seq == 2);
-  CHECK(store::audit_count(s->vault().db()) == 2);
-  CHECK(audit_rows(s->vault()).back().action == "vault.status");
-}
-
-TEST_CASE("Service::rekey is audited and the vault reopens with the new root key") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  Bytes blob;
-  {
-    auto s = init_service(path);
-    blob = s->vault().seal(kRef, bytes_of("kept"));
-    CHECK(s->rekey() == 2);
-    CHECK(audit_rows(s->vault()).back().action == "vault.rekey");
-  }
-  auto s = Service::open(path, pin_of(kPin));
-  CHECK(s->vault().meta().root_key_gen == 2);
-  CHECK(s->vault().open_sealed(kRef, blob).chars() == "kept");
-  CHECK(s->audit_verify().ok);
-}
-
-TEST_CASE("Service::audit_export writes one private JSON line per record and records itself") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  s->run({Action::vault_status, "key/k1", {{"n", 1}}}, [](audit::Event&) {});
-  const std::int64_t n = s->audit_export(dir / "log.jsonl", false);
-  CHECK(n == 2);
-  CHECK(mode_of(dir / "log.jsonl") == 0600);
-  const std::string text = kms::test::read_file(dir / "log.jsonl");
-  std::vector<nlohmann::json> lines;
-  size_t start = 0;
-  for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
-    lines.push_back(nlohmann::json::parse(text.substr(start, nl - start)));
-  }
-  CHECK(start == text.size());  // ends with a newline, nothing after it
-  REQUIRE(lines.size() == 2);
-  CHECK(lines[0].at("action") == "vault.init");
-  CHECK(lines[1].at("action") == "vault.status");
-  CHECK(lines[1].at("params").at("n") == 1);
-  const auto rows = audit_rows(s->vault());
-  REQUIRE(rows.size() == 3);
-  CHECK(rows[2].action == "audit.export");
-  CHECK(rows[2].outcome == "ok");
-  CHECK(lines[1].at("hash") == crypto::to_hex(rows[1].hash));
-}
-
-TEST_CASE("Service::audit_export to an existing file is refused, audited as denied, file kept") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  kms::test::write_file(dir / "log.jsonl", "precious");
-  CHECK(error_of([&] { (void)s->audit_export(dir / "log.jsonl", false); }).code() == Code::refused);
-  CHECK(kms::test::read_file(dir / "log.jsonl") == "precious");
-  const auto rows = audit_rows(s->vault());
-  REQUIRE(rows.size() == 2);
-  CHECK(rows[1].action == "audit.export");
-  CHECK(rows[1].outcome == "denied");
-  CHECK(s->audit_verify().ok);
-}
-
-TEST_CASE("Service::change_pin makes the new PIN the only one that opens the vault") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  {
-    auto s = init_service(path);
-    s->change_pin(pin_of(kPin), pin_of("the-new-pin-5678"));
-    CHECK(audit_rows(s->vault()).back().action == "vault.change_pin");
-  }
-  const Error e = error_of([&] { (void)Service::open(path, pin_of(kPin)); });
-  CHECK(e.code() == Code::unavailable);
-  CHECK(contains(e.what(), "CKR_PIN_INCORRECT"));
-  auto s = Service::open(path, pin_of("the-new-pin-5678"));
-  CHECK(s->audit_verify().ok);
-}
-
-TEST_CASE("Service::change_pin with a wrong old PIN fails, keeps the PIN and records the failure") {
-  TempDir dir;
-  const fs::path path = dir / "vault.db";
-  {
-    auto s = init_service(path);
-    const Error e =
-        error_of([&] { s->change_pin(pin_of("not-the-pin"), pin_of("the-new-pin-5678")); });
-    CHECK(e.code() == Code::unavailable);
-    const auto rows = audit_rows(s->vault());
-    REQUIRE_FALSE(rows.empty());
-    CHECK(rows.back().action == "vault.change_pin");
-    CHECK(rows.back().outcome == "error");
-    CHECK(rows.back().error_code == "unavailable");
-  }
-  CHECK_NOTHROW((void)Service::open(path, pin_of(kPin)));
+  CHECK_FALSE(s->audit().verify().ok);
 }
 
 TEST_CASE("serve_client names the client and its channel in every record, a failure's included") {
@@ -1053,9 +949,9 @@ TEST_CASE("serve_client names the client and its channel in every record, a fail
   client.pid = 8;
   client.channel = Channel::agent;
   s->serve_client(client);
-  s->run({Action::vault_status, "vault/x", {{"given", 1}}}, [](audit::Event&) {});
-  CHECK_THROWS(s->run({Action::key_describe, "vault/x", {}},
-                      [](audit::Event&) { throw Error(Code::refused, "no"); }));
+  s->runner().run({Action::vault_status, "vault/x", {{"given", 1}}}, [](audit::Event&) {});
+  CHECK_THROWS(s->runner().run({Action::key_describe, "vault/x", {}},
+                               [](audit::Event&) { throw Error(Code::refused, "no"); }));
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 3);
   for (const auto* r : {&rows[1], &rows[2]}) {
@@ -1066,7 +962,7 @@ TEST_CASE("serve_client names the client and its channel in every record, a fail
     CHECK(p["agent"] == nlohmann::json{{"pid", ::getpid()}, {"client_pid", 8}});
   }
   CHECK(rows[2].outcome == "denied");
-  CHECK(s->audit_verify().ok);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE(
@@ -1080,16 +976,16 @@ TEST_CASE(
   s->serve_client(stranger);
   bool ran = false;
   const Error e = error_of([&] {
-    s->run({Action::secret_get, "secret/app/db", {{"name", "app/db"}}},
-           [&](audit::Event&) { ran = true; });
+    s->runner().run({Action::secret_get, "secret/app/db", {{"name", "app/db"}}},
+                    [&](audit::Event&) { ran = true; });
   });
   CHECK_FALSE(ran);
   CHECK(e.code() == Code::refused);
   CHECK(std::string(e.what()).find("mallory") != std::string::npos);
   CHECK(std::string(e.what()).find("secret.get secret/app/db") != std::string::npos);
-  // Every operation of the facade goes through the same runner.
-  CHECK(error_of([&] { (void)s->random(16); }).code() == Code::refused);
-  CHECK(error_of([&] { (void)s->status(); }).code() == Code::refused);
+  // Every domain's operations go through the same runner.
+  CHECK(error_of([&] { (void)s->keys().random(16); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->vault_ops().status(); }).code() == Code::refused);
   const auto rows = audit_rows(s->vault());
   REQUIRE(rows.size() == 4);
   for (const auto* r : {&rows[1], &rows[2], &rows[3]}) {
@@ -1103,64 +999,7 @@ TEST_CASE(
   CHECK(rows[2].action == "random.generate");
   CHECK(rows[3].action == "vault.status");
   s->serve_client(Caller::current());
-  CHECK(s->audit_verify().ok);
-}
-
-TEST_CASE("the authorizer sees the key an alias names and the encryption context") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  keys::CreateSpec spec;
-  spec.alias = "alias/app";
-  const std::string id = s->key_create(spec).key.id;
-  std::vector<std::pair<std::string, std::string>> asked;  // action, resource
-  Context seen;
-  s->set_authorizer([&](const AccessRequest& r) {
-    asked.emplace_back(std::string(action_name(r.action)), std::string(r.resource));
-    if (r.action == Action::key_encrypt) seen = r.context;
-    return Decision{true, "test", {}};
-  });
-  const Context ctx{{"tenant", "t1"}};
-  (void)s->encrypt("alias/app", as_bytes("hello"), ctx);
-  REQUIRE(asked.size() == 2);
-  CHECK(asked[0] == std::pair<std::string, std::string>{"key.encrypt", "key/alias/app"});
-  CHECK(asked[1] == std::pair<std::string, std::string>{"key.encrypt", "key/" + id});
-  CHECK(seen == ctx);
-  // A refusal of the resolved key stops the operation: no ciphertext, a denied record.
-  s->set_authorizer([&](const AccessRequest& r) {
-    const bool ok = r.resource != "key/" + id;
-    return Decision{ok, ok ? "test" : "not-this-key", "not this key"};
-  });
-  CHECK(error_of([&] { (void)s->encrypt("alias/app", as_bytes("hello"), ctx); }).code() ==
-        Code::refused);
-  const auto rows = audit_rows(s->vault());
-  CHECK(rows.back().outcome == "denied");
-  CHECK(rows.back().resource == "key/" + id);
-  CHECK(nlohmann::json::parse(rows.back().params)["rule"] == "not-this-key");
-}
-
-TEST_CASE("re-encrypt asks for the source key and, with its own context, for the destination") {
-  TempDir dir;
-  auto s = init_service(dir / "vault.db");
-  const std::string from = s->key_create({}).key.id;
-  const std::string to = s->key_create({}).key.id;
-  const Context ctx{{"app", "a"}}, to_ctx{{"app", "b"}};
-  const Bytes blob = s->encrypt(from, as_bytes("moved"), ctx);
-  std::vector<std::pair<std::string, Context>> asked;  // resource, context
-  s->set_authorizer([&](const AccessRequest& r) {
-    asked.emplace_back(std::string(r.resource), r.context);
-    const bool ok = r.resource != "key/" + to;
-    return Decision{ok, ok ? "test" : "not-the-destination", "not this key"};
-  });
-  CHECK(error_of([&] { (void)s->reencrypt(blob, ctx, to, to_ctx); }).code() == Code::refused);
-  REQUIRE(asked.size() == 2);
-  CHECK(asked[0] == std::pair<std::string, Context>{"key/" + from, ctx});
-  CHECK(asked[1] == std::pair<std::string, Context>{"key/" + to, to_ctx});
-  const auto rows = audit_rows(s->vault());
-  CHECK(rows.back().action == "key.reencrypt");
-  CHECK(rows.back().outcome == "denied");
-  const nlohmann::json p = nlohmann::json::parse(rows.back().params);
-  CHECK(p["rule"] == "not-the-destination");
-  CHECK(p["to_key"] == to);
+  CHECK(s->audit().verify().ok);
 }
 
 TEST_CASE(
@@ -1169,14 +1008,14 @@ TEST_CASE(
   const fs::path path = dir / "vault.db";
   init_service(path).reset();
   auto s = Service::open(path, pin_of(kPin));
-  s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+  s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
   const std::int64_t records = store::audit_count(s->vault().db());
   const std::int64_t anchored = anchor_seq(s->vault());
   fs::rename(path, dir / "vault.db.aside");
   for (bool another_file : {false, true}) {
     if (another_file) kms::test::write_file(path, "not the vault that was opened");
     const Error e = error_of([&] {
-      s->run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
+      s->runner().run({Action::vault_status, "vault/x", {}}, [](audit::Event&) {});
     });
     CHECK(e.code() == Code::unavailable);
     CHECK(contains(e.what(), "was replaced or removed after this process opened it"));
@@ -1222,66 +1061,71 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
   auto s = Service::open(path, pin_of(kPin));
   keys::CreateSpec spec;
   spec.alias = "alias/app";
-  const std::string id = s->key_create(spec).key.id;
-  const Bytes blob = s->encrypt(id, as_bytes("hello"), {{"app", "a"}});
+  const std::string id = s->keys().create(spec).key.id;
+  const Bytes blob = s->keys().encrypt(id, as_bytes("hello"), {{"app", "a"}});
 
-  expect(error_of([&] { (void)s->key_describe("no-such-key"); }), Remedy::list_keys);
-  expect(error_of([&] { (void)s->key_describe("alias/none"); }), Remedy::list_aliases);
-  expect(error_of([&] { s->alias_create("alias/app", id); }), Remedy::move_alias, "alias/app");
-  expect(error_of([&] { s->alias_update("alias/new", id); }), Remedy::create_alias, "alias/new");
-  expect(error_of([&] { (void)s->key_untag(id, {"none"}); }), Remedy::list_key_tags, id);
+  expect(error_of([&] { (void)s->keys().describe("no-such-key"); }), Remedy::list_keys);
+  expect(error_of([&] { (void)s->keys().describe("alias/none"); }), Remedy::list_aliases);
+  expect(error_of([&] { s->keys().alias_create("alias/app", id); }), Remedy::move_alias,
+         "alias/app");
+  expect(error_of([&] { s->keys().alias_update("alias/new", id); }), Remedy::create_alias,
+         "alias/new");
+  expect(error_of([&] { (void)s->keys().untag(id, {"none"}); }), Remedy::list_key_tags, id);
   keys::CreateSpec rsa;
   rsa.spec = "RSA_2048";
-  expect(error_of([&] { (void)s->key_create(rsa); }), Remedy::use_aes_256);
-  expect(error_of([&] { (void)s->encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
+  expect(error_of([&] { (void)s->keys().create(rsa); }), Remedy::use_aes_256);
+  expect(error_of([&] { (void)s->keys().encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
          Remedy::encrypt_as_file);
-  expect(error_of([&] { (void)s->decrypt(as_bytes("not a blob"), {}); }), Remedy::pass_ciphertext);
+  expect(error_of([&] { (void)s->keys().decrypt(as_bytes("not a blob"), {}); }),
+         Remedy::pass_ciphertext);
   expect(error_of([&] {
-           (void)s->decrypt(blob, {{"app", "b"}});
+           (void)s->keys().decrypt(blob, {{"app", "b"}});
          }),
          Remedy::pass_encryption_context);
-  (void)s->key_disable("alias/app");
-  expect(error_of([&] { (void)s->encrypt("alias/app", as_bytes("x"), {}); }), Remedy::enable_key,
-         "alias/app");
-  (void)s->key_schedule_deletion(id, 7);
+  (void)s->keys().disable("alias/app");
+  expect(error_of([&] { (void)s->keys().encrypt("alias/app", as_bytes("x"), {}); }),
+         Remedy::enable_key, "alias/app");
+  (void)s->keys().schedule_deletion(id, 7);
   {
-    const Error e = error_of([&] { (void)s->decrypt(blob, {{"app", "a"}}); });
+    const Error e = error_of([&] { (void)s->keys().decrypt(blob, {{"app", "a"}}); });
     expect(e, Remedy::cancel_key_deletion, id);
     CHECK(e.hint() == "then enable it");
   }
-  expect(error_of([&] { (void)s->key_enable(id); }), Remedy::cancel_key_deletion_before_enable, id);
-  expect(error_of([&] { (void)s->key_disable(id); }), Remedy::cancel_key_deletion, id);
-  expect(error_of([&] { (void)s->key_schedule_deletion(id, 7); }),
+  expect(error_of([&] { (void)s->keys().enable(id); }), Remedy::cancel_key_deletion_before_enable,
+         id);
+  expect(error_of([&] { (void)s->keys().disable(id); }), Remedy::cancel_key_deletion, id);
+  expect(error_of([&] { (void)s->keys().schedule_deletion(id, 7); }),
          Remedy::cancel_existing_key_deletion, id);
 
-  expect(error_of([&] { (void)s->secret_get("app/none", std::nullopt, std::nullopt); }),
+  expect(error_of([&] { (void)s->secrets().get("app/none", std::nullopt, std::nullopt); }),
          Remedy::list_secrets);
   secrets::CreateSpec secret;
   secret.name = "app/db";
-  (void)s->secret_create(secret, {SecureBytes(as_bytes("v1")), {}});
+  (void)s->secrets().create(secret, {SecureBytes(as_bytes("v1")), {}});
   expect(error_of([&] {
-           (void)s->secret_create(secret, {SecureBytes(as_bytes("v")), {}});
+           (void)s->secrets().create(secret, {SecureBytes(as_bytes("v")), {}});
          }),
          Remedy::put_secret_version, "app/db");
-  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, 9); }),
+  expect(error_of([&] { (void)s->secrets().get("app/db", std::nullopt, 9); }),
          Remedy::list_secret_versions, "app/db");
-  (void)s->secret_delete("app/db", 7);
-  expect(error_of([&] { (void)s->secret_get("app/db", std::nullopt, std::nullopt); }),
+  (void)s->secrets().remove("app/db", 7);
+  expect(error_of([&] { (void)s->secrets().get("app/db", std::nullopt, std::nullopt); }),
          Remedy::restore_secret, "app/db");
-  expect(error_of([&] { (void)s->secret_delete("app/db", 7); }),
+  expect(error_of([&] { (void)s->secrets().remove("app/db", 7); }),
          Remedy::restore_or_purge_secret_now, "app/db");
 
   kms::test::write_file(dir / "exists", "kept");
-  expect(error_of([&] { s->backup(dir / "exists", false); }), Remedy::overwrite_output);
-  expect(error_of([&] { (void)s->audit_export(dir / "exists", false); }), Remedy::overwrite_output);
+  expect(error_of([&] { s->vault_ops().backup(dir / "exists", false); }), Remedy::overwrite_output);
+  expect(error_of([&] { (void)s->audit().export_to(dir / "exists", false); }),
+         Remedy::overwrite_output);
   s->set_authorizer([](const AccessRequest&) { return Decision{false, "test", "not you"}; });
-  expect(error_of([&] { (void)s->status(); }), Remedy::act_as_owner);
+  expect(error_of([&] { (void)s->vault_ops().status(); }), Remedy::act_as_owner);
 
   // Advice that needs no front end's words stays a hint, with no remedy.
   s->set_authorizer([](const AccessRequest&) { return Decision{true, "test", {}}; });
-  (void)s->secret_restore("app/db");
+  (void)s->secrets().restore("app/db");
   {
-    const Error e = error_of([&] { (void)s->secret_restore("app/db"); });
+    const Error e = error_of([&] { (void)s->secrets().restore("app/db"); });
     expect(e, Remedy::none);
     CHECK(e.hint() == "nothing to restore");
   }

@@ -94,7 +94,7 @@ int restart_wal_when_long(void*, sqlite3* db, const char* name, int frames) {
 // is always durably in its directory.
 sqlite3_vfs* real_vfs(sqlite3_vfs* v) { return static_cast<sqlite3_vfs*>(v->pAppData); }
 
-// Fault injection (kms/faults.hpp): with a fault armed, every file is opened through FaultFile,
+// Fault injection (base/faults.hpp): with a fault armed, every file is opened through FaultFile,
 // which counts writes and syncs and fails the chosen one with SQLite's I/O error for it. The
 // real file's state follows the FaultFile in the same allocation (szOsFile covers both).
 struct FaultFile {

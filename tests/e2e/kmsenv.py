@@ -436,7 +436,7 @@ def days(n):
 
 
 # ---- keys: the ciphertext blob ----
-# The blob of include/kms/blob.hpp: "KMSC" || u8 version || 16-byte key id || u32be key version ||
+# The blob of src/keys/blob.hpp: "KMSC" || u8 version || 16-byte key id || u32be key version ||
 # 12-byte nonce || ciphertext || 16-byte tag.
 MAGIC = b"KMSC"
 HEADER = 4 + 1 + 16 + 4

@@ -1,13 +1,20 @@
 // Helpers shared by the unit tests that open a vault through kms::Service (linked with
-// kms_service or above): a fresh vault on a private SoftHSM2 token.
+// kms_service or above): a fresh vault on a private SoftHSM2 token, and its audit records.
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "support.hpp"
 
+#include "audit/operations.hpp"
+#include "files/operations.hpp"
+#include "keys/operations.hpp"
 #include "kms/service.hpp"
+#include "secrets/operations.hpp"
+#include "store/store.hpp"
+#include "vault/operations.hpp"
 #include "vault/vault.hpp"
 
 namespace kms::test {
@@ -18,6 +25,13 @@ inline std::unique_ptr<Service> init_service(const std::filesystem::path& path) 
   opts.vault = path;
   InitReport report;
   return Service::init(opts, pin_of(kPin), report);
+}
+
+// Every record of the vault's audit log, oldest first.
+inline std::vector<store::AuditRow> audit_rows(Vault& v) {
+  std::vector<store::AuditRow> rows;
+  store::audit_scan(v.db(), [&](const store::AuditRow& r) { rows.push_back(r); });
+  return rows;
 }
 
 }  // namespace kms::test

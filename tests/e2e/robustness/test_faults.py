@@ -1,7 +1,7 @@
 """Fault injection: every write, fsync, directory fsync and PKCS#11 call a command makes fails in
 turn, and each failure is clean (docs/SECURITY.md §12).
 
-KMSCTL_TEST_FAULT=OP:N makes the N-th OP of a kmsctl process fail (kms/faults.hpp; the seams are
+KMSCTL_TEST_FAULT=OP:N makes the N-th OP of a kmsctl process fail (src/base/faults.hpp; the seams are
 the vault's SQLite VFS for writes and syncs of the vault and its WAL, the directory fsyncs that
 publish output files, and a copy of the PKCS#11 module's function list). For each command of the mix and each OP, N runs from 1 until a run ends
 before its N-th OP. After every run: the command either succeeded or failed with a documented

@@ -1,5 +1,7 @@
-// Envelope encryption of files through the facade: vault keys wrap each file's data key; each
-// wrap or unwrap is one audited transaction, whose record a second one ends.
+// Envelope encryption of files on a vault: vault keys wrap each file's data key; each wrap or
+// unwrap is one audited transaction of the runner, whose record a second one ends.
+#include "files/operations.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -13,10 +15,11 @@
 #include <fmt/format.h>
 
 #include "base/posix.hpp"
+#include "keys/key_store.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
-#include "kms/service.hpp"
 #include "kms/signals.hpp"
+#include "runner/runner.hpp"
 
 namespace kms {
 namespace fs = std::filesystem;
@@ -85,7 +88,7 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
 
 // Creates VAULT.ops/<seq>.lock (the directory 0700 on demand, the file 0600) and holds an
 // flock on it for as long as this process runs the operation: a lock file that another process
-// can lock belongs to a process that died (Service::close_dead_file_operations).
+// can lock belongs to a process that died (Runner, before each write).
 class OpLock {
  public:
   OpLock(const fs::path& dir, std::int64_t seq) : path_(dir / fmt::format("{}.lock", seq)) {
@@ -160,16 +163,16 @@ std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_fa
   return signals::Interrupted(sig);
 }
 
-}  // namespace
-
 // A FileSession on this vault: the key use recorded as `started` together with its lock file,
 // then one end record, `ok` once the output is published or `error` with the failure's code.
-class Service::FileOperation final : public FileSession {
+class FileOperation final : public FileSession {
  public:
   // refs: the keys to wrap for (encrypt); none to decrypt.
-  FileOperation(Service& svc, Action action, std::string name, std::vector<std::string> refs)
-      : svc_(svc),
-        ks_(*svc.vault_),
+  FileOperation(FileOperations& files, Runner& runner, Action action, std::string name,
+                std::vector<std::string> refs)
+      : files_(files),
+        runner_(runner),
+        ks_(runner.vault()),
         action_(action),
         name_(std::move(name)),
         refs_(std::move(refs)) {
@@ -220,9 +223,9 @@ class Service::FileOperation final : public FileSession {
     if (attempted_) throw Error(Code::usage, "this file operation has used its key already");
     attempted_ = true;
     event.params["step"] = "start";
-    Hooks hooks;
+    Runner::Hooks hooks;
     hooks.appended = [&](const store::AuditRow& row) {
-      lock_.emplace(svc_.ops_dir(), row.seq);
+      lock_.emplace(runner_.ops_dir(), row.seq);
       started_seq_ = row.seq;
     };
     hooks.rolled_back = [&] {
@@ -230,7 +233,7 @@ class Service::FileOperation final : public FileSession {
       lock_.reset();
       started_seq_ = 0;
     };
-    svc_.run(std::move(event), op, hooks, "started");
+    runner_.run(std::move(event), op, hooks, "started");
     started_ = true;
   }
 
@@ -247,7 +250,7 @@ class Service::FileOperation final : public FileSession {
     ev.params["bytes"] = r.bytes;
     ev.params["frames"] = r.frames;
     std::optional<store::AuditRow> row;
-    Hooks hooks;
+    Runner::Hooks hooks;
     hooks.appended = [&](const store::AuditRow& appended) { row = appended; };
     hooks.committed = [&] { remove_lock(); };
     hooks.failing = [&](audit::Event& failed) {
@@ -255,7 +258,7 @@ class Service::FileOperation final : public FileSession {
       failed = end_event("end");
     };
     try {
-      svc_.run(
+      runner_.run(
           std::move(ev), [](audit::Event&) {}, hooks, "ok");
     } catch (...) {
       if (row && committed(*row)) {
@@ -273,10 +276,11 @@ class Service::FileOperation final : public FileSession {
     if (!running()) return;
     ended_ = true;
     try {
-      Hooks hooks;
+      Runner::Hooks hooks;
       hooks.committed = [&] { remove_lock(); };
-      svc_.run(
-          end_event("end"), [](audit::Event&) {}, hooks, outcome_for(e.code()), failure_code(e));
+      runner_.run(
+          end_event("end"), [](audit::Event&) {}, hooks, outcome_for(e.code()),
+          Runner::failure_code(e));
     } catch (...) {
       // run() recorded it another way, or could not; the lock file then stays for the next
       // command to end the record.
@@ -287,7 +291,7 @@ class Service::FileOperation final : public FileSession {
     if (attempted_) return;
     attempted_ = true;
     try {
-      svc_.file_failed(action_, name_, e);
+      files_.failed(action_, name_, e);
     } catch (...) {
       // run() recorded it another way (a refusal), or could not; the caller rethrows the
       // original error.
@@ -301,7 +305,7 @@ class Service::FileOperation final : public FileSession {
   }
   bool committed(const store::AuditRow& row) const {
     try {
-      const std::optional<Bytes> h = store::audit_hash_at(svc_.vault_->db(), row.seq);
+      const std::optional<Bytes> h = store::audit_hash_at(runner_.vault().db(), row.seq);
       return h && *h == row.hash;
     } catch (...) {
       return false;
@@ -311,7 +315,8 @@ class Service::FileOperation final : public FileSession {
     if (lock_) lock_->remove();
   }
 
-  Service& svc_;
+  FileOperations& files_;
+  Runner& runner_;
   keys::KeyStore ks_;
   Action action_;
   std::string name_;
@@ -319,6 +324,8 @@ class Service::FileOperation final : public FileSession {
   std::optional<OpLock> lock_;
   std::int64_t started_seq_ = 0;
 };
+
+}  // namespace
 
 FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
                         std::uint32_t frame_size, const envelope::Progress& progress,
@@ -364,106 +371,47 @@ FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& c
   return op.result;
 }
 
-void Service::file_failed(Action action, const std::string& name, const Error& e) {
-  run(
+void FileOperations::failed(Action action, const std::string& name, const Error& e) {
+  runner_.run(
       {action, "file/" + name, {{"file", name}, {"stage", "header"}}}, [](audit::Event&) {}, {},
-      outcome_for(e.code()), failure_code(e));
+      outcome_for(e.code()), Runner::failure_code(e));
 }
 
-std::unique_ptr<FileSession> Service::file_session(Action action, std::string name,
-                                                   std::vector<std::string> key_refs) {
+FileOperations::FileOperations(Runner& runner) : runner_(runner), vault_(runner.vault()) {}
+
+std::unique_ptr<FileSession> FileOperations::session(Action action, std::string name,
+                                                     std::vector<std::string> key_refs) {
   if (action == Action::file_encrypt && key_refs.empty()) {
     throw Error(Code::usage, "file encrypt needs at least one --key");
   }
-  return std::make_unique<FileOperation>(*this, action, std::move(name), std::move(key_refs));
+  return std::make_unique<FileOperation>(*this, runner_, action, std::move(name),
+                                         std::move(key_refs));
 }
 
-FileResult Service::encrypt_file(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
-                                 const Context& context, std::uint32_t frame_size,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  const auto op = file_session(Action::file_encrypt, std::string(name), key_refs);
+FileResult FileOperations::encrypt(int in_fd, int out_fd, const std::vector<std::string>& key_refs,
+                                   const Context& context, std::uint32_t frame_size,
+                                   std::string_view name, const envelope::Progress& progress,
+                                   const FileOutput& output) {
+  const auto op = session(Action::file_encrypt, std::string(name), key_refs);
   return kms::encrypt_file(*op, in_fd, out_fd, context, frame_size, progress, output);
 }
 
-FileResult Service::decrypt_file(int in_fd, int out_fd, const Context& context,
-                                 std::string_view name, const envelope::Progress& progress,
-                                 const FileOutput& output) {
-  const auto op = file_session(Action::file_decrypt, std::string(name));
+FileResult FileOperations::decrypt(int in_fd, int out_fd, const Context& context,
+                                   std::string_view name, const envelope::Progress& progress,
+                                   const FileOutput& output) {
+  const auto op = session(Action::file_decrypt, std::string(name));
   return kms::decrypt_file(*op, in_fd, out_fd, context, progress, output);
 }
 
-fs::path Service::ops_dir() const { return fs::path(vault_->final_path().string() + ".ops"); }
-
-void Service::close_dead_file_operations() {
-  const fs::path dir = ops_dir();
-  std::error_code ec;
-  if (fs::symlink_status(dir, ec).type() != fs::file_type::directory) return;  // none ever ran
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string file = entry.path().filename().string();
-    std::int64_t seq = 0;
-    const auto [end, err] = std::from_chars(file.data(), file.data() + file.size(), seq);
-    if (err != std::errc() || seq <= 0 || std::string_view(end) != ".lock") continue;
-    const int fd = ::open(entry.path().c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;
-    struct Closer {
-      int fd;
-      ~Closer() { ::close(fd); }
-    } closer{fd};
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) continue;  // its process runs it still
-    // Its process is gone. The record it names is a start without its end when the process died
-    // in the middle; otherwise the process died between its end record and the removal of this
-    // file, or before its start committed, and there is nothing to record.
-    store::Db& db = vault_->db();
-    store::AuditFilter at;
-    at.after_seq = seq - 1;
-    at.limit = 1;
-    at.newest_first = false;
-    std::optional<store::AuditRow> start;
-    store::audit_query(db, at, [&](const store::AuditRow& r) {
-      if (r.seq == seq) start = r;
-    });
-    const std::optional<Action> action = start ? parse_action(start->action) : std::nullopt;
-    bool ended = !action || start->outcome != "started";
-    if (!ended) {
-      store::AuditFilter later;
-      later.resource = start->resource;
-      later.after_seq = seq;
-      later.limit = std::numeric_limits<std::int64_t>::max();
-      later.newest_first = false;
-      store::audit_query(db, later, [&](const store::AuditRow& r) {
-        if (ended) return;
-        const nlohmann::json p = nlohmann::json::parse(r.params, nullptr, false);
-        ended = p.is_object() && p.value("started_seq", nlohmann::json()) == nlohmann::json(seq);
-      });
-    }
-    if (!ended) {
-      const nlohmann::json p = nlohmann::json::parse(start->params, nullptr, false);
-      audit::Event ev{
-          *action,
-          start->resource,
-          {{"file", p.is_object() ? p.value("file", nlohmann::json()) : nlohmann::json()},
-           {"step", "end"},
-           {"started_seq", seq},
-           {"closed_by", "next command"}}};
-      store::Tx tx(db, store::Tx::Kind::write);
-      const store::AuditRow row = append(ev, "error", "interrupted");
-      tx.commit();
-      log_->publish(row);
-    }
-    ::unlink(entry.path().c_str());
-  }
-}
-
-Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
-                             const std::optional<std::string>& to_ref, FileResult& result) {
+Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h,
+                                    const std::optional<std::string>& to_ref, FileResult& result) {
   check_recipients(h);
   result.name = name;
-  keys::KeyStore ks(*vault_);
+  keys::KeyStore ks(vault_);
   audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
   if (to_ref) ev.params["to_key"] = *to_ref;
   Bytes header;
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;
     const SecureBytes dk = unwrap_with(ks, h, opened);
     envelope::verify_header(h, dk.view());
@@ -474,7 +422,7 @@ Bytes Service::rewrap_header(const std::string& name, envelope::Header& h,
     } else {
       for (const envelope::Recipient& r : h.recipients) {
         if (const auto id = keys::KeyStore::blob_key_id(r.body)) {
-          if (auto key = store::key_get(vault_->db(), *id)) targets.push_back(*key);
+          if (auto key = store::key_get(vault_.db(), *id)) targets.push_back(*key);
         }
       }
     }

@@ -1,9 +1,12 @@
-// The key operations of the facade: each is one audited transaction (Service::run).
+// The key operations: each is one audited transaction of the runner (Runner::run).
+#include "keys/operations.hpp"
+
 #include <fmt/format.h>
 
+#include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
-#include "kms/service.hpp"
+#include "runner/runner.hpp"
 
 namespace kms {
 namespace {
@@ -18,58 +21,60 @@ std::string key_resource(std::string_view id) { return "key/" + std::string(id);
 
 }  // namespace
 
-void Service::key_op(Action action, std::string_view ref, const KeyBody& body,
-                     const Context& context) {
-  keys::KeyStore ks(*vault_);
-  run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
-      [&](audit::Event& ev) {
-        store::KeyRow key = ks.resolve(ref);
-        if (ev.resource != key_resource(key.id)) {
-          ev.resource = key_resource(key.id);
-          authorize(ev);  // the key an alias names
-        }
-        body(ks, key, ev);
-      },
-      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+KeyOperations::KeyOperations(Runner& runner) : runner_(runner), vault_(runner.vault()) {}
+
+void KeyOperations::key_op(Action action, std::string_view ref, const KeyBody& body,
+                           const Context& context) {
+  keys::KeyStore ks(vault_);
+  runner_.run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
+              [&](audit::Event& ev) {
+                store::KeyRow key = ks.resolve(ref);
+                if (ev.resource != key_resource(key.id)) {
+                  ev.resource = key_resource(key.id);
+                  runner_.authorize(ev);  // the key an alias names
+                }
+                body(ks, key, ev);
+              },
+              {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
 }
 
-keys::KeyInfo Service::key_create(const keys::CreateSpec& spec) {
-  keys::KeyStore ks(*vault_);
+keys::KeyInfo KeyOperations::create(const keys::CreateSpec& spec) {
+  keys::KeyStore ks(vault_);
   keys::KeyInfo info;
   audit::Event ev{Action::key_create, "key/", {}};
   ev.params["spec"] = spec.spec;
   ev.params["protection"] = std::string(protection_name(spec.protection));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
-  run(std::move(ev),
-      [&](audit::Event& e) {
-        const store::KeyRow key = ks.create(spec, now());
-        e.resource = key_resource(key.id);
-        info = ks.describe(key);
-      },
-      {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
+  runner_.run(std::move(ev),
+              [&](audit::Event& e) {
+                const store::KeyRow key = ks.create(spec, now());
+                e.resource = key_resource(key.id);
+                info = ks.describe(key);
+              },
+              {{}, [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
   return info;
 }
 
-KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std::string>& after,
-                          std::int64_t limit) {
+KeyPage KeyOperations::list(std::optional<KeyState> state, const std::optional<std::string>& after,
+                            std::int64_t limit) {
   KeyPage page;
-  audit::Event ev{Action::key_list, "vault/" + vault_->meta().vault_id, {{"limit", limit}}};
+  audit::Event ev{Action::key_list, "vault/" + vault_.meta().vault_id, {{"limit", limit}}};
   if (state) ev.params["state"] = std::string(key_state_name(*state));
   if (after) ev.params["after"] = *after;
-  run(std::move(ev), [&](audit::Event&) {
-    keys::KeyStore ks(*vault_);
+  runner_.run(std::move(ev), [&](audit::Event&) {
+    keys::KeyStore ks(vault_);
     if (limit < 1 || limit > keys::kMaxListLimit) {
       throw Error(
           Code::usage,
           fmt::format("a page of keys holds 1 to {} keys, not {}", keys::kMaxListLimit, limit),
           Remedy::choose_page_limit);
     }
-    if (after && !store::key_get(vault_->db(), *after)) {
+    if (after && !store::key_get(vault_.db(), *after)) {
       throw Error(Code::not_found, fmt::format("--after {}: no such key", *after),
                   "pass the `next` value printed by the previous page");
     }
-    auto rows = store::key_list(vault_->db(), state, after, limit + 1);
+    auto rows = store::key_list(vault_.db(), state, after, limit + 1);
     if (static_cast<std::int64_t>(rows.size()) > limit) {
       rows.pop_back();
       page.next = rows.back().id;
@@ -79,14 +84,14 @@ KeyPage Service::key_list(std::optional<KeyState> state, const std::optional<std
   return page;
 }
 
-keys::KeyInfo Service::key_describe(std::string_view ref) {
+keys::KeyInfo KeyOperations::describe(std::string_view ref) {
   keys::KeyInfo info;
   key_op(Action::key_describe, ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) { info = ks.describe(key); });
   return info;
 }
 
-keys::KeyInfo Service::key_enable(std::string_view ref) {
+keys::KeyInfo KeyOperations::enable(std::string_view ref) {
   keys::KeyInfo info;
   key_op(Action::key_enable, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
     ks.enable(key);
@@ -95,7 +100,7 @@ keys::KeyInfo Service::key_enable(std::string_view ref) {
   return info;
 }
 
-keys::KeyInfo Service::key_disable(std::string_view ref) {
+keys::KeyInfo KeyOperations::disable(std::string_view ref) {
   keys::KeyInfo info;
   key_op(Action::key_disable, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
     ks.disable(key);
@@ -104,7 +109,7 @@ keys::KeyInfo Service::key_disable(std::string_view ref) {
   return info;
 }
 
-keys::KeyInfo Service::key_rotate(std::string_view ref) {
+keys::KeyInfo KeyOperations::rotate(std::string_view ref) {
   keys::KeyInfo info;
   key_op(Action::key_rotate, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     ev.params["version"] = ks.rotate(key, now());
@@ -113,7 +118,7 @@ keys::KeyInfo Service::key_rotate(std::string_view ref) {
   return info;
 }
 
-keys::KeyInfo Service::key_set_rotation(std::string_view ref, std::optional<std::int64_t> days) {
+keys::KeyInfo KeyOperations::set_rotation(std::string_view ref, std::optional<std::int64_t> days) {
   keys::KeyInfo info;
   key_op(Action::key_set_rotation, ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
@@ -124,7 +129,7 @@ keys::KeyInfo Service::key_set_rotation(std::string_view ref, std::optional<std:
   return info;
 }
 
-keys::KeyInfo Service::key_schedule_deletion(std::string_view ref, std::int64_t pending_days) {
+keys::KeyInfo KeyOperations::schedule_deletion(std::string_view ref, std::int64_t pending_days) {
   keys::KeyInfo info;
   key_op(Action::key_schedule_deletion, ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
@@ -135,7 +140,7 @@ keys::KeyInfo Service::key_schedule_deletion(std::string_view ref, std::int64_t 
   return info;
 }
 
-keys::KeyInfo Service::key_cancel_deletion(std::string_view ref) {
+keys::KeyInfo KeyOperations::cancel_deletion(std::string_view ref) {
   keys::KeyInfo info;
   key_op(Action::key_cancel_deletion, ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
@@ -145,68 +150,69 @@ keys::KeyInfo Service::key_cancel_deletion(std::string_view ref) {
   return info;
 }
 
-void Service::alias_create(std::string_view alias, std::string_view ref) {
+void KeyOperations::alias_create(std::string_view alias, std::string_view ref) {
   key_op(Action::key_alias_create, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
     ev.params["alias"] = std::string(alias);
     keys::check_alias_name(alias);
-    if (store::alias_target(vault_->db(), alias)) {
+    if (store::alias_target(vault_.db(), alias)) {
       throw Error(Code::refused, fmt::format("alias {} already exists", alias), Remedy::move_alias,
                   std::string(alias));
     }
-    store::alias_insert(vault_->db(), alias, key.id, format_rfc3339(now()));
+    store::alias_insert(vault_.db(), alias, key.id, format_rfc3339(now()));
   });
 }
 
-void Service::alias_update(std::string_view alias, std::string_view ref) {
+void KeyOperations::alias_update(std::string_view alias, std::string_view ref) {
   key_op(Action::key_alias_update, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
     ev.params["alias"] = std::string(alias);
-    const auto old = store::alias_target(vault_->db(), alias);
+    const auto old = store::alias_target(vault_.db(), alias);
     if (!old) {
       throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::create_alias,
                   std::string(alias));
     }
     ev.params["previous_key"] = *old;
-    store::alias_update(vault_->db(), alias, key.id);
+    store::alias_update(vault_.db(), alias, key.id);
   });
 }
 
-void Service::alias_delete(std::string_view alias) {
-  run({Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
-    const auto target = store::alias_target(vault_->db(), alias);
-    if (!target) {
-      throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::list_aliases);
-    }
-    ev.resource = key_resource(*target);
-    store::alias_delete(vault_->db(), alias);
-  });
+void KeyOperations::alias_delete(std::string_view alias) {
+  runner_.run(
+      {Action::key_alias_delete, "alias/", {{"alias", std::string(alias)}}}, [&](audit::Event& ev) {
+        const auto target = store::alias_target(vault_.db(), alias);
+        if (!target) {
+          throw Error(Code::not_found, fmt::format("no alias {}", alias), Remedy::list_aliases);
+        }
+        ev.resource = key_resource(*target);
+        store::alias_delete(vault_.db(), alias);
+      });
 }
 
-std::vector<std::pair<std::string, std::string>> Service::alias_list() {
+std::vector<std::pair<std::string, std::string>> KeyOperations::alias_list() {
   std::vector<std::pair<std::string, std::string>> out;
-  run({Action::key_alias_list, "vault/" + vault_->meta().vault_id, {}},
-      [&](audit::Event&) { out = store::alias_list(vault_->db()); });
+  runner_.run({Action::key_alias_list, "vault/" + vault_.meta().vault_id, {}},
+              [&](audit::Event&) { out = store::alias_list(vault_.db()); });
   return out;
 }
 
-keys::KeyInfo Service::key_tag(std::string_view ref,
-                               const std::vector<std::pair<std::string, std::string>>& tags) {
+keys::KeyInfo KeyOperations::tag(std::string_view ref,
+                                 const std::vector<std::pair<std::string, std::string>>& tags) {
   keys::KeyInfo info;
   key_op(Action::key_tag, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     for (const auto& [k, v] : tags) {
       ev.params["tags"][k] = v;
-      store::tag_set(vault_->db(), key.id, k, v);
+      store::tag_set(vault_.db(), key.id, k, v);
     }
     info = ks.describe(key);
   });
   return info;
 }
 
-keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::string>& names) {
+keys::KeyInfo KeyOperations::untag(std::string_view ref, const std::vector<std::string>& names) {
   keys::KeyInfo info;
   key_op(Action::key_untag, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
     ev.params["names"] = names;
     for (const auto& n : names) {
-      if (!store::tag_remove(vault_->db(), key.id, n)) {
+      if (!store::tag_remove(vault_.db(), key.id, n)) {
         throw Error(Code::not_found, fmt::format("key {} has no tag {}", key.id, n),
                     Remedy::list_key_tags, key.id);
       }
@@ -216,7 +222,7 @@ keys::KeyInfo Service::key_untag(std::string_view ref, const std::vector<std::st
   return info;
 }
 
-Bytes Service::encrypt(std::string_view ref, ByteView plaintext, const Context& context) {
+Bytes KeyOperations::encrypt(std::string_view ref, ByteView plaintext, const Context& context) {
   Bytes out;
   key_op(
       Action::key_encrypt, ref,
@@ -237,11 +243,12 @@ Bytes Service::encrypt(std::string_view ref, ByteView plaintext, const Context& 
   return out;
 }
 
-keys::Decrypted Service::decrypt(ByteView blob, const Context& context) {
-  keys::KeyStore ks(*vault_);
+keys::Decrypted KeyOperations::decrypt(ByteView blob, const Context& context) {
+  keys::KeyStore ks(vault_);
   std::optional<keys::Decrypted> out;
   const std::string key_id = keys::KeyStore::blob_key_id(blob).value_or("");
-  run({Action::key_decrypt, key_resource(key_id), {{"context", context_json(context)}}, context},
+  runner_.run(
+      {Action::key_decrypt, key_resource(key_id), {{"context", context_json(context)}}, context},
       [&](audit::Event& ev) {
         out = ks.decrypt(blob, context);
         ev.params["version"] = out->key_version;
@@ -249,16 +256,16 @@ keys::Decrypted Service::decrypt(ByteView blob, const Context& context) {
   return std::move(*out);
 }
 
-Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
-                         const Context& to_context) {
-  keys::KeyStore ks(*vault_);
+Bytes KeyOperations::reencrypt(ByteView blob, const Context& context, std::string_view to_ref,
+                               const Context& to_context) {
+  keys::KeyStore ks(vault_);
   Bytes out;
   const std::string from_id = keys::KeyStore::blob_key_id(blob).value_or("");
   audit::Event ev{Action::key_reencrypt, key_resource(from_id), {}, context};
   ev.params["context"] = context_json(context);
   ev.params["to_key"] = std::string(to_ref);
   ev.params["to_context"] = context_json(to_context);
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     const keys::Decrypted d = ks.decrypt(blob, context);
     e.params["from_version"] = d.key_version;
     const store::KeyRow to = ks.resolve(to_ref);
@@ -266,7 +273,7 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
     // decrypt under one key and not to encrypt under another.
     audit::Event dest{Action::key_reencrypt, key_resource(to.id), {}, to_context};
     try {
-      authorize(dest);
+      runner_.authorize(dest);
     } catch (const Error&) {
       e.params["rule"] = dest.params["rule"];
       e.params["to_key"] = to.id;
@@ -280,8 +287,8 @@ Bytes Service::reencrypt(ByteView blob, const Context& context, std::string_view
   return out;
 }
 
-DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes,
-                                   const Context& context) {
+DataKey KeyOperations::generate_data_key(std::string_view ref, std::size_t bytes,
+                                         const Context& context) {
   if (bytes != 16 && bytes != 32) {
     throw Error(Code::usage, fmt::format("a data key of {} bytes: AES keys have 16 or 32", bytes));
   }
@@ -302,52 +309,15 @@ DataKey Service::generate_data_key(std::string_view ref, std::size_t bytes,
   return dk;
 }
 
-Bytes Service::random(std::size_t bytes) {
+Bytes KeyOperations::random(std::size_t bytes) {
   if (bytes < 1 || bytes > keys::kMaxRandomBytes) {
     throw Error(Code::usage,
                 fmt::format("{} random bytes asked for: 1 to {}", bytes, keys::kMaxRandomBytes));
   }
   Bytes out;
-  run({Action::random_generate, "vault/" + vault_->meta().vault_id, {{"bytes", bytes}}},
-      [&](audit::Event&) { out = crypto::random_bytes(bytes); });
+  runner_.run({Action::random_generate, "vault/" + vault_.meta().vault_id, {{"bytes", bytes}}},
+              [&](audit::Event&) { out = crypto::random_bytes(bytes); });
   return out;
-}
-
-MaintainReport Service::maintain(bool dry_run) {
-  MaintainReport rep;
-  rep.dry_run = dry_run;
-  keys::KeyStore ks(*vault_);
-  std::vector<std::string> token_keys_to_destroy;
-  run({Action::vault_maintain, "vault/" + vault_->meta().vault_id, {{"dry_run", dry_run}}},
-      [&](audit::Event& ev) {
-        const TimePoint t = now();
-        const std::string at = format_rfc3339(t);
-        // Nothing is destroyed for good on rows that are not the state the log recorded (a
-        // deletion date replayed from an older copy of a key, say): checked before any change.
-        if (!dry_run && (!store::keys_due_deletion(vault_->db(), at).empty() ||
-                         !store::secrets_due_deletion(vault_->db(), at).empty())) {
-          require_recorded_state("delete keys or secrets that are due");
-        }
-        for (store::KeyRow& key : store::keys_due_rotation(vault_->db(), at)) {
-          rep.rotated.emplace_back(key.id, dry_run ? key.primary_version + 1 : ks.rotate(key, t));
-        }
-        for (const store::KeyRow& key : store::keys_due_deletion(vault_->db(), at)) {
-          rep.deleted.push_back(key.id);
-          if (!dry_run) {
-            const auto labels = ks.erase(key);
-            token_keys_to_destroy.insert(token_keys_to_destroy.end(), labels.begin(), labels.end());
-          }
-        }
-        for (const auto& [id, version] : rep.rotated) {
-          ev.params["rotated"].push_back({{"key", id}, {"version", version}});
-        }
-        ev.params["deleted"] = rep.deleted;
-        maintain_secrets(rep, at, ev);
-      },
-      {[&] { ks.destroy_token_keys(token_keys_to_destroy); },
-       [&] { ks.destroy_token_keys(ks.created_token_keys()); }});
-  rotate_due_secrets(rep);
-  return rep;
 }
 
 }  // namespace kms

@@ -1,10 +1,13 @@
-// The secret operations of the facade: each command is one audited transaction; a rotation is
+// The secret operations: each command is one audited transaction; a rotation is
 // one audited transaction per step, with the hook run between them (outside any transaction and
 // the vault's writer lock, so that a hook may itself call kmsctl, e.g. for an admin secret).
+#include "secrets/operations.hpp"
+
 #include <fmt/format.h>
 
+#include "kms/clock.hpp"
 #include "kms/error.hpp"
-#include "kms/service.hpp"
+#include "runner/runner.hpp"
 
 namespace kms {
 namespace {
@@ -22,17 +25,19 @@ SecureBytes input_value(const SecretInput& in) {
 
 }  // namespace
 
-secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
-                                           const SecretInput& input) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+SecretOperations::SecretOperations(Runner& runner) : runner_(runner), vault_(runner.vault()) {}
+
+secrets::SecretInfo SecretOperations::create(const secrets::CreateSpec& spec,
+                                             const SecretInput& input) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_create, spec.name);
   ev.params["generated"] = !input.value.has_value();
   if (spec.key) ev.params["key"] = *spec.key;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
   ev.params["rotation_command"] = spec.rotation_command.has_value();
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     const SecureBytes value = input_value(input);
     bool key_created = false;
     const store::SecretRow s = ss.create(spec, value.view(), now(), key_created);
@@ -44,13 +49,13 @@ secrets::SecretInfo Service::secret_create(const secrets::CreateSpec& spec,
   return info;
 }
 
-secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput& input) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::SecretInfo SecretOperations::put(std::string_view name, const SecretInput& input) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_put, name);
   ev.params["generated"] = !input.value.has_value();
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     store::SecretRow s = ss.resolve(name);
     secrets::Generator gen = input.generator;
     if (!input.value && gen.length == 0) gen = {s.gen_length, s.gen_charset, s.gen_exclude};
@@ -62,17 +67,17 @@ secrets::SecretInfo Service::secret_put(std::string_view name, const SecretInput
   return info;
 }
 
-secrets::Value Service::secret_get(std::string_view name, std::optional<SecretStage> stage,
-                                   std::optional<std::int64_t> version,
-                                   const std::optional<secrets::ExecUse>& exec) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::Value SecretOperations::get(std::string_view name, std::optional<SecretStage> stage,
+                                     std::optional<std::int64_t> version,
+                                     const std::optional<secrets::ExecUse>& exec) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   std::optional<secrets::Value> out;
   audit::Event ev = secret_event(Action::secret_get, name);
   if (stage) ev.params["stage"] = std::string(secret_stage_name(*stage));
   if (version) ev.params["version"] = *version;
   if (exec) ev.params["exec"] = {{"env", exec->env}, {"command", exec->command}};
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     const store::SecretRow s = ss.resolve(name);
     e.params["key_id"] = s.key_id;
     out = ss.read(s, stage, version);
@@ -81,42 +86,43 @@ secrets::Value Service::secret_get(std::string_view name, std::optional<SecretSt
   return std::move(*out);
 }
 
-std::vector<secrets::SecretInfo> Service::secret_list() {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+std::vector<secrets::SecretInfo> SecretOperations::list() {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   std::vector<secrets::SecretInfo> out;
-  run({Action::secret_list, "vault/" + vault_->meta().vault_id, {}}, [&](audit::Event& e) {
-    for (const auto& s : store::secret_list(vault_->db())) out.push_back(ss.describe(s));
+  runner_.run({Action::secret_list, "vault/" + vault_.meta().vault_id, {}}, [&](audit::Event& e) {
+    for (const auto& s : store::secret_list(vault_.db())) out.push_back(ss.describe(s));
     e.params["count"] = out.size();
   });
   return out;
 }
 
-secrets::SecretInfo Service::secret_info(Action action, std::string_view name) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::SecretInfo SecretOperations::info(Action action, std::string_view name) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event(action, name), [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
+  runner_.run(secret_event(action, name),
+              [&](audit::Event&) { info = ss.describe(ss.resolve(name)); });
   return info;
 }
 
-secrets::SecretInfo Service::secret_describe(std::string_view name) {
-  return secret_info(Action::secret_describe, name);
+secrets::SecretInfo SecretOperations::describe(std::string_view name) {
+  return info(Action::secret_describe, name);
 }
 
-secrets::SecretInfo Service::secret_versions(std::string_view name) {
-  return secret_info(Action::secret_versions, name);
+secrets::SecretInfo SecretOperations::versions(std::string_view name) {
+  return info(Action::secret_versions, name);
 }
 
-secrets::SecretInfo Service::secret_delete(std::string_view name,
-                                           std::optional<std::int64_t> days) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::SecretInfo SecretOperations::remove(std::string_view name,
+                                             std::optional<std::int64_t> days) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_delete, name);
   ev.params["force"] = !days.has_value();
   if (days) ev.params["recovery_days"] = *days;
-  run(std::move(ev), [&](audit::Event& e) {
+  runner_.run(std::move(ev), [&](audit::Event& e) {
     store::SecretRow s = ss.resolve(name);
     if (days) {
       e.params["deletion_date"] = ss.schedule_deletion(s, *days, now());
@@ -130,11 +136,11 @@ secrets::SecretInfo Service::secret_delete(std::string_view name,
   return info;
 }
 
-secrets::SecretInfo Service::secret_restore(std::string_view name) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::SecretInfo SecretOperations::restore(std::string_view name) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
-  run(secret_event(Action::secret_restore, name), [&](audit::Event&) {
+  runner_.run(secret_event(Action::secret_restore, name), [&](audit::Event&) {
     store::SecretRow s = ss.resolve(name);
     ss.restore(s);
     info = ss.describe(s);
@@ -142,10 +148,10 @@ secrets::SecretInfo Service::secret_restore(std::string_view name) {
   return info;
 }
 
-secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
-                                                 const secrets::RotationChange& change) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+secrets::SecretInfo SecretOperations::set_rotation(std::string_view name,
+                                                   const secrets::RotationChange& change) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_set_rotation, name);
   if (change.set_period) {
@@ -153,7 +159,7 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
   }
   // As at create: whether a hook is set, not its text.
   if (change.set_command) ev.params["rotation_command"] = change.command.has_value();
-  run(std::move(ev), [&](audit::Event&) {
+  runner_.run(std::move(ev), [&](audit::Event&) {
     store::SecretRow s = ss.resolve(name);
     ss.set_rotation(s, change, now());
     info = ss.describe(s);
@@ -161,25 +167,25 @@ secrets::SecretInfo Service::secret_set_rotation(std::string_view name,
   return info;
 }
 
-void Service::rotation_step_failed(std::string_view name, std::string_view step,
-                                   std::int64_t version, const std::string& failure) {
+void SecretOperations::rotation_step_failed(std::string_view name, std::string_view step,
+                                            std::int64_t version, const std::string& failure) {
   audit::Event ev = secret_event(Action::secret_rotate, name);
   ev.params["step"] = std::string(step);
   ev.params["version"] = version;
   ev.params["failure"] = failure;
-  run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
-    if (auto s = store::secret_by_name(vault_->db(), name)) {
+  runner_.run_failed(std::move(ev), Code::failed, [&](audit::Event&) {
+    if (auto s = store::secret_by_name(vault_.db(), name)) {
       s->rotation_status = RotationStatus::failed;
       s->rotation_error =
           fmt::format("{}: step {} failed: {}", format_rfc3339(now()), step, failure);
-      store::secret_update(vault_->db(), *s);
+      store::secret_update(vault_.db(), *s);
     }
   });
 }
 
-SecretRotation Service::secret_rotate(std::string_view name) {
-  keys::KeyStore ks(*vault_);
-  secrets::SecretStore ss(*vault_, ks);
+SecretRotation SecretOperations::rotate(std::string_view name) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
   SecretRotation rep;
   rep.name = std::string(name);
   std::optional<secrets::RotationLock> lock;
@@ -188,14 +194,15 @@ SecretRotation Service::secret_rotate(std::string_view name) {
   std::optional<secrets::Value> pending;
 
   // start: resolve, lock, and read the values the hook will be given (audited before release).
-  run(secret_event(Action::secret_rotate, name), [&](audit::Event& e) {
+  runner_.run(secret_event(Action::secret_rotate, name), [&](audit::Event& e) {
     e.params["step"] = "start";
     s = ss.resolve(name);
     secrets::SecretStore::require_active(s);
     // A rotation command runs as the user: never one from a row put back to an older copy of
     // itself (a hook the owner has since removed), so the whole state is checked first.
-    if (s.rotation_command) require_recorded_state("run the rotation command of secret " + s.name);
-    lock.emplace(vault_->final_path(), s.id, s.name);
+    if (s.rotation_command)
+      runner_.require_recorded_state("run the rotation command of secret " + s.name);
+    lock.emplace(vault_.final_path(), s.id, s.name);
     current = ss.read(s, SecretStage::current, std::nullopt);
     if (ss.at_stage(s, SecretStage::pending))
       pending = ss.read(s, SecretStage::pending, std::nullopt);
@@ -243,14 +250,14 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = "create";
     ev.params["supplied_by_hook"] = supplied.has_value();
-    run(std::move(ev), [&](audit::Event& e) {
+    runner_.run(std::move(ev), [&](audit::Event& e) {
       store::SecretRow fresh = ss.resolve(name);
       const secrets::Generator gen{fresh.gen_length, fresh.gen_charset, fresh.gen_exclude};
       SecureBytes value =
           supplied ? std::move(*supplied) : secrets::generate_like(gen, current.value.view());
       const std::int64_t v = ss.add_version(fresh, value.view(), SecretStage::pending, now());
       fresh.rotation_status = RotationStatus::in_progress;
-      store::secret_update(vault_->db(), fresh);
+      store::secret_update(vault_.db(), fresh);
       e.params["version"] = v;
       pending = secrets::Value{std::move(value), v, SecretStage::pending};
     });
@@ -268,7 +275,7 @@ SecretRotation Service::secret_rotate(std::string_view name) {
     audit::Event ev = secret_event(Action::secret_rotate, name);
     ev.params["step"] = step;
     ev.params["version"] = pending->version;
-    run(std::move(ev), [&](audit::Event& e) {
+    runner_.run(std::move(ev), [&](audit::Event& e) {
       if (std::string_view(step) != "finish") return;
       store::SecretRow fresh = ss.resolve(name);
       ss.promote_pending(fresh, now());
@@ -277,48 +284,6 @@ SecretRotation Service::secret_rotate(std::string_view name) {
   }
   rep.version = pending->version;
   return rep;
-}
-
-}  // namespace kms
-
-namespace kms {
-
-void Service::maintain_secrets(MaintainReport& rep, const std::string& at, audit::Event& ev) {
-  for (const store::SecretRow& s : store::secrets_due_deletion(vault_->db(), at)) {
-    rep.secrets_purged.push_back(s.name);
-    if (!rep.dry_run) store::secret_delete(vault_->db(), s.id);
-  }
-  ev.params["secrets_purged"] = rep.secrets_purged;
-  nlohmann::json due = nlohmann::json::array();
-  for (const store::SecretRow& s : store::secrets_due_rotation(vault_->db(), at)) {
-    due.push_back(s.name);
-    if (rep.dry_run) {
-      // A rotation left pending is resumed, not started over: it would finish that version.
-      const auto pending = store::secret_version_at_stage(vault_->db(), s.id, SecretStage::pending);
-      rep.secrets_rotated.emplace_back(s.name, pending ? pending->version : s.next_version);
-    }
-  }
-  ev.params["secrets_due_rotation"] = due;
-}
-
-void Service::rotate_due_secrets(MaintainReport& rep) {
-  if (rep.dry_run) return;
-  std::vector<std::string> names;
-  {
-    store::Tx tx(vault_->db(), store::Tx::Kind::read);
-    for (const auto& s : store::secrets_due_rotation(vault_->db(), format_rfc3339(now()))) {
-      names.push_back(s.name);
-    }
-  }
-  // Each rotation is audited step by step; one failing does not stop the others.
-  for (const std::string& name : names) {
-    try {
-      const SecretRotation r = secret_rotate(name);
-      rep.secrets_rotated.emplace_back(name, r.version);
-    } catch (const Error& e) {
-      rep.secrets_failed.emplace_back(name, e.what());
-    }
-  }
 }
 
 }  // namespace kms

@@ -2,12 +2,13 @@
 #include <charconv>
 #include <map>
 
-#include "keys/key_store.hpp"
 #include <fmt/format.h>
 #include <p11-kit/pkcs11.h>
 
-#include "kms/service.hpp"
+#include "keys/key_store.hpp"
+#include "runner/runner.hpp"
 #include "vault/detail.hpp"
+#include "vault/operations.hpp"
 
 namespace kms {
 namespace {
@@ -27,16 +28,16 @@ std::optional<std::pair<std::string, std::int64_t>> parse_key_label(std::string_
 
 }  // namespace
 
-Service::TokenCheck Service::check_token(bool remove) {
+TokenCheck VaultOperations::check_token(bool remove) {
   TokenCheck report;
-  const store::VaultMeta& m = vault_->meta();
+  const store::VaultMeta& m = vault_.meta();
   const bool private_token = !m.softhsm_conf.empty();
   const std::string root_label = std::string(kRootKeyLabelPrefix) + m.vault_id;
   const std::string anchor_app = std::string(kAnchorApplicationPrefix) + m.vault_id;
   const std::string legacy_anchor = std::string(kLegacyAnchorLabelPrefix) + m.vault_id;
   audit::Event ev{Action::vault_check_token, "vault/" + m.vault_id, {{"remove", remove}}};
-  run(std::move(ev), [&](audit::Event& e) {
-    hsm::Session& token = vault_->token();
+  runner_.run(std::move(ev), [&](audit::Event& e) {
+    hsm::Session& token = vault_.token();
     std::vector<hsm::ObjectHandle> to_remove;
     std::map<std::string, int> in_use;  // per name: copies already counted as in use
     for (const hsm::ObjectInfo& o : token.list_objects()) {
@@ -69,7 +70,7 @@ Service::TokenCheck Service::check_token(bool remove) {
       } else if (auto k = key ? parse_key_label(o.label) : std::nullopt) {
         t.kind = "hsm key";
         t.detail = fmt::format("key {} version {}", k->first, k->second);
-        const auto row = store::key_get(vault_->db(), k->first);
+        const auto row = store::key_get(vault_.db(), k->first);
         if (!row) {
           if (private_token) {
             mark("stray", "no key of this vault has this id (a failed delete)");
@@ -81,7 +82,7 @@ Service::TokenCheck Service::check_token(bool remove) {
                "not private, sensitive, unextractable and generated in the token, "
                "or with another id");
         } else if (row->protection == Protection::hsm &&
-                   store::key_version_get(vault_->db(), k->first, k->second)) {
+                   store::key_version_get(vault_.db(), k->first, k->second)) {
           use(o.label);
         } else if (k->second <= row->highest_lost_version) {
           mark("stray",
