@@ -71,6 +71,7 @@ enum class Remedy : std::uint8_t {
   cancel_existing_key_deletion,       // scheduling the deletion of a key already pending it
   list_keys,                          // no such key
   choose_page_limit,                  // a page of keys holds 1 to keys::kMaxListLimit
+  continue_key_list,                  // the key a page should follow does not exist
   list_aliases,                       // no such alias
   choose_alias_name,                  // the alias exists (creating a key with it)
   move_alias,                         // subject: the alias, which exists
@@ -98,6 +99,7 @@ enum class Remedy : std::uint8_t {
   list_secret_stages,           // no version at that stage
   store_as_file,                // too large for a secret: encrypt it as a file
   give_secret_value,            // the value is empty
+  name_file_key,                // a file encrypt names no key
   choose_charset,               // hint: exclude fewer characters
   choose_length,                // the length is out of range
   retry_rotation,               // hint: where the rotation resumes

@@ -104,6 +104,8 @@ std::string hint_text(const Error& e) {
       return "list keys with `kmsctl key list` (a key id or alias/NAME)";
     case Remedy::choose_page_limit:
       return fmt::format("pass --limit between 1 and {}", keys::kMaxListLimit);
+    case Remedy::continue_key_list:
+      return "pass as --after the `next` value the previous page printed";
     case Remedy::list_aliases:
       return "list aliases with `kmsctl key alias list`";
     case Remedy::choose_alias_name:
@@ -164,6 +166,8 @@ std::string hint_text(const Error& e) {
       return fmt::format("see its stages with `kmsctl secret describe {}`", s);
     case Remedy::store_as_file:
       return "store large data with `kmsctl file encrypt` and keep its key here";
+    case Remedy::name_file_key:
+      return "name a key with --key KEY (repeat it to wrap the data key for several)";
     case Remedy::give_secret_value:
       return "give a value on stdin or in a file, or use --generate";
     case Remedy::choose_charset:

@@ -382,7 +382,7 @@ FileOperations::FileOperations(Runner& runner) : runner_(runner), vault_(runner.
 std::unique_ptr<FileSession> FileOperations::session(Action action, std::string name,
                                                      std::vector<std::string> key_refs) {
   if (action == Action::file_encrypt && key_refs.empty()) {
-    throw Error(Code::usage, "file encrypt needs at least one --key");
+    throw Error(Code::usage, "a file encrypt needs at least one key", Remedy::name_file_key);
   }
   return std::make_unique<FileOperation>(*this, runner_, action, std::move(name),
                                          std::move(key_refs));

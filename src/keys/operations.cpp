@@ -71,8 +71,9 @@ KeyPage KeyOperations::list(std::optional<KeyState> state, const std::optional<s
           Remedy::choose_page_limit);
     }
     if (after && !store::key_get(vault_.db(), *after)) {
-      throw Error(Code::not_found, fmt::format("--after {}: no such key", *after),
-                  "pass the `next` value printed by the previous page");
+      throw Error(Code::not_found,
+                  fmt::format("the page should follow key {}, which does not exist", *after),
+                  Remedy::continue_key_list);
     }
     auto rows = store::key_list(vault_.db(), state, after, limit + 1);
     if (static_cast<std::int64_t>(rows.size()) > limit) {
