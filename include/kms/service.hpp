@@ -33,8 +33,6 @@ class FileOperations;
 class VaultOperations;
 class AuditOperations;
 
-class Runner;
-
 // What a restore drops: what the live vault has and the backup lacks (names and ids only).
 struct RestoreLosses {
   struct KeyVersion {
@@ -113,9 +111,6 @@ class Service {
   std::unique_ptr<FileSession> file_session(Action action, std::string name,
                                             std::vector<std::string> key_refs = {});
 
-  // ---- for the library's own front ends (src/): what these return is internal ----
-  Vault& vault() noexcept { return *vault_; }
-
   // Who asks for the operations that follow (by default this process: Caller::current()). A
   // front end that serves other processes (`kmsctl agent`) names each client here; the records
   // name the caller and its channel, and every operation is authorised for it.
@@ -123,6 +118,13 @@ class Service {
   const Caller& caller() const noexcept;
   // Decides every operation (by default: owner_only, the uid that owns the vault file).
   void set_authorizer(Authorizer authorizer);
+
+  // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
+  // purges secrets past their recovery window and runs due secret rotations.
+  MaintainReport maintain(bool dry_run);
+
+  // ---- for the library's own front ends (src/): what these return is internal ----
+  Vault& vault() noexcept { return *vault_; }
 
   // The runner every operation goes through (authorise, do, audit: src/runner/runner.hpp).
   Runner& runner() noexcept { return *runner_; }
@@ -133,10 +135,6 @@ class Service {
   FileOperations& files() noexcept { return *files_; }
   VaultOperations& vault_ops() noexcept { return *vault_ops_; }
   AuditOperations& audit() noexcept { return *audit_; }
-
-  // Rotates the keys whose period has elapsed and deletes those whose deletion date has passed;
-  // purges secrets past their recovery window and runs due secret rotations.
-  MaintainReport maintain(bool dry_run);
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
