@@ -348,14 +348,23 @@ std::string Agent::resource() { return "vault/" + svc_.vault().meta().vault_id; 
 
 void Agent::serve_connection(Connection& c) {
   const ucred who = peer_of(c.fd.get());
+  // The groups the connecting process holds, as the kernel recorded them: for the agent's own
+  // user too (a process that gained or dropped a group since the agent started is judged by
+  // what it holds now).
+  std::vector<std::int64_t> groups;
+  for (gid_t g : peer_groups(c.fd.get())) groups.push_back(static_cast<std::int64_t>(g));
   if (who.uid == self_.uid) {
-    // The agent's own user: its name and groups were looked up once, at start.
+    // The agent's own user: its name was looked up once, at start.
     c.caller = self_;
     c.caller.pid = who.pid;
     c.caller.channel = Channel::agent;
+    c.caller.groups = {static_cast<std::int64_t>(who.gid)};
+    for (std::int64_t g : groups) {
+      if (std::find(c.caller.groups.begin(), c.caller.groups.end(), g) == c.caller.groups.end()) {
+        c.caller.groups.push_back(g);
+      }
+    }
   } else {
-    std::vector<std::int64_t> groups;
-    for (gid_t g : peer_groups(c.fd.get())) groups.push_back(static_cast<std::int64_t>(g));
     c.caller = Caller::peer(who.uid, who.gid, who.pid, groups, Channel::agent);
   }
   // However the connection ends (its client went away, a request threw): a file operation

@@ -12,12 +12,12 @@ namespace kms {
 
 AuditOperations::AuditOperations(Runner& runner) : runner_(runner), vault_(runner.vault()) {}
 
-std::vector<store::AuditRow> AuditOperations::list(const store::AuditFilter& filter) {
+std::vector<AuditRecord> AuditOperations::list(const AuditFilter& filter) {
   if (filter.limit < 1 || filter.limit > audit::kMaxListLimit) {
     throw Error(Code::usage, fmt::format("at most {} audit records were asked for: 1 to {}",
                                          filter.limit, audit::kMaxListLimit));
   }
-  std::vector<store::AuditRow> rows;
+  std::vector<AuditRecord> rows;
   audit::Event ev{Action::audit_list, "vault/" + vault_.meta().vault_id, {}};
   auto param = [&](const char* name, const std::optional<std::string>& v) {
     if (v) ev.params[name] = *v;
@@ -29,6 +29,9 @@ std::vector<store::AuditRow> AuditOperations::list(const store::AuditFilter& fil
   param("principal", filter.principal);
   param("outcome", filter.outcome);
   ev.params["limit"] = filter.limit;
+  // A page of a longer list (through an agent): which page it was.
+  if (filter.after_seq) ev.params["after_seq"] = *filter.after_seq;
+  if (filter.before_seq) ev.params["before_seq"] = *filter.before_seq;
   runner_.run(std::move(ev), [&](audit::Event&) {
     store::audit_query(vault_.db(), filter, [&](const store::AuditRow& r) { rows.push_back(r); });
   });

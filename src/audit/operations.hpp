@@ -19,7 +19,7 @@ class AuditOperations {
   explicit AuditOperations(Runner& runner);
 
   // Newest first (or oldest first), at most filter.limit rows.
-  std::vector<store::AuditRow> list(const store::AuditFilter& filter);
+  std::vector<AuditRecord> list(const AuditFilter& filter);
   // Walks the chain; records the verification (ok or failed) when the log can still be appended.
   // A backup is verified against the live token anchor too (a stale one fails) and never written.
   audit::VerifyReport verify();

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <system_error>
+#include <vector>
 
 namespace kms {
 namespace {
@@ -40,9 +43,21 @@ Caller Caller::current() {
   const passwd* entry = user_entry(c.uid, pw, buf);
   c.user = entry != nullptr ? std::string(entry->pw_name) : "uid-" + std::to_string(c.uid);
   c.groups = {static_cast<std::int64_t>(::getgid())};
-  gid_t gids[256];
-  const int n = ::getgroups(256, gids);
-  for (int i = 0; i < n; ++i) add_group(c, static_cast<std::int64_t>(gids[i]));
+  // All of them, however many (an LDAP user may hold hundreds): a group left out would let a
+  // policy's deny on it pass. Groups can change between the two calls: ask again then.
+  std::vector<gid_t> gids;
+  for (;;) {
+    const int count = ::getgroups(0, nullptr);
+    if (count < 0) throw std::system_error(errno, std::generic_category(), "getgroups");
+    gids.resize(static_cast<std::size_t>(count));
+    const int n = ::getgroups(count, gids.data());
+    if (n >= 0) {
+      gids.resize(static_cast<std::size_t>(n));
+      break;
+    }
+    if (errno != EINVAL) throw std::system_error(errno, std::generic_category(), "getgroups");
+  }
+  for (gid_t g : gids) add_group(c, static_cast<std::int64_t>(g));
   return c;
 }
 

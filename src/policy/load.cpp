@@ -524,8 +524,25 @@ LoadResult parse_toml(std::string_view text, const Names& names) {
 
 LoadResult parse_json(std::string_view text, const Names& names) {
   nlohmann::ordered_json doc;
+  // A key given twice in one object: JSON parsers keep the last, so `"effect": "deny",
+  // "effect": "allow"` would load as an allow. TOML refuses it; so does this.
+  std::vector<std::set<std::string>> open_objects;
+  std::optional<std::string> repeated;
+  const auto watch = [&](int, nlohmann::ordered_json::parse_event_t event,
+                         nlohmann::ordered_json& parsed) {
+    using Event = nlohmann::ordered_json::parse_event_t;
+    if (event == Event::object_start) {
+      open_objects.emplace_back();
+    } else if (event == Event::object_end && !open_objects.empty()) {
+      open_objects.pop_back();
+    } else if (event == Event::key && !open_objects.empty() &&
+               !open_objects.back().insert(parsed.get<std::string>()).second && !repeated) {
+      repeated = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    doc = nlohmann::ordered_json::parse(text);
+    doc = nlohmann::ordered_json::parse(text, watch);
   } catch (const nlohmann::json::parse_error& e) {
     // e.byte: the position (from 1) where the parser stopped.
     const auto [line, column] = position(text, e.byte > 0 ? e.byte - 1 : 0);
@@ -533,6 +550,12 @@ LoadResult parse_json(std::string_view text, const Names& names) {
     if (const auto at = what.find(": "); at != std::string::npos) what = what.substr(at + 2);
     LoadResult r;
     r.problems.push_back({line, column, "", "JSON: " + what});
+    return r;
+  }
+  if (repeated) {
+    LoadResult r;
+    r.problems.push_back(
+        {0, 0, "", fmt::format("JSON: the key \"{}\" is given twice in one object", *repeated)});
     return r;
   }
   return Loader(names).run(from_json(doc));

@@ -727,6 +727,22 @@ resources = ["secret/prod/*"]
   CHECK(bad.problems[0].message.find("JSON") != std::string::npos);
 }
 
+TEST_CASE("JSON: a key given twice in one object is refused, not the last one kept") {
+  // A parser that keeps the last would load this deny as an allow of everything.
+  const LoadResult r = parse_json(
+      R"({"statements": [{"effect": "deny", "effect": "allow", "principals": ["*"],
+          "actions": ["*"], "resources": ["*"]}]})");
+  CHECK_FALSE(r.policy.has_value());
+  CHECK(problems(r) ==
+        std::vector<std::string>{"JSON: the key \"effect\" is given twice in one object"});
+  // The same key in two different objects is no repeat.
+  const LoadResult ok = parse_json(
+      R"({"statements": [{"effect": "deny", "principals": ["*"], "actions": ["*"],
+          "resources": ["*"]}, {"effect": "allow", "principals": ["*"], "actions": ["*"],
+          "resources": ["*"]}]})");
+  CHECK(ok.policy.has_value());
+}
+
 TEST_CASE("a statement index holds for many statements: only a caller's own are scanned") {
   std::string text;
   for (int i = 0; i < 300; ++i) {

@@ -697,6 +697,13 @@ class Served(AgentTestCase):
         self.assertGreaterEqual(seqs[0], before)
         pages = self.kms.sql(lists)[0][0] - listed[0][0]
         self.assertEqual(pages, 3)  # 10,000 + 10,000 + 2,000, each request audited
+        # Each page's record says which page it was: the first has no bound, the next ones
+        # start below the last record of the page before.
+        params = [json.loads(p) for (p,) in self.kms.sql(
+            "SELECT params FROM audit_log WHERE action = 'audit.list' ORDER BY seq DESC LIMIT 3")]
+        params.reverse()
+        self.assertEqual([(p["limit"], p.get("before_seq")) for p in params],
+                         [(10000, None), (10000, seqs[9999]), (2000, seqs[19999])])
         r, _ = self.client_pid("audit", "list", "--limit", "5", sock=info["socket"])
         self.assertEqual(len(r.out.splitlines()), 6, r.show())  # the header and 5 records
 
