@@ -28,6 +28,9 @@ struct Caller {
   // (SO_PEERCRED) and supplementary groups (SO_PEERGROUPS). Only the user name is looked up.
   static Caller peer(std::int64_t uid, std::int64_t gid, std::int64_t pid,
                      const std::vector<std::int64_t>& supplementary, Channel channel);
+  // `groups` as peer() makes it: the primary gid first, then each supplementary group once.
+  static std::vector<std::int64_t> group_list(std::int64_t gid,
+                                              const std::vector<std::int64_t>& supplementary);
 };
 
 }  // namespace kms

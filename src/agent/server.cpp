@@ -358,12 +358,7 @@ void Agent::serve_connection(Connection& c) {
     c.caller = self_;
     c.caller.pid = who.pid;
     c.caller.channel = Channel::agent;
-    c.caller.groups = {static_cast<std::int64_t>(who.gid)};
-    for (std::int64_t g : groups) {
-      if (std::find(c.caller.groups.begin(), c.caller.groups.end(), g) == c.caller.groups.end()) {
-        c.caller.groups.push_back(g);
-      }
-    }
+    c.caller.groups = Caller::group_list(who.gid, groups);
   } else {
     c.caller = Caller::peer(who.uid, who.gid, who.pid, groups, Channel::agent);
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace kms {
@@ -67,13 +68,20 @@ Caller Caller::peer(std::int64_t uid, std::int64_t gid, std::int64_t pid,
   c.uid = uid;
   c.pid = pid;
   c.channel = channel;
-  c.groups = {gid};
-  for (std::int64_t g : supplementary) add_group(c, g);
+  c.groups = group_list(gid, supplementary);
   passwd pw{};
   char buf[4096];
   const passwd* entry = user_entry(uid, pw, buf);
   c.user = entry != nullptr ? std::string(entry->pw_name) : "uid-" + std::to_string(uid);
   return c;
+}
+
+std::vector<std::int64_t> Caller::group_list(std::int64_t gid,
+                                             const std::vector<std::int64_t>& supplementary) {
+  Caller c;
+  c.groups = {gid};
+  for (std::int64_t g : supplementary) add_group(c, g);
+  return std::move(c.groups);
 }
 
 }  // namespace kms
