@@ -72,7 +72,8 @@ class Runner {
   // signal (signals::Interrupted).
   static std::string_view failure_code(const Error& e) noexcept;
   // Code::refused unless the authorizer allows the caller `event`'s action on its resource, as
-  // the event names them now; on a refusal, event.params gets the deciding `rule`. run() asks
+  // the event names them now; event.params gets the deciding `rule` (but for the owner's own
+  // vault) and, when a grant allowed it, its `grant_id`. run() asks
   // before op; an op that resolves its resource (an alias) asks again once it has.
   void authorize(audit::Event& event);
   // Appends the operation's record with the caller's principal and, unless the caller opened
