@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent policy version completion manpage
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent policy serve version completion manpage
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -19,6 +19,8 @@ function __kmsctl_subcommands
             printf '%s\n' start stop status
         case 'policy'
             printf '%s\n' validate check
+        case 'serve'
+            printf '%s\n' reload status
         case 'key alias'
             printf '%s\n' create update delete list
     end
@@ -49,6 +51,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a maintain -d 'Rotate keys an
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a vault -d 'Back up and restore the vault, rekey it, change the token PIN'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a agent -d 'Keep the vault open for this user\'s kmsctl commands (like gpg-agent)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a policy -d 'Check and try the access policy of a vault that serves several users'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a serve -d 'Serve the vault to several users over Unix sockets, each request decided by a policy (runs in the foreground; for systemd see contrib/systemd)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
@@ -56,6 +59,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help -s h -d 'Print this he
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l vault -r -F -d 'Vault file (default: ~/.local/share/kmsctl/vault.db)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -l server -r -d 'Send every request to the kmsctl service listening at PATH (`kmsctl serve`); nothing runs here and no PIN is read'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l pkcs11-module -r -F -d 'Use a token of this PKCS#11 module'
@@ -159,6 +163,14 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a validate -d 'Check a 
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a check -d 'Decide one request by a policy file, without a vault: allow (exit 0) or deny (exit 4), and the statement that decided'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -a reload -d 'Load the service\'s policy file again (as SIGHUP does); a policy with problems is refused and the old one kept'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -a status -d 'Show the running service'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l socket -r -d 'Listen at PATH, for every operation the policy allows (default: the sockets systemd passes, or $RUNTIME_DIRECTORY/kmsctl.sock)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l use-only-socket -r -d 'Also listen at PATH for the use of keys only (encrypt, decrypt, data keys, files, secret get): safe to forward to a build host'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l policy -r -F -d 'The policy file (TOML or JSON, docs/POLICY.md); without one nothing is allowed'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l json -d 'Print the service\'s sockets and policy as JSON once it serves'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l json -d 'Print as JSON'
@@ -368,6 +380,14 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l resource -r -d 
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l context -r -d 'A pair of the encryption context (repeatable)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l tag -r -d 'A tag the resource carries (repeatable)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l json -d 'Print the decision as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l socket -r -d 'The service\'s socket (default: KMSCTL_SERVER)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l json -d 'Print what was loaded as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l socket -r -d 'The service\'s socket (default: KMSCTL_SERVER)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l json -d 'Print as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias update'" -l help -s h -d 'Print this help message and exit'

@@ -23,7 +23,8 @@ struct AccessRequest {
 
 struct Decision {
   bool allowed = false;
-  std::string rule;    // which rule decided: "owner", "not-owner", ...
+  std::string rule;    // which rule decided: "owner", "not-owner", "policy:SID", "grant:ID";
+                       // empty: an allowed request with no rule to record (a service's own)
   std::string reason;  // for a refusal: why, in a sentence (names no secret)
 };
 

@@ -62,6 +62,9 @@ enum class Action : std::uint8_t {
   agent_stop,
   agent_connect,
   agent_request,
+  service_start,
+  service_stop,
+  service_reload,
 };
 
 struct ActionInfo {

@@ -10,8 +10,9 @@
 namespace kms {
 
 enum class Channel : std::uint8_t {
-  direct,  // the caller's own kmsctl process opened the vault
-  agent,   // a `kmsctl agent` served it over its socket
+  direct,   // the caller's own kmsctl process opened the vault
+  agent,    // a `kmsctl agent` served it over its socket
+  service,  // `kmsctl serve` served it, for one of several users, by policy
 };
 std::string_view channel_name(Channel c) noexcept;
 

@@ -104,6 +104,9 @@ enum class Remedy : std::uint8_t {
   choose_length,                // the length is out of range
   retry_rotation,               // hint: where the rotation resumes
   wait_for_rotation,            // another rotation of the secret runs
+  // The service mode.
+  ask_for_access,   // the service's policy refused: its administrator can allow it
+  use_full_socket,  // the use-only socket serves cryptographic use of keys only
 };
 
 class Error : public std::runtime_error {

@@ -73,6 +73,16 @@ std::optional<Connection> Connection::open(const fs::path& path, pid_t* agent_pi
   return Connection(std::move(*fd), path);
 }
 
+Connection Connection::open_service(const fs::path& path) {
+  std::optional<posix::Fd> fd = connect_to_service(path);
+  if (!fd) {
+    throw Error(Code::unavailable, fmt::format("no kmsctl service listens at {}", path.string()),
+                "start it (`systemctl start kmsctl.socket`), or point KMSCTL_SERVER / --server at "
+                "its socket");
+  }
+  return Connection(std::move(*fd), path);
+}
+
 Error Connection::lost() const {
   return Error(
       Code::unavailable,
@@ -190,16 +200,20 @@ void RemoteFile::fail_before_start(const Error& e) noexcept {
 
 // ---- agent status, agent stop ----
 
-std::string status(const std::string& socket_flag) {
-  Connection c = connect_or_fail(socket_flag);
-  const SecureBytes reply = c.exchange(control(kOpAgentStatus));
+std::string Connection::control_json(std::uint16_t op) {
+  const SecureBytes reply = exchange(control(op));
   wire::Reader in(reply.view());
   parse_reply_head(in);
   const std::optional<ByteView> text = in.bytes();
   if (!text || !in.at_end()) {
-    throw Error(Code::unavailable, "the agent's status could not be read");
+    throw Error(Code::unavailable,
+                fmt::format("the answer of {} could not be read", path_.string()));
   }
   return std::string(as_chars(*text));
+}
+
+std::string status(const std::string& socket_flag) {
+  return connect_or_fail(socket_flag).control_json(kOpAgentStatus);
 }
 
 void stop(const std::string& socket_flag) {

@@ -35,6 +35,9 @@ class Connection {
   // listens.
   static std::optional<Connection> open(const std::filesystem::path& path,
                                         pid_t* agent_pid = nullptr);
+  // A connection to the `kmsctl serve` at `path` (of any user; connect_to_service checks its
+  // directory): Code::unavailable when none listens there.
+  static Connection open_service(const std::filesystem::path& path);
 
   // Sends one request for `vault` (absolute) and returns the response; nothing when the agent
   // does not serve that vault. An error reply is thrown as its Error; a connection lost before
@@ -54,6 +57,8 @@ class Connection {
   bool serves(const std::string& vault);
   // One frame out, the reply's payload back.
   SecureBytes exchange(const wire::Writer& frame);
+  // A control request (status, reload) without fields, whose reply is a JSON text.
+  std::string control_json(std::uint16_t op);
 
  private:
   Connection(posix::Fd fd, std::filesystem::path path)

@@ -32,7 +32,7 @@ void run_agent(Service& svc, Listener& listener, const fs::path& vault, const Li
   catch_stop_signals();
   std::signal(SIGPIPE, SIG_IGN);  // a client that went away is an EPIPE in its command
   listener.listen();
-  Agent agent(svc, listener, vault, limits);
+  Agent agent(svc, {{&listener, Reach::full}}, vault, Mode{false, limits, {}, {}});
   agent.record_start();
   ready();
   std::error_code ec;

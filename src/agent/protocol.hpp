@@ -27,6 +27,7 @@ inline constexpr std::size_t kMaxReply = 64u << 20;
 inline constexpr std::uint16_t kOpAgentStatus = 0xF000;  // no fields; reply: lp(JSON object)
 inline constexpr std::uint16_t kOpAgentStop = 0xF001;    // no fields; reply once it stopped
 inline constexpr std::uint16_t kOpAgentHello = 0xF002;   // no fields; ok, or local: another vault
+inline constexpr std::uint16_t kOpServeReload = 0xF003;  // no fields; reply: lp(JSON object)
 
 enum class Status : std::uint8_t {
   ok = 0,     // the response's fields follow

@@ -33,12 +33,20 @@ namespace fs = std::filesystem;
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+volatile std::sig_atomic_t g_reload = 0;
 volatile std::sig_atomic_t g_wake_fd = -1;  // the running agent's wake pipe
-extern "C" void on_stop_signal(int sig) {
-  g_signal = sig;
+void wake_from_handler() {
   const int saved = errno;
   if (g_wake_fd >= 0) (void)!::write(g_wake_fd, "!", 1);  // wakes poll() in any thread's case
   errno = saved;
+}
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+  wake_from_handler();
+}
+extern "C" void on_reload_signal(int) {
+  g_reload = 1;
+  wake_from_handler();
 }
 
 void check_private_dir(const fs::path& dir) {
@@ -73,15 +81,40 @@ void clear_stale(const fs::path& p) {
 
 }  // namespace
 
-void catch_stop_signals() {
+void catch_stop_signals(bool hup_reloads) {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: poll() returns at once
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  if (hup_reloads) {
+    sa.sa_handler = on_reload_signal;
+    ::sigaction(SIGHUP, &sa, nullptr);
+  }
+}
+
+std::string_view reach_name(Reach r) noexcept { return r == Reach::full ? "full" : "use-only"; }
+
+bool reaches(Reach reach, std::uint16_t op) noexcept {
+  if (reach == Reach::full) return true;
+  switch (static_cast<Op>(op)) {
+    case Op::encrypt:
+    case Op::decrypt:
+    case Op::re_encrypt:
+    case Op::data_key_generate:
+    case Op::file_wrap:
+    case Op::file_unwrap:
+    case Op::file_end:
+    case Op::file_failed:
+    case Op::file_rewrap:
+    case Op::secret_get:
+      return true;
+    default:
+      return op == kOpAgentHello;
+  }
 }
 
 // ---- Listener ----
 
-Listener::Listener(const std::string& socket_flag) {
+Listener::Listener(const std::string& socket_flag, mode_t mode) {
   if (socket_flag.empty()) {
     const char* base = std::getenv("XDG_RUNTIME_DIR");
     if (base == nullptr || *base == '\0' || !fs::is_directory(base)) base = std::getenv("TMPDIR");
@@ -102,7 +135,7 @@ Listener::Listener(const std::string& socket_flag) {
   const sockaddr_un a = address_of(path_);
   fd_ = posix::Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd_ || ::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
-      ::chmod(path_.c_str(), 0600) != 0) {
+      ::chmod(path_.c_str(), mode) != 0) {
     const std::string what =
         fmt::format("cannot listen on {}: {}", path_.string(), std::strerror(errno));
     close();
@@ -119,7 +152,7 @@ void Listener::listen() {
 
 void Listener::close() noexcept {
   fd_.reset();
-  if (!path_.empty()) ::unlink(path_.c_str());
+  if (!path_.empty() && owned_) ::unlink(path_.c_str());
   if (!dir_.empty()) ::rmdir(dir_.c_str());
   release();
 }
@@ -167,8 +200,14 @@ std::optional<wire::Writer> dispatch(RequestList<R...>, std::uint16_t op, Servic
 
 }  // namespace
 
+// A service's connections of one user at once; more are refused (one user cannot take every
+// connection the service serves).
+constexpr std::size_t kMaxPerUser = 32;
+
 struct Agent::Connection {
   posix::Fd fd;
+  Reach reach = Reach::full;
+  std::int64_t uid = -1;  // known once its thread read the peer's credentials
   Caller caller;
   std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
   bool hello = false;                 // the agent's own user asked whether it serves its vault
@@ -176,12 +215,12 @@ struct Agent::Connection {
   std::atomic<bool> done{false};
 };
 
-Agent::Agent(Service& svc, const Listener& listener, fs::path vault, Limits limits)
+Agent::Agent(Service& svc, std::vector<Endpoint> endpoints, fs::path vault, Mode mode)
     : svc_(svc),
-      listener_(listener),
+      endpoints_(std::move(endpoints)),
       vault_(std::move(vault)),
       vault_id_(files::file_id(vault_)),
-      limits_(limits),
+      mode_(std::move(mode)),
       self_(Caller::current()),
       started_(format_rfc3339(now())) {
   int p[2];
@@ -200,19 +239,44 @@ Agent::~Agent() {
   }
 }
 
+nlohmann::json Agent::sockets_json() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Endpoint& e : endpoints_) {
+    out.push_back({{"path", e.listener->path().string()}, {"reach", reach_name(e.reach)}});
+  }
+  return out;
+}
+
 void Agent::record_start() {
   svc_.serve_client(self_);
+  if (mode_.service) {
+    svc_.runner().run(
+        {Action::service_start,
+         resource(),
+         {{"pid", ::getpid()}, {"sockets", sockets_json()}, {"policy", mode_.describe()}}},
+        [](audit::Event&) {});
+    return;
+  }
   svc_.runner().run({Action::agent_start,
                      resource(),
                      {{"pid", ::getpid()},
-                      {"socket", listener_.path().string()},
-                      {"idle_timeout_s", limits_.idle.count()},
-                      {"max_lifetime_s", limits_.lifetime.count()}}},
+                      {"socket", endpoints_.front().listener->path().string()},
+                      {"idle_timeout_s", mode_.limits.idle.count()},
+                      {"max_lifetime_s", mode_.limits.lifetime.count()}}},
                     [](audit::Event&) {});
 }
 
+nlohmann::json Agent::reload(const Caller& who) {
+  std::lock_guard lock(svc_mutex_);
+  svc_.serve_client(who);
+  nlohmann::json loaded;
+  svc_.runner().run({Action::service_reload, resource(), {}},
+                    [&](audit::Event& ev) { ev.params["policy"] = loaded = mode_.reload(); });
+  return loaded;
+}
+
 std::string Agent::serve() {
-  const Clock::time_point end = Clock::now() + limits_.lifetime;
+  const Clock::time_point end = Clock::now() + mode_.limits.lifetime;
   last_activity_ns_ = Clock::now().time_since_epoch().count();
   std::string why;
   for (;;) {
@@ -236,6 +300,15 @@ std::string Agent::serve() {
       why = fmt::format("signal {}", static_cast<int>(g_signal));
       break;
     }
+    if (g_reload != 0) {
+      g_reload = 0;
+      try {
+        (void)reload(self_);
+      } catch (const Error& e) {
+        // Kept the old policy, and recorded why; the service's log says so too.
+        std::cerr << "kmsctl serve: " << e.what() << '\n';
+      }
+    }
     const Clock::time_point t = Clock::now();
     const Clock::time_point last{Clock::duration(last_activity_ns_.load())};
     bool busy = false;
@@ -243,38 +316,46 @@ std::string Agent::serve() {
       std::lock_guard lock(mutex_);
       busy = !connections_.empty();
     }
-    if (t >= end) {
+    if (t >= end && !mode_.service) {
       why = "max lifetime";
       break;
     }
-    if (!busy && t >= last + limits_.idle) {
+    if (!busy && t >= last + mode_.limits.idle && !mode_.service) {
       why = "idle";
       break;
     }
     // Busy (a connection open, a file streaming, say): the idle time does not run.
-    const Clock::time_point until = busy ? end : std::min(end, last + limits_.idle);
+    const Clock::time_point until = mode_.service ? t + std::chrono::minutes(1)
+                                    : busy        ? end
+                                                  : std::min(end, last + mode_.limits.idle);
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(until - t);
-    pollfd p[2] = {{listener_.fd(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
-    std::size_t count = 2;
+    // The wake pipe first, then each socket.
+    std::vector<pollfd> p{{wake_read_.get(), POLLIN, 0}};
+    bool full = false;
     {
       std::lock_guard lock(mutex_);
-      if (connections_.size() >= kMaxConnections) p[0].fd = -1;  // full: the backlog waits
+      full = connections_.size() >= kMaxConnections;  // the backlog waits
     }
-    const int n =
-        ::poll(p, count, static_cast<int>(std::clamp<std::int64_t>(wait.count(), 10, 60'000)));
+    for (const Endpoint& e : endpoints_) p.push_back({full ? -1 : e.listener->fd(), POLLIN, 0});
+    const int n = ::poll(p.data(), p.size(),
+                         static_cast<int>(std::clamp<std::int64_t>(wait.count(), 10, 60'000)));
     if (n <= 0) continue;  // a timeout, or a signal (EINTR)
-    if ((p[1].revents & POLLIN) != 0) {
+    if ((p[0].revents & POLLIN) != 0) {
       char buf[64];
       while (::read(wake_read_.get(), buf, sizeof buf) > 0) {
       }
     }
-    if ((p[0].revents & POLLIN) == 0) continue;
-    posix::Fd conn(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::size_t ready = 1;
+    while (ready < p.size() && (p[ready].revents & POLLIN) == 0) ++ready;
+    if (ready == p.size()) continue;
+    const Endpoint& at = endpoints_[ready - 1];
+    posix::Fd conn(::accept4(at.listener->fd(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) continue;
     ::setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &kReplyTime, sizeof kReplyTime);
     last_activity_ns_ = Clock::now().time_since_epoch().count();
     auto c = std::make_unique<Connection>();
     c->fd = std::move(conn);
+    c->reach = at.reach;
     Connection& ref = *c;
     {
       std::lock_guard lock(mutex_);
@@ -335,12 +416,13 @@ void Agent::record_stop(const std::string& reason) noexcept {
   if (reason == kVaultGone) return;
   try {
     svc_.serve_client(self_);
-    svc_.runner().run({Action::agent_stop,
+    svc_.runner().run({mode_.service ? Action::service_stop : Action::agent_stop,
                        resource(),
                        {{"pid", ::getpid()}, {"reason", reason}, {"requests", requests_.load()}}},
                       [](audit::Event&) {});
-  } catch (const Error&) {
-    // Nothing to report it to: the agent's standard error is /dev/null.
+  } catch (const Error& e) {
+    // An agent's standard error is /dev/null; a service's is its log.
+    if (mode_.service) std::cerr << "kmsctl serve: the stop was not recorded: " << e.what() << '\n';
   }
 }
 
@@ -353,14 +435,32 @@ void Agent::serve_connection(Connection& c) {
   // what it holds now).
   std::vector<std::int64_t> groups;
   for (gid_t g : peer_groups(c.fd.get())) groups.push_back(static_cast<std::int64_t>(g));
+  const Channel channel = mode_.service ? Channel::service : Channel::agent;
   if (who.uid == self_.uid) {
     // The agent's own user: its name was looked up once, at start.
     c.caller = self_;
     c.caller.pid = who.pid;
-    c.caller.channel = Channel::agent;
+    c.caller.channel = channel;
     c.caller.groups = Caller::group_list(who.gid, groups);
   } else {
-    c.caller = Caller::peer(who.uid, who.gid, who.pid, groups, Channel::agent);
+    c.caller = Caller::peer(who.uid, who.gid, who.pid, groups, channel);
+  }
+  if (mode_.service) {
+    std::size_t same = 0;
+    {
+      std::lock_guard lock(mutex_);
+      c.uid = who.uid;
+      for (const auto& other : connections_) same += !other->done && other->uid == c.uid ? 1 : 0;
+    }
+    if (same > kMaxPerUser) {
+      write_frame(c.fd.get(),
+                  error_frame(Error(Code::unavailable,
+                                    fmt::format("{} (uid {}) has {} connections to the service "
+                                                "open, the most it serves at once",
+                                                c.caller.user, c.caller.uid, kMaxPerUser),
+                                    "close some, or try again when they finished")));
+      return;
+    }
   }
   // However the connection ends (its client went away, a request threw): a file operation
   // still running ends as interrupted, as that of a process that died does (FORMAT.md §8.1),
@@ -405,21 +505,37 @@ void Agent::serve_connection(Connection& c) {
       refuse_message(c, m.why, true);
     }
     last_activity_ns_ = Clock::now().time_since_epoch().count();
-    // Another user's connection carries one request: a refused caller cannot keep a connection
-    // (and its thread) to send more.
-    if (!go_on || c.caller.uid != self_.uid) break;
+    // Another user's connection to an agent carries one request: a refused caller cannot keep
+    // a connection (and its thread) to send more. A service's users may: each request is
+    // decided by the policy.
+    if (!go_on || (!mode_.service && c.caller.uid != self_.uid)) break;
   }
 }
 
 bool Agent::serve_request(Connection& c, wire::Reader& in) {
   const std::optional<RequestHead> head = parse_request_head(in);
-  if (!head) throw Malformed{"not a request of wire version 2"};
+  if (!head) throw Malformed{"not a request of wire version 3"};
   const int fd = c.fd.get();
-  if ((head->op == kOpAgentStatus || head->op == kOpAgentStop) && c.caller.uid != self_.uid) {
+  const bool control =
+      head->op == kOpAgentStatus || head->op == kOpAgentStop || head->op == kOpServeReload;
+  if (control && !administers(c.caller)) {
     // Its socket, its vault's path and its pid are its user's business, as is stopping it.
-    const Error e(Code::refused, "only the agent's own user can ask for its status or stop it");
-    write_frame(fd, error_frame(e));
-    return false;
+    return refuse_request(
+        c, head->op, "not-administrator",
+        Error(Code::refused,
+              mode_.service ? "only the service's own user (or root) can ask for its status, "
+                              "reload its policy or stop it"
+                            : "only the agent's own user can ask for its status or stop it",
+              mode_.service ? Remedy::ask_for_access : Remedy::act_as_owner));
+  }
+  if (!reaches(c.reach, head->op)) {
+    return refuse_request(
+        c, head->op, "use-only-socket",
+        Error(Code::refused,
+              fmt::format("operation {} is not served on the use-only socket, which serves "
+                          "encrypt, decrypt, re-encrypt, data keys, files and secret get",
+                          head->op),
+              Remedy::use_full_socket));
   }
   if (head->op == kOpAgentStatus) {
     const std::string text =
@@ -434,21 +550,34 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     stop_with("stop");
     return false;
   }
+  if (head->op == kOpServeReload) {
+    if (!mode_.service) throw Malformed{"an agent has no policy to reload"};
+    try {
+      const std::string text =
+          reload(c.caller).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return write_frame(fd, reply_frame([&](wire::Writer& w) { w.bytes(as_bytes(text)); }));
+    } catch (const Error& e) {
+      return write_frame(fd, error_frame(e));
+    }
+  }
   if (files::file_id(vault_) != vault_id_) {
-    write_frame(fd, error_frame(Error(
-                        Code::unavailable,
-                        fmt::format("the vault file {} was replaced or removed after the agent "
-                                    "opened it; the agent has stopped",
-                                    vault_.string()),
-                        "start it again: `eval \"$(kmsctl agent start)\"`")));
+    write_frame(
+        fd, error_frame(Error(Code::unavailable,
+                              fmt::format("the vault file {} was replaced or removed after the {} "
+                                          "opened it; it has stopped",
+                                          vault_.string(), mode_.service ? "service" : "agent"),
+                              mode_.service ? "start the service again"
+                                            : "start it again: `eval \"$(kmsctl agent start)\"`")));
     stop_with(std::string(kVaultGone));
     return false;
   }
-  if (head->vault.empty() || files::file_id(head->vault) != vault_id_) {
-    return write_frame(fd, local_frame());  // another vault: the client opens it itself
+  // An agent serves the vault the request names (a client of another vault runs it itself);
+  // a service, its one vault, whichever its clients name.
+  if (!mode_.service && (head->vault.empty() || files::file_id(head->vault) != vault_id_)) {
+    return write_frame(fd, local_frame());
   }
   if (head->op == kOpAgentHello) {
-    c.hello = c.caller.uid == self_.uid;
+    c.hello = mode_.service || c.caller.uid == self_.uid;
     return write_frame(fd, reply_frame([](wire::Writer&) {}));
   }
   std::optional<wire::Writer> reply;
@@ -527,6 +656,22 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
   return std::nullopt;
 }
 
+bool Agent::refuse_request(Connection& c, std::uint16_t op, const std::string& rule,
+                           const Error& e) {
+  {
+    std::lock_guard lock(svc_mutex_);
+    svc_.serve_client(c.caller);
+    try {
+      svc_.runner().run(
+          {Action::agent_request, resource(), {{"op", op}, {"rule", rule}, {"reason", e.what()}}},
+          [&](audit::Event&) { throw e; });
+    } catch (const Error&) {
+    }
+  }
+  write_frame(c.fd.get(), error_frame(e));
+  return false;
+}
+
 void Agent::refuse_message(Connection& c, const std::string& why, bool reply) {
   const Error e(Code::usage, fmt::format("the agent could not read the request: {}", why),
                 "use a kmsctl of the agent's version (docs/FORMAT.md §13)");
@@ -543,13 +688,18 @@ void Agent::refuse_message(Connection& c, const std::string& why, bool reply) {
 }
 
 nlohmann::json Agent::status_json() {
+  if (mode_.service) {
+    std::lock_guard lock(svc_mutex_);  // the policy is swapped under it
+    return {{"pid", ::getpid()},   {"sockets", sockets_json()},    {"vault", vault_.string()},
+            {"started", started_}, {"requests", requests_.load()}, {"policy", mode_.describe()}};
+  }
   return {{"pid", ::getpid()},
-          {"socket", listener_.path().string()},
+          {"socket", endpoints_.front().listener->path().string()},
           {"vault", vault_.string()},
           {"started", started_},
           {"requests", requests_.load()},
-          {"idle_timeout_s", limits_.idle.count()},
-          {"max_lifetime_s", limits_.lifetime.count()}};
+          {"idle_timeout_s", mode_.limits.idle.count()},
+          {"max_lifetime_s", mode_.limits.lifetime.count()}};
 }
 
 }  // namespace kms::agent

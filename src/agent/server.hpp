@@ -1,6 +1,7 @@
-// The agent's side of the socket: the Listener (a socket in a directory of this user's alone)
+// The serving side of the socket: the Listener (a socket in a directory of this user's alone)
 // and the Agent that accepts connections on it and serves their requests on the vault it keeps
-// open, each authorised for the connection's caller (docs/FORMAT.md §13).
+// open, each authorised for the connection's caller (docs/FORMAT.md §13). The same Agent serves
+// `kmsctl agent` (its own user, until idle) and `kmsctl serve` (several users, by policy).
 #pragma once
 
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -32,14 +34,22 @@ struct Limits {
   std::chrono::seconds lifetime;  // stop this long after starting
 };
 
-// SIGTERM, SIGINT and SIGHUP end Agent::serve (without SA_RESTART: poll returns at once).
-void catch_stop_signals();
+// SIGTERM and SIGINT end Agent::serve (without SA_RESTART: poll returns at once); SIGHUP ends it
+// too, or, for a service (hup_reloads), makes it load its policy again.
+void catch_stop_signals(bool hup_reloads = false);
 
 // The listening socket: in a fresh 0700 directory (or at --socket, in a directory only this
 // user can write); removed, with that directory, when the agent ends.
 class Listener {
  public:
-  explicit Listener(const std::string& socket_flag);
+  // `mode`: the socket's permissions (an agent's: 0600; a service's: whom the system lets
+  // connect, before its policy decides).
+  explicit Listener(const std::string& socket_flag, mode_t mode = 0600);
+  // A socket made and bound by another (systemd's socket activation): neither it nor its
+  // directory is removed at close.
+  Listener(posix::Fd fd, std::filesystem::path path) : fd_(std::move(fd)), path_(std::move(path)) {
+    owned_ = false;
+  }
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
   ~Listener() { close(); }
@@ -61,6 +71,33 @@ class Listener {
   posix::Fd fd_;
   std::filesystem::path path_;
   std::filesystem::path dir_;  // made by us: removed too
+  bool owned_ = true;          // the socket file is ours to remove
+};
+
+// What a socket lets its callers ask: everything (full), or only the cryptographic use of keys
+// and secret values (use_only: a socket safe to forward to a build host, as gpg-agent's extra
+// socket).
+enum class Reach : std::uint8_t { full, use_only };
+std::string_view reach_name(Reach r) noexcept;
+// Whether a socket of `reach` serves the operation `op` (a kms::Op or the agent's own).
+bool reaches(Reach reach, std::uint16_t op) noexcept;
+
+struct Endpoint {
+  const Listener* listener = nullptr;
+  Reach reach = Reach::full;
+};
+
+// How an Agent serves. An agent: its own user's requests, others refused, until idle or out of
+// lifetime. A service: any user's, each decided by the Service's authoriser (its policy), until
+// stopped; its own user (and root) administers it: status, reload.
+struct Mode {
+  bool service = false;
+  Limits limits{};  // an agent's
+  // A service's policy loaded again: what it loaded (for the record and the reply), or an
+  // Error, the old policy kept.
+  std::function<nlohmann::json()> reload;
+  // A service's policy as it is now (start record, status).
+  std::function<nlohmann::json()> describe;
 };
 
 // Serves requests (docs/FORMAT.md §13) on the vault it keeps open: one thread per connection
@@ -69,7 +106,7 @@ class Listener {
 // order of their audit records; the reply is written after the lock is released.
 class Agent {
  public:
-  Agent(Service& svc, const Listener& listener, std::filesystem::path vault, Limits limits);
+  Agent(Service& svc, std::vector<Endpoint> endpoints, std::filesystem::path vault, Mode mode);
   ~Agent();
 
   void record_start();
@@ -81,6 +118,9 @@ class Agent {
   // After `agent stop`, with the socket removed: tells the client, which can start another at
   // once.
   void stopped();
+  // What `agent status` and `serve status` print: its pid, sockets, vault, requests, and its
+  // limits (an agent) or policy (a service).
+  nlohmann::json status_json();
 
  private:
   struct Connection;
@@ -94,15 +134,24 @@ class Agent {
   // A message that is not a request of this version: an error reply, audited as a failed
   // agent.request.
   void refuse_message(Connection& c, const std::string& why, bool reply);
+  // A request this connection may not send (an operation beyond its socket's reach, a control
+  // request of someone who does not administer the agent): an error reply, audited as a denied
+  // agent.request naming the rule.
+  bool refuse_request(Connection& c, std::uint16_t op, const std::string& rule, const Error& e);
+  // The policy loaded again (SIGHUP, `serve reload`), audited either way, for `who`.
+  nlohmann::json reload(const Caller& who);
+  bool administers(const Caller& c) const noexcept {
+    return c.uid == self_.uid || (mode_.service && c.uid == 0);
+  }
   void stop_with(std::string reason);
-  nlohmann::json status_json();
+  nlohmann::json sockets_json() const;
 
   Service& svc_;
   std::mutex svc_mutex_;  // held while a request runs on svc_
-  const Listener& listener_;
+  std::vector<Endpoint> endpoints_;
   std::filesystem::path vault_;
   std::optional<files::FileId> vault_id_;
-  Limits limits_;
+  Mode mode_;
   Caller self_;
   std::string started_;
   std::atomic<std::int64_t> requests_{0};

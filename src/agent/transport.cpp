@@ -124,6 +124,29 @@ std::optional<posix::Fd> connect_to(const fs::path& path, pid_t* agent_pid) {
   return s;
 }
 
+std::optional<posix::Fd> connect_to_service(const fs::path& path) {
+  const sockaddr_un a = address_of(path);
+  posix::Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s)
+    throw Error(Code::failed, fmt::format("cannot create a socket: {}", std::strerror(errno)));
+  if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return std::nullopt;
+  const ucred c = peer_of(s.get());
+  const fs::path dir = fs::absolute(path).parent_path();
+  struct stat st {};
+  const bool trusted = ::stat(dir.c_str(), &st) == 0 && (st.st_mode & 022) == 0 &&
+                       (st.st_uid == 0 || st.st_uid == c.uid);
+  if (!trusted) {
+    throw Error(Code::refused,
+                fmt::format("the service socket {} is in a directory that someone other than the "
+                            "service's user (uid {}) and root can write: the socket could be "
+                            "another user's",
+                            path.string(), c.uid),
+                "point KMSCTL_SERVER / --server at the socket in the service's own directory "
+                "(e.g. /run/kmsctl)");
+  }
+  return s;
+}
+
 DirTrust trust_of_dir(const fs::path& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return DirTrust::missing;

@@ -47,6 +47,11 @@ Frame read_frame(int sock, std::size_t max, std::optional<Clock::time_point> dea
 // Nothing when no agent listens there. `agent_pid`: the pid of the process that listens.
 std::optional<posix::Fd> connect_to(const std::filesystem::path& path, pid_t* agent_pid = nullptr);
 
+// Connects to a `kmsctl serve` at `path`, which runs as any user, once the directory that holds
+// the socket is one only that user or root can write (Code::refused otherwise: the socket could
+// be someone else's). Nothing when no service listens there.
+std::optional<posix::Fd> connect_to_service(const std::filesystem::path& path);
+
 // Whether `dir` can hold a socket only this user can replace: a directory this user owns that
 // no one else can write (owned_alone), or not (shared), or no directory at all (missing).
 enum class DirTrust { missing, shared, owned_alone };

@@ -88,6 +88,11 @@ constexpr std::array kActions{
                "a process of another user reached an agent (older agents refused other users "
                "before reading a request)"},
     ActionInfo{A::agent_request, "agent.request", "a message an agent could not read as a request"},
+    ActionInfo{A::service_start, "service.start",
+               "`kmsctl serve` started serving the vault (its sockets, its policy's SHA-256)"},
+    ActionInfo{A::service_stop, "service.stop", "`kmsctl serve` stopped (and why)"},
+    ActionInfo{A::service_reload, "service.reload",
+               "the service loaded its policy file again (its SHA-256), or kept the old one"},
 };
 
 constexpr bool in_enum_order() {
@@ -97,7 +102,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::agent_request) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::service_reload) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

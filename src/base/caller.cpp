@@ -31,6 +31,8 @@ std::string_view channel_name(Channel c) noexcept {
       return "direct";
     case Channel::agent:
       return "agent";
+    case Channel::service:
+      return "service";
   }
   return "direct";
 }

@@ -197,12 +197,32 @@ const std::string* agent_for(Globals& g) {
     const fs::path p = vault_path(g);
     const fs::path abs = fs::absolute(p, ec);
     r.vault = (ec ? p : abs).string();
-    if (const char* socket = agent::trusted_socket_in_env()) r.agent = socket;
+    if (!g.server.empty()) {
+      r.agent = g.server;
+      r.service = true;
+    } else if (const char* socket = agent::trusted_socket_in_env()) {
+      r.agent = socket;
+    }
   }
   return r.agent.empty() ? nullptr : &r.agent;
 }
 
+std::optional<agent::Connection> connect_route(Globals& g) {
+  const std::string* socket = agent_for(g);
+  if (socket == nullptr) return std::nullopt;
+  if (g.route.service) return agent::Connection::open_service(*socket);
+  return agent::Connection::open(*socket);
+}
+
 Service& local_vault(Globals& g) {
+  (void)agent_for(g);  // decides the route
+  if (g.route.service) {
+    throw Error(
+        Code::usage,
+        fmt::format("this command is not served by a kmsctl service ({} names one)", g.server),
+        "run it where the vault is, as the service's user, without --server / "
+        "KMSCTL_SERVER");
+  }
   if (!g.route.local) g.route.local = open_service(g, g.route.allow_backup);
   return *g.route.local;
 }
@@ -211,8 +231,8 @@ void close_local_vault(Globals& g) { g.route.local.reset(); }
 
 std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& name,
                                           const std::vector<std::string>& keys) {
-  if (const std::string* socket = agent_for(g)) {
-    std::optional<agent::Connection> c = agent::Connection::open(*socket);
+  if (agent_for(g) != nullptr) {
+    std::optional<agent::Connection> c = connect_route(g);
     if (c && c->serves(g.route.vault)) {
       return std::make_unique<agent::RemoteFile>(std::move(*c), g.route.vault, action, name, keys);
     }
@@ -257,6 +277,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"vault", register_vault},
     {"agent", register_agent},
     {"policy", register_policy},
+    {"serve", register_serve},
     {"version", register_meta},
     {"completion", register_meta},
     {"manpage", register_meta},
@@ -267,11 +288,12 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
 int first_word(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "--vault" || a == "--pin-file") {
+    if (a == "--vault" || a == "--pin-file" || a == "--server") {
       ++i;
       continue;
     }
-    if (a.starts_with("--vault=") || a.starts_with("--pin-file=")) continue;
+    if (a.starts_with("--vault=") || a.starts_with("--pin-file=") || a.starts_with("--server="))
+      continue;
     return a.starts_with("-") ? -1 : i;
   }
   return argc;
@@ -497,6 +519,11 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
                   "Read the token user PIN from the first line of FILE (mode 0600)")
       ->envname("KMSCTL_PIN_FILE")
       ->type_name("FILE");
+  app->add_option("--server", g.server,
+                  "Send every request to the kmsctl service listening at PATH (`kmsctl serve`); "
+                  "nothing runs here and no PIN is read")
+      ->envname("KMSCTL_SERVER")
+      ->type_name("PATH");
   // Building all of the tree costs more than a command's own work takes in the vault: a command
   // gets only its group.
   if (const Register only = group_of(argc, argv, g)) {

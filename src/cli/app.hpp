@@ -29,13 +29,16 @@ namespace kms::cli {
 struct Globals {
   std::string vault;     // --vault, KMSCTL_VAULT
   std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
+  std::string server;    // --server, KMSCTL_SERVER: the socket of a `kmsctl serve`
   std::string verb;      // the word after the group's name on the command line (see add_verbs)
-  // Where this command's requests go (send), decided at the first: the agent named by a
-  // trusted KMSCTL_AGENT_SOCK while it serves this vault, else the vault opened here, once.
+  // Where this command's requests go (send), decided at the first: the service named by
+  // --server / KMSCTL_SERVER; else the agent named by a trusted KMSCTL_AGENT_SOCK while it
+  // serves this vault; else the vault opened here, once.
   struct Route {
     bool decided = false;
-    std::string agent;  // its socket; empty: none
-    std::string vault;  // the vault's absolute path, as requests name it
+    std::string agent;     // its socket (an agent's or a service's); empty: none
+    bool service = false;  // `agent` is a service's: nothing runs here
+    std::string vault;     // the vault's absolute path, as requests name it
     std::shared_ptr<Service> local;
     bool allow_backup = false;  // local opens a backup too (audit verify)
   } route;
@@ -64,9 +67,13 @@ SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
 
-// The agent that serves g's vault (its socket), or null: requests run in this process.
+// The agent or service that serves g's requests (its socket), or null: they run in this process.
 const std::string* agent_for(Globals& g);
-// The vault opened in this process for g's requests (once per command, with the PIN).
+// A connection to it: to a service (Code::unavailable when none listens), or to the agent
+// (nothing when none listens).
+std::optional<agent::Connection> connect_route(Globals& g);
+// The vault opened in this process for g's requests (once per command, with the PIN); a usage
+// error when they go to a service.
 Service& local_vault(Globals& g);
 // Closes the vault local_vault opened, if any (before `exec` runs its command).
 void close_local_vault(Globals& g);
@@ -75,8 +82,8 @@ void close_local_vault(Globals& g);
 // vault sends it back: it then runs here, as do the rest of the command's requests.
 template <class R>
 typename R::Response send(Globals& g, const R& request) {
-  if (const std::string* socket = agent_for(g)) {
-    if (std::optional<agent::Connection> c = agent::Connection::open(*socket)) {
+  if (agent_for(g) != nullptr) {
+    if (std::optional<agent::Connection> c = connect_route(g)) {
       if (std::optional<typename R::Response> r = c->call(g.route.vault, request)) {
         return std::move(*r);
       }
@@ -126,6 +133,7 @@ void register_secret(CLI::App& app, Globals& g);
 void register_exec(CLI::App& app, Globals& g);
 void register_agent(CLI::App& app, Globals& g);
 void register_policy(CLI::App& app, Globals& g);  // policy validate, check (no vault)
+void register_serve(CLI::App& app, Globals& g);   // serve, serve reload, serve status
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

@@ -36,6 +36,11 @@ std::string hint_text(const Error& e) {
       return fmt::format("{} (a `kmsctl agent` must be started again)", h);
     case Remedy::act_as_owner:
       return "run kmsctl as the vault's owner";
+    case Remedy::ask_for_access:
+      return "ask the service's administrator for access (`kmsctl policy check` shows which rule "
+             "decides)";
+    case Remedy::use_full_socket:
+      return "send it to the service's full socket (KMSCTL_SERVER / --server)";
     case Remedy::retry_when_free:
       return "another kmsctl process holds it; try again";
     case Remedy::upgrade:

@@ -37,12 +37,38 @@ nlohmann::json keys_json(const std::vector<std::pair<std::string, std::int64_t>>
   return j;
 }
 
+// Decides the use of one key by a file operation (Code::refused when it may not).
+using KeyCheck = std::function<void(const std::string& key_id)>;
+
+// Each key a file operation uses is authorised on its own, as "key/ID" with the file's context
+// (the operation's own resource is the file): the file's record names the rule, and the grant,
+// that allowed the key, or the rule that refused it.
+KeyCheck key_check(Runner& runner, Action action, const Context& context, audit::Event& record) {
+  return [&runner, action, &context, &record](const std::string& key_id) {
+    audit::Event use{action, "key/" + key_id, {}, context};
+    auto name_rule = [&] {
+      for (const char* field : {"rule", "grant_id"}) {
+        if (use.params.contains(field)) record.params[field] = use.params[field];
+      }
+    };
+    try {
+      runner.authorize(use);
+    } catch (const Error&) {
+      name_rule();
+      throw;
+    }
+    name_rule();
+  };
+}
+
 // Wraps a data key under each key's primary version.
 std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks,
                                           const std::vector<store::KeyRow>& keys, ByteView data_key,
-                                          const Context& context, FileResult& result) {
+                                          const Context& context, FileResult& result,
+                                          const KeyCheck& check) {
   std::vector<envelope::Recipient> out;
   for (const store::KeyRow& key : keys) {
+    check(key.id);
     out.push_back({envelope::kRecipientVaultKey, ks.encrypt(key, data_key, context)});
     result.keys.emplace_back(key.id, key.primary_version);
   }
@@ -51,12 +77,14 @@ std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks,
 
 // Opens the data key with the first recipient whose key is usable. Failures rank: a key that
 // opens nothing (integrity) over a key refused by state over a missing key.
-SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResult& result) {
+SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResult& result,
+                        const KeyCheck& check) {
   std::optional<Error> best;
   auto rank = [](Code c) { return c == Code::integrity ? 3 : c == Code::refused ? 2 : 1; };
   for (const envelope::Recipient& r : h.recipients) {
     if (r.type != envelope::kRecipientVaultKey) continue;
     try {
+      if (const auto id = keys::KeyStore::blob_key_id(r.body)) check(*id);
       keys::Decrypted d = ks.decrypt(r.body, h.context);
       if (d.plaintext.size() != envelope::kDataKeySize) {
         throw Error(Code::integrity, "a wrapped data key has the wrong size");
@@ -197,7 +225,8 @@ class FileOperation final : public FileSession {
             keys.push_back(ks_.resolve(ref));
             keys::KeyStore::require_enabled(keys.back(), ref);
           }
-          out = wrap_for(ks_, keys, data_key, context, result);
+          out = wrap_for(ks_, keys, data_key, context, result,
+                         key_check(runner_, action_, context, ev));
           ev.params["keys"] = keys_json(result.keys);
         });
     return out;
@@ -211,7 +240,7 @@ class FileOperation final : public FileSession {
            {{"file", name_}, {"context", context_json(h.context)}},
            h.context},
           [&](audit::Event& ev) {
-            dk = unwrap_with(ks_, h, result);
+            dk = unwrap_with(ks_, h, result, key_check(runner_, action_, h.context, ev));
             ev.params["keys"] = keys_json(result.keys);
           });
     return dk;
@@ -413,7 +442,8 @@ Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h
   Bytes header;
   runner_.run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;
-    const SecureBytes dk = unwrap_with(ks, h, opened);
+    const KeyCheck check = key_check(runner_, Action::file_rewrap, h.context, e);
+    const SecureBytes dk = unwrap_with(ks, h, opened, check);
     envelope::verify_header(h, dk.view());
     e.params["from_keys"] = keys_json(opened.keys);
     std::vector<store::KeyRow> targets;
@@ -431,7 +461,7 @@ Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h
                   Remedy::pass_target_key);
     }
     for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
-    h.recipients = wrap_for(ks, targets, dk.view(), h.context, result);
+    h.recipients = wrap_for(ks, targets, dk.view(), h.context, result, check);
     e.params["to_keys"] = keys_json(result.keys);
     header = envelope::encode_header(h, dk.view());
   });

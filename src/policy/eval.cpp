@@ -244,24 +244,30 @@ Decision evaluate(const Policy& policy, const Query& q, std::span<const Grant> g
                       resource_text(q))};
 }
 
+Decision decide(const Policy& policy, const Sources& sources, const AccessRequest& r) {
+  ResourceFacts facts;
+  if (sources.facts) facts = sources.facts(r.resource);
+  if (facts.names.empty()) facts.names.emplace_back(r.resource);
+  if (r.resource.starts_with("vault/")) facts.names.emplace_back("vault");
+  if (facts.key_id.empty() && r.resource.starts_with("key/")) {
+    facts.key_id = r.resource.substr(4);
+  }
+  std::vector<Grant> grants;
+  if (sources.grants && !facts.key_id.empty()) grants = sources.grants(facts.key_id);
+  Query q;
+  q.uid = r.caller.uid;
+  q.gids = r.caller.groups;
+  q.action = r.action;
+  q.resources = facts.names;
+  q.context = &r.context;
+  q.tags = &facts.tags;
+  q.now = sources.now ? sources.now() : Clock::now();
+  return evaluate(policy, q, grants);
+}
+
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources) {
   return [policy = std::move(policy), sources = std::move(sources)](const AccessRequest& r) {
-    ResourceFacts facts;
-    if (sources.facts) facts = sources.facts(r.resource);
-    if (facts.names.empty()) facts.names.emplace_back(r.resource);
-    if (r.resource.starts_with("vault/")) facts.names.emplace_back("vault");
-    std::vector<Grant> grants;
-    if (sources.grants && r.resource.starts_with("key/"))
-      grants = sources.grants(r.resource.substr(4));
-    Query q;
-    q.uid = r.caller.uid;
-    q.gids = r.caller.groups;
-    q.action = r.action;
-    q.resources = facts.names;
-    q.context = &r.context;
-    q.tags = &facts.tags;
-    q.now = sources.now ? sources.now() : Clock::now();
-    return evaluate(*policy, q, grants);
+    return decide(*policy, sources, r);
   };
 }
 

@@ -561,7 +561,7 @@ LoadResult parse_json(std::string_view text, const Names& names) {
   return Loader(names).run(from_json(doc));
 }
 
-LoadResult load_file(const std::filesystem::path& path, const Names& names) {
+std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw Error(Code::usage,
@@ -570,10 +570,17 @@ LoadResult load_file(const std::filesystem::path& path, const Names& names) {
   }
   std::ostringstream buf;
   buf << in.rdbuf();
-  const std::string text = buf.str();
+  return buf.str();
+}
+
+LoadResult parse_text(std::string_view text, const Names& names) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '{') return parse_json(text, names);
   return parse_toml(text, names);
+}
+
+LoadResult load_file(const std::filesystem::path& path, const Names& names) {
+  return parse_text(read_text(path), names);
 }
 
 }  // namespace kms::policy

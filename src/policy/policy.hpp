@@ -125,8 +125,11 @@ struct Names {
 
 LoadResult parse_toml(std::string_view text, const Names& names = Names::system());
 LoadResult parse_json(std::string_view text, const Names& names = Names::system());
-// A file: JSON when its first non-blank character is `{`, else TOML. Code::usage when it cannot
-// be read.
+// JSON when the first non-blank character is `{`, else TOML.
+LoadResult parse_text(std::string_view text, const Names& names = Names::system());
+// A policy file's text; Code::usage when it cannot be read.
+std::string read_text(const std::filesystem::path& path);
+// parse_text(read_text(path)).
 LoadResult load_file(const std::filesystem::path& path, const Names& names = Names::system());
 
 // A grant: a key's owner lets one uid use some operations on that key, possibly only with some
@@ -174,14 +177,18 @@ Decision evaluate(const Policy& policy, const Query& q, std::span<const Grant> g
 struct ResourceFacts {
   std::vector<std::string> names;  // empty: the resource as the request names it
   Tags tags;
+  std::string
+      key_id{};  // the key whose grants apply (an alias's too); empty: a "key/ID" resource's
 };
 struct Sources {
   std::function<ResourceFacts(std::string_view resource)> facts;      // null: none
   std::function<std::vector<Grant>(std::string_view key_id)> grants;  // null: none
   std::function<Clock::time_point()> now;                             // null: system clock
 };
-// A kms::Authorizer deciding each request by `policy`. A request on "vault/ID" also matches the
-// resource name "vault".
+// One request decided by `policy`, with what `sources` say of its resource. A request on
+// "vault/ID" also matches the resource name "vault".
+Decision decide(const Policy& policy, const Sources& sources, const AccessRequest& r);
+// A kms::Authorizer deciding each request by `policy` (decide).
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources = {});
 
 }  // namespace kms::policy

@@ -71,7 +71,8 @@ TEST_CASE("every action a caller can request has a policy name, and the name fin
   for (const ActionInfo& a : actions()) {
     const bool internal = a.action == Action::vault_init ||
                           a.action == Action::vault_repair_token ||
-                          std::string_view(a.name).starts_with("agent.");
+                          std::string_view(a.name).starts_with("agent.") ||
+                          std::string_view(a.name).starts_with("service.");
     CHECK_MESSAGE(a.iam.empty() == internal, a.name);
     if (a.iam.empty()) continue;
     const std::vector<Action> found = iam_actions(a.iam);

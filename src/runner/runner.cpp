@@ -79,9 +79,9 @@ void Runner::set_authorizer(Authorizer authorizer) { authorizer_ = std::move(aut
 void Runner::authorize(audit::Event& event) {
   const Decision d = authorizer_({caller_, event.action, event.resource, event.context});
   // The record names the rule that decided, unless it is the owner's own vault (every record of
-  // a vault without a service is the owner's); a grant's id also on its own, for `audit list
-  // --grant`.
-  if (d.allowed && d.rule == "owner") return;
+  // a vault without a service is the owner's) or no rule (a service's own records); a grant's
+  // id also on its own, for `audit list --grant`.
+  if (d.allowed && (d.rule.empty() || d.rule == "owner")) return;
   event.params["rule"] = d.rule;
   if (d.rule.starts_with("grant:")) {
     event.params["grant_id"] = d.rule.substr(6);
@@ -92,7 +92,7 @@ void Runner::authorize(audit::Event& event) {
   throw Error(Code::refused,
               fmt::format("{} (uid {}) may not {} {}: {}", caller_.user, caller_.uid,
                           action_name(event.action), event.resource, d.reason),
-              Remedy::act_as_owner);
+              caller_.channel == Channel::service ? Remedy::ask_for_access : Remedy::act_as_owner);
 }
 
 store::AuditRow Runner::append(const audit::Event& event, std::string_view outcome,
@@ -102,9 +102,9 @@ store::AuditRow Runner::append(const audit::Event& event, std::string_view outco
   }
   audit::Event named = event;
   named.params["channel"] = channel_name(caller_.channel);
-  if (caller_.channel == Channel::agent) {
-    named.params["agent"] = {{"pid", ::getpid()}, {"client_pid", caller_.pid}};
-  }
+  // The serving process and its client ("agent": {...} or "service": {...}).
+  named.params[std::string(channel_name(caller_.channel))] = {{"pid", ::getpid()},
+                                                              {"client_pid", caller_.pid}};
   return log_->append(named, outcome, error_code, caller_, now());
 }
 

@@ -613,6 +613,62 @@ class SecretsTestCase(SharedVaultTestCase):
                 self.assertNotIn(v, data, f"a secret value is stored in plaintext in {path}")
 
 
+class UnixUsers:
+    """Unix users and groups a test creates (as root) and removes, each named with a random
+    prefix so that a test never touches an account it did not make. `as_user(name)` is a
+    preexec_fn that runs a child as that user, with the groups the user is a member of."""
+
+    def __init__(self):
+        self.prefix = "kt" + uuid.uuid4().hex[:6]
+        self.users, self.groups = [], []
+
+    def group(self, role):
+        name = f"{self.prefix}-{role}"
+        subprocess.run(["groupadd", name], check=True, capture_output=True)
+        self.groups.append(name)
+        return name
+
+    def user(self, role, groups=()):
+        """A system user without a home or a login shell, in `groups` (names from group())."""
+        name = f"{self.prefix}-{role}"
+        argv = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                "--user-group"]
+        if groups:
+            argv += ["--groups", ",".join(groups)]
+        subprocess.run(argv + [name], check=True, capture_output=True)
+        self.users.append(name)
+        return name
+
+    @staticmethod
+    def ids(name):
+        """(uid, gid, [every gid the user is in])"""
+        import grp
+        import pwd
+        pw = pwd.getpwnam(name)
+        gids = [pw.pw_gid] + [g.gr_gid for g in grp.getgrall() if name in g.gr_mem]
+        return pw.pw_uid, pw.pw_gid, gids
+
+    @classmethod
+    def as_user(cls, name):
+        uid, gid, gids = cls.ids(name)
+
+        def drop():
+            os.setgroups(gids)
+            os.setgid(gid)
+            os.setuid(uid)
+        return drop
+
+    def remove(self):
+        for name in self.users:
+            subprocess.run(["userdel", name], capture_output=True)
+        for name in self.groups:
+            subprocess.run(["groupdel", name], capture_output=True)
+
+    @staticmethod
+    def available():
+        return os.geteuid() == 0 and shutil.which("useradd") is not None
+
+
 def main():
     if not os.path.exists(KMSCTL):
         raise SystemExit(f"kmsctl binary not found at {KMSCTL}: build it, or set KMSCTL_BIN")

@@ -1,0 +1,107 @@
+#include "serve/policy_file.hpp"
+
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+#include "store/store.hpp"
+#include "vault/vault.hpp"
+
+namespace kms::serve {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The policy in `text`, or Code::usage naming every problem of `path`'s with its line.
+policy::Policy parse(const fs::path& path, const std::string& text) {
+  policy::LoadResult r = policy::parse_text(text);
+  if (r.policy) return std::move(*r.policy);
+  std::string what = fmt::format("the policy {} has {} problem{}", path.string(), r.problems.size(),
+                                 r.problems.size() == 1 ? "" : "s");
+  for (std::size_t i = 0; i < r.problems.size(); ++i) {
+    what += fmt::format("{} {}", i == 0 ? ":" : ";", r.problems[i].text());
+  }
+  throw Error(
+      Code::usage, what,
+      fmt::format("fix it (`kmsctl policy validate {}` lists the same problems)", path.string()));
+}
+
+policy::Tags as_tags(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  return policy::Tags(pairs.begin(), pairs.end());
+}
+
+// What the vault knows about a resource: a key by its id or an alias has every name it goes by
+// (its id and each alias) and its tags; a secret, its tags.
+policy::ResourceFacts facts_of(store::Db& db, std::string_view resource) {
+  policy::ResourceFacts f;
+  // A key named by its alias, before the operation resolves it ("key/alias/NAME").
+  if (resource.starts_with("key/alias/")) resource.remove_prefix(4);
+  std::optional<std::string> key_id;
+  if (resource.starts_with("key/")) {
+    key_id = std::string(resource.substr(4));
+  } else if (resource.starts_with("alias/")) {
+    key_id = store::alias_target(db, resource);
+  } else if (resource.starts_with("secret/")) {
+    if (const auto s = store::secret_by_name(db, resource.substr(7))) {
+      f.tags = as_tags(store::secret_tags_of(db, s->id));
+    }
+    return f;
+  }
+  if (!key_id) return f;
+  f.key_id = *key_id;
+  f.names.push_back("key/" + *key_id);
+  for (std::string& alias : store::aliases_of(db, *key_id)) f.names.push_back(std::move(alias));
+  if (resource.starts_with("alias/") &&
+      std::find(f.names.begin(), f.names.end(), resource) == f.names.end()) {
+    f.names.emplace_back(resource);
+  }
+  f.tags = as_tags(store::tags_of(db, *key_id));
+  return f;
+}
+
+}  // namespace
+
+PolicyFile::PolicyFile(fs::path path) : path_(path.empty() ? path : fs::absolute(path)) {
+  if (path_.empty()) {
+    policy_ = std::make_shared<const policy::Policy>();
+    return;
+  }
+  (void)reload();
+}
+
+nlohmann::json PolicyFile::reload() {
+  if (path_.empty()) return describe();
+  const std::string text = policy::read_text(path_);
+  policy::Policy loaded = parse(path_, text);
+  policy_ = std::make_shared<const policy::Policy>(std::move(loaded));
+  sha256_ = crypto::to_hex(crypto::sha256(as_bytes(text)));
+  return describe();
+}
+
+nlohmann::json PolicyFile::describe() const {
+  return {{"file", path_.empty() ? nlohmann::json() : nlohmann::json(path_.string())},
+          {"sha256", path_.empty() ? nlohmann::json() : nlohmann::json(sha256_)},
+          {"statements", policy_->statements().size()}};
+}
+
+Authorizer authorizer(Service& svc, const PolicyFile& file, std::int64_t admin_uid) {
+  policy::Sources sources;
+  sources.facts = [&svc](std::string_view resource) {
+    return facts_of(svc.vault().db(), resource);
+  };
+  return [&file, admin_uid, sources = std::move(sources)](const AccessRequest& r) -> Decision {
+    if (iam_name(r.action).empty()) return {true, {}, {}};  // no rule to record
+    (void)admin_uid;
+    Decision d = policy::decide(file.policy(), sources, r);
+    // A file operation is decided by the keys it uses, each on its own (FileOperations); its
+    // file is refused only by an explicit deny on "file/PATH".
+    if (!d.allowed && d.rule == "default-deny" && r.resource.starts_with("file/")) {
+      return {true, "file-keys-decide", {}};
+    }
+    return d;
+  };
+}
+
+}  // namespace kms::serve
