@@ -537,6 +537,15 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
                           head->op),
               Remedy::use_full_socket));
   }
+  if (mode_.service && head->op == static_cast<std::uint16_t>(Op::audit_export)) {
+    // It would write a file where the service runs, as the service's user, at a path its client
+    // names.
+    return refuse_request(
+        c, head->op, "service-writes-no-files",
+        Error(Code::usage, "a kmsctl service does not write audit exports for its clients",
+              "page the log with `kmsctl audit list --json` through the service, or export it "
+              "where the vault is, as the service's user"));
+  }
   if (head->op == kOpAgentStatus) {
     const std::string text =
         status_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

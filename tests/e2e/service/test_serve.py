@@ -291,6 +291,17 @@ class Service(KmsCase):
         self.assertRefused(self.as_(self.auditor, "secret", "get", "app/db"), "secret.get",
                            "secret/app/db")
 
+    def test_the_service_writes_no_audit_export_for_a_client(self):
+        # A path the service's user can write and the auditor cannot: no confused deputy.
+        dest = os.path.join(self.run_dir, "export.jsonl")
+        seq = self.mark()
+        r = self.as_(self.auditor, "audit", "export", "--output", dest)
+        self.assertError(r, kmsenv.USAGE, "does not write audit exports", hint="audit list")
+        self.assertFalse(os.path.exists(dest))
+        [row] = self.records_since(seq)
+        self.assertEqual((row["principal"], row["action"], row["params"]["rule"]),
+                         (self.auditor, "agent.request", "service-writes-no-files"))
+
     def test_the_use_only_socket_serves_key_use_and_refuses_key_management(self):
         blob = self.as_(self.app, "encrypt", "--key", "alias/app", input=b"ci artifact",
                         server=self.use_only)
