@@ -26,6 +26,7 @@
 #   BENCH_SKIP_SETUP=1     do not call scripts/setup.sh (just build the targets in build/)
 #   BENCH_KEEP=1           keep the temporary directory (its path is printed)
 #   BENCH_MD=FILE          also write the result table (Markdown) to FILE
+#   BENCH_SERVE=0          skip the served encrypt (`kmsctl serve` vs `kmsctl agent`)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -607,6 +608,65 @@ lines = [f"load average after {load}", "", "| file encrypt | median wall | CPU (
          "|---|---:|---:|", f"| without an agent | {m[0]:.3f} s | {cpu[0]:.3f} s |",
          f"| through an agent | {m[1]:.3f} s | {cpu[1]:.3f} s |",
          f"| ratio (target <= 1.10) | **{m[1] / m[0]:.3f}** (met: {'yes' if m[1] / m[0] <= 1.10 else '**no**'}) | |"]
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi
+
+# ---- 7. a served encrypt: `kmsctl serve` vs the same user's agent ------------------------------
+# `encrypt` of 1 KiB sent to a `kmsctl serve` (the policy decides it) and to a `kmsctl agent` on
+# the same vault, interleaved; both serve this user here, so that the difference is the service's
+# own work (policy evaluation, the key's aliases and tags read for it). Target: served <= 1.2x
+# through the agent. BENCH_SERVE=0 skips this section.
+if [[ ${BENCH_SERVE:-1} != 0 ]]; then
+  echo
+  echo "## 7. encrypt of 1 KiB: through \`kmsctl serve\` vs through \`kmsctl agent\` ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  VDIR=$TMP/serve
+  mkdir -p -m 700 "$VDIR"
+  mkdir -p -m 755 "$VDIR/run"
+  VVAULT=$VDIR/vault.db
+  "$KMSCTL" --vault "$VVAULT" init --so-pin-file "$VDIR/so.pin" >/dev/null
+  "$KMSCTL" --vault "$VVAULT" key create --alias alias/bench >/dev/null
+  head -c 1024 /dev/urandom >"$VDIR/plain"
+  cat >"$VDIR/policy.toml" <<TOML
+[[statements]]
+sid = "bench"
+effect = "allow"
+principals = ["uid:$(id -u)"]
+actions = ["kms:Encrypt"]
+resources = ["alias/bench"]
+TOML
+  VSOCK=$VDIR/run/kmsctl.sock
+  ASOCK=$VDIR/agent.sock
+  show "kmsctl --vault $VVAULT serve --socket $VSOCK --policy $VDIR/policy.toml --json &"
+  coproc SERVE { exec "$KMSCTL" --vault "$VVAULT" serve --socket "$VSOCK" --policy "$VDIR/policy.toml" --json 2>/dev/null; }
+  SRV_PID=$SERVE_PID  # bash unsets SERVE_PID once the coprocess ends
+  on_exit=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT$/\1/")
+  trap 'kill "$SRV_PID" 2>/dev/null || true; "$KMSCTL" agent stop --socket "$ASOCK" 2>/dev/null || true; '"${on_exit:-cleanup}" EXIT
+  read -r -t 60 _ <&"${SERVE[0]}" || die "kmsctl serve did not start"
+  show "kmsctl --vault $VVAULT agent start --socket $ASOCK"
+  "$KMSCTL" --vault "$VVAULT" agent start --socket "$ASOCK" >/dev/null
+  VSTATS=$TMP/serve.json
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: 'KMSCTL_AGENT_SOCK=$ASOCK kmsctl --vault $VVAULT encrypt --key alias/bench --in $VDIR/plain' 'KMSCTL_SERVER=$VSOCK kmsctl encrypt --key alias/bench --in $VDIR/plain'"
+  time_interleaved "$VSTATS" \
+    "KMSCTL_AGENT_SOCK=$ASOCK $KMSCTL --vault $VVAULT encrypt --key alias/bench --in $VDIR/plain" \
+    "KMSCTL_SERVER=$VSOCK $KMSCTL encrypt --key alias/bench --in $VDIR/plain"
+  "$KMSCTL" agent stop --socket "$ASOCK" 2>/dev/null
+  kill "$SRV_PID"
+  wait "$SRV_PID" 2>/dev/null || true
+  trap "${on_exit:-cleanup}" EXIT
+  python3 - "$VSTATS" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res, md = json.load(open(sys.argv[1]))["results"], sys.argv[2]
+m = [statistics.median(r["times"]) * 1e3 for r in res]
+cpu = [(r["user"] + r["system"]) * 1e3 for r in res]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+lines = [f"load average after {load}", "", "| encrypt 1 KiB | median wall | client CPU (user+sys) |",
+         "|---|---:|---:|", f"| through `kmsctl agent` | {m[0]:.2f} ms | {cpu[0]:.2f} ms |",
+         f"| through `kmsctl serve` | {m[1]:.2f} ms | {cpu[1]:.2f} ms |",
+         f"| ratio (target <= 1.2) | **{m[1] / m[0]:.3f}** (met: {'yes' if m[1] / m[0] <= 1.2 else '**no**'}) | |"]
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:

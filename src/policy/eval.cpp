@@ -262,7 +262,20 @@ Decision decide(const Policy& policy, const Sources& sources, const AccessReques
   q.context = &r.context;
   q.tags = &facts.tags;
   q.now = sources.now ? sources.now() : Clock::now();
-  return evaluate(policy, q, grants);
+  const Decision by_file = evaluate(policy, q, grants);
+  const bool explicit_deny = !by_file.allowed && by_file.rule != "default-deny";
+  std::shared_ptr<const Policy> own;
+  if (!explicit_deny && sources.key_policy && !facts.key_id.empty()) {
+    own = sources.key_policy(facts.key_id);
+  }
+  if (!own) return by_file;
+  Decision by_key = evaluate(*own, q);
+  if (by_key.rule.starts_with("policy:")) {
+    by_key.rule = "key-policy:" + by_key.rule.substr(7);
+    by_key.reason = "the key's own " + by_key.reason;  // "the key's own policy statement ..."
+  }
+  if (!by_key.allowed && by_key.rule != "default-deny") return by_key;  // its deny wins
+  return by_file.allowed ? by_file : by_key.allowed ? by_key : by_file;
 }
 
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources) {

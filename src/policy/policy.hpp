@@ -183,10 +183,15 @@ struct ResourceFacts {
 struct Sources {
   std::function<ResourceFacts(std::string_view resource)> facts;      // null: none
   std::function<std::vector<Grant>(std::string_view key_id)> grants;  // null: none
-  std::function<Clock::time_point()> now;                             // null: system clock
+  // A key's own policy (a key policy, as AWS KMS's), or null: none. Its statements apply only to
+  // requests on that key (`resources = ["*"]` is the key itself).
+  std::function<std::shared_ptr<const Policy>(std::string_view key_id)> key_policy;  // null: none
+  std::function<Clock::time_point()> now;  // null: system clock
 };
 // One request decided by `policy`, with what `sources` say of its resource. A request on
-// "vault/ID" also matches the resource name "vault".
+// "vault/ID" also matches the resource name "vault". A key's policy is evaluated with the
+// file's: an explicit deny in either wins; otherwise a statement of either, or a live grant,
+// allows (a key policy's rules are named "key-policy:SID").
 Decision decide(const Policy& policy, const Sources& sources, const AccessRequest& r);
 // A kms::Authorizer deciding each request by `policy` (decide).
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources = {});

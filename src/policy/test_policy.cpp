@@ -579,6 +579,53 @@ conditions.resource_tags = { team = "a" }
   CHECK_FALSE(auth({alice, Action::key_decrypt, "key/k1", none}).allowed);
 }
 
+TEST_CASE("a key's own policy is evaluated with the file's: a deny in either wins") {
+  const auto file = std::make_shared<const Policy>(load_toml(R"(
+[[statements]]
+sid = "daemon-encrypts"
+effect = "allow"
+principals = ["user:daemon"]
+actions = ["kms:Encrypt", "kms:Decrypt"]
+resources = ["key/*"]
+)"));
+  const auto own = std::make_shared<const Policy>(load_toml(R"(
+[[statements]]
+sid = "alice-decrypts"
+effect = "allow"
+principals = ["uid:1000"]
+actions = ["kms:Decrypt"]
+resources = ["*"]
+[[statements]]
+sid = "no-daemon-decrypt"
+effect = "deny"
+principals = ["user:daemon"]
+actions = ["kms:Decrypt"]
+resources = ["*"]
+)"));
+  Sources s;
+  s.key_policy = [&](std::string_view key) {
+    return key == "k1" ? own : std::shared_ptr<const Policy>{};
+  };
+  const Authorizer auth = authorizer(file, s);
+  Caller daemon;
+  daemon.uid = kDaemon;
+  daemon.groups = {kDaemon};
+  Caller alice;
+  alice.uid = kAlice;
+  alice.groups = {kAlice};
+  const Context none;
+  // The key's policy allows alice what the file does not; its deny wins over the file's allow.
+  CHECK(auth({alice, Action::key_decrypt, "key/k1", none}).rule == "key-policy:alice-decrypts");
+  const Decision d = auth({daemon, Action::key_decrypt, "key/k1", none});
+  CHECK_FALSE(d.allowed);
+  CHECK(d.rule == "key-policy:no-daemon-decrypt");
+  CHECK(d.reason.starts_with("the key's own policy statement"));
+  CHECK(auth({daemon, Action::key_encrypt, "key/k1", none}).rule == "policy:daemon-encrypts");
+  // Another key has no policy of its own: the file alone decides.
+  CHECK(auth({daemon, Action::key_decrypt, "key/k2", none}).allowed);
+  CHECK_FALSE(auth({alice, Action::key_decrypt, "key/k2", none}).allowed);
+}
+
 TEST_CASE("a malformed TOML file names its line and column") {
   const LoadResult r = parse_toml("[[statements]]\neffect = \"allow\"\nprincipals = [\"*\"\n");
   REQUIRE(r.problems.size() == 1);
