@@ -62,6 +62,10 @@ enum class Action : std::uint8_t {
   agent_stop,
   agent_connect,
   agent_request,
+  grant_create,
+  grant_list,
+  grant_revoke,
+  grant_retire,
 };
 
 struct ActionInfo {

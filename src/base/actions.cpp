@@ -88,6 +88,12 @@ constexpr std::array kActions{
                "a process of another user reached an agent (older agents refused other users "
                "before reading a request)"},
     ActionInfo{A::agent_request, "agent.request", "a message an agent could not read as a request"},
+    ActionInfo{A::grant_create, "grant.create", "a grant let a user use some operations on one key",
+               "kms:CreateGrant"},
+    ActionInfo{A::grant_list, "grant.list", "grants were listed", "kms:ListGrants"},
+    ActionInfo{A::grant_revoke, "grant.revoke", "a grant was revoked", "kms:RevokeGrant"},
+    ActionInfo{A::grant_retire, "grant.retire", "a grant was retired (its use is over)",
+               "kms:RetireGrant"},
 };
 
 constexpr bool in_enum_order() {
@@ -97,7 +103,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::agent_request) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::grant_retire) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace
