@@ -256,6 +256,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"maintain", register_maintain},
     {"vault", register_vault},
     {"agent", register_agent},
+    {"grant", register_grant},
     {"policy", register_policy},
     {"version", register_meta},
     {"completion", register_meta},

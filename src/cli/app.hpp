@@ -125,6 +125,7 @@ void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap
 void register_secret(CLI::App& app, Globals& g);
 void register_exec(CLI::App& app, Globals& g);
 void register_agent(CLI::App& app, Globals& g);
+void register_grant(CLI::App& app, Globals& g);   // grant create, list, revoke, retire
 void register_policy(CLI::App& app, Globals& g);  // policy validate, check (no vault)
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.

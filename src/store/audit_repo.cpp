@@ -113,6 +113,13 @@ void audit_query(Db& db, const AuditFilter& f, const std::function<void(const Au
   where(f.resource, " AND resource = ?");
   where(f.principal, " AND principal = ?");
   where(f.outcome, " AND outcome = ?");
+  if (f.grant) {
+    sql +=
+        " AND (json_extract(params, '$.grant_id') = ? OR "
+        "json_extract(params, '$.parent_grant_id') = ?)";
+    args.push_back(*f.grant);
+    args.push_back(*f.grant);
+  }
   if (f.after_seq) sql += " AND seq > ?";
   if (f.before_seq) sql += " AND seq < ?";
   sql += f.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";
