@@ -303,7 +303,7 @@ GrantInfo GrantOperations::end(Action action, std::string_view grant_id, GrantSt
     }
   }
   GrantInfo out;
-  runner_.run({action, resource, {{"grant_id", id}}}, [&](audit::Event& e) {
+  const auto op = [&](audit::Event& e) {
     auto g = store::grant_get(vault_.db(), id);
     if (!g) {
       throw Error(Code::not_found, fmt::format("no grant {} in this vault", id),
@@ -327,7 +327,14 @@ GrantInfo GrantOperations::end(Action action, std::string_view grant_id, GrantSt
     g->state = state;
     g->ended = t;
     out = std::move(*g);
-  });
+  };
+  // A refusal's record names the grant too (the runner keeps grant_id only for a grant that
+  // allowed the request).
+  Runner::Hooks hooks;
+  hooks.failing = [&](audit::Event& e) {
+    if (!e.params.contains("grant_id")) e.params["grant_id"] = id;
+  };
+  runner_.run({action, resource, {{"grant_id", id}}}, op, hooks);
   return out;
 }
 

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "audit/operations.hpp"
 #include "grants/operations.hpp"
+#include "keys/operations.hpp"
 #include "service_support.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
@@ -226,4 +228,36 @@ TEST_CASE("a grant row widened outside kmsctl is Code::integrity when read") {
   CHECK(error_of([&] { (void)s->grants().list({}); }).code() == Code::integrity);
   CHECK(error_of([&] { (void)s->grants().grants_of_key(key); }).code() == Code::integrity);
   CHECK(!s->audit().verify().ok);
+}
+
+TEST_CASE("audit list by grant finds the records about it, made under it and allowed by it") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const std::string key = s->keys().create({}).key.id;
+  const GrantInfo parent = s->grants().create(spec_for(key, {"Encrypt", "CreateGrant"}));
+  const GrantInfo other = s->grants().create(spec_for(key, {"Decrypt"}));
+  s->set_authorizer([&](const AccessRequest& r) {
+    if (r.action == Action::grant_revoke) return Decision{false, "no-revoke", "not today"};
+    if (r.action == Action::grant_create || r.action == Action::key_encrypt) {
+      return Decision{true, "grant:" + parent.id, {}};
+    }
+    return Decision{true, "test", {}};
+  });
+  const GrantInfo child = s->grants().create(spec_for(key, {"Encrypt"}));
+  (void)s->keys().encrypt(key, as_bytes("x"), {});
+  // A refused revoke still names the grant it was about.
+  CHECK(error_of([&] { (void)s->grants().revoke(other.id); }).code() == Code::refused);
+  CHECK(nlohmann::json::parse(audit_rows(s->vault()).back().params)["grant_id"] == other.id);
+  auto actions = [&](const std::string& id) {
+    AuditFilter f;
+    f.grant = id;
+    std::vector<std::string> out;
+    for (const auto& r : s->audit().list(f)) out.push_back(r.action + ":" + r.outcome);
+    return out;
+  };
+  CHECK(actions(parent.id) ==
+        std::vector<std::string>{"key.encrypt:ok", "grant.create:ok", "grant.create:ok"});
+  CHECK(actions(child.id) == std::vector<std::string>{"grant.create:ok"});
+  CHECK(actions(other.id) ==
+        std::vector<std::string>{"grant.revoke:denied", "grant.create:ok"});
 }
