@@ -6,14 +6,14 @@
 #include <string>
 #include <vector>
 
-#include "audit/operations.hpp"
 #include "grants/operations.hpp"
-#include "keys/operations.hpp"
 #include "service_support.hpp"
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "audit/operations.hpp"
+#include "keys/operations.hpp"
 #include "kms/access.hpp"
 #include "kms/clock.hpp"
 #include "kms/error.hpp"
@@ -258,6 +258,5 @@ TEST_CASE("audit list by grant finds the records about it, made under it and all
   CHECK(actions(parent.id) ==
         std::vector<std::string>{"key.encrypt:ok", "grant.create:ok", "grant.create:ok"});
   CHECK(actions(child.id) == std::vector<std::string>{"grant.create:ok"});
-  CHECK(actions(other.id) ==
-        std::vector<std::string>{"grant.revoke:denied", "grant.create:ok"});
+  CHECK(actions(other.id) == std::vector<std::string>{"grant.revoke:denied", "grant.create:ok"});
 }
