@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent policy serve version completion manpage
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent grant policy serve version completion manpage
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -17,6 +17,8 @@ function __kmsctl_subcommands
             printf '%s\n' backup rekey change-pin restore check-token
         case 'agent'
             printf '%s\n' start stop status
+        case 'grant'
+            printf '%s\n' create list revoke retire
         case 'policy'
             printf '%s\n' validate check
         case 'serve'
@@ -50,6 +52,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a exec -d 'Run COMMAND with s
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a maintain -d 'Rotate keys and secrets whose period has elapsed, delete keys whose deletion date has passed and purge deleted secrets past their recovery window (run from cron or a systemd timer)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a vault -d 'Back up and restore the vault, rekey it, change the token PIN'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a agent -d 'Keep the vault open for this user\'s kmsctl commands (like gpg-agent)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a grant -d 'Let a user use one key: create, list, revoke and retire grants'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a policy -d 'Check and try the access policy of a vault that serves several users'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a serve -d 'Serve the vault to several users over Unix sockets, each request decided by a policy (runs in the foreground; for systemd see contrib/systemd)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
@@ -159,6 +162,12 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a stop -d 'Stop the agen
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -a status -d 'Show the running agent (KMSCTL_AGENT_SOCK or --socket)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -a create -d 'Let a user use some operations on one key (prints its id)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -a list -d 'List grants, oldest first, a page at a time'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -a revoke -d 'Revoke a grant (by a manager of its key): it allows nothing more'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -a retire -d 'Retire a grant (by its grantee or retiring principal) once its use is over'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a validate -d 'Check a policy file (TOML or JSON) and list every problem with its place'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -a check -d 'Decide one request by a policy file, without a vault: allow (exit 0) or deny (exit 4), and the statement that decided'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy'" -l help -s h -d 'Print this help message and exit'
@@ -186,6 +195,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l action -r -d 'Onl
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l resource -r -d 'Only this resource (e.g. vault/ID)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l principal -r -d 'Only this OS user'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l outcome -r -d 'Only this outcome'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l grant -r -d 'Only records about this grant or allowed by it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l limit -r -d 'At most N records (default 100)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l json -d 'Print a JSON array of records'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l help -s h -d 'Print this help message and exit'
@@ -368,6 +378,31 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help -s h -d 'P
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l socket -r -d 'The agent\'s socket'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l json -d 'Print as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l key -r -d 'Key id or alias/NAME'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l grantee -r -d 'Who may use the key: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l operations -r -d 'Comma-separated, of Encrypt,Decrypt,ReEncrypt,GenerateDataKey,DescribeKey,CreateGrant,RetireGrant (kms: prefix optional)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-equals -r -d 'Only with exactly this encryption context (K=V, repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-subset -r -d 'Only with an encryption context holding K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l retiring-principal -r -d 'Who else may retire it: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l expires -r -d 'Ends after a duration (30d, 12h; at most 3650d) or at an RFC 3339 time'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l name -r -d 'A name, unique among the key\'s active grants'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l json -d 'Print the grant as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l key -r -d 'Only the grants of this key'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l grantee -r -d 'Only the grants of this user: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l all -d 'Also grants that ended (retired, revoked) or expired'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l limit -r -d 'At most N grants (default 100)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l after -r -d 'Start after this grant id (the `next` of the last page)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l json -d 'Print {"grants": [...], "next": ID|null}'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant revoke'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant revoke'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant revoke'" -l json -d 'Print the grant as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant retire'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant retire'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant retire'" -l json -d 'Print the grant as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l json -d 'Print the result as JSON'

@@ -99,6 +99,8 @@ struct AuditFilter {
   std::int64_t limit = 100;
   bool newest_first = true;
   std::optional<std::int64_t> before_seq;  // only records with a smaller seq
+  // Only records about this grant or allowed by it (params grant_id or parent_grant_id).
+  std::optional<std::string> grant;
 };
 
 // The newest record: its seq and hash.

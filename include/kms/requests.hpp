@@ -15,6 +15,7 @@
 #include "kms/audit.hpp"
 #include "kms/context.hpp"
 #include "kms/envelope.hpp"
+#include "kms/grants.hpp"
 #include "kms/keys.hpp"
 #include "kms/secrets.hpp"
 #include "kms/secure.hpp"
@@ -71,6 +72,10 @@ enum class Op : std::uint16_t {
   vault_rekey = 91,
   vault_check_token = 92,
   vault_change_pin = 93,
+  grant_create = 100,
+  grant_list = 101,
+  grant_revoke = 102,
+  grant_retire = 103,
 };
 
 // An answer with nothing in it.
@@ -304,6 +309,26 @@ struct SecretSetRotation {
   std::string name;
   secrets::RotationChange change;
 };
+
+// ---- grants; GRANT is a grant id ----
+struct GrantCreate {
+  static constexpr Op op = Op::grant_create;
+  using Response = GrantInfo;
+  grants::CreateSpec spec;
+};
+struct GrantList {
+  static constexpr Op op = Op::grant_list;
+  using Response = GrantPage;
+  grants::ListFilter filter;
+};
+template <Op O>
+struct OnGrant {
+  static constexpr Op op = O;
+  using Response = GrantInfo;
+  std::string grant;
+};
+using GrantRevoke = OnGrant<Op::grant_revoke>;
+using GrantRetire = OnGrant<Op::grant_retire>;
 
 // ---- run where the vault is opened, never by an agent ----
 struct SecretRotate {

@@ -1,8 +1,8 @@
 // The composition root every front end uses: opens (creates, restores) a vault and holds its
 // runner (authorise → do → audit, in one SQLite transaction: src/runner/runner.hpp) and each
-// domain's operations on it (keys(), secrets(), files(), vault_ops(), audit()), every one of
-// them run by that runner. If an audit record cannot be written, the operation fails and
-// nothing it produced is released.
+// domain's operations on it (keys(), secrets(), files(), vault_ops(), audit(), grants()), every one
+// of them run by that runner. If an audit record cannot be written, the operation fails and nothing
+// it produced is released.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,7 @@ namespace kms {
 class Vault;
 class Runner;
 class KeyOperations;
+class GrantOperations;
 class SecretOperations;
 class FileOperations;
 class VaultOperations;
@@ -135,6 +136,7 @@ class Service {
   FileOperations& files() noexcept { return *files_; }
   VaultOperations& vault_ops() noexcept { return *vault_ops_; }
   AuditOperations& audit() noexcept { return *audit_; }
+  GrantOperations& grants() noexcept { return *grants_; }
 
  private:
   explicit Service(std::unique_ptr<Vault> vault);
@@ -146,6 +148,7 @@ class Service {
   std::unique_ptr<FileOperations> files_;
   std::unique_ptr<VaultOperations> vault_ops_;
   std::unique_ptr<AuditOperations> audit_;
+  std::unique_ptr<GrantOperations> grants_;
 };
 
 }  // namespace kms

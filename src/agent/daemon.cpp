@@ -20,6 +20,7 @@
 #include "agent/protocol.hpp"
 #include "base/posix.hpp"
 #include "kms/error.hpp"
+#include "kms/grants.hpp"
 #include "kms/service.hpp"
 
 namespace kms::agent {
@@ -71,24 +72,7 @@ void detach_stdio() {
 }  // namespace
 
 std::chrono::seconds parse_duration(const std::string& text, const char* flag) {
-  size_t used = 0;
-  long long n = -1;
-  try {
-    n = std::stoll(text, &used);
-  } catch (const std::exception&) {
-  }
-  const std::string unit = text.substr(std::min(used, text.size()));
-  const long long mult = unit.empty() || unit == "s" ? 1
-                         : unit == "m"               ? 60
-                         : unit == "h"               ? 3600
-                         : unit == "d"               ? 86400
-                                                     : 0;
-  if (n < 1 || mult == 0 || !std::isdigit(static_cast<unsigned char>(text[0])) ||
-      n > 30LL * 86400 / mult) {
-    throw Error(Code::usage, fmt::format("{} {}: not a duration between 1s and 30d", flag, text),
-                "write a number with s, m, h or d, e.g. 15m");
-  }
-  return std::chrono::seconds(n * mult);
+  return kms::parse_duration(text, flag, std::chrono::seconds(30LL * 86400));
 }
 
 void start(const fs::path& vault, SecureBytes pin_bytes, const StartOptions& options,

@@ -103,6 +103,12 @@ template <Op O>
 bool eq(const req::OnSecret<O>& a, const req::OnSecret<O>& b);
 bool eq(const req::SecretDelete& a, const req::SecretDelete& b);
 bool eq(const req::SecretSetRotation& a, const req::SecretSetRotation& b);
+bool eq(const GrantInfo& a, const GrantInfo& b);
+bool eq(const GrantPage& a, const GrantPage& b);
+bool eq(const req::GrantCreate& a, const req::GrantCreate& b);
+bool eq(const req::GrantList& a, const req::GrantList& b);
+template <Op O>
+bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b);
 
 // Scalars, enums, strings, Bytes and Context (a std::map of strings).
 template <class T>
@@ -179,7 +185,7 @@ bool eq(const AuditRecord& a, const AuditRecord& b) {
 bool eq(const AuditFilter& a, const AuditFilter& b) {
   using T = AuditFilter;
   return members(a, b, &T::since, &T::until, &T::action, &T::resource, &T::principal, &T::outcome,
-                 &T::after_seq, &T::limit, &T::newest_first);
+                 &T::after_seq, &T::limit, &T::newest_first, &T::before_seq, &T::grant);
 }
 bool eq(const KeyMetadata& a, const KeyMetadata& b) {
   using T = KeyMetadata;
@@ -357,6 +363,28 @@ bool eq(const req::SecretDelete& a, const req::SecretDelete& b) {
 }
 bool eq(const req::SecretSetRotation& a, const req::SecretSetRotation& b) {
   return members(a, b, &req::SecretSetRotation::name, &req::SecretSetRotation::change);
+}
+bool eq(const GrantInfo& a, const GrantInfo& b) {
+  using T = GrantInfo;
+  return members(a, b, &T::id, &T::key_id, &T::grantee_uid, &T::grantee, &T::operations,
+                 &T::context_equals, &T::context_subset, &T::retiring_uid, &T::retiring_principal,
+                 &T::name, &T::created, &T::created_by_uid, &T::expires, &T::state, &T::ended);
+}
+bool eq(const GrantPage& a, const GrantPage& b) {
+  return members(a, b, &GrantPage::grants, &GrantPage::next);
+}
+bool eq(const req::GrantCreate& a, const req::GrantCreate& b) {
+  using T = grants::CreateSpec;
+  return members(a.spec, b.spec, &T::key, &T::grantee, &T::operations, &T::context_equals,
+                 &T::context_subset, &T::retiring_principal, &T::expires, &T::name);
+}
+bool eq(const req::GrantList& a, const req::GrantList& b) {
+  using T = grants::ListFilter;
+  return members(a.filter, b.filter, &T::key, &T::grantee, &T::all, &T::after, &T::limit);
+}
+template <Op O>
+bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b) {
+  return a.grant == b.grant;
 }
 
 // ---- samples: every member away from its default ----
@@ -605,6 +633,8 @@ req::AuditList sample<req::AuditList>() {
   r.filter.after_seq = 5;
   r.filter.limit = 7;
   r.filter.newest_first = false;
+  r.filter.before_seq = 9;
+  r.filter.grant = "g-0123456789abcdef01234567";
   return r;
 }
 template <>
@@ -759,6 +789,68 @@ req::SecretDelete sample<req::SecretDelete>() {
 template <>
 req::SecretSetRotation sample<req::SecretSetRotation>() {
   return {"db/password", secrets::RotationChange{true, 60, true, "/bin/rotate"}};
+}
+GrantInfo grant_info() {
+  GrantInfo g;
+  g.id = "g-0123456789abcdef01234567";
+  g.key_id = kKeyId;
+  g.grantee_uid = std::int64_t{1} << 33;
+  g.grantee = "user:isv";
+  g.operations = {"kms:Encrypt", "kms:Decrypt"};
+  g.context_equals = Context{{"app", "billing"}};
+  g.context_subset = {{"tenant", "t1"}};
+  g.retiring_uid = 1001;
+  g.retiring_principal = "user:owner";
+  g.name = "isv-billing";
+  g.created = kTime;
+  g.created_by_uid = 1000;
+  g.expires = "2027-01-01T00:00:00.000Z";
+  g.state = GrantState::revoked;
+  g.ended = kTime;
+  return g;
+}
+template <>
+GrantInfo sample<GrantInfo>() {
+  return grant_info();
+}
+template <>
+GrantPage sample<GrantPage>() {
+  GrantPage p;
+  p.grants = {grant_info(), grant_info()};
+  p.grants[1].id = "g-fedcba9876543210fedcba98";
+  p.next = p.grants[1].id;
+  return p;
+}
+template <>
+req::GrantCreate sample<req::GrantCreate>() {
+  req::GrantCreate r;
+  r.spec.key = "alias/app";
+  r.spec.grantee = "user:isv";
+  r.spec.operations = {"Encrypt", "kms:Decrypt"};
+  r.spec.context_equals = Context{{"app", "billing"}};
+  r.spec.context_subset = {{"tenant", "t1"}};
+  r.spec.retiring_principal = "uid:1001";
+  r.spec.expires = "30d";
+  r.spec.name = "isv-billing";
+  return r;
+}
+template <>
+req::GrantList sample<req::GrantList>() {
+  req::GrantList r;
+  r.filter.key = "alias/app";
+  r.filter.grantee = "user:isv";
+  r.filter.all = true;
+  r.filter.after = "g-0123456789abcdef01234567";
+  r.filter.limit = 7;
+  return r;
+}
+template <>
+req::GrantRevoke sample<req::GrantRevoke>() {
+  return {"g-0123456789abcdef01234567"};
+}
+template <>
+req::GrantRetire sample<req::GrantRetire>() {
+  return {"g-fedcba9876543210fedcba98"};
 }
 
 // ---- encoding helpers ----
@@ -1028,7 +1120,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 38);
+  CHECK(ops.size() == 42);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);
@@ -1042,7 +1134,7 @@ TEST_CASE("a request frame is its length, magic, version, op, vault and fields")
   const wire::Writer f = request_frame(static_cast<std::uint16_t>(req::AliasDelete::op), "/v.db",
                                        [&](wire::Writer& w) { wire::encode(w, r); });
   const Bytes p = payload_of(f);
-  Bytes expect{'K', 'M', 'A', 'Q', 3, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
+  Bytes expect{'K', 'M', 'A', 'Q', 4, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
   append_lp(expect, "alias/x");
   CHECK(p == expect);
 
@@ -1073,7 +1165,7 @@ TEST_CASE("every request type travels in a request payload and parses back from 
   [&]<class... R>(RequestList<R...>) { (one(sample<R>()), ...); }(SessionRequests{});
   // The agent's own operations carry no vault and no fields.
   const wire::Writer stop = request_frame(kOpAgentStop, {}, [](wire::Writer&) {});
-  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 3, 0xf0, 0x01, 0, 0, 0, 0});
+  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 4, 0xf0, 0x01, 0, 0, 0, 0});
 }
 
 TEST_CASE("a request head with another magic or version, or cut short, is refused") {
@@ -1090,7 +1182,7 @@ TEST_CASE("a request head with another magic or version, or cut short, is refuse
     wire::Reader in(b);
     CHECK_FALSE(parse_request_head(in));
   }
-  for (std::uint8_t v : {0, 1, 2, 4, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 5, 0xff}) {
     Bytes b = good;
     b[4] = v;
     wire::Reader in(b);
@@ -1109,7 +1201,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   const keys::KeyInfo info = key_info();
   const Bytes p = payload_of(reply_frame([&](wire::Writer& w) { wire::encode(w, info); }));
   REQUIRE(p.size() > 6);
-  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 3, 0});
+  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 4, 0});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::ok);
   const auto back = wire::decode<keys::KeyInfo>(in);
@@ -1117,7 +1209,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   CHECK(eq(*back, info));
 
   const Bytes empty = payload_of(reply_frame([](wire::Writer&) {}));
-  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 3, 0});
+  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 4, 0});
   wire::Reader e(empty);
   CHECK(parse_reply_head(e) == agent::Status::ok);
   CHECK(e.at_end());
@@ -1125,7 +1217,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
 
 TEST_CASE("a local reply is its head alone") {
   const Bytes p = payload_of(local_frame());
-  CHECK(p == Bytes{'K', 'M', 'A', 'R', 3, 2});
+  CHECK(p == Bytes{'K', 'M', 'A', 'R', 4, 2});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::local);
   CHECK(in.at_end());
@@ -1135,7 +1227,7 @@ TEST_CASE("an error reply is thrown as the error it carries: code, message and h
   for (int c = 1; c <= 6; ++c) {
     const Error e(static_cast<Code>(c), "key alias/x is disabled", "enable it: key enable");
     const Bytes p = payload_of(error_frame(e));
-    Bytes expect{'K', 'M', 'A', 'R', 3, 1, static_cast<std::uint8_t>(c)};
+    Bytes expect{'K', 'M', 'A', 'R', 4, 1, static_cast<std::uint8_t>(c)};
     append_lp(expect, e.what());
     append_lp(expect, e.hint());
     CHECK(p == expect);
@@ -1178,7 +1270,7 @@ TEST_CASE("a reply that is not one of this version is Code::unavailable") {
     b[i] ^= 0x20;
     CHECK(unavailable(b));
   }
-  for (std::uint8_t v : {0, 1, 2, 4, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 5, 0xff}) {
     Bytes b = ok;
     b[4] = v;
     CHECK(unavailable(b));

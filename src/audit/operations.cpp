@@ -28,6 +28,7 @@ std::vector<AuditRecord> AuditOperations::list(const AuditFilter& filter) {
   param("resource", filter.resource);
   param("principal", filter.principal);
   param("outcome", filter.outcome);
+  param("grant", filter.grant);
   ev.params["limit"] = filter.limit;
   // A page of a longer list (through an agent): which page it was.
   if (filter.after_seq) ev.params["after_seq"] = *filter.after_seq;

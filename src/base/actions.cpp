@@ -88,6 +88,12 @@ constexpr std::array kActions{
                "a process of another user reached an agent (older agents refused other users "
                "before reading a request)"},
     ActionInfo{A::agent_request, "agent.request", "a message an agent could not read as a request"},
+    ActionInfo{A::grant_create, "grant.create", "a grant let a user use some operations on one key",
+               "kms:CreateGrant"},
+    ActionInfo{A::grant_list, "grant.list", "grants were listed", "kms:ListGrants"},
+    ActionInfo{A::grant_revoke, "grant.revoke", "a grant was revoked", "kms:RevokeGrant"},
+    ActionInfo{A::grant_retire, "grant.retire", "a grant was retired (its use is over)",
+               "kms:RetireGrant"},
     ActionInfo{A::service_start, "service.start",
                "`kmsctl serve` started serving the vault (its sockets, its policy's SHA-256)"},
     ActionInfo{A::service_stop, "service.stop", "`kmsctl serve` stopped (and why)"},

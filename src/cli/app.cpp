@@ -276,6 +276,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"maintain", register_maintain},
     {"vault", register_vault},
     {"agent", register_agent},
+    {"grant", register_grant},
     {"policy", register_policy},
     {"serve", register_serve},
     {"version", register_meta},

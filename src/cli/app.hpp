@@ -132,6 +132,7 @@ void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap
 void register_secret(CLI::App& app, Globals& g);
 void register_exec(CLI::App& app, Globals& g);
 void register_agent(CLI::App& app, Globals& g);
+void register_grant(CLI::App& app, Globals& g);   // grant create, list, revoke, retire
 void register_policy(CLI::App& app, Globals& g);  // policy validate, check (no vault)
 void register_serve(CLI::App& app, Globals& g);   // serve, serve reload, serve status
 

@@ -14,7 +14,7 @@ namespace {
 constexpr std::int64_t kAuditPage = 10'000;
 
 struct ListArgs {
-  std::string since, until, action, resource, principal, outcome;
+  std::string since, until, action, resource, principal, outcome, grant;
   std::int64_t limit = 100;
   bool json = false;
 };
@@ -41,6 +41,7 @@ void run_list(Globals& g, const ListArgs& a) {
   f.resource = opt(a.resource);
   f.principal = opt(a.principal);
   f.outcome = opt(a.outcome);
+  f.grant = opt(a.grant);
   // Printed only once every page came: a command that fails prints nothing on stdout.
   nlohmann::json arr = nlohmann::json::array();
   fmt::memory_buffer text;
@@ -144,6 +145,8 @@ void register_audit(CLI::App& app, Globals& g) {
   list->add_option("--principal", la->principal, "Only this OS user");
   list->add_option("--outcome", la->outcome, "Only this outcome")
       ->check(CLI::IsMember({"ok", "error", "denied", "started"}));
+  list->add_option("--grant", la->grant, "Only records about this grant or allowed by it")
+      ->type_name("GRANT_ID");
   list->add_option("--limit", la->limit, "At most N records (default 100)")
       ->check(CLI::Range(std::int64_t{1}, audit::kMaxListLimit));
   list->add_flag("--json", la->json, "Print a JSON array of records");

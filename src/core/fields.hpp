@@ -17,6 +17,7 @@ inline bool enum_valid(Protection, std::uint8_t v) { return v < protections().si
 inline bool enum_valid(SecretStage, std::uint8_t v) { return v < secret_stages().size(); }
 inline bool enum_valid(RotationStatus, std::uint8_t v) { return v < rotation_statuses().size(); }
 inline bool enum_valid(Action, std::uint8_t v) { return v < actions().size(); }
+inline bool enum_valid(GrantState, std::uint8_t v) { return v <= 2; }
 inline bool enum_valid(Code, std::uint8_t v) { return v >= 1 && v <= 6; }
 
 template <class V>
@@ -65,7 +66,17 @@ void fields(V& v, AuditRecord& r) {
 template <class V>
 void fields(V& v, AuditFilter& f) {
   v(f.since, f.until, f.action, f.resource, f.principal, f.outcome, f.after_seq, f.limit,
-    f.newest_first, f.before_seq);
+    f.newest_first, f.before_seq, f.grant);
+}
+template <class V>
+void fields(V& v, GrantInfo& g) {
+  v(g.id, g.key_id, g.grantee_uid, g.grantee, g.operations, g.context_equals, g.context_subset,
+    g.retiring_uid, g.retiring_principal, g.name, g.created, g.created_by_uid, g.expires, g.state,
+    g.ended);
+}
+template <class V>
+void fields(V& v, GrantPage& p) {
+  v(p.grants, p.next);
 }
 template <class V>
 void fields(V& v, KeyMetadata& k) {
@@ -139,6 +150,18 @@ void fields(V& v, Value& x) {
   v(x.value, x.version, x.stage);
 }
 }  // namespace secrets
+
+namespace grants {
+template <class V>
+void fields(V& v, CreateSpec& s) {
+  v(s.key, s.grantee, s.operations, s.context_equals, s.context_subset, s.retiring_principal,
+    s.expires, s.name);
+}
+template <class V>
+void fields(V& v, ListFilter& f) {
+  v(f.key, f.grantee, f.all, f.after, f.limit);
+}
+}  // namespace grants
 
 namespace envelope {
 template <class V>
@@ -285,6 +308,18 @@ template <class V>
 void fields(V& v, SecretSetRotation& r) {
   v(r.name, r.change);
 }
+template <class V>
+void fields(V& v, GrantCreate& r) {
+  v(r.spec);
+}
+template <class V>
+void fields(V& v, GrantList& r) {
+  v(r.filter);
+}
+template <class V, Op O>
+void fields(V& v, OnGrant<O>& r) {
+  v(r.grant);
+}
 }  // namespace req
 
 template <class... R>
@@ -301,6 +336,7 @@ using CallRequests =
                 req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey, req::Random,
                 req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
                 req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
-                req::SecretDelete, req::SecretSetRotation>;
+                req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
+                req::GrantRevoke, req::GrantRetire>;
 
 }  // namespace kms

@@ -1,6 +1,7 @@
 // kms::handle for each request: the request's fields handed to the Service operation that
 // authorises, does and audits it. FileWrap, FileUnwrap and FileEnd belong to a FileSession, not
 // to a single call: the agent's server keeps one per connection (src/agent/server.cpp).
+#include "grants/operations.hpp"
 #include <fmt/format.h>
 
 #include "audit/operations.hpp"
@@ -178,6 +179,23 @@ secrets::SecretInfo handle(Service& s, const req::SecretDelete& r) {
 template <>
 secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
   return s.secrets().set_rotation(r.name, r.change);
+}
+
+template <>
+GrantInfo handle(Service& s, const req::GrantCreate& r) {
+  return s.grants().create(r.spec);
+}
+template <>
+GrantPage handle(Service& s, const req::GrantList& r) {
+  return s.grants().list(r.filter);
+}
+template <>
+GrantInfo handle(Service& s, const req::GrantRevoke& r) {
+  return s.grants().revoke(r.grant);
+}
+template <>
+GrantInfo handle(Service& s, const req::GrantRetire& r) {
+  return s.grants().retire(r.grant);
 }
 
 template <>

@@ -135,7 +135,7 @@ bool action_matches(std::string_view pattern, std::string_view name) {
 }
 
 constexpr std::string_view kServices[] = {"kms", "secrets", "audit", "vault"};
-constexpr std::string_view kResourceTypes[] = {"key", "alias", "secret", "vault", "file"};
+constexpr std::string_view kResourceTypes[] = {"key", "alias", "secret", "vault", "file", "grant"};
 
 // The kms::Actions an action pattern names, or a problem.
 std::pair<ActionSet, std::string> action_pattern(std::string_view pattern) {
@@ -185,7 +185,7 @@ std::pair<Glob, std::string> resource_pattern(std::string_view text) {
         std::find(std::begin(kResourceTypes), std::end(kResourceTypes), type) ==
             std::end(kResourceTypes)) {
       return {g, fmt::format("resource {:?}: unknown type {:?} (key/, alias/, secret/, vault, "
-                             "file/)",
+                             "file/, grant/)",
                              text, type)};
     }
   }

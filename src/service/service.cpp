@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "grants/operations.hpp"
 #include <fmt/format.h>
 
 #include "audit/operations.hpp"
@@ -180,7 +181,8 @@ Service::Service(std::unique_ptr<Vault> vault)
       secrets_(std::make_unique<SecretOperations>(*runner_)),
       files_(std::make_unique<FileOperations>(*runner_)),
       vault_ops_(std::make_unique<VaultOperations>(*runner_)),
-      audit_(std::make_unique<AuditOperations>(*runner_)) {}
+      audit_(std::make_unique<AuditOperations>(*runner_)),
+      grants_(std::make_unique<GrantOperations>(*runner_)) {}
 
 Service::~Service() = default;
 

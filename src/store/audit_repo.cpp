@@ -113,6 +113,15 @@ void audit_query(Db& db, const AuditFilter& f, const std::function<void(const Au
   where(f.resource, " AND resource = ?");
   where(f.principal, " AND principal = ?");
   where(f.outcome, " AND outcome = ?");
+  if (f.grant) {
+    // The grant the record is about, the grant a created one was made under, or the grant that
+    // allowed the request.
+    sql +=
+        " AND (json_extract(params, '$.grant_id') = ? OR "
+        "json_extract(params, '$.parent_grant_id') = ? OR "
+        "json_extract(params, '$.rule') = 'grant:' || ?)";
+    for (int k = 0; k < 3; ++k) args.push_back(*f.grant);
+  }
   if (f.after_seq) sql += " AND seq > ?";
   if (f.before_seq) sql += " AND seq < ?";
   sql += f.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";

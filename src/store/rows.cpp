@@ -44,8 +44,8 @@ Spec make(const char* table, const char* label, std::vector<const char*> cols, s
   return s;
 }
 
-const std::array<Spec, 8>& specs() {
-  static const std::array<Spec, 8> all = {
+const std::array<Spec, 9>& specs() {
+  static const std::array<Spec, 9> all = {
       make("vault_meta", "the vault header",
            {"singleton", "vault_id", "created", "pkcs11_module", "token_label", "token_serial",
             "root_key_gen", "sealed_master"},
@@ -66,6 +66,11 @@ const std::array<Spec, 8>& specs() {
       make("secret_versions", "secret version",
            {"secret_id", "version", "created", "stage", "value"}, 2, 2, true),
       make("secret_tags", "secret tag", {"secret_id", "name", "value"}, 2, 2, true),
+      make("grants", "grant",
+           {"id", "key_id", "grantee_uid", "grantee", "operations", "context_equals",
+            "context_subset", "retiring_uid", "retiring", "name", "created_at", "created_by_uid",
+            "expires_at", "state", "ended_at"},
+           1, 1, true),
   };
   return all;
 }

@@ -39,6 +39,7 @@ enum class Table {
   secrets,
   secret_versions,
   secret_tags,
+  grants,
 };
 
 // "col, col, ..., mac": the MACed columns in schema order (the primary key first), then the MAC.

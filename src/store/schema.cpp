@@ -164,6 +164,35 @@ CREATE INDEX audit_log_resource ON audit_log (resource, seq);
 CREATE INDEX audit_log_principal ON audit_log (principal, seq);
 CREATE INDEX audit_log_outcome ON audit_log (outcome, seq);
 )sql",
+    // 4 -> 5: grants (docs/POLICY.md §6), authenticated rows from the start. A context is its
+    // canonical encoding (docs/FORMAT.md §11.2); operations are policy names joined by commas.
+    // Self-contained: it references no other table (a key's grants are deleted with it by
+    // key_delete, each leaving the state).
+    R"sql(
+CREATE TABLE grants (
+  id              TEXT PRIMARY KEY,
+  key_id          TEXT NOT NULL,
+  grantee_uid     INTEGER NOT NULL,
+  grantee         TEXT NOT NULL,
+  operations      TEXT NOT NULL,
+  context_equals  BLOB,
+  context_subset  BLOB NOT NULL,
+  retiring_uid    INTEGER,
+  retiring        TEXT,
+  name            TEXT,
+  created_at      TEXT NOT NULL,
+  created_by_uid  INTEGER NOT NULL,
+  expires_at      TEXT,
+  state           TEXT NOT NULL CHECK (state IN ('active', 'retired', 'revoked')),
+  ended_at        TEXT,
+  mac             BLOB
+);
+CREATE INDEX grants_key ON grants (key_id, created_at, id);
+CREATE INDEX grants_grantee ON grants (grantee_uid, created_at, id);
+CREATE INDEX grants_created ON grants (created_at, id);
+CREATE UNIQUE INDEX grants_name ON grants (key_id, name)
+  WHERE name IS NOT NULL AND state = 'active';
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

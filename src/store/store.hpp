@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kms/crypto.hpp"
+#include "kms/grants.hpp"
 #include "kms/records.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
@@ -26,7 +27,7 @@ namespace kms::store {
 struct RowAuth;  // rows.cpp
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -283,5 +284,25 @@ std::int64_t secret_versions_purge(Db& db, std::string_view secret_id, std::int6
 void secret_tag_set(Db& db, std::string_view secret_id, std::string_view name,
                     std::string_view value);
 std::vector<std::pair<std::string, std::string>> secret_tags_of(Db& db, std::string_view secret_id);
+
+// ---- grants (grant_repo.cpp) ----
+using GrantRow = GrantInfo;
+struct GrantQuery {
+  std::optional<std::string> key_id;
+  std::optional<std::int64_t> grantee_uid;
+  std::optional<std::string> live_at;  // RFC 3339: only active grants not expired then
+  std::optional<std::string> after;    // a grant id: rows after it in (created, id) order
+  std::int64_t limit = 100;
+};
+void grant_insert(Db& db, const GrantRow& g);
+// Sets a grant's state and the time it ended.
+void grant_end(Db& db, std::string_view id, GrantState state, std::string_view ended_at);
+std::optional<GrantRow> grant_get(Db& db, std::string_view id);
+// Ordered by (created, id).
+std::vector<GrantRow> grant_list(Db& db, const GrantQuery& q);
+// Every grant of a key, whatever its state (the key_id index): what the authorizer reads.
+std::vector<GrantRow> grants_of_key(Db& db, std::string_view key_id);
+std::optional<GrantRow> grant_active_by_name(Db& db, std::string_view key_id,
+                                             std::string_view name);
 
 }  // namespace kms::store

@@ -703,6 +703,7 @@ class RecordedState(RowAttackCase):
                 con.execute(f"ALTER TABLE {table} DROP COLUMN mac")
             con.execute("ALTER TABLE keys DROP COLUMN highest_lost_version")
             con.execute("ALTER TABLE audit_log DROP COLUMN state")
+            con.execute("DROP TABLE grants")  # schema 5
         self.kms.sql("PRAGMA user_version = 3")
         before = self.head()
         r = self.kms.run("encrypt", "--key", self.kid, "--in", self.write("p", PLAINTEXT))
@@ -870,11 +871,11 @@ class UpgradeOfASchema3Vault(RowAttackCase):
 
     def test_the_first_open_authenticates_every_row_in_one_audited_record(self):
         self.kms.ok("status")
-        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], 4)
+        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], 5)
         (up,) = self.upgrades()
         self.assertEqual(up["seq"], self.records_before + 1)
         self.assertEqual(up["outcome"], "ok")
-        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 4})
+        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 5})
         self.assertIn("state", up, "the upgrade records the first state")
         for t in self.TABLES:
             self.assertEqual(self.kms.sql(f"SELECT count(*) FROM {t} WHERE mac IS NULL")[0][0], 0,

@@ -224,8 +224,8 @@ class Errors(KmsTestCase):
 # The command tree as help prints it (kmsctl builds only the group a command names; help, and
 # anything it must reject, still see all of it).
 TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
-             "random", "file", "secret", "exec", "maintain", "vault", "agent", "policy", "serve",
-             "version", "completion", "manpage")
+             "random", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
+             "serve", "version", "completion", "manpage")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
