@@ -105,8 +105,9 @@ enum class Remedy : std::uint8_t {
   retry_rotation,               // hint: where the rotation resumes
   wait_for_rotation,            // another rotation of the secret runs
   // The service mode.
-  ask_for_access,   // the service's policy refused: its administrator can allow it
-  use_full_socket,  // the use-only socket serves cryptographic use of keys only
+  ask_for_access,       // the service's policy refused: its administrator can allow it
+  use_full_socket,      // the use-only socket serves cryptographic use of keys only
+  act_as_service_user,  // only the service's own user (or root) may do this
 };
 
 class Error : public std::runtime_error {

@@ -144,6 +144,9 @@ Listener::Listener(const std::string& socket_flag, mode_t mode) {
 }
 
 void Listener::listen() {
+  // One systemd made listens already; listening again would make this process the one its
+  // clients see (SO_PEERCRED) for the connections after, and not for those before.
+  if (!owned_) return;
   if (::listen(fd_.get(), 64) != 0) {
     throw Error(Code::failed,
                 fmt::format("cannot listen on {}: {}", path_.string(), std::strerror(errno)));
@@ -181,6 +184,19 @@ R parse(wire::Reader& in) {
     throw Malformed{
         fmt::format("the fields of operation {} do not parse", static_cast<unsigned>(R::op))};
   return std::move(*r);
+}
+
+// Whether a request sets a secret's rotation command (read from a copy of the request's fields).
+bool sets_rotation_command(std::uint16_t op, wire::Reader in) {
+  if (op == static_cast<std::uint16_t>(Op::secret_create)) {
+    const std::optional<req::SecretCreate> r = wire::decode<req::SecretCreate>(in);
+    return r && r->spec.rotation_command;
+  }
+  if (op == static_cast<std::uint16_t>(Op::secret_set_rotation)) {
+    const std::optional<req::SecretSetRotation> r = wire::decode<req::SecretSetRotation>(in);
+    return r && r->change.set_command && r->change.command;
+  }
+  return false;
 }
 
 template <class T>
@@ -526,7 +542,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
               mode_.service ? "only the service's own user (or root) can ask for its status, "
                               "reload its policy or stop it"
                             : "only the agent's own user can ask for its status or stop it",
-              mode_.service ? Remedy::ask_for_access : Remedy::act_as_owner));
+              mode_.service ? Remedy::act_as_service_user : Remedy::act_as_owner));
   }
   if (!reaches(c.reach, head->op)) {
     return refuse_request(
@@ -545,6 +561,15 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
         Error(Code::usage, "a kmsctl service does not write audit exports for its clients",
               "page the log with `kmsctl audit list --json` through the service, or export it "
               "where the vault is, as the service's user"));
+  }
+  if (mode_.service && !administers(c.caller) && sets_rotation_command(head->op, in)) {
+    // `secret rotate` and `maintain` run it where the vault is, as the service's user.
+    return refuse_request(
+        c, head->op, "rotation-command-by-administrator",
+        Error(Code::refused,
+              "through a kmsctl service only its own user (or root) sets a secret's rotation "
+              "command: the command runs as the service's user",
+              Remedy::act_as_service_user));
   }
   if (head->op == kOpAgentStatus) {
     const std::string text =

@@ -137,9 +137,9 @@ std::optional<posix::Fd> connect_to_service(const fs::path& path) {
                        (st.st_uid == 0 || st.st_uid == c.uid);
   if (!trusted) {
     throw Error(Code::refused,
-                fmt::format("the service socket {} is in a directory that someone other than the "
-                            "service's user (uid {}) and root can write: the socket could be "
-                            "another user's",
+                fmt::format("the service socket {} is in a directory that someone other than "
+                            "root and the user of the process that listens (uid {}) can write: "
+                            "the socket could be another user's",
                             path.string(), c.uid),
                 "point KMSCTL_SERVER / --server at the socket in the service's own directory "
                 "(e.g. /run/kmsctl)");

@@ -23,6 +23,22 @@ namespace {
 
 constexpr size_t kMaxPin = 255;
 
+// Whether `path` is a credential systemd passed to this service ($CREDENTIALS_DIRECTORY, a
+// directory of this service's alone, LoadCredential=): systemd gives the service user read
+// access with an ACL, which stat shows as group bits (mode 0440) on file systems with ACLs.
+bool in_credentials_directory(const std::string& path) {
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr || *dir == '\0') return false;
+  std::error_code ec;
+  const fs::path d = fs::canonical(dir, ec);
+  if (ec) return false;
+  const fs::path f = fs::canonical(path, ec);
+  if (ec || f.parent_path() != d) return false;
+  struct stat st {};
+  return ::stat(d.c_str(), &st) == 0 && (st.st_mode & 022) == 0 &&
+         (st.st_uid == 0 || st.st_uid == ::geteuid());
+}
+
 // `what` names the file in messages: "PIN file", or "new PIN file" for change-pin.
 SecureBytes pin_from_file(const std::string& path, std::string_view what, std::string_view flags) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -40,7 +56,7 @@ SecureBytes pin_from_file(const std::string& path, std::string_view what, std::s
     throw Error(Code::failed,
                 fmt::format("cannot read the {} {}: {}", what, path, std::strerror(err)));
   }
-  if ((st.st_mode & 066) != 0) {
+  if ((st.st_mode & 066) != 0 && !in_credentials_directory(path)) {
     const mode_t mode = st.st_mode & 07777;
     ::close(fd);
     throw Error(Code::unavailable,
@@ -214,15 +230,16 @@ std::optional<agent::Connection> connect_route(Globals& g) {
   return agent::Connection::open(*socket);
 }
 
+void here_only(const Globals& g) {
+  if (g.server.empty()) return;
+  throw Error(
+      Code::usage,
+      fmt::format("this command is not served by a kmsctl service ({} names one)", g.server),
+      "run it where the vault is, as the service's user, without --server / KMSCTL_SERVER");
+}
+
 Service& local_vault(Globals& g) {
-  (void)agent_for(g);  // decides the route
-  if (g.route.service) {
-    throw Error(
-        Code::usage,
-        fmt::format("this command is not served by a kmsctl service ({} names one)", g.server),
-        "run it where the vault is, as the service's user, without --server / "
-        "KMSCTL_SERVER");
-  }
+  here_only(g);
   if (!g.route.local) g.route.local = open_service(g, g.route.allow_backup);
   return *g.route.local;
 }

@@ -72,8 +72,11 @@ const std::string* agent_for(Globals& g);
 // A connection to it: to a service (Code::unavailable when none listens), or to the agent
 // (nothing when none listens).
 std::optional<agent::Connection> connect_route(Globals& g);
+// Code::usage when g's requests go to a service (--server, KMSCTL_SERVER): for a command that
+// runs only where the vault is (init, agent start, vault administration, rotation hooks).
+void here_only(const Globals& g);
 // The vault opened in this process for g's requests (once per command, with the PIN); a usage
-// error when they go to a service.
+// error when they go to a service (here_only).
 Service& local_vault(Globals& g);
 // Closes the vault local_vault opened, if any (before `exec` runs its command).
 void close_local_vault(Globals& g);

@@ -59,6 +59,7 @@ void start(Globals& g, const StartArgs& a) {
                                     {agent::parse_duration(a.idle, "--idle-timeout"),
                                      agent::parse_duration(a.lifetime, "--max-lifetime")},
                                     a.foreground};
+  here_only(g);
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
   agent::set_hint_words(&hint_text);  // its error replies carry the hint line this CLI prints

@@ -16,6 +16,7 @@ struct InitArgs {
 
 void run_init(const Globals& g, const InitArgs& a) {
   InitOptions opts;
+  here_only(g);
   opts.vault = vault_path(g);
   opts.force = a.force;
   if (!a.module.empty()) {

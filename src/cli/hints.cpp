@@ -39,6 +39,8 @@ std::string hint_text(const Error& e) {
     case Remedy::ask_for_access:
       return "ask the service's administrator for access (`kmsctl policy check` shows which rule "
              "decides)";
+    case Remedy::act_as_service_user:
+      return "run it as the service's own user (or root) on the service's host";
     case Remedy::use_full_socket:
       return "send it to the service's full socket (KMSCTL_SERVER / --server)";
     case Remedy::retry_when_free:

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "grants/operations.hpp"
 #include <fmt/format.h>
 
 #include "kms/crypto.hpp"
@@ -86,22 +87,53 @@ nlohmann::json PolicyFile::describe() const {
           {"statements", policy_->statements().size()}};
 }
 
+namespace {
+
+// What the service's administrators do without a policy statement: they run the service.
+bool administrative(Action a) {
+  switch (a) {
+    case Action::grant_create:
+    case Action::grant_list:
+    case Action::grant_revoke:
+    case Action::grant_retire:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 Authorizer authorizer(Service& svc, const PolicyFile& file, std::int64_t admin_uid) {
   policy::Sources sources;
   sources.facts = [&svc](std::string_view resource) {
     return facts_of(svc.vault().db(), resource);
   };
-  return [&file, admin_uid, sources = std::move(sources)](const AccessRequest& r) -> Decision {
-    if (iam_name(r.action).empty()) return {true, {}, {}};  // no rule to record
-    (void)admin_uid;
-    Decision d = policy::decide(file.policy(), sources, r);
-    // A file operation is decided by the keys it uses, each on its own (FileOperations); its
-    // file is refused only by an explicit deny on "file/PATH".
-    if (!d.allowed && d.rule == "default-deny" && r.resource.starts_with("file/")) {
-      return {true, "file-keys-decide", {}};
-    }
-    return d;
-  };
+  sources.grants = [&svc](std::string_view key_id) { return svc.grants().grants_of_key(key_id); };
+  return
+      [&svc, &file, admin_uid, sources = std::move(sources)](const AccessRequest& r) -> Decision {
+        if (iam_name(r.action).empty()) return {true, {}, {}};  // no rule to record
+        if ((r.caller.uid == admin_uid || r.caller.uid == 0) && administrative(r.action)) {
+          return {true, "service-administrator", {}};
+        }
+        // A grant is retired by its grantee or its retiring principal; anyone else as the policy
+        // allows on the grant's key.
+        if (r.action == Action::grant_retire && r.resource.starts_with("grant/")) {
+          const auto g = store::grant_get(svc.vault().db(), r.resource.substr(6));
+          if (!g) return policy::decide(file.policy(), sources, r);
+          if (g->grantee_uid == r.caller.uid) return {true, "grantee", {}};
+          if (g->retiring_uid == r.caller.uid) return {true, "retiring-principal", {}};
+          const std::string key = "key/" + g->key_id;
+          return policy::decide(file.policy(), sources, {r.caller, r.action, key, r.context});
+        }
+        Decision d = policy::decide(file.policy(), sources, r);
+        // A file operation is decided by the keys it uses, each on its own (FileOperations); its
+        // file is refused only by an explicit deny on "file/PATH".
+        if (!d.allowed && d.rule == "default-deny" && r.resource.starts_with("file/")) {
+          return {true, "file-keys-decide", {}};
+        }
+        return d;
+      };
 }
 
 }  // namespace kms::serve

@@ -39,7 +39,8 @@ class PolicyFile {
 // - the service's own records (start, stop, reload, a vault upgrade: no policy action) are
 //   allowed; who may reload is checked at the socket;
 // - its administrators (`admin_uid`, the service's own user, and root) administer it: grants
-//   and resource policies; they get no data access beyond what the policy gives them;
+//   (create, list, revoke, retire); they get no data access beyond what the policy gives them;
+// - a grant is retired by its grantee or its retiring principal;
 // - everything else by `file`'s policy and the key's live grants: deny by default, an explicit
 //   deny wins.
 // `file` and `svc` outlive the authoriser; it runs under the service's lock, as every request.

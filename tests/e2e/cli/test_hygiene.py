@@ -160,6 +160,28 @@ class PinFileMode(InputTestCase):
                 self.assertOk(self.kms.run("status"))
         self.assertVaultIntact()
 
+    def test_a_systemd_credential_with_group_bits_is_accepted_only_in_its_directory(self):
+        # systemd may give a service read access to a credential by an ACL entry, which stat
+        # shows as group bits (0440), in $CREDENTIALS_DIRECTORY, a directory of the service's.
+        self.kms.init()
+        creds = self.kms.path("credentials")
+        os.mkdir(creds, 0o500)
+        pin = os.path.join(creds, "pin")
+        os.chmod(creds, 0o700)
+        shutil.copy(self.kms.pin_file, pin)
+        os.chmod(pin, 0o440)
+        os.chmod(creds, 0o500)
+        r = self.kms.run("status", env={"KMSCTL_PIN_FILE": pin, "CREDENTIALS_DIRECTORY": creds})
+        self.assertOk(r)
+        # The same file without the credentials directory, or in a directory others may write,
+        # is refused.
+        r = self.kms.run("status", env={"KMSCTL_PIN_FILE": pin})
+        self.assertError(r, 6, "readable by other users (mode 0440)")
+        os.chmod(creds, 0o777)
+        self.addCleanup(os.chmod, creds, 0o700)
+        r = self.kms.run("status", env={"KMSCTL_PIN_FILE": pin, "CREDENTIALS_DIRECTORY": creds})
+        self.assertError(r, 6, "readable by other users (mode 0440)")
+
     def test_init_refuses_a_pin_file_others_can_read_before_it_creates_anything(self):
         os.chmod(self.kms.pin_file, 0o644)
         r = self.kms.run("init")

@@ -54,6 +54,13 @@ roles = ["crypto-admin"]
 resources = ["*"]
 
 [[statements]]
+sid = "app-creates-secrets"
+effect = "allow"
+principals = ["user:{app}"]
+actions = ["secrets:CreateSecret"]
+resources = ["secret/app/*"]
+
+[[statements]]
 sid = "auditors"
 effect = "allow"
 principals = ["user:{auditor}"]
@@ -61,6 +68,7 @@ roles = ["auditor"]
 resources = ["*"]
 """
 
+STATEMENTS = POLICY.count("[[statements]]")
 SECRET_VALUE = "svc-s3cret-4f1e9a"
 
 
@@ -119,6 +127,7 @@ class Service(KmsCase):
         cls.admin = u.user("admin")
         cls.auditor = u.user("auditor")
         cls.outsider = u.user("outsider")
+        cls.isv = u.user("isv")
         os.chmod(cls.shared, 0o755)
         # The service's user owns the vault, its token and its socket directory.
         svc_uid, svc_gid, _ = UnixUsers.ids(cls.svc)
@@ -131,7 +140,7 @@ class Service(KmsCase):
         cls.sock = os.path.join(cls.run_dir, "kmsctl.sock")
         cls.use_only = os.path.join(cls.run_dir, "use-only.sock")
         cls.home = {}
-        for name in (cls.app, cls.ci, cls.admin, cls.auditor, cls.outsider, cls.svc):
+        for name in (cls.app, cls.ci, cls.admin, cls.auditor, cls.outsider, cls.isv, cls.svc):
             d = os.path.join(cls.shared, name)
             os.mkdir(d, 0o700)
             uid, gid, _ = UnixUsers.ids(name)
@@ -142,6 +151,8 @@ class Service(KmsCase):
         cls.app_key = cls.kms.ok("key", "create", "--alias", "alias/app",
                                  preexec_fn=as_svc).out.strip()
         cls.prod_key = cls.kms.ok("key", "create", "--alias", "alias/prod", "--tag", "env=prod",
+                                  preexec_fn=as_svc).out.strip()
+        cls.acme_key = cls.kms.ok("key", "create", "--alias", "alias/customer",
                                   preexec_fn=as_svc).out.strip()
         value = cls.kms.write_secret_file("value", SECRET_VALUE)
         os.chown(value, svc_uid, svc_gid)
@@ -215,7 +226,7 @@ class Service(KmsCase):
     def test_the_service_names_its_sockets_and_policy_and_records_its_start(self):
         self.assertEqual([(s["path"], s["reach"]) for s in self.started["sockets"]],
                          [(self.sock, "full"), (self.use_only, "use-only")])
-        self.assertEqual(self.started["policy"]["statements"], 5)
+        self.assertEqual(self.started["policy"]["statements"], STATEMENTS)
         starts = [r for r in self.records_since(0) if r["action"] == "service.start"]
         self.assertEqual(len(starts), 1)
         self.assertEqual(starts[0]["principal"], self.svc)
@@ -346,12 +357,13 @@ class Service(KmsCase):
 
     def test_only_the_services_own_user_reloads_or_reads_its_status(self):
         r = self.as_(self.app, "serve", "status")
-        self.assertError(r, kmsenv.REFUSED, "only the service's own user")
+        self.assertError(r, kmsenv.REFUSED, "only the service's own user",
+                         hint="as the service's own user")
         r = self.as_(self.app, "serve", "reload")
         self.assertError(r, kmsenv.REFUSED, "only the service's own user")
         st = self.as_(self.svc, "serve", "status", "--json")
         self.assertOk(st)
-        self.assertEqual(st.json()["policy"]["statements"], 5)
+        self.assertEqual(st.json()["policy"]["statements"], STATEMENTS)
 
     def test_reload_keeps_the_old_policy_on_a_problem_and_takes_a_good_one_on_sighup(self):
         try:
@@ -362,7 +374,7 @@ class Service(KmsCase):
             r = self.as_(self.svc, "serve", "reload")
             line = len(good.splitlines()) + 3  # after a blank line and [[statements]]
             self.assertError(r, kmsenv.USAGE, "policy.toml has 4 problems",
-                             f"{line}:10: statements[5].effect: must be")
+                             f"{line}:10: statements[{STATEMENTS}].effect: must be")
             [row] = self.records_since(seq)
             self.assertEqual((row["action"], row["outcome"]), ("service.reload", "error"))
             # The old policy still decides.
@@ -384,14 +396,87 @@ class Service(KmsCase):
             self.assertEqual(rows[0]["outcome"], "ok")
             self.assertEqual(rows[0]["params"]["policy"]["sha256"],
                              kmsenv.sha256_file(self.policy))
-            self.assertEqual(rows[0]["params"]["policy"]["statements"], 6)
+            self.assertEqual(rows[0]["params"]["policy"]["statements"], STATEMENTS + 1)
             r = self.as_(self.outsider, "encrypt", "--key", "alias/app", input=b"x")
             self.assertOk(r)
         finally:
             self.write_policy(POLICY)
             r = self.as_(self.svc, "serve", "reload", "--json")
             self.assertOk(r)
-            self.assertEqual(r.json()["statements"], 5)
+            self.assertEqual(r.json()["statements"], STATEMENTS)
+
+    def test_the_isv_uses_the_customers_key_only_through_its_grant_until_it_is_revoked(self):
+        # The customer (the service's own user administers grants) lets the ISV use its key for
+        # one tenant.
+        g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
+                     "user:" + self.isv, "--operations", "Encrypt,Decrypt,GenerateDataKey",
+                     "--context-equals", "tenant=acme")
+        self.assertOk(g)
+        grant = g.out.strip()
+        seq = self.mark()
+        blob = self.as_(self.isv, "encrypt", "--key", "alias/customer", "--context",
+                        "tenant=acme", input=b"acme data")
+        self.assertOk(blob)
+        out = self.as_(self.isv, "decrypt", "--context", "tenant=acme", input=blob.raw)
+        self.assertOk(out)
+        self.assertEqual(out.raw, b"acme data")
+        r = self.as_(self.isv, "encrypt", "--key", "alias/customer", "--context",
+                     "tenant=other", input=b"x")
+        self.assertRefused(r, "key.encrypt", "alias/customer")
+        rows = self.records_since(seq)
+        self.assertEqual([(x["principal"], x["action"], x["outcome"], x["params"]["rule"])
+                          for x in rows],
+                         [(self.isv, "key.encrypt", "ok", "grant:" + grant),
+                          (self.isv, "key.decrypt", "ok", "grant:" + grant),
+                          (self.isv, "key.encrypt", "denied", "default-deny")])
+        # The auditor lists every use under the grant, and cannot decrypt.
+        listed = self.as_(self.auditor, "audit", "list", "--grant", grant, "--json")
+        self.assertOk(listed)
+        uses = [(x["principal"], x["action"]) for x in listed.json()
+                if x["action"].startswith("key.")]
+        self.assertEqual(sorted(uses), [(self.isv, "key.decrypt"), (self.isv, "key.encrypt")])
+        self.assertRefused(self.as_(self.auditor, "decrypt", "--context", "tenant=acme",
+                                    input=blob.raw), "key.decrypt", "key/" + self.acme_key)
+        # Neither the ISV nor the auditor may revoke it; the customer does, for the next request.
+        self.assertEqual(self.as_(self.isv, "grant", "revoke", grant).rc, kmsenv.REFUSED)
+        self.assertOk(self.as_(self.svc, "grant", "revoke", grant))
+        r = self.as_(self.isv, "encrypt", "--key", "alias/customer", "--context", "tenant=acme",
+                     input=b"x")
+        self.assertRefused(r, "key.encrypt", "alias/customer")
+
+    def test_a_grantee_retires_its_own_grant_and_no_one_else_can(self):
+        g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
+                     "user:" + self.isv, "--operations", "Encrypt")
+        self.assertOk(g)
+        grant = g.out.strip()
+        self.assertRefused(self.as_(self.outsider, "grant", "retire", grant), "grant.retire",
+                           "grant/" + grant)
+        seq = self.mark()
+        self.assertOk(self.as_(self.isv, "grant", "retire", grant))
+        [row] = self.records_since(seq)
+        self.assertEqual((row["principal"], row["action"], row["params"]["rule"]),
+                         (self.isv, "grant.retire", "grantee"))
+
+    def test_only_the_service_user_sets_a_rotation_command_it_would_run(self):
+        seq = self.mark()
+        r = self.as_(self.app, "secret", "create", "app/hooked", "--generate",
+                     "--rotation-command", "id > /tmp/owned")
+        self.assertError(r, kmsenv.REFUSED, "rotation command",
+                         hint="as the service's own user")
+        [row] = self.records_since(seq)
+        self.assertEqual((row["principal"], row["action"], row["outcome"],
+                          row["params"]["rule"]),
+                         (self.app, "agent.request", "denied",
+                          "rotation-command-by-administrator"))
+        # Without a command the policy allows it.
+        self.assertOk(self.as_(self.app, "secret", "create", "app/plain", "--generate"))
+
+    def test_commands_that_run_where_the_vault_is_refuse_a_server(self):
+        for argv in (("init",), ("agent", "start"), ("vault", "backup", "/tmp/never.db"),
+                     ("maintain",)):
+            r = self.as_(self.app, *argv)
+            self.assertError(r, kmsenv.USAGE, "not served by a kmsctl service")
+        self.assertFalse(os.path.exists("/tmp/never.db"))
 
     def test_a_forwarded_socket_authenticates_the_forwarder_not_who_connects_to_it(self):
         # The app user forwards the service's socket (as `ssh -R` would): whoever connects
