@@ -223,7 +223,7 @@ constexpr std::size_t kMaxPerUser = 32;
 struct Agent::Connection {
   posix::Fd fd;
   Reach reach = Reach::full;
-  std::int64_t uid = -1;  // known once its thread read the peer's credentials
+  std::int64_t uid = -1;  // the peer's, read when it was accepted
   Caller caller;
   std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
   bool hello = false;                 // the agent's own user asked whether it serves its vault
@@ -372,6 +372,7 @@ std::string Agent::serve() {
     auto c = std::make_unique<Connection>();
     c->fd = std::move(conn);
     c->reach = at.reach;
+    c->uid = peer_of(c->fd.get()).uid;  // before the connection counts against its user's limit
     Connection& ref = *c;
     {
       std::lock_guard lock(mutex_);
@@ -465,7 +466,6 @@ void Agent::serve_connection(Connection& c) {
     std::size_t same = 0;
     {
       std::lock_guard lock(mutex_);
-      c.uid = who.uid;
       for (const auto& other : connections_) same += !other->done && other->uid == c.uid ? 1 : 0;
     }
     if (same > kMaxPerUser) {

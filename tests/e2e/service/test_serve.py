@@ -500,6 +500,25 @@ class Service(KmsCase):
         [row] = self.records_since(seq)
         self.assertEqual((row["principal"], row["action"]), (self.app, "key.encrypt"))
 
+    def test_one_user_holds_at_most_32_connections_and_others_are_still_served(self):
+        # The outsider opens 32 connections and keeps them (each may wait 5 s for a request);
+        # its 33rd is refused, while another user is served meanwhile.
+        hold = ("import socket, sys, time\n"
+                "s = [socket.socket(socket.AF_UNIX) for _ in range(32)]\n"
+                "[x.connect(sys.argv[1]) for x in s]\n"
+                "print('held', flush=True)\n"
+                "time.sleep(30)\n")
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        child = subprocess.Popen([python, "-c", hold, self.sock], stdout=subprocess.PIPE,
+                                 preexec_fn=UnixUsers.as_user(self.outsider),
+                                 start_new_session=True)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        self.assertEqual(child.stdout.readline(), b"held\n")
+        r = self.as_(self.outsider, "encrypt", "--key", "alias/app", input=b"x")
+        self.assertError(r, kmsenv.UNAVAILABLE, "has 32 connections to the service open")
+        self.assertOk(self.as_(self.ci, "encrypt", "--key", "alias/app", input=b"x"))
+
     def test_a_client_refuses_a_service_socket_in_a_directory_others_can_write(self):
         d = os.path.join(self.shared, "open")
         os.mkdir(d)
