@@ -530,7 +530,7 @@ void Agent::serve_connection(Connection& c) {
 
 bool Agent::serve_request(Connection& c, wire::Reader& in) {
   const std::optional<RequestHead> head = parse_request_head(in);
-  if (!head) throw Malformed{"not a request of wire version 3"};
+  if (!head) throw Malformed{fmt::format("not a request of wire version {}", kWireVersion)};
   const int fd = c.fd.get();
   const bool control =
       head->op == kOpAgentStatus || head->op == kOpAgentStop || head->op == kOpServeReload;

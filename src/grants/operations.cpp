@@ -1,8 +1,6 @@
 // The grant operations: each is one audited transaction of the runner (Runner::run).
 #include "grants/operations.hpp"
 
-#include <pwd.h>
-
 #include <algorithm>
 #include <charconv>
 
@@ -32,16 +30,6 @@ nlohmann::json constraints_json(const std::optional<Context>& equals, const Cont
   if (equals) j["context_equals"] = context_json(*equals);
   if (!subset.empty()) j["context_subset"] = context_json(subset);
   return j;
-}
-
-std::optional<std::int64_t> system_user(const std::string& name) {
-  passwd pw{};
-  std::vector<char> buf(16384);
-  passwd* found = nullptr;
-  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return static_cast<std::int64_t>(found->pw_uid);
 }
 
 std::string new_grant_id() {
@@ -150,7 +138,7 @@ bool same_terms(const GrantInfo& a, const GrantInfo& b) {
 GrantOperations::GrantOperations(Runner& runner, UserLookup users)
     : runner_(runner),
       vault_(runner.vault()),
-      users_(users ? std::move(users) : UserLookup(system_user)) {}
+      users_(users ? std::move(users) : policy::Names::system().user) {}
 
 std::int64_t GrantOperations::resolve_principal(std::string_view text,
                                                 std::string_view what) const {
