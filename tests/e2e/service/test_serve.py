@@ -478,6 +478,18 @@ class Service(KmsCase):
             self.assertError(r, kmsenv.USAGE, "not served by a kmsctl service")
         self.assertFalse(os.path.exists("/tmp/never.db"))
 
+    def test_a_policy_with_problems_is_refused_at_start_naming_its_line(self):
+        bad = self.kms.path("bad-policy.toml")
+        with open(bad, "w") as f:
+            f.write('[[statements]]\neffect = "allow"\nprincipals = ["user:nobody-such-x1"]\n'
+                    'actions = ["kms:Encrypt"]\nresources = ["alias/app"]\n')
+        os.chmod(bad, 0o644)
+        r = self.kms.run("serve", "--socket", os.path.join(self.run_dir, "other.sock"),
+                         "--policy", bad, preexec_fn=UnixUsers.as_user(self.svc))
+        self.assertError(r, kmsenv.USAGE, "bad-policy.toml has 1 problem", "3:",
+                         'no user named "nobody-such-x1"')
+        self.assertFalse(os.path.exists(os.path.join(self.run_dir, "other.sock")))
+
     def test_a_forwarded_socket_authenticates_the_forwarder_not_who_connects_to_it(self):
         # The app user forwards the service's socket (as `ssh -R` would): whoever connects
         # through it acts as app, the process the service sees.
