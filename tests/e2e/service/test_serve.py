@@ -488,6 +488,25 @@ class Service(KmsCase):
         self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/customer", "--remove"))
         self.assertOk(self.as_(self.isv, "encrypt", "--key", "alias/customer", input=b"x"))
 
+    def test_a_key_policy_that_no_longer_loads_allows_nothing_and_the_service_goes_on(self):
+        # A user the key's policy names is deleted after the policy was set: the stored text no
+        # longer loads (the service has not read it yet), so it allows nothing, not even to the
+        # outsider it also names.
+        gone = self.users.user("gone")
+        text = ('[[statements]]\nsid = "gone-and-outsider"\neffect = "allow"\n'
+                f'principals = ["user:{gone}", "user:{self.outsider}"]\n'
+                'actions = ["kms:Encrypt"]\nresources = ["*"]\n')
+        self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/prod", "-", input=text))
+        self.addCleanup(self.as_, self.svc, "key", "set-policy", "alias/prod", "--remove")
+        subprocess.run(["userdel", gone], check=True, capture_output=True)
+        seq = self.mark()
+        self.assertRefused(self.as_(self.outsider, "encrypt", "--key", "alias/prod", input=b"x"),
+                           "key.encrypt", "alias/prod")
+        [row] = self.records_since(seq)
+        self.assertEqual((row["outcome"], row["params"]["rule"]), ("denied", "default-deny"))
+        self.assertEqual(self.service.poll(), None, "the service is still running")
+        self.assertOk(self.as_(self.svc, "key", "get-policy", "alias/prod"))
+
     def test_a_grantee_retires_its_own_grant_and_no_one_else_can(self):
         g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
                      "user:" + self.isv, "--operations", "Encrypt")
