@@ -3,7 +3,7 @@ _kmsctl_subcommands() {
   case "$1" in
     "") echo "init status audit key encrypt decrypt re-encrypt data-key random file secret exec maintain vault agent grant policy serve version completion manpage" ;;
     "audit") echo "list verify export" ;;
-    "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag alias" ;;
+    "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag set-policy get-policy alias" ;;
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
     "secret") echo "create get put list describe versions delete restore rotate set-rotation" ;;
@@ -54,6 +54,8 @@ _kmsctl_flags() {
     "key schedule-deletion") echo "--help -h --help-all --pending-days --json" ;;
     "key tag") echo "--help -h --help-all --json" ;;
     "key untag") echo "--help -h --help-all --json" ;;
+    "key set-policy") echo "--help -h --help-all --remove --json" ;;
+    "key get-policy") echo "--help -h --help-all --json" ;;
     "key alias") echo "--help -h --help-all" ;;
     "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json" ;;
     "file encrypt") echo "--help -h --help-all --key --frame-size --out -o --out-dir --force --no-progress --json --context" ;;

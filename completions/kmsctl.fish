@@ -6,7 +6,7 @@ function __kmsctl_subcommands
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
-            printf '%s\n' create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag alias
+            printf '%s\n' create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag set-policy get-policy alias
         case 'data-key'
             printf '%s\n' generate
         case 'file'
@@ -91,6 +91,8 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a set-rotation -d 'Set or 
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a schedule-deletion -d 'Schedule a key\'s permanent deletion after a waiting period'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a tag -d 'Add or change tags K=V'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a untag -d 'Remove tags by name'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a set-policy -d 'Set a key\'s own policy from a policy file (TOML or JSON), or remove it'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a get-policy -d 'Print a key\'s own policy exactly as it was set'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -a alias -d 'Name keys with alias/NAME'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -l help-all -d 'Show help for every command'
@@ -253,6 +255,13 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'key tag'" -l json -d 'Print the k
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l remove -d 'Remove the key\'s policy'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l json -d 'Print the key\'s policy as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l json -d 'Print {key_id, text, sha256, updated, updated_by_uid} (null: none)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias'" -a create -d 'Create an alias for a key'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias'" -a update -d 'Point an alias at another key'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias'" -a delete -d 'Delete an alias (the key stays)'

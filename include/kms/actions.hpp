@@ -69,6 +69,8 @@ enum class Action : std::uint8_t {
   service_start,
   service_stop,
   service_reload,
+  key_set_policy,
+  key_get_policy,
 };
 
 struct ActionInfo {

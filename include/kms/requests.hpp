@@ -16,6 +16,7 @@
 #include "kms/context.hpp"
 #include "kms/envelope.hpp"
 #include "kms/grants.hpp"
+#include "kms/key_policy.hpp"
 #include "kms/keys.hpp"
 #include "kms/secrets.hpp"
 #include "kms/secure.hpp"
@@ -45,6 +46,8 @@ enum class Op : std::uint16_t {
   alias_update = 32,
   alias_delete = 33,
   alias_list = 34,
+  key_set_policy = 35,
+  key_get_policy = 36,
   encrypt = 40,
   decrypt = 41,
   re_encrypt = 42,
@@ -153,6 +156,18 @@ struct KeyUntag {
   using Response = keys::KeyInfo;
   std::string key;
   std::vector<std::string> names;
+};
+// A key's own policy: `text` a policy file (TOML or JSON); none removes the key's policy.
+struct KeySetPolicy {
+  static constexpr Op op = Op::key_set_policy;
+  using Response = KeyPolicyInfo;
+  std::string key;
+  std::optional<std::string> text;
+};
+struct KeyGetPolicy {
+  static constexpr Op op = Op::key_get_policy;
+  using Response = KeyPolicyInfo;
+  std::string key;
 };
 struct AliasCreate {
   static constexpr Op op = Op::alias_create;

@@ -109,6 +109,9 @@ bool eq(const req::GrantCreate& a, const req::GrantCreate& b);
 bool eq(const req::GrantList& a, const req::GrantList& b);
 template <Op O>
 bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b);
+bool eq(const KeyPolicyInfo& a, const KeyPolicyInfo& b);
+bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b);
+bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b);
 
 // Scalars, enums, strings, Bytes and Context (a std::map of strings).
 template <class T>
@@ -386,6 +389,14 @@ template <Op O>
 bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b) {
   return a.grant == b.grant;
 }
+bool eq(const KeyPolicyInfo& a, const KeyPolicyInfo& b) {
+  using T = KeyPolicyInfo;
+  return members(a, b, &T::key_id, &T::text, &T::sha256, &T::updated, &T::updated_by_uid);
+}
+bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b) {
+  return members(a, b, &req::KeySetPolicy::key, &req::KeySetPolicy::text);
+}
+bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b) { return a.key == b.key; }
 
 // ---- samples: every member away from its default ----
 
@@ -852,6 +863,24 @@ template <>
 req::GrantRetire sample<req::GrantRetire>() {
   return {"g-fedcba9876543210fedcba98"};
 }
+template <>
+KeyPolicyInfo sample<KeyPolicyInfo>() {
+  KeyPolicyInfo p;
+  p.key_id = kKeyId;
+  p.text = "[[statements]]\neffect = \"allow\"\n";
+  p.sha256 = std::string(64, 'a');
+  p.updated = kTime;
+  p.updated_by_uid = std::int64_t{1} << 33;
+  return p;
+}
+template <>
+req::KeySetPolicy sample<req::KeySetPolicy>() {
+  return {"alias/app", std::string("{\"statements\": []}")};
+}
+template <>
+req::KeyGetPolicy sample<req::KeyGetPolicy>() {
+  return {"alias/app"};
+}
 
 // ---- encoding helpers ----
 
@@ -1120,7 +1149,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 42);
+  CHECK(ops.size() == 44);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);

@@ -99,6 +99,11 @@ constexpr std::array kActions{
     ActionInfo{A::service_stop, "service.stop", "`kmsctl serve` stopped (and why)"},
     ActionInfo{A::service_reload, "service.reload",
                "the service loaded its policy file again (its SHA-256), or kept the old one"},
+    ActionInfo{A::key_set_policy, "key.set_policy",
+               "a key's own policy was set or removed (its SHA-256, its statements)",
+               "kms:PutKeyPolicy"},
+    ActionInfo{A::key_get_policy, "key.get_policy", "a key's own policy was read",
+               "kms:GetKeyPolicy"},
 };
 
 constexpr bool in_enum_order() {
@@ -108,7 +113,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::service_reload) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::key_get_policy) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

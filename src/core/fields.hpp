@@ -79,6 +79,10 @@ void fields(V& v, GrantPage& p) {
   v(p.grants, p.next);
 }
 template <class V>
+void fields(V& v, KeyPolicyInfo& p) {
+  v(p.key_id, p.text, p.sha256, p.updated, p.updated_by_uid);
+}
+template <class V>
 void fields(V& v, KeyMetadata& k) {
   v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
     k.last_rotated, k.deletion_date, k.primary_version);
@@ -309,6 +313,14 @@ void fields(V& v, SecretSetRotation& r) {
   v(r.name, r.change);
 }
 template <class V>
+void fields(V& v, KeySetPolicy& r) {
+  v(r.key, r.text);
+}
+template <class V>
+void fields(V& v, KeyGetPolicy& r) {
+  v(r.key);
+}
+template <class V>
 void fields(V& v, GrantCreate& r) {
   v(r.spec);
 }
@@ -337,6 +349,6 @@ using CallRequests =
                 req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
                 req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
                 req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-                req::GrantRevoke, req::GrantRetire>;
+                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy>;
 
 }  // namespace kms

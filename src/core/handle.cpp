@@ -182,6 +182,15 @@ secrets::SecretInfo handle(Service& s, const req::SecretSetRotation& r) {
 }
 
 template <>
+KeyPolicyInfo handle(Service& s, const req::KeySetPolicy& r) {
+  return s.keys().set_policy(r.key, r.text);
+}
+template <>
+KeyPolicyInfo handle(Service& s, const req::KeyGetPolicy& r) {
+  return s.keys().get_policy(r.key);
+}
+
+template <>
 GrantInfo handle(Service& s, const req::GrantCreate& r) {
   return s.grants().create(r.spec);
 }

@@ -1,6 +1,7 @@
 // The key operations: each is one audited transaction of the runner (Runner::run).
 #include "keys/operations.hpp"
 
+#include "policy/policy.hpp"
 #include <fmt/format.h>
 
 #include "kms/clock.hpp"
@@ -18,6 +19,18 @@ nlohmann::json context_json(const Context& c) {
 }
 
 std::string key_resource(std::string_view id) { return "key/" + std::string(id); }
+
+KeyPolicyInfo policy_info(std::string_view key_id, const std::optional<store::KeyPolicyRow>& row) {
+  KeyPolicyInfo info;
+  info.key_id = std::string(key_id);
+  if (row) {
+    info.text = row->text;
+    info.sha256 = row->sha256;
+    info.updated = row->updated;
+    info.updated_by_uid = row->updated_by_uid;
+  }
+  return info;
+}
 
 }  // namespace
 
@@ -148,6 +161,50 @@ keys::KeyInfo KeyOperations::cancel_deletion(std::string_view ref) {
            ks.cancel_deletion(key);
            info = ks.describe(key);
          });
+  return info;
+}
+
+KeyPolicyInfo KeyOperations::set_policy(std::string_view ref,
+                                        const std::optional<std::string>& text) {
+  KeyPolicyInfo info;
+  key_op(Action::key_set_policy, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+    store::Db& db = vault_.db();
+    if (!text) {
+      ev.params["removed"] = store::key_policy_delete(db, key.id);
+      info = policy_info(key.id, std::nullopt);
+      return;
+    }
+    if (text->size() > kMaxKeyPolicy) {
+      throw Error(Code::usage,
+                  fmt::format("the policy for key {} is {} bytes, more than the {} a key policy "
+                              "may have",
+                              key.id, text->size(), kMaxKeyPolicy),
+                  "split it: the service's policy file holds what applies to many keys");
+    }
+    const policy::Policy parsed =
+        policy::parse_or_refuse(*text, fmt::format("the policy for key {}", key.id),
+                                "fix it (`kmsctl policy validate FILE` lists the same problems)");
+    store::KeyPolicyRow row;
+    row.key_id = key.id;
+    row.text = *text;
+    row.sha256 = crypto::to_hex(crypto::sha256(as_bytes(*text)));
+    row.updated = format_rfc3339(now());
+    row.updated_by_uid = runner_.caller().uid;
+    ev.params["sha256"] = row.sha256;
+    ev.params["statements"] = parsed.statements().size();
+    store::key_policy_put(db, row);
+    info = policy_info(key.id, row);
+  });
+  return info;
+}
+
+KeyPolicyInfo KeyOperations::get_policy(std::string_view ref) {
+  KeyPolicyInfo info;
+  key_op(Action::key_get_policy, ref, [&](keys::KeyStore&, store::KeyRow& key, audit::Event& ev) {
+    const auto row = store::key_policy_get(vault_.db(), key.id);
+    if (row) ev.params["sha256"] = row->sha256;
+    info = policy_info(key.id, row);
+  });
   return info;
 }
 

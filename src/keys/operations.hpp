@@ -15,6 +15,7 @@
 #include "keys/key_store.hpp"
 #include "kms/actions.hpp"
 #include "kms/context.hpp"
+#include "kms/key_policy.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
 #include "vault/vault.hpp"
@@ -45,6 +46,11 @@ class KeyOperations {
   keys::KeyInfo tag(std::string_view ref,
                     const std::vector<std::pair<std::string, std::string>>& tags);
   keys::KeyInfo untag(std::string_view ref, const std::vector<std::string>& names);
+  // A key's own policy (docs/POLICY.md, "Key policies"): `text` a policy file (TOML or JSON, at
+  // most kMaxKeyPolicy bytes, without problems: Code::usage naming each); none removes it.
+  static constexpr std::size_t kMaxKeyPolicy = 64 * 1024;
+  KeyPolicyInfo set_policy(std::string_view ref, const std::optional<std::string>& text);
+  KeyPolicyInfo get_policy(std::string_view ref);
   Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
   keys::Decrypted decrypt(ByteView blob, const Context& context);
   // Decrypts and encrypts again under `to_ref` (its primary version) without releasing the

@@ -18,30 +18,31 @@ constexpr std::string_view kCryptoAdmin[] = {
     "kms:DisableKey",        "kms:RotateKey",   "kms:SetKeyRotation", "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:UpdateAlias",    "kms:DeleteAlias",
     "kms:ListAliases",       "kms:TagResource", "kms:UntagResource",  "kms:CreateGrant",
-    "kms:ListGrants",        "kms:RevokeGrant", "kms:RetireGrant"};
+    "kms:ListGrants",        "kms:RevokeGrant", "kms:RetireGrant",    "kms:PutKeyPolicy",
+    "kms:GetKeyPolicy"};
 constexpr std::string_view kSecretUser[] = {"secrets:GetSecretValue", "secrets:DescribeSecret",
                                             "secrets:ListSecrets"};
 constexpr std::string_view kSecretAdmin[] = {
     "secrets:CreateSecret",  "secrets:PutSecretValue",       "secrets:DescribeSecret",
     "secrets:ListSecrets",   "secrets:ListSecretVersionIds", "secrets:DeleteSecret",
     "secrets:RestoreSecret", "secrets:SetSecretRotation",    "secrets:RotateSecret"};
-constexpr std::string_view kReadOnly[] = {"kms:ListKeys",           "kms:DescribeKey",
-                                          "kms:ListAliases",        "secrets:ListSecrets",
-                                          "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
-                                          "vault:Status",           "kms:ListGrants"};
+constexpr std::string_view kReadOnly[] = {
+    "kms:ListKeys",        "kms:DescribeKey",        "kms:ListAliases",
+    "secrets:ListSecrets", "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
+    "vault:Status",        "kms:ListGrants",         "kms:GetKeyPolicy"};
 constexpr std::string_view kAuditor[] = {"kms:ListKeys",           "kms:DescribeKey",
                                          "kms:ListAliases",        "secrets:ListSecrets",
                                          "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
                                          "vault:Status",           "audit:Query",
                                          "audit:Verify",           "audit:Export",
-                                         "kms:ListGrants"};
+                                         "kms:ListGrants",         "kms:GetKeyPolicy"};
 
 constexpr std::array kRoles{
     Role{"crypto-user", kCryptoUser,
          "use keys: encrypt, decrypt, re-encrypt, data keys, random bytes; describe and list"},
     Role{"crypto-admin", kCryptoAdmin,
-         "manage keys: create, enable, disable, rotate, delete, aliases, tags, grants; no "
-         "cryptography"},
+         "manage keys: create, enable, disable, rotate, delete, aliases, tags, grants, key "
+         "policies; no cryptography"},
     Role{"secret-user", kSecretUser, "read secret values; describe and list secrets"},
     Role{"secret-admin", kSecretAdmin,
          "manage secrets: create, put, delete, restore, rotation; not read their values"},

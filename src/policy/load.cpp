@@ -579,6 +579,18 @@ LoadResult parse_text(std::string_view text, const Names& names) {
   return parse_toml(text, names);
 }
 
+Policy parse_or_refuse(std::string_view text, std::string_view what, std::string_view hint,
+                       const Names& names) {
+  LoadResult r = parse_text(text, names);
+  if (r.policy) return std::move(*r.policy);
+  std::string message = fmt::format("{} has {} problem{}", what, r.problems.size(),
+                                    r.problems.size() == 1 ? "" : "s");
+  for (std::size_t i = 0; i < r.problems.size(); ++i) {
+    message += fmt::format("{} {}", i == 0 ? ":" : ";", r.problems[i].text());
+  }
+  throw Error(Code::usage, message, std::string(hint));
+}
+
 LoadResult load_file(const std::filesystem::path& path, const Names& names) {
   return parse_text(read_text(path), names);
 }

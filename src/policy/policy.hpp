@@ -127,6 +127,10 @@ LoadResult parse_toml(std::string_view text, const Names& names = Names::system(
 LoadResult parse_json(std::string_view text, const Names& names = Names::system());
 // JSON when the first non-blank character is `{`, else TOML.
 LoadResult parse_text(std::string_view text, const Names& names = Names::system());
+// The policy in `text`, or Code::usage "<what> has N problems: 3:5: ...; ..." naming every
+// problem with its line, with `hint`.
+Policy parse_or_refuse(std::string_view text, std::string_view what, std::string_view hint,
+                       const Names& names = Names::system());
 // A policy file's text; Code::usage when it cannot be read.
 std::string read_text(const std::filesystem::path& path);
 // parse_text(read_text(path)).

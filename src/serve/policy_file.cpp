@@ -1,5 +1,8 @@
 #include "serve/policy_file.hpp"
 
+#include <map>
+#include <memory>
+#include <mutex>
 #include <utility>
 
 #include "grants/operations.hpp"
@@ -17,15 +20,8 @@ namespace {
 
 // The policy in `text`, or Code::usage naming every problem of `path`'s with its line.
 policy::Policy parse(const fs::path& path, const std::string& text) {
-  policy::LoadResult r = policy::parse_text(text);
-  if (r.policy) return std::move(*r.policy);
-  std::string what = fmt::format("the policy {} has {} problem{}", path.string(), r.problems.size(),
-                                 r.problems.size() == 1 ? "" : "s");
-  for (std::size_t i = 0; i < r.problems.size(); ++i) {
-    what += fmt::format("{} {}", i == 0 ? ":" : ";", r.problems[i].text());
-  }
-  throw Error(
-      Code::usage, what,
+  return policy::parse_or_refuse(
+      text, fmt::format("the policy {}", path.string()),
       fmt::format("fix it (`kmsctl policy validate {}` lists the same problems)", path.string()));
 }
 
@@ -96,10 +92,37 @@ bool administrative(Action a) {
     case Action::grant_list:
     case Action::grant_revoke:
     case Action::grant_retire:
+    case Action::key_set_policy:
+    case Action::key_get_policy:
       return true;
     default:
       return false;
   }
+}
+
+// A key's own policy, read from its row (the authorizer runs inside the operation's
+// transaction), each text parsed once: parsed policies are kept by their SHA-256. A stored policy
+// that no longer parses (a user it names was deleted since) allows nothing.
+std::function<std::shared_ptr<const policy::Policy>(std::string_view)> key_policies(Service& svc) {
+  struct Cache {
+    std::mutex mutex;
+    std::map<std::string, std::shared_ptr<const policy::Policy>, std::less<>> by_sha256;
+  };
+  auto cache = std::make_shared<Cache>();
+  return [&svc, cache](std::string_view key_id) -> std::shared_ptr<const policy::Policy> {
+    const auto row = store::key_policy_get(svc.vault().db(), key_id);
+    if (!row) return nullptr;
+    const std::lock_guard lock(cache->mutex);
+    if (const auto it = cache->by_sha256.find(row->sha256); it != cache->by_sha256.end()) {
+      return it->second;
+    }
+    policy::LoadResult r = policy::parse_text(row->text);
+    auto parsed = r.policy ? std::make_shared<const policy::Policy>(std::move(*r.policy))
+                           : std::make_shared<const policy::Policy>();  // allows nothing
+    if (cache->by_sha256.size() >= 256) cache->by_sha256.clear();
+    cache->by_sha256.emplace(row->sha256, parsed);
+    return parsed;
+  };
 }
 
 }  // namespace
@@ -110,6 +133,7 @@ Authorizer authorizer(Service& svc, const PolicyFile& file, std::int64_t admin_u
     return facts_of(svc.vault().db(), resource);
   };
   sources.grants = [&svc](std::string_view key_id) { return svc.grants().grants_of_key(key_id); };
+  sources.key_policy = key_policies(svc);
   return
       [&svc, &file, admin_uid, sources = std::move(sources)](const AccessRequest& r) -> Decision {
         if (iam_name(r.action).empty()) return {true, {}, {}};  // no rule to record

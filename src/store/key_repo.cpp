@@ -103,6 +103,7 @@ void key_delete(Db& db, std::string_view id) {
   delete_rows(db, "DELETE FROM key_aliases WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM key_tags WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM grants WHERE key_id = ? RETURNING mac", id);
+  delete_rows(db, "DELETE FROM key_policies WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM keys WHERE id = ? RETURNING mac", id);
 }
 

@@ -44,8 +44,8 @@ Spec make(const char* table, const char* label, std::vector<const char*> cols, s
   return s;
 }
 
-const std::array<Spec, 9>& specs() {
-  static const std::array<Spec, 9> all = {
+const std::array<Spec, 10>& specs() {
+  static const std::array<Spec, 10> all = {
       make("vault_meta", "the vault header",
            {"singleton", "vault_id", "created", "pkcs11_module", "token_label", "token_serial",
             "root_key_gen", "sealed_master"},
@@ -71,6 +71,8 @@ const std::array<Spec, 9>& specs() {
             "context_subset", "retiring_uid", "retiring", "name", "created_at", "created_by_uid",
             "expires_at", "state", "ended_at"},
            1, 1, true),
+      make("key_policies", "key policy",
+           {"key_id", "text", "sha256", "updated_at", "updated_by_uid"}, 1, 1, true),
   };
   return all;
 }

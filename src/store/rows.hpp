@@ -40,6 +40,7 @@ enum class Table {
   secret_versions,
   secret_tags,
   grants,
+  key_policies,
 };
 
 // "col, col, ..., mac": the MACed columns in schema order (the primary key first), then the MAC.

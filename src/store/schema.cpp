@@ -193,6 +193,19 @@ CREATE INDEX grants_created ON grants (created_at, id);
 CREATE UNIQUE INDEX grants_name ON grants (key_id, name)
   WHERE name IS NOT NULL AND state = 'active';
 )sql",
+    // 5 -> 6: key policies (docs/POLICY.md, "Key policies"), one per key, authenticated rows from
+    // the start. `text` is the policy file's bytes as given (TOML or JSON), `sha256` the hex of its
+    // SHA-256. Self-contained like grants: key_delete deletes a key's policy.
+    R"sql(
+CREATE TABLE key_policies (
+  key_id          TEXT PRIMARY KEY,
+  text            TEXT NOT NULL,
+  sha256          TEXT NOT NULL,
+  updated_at      TEXT NOT NULL,
+  updated_by_uid  INTEGER NOT NULL,
+  mac             BLOB
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -27,7 +27,7 @@ namespace kms::store {
 struct RowAuth;  // rows.cpp
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -304,5 +304,19 @@ std::vector<GrantRow> grant_list(Db& db, const GrantQuery& q);
 std::vector<GrantRow> grants_of_key(Db& db, std::string_view key_id);
 std::optional<GrantRow> grant_active_by_name(Db& db, std::string_view key_id,
                                              std::string_view name);
+
+// ---- key policies (key_policy_repo.cpp) ----
+struct KeyPolicyRow {
+  std::string key_id;
+  std::string text;    // the policy file's bytes as given (TOML or JSON)
+  std::string sha256;  // lower-case hex of SHA-256(text)
+  std::string updated;
+  std::int64_t updated_by_uid = 0;
+};
+std::optional<KeyPolicyRow> key_policy_get(Db& db, std::string_view key_id);
+// Inserts or replaces the key's policy, and seals the row.
+void key_policy_put(Db& db, const KeyPolicyRow& row);
+// True when the key had a policy.
+bool key_policy_delete(Db& db, std::string_view key_id);
 
 }  // namespace kms::store

@@ -444,6 +444,69 @@ class Service(KmsCase):
                      input=b"x")
         self.assertRefused(r, "key.encrypt", "alias/customer")
 
+    def test_a_keys_own_policy_lets_the_outsider_use_that_key_and_its_deny_wins_over_a_grant(self):
+        # The customer (the service's own user administers key policies) lets the outsider
+        # encrypt under its key, and only under it: `resources = ["*"]` is the key itself.
+        allow = ('[[statements]]\nsid = "outsider-encrypt"\neffect = "allow"\n'
+                 f'principals = ["user:{self.outsider}"]\nactions = ["kms:Encrypt"]\n'
+                 'resources = ["*"]\n')
+        self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/customer", "-", input=allow))
+        self.addCleanup(self.as_, self.svc, "key", "set-policy", "alias/customer", "--remove")
+        got = self.as_(self.svc, "key", "get-policy", "alias/customer")
+        self.assertOk(got)
+        self.assertEqual(got.out, allow)
+        self.assertRefused(self.as_(self.outsider, "key", "set-policy", "alias/customer",
+                                    "--remove"), "key.set_policy", "alias/customer")
+        seq = self.mark()
+        self.assertOk(self.as_(self.outsider, "encrypt", "--key", "alias/customer",
+                               input=b"x"))
+        self.assertRefused(self.as_(self.outsider, "encrypt", "--key", "alias/app", input=b"x"),
+                           "key.encrypt", "alias/app")
+        rows = self.records_since(seq)
+        self.assertEqual([(x["principal"], x["action"], x["outcome"], x["params"]["rule"])
+                          for x in rows],
+                         [(self.outsider, "key.encrypt", "ok", "key-policy:outsider-encrypt"),
+                          (self.outsider, "key.encrypt", "denied", "default-deny")])
+
+        # A grant lets the ISV encrypt; the key's own explicit deny wins over it.
+        g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
+                     "user:" + self.isv, "--operations", "Encrypt")
+        self.assertOk(g)
+        grant = g.out.strip()
+        self.addCleanup(self.as_, self.svc, "grant", "revoke", grant)
+        self.assertOk(self.as_(self.isv, "encrypt", "--key", "alias/customer", input=b"x"))
+        deny = allow + ('\n[[statements]]\nsid = "not-the-isv"\neffect = "deny"\n'
+                        f'principals = ["user:{self.isv}"]\nactions = ["kms:*"]\n'
+                        'resources = ["*"]\n')
+        self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/customer", "-", input=deny))
+        seq = self.mark()
+        self.assertRefused(self.as_(self.isv, "encrypt", "--key", "alias/customer", input=b"x"),
+                           "key.encrypt", "alias/customer")
+        [row] = self.records_since(seq)
+        self.assertEqual((row["principal"], row["outcome"], row["params"]["rule"]),
+                         (self.isv, "denied", "key-policy:not-the-isv"))
+        self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/customer", "--remove"))
+        self.assertOk(self.as_(self.isv, "encrypt", "--key", "alias/customer", input=b"x"))
+
+    def test_a_key_policy_that_no_longer_loads_allows_nothing_and_the_service_goes_on(self):
+        # A user the key's policy names is deleted after the policy was set: the stored text no
+        # longer loads (the service has not read it yet), so it allows nothing, not even to the
+        # outsider it also names.
+        gone = self.users.user("gone")
+        text = ('[[statements]]\nsid = "gone-and-outsider"\neffect = "allow"\n'
+                f'principals = ["user:{gone}", "user:{self.outsider}"]\n'
+                'actions = ["kms:Encrypt"]\nresources = ["*"]\n')
+        self.assertOk(self.as_(self.svc, "key", "set-policy", "alias/prod", "-", input=text))
+        self.addCleanup(self.as_, self.svc, "key", "set-policy", "alias/prod", "--remove")
+        subprocess.run(["userdel", gone], check=True, capture_output=True)
+        seq = self.mark()
+        self.assertRefused(self.as_(self.outsider, "encrypt", "--key", "alias/prod", input=b"x"),
+                           "key.encrypt", "alias/prod")
+        [row] = self.records_since(seq)
+        self.assertEqual((row["outcome"], row["params"]["rule"]), ("denied", "default-deny"))
+        self.assertEqual(self.service.poll(), None, "the service is still running")
+        self.assertOk(self.as_(self.svc, "key", "get-policy", "alias/prod"))
+
     def test_a_grantee_retires_its_own_grant_and_no_one_else_can(self):
         g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
                      "user:" + self.isv, "--operations", "Encrypt")

@@ -229,7 +229,8 @@ TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
-             "versions", "set-rotation", "schedule-deletion", "tag", "untag", "alias")
+             "versions", "set-rotation", "schedule-deletion", "tag", "untag", "set-policy",
+             "get-policy", "alias")
 POLICY_VERBS = ("validate", "check")
 
 
