@@ -127,6 +127,8 @@ class KmsEnv:
         self.pin = pin
         self.pin_file = self.write_secret_file("pin", pin)
         self.transcript = []  # (argv, Result) of every run, for leak checks
+        self.binary = None    # the kmsctl to run instead of KMSCTL (UnixUsers.share_kmsctl)
+        self.env_overrides = {}  # set in every run's environment, after the rest
         self.so_pin = None    # set by init() when kmsctl printed a new token's SO PIN
 
     # ---- files ----
@@ -158,6 +160,7 @@ class KmsEnv:
         for k in _PASS_THROUGH:
             if k in os.environ:
                 env[k] = os.environ[k]
+        env.update(self.env_overrides)
         if faketime:
             env.update(faketime_env(faketime))
         return env
@@ -172,7 +175,7 @@ class KmsEnv:
             e.pop(k, None)
         if env:
             e.update(env)
-        argv = [binary or KMSCTL, *args]
+        argv = [binary or self.binary or KMSCTL, *args]
         if isinstance(input, str):
             input = input.encode()
         stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
@@ -188,7 +191,7 @@ class KmsEnv:
         e = self.base_env()
         if env:
             e.update(env)
-        return subprocess.Popen([KMSCTL, *args], stdin=subprocess.DEVNULL,
+        return subprocess.Popen([self.binary or KMSCTL, *args], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
                                 start_new_session=True, cwd=self.root)
 
@@ -667,6 +670,24 @@ class UnixUsers:
     @staticmethod
     def available():
         return os.geteuid() == 0 and shutil.which("useradd") is not None
+
+    @staticmethod
+    def share_kmsctl(directory):
+        """kmsctl copied into `directory` (which other users can reach), with the sanitizer's
+        suppressions file if LSAN_OPTIONS names one: the build tree may be in a directory only
+        root can enter. Returns (the binary, the environment to run it with)."""
+        binary = os.path.join(directory, "kmsctl")
+        shutil.copy(KMSCTL, binary)
+        os.chmod(binary, 0o755)
+        env = {}
+        lsan = os.environ.get("LSAN_OPTIONS", "")
+        m = re.search(r"suppressions=([^:]+)", lsan)
+        if m:
+            supp = os.path.join(directory, "lsan.supp")
+            shutil.copy(m.group(1), supp)
+            os.chmod(supp, 0o644)
+            env["LSAN_OPTIONS"] = lsan.replace(m.group(0), "suppressions=" + supp)
+        return binary, env
 
 
 def main():

@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import KMSCTL, KmsCase, KmsEnv, UnixUsers
+from kmsenv import KmsCase, KmsEnv, UnixUsers
 
 POLICY = """\
 [[statements]]
@@ -129,6 +129,10 @@ class Service(KmsCase):
         cls.outsider = u.user("outsider")
         cls.isv = u.user("isv")
         os.chmod(cls.shared, 0o755)
+        # Every kmsctl here runs as one of the users: a copy they can reach.
+        bin_dir = os.path.join(cls.shared, "bin")
+        os.mkdir(bin_dir, 0o755)
+        cls.kms.binary, cls.kms.env_overrides = UnixUsers.share_kmsctl(bin_dir)
         # The service's user owns the vault, its token and its socket directory.
         svc_uid, svc_gid, _ = UnixUsers.ids(cls.svc)
         for dirpath, dirnames, filenames in os.walk(cls.kms.root):
@@ -173,7 +177,7 @@ class Service(KmsCase):
         env = cls.kms.base_env()
         cls.service_log = open(os.path.join(cls.shared, "serve.log"), "w+")
         cls.service = subprocess.Popen(
-            [KMSCTL, "serve", "--socket", cls.sock, "--use-only-socket", cls.use_only,
+            [cls.kms.binary, "serve", "--socket", cls.sock, "--use-only-socket", cls.use_only,
              "--policy", cls.policy, "--json"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=cls.service_log, env=env,
             cwd=cls.kms.root, preexec_fn=UnixUsers.as_user(cls.svc), start_new_session=True)
