@@ -23,14 +23,22 @@
 namespace kms::policy {
 namespace {
 
+struct Field;
+
 // A value of the document, whichever syntax it came in.
 struct Node {
   enum class Kind : std::uint8_t { string, integer, boolean, array, table, other } kind;
   std::string str;
   std::int64_t integer = 0;
-  std::vector<Node> items;                           // an array's
-  std::vector<std::pair<std::string, Node>> fields;  // a table's, in the document's order
+  std::vector<Node> items;    // an array's
+  std::vector<Field> fields;  // a table's, in the document's order (not std::pair: clang's
+                              // libstdc++ checks need pair's Node complete here)
   int line = 0, column = 0;
+};
+
+struct Field {
+  std::string key;
+  Node value;
 };
 
 std::string_view kind_name(Node::Kind k) {
@@ -72,11 +80,10 @@ Node from_toml(const toml::node& n) {
     for (const toml::node& item : *a) out.items.push_back(from_toml(item));
   } else if (const auto* t = n.as_table()) {
     out.kind = Node::Kind::table;
-    for (auto&& [key, value] : *t)
-      out.fields.emplace_back(std::string(key.str()), from_toml(value));
+    for (auto&& [key, value] : *t) out.fields.push_back({std::string(key.str()), from_toml(value)});
     // toml++ keeps a table's keys sorted: put them back in the file's order.
     std::stable_sort(out.fields.begin(), out.fields.end(), [](const auto& a, const auto& b) {
-      return std::pair(a.second.line, a.second.column) < std::pair(b.second.line, b.second.column);
+      return std::pair(a.value.line, a.value.column) < std::pair(b.value.line, b.value.column);
     });
   }
   return out;
@@ -97,7 +104,7 @@ Node from_json(const nlohmann::ordered_json& j) {
     for (const auto& item : j) out.items.push_back(from_json(item));
   } else if (j.is_object()) {
     out.kind = Node::Kind::table;
-    for (const auto& [key, value] : j.items()) out.fields.emplace_back(key, from_json(value));
+    for (const auto& [key, value] : j.items()) out.fields.push_back({key, from_json(value)});
   }
   return out;
 }
