@@ -778,8 +778,10 @@ class ClientKilled(RequestsTestCase):
         # A process that died: FORMAT.md §8 names that error code `interrupted`.
         self.assertEqual(rec["error_code"], "interrupted", rec)
         self.assertFalse(os.path.exists(out), "the output of a killed client was published")
-        self.assertFalse(os.path.exists(os.path.join(self.kms.vault + ".ops",
-                                                     "%d.lock" % start["seq"])))
+        # The agent removes the operation's lock file once the end record is committed: right
+        # after the record can be read, not with it.
+        lock = os.path.join(self.kms.vault + ".ops", "%d.lock" % start["seq"])
+        self.wait_for(lambda: not os.path.exists(lock), what="the lock file's removal")
 
         # The agent goes on; no later command ends the operation a second time.
         self.assertTrue(is_running(info["pid"]))
