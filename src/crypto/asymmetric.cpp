@@ -1,0 +1,397 @@
+#include "kms/asymmetric.hpp"
+
+#include <memory>
+#include <new>
+
+#include <fmt/format.h>
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "kms/crypto.hpp"
+#include "kms/error.hpp"
+
+namespace kms::crypto {
+namespace {
+
+struct Free {
+  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
+  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
+  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
+  void operator()(EVP_MD* p) const noexcept { EVP_MD_free(p); }
+  void operator()(BIO* p) const noexcept { BIO_free(p); }
+  void operator()(PKCS8_PRIV_KEY_INFO* p) const noexcept { PKCS8_PRIV_KEY_INFO_free(p); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, Free>;
+using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, Free>;
+using MdCtx = std::unique_ptr<EVP_MD_CTX, Free>;
+using Md = std::unique_ptr<EVP_MD, Free>;
+using Bio = std::unique_ptr<BIO, Free>;
+
+[[noreturn]] void failed(std::string_view what) {
+  throw Error(Code::failed, fmt::format("{} failed in OpenSSL", what));
+}
+
+Pkey load_private(ByteView pkcs8) {
+  const unsigned char* p = pkcs8.data();
+  Pkey key(d2i_AutoPrivateKey_ex(nullptr, &p, static_cast<long>(pkcs8.size()), nullptr, nullptr));
+  if (!key || p != pkcs8.data() + pkcs8.size()) {
+    throw Error(Code::integrity, "a key version's private key does not load");
+  }
+  return key;
+}
+
+Pkey load_public(ByteView spki) {
+  const unsigned char* p = spki.data();
+  Pkey key(d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(spki.size()), nullptr, nullptr));
+  if (!key || p != spki.data() + spki.size()) return nullptr;
+  return key;
+}
+
+Pkey generate(KeySpec spec) {
+  EVP_PKEY* k = nullptr;
+  switch (spec) {
+    case KeySpec::rsa_2048:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{2048});
+      break;
+    case KeySpec::rsa_3072:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{3072});
+      break;
+    case KeySpec::rsa_4096:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", std::size_t{4096});
+      break;
+    case KeySpec::ec_p256:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+      break;
+    case KeySpec::ec_p384:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
+      break;
+    case KeySpec::ec_secp256k1:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "secp256k1");
+      break;
+    case KeySpec::ed25519:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+      break;
+    case KeySpec::x25519:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519");
+      break;
+    case KeySpec::ec_sm2:
+      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2");
+      break;
+    default:
+      throw Error(Code::usage, fmt::format("{} has no key pair", key_spec_name(spec)));
+  }
+  if (!k) failed(fmt::format("generating a {} key", key_spec_name(spec)));
+  return Pkey(k);
+}
+
+SecureBytes pkcs8_of(EVP_PKEY* key) {
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, Free> info(EVP_PKEY2PKCS8(key));
+  if (!info) failed("encoding a private key");
+  const int len = i2d_PKCS8_PRIV_KEY_INFO(info.get(), nullptr);
+  if (len <= 0) failed("encoding a private key");
+  SecureBytes out(static_cast<std::size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_PKCS8_PRIV_KEY_INFO(info.get(), &p) != len) failed("encoding a private key");
+  return out;
+}
+
+Bytes spki_of(EVP_PKEY* key) {
+  const int len = i2d_PUBKEY(key, nullptr);
+  if (len <= 0) failed("encoding a public key");
+  Bytes out(static_cast<std::size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_PUBKEY(key, &p) != len) failed("encoding a public key");
+  return out;
+}
+
+std::optional<KeySpec> spec_of(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "RSA")) {
+    switch (EVP_PKEY_get_bits(key)) {
+      case 2048:
+        return KeySpec::rsa_2048;
+      case 3072:
+        return KeySpec::rsa_3072;
+      case 4096:
+        return KeySpec::rsa_4096;
+      default:
+        return std::nullopt;
+    }
+  }
+  if (EVP_PKEY_is_a(key, "ED25519")) return KeySpec::ed25519;
+  if (EVP_PKEY_is_a(key, "X25519")) return KeySpec::x25519;
+  if (EVP_PKEY_is_a(key, "SM2")) return KeySpec::ec_sm2;
+  if (EVP_PKEY_is_a(key, "EC")) {
+    char group[64] = {};
+    std::size_t len = 0;
+    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       &len) != 1) {
+      return std::nullopt;
+    }
+    const std::string_view g(group, len);
+    if (g == "prime256v1" || g == "P-256") return KeySpec::ec_p256;
+    if (g == "secp384r1" || g == "P-384") return KeySpec::ec_p384;
+    if (g == "secp256k1") return KeySpec::ec_secp256k1;
+    if (g == "SM2") return KeySpec::ec_sm2;
+  }
+  return std::nullopt;
+}
+
+// Whether a key of this type may use the algorithm (a key of another type is refused before
+// OpenSSL sees it: an Ed25519 key with ECDSA_SHA_256, an RSA key with ECDSA).
+bool key_fits(EVP_PKEY* key, SigningAlgorithm a) {
+  const auto spec = spec_of(key);
+  return spec && spec_signs_with(*spec, a);
+}
+
+// The GM/T 0009 default distinguishing identifier of SM2 signatures.
+constexpr std::string_view kSm2Id = "1234567812345678";
+
+void set_padding(EVP_PKEY_CTX* pctx, SigningAlgorithm a) {
+  if (a == SigningAlgorithm::rsassa_pss_sha_256) {
+    if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1) {
+      failed("setting RSA-PSS");
+    }
+  } else if (a == SigningAlgorithm::rsassa_pkcs1_v1_5_sha_256) {
+    if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) failed("setting PKCS#1");
+  }
+}
+
+// The contexts of a one-shot signature or verification of a raw message. An SM2 key's own
+// context carries the distinguishing id, set before the digest starts (Z, the hash of the id and
+// the public key, is the first thing SM3 takes); the digest context uses it and does not own it.
+struct MessageCtx {
+  PkeyCtx own;
+  MdCtx md;
+};
+
+MessageCtx message_ctx(EVP_PKEY* key, SigningAlgorithm a, bool signing) {
+  const SigningAlgorithmInfo& info = signing_algorithm_info(a);
+  MessageCtx c{nullptr, MdCtx(EVP_MD_CTX_new())};
+  if (!c.md) throw std::bad_alloc();
+  EVP_PKEY_CTX* pctx = nullptr;
+  EVP_PKEY_CTX** want = &pctx;
+  if (a == SigningAlgorithm::sm2dsa) {
+    c.own.reset(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+    if (!c.own || EVP_PKEY_CTX_set1_id(c.own.get(), kSm2Id.data(), kSm2Id.size()) != 1) {
+      failed("setting the SM2 distinguishing id");
+    }
+    EVP_MD_CTX_set_pkey_ctx(c.md.get(), c.own.get());
+    want = nullptr;
+  }
+  const char* md = info.digest.empty() ? nullptr : info.digest.data();
+  const int ok =
+      signing ? EVP_DigestSignInit_ex(c.md.get(), want, md, nullptr, nullptr, key, nullptr)
+              : EVP_DigestVerifyInit_ex(c.md.get(), want, md, nullptr, nullptr, key, nullptr);
+  if (ok != 1) failed("starting a signature");
+  if (pctx) set_padding(pctx, a);
+  return c;
+}
+
+// The context of a signature or verification of a digest.
+PkeyCtx digest_ctx(EVP_PKEY* key, SigningAlgorithm a, bool signing) {
+  const SigningAlgorithmInfo& info = signing_algorithm_info(a);
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  if (!ctx) throw std::bad_alloc();
+  Md md(EVP_MD_fetch(nullptr, info.digest.data(), nullptr));
+  if (!md || (signing ? EVP_PKEY_sign_init(ctx.get()) : EVP_PKEY_verify_init(ctx.get())) != 1) {
+    failed("starting a signature");
+  }
+  set_padding(ctx.get(), a);
+  if (EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) != 1) failed("setting the digest");
+  return ctx;
+}
+
+void check_input(SigningAlgorithm a, ByteView input, bool is_digest) {
+  const SigningAlgorithmInfo& info = signing_algorithm_info(a);
+  if (is_digest) {
+    if (info.digest_size == 0) {
+      throw Error(Code::usage, fmt::format("{} signs messages, not digests", info.name),
+                  "pass the message itself (--message-type raw), at most 4096 bytes");
+    }
+    if (input.size() != info.digest_size) {
+      throw Error(Code::usage,
+                  fmt::format("a digest for {} is {} bytes, not {}", info.name, info.digest_size,
+                              input.size()),
+                  fmt::format("pass the {} of the message", info.digest));
+    }
+  } else if (input.size() > kMaxSignMessage) {
+    throw Error(Code::usage,
+                fmt::format("a raw message is at most {} bytes; this one has {}", kMaxSignMessage,
+                            input.size()),
+                fmt::format("sign its digest instead: --digest HEX with the {} of the message",
+                            info.digest.empty() ? "hash" : info.digest));
+  }
+}
+
+}  // namespace
+
+SecureBytes generate_key_material(KeySpec spec) {
+  switch (spec) {
+    case KeySpec::aes_256:
+    case KeySpec::sm4:
+    case KeySpec::hmac_sha256:
+      return random_secret(32);
+    case KeySpec::hmac_sha512:
+      return random_secret(64);
+    default:
+      return pkcs8_of(generate(spec).get());
+  }
+}
+
+Bytes public_key_of(ByteView pkcs8) { return spki_of(load_private(pkcs8).get()); }
+
+std::optional<Bytes> parse_public_key(ByteView in) {
+  if (auto key = load_public(in)) return spki_of(key.get());
+  Bio bio(BIO_new_mem_buf(in.data(), static_cast<int>(in.size())));
+  if (!bio) throw std::bad_alloc();
+  Pkey key(PEM_read_bio_PUBKEY_ex(bio.get(), nullptr, nullptr, nullptr, nullptr, nullptr));
+  if (!key) return std::nullopt;
+  return spki_of(key.get());
+}
+
+std::optional<KeySpec> public_key_spec(ByteView spki) {
+  const Pkey key = load_public(spki);
+  if (!key) return std::nullopt;
+  return spec_of(key.get());
+}
+
+std::string public_key_pem(ByteView spki) {
+  const Pkey key = load_public(spki);
+  if (!key) throw Error(Code::integrity, "not a public key");
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) failed("writing a PEM public key");
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+Bytes sign(ByteView pkcs8, SigningAlgorithm a, ByteView input, bool input_is_digest) {
+  check_input(a, input, input_is_digest);
+  const Pkey key = load_private(pkcs8);
+  if (!key_fits(key.get(), a)) {
+    throw Error(Code::usage,
+                fmt::format("this key does not sign with {}", signing_algorithm_name(a)));
+  }
+  std::size_t len = 0;
+  Bytes sig;
+  if (input_is_digest) {
+    const PkeyCtx ctx = digest_ctx(key.get(), a, true);
+    if (EVP_PKEY_sign(ctx.get(), nullptr, &len, input.data(), input.size()) != 1) failed("signing");
+    sig.resize(len);
+    if (EVP_PKEY_sign(ctx.get(), sig.data(), &len, input.data(), input.size()) != 1) {
+      failed("signing");
+    }
+  } else {
+    const MessageCtx ctx = message_ctx(key.get(), a, true);
+    if (EVP_DigestSign(ctx.md.get(), nullptr, &len, input.data(), input.size()) != 1) {
+      failed("signing");
+    }
+    sig.resize(len);
+    if (EVP_DigestSign(ctx.md.get(), sig.data(), &len, input.data(), input.size()) != 1) {
+      failed("signing");
+    }
+  }
+  sig.resize(len);
+  return sig;
+}
+
+bool verify(ByteView spki, SigningAlgorithm a, ByteView input, bool input_is_digest,
+            ByteView signature) {
+  check_input(a, input, input_is_digest);
+  const Pkey key = load_public(spki);
+  if (!key || !key_fits(key.get(), a)) return false;
+  if (input_is_digest) {
+    const PkeyCtx ctx = digest_ctx(key.get(), a, false);
+    return EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), input.data(),
+                           input.size()) == 1;
+  }
+  const MessageCtx ctx = message_ctx(key.get(), a, false);
+  return EVP_DigestVerify(ctx.md.get(), signature.data(), signature.size(), input.data(),
+                          input.size()) == 1;
+}
+
+namespace {
+
+PkeyCtx crypt_ctx(EVP_PKEY* key, EncryptionAlgorithm a, bool encrypting) {
+  const auto spec = spec_of(key);
+  if (!spec || !spec_encrypts_with(*spec, a)) {
+    throw Error(Code::usage,
+                fmt::format("this key does not encrypt with {}", encryption_algorithm_name(a)));
+  }
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  if (!ctx) throw std::bad_alloc();
+  if ((encrypting ? EVP_PKEY_encrypt_init(ctx.get()) : EVP_PKEY_decrypt_init(ctx.get())) != 1) {
+    failed("starting public-key encryption");
+  }
+  if (a == EncryptionAlgorithm::rsaes_oaep_sha_256) {
+    Md md(EVP_MD_fetch(nullptr, "SHA256", nullptr));
+    if (!md || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) != 1 ||
+        EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), md.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md.get()) != 1) {
+      failed("setting RSA-OAEP");
+    }
+  }
+  return ctx;
+}
+
+}  // namespace
+
+Bytes public_encrypt(ByteView spki, EncryptionAlgorithm a, ByteView plaintext) {
+  const Pkey key = load_public(spki);
+  if (!key) throw Error(Code::integrity, "not a public key");
+  const auto spec = spec_of(key.get());
+  const std::size_t max = spec ? key_spec_info(*spec).max_plaintext : 0;
+  if (spec && plaintext.size() > max) {
+    throw Error(
+        Code::usage,
+        fmt::format("{} with a {} key encrypts at most {} bytes; the input has {}",
+                    encryption_algorithm_name(a), key_spec_name(*spec), max, plaintext.size()),
+        "encrypt a data key with it instead, or the data with `kmsctl file encrypt`");
+  }
+  const PkeyCtx ctx = crypt_ctx(key.get(), a, true);
+  std::size_t len = 0;
+  if (EVP_PKEY_encrypt(ctx.get(), nullptr, &len, plaintext.data(), plaintext.size()) != 1) {
+    failed("public-key encryption");
+  }
+  Bytes out(len);
+  if (EVP_PKEY_encrypt(ctx.get(), out.data(), &len, plaintext.data(), plaintext.size()) != 1) {
+    failed("public-key encryption");
+  }
+  out.resize(len);
+  return out;
+}
+
+std::optional<SecureBytes> private_decrypt(ByteView pkcs8, EncryptionAlgorithm a,
+                                           ByteView ciphertext) {
+  const Pkey key = load_private(pkcs8);
+  const PkeyCtx ctx = crypt_ctx(key.get(), a, false);
+  std::size_t len = 0;
+  if (EVP_PKEY_decrypt(ctx.get(), nullptr, &len, ciphertext.data(), ciphertext.size()) != 1) {
+    return std::nullopt;
+  }
+  SecureBytes out(len);
+  if (EVP_PKEY_decrypt(ctx.get(), out.data(), &len, ciphertext.data(), ciphertext.size()) != 1) {
+    return std::nullopt;
+  }
+  out.truncate(len);
+  return out;
+}
+
+Bytes hmac(MacAlgorithm a, ByteView key, ByteView data) {
+  const char* digest = a == MacAlgorithm::hmac_sha_512 ? "SHA512" : "SHA256";
+  Bytes out(a == MacAlgorithm::hmac_sha_512 ? 64 : 32);
+  std::size_t len = 0;
+  if (!EVP_Q_mac(nullptr, "HMAC", nullptr, digest, nullptr, key.data(), key.size(), data.data(),
+                 data.size(), out.data(), out.size(), &len) ||
+      len != out.size()) {
+    failed("HMAC");
+  }
+  return out;
+}
+
+}  // namespace kms::crypto
