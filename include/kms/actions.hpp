@@ -71,6 +71,11 @@ enum class Action : std::uint8_t {
   service_reload,
   key_set_policy,
   key_get_policy,
+  key_get_public_key,
+  key_sign,
+  key_verify,
+  key_mac,
+  key_verify_mac,
 };
 
 struct ActionInfo {

@@ -77,11 +77,13 @@ enum class Remedy : std::uint8_t {
   move_alias,                         // subject: the alias, which exists
   create_alias,                       // subject: the alias, which does not exist
   list_key_tags,                      // the key has no such tag
-  use_aes_256,                        // the key spec is not supported
-  encrypt_as_file,                    // too large for encrypt: use envelope encryption
-  pass_ciphertext,                    // the input is no ciphertext blob
-  pass_encryption_context,            // the ciphertext does not open: give the context used
-  list_restores,  // hint: which vault copy has the key version; restores dropped it
+  use_key_for_operation,              // the key's spec or usage does not serve it; hint: what would
+  choose_algorithm,                   // the algorithm does not fit the key; hint: the ones that do
+  use_software_protection,  // the token cannot hold this spec; hint: the missing mechanism
+  encrypt_as_file,          // too large for encrypt: use envelope encryption
+  pass_ciphertext,          // the input is no ciphertext blob
+  pass_encryption_context,  // the ciphertext does not open: give the context used
+  list_restores,            // hint: which vault copy has the key version; restores dropped it
   // Files.
   pass_encrypted_file,          // the input is no encrypted file
   pass_file_context,            // the context differs from the file's

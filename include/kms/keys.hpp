@@ -23,12 +23,13 @@ inline constexpr std::int64_t kMaxListLimit = 1000;   // keys in one page of `ke
 inline constexpr std::size_t kMaxRandomBytes = 1024;  // bytes one `random` returns
 
 struct CreateSpec {
-  std::string spec = "AES_256";
+  KeySpec spec = KeySpec::aes_256;
   std::string description;
   std::optional<std::string> alias;
   std::vector<std::pair<std::string, std::string>> tags;
   std::optional<std::int64_t> rotation_days;
   Protection protection = Protection::software;
+  std::optional<KeyUsage> usage;  // none: the spec's default usage
 };
 
 struct KeyInfo {
@@ -44,6 +45,32 @@ struct Decrypted {
   std::string key_id;
   std::uint32_t key_version = 0;
 };
+
+// The public key of an asymmetric key's version (SubjectPublicKeyInfo DER: not secret).
+struct PublicKey {
+  std::string key_id;
+  std::int64_t key_version = 0;
+  KeySpec spec = KeySpec::aes_256;
+  KeyUsage usage = KeyUsage::encrypt;
+  Bytes spki;
+};
+
+// A signature or a MAC, and the key version that made it.
+struct Signature {
+  std::string key_id;
+  std::int64_t key_version = 0;
+  Bytes value;
+};
+
+// Whether a signature or MAC verified, and under which key version (0 when none).
+struct Verified {
+  std::string key_id;
+  std::int64_t key_version = 0;
+  bool valid = false;
+};
+
+// The longest message `mac` and `verify-mac` take (the whole message crosses an agent's socket).
+inline constexpr std::size_t kMaxMacMessage = 64 * 1024;
 
 // Validation shared by the CLI and the library (Code::usage with a hint on failure).
 void check_alias_name(std::string_view alias);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "kms/key_specs.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
 
@@ -30,8 +31,8 @@ struct TokenInfo {
 
 struct KeyMetadata {
   std::string id;
-  std::string spec;
-  std::string usage;
+  KeySpec spec = KeySpec::aes_256;
+  KeyUsage usage = KeyUsage::encrypt;
   std::string description;
   KeyState state = KeyState::enabled;
   Protection protection = Protection::software;

@@ -48,11 +48,16 @@ enum class Op : std::uint16_t {
   alias_list = 34,
   key_set_policy = 35,
   key_get_policy = 36,
+  key_get_public_key = 37,
   encrypt = 40,
   decrypt = 41,
   re_encrypt = 42,
   data_key_generate = 43,
   random = 44,
+  sign = 45,
+  verify = 46,
+  mac = 47,
+  verify_mac = 48,
   file_wrap = 50,
   file_unwrap = 51,
   file_end = 52,
@@ -192,16 +197,22 @@ struct AliasList {
 // ---- cryptography with keys ----
 struct Encrypt {
   static constexpr Op op = Op::encrypt;
-  using Response = Bytes;  // a ciphertext blob
+  using Response = Bytes;  // a ciphertext blob, or a public-key ciphertext
   std::string key;
   SecureBytes plaintext;
   Context context;
+  EncryptionAlgorithm algorithm = EncryptionAlgorithm::symmetric_default;
 };
+// A ciphertext blob names its key; a public-key ciphertext (algorithm other than
+// symmetric_default) is decrypted with `key`, its `key_version` or each version in turn.
 struct Decrypt {
   static constexpr Op op = Op::decrypt;
   using Response = keys::Decrypted;
   Bytes blob;
   Context context;
+  EncryptionAlgorithm algorithm = EncryptionAlgorithm::symmetric_default;
+  std::string key;
+  std::optional<std::int64_t> key_version;
 };
 struct ReEncrypt {
   static constexpr Op op = Op::re_encrypt;
@@ -222,6 +233,44 @@ struct Random {
   static constexpr Op op = Op::random;
   using Response = Bytes;
   std::uint32_t bytes = 32;
+};
+struct GetPublicKey {
+  static constexpr Op op = Op::key_get_public_key;
+  using Response = keys::PublicKey;
+  std::string key;
+  std::optional<std::int64_t> key_version;  // none: the primary version
+};
+// A signature of `input`: the message itself, or (`is_digest`) the digest the algorithm takes.
+struct Sign {
+  static constexpr Op op = Op::sign;
+  using Response = keys::Signature;
+  std::string key;
+  SigningAlgorithm algorithm = SigningAlgorithm::ecdsa_sha_256;
+  SecureBytes input;
+  bool is_digest = false;
+};
+struct Verify {
+  static constexpr Op op = Op::verify;
+  using Response = keys::Verified;
+  std::string key;
+  SigningAlgorithm algorithm = SigningAlgorithm::ecdsa_sha_256;
+  SecureBytes input;
+  bool is_digest = false;
+  Bytes signature;
+  std::optional<std::int64_t> key_version;  // none: each version in turn
+};
+struct Mac {
+  static constexpr Op op = Op::mac;
+  using Response = keys::Signature;
+  std::string key;
+  SecureBytes message;
+};
+struct VerifyMac {
+  static constexpr Op op = Op::verify_mac;
+  using Response = keys::Verified;
+  std::string key;
+  SecureBytes message;
+  Bytes mac;
 };
 
 // ---- files: only data keys travel; the bulk encryption runs where the file is ----

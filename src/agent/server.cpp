@@ -106,6 +106,11 @@ bool reaches(Reach reach, std::uint16_t op) noexcept {
     case Op::file_failed:
     case Op::file_rewrap:
     case Op::secret_get:
+    case Op::sign:
+    case Op::verify:
+    case Op::mac:
+    case Op::verify_mac:
+    case Op::key_get_public_key:
       return true;
     default:
       return op == kOpAgentHello;
@@ -548,9 +553,11 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
     return refuse_request(
         c, head->op, "use-only-socket",
         Error(Code::refused,
-              fmt::format("operation {} is not served on the use-only socket, which serves "
-                          "encrypt, decrypt, re-encrypt, data keys, files and secret get",
-                          head->op),
+              fmt::format(
+                  "operation {} is not served on the use-only socket, which serves "
+                  "encrypt, decrypt, re-encrypt, data keys, files, sign, verify, MACs, public "
+                  "keys and secret get",
+                  head->op),
               Remedy::use_full_socket));
   }
   if (mode_.service && head->op == static_cast<std::uint16_t>(Op::audit_export)) {

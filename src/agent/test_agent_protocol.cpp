@@ -112,6 +112,14 @@ bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b);
 bool eq(const KeyPolicyInfo& a, const KeyPolicyInfo& b);
 bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b);
 bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b);
+bool eq(const keys::PublicKey& a, const keys::PublicKey& b);
+bool eq(const keys::Signature& a, const keys::Signature& b);
+bool eq(const keys::Verified& a, const keys::Verified& b);
+bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b);
+bool eq(const req::Sign& a, const req::Sign& b);
+bool eq(const req::Verify& a, const req::Verify& b);
+bool eq(const req::Mac& a, const req::Mac& b);
+bool eq(const req::VerifyMac& a, const req::VerifyMac& b);
 
 // Scalars, enums, strings, Bytes and Context (a std::map of strings).
 template <class T>
@@ -222,7 +230,7 @@ bool eq(const audit::VerifyReport& a, const audit::VerifyReport& b) {
 bool eq(const keys::CreateSpec& a, const keys::CreateSpec& b) {
   using T = keys::CreateSpec;
   return members(a, b, &T::spec, &T::description, &T::alias, &T::tags, &T::rotation_days,
-                 &T::protection);
+                 &T::protection, &T::usage);
 }
 bool eq(const keys::KeyInfo& a, const keys::KeyInfo& b) {
   using T = keys::KeyInfo;
@@ -297,10 +305,12 @@ bool eq(const req::AliasUpdate& a, const req::AliasUpdate& b) {
 bool eq(const req::AliasDelete& a, const req::AliasDelete& b) { return eq(a.alias, b.alias); }
 bool eq(const req::AliasList&, const req::AliasList&) { return true; }
 bool eq(const req::Encrypt& a, const req::Encrypt& b) {
-  return members(a, b, &req::Encrypt::key, &req::Encrypt::plaintext, &req::Encrypt::context);
+  return members(a, b, &req::Encrypt::key, &req::Encrypt::plaintext, &req::Encrypt::context,
+                 &req::Encrypt::algorithm);
 }
 bool eq(const req::Decrypt& a, const req::Decrypt& b) {
-  return members(a, b, &req::Decrypt::blob, &req::Decrypt::context);
+  using T = req::Decrypt;
+  return members(a, b, &T::blob, &T::context, &T::algorithm, &T::key, &T::key_version);
 }
 bool eq(const req::ReEncrypt& a, const req::ReEncrypt& b) {
   using T = req::ReEncrypt;
@@ -397,6 +407,36 @@ bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b) {
   return members(a, b, &req::KeySetPolicy::key, &req::KeySetPolicy::text);
 }
 bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b) { return a.key == b.key; }
+bool eq(const keys::PublicKey& a, const keys::PublicKey& b) {
+  using T = keys::PublicKey;
+  return members(a, b, &T::key_id, &T::key_version, &T::spec, &T::usage, &T::spki);
+}
+bool eq(const keys::Signature& a, const keys::Signature& b) {
+  using T = keys::Signature;
+  return members(a, b, &T::key_id, &T::key_version, &T::value);
+}
+bool eq(const keys::Verified& a, const keys::Verified& b) {
+  using T = keys::Verified;
+  return members(a, b, &T::key_id, &T::key_version, &T::valid);
+}
+bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b) {
+  return members(a, b, &req::GetPublicKey::key, &req::GetPublicKey::key_version);
+}
+bool eq(const req::Sign& a, const req::Sign& b) {
+  using T = req::Sign;
+  return members(a, b, &T::key, &T::algorithm, &T::input, &T::is_digest);
+}
+bool eq(const req::Verify& a, const req::Verify& b) {
+  using T = req::Verify;
+  return members(a, b, &T::key, &T::algorithm, &T::input, &T::is_digest, &T::signature,
+                 &T::key_version);
+}
+bool eq(const req::Mac& a, const req::Mac& b) {
+  return members(a, b, &req::Mac::key, &req::Mac::message);
+}
+bool eq(const req::VerifyMac& a, const req::VerifyMac& b) {
+  return members(a, b, &req::VerifyMac::key, &req::VerifyMac::message, &req::VerifyMac::mac);
+}
 
 // ---- samples: every member away from its default ----
 
@@ -413,8 +453,8 @@ std::vector<std::pair<std::string, std::string>> tags() {
 KeyMetadata key_row() {
   KeyMetadata k;
   k.id = kKeyId;
-  k.spec = "AES_256";
-  k.usage = "ENCRYPT_DECRYPT";
+  k.spec = KeySpec::aes_256;
+  k.usage = KeyUsage::encrypt;
   k.description = "orders, né en 2026";
   k.state = KeyState::pending_deletion;
   k.protection = Protection::hsm;
@@ -658,7 +698,8 @@ req::AuditExport sample<req::AuditExport>() {
 }
 template <>
 req::KeyCreate sample<req::KeyCreate>() {
-  return {keys::CreateSpec{"AES_128", "orders", "alias/orders", tags(), 90, Protection::hsm}};
+  return {keys::CreateSpec{KeySpec::ec_sm2, "orders", "alias/orders", tags(), 90, Protection::hsm,
+                           KeyUsage::sign}};
 }
 template <>
 req::KeyList sample<req::KeyList>() {
@@ -718,11 +759,11 @@ req::AliasList sample<req::AliasList>() {
 }
 template <>
 req::Encrypt sample<req::Encrypt>() {
-  return {"alias/k", secure("plain text"), context()};
+  return {"alias/k", secure("plain text"), context(), EncryptionAlgorithm::rsaes_oaep_sha_256};
 }
 template <>
 req::Decrypt sample<req::Decrypt>() {
-  return {Bytes(60, 0x47), context()};
+  return {Bytes(60, 0x47), context(), EncryptionAlgorithm::sm2pke, "alias/k", 7};
 }
 template <>
 req::ReEncrypt sample<req::ReEncrypt>() {
@@ -881,6 +922,38 @@ template <>
 req::KeyGetPolicy sample<req::KeyGetPolicy>() {
   return {"alias/app"};
 }
+template <>
+keys::PublicKey sample<keys::PublicKey>() {
+  return {kKeyId, 2, KeySpec::ec_p384, KeyUsage::sign, Bytes(120, 0x30)};
+}
+template <>
+keys::Signature sample<keys::Signature>() {
+  return {kKeyId, 4, Bytes(71, 0x30)};
+}
+template <>
+keys::Verified sample<keys::Verified>() {
+  return {kKeyId, 3, true};
+}
+template <>
+req::GetPublicKey sample<req::GetPublicKey>() {
+  return {"alias/signer", 2};
+}
+template <>
+req::Sign sample<req::Sign>() {
+  return {"alias/signer", SigningAlgorithm::rsassa_pss_sha_256, secure("message"), true};
+}
+template <>
+req::Verify sample<req::Verify>() {
+  return {"alias/signer", SigningAlgorithm::sm2dsa, secure("message"), false, Bytes(64, 0x31), 5};
+}
+template <>
+req::Mac sample<req::Mac>() {
+  return {"alias/mac", secure("log line")};
+}
+template <>
+req::VerifyMac sample<req::VerifyMac>() {
+  return {"alias/mac", secure("log line"), Bytes(32, 0x32)};
+}
 
 // ---- encoding helpers ----
 
@@ -988,7 +1061,7 @@ TEST_CASE("values at the edges parse back: empty, absent, extreme integers") {
   check_round_trip(req::FileFailed{Action::agent_request, "", Code::usage, INT32_MAX}, "Failed");
   check_round_trip(req::KeyScheduleDeletion{"", INT64_MIN}, "KeyScheduleDeletion");
   check_round_trip(req::SecretGet{"x", std::nullopt, INT64_MAX, std::nullopt}, "SecretGet");
-  check_round_trip(req::Decrypt{{}, {}}, "Decrypt");
+  check_round_trip(req::Decrypt{{}, {}, {}, {}, {}}, "Decrypt");
   check_round_trip(keys::KeyInfo{}, "KeyInfo{}");
   check_round_trip(envelope::Header{}, "Header{}");
 }
@@ -1005,9 +1078,10 @@ TEST_CASE("the encoding is the one FORMAT.md §13.3 gives, field by field") {
               0xff});
   // Random: u32 ‖ nothing else; Decrypt: bytes ‖ map (count ‖ key ‖ value, keys ascending)
   CHECK(encoded(req::Random{0x01020304}) == Bytes{1, 2, 3, 4});
-  CHECK(encoded(req::Decrypt{Bytes{9}, {{"b", "2"}, {"a", "1"}}}) ==
-        Bytes{0, 0, 0, 1,   9, 0, 0, 0, 2,   0, 0, 0, 1, 'a', 0,
-              0, 0, 1, '1', 0, 0, 0, 1, 'b', 0, 0, 0, 1, '2'});
+  // ... ‖ enum u8 ‖ string ‖ optional (u8 0: none)
+  CHECK(encoded(req::Decrypt{Bytes{9}, {{"b", "2"}, {"a", "1"}}, {}, {}, {}}) ==
+        Bytes{0,   0, 0, 1, 9, 0,   0, 0, 2, 0, 0,   0, 1, 'a', 0, 0, 0, 1,
+              '1', 0, 0, 0, 1, 'b', 0, 0, 0, 1, '2', 0, 0, 0,   0, 0, 0});
   // KeyUntag: string ‖ list (count ‖ items); Done and the requests without fields: no bytes
   CHECK(encoded(req::KeyUntag{"k", {"x", ""}}) ==
         Bytes{0, 0, 0, 1, 'k', 0, 0, 0, 2, 0, 0, 0, 1, 'x', 0, 0, 0, 0});
@@ -1113,7 +1187,7 @@ TEST_CASE("a list or map count beyond the bytes left is refused, before anything
     put_u32(b, 5, n);
     CHECK_FALSE(decoded<req::KeyUntag>(b));
   }
-  Bytes d = encoded(req::Decrypt{{}, {}});  // lp("") ‖ count
+  Bytes d = encoded(req::Decrypt{{}, {}, {}, {}, {}});  // lp("") ‖ count
   for (std::uint32_t n : {1u, 0xffffffffu}) {
     put_u32(d, 4, n);
     CHECK_FALSE(decoded<req::Decrypt>(d));
@@ -1133,6 +1207,7 @@ TEST_CASE("a map with a key twice, or keys out of order, is refused") {
       append_lp(b, k);
       append_lp(b, v);
     }
+    b.insert(b.end(), {0, 0, 0, 0, 0, 0});  // algorithm, no key, no version
     return decoded<req::Decrypt>(b);
   };
   CHECK(decrypt_with({{"a", "1"}, {"b", "2"}}));
@@ -1149,7 +1224,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 44);
+  CHECK(ops.size() == 49);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);
@@ -1163,7 +1238,7 @@ TEST_CASE("a request frame is its length, magic, version, op, vault and fields")
   const wire::Writer f = request_frame(static_cast<std::uint16_t>(req::AliasDelete::op), "/v.db",
                                        [&](wire::Writer& w) { wire::encode(w, r); });
   const Bytes p = payload_of(f);
-  Bytes expect{'K', 'M', 'A', 'Q', 4, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
+  Bytes expect{'K', 'M', 'A', 'Q', 5, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
   append_lp(expect, "alias/x");
   CHECK(p == expect);
 
@@ -1194,7 +1269,7 @@ TEST_CASE("every request type travels in a request payload and parses back from 
   [&]<class... R>(RequestList<R...>) { (one(sample<R>()), ...); }(SessionRequests{});
   // The agent's own operations carry no vault and no fields.
   const wire::Writer stop = request_frame(kOpAgentStop, {}, [](wire::Writer&) {});
-  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 4, 0xf0, 0x01, 0, 0, 0, 0});
+  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 5, 0xf0, 0x01, 0, 0, 0, 0});
 }
 
 TEST_CASE("a request head with another magic or version, or cut short, is refused") {
@@ -1211,7 +1286,7 @@ TEST_CASE("a request head with another magic or version, or cut short, is refuse
     wire::Reader in(b);
     CHECK_FALSE(parse_request_head(in));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 5, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 6, 0xff}) {
     Bytes b = good;
     b[4] = v;
     wire::Reader in(b);
@@ -1230,7 +1305,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   const keys::KeyInfo info = key_info();
   const Bytes p = payload_of(reply_frame([&](wire::Writer& w) { wire::encode(w, info); }));
   REQUIRE(p.size() > 6);
-  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 4, 0});
+  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 5, 0});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::ok);
   const auto back = wire::decode<keys::KeyInfo>(in);
@@ -1238,7 +1313,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   CHECK(eq(*back, info));
 
   const Bytes empty = payload_of(reply_frame([](wire::Writer&) {}));
-  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 4, 0});
+  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 5, 0});
   wire::Reader e(empty);
   CHECK(parse_reply_head(e) == agent::Status::ok);
   CHECK(e.at_end());
@@ -1246,7 +1321,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
 
 TEST_CASE("a local reply is its head alone") {
   const Bytes p = payload_of(local_frame());
-  CHECK(p == Bytes{'K', 'M', 'A', 'R', 4, 2});
+  CHECK(p == Bytes{'K', 'M', 'A', 'R', 5, 2});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::local);
   CHECK(in.at_end());
@@ -1256,7 +1331,7 @@ TEST_CASE("an error reply is thrown as the error it carries: code, message and h
   for (int c = 1; c <= 6; ++c) {
     const Error e(static_cast<Code>(c), "key alias/x is disabled", "enable it: key enable");
     const Bytes p = payload_of(error_frame(e));
-    Bytes expect{'K', 'M', 'A', 'R', 4, 1, static_cast<std::uint8_t>(c)};
+    Bytes expect{'K', 'M', 'A', 'R', 5, 1, static_cast<std::uint8_t>(c)};
     append_lp(expect, e.what());
     append_lp(expect, e.hint());
     CHECK(p == expect);
@@ -1299,7 +1374,7 @@ TEST_CASE("a reply that is not one of this version is Code::unavailable") {
     b[i] ^= 0x20;
     CHECK(unavailable(b));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 5, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 6, 0xff}) {
     Bytes b = ok;
     b[4] = v;
     CHECK(unavailable(b));

@@ -104,6 +104,16 @@ constexpr std::array kActions{
                "kms:PutKeyPolicy"},
     ActionInfo{A::key_get_policy, "key.get_policy", "a key's own policy was read",
                "kms:GetKeyPolicy"},
+    ActionInfo{A::key_get_public_key, "key.get_public_key", "a key's public key was read",
+               "kms:GetPublicKey"},
+    ActionInfo{A::key_sign, "key.sign", "a message or digest was signed (the algorithm)",
+               "kms:Sign"},
+    ActionInfo{A::key_verify, "key.verify",
+               "a signature was verified with a key in the vault (whether it was valid)",
+               "kms:Verify"},
+    ActionInfo{A::key_mac, "key.mac", "a MAC was made", "kms:GenerateMac"},
+    ActionInfo{A::key_verify_mac, "key.verify_mac", "a MAC was verified (whether it was valid)",
+               "kms:VerifyMac"},
 };
 
 constexpr bool in_enum_order() {
@@ -113,7 +123,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::key_get_policy) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::key_verify_mac) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

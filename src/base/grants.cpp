@@ -15,9 +15,10 @@ namespace {
 
 constexpr std::array<std::string_view, 3> kStates = {"active", "retired", "revoked"};
 
-constexpr std::array<std::string_view, 7> kOperations = {
-    "kms:Encrypt",     "kms:Decrypt",     "kms:ReEncrypt",  "kms:GenerateDataKey",
-    "kms:DescribeKey", "kms:CreateGrant", "kms:RetireGrant"};
+constexpr std::array<std::string_view, 12> kOperations = {
+    "kms:Encrypt",     "kms:Decrypt",     "kms:ReEncrypt",   "kms:GenerateDataKey",
+    "kms:DescribeKey", "kms:CreateGrant", "kms:RetireGrant", "kms:Sign",
+    "kms:Verify",      "kms:GenerateMac", "kms:VerifyMac",   "kms:GetPublicKey"};
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -130,6 +130,10 @@ void register_decrypt(CLI::App& app, Globals& g);
 void register_reencrypt(CLI::App& app, Globals& g);
 void register_data_key(CLI::App& app, Globals& g);
 void register_random(CLI::App& app, Globals& g);
+void register_sign(CLI::App& app, Globals& g);
+void register_verify(CLI::App& app, Globals& g);
+void register_mac(CLI::App& app, Globals& g);
+void register_verify_mac(CLI::App& app, Globals& g);
 void register_maintain(CLI::App& app, Globals& g);
 void register_file(CLI::App& app, Globals& g);  // file encrypt, decrypt, rewrap, inspect
 void register_secret(CLI::App& app, Globals& g);

@@ -31,6 +31,21 @@ std::string blob_text(const Bytes& blob, bool binary) {
   return binary ? std::string(as_chars(blob)) : crypto::to_base64(blob) + "\n";
 }
 
+// --algorithm of encrypt and decrypt (default: the kmsctl ciphertext blob).
+EncryptionAlgorithm encryption_algorithm_option(const std::string& name) {
+  if (name.empty()) return EncryptionAlgorithm::symmetric_default;
+  if (const auto a = parse_encryption_algorithm(name)) return *a;
+  throw Error(Code::usage, fmt::format("--algorithm {} is not an encryption algorithm", name),
+              "SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_256 or SM2PKE");
+}
+
+void add_algorithm(CLI::App* cmd, std::string& algorithm) {
+  cmd->add_option("--algorithm", algorithm,
+                  "SYMMETRIC_DEFAULT (default: a ciphertext blob), RSAES_OAEP_SHA_256 or SM2PKE "
+                  "(public-key encryption of small data)")
+      ->check(CLI::IsMember({"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_256", "SM2PKE"}));
+}
+
 struct IoArgs {
   std::string in = "-", out = "-";
   bool force = false;
@@ -50,7 +65,7 @@ void add_io(CLI::App* cmd, IoArgs& a) {
 
 void register_encrypt(CLI::App& app, Globals& g) {
   struct EncryptArgs : IoArgs {
-    std::string key;
+    std::string key, algorithm;
     bool binary = false;
   };
   auto ea = std::make_shared<EncryptArgs>();
@@ -58,6 +73,7 @@ void register_encrypt(CLI::App& app, Globals& g) {
       "encrypt", "Encrypt up to 4096 bytes under a key into a self-describing ciphertext blob");
   enc->add_option("--key", ea->key, "Key id or alias/NAME")->required()->type_name("KEY");
   add_io(enc, *ea);
+  add_algorithm(enc, ea->algorithm);
   enc->add_flag("--binary", ea->binary, "Write the raw blob instead of base64 text");
   enc->callback([&g, ea] {
     const Context ctx = parse_pairs(ea->context, "--context");
@@ -65,20 +81,39 @@ void register_encrypt(CLI::App& app, Globals& g) {
     const SecureBytes pt = read_input(ea->in, keys::kMaxEncryptPlaintext,
                                       "encrypt larger data with `kmsctl file encrypt` "
                                       "(envelope encryption)");
-    const Bytes blob = send(g, req::Encrypt{ea->key, SecureBytes(pt.view()), ctx});
+    const Bytes blob = send(g, req::Encrypt{ea->key, SecureBytes(pt.view()), ctx,
+                                            encryption_algorithm_option(ea->algorithm)});
     write_output(ea->out, blob_text(blob, ea->binary), ea->force);
   });
 }
 
 void register_decrypt(CLI::App& app, Globals& g) {
-  auto da = std::make_shared<IoArgs>();
-  CLI::App* dec =
-      app.add_subcommand("decrypt", "Decrypt a ciphertext blob (the key is named inside it)");
+  struct DecryptArgs : IoArgs {
+    std::string key, algorithm;
+    std::optional<std::int64_t> version;
+  };
+  auto da = std::make_shared<DecryptArgs>();
+  CLI::App* dec = app.add_subcommand(
+      "decrypt",
+      "Decrypt a ciphertext blob (the key is named inside it), or with --key and "
+      "--algorithm a public-key ciphertext");
   add_io(dec, *da);
+  dec->add_option("--key", da->key, "The key of a public-key ciphertext (id or alias/NAME)")
+      ->type_name("KEY");
+  add_algorithm(dec, da->algorithm);
+  dec->add_option("--key-version", da->version,
+                  "Only this key version (default: each, the primary first)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("N");
   dec->callback([&g, da] {
     const Context ctx = parse_pairs(da->context, "--context");
+    const EncryptionAlgorithm a = encryption_algorithm_option(da->algorithm);
+    if (a != EncryptionAlgorithm::symmetric_default && da->key.empty()) {
+      throw Error(Code::usage, fmt::format("a {} ciphertext names no key", da->algorithm),
+                  "name the key with --key KEY");
+    }
     const Bytes blob = blob_from_input(read_input(da->in, kMaxBlobInput, "that is not a blob"));
-    const keys::Decrypted d = send(g, req::Decrypt{blob, ctx});
+    const keys::Decrypted d = send(g, req::Decrypt{blob, ctx, a, da->key, da->version});
     write_output(da->out, d.plaintext.chars(), da->force);
   });
 }

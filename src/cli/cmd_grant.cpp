@@ -100,7 +100,11 @@ void add_create(CLI::App* grant, Globals& g) {
       ->type_name("PRINCIPAL");
   std::vector<std::string> names;
   for (std::string_view op : grants::operations()) names.emplace_back(op);
-  const std::string allowed = ops_text(names, true);
+  std::string allowed = ops_text(names, true);
+  for (std::size_t at = allowed.find(','); at != std::string::npos;
+       at = allowed.find(',', at + 2)) {
+    allowed.insert(at + 1, " ");  // breakable in the man page
+  }
   create
       ->add_option("--operations", a->operations,
                    fmt::format("Comma-separated, of {} (kms: prefix optional)", allowed))

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
+#include "kms/asymmetric.hpp"
 #include "kms/error.hpp"
 
 namespace kms::cli {
@@ -25,7 +26,10 @@ void print_key(const keys::KeyInfo& info, bool json) {
   fmt::print("key id           {}\n", escape_text(k.id));
   fmt::print("aliases          {}\n", aliases.empty() ? "-" : aliases);
   fmt::print("description      {}\n", k.description.empty() ? "-" : escape_text(k.description));
-  fmt::print("spec / usage     {} / {}\n", escape_text(k.spec), escape_text(k.usage));
+  fmt::print("spec / usage     {} / {}\n", key_spec_name(k.spec), key_usage_name(k.usage));
+  if (k.spec != KeySpec::aes_256) {
+    fmt::print("algorithms       {}\n", spec_algorithms(k.spec, k.usage));
+  }
   fmt::print("state            {}\n", key_state_name(k.state));
   fmt::print("protection       {}\n", protection_name(k.protection));
   fmt::print("created          {}\n", escape_text(k.created));
@@ -68,6 +72,18 @@ std::optional<KeyState> state_filter(const std::string& s) {
               "give --state enabled, disabled or pending-deletion");
 }
 
+std::vector<std::string> spec_names() {
+  std::vector<std::string> out;
+  for (const KeySpecInfo& i : key_specs()) out.emplace_back(i.name);
+  return out;
+}
+
+std::vector<std::string> usage_options() {
+  std::vector<std::string> out;
+  for (const KeyUsageInfo& i : key_usages()) out.emplace_back(i.option);
+  return out;
+}
+
 std::vector<std::string> protection_names() {
   std::vector<std::string> out;
   for (const ProtectionInfo& i : protections()) out.emplace_back(i.name);
@@ -96,14 +112,20 @@ struct TagArgs {
 
 void add_create(CLI::App* key, Globals& g) {
   struct CreateArgs {
-    std::string spec = "AES_256", description, alias, rotation,
+    std::string spec = "AES_256", usage, description, alias, rotation,
                 protection{protection_name(Protection::software)};
     std::vector<std::string> tags;
     bool json = false;
   };
   auto ca = std::make_shared<CreateArgs>();
   CLI::App* create = key->add_subcommand("create", "Create a key (prints its id)");
-  create->add_option("--spec", ca->spec, "Key spec (AES_256)")->check(CLI::IsMember({"AES_256"}));
+  create
+      ->add_option("--spec", ca->spec, "Key spec (default AES_256; `kmsctl key specs` lists them)")
+      ->check(CLI::IsMember(spec_names()));
+  create
+      ->add_option("--usage", ca->usage,
+                   "encrypt, sign, mac or agree (fixed at creation; default: the spec's first)")
+      ->check(CLI::IsMember(usage_options()));
   create->add_option("--description", ca->description, "What the key is for");
   create->add_option("--alias", ca->alias, "Give it an alias/NAME");
   create->add_option("--tag", ca->tags, "Tag K=V (repeatable)")->type_name("K=V");
@@ -117,7 +139,8 @@ void add_create(CLI::App* key, Globals& g) {
   create->add_flag("--json", ca->json, "Print the key as JSON");
   create->callback([&g, ca] {
     keys::CreateSpec spec;
-    spec.spec = ca->spec;
+    spec.spec = parse_key_spec(ca->spec).value_or(KeySpec::aes_256);  // checked by --spec
+    if (!ca->usage.empty()) spec.usage = parse_key_usage_option(ca->usage);
     spec.description = ca->description;
     if (!ca->alias.empty()) {
       keys::check_alias_name(ca->alias);
@@ -140,6 +163,65 @@ void add_create(CLI::App* key, Globals& g) {
     } else {
       fmt::print("{}\n", info.key.id);
     }
+  });
+}
+
+void add_public(CLI::App* key, Globals& g) {
+  struct PublicArgs {
+    std::string key, format = "pem", out = "-";
+    std::optional<std::int64_t> version;
+    bool force = false;
+  };
+  auto pa = std::make_shared<PublicArgs>();
+  CLI::App* cmd = key->add_subcommand(
+      "public", "Print a key's public key (SubjectPublicKeyInfo, PEM or DER); not secret");
+  cmd->add_option("key", pa->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  cmd->add_option("--version", pa->version, "Of this key version (default: the primary)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("N");
+  cmd->add_option("--format", pa->format, "pem (default) or der")
+      ->check(CLI::IsMember({"pem", "der"}));
+  cmd->add_option("-o,--out", pa->out, "Output file (atomic), or - for standard output (default)")
+      ->type_name("FILE");
+  cmd->add_flag("--force", pa->force, "Overwrite an existing output file");
+  cmd->callback([&g, pa] {
+    const keys::PublicKey k = send(g, req::GetPublicKey{pa->key, pa->version});
+    if (pa->format == "der") {
+      write_output(pa->out, as_chars(k.spki), pa->force);
+    } else {
+      write_output(pa->out, crypto::public_key_pem(k.spki), pa->force);
+    }
+  });
+}
+
+void add_specs(CLI::App* key, Globals&) {
+  struct SpecsArgs {
+    bool json = false;
+  };
+  auto sa = std::make_shared<SpecsArgs>();
+  CLI::App* cmd = key->add_subcommand("specs", "List the key specs, their usages and algorithms");
+  cmd->add_flag("--json", sa->json, "Print them as JSON");
+  cmd->callback([sa] {
+    nlohmann::json all = nlohmann::json::array();
+    for (const KeySpecInfo& i : key_specs()) {
+      nlohmann::json usages = nlohmann::json::object();
+      for (const KeyUsageInfo& u : key_usages()) {
+        if ((i.usages & usage_bit(u.usage)) != 0) {
+          usages[std::string(u.option)] = spec_algorithms(i.spec, u.usage);
+        }
+      }
+      if (!sa->json) {
+        std::string text;
+        for (const auto& [option, algorithms] : usages.items()) {
+          text += fmt::format("{}{}: {}", text.empty() ? "" : "; ", option,
+                              algorithms.get<std::string>());
+        }
+        fmt::print("{:<14} {}\n{:<14} {}\n", i.name, i.summary, "", text);
+      }
+      all.push_back(
+          {{"spec", std::string(i.name)}, {"summary", std::string(i.summary)}, {"usages", usages}});
+    }
+    if (sa->json) print_json(all);
   });
 }
 
@@ -426,8 +508,9 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
       {"key_id", k.id},
       {"aliases", info.aliases},
       {"description", k.description},
-      {"spec", k.spec},
-      {"usage", k.usage},
+      {"spec", std::string(key_spec_name(k.spec))},
+      {"usage", std::string(key_usage_name(k.usage))},
+      {"algorithms", spec_algorithms(k.spec, k.usage)},
       {"state", std::string(key_state_name(k.state))},
       {"protection", std::string(protection_name(k.protection))},
       {"created", k.created},
@@ -462,6 +545,8 @@ void register_key(CLI::App& app, Globals& g) {
       {"untag", key_verbs::add_untag},
       {"set-policy", key_verbs::add_set_policy},
       {"get-policy", key_verbs::add_get_policy},
+      {"public", key_verbs::add_public},
+      {"specs", key_verbs::add_specs},
       {"alias", key_verbs::add_alias},
   };
   add_verbs(key, g, kVerbs);

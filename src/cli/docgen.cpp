@@ -235,7 +235,11 @@ std::string option_synopsis(const CLI::Option* o) {
   for (const auto& s : o->get_snames()) names += (names.empty() ? "-" : ", -") + s;
   for (const auto& l : o->get_lnames()) names += (names.empty() ? "--" : ", --") + l;
   if (takes_value(o)) {
-    const std::string t = o->get_type_name();
+    std::string t = o->get_type_name();
+    // A long list of allowed values ({A,B,...}) breaks after its commas.
+    for (std::size_t at = t.find(','); at != std::string::npos; at = t.find(',', at + 2)) {
+      t.insert(at + 1, " ");
+    }
     names += " " + (t.empty() ? std::string("VALUE") : t);
   }
   return names;

@@ -123,8 +123,12 @@ std::string hint_text(const Error& e) {
       return fmt::format("create it with `kmsctl key alias create {} KEY`", s);
     case Remedy::list_key_tags:
       return fmt::format("see its tags with `kmsctl key describe {}`", s);
-    case Remedy::use_aes_256:
-      return "use --spec AES_256 (symmetric encryption keys)";
+    case Remedy::use_key_for_operation:
+      return fmt::format("{}; `kmsctl key describe {}` shows the key's spec and usage", h, s);
+    case Remedy::choose_algorithm:
+      return fmt::format("pass --algorithm {}", h);
+    case Remedy::use_software_protection:
+      return fmt::format("create it with --protection software ({})", h);
     case Remedy::encrypt_as_file:
       return "encrypt larger data with `kmsctl file encrypt` (envelope encryption)";
     case Remedy::pass_ciphertext:

@@ -14,6 +14,11 @@ namespace kms {
 
 inline bool enum_valid(KeyState, std::uint8_t v) { return v < key_states().size(); }
 inline bool enum_valid(Protection, std::uint8_t v) { return v < protections().size(); }
+inline bool enum_valid(KeySpec, std::uint8_t v) { return v < key_specs().size(); }
+inline bool enum_valid(KeyUsage, std::uint8_t v) { return v < key_usages().size(); }
+inline bool enum_valid(SigningAlgorithm, std::uint8_t v) { return v < signing_algorithms().size(); }
+inline bool enum_valid(EncryptionAlgorithm, std::uint8_t v) { return v <= 2; }
+inline bool enum_valid(MacAlgorithm, std::uint8_t v) { return v <= 1; }
 inline bool enum_valid(SecretStage, std::uint8_t v) { return v < secret_stages().size(); }
 inline bool enum_valid(RotationStatus, std::uint8_t v) { return v < rotation_statuses().size(); }
 inline bool enum_valid(Action, std::uint8_t v) { return v < actions().size(); }
@@ -116,7 +121,7 @@ void fields(V& v, VerifyReport& r) {
 namespace keys {
 template <class V>
 void fields(V& v, CreateSpec& s) {
-  v(s.spec, s.description, s.alias, s.tags, s.rotation_days, s.protection);
+  v(s.spec, s.description, s.alias, s.tags, s.rotation_days, s.protection, s.usage);
 }
 template <class V>
 void fields(V& v, KeyInfo& k) {
@@ -125,6 +130,18 @@ void fields(V& v, KeyInfo& k) {
 template <class V>
 void fields(V& v, Decrypted& d) {
   v(d.plaintext, d.key_id, d.key_version);
+}
+template <class V>
+void fields(V& v, PublicKey& k) {
+  v(k.key_id, k.key_version, k.spec, k.usage, k.spki);
+}
+template <class V>
+void fields(V& v, Signature& s) {
+  v(s.key_id, s.key_version, s.value);
+}
+template <class V>
+void fields(V& v, Verified& x) {
+  v(x.key_id, x.key_version, x.valid);
 }
 }  // namespace keys
 
@@ -236,11 +253,11 @@ template <class V>
 void fields(V&, AliasList&) {}
 template <class V>
 void fields(V& v, Encrypt& r) {
-  v(r.key, r.plaintext, r.context);
+  v(r.key, r.plaintext, r.context, r.algorithm);
 }
 template <class V>
 void fields(V& v, Decrypt& r) {
-  v(r.blob, r.context);
+  v(r.blob, r.context, r.algorithm, r.key, r.key_version);
 }
 template <class V>
 void fields(V& v, ReEncrypt& r) {
@@ -253,6 +270,26 @@ void fields(V& v, GenerateDataKey& r) {
 template <class V>
 void fields(V& v, Random& r) {
   v(r.bytes);
+}
+template <class V>
+void fields(V& v, GetPublicKey& r) {
+  v(r.key, r.key_version);
+}
+template <class V>
+void fields(V& v, Sign& r) {
+  v(r.key, r.algorithm, r.input, r.is_digest);
+}
+template <class V>
+void fields(V& v, Verify& r) {
+  v(r.key, r.algorithm, r.input, r.is_digest, r.signature, r.key_version);
+}
+template <class V>
+void fields(V& v, Mac& r) {
+  v(r.key, r.message);
+}
+template <class V>
+void fields(V& v, VerifyMac& r) {
+  v(r.key, r.message, r.mac);
 }
 template <class V>
 void fields(V& v, FileWrap& r) {
@@ -349,6 +386,7 @@ using CallRequests =
                 req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
                 req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
                 req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy>;
+                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy,
+                req::GetPublicKey, req::Sign, req::Verify, req::Mac, req::VerifyMac>;
 
 }  // namespace kms

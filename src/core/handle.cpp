@@ -103,11 +103,14 @@ std::vector<std::pair<std::string, std::string>> handle(Service& s, const req::A
 
 template <>
 Bytes handle(Service& s, const req::Encrypt& r) {
-  return s.keys().encrypt(r.key, r.plaintext.view(), r.context);
+  return s.keys().encrypt(r.key, r.plaintext.view(), r.context, r.algorithm);
 }
 template <>
 keys::Decrypted handle(Service& s, const req::Decrypt& r) {
-  return s.keys().decrypt(r.blob, r.context);
+  if (r.algorithm == EncryptionAlgorithm::symmetric_default) {
+    return s.keys().decrypt(r.blob, r.context);
+  }
+  return s.keys().decrypt_with(r.key, r.algorithm, r.blob, r.key_version);
 }
 template <>
 Bytes handle(Service& s, const req::ReEncrypt& r) {
@@ -120,6 +123,27 @@ DataKey handle(Service& s, const req::GenerateDataKey& r) {
 template <>
 Bytes handle(Service& s, const req::Random& r) {
   return s.keys().random(r.bytes);
+}
+template <>
+keys::PublicKey handle(Service& s, const req::GetPublicKey& r) {
+  return s.keys().get_public_key(r.key, r.key_version);
+}
+template <>
+keys::Signature handle(Service& s, const req::Sign& r) {
+  return s.keys().sign(r.key, r.algorithm, r.input.view(), r.is_digest);
+}
+template <>
+keys::Verified handle(Service& s, const req::Verify& r) {
+  return s.keys().verify(r.key, r.algorithm, r.input.view(), r.is_digest, r.signature,
+                         r.key_version);
+}
+template <>
+keys::Signature handle(Service& s, const req::Mac& r) {
+  return s.keys().mac(r.key, r.message.view());
+}
+template <>
+keys::Verified handle(Service& s, const req::VerifyMac& r) {
+  return s.keys().verify_mac(r.key, r.message.view(), r.mac);
 }
 
 template <>

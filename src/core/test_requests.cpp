@@ -171,7 +171,7 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
   const std::string id = k1.key.id;
   CHECK(id.size() == 36);
   CHECK(k1.key.state == KeyState::enabled);
-  CHECK(k1.key.spec == "AES_256");
+  CHECK(k1.key.spec == KeySpec::aes_256);
   CHECK(k1.key.protection == Protection::software);
   CHECK(k1.key.description == "payments");
   CHECK(k1.key.primary_version == 1);
@@ -296,12 +296,14 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
       CHECK_FALSE(params(r).contains("rule"));
       CHECK_FALSE(params(r).contains("version"));
     }
-    CHECK(error_of([&] { (void)handle(s, req::Decrypt{blob, {}}); }).code() == Code::refused);
+    CHECK(error_of([&] {
+            (void)handle(s, req::Decrypt{blob, {}, {}, {}, {}});
+          }).code() == Code::refused);
     check_record(log.one(), "key.decrypt", key_res(id), "denied", "refused");
 
     CHECK(handle(s, req::KeyEnable{id}).key.state == KeyState::enabled);
     check_record(log.one(), "key.enable", key_res(id));
-    CHECK(handle(s, req::Decrypt{blob, {}}).plaintext.chars() == "before");
+    CHECK(handle(s, req::Decrypt{blob, {}, {}, {}, {}}).plaintext.chars() == "before");
     check_record(log.one(), "key.decrypt", key_res(id));
   }
 
@@ -317,11 +319,11 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
       check_record(r, "key.rotate", key_res(id));
       CHECK(params(r)["version"] == 2);
     }
-    const keys::Decrypted old_pt = handle(s, req::Decrypt{old_blob, {}});
+    const keys::Decrypted old_pt = handle(s, req::Decrypt{old_blob, {}, {}, {}, {}});
     CHECK(old_pt.plaintext.chars() == "made under v1");
     CHECK(old_pt.key_version == 1);
     const Bytes new_blob = handle(s, req::Encrypt{id, secure("made under v2"), {}});
-    CHECK(handle(s, req::Decrypt{new_blob, {}}).key_version == 2);
+    CHECK(handle(s, req::Decrypt{new_blob, {}, {}, {}, {}}).key_version == 2);
     const auto rows = log.take();
     REQUIRE(rows.size() == 3);
     CHECK(params(rows[0])["version"] == 1);  // the decrypt names the version that opened it
@@ -490,7 +492,7 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
   }
 
   SUBCASE("decrypt with the context round-trips; another context is integrity, recorded") {
-    const keys::Decrypted d = handle(s, req::Decrypt{blob, ctx});
+    const keys::Decrypted d = handle(s, req::Decrypt{blob, ctx, {}, {}, {}});
     CHECK(d.plaintext.chars() == "hello world");
     CHECK(d.key_id == k1);
     CHECK(d.key_version == 1);
@@ -500,7 +502,7 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
       CHECK(params(r) == json{{"context", ctx_json}, {"version", 1}});
     }
     for (const Context& wrong : {Context{{"purpose", "unit"}, {"tenant", "t2"}}, Context{}}) {
-      const Error e = error_of([&] { (void)handle(s, req::Decrypt{blob, wrong}); });
+      const Error e = error_of([&] { (void)handle(s, req::Decrypt{blob, wrong, {}, {}, {}}); });
       CHECK(e.code() == Code::integrity);
       const store::AuditRow r = log.one();
       check_record(r, "key.decrypt", key_res(k1), "error", "integrity");
@@ -509,7 +511,9 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
     // A damaged blob: integrity too.
     Bytes bad = blob;
     bad.back() ^= 1;
-    CHECK(error_of([&] { (void)handle(s, req::Decrypt{bad, ctx}); }).code() == Code::integrity);
+    CHECK(error_of([&] {
+            (void)handle(s, req::Decrypt{bad, ctx, {}, {}, {}});
+          }).code() == Code::integrity);
     check_record(log.one(), "key.decrypt", key_res(k1), "error", "integrity");
   }
 
@@ -528,10 +532,12 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
       CHECK(p["to_context"] == json{{"tenant", "t9"}});
       CHECK_FALSE(contains(r.params, "hello world"));
     }
-    const keys::Decrypted d = handle(s, req::Decrypt{moved, to_ctx});
+    const keys::Decrypted d = handle(s, req::Decrypt{moved, to_ctx, {}, {}, {}});
     CHECK(d.plaintext.chars() == "hello world");
     CHECK(d.key_id == k2);
-    CHECK(error_of([&] { (void)handle(s, req::Decrypt{moved, ctx}); }).code() == Code::integrity);
+    CHECK(error_of([&] {
+            (void)handle(s, req::Decrypt{moved, ctx, {}, {}, {}});
+          }).code() == Code::integrity);
     (void)log.take();
     // The source context must be the one it was made with.
     CHECK(error_of([&] {
@@ -554,7 +560,7 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
         CHECK(params(r)["version"] == 1);
         CHECK_FALSE(contains(r.params, crypto::to_hex(dk.plaintext.view())));
       }
-      const keys::Decrypted d = handle(s, req::Decrypt{dk.ciphertext_blob, ctx});
+      const keys::Decrypted d = handle(s, req::Decrypt{dk.ciphertext_blob, ctx, {}, {}, {}});
       CHECK(std::ranges::equal(d.plaintext.view(), dk.plaintext.view()));
       (void)log.take();
     }
@@ -1106,10 +1112,10 @@ TEST_CASE("vault and audit requests: status, verify, export, backup, rekey, chec
       CHECK(params(r) == json{{"root_key_generation", 2}});
     }
     CHECK(handle(s, req::Status{}).root_key_generation == 2);
-    CHECK(handle(s, req::Decrypt{blob, {}}).plaintext.chars() == "kept across a rekey");
+    CHECK(handle(s, req::Decrypt{blob, {}, {}, {}, {}}).plaintext.chars() == "kept across a rekey");
     CHECK(handle(s, get_request("app/db")).value.chars() == "value-1");
     CHECK(handle(s, req::VaultRekey{}) == 3);
-    CHECK(handle(s, req::Decrypt{blob, {}}).plaintext.chars() == "kept across a rekey");
+    CHECK(handle(s, req::Decrypt{blob, {}, {}, {}, {}}).plaintext.chars() == "kept across a rekey");
     (void)log.take();
     // The old root keys are gone from the token.
     const TokenCheck tc = handle(s, req::VaultCheckToken{false});
@@ -1222,7 +1228,7 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   refused(req::AliasList{}, "key.alias_list");
 
   refused(req::Encrypt{key, secure("x"), {}}, "key.encrypt");
-  refused(req::Decrypt{blob, {}}, "key.decrypt");
+  refused(req::Decrypt{blob, {}, {}, {}, {}}, "key.decrypt");
   refused(req::ReEncrypt{blob, {}, key, {}}, "key.reencrypt");
   refused(req::GenerateDataKey{"alias/guarded", 32, {}}, "key.generate_data_key");
   refused(req::Random{16}, "random.generate");

@@ -47,6 +47,26 @@ class KeyStore {
 
   // Refuses (Code::refused) unless the key is Enabled, naming its state and the way out.
   static void require_enabled(const store::KeyRow& key, std::string_view ref);
+  // Refuses (Code::refused) a key whose usage is not `usage` (a signing key asked to encrypt),
+  // naming its spec and usage; `what` names the operation ("encrypt").
+  static void require_usage(const store::KeyRow& key, std::string_view ref, KeyUsage usage,
+                            std::string_view what);
+
+  // The public key of an asymmetric key's version (Code::refused for a symmetric key).
+  Bytes public_key(const store::KeyRow& key, std::int64_t version);
+  // Signs with the primary version. The key is Enabled, of usage sign, and fits the algorithm.
+  Signature sign(const store::KeyRow& key, SigningAlgorithm a, ByteView input, bool is_digest);
+  // Verifies with `version`, or with each version (the primary first, then the newest first).
+  Verified verify(const store::KeyRow& key, SigningAlgorithm a, ByteView input, bool is_digest,
+                  ByteView signature, std::optional<std::int64_t> version);
+  // Public-key encryption under the primary version (RSA-OAEP, SM2); the ciphertext names no key.
+  Bytes encrypt_to(const store::KeyRow& key, EncryptionAlgorithm a, ByteView plaintext);
+  // Decrypts with `version`, or tries each version as verify does; Code::integrity when none
+  // opens it.
+  Decrypted decrypt_with(const store::KeyRow& key, EncryptionAlgorithm a, ByteView ciphertext,
+                         std::optional<std::int64_t> version);
+  Signature mac(const store::KeyRow& key, ByteView message);
+  Verified verify_mac(const store::KeyRow& key, ByteView message, ByteView mac);
 
   Bytes encrypt(const store::KeyRow& key, ByteView plaintext, const Context& context);
   // Finds the key from the blob. Code::not_found when this vault has no such key or no such
@@ -61,6 +81,11 @@ class KeyStore {
   // The token's key object of an hsm key version; Code::integrity when there is more than one.
   std::optional<hsm::ObjectHandle> token_key(std::string_view key_id, std::int64_t version);
   void add_version(store::KeyRow& key, std::int64_t version, TimePoint now);
+  // The opened material of a software key's version: a PKCS#8 private key or HMAC key bytes.
+  SecureBytes material(const store::KeyRow& key, std::int64_t version);
+  // The versions to try when the input does not name one: the primary, then the newest first.
+  std::vector<std::int64_t> versions_to_try(const store::KeyRow& key,
+                                            std::optional<std::int64_t> version);
 
   Vault& vault_;
   std::vector<std::string> created_token_labels_;

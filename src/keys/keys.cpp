@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "keys/key_store.hpp"
+#include "kms/asymmetric.hpp"
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -85,16 +86,32 @@ void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint n
     vault_.token().generate_aes256(label, as_bytes(key.id));
     created_token_labels_.push_back(label);
   } else {
-    const SecureBytes material = crypto::random_secret(32);
+    const SecureBytes material = crypto::generate_key_material(key.spec);
     v.material = vault_.seal(material_ref(key.id, version), material.view());
   }
   store::key_version_insert(vault_.db(), v);
 }
 
 store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
-  if (spec.spec != "AES_256") {
-    throw Error(Code::usage, fmt::format("key spec {} is not supported", spec.spec),
-                Remedy::use_aes_256);
+  const KeySpecInfo& info = key_spec_info(spec.spec);
+  const KeyUsage usage = spec.usage.value_or(info.default_usage);
+  if ((info.usages & usage_bit(usage)) == 0) {
+    std::string allowed;
+    for (const KeyUsageInfo& u : key_usages()) {
+      if ((info.usages & usage_bit(u.usage)) == 0) continue;
+      allowed += fmt::format("{}{}", allowed.empty() ? "" : " or ", u.option);
+    }
+    throw Error(Code::usage,
+                fmt::format("a {} key cannot have usage {}", info.name, key_usage_name(usage)),
+                fmt::format("pass --usage {} (or leave it out)", allowed));
+  }
+  if (spec.protection == Protection::hsm && spec.spec != KeySpec::aes_256) {
+    throw Error(Code::refused,
+                fmt::format("{} keys cannot be protected by the token: kmsctl generates only "
+                            "AES_256 keys inside it",
+                            info.name),
+                Remedy::use_software_protection, {},
+                "the vault's master key, sealed by the token, then protects it");
   }
   if (spec.rotation_days) {
     check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
@@ -102,7 +119,7 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
   store::KeyRow k;
   k.id = crypto::uuid_v4();
   k.spec = spec.spec;
-  k.usage = "ENCRYPT_DECRYPT";
+  k.usage = usage;
   k.description = spec.description;
   k.state = KeyState::enabled;
   k.protection = spec.protection;
@@ -168,6 +185,22 @@ void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
       Code::refused,
       fmt::format("key {} is pending deletion (on {})", name, key.deletion_date.value_or("?")),
       Remedy::cancel_key_deletion, std::string(ref), "then enable it");
+}
+
+void KeyStore::require_usage(const store::KeyRow& key, std::string_view ref, KeyUsage usage,
+                             std::string_view what) {
+  if (key.usage == usage) return;
+  const std::string name = ref == key.id ? key.id : fmt::format("{} ({})", ref, key.id);
+  std::string fit;
+  for (const KeySpecInfo& s : key_specs()) {
+    if ((s.usages & usage_bit(usage)) == 0) continue;
+    fit += fmt::format("{}{}", fit.empty() ? "" : ", ", s.name);
+  }
+  throw Error(Code::refused,
+              fmt::format("key {} ({}, usage {}) does not {}", name, key_spec_name(key.spec),
+                          key_usage_name(key.usage), what),
+              Remedy::use_key_for_operation, std::string(ref),
+              fmt::format("{} with a key of usage {} ({})", what, key_usage_name(usage), fit));
 }
 
 void KeyStore::enable(store::KeyRow& key) {
@@ -251,6 +284,15 @@ void KeyStore::destroy_token_keys(const std::vector<std::string>& labels) noexce
 }
 
 Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Context& context) {
+  if (!spec_encrypts_with(key.spec, EncryptionAlgorithm::symmetric_default)) {
+    require_usage(key, key.id, KeyUsage::encrypt, "encrypt");
+    throw Error(Code::refused,
+                fmt::format("key {} ({}) encrypts only with {}, not into a kmsctl ciphertext "
+                            "(encrypt, data keys, files, secrets)",
+                            key.id, key_spec_name(key.spec), spec_algorithms(key.spec, key.usage)),
+                Remedy::use_key_for_operation, key.id,
+                "use a symmetric key (AES_256) for envelope encryption");
+  }
   const blob::Header h{key.id, static_cast<std::uint32_t>(key.primary_version)};
   const Bytes header = blob::encode_header(h);
   const Bytes aad = blob::aad(header, context);
@@ -303,6 +345,13 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
                 "decrypts nothing");
   }
   require_enabled(*key, key->id);
+  if (!spec_encrypts_with(key->spec, EncryptionAlgorithm::symmetric_default)) {
+    throw Error(Code::integrity,
+                fmt::format("the ciphertext names key {}, a {} key, which makes no kmsctl "
+                            "ciphertext: it was altered",
+                            key->id, key_spec_name(key->spec)),
+                Remedy::pass_ciphertext);
+  }
   // A version the vault does not have is told apart from one that does not open the data: it
   // was made after the backup this vault was restored from (or in another copy of the vault).
   // Versions are never removed one by one, so a missing one below the newest was deleted from
@@ -363,6 +412,126 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
   }
   if (!pt) throw failed();
   return {std::move(*pt), key->id, p->header.key_version};
+}
+
+SecureBytes KeyStore::material(const store::KeyRow& key, std::int64_t version) {
+  const auto v = store::key_version_get(vault_.db(), key.id, version);
+  if (!v) {
+    throw Error(Code::not_found, fmt::format("key {} has no version {}", key.id, version),
+                Remedy::list_keys);
+  }
+  if (!v->material) {
+    throw Error(Code::integrity,
+                fmt::format("key {} has no material for version {}", key.id, version),
+                Remedy::verify_and_restore_backup, {}, "the vault file was altered");
+  }
+  return vault_.open_sealed(material_ref(key.id, version), *v->material);
+}
+
+std::vector<std::int64_t> KeyStore::versions_to_try(const store::KeyRow& key,
+                                                    std::optional<std::int64_t> version) {
+  if (version) return {*version};
+  std::vector<std::int64_t> out{key.primary_version};
+  const auto all = store::key_versions(vault_.db(), key.id);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (it->version != key.primary_version) out.push_back(it->version);
+  }
+  return out;
+}
+
+Bytes KeyStore::public_key(const store::KeyRow& key, std::int64_t version) {
+  if (!key_spec_info(key.spec).asymmetric) {
+    throw Error(
+        Code::refused,
+        fmt::format("key {} is a {} key, which has no public key", key.id, key_spec_name(key.spec)),
+        Remedy::use_key_for_operation, key.id,
+        "public keys belong to RSA, EC, Ed25519, X25519 and SM2 keys");
+  }
+  return crypto::public_key_of(material(key, version).view());
+}
+
+namespace {
+
+void check_signing(const store::KeyRow& key, SigningAlgorithm a) {
+  if (spec_signs_with(key.spec, a)) return;
+  throw Error(Code::usage,
+              fmt::format("key {} ({}) does not sign with {}", key.id, key_spec_name(key.spec),
+                          signing_algorithm_name(a)),
+              Remedy::choose_algorithm, key.id, spec_algorithms(key.spec, KeyUsage::sign));
+}
+
+void check_encryption(const store::KeyRow& key, EncryptionAlgorithm a) {
+  if (spec_encrypts_with(key.spec, a)) return;
+  throw Error(Code::usage,
+              fmt::format("key {} ({}) does not encrypt with {}", key.id, key_spec_name(key.spec),
+                          encryption_algorithm_name(a)),
+              Remedy::choose_algorithm, key.id, spec_algorithms(key.spec, KeyUsage::encrypt));
+}
+
+MacAlgorithm mac_algorithm(KeySpec spec) {
+  return spec == KeySpec::hmac_sha512 ? MacAlgorithm::hmac_sha_512 : MacAlgorithm::hmac_sha_256;
+}
+
+}  // namespace
+
+Signature KeyStore::sign(const store::KeyRow& key, SigningAlgorithm a, ByteView input,
+                         bool is_digest) {
+  require_usage(key, key.id, KeyUsage::sign, "sign");
+  check_signing(key, a);
+  const SecureBytes priv = material(key, key.primary_version);
+  return {key.id, key.primary_version, crypto::sign(priv.view(), a, input, is_digest)};
+}
+
+Verified KeyStore::verify(const store::KeyRow& key, SigningAlgorithm a, ByteView input,
+                          bool is_digest, ByteView signature, std::optional<std::int64_t> version) {
+  require_usage(key, key.id, KeyUsage::sign, "verify signatures");
+  check_signing(key, a);
+  for (std::int64_t v : versions_to_try(key, version)) {
+    if (crypto::verify(public_key(key, v), a, input, is_digest, signature)) {
+      return {key.id, v, true};
+    }
+  }
+  return {key.id, 0, false};
+}
+
+Bytes KeyStore::encrypt_to(const store::KeyRow& key, EncryptionAlgorithm a, ByteView plaintext) {
+  require_usage(key, key.id, KeyUsage::encrypt, "encrypt");
+  check_encryption(key, a);
+  return crypto::public_encrypt(public_key(key, key.primary_version), a, plaintext);
+}
+
+Decrypted KeyStore::decrypt_with(const store::KeyRow& key, EncryptionAlgorithm a,
+                                 ByteView ciphertext, std::optional<std::int64_t> version) {
+  require_usage(key, key.id, KeyUsage::encrypt, "decrypt");
+  check_encryption(key, a);
+  for (std::int64_t v : versions_to_try(key, version)) {
+    const SecureBytes priv = material(key, v);
+    if (auto pt = crypto::private_decrypt(priv.view(), a, ciphertext)) {
+      return {std::move(*pt), key.id, static_cast<std::uint32_t>(v)};
+    }
+  }
+  throw Error(Code::integrity,
+              fmt::format("the ciphertext does not decrypt with key {}{}: it was altered, or made "
+                          "for another key",
+                          key.id, version ? fmt::format(" version {}", *version) : ""),
+              Remedy::pass_ciphertext);
+}
+
+Signature KeyStore::mac(const store::KeyRow& key, ByteView message) {
+  require_usage(key, key.id, KeyUsage::mac, "make MACs");
+  const SecureBytes k = material(key, key.primary_version);
+  return {key.id, key.primary_version, crypto::hmac(mac_algorithm(key.spec), k.view(), message)};
+}
+
+Verified KeyStore::verify_mac(const store::KeyRow& key, ByteView message, ByteView tag) {
+  require_usage(key, key.id, KeyUsage::mac, "verify MACs");
+  for (std::int64_t v : versions_to_try(key, std::nullopt)) {
+    const SecureBytes k = material(key, v);
+    if (crypto::equal(crypto::hmac(mac_algorithm(key.spec), k.view(), message), tag)) {
+      return {key.id, v, true};
+    }
+  }
+  return {key.id, 0, false};
 }
 
 }  // namespace kms::keys

@@ -55,7 +55,8 @@ keys::KeyInfo KeyOperations::create(const keys::CreateSpec& spec) {
   keys::KeyStore ks(vault_);
   keys::KeyInfo info;
   audit::Event ev{Action::key_create, "key/", {}};
-  ev.params["spec"] = spec.spec;
+  ev.params["spec"] = std::string(key_spec_name(spec.spec));
+  if (spec.usage) ev.params["usage"] = std::string(key_usage_name(*spec.usage));
   ev.params["protection"] = std::string(protection_name(spec.protection));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
@@ -280,24 +281,130 @@ keys::KeyInfo KeyOperations::untag(std::string_view ref, const std::vector<std::
   return info;
 }
 
-Bytes KeyOperations::encrypt(std::string_view ref, ByteView plaintext, const Context& context) {
+Bytes KeyOperations::encrypt(std::string_view ref, ByteView plaintext, const Context& context,
+                             EncryptionAlgorithm algorithm) {
   Bytes out;
+  const bool symmetric = algorithm == EncryptionAlgorithm::symmetric_default;
+  if (!symmetric && !context.empty()) {
+    throw Error(Code::usage,
+                fmt::format("{} takes no encryption context", encryption_algorithm_name(algorithm)),
+                "leave out --context: public-key encryption binds no context");
+  }
   key_op(
       Action::key_encrypt, ref,
       [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
-        ev.params["context"] = context_json(context);
+        if (symmetric) ev.params["context"] = context_json(context);
+        if (!symmetric) ev.params["algorithm"] = std::string(encryption_algorithm_name(algorithm));
         ev.params["bytes"] = plaintext.size();
         keys::KeyStore::require_enabled(key, ref);
-        if (plaintext.size() > keys::kMaxEncryptPlaintext) {
-          throw Error(Code::usage,
-                      fmt::format("encrypt takes at most {} bytes; the input has {}",
-                                  keys::kMaxEncryptPlaintext, plaintext.size()),
-                      Remedy::encrypt_as_file);
+        if (!symmetric) {
+          out = ks.encrypt_to(key, algorithm, plaintext);
+        } else {
+          if (plaintext.size() > keys::kMaxEncryptPlaintext) {
+            throw Error(Code::usage,
+                        fmt::format("encrypt takes at most {} bytes; the input has {}",
+                                    keys::kMaxEncryptPlaintext, plaintext.size()),
+                        Remedy::encrypt_as_file);
+          }
+          out = ks.encrypt(key, plaintext, context);
         }
-        out = ks.encrypt(key, plaintext, context);
         ev.params["version"] = key.primary_version;
       },
       context);
+  return out;
+}
+
+keys::Decrypted KeyOperations::decrypt_with(std::string_view ref, EncryptionAlgorithm algorithm,
+                                            ByteView ciphertext,
+                                            std::optional<std::int64_t> version) {
+  std::optional<keys::Decrypted> out;
+  key_op(Action::key_decrypt, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["algorithm"] = std::string(encryption_algorithm_name(algorithm));
+    keys::KeyStore::require_enabled(key, ref);
+    out = ks.decrypt_with(key, algorithm, ciphertext, version);
+    ev.params["version"] = out->key_version;
+  });
+  return std::move(*out);
+}
+
+keys::PublicKey KeyOperations::get_public_key(std::string_view ref,
+                                              std::optional<std::int64_t> version) {
+  keys::PublicKey out;
+  key_op(Action::key_get_public_key, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           // Public keys are not secret: a disabled key still gives its own (a verifier of its
+           // old signatures needs it; AWS KMS refuses), a key pending deletion does not.
+           if (key.state == KeyState::pending_deletion) keys::KeyStore::require_enabled(key, ref);
+           const std::int64_t v = version.value_or(key.primary_version);
+           out = {key.id, v, key.spec, key.usage, ks.public_key(key, v)};
+           ev.params["version"] = v;
+         });
+  return out;
+}
+
+keys::Signature KeyOperations::sign(std::string_view ref, SigningAlgorithm algorithm,
+                                    ByteView input, bool is_digest) {
+  keys::Signature out;
+  key_op(Action::key_sign, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["algorithm"] = std::string(signing_algorithm_name(algorithm));
+    ev.params["message_type"] = is_digest ? "digest" : "raw";
+    ev.params["bytes"] = input.size();
+    keys::KeyStore::require_enabled(key, ref);
+    out = ks.sign(key, algorithm, input, is_digest);
+    ev.params["version"] = out.key_version;
+  });
+  return out;
+}
+
+keys::Verified KeyOperations::verify(std::string_view ref, SigningAlgorithm algorithm,
+                                     ByteView input, bool is_digest, ByteView signature,
+                                     std::optional<std::int64_t> version) {
+  keys::Verified out;
+  key_op(Action::key_verify, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["algorithm"] = std::string(signing_algorithm_name(algorithm));
+    ev.params["message_type"] = is_digest ? "digest" : "raw";
+    keys::KeyStore::require_enabled(key, ref);
+    out = ks.verify(key, algorithm, input, is_digest, signature, version);
+    ev.params["valid"] = out.valid;
+    if (out.valid) ev.params["version"] = out.key_version;
+  });
+  return out;
+}
+
+namespace {
+
+void check_mac_message(ByteView message) {
+  if (message.size() <= keys::kMaxMacMessage) return;
+  throw Error(Code::usage,
+              fmt::format("a MAC is made of at most {} bytes; the input has {}",
+                          keys::kMaxMacMessage, message.size()),
+              "MAC a digest of larger data (e.g. its SHA-256)");
+}
+
+}  // namespace
+
+keys::Signature KeyOperations::mac(std::string_view ref, ByteView message) {
+  check_mac_message(message);
+  keys::Signature out;
+  key_op(Action::key_mac, ref, [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+    ev.params["bytes"] = message.size();
+    keys::KeyStore::require_enabled(key, ref);
+    out = ks.mac(key, message);
+    ev.params["version"] = out.key_version;
+  });
+  return out;
+}
+
+keys::Verified KeyOperations::verify_mac(std::string_view ref, ByteView message, ByteView mac) {
+  check_mac_message(message);
+  keys::Verified out;
+  key_op(Action::key_verify_mac, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           keys::KeyStore::require_enabled(key, ref);
+           out = ks.verify_mac(key, message, mac);
+           ev.params["valid"] = out.valid;
+           if (out.valid) ev.params["version"] = out.key_version;
+         });
   return out;
 }
 

@@ -51,8 +51,22 @@ class KeyOperations {
   static constexpr std::size_t kMaxKeyPolicy = 64 * 1024;
   KeyPolicyInfo set_policy(std::string_view ref, const std::optional<std::string>& text);
   KeyPolicyInfo get_policy(std::string_view ref);
-  Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context);
+  // A kmsctl ciphertext blob (symmetric_default), or a public-key encryption of the plaintext
+  // (RSA-OAEP, SM2: no context, no key named in it).
+  Bytes encrypt(std::string_view ref, ByteView plaintext, const Context& context,
+                EncryptionAlgorithm algorithm = EncryptionAlgorithm::symmetric_default);
   keys::Decrypted decrypt(ByteView blob, const Context& context);
+  // A public-key ciphertext, with KEY's `version` or each of its versions in turn.
+  keys::Decrypted decrypt_with(std::string_view ref, EncryptionAlgorithm algorithm,
+                               ByteView ciphertext, std::optional<std::int64_t> version);
+  keys::PublicKey get_public_key(std::string_view ref, std::optional<std::int64_t> version);
+  keys::Signature sign(std::string_view ref, SigningAlgorithm algorithm, ByteView input,
+                       bool is_digest);
+  // `version` none: each version in turn (the primary first), as a signature names none.
+  keys::Verified verify(std::string_view ref, SigningAlgorithm algorithm, ByteView input,
+                        bool is_digest, ByteView signature, std::optional<std::int64_t> version);
+  keys::Signature mac(std::string_view ref, ByteView message);
+  keys::Verified verify_mac(std::string_view ref, ByteView message, ByteView mac);
   // Decrypts and encrypts again under `to_ref` (its primary version) without releasing the
   // plaintext. Returns the new blob.
   Bytes reencrypt(ByteView blob, const Context& context, std::string_view to_ref,

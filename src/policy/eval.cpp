@@ -11,8 +11,10 @@ namespace kms::policy {
 namespace {
 
 constexpr std::string_view kCryptoUser[] = {
-    "kms:Encrypt",        "kms:Decrypt",     "kms:ReEncrypt", "kms:GenerateDataKey",
-    "kms:GenerateRandom", "kms:DescribeKey", "kms:ListKeys",  "kms:ListAliases"};
+    "kms:Encrypt",        "kms:Decrypt",     "kms:ReEncrypt",   "kms:GenerateDataKey",
+    "kms:GenerateRandom", "kms:DescribeKey", "kms:ListKeys",    "kms:ListAliases",
+    "kms:Sign",           "kms:Verify",      "kms:GenerateMac", "kms:VerifyMac",
+    "kms:GetPublicKey"};
 constexpr std::string_view kCryptoAdmin[] = {
     "kms:CreateKey",         "kms:DescribeKey", "kms:ListKeys",       "kms:EnableKey",
     "kms:DisableKey",        "kms:RotateKey",   "kms:SetKeyRotation", "kms:ScheduleKeyDeletion",
@@ -26,20 +28,23 @@ constexpr std::string_view kSecretAdmin[] = {
     "secrets:CreateSecret",  "secrets:PutSecretValue",       "secrets:DescribeSecret",
     "secrets:ListSecrets",   "secrets:ListSecretVersionIds", "secrets:DeleteSecret",
     "secrets:RestoreSecret", "secrets:SetSecretRotation",    "secrets:RotateSecret"};
-constexpr std::string_view kReadOnly[] = {
-    "kms:ListKeys",        "kms:DescribeKey",        "kms:ListAliases",
-    "secrets:ListSecrets", "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
-    "vault:Status",        "kms:ListGrants",         "kms:GetKeyPolicy"};
+constexpr std::string_view kReadOnly[] = {"kms:ListKeys",           "kms:DescribeKey",
+                                          "kms:ListAliases",        "secrets:ListSecrets",
+                                          "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
+                                          "vault:Status",           "kms:ListGrants",
+                                          "kms:GetKeyPolicy",       "kms:GetPublicKey"};
 constexpr std::string_view kAuditor[] = {"kms:ListKeys",           "kms:DescribeKey",
                                          "kms:ListAliases",        "secrets:ListSecrets",
                                          "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
                                          "vault:Status",           "audit:Query",
                                          "audit:Verify",           "audit:Export",
-                                         "kms:ListGrants",         "kms:GetKeyPolicy"};
+                                         "kms:ListGrants",         "kms:GetKeyPolicy",
+                                         "kms:GetPublicKey"};
 
 constexpr std::array kRoles{
     Role{"crypto-user", kCryptoUser,
-         "use keys: encrypt, decrypt, re-encrypt, data keys, random bytes; describe and list"},
+         "use keys: encrypt, decrypt, re-encrypt, data keys, random bytes, sign, verify, MACs, "
+         "public keys; describe and list"},
     Role{"crypto-admin", kCryptoAdmin,
          "manage keys: create, enable, disable, rotate, delete, aliases, tags, grants, key "
          "policies; no cryptography"},
@@ -47,7 +52,8 @@ constexpr std::array kRoles{
     Role{"secret-admin", kSecretAdmin,
          "manage secrets: create, put, delete, restore, rotation; not read their values"},
     Role{"read-only", kReadOnly,
-         "list and describe keys, aliases and secrets, read the vault's status; no values"},
+         "list and describe keys, aliases and secrets, read public keys and the vault's status; no "
+         "values"},
     Role{"auditor", kAuditor, "read-only, plus query, verify and export the audit log"},
 };
 
@@ -193,7 +199,7 @@ Policy::Policy(std::vector<Statement> statements)
   for (std::uint32_t i = 0; i < statements_.size(); ++i) {
     const Statement& s = statements_[i];
     for (const ActionInfo& a : kms::actions()) {
-      if ((s.action_set & bit(a.action)) == 0) continue;
+      if (!s.action_set.has(a.action)) continue;
       Index& ix = (s.allow ? allow_ : deny_)[static_cast<std::size_t>(a.action)];
       for (const Principal& p : s.principals) {
         std::vector<std::uint32_t>& list = p.kind == Principal::Kind::any   ? ix.any

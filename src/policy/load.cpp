@@ -149,22 +149,25 @@ std::pair<ActionSet, std::string> action_pattern(std::string_view pattern) {
   if (pattern != "*") {
     const auto colon = pattern.find(':');
     if (colon == std::string_view::npos) {
-      return {0, fmt::format("action {:?} needs a service: kms:, secrets:, audit: or vault: "
-                             "(or is * for every action)",
-                             pattern)};
+      return {ActionSet{},
+              fmt::format("action {:?} needs a service: kms:, secrets:, audit: or vault: "
+                          "(or is * for every action)",
+                          pattern)};
     }
     const std::string_view service = pattern.substr(0, colon);
     if (std::none_of(std::begin(kServices), std::end(kServices),
                      [&](std::string_view s) { return iequals(s, service); })) {
-      return {0, fmt::format("action {:?}: unknown service {:?} (kms, secrets, audit, vault)",
-                             pattern, service)};
+      return {ActionSet{},
+              fmt::format("action {:?}: unknown service {:?} (kms, secrets, audit, vault)", pattern,
+                          service)};
     }
   }
-  ActionSet set = 0;
+  ActionSet set;
   for (const ActionInfo& a : actions()) {
     if (!a.iam.empty() && action_matches(pattern, a.iam)) set |= bit(a.action);
   }
-  if (set == 0) return {0, fmt::format("unknown action {:?} (docs/POLICY.md lists them)", pattern)};
+  if (set == ActionSet{})
+    return {ActionSet{}, fmt::format("unknown action {:?} (docs/POLICY.md lists them)", pattern)};
   return {set, {}};
 }
 

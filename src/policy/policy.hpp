@@ -26,9 +26,26 @@ namespace kms::policy {
 using Clock = std::chrono::system_clock;
 using Tags = std::map<std::string, std::string>;
 
-// A set of actions, one bit per kms::Action (there are fewer than 64).
-using ActionSet = std::uint64_t;
-constexpr ActionSet bit(Action a) { return ActionSet{1} << static_cast<unsigned>(a); }
+// A set of actions, one bit per kms::Action (there are fewer than 128).
+struct ActionSet {
+  std::uint64_t words[2] = {0, 0};
+  constexpr ActionSet& operator|=(const ActionSet& o) {
+    words[0] |= o.words[0];
+    words[1] |= o.words[1];
+    return *this;
+  }
+  constexpr bool has(Action a) const {
+    const auto i = static_cast<unsigned>(a);
+    return ((words[i / 64] >> (i % 64)) & 1u) != 0;
+  }
+  bool operator==(const ActionSet&) const = default;
+};
+constexpr ActionSet bit(Action a) {
+  ActionSet s;
+  const auto i = static_cast<unsigned>(a);
+  s.words[i / 64] = std::uint64_t{1} << (i % 64);
+  return s;
+}
 
 // The built-in roles: their names and the policy names of their actions.
 struct Role {
@@ -71,7 +88,7 @@ struct Statement {
   std::vector<Principal> principals;
   std::vector<std::string> actions;  // as written ("kms:Describe*")
   std::vector<std::string> roles;    // as written
-  ActionSet action_set = 0;          // what actions and roles name together
+  ActionSet action_set;              // what actions and roles name together
   std::vector<Glob> resources;
   Conditions conditions;
   int line = 0;  // in a TOML file; 0 when unknown

@@ -196,8 +196,8 @@ TEST_CASE("Db open_existing migrates a version 2 vault to the current version an
     kms::test::with_row_keys(db);
     store::KeyRow k;
     k.id = "k1";
-    k.spec = "AES_256";
-    k.usage = "ENCRYPT_DECRYPT";
+    k.spec = KeySpec::aes_256;
+    k.usage = KeyUsage::encrypt;
     k.state = KeyState::enabled;
     k.protection = Protection::software;
     k.created = k.last_rotated = "2026-01-01T00:00:00.000Z";

@@ -1072,8 +1072,16 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
          "alias/new");
   expect(error_of([&] { (void)s->keys().untag(id, {"none"}); }), Remedy::list_key_tags, id);
   keys::CreateSpec rsa;
-  rsa.spec = "RSA_2048";
-  expect(error_of([&] { (void)s->keys().create(rsa); }), Remedy::use_aes_256);
+  rsa.spec = KeySpec::rsa_2048;
+  rsa.protection = Protection::hsm;
+  expect(error_of([&] { (void)s->keys().create(rsa); }), Remedy::use_software_protection);
+  keys::CreateSpec ec;
+  ec.spec = KeySpec::ec_p256;
+  const std::string ec_id = s->keys().create(ec).key.id;
+  expect(error_of([&] { (void)s->keys().encrypt(ec_id, Bytes(3), {}); }),
+         Remedy::use_key_for_operation, ec_id);
+  expect(error_of([&] { (void)s->keys().sign(ec_id, SigningAlgorithm::ed25519, Bytes(3), false); }),
+         Remedy::choose_algorithm, ec_id);
   expect(error_of([&] { (void)s->keys().encrypt(id, Bytes(keys::kMaxEncryptPlaintext + 1), {}); }),
          Remedy::encrypt_as_file);
   expect(error_of([&] { (void)s->keys().decrypt(as_bytes("not a blob"), {}); }),

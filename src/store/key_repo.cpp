@@ -19,8 +19,8 @@ KeyRow read_key(Db& db, const Stmt& s) {
   rows::check(db, Table::keys, s);
   KeyRow k;
   k.id = s.col_text(0);
-  k.spec = s.col_text(1);
-  k.usage = s.col_text(2);
+  k.spec = rows::name_column(Table::keys, s, 1, parse_key_spec);
+  k.usage = rows::name_column(Table::keys, s, 2, parse_key_usage);
   k.description = s.col_text(3);
   k.state = rows::name_column(Table::keys, s, 4, parse_key_state);
   k.protection = rows::name_column(Table::keys, s, 5, parse_protection);
@@ -34,7 +34,8 @@ KeyRow read_key(Db& db, const Stmt& s) {
 }
 
 void bind_key(Stmt& s, const KeyRow& k) {
-  s.bind(1, k.id).bind(2, k.spec).bind(3, k.usage).bind(4, k.description);
+  s.bind(1, k.id).bind(2, key_spec_name(k.spec)).bind(3, key_usage_name(k.usage));
+  s.bind(4, k.description);
   s.bind(5, key_state_name(k.state)).bind(6, protection_name(k.protection)).bind(7, k.created);
   if (k.rotation_period_days)
     s.bind(8, *k.rotation_period_days);

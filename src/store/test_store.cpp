@@ -143,8 +143,8 @@ namespace {
 store::KeyRow key_row(std::string id, KeyState state = KeyState::enabled) {
   store::KeyRow k;
   k.id = std::move(id);
-  k.spec = "AES_256";
-  k.usage = "ENCRYPT_DECRYPT";
+  k.spec = KeySpec::aes_256;
+  k.usage = KeyUsage::encrypt;
   k.state = state;
   k.protection = Protection::software;
   k.created = k.last_rotated = "2026-01-01T00:00:00.000Z";

@@ -3,7 +3,7 @@ a slow or broken one, or one of another uid gets from an agent, and what several
 at once, a file streamed through an agent, and a client killed in the middle of one leave in the
 audit log and on disk.
 
-A frame is u32be(length) ‖ payload. A request's payload is "KMAQ" ‖ u8(4) ‖ u16be(op) ‖
+A frame is u32be(length) ‖ payload. A request's payload is "KMAQ" ‖ u8(5) ‖ u16be(op) ‖
 lp(vault path) ‖ its fields; a reply's is "KMAR" ‖ u8(2) ‖ u8(status): 0 ok (the response's
 fields follow), 1 error (u8 exit code ‖ lp(message) ‖ lp(hint)), 2 local. lp(x) is
 u32be(len) ‖ x; an optional field is u8(0), or u8(1) ‖ its value.
@@ -32,7 +32,7 @@ NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
 MIB = 1 << 20
 
-WIRE_VERSION = 4  # docs/FORMAT.md §13.1
+WIRE_VERSION = 5  # docs/FORMAT.md §13.1
 OP_SECRET_GET = 62
 OP_FILE_WRAP = 50
 OP_AGENT_STATUS = 0xF000
