@@ -262,11 +262,21 @@ TEST_CASE("a key refuses a signing algorithm of another spec, and verify says fa
                              Bytes(3), false, sig));
 }
 
-TEST_CASE("a raw message longer than 4096 bytes is refused; 4096 is signed") {
+TEST_CASE("a raw message longer than 4096 bytes is refused; 4096 is signed and verified") {
   const SecureBytes k = crypto::generate_key_material(KeySpec::ec_p256);
   CHECK_NOTHROW(crypto::sign(k.view(), SigningAlgorithm::ecdsa_sha_256, Bytes(4096), false));
   CHECK_THROWS_AS(crypto::sign(k.view(), SigningAlgorithm::ecdsa_sha_256, Bytes(4097), false),
                   Error);
+  // verify takes the same limit: it refuses (Code::usage), rather than answers, past it.
+  const Bytes pub = crypto::public_key_of(k.view());
+  const Bytes sig = crypto::sign(k.view(), SigningAlgorithm::ecdsa_sha_256, Bytes(4096), false);
+  CHECK(crypto::verify(pub, SigningAlgorithm::ecdsa_sha_256, Bytes(4096), false, sig));
+  try {
+    (void)crypto::verify(pub, SigningAlgorithm::ecdsa_sha_256, Bytes(4097), false, sig);
+    FAIL_CHECK("verify answered for a raw message of 4097 bytes");
+  } catch (const Error& e) {
+    CHECK(e.code() == Code::usage);
+  }
 }
 
 TEST_CASE("RSA-OAEP-SHA-256 round-trips up to the spec's limit and refuses beyond it") {
