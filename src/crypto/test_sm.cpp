@@ -1,6 +1,6 @@
-// Unit tests of kms::crypto::sm: the example vectors of the SM3 and SM4 standards, vectors made by
-// the openssl command line (OpenSSL 3.0) and kept here as fixed bytes, the FORMAT.md vector of
-// SM4 authenticated encryption, and tampering and misuse.
+// Unit tests of kms::crypto::sm: the example vectors of the SM3, SM4 and SM2 standards, vectors
+// made by the openssl command line (OpenSSL 3.0) and kept here as fixed bytes, the FORMAT.md
+// vector of SM4 authenticated encryption, and tampering and misuse.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -59,6 +59,16 @@ Bytes concat(ByteView a, ByteView b) {
 
 std::string hex(ByteView b) { return crypto::to_hex(b); }
 
+Code code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  FAIL("no kms::Error was thrown");
+  return Code::failed;
+}
+
 // SM4 in ECB mode over whole blocks, straight from OpenSSL: the block cipher the tests check
 // SM4-CTR against.
 Bytes sm4_ecb(ByteView key, ByteView in) {
@@ -110,6 +120,80 @@ Bytes hkdf_by_definition(ByteView ikm, ByteView salt, ByteView info, size_t leng
   okm.resize(length);
   return okm;
 }
+
+// ---- The SM2 example on the recommended curve sm2p256v1 ----------------------------------
+// GM/T 0003.5-2012 (SM2 part 5, parameter definition), Annex A (signature) and Annex C
+// (encryption); the same examples are in GB/T 32918.5. The examples of GB/T 32918.2/.4 and
+// of draft-shen-sm2-ecdsa-02 use a test curve (p = 8542D69E...) that is not sm2p256v1, so they
+// do not apply. OpenSSL's own test/sm2_internal_test.c checks these values too.
+constexpr std::string_view kStdD =
+    "3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8";
+constexpr std::string_view kStdPoint =
+    "04"
+    "09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020"
+    "CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13";
+constexpr std::string_view kStdSignedMessage = "message digest";
+// ID_A is the default identifier of GM/T 0009, 1234567812345678.
+constexpr std::string_view kStdZ =
+    "B2E14C5C79C6DF5B85F4FE7ED8DB7A262B9DA7E07CCB0EA9F4747B8CCDA8A4F3";
+constexpr std::string_view kStdE =
+    "F0B43E94BA45ACCAACE692ED534382EB17E6AB5A19CE7B31F4486FDFC0D28640";
+// (r, s) made with k = 59276E27D506861A16680F3AD9C02DCCEF3CC1FA3CDBE4CE6D54B80DEAC1BC21, in DER
+// (both have their top bit set, so each INTEGER takes a leading 00).
+constexpr std::string_view kStdSignature =
+    "3046"
+    "022100F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3"
+    "022100B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA";
+constexpr std::string_view kStdEncryptedMessage = "encryption standard";
+// C1 = (x1, y1), C3, C2 of Annex C, in the ASN.1 of GM/T 0009 §7.2.
+constexpr std::string_view kStdCiphertext =
+    "307C"
+    "022004EBFC718E8D1798620432268E77FEB6415E2EDE0E073C0F4F640ECD2E149A73"
+    "022100E858F9D81E5430A57B36DAAB8F950A3C64E6EE6A63094D99283AFF767E124DF0"
+    "042059983C18F809E262923C53AEC295D30383B54E39D609D160AFCB1908D0BD8766"
+    "041321886CA989CA9C7D58087307CA93092D651EFA";
+
+// The standard's private key as a PKCS#8 PrivateKeyInfo without the public key, written out by
+// hand: SEQUENCE { INTEGER 0, SEQUENCE { id-ecPublicKey, sm2p256v1 }, OCTET STRING {
+// ECPrivateKey: SEQUENCE { INTEGER 1, OCTET STRING d } } }. OpenSSL computes the public key.
+Bytes std_private_pkcs8() {
+  return concat(unhex("3041020100301306072a8648ce3d020106082a811ccf5501822d"
+                      "0427302502010104"
+                      "20"),
+                unhex(kStdD));
+}
+
+// ---- Made by the openssl command line of OpenSSL 3.0 -----------------------------------
+//   openssl genpkey -algorithm SM2 -out key.pem
+//   openssl pkcs8 -topk8 -nocrypt -in key.pem -outform DER            (kCliKey)
+//   openssl pkey -in key.pem -pubout -outform DER                     (kCliPublic)
+//   openssl pkeyutl -sign -rawin -digest sm3 -inkey key.pem -in m1
+//       -pkeyopt distid:1234567812345678                              (kCliSignature)
+//   openssl pkeyutl -sign -rawin -digest sm3 -inkey key.pem -in m1    (kCliSignatureEmptyId:
+//       OpenSSL 3.0's default identifier is empty)
+//   openssl pkeyutl -encrypt -pubin -inkey pub.pem -in m2             (kCliCiphertext)
+constexpr std::string_view kCliKey =
+    "308187020100301306072a8648ce3d020106082a811ccf5501822d046d306b0201010420c45c9273ff247d714b8d"
+    "2677073b02e3f8e56e89549801b1ddf8e6f12b3f9ec3a14403420004422f8773fd736f2bd0e845061061f5cad6"
+    "44ade23bc88b5035a5b8252aad122d5756174d2ee860720345b89ff729e7d07d92a69d7e61e1e17a6ad38a79ee"
+    "52bd";
+constexpr std::string_view kCliPublic =
+    "3059301306072a8648ce3d020106082a811ccf5501822d03420004422f8773fd736f2bd0e845061061f5cad644"
+    "ade23bc88b5035a5b8252aad122d5756174d2ee860720345b89ff729e7d07d92a69d7e61e1e17a6ad38a79ee52"
+    "bd";
+constexpr std::string_view kCliSignedMessage = "signed by the openssl command line";
+constexpr std::string_view kCliSignature =
+    "3046022100998219780ccd96efad360185d4bcc5252e3ca628e1158e5757668cecc27fa948022100ba7e8c3fd1"
+    "ec56a21bd027cf96175ece23023c55fbd0cc9ea48a2ce6cf3adc5b";
+constexpr std::string_view kCliSignatureEmptyId =
+    "3045022100c1191bf5227dcacdcb1f706fe521efef358167e386e47f473585fa8445e20c7302207549a8da5b31"
+    "acd59f73da059f643c6dac320d8fb22e26c484a1e9050d445e46";
+constexpr std::string_view kCliEncryptedMessage = "encrypted by the openssl command line";
+constexpr std::string_view kCliCiphertext =
+    "30818d022012bf761380daece7edcf1177713309e93077e4ed0d0f5a8c959c82581282357b02206c26c6e67b2a"
+    "98eb044248bd27b51c5cac480adad570a94cd2fe0231fde9fe050420ebc5061347a2247e6d001cc7175a70706d"
+    "4c74decaf634427ffff9e246132ed4042599ea200ade2356814abded5a508009bbf1c29eef5831f03c1c7b2d10"
+    "1cdbe53fad14e6dc70";
 
 }  // namespace
 
@@ -331,4 +415,205 @@ TEST_CASE("sm4_seal under two ivs gives unrelated ciphertexts and tags") {
   const Bytes b = sm::sm4_seal(kAeadKey, iv2, kAeadAad, kAeadPlaintext);
   CHECK(hex(a) != hex(b));
   CHECK_FALSE(sm::sm4_open(kAeadKey, iv2, kAeadAad, a).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// SM2
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("the SM2 example of GM/T 0003.5 Annex A: Z_A, e, and the signature verifies") {
+  const Bytes spki = sm::sm2_public_key_from_point(unhex(kStdPoint));
+  CHECK(hex(sm::sm2_public_point(spki)) == hex(unhex(kStdPoint)));
+  CHECK(hex(sm::sm2_z(spki)) == hex(unhex(kStdZ)));
+  const Bytes msg = bytes_of(kStdSignedMessage);
+  CHECK(hex(sm::sm2_message_digest(spki, msg)) == hex(unhex(kStdE)));
+  const Bytes sig = unhex(kStdSignature);
+  CHECK(sm::sm2_verify(spki, msg, sig));
+  CHECK(sm::sm2_verify_digest(spki, unhex(kStdE), sig));
+  CHECK_FALSE(sm::sm2_verify(spki, bytes_of("message digesT"), sig));
+  CHECK_FALSE(sm::sm2_verify_digest(spki, sm::sm3(msg), sig));  // e is not SM3(M) alone
+}
+
+TEST_CASE("the standard's private key gives its public key, signs, and decrypts Annex C") {
+  const SecureBytes key = sm::sm2_private_key_from_der(std_private_pkcs8());
+  // Given without its public key, the key comes back as sm2_generate_key writes one: with the
+  // public key (the ECPrivateKey's [1]), here the standard's point.
+  const Bytes full = concat(concat(unhex("308187020100301306072a8648ce3d020106082a811ccf5501822d"
+                                         "046d306b0201010420"),
+                                   unhex(kStdD)),
+                            concat(unhex("a144034200"), unhex(kStdPoint)));
+  CHECK(hex(key.view()) == hex(full));
+  const Bytes spki = sm::sm2_public_key(key.view());
+  CHECK(hex(spki) == hex(sm::sm2_public_key_from_point(unhex(kStdPoint))));
+  const Bytes msg = bytes_of(kStdSignedMessage);
+  CHECK(sm::sm2_verify(spki, msg, sm::sm2_sign(key.view(), msg)));
+  const auto plain = sm::sm2_decrypt(key.view(), unhex(kStdCiphertext));
+  REQUIRE(plain.has_value());
+  CHECK(std::string(plain->chars()) == kStdEncryptedMessage);
+}
+
+TEST_CASE("signatures and ciphertexts of the openssl command line pass, with the default id only") {
+  const Bytes spki = unhex(kCliPublic);
+  const SecureBytes key = sm::sm2_private_key_from_der(unhex(kCliKey));
+  CHECK(hex(sm::sm2_public_key(key.view())) == hex(spki));
+  const Bytes msg = bytes_of(kCliSignedMessage);
+  CHECK(sm::sm2_verify(spki, msg, unhex(kCliSignature)));
+  // Signed with OpenSSL 3.0's empty identifier: Z_A differs, so it does not verify here.
+  CHECK_FALSE(sm::sm2_verify(spki, msg, unhex(kCliSignatureEmptyId)));
+  const auto plain = sm::sm2_decrypt(key.view(), unhex(kCliCiphertext));
+  REQUIRE(plain.has_value());
+  CHECK(std::string(plain->chars()) == kCliEncryptedMessage);
+}
+
+TEST_CASE("sm2_generate_key gives a PKCS#8 key whose signatures and ciphertexts round-trip") {
+  const SecureBytes key = sm::sm2_generate_key();
+  // PrivateKeyInfo: SEQUENCE { INTEGER 0, SEQUENCE { id-ecPublicKey, sm2p256v1 }, ... }.
+  CHECK(hex(key.view().first(27)) == "308187020100301306072a8648ce3d020106082a811ccf5501822d");
+  const Bytes spki = sm::sm2_public_key(key.view());
+  CHECK(spki.size() == 91);
+  CHECK(hex(ByteView(spki).first(27)) == "3059301306072a8648ce3d020106082a811ccf5501822d03420004");
+  CHECK(hex(sm::sm2_private_key_from_der(key.view()).view()) == hex(key.view()));
+  const Bytes msg = bytes_of("a message");
+  const Bytes sig1 = sm::sm2_sign(key.view(), msg), sig2 = sm::sm2_sign(key.view(), msg);
+  CHECK(sig1.size() <= 72);
+  CHECK(hex(sig1) != hex(sig2));  // a fresh k each time
+  CHECK(sm::sm2_verify(spki, msg, sig1));
+  CHECK(sm::sm2_verify(spki, msg, sig2));
+  CHECK(sm::sm2_verify(spki, {}, sm::sm2_sign(key.view(), {})));
+  // The message form and the digest form are one signature scheme.
+  const auto e = sm::sm2_message_digest(spki, msg);
+  CHECK(sm::sm2_verify_digest(spki, e, sig1));
+  CHECK(sm::sm2_verify(spki, msg, sm::sm2_sign_digest(key.view(), e)));
+  // Another key's public key verifies nothing of this one.
+  const Bytes other = sm::sm2_public_key(sm::sm2_generate_key().view());
+  CHECK_FALSE(sm::sm2_verify(other, msg, sig1));
+  for (size_t n : {1, 16, 100, 5000}) {
+    CAPTURE(n);
+    const Bytes pt = crypto::random_bytes(n);
+    const Bytes ct = sm::sm2_encrypt(spki, pt);
+    CHECK(ct.size() > n + 96);
+    const auto back = sm::sm2_decrypt(key.view(), ct);
+    REQUIRE(back.has_value());
+    CHECK(hex(back->view()) == hex(pt));
+  }
+  CHECK(hex(sm::sm2_generate_key().view()) != hex(key.view()));
+}
+
+TEST_CASE("sm2_verify is false for every flipped bit, truncation or re-encoding of a signature") {
+  const SecureBytes key = sm::sm2_private_key_from_der(unhex(kCliKey));
+  const Bytes spki = unhex(kCliPublic);
+  const Bytes msg = bytes_of(kCliSignedMessage);
+  const Bytes sig = unhex(kCliSignature);
+  for (size_t i = 0; i < sig.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      Bytes bad = sig;
+      bad[i] ^= static_cast<std::uint8_t>(1u << bit);
+      CAPTURE(i);
+      CHECK_FALSE(sm::sm2_verify(spki, msg, bad));
+    }
+  }
+  for (size_t n = 0; n < sig.size(); ++n)
+    CHECK_FALSE(sm::sm2_verify(spki, msg, ByteView(sig).first(n)));
+  CHECK_FALSE(sm::sm2_verify(spki, msg, concat(sig, Bytes{0})));
+  // The same (r, s) with a long-form length (BER, not DER).
+  Bytes ber = unhex("308146");
+  ber.insert(ber.end(), sig.begin() + 2, sig.end());
+  CHECK_FALSE(sm::sm2_verify(spki, msg, ber));
+  // (s, r) instead of (r, s).
+  Bytes swapped = unhex("3046");
+  swapped.insert(swapped.end(), sig.begin() + 37, sig.end());
+  swapped.insert(swapped.end(), sig.begin() + 2, sig.begin() + 37);
+  CHECK_FALSE(sm::sm2_verify(spki, msg, swapped));
+  CHECK_FALSE(sm::sm2_verify_digest(spki, sm::sm2_message_digest(spki, msg), ber));
+  CHECK_FALSE(sm::sm2_verify_digest(spki, sm::sm2_message_digest(spki, msg), Bytes{}));
+  (void)key;
+}
+
+TEST_CASE("sm2_decrypt is nullopt for every flipped bit, truncation or extension") {
+  const SecureBytes key = sm::sm2_private_key_from_der(unhex(kCliKey));
+  const Bytes ct = unhex(kCliCiphertext);
+  int rejected = 0, tried = 0;
+  for (size_t i = 0; i < ct.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      Bytes bad = ct;
+      bad[i] ^= static_cast<std::uint8_t>(1u << bit);
+      ++tried;
+      if (!sm::sm2_decrypt(key.view(), bad)) ++rejected;
+    }
+  }
+  CHECK(rejected == tried);
+  for (size_t n = 0; n < ct.size(); ++n) {
+    CAPTURE(n);
+    CHECK_FALSE(sm::sm2_decrypt(key.view(), ByteView(ct).first(n)).has_value());
+  }
+  CHECK_FALSE(sm::sm2_decrypt(key.view(), concat(ct, Bytes{0})).has_value());
+  // Another key does not decrypt it.
+  CHECK_FALSE(sm::sm2_decrypt(sm::sm2_generate_key().view(), ct).has_value());
+}
+
+TEST_CASE("SM2 key parsing refuses other keys, other encodings and inconsistent pairs") {
+  // A P-256 key pair (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256, then
+  // openssl pkcs8 -topk8 -nocrypt and openssl pkey -pubout, in DER).
+  const Bytes p256_pkcs8 = unhex(
+      "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420978706d763d405db"
+      "d142384596e570cc5eb4de44ccdcc77bb196167cc0dae285a14403420004c8eb24e41f35db9c413ca71a73a388"
+      "1ceb27b6100ce330025823b26ae2f9e6d80f7685eacf0e468e6eb1d742ca42e1c7814f3cdb87e0a0c3ca590b3c"
+      "3dfb1c12");
+  const Bytes p256_spki = unhex(
+      "3059301306072a8648ce3d020106082a8648ce3d03010703420004c8eb24e41f35db9c413ca71a73a3881ceb27"
+      "b6100ce330025823b26ae2f9e6d80f7685eacf0e468e6eb1d742ca42e1c7814f3cdb87e0a0c3ca590b3c3dfb1c"
+      "12");
+  CHECK(code_of([&] { (void)sm::sm2_public_point(p256_spki); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(p256_pkcs8); }) == Code::usage);
+  const Bytes spki = unhex(kCliPublic);
+  const Bytes pkcs8 = unhex(kCliKey);
+  CHECK(code_of([&] { (void)sm::sm2_public_key(spki); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_verify(pkcs8, {}, {}); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_sign({}, {}); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_public_key_pem(concat(spki, Bytes{0})); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_sign(concat(pkcs8, Bytes{0}), {}); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_sign(ByteView(pkcs8).first(pkcs8.size() - 1), {}); }) ==
+        Code::usage);
+  // A key pair whose public key is another key's: found by the check of the pair.
+  Bytes mismatched = pkcs8;
+  const Bytes std_point = unhex(kStdPoint);
+  std::copy(std_point.begin(), std_point.end(), mismatched.end() - 65);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(mismatched); }) == Code::usage);
+  // A scalar out of range: 0, and n - 1 (SM2 allows 1..n-2).
+  Bytes zero = std_private_pkcs8();
+  std::fill(zero.end() - 32, zero.end(), std::uint8_t{0});
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(zero); }) == Code::usage);
+  Bytes n_minus_1 = std_private_pkcs8();
+  const Bytes n1 = unhex("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
+  std::copy(n1.begin(), n1.end(), n_minus_1.end() - 32);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(n_minus_1); }) == Code::usage);
+  // Points: off the curve, compressed, the wrong size.
+  Bytes off = std_point;
+  off.back() ^= 1;
+  CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(off); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(ByteView(std_point).first(33)); }) ==
+        Code::usage);
+  Bytes compressed(std_point.begin(), std_point.begin() + 33);
+  compressed[0] = 0x03;
+  CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(compressed); }) == Code::usage);
+  // Digests other than 32 bytes.
+  const SecureBytes key = sm::sm2_private_key_from_der(pkcs8);
+  CHECK(code_of([&] { (void)sm::sm2_sign_digest(key.view(), Bytes(31)); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_verify_digest(spki, Bytes(33), Bytes(70)); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_encrypt(spki, {}); }) == Code::usage);
+}
+
+TEST_CASE("sm2_public_key_pem is the SubjectPublicKeyInfo in PEM") {
+  const Bytes spki = unhex(kCliPublic);
+  const std::string pem = sm::sm2_public_key_pem(spki);
+  const std::string begin = "-----BEGIN PUBLIC KEY-----\n", end = "-----END PUBLIC KEY-----\n";
+  REQUIRE(pem.size() > begin.size() + end.size());
+  CHECK(pem.substr(0, begin.size()) == begin);
+  CHECK(pem.substr(pem.size() - end.size()) == end);
+  std::string body = pem.substr(begin.size(), pem.size() - begin.size() - end.size());
+  CHECK(body.find('\n') == 64);  // lines of 64 characters
+  body.erase(std::remove(body.begin(), body.end(), '\n'), body.end());
+  const auto der = crypto::from_base64(body);
+  REQUIRE(der.has_value());
+  CHECK(hex(*der) == hex(spki));
 }
