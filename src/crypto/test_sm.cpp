@@ -1,6 +1,7 @@
 // Unit tests of kms::crypto::sm: the example vectors of the SM3, SM4 and SM2 standards, vectors
 // made by the openssl command line (OpenSSL 3.0) and kept here as fixed bytes, the FORMAT.md
-// vector of SM4 authenticated encryption, and tampering and misuse.
+// vector of SM4 authenticated encryption, tampering and misuse, and agreement with the SM2 of
+// kms/asymmetric.hpp.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -15,8 +16,10 @@
 #include <openssl/evp.h>
 
 #include "crypto/sm.hpp"
+#include "kms/asymmetric.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
+#include "kms/key_specs.hpp"
 #include "kms/secure.hpp"
 
 using namespace kms;
@@ -616,4 +619,37 @@ TEST_CASE("sm2_public_key_pem is the SubjectPublicKeyInfo in PEM") {
   const auto der = crypto::from_base64(body);
   REQUIRE(der.has_value());
   CHECK(hex(*der) == hex(spki));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agreement with kms/asymmetric.hpp, whose SM2DSA and SM2PKE are OpenSSL's too
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("SM2 here and in kms/asymmetric.hpp: one key format, one identifier, one ciphertext") {
+  const SecureBytes theirs = crypto::generate_key_material(KeySpec::ec_sm2);
+  const SecureBytes ours = sm::sm2_generate_key();
+  for (const SecureBytes* key : {&theirs, &ours}) {
+    const Bytes spki = sm::sm2_public_key(key->view());
+    CHECK(hex(crypto::public_key_of(key->view())) == hex(spki));
+    CHECK(crypto::public_key_spec(spki) == KeySpec::ec_sm2);
+    CHECK(crypto::public_key_pem(spki) == sm::sm2_public_key_pem(spki));
+    const Bytes msg = bytes_of("one message, two implementations");
+    const Bytes their_sig = crypto::sign(key->view(), SigningAlgorithm::sm2dsa, msg, false);
+    const Bytes our_sig = sm::sm2_sign(key->view(), msg);
+    CHECK(sm::sm2_verify(spki, msg, their_sig));
+    CHECK(crypto::verify(spki, SigningAlgorithm::sm2dsa, msg, false, our_sig));
+    const Bytes pt = bytes_of("one plaintext, two implementations");
+    const auto a = crypto::private_decrypt(key->view(), EncryptionAlgorithm::sm2pke,
+                                           sm::sm2_encrypt(spki, pt));
+    const auto b =
+        sm::sm2_decrypt(key->view(), crypto::public_encrypt(spki, EncryptionAlgorithm::sm2pke, pt));
+    REQUIRE(a.has_value());
+    REQUIRE(b.has_value());
+    CHECK(hex(a->view()) == hex(pt));
+    CHECK(hex(b->view()) == hex(pt));
+  }
+  // The standard's signature, verified by both.
+  const Bytes spki = sm::sm2_public_key_from_point(unhex(kStdPoint));
+  CHECK(crypto::verify(spki, SigningAlgorithm::sm2dsa, bytes_of(kStdSignedMessage), false,
+                       unhex(kStdSignature)));
 }
