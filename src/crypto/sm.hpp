@@ -5,9 +5,10 @@
 //
 // SM2 keys cross this interface as bytes: a private key as an unencrypted PKCS#8
 // PrivateKeyInfo DER (in SecureBytes), a public key as a SubjectPublicKeyInfo DER. Both name
-// the algorithm id-ecPublicKey with the curve sm2p256v1 (1.2.156.10197.1.301), as OpenSSL and
-// GM/T 0010 do. Each function parses the key it is given; bytes that are no SM2 key of that
-// form throw kms::Error (Code::usage).
+// the algorithm id-ecPublicKey with the curve sm2p256v1 (1.2.156.10197.1.301) as its
+// parameter, as OpenSSL writes SM2 keys. Each function parses the key it is given, with the
+// convention of kms/asymmetric.hpp: bytes that are not a key of that form throw kms::Error with
+// Code::integrity, a key of another algorithm or curve Code::usage.
 #pragma once
 
 #include <array>
@@ -60,12 +61,14 @@ inline constexpr std::size_t kSm2PointSize = 65;  // 04 || x || y
 SecureBytes sm2_generate_key();
 // A private key made elsewhere: a PKCS#8 PrivateKeyInfo DER (OpenSSL also accepts the RFC 5915
 // ECPrivateKey it wraps) of an SM2 key, checked (the scalar in range, the public key, when
-// present, the scalar's). Returns it as sm2_generate_key would (PKCS#8 DER).
+// present, the scalar's; Code::integrity when not). Returns it as sm2_generate_key would
+// (PKCS#8 DER, with the public key).
 SecureBytes sm2_private_key_from_der(ByteView der);
 // The public key of a private key, as a SubjectPublicKeyInfo DER.
 Bytes sm2_public_key(ByteView private_pkcs8);
-// A public key given as its uncompressed point (04 || x || y, 65 bytes), checked to lie on the
-// curve, as a SubjectPublicKeyInfo DER.
+// A public key given as its uncompressed point (04 || x || y, 65 bytes; other sizes and forms
+// are Code::usage), checked to lie on the curve (Code::integrity when not), as a
+// SubjectPublicKeyInfo DER.
 Bytes sm2_public_key_from_point(ByteView point);
 // The point of a public key (04 || x || y).
 std::array<std::uint8_t, kSm2PointSize> sm2_public_point(ByteView spki);

@@ -554,7 +554,7 @@ TEST_CASE("sm2_decrypt is nullopt for every flipped bit, truncation or extension
   CHECK_FALSE(sm::sm2_decrypt(sm::sm2_generate_key().view(), ct).has_value());
 }
 
-TEST_CASE("SM2 key parsing refuses other keys, other encodings and inconsistent pairs") {
+TEST_CASE("SM2 key parsing: other keys are Code::usage, non-keys and bad pairs Code::integrity") {
   // A P-256 key pair (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256, then
   // openssl pkcs8 -topk8 -nocrypt and openssl pkey -pubout, in DER).
   const Bytes p256_pkcs8 = unhex(
@@ -570,30 +570,30 @@ TEST_CASE("SM2 key parsing refuses other keys, other encodings and inconsistent 
   CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(p256_pkcs8); }) == Code::usage);
   const Bytes spki = unhex(kCliPublic);
   const Bytes pkcs8 = unhex(kCliKey);
-  CHECK(code_of([&] { (void)sm::sm2_public_key(spki); }) == Code::usage);
-  CHECK(code_of([&] { (void)sm::sm2_verify(pkcs8, {}, {}); }) == Code::usage);
-  CHECK(code_of([&] { (void)sm::sm2_sign({}, {}); }) == Code::usage);
-  CHECK(code_of([&] { (void)sm::sm2_public_key_pem(concat(spki, Bytes{0})); }) == Code::usage);
-  CHECK(code_of([&] { (void)sm::sm2_sign(concat(pkcs8, Bytes{0}), {}); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_public_key(spki); }) == Code::integrity);
+  CHECK(code_of([&] { (void)sm::sm2_verify(pkcs8, {}, {}); }) == Code::integrity);
+  CHECK(code_of([&] { (void)sm::sm2_sign({}, {}); }) == Code::integrity);
+  CHECK(code_of([&] { (void)sm::sm2_public_key_pem(concat(spki, Bytes{0})); }) == Code::integrity);
+  CHECK(code_of([&] { (void)sm::sm2_sign(concat(pkcs8, Bytes{0}), {}); }) == Code::integrity);
   CHECK(code_of([&] { (void)sm::sm2_sign(ByteView(pkcs8).first(pkcs8.size() - 1), {}); }) ==
-        Code::usage);
+        Code::integrity);
   // A key pair whose public key is another key's: found by the check of the pair.
   Bytes mismatched = pkcs8;
   const Bytes std_point = unhex(kStdPoint);
   std::copy(std_point.begin(), std_point.end(), mismatched.end() - 65);
-  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(mismatched); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(mismatched); }) == Code::integrity);
   // A scalar out of range: 0, and n - 1 (SM2 allows 1..n-2).
   Bytes zero = std_private_pkcs8();
   std::fill(zero.end() - 32, zero.end(), std::uint8_t{0});
-  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(zero); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(zero); }) == Code::integrity);
   Bytes n_minus_1 = std_private_pkcs8();
   const Bytes n1 = unhex("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
   std::copy(n1.begin(), n1.end(), n_minus_1.end() - 32);
-  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(n_minus_1); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_private_key_from_der(n_minus_1); }) == Code::integrity);
   // Points: off the curve, compressed, the wrong size.
   Bytes off = std_point;
   off.back() ^= 1;
-  CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(off); }) == Code::usage);
+  CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(off); }) == Code::integrity);
   CHECK(code_of([&] { (void)sm::sm2_public_key_from_point(ByteView(std_point).first(33)); }) ==
         Code::usage);
   Bytes compressed(std_point.begin(), std_point.begin() + 33);
