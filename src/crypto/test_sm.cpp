@@ -503,7 +503,6 @@ TEST_CASE("sm2_generate_key gives a PKCS#8 key whose signatures and ciphertexts 
 }
 
 TEST_CASE("sm2_verify is false for every flipped bit, truncation or re-encoding of a signature") {
-  const SecureBytes key = sm::sm2_private_key_from_der(unhex(kCliKey));
   const Bytes spki = unhex(kCliPublic);
   const Bytes msg = bytes_of(kCliSignedMessage);
   const Bytes sig = unhex(kCliSignature);
@@ -515,8 +514,9 @@ TEST_CASE("sm2_verify is false for every flipped bit, truncation or re-encoding 
       CHECK_FALSE(sm::sm2_verify(spki, msg, bad));
     }
   }
-  for (size_t n = 0; n < sig.size(); ++n)
+  for (size_t n = 0; n < sig.size(); ++n) {
     CHECK_FALSE(sm::sm2_verify(spki, msg, ByteView(sig).first(n)));
+  }
   CHECK_FALSE(sm::sm2_verify(spki, msg, concat(sig, Bytes{0})));
   // The same (r, s) with a long-form length (BER, not DER).
   Bytes ber = unhex("308146");
@@ -529,7 +529,6 @@ TEST_CASE("sm2_verify is false for every flipped bit, truncation or re-encoding 
   CHECK_FALSE(sm::sm2_verify(spki, msg, swapped));
   CHECK_FALSE(sm::sm2_verify_digest(spki, sm::sm2_message_digest(spki, msg), ber));
   CHECK_FALSE(sm::sm2_verify_digest(spki, sm::sm2_message_digest(spki, msg), Bytes{}));
-  (void)key;
 }
 
 TEST_CASE("sm2_decrypt is nullopt for every flipped bit, truncation or extension") {
