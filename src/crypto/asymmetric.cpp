@@ -11,6 +11,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "crypto/sm.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 
@@ -78,9 +79,6 @@ Pkey generate(KeySpec spec) {
     case KeySpec::x25519:
       k = EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519");
       break;
-    case KeySpec::ec_sm2:
-      k = EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2");
-      break;
     default:
       throw Error(Code::usage, fmt::format("{} has no key pair", key_spec_name(spec)));
   }
@@ -147,9 +145,6 @@ bool key_fits(EVP_PKEY* key, SigningAlgorithm a) {
   return spec && spec_signs_with(*spec, a);
 }
 
-// The GM/T 0009 default distinguishing identifier of SM2 signatures.
-constexpr std::string_view kSm2Id = "1234567812345678";
-
 void set_padding(EVP_PKEY_CTX* pctx, SigningAlgorithm a) {
   if (a == SigningAlgorithm::rsassa_pss_sha_256) {
     if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
@@ -161,35 +156,19 @@ void set_padding(EVP_PKEY_CTX* pctx, SigningAlgorithm a) {
   }
 }
 
-// The contexts of a one-shot signature or verification of a raw message. An SM2 key's own
-// context carries the distinguishing id, set before the digest starts (Z, the hash of the id and
-// the public key, is the first thing SM3 takes); the digest context uses it and does not own it.
-struct MessageCtx {
-  PkeyCtx own;
-  MdCtx md;
-};
-
-MessageCtx message_ctx(EVP_PKEY* key, SigningAlgorithm a, bool signing) {
+// The context of a one-shot signature or verification of a raw message.
+MdCtx message_ctx(EVP_PKEY* key, SigningAlgorithm a, bool signing) {
   const SigningAlgorithmInfo& info = signing_algorithm_info(a);
-  MessageCtx c{nullptr, MdCtx(EVP_MD_CTX_new())};
-  if (!c.md) throw std::bad_alloc();
+  MdCtx ctx(EVP_MD_CTX_new());
+  if (!ctx) throw std::bad_alloc();
   EVP_PKEY_CTX* pctx = nullptr;
-  EVP_PKEY_CTX** want = &pctx;
-  if (a == SigningAlgorithm::sm2dsa) {
-    c.own.reset(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
-    if (!c.own || EVP_PKEY_CTX_set1_id(c.own.get(), kSm2Id.data(), kSm2Id.size()) != 1) {
-      failed("setting the SM2 distinguishing id");
-    }
-    EVP_MD_CTX_set_pkey_ctx(c.md.get(), c.own.get());
-    want = nullptr;
-  }
   const char* md = info.digest.empty() ? nullptr : info.digest.data();
   const int ok =
-      signing ? EVP_DigestSignInit_ex(c.md.get(), want, md, nullptr, nullptr, key, nullptr)
-              : EVP_DigestVerifyInit_ex(c.md.get(), want, md, nullptr, nullptr, key, nullptr);
+      signing ? EVP_DigestSignInit_ex(ctx.get(), &pctx, md, nullptr, nullptr, key, nullptr)
+              : EVP_DigestVerifyInit_ex(ctx.get(), &pctx, md, nullptr, nullptr, key, nullptr);
   if (ok != 1) failed("starting a signature");
-  if (pctx) set_padding(pctx, a);
-  return c;
+  set_padding(pctx, a);
+  return ctx;
 }
 
 // The context of a signature or verification of a digest.
@@ -238,6 +217,8 @@ SecureBytes generate_key_material(KeySpec spec) {
       return random_secret(32);
     case KeySpec::hmac_sha512:
       return random_secret(64);
+    case KeySpec::ec_sm2:
+      return sm::sm2_generate_key();
     default:
       return pkcs8_of(generate(spec).get());
   }
@@ -277,6 +258,8 @@ Bytes sign(ByteView pkcs8, SigningAlgorithm a, ByteView input, bool input_is_dig
     throw Error(Code::usage,
                 fmt::format("this key does not sign with {}", signing_algorithm_name(a)));
   }
+  // SM2DSA (raw messages only) is the SM module's: the distinguishing id, strict DER.
+  if (a == SigningAlgorithm::sm2dsa) return sm::sm2_sign(pkcs8, input);
   std::size_t len = 0;
   Bytes sig;
   if (input_is_digest) {
@@ -287,12 +270,12 @@ Bytes sign(ByteView pkcs8, SigningAlgorithm a, ByteView input, bool input_is_dig
       failed("signing");
     }
   } else {
-    const MessageCtx ctx = message_ctx(key.get(), a, true);
-    if (EVP_DigestSign(ctx.md.get(), nullptr, &len, input.data(), input.size()) != 1) {
+    const MdCtx ctx = message_ctx(key.get(), a, true);
+    if (EVP_DigestSign(ctx.get(), nullptr, &len, input.data(), input.size()) != 1) {
       failed("signing");
     }
     sig.resize(len);
-    if (EVP_DigestSign(ctx.md.get(), sig.data(), &len, input.data(), input.size()) != 1) {
+    if (EVP_DigestSign(ctx.get(), sig.data(), &len, input.data(), input.size()) != 1) {
       failed("signing");
     }
   }
@@ -305,13 +288,14 @@ bool verify(ByteView spki, SigningAlgorithm a, ByteView input, bool input_is_dig
   check_input(a, input, input_is_digest);
   const Pkey key = load_public(spki);
   if (!key || !key_fits(key.get(), a)) return false;
+  if (a == SigningAlgorithm::sm2dsa) return sm::sm2_verify(spki, input, signature);
   if (input_is_digest) {
     const PkeyCtx ctx = digest_ctx(key.get(), a, false);
     return EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), input.data(),
                            input.size()) == 1;
   }
-  const MessageCtx ctx = message_ctx(key.get(), a, false);
-  return EVP_DigestVerify(ctx.md.get(), signature.data(), signature.size(), input.data(),
+  const MdCtx ctx = message_ctx(key.get(), a, false);
+  return EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), input.data(),
                           input.size()) == 1;
 }
 
@@ -354,6 +338,7 @@ Bytes public_encrypt(ByteView spki, EncryptionAlgorithm a, ByteView plaintext) {
         "encrypt a data key with it instead, or the data with `kmsctl file encrypt`");
   }
   const PkeyCtx ctx = crypt_ctx(key.get(), a, true);
+  if (a == EncryptionAlgorithm::sm2pke) return sm::sm2_encrypt(spki, plaintext);
   std::size_t len = 0;
   if (EVP_PKEY_encrypt(ctx.get(), nullptr, &len, plaintext.data(), plaintext.size()) != 1) {
     failed("public-key encryption");
@@ -370,6 +355,7 @@ std::optional<SecureBytes> private_decrypt(ByteView pkcs8, EncryptionAlgorithm a
                                            ByteView ciphertext) {
   const Pkey key = load_private(pkcs8);
   const PkeyCtx ctx = crypt_ctx(key.get(), a, false);
+  if (a == EncryptionAlgorithm::sm2pke) return sm::sm2_decrypt(pkcs8, ciphertext);
   std::size_t len = 0;
   if (EVP_PKEY_decrypt(ctx.get(), nullptr, &len, ciphertext.data(), ciphertext.size()) != 1) {
     return std::nullopt;

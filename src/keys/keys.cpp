@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "crypto/sm.hpp"
 #include "keys/key_store.hpp"
 #include "kms/asymmetric.hpp"
 #include "kms/clock.hpp"
@@ -15,6 +16,25 @@ constexpr std::string_view kVersionsTable = "key_versions";
 
 RecordRef material_ref(std::string_view key_id, std::int64_t version) {
   return {std::string(kVersionsTable), std::string(key_id), version};
+}
+
+// An SM4 key's blob carries the same 12-byte nonce as an AES key's; SM4-CTR's 16-byte initial
+// counter block is the nonce followed by a 32-bit zero counter (docs/FORMAT.md §12.3).
+Bytes sm4_iv(ByteView nonce) {
+  Bytes iv(nonce.begin(), nonce.end());
+  iv.resize(crypto::sm::kSm4IvSize, 0);
+  return iv;
+}
+
+Bytes seal_with(KeySpec spec, ByteView material, ByteView nonce, ByteView aad, ByteView pt) {
+  if (spec == KeySpec::sm4) return crypto::sm::sm4_seal(material, sm4_iv(nonce), aad, pt);
+  return crypto::aes_gcm_seal(material, nonce, aad, pt);
+}
+
+std::optional<SecureBytes> open_with(KeySpec spec, ByteView material, ByteView nonce, ByteView aad,
+                                     ByteView sealed) {
+  if (spec == KeySpec::sm4) return crypto::sm::sm4_open(material, sm4_iv(nonce), aad, sealed);
+  return crypto::aes_gcm_open(material, nonce, aad, sealed);
 }
 
 }  // namespace
@@ -314,7 +334,7 @@ Bytes KeyStore::encrypt(const store::KeyRow& key, ByteView plaintext, const Cont
                                                key.primary_version));
     }
     const SecureBytes material = vault_.open_sealed(material_ref(key.id, v->version), *v->material);
-    sealed = crypto::aes_gcm_seal(material.view(), nonce, aad, plaintext);
+    sealed = seal_with(key.spec, material.view(), nonce, aad, plaintext);
   }
   Bytes out = header;
   out.insert(out.end(), nonce.begin(), nonce.end());
@@ -408,7 +428,7 @@ Decrypted KeyStore::decrypt(ByteView b, const Context& context) {
     }
     const SecureBytes material =
         vault_.open_sealed(material_ref(key->id, v->version), *v->material);
-    pt = crypto::aes_gcm_open(material.view(), p->nonce, aad, p->sealed);
+    pt = open_with(key->spec, material.view(), p->nonce, aad, p->sealed);
   }
   if (!pt) throw failed();
   return {std::move(*pt), key->id, p->header.key_version};
