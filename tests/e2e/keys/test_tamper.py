@@ -213,5 +213,55 @@ class SwappedMaterial(SharedVaultTestCase):
         self.assertIs(v.json("audit", "verify", "--json")["ok"], True)
 
 
+class AsymmetricRows(SharedVaultTestCase):
+    """A writer of the vault file cannot turn a signing key into an encryption key (or an AES
+    key whose material is a private key), nor sign under another key's private key: a key's
+    spec and usage are in its authenticated row, its private key is sealed to its own id and
+    version."""
+
+    def sign(self, key, rc=0):
+        return self.audited("sign", "--key", key, "--algorithm", "ECDSA_SHA_256", "--in", "-",
+                            input=b"release 1.0", action="key.sign", rc=rc,
+                            error_code=None if rc == 0 else "integrity")
+
+    def test_a_keys_spec_or_usage_rewritten_with_sqlite3_is_refused(self):
+        v = self.vault
+        key = v.create_key("--spec", "EC_P256")
+        self.sign(key)
+        (spec, usage), = v.sql("SELECT spec, usage FROM keys WHERE id = ?", (key,))
+        self.assertEqual((spec, usage), ("EC_P256", "SIGN_VERIFY"))
+        for new_spec, new_usage in (("AES_256", "ENCRYPT_DECRYPT"), ("EC_P256", "ENCRYPT_DECRYPT"),
+                                    ("EC_P384", "SIGN_VERIFY")):
+            v.sql("UPDATE keys SET spec = ?, usage = ? WHERE id = ?", (new_spec, new_usage, key))
+            try:
+                r, _ = self.audited("encrypt", "--key", key, input=b"x", action="key.encrypt",
+                                    rc=INTEGRITY, error_code="integrity")
+                self.assertError(r, INTEGRITY)
+                r, _ = self.sign(key, rc=INTEGRITY)
+                self.assertError(r, INTEGRITY)
+                self.assertEqual(r.out, "")
+            finally:
+                v.sql("UPDATE keys SET spec = ?, usage = ? WHERE id = ?", (spec, usage, key))
+        self.sign(key)  # put back, it signs again
+
+    def test_a_private_key_moved_to_another_key_signs_nothing(self):
+        v = self.vault
+        a, b = v.create_key("--spec", "EC_P256"), v.create_key("--spec", "EC_P256")
+        (ma,), = v.sql("SELECT material FROM key_versions WHERE key_id = ?", (a,))
+        (mb,), = v.sql("SELECT material FROM key_versions WHERE key_id = ?", (b,))
+        v.sql("UPDATE key_versions SET material = ? WHERE key_id = ?", (ma, b))
+        try:
+            r, _ = self.sign(b, rc=INTEGRITY)
+            self.assertError(r, INTEGRITY)
+            r, _ = self.audited("key", "public", b, action="key.get_public_key", rc=INTEGRITY,
+                                error_code="integrity")
+            self.assertEqual(r.out, "")
+        finally:
+            v.sql("UPDATE key_versions SET material = ? WHERE key_id = ?", (mb, b))
+        self.sign(b)
+        rep = v.json("audit", "verify", "--json")
+        self.assertIs(rep["ok"], True, rep)
+
+
 if __name__ == "__main__":
     kmsenv.main()
