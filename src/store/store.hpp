@@ -305,7 +305,7 @@ std::vector<GrantRow> grants_of_key(Db& db, std::string_view key_id);
 std::optional<GrantRow> grant_active_by_name(Db& db, std::string_view key_id,
                                              std::string_view name);
 
-// ---- key policies (key_policy_repo.cpp) ----
+// ---- key policies (policy_repo.cpp) ----
 struct KeyPolicyRow {
   std::string key_id;
   std::string text;    // the policy file's bytes as given (TOML or JSON)
