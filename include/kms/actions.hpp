@@ -71,6 +71,8 @@ enum class Action : std::uint8_t {
   service_reload,
   key_set_policy,
   key_get_policy,
+  secret_set_policy,
+  secret_get_policy,
 };
 
 struct ActionInfo {

@@ -112,6 +112,9 @@ bool eq(const req::OnGrant<O>& a, const req::OnGrant<O>& b);
 bool eq(const KeyPolicyInfo& a, const KeyPolicyInfo& b);
 bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b);
 bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b);
+bool eq(const SecretPolicyInfo& a, const SecretPolicyInfo& b);
+bool eq(const req::SecretSetPolicy& a, const req::SecretSetPolicy& b);
+bool eq(const req::SecretGetPolicy& a, const req::SecretGetPolicy& b);
 
 // Scalars, enums, strings, Bytes and Context (a std::map of strings).
 template <class T>
@@ -397,6 +400,15 @@ bool eq(const req::KeySetPolicy& a, const req::KeySetPolicy& b) {
   return members(a, b, &req::KeySetPolicy::key, &req::KeySetPolicy::text);
 }
 bool eq(const req::KeyGetPolicy& a, const req::KeyGetPolicy& b) { return a.key == b.key; }
+bool eq(const SecretPolicyInfo& a, const SecretPolicyInfo& b) {
+  using T = SecretPolicyInfo;
+  return members(a, b, &T::name, &T::secret_id, &T::text, &T::sha256, &T::updated,
+                 &T::updated_by_uid);
+}
+bool eq(const req::SecretSetPolicy& a, const req::SecretSetPolicy& b) {
+  return members(a, b, &req::SecretSetPolicy::name, &req::SecretSetPolicy::text);
+}
+bool eq(const req::SecretGetPolicy& a, const req::SecretGetPolicy& b) { return a.name == b.name; }
 
 // ---- samples: every member away from its default ----
 
@@ -881,6 +893,25 @@ template <>
 req::KeyGetPolicy sample<req::KeyGetPolicy>() {
   return {"alias/app"};
 }
+template <>
+SecretPolicyInfo sample<SecretPolicyInfo>() {
+  SecretPolicyInfo p;
+  p.name = "app/db";
+  p.secret_id = "0f8e2b9c-3c1d-4e5f-8a7b-6c5d4e3f2a1b";
+  p.text = "[[statements]]\neffect = \"deny\"\n";
+  p.sha256 = std::string(64, 'b');
+  p.updated = kTime;
+  p.updated_by_uid = std::int64_t{1} << 34;
+  return p;
+}
+template <>
+req::SecretSetPolicy sample<req::SecretSetPolicy>() {
+  return {"app/db", std::string("{\"statements\": []}")};
+}
+template <>
+req::SecretGetPolicy sample<req::SecretGetPolicy>() {
+  return {"app/db"};
+}
 
 // ---- encoding helpers ----
 
@@ -1149,7 +1180,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 44);
+  CHECK(ops.size() == 46);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);

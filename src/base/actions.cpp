@@ -104,6 +104,11 @@ constexpr std::array kActions{
                "kms:PutKeyPolicy"},
     ActionInfo{A::key_get_policy, "key.get_policy", "a key's own policy was read",
                "kms:GetKeyPolicy"},
+    ActionInfo{A::secret_set_policy, "secret.set_policy",
+               "a secret's own policy was set or removed (its SHA-256, its statements)",
+               "secrets:PutResourcePolicy"},
+    ActionInfo{A::secret_get_policy, "secret.get_policy", "a secret's own policy was read",
+               "secrets:GetResourcePolicy"},
 };
 
 constexpr bool in_enum_order() {
@@ -113,7 +118,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::key_get_policy) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::secret_get_policy) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

@@ -83,6 +83,10 @@ void fields(V& v, KeyPolicyInfo& p) {
   v(p.key_id, p.text, p.sha256, p.updated, p.updated_by_uid);
 }
 template <class V>
+void fields(V& v, SecretPolicyInfo& p) {
+  v(p.name, p.secret_id, p.text, p.sha256, p.updated, p.updated_by_uid);
+}
+template <class V>
 void fields(V& v, KeyMetadata& k) {
   v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
     k.last_rotated, k.deletion_date, k.primary_version);
@@ -321,6 +325,14 @@ void fields(V& v, KeyGetPolicy& r) {
   v(r.key);
 }
 template <class V>
+void fields(V& v, SecretSetPolicy& r) {
+  v(r.name, r.text);
+}
+template <class V>
+void fields(V& v, SecretGetPolicy& r) {
+  v(r.name);
+}
+template <class V>
 void fields(V& v, GrantCreate& r) {
   v(r.spec);
 }
@@ -349,6 +361,7 @@ using CallRequests =
                 req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
                 req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
                 req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy>;
+                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy,
+                req::SecretSetPolicy, req::SecretGetPolicy>;
 
 }  // namespace kms

@@ -1,6 +1,7 @@
-// A resource's own policy (docs/POLICY.md, "Key policies"): one authenticated row per resource
-// that has one, in a table of the resource's policies (key_policies) whose columns are the
-// owner's id (the primary key), the text, its SHA-256, when and by whom it was set.
+// A resource's own policy (docs/POLICY.md, "Key policies" and "Secret policies"): one
+// authenticated row per key or secret that has one, in key_policies or secret_policies. Both
+// tables have the same columns: the owner's id (the primary key), the text, its SHA-256, when
+// and by whom it was set.
 #include <fmt/format.h>
 
 #include "kms/error.hpp"
@@ -18,6 +19,7 @@ struct PolicyTable {
   const char* id_column;
 };
 constexpr PolicyTable kKeyPolicies{Table::key_policies, "key_policies", "key_id"};
+constexpr PolicyTable kSecretPolicies{Table::secret_policies, "secret_policies", "secret_id"};
 
 // The row's fields but the owner's id: (text, sha256, updated, updated_by_uid).
 struct PolicyFields {
@@ -82,6 +84,22 @@ void key_policy_put(Db& db, const KeyPolicyRow& row) {
 
 bool key_policy_delete(Db& db, std::string_view key_id) {
   return policy_delete(db, kKeyPolicies, key_id);
+}
+
+std::optional<SecretPolicyRow> secret_policy_get(Db& db, std::string_view secret_id) {
+  auto f = policy_get(db, kSecretPolicies, secret_id);
+  if (!f) return std::nullopt;
+  return SecretPolicyRow{std::string(secret_id), std::move(f->text), std::move(f->sha256),
+                         std::move(f->updated), f->updated_by_uid};
+}
+
+void secret_policy_put(Db& db, const SecretPolicyRow& row) {
+  policy_put(db, kSecretPolicies, row.secret_id,
+             {row.text, row.sha256, row.updated, row.updated_by_uid});
+}
+
+bool secret_policy_delete(Db& db, std::string_view secret_id) {
+  return policy_delete(db, kSecretPolicies, secret_id);
 }
 
 }  // namespace kms::store
