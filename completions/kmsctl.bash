@@ -6,7 +6,7 @@ _kmsctl_subcommands() {
     "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag set-policy get-policy public specs alias" ;;
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
-    "secret") echo "create get put list describe versions delete restore rotate set-rotation" ;;
+    "secret") echo "create get put list describe versions delete restore rotate set-rotation set-policy get-policy" ;;
     "vault") echo "backup rekey change-pin restore check-token" ;;
     "agent") echo "start stop status" ;;
     "grant") echo "create list revoke retire" ;;
@@ -78,6 +78,8 @@ _kmsctl_flags() {
     "secret restore") echo "--help -h --help-all --json" ;;
     "secret rotate") echo "--help -h --help-all --json" ;;
     "secret set-rotation") echo "--help -h --help-all --period --off --command --no-command --json" ;;
+    "secret set-policy") echo "--help -h --help-all --remove --json" ;;
+    "secret get-policy") echo "--help -h --help-all --json" ;;
     "vault backup") echo "--help -h --help-all --force" ;;
     "vault rekey") echo "--help -h --help-all" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;

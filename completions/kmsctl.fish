@@ -12,7 +12,7 @@ function __kmsctl_subcommands
         case 'file'
             printf '%s\n' encrypt decrypt rewrap inspect
         case 'secret'
-            printf '%s\n' create get put list describe versions delete restore rotate set-rotation
+            printf '%s\n' create get put list describe versions delete restore rotate set-rotation set-policy get-policy
         case 'vault'
             printf '%s\n' backup rekey change-pin restore check-token
         case 'agent'
@@ -186,6 +186,8 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a delete -d 'Schedule a
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a restore -d 'Cancel a scheduled deletion'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a rotate -d 'Rotate now: create, set, test, finish (resumes a pending version left by a failure)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a set-rotation -d 'Change when a secret rotates and the hook that rotates it'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a set-policy -d 'Set a secret\'s own policy from a policy file (TOML or JSON), or remove it'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -a get-policy -d 'Print a secret\'s own policy exactly as it was set'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l help -s h -d 'Print this help message and exit'
@@ -410,6 +412,13 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l off -d '
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l command -r -d 'Hook run by /bin/sh -c at each rotation step'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l no-command -d 'No hook: kmsctl generates each new value'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l remove -d 'Remove the secret\'s policy'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l json -d 'Print the secret\'s policy as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l json -d 'Print {name, secret_id, text, sha256, updated, updated_by_uid} (null: none)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l force -d 'Overwrite an existing file'

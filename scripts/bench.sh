@@ -27,6 +27,7 @@
 #   BENCH_KEEP=1           keep the temporary directory (its path is printed)
 #   BENCH_MD=FILE          also write the result table (Markdown) to FILE
 #   BENCH_SERVE=0          skip the served encrypt (`kmsctl serve` vs `kmsctl agent`)
+#   BENCH_SIGN=0           skip `kmsctl sign` (EC_P256) vs the bare token op
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -667,6 +668,42 @@ lines = [f"load average after {load}", "", "| encrypt 1 KiB | median wall | clie
          "|---|---:|---:|", f"| through `kmsctl agent` | {m[0]:.2f} ms | {cpu[0]:.2f} ms |",
          f"| through `kmsctl serve` | {m[1]:.2f} ms | {cpu[1]:.2f} ms |",
          f"| ratio (target <= 1.2) | **{m[1] / m[0]:.3f}** (met: {'yes' if m[1] / m[0] <= 1.2 else '**no**'}) | |"]
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi
+
+# ---- 8. kmsctl sign (EC_P256) vs the bare token operation ---------------------------------------
+# `kmsctl sign` of a 1 KiB message with a software EC_P256 key (its private key opened from the
+# vault, ECDSA in the process, one audited transaction), `kmsctl verify` of that signature with
+# the key, and `verify --public-key` (no vault), interleaved with the bare PKCS#11 operation of
+# section 1. BENCH_SIGN=0 skips this section.
+if [[ ${BENCH_SIGN:-1} != 0 ]]; then
+  echo
+  echo "## 8. kmsctl sign / verify (EC_P256, 1 KiB) vs the bare token op ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  show "kmsctl key create --spec EC_P256 --alias alias/bench-sign"
+  "$KMSCTL" key create --spec EC_P256 --alias alias/bench-sign >/dev/null
+  "$KMSCTL" key public alias/bench-sign -o "$TMP/sign.pem"
+  "$KMSCTL" sign --key alias/bench-sign --algorithm ECDSA_SHA_256 --in "$TMP/plain.1k" -o "$TMP/sig.der"
+  GSTATS=$TMP/sign.json
+  CMD_SIGN="$KMSCTL sign --key alias/bench-sign --algorithm ECDSA_SHA_256 --in $TMP/plain.1k"
+  CMD_VERIFY="$KMSCTL verify --key alias/bench-sign --algorithm ECDSA_SHA_256 --signature $TMP/sig.der --in $TMP/plain.1k"
+  CMD_OFFLINE="$KMSCTL verify --public-key $TMP/sign.pem --algorithm ECDSA_SHA_256 --signature $TMP/sig.der --in $TMP/plain.1k"
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: '$CMD_SIGN' '$CMD_BARE' '$CMD_VERIFY' '$CMD_OFFLINE'"
+  time_interleaved "$GSTATS" "$CMD_SIGN" "$CMD_BARE" "$CMD_VERIFY" "$CMD_OFFLINE"
+  python3 - "$GSTATS" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res, md = json.load(open(sys.argv[1]))["results"], sys.argv[2]
+m = [statistics.median(r["times"]) * 1e3 for r in res]
+cpu = [(r["user"] + r["system"]) * 1e3 for r in res]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+names = ["`kmsctl sign` (EC_P256, software key)", "bare PKCS#11 open + login + AES-GCM (`bench_token_op`)",
+         "`kmsctl verify --key`", "`kmsctl verify --public-key` (no vault)"]
+lines = [f"load average after {load}", "", "| 1 KiB message | median wall | CPU (user+sys) | / bare op |",
+         "|---|---:|---:|---:|"]
+lines += [f"| {n} | {w:.2f} ms | {c:.2f} ms | {w / m[1]:.2f}x |" for n, w, c in zip(names, m, cpu)]
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:

@@ -76,6 +76,8 @@ enum class Action : std::uint8_t {
   key_verify,
   key_mac,
   key_verify_mac,
+  secret_set_policy,
+  secret_get_policy,
 };
 
 struct ActionInfo {

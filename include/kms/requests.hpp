@@ -18,6 +18,7 @@
 #include "kms/grants.hpp"
 #include "kms/key_policy.hpp"
 #include "kms/keys.hpp"
+#include "kms/secret_policy.hpp"
 #include "kms/secrets.hpp"
 #include "kms/secure.hpp"
 #include "kms/service.hpp"
@@ -75,6 +76,8 @@ enum class Op : std::uint16_t {
   // Run in the process that opened the vault, never by an agent (a rotation hook would get the
   // agent's environment; vault administration needs the token in the caller's hands).
   secret_rotate = 69,
+  secret_set_policy = 70,
+  secret_get_policy = 71,
   maintain = 80,
   vault_backup = 90,
   vault_rekey = 91,
@@ -372,6 +375,18 @@ struct SecretSetRotation {
   using Response = secrets::SecretInfo;
   std::string name;
   secrets::RotationChange change;
+};
+// A secret's own policy: `text` a policy file (TOML or JSON); none removes the secret's policy.
+struct SecretSetPolicy {
+  static constexpr Op op = Op::secret_set_policy;
+  using Response = SecretPolicyInfo;
+  std::string name;
+  std::optional<std::string> text;
+};
+struct SecretGetPolicy {
+  static constexpr Op op = Op::secret_get_policy;
+  using Response = SecretPolicyInfo;
+  std::string name;
 };
 
 // ---- grants; GRANT is a grant id ----

@@ -91,7 +91,9 @@ Error Connection::lost() const {
 }
 
 SecureBytes Connection::exchange(const wire::Writer& frame) {
-  if (!write_frame(fd_.get(), frame)) throw lost();
+  // A peer that closed before reading the request may have answered first: a service refusing a
+  // connection over its user's limit does. Its answer is read, not lost with the request.
+  if (!write_frame(fd_.get(), frame) && errno != EPIPE && errno != ECONNRESET) throw lost();
   Frame f = read_frame(fd_.get(), kMaxReply);
   if (f.status != FrameStatus::ok) throw lost();
   return std::move(f.payload);

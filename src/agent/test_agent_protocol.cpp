@@ -120,6 +120,9 @@ bool eq(const req::Sign& a, const req::Sign& b);
 bool eq(const req::Verify& a, const req::Verify& b);
 bool eq(const req::Mac& a, const req::Mac& b);
 bool eq(const req::VerifyMac& a, const req::VerifyMac& b);
+bool eq(const SecretPolicyInfo& a, const SecretPolicyInfo& b);
+bool eq(const req::SecretSetPolicy& a, const req::SecretSetPolicy& b);
+bool eq(const req::SecretGetPolicy& a, const req::SecretGetPolicy& b);
 
 // Scalars, enums, strings, Bytes and Context (a std::map of strings).
 template <class T>
@@ -437,6 +440,15 @@ bool eq(const req::Mac& a, const req::Mac& b) {
 bool eq(const req::VerifyMac& a, const req::VerifyMac& b) {
   return members(a, b, &req::VerifyMac::key, &req::VerifyMac::message, &req::VerifyMac::mac);
 }
+bool eq(const SecretPolicyInfo& a, const SecretPolicyInfo& b) {
+  using T = SecretPolicyInfo;
+  return members(a, b, &T::name, &T::secret_id, &T::text, &T::sha256, &T::updated,
+                 &T::updated_by_uid);
+}
+bool eq(const req::SecretSetPolicy& a, const req::SecretSetPolicy& b) {
+  return members(a, b, &req::SecretSetPolicy::name, &req::SecretSetPolicy::text);
+}
+bool eq(const req::SecretGetPolicy& a, const req::SecretGetPolicy& b) { return a.name == b.name; }
 
 // ---- samples: every member away from its default ----
 
@@ -954,6 +966,25 @@ template <>
 req::VerifyMac sample<req::VerifyMac>() {
   return {"alias/mac", secure("log line"), Bytes(32, 0x32)};
 }
+template <>
+SecretPolicyInfo sample<SecretPolicyInfo>() {
+  SecretPolicyInfo p;
+  p.name = "app/db";
+  p.secret_id = "0f8e2b9c-3c1d-4e5f-8a7b-6c5d4e3f2a1b";
+  p.text = "[[statements]]\neffect = \"deny\"\n";
+  p.sha256 = std::string(64, 'b');
+  p.updated = kTime;
+  p.updated_by_uid = std::int64_t{1} << 34;
+  return p;
+}
+template <>
+req::SecretSetPolicy sample<req::SecretSetPolicy>() {
+  return {"app/db", std::string("{\"statements\": []}")};
+}
+template <>
+req::SecretGetPolicy sample<req::SecretGetPolicy>() {
+  return {"app/db"};
+}
 
 // ---- encoding helpers ----
 
@@ -1224,7 +1255,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 49);
+  CHECK(ops.size() == 51);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);

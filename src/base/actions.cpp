@@ -114,6 +114,11 @@ constexpr std::array kActions{
     ActionInfo{A::key_mac, "key.mac", "a MAC was made", "kms:GenerateMac"},
     ActionInfo{A::key_verify_mac, "key.verify_mac", "a MAC was verified (whether it was valid)",
                "kms:VerifyMac"},
+    ActionInfo{A::secret_set_policy, "secret.set_policy",
+               "a secret's own policy was set or removed (its SHA-256, its statements)",
+               "secrets:PutResourcePolicy"},
+    ActionInfo{A::secret_get_policy, "secret.get_policy", "a secret's own policy was read",
+               "secrets:GetResourcePolicy"},
 };
 
 constexpr bool in_enum_order() {
@@ -123,7 +128,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::key_verify_mac) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::secret_get_policy) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

@@ -88,6 +88,10 @@ void fields(V& v, KeyPolicyInfo& p) {
   v(p.key_id, p.text, p.sha256, p.updated, p.updated_by_uid);
 }
 template <class V>
+void fields(V& v, SecretPolicyInfo& p) {
+  v(p.name, p.secret_id, p.text, p.sha256, p.updated, p.updated_by_uid);
+}
+template <class V>
 void fields(V& v, KeyMetadata& k) {
   v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
     k.last_rotated, k.deletion_date, k.primary_version);
@@ -358,6 +362,14 @@ void fields(V& v, KeyGetPolicy& r) {
   v(r.key);
 }
 template <class V>
+void fields(V& v, SecretSetPolicy& r) {
+  v(r.name, r.text);
+}
+template <class V>
+void fields(V& v, SecretGetPolicy& r) {
+  v(r.name);
+}
+template <class V>
 void fields(V& v, GrantCreate& r) {
   v(r.spec);
 }
@@ -377,16 +389,15 @@ struct RequestList {};
 // FileUnwrap and FileEnd are a file session's (FileOperations::session); the others are one call
 // of kms::handle each.
 using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileEnd>;
-using CallRequests =
-    RequestList<req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate,
-                req::KeyList, req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate,
-                req::KeyCancelDeletion, req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag,
-                req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete, req::AliasList,
-                req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey, req::Random,
-                req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
-                req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
-                req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy,
-                req::GetPublicKey, req::Sign, req::Verify, req::Mac, req::VerifyMac>;
+using CallRequests = RequestList<
+    req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate, req::KeyList,
+    req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate, req::KeyCancelDeletion,
+    req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag, req::KeyUntag, req::AliasCreate,
+    req::AliasUpdate, req::AliasDelete, req::AliasList, req::Encrypt, req::Decrypt, req::ReEncrypt,
+    req::GenerateDataKey, req::Random, req::FileFailed, req::FileRewrap, req::SecretCreate,
+    req::SecretPut, req::SecretGet, req::SecretList, req::SecretDescribe, req::SecretVersions,
+    req::SecretRestore, req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
+    req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy, req::GetPublicKey,
+    req::Sign, req::Verify, req::Mac, req::VerifyMac, req::SecretSetPolicy, req::SecretGetPolicy>;
 
 }  // namespace kms

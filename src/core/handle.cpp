@@ -215,6 +215,15 @@ KeyPolicyInfo handle(Service& s, const req::KeyGetPolicy& r) {
 }
 
 template <>
+SecretPolicyInfo handle(Service& s, const req::SecretSetPolicy& r) {
+  return s.secrets().set_policy(r.name, r.text);
+}
+template <>
+SecretPolicyInfo handle(Service& s, const req::SecretGetPolicy& r) {
+  return s.secrets().get_policy(r.name);
+}
+
+template <>
 GrantInfo handle(Service& s, const req::GrantCreate& r) {
   return s.grants().create(r.spec);
 }

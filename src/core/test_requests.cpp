@@ -857,6 +857,44 @@ TEST_CASE("secret requests: create, put, get, list, describe, versions, delete, 
   CHECK(handle(s, req::AuditVerify{}).ok);
 }
 
+TEST_CASE("secret policy requests: set, get and remove a secret's own policy") {
+  TempDir dir;
+  auto svc = init_service(dir / "vault.db");
+  Service& s = *svc;
+  const std::string id = handle(s, secret_request("app/db", "s3cret-v1")).secret.id;
+  Log log(s);
+  const std::string text =
+      "[[statements]]\nsid = \"reader\"\neffect = \"allow\"\nprincipals = [\"uid:4242\"]\n"
+      "actions = [\"secrets:GetSecretValue\"]\nresources = [\"*\"]\n";
+
+  const SecretPolicyInfo none = handle(s, req::SecretGetPolicy{"app/db"});
+  CHECK(none.name == "app/db");
+  CHECK(none.secret_id == id);
+  CHECK_FALSE(none.text.has_value());
+  check_record(log.one(), "secret.get_policy", "secret/app/db");
+
+  const SecretPolicyInfo set = handle(s, req::SecretSetPolicy{"app/db", text});
+  CHECK(set.text == text);
+  REQUIRE(set.sha256.has_value());
+  {
+    const store::AuditRow r = log.one();
+    check_record(r, "secret.set_policy", "secret/app/db");
+    CHECK(params(r) == json{{"name", "app/db"}, {"sha256", *set.sha256}, {"statements", 1}});
+  }
+  const SecretPolicyInfo got = handle(s, req::SecretGetPolicy{"app/db"});
+  CHECK(got.text == text);
+  CHECK(got.updated_by_uid == static_cast<std::int64_t>(::getuid()));
+  CHECK(params(log.one()) == json{{"name", "app/db"}, {"sha256", *set.sha256}});
+
+  CHECK_FALSE(handle(s, req::SecretSetPolicy{"app/db", std::nullopt}).text.has_value());
+  CHECK(params(log.one()) == json{{"name", "app/db"}, {"removed", true}});
+  CHECK(error_of([&] {
+          (void)handle(s, req::SecretSetPolicy{"app/none", text});
+        }).code() == Code::not_found);
+  check_record(log.one(), "secret.set_policy", "secret/app/none", "error", "not_found");
+  CHECK(handle(s, req::AuditVerify{}).ok);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------
@@ -1267,6 +1305,11 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   hook.command = "touch " + (dir / "ran").string();
   refused(req::SecretSetRotation{"app/db", hook}, "secret.set_rotation");
   refused(req::SecretRotate{"app/db"}, "secret.rotate");
+  const std::string open_to_all =
+      "[[statements]]\neffect = \"allow\"\nprincipals = [\"*\"]\n"
+      "actions = [\"secrets:GetSecretValue\"]\nresources = [\"*\"]\n";
+  refused(req::SecretSetPolicy{"app/db", open_to_all}, "secret.set_policy");
+  refused(req::SecretGetPolicy{"app/db"}, "secret.get_policy");
 
   // Back to the owner: one denied record per request, naming the stranger, and nothing else.
   s.serve_client(Caller::current());
@@ -1305,6 +1348,7 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   CHECK_FALSE(sec.secret.rotation_command.has_value());
   CHECK_FALSE(sec.secret.deletion_date.has_value());
   CHECK(handle(s, get_request("app/db")).value.chars() == "the-value");
+  CHECK_FALSE(handle(s, req::SecretGetPolicy{"app/db"}).text.has_value());
   CHECK(read_file(dir / "plain.bin.kenc") == encrypted);
   CHECK_FALSE(fs::exists(dir / "log.jsonl"));
   CHECK_FALSE(fs::exists(dir / "backup.db"));

@@ -24,21 +24,32 @@ constexpr std::string_view kCryptoAdmin[] = {
     "kms:GetKeyPolicy"};
 constexpr std::string_view kSecretUser[] = {"secrets:GetSecretValue", "secrets:DescribeSecret",
                                             "secrets:ListSecrets"};
+// Not secrets:PutResourcePolicy: a secret's own policy can allow secrets:GetSecretValue, which
+// this role does not have (docs/POLICY.md §8).
 constexpr std::string_view kSecretAdmin[] = {
-    "secrets:CreateSecret",  "secrets:PutSecretValue",       "secrets:DescribeSecret",
-    "secrets:ListSecrets",   "secrets:ListSecretVersionIds", "secrets:DeleteSecret",
-    "secrets:RestoreSecret", "secrets:SetSecretRotation",    "secrets:RotateSecret"};
+    "secrets:CreateSecret",     "secrets:PutSecretValue",       "secrets:DescribeSecret",
+    "secrets:ListSecrets",      "secrets:ListSecretVersionIds", "secrets:DeleteSecret",
+    "secrets:RestoreSecret",    "secrets:SetSecretRotation",    "secrets:RotateSecret",
+    "secrets:GetResourcePolicy"};
 constexpr std::string_view kReadOnly[] = {"kms:ListKeys",           "kms:DescribeKey",
                                           "kms:ListAliases",        "secrets:ListSecrets",
                                           "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
                                           "vault:Status",           "kms:ListGrants",
-                                          "kms:GetKeyPolicy",       "kms:GetPublicKey"};
-constexpr std::string_view kAuditor[] = {"kms:ListKeys",           "kms:DescribeKey",
-                                         "kms:ListAliases",        "secrets:ListSecrets",
-                                         "secrets:DescribeSecret", "secrets:ListSecretVersionIds",
-                                         "vault:Status",           "audit:Query",
-                                         "audit:Verify",           "audit:Export",
-                                         "kms:ListGrants",         "kms:GetKeyPolicy",
+                                          "kms:GetKeyPolicy",       "secrets:GetResourcePolicy",
+                                          "kms:GetPublicKey"};
+constexpr std::string_view kAuditor[] = {"kms:ListKeys",
+                                         "kms:DescribeKey",
+                                         "kms:ListAliases",
+                                         "secrets:ListSecrets",
+                                         "secrets:DescribeSecret",
+                                         "secrets:ListSecretVersionIds",
+                                         "vault:Status",
+                                         "audit:Query",
+                                         "audit:Verify",
+                                         "audit:Export",
+                                         "kms:ListGrants",
+                                         "kms:GetKeyPolicy",
+                                         "secrets:GetResourcePolicy",
                                          "kms:GetPublicKey"};
 
 constexpr std::array kRoles{
@@ -50,7 +61,8 @@ constexpr std::array kRoles{
          "policies; no cryptography"},
     Role{"secret-user", kSecretUser, "read secret values; describe and list secrets"},
     Role{"secret-admin", kSecretAdmin,
-         "manage secrets: create, put, delete, restore, rotation; not read their values"},
+         "manage secrets: create, put, delete, restore, rotation, read their policies; not "
+         "read their values"},
     Role{"read-only", kReadOnly,
          "list and describe keys, aliases and secrets, read public keys and the vault's status; no "
          "values"},
@@ -274,18 +286,27 @@ Decision decide(const Policy& policy, const Sources& sources, const AccessReques
   q.now = sources.now ? sources.now() : Clock::now();
   const Decision by_file = evaluate(policy, q, grants);
   const bool explicit_deny = !by_file.allowed && by_file.rule != "default-deny";
+  // The resource's own policy: a key's, or a secret's.
   std::shared_ptr<const Policy> own;
+  std::string_view rule_prefix;
+  std::string_view whose;
   if (!explicit_deny && sources.key_policy && !facts.key_id.empty()) {
     own = sources.key_policy(facts.key_id);
+    rule_prefix = "key-policy:";
+    whose = "the key's own ";
+  } else if (!explicit_deny && sources.secret_policy && !facts.secret_id.empty()) {
+    own = sources.secret_policy(facts.secret_id);
+    rule_prefix = "secret-policy:";
+    whose = "the secret's own ";
   }
   if (!own) return by_file;
-  Decision by_key = evaluate(*own, q);
-  if (by_key.rule.starts_with("policy:")) {
-    by_key.rule = "key-policy:" + by_key.rule.substr(7);
-    by_key.reason = "the key's own " + by_key.reason;  // "the key's own policy statement ..."
+  Decision by_own = evaluate(*own, q);
+  if (by_own.rule.starts_with("policy:")) {
+    by_own.rule = std::string(rule_prefix) + by_own.rule.substr(7);
+    by_own.reason = std::string(whose) + by_own.reason;  // "the key's own policy statement ..."
   }
-  if (!by_key.allowed && by_key.rule != "default-deny") return by_key;  // its deny wins
-  return by_file.allowed ? by_file : by_key.allowed ? by_key : by_file;
+  if (!by_own.allowed && by_own.rule != "default-deny") return by_own;  // its deny wins
+  return by_file.allowed ? by_file : by_own.allowed ? by_own : by_file;
 }
 
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources) {

@@ -200,6 +200,7 @@ struct ResourceFacts {
   Tags tags;
   std::string
       key_id{};  // the key whose grants apply (an alias's too); empty: a "key/ID" resource's
+  std::string secret_id{};  // the secret a "secret/NAME" resource names; empty: none
 };
 struct Sources {
   std::function<ResourceFacts(std::string_view resource)> facts;      // null: none
@@ -207,12 +208,16 @@ struct Sources {
   // A key's own policy (a key policy, as AWS KMS's), or null: none. Its statements apply only to
   // requests on that key (`resources = ["*"]` is the key itself).
   std::function<std::shared_ptr<const Policy>(std::string_view key_id)> key_policy;  // null: none
+  // A secret's own policy (a resource policy, as AWS Secrets Manager's), or null: none. Its
+  // statements apply only to requests on that secret (`resources = ["*"]` is the secret itself).
+  std::function<std::shared_ptr<const Policy>(std::string_view secret_id)>
+      secret_policy;                       // null: none
   std::function<Clock::time_point()> now;  // null: system clock
 };
 // One request decided by `policy`, with what `sources` say of its resource. A request on
-// "vault/ID" also matches the resource name "vault". A key's policy is evaluated with the
-// file's: an explicit deny in either wins; otherwise a statement of either, or a live grant,
-// allows (a key policy's rules are named "key-policy:SID").
+// "vault/ID" also matches the resource name "vault". A key's or a secret's own policy is
+// evaluated with the file's: an explicit deny in either wins; otherwise a statement of either, or
+// a live grant, allows (their rules are named "key-policy:SID", "secret-policy:SID").
 Decision decide(const Policy& policy, const Sources& sources, const AccessRequest& r);
 // A kms::Authorizer deciding each request by `policy` (decide).
 Authorizer authorizer(std::shared_ptr<const Policy> policy, Sources sources = {});

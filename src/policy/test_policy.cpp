@@ -626,6 +626,82 @@ resources = ["*"]
   CHECK_FALSE(auth({alice, Action::key_decrypt, "key/k2", none}).allowed);
 }
 
+TEST_CASE("a secret's own policy is evaluated with the file's: a deny in either wins") {
+  const auto file = std::make_shared<const Policy>(load_toml(R"(
+[[statements]]
+sid = "daemon-reads"
+effect = "allow"
+principals = ["user:daemon"]
+actions = ["secrets:GetSecretValue"]
+resources = ["secret/app/*"]
+[[statements]]
+sid = "nothing-locked"
+effect = "deny"
+principals = ["*"]
+actions = ["secrets:*"]
+resources = ["secret/app/locked"]
+)"));
+  const auto own = std::make_shared<const Policy>(load_toml(R"(
+[[statements]]
+sid = "alice-reads"
+effect = "allow"
+principals = ["uid:1000"]
+actions = ["secrets:GetSecretValue"]
+resources = ["*"]
+[[statements]]
+sid = "no-daemon"
+effect = "deny"
+principals = ["user:daemon"]
+actions = ["secrets:GetSecretValue"]
+resources = ["*"]
+)"));
+  Sources s;
+  s.facts = [](std::string_view resource) {
+    ResourceFacts f;
+    if (resource == "secret/app/db") f.secret_id = "s1";
+    if (resource == "secret/app/other") f.secret_id = "s2";
+    if (resource == "secret/app/locked") f.secret_id = "s3";
+    return f;
+  };
+  std::vector<std::string> asked;
+  s.secret_policy = [&](std::string_view id) {
+    asked.emplace_back(id);
+    return id == "s1" || id == "s3" ? own : std::shared_ptr<const Policy>{};
+  };
+  s.key_policy = [&](std::string_view) -> std::shared_ptr<const Policy> {
+    FAIL("a request on a secret asked for a key's policy");
+    return {};
+  };
+  const Authorizer auth = authorizer(file, s);
+  Caller daemon;
+  daemon.uid = kDaemon;
+  daemon.groups = {kDaemon};
+  Caller alice;
+  alice.uid = kAlice;
+  alice.groups = {kAlice};
+  const Context none;
+  // The secret's policy allows alice what the file does not; its deny wins over the file's allow.
+  CHECK(auth({alice, Action::secret_get, "secret/app/db", none}).rule ==
+        "secret-policy:alice-reads");
+  const Decision d = auth({daemon, Action::secret_get, "secret/app/db", none});
+  CHECK_FALSE(d.allowed);
+  CHECK(d.rule == "secret-policy:no-daemon");
+  CHECK(
+      d.reason.starts_with("the secret's own policy statement \"no-daemon\" denies "
+                           "secrets:GetSecretValue"));
+  // It allows only what it names: not another action on the secret.
+  CHECK(auth({alice, Action::secret_describe, "secret/app/db", none}).rule == "default-deny");
+  // Another secret has no policy of its own: the file alone decides.
+  CHECK(auth({daemon, Action::secret_get, "secret/app/other", none}).rule == "policy:daemon-reads");
+  CHECK_FALSE(auth({alice, Action::secret_get, "secret/app/other", none}).allowed);
+  // The file's explicit deny wins, and the secret's policy is not even read.
+  asked.clear();
+  const Decision locked = auth({alice, Action::secret_get, "secret/app/locked", none});
+  CHECK_FALSE(locked.allowed);
+  CHECK(locked.rule == "policy:nothing-locked");
+  CHECK(asked.empty());
+}
+
 TEST_CASE("a malformed TOML file names its line and column") {
   const LoadResult r = parse_toml("[[statements]]\neffect = \"allow\"\nprincipals = [\"*\"\n");
   REQUIRE(r.problems.size() == 1);

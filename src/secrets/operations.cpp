@@ -3,9 +3,11 @@
 // the vault's writer lock, so that a hook may itself call kmsctl, e.g. for an admin secret).
 #include "secrets/operations.hpp"
 
+#include "policy/policy.hpp"
 #include <fmt/format.h>
 
 #include "kms/clock.hpp"
+#include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "runner/runner.hpp"
 
@@ -21,6 +23,20 @@ audit::Event secret_event(Action action, std::string_view name) {
 SecureBytes input_value(const SecretInput& in) {
   if (in.value) return SecureBytes(in.value->view());
   return secrets::generate(in.generator);
+}
+
+SecretPolicyInfo policy_info(const store::SecretRow& s,
+                             const std::optional<store::SecretPolicyRow>& row) {
+  SecretPolicyInfo info;
+  info.name = s.name;
+  info.secret_id = s.id;
+  if (row) {
+    info.text = row->text;
+    info.sha256 = row->sha256;
+    info.updated = row->updated;
+    info.updated_by_uid = row->updated_by_uid;
+  }
+  return info;
 }
 
 }  // namespace
@@ -163,6 +179,56 @@ secrets::SecretInfo SecretOperations::set_rotation(std::string_view name,
     store::SecretRow s = ss.resolve(name);
     ss.set_rotation(s, change, now());
     info = ss.describe(s);
+  });
+  return info;
+}
+
+SecretPolicyInfo SecretOperations::set_policy(std::string_view name,
+                                              const std::optional<std::string>& text) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
+  SecretPolicyInfo info;
+  runner_.run(secret_event(Action::secret_set_policy, name), [&](audit::Event& e) {
+    const store::SecretRow s = ss.resolve(name);
+    store::Db& db = vault_.db();
+    if (!text) {
+      e.params["removed"] = store::secret_policy_delete(db, s.id);
+      info = policy_info(s, std::nullopt);
+      return;
+    }
+    if (text->size() > kMaxSecretPolicy) {
+      throw Error(Code::usage,
+                  fmt::format("the policy for secret {} is {} bytes, more than the {} a secret "
+                              "policy may have",
+                              s.name, text->size(), kMaxSecretPolicy),
+                  "split it: the service's policy file holds what applies to many secrets");
+    }
+    const policy::Policy parsed =
+        policy::parse_or_refuse(*text, fmt::format("the policy for secret {}", s.name),
+                                "fix it (`kmsctl policy validate FILE` lists the same problems)");
+    store::SecretPolicyRow row;
+    row.secret_id = s.id;
+    row.text = *text;
+    row.sha256 = crypto::to_hex(crypto::sha256(as_bytes(*text)));
+    row.updated = format_rfc3339(now());
+    row.updated_by_uid = runner_.caller().uid;
+    e.params["sha256"] = row.sha256;
+    e.params["statements"] = parsed.statements().size();
+    store::secret_policy_put(db, row);
+    info = policy_info(s, row);
+  });
+  return info;
+}
+
+SecretPolicyInfo SecretOperations::get_policy(std::string_view name) {
+  keys::KeyStore ks(vault_);
+  secrets::SecretStore ss(vault_, ks);
+  SecretPolicyInfo info;
+  runner_.run(secret_event(Action::secret_get_policy, name), [&](audit::Event& e) {
+    const store::SecretRow s = ss.resolve(name);
+    const auto row = store::secret_policy_get(vault_.db(), s.id);
+    if (row) e.params["sha256"] = row->sha256;
+    info = policy_info(s, row);
   });
   return info;
 }

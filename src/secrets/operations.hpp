@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kms/actions.hpp"
+#include "kms/secret_policy.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
 #include "secrets/secret_store.hpp"
@@ -36,6 +37,12 @@ class SecretOperations {
   secrets::SecretInfo remove(std::string_view name, std::optional<std::int64_t> days);
   secrets::SecretInfo restore(std::string_view name);
   secrets::SecretInfo set_rotation(std::string_view name, const secrets::RotationChange& change);
+  // A secret's own policy (docs/POLICY.md, "Secret policies"): `text` a policy file (TOML or
+  // JSON, at most kMaxSecretPolicy bytes, without problems: Code::usage naming each); none
+  // removes it. Neither reads the secret's value.
+  static constexpr std::size_t kMaxSecretPolicy = 64 * 1024;
+  SecretPolicyInfo set_policy(std::string_view name, const std::optional<std::string>& text);
+  SecretPolicyInfo get_policy(std::string_view name);
   // The four-step rotation (README "Secrets"). Code::failed when a step fails (current unchanged).
   SecretRotation rotate(std::string_view name);
 

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/service.hpp"
 #include "store/store.hpp"
@@ -78,4 +79,132 @@ TEST_CASE("SecretOperations::rotate with no rotation command records start, crea
   }
   CHECK(rows.back().action == "secret.get");
   CHECK(s->audit().verify().ok);
+}
+
+namespace {
+constexpr const char* kSecretPolicy = R"(
+[[statements]]
+sid = "isv-reads"
+effect = "allow"
+principals = ["uid:4242"]
+actions = ["secrets:GetSecretValue"]
+resources = ["*"]
+)";
+
+std::string secret_with_policy(Service& s, const char* name) {
+  secrets::CreateSpec spec;
+  spec.name = name;
+  const std::string id = s.secrets().create(spec, value_of("policy-test-value")).secret.id;
+  (void)s.secrets().set_policy(name, std::string(kSecretPolicy));
+  return id;
+}
+}  // namespace
+
+TEST_CASE(
+    "a secret's own policy is set, read, replaced and removed, and audited without its text") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  secrets::CreateSpec spec;
+  spec.name = "app/db";
+  const std::string id = s->secrets().create(spec, value_of("policy-test-value")).secret.id;
+  const SecretPolicyInfo none = s->secrets().get_policy("app/db");
+  CHECK(none.name == "app/db");
+  CHECK(none.secret_id == id);
+  CHECK(!none.text);
+  CHECK(!none.sha256);
+
+  const SecretPolicyInfo set = s->secrets().set_policy("app/db", std::string(kSecretPolicy));
+  CHECK(set.secret_id == id);
+  CHECK(set.text == std::string(kSecretPolicy));
+  CHECK(set.sha256 == crypto::to_hex(crypto::sha256(as_bytes(kSecretPolicy))));
+  CHECK(set.updated.has_value());
+  CHECK(set.updated_by_uid.has_value());
+  const auto rows = audit_rows(s->vault());
+  CHECK(rows.back().action == "secret.set_policy");
+  CHECK(rows.back().resource == "secret/app/db");
+  const auto params = nlohmann::json::parse(rows.back().params);
+  CHECK(params["sha256"] == *set.sha256);
+  CHECK(params["statements"] == 1);
+  CHECK(rows.back().params.find("isv-reads") == std::string::npos);
+  CHECK(rows.back().params.find("policy-test-value") == std::string::npos);
+
+  const SecretPolicyInfo got = s->secrets().get_policy("app/db");
+  CHECK(got.text == std::string(kSecretPolicy));
+  CHECK(got.sha256 == set.sha256);
+  CHECK(audit_rows(s->vault()).back().action == "secret.get_policy");
+
+  const std::string json =
+      R"({"statements": [{"effect": "deny", "principals": ["*"], "actions": ["secrets:*"],)"
+      R"( "resources": ["*"]}]})";
+  const SecretPolicyInfo replaced = s->secrets().set_policy("app/db", json);
+  CHECK(s->secrets().get_policy("app/db").text == json);
+  CHECK(replaced.sha256 != set.sha256);
+
+  CHECK(!s->secrets().set_policy("app/db", std::nullopt).text);
+  CHECK(nlohmann::json::parse(audit_rows(s->vault()).back().params)["removed"] == true);
+  CHECK(!s->secrets().get_policy("app/db").text);
+  CHECK(!s->secrets().set_policy("app/db", std::nullopt).text);  // none to remove: still fine
+  CHECK(nlohmann::json::parse(audit_rows(s->vault()).back().params)["removed"] == false);
+  CHECK(error_of([&] { (void)s->secrets().get_policy("app/none"); }).code() == Code::not_found);
+  CHECK(s->audit().verify().ok);
+}
+
+TEST_CASE("a secret policy with problems, or too large, is refused naming each problem's line") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  secrets::CreateSpec spec;
+  spec.name = "app/db";
+  (void)s->secrets().create(spec, value_of("policy-test-value"));
+  const std::string bad =
+      "[[statements]]\neffect = \"maybe\"\nprincipals = [\"*\"]\n"
+      "actions = [\"secrets:GetSecretValue\"]\nresources = [\"*\"]\n\n[[statements]]\n"
+      "effect = \"allow\"\nprincipals = [\"*\"]\nactions = [\"secrets:NoSuchThing\"]\n"
+      "resources = [\"*\"]\n";
+  const Error e = error_of([&] { (void)s->secrets().set_policy("app/db", bad); });
+  CHECK(e.code() == Code::usage);
+  const std::string what = e.what();
+  CHECK(what.find("the policy for secret app/db has 2 problems") != std::string::npos);
+  CHECK(what.find("2:") != std::string::npos);
+  CHECK(what.find("10:") != std::string::npos);
+  CHECK(audit_rows(s->vault()).back().outcome == "error");
+  CHECK(!s->secrets().get_policy("app/db").text);
+  const std::string huge(64 * 1024 + 1, '#');
+  CHECK(error_of([&] { (void)s->secrets().set_policy("app/db", huge); }).code() == Code::usage);
+  // A secret scheduled for deletion may still have its policy set and read.
+  (void)s->secrets().remove("app/db", 7);
+  CHECK(s->secrets().set_policy("app/db", std::string(kSecretPolicy)).text.has_value());
+  CHECK(s->secrets().get_policy("app/db").text.has_value());
+}
+
+TEST_CASE("a secret's purge deletes its policy, and the state still verifies") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const std::string id = secret_with_policy(*s, "app/db");
+  (void)secret_with_policy(*s, "app/kept");
+  REQUIRE(store::secret_policy_get(s->vault().db(), id).has_value());
+  (void)s->secrets().remove("app/db", std::nullopt);
+  CHECK_FALSE(store::secret_policy_get(s->vault().db(), id).has_value());
+  CHECK(s->secrets().get_policy("app/kept").text.has_value());
+  CHECK(s->audit().verify().ok);
+  // The same name again is a new secret, with no policy of its own.
+  secrets::CreateSpec spec;
+  spec.name = "app/db";
+  const std::string again = s->secrets().create(spec, value_of("v")).secret.id;
+  CHECK(again != id);
+  CHECK(!s->secrets().get_policy("app/db").text);
+}
+
+TEST_CASE("a secret policy row changed, added or removed outside kmsctl is found") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  (void)secret_with_policy(*s, "app/db");
+  {
+    store::Stmt u(s->vault().db(),
+                  "UPDATE secret_policies SET text = replace(text, 'uid:4242', '*')");
+    u.step();
+  }
+  CHECK(error_of([&] { (void)s->secrets().get_policy("app/db"); }).code() == Code::integrity);
+  CHECK(error_of([&] { (void)s->secrets().set_policy("app/db", std::nullopt); }).code() ==
+        Code::integrity);
+  CHECK(!s->audit().verify().ok);
 }

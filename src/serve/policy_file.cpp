@@ -30,7 +30,7 @@ policy::Tags as_tags(const std::vector<std::pair<std::string, std::string>>& pai
 }
 
 // What the vault knows about a resource: a key by its id or an alias has every name it goes by
-// (its id and each alias) and its tags; a secret, its tags.
+// (its id and each alias) and its tags; a secret, its id (for its own policy) and its tags.
 policy::ResourceFacts facts_of(store::Db& db, std::string_view resource) {
   policy::ResourceFacts f;
   // A key named by its alias, before the operation resolves it ("key/alias/NAME").
@@ -42,6 +42,7 @@ policy::ResourceFacts facts_of(store::Db& db, std::string_view resource) {
     key_id = store::alias_target(db, resource);
   } else if (resource.starts_with("secret/")) {
     if (const auto s = store::secret_by_name(db, resource.substr(7))) {
+      f.secret_id = s->id;
       f.tags = as_tags(store::secret_tags_of(db, s->id));
     }
     return f;
@@ -94,34 +95,46 @@ bool administrative(Action a) {
     case Action::grant_retire:
     case Action::key_set_policy:
     case Action::key_get_policy:
+    case Action::secret_set_policy:
+    case Action::secret_get_policy:
       return true;
     default:
       return false;
   }
 }
 
-// A key's own policy, read from its row (the authorizer runs inside the operation's
-// transaction), each text parsed once: parsed policies are kept by their SHA-256. A stored policy
-// that no longer parses (a user it names was deleted since) allows nothing.
-std::function<std::shared_ptr<const policy::Policy>(std::string_view)> key_policies(Service& svc) {
-  struct Cache {
-    std::mutex mutex;
-    std::map<std::string, std::shared_ptr<const policy::Policy>, std::less<>> by_sha256;
-  };
-  auto cache = std::make_shared<Cache>();
-  return [&svc, cache](std::string_view key_id) -> std::shared_ptr<const policy::Policy> {
-    const auto row = store::key_policy_get(svc.vault().db(), key_id);
-    if (!row) return nullptr;
-    const std::lock_guard lock(cache->mutex);
-    if (const auto it = cache->by_sha256.find(row->sha256); it != cache->by_sha256.end()) {
-      return it->second;
-    }
-    policy::LoadResult r = policy::parse_text(row->text);
+// Parsed policies of keys and secrets, kept by the SHA-256 of their text: each text is parsed
+// once. A stored policy that no longer parses (a user it names was deleted since) allows
+// nothing.
+class OwnPolicies {
+ public:
+  std::shared_ptr<const policy::Policy> parsed(const std::string& sha256, const std::string& text) {
+    const std::lock_guard lock(mutex_);
+    if (const auto it = by_sha256_.find(sha256); it != by_sha256_.end()) return it->second;
+    policy::LoadResult r = policy::parse_text(text);
     auto parsed = r.policy ? std::make_shared<const policy::Policy>(std::move(*r.policy))
                            : std::make_shared<const policy::Policy>();  // allows nothing
-    if (cache->by_sha256.size() >= 256) cache->by_sha256.clear();
-    cache->by_sha256.emplace(row->sha256, parsed);
+    if (by_sha256_.size() >= 256) by_sha256_.clear();
+    by_sha256_.emplace(sha256, parsed);
     return parsed;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const policy::Policy>, std::less<>> by_sha256_;
+};
+
+// A key's or a secret's own policy, read from its row (the authorizer runs inside the
+// operation's transaction, so a change applies from the next request).
+void add_own_policies(Service& svc, policy::Sources& sources) {
+  auto cache = std::make_shared<OwnPolicies>();
+  sources.key_policy = [&svc, cache](std::string_view key_id) {
+    const auto row = store::key_policy_get(svc.vault().db(), key_id);
+    return row ? cache->parsed(row->sha256, row->text) : nullptr;
+  };
+  sources.secret_policy = [&svc, cache](std::string_view secret_id) {
+    const auto row = store::secret_policy_get(svc.vault().db(), secret_id);
+    return row ? cache->parsed(row->sha256, row->text) : nullptr;
   };
 }
 
@@ -133,7 +146,7 @@ Authorizer authorizer(Service& svc, const PolicyFile& file, std::int64_t admin_u
     return facts_of(svc.vault().db(), resource);
   };
   sources.grants = [&svc](std::string_view key_id) { return svc.grants().grants_of_key(key_id); };
-  sources.key_policy = key_policies(svc);
+  add_own_policies(svc, sources);
   return
       [&svc, &file, admin_uid, sources = std::move(sources)](const AccessRequest& r) -> Decision {
         if (iam_name(r.action).empty()) return {true, {}, {}};  // no rule to record

@@ -44,8 +44,8 @@ Spec make(const char* table, const char* label, std::vector<const char*> cols, s
   return s;
 }
 
-const std::array<Spec, 10>& specs() {
-  static const std::array<Spec, 10> all = {
+const std::array<Spec, 11>& specs() {
+  static const std::array<Spec, 11> all = {
       make("vault_meta", "the vault header",
            {"singleton", "vault_id", "created", "pkcs11_module", "token_label", "token_serial",
             "root_key_gen", "sealed_master"},
@@ -73,6 +73,8 @@ const std::array<Spec, 10>& specs() {
            1, 1, true),
       make("key_policies", "key policy",
            {"key_id", "text", "sha256", "updated_at", "updated_by_uid"}, 1, 1, true),
+      make("secret_policies", "secret policy",
+           {"secret_id", "text", "sha256", "updated_at", "updated_by_uid"}, 1, 1, true),
   };
   return all;
 }

@@ -41,6 +41,7 @@ enum class Table {
   secret_tags,
   grants,
   key_policies,
+  secret_policies,
 };
 
 // "col, col, ..., mac": the MACed columns in schema order (the primary key first), then the MAC.

@@ -206,6 +206,19 @@ CREATE TABLE key_policies (
   mac             BLOB
 );
 )sql",
+    // 6 -> 7: secret policies (docs/POLICY.md, "Secret policies"), one per secret, keyed by the
+    // secret's id, with the columns of key_policies. Self-contained: secret_delete (a purge)
+    // deletes a secret's policy.
+    R"sql(
+CREATE TABLE secret_policies (
+  secret_id       TEXT PRIMARY KEY,
+  text            TEXT NOT NULL,
+  sha256          TEXT NOT NULL,
+  updated_at      TEXT NOT NULL,
+  updated_by_uid  INTEGER NOT NULL,
+  mac             BLOB
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -127,6 +127,7 @@ void secret_delete(Db& db, std::string_view id) {
   // The rows ON DELETE CASCADE would remove go first, each leaving the state.
   for (const char* sql : {"DELETE FROM secret_versions WHERE secret_id = ? RETURNING mac",
                           "DELETE FROM secret_tags WHERE secret_id = ? RETURNING mac",
+                          "DELETE FROM secret_policies WHERE secret_id = ? RETURNING mac",
                           "DELETE FROM secrets WHERE id = ? RETURNING mac"}) {
     Stmt s(db, sql);
     s.bind(1, id);

@@ -27,7 +27,7 @@ namespace kms::store {
 struct RowAuth;  // rows.cpp
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -259,7 +259,7 @@ struct SecretVersionRow : SecretVersionMetadata {
 };
 void secret_insert(Db& db, const SecretRow& s);
 void secret_update(Db& db, const SecretRow& s);
-void secret_delete(Db& db, std::string_view id);  // versions and tags go with it
+void secret_delete(Db& db, std::string_view id);  // versions, tags and its policy go with it
 std::optional<SecretRow> secret_by_name(Db& db, std::string_view name);
 std::vector<SecretRow> secret_list(Db& db);  // ordered by name
 // Secrets whose rotation period has elapsed at `now`, not scheduled for deletion.
@@ -305,7 +305,7 @@ std::vector<GrantRow> grants_of_key(Db& db, std::string_view key_id);
 std::optional<GrantRow> grant_active_by_name(Db& db, std::string_view key_id,
                                              std::string_view name);
 
-// ---- key policies (key_policy_repo.cpp) ----
+// ---- key policies and secret policies (policy_repo.cpp) ----
 struct KeyPolicyRow {
   std::string key_id;
   std::string text;    // the policy file's bytes as given (TOML or JSON)
@@ -318,5 +318,18 @@ std::optional<KeyPolicyRow> key_policy_get(Db& db, std::string_view key_id);
 void key_policy_put(Db& db, const KeyPolicyRow& row);
 // True when the key had a policy.
 bool key_policy_delete(Db& db, std::string_view key_id);
+
+struct SecretPolicyRow {
+  std::string secret_id;
+  std::string text;    // the policy file's bytes as given (TOML or JSON)
+  std::string sha256;  // lower-case hex of SHA-256(text)
+  std::string updated;
+  std::int64_t updated_by_uid = 0;
+};
+std::optional<SecretPolicyRow> secret_policy_get(Db& db, std::string_view secret_id);
+// Inserts or replaces the secret's policy, and seals the row.
+void secret_policy_put(Db& db, const SecretPolicyRow& row);
+// True when the secret had a policy. secret_delete deletes it too.
+bool secret_policy_delete(Db& db, std::string_view secret_id);
 
 }  // namespace kms::store

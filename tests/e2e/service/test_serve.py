@@ -511,6 +511,94 @@ class Service(KmsCase):
         self.assertEqual(self.service.poll(), None, "the service is still running")
         self.assertOk(self.as_(self.svc, "key", "get-policy", "alias/prod"))
 
+    def test_a_secrets_own_policy_lets_the_outsider_read_that_secret_and_its_deny_wins(self):
+        # app creates a secret under app/, which the file lets the group apps read; the service's
+        # own user (it administers secret policies) lets the outsider read that secret, and only
+        # it (`resources = ["*"]` is the secret itself), and denies it to ci.
+        shared = "svc-shared-8c41f2"
+        self.assertOk(self.as_(self.app, "secret", "create", "app/for-outsider", "--value-stdin",
+                               input=shared.encode()))
+        text = ('[[statements]]\nsid = "outsider-reads"\neffect = "allow"\n'
+                f'principals = ["user:{self.outsider}"]\nactions = ["secrets:GetSecretValue"]\n'
+                'resources = ["*"]\n\n'
+                '[[statements]]\nsid = "not-ci"\neffect = "deny"\n'
+                f'principals = ["user:{self.ci}"]\nactions = ["secrets:*"]\n'
+                'resources = ["*"]\n')
+        seq = self.mark()
+        self.assertOk(self.as_(self.svc, "secret", "set-policy", "app/for-outsider", "-",
+                               input=text))
+        self.addCleanup(self.as_, self.svc, "secret", "set-policy", "app/for-outsider",
+                        "--remove")
+        got = self.as_(self.svc, "secret", "get-policy", "app/for-outsider")
+        self.assertOk(got)
+        self.assertEqual(got.out, text)
+        self.assertEqual([(x["principal"], x["action"], x["params"]["rule"])
+                          for x in self.records_since(seq)],
+                         [(self.svc, "secret.set_policy", "service-administrator"),
+                          (self.svc, "secret.get_policy", "service-administrator")])
+        # Neither the outsider nor a reader of the secret may change or read its policy.
+        self.assertRefused(self.as_(self.outsider, "secret", "set-policy", "app/for-outsider",
+                                    "--remove"), "secret.set_policy", "secret/app/for-outsider")
+        self.assertRefused(self.as_(self.app, "secret", "get-policy", "app/for-outsider"),
+                           "secret.get_policy", "secret/app/for-outsider")
+
+        seq = self.mark()
+        r = self.as_(self.outsider, "secret", "get", "app/for-outsider")
+        self.assertOk(r)
+        self.assertEqual(r.out, shared)
+        self.assertRefused(self.as_(self.outsider, "secret", "get", "app/db"), "secret.get",
+                           "secret/app/db")
+        self.assertRefused(self.as_(self.outsider, "secret", "describe", "app/for-outsider"),
+                           "secret.describe", "secret/app/for-outsider")
+        # The secret's deny wins over the file's allow for the group apps; app is still allowed.
+        r = self.as_(self.ci, "secret", "get", "app/for-outsider")
+        self.assertRefused(r, "secret.get", "secret/app/for-outsider")
+        self.assertNotIn(shared, r.out + r.err)
+        self.assertIn('the secret\'s own policy statement "not-ci" denies '
+                      'secrets:GetSecretValue', r.err)
+        self.assertOk(self.as_(self.ci, "secret", "get", "app/db"))
+        r = self.as_(self.app, "secret", "get", "app/for-outsider")
+        self.assertOk(r)
+        self.assertEqual(r.out, shared)
+        self.assertEqual([(x["principal"], x["action"], x["resource"], x["outcome"],
+                           x["params"]["rule"]) for x in self.records_since(seq)],
+                         [(self.outsider, "secret.get", "secret/app/for-outsider", "ok",
+                           "secret-policy:outsider-reads"),
+                          (self.outsider, "secret.get", "secret/app/db", "denied",
+                           "default-deny"),
+                          (self.outsider, "secret.describe", "secret/app/for-outsider", "denied",
+                           "default-deny"),
+                          (self.ci, "secret.get", "secret/app/for-outsider", "denied",
+                           "secret-policy:not-ci"),
+                          (self.ci, "secret.get", "secret/app/db", "ok",
+                           "policy:apps-use-app-key"),
+                          (self.app, "secret.get", "secret/app/for-outsider", "ok",
+                           "policy:apps-use-app-key")])
+
+        # Removed: the file alone decides again, from the next request.
+        self.assertOk(self.as_(self.svc, "secret", "set-policy", "app/for-outsider", "--remove"))
+        self.assertRefused(self.as_(self.outsider, "secret", "get", "app/for-outsider"),
+                           "secret.get", "secret/app/for-outsider")
+        self.assertOk(self.as_(self.ci, "secret", "get", "app/for-outsider"))
+
+    def test_a_secret_policy_that_no_longer_loads_allows_nothing_and_the_service_goes_on(self):
+        gone = self.users.user("gone2")
+        text = ('[[statements]]\nsid = "gone-and-outsider"\neffect = "allow"\n'
+                f'principals = ["user:{gone}", "user:{self.outsider}"]\n'
+                'actions = ["secrets:GetSecretValue"]\nresources = ["*"]\n')
+        self.assertOk(self.as_(self.svc, "secret", "set-policy", "app/db", "-", input=text))
+        self.addCleanup(self.as_, self.svc, "secret", "set-policy", "app/db", "--remove")
+        subprocess.run(["userdel", gone], check=True, capture_output=True)
+        seq = self.mark()
+        self.assertRefused(self.as_(self.outsider, "secret", "get", "app/db"), "secret.get",
+                           "secret/app/db")
+        [row] = self.records_since(seq)
+        self.assertEqual((row["outcome"], row["params"]["rule"]), ("denied", "default-deny"))
+        self.assertEqual(self.service.poll(), None, "the service is still running")
+        # The file's allow still holds for the group apps.
+        self.assertOk(self.as_(self.ci, "secret", "get", "app/db"))
+        self.assertOk(self.as_(self.svc, "secret", "get-policy", "app/db"))
+
     def test_a_grantee_retires_its_own_grant_and_no_one_else_can(self):
         g = self.as_(self.svc, "grant", "create", "--key", "alias/customer", "--grantee",
                      "user:" + self.isv, "--operations", "Encrypt")

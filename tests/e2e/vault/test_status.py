@@ -227,7 +227,7 @@ TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt
              "random", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
              "serve", "version", "completion", "manpage")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
-                "rotate", "set-rotation")
+                "rotate", "set-rotation", "set-policy", "get-policy")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "set-policy",
              "get-policy", "alias")
