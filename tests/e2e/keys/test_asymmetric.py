@@ -347,10 +347,13 @@ class Asymmetric(SharedVaultTestCase):
         self.assertError(r, REFUSED, p256, "SIGN_VERIFY", "does not encrypt")
         r = self.vault.run("sign", "--key", "alias/p256", "--algorithm", "ED25519", "--in", msg)
         self.assertError(r, USAGE, "ED25519", hint="ECDSA_SHA_256")
+        keys = self.vault.sql("SELECT count(*) FROM keys")[0][0]
         r = self.vault.run("key", "create", "--spec", "EC_P256", "--usage", "encrypt")
         self.assertError(r, USAGE, "EC_P256", "ENCRYPT_DECRYPT")
         r = self.vault.run("key", "create", "--spec", "RSA_2048", "--protection", "hsm")
         self.assertError(r, REFUSED, "RSA_2048")
+        self.assertEqual(self.vault.sql("SELECT count(*) FROM keys")[0][0], keys,
+                         "a refused create made a key")
         aes = self.ids["alias/aes"]
         r = self.vault.run("sign", "--key", "alias/aes", "--algorithm", "ECDSA_SHA_256",
                            "--in", msg)
@@ -373,9 +376,82 @@ class Asymmetric(SharedVaultTestCase):
         ct = self.file("r.enc", b"\x00" * 256)
         r = self.vault.run("decrypt", "--algorithm", "RSAES_OAEP_SHA_256", "--in", ct)
         self.assertError(r, USAGE, hint="--key")
-        # Nothing of the refused operations was left behind: one key per create.
-        keys = self.vault.json("key", "list", "--json")
-        self.assertEqual(len(keys if isinstance(keys, list) else keys["keys"]), len(KEYS))
+
+    def test_digests_disabled_keys_and_limits(self):
+        msg = self.file("d.txt", b"digest " + MARKER)
+        r = self.vault.run("sign", "--key", "alias/ed", "--algorithm", "ED25519", "--digest",
+                           hashlib.sha256(read(msg)).hexdigest())
+        self.assertError(r, USAGE, "ED25519")
+        r = self.vault.run("sign", "--key", "alias/sm2-sign", "--algorithm", "SM2DSA", "--digest",
+                           hashlib.sha256(read(msg)).hexdigest())
+        self.assertError(r, USAGE, "SM2DSA")
+        r = self.vault.run("sign", "--key", "alias/p256", "--algorithm", "ECDSA_SHA_256",
+                           "--digest", "abcd")
+        self.assertError(r, USAGE, "32 bytes")
+        # --message-type digest: the digest's bytes in a file; the signature is the message's.
+        dig = self.file("d.bin", hashlib.sha384(read(msg)).digest())
+        sig = os.path.join(self.work, "d.sig")
+        self.vault.ok("sign", "--key", "alias/p384", "--algorithm", "ECDSA_SHA_384", "--in", dig,
+                      "--message-type", "digest", "-o", sig)
+        self.assertOk(openssl_verify("dgst-sha384", self.pems["alias/p384"], msg, sig))
+        r = self.vault.run("verify", "--key", "alias/p384", "--algorithm", "ECDSA_SHA_384",
+                           "--signature", sig, "--in", msg)
+        self.assertEqual(r.rc, OK, r.show())
+        # A MAC covers at most 64 KiB.
+        big = self.file("64k1.bin", bytes(64 * 1024 + 1))
+        self.assertError(self.vault.run("mac", "--key", "alias/hmac256", "--in", big), USAGE)
+        # The other usages' verifications are refused.
+        mac = os.path.join(self.work, "d.mac")
+        self.vault.ok("mac", "--key", "alias/hmac256", "--in", msg, "-o", mac)
+        r = self.vault.run("verify", "--key", "alias/hmac256", "--algorithm", "ECDSA_SHA_256",
+                           "--signature", sig, "--in", msg)
+        self.assertError(r, REFUSED, self.ids["alias/hmac256"])
+        r = self.vault.run("verify-mac", "--key", "alias/p256", "--mac", mac, "--in", msg)
+        self.assertError(r, REFUSED, self.ids["alias/p256"])
+
+    def test_a_disabled_key_gives_its_public_key_but_does_not_sign(self):
+        key = self.vault.ok("key", "create", "--spec", "EC_P256").out.strip()
+        msg = self.file("dis.txt", b"disabled " + MARKER)
+        pub = self.vault.ok("key", "public", key).raw
+        self.vault.ok("key", "disable", key)
+        r = self.vault.run("sign", "--key", key, "--algorithm", "ECDSA_SHA_256", "--in", msg)
+        self.assertError(r, REFUSED, "disabled")
+        self.assertEqual(self.vault.ok("key", "public", key).raw, pub)
+
+    def test_only_strict_der_ecdsa_and_the_gmt_0009_sm2_id_verify(self):
+        msg = self.file("der.txt", b"strict " + MARKER)
+        sig = os.path.join(self.work, "der.sig")
+        self.vault.ok("sign", "--key", "alias/p256", "--algorithm", "ECDSA_SHA_256", "--in", msg,
+                      "-o", sig)
+        d = read(sig)
+        self.assertEqual(d[0], 0x30)
+        self.assertLess(d[1], 0x80)
+        long_form = bytes([0x30, 0x81, d[1]]) + d[2:]
+        r_len = d[3]
+        padded_r = bytes([0x02, r_len + 1, 0]) + d[4:4 + r_len] + d[4 + r_len:]
+        padded = bytes([0x30, len(padded_r)]) + padded_r
+        for name, bad in (("long-form", long_form), ("padded-r", padded)):
+            with self.subTest(encoding=name):
+                p = self.file(f"der-{name}.sig", bad)
+                for who in (["--key", "alias/p256"], ["--public-key", self.pems["alias/p256"]]):
+                    r = self.vault.run("verify", *who, "--algorithm", "ECDSA_SHA_256",
+                                       "--signature", p, "--in", msg)
+                    self.assertError(r, INTEGRITY)
+        # SM2DSA: OpenSSL 3.0's own default id (empty) is not the GM/T 0009 one kmsctl uses.
+        key = os.path.join(self.work, "own-sm2.key")
+        pub = os.path.join(self.work, "own-sm2.pub")
+        openssl("genpkey", "-algorithm", "SM2", "-out", key)
+        openssl("pkey", "-in", key, "-pubout", "-out", pub)
+        s = os.path.join(self.work, "sm2-noid.sig")
+        openssl("pkeyutl", "-sign", "-inkey", key, "-rawin", "-digest", "sm3", "-in", msg,
+                "-out", s)
+        r = self.vault.run("verify", "--public-key", pub, "--algorithm", "SM2DSA",
+                           "--signature", s, "--in", msg)
+        self.assertError(r, INTEGRITY)
+        # A private key is not a public key.
+        r = self.vault.run("verify", "--public-key", key, "--algorithm", "SM2DSA",
+                           "--signature", s, "--in", msg)
+        self.assertError(r, USAGE, "not a public key")
 
     def test_refusals_write_records_that_name_the_key(self):
         msg = self.file("rr.txt", b"refused " + MARKER)
@@ -510,6 +586,39 @@ class Rotation(SharedVaultTestCase):
                    "--signature"]
         self.assertEqual(self.vault.run(*offline, old).rc, OK)
         self.assertEqual(self.vault.run(*offline, new).rc, INTEGRITY)
+
+    def test_ciphertexts_and_macs_made_before_a_rotation_still_open_naming_version_1(self):
+        msg = self.vault.path("r.txt")
+        write(msg, b"rotated " + MARKER)
+        rsa = self.vault.ok("key", "create", "--spec", "RSA_2048").out.strip()
+        sm2 = self.vault.ok("key", "create", "--spec", "EC_SM2").out.strip()
+        hmac = self.vault.ok("key", "create", "--spec", "HMAC_SHA512").out.strip()
+        cases = [(rsa, "RSAES_OAEP_SHA_256"), (sm2, "SM2PKE")]
+        for key, algorithm in cases:
+            self.vault.ok("encrypt", "--key", key, "--algorithm", algorithm, "--in", msg,
+                          "--binary", "--out", self.vault.path(algorithm + ".enc"))
+        mac1 = self.vault.path("r1.mac")
+        self.vault.ok("mac", "--key", hmac, "--in", msg, "-o", mac1)
+        for key in (rsa, sm2, hmac):
+            self.vault.ok("key", "rotate", key)
+        for key, algorithm in cases:
+            with self.subTest(algorithm=algorithm):
+                ct = self.vault.path(algorithm + ".enc")
+                r, rec = self.audited("decrypt", "--key", key, "--algorithm", algorithm,
+                                      "--in", ct, action="key.decrypt")
+                self.assertEqual(r.raw, read(msg))
+                self.assertEqual(rec["params"]["version"], 1)
+                r = self.vault.run("decrypt", "--key", key, "--algorithm", algorithm, "--in", ct,
+                                   "--key-version", "2")
+                self.assertError(r, INTEGRITY)
+        r, rec = self.audited("verify-mac", "--key", hmac, "--mac", mac1, "--in", msg, "--json",
+                              action="key.verify_mac")
+        self.assertEqual(r.json(), {"valid": True, "key_id": hmac, "key_version": 1})
+        mac2 = self.vault.path("r2.mac")
+        self.vault.ok("mac", "--key", hmac, "--in", msg, "-o", mac2)
+        self.assertNotEqual(read(mac2), read(mac1))
+        self.assertEqual(self.vault.json("verify-mac", "--key", hmac, "--mac", mac2, "--in", msg,
+                                         "--json")["key_version"], 2)
 
 
 @unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")
