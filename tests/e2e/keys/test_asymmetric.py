@@ -233,6 +233,17 @@ class Asymmetric(SharedVaultTestCase):
                 j = verify("--json", signature=bad_sig)
                 self.assertEqual(j.rc, INTEGRITY, j.show())
                 self.assertEqual(j.json(), {"valid": False})
+        # A key that is not of the algorithm's kind verifies nothing: a P-256 key with SHA-384
+        # (a pairing kmsctl's own keys refuse), an RSA key with ECDSA.
+        sig384 = os.path.join(d, "p256-sha384.sig")
+        openssl("dgst", "-sha384", "-sign", os.path.join(d, "ec.key"), "-out", sig384, msg)
+        for pub, algorithm, sig in ((os.path.join(d, "ec.pub"), "ECDSA_SHA_384", sig384),
+                                    (os.path.join(d, "rsa.pub"), "ECDSA_SHA_256",
+                                     os.path.join(d, "ECDSA_SHA_256.sig"))):
+            r = self.vault.run("verify", "--public-key", pub, "--algorithm", algorithm,
+                               "--signature", sig, "--in", msg, **offline)
+            self.assertIn(r.rc, (USAGE, INTEGRITY), r.show())
+            self.assertEqual(r.raw, b"")
         self.assertFalse(os.path.exists(os.path.dirname(nowhere)), "a vault directory was made")
         self.assertEqual(self.vault.audit_count(), before, "offline verify wrote a record")
 
@@ -487,11 +498,12 @@ class Asymmetric(SharedVaultTestCase):
         h256 = "key/" + self.ids["alias/hmac256"]
         r, rec = self.audited("mac", "--key", "alias/hmac256", "--in", msg, "-o", mac,
                               action="key.mac")
-        self.assertEqual((rec["resource"], rec["params"]["version"]), (h256, 1))
+        self.assertEqual((rec["resource"], rec["params"]["algorithm"], rec["params"]["version"]),
+                         (h256, "HMAC_SHA_256", 1))
         r, rec = self.audited("verify-mac", "--key", "alias/hmac256", "--mac", mac, "--in", msg,
                               action="key.verify_mac")
-        self.assertEqual((rec["resource"], rec["params"]["version"], rec["params"]["valid"]),
-                         (h256, 1, True))
+        self.assertEqual((rec["resource"], rec["params"]["algorithm"], rec["params"]["version"],
+                          rec["params"]["valid"]), (h256, "HMAC_SHA_256", 1, True))
         r, rec = self.audited("verify-mac", "--key", "alias/hmac256", "--mac", mac, "--in", bad,
                               action="key.verify_mac", rc=INTEGRITY, outcome="ok")
         self.assertIs(rec["params"]["valid"], False)
@@ -613,6 +625,7 @@ class Rotation(SharedVaultTestCase):
                 self.assertError(r, INTEGRITY)
         r, rec = self.audited("verify-mac", "--key", hmac, "--mac", mac1, "--in", msg, "--json",
                               action="key.verify_mac")
+        self.assertEqual(rec["params"]["algorithm"], "HMAC_SHA_512")
         self.assertEqual(r.json(), {"valid": True, "key_id": hmac, "key_version": 1})
         mac2 = self.vault.path("r2.mac")
         self.vault.ok("mac", "--key", hmac, "--in", msg, "-o", mac2)
@@ -696,6 +709,15 @@ class ThroughAnAgent(KmsTestCase):
                 self.assertEqual(rec["outcome"], "ok", rec)
         self.assertEqual([x["params"]["valid"] for x in mine if x["action"] == "key.verify"],
                          [True, False])
+        # Offline verification is not sent to the agent: no request, no record.
+        requests = self.kms.json("agent", "status", "--json", "--socket", sock)["requests"]
+        count = self.kms.audit_count()
+        r = served("verify", "--public-key", pem, "--algorithm", "ECDSA_SHA_256",
+                   "--signature", sig, "--in", msg)
+        self.assertIn("signature valid", r.err)
+        self.assertEqual(self.kms.audit_count(), count)
+        self.assertEqual(self.kms.json("agent", "status", "--json", "--socket", sock)["requests"],
+                         requests)
         self.assertNotIn(MARKER, self.kms.run("audit", "list", "--json").raw)
 
 
