@@ -162,6 +162,13 @@ class Asymmetric(SharedVaultTestCase):
                                     "--in", msg).out
                 sig2 = self.file(f"{spec}-{algorithm}.b64sig", unb64(out))
                 self.assertOk(openssl_verify(how, self.pems[alias], msg, sig2))
+                # verify --signature reads the base64 text as well as the raw file.
+                text = self.file(f"{spec}-{algorithm}.txtsig", out.encode())
+                for signature in (sig, text):
+                    r = self.vault.run("verify", "--key", alias, "--algorithm", algorithm,
+                                       "--signature", signature, "--in", msg)
+                    self.assertEqual(r.rc, OK, r.show())
+                    self.assertIn(f"signature valid (key {self.ids[alias]} version 1)", r.err)
                 if how.startswith("dgst-sha256") or how == "pss":
                     dsig = os.path.join(self.work, f"{spec}-{algorithm}.dsig")
                     self.vault.ok("sign", "--key", alias, "--algorithm", algorithm,
@@ -662,10 +669,11 @@ class ThroughAnAgent(KmsTestCase):
         except ProcessLookupError:
             pass
 
-    def test_sign_verify_and_mac_through_the_agent_are_recorded_with_channel_agent(self):
+    def test_sign_verify_mac_and_oaep_through_the_agent_are_recorded_with_channel_agent(self):
         self.kms.init()
         key = self.kms.ok("key", "create", "--spec", "EC_P256", "--alias", "alias/ag").out.strip()
         hkey = self.kms.ok("key", "create", "--spec", "HMAC_SHA256").out.strip()
+        rsa = self.kms.ok("key", "create", "--spec", "RSA_2048").out.strip()
         r = self.kms.run("agent", "start", "--json")
         self.assertOk(r)
         info = r.json()
@@ -695,13 +703,21 @@ class ThroughAnAgent(KmsTestCase):
         mac = self.kms.path("m.mac")
         served("mac", "--key", hkey, "--in", msg, "-o", mac)
         served("verify-mac", "--key", hkey, "--mac", mac, "--in", msg)
+        ct = self.kms.path("m.enc")
+        served("encrypt", "--key", rsa, "--algorithm", "RSAES_OAEP_SHA_256", "--in", msg,
+               "--binary", "--out", ct)
+        r = served("decrypt", "--key", rsa, "--algorithm", "RSAES_OAEP_SHA_256", "--in", ct)
+        self.assertEqual(r.raw, read(msg))
 
         log = self.kms.records()
-        mine = [x for x in log if x["action"] in ("key.sign", "key.verify", "key.get_public_key",
-                                                   "key.mac", "key.verify_mac")]
+        start = next(i for i, x in enumerate(log) if x["action"] == "agent.start")
+        mine = [x for x in log[start + 1:] if x["action"].startswith("key.")]
         self.assertEqual([x["action"] for x in mine],
                          ["key.sign", "key.verify", "key.verify", "key.get_public_key",
-                          "key.mac", "key.verify_mac"])
+                          "key.mac", "key.verify_mac", "key.encrypt", "key.decrypt"])
+        self.assertEqual(mine[0]["params"]["algorithm"], "ECDSA_SHA_256")
+        self.assertEqual(mine[-1]["params"]["algorithm"], "RSAES_OAEP_SHA_256")
+        self.assertEqual(mine[-1]["resource"], "key/" + rsa)
         for rec in mine:
             with self.subTest(action=rec["action"]):
                 self.assertEqual(rec["params"].get("channel"), "agent", rec)
