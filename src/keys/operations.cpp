@@ -390,6 +390,7 @@ keys::Signature KeyOperations::mac(std::string_view ref, ByteView message) {
     ev.params["bytes"] = message.size();
     keys::KeyStore::require_enabled(key, ref);
     out = ks.mac(key, message);
+    ev.params["algorithm"] = spec_algorithms(key.spec, KeyUsage::mac);
     ev.params["version"] = out.key_version;
   });
   return out;
@@ -402,6 +403,7 @@ keys::Verified KeyOperations::verify_mac(std::string_view ref, ByteView message,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
            keys::KeyStore::require_enabled(key, ref);
            out = ks.verify_mac(key, message, mac);
+           ev.params["algorithm"] = spec_algorithms(key.spec, KeyUsage::mac);
            ev.params["valid"] = out.valid;
            if (out.valid) ev.params["version"] = out.key_version;
          });
