@@ -103,7 +103,8 @@ constexpr std::array kKeySpecs{
     KeySpecInfo{KeySpec::ed25519, "ED25519", kSign, KeyUsage::sign, true, 0,
                 "Ed25519 (pure): signatures of raw messages"},
     KeySpecInfo{KeySpec::x25519, "X25519", kAgree, KeyUsage::agree, true, 0,
-                "X25519: key agreement, as a recipient of files (`file encrypt --recipient`)"},
+                "X25519: key agreement; `key public` gives its public key (files addressed to it: "
+                "not yet)"},
     KeySpecInfo{KeySpec::ec_sm2, "EC_SM2", kEncrypt | kSign, KeyUsage::encrypt, true, 1024,
                 "SM2 (GB/T 32918): encryption, or SM2DSA signatures with SM3"},
     KeySpecInfo{KeySpec::sm4, "SM4", kEncrypt, KeyUsage::encrypt, false, 0,
@@ -118,8 +119,7 @@ constexpr std::array kKeyUsages{
     KeyUsageInfo{KeyUsage::encrypt, "ENCRYPT_DECRYPT", "encrypt", "encrypt and decrypt"},
     KeyUsageInfo{KeyUsage::sign, "SIGN_VERIFY", "sign", "sign and verify"},
     KeyUsageInfo{KeyUsage::mac, "GENERATE_VERIFY_MAC", "mac", "make and verify MACs"},
-    KeyUsageInfo{KeyUsage::agree, "KEY_AGREEMENT", "agree",
-                 "receive files by key agreement (X25519)"},
+    KeyUsageInfo{KeyUsage::agree, "KEY_AGREEMENT", "agree", "key agreement (X25519)"},
 };
 
 constexpr std::array kSigningAlgorithms{

@@ -56,8 +56,10 @@ struct SignedInput {
 
   SecureBytes read() const {
     if (!in.empty() == !digest_hex.empty()) {
-      throw Error(Code::usage, "give the message with --in FILE or its digest with --digest HEX",
-                  "one of them, not both");
+      throw Error(Code::usage,
+                  in.empty() ? "give the message with --in FILE or its digest with --digest HEX"
+                             : "give the message with --in or its digest with --digest, not both",
+                  "--in - reads standard input");
     }
     if (!digest_hex.empty()) {
       if (message_type == "raw") {
