@@ -144,14 +144,16 @@ class HsmKeyPairs(SharedVaultTestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def pair_objects(self, key):
+    def pair_objects(self, key=None):
+        """The key pair objects of `key` (of every hsm key when None), by type and label."""
+        prefix = f"kmsctl-key:{key}:" if key else "kmsctl-key:"
         out = {}
         for kind, header in (("privkey", "Private Key Object"), ("pubkey", "Public Key Object")):
             r = self.vault.pkcs11_tool("--login", "--pin", self.vault.pin, "--list-objects",
                                        "--type", kind)
             self.assertEqual(r.rc, 0, r.show())
             objs = parse_objects(r.out, header)
-            out[kind] = {l: a for l, a in objs.items() if l.startswith(f"kmsctl-key:{key}:")}
+            out[kind] = {l: a for l, a in objs.items() if l.startswith(prefix)}
         return out
 
     def public_pem(self, key):
@@ -234,6 +236,17 @@ class HsmKeyPairs(SharedVaultTestCase):
                             action="key.create", rc=REFUSED)
         self.assertError(r, REFUSED, "EC_SM2", "SM2")
         self.assertIn("--protection software", r.err)
+
+    def test_a_refused_key_pair_create_leaves_no_token_object_behind(self):
+        self.vault.create_key("--alias", "alias/pair-taken")
+        self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
+        before = self.pair_objects()
+        self.assertEqual(len(before["privkey"]), len(before["pubkey"]))
+        self.assertTrue(before["privkey"])
+        r, _ = self.audited("key", "create", "--spec", "EC_P256", "--protection", "hsm",
+                            "--alias", "alias/pair-taken", action="key.create", rc=REFUSED)
+        self.assertError(r, REFUSED, "alias/pair-taken")
+        self.assertEqual(self.pair_objects(), before)
 
     def test_a_deleted_key_pair_is_destroyed_from_the_token(self):
         key = self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
