@@ -204,7 +204,9 @@ TEST_CASE("hsm key pairs sign in the token and verify with their public key, as 
       {KeySpec::rsa_2048, SigningAlgorithm::rsassa_pss_sha_256},
       {KeySpec::rsa_2048, SigningAlgorithm::rsassa_pkcs1_v1_5_sha_256},
   };
-  for (const auto& [spec, alg] : cases) {
+  for (const auto& c : cases) {
+    const KeySpec spec = c.first;
+    const SigningAlgorithm alg = c.second;
     CAPTURE(key_spec_name(spec));
     CAPTURE(signing_algorithm_name(alg));
     const std::string id = create_hsm(*s, spec, KeyUsage::sign).key.id;
