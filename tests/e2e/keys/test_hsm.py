@@ -4,6 +4,7 @@ used in the token, with the same blob and signature formats as software keys; de
 token when maintain purges the key."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,7 +140,8 @@ def openssl(*args, input=None):
 class HsmKeyPairs(SharedVaultTestCase):
     def setUp(self):
         super().setUp()
-        self.tmp = tempfile.mkdtemp(prefix="kmsctl-hsmasym-")
+        self.tmp = tempfile.mkdtemp(prefix="kmsctl-hsm-pairs-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.tmp, name)
