@@ -34,6 +34,9 @@ std::string public_key_pem(ByteView spki);
 // of `input` as the digest the algorithm would compute (its digest_size bytes). RSASSA-PSS uses
 // MGF1 with the same hash and a salt as long as the digest; ECDSA signatures are DER.
 Bytes sign(ByteView pkcs8, SigningAlgorithm a, ByteView input, bool input_is_digest);
+// What `sign` refuses of its input (Code::usage): a digest of the wrong size or for an algorithm
+// that signs messages only, a raw message over kMaxSignMessage bytes. For signers in the token.
+void check_sign_input(SigningAlgorithm a, ByteView input, bool input_is_digest);
 // Whether `signature` is a valid signature of `input` under the public key (false for any
 // malformed signature, wrong size of digest, or a key of another type).
 [[nodiscard]] bool verify(ByteView spki, SigningAlgorithm a, ByteView input, bool input_is_digest,

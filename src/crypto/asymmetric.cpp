@@ -251,6 +251,10 @@ std::string public_key_pem(ByteView spki) {
   return std::string(data, static_cast<std::size_t>(len));
 }
 
+void check_sign_input(SigningAlgorithm a, ByteView input, bool input_is_digest) {
+  check_input(a, input, input_is_digest);
+}
+
 Bytes sign(ByteView pkcs8, SigningAlgorithm a, ByteView input, bool input_is_digest) {
   check_input(a, input, input_is_digest);
   const Pkey key = load_private(pkcs8);

@@ -1,5 +1,6 @@
 // PKCS#11 access: any module loaded by path, RAII sessions, and the few token operations kmsctl
-// needs (AES-256 keys that never leave the token, AES-GCM in the token, private data objects).
+// needs (AES-256 keys and RSA, EC and Ed25519 key pairs that never leave the token, AES-GCM,
+// signatures and RSA-OAEP decryption in the token, private data objects).
 // Every CK_RV that is not CKR_OK becomes a kms::Error naming the call and the CKR_ constant.
 #pragma once
 
@@ -81,10 +82,27 @@ struct ObjectInfo {
   bool is_private = false;
   bool sensitive = false;   // keys
   bool extractable = true;  // keys
-  bool local = false;       // keys: generated in the token
+  bool local = false;       // keys (secret, private, public): generated in the token
   // The attributes kmsctl gives its own objects (find_* finds only these).
   bool own_attributes() const;
 };
+
+// A key pair to generate in the token (Session::generate_key_pair).
+struct KeyPairParams {
+  // CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN or CKM_EC_EDWARDS_KEY_PAIR_GEN.
+  unsigned long mechanism = 0;
+  unsigned long modulus_bits = 0;  // RSA (public exponent 65537)
+  Bytes ec_params;                 // EC and EC Edwards: the curve's OID, DER
+  bool decrypt = false;            // RSA: the private key decrypts (CKA_DECRYPT), not signs
+};
+
+struct KeyPairHandles {
+  ObjectHandle private_key = 0;
+  ObjectHandle public_key = 0;
+};
+
+// "CKM_ECDSA", or the hex value when kmsctl has no name for it.
+std::string mechanism_name(unsigned long mechanism);
 
 class Session {
  public:
@@ -105,12 +123,33 @@ class Session {
   // AES-256 key generated in the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
   // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.
   ObjectHandle generate_aes256(std::string_view label, ByteView id);
+  // A key pair generated in the token, both objects with this label and CKA_ID, CKA_TOKEN and
+  // CKA_PRIVATE. The private key is CKA_SENSITIVE and never extractable, and only signs (or, with
+  // params.decrypt, only decrypts); the public key object only verifies (or encrypts).
+  KeyPairHandles generate_key_pair(const KeyPairParams& params, std::string_view label,
+                                   ByteView id);
+  // Whether the token's mechanism list has `mechanism` with every flag of `flags` (CKF_SIGN...).
+  [[nodiscard]] bool has_mechanism(unsigned long mechanism, unsigned long flags);
+  // The SubjectPublicKeyInfo DER of an RSA, EC or EC Edwards (Ed25519) public key object;
+  // Code::integrity when the object's attributes are not such a key.
+  Bytes public_key_info(ObjectHandle public_key);
+  // C_Sign with `mechanism` (and its parameter) over `data`: the token's raw output.
+  Bytes sign(ObjectHandle key, unsigned long mechanism, void* param, unsigned long param_len,
+             ByteView data);
+  // RSAES-OAEP with SHA-256, MGF1-SHA-256 and an empty label; nullopt when it does not decrypt.
+  [[nodiscard]] std::optional<SecureBytes> rsa_oaep_decrypt(ObjectHandle key, ByteView ciphertext);
+
   // The find_* calls return only objects with the attributes kmsctl gives its own: token,
   // private (which needs the PIN to create), and for keys also sensitive, never extractable and
   // generated in the token. A public object planted with a matching label is never found.
   std::vector<ObjectHandle> find_keys(std::string_view label);
   std::vector<ObjectHandle> find_keys(std::string_view label, ByteView id);  // label and CKA_ID
   std::vector<ObjectHandle> find_data(std::string_view label);
+  // Key pair objects (CKO_PRIVATE_KEY, CKO_PUBLIC_KEY) with this label and CKA_ID.
+  std::vector<ObjectHandle> find_private_keys(std::string_view label, ByteView id);
+  std::vector<ObjectHandle> find_public_keys(std::string_view label, ByteView id);
+  // kmsctl's key objects of every class (secret, private, public) with this label.
+  std::vector<ObjectHandle> find_key_objects(std::string_view label);
   Bytes get_id(ObjectHandle object);
   void destroy(ObjectHandle object);
   // Every token object this session can see (public ones, and private ones after login).
@@ -137,6 +176,7 @@ class Session {
 
  private:
   std::shared_ptr<Module> module_;
+  SlotId slot_ = 0;
   unsigned long handle_ = 0;
   bool logged_in_ = false;
 };

@@ -1,9 +1,18 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "check.hpp"
 #include <fmt/format.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
 #include "hsm/hsm.hpp"
@@ -37,7 +46,8 @@ CK_UTF8CHAR* pin_ptr(const SecureBytes& pin) { return const_cast<CK_UTF8CHAR*>(p
 
 }  // namespace
 
-Session::Session(std::shared_ptr<Module> module, SlotId slot) : module_(std::move(module)) {
+Session::Session(std::shared_ptr<Module> module, SlotId slot)
+    : module_(std::move(module)), slot_(slot) {
   auto* fn = module_->fn();
   CK_SESSION_HANDLE h = 0;
   detail::check(with_retry([&] {
@@ -161,9 +171,11 @@ std::vector<ObjectHandle> find_own(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK
       {CKA_TOKEN, &yes, sizeof yes},
       {CKA_PRIVATE, &yes, sizeof yes},
   };
-  if (cls == CKO_SECRET_KEY) {
+  if (cls == CKO_SECRET_KEY || cls == CKO_PRIVATE_KEY) {
     tmpl.push_back({CKA_SENSITIVE, &yes, sizeof yes});
     tmpl.push_back({CKA_EXTRACTABLE, &no, sizeof no});
+  }
+  if (cls == CKO_SECRET_KEY || cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY) {
     tmpl.push_back({CKA_LOCAL, &yes, sizeof yes});
   }
   tmpl.insert(tmpl.end(), extra.begin(), extra.end());
@@ -219,6 +231,26 @@ std::vector<ObjectHandle> Session::find_keys(std::string_view label, ByteView id
   return find_own(module_->fn(), handle_, CKO_SECRET_KEY,
                   {{CKA_LABEL, const_cast<char*>(label.data()), label.size()},
                    {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}});
+}
+
+std::vector<ObjectHandle> Session::find_private_keys(std::string_view label, ByteView id) {
+  return find_own(module_->fn(), handle_, CKO_PRIVATE_KEY,
+                  {{CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+                   {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}});
+}
+
+std::vector<ObjectHandle> Session::find_public_keys(std::string_view label, ByteView id) {
+  return find_own(module_->fn(), handle_, CKO_PUBLIC_KEY,
+                  {{CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+                   {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()}});
+}
+
+std::vector<ObjectHandle> Session::find_key_objects(std::string_view label) {
+  std::vector<ObjectHandle> out;
+  for (CK_OBJECT_CLASS cls : {CKO_SECRET_KEY, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+    for (ObjectHandle h : find(module_->fn(), handle_, cls, CKA_LABEL, label)) out.push_back(h);
+  }
+  return out;
 }
 
 std::vector<ObjectHandle> Session::find_data(std::string_view label) {
@@ -319,7 +351,10 @@ ObjectHandle Session::create_data(std::string_view label, ByteView value,
 
 bool ObjectInfo::own_attributes() const {
   if (!is_private) return false;
-  return object_class != CKO_SECRET_KEY || (sensitive && !extractable && local);
+  if (object_class == CKO_SECRET_KEY || object_class == CKO_PRIVATE_KEY) {
+    return sensitive && !extractable && local;
+  }
+  return object_class != CKO_PUBLIC_KEY || local;
 }
 
 std::vector<ObjectInfo> Session::list_objects() {
@@ -360,6 +395,9 @@ std::vector<ObjectInfo> Session::list_objects() {
       o.id = attr(CKA_ID).value_or(Bytes());
       o.sensitive = flag(CKA_SENSITIVE, false);
       o.extractable = flag(CKA_EXTRACTABLE, true);
+      o.local = flag(CKA_LOCAL, false);
+    } else if (o.object_class == CKO_PUBLIC_KEY) {
+      o.id = attr(CKA_ID).value_or(Bytes());
       o.local = flag(CKA_LOCAL, false);
     }
     out.push_back(std::move(o));
@@ -403,6 +441,251 @@ void Session::set_label(ObjectHandle object, std::string_view label) {
   auto* fn = module_->fn();
   detail::check(with_retry([&] { return fn->C_SetAttributeValue(handle_, object, &a, 1); }),
                 "cannot update a token object's label");
+}
+
+std::string mechanism_name(unsigned long mechanism) {
+  switch (mechanism) {
+    case CKM_RSA_PKCS_KEY_PAIR_GEN:
+      return "CKM_RSA_PKCS_KEY_PAIR_GEN";
+    case CKM_RSA_PKCS:
+      return "CKM_RSA_PKCS";
+    case CKM_RSA_PKCS_PSS:
+      return "CKM_RSA_PKCS_PSS";
+    case CKM_RSA_PKCS_OAEP:
+      return "CKM_RSA_PKCS_OAEP";
+    case CKM_EC_KEY_PAIR_GEN:
+      return "CKM_EC_KEY_PAIR_GEN";
+    case CKM_ECDSA:
+      return "CKM_ECDSA";
+    case CKM_EC_EDWARDS_KEY_PAIR_GEN:
+      return "CKM_EC_EDWARDS_KEY_PAIR_GEN";
+    case CKM_EDDSA:
+      return "CKM_EDDSA";
+    case CKM_AES_KEY_GEN:
+      return "CKM_AES_KEY_GEN";
+    case CKM_AES_GCM:
+      return "CKM_AES_GCM";
+    default:
+      return fmt::format("mechanism 0x{:x}", mechanism);
+  }
+}
+
+bool Session::has_mechanism(unsigned long mechanism, unsigned long flags) {
+  CK_MECHANISM_INFO info{};
+  auto* fn = module_->fn();
+  const CK_RV rv = with_retry([&] { return fn->C_GetMechanismInfo(slot_, mechanism, &info); });
+  if (rv == CKR_MECHANISM_INVALID) return false;
+  detail::check(rv, "cannot read the token's mechanisms");
+  return (info.flags & flags) == flags;
+}
+
+KeyPairHandles Session::generate_key_pair(const KeyPairParams& p, std::string_view label,
+                                          ByteView id) {
+  const signals::Deferred hold;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
+  CK_ULONG bits = p.modulus_bits;
+  CK_BYTE exponent[] = {0x01, 0x00, 0x01};
+  CK_BBOOL sign = p.decrypt ? CK_FALSE : CK_TRUE;
+  CK_BBOOL decrypt = p.decrypt ? CK_TRUE : CK_FALSE;
+  CK_ATTRIBUTE label_attr{CKA_LABEL, const_cast<char*>(label.data()), label.size()};
+  CK_ATTRIBUTE id_attr{CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()};
+  // The public key object is private too: only who has the PIN can make an object that
+  // `key public` and `verify` would read (a public object is never found, see find_own).
+  std::vector<CK_ATTRIBUTE> pub = {
+      {CKA_CLASS, &pub_cls, sizeof pub_cls},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_VERIFY, &sign, sizeof sign},
+      {CKA_ENCRYPT, &decrypt, sizeof decrypt},
+      {CKA_WRAP, &no, sizeof no},
+      {CKA_DERIVE, &no, sizeof no},
+      label_attr,
+      id_attr,
+  };
+  std::vector<CK_ATTRIBUTE> priv = {
+      {CKA_CLASS, &priv_cls, sizeof priv_cls},
+      {CKA_TOKEN, &yes, sizeof yes},
+      {CKA_PRIVATE, &yes, sizeof yes},
+      {CKA_SENSITIVE, &yes, sizeof yes},
+      {CKA_EXTRACTABLE, &no, sizeof no},
+      {CKA_SIGN, &sign, sizeof sign},
+      {CKA_DECRYPT, &decrypt, sizeof decrypt},
+      {CKA_UNWRAP, &no, sizeof no},
+      {CKA_DERIVE, &no, sizeof no},
+      label_attr,
+      id_attr,
+  };
+  if (p.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN) {
+    pub.push_back({CKA_MODULUS_BITS, &bits, sizeof bits});
+    pub.push_back({CKA_PUBLIC_EXPONENT, exponent, sizeof exponent});
+  } else {
+    pub.push_back(
+        {CKA_EC_PARAMS, const_cast<std::uint8_t*>(p.ec_params.data()), p.ec_params.size()});
+  }
+  CK_MECHANISM mech{p.mechanism, nullptr, 0};
+  CK_OBJECT_HANDLE hpub = 0, hpriv = 0;
+  auto* fn = module_->fn();
+  detail::check(
+      with_retry([&] {
+        return fn->C_GenerateKeyPair(handle_, &mech, pub.data(), pub.size(), priv.data(),
+                                     priv.size(), &hpub, &hpriv);
+      }),
+      fmt::format("cannot generate a key pair in the token ({})", mechanism_name(p.mechanism)));
+  return {hpriv, hpub};
+}
+
+namespace {
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+[[noreturn]] void bad_public_key(std::string_view why) {
+  throw Error(Code::integrity, fmt::format("the token's public key object is not usable: {}", why),
+              "the token was altered; restore the token directory from a backup");
+}
+
+// CKA_EC_POINT is the DER OCTET STRING around the point (PKCS #11 2.40, SoftHSM2); a few tokens
+// give the bare point.
+Bytes unwrap_point(const Bytes& v) {
+  const unsigned char* p = v.data();
+  ASN1_OCTET_STRING* os = d2i_ASN1_OCTET_STRING(nullptr, &p, static_cast<long>(v.size()));
+  if (os != nullptr && p == v.data() + v.size()) {
+    Bytes out(os->data, os->data + os->length);
+    ASN1_OCTET_STRING_free(os);
+    return out;
+  }
+  ASN1_OCTET_STRING_free(os);
+  return v;
+}
+
+Pkey from_params(const char* type, OSSL_PARAM_BLD* bld) {
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr);
+  EVP_PKEY* k = nullptr;
+  const bool ok = params != nullptr && ctx != nullptr && EVP_PKEY_fromdata_init(ctx) == 1 &&
+                  EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  if (!ok) bad_public_key(fmt::format("its attributes are not an {} public key", type));
+  return Pkey(k);
+}
+
+}  // namespace
+
+Bytes Session::public_key_info(ObjectHandle object) {
+  auto* fn = module_->fn();
+  constexpr std::string_view what = "cannot read a token public key";
+  const Bytes type_v = get_attr(fn, handle_, object, CKA_KEY_TYPE, what);
+  CK_KEY_TYPE type = 0;
+  if (type_v.size() != sizeof type) bad_public_key("no key type");
+  std::memcpy(&type, type_v.data(), sizeof type);
+  Pkey key;
+  if (type == CKK_RSA) {
+    const auto v = get_attrs(fn, handle_, object, {CKA_MODULUS, CKA_PUBLIC_EXPONENT}, what);
+    BIGNUM* n = BN_bin2bn(v[0].data(), static_cast<int>(v[0].size()), nullptr);
+    BIGNUM* e = BN_bin2bn(v[1].data(), static_cast<int>(v[1].size()), nullptr);
+    OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+    if (n != nullptr && e != nullptr && bld != nullptr) {
+      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
+    }
+    key = from_params("RSA", bld);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+  } else if (type == CKK_EC) {
+    const auto v = get_attrs(fn, handle_, object, {CKA_EC_PARAMS, CKA_EC_POINT}, what);
+    const unsigned char* p = v[0].data();
+    ASN1_OBJECT* oid = d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(v[0].size()));
+    const int nid = oid != nullptr ? OBJ_obj2nid(oid) : NID_undef;
+    ASN1_OBJECT_free(oid);
+    const char* group = nid != NID_undef ? OBJ_nid2sn(nid) : nullptr;
+    if (group == nullptr) bad_public_key("CKA_EC_PARAMS names no known curve");
+    Bytes point = unwrap_point(v[1]);
+    OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+    if (bld != nullptr) {
+      OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+      OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
+    }
+    key = from_params("EC", bld);
+    OSSL_PARAM_BLD_free(bld);
+  } else if (type == CKK_EC_EDWARDS) {
+    const Bytes point = unwrap_point(get_attr(fn, handle_, object, CKA_EC_POINT, what));
+    if (point.size() != 32) bad_public_key("CKA_EC_POINT is not an Ed25519 point");
+    key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, point.data(), point.size()));
+    if (!key) bad_public_key("CKA_EC_POINT is not an Ed25519 point");
+  } else {
+    bad_public_key(fmt::format("key type 0x{:x}", type));
+  }
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(key.get(), &der);
+  if (len <= 0) bad_public_key("OpenSSL cannot encode it");
+  Bytes out(der, der + len);
+  OPENSSL_free(der);
+  return out;
+}
+
+Bytes Session::sign(ObjectHandle key, unsigned long mechanism, void* param, unsigned long param_len,
+                    ByteView data) {
+  CK_MECHANISM mech{mechanism, param, param_len};
+  auto* fn = module_->fn();
+  Bytes out(1024);  // RSA-4096: 512 bytes; ECDSA P-384: 96; Ed25519: 64
+  CK_ULONG len = out.size();
+  const CK_RV rv = with_retry([&] {
+    CK_RV r = fn->C_SignInit(handle_, &mech, key);
+    if (r != CKR_OK) return r;
+    len = out.size();
+    return fn->C_Sign(handle_, const_cast<std::uint8_t*>(data.data()), data.size(), out.data(),
+                      &len);
+  });
+  detail::check(rv, fmt::format("signing in the token failed ({})", mechanism_name(mechanism)));
+  out.resize(len);
+  return out;
+}
+
+namespace {
+bool data_rejected(CK_RV rv) {
+  return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+         rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR ||
+         rv == CKR_FUNCTION_FAILED;
+}
+}  // namespace
+
+std::optional<SecureBytes> Session::rsa_oaep_decrypt(ObjectHandle key, ByteView ct) {
+  auto* fn = module_->fn();
+  SecureBytes out(std::max<std::size_t>(ct.size(), 1));
+  CK_ULONG len = out.size();
+  auto decrypt = [&](CK_MECHANISM* mech) {
+    return with_retry(
+        [&] {
+          CK_RV r = fn->C_DecryptInit(handle_, mech, key);
+          if (r != CKR_OK) return r;
+          len = out.size();
+          return fn->C_Decrypt(handle_, const_cast<std::uint8_t*>(ct.data()), ct.size(), out.data(),
+                               &len);
+        },
+        2);
+  };
+  CK_RSA_PKCS_OAEP_PARAMS p{CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr, 0};
+  CK_MECHANISM oaep{CKM_RSA_PKCS_OAEP, &p, sizeof p};
+  CK_RV rv = decrypt(&oaep);
+  if (rv == CKR_ARGUMENTS_BAD || rv == CKR_MECHANISM_PARAM_INVALID || rv == CKR_MECHANISM_INVALID) {
+    // The token's OAEP takes only SHA-1 (SoftHSM2 2.6 refuses the parameters before it
+    // decrypts anything): the token decrypts raw RSA, and the OAEP block is decoded here.
+    CK_MECHANISM raw{CKM_RSA_X_509, nullptr, 0};
+    rv = decrypt(&raw);
+    if (data_rejected(rv)) return std::nullopt;
+    detail::check(rv, "RSA decryption in the token failed (CKM_RSA_X_509)");
+    if (len != ct.size()) return std::nullopt;
+    return detail::oaep_sha256_decode(ByteView(out.data(), len));
+  }
+  if (data_rejected(rv)) return std::nullopt;
+  detail::check(rv, "RSA-OAEP decryption in the token failed");
+  out.truncate(len);
+  return out;
 }
 
 }  // namespace kms::hsm

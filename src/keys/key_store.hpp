@@ -1,6 +1,7 @@
 // The key store: keys, versions, states, aliases, tags and rotation, and the direct operations
 // on them (encrypt, decrypt, data keys). Software keys keep each version's material as a sealed
-// record; hsm keys keep it in the token as a non-extractable AES key and encrypt there. Every
+// record; hsm keys keep it in the token (a non-extractable AES key, or an RSA, EC or Ed25519 key
+// pair) and encrypt, sign and decrypt there. Every
 // function runs inside the caller's write transaction (the runner's).
 #pragma once
 
@@ -81,6 +82,11 @@ class KeyStore {
   // The token's key object of an hsm key version; Code::integrity when there is more than one.
   std::optional<hsm::ObjectHandle> token_key(std::string_view key_id, std::int64_t version);
   void add_version(store::KeyRow& key, std::int64_t version, TimePoint now);
+  // The private or public key object of an asymmetric hsm key's version (exactly one).
+  hsm::ObjectHandle token_pair_object(const store::KeyRow& key, std::int64_t version,
+                                      bool private_key);
+  // The SubjectPublicKeyInfo DER of an asymmetric hsm key's version, read from the token.
+  Bytes token_public_key(const store::KeyRow& key, std::int64_t version);
   // The opened material of a software key's version: a PKCS#8 private key or HMAC key bytes.
   SecureBytes material(const store::KeyRow& key, std::int64_t version);
   // The versions to try when the input does not name one: the primary, then the newest first.

@@ -1,6 +1,10 @@
 #include <charconv>
 
 #include <fmt/format.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <p11-kit/pkcs11.h>
 
 #include "crypto/sm.hpp"
 #include "keys/key_store.hpp"
@@ -35,6 +39,147 @@ std::optional<SecureBytes> open_with(KeySpec spec, ByteView material, ByteView n
                                      ByteView sealed) {
   if (spec == KeySpec::sm4) return crypto::sm::sm4_open(material, sm4_iv(nonce), aad, sealed);
   return crypto::aes_gcm_open(material, nonce, aad, sealed);
+}
+
+// ---- key pairs in the token (docs/FORMAT.md §12.1) ----
+
+struct Mechanism {
+  CK_MECHANISM_TYPE type;
+  CK_FLAGS flags;
+};
+
+// The key pair to generate for an asymmetric hsm key of `spec` and `usage`.
+hsm::KeyPairParams key_pair_params(KeySpec spec, KeyUsage usage) {
+  hsm::KeyPairParams p;
+  switch (spec) {
+    case KeySpec::rsa_2048:
+    case KeySpec::rsa_3072:
+    case KeySpec::rsa_4096:
+      p.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+      p.modulus_bits = spec == KeySpec::rsa_2048 ? 2048 : spec == KeySpec::rsa_3072 ? 3072 : 4096;
+      p.decrypt = usage == KeyUsage::encrypt;
+      break;
+    case KeySpec::ec_p256:  // prime256v1
+      p.mechanism = CKM_EC_KEY_PAIR_GEN;
+      p.ec_params = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+      break;
+    case KeySpec::ec_p384:  // secp384r1
+      p.mechanism = CKM_EC_KEY_PAIR_GEN;
+      p.ec_params = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+      break;
+    case KeySpec::ec_secp256k1:
+      p.mechanism = CKM_EC_KEY_PAIR_GEN;
+      p.ec_params = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a};
+      break;
+    case KeySpec::ed25519:  // id-Ed25519, 1.3.101.112
+      p.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+      p.ec_params = {0x06, 0x03, 0x2b, 0x65, 0x70};
+      break;
+    default:
+      break;
+  }
+  return p;
+}
+
+// The mechanisms an hsm key of `spec` and `usage` needs of the token.
+std::vector<Mechanism> needed_mechanisms(KeySpec spec, KeyUsage usage) {
+  const hsm::KeyPairParams p = key_pair_params(spec, usage);
+  std::vector<Mechanism> out{{p.mechanism, CKF_GENERATE_KEY_PAIR}};
+  if (p.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN) {
+    if (usage == KeyUsage::encrypt) {
+      // CKM_RSA_PKCS_OAEP; where the token's OAEP takes only SHA-1, CKM_RSA_X_509 as well
+      // (Session::rsa_oaep_decrypt).
+      out.push_back({CKM_RSA_PKCS_OAEP, CKF_DECRYPT});
+      out.push_back({CKM_RSA_X_509, CKF_DECRYPT});
+    } else {
+      out.push_back({CKM_RSA_PKCS, CKF_SIGN});
+      out.push_back({CKM_RSA_PKCS_PSS, CKF_SIGN});
+    }
+  } else if (p.mechanism == CKM_EC_KEY_PAIR_GEN) {
+    out.push_back({CKM_ECDSA, CKF_SIGN});
+  } else {
+    out.push_back({CKM_EDDSA, CKF_SIGN});
+  }
+  return out;
+}
+
+// Why the token cannot hold a key of `spec` whatever its mechanisms; nullopt when it may.
+std::optional<std::string> never_in_token(KeySpec spec) {
+  switch (spec) {
+    case KeySpec::ec_sm2:
+      return "PKCS #11 has no SM2 mechanism (no CKM_ for SM2 key pairs, SM2DSA or SM2PKE)";
+    case KeySpec::sm4:
+      return "PKCS #11 has no SM4 mechanism (no CKM_SM4_KEY_GEN)";
+    case KeySpec::x25519:
+      return "kmsctl does not generate X25519 keys with CKM_EC_MONTGOMERY_KEY_PAIR_GEN (the file "
+             "format agrees keys in the process)";
+    case KeySpec::hmac_sha256:
+    case KeySpec::hmac_sha512:
+      return "kmsctl does not make HMAC keys in the token (CKM_GENERIC_SECRET_KEY_GEN with "
+             "CKM_SHA256_HMAC)";
+    default:
+      return std::nullopt;
+  }
+}
+
+Bytes digest_of(SigningAlgorithm a, ByteView message) {
+  const EVP_MD* md = a == SigningAlgorithm::ecdsa_sha_384 ? EVP_sha384() : EVP_sha256();
+  Bytes out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  if (EVP_Digest(message.data(), message.size(), out.data(), &len, md, nullptr) != 1) {
+    throw Error(Code::failed, "cannot compute a digest");
+  }
+  out.resize(len);
+  return out;
+}
+
+// The token's raw ECDSA signature r || s as DER Ecdsa-Sig-Value, as OpenSSL makes it.
+Bytes ecdsa_der(const Bytes& raw) {
+  const int half = static_cast<int>(raw.size() / 2);
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  BIGNUM* r = BN_bin2bn(raw.data(), half, nullptr);
+  BIGNUM* s = BN_bin2bn(raw.data() + half, half, nullptr);
+  if (sig == nullptr || r == nullptr || s == nullptr || raw.size() % 2 != 0 ||
+      ECDSA_SIG_set0(sig, r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
+    throw Error(Code::failed, "the token's ECDSA signature is malformed");
+  }
+  unsigned char* der = nullptr;
+  const int len = i2d_ECDSA_SIG(sig, &der);
+  ECDSA_SIG_free(sig);
+  if (len <= 0) throw Error(Code::failed, "cannot encode an ECDSA signature");
+  Bytes out(der, der + len);
+  OPENSSL_free(der);
+  return out;
+}
+
+// A signature by a private key in the token, byte for byte what crypto::sign makes.
+Bytes token_sign(hsm::Session& token, hsm::ObjectHandle priv, SigningAlgorithm a, ByteView input,
+                 bool is_digest) {
+  crypto::check_sign_input(a, input, is_digest);
+  if (a == SigningAlgorithm::ed25519) return token.sign(priv, CKM_EDDSA, nullptr, 0, input);
+  const Bytes digest = is_digest ? Bytes(input.begin(), input.end()) : digest_of(a, input);
+  switch (a) {
+    case SigningAlgorithm::ecdsa_sha_256:
+    case SigningAlgorithm::ecdsa_sha_384:
+      return ecdsa_der(token.sign(priv, CKM_ECDSA, nullptr, 0, digest));
+    case SigningAlgorithm::rsassa_pss_sha_256: {
+      CK_RSA_PKCS_PSS_PARAMS p{CKM_SHA256, CKG_MGF1_SHA256, 32};
+      return token.sign(priv, CKM_RSA_PKCS_PSS, &p, sizeof p, digest);
+    }
+    case SigningAlgorithm::rsassa_pkcs1_v1_5_sha_256: {
+      // DigestInfo of SHA-256, with the NULL parameters (RFC 8017 §9.2).
+      Bytes info = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                    0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+      info.insert(info.end(), digest.begin(), digest.end());
+      return token.sign(priv, CKM_RSA_PKCS, nullptr, 0, info);
+    }
+    default:
+      throw Error(Code::usage,
+                  fmt::format("the token does not sign with {}", signing_algorithm_name(a)));
+  }
 }
 
 }  // namespace
@@ -102,8 +247,15 @@ void KeyStore::add_version(store::KeyRow& key, std::int64_t version, TimePoint n
     // A key object of this version already in the token was made by a rotation that was killed
     // before its commit (the version has no row: this transaction makes it, under the writer
     // lock). Left there, it would be a second key with the label that names this version.
-    for (hsm::ObjectHandle stray : vault_.token().find_keys(label)) vault_.token().destroy(stray);
-    vault_.token().generate_aes256(label, as_bytes(key.id));
+    for (hsm::ObjectHandle stray : vault_.token().find_key_objects(label)) {
+      vault_.token().destroy(stray);
+    }
+    if (key.spec == KeySpec::aes_256) {
+      vault_.token().generate_aes256(label, as_bytes(key.id));
+    } else {
+      vault_.token().generate_key_pair(key_pair_params(key.spec, key.usage), label,
+                                       as_bytes(key.id));
+    }
     created_token_labels_.push_back(label);
   } else {
     const SecureBytes material = crypto::generate_key_material(key.spec);
@@ -126,12 +278,21 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
                 fmt::format("pass --usage {} (or leave it out)", allowed));
   }
   if (spec.protection == Protection::hsm && spec.spec != KeySpec::aes_256) {
-    throw Error(Code::refused,
-                fmt::format("{} keys cannot be protected by the token: kmsctl generates only "
-                            "AES_256 keys inside it",
-                            info.name),
-                Remedy::use_software_protection, {},
-                "the vault's master key, sealed by the token, then protects it");
+    if (const auto why = never_in_token(spec.spec)) {
+      throw Error(Code::refused,
+                  fmt::format("{} keys cannot be protected by the token: {}", info.name, *why),
+                  Remedy::use_software_protection, {},
+                  "the vault's master key, sealed by the token, then protects it");
+    }
+    for (const Mechanism& m : needed_mechanisms(spec.spec, usage)) {
+      if (vault_.token().has_mechanism(m.type, m.flags)) continue;
+      throw Error(Code::refused,
+                  fmt::format("{} keys of usage {} cannot be protected by this token: the token "
+                              "has no {}",
+                              info.name, key_usage_name(usage), hsm::mechanism_name(m.type)),
+                  Remedy::use_software_protection, {},
+                  "the vault's master key, sealed by the token, then protects it");
+    }
   }
   if (spec.rotation_days) {
     check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
@@ -296,7 +457,9 @@ std::vector<std::string> KeyStore::erase(const store::KeyRow& key) {
 void KeyStore::destroy_token_keys(const std::vector<std::string>& labels) noexcept {
   for (const std::string& label : labels) {
     try {
-      for (hsm::ObjectHandle h : vault_.token().find_keys(label)) vault_.token().destroy(h);
+      for (hsm::ObjectHandle h : vault_.token().find_key_objects(label)) {
+        vault_.token().destroy(h);
+      }
     } catch (...) {
       // A key left in the token is unreachable (its rows are gone); nothing else to do here.
     }
@@ -467,7 +630,50 @@ Bytes KeyStore::public_key(const store::KeyRow& key, std::int64_t version) {
         Remedy::use_key_for_operation, key.id,
         "public keys belong to RSA, EC, Ed25519, X25519 and SM2 keys");
   }
+  if (key.protection == Protection::hsm) return token_public_key(key, version);
   return crypto::public_key_of(material(key, version).view());
+}
+
+hsm::ObjectHandle KeyStore::token_pair_object(const store::KeyRow& key, std::int64_t version,
+                                              bool private_key) {
+  if (!store::key_version_get(vault_.db(), key.id, version)) {
+    throw Error(Code::not_found, fmt::format("key {} has no version {}", key.id, version),
+                Remedy::list_keys);
+  }
+  const std::string label = token_label(key.id, version);
+  const auto handles = private_key ? vault_.token().find_private_keys(label, as_bytes(key.id))
+                                   : vault_.token().find_public_keys(label, as_bytes(key.id));
+  const char* what = private_key ? "private" : "public";
+  if (handles.size() > 1) {
+    throw Error(Code::integrity,
+                fmt::format("the token holds {} {} key objects for key {} version {}, where "
+                            "kmsctl made one: the token was altered",
+                            handles.size(), what, key.id, version),
+                fmt::format("list them with `pkcs11-tool --login --list-objects --type {}` (for a "
+                            "private token, with SOFTHSM2_CONF=VAULT.token/softhsm2.conf) and "
+                            "restore VAULT.token/ from a backup",
+                            private_key ? "privkey" : "pubkey"));
+  }
+  if (handles.empty()) {
+    throw Error(Code::unavailable,
+                fmt::format("the token holds no {} key object for key {} version {}", what, key.id,
+                            version),
+                "check that the vault's token is the one the key version was made in (a token "
+                "directory put back from an older copy lacks the newer versions)");
+  }
+  return handles.front();
+}
+
+Bytes KeyStore::token_public_key(const store::KeyRow& key, std::int64_t version) {
+  Bytes spki = vault_.token().public_key_info(token_pair_object(key, version, false));
+  if (crypto::public_key_spec(spki) != key.spec) {
+    throw Error(Code::integrity,
+                fmt::format("the token's public key for key {} version {} is not a {} key: the "
+                            "token was altered",
+                            key.id, version, key_spec_name(key.spec)),
+                "restore VAULT.token/ from a backup");
+  }
+  return spki;
 }
 
 namespace {
@@ -498,6 +704,10 @@ Signature KeyStore::sign(const store::KeyRow& key, SigningAlgorithm a, ByteView 
                          bool is_digest) {
   require_usage(key, key.id, KeyUsage::sign, "sign");
   check_signing(key, a);
+  if (key.protection == Protection::hsm) {
+    const hsm::ObjectHandle priv = token_pair_object(key, key.primary_version, true);
+    return {key.id, key.primary_version, token_sign(vault_.token(), priv, a, input, is_digest)};
+  }
   const SecureBytes priv = material(key, key.primary_version);
   return {key.id, key.primary_version, crypto::sign(priv.view(), a, input, is_digest)};
 }
@@ -525,6 +735,13 @@ Decrypted KeyStore::decrypt_with(const store::KeyRow& key, EncryptionAlgorithm a
   require_usage(key, key.id, KeyUsage::encrypt, "decrypt");
   check_encryption(key, a);
   for (std::int64_t v : versions_to_try(key, version)) {
+    if (key.protection == Protection::hsm) {
+      const hsm::ObjectHandle priv = token_pair_object(key, v, true);
+      if (auto pt = vault_.token().rsa_oaep_decrypt(priv, ciphertext)) {
+        return {std::move(*pt), key.id, static_cast<std::uint32_t>(v)};
+      }
+      continue;
+    }
     const SecureBytes priv = material(key, v);
     if (auto pt = crypto::private_decrypt(priv.view(), a, ciphertext)) {
       return {std::move(*pt), key.id, static_cast<std::uint32_t>(v)};

@@ -9,8 +9,12 @@
 #include "support.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <p11-kit/pkcs11.h>
 
+#include "keys/key_store.hpp"
 #include "kms/access.hpp"
+#include "kms/asymmetric.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/service.hpp"
@@ -174,4 +178,126 @@ TEST_CASE("a key policy row changed, added or removed outside kmsctl is found") 
   CHECK(error_of([&] { (void)s->keys().get_policy(id); }).code() == Code::integrity);
   CHECK(error_of([&] { (void)s->keys().set_policy(id, std::nullopt); }).code() == Code::integrity);
   CHECK(!s->audit().verify().ok);
+}
+
+namespace {
+
+keys::KeyInfo create_hsm(Service& s, KeySpec spec, KeyUsage usage) {
+  keys::CreateSpec c;
+  c.spec = spec;
+  c.usage = usage;
+  c.protection = Protection::hsm;
+  return s.keys().create(c);
+}
+
+}  // namespace
+
+TEST_CASE("hsm key pairs sign in the token and verify with their public key, as software keys") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const Bytes msg = bytes_of("release 1.2.3");
+  const std::pair<KeySpec, SigningAlgorithm> cases[] = {
+      {KeySpec::ec_p256, SigningAlgorithm::ecdsa_sha_256},
+      {KeySpec::ec_p384, SigningAlgorithm::ecdsa_sha_384},
+      {KeySpec::ec_secp256k1, SigningAlgorithm::ecdsa_sha_256},
+      {KeySpec::ed25519, SigningAlgorithm::ed25519},
+      {KeySpec::rsa_2048, SigningAlgorithm::rsassa_pss_sha_256},
+      {KeySpec::rsa_2048, SigningAlgorithm::rsassa_pkcs1_v1_5_sha_256},
+  };
+  for (const auto& c : cases) {
+    const KeySpec spec = c.first;
+    const SigningAlgorithm alg = c.second;
+    CAPTURE(key_spec_name(spec));
+    CAPTURE(signing_algorithm_name(alg));
+    const std::string id = create_hsm(*s, spec, KeyUsage::sign).key.id;
+    // No material in the vault: the private key is in the token only.
+    const auto v = store::key_version_get(s->vault().db(), id, 1);
+    REQUIRE(v);
+    CHECK_FALSE(v->material);
+    const keys::PublicKey pub = s->keys().get_public_key(id, std::nullopt);
+    CHECK(crypto::public_key_spec(pub.spki) == spec);
+    const keys::Signature sig = s->keys().sign(id, alg, msg, false);
+    CHECK(crypto::verify(pub.spki, alg, msg, false, sig.value));
+    CHECK(s->keys().verify(id, alg, msg, false, sig.value, std::nullopt).valid);
+    Bytes bad = sig.value;
+    bad[bad.size() / 2] ^= 1;
+    CHECK_FALSE(s->keys().verify(id, alg, msg, false, bad, std::nullopt).valid);
+    if (alg != SigningAlgorithm::ed25519) {
+      const auto& info = signing_algorithm_info(alg);
+      Bytes digest(EVP_MAX_MD_SIZE);
+      std::size_t len = 0;
+      REQUIRE(EVP_Q_digest(nullptr, info.digest.data(), nullptr, msg.data(), msg.size(),
+                           digest.data(), &len) == 1);
+      digest.resize(len);
+      const keys::Signature dsig = s->keys().sign(id, alg, digest, true);
+      CHECK(crypto::verify(pub.spki, alg, msg, false, dsig.value));
+    }
+  }
+}
+
+TEST_CASE("an hsm RSA key of usage encrypt decrypts RSA-OAEP in the token, across a rotation") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const std::string id = create_hsm(*s, KeySpec::rsa_2048, KeyUsage::encrypt).key.id;
+  const Bytes ct1 =
+      s->keys().encrypt(id, bytes_of("one"), {}, EncryptionAlgorithm::rsaes_oaep_sha_256);
+  (void)s->keys().rotate(id);
+  const Bytes ct2 =
+      s->keys().encrypt(id, bytes_of("two"), {}, EncryptionAlgorithm::rsaes_oaep_sha_256);
+  const auto d1 =
+      s->keys().decrypt_with(id, EncryptionAlgorithm::rsaes_oaep_sha_256, ct1, std::nullopt);
+  CHECK(Bytes(d1.plaintext.view().begin(), d1.plaintext.view().end()) == bytes_of("one"));
+  CHECK(d1.key_version == 1);
+  const auto d2 =
+      s->keys().decrypt_with(id, EncryptionAlgorithm::rsaes_oaep_sha_256, ct2, std::nullopt);
+  CHECK(d2.key_version == 2);
+  Bytes bad = ct2;
+  bad[10] ^= 1;
+  CHECK(error_of([&] {
+          (void)s->keys().decrypt_with(id, EncryptionAlgorithm::rsaes_oaep_sha_256, bad,
+                                       std::nullopt);
+        }).code() == Code::integrity);
+}
+
+TEST_CASE("hsm key pairs are sensitive, never extractable token objects; erase destroys both") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const std::string id = create_hsm(*s, KeySpec::ec_p256, KeyUsage::sign).key.id;
+  (void)s->keys().rotate(id);
+  hsm::Session& token = s->vault().token();
+  for (int v : {1, 2}) {
+    const std::string label = "kmsctl-key:" + id + ":" + std::to_string(v);
+    CHECK(token.find_private_keys(label, as_bytes(id)).size() == 1);
+    CHECK(token.find_public_keys(label, as_bytes(id)).size() == 1);
+  }
+  int pairs = 0;
+  for (const hsm::ObjectInfo& o : token.list_objects()) {
+    if (o.label.rfind("kmsctl-key:" + id, 0) != 0) continue;
+    CHECK(o.own_attributes());
+    if (o.object_class == CKO_PRIVATE_KEY) {
+      ++pairs;
+      CHECK(o.sensitive);
+      CHECK_FALSE(o.extractable);
+      CHECK(o.local);
+    }
+  }
+  CHECK(pairs == 2);
+  const std::vector<std::string> labels = {"kmsctl-key:" + id + ":1", "kmsctl-key:" + id + ":2"};
+  keys::KeyStore(s->vault()).destroy_token_keys(labels);
+  for (const std::string& label : labels) CHECK(token.find_key_objects(label).empty());
+}
+
+TEST_CASE("specs the token cannot hold are refused naming what it lacks") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  for (KeySpec spec : {KeySpec::ec_sm2, KeySpec::sm4, KeySpec::x25519, KeySpec::hmac_sha256}) {
+    CAPTURE(key_spec_name(spec));
+    keys::CreateSpec c;
+    c.spec = spec;
+    c.protection = Protection::hsm;
+    const Error e = error_of([&] { (void)s->keys().create(c); });
+    CHECK(e.code() == Code::refused);
+    CHECK(e.remedy() == Remedy::use_software_protection);
+    CHECK(contains(e.what(), "CKM_"));
+  }
 }

@@ -1071,10 +1071,10 @@ TEST_CASE("library errors name their next step as a Remedy, and no hint names th
   expect(error_of([&] { s->keys().alias_update("alias/new", id); }), Remedy::create_alias,
          "alias/new");
   expect(error_of([&] { (void)s->keys().untag(id, {"none"}); }), Remedy::list_key_tags, id);
-  keys::CreateSpec rsa;
-  rsa.spec = KeySpec::rsa_2048;
-  rsa.protection = Protection::hsm;
-  expect(error_of([&] { (void)s->keys().create(rsa); }), Remedy::use_software_protection);
+  keys::CreateSpec sm2;
+  sm2.spec = KeySpec::ec_sm2;
+  sm2.protection = Protection::hsm;
+  expect(error_of([&] { (void)s->keys().create(sm2); }), Remedy::use_software_protection);
   keys::CreateSpec ec;
   ec.spec = KeySpec::ec_p256;
   const std::string ec_id = s->keys().create(ec).key.id;

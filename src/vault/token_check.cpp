@@ -54,6 +54,11 @@ TokenCheck VaultOperations::check_token(bool remove) {
         }
       };
       const bool key = o.object_class == CKO_SECRET_KEY;
+      // An asymmetric hsm key's version is a private and a public key object with one label.
+      const bool pair = o.object_class == CKO_PRIVATE_KEY || o.object_class == CKO_PUBLIC_KEY;
+      const std::string use_name = o.object_class == CKO_PRIVATE_KEY  ? o.label + " (private key)"
+                                   : o.object_class == CKO_PUBLIC_KEY ? o.label + " (public key)"
+                                                                      : o.label;
       const bool data = o.object_class == CKO_DATA;
       if (key && o.label == root_label) {
         t.kind = "root key";
@@ -67,8 +72,10 @@ TokenCheck VaultOperations::check_token(bool remove) {
         } else {
           mark("stray", "an older or unfinished generation (an interrupted rekey)");
         }
-      } else if (auto k = key ? parse_key_label(o.label) : std::nullopt) {
-        t.kind = "hsm key";
+      } else if (auto k = key || pair ? parse_key_label(o.label) : std::nullopt) {
+        t.kind = o.object_class == CKO_PRIVATE_KEY  ? "hsm key (priv)"
+                 : o.object_class == CKO_PUBLIC_KEY ? "hsm key (pub)"
+                                                    : "hsm key";
         t.detail = fmt::format("key {} version {}", k->first, k->second);
         const auto row = store::key_get(vault_.db(), k->first);
         if (!row) {
@@ -82,8 +89,9 @@ TokenCheck VaultOperations::check_token(bool remove) {
                "not private, sensitive, unextractable and generated in the token, "
                "or with another id");
         } else if (row->protection == Protection::hsm &&
+                   (pair == (row->spec != KeySpec::aes_256)) &&
                    store::key_version_get(vault_.db(), k->first, k->second)) {
-          use(o.label);
+          use(use_name);
         } else if (k->second <= row->highest_lost_version) {
           mark("stray",
                "a version a restore dropped (only a copy of the vault made before the "

@@ -1,9 +1,13 @@
 """Keys with protection level hsm: generated in the vault's SoftHSM2 token as non-extractable AES
-keys (one token object per version, label kmsctl-key:<id>:<version>), used in the token, with the
-same blob format; destroyed from the token when maintain purges the key."""
+keys or RSA, EC and Ed25519 key pairs (token objects per version, label kmsctl-key:<id>:<version>),
+used in the token, with the same blob and signature formats as software keys; destroyed from the
+token when maintain purges the key."""
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
@@ -110,6 +114,154 @@ class HsmKeys(SharedVaultTestCase):
         self.assertError(r, NOT_FOUND, key)
         r = self.vault.run("key", "describe", "alias/hsm-doomed", faketime="+8d")
         self.assertError(r, NOT_FOUND, "alias/hsm-doomed")
+
+
+
+def parse_objects(text, header):
+    objects, current = {}, None
+    for line in text.splitlines():
+        if line.startswith(header):
+            current = {"header": line}
+        elif not line.startswith(" "):
+            current = None
+        elif current is not None and line.strip().startswith("label:"):
+            objects[line.split(":", 1)[1].strip()] = current
+        elif current is not None and ":" in line:
+            k, v = line.split(":", 1)
+            current[k.strip()] = v.strip()
+    return objects
+
+
+def openssl(*args, input=None):
+    p = subprocess.run(["openssl", *args], input=input, capture_output=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+class HsmKeyPairs(SharedVaultTestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="kmsctl-hsm-pairs-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def pair_objects(self, key=None):
+        """The key pair objects of `key` (of every hsm key when None), by type and label."""
+        prefix = f"kmsctl-key:{key}:" if key else "kmsctl-key:"
+        out = {}
+        for kind, header in (("privkey", "Private Key Object"), ("pubkey", "Public Key Object")):
+            r = self.vault.pkcs11_tool("--login", "--pin", self.vault.pin, "--list-objects",
+                                       "--type", kind)
+            self.assertEqual(r.rc, 0, r.show())
+            objs = parse_objects(r.out, header)
+            out[kind] = {l: a for l, a in objs.items() if l.startswith(prefix)}
+        return out
+
+    def public_pem(self, key):
+        pem = self.path(f"{key}.pem")
+        self.vault.ok("key", "public", key, "-o", pem, "--force")
+        return pem
+
+    def test_signatures_made_in_the_token_verify_with_openssl(self):
+        msg = self.path("m")
+        with open(msg, "wb") as f:
+            f.write(b"artifact contents")
+        for spec, alg in (("EC_P256", "ECDSA_SHA_256"), ("EC_P384", "ECDSA_SHA_384"),
+                          ("ED25519", "ED25519"), ("RSA_2048", "RSASSA_PKCS1_V1_5_SHA_256"),
+                          ("RSA_2048", "RSASSA_PSS_SHA_256")):
+            with self.subTest(spec=spec, alg=alg):
+                r, rec = self.audited("key", "create", "--spec", spec, "--usage", "sign",
+                                      "--protection", "hsm", "--json", action="key.create")
+                key = r.json()["key_id"]
+                self.assertEqual(self.vault.sql(
+                    "SELECT material FROM key_versions WHERE key_id = ?", (key,)), [(None,)])
+                pem = self.public_pem(key)
+                sig = self.path("sig")
+                self.vault.ok("sign", "--key", key, "--algorithm", alg, "--in", msg, "-o", sig,
+                              "--force")
+                if alg.startswith("ECDSA") or alg.startswith("RSASSA_PKCS1"):
+                    md = "-sha384" if alg.endswith("384") else "-sha256"
+                    rc, out, err = openssl("dgst", md, "-verify", pem, "-signature", sig, msg)
+                elif alg == "ED25519":
+                    rc, out, err = openssl("pkeyutl", "-verify", "-pubin", "-inkey", pem,
+                                           "-rawin", "-in", msg, "-sigfile", sig)
+                else:
+                    rc, out, err = openssl("pkeyutl", "-verify", "-pubin", "-inkey", pem,
+                                           "-rawin", "-digest", "sha256", "-in", msg,
+                                           "-sigfile", sig, "-pkeyopt", "rsa_padding_mode:pss",
+                                           "-pkeyopt", "rsa_pss_saltlen:32")
+                self.assertEqual(rc, 0, out + err.encode())
+                self.vault.ok("verify", "--key", key, "--algorithm", alg, "--signature", sig,
+                              "--in", msg)
+                self.vault.ok("verify", "--public-key", pem, "--algorithm", alg, "--signature",
+                              sig, "--in", msg)
+
+    def test_rsa_oaep_to_the_public_key_decrypts_in_the_token(self):
+        key = self.vault.create_key("--spec", "RSA_2048", "--protection", "hsm")
+        pem = self.public_pem(key)
+        pt, ct = self.path("pt"), self.path("ct")
+        with open(pt, "wb") as f:
+            f.write(b"a token for the inbox")
+        rc, out, err = openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", pem, "-pkeyopt",
+                               "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+                               "-in", pt, "-out", ct)
+        self.assertEqual(rc, 0, err)
+        with open(ct, "rb") as f:
+            data = f.read()
+        r = self.vault.ok("decrypt", "--key", key, "--algorithm", "RSAES_OAEP_SHA_256",
+                          input=data)
+        self.assertEqual(r.raw, b"a token for the inbox")
+        objs = self.pair_objects(key)
+        self.assertEqual(list(objs["privkey"]), [label(key, 1)])
+        self.assertIn("decrypt", objs["privkey"][label(key, 1)].get("Usage", ""))
+
+    def test_the_private_key_is_sensitive_and_never_extractable(self):
+        key = self.vault.create_key("--spec", "EC_P256", "--usage", "sign", "--protection", "hsm")
+        self.vault.ok("key", "rotate", key)
+        objs = self.pair_objects(key)
+        self.assertEqual(sorted(objs["privkey"]), [label(key, 1), label(key, 2)])
+        self.assertEqual(sorted(objs["pubkey"]), [label(key, 1), label(key, 2)])
+        for o in objs["privkey"].values():
+            access = [a.strip() for a in o["Access"].split(",")]
+            self.assertIn("sensitive", access, o)
+            self.assertIn("never extractable", access, o)
+            self.assertNotIn("extractable", access, o)
+        # `vault check-token` counts both objects of each version as in use.
+        r = self.vault.ok("vault", "check-token", "--json")
+        mine = [o for o in r.json()["objects"] if o["label"].startswith(f"kmsctl-key:{key}:")]
+        self.assertEqual(sorted((o["kind"], o["status"]) for o in mine),
+                         [("hsm key (priv)", "in use")] * 2 + [("hsm key (pub)", "in use")] * 2)
+
+    def test_specs_the_token_cannot_hold_are_refused_naming_the_mechanism(self):
+        r, _ = self.audited("key", "create", "--spec", "EC_SM2", "--protection", "hsm",
+                            action="key.create", rc=REFUSED)
+        self.assertError(r, REFUSED, "EC_SM2", "SM2")
+        self.assertIn("--protection software", r.err)
+
+    def test_a_refused_key_pair_create_leaves_no_token_object_behind(self):
+        self.vault.create_key("--alias", "alias/pair-taken")
+        self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
+        before = self.pair_objects()
+        self.assertEqual(len(before["privkey"]), len(before["pubkey"]))
+        self.assertTrue(before["privkey"])
+        r, _ = self.audited("key", "create", "--spec", "EC_P256", "--protection", "hsm",
+                            "--alias", "alias/pair-taken", action="key.create", rc=REFUSED)
+        self.assertError(r, REFUSED, "alias/pair-taken")
+        self.assertEqual(self.pair_objects(), before)
+
+    def test_a_deleted_key_pair_is_destroyed_from_the_token(self):
+        key = self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
+        self.vault.ok("key", "rotate", key)
+        keep = self.vault.create_key("--spec", "EC_P384", "--protection", "hsm")
+        objs = self.pair_objects(key)
+        self.assertEqual(len(objs["privkey"]) + len(objs["pubkey"]), 4)
+        self.vault.ok("key", "schedule-deletion", key, "--pending-days", "7")
+        r = self.vault.ok("maintain", "--json", faketime="+8d")
+        self.assertIn(key, r.json()["deleted"])
+        self.assertEqual(self.pair_objects(key), {"privkey": {}, "pubkey": {}})
+        kept = self.pair_objects(keep)
+        self.assertEqual(list(kept["privkey"]), [label(keep, 1)])
 
 
 if __name__ == "__main__":
