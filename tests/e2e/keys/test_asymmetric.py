@@ -368,8 +368,8 @@ class Asymmetric(SharedVaultTestCase):
         keys = self.vault.sql("SELECT count(*) FROM keys")[0][0]
         r = self.vault.run("key", "create", "--spec", "EC_P256", "--usage", "encrypt")
         self.assertError(r, USAGE, "EC_P256", "ENCRYPT_DECRYPT")
-        r = self.vault.run("key", "create", "--spec", "RSA_2048", "--protection", "hsm")
-        self.assertError(r, REFUSED, "RSA_2048")
+        r = self.vault.run("key", "create", "--spec", "EC_SM2", "--protection", "hsm")
+        self.assertError(r, REFUSED, "EC_SM2")
         self.assertEqual(self.vault.sql("SELECT count(*) FROM keys")[0][0], keys,
                          "a refused create made a key")
         aes = self.ids["alias/aes"]

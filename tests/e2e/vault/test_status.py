@@ -224,13 +224,13 @@ class Errors(KmsTestCase):
 # The command tree as help prints it (kmsctl builds only the group a command names; help, and
 # anything it must reject, still see all of it).
 TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
-             "random", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
+             "random", "sign", "verify", "mac", "verify-mac", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
              "serve", "version", "completion", "manpage")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation", "set-policy", "get-policy")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "set-policy",
-             "get-policy", "alias")
+             "get-policy", "public", "specs", "alias")
 POLICY_VERBS = ("validate", "check")
 
 
