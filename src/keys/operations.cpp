@@ -175,16 +175,8 @@ KeyPolicyInfo KeyOperations::set_policy(std::string_view ref,
       info = policy_info(key.id, std::nullopt);
       return;
     }
-    if (text->size() > kMaxKeyPolicy) {
-      throw Error(Code::usage,
-                  fmt::format("the policy for key {} is {} bytes, more than the {} a key policy "
-                              "may have",
-                              key.id, text->size(), kMaxKeyPolicy),
-                  "split it: the service's policy file holds what applies to many keys");
-    }
     const policy::Policy parsed =
-        policy::parse_or_refuse(*text, fmt::format("the policy for key {}", key.id),
-                                "fix it (`kmsctl policy validate FILE` lists the same problems)");
+        policy::parse_resource_policy(*text, "key", key.id, kMaxKeyPolicy);
     store::KeyPolicyRow row;
     row.key_id = key.id;
     row.text = *text;

@@ -601,6 +601,20 @@ Policy parse_or_refuse(std::string_view text, std::string_view what, std::string
   throw Error(Code::usage, message, std::string(hint));
 }
 
+Policy parse_resource_policy(std::string_view text, std::string_view kind, std::string_view name,
+                             std::size_t max_bytes) {
+  if (text.size() > max_bytes) {
+    throw Error(
+        Code::usage,
+        fmt::format("the policy for {} {} is {} bytes, more than the {} a {} policy may "
+                    "have",
+                    kind, name, text.size(), max_bytes, kind),
+        fmt::format("split it: the service's policy file holds what applies to many {}s", kind));
+  }
+  return parse_or_refuse(text, fmt::format("the policy for {} {}", kind, name),
+                         "fix it (`kmsctl policy validate FILE` lists the same problems)");
+}
+
 LoadResult load_file(const std::filesystem::path& path, const Names& names) {
   return parse_text(read_text(path), names);
 }

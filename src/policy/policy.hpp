@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -148,6 +149,10 @@ LoadResult parse_text(std::string_view text, const Names& names = Names::system(
 // problem with its line, with `hint`.
 Policy parse_or_refuse(std::string_view text, std::string_view what, std::string_view hint,
                        const Names& names = Names::system());
+// A resource's own policy as `set-policy` takes it (docs/POLICY.md §7, §8): at most max_bytes
+// (Code::usage beyond), then parse_or_refuse. `kind` and `name` name the resource ("key", its id).
+Policy parse_resource_policy(std::string_view text, std::string_view kind, std::string_view name,
+                             std::size_t max_bytes);
 // A policy file's text; Code::usage when it cannot be read.
 std::string read_text(const std::filesystem::path& path);
 // parse_text(read_text(path)).

@@ -196,16 +196,8 @@ SecretPolicyInfo SecretOperations::set_policy(std::string_view name,
       info = policy_info(s, std::nullopt);
       return;
     }
-    if (text->size() > kMaxSecretPolicy) {
-      throw Error(Code::usage,
-                  fmt::format("the policy for secret {} is {} bytes, more than the {} a secret "
-                              "policy may have",
-                              s.name, text->size(), kMaxSecretPolicy),
-                  "split it: the service's policy file holds what applies to many secrets");
-    }
     const policy::Policy parsed =
-        policy::parse_or_refuse(*text, fmt::format("the policy for secret {}", s.name),
-                                "fix it (`kmsctl policy validate FILE` lists the same problems)");
+        policy::parse_resource_policy(*text, "secret", s.name, kMaxSecretPolicy);
     store::SecretPolicyRow row;
     row.secret_id = s.id;
     row.text = *text;
