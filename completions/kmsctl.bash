@@ -64,7 +64,7 @@ _kmsctl_flags() {
     "key specs") echo "--help -h --help-all --json" ;;
     "key alias") echo "--help -h --help-all" ;;
     "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json" ;;
-    "file encrypt") echo "--help -h --help-all --key --frame-size --out -o --out-dir --force --no-progress --json --context" ;;
+    "file encrypt") echo "--help -h --help-all --key --recipient --frame-size --out -o --out-dir --force --no-progress --json --context" ;;
     "file decrypt") echo "--help -h --help-all --out -o --out-dir --force --no-progress --json --context" ;;
     "file rewrap") echo "--help -h --help-all --to-key --json" ;;
     "file inspect") echo "--help -h --help-all --json" ;;

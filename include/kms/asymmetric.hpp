@@ -50,4 +50,18 @@ Bytes public_encrypt(ByteView spki, EncryptionAlgorithm a, ByteView plaintext);
 
 Bytes hmac(MacAlgorithm a, ByteView key, ByteView data);
 
+// X25519 key agreement (RFC 7748). The raw 32-byte public key of an X25519 SubjectPublicKeyInfo
+// (nullopt for any other key).
+std::optional<Bytes> x25519_raw_public_key(ByteView spki);
+// The shared secret of an X25519 private key (PKCS#8 DER) and a peer's raw public key; nullopt
+// when the peer's key is not 32 bytes or the result is all zero (a point of small order).
+[[nodiscard]] std::optional<SecureBytes> x25519_shared(ByteView pkcs8, ByteView peer_public);
+// A fresh ephemeral key pair agreed with a peer's raw public key: the ephemeral public key (raw)
+// and the shared secret. Code::usage when the peer's key gives no secret (small order).
+struct X25519Agreement {
+  Bytes ephemeral_public;
+  SecureBytes shared;
+};
+X25519Agreement x25519_agree_ephemeral(ByteView peer_public);
+
 }  // namespace kms::crypto

@@ -22,7 +22,10 @@ inline constexpr std::string_view kFileMagic = "KENC";
 inline constexpr std::uint8_t kFileVersion = 1;
 inline constexpr std::uint8_t kSuiteAes256GcmHkdfSha256 = 1;
 inline constexpr std::uint8_t kRecipientVaultKey = 1;  // body: a KMSC blob of the data key
-// Every other recipient type (0, 2..255) is reserved; readers skip the ones they do not know.
+// Public-key recipients (§11.3): body = fingerprint ‖ encapsulation ‖ wrapped data key.
+inline constexpr std::uint8_t kRecipientX25519 = 2;   // encapsulation: an ephemeral public key
+inline constexpr std::uint8_t kRecipientRsaOaep = 3;  // encapsulation: RSA-OAEP of a seed
+// Every other recipient type (0, 4..255) is reserved; readers skip the ones they do not know.
 inline constexpr std::size_t kDataKeySize = 32;
 inline constexpr std::size_t kSaltSize = 32;
 inline constexpr std::size_t kCommitmentSize = 32;
@@ -38,6 +41,12 @@ inline constexpr std::size_t kMaxContextBytes = kms::kMaxContextBytes;  // check
 inline constexpr std::string_view kInfoCommitment = "kmsctl/v1/file-commitment";
 inline constexpr std::string_view kInfoHeader = "kmsctl/v1/file-header";
 inline constexpr std::string_view kInfoFrame = "kmsctl/v1/file-frame";
+inline constexpr std::size_t kFingerprintSize = 32;  // SHA-256 of the SubjectPublicKeyInfo
+inline constexpr std::size_t kX25519KeySize = 32;    // a raw X25519 public key
+inline constexpr std::size_t kSeedSize = 32;         // what RSA-OAEP encrypts
+inline constexpr std::size_t kWrappedKeySize = 48;   // AES-256-GCM of the data key, and its tag
+inline constexpr std::string_view kInfoX25519 = "kmsctl/v1/file-x25519";
+inline constexpr std::string_view kInfoRsaOaep = "kmsctl/v1/file-rsa-oaep";
 
 struct Recipient {
   std::uint8_t type = kRecipientVaultKey;
@@ -70,6 +79,31 @@ class DataKeyWrapper {
   // commitment: the envelope does that.
   virtual SecureBytes unwrap(const Header& header) = 0;
 };
+
+// ---- public-key recipients (§11.3) ----
+
+// How a public-key recipient names its key: SHA-256 of the SubjectPublicKeyInfo DER.
+Bytes public_key_fingerprint(ByteView spki);
+
+// A public-key recipient's fields; views into the recipient's body.
+struct PublicKeyRecipient {
+  std::uint8_t type = kRecipientX25519;
+  ByteView fingerprint, encapsulation, wrapped;
+};
+// nullopt for a recipient of another type, or whose body has the wrong shape.
+std::optional<PublicKeyRecipient> parse_public_key_recipient(const Recipient& r);
+
+// Code::usage, naming `what`, for a public key that cannot be a recipient (not X25519 or RSA).
+void check_recipient_key(ByteView spki, std::string_view what);
+// The data key wrapped for a public key (SubjectPublicKeyInfo DER): an X25519 key, or an RSA key
+// of 2048 to 4096 bits. Needs no vault. Code::usage for any other key.
+Recipient wrap_for_public_key(ByteView spki, ByteView data_key, const Context& context);
+// The data key of a public-key recipient, given the secret that the recipient's private key
+// recovers from its encapsulation: the X25519 shared secret, or the RSA-OAEP-decrypted seed.
+// nullopt when it does not open (another key, or altered).
+[[nodiscard]] std::optional<SecureBytes> unwrap_public_key_recipient(const PublicKeyRecipient& r,
+                                                                     ByteView secret,
+                                                                     const Context& context);
 
 // The nonce of frame `counter` (§11.5).
 std::array<std::uint8_t, kFrameNonceSize> frame_nonce(std::uint64_t counter, bool final) noexcept;

@@ -65,6 +65,12 @@ class FileSession : public envelope::DataKeyWrapper {
   bool attempted_ = false, started_ = false, ended_ = false;
 };
 
+// A file encrypt's session that also wraps the data key for each public key (SubjectPublicKeyInfo
+// DER of an X25519 key or an RSA key, docs/FORMAT.md §11.3), after the vault keys of `inner`.
+// With no inner session it needs no vault and records nothing.
+std::unique_ptr<FileSession> with_public_key_recipients(std::unique_ptr<FileSession> inner,
+                                                        std::vector<Bytes> public_keys);
+
 // Streams a file through a session: encrypts in_fd to out_fd (the data key wrapped, and its use
 // audited, before any output is written), or decrypts (the unwrap audited before any plaintext
 // is released); then finish, or fail with the error (a caught signal: signals::Interrupted).

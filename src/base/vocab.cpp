@@ -103,8 +103,8 @@ constexpr std::array kKeySpecs{
     KeySpecInfo{KeySpec::ed25519, "ED25519", kSign, KeyUsage::sign, true, 0,
                 "Ed25519 (pure): signatures of raw messages"},
     KeySpecInfo{KeySpec::x25519, "X25519", kAgree, KeyUsage::agree, true, 0,
-                "X25519: key agreement; `key public` gives its public key (files addressed to it: "
-                "not yet)"},
+                "X25519: files encrypted to its public key (`file encrypt --recipient`) open in "
+                "the vault"},
     KeySpecInfo{KeySpec::ec_sm2, "EC_SM2", kEncrypt | kSign, KeyUsage::encrypt, true, 1024,
                 "SM2 (GB/T 32918): encryption, or SM2DSA signatures with SM3"},
     KeySpecInfo{KeySpec::sm4, "SM4", kEncrypt, KeyUsage::encrypt, false, 0,

@@ -150,6 +150,9 @@ SecretStage stage_option(std::string_view value);
 // Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond, naming the flag).
 SecureBytes read_input(const std::string& path, std::size_t max_bytes,
                        const std::string& too_big_hint);
+// A public key file (PEM or DER SubjectPublicKeyInfo, as `kmsctl key public` writes) as DER;
+// Code::usage naming `flag` when it is none.
+Bytes read_public_key(const std::string& path, std::string_view flag);
 // Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).
 void write_output(const std::string& path, std::string_view data, bool force);
 nlohmann::json key_json(const keys::KeyInfo& info);

@@ -222,26 +222,46 @@ void register_file(CLI::App& app, Globals& g) {
   file->fallthrough();
 
   struct EncArgs : OutArgs {
-    std::vector<std::string> keys;
+    std::vector<std::string> keys, recipients;
     std::string frame_size = "1MiB";
   };
   auto ea = std::make_shared<EncArgs>();
-  CLI::App* enc = file->add_subcommand("encrypt", "Encrypt files for one or more keys (FILE.kenc)");
+  CLI::App* enc =
+      file->add_subcommand("encrypt", "Encrypt files for vault keys and public keys (FILE.kenc)");
   enc->add_option("--key", ea->keys, "Key id or alias/NAME (repeat for several keys)")
-      ->required()
       ->type_name("KEY")
+      ->allow_extra_args(false);
+  enc->add_option("--recipient", ea->recipients,
+                  "A public key file (X25519 or RSA, PEM or DER) to encrypt for; with no --key, "
+                  "no vault is used (repeatable)")
+      ->type_name("PUBKEY")
       ->allow_extra_args(false);
   enc->add_option("--frame-size", ea->frame_size, "Plaintext bytes per frame (default 1MiB)")
       ->type_name("SIZE");
   add_out(enc, *ea);
   enc->callback([&g, ea] {
+    if (ea->keys.empty() && ea->recipients.empty()) {
+      throw Error(Code::usage, "a file encrypt needs a --key or a --recipient",
+                  "pass --key KEY (a vault key) or --recipient PUBKEY (a public key file)");
+    }
     const Context ctx = parse_pairs(ea->context, "--context");
     check_context_size(ctx);  // before the vault opens (envelope::encrypt checks it too)
     const std::uint32_t frame = parse_size(ea->frame_size);
+    std::vector<Bytes> public_keys;
+    for (const std::string& path : ea->recipients) {
+      public_keys.push_back(read_public_key(path, "--recipient"));
+      envelope::check_recipient_key(public_keys.back(), "--recipient " + escape_text(path));
+    }
     for_each_input(*ea, true,
                    [&](Input& in, int out, const std::string& name, const auto& progress,
                        const FileOutput& publish) {
-                     const auto session = file_session(g, Action::file_encrypt, name, ea->keys);
+                     std::unique_ptr<FileSession> session;
+                     if (!ea->keys.empty()) {
+                       session = file_session(g, Action::file_encrypt, name, ea->keys);
+                     }
+                     if (!public_keys.empty()) {
+                       session = with_public_key_recipients(std::move(session), public_keys);
+                     }
                      return encrypt_file(*session, in.fd, out, ctx, frame, progress, publish);
                    });
   });
@@ -309,10 +329,14 @@ void register_file(CLI::App& app, Globals& g) {
     nlohmann::json recips = nlohmann::json::array();
     for (const auto& r : h.recipients) {
       const auto p = blob::parse(r.body);
+      const auto pk = envelope::parse_public_key_recipient(r);
       if (r.type == envelope::kRecipientVaultKey && p) {
         recips.push_back({{"type", "vault-key"},
                           {"key_id", p->header.key_id},
                           {"key_version", p->header.key_version}});
+      } else if (pk) {
+        recips.push_back({{"type", pk->type == envelope::kRecipientX25519 ? "x25519" : "rsa-oaep"},
+                          {"public_key_sha256", crypto::to_hex(pk->fingerprint)}});
       } else {
         recips.push_back({{"type", fmt::format("unknown ({})", r.type)}});
       }
@@ -348,6 +372,9 @@ void register_file(CLI::App& app, Globals& g) {
                  r.contains("key_id")
                      ? fmt::format("key {} version {}", escape_text(r["key_id"].get<std::string>()),
                                    r["key_version"].get<std::uint32_t>())
+                 : r.contains("public_key_sha256")
+                     ? fmt::format("{} public key sha256:{}", r["type"].get<std::string>(),
+                                   r["public_key_sha256"].get<std::string>())
                      : r["type"].get<std::string>());
     }
     const nlohmann::json& size = j["plaintext_bytes"];

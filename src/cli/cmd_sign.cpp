@@ -180,15 +180,8 @@ void register_verify(CLI::App& app, Globals& g) {
     const Bytes sig = signature_bytes(
         read_input(va->signature, kMaxSignatureFile, "that is too large for a signature"));
     if (!va->public_key.empty()) {
-      const SecureBytes file =
-          read_input(va->public_key, kMaxSignatureFile, "that is too large for a public key");
-      const auto spki = crypto::parse_public_key(file.view());
-      if (!spki) {
-        throw Error(Code::usage, fmt::format("{} is not a public key", escape_text(va->public_key)),
-                    "pass a PEM (-----BEGIN PUBLIC KEY-----) or DER SubjectPublicKeyInfo, as "
-                    "`kmsctl key public` writes");
-      }
-      const bool ok = crypto::verify(*spki, a, input.view(), va->is_digest(), sig);
+      const Bytes spki = read_public_key(va->public_key, "--public-key");
+      const bool ok = crypto::verify(spki, a, input.view(), va->is_digest(), sig);
       report({"", 0, ok}, "signature", va->public_key, va->json);
       return;
     }

@@ -12,6 +12,7 @@
 
 #include "base/posix.hpp"
 #include "cli/app.hpp"
+#include "kms/asymmetric.hpp"
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 
@@ -82,6 +83,18 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes,
   }
   buf.truncate(len);
   return buf;
+}
+
+Bytes read_public_key(const std::string& path, std::string_view flag) {
+  const SecureBytes file =
+      read_input(path, 64 * 1024, fmt::format("that is too large for a public key ({})", flag));
+  auto spki = crypto::parse_public_key(file.view());
+  if (!spki) {
+    throw Error(Code::usage, fmt::format("{} {} is not a public key", flag, escape_text(path)),
+                "pass a PEM (-----BEGIN PUBLIC KEY-----) or DER SubjectPublicKeyInfo, as "
+                "`kmsctl key public` writes");
+  }
+  return std::move(*spki);
 }
 
 void write_output(const std::string& path, std::string_view data, bool force) {

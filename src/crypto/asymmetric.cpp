@@ -384,4 +384,64 @@ Bytes hmac(MacAlgorithm a, ByteView key, ByteView data) {
   return out;
 }
 
+namespace {
+
+Pkey x25519_public_from_raw(ByteView raw) {
+  if (raw.size() != 32) return nullptr;
+  return Pkey(EVP_PKEY_new_raw_public_key_ex(nullptr, "X25519", nullptr, raw.data(), raw.size()));
+}
+
+// EVP_PKEY_derive refuses an all-zero X25519 result (a peer key of small order).
+std::optional<SecureBytes> derive_shared(EVP_PKEY* mine, EVP_PKEY* peer) {
+  const PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, mine, nullptr));
+  if (!ctx) throw std::bad_alloc();
+  SecureBytes out(32);
+  std::size_t len = out.size();
+  if (EVP_PKEY_derive_init(ctx.get()) != 1 || EVP_PKEY_derive_set_peer(ctx.get(), peer) != 1 ||
+      EVP_PKEY_derive(ctx.get(), out.data(), &len) != 1 || len != 32) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<Bytes> x25519_raw_public_key(ByteView spki) {
+  const Pkey key = load_public(spki);
+  if (!key || !EVP_PKEY_is_a(key.get(), "X25519")) return std::nullopt;
+  Bytes out(32);
+  std::size_t len = out.size();
+  if (EVP_PKEY_get_raw_public_key(key.get(), out.data(), &len) != 1 || len != 32) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<SecureBytes> x25519_shared(ByteView pkcs8, ByteView peer_public) {
+  const Pkey mine = load_private(pkcs8);
+  const Pkey peer = x25519_public_from_raw(peer_public);
+  if (!peer || !EVP_PKEY_is_a(mine.get(), "X25519")) return std::nullopt;
+  return derive_shared(mine.get(), peer.get());
+}
+
+X25519Agreement x25519_agree_ephemeral(ByteView peer_public) {
+  const Pkey peer = x25519_public_from_raw(peer_public);
+  if (!peer) throw Error(Code::usage, "an X25519 public key has 32 bytes");
+  const Pkey eph(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519"));
+  if (!eph) failed("generating an X25519 key");
+  X25519Agreement out;
+  out.ephemeral_public.resize(32);
+  std::size_t len = out.ephemeral_public.size();
+  if (EVP_PKEY_get_raw_public_key(eph.get(), out.ephemeral_public.data(), &len) != 1 || len != 32) {
+    failed("encoding an X25519 public key");
+  }
+  auto shared = derive_shared(eph.get(), peer.get());
+  if (!shared) {
+    throw Error(Code::usage, "the X25519 public key is of small order: no key agrees with it",
+                "check the recipient's public key file");
+  }
+  out.shared = std::move(*shared);
+  return out;
+}
+
 }  // namespace kms::crypto

@@ -75,17 +75,63 @@ std::vector<envelope::Recipient> wrap_for(keys::KeyStore& ks,
   return out;
 }
 
-// Opens the data key with the first recipient whose key is usable. Failures rank: a key that
-// opens nothing (integrity) over a key refused by state over a missing key.
+constexpr KeySpec kRsaSpecs[] = {KeySpec::rsa_2048, KeySpec::rsa_3072, KeySpec::rsa_4096};
+constexpr KeySpec kX25519Specs[] = {KeySpec::x25519};
+
+// Opens the data key of a public-key recipient with the vault's key of that public key.
+keys::Decrypted open_public_key_recipient(keys::KeyStore& ks, const envelope::PublicKeyRecipient& r,
+                                          const Context& context, const KeyCheck& check) {
+  const bool x25519 = r.type == envelope::kRecipientX25519;
+  const auto found =
+      ks.find_by_public_key(r.fingerprint, x25519 ? std::span<const KeySpec>(kX25519Specs)
+                                                  : std::span<const KeySpec>(kRsaSpecs));
+  if (!found) {
+    throw Error(Code::not_found,
+                fmt::format("no {} key of this vault has the public key {} that the file names",
+                            x25519 ? "X25519" : "RSA", crypto::to_hex(r.fingerprint)),
+                Remedy::list_file_keys, {},
+                "the file was made for another vault's key, or for a key deleted from this one");
+  }
+  const auto& [key, version] = *found;
+  check(key.id);
+  keys::KeyStore::require_enabled(key, key.id);
+  std::optional<SecureBytes> secret;
+  if (x25519) {
+    secret = ks.agree(key, version, r.encapsulation);
+  } else {
+    secret = ks.decrypt_with(key, EncryptionAlgorithm::rsaes_oaep_sha_256, r.encapsulation, version)
+                 .plaintext;
+  }
+  std::optional<SecureBytes> dk;
+  if (secret) dk = envelope::unwrap_public_key_recipient(r, secret->view(), context);
+  if (!dk) {
+    throw Error(Code::integrity,
+                fmt::format("the data key wrapped for key {} version {} does not open: the file's "
+                            "header was altered",
+                            key.id, version),
+                "treat the file as tampered with");
+  }
+  return {std::move(*dk), key.id, static_cast<std::uint32_t>(version)};
+}
+
+// Opens the data key with the first recipient whose key is usable: a vault key, or a public key
+// whose private key the vault holds. Failures rank: a key that opens nothing (integrity) over a
+// key refused by state over a missing key.
 SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResult& result,
                         const KeyCheck& check) {
   std::optional<Error> best;
   auto rank = [](Code c) { return c == Code::integrity ? 3 : c == Code::refused ? 2 : 1; };
   for (const envelope::Recipient& r : h.recipients) {
-    if (r.type != envelope::kRecipientVaultKey) continue;
+    const auto public_key = envelope::parse_public_key_recipient(r);
+    if (r.type != envelope::kRecipientVaultKey && !public_key) continue;
     try {
-      if (const auto id = keys::KeyStore::blob_key_id(r.body)) check(*id);
-      keys::Decrypted d = ks.decrypt(r.body, h.context);
+      keys::Decrypted d;
+      if (public_key) {
+        d = open_public_key_recipient(ks, *public_key, h.context, check);
+      } else {
+        if (const auto id = keys::KeyStore::blob_key_id(r.body)) check(*id);
+        d = ks.decrypt(r.body, h.context);
+      }
       if (d.plaintext.size() != envelope::kDataKeySize) {
         throw Error(Code::integrity, "a wrapped data key has the wrong size");
       }
@@ -354,7 +400,58 @@ class FileOperation final : public FileSession {
   std::int64_t started_seq_ = 0;
 };
 
+// A file encrypt that also wraps the data key for public keys, after the vault keys of an inner
+// session (if any). Without one it needs no vault, and records nothing: there is no vault.
+class PublicKeySession final : public FileSession {
+ public:
+  PublicKeySession(std::unique_ptr<FileSession> inner, std::vector<Bytes> public_keys)
+      : inner_(std::move(inner)), public_keys_(std::move(public_keys)) {}
+
+  std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override {
+    attempted_ = true;
+    std::vector<envelope::Recipient> out;
+    if (inner_) {
+      out = inner_->wrap(data_key, context);
+      result = inner_->result;
+    }
+    started_ = true;
+    for (const Bytes& spki : public_keys_) {
+      out.push_back(envelope::wrap_for_public_key(spki, data_key, context));
+    }
+    return out;
+  }
+  SecureBytes unwrap(const envelope::Header&) override {
+    throw Error(Code::usage, "public keys only encrypt: a file's data key opens in the vault");
+  }
+  void finish(const FileResult& r, const FileOutput& output) override {
+    if (inner_) {
+      inner_->finish(r, output);
+    } else if (output.publish) {
+      output.publish();
+    }
+    ended_ = true;
+    result.bytes = r.bytes;
+    result.frames = r.frames;
+  }
+  void fail(const Error& e) noexcept override {
+    ended_ = true;
+    if (inner_) inner_->fail(e);
+  }
+  void fail_before_start(const Error& e) noexcept override {
+    if (inner_) inner_->fail_before_start(e);
+  }
+
+ private:
+  std::unique_ptr<FileSession> inner_;
+  std::vector<Bytes> public_keys_;
+};
+
 }  // namespace
+
+std::unique_ptr<FileSession> with_public_key_recipients(std::unique_ptr<FileSession> inner,
+                                                        std::vector<Bytes> public_keys) {
+  return std::make_unique<PublicKeySession>(std::move(inner), std::move(public_keys));
+}
 
 FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
                         std::uint32_t frame_size, const envelope::Progress& progress,
@@ -451,6 +548,7 @@ Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h
       targets.push_back(ks.resolve(*to_ref));
     } else {
       for (const envelope::Recipient& r : h.recipients) {
+        if (r.type != envelope::kRecipientVaultKey) continue;
         if (const auto id = keys::KeyStore::blob_key_id(r.body)) {
           if (auto key = store::key_get(vault_.db(), *id)) targets.push_back(*key);
         }
@@ -461,7 +559,19 @@ Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h
                   Remedy::pass_target_key);
     }
     for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
-    h.recipients = wrap_for(ks, targets, dk.view(), h.context, result, check);
+    // The vault-key recipients are made anew; every other one (a public key's, a type this
+    // kmsctl does not know) stays as it was, byte for byte.
+    std::vector<envelope::Recipient> recipients =
+        wrap_for(ks, targets, dk.view(), h.context, result, check);
+    for (envelope::Recipient& r : h.recipients) {
+      if (r.type != envelope::kRecipientVaultKey) recipients.push_back(std::move(r));
+    }
+    if (recipients.size() > envelope::kMaxRecipients) {
+      throw Error(Code::usage,
+                  fmt::format("the rewrapped file would have {} recipients (at most {})",
+                              recipients.size(), envelope::kMaxRecipients));
+    }
+    h.recipients = std::move(recipients);
     e.params["to_keys"] = keys_json(result.keys);
     header = envelope::encode_header(h, dk.view());
   });

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,15 @@ class KeyStore {
   // opens it.
   Decrypted decrypt_with(const store::KeyRow& key, EncryptionAlgorithm a, ByteView ciphertext,
                          std::optional<std::int64_t> version);
+  // The key version whose public key has this SHA-256 (of its SubjectPublicKeyInfo DER), among
+  // the keys of `specs`; nullopt when this vault has none. Computes the public key of each
+  // version of those keys (a file recipient names its key only by this fingerprint).
+  std::optional<std::pair<store::KeyRow, std::int64_t>> find_by_public_key(
+      ByteView fingerprint, std::span<const KeySpec> specs);
+  // The X25519 shared secret of `version`'s private key and a peer's raw public key. The key is
+  // of usage agree; nullopt when the peer's key gives none.
+  std::optional<SecureBytes> agree(const store::KeyRow& key, std::int64_t version,
+                                   ByteView peer_public);
   Signature mac(const store::KeyRow& key, ByteView message);
   Verified verify_mac(const store::KeyRow& key, ByteView message, ByteView mac);
 

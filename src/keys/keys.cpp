@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -752,6 +753,32 @@ Decrypted KeyStore::decrypt_with(const store::KeyRow& key, EncryptionAlgorithm a
                           "for another key",
                           key.id, version ? fmt::format(" version {}", *version) : ""),
               Remedy::pass_ciphertext);
+}
+
+std::optional<std::pair<store::KeyRow, std::int64_t>> KeyStore::find_by_public_key(
+    ByteView fingerprint, std::span<const KeySpec> specs) {
+  std::optional<std::string> after;
+  for (;;) {
+    const std::vector<store::KeyRow> page =
+        store::key_list(vault_.db(), std::nullopt, after, kMaxListLimit);
+    for (const store::KeyRow& key : page) {
+      if (std::find(specs.begin(), specs.end(), key.spec) == specs.end()) continue;
+      for (const store::KeyVersionRow& v : store::key_versions(vault_.db(), key.id)) {
+        const crypto::Digest d = crypto::sha256(public_key(key, v.version));
+        if (crypto::equal(ByteView(d.data(), d.size()), fingerprint)) {
+          return std::pair{key, v.version};
+        }
+      }
+    }
+    if (page.size() < static_cast<std::size_t>(kMaxListLimit)) return std::nullopt;
+    after = page.back().id;
+  }
+}
+
+std::optional<SecureBytes> KeyStore::agree(const store::KeyRow& key, std::int64_t version,
+                                           ByteView peer_public) {
+  require_usage(key, key.id, KeyUsage::agree, "agree keys");
+  return crypto::x25519_shared(material(key, version).view(), peer_public);
 }
 
 Signature KeyStore::mac(const store::KeyRow& key, ByteView message) {

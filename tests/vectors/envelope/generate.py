@@ -91,6 +91,84 @@ def plaintext(n):
     return out[:n]
 
 
+# ---- public-key recipients (§11.3), from recipients.py ----
+
+X25519_PRIVATE = bytes(range(0x20, 0x40))    # the recipient's X25519 private key
+X25519_EPHEMERAL = bytes(range(0x80, 0xA0))  # the ephemeral key of the X25519 vectors
+RSA_SEED = bytes(range(0xE0, 0x100))         # what RSA-OAEP encrypts
+OAEP_SEED = bytes(range(0x10, 0x30))         # OAEP's own random seed, fixed for the vector
+RSA_KEY_FILE = "rsa2048_recipient_key.pem"   # a test key, made once and committed
+
+
+def recipient_keys():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa, x25519
+    path = os.path.join(HERE, RSA_KEY_FILE)
+    if not os.path.exists(path):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with open(path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    with open(path, "rb") as f:
+        rsa_key = serialization.load_pem_private_key(f.read(), password=None)
+    return [x25519.X25519PrivateKey.from_private_bytes(X25519_PRIVATE), rsa_key]
+
+
+def private_pkcs8(key):
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def public_key_vectors(ok, bad, pt):
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    import recipients
+    xkey, rkey = recipient_keys()
+    eph = x25519.X25519PrivateKey.from_private_bytes(X25519_EPHEMERAL)
+    ctx = {"app": "billing"}
+
+    def x(ctx, dk=DK):
+        return recipients.x25519_recipient(xkey.public_key(), dk, ctx, ephemeral=eph)
+
+    def r(ctx, dk=DK):
+        return recipients.rsa_recipient(rkey.public_key(), dk, ctx, seed=RSA_SEED,
+                                        oaep_seed=OAEP_SEED)
+
+    ok("x25519_recipient", plaintext(1500), ctx=ctx, recipients=[x(ctx)],
+       note="for an X25519 public key; context app=billing")
+    ok("rsa_oaep_recipient", plaintext(1500), recipients=[r({})],
+       note="for an RSA-2048 public key (rsa2048_recipient_key.pem)")
+    ok("mixed_recipients", plaintext(700), recipients=[x({}), (9, b"unknown"), r({}),
+                                                       vault_recipient({})],
+       note="an X25519, an unknown (9), an RSA and a vault-key recipient; any known one opens it")
+
+    h1 = header(1024, {}, [x({})], DK)
+    body = b"".join(frames(pt, 1024))
+    off = Envelope_offsets(h1)
+
+    def flip(at):
+        b = bytearray(h1)
+        b[at] ^= 0x01
+        return bytes(b) + body
+    bad("x25519_fingerprint_altered", flip(off), "names another public key")
+    bad("x25519_ephemeral_altered", flip(off + 32 + 5), "the ephemeral public key")
+    bad("x25519_wrapped_key_altered", flip(off + 64 + 3), "the wrapped data key")
+    bad("x25519_context_mismatch", header(1024, {}, [x({"app": "other"})], DK) + body,
+        "wrapped with another context than the header's")
+    hr = header(1024, {}, [r({})], DK)
+    b = bytearray(hr)
+    b[Envelope_offsets(hr) + 32 + 10] ^= 0x01
+    bad("rsa_oaep_encapsulation_altered", bytes(b) + body, "a bit of the RSA-OAEP ciphertext")
+    bad("x25519_recipient_body_short", header(1024, {}, [(2, x({})[1][:-1])], DK) + body,
+        "an X25519 recipient one byte short: the wrong shape")
+
+
+def Envelope_offsets(h):
+    """Where the first recipient's body starts in header `h`."""
+    ctx_len = struct.unpack(">I", h[42:46])[0]
+    return 46 + ctx_len + 2 + 1 + 4
+
+
 def main():
     vectors = []
 
@@ -182,7 +260,8 @@ def main():
     rcount = ctx_off + 4 + 4
     bad("recipient_count_zero", altered(rcount + 1, 0x01), "0 recipients")
     rbody = rcount + 2 + 1 + 4
-    bad("recipient_type_altered", altered(rcount + 2, 0x03), "type 2: no recipient left to open it")
+    bad("recipient_type_altered", altered(rcount + 2, 0x03),
+        "type 2 (X25519) with a vault-key body, which has the wrong shape: nothing opens it")
     bad("wrapped_key_altered", altered(rbody + 25 + 12 + 3), "a bit of the wrapped data key")
     bad("wrapped_key_id_altered", altered(rbody + 8), "the key id inside the blob")
     commit_off = len(h) - 64
@@ -207,11 +286,13 @@ def main():
         ctx={"purpose": "backup"})
     bad("no_context_expected", header(F, ctx, [vault_recipient(ctx)], DK) + body,
         "a file with a context read with none")
+    public_key_vectors(ok, bad, pt)
     bad("not_an_envelope", b"hello world, this is not an envelope at all" * 3, "wrong magic")
     bad("empty_input", b"", "zero bytes")
 
     manifest = {
         "comment": "docs/FORMAT.md section 11.9; written by generate.py",
+        "private_keys": [private_pkcs8(k).hex() for k in recipient_keys()],
         "keys": [{"key_id": KEY_ID, "key_version": KEY_VERSION, "material": K_V.hex()},
                  {"key_id": KEY_ID2, "key_version": 1, "material": K_V2.hex()}],
         "data_key": DK.hex(), "salt": SALT.hex(), "blob_nonce": BLOB_NONCE.hex(),
