@@ -12,8 +12,9 @@
 namespace kms::faults {
 namespace {
 
-constexpr std::string_view kNames[] = {"write", "sync", "dirsync", "pkcs11", "walopen"};
-constexpr int kOps = 5;
+constexpr std::string_view kNames[] = {"write",  "sync",    "dirsync",
+                                       "pkcs11", "walopen", "mechanism"};
+constexpr int kOps = 6;
 
 struct Plan {
   int op = -1;  // index into kNames; -1: nothing armed
@@ -55,6 +56,11 @@ bool fail_now(Op op) noexcept {
   const std::string line = fmt::format("kmsctl: test fault: {} {} failed\n", kNames[i], plan().nth);
   (void)!::write(STDERR_FILENO, line.data(), line.size());
   return true;
+}
+
+bool mechanism_hidden(unsigned long mechanism) noexcept {
+  return plan().op == static_cast<int>(Op::mechanism) &&
+         static_cast<unsigned long>(plan().nth) == mechanism;
 }
 
 }  // namespace kms::faults

@@ -1,7 +1,7 @@
 // Fault injection for PKCS#11 (base/faults.hpp, Op::pkcs11): with a fault armed, kmsctl calls the
 // module through a copy of its function list whose every entry counts the call and fails the
 // chosen one with CKR_DEVICE_ERROR before it reaches the token, as a token that drops off the
-// bus would.
+// bus would. `mechanism:N` (a token that lacks one mechanism) uses the same copy.
 #include "hsm/faulty.hpp"
 
 #include <p11-kit/pkcs11.h>
@@ -27,6 +27,12 @@ struct Faulty<CK_RV (*)(A...), Member, After> {
     return CKR_DEVICE_ERROR;
   }
 };
+
+// C_GetMechanismInfo of a token that lacks the mechanism `mechanism:N` names.
+CK_RV mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO* info) {
+  if (faults::mechanism_hidden(type)) return CKR_MECHANISM_INVALID;
+  return g_real->C_GetMechanismInfo(slot, type, info);
+}
 
 }  // namespace
 
@@ -58,6 +64,7 @@ CK_FUNCTION_LIST* with_faults(CK_FUNCTION_LIST* real) {
   KMS_FAULTY(C_DecryptInit);
   KMS_FAULTY_AS(C_Decrypt, true);
   KMS_FAULTY(C_GenerateKey);
+  list.C_GetMechanismInfo = &mechanism_info;
 #undef KMS_FAULTY
 #undef KMS_FAULTY_AS
   return &list;

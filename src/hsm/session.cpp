@@ -453,6 +453,8 @@ std::string mechanism_name(unsigned long mechanism) {
       return "CKM_RSA_PKCS_PSS";
     case CKM_RSA_PKCS_OAEP:
       return "CKM_RSA_PKCS_OAEP";
+    case CKM_RSA_X_509:
+      return "CKM_RSA_X_509";
     case CKM_EC_KEY_PAIR_GEN:
       return "CKM_EC_KEY_PAIR_GEN";
     case CKM_ECDSA:

@@ -11,7 +11,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (SharedVaultTestCase, INTEGRITY, MIN_BLOB, NOT_FOUND, REFUSED, parse_blob, unb64)
+from kmsenv import (SharedVaultTestCase, INTEGRITY, MIN_BLOB, NOT_FOUND, REFUSED, parse_blob, read,
+                    unb64)
 
 
 def label(key, version):
@@ -137,7 +138,9 @@ def openssl(*args, input=None):
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
 
-class HsmKeyPairs(SharedVaultTestCase):
+class KeyPairCase(SharedVaultTestCase):
+    """A vault of its own per class, and the token's key pair objects as pkcs11-tool lists them."""
+
     def setUp(self):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="kmsctl-hsm-pairs-")
@@ -163,6 +166,8 @@ class HsmKeyPairs(SharedVaultTestCase):
         self.vault.ok("key", "public", key, "-o", pem, "--force")
         return pem
 
+
+class HsmKeyPairs(KeyPairCase):
     def test_signatures_made_in_the_token_verify_with_openssl(self):
         msg = self.path("m")
         with open(msg, "wb") as f:
@@ -239,6 +244,23 @@ class HsmKeyPairs(SharedVaultTestCase):
         self.assertError(r, REFUSED, "EC_SM2", "SM2")
         self.assertIn("--protection software", r.err)
 
+    def test_a_token_that_lacks_a_mechanism_refuses_the_spec_naming_it(self):
+        # KMSCTL_TEST_FAULT=mechanism:N: the token answers CKR_MECHANISM_INVALID for CKM_ value N,
+        # as a token without it does (SoftHSM2 has every mechanism these specs need).
+        for spec, usage, mech, name in (
+                ("ED25519", "sign", 0x1055, "CKM_EC_EDWARDS_KEY_PAIR_GEN"),
+                ("EC_P256", "sign", 0x1041, "CKM_ECDSA"),
+                ("RSA_2048", "encrypt", 0x0003, "CKM_RSA_X_509")):
+            with self.subTest(spec=spec):
+                before = self.pair_objects()
+                r = self.vault.run("key", "create", "--spec", spec, "--usage", usage,
+                                   "--protection", "hsm",
+                                   env={"KMSCTL_TEST_FAULT": f"mechanism:{mech}"})
+                self.assertError(r, REFUSED, spec, name, "--protection software")
+                self.assertEqual(self.pair_objects(), before)
+        # The same spec with the token's mechanisms intact is made in the token.
+        self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
+
     def test_a_refused_key_pair_create_leaves_no_token_object_behind(self):
         self.vault.create_key("--alias", "alias/pair-taken")
         self.vault.create_key("--spec", "ED25519", "--protection", "hsm")
@@ -263,6 +285,44 @@ class HsmKeyPairs(SharedVaultTestCase):
         kept = self.pair_objects(keep)
         self.assertEqual(list(kept["privkey"]), [label(keep, 1)])
 
+
+class PlantedKeyObjects(KeyPairCase):
+    """An attacker with pkcs11-tool on the token (its own vault: the planted objects stay)."""
+
+    def test_a_public_key_object_planted_in_the_token_is_never_used(self):
+        key = self.vault.create_key("--spec", "EC_P256", "--usage", "sign", "--protection", "hsm")
+        real = read(self.public_pem(key))
+        msg, sig = self.path("m"), self.path("sig")
+        with open(msg, "wb") as f:
+            f.write(b"release 1.0")
+        # The attacker's own key pair, its public key planted beside the key's, same label and id.
+        rc, _, err = openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-out", self.path("att.pem"))
+        self.assertEqual(rc, 0, err)
+        rc, _, err = openssl("pkey", "-in", self.path("att.pem"), "-pubout", "-outform", "DER",
+                             "-out", self.path("att.der"))
+        self.assertEqual(rc, 0, err)
+        rc, _, err = openssl("dgst", "-sha256", "-sign", self.path("att.pem"), "-out", sig, msg)
+        self.assertEqual(rc, 0, err)
+        plant = ("--write-object", self.path("att.der"), "--type", "pubkey", "--label",
+                 label(key, 1), "--id", key.encode().hex())
+        # Without the PIN, a public object; with it, a private one. kmsctl reads only private
+        # objects the token generated itself (CKA_LOCAL, which no C_CreateObject can set), so
+        # neither is ever used: the public key stays the real one, the attacker's signature
+        # does not verify, and `vault check-token` reports both as foreign objects (exit 5).
+        for extra in ((), ("--login", "--pin", self.vault.pin, "--private")):
+            with self.subTest(pin=bool(extra)):
+                r = self.vault.pkcs11_tool(*extra, *plant)
+                self.assertEqual(r.rc, 0, r.show())
+                self.assertEqual(read(self.public_pem(key)), real)
+                r = self.vault.run("verify", "--key", key, "--algorithm", "ECDSA_SHA_256",
+                                   "--signature", sig, "--in", msg)
+                self.assertError(r, INTEGRITY, "not valid")
+        r = self.vault.run("vault", "check-token", "--json")
+        self.assertEqual(r.rc, INTEGRITY, r.show())
+        foreign = [o for o in r.json()["objects"] if o["label"] == label(key, 1)
+                   and o["status"] != "in use"]
+        self.assertEqual(len(foreign), 2, r.out)
 
 if __name__ == "__main__":
     kmsenv.main()
