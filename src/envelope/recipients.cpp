@@ -94,7 +94,8 @@ Recipient wrap_for_public_key(ByteView spki, ByteView data_key, const Context& c
   Bytes encapsulation;
   SecureBytes secret;
   if (out.type == kRecipientX25519) {
-    crypto::X25519Agreement a = crypto::x25519_agree_ephemeral(*crypto::x25519_raw_public_key(spki));
+    crypto::X25519Agreement a =
+        crypto::x25519_agree_ephemeral(*crypto::x25519_raw_public_key(spki));
     encapsulation = std::move(a.ephemeral_public);
     secret = std::move(a.shared);
   } else {
@@ -104,15 +105,15 @@ Recipient wrap_for_public_key(ByteView spki, ByteView data_key, const Context& c
   }
   const Bytes fields = kek_input(out.type, public_key_fingerprint(spki), encapsulation);
   const SecureBytes k = kek(out.type, secret.view(), ByteView(fields).subspan(1));
-  const Bytes wrapped = crypto::aes_gcm_seal(k.view(), kZeroNonce, aad_of(fields, context),
-                                             data_key);
+  const Bytes wrapped =
+      crypto::aes_gcm_seal(k.view(), kZeroNonce, aad_of(fields, context), data_key);
   out.body.assign(fields.begin() + 1, fields.end());
   out.body.insert(out.body.end(), wrapped.begin(), wrapped.end());
   return out;
 }
 
-std::optional<SecureBytes> unwrap_public_key_recipient(const PublicKeyRecipient& r,
-                                                       ByteView secret, const Context& context) {
+std::optional<SecureBytes> unwrap_public_key_recipient(const PublicKeyRecipient& r, ByteView secret,
+                                                       const Context& context) {
   const Bytes fields = kek_input(r.type, r.fingerprint, r.encapsulation);
   const SecureBytes k = kek(r.type, secret, ByteView(fields).subspan(1));
   auto dk = crypto::aes_gcm_open(k.view(), kZeroNonce, aad_of(fields, context), r.wrapped);
