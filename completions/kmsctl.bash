@@ -7,7 +7,7 @@ _kmsctl_subcommands() {
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
     "secret") echo "create get put list describe versions delete restore rotate set-rotation set-policy get-policy" ;;
-    "vault") echo "backup rekey change-pin restore check-token" ;;
+    "vault") echo "backup rekey change-pin reset-pin restore check-token" ;;
     "agent") echo "start stop status" ;;
     "grant") echo "create list revoke retire" ;;
     "policy") echo "validate check" ;;
@@ -83,6 +83,7 @@ _kmsctl_flags() {
     "vault backup") echo "--help -h --help-all --force" ;;
     "vault rekey") echo "--help -h --help-all" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;
+    "vault reset-pin") echo "--help -h --help-all --so-pin-file --new-pin-file" ;;
     "vault restore") echo "--help -h --help-all --force --json" ;;
     "vault check-token") echo "--help -h --help-all --remove --yes --json" ;;
     "agent start") echo "--help -h --help-all --idle-timeout --max-lifetime --socket --foreground --json" ;;

@@ -14,7 +14,7 @@ function __kmsctl_subcommands
         case 'secret'
             printf '%s\n' create get put list describe versions delete restore rotate set-rotation set-policy get-policy
         case 'vault'
-            printf '%s\n' backup rekey change-pin restore check-token
+            printf '%s\n' backup rekey change-pin reset-pin restore check-token
         case 'agent'
             printf '%s\n' start stop status
         case 'grant'
@@ -201,6 +201,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l json -d 'Print the 
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a backup -d 'Consistent online copy of the vault (still sealed by the token)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a rekey -d 'Generate a new root key in the token and reseal the master key with it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a change-pin -d 'Change the token\'s user PIN (old PIN as usual; new PIN from a file, KMSCTL_NEW_PIN or a prompt)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a reset-pin -d 'Set a new user PIN with the security officer PIN, for a forgotten or locked PIN (recorded as vault.reset_pin)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a restore -d 'Replace the vault with a verified backup of it and re-anchor its audit log in the token (recorded as vault.restore)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a check-token -d 'List the objects in the vault\'s token and flag those it did not make (recorded as vault.check_token)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help -s h -d 'Print this help message and exit'
@@ -428,6 +429,10 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault rekey'" -l help-all -d 'Sho
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l new-pin-file -r -F -d 'Read the new PIN from the first line of FILE (mode 0600)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault reset-pin'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault reset-pin'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault reset-pin'" -l so-pin-file -r -F -d 'Read the SO PIN that `kmsctl init` showed from the first line of FILE (mode 0600)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault reset-pin'" -l new-pin-file -r -F -d 'Read the new PIN from the first line of FILE (mode 0600)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l force -d 'Replace an existing vault\'s content, even if that drops data the backup lacks (listed on stderr)'

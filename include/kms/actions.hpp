@@ -18,6 +18,7 @@ enum class Action : std::uint8_t {
   vault_restore,
   vault_rekey,
   vault_change_pin,
+  vault_reset_pin,
   vault_check_token,
   vault_repair_token,
   vault_upgrade,

@@ -99,6 +99,12 @@ class Service {
     RestoreLosses losses;
   };
   using ConfirmLosses = std::function<bool(const RestoreLosses&)>;
+  // Sets a new user PIN with the token's security officer PIN (a forgotten or locked PIN), then
+  // opens the vault with it and records vault.reset_pin. The token cannot join the log's
+  // transaction and nothing can be recorded before (no user PIN): a reset whose record then
+  // fails is reported as such (Code::failed), the new PIN in force.
+  static std::unique_ptr<Service> reset_pin(const std::filesystem::path& vault,
+                                            const SecureBytes& so_pin, const SecureBytes& new_pin);
   static std::unique_ptr<Service> restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
                                           const SecureBytes& pin, bool force, RestoreReport& report,

@@ -17,6 +17,8 @@ constexpr std::array kActions{
                "vault:Rekey"},
     ActionInfo{A::vault_change_pin, "vault.change_pin",
                "the token's user PIN changed (steps start, then done)", "vault:ChangePin"},
+    ActionInfo{A::vault_reset_pin, "vault.reset_pin",
+               "the token's user PIN was set anew with the security officer PIN"},
     ActionInfo{A::vault_check_token, "vault.check_token",
                "the token's objects were checked (and strays or foreign ones removed)",
                "vault:CheckToken"},

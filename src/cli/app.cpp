@@ -185,6 +185,10 @@ SecureBytes read_new_pin(const std::string& new_pin_file) {
                  "the prompt");
 }
 
+SecureBytes read_so_pin(const std::string& so_pin_file) {
+  return checked(pin_from_file(so_pin_file, "SO PIN file", "--so-pin-file"), "the SO PIN file");
+}
+
 fs::path existing_vault(const Globals& g) {
   const fs::path path = vault_path(g);
   std::error_code ec;

@@ -66,6 +66,9 @@ void take_pins_from_environment();
 SecureBytes read_pin(const Globals& g, bool confirm = false);
 // A new PIN for change-pin: --new-pin-file, KMSCTL_NEW_PIN_FILE, KMSCTL_NEW_PIN, else prompt twice.
 SecureBytes read_new_pin(const std::string& new_pin_file);
+// The security officer PIN from the first line of a file (mode 0600), as `init --so-pin-file`
+// writes it.
+SecureBytes read_so_pin(const std::string& so_pin_file);
 
 // The agent or service that serves g's requests (its socket), or null: they run in this process.
 const std::string* agent_for(Globals& g);

@@ -244,6 +244,27 @@ void register_vault(CLI::App& app, Globals& g) {
     note("token user PIN changed");
   });
 
+  auto so_pin_file = std::make_shared<std::string>();
+  auto reset_new_pin_file = std::make_shared<std::string>();
+  CLI::App* reset = vault->add_subcommand(
+      "reset-pin",
+      "Set a new user PIN with the security officer PIN, for a forgotten or locked PIN "
+      "(recorded as vault.reset_pin)");
+  reset->add_option("--so-pin-file", *so_pin_file,
+                    "Read the SO PIN that `kmsctl init` showed from the first line of FILE "
+                    "(mode 0600)")
+      ->required()
+      ->type_name("FILE");
+  reset->add_option("--new-pin-file", *reset_new_pin_file,
+                    "Read the new PIN from the first line of FILE (mode 0600)")
+      ->type_name("FILE");
+  reset->callback([&g, so_pin_file, reset_new_pin_file] {
+    const SecureBytes so_pin = read_so_pin(*so_pin_file);
+    const SecureBytes new_pin = read_new_pin(*reset_new_pin_file);
+    g.route.local = Service::reset_pin(existing_vault(g), so_pin, new_pin);
+    note("token user PIN reset with the security officer PIN; use the new PIN from now on");
+  });
+
   struct RestoreArgs {
     std::string file;
     bool force = false;

@@ -119,6 +119,8 @@ class Session {
   void login_so(const SecureBytes& so_pin);
   void logout();
   void set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin);
+  // Sets the user PIN (C_InitPIN): in a session logged in as security officer.
+  void init_pin(const SecureBytes& new_pin);
 
   // AES-256 key generated in the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
   // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.

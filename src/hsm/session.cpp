@@ -106,6 +106,12 @@ void Session::set_pin(const SecureBytes& old_pin, const SecureBytes& new_pin) {
                 "cannot change the token's user PIN");
 }
 
+void Session::init_pin(const SecureBytes& new_pin) {
+  const signals::Deferred hold;
+  detail::check(module_->fn()->C_InitPIN(handle_, pin_ptr(new_pin), new_pin.size()),
+                "cannot set the token's user PIN");
+}
+
 ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
   const signals::Deferred hold;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;

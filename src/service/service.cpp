@@ -242,6 +242,26 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
   return s;
 }
 
+std::unique_ptr<Service> Service::reset_pin(const std::filesystem::path& path,
+                                            const SecureBytes& so_pin,
+                                            const SecureBytes& new_pin) {
+  Vault::reset_user_pin(path, so_pin, new_pin);
+  try {
+    std::unique_ptr<Service> s = open(path, new_pin);
+    s->runner_->run({Action::vault_reset_pin,
+                     "vault/" + s->vault_->meta().vault_id,
+                     {{"with", "security officer PIN"}}},
+                    [](audit::Event&) {});
+    return s;
+  } catch (const Error& e) {
+    throw Error(Code::failed,
+                fmt::format("the user PIN was reset, but the reset could not be recorded: {}",
+                            e.what()),
+                "the new PIN is in force; run `kmsctl audit verify`, and report the reset to "
+                "whoever audits the vault");
+  }
+}
+
 std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
                                           const SecureBytes& pin, bool force, RestoreReport& report,

@@ -113,10 +113,7 @@ std::string private_conf(const fs::path& vault, const std::string& stored) {
 
 }  // namespace
 
-void Vault::connect_token(const SecureBytes& pin) {
-  // A private SoftHSM2 token's files are checked (and mended from their copy) before the module
-  // reads them, and stay guarded until the login has rewritten token.object.
-  std::optional<token_files::TokenFiles> guard;
+void Vault::load_module(std::optional<token_files::TokenFiles>& guard) {
   if (!meta_.softhsm_conf.empty()) {
     const std::string conf = private_conf(fs::absolute(final_path_), meta_.softhsm_conf);
     std::error_code ec;
@@ -133,6 +130,13 @@ void Vault::connect_token(const SecureBytes& pin) {
   }
   detail::check_module_trusted(meta_.pkcs11_module, "named in the vault header");
   module_ = hsm::Module::load(meta_.pkcs11_module);
+}
+
+void Vault::connect_token(const SecureBytes& pin) {
+  // A private SoftHSM2 token's files are checked (and mended from their copy) before the module
+  // reads them, and stay guarded until the login has rewritten token.object.
+  std::optional<token_files::TokenFiles> guard;
+  load_module(guard);
   // SoftHSM2 rewrites a token's file at every login; a process that loaded the token meanwhile
   // sees its user PIN as not initialised until the module is loaded again.
   constexpr int kAttempts = 5;
@@ -255,6 +259,38 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
       if (attempt > 0 || e.code() != Code::unavailable) throw;
     }
   }
+}
+
+void Vault::reset_user_pin(const fs::path& path, const SecureBytes& so_pin,
+                           const SecureBytes& new_pin) {
+  std::unique_ptr<Vault> v(new Vault());
+  v->path_ = v->final_path_ = path;
+  v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
+  {
+    store::Tx tx(*v->db_, store::Tx::Kind::read);
+    auto meta = store::read_meta(*v->db_);
+    if (!meta) {
+      throw Error(Code::integrity, fmt::format("{} has no vault header", path.string()),
+                  Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
+    }
+    v->meta_ = std::move(*meta);
+  }
+  // C_Login as SO and C_InitPIN rewrite token.object: guarded as a login is.
+  std::optional<token_files::TokenFiles> guard;
+  v->load_module(guard);
+  v->token_ = v->module_->find_token(v->meta_.token_label, v->meta_.token_serial);
+  hsm::Session session(v->module_, v->token_.slot);
+  try {
+    session.login_so(so_pin);
+  } catch (const Error& e) {
+    throw Error(Code::refused,
+                fmt::format("the security officer PIN was not accepted by the vault's token ({})",
+                            e.what()),
+                "pass the SO PIN that `kmsctl init` showed (--so-pin-file FILE)");
+  }
+  session.init_pin(new_pin);
+  session.logout();
+  if (guard) guard->save_copies();
 }
 
 Bytes Vault::seal(const RecordRef& where, ByteView plaintext) const {

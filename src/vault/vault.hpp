@@ -19,6 +19,9 @@
 #include "vault/sealed.hpp"
 
 namespace kms {
+namespace token_files {
+class TokenFiles;
+}
 
 // Names as the spec names them.
 inline constexpr std::string_view kMasterAadLabel = "kmsctl-master-key-v1";
@@ -35,6 +38,11 @@ class Vault {
   static std::unique_ptr<Vault> create(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
   static std::unique_ptr<Vault> open(const std::filesystem::path& path, const SecureBytes& pin);
+  // Sets the user PIN of the vault's token with its security officer PIN (C_InitPIN), for a
+  // forgotten or locked user PIN. Reads the vault's header to find the token; unseals nothing
+  // (without the user PIN nothing can be). Code::refused for a wrong SO PIN.
+  static void reset_user_pin(const std::filesystem::path& path, const SecureBytes& so_pin,
+                             const SecureBytes& new_pin);
   // A file made by `vault backup`: read-only for everything but verification and restore.
   bool is_backup() { return db_->application_id() == store::kBackupVaultId; }
   ~Vault();
@@ -101,6 +109,9 @@ class Vault {
 
  private:
   Vault() = default;
+  // Sets SOFTHSM2_CONF to the vault's private token (its files checked and guarded by `guard`
+  // until the caller's login has rewritten them) and loads the header's module, if trusted.
+  void load_module(std::optional<token_files::TokenFiles>& guard);
   void connect_token(const SecureBytes& pin);
   void unseal();
   std::string root_label() const;

@@ -68,7 +68,7 @@ class Docs(KmsTestCase):
         self.assertEqual(self.bash_complete(script, "kmsctl", "audit", "list", "--ac"),
                          ["--action"])
         self.assertEqual(self.bash_complete(script, "kmsctl", "vault", "re"),
-                         ["rekey", "restore"])
+                         ["rekey", "reset-pin", "restore"])
         top = self.bash_complete(script, "kmsctl", "")
         for c in ("init", "status", "audit", "vault", "version", "completion", "manpage"):
             self.assertIn(c, top)

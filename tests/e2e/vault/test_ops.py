@@ -136,6 +136,42 @@ class ChangePin(KmsTestCase):
         self.kms.ok("status")
 
 
+class ResetPin(KmsTestCase):
+    """A forgotten user PIN: `vault reset-pin` sets a new one with the SO PIN (C_InitPIN)."""
+
+    def test_the_so_pin_sets_a_new_user_pin_and_the_reset_is_recorded(self):
+        so_file = self.kms.path("so-pin")
+        self.kms.init("--so-pin-file", so_file)
+        self.kms.ok("key", "create")
+        new_pin = "e2e-Reset-Pin-77aa"
+        new_file = self.kms.write_secret_file("new-pin", new_pin)
+        # No user PIN is needed (it is forgotten): none is given.
+        r = self.kms.run("vault", "reset-pin", "--so-pin-file", so_file, "--new-pin-file",
+                         new_file, unset=("KMSCTL_PIN_FILE",))
+        self.assertOk(r)
+        self.assertIn("reset", r.err)
+        self.assertEqual(r.out, "")
+        self.assertError(self.kms.run("status"), 6, "PIN")
+        env = {"KMSCTL_PIN_FILE": new_file}
+        self.kms.ok("audit", "verify", env=env)
+        rows = self.kms.sql("SELECT action, outcome FROM audit_log ORDER BY seq")
+        self.assertEqual(rows[-2:], [("vault.reset_pin", "ok"), ("audit.verify", "ok")])
+        self.assertEqual(len(self.kms.json("key", "list", "--json", env=env)["keys"]), 1)
+        self.kms.secret_keys(pin=new_pin)
+
+    def test_a_wrong_so_pin_changes_nothing(self):
+        self.kms.init("--so-pin-file", self.kms.path("so-pin"))
+        wrong = self.kms.write_secret_file("wrong-so", "not-the-so-pin-1234")
+        new_file = self.kms.write_secret_file("new-pin", "e2e-Reset-Pin-88bb")
+        before = self.kms.sql("SELECT count(*) FROM audit_log")[0][0]
+        r = self.kms.run("vault", "reset-pin", "--so-pin-file", wrong, "--new-pin-file", new_file)
+        self.assertError(r, 4, "security officer PIN")
+        self.assertNotIn("not-the-so-pin-1234", r.err)
+        self.kms.ok("status")  # the old PIN still opens the vault
+        self.assertError(self.kms.run("status", env={"KMSCTL_PIN_FILE": new_file}), 6, "PIN")
+        self.assertEqual(self.kms.sql("SELECT count(*) FROM audit_log")[0][0], before + 1)
+
+
 class NoSecretLeaks(KmsTestCase):
     def test_no_pin_reaches_the_disk_the_output_or_argv(self):
         kms = self.kms
