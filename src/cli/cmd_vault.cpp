@@ -250,13 +250,15 @@ void register_vault(CLI::App& app, Globals& g) {
       "reset-pin",
       "Set a new user PIN with the security officer PIN, for a forgotten or locked PIN "
       "(recorded as vault.reset_pin)");
-  reset->add_option("--so-pin-file", *so_pin_file,
-                    "Read the SO PIN that `kmsctl init` showed from the first line of FILE "
-                    "(mode 0600)")
+  reset
+      ->add_option("--so-pin-file", *so_pin_file,
+                   "Read the SO PIN that `kmsctl init` showed from the first line of FILE "
+                   "(mode 0600)")
       ->required()
       ->type_name("FILE");
-  reset->add_option("--new-pin-file", *reset_new_pin_file,
-                    "Read the new PIN from the first line of FILE (mode 0600)")
+  reset
+      ->add_option("--new-pin-file", *reset_new_pin_file,
+                   "Read the new PIN from the first line of FILE (mode 0600)")
       ->type_name("FILE");
   reset->callback([&g, so_pin_file, reset_new_pin_file] {
     const SecureBytes so_pin = read_so_pin(*so_pin_file);

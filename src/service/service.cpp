@@ -243,8 +243,7 @@ std::unique_ptr<Service> Service::init(const InitOptions& opts, const SecureByte
 }
 
 std::unique_ptr<Service> Service::reset_pin(const std::filesystem::path& path,
-                                            const SecureBytes& so_pin,
-                                            const SecureBytes& new_pin) {
+                                            const SecureBytes& so_pin, const SecureBytes& new_pin) {
   Vault::reset_user_pin(path, so_pin, new_pin);
   try {
     std::unique_ptr<Service> s = open(path, new_pin);
@@ -254,11 +253,11 @@ std::unique_ptr<Service> Service::reset_pin(const std::filesystem::path& path,
                     [](audit::Event&) {});
     return s;
   } catch (const Error& e) {
-    throw Error(Code::failed,
-                fmt::format("the user PIN was reset, but the reset could not be recorded: {}",
-                            e.what()),
-                "the new PIN is in force; run `kmsctl audit verify`, and report the reset to "
-                "whoever audits the vault");
+    throw Error(
+        Code::failed,
+        fmt::format("the user PIN was reset, but the reset could not be recorded: {}", e.what()),
+        "the new PIN is in force; run `kmsctl audit verify`, and report the reset to "
+        "whoever audits the vault");
   }
 }
 
