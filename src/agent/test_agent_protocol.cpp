@@ -116,6 +116,9 @@ bool eq(const keys::PublicKey& a, const keys::PublicKey& b);
 bool eq(const keys::Signature& a, const keys::Signature& b);
 bool eq(const keys::Verified& a, const keys::Verified& b);
 bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b);
+bool eq(const keys::ImportParams& a, const keys::ImportParams& b);
+bool eq(const req::KeyImportParams& a, const req::KeyImportParams& b);
+bool eq(const req::KeyImport& a, const req::KeyImport& b);
 bool eq(const req::Sign& a, const req::Sign& b);
 bool eq(const req::Verify& a, const req::Verify& b);
 bool eq(const req::Mac& a, const req::Mac& b);
@@ -205,7 +208,7 @@ bool eq(const KeyMetadata& a, const KeyMetadata& b) {
   using T = KeyMetadata;
   return members(a, b, &T::id, &T::spec, &T::usage, &T::description, &T::state, &T::protection,
                  &T::created, &T::rotation_period_days, &T::last_rotated, &T::deletion_date,
-                 &T::primary_version);
+                 &T::primary_version, &T::origin, &T::material_expires);
 }
 bool eq(const KeyVersionMetadata& a, const KeyVersionMetadata& b) {
   using T = KeyVersionMetadata;
@@ -233,7 +236,7 @@ bool eq(const audit::VerifyReport& a, const audit::VerifyReport& b) {
 bool eq(const keys::CreateSpec& a, const keys::CreateSpec& b) {
   using T = keys::CreateSpec;
   return members(a, b, &T::spec, &T::description, &T::alias, &T::tags, &T::rotation_days,
-                 &T::protection, &T::usage);
+                 &T::protection, &T::usage, &T::origin);
 }
 bool eq(const keys::KeyInfo& a, const keys::KeyInfo& b) {
   using T = keys::KeyInfo;
@@ -425,6 +428,18 @@ bool eq(const keys::Verified& a, const keys::Verified& b) {
 bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b) {
   return members(a, b, &req::GetPublicKey::key, &req::GetPublicKey::key_version);
 }
+bool eq(const keys::ImportParams& a, const keys::ImportParams& b) {
+  using T = keys::ImportParams;
+  return members(a, b, &T::key_id, &T::wrapping_algorithm, &T::public_key, &T::import_token,
+                 &T::expires);
+}
+bool eq(const req::KeyImportParams& a, const req::KeyImportParams& b) {
+  return members(a, b, &req::KeyImportParams::key, &req::KeyImportParams::wrapping_algorithm);
+}
+bool eq(const req::KeyImport& a, const req::KeyImport& b) {
+  using T = req::KeyImport;
+  return members(a, b, &T::key, &T::wrapped_material, &T::import_token, &T::expires);
+}
 bool eq(const req::Sign& a, const req::Sign& b) {
   using T = req::Sign;
   return members(a, b, &T::key, &T::algorithm, &T::input, &T::is_digest);
@@ -475,6 +490,8 @@ KeyMetadata key_row() {
   k.last_rotated = "2026-02-02T00:00:00.000Z";
   k.deletion_date = "2026-03-03T00:00:00.000Z";
   k.primary_version = 3;
+  k.origin = Origin::external;
+  k.material_expires = "2027-04-04T00:00:00.000Z";
   return k;
 }
 
@@ -711,7 +728,7 @@ req::AuditExport sample<req::AuditExport>() {
 template <>
 req::KeyCreate sample<req::KeyCreate>() {
   return {keys::CreateSpec{KeySpec::ec_sm2, "orders", "alias/orders", tags(), 90, Protection::hsm,
-                           KeyUsage::sign}};
+                           KeyUsage::sign, Origin::external}};
 }
 template <>
 req::KeyList sample<req::KeyList>() {
@@ -949,6 +966,22 @@ keys::Verified sample<keys::Verified>() {
 template <>
 req::GetPublicKey sample<req::GetPublicKey>() {
   return {"alias/signer", 2};
+}
+template <>
+keys::ImportParams sample<keys::ImportParams>() {
+  const std::string token = "kmsctl-import-token-v1." + kKeyId + "." + std::string(64, 'a');
+  return {kKeyId, WrappingAlgorithm::rsa_aes_key_wrap_sha_256, Bytes(422, 0x30),
+          Bytes(token.begin(), token.end()), kTime};
+}
+template <>
+req::KeyImportParams sample<req::KeyImportParams>() {
+  return {"alias/byok", WrappingAlgorithm::rsa_aes_key_wrap_sha_256};
+}
+template <>
+req::KeyImport sample<req::KeyImport>() {
+  const std::string token = "kmsctl-import-token-v1." + kKeyId + "." + std::string(64, 'b');
+  return {"alias/byok", Bytes(424, 0x5a), Bytes(token.begin(), token.end()),
+          "2027-05-05T00:00:00.000Z"};
 }
 template <>
 req::Sign sample<req::Sign>() {
@@ -1255,7 +1288,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 51);
+  CHECK(ops.size() == 53);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);
