@@ -100,7 +100,7 @@ SecureBytes material_for(const store::KeyRow& key, SecureBytes raw) {
     throw Error(
         Code::usage,
         fmt::format("the imported private key is {}, and key {} is {}",
-                    k->spec ? fmt::format("a {} key", key_spec_name(*k->spec))
+                    k->spec ? fmt::format("of spec {}", key_spec_name(*k->spec))
                             : std::string("of a type, curve or size kmsctl has no spec for"),
                     key.id, info.name),
         fmt::format("import a {} private key, or create a key of the material's spec", info.name));
