@@ -7,12 +7,15 @@ deleted by `maintain`) and only the same material comes back; tokens serve one k
 hours; external keys are never rotated nor put in the token; the new rows are authenticated.
 Every refusal changes nothing and leaves an audit chain that verifies."""
 
+import datetime
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 import unittest
 import uuid
 
@@ -287,6 +290,20 @@ class Byok(SharedVaultTestCase):
         self.assertEqual(os.listdir(self.dir("kmskey")), [])
         self.assertChainVerifies()
 
+    def test_an_expiry_not_in_the_future_is_a_usage_error_before_the_vault(self):
+        key = self.external()
+        pem, token = self.params(key)
+        wrapped = self.wrap_oaep(pem, os.urandom(32))
+        for when in ("2020-01-01", "2020-01-01T00:00:00Z", "tomorrow", "0d"):
+            with self.subTest(when=when):
+                r = self.unaudited("key", "import", key, "--material", wrapped,
+                                   "--import-token", token, "--expires", when, rc=USAGE)
+                self.assertError(r, USAGE, "expir")
+        self.assertEqual(self.describe(key)["state"], "PendingImport")
+        day = (datetime.date.today() + datetime.timedelta(days=400)).isoformat()  # a date alone
+        self.assertOk(self.import_(key, wrapped, token, "--expires", day))
+        self.assertEqual(self.describe(key)["material_expires"], day + "T00:00:00.000Z")
+
     def test_import_params_refuses_to_overwrite_its_files_without_force(self):
         key = self.external()
         d = self.dir("overwrite")
@@ -363,6 +380,75 @@ class Byok(SharedVaultTestCase):
                                  "--limit", "1000")
         self.assertIn(key, [k["key_id"] for k in listed["keys"]])
         self.assertNotIn(kms_key, [k["key_id"] for k in listed["keys"]])
+
+
+@unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")
+class ThroughAnAgent(KmsTestCase):
+    """import-params and import served by `kmsctl agent`, without a PIN: the wrapped material
+    crosses the socket as the request's bytes, and the records say channel agent."""
+
+    def setUp(self):
+        super().setUp()
+        self.agent_pid = None
+        self.addCleanup(self.stop_agent)
+
+    def stop_agent(self):
+        if self.agent_pid is None:
+            return
+        try:
+            os.kill(self.agent_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.agent_pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(self.agent_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def test_import_through_the_agent(self):
+        self.kms.init()
+        key = self.kms.ok("key", "create", "--origin", "external", "--spec",
+                          "HMAC_SHA512").out.strip()
+        r = self.kms.run("agent", "start", "--json")
+        self.assertOk(r)
+        info = r.json()
+        self.agent_pid = int(info["pid"])
+
+        def served(*args, rc=OK):
+            r = self.kms.run(*args, env={"KMSCTL_AGENT_SOCK": info["socket"]},
+                             unset=("KMSCTL_PIN_FILE",))
+            self.assertEqual(r.rc, rc, r.show())
+            return r
+
+        d = self.kms.path("p")
+        os.mkdir(d)
+        served("key", "import-params", key, "-o", d)
+        material = os.urandom(64)
+        src = self.kms.path("m")
+        write(src, material)
+        wrapped = self.kms.path("w")
+        openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", os.path.join(d, "wrapping-key.pem"),
+                "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+                "-pkeyopt", "rsa_mgf1_md:sha256", "-in", src, "-out", wrapped)
+        served("key", "import", key, "--material", wrapped, "--import-token",
+               os.path.join(d, "import-token"))
+        msg = self.kms.path("msg")
+        write(msg, MARKER)
+        mac = served("mac", "--key", key, "--in", msg, "--format", "raw").raw
+        self.assertEqual(mac, openssl("dgst", "-sha512", "-mac", "HMAC", "-macopt",
+                                      "hexkey:" + material.hex(), "-binary", msg).raw)
+        recs = [x for x in self.kms.records()
+                if x["action"] in ("key.get_parameters_for_import", "key.import_key_material")]
+        self.assertEqual([x["outcome"] for x in recs], ["ok", "ok"])
+        for rec in recs:
+            self.assertEqual(rec["params"].get("channel"), "agent", rec)
+        self.assertNotIn(material.hex(), json.dumps(self.kms.records()))
 
 
 if __name__ == "__main__":
