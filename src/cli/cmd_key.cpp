@@ -238,7 +238,8 @@ void add_import_params(CLI::App* key, Globals& g) {
   cmd->add_option("-o,--out-dir", a->dir, "Directory to write the two files in (default .)")
       ->type_name("DIR");
   cmd->add_flag("--force", a->force, "Overwrite existing wrapping-key.pem and import-token");
-  cmd->add_flag("--json", a->json, "Print {key_id, wrapping_algorithm, expires, files}");
+  cmd->add_flag("--json", a->json,
+                "Print {key_id, wrapping_algorithm, expires, wrapping_key, import_token}");
   cmd->callback([&g, a] {
     const std::filesystem::path dir(a->dir);
     const std::filesystem::path pem = dir / "wrapping-key.pem", tok = dir / "import-token";
