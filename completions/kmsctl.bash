@@ -3,7 +3,7 @@ _kmsctl_subcommands() {
   case "$1" in
     "") echo "init status audit key encrypt decrypt re-encrypt data-key random sign verify mac verify-mac file secret exec maintain vault agent grant policy serve version completion manpage" ;;
     "audit") echo "list verify export" ;;
-    "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag set-policy get-policy public specs alias" ;;
+    "key") echo "create list describe enable disable rotate cancel-deletion versions set-rotation schedule-deletion tag untag set-policy get-policy public import-params import specs alias" ;;
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
     "secret") echo "create get put list describe versions delete restore rotate set-rotation set-policy get-policy" ;;
@@ -46,7 +46,7 @@ _kmsctl_flags() {
     "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --json" ;;
     "audit verify") echo "--help -h --help-all --json" ;;
     "audit export") echo "--help -h --help-all --output -o --force" ;;
-    "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --json" ;;
+    "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --origin --json" ;;
     "key list") echo "--help -h --help-all --state --limit --after --json" ;;
     "key describe") echo "--help -h --help-all --json" ;;
     "key enable") echo "--help -h --help-all --json" ;;
@@ -61,6 +61,8 @@ _kmsctl_flags() {
     "key set-policy") echo "--help -h --help-all --remove --json" ;;
     "key get-policy") echo "--help -h --help-all --json" ;;
     "key public") echo "--help -h --help-all --version --format --out -o --force" ;;
+    "key import-params") echo "--help -h --help-all --wrapping-algorithm --out-dir -o --force --json" ;;
+    "key import") echo "--help -h --help-all --material --import-token --expires --json" ;;
     "key specs") echo "--help -h --help-all --json" ;;
     "key alias") echo "--help -h --help-all" ;;
     "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json" ;;

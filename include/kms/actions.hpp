@@ -79,6 +79,8 @@ enum class Action : std::uint8_t {
   key_verify_mac,
   secret_set_policy,
   secret_get_policy,
+  key_get_parameters_for_import,
+  key_import_key_material,
 };
 
 struct ActionInfo {

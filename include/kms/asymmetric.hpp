@@ -64,4 +64,13 @@ struct X25519Agreement {
 };
 X25519Agreement x25519_agree_ephemeral(ByteView peer_public);
 
+// A private key to import (PKCS #8 DER, or a DER key OpenSSL reads), checked and re-encoded as
+// kmsctl stores a key version's (PKCS #8 DER, an EC key with its public key): nullopt when it
+// does not parse or fails OpenSSL's check; `spec` none when it is none of kmsctl's specs.
+struct ImportedPrivateKey {
+  SecureBytes pkcs8;
+  std::optional<KeySpec> spec;
+};
+[[nodiscard]] std::optional<ImportedPrivateKey> import_private_key(ByteView der);
+
 }  // namespace kms::crypto

@@ -53,6 +53,11 @@ Bytes aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView plaintex
                                                       ByteView ciphertext_and_tag,
                                                       std::size_t tag_size = kGcmTagSize);
 
+// AES key wrap with padding (RFC 5649, the default alternative IV A65959A6) under a 32-byte
+// key. unwrap: nullopt when the input is malformed or its integrity check fails.
+Bytes aes_key_wrap_pad(ByteView kek, ByteView plaintext);
+[[nodiscard]] std::optional<SecureBytes> aes_key_unwrap_pad(ByteView kek, ByteView wrapped);
+
 // AES-256-GCM with a fixed key and one reusable OpenSSL context: for streams of frames, with no
 // allocation per frame. Input and output may be the same buffer.
 class Aes256Gcm {

@@ -77,8 +77,10 @@ enum class Remedy : std::uint8_t {
   move_alias,                         // subject: the alias, which exists
   create_alias,                       // subject: the alias, which does not exist
   list_key_tags,                      // the key has no such tag
-  use_key_for_operation,              // the key's spec or usage does not serve it; hint: what would
-  choose_algorithm,                   // the algorithm does not fit the key; hint: the ones that do
+  get_import_params,        // an import token that does not serve (another key's, expired, used)
+  import_key_material,      // the key (origin external) has no material yet, or it expired
+  use_key_for_operation,    // the key's spec or usage does not serve it; hint: what would
+  choose_algorithm,         // the algorithm does not fit the key; hint: the ones that do
   use_software_protection,  // the token cannot hold this spec; hint: the missing mechanism
   encrypt_as_file,          // too large for encrypt: use envelope encryption
   pass_ciphertext,          // the input is no ciphertext blob

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kms/clock.hpp"
 #include "kms/records.hpp"
 #include "kms/secure.hpp"
 #include "kms/vocab.hpp"
@@ -30,6 +31,25 @@ struct CreateSpec {
   std::optional<std::int64_t> rotation_days;
   Protection protection = Protection::software;
   std::optional<KeyUsage> usage;  // none: the spec's default usage
+  // external: no material until `key import` (state PendingImport); software protection only.
+  Origin origin = Origin::kms;
+};
+
+// How long the parameters of `key import-params` serve (as AWS KMS).
+inline constexpr std::int64_t kImportParamsHours = 24;
+// The sizes of HMAC key material `key import` takes (RFC 2104 allows any; fewer than 16 bytes
+// is too weak, more than the hash's block size is hashed down by HMAC).
+inline constexpr std::size_t kMinImportedHmacKey = 16, kMaxImportedHmacKey = 128;
+
+// What `key import-params` gives: the public key to wrap the material for (RSA-3072,
+// SubjectPublicKeyInfo DER) and the import token that names these parameters (docs/FORMAT.md
+// §12.5), both good until `expires`.
+struct ImportParams {
+  std::string key_id;
+  WrappingAlgorithm wrapping_algorithm = WrappingAlgorithm::rsaes_oaep_sha_256;
+  Bytes public_key;
+  Bytes import_token;
+  std::string expires;
 };
 
 struct KeyInfo {
@@ -76,6 +96,9 @@ inline constexpr std::size_t kMaxMacMessage = 64 * 1024;
 void check_alias_name(std::string_view alias);
 std::int64_t parse_days(std::string_view text, std::int64_t min, std::int64_t max,
                         std::string_view what);  // "90d" or "90"
+// `key import --expires`: a duration (30d, 12h), a date or an RFC 3339 time, after `now` and at
+// most ten years away, as RFC 3339 (Code::usage otherwise).
+std::string parse_material_expiry(const std::string& text, TimePoint now);
 // The same range for a number of days a request gives (Code::usage outside min..max).
 void check_days(std::int64_t days, std::int64_t min, std::int64_t max, std::string_view what);
 

@@ -41,6 +41,9 @@ struct KeyMetadata {
   std::string last_rotated;
   std::optional<std::string> deletion_date;
   std::int64_t primary_version = 1;
+  Origin origin = Origin::kms;
+  // An imported key's material expires then (`key import --expires`); none: never.
+  std::optional<std::string> material_expires;
 };
 
 struct KeyVersionMetadata {

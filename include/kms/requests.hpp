@@ -50,6 +50,8 @@ enum class Op : std::uint16_t {
   key_set_policy = 35,
   key_get_policy = 36,
   key_get_public_key = 37,
+  key_import_params = 38,
+  key_import = 39,
   encrypt = 40,
   decrypt = 41,
   re_encrypt = 42,
@@ -176,6 +178,22 @@ struct KeyGetPolicy {
   static constexpr Op op = Op::key_get_policy;
   using Response = KeyPolicyInfo;
   std::string key;
+};
+// Bring your own key (docs/KEYS.md): the parameters to wrap material for KEY (origin external),
+// then the import of the wrapped material with the token those parameters came with.
+struct KeyImportParams {
+  static constexpr Op op = Op::key_import_params;
+  using Response = keys::ImportParams;
+  std::string key;
+  WrappingAlgorithm wrapping_algorithm = WrappingAlgorithm::rsaes_oaep_sha_256;
+};
+struct KeyImport {
+  static constexpr Op op = Op::key_import;
+  using Response = keys::KeyInfo;
+  std::string key;
+  Bytes wrapped_material;
+  Bytes import_token;
+  std::optional<std::string> expires;  // RFC 3339; none: the material never expires
 };
 struct AliasCreate {
   static constexpr Op op = Op::alias_create;

@@ -71,8 +71,11 @@ struct RestoreLosses {
 
 struct MaintainReport {
   bool dry_run = false;
-  std::vector<std::pair<std::string, std::int64_t>> rotated;          // key id, new version
-  std::vector<std::string> deleted;                                   // key ids
+  std::vector<std::pair<std::string, std::int64_t>> rotated;  // key id, new version
+  std::vector<std::string> deleted;                           // key ids
+  // Imported keys whose material's expiry passed: their material deleted (state PendingImport).
+  std::vector<std::pair<std::string, std::string>> material_expired;  // key id, expiry
+  std::int64_t import_params_purged = 0;  // expired or used import parameters deleted
   std::vector<std::pair<std::string, std::int64_t>> secrets_rotated;  // name, new current version
   std::vector<std::pair<std::string, std::string>> secrets_failed;    // name, what failed
   std::vector<std::string> secrets_purged;                            // names

@@ -11,7 +11,7 @@
 
 namespace kms {
 
-enum class KeyState : std::uint8_t { enabled, disabled, pending_deletion };
+enum class KeyState : std::uint8_t { enabled, disabled, pending_deletion, pending_import };
 struct KeyStateInfo {
   KeyState state;
   std::string_view name;     // "PendingDeletion": as rows, output and audit params spell it
@@ -32,6 +32,32 @@ struct ProtectionInfo {
 std::span<const ProtectionInfo> protections() noexcept;
 std::string_view protection_name(Protection p) noexcept;
 std::optional<Protection> parse_protection(std::string_view name) noexcept;
+
+// Where a key's material comes from: made by the vault (kms), or imported (external: `key create
+// --origin external`, then `key import-params` and `key import`; docs/KEYS.md, "Bring your own
+// key").
+enum class Origin : std::uint8_t { kms, external };
+struct OriginInfo {
+  Origin origin;
+  std::string_view name;  // "kms", "external"
+  std::string_view summary;
+};
+std::span<const OriginInfo> origins() noexcept;
+std::string_view origin_name(Origin o) noexcept;
+std::optional<Origin> parse_origin(std::string_view name) noexcept;
+
+// How key material to import is wrapped for the vault (AWS KMS's names): RSA-OAEP with SHA-256
+// of the material itself, or a fresh AES-256 key RSA-OAEP-wrapped followed by the material
+// wrapped by it with AES key wrap with padding (RFC 5649).
+enum class WrappingAlgorithm : std::uint8_t { rsaes_oaep_sha_256, rsa_aes_key_wrap_sha_256 };
+struct WrappingAlgorithmInfo {
+  WrappingAlgorithm algorithm;
+  std::string_view name;  // "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"
+  std::string_view summary;
+};
+std::span<const WrappingAlgorithmInfo> wrapping_algorithms() noexcept;
+std::string_view wrapping_algorithm_name(WrappingAlgorithm a) noexcept;
+std::optional<WrappingAlgorithm> parse_wrapping_algorithm(std::string_view name) noexcept;
 
 enum class SecretStage : std::uint8_t { current, previous, pending };
 struct SecretStageInfo {

@@ -17,7 +17,7 @@ namespace kms::agent {
 
 inline constexpr std::uint8_t kRequestMagic[4] = {'K', 'M', 'A', 'Q'};
 inline constexpr std::uint8_t kReplyMagic[4] = {'K', 'M', 'A', 'R'};
-inline constexpr std::uint8_t kWireVersion = 5;
+inline constexpr std::uint8_t kWireVersion = 6;
 // The largest payload of one frame: a request carries at most a secret value or a blob, a
 // reply at most a page of the audit log.
 inline constexpr std::size_t kMaxRequest = 1u << 20;

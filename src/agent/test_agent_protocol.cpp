@@ -116,6 +116,9 @@ bool eq(const keys::PublicKey& a, const keys::PublicKey& b);
 bool eq(const keys::Signature& a, const keys::Signature& b);
 bool eq(const keys::Verified& a, const keys::Verified& b);
 bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b);
+bool eq(const keys::ImportParams& a, const keys::ImportParams& b);
+bool eq(const req::KeyImportParams& a, const req::KeyImportParams& b);
+bool eq(const req::KeyImport& a, const req::KeyImport& b);
 bool eq(const req::Sign& a, const req::Sign& b);
 bool eq(const req::Verify& a, const req::Verify& b);
 bool eq(const req::Mac& a, const req::Mac& b);
@@ -205,7 +208,7 @@ bool eq(const KeyMetadata& a, const KeyMetadata& b) {
   using T = KeyMetadata;
   return members(a, b, &T::id, &T::spec, &T::usage, &T::description, &T::state, &T::protection,
                  &T::created, &T::rotation_period_days, &T::last_rotated, &T::deletion_date,
-                 &T::primary_version);
+                 &T::primary_version, &T::origin, &T::material_expires);
 }
 bool eq(const KeyVersionMetadata& a, const KeyVersionMetadata& b) {
   using T = KeyVersionMetadata;
@@ -233,7 +236,7 @@ bool eq(const audit::VerifyReport& a, const audit::VerifyReport& b) {
 bool eq(const keys::CreateSpec& a, const keys::CreateSpec& b) {
   using T = keys::CreateSpec;
   return members(a, b, &T::spec, &T::description, &T::alias, &T::tags, &T::rotation_days,
-                 &T::protection, &T::usage);
+                 &T::protection, &T::usage, &T::origin);
 }
 bool eq(const keys::KeyInfo& a, const keys::KeyInfo& b) {
   using T = keys::KeyInfo;
@@ -425,6 +428,18 @@ bool eq(const keys::Verified& a, const keys::Verified& b) {
 bool eq(const req::GetPublicKey& a, const req::GetPublicKey& b) {
   return members(a, b, &req::GetPublicKey::key, &req::GetPublicKey::key_version);
 }
+bool eq(const keys::ImportParams& a, const keys::ImportParams& b) {
+  using T = keys::ImportParams;
+  return members(a, b, &T::key_id, &T::wrapping_algorithm, &T::public_key, &T::import_token,
+                 &T::expires);
+}
+bool eq(const req::KeyImportParams& a, const req::KeyImportParams& b) {
+  return members(a, b, &req::KeyImportParams::key, &req::KeyImportParams::wrapping_algorithm);
+}
+bool eq(const req::KeyImport& a, const req::KeyImport& b) {
+  using T = req::KeyImport;
+  return members(a, b, &T::key, &T::wrapped_material, &T::import_token, &T::expires);
+}
 bool eq(const req::Sign& a, const req::Sign& b) {
   using T = req::Sign;
   return members(a, b, &T::key, &T::algorithm, &T::input, &T::is_digest);
@@ -475,6 +490,8 @@ KeyMetadata key_row() {
   k.last_rotated = "2026-02-02T00:00:00.000Z";
   k.deletion_date = "2026-03-03T00:00:00.000Z";
   k.primary_version = 3;
+  k.origin = Origin::external;
+  k.material_expires = "2027-04-04T00:00:00.000Z";
   return k;
 }
 
@@ -711,7 +728,7 @@ req::AuditExport sample<req::AuditExport>() {
 template <>
 req::KeyCreate sample<req::KeyCreate>() {
   return {keys::CreateSpec{KeySpec::ec_sm2, "orders", "alias/orders", tags(), 90, Protection::hsm,
-                           KeyUsage::sign}};
+                           KeyUsage::sign, Origin::external}};
 }
 template <>
 req::KeyList sample<req::KeyList>() {
@@ -951,6 +968,22 @@ req::GetPublicKey sample<req::GetPublicKey>() {
   return {"alias/signer", 2};
 }
 template <>
+keys::ImportParams sample<keys::ImportParams>() {
+  const std::string token = "kmsctl-import-token-v1." + kKeyId + "." + std::string(64, 'a');
+  return {kKeyId, WrappingAlgorithm::rsa_aes_key_wrap_sha_256, Bytes(422, 0x30),
+          Bytes(token.begin(), token.end()), kTime};
+}
+template <>
+req::KeyImportParams sample<req::KeyImportParams>() {
+  return {"alias/byok", WrappingAlgorithm::rsa_aes_key_wrap_sha_256};
+}
+template <>
+req::KeyImport sample<req::KeyImport>() {
+  const std::string token = "kmsctl-import-token-v1." + kKeyId + "." + std::string(64, 'b');
+  return {"alias/byok", Bytes(424, 0x5a), Bytes(token.begin(), token.end()),
+          "2027-05-05T00:00:00.000Z"};
+}
+template <>
 req::Sign sample<req::Sign>() {
   return {"alias/signer", SigningAlgorithm::rsassa_pss_sha_256, secure("message"), true};
 }
@@ -1168,12 +1201,12 @@ TEST_CASE("a bool is 0 or 1; an optional's flag too") {
 
 TEST_CASE("an enum value outside its range is refused") {
   Bytes k = encoded(req::KeyList{KeyState::enabled, std::nullopt, 1});
-  for (std::uint8_t v = 0; v < 3; ++v) {
+  for (std::uint8_t v = 0; v < 4; ++v) {
     k[1] = v;
     REQUIRE(decoded<req::KeyList>(k));
     CHECK(decoded<req::KeyList>(k)->state == static_cast<KeyState>(v));
   }
-  for (std::uint8_t v : {3, 4, 0xff}) {
+  for (std::uint8_t v : {4, 5, 0xff}) {
     k[1] = v;
     CHECK_FALSE(decoded<req::KeyList>(k));
   }
@@ -1255,7 +1288,7 @@ TEST_CASE("op numbers are distinct, and none is one of the agent's own") {
   std::vector<std::uint16_t> ops;
   collect_ops(CallRequests{}, ops);
   collect_ops(SessionRequests{}, ops);
-  CHECK(ops.size() == 51);
+  CHECK(ops.size() == 53);
   CHECK(std::set<std::uint16_t>(ops.begin(), ops.end()).size() == ops.size());
   for (std::uint16_t op : ops) {
     CHECK(op != kOpAgentStatus);
@@ -1269,7 +1302,7 @@ TEST_CASE("a request frame is its length, magic, version, op, vault and fields")
   const wire::Writer f = request_frame(static_cast<std::uint16_t>(req::AliasDelete::op), "/v.db",
                                        [&](wire::Writer& w) { wire::encode(w, r); });
   const Bytes p = payload_of(f);
-  Bytes expect{'K', 'M', 'A', 'Q', 5, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
+  Bytes expect{'K', 'M', 'A', 'Q', 6, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
   append_lp(expect, "alias/x");
   CHECK(p == expect);
 
@@ -1300,7 +1333,7 @@ TEST_CASE("every request type travels in a request payload and parses back from 
   [&]<class... R>(RequestList<R...>) { (one(sample<R>()), ...); }(SessionRequests{});
   // The agent's own operations carry no vault and no fields.
   const wire::Writer stop = request_frame(kOpAgentStop, {}, [](wire::Writer&) {});
-  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 5, 0xf0, 0x01, 0, 0, 0, 0});
+  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 6, 0xf0, 0x01, 0, 0, 0, 0});
 }
 
 TEST_CASE("a request head with another magic or version, or cut short, is refused") {
@@ -1317,7 +1350,7 @@ TEST_CASE("a request head with another magic or version, or cut short, is refuse
     wire::Reader in(b);
     CHECK_FALSE(parse_request_head(in));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 4, 6, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 7, 0xff}) {
     Bytes b = good;
     b[4] = v;
     wire::Reader in(b);
@@ -1336,7 +1369,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   const keys::KeyInfo info = key_info();
   const Bytes p = payload_of(reply_frame([&](wire::Writer& w) { wire::encode(w, info); }));
   REQUIRE(p.size() > 6);
-  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 5, 0});
+  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 6, 0});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::ok);
   const auto back = wire::decode<keys::KeyInfo>(in);
@@ -1344,7 +1377,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   CHECK(eq(*back, info));
 
   const Bytes empty = payload_of(reply_frame([](wire::Writer&) {}));
-  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 5, 0});
+  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 6, 0});
   wire::Reader e(empty);
   CHECK(parse_reply_head(e) == agent::Status::ok);
   CHECK(e.at_end());
@@ -1352,7 +1385,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
 
 TEST_CASE("a local reply is its head alone") {
   const Bytes p = payload_of(local_frame());
-  CHECK(p == Bytes{'K', 'M', 'A', 'R', 5, 2});
+  CHECK(p == Bytes{'K', 'M', 'A', 'R', 6, 2});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::local);
   CHECK(in.at_end());
@@ -1362,7 +1395,7 @@ TEST_CASE("an error reply is thrown as the error it carries: code, message and h
   for (int c = 1; c <= 6; ++c) {
     const Error e(static_cast<Code>(c), "key alias/x is disabled", "enable it: key enable");
     const Bytes p = payload_of(error_frame(e));
-    Bytes expect{'K', 'M', 'A', 'R', 5, 1, static_cast<std::uint8_t>(c)};
+    Bytes expect{'K', 'M', 'A', 'R', 6, 1, static_cast<std::uint8_t>(c)};
     append_lp(expect, e.what());
     append_lp(expect, e.hint());
     CHECK(p == expect);
@@ -1405,7 +1438,7 @@ TEST_CASE("a reply that is not one of this version is Code::unavailable") {
     b[i] ^= 0x20;
     CHECK(unavailable(b));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 4, 6, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 7, 0xff}) {
     Bytes b = ok;
     b[4] = v;
     CHECK(unavailable(b));

@@ -121,6 +121,14 @@ constexpr std::array kActions{
                "secrets:PutResourcePolicy"},
     ActionInfo{A::secret_get_policy, "secret.get_policy", "a secret's own policy was read",
                "secrets:GetResourcePolicy"},
+    ActionInfo{A::key_get_parameters_for_import, "key.get_parameters_for_import",
+               "a wrapping key and import token were made for a key of origin external (the "
+               "wrapping algorithm, the expiry)",
+               "kms:GetParametersForImport"},
+    ActionInfo{A::key_import_key_material, "key.import_key_material",
+               "key material was imported into a key of origin external (its expiry; whether "
+               "imported again)",
+               "kms:ImportKeyMaterial"},
 };
 
 constexpr bool in_enum_order() {
@@ -130,7 +138,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::secret_get_policy) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::key_import_key_material) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

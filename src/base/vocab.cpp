@@ -16,6 +16,23 @@ constexpr std::array kKeyStates{
                  "the key refuses every cryptographic operation until enabled"},
     KeyStateInfo{KeyState::pending_deletion, "PendingDeletion", "pending-deletion",
                  "the key is scheduled for deletion and refuses every cryptographic operation"},
+    KeyStateInfo{KeyState::pending_import, "PendingImport", "pending-import",
+                 "the key (origin external) has no material: import it with `key import`"},
+};
+
+constexpr std::array kOrigins{
+    OriginInfo{Origin::kms, "kms", "the vault made the key's material"},
+    OriginInfo{Origin::external, "external",
+               "the key's material was imported (`key import`); it is never rotated"},
+};
+
+constexpr std::array kWrappingAlgorithms{
+    WrappingAlgorithmInfo{WrappingAlgorithm::rsaes_oaep_sha_256, "RSAES_OAEP_SHA_256",
+                          "RSA-OAEP (SHA-256, MGF1-SHA-256) of the material itself: symmetric and "
+                          "HMAC keys"},
+    WrappingAlgorithmInfo{WrappingAlgorithm::rsa_aes_key_wrap_sha_256, "RSA_AES_KEY_WRAP_SHA_256",
+                          "a fresh AES-256 key by RSA-OAEP (SHA-256), then the material by AES "
+                          "key wrap with padding (RFC 5649): private keys as PKCS #8"},
 };
 
 constexpr std::array kProtections{
@@ -50,12 +67,21 @@ constexpr bool in_enum_order(const Table& t) {
 }
 static_assert(in_enum_order<&KeyStateInfo::state>(kKeyStates),
               "kKeyStates must list every KeyState in the enum's order");
-static_assert(static_cast<std::size_t>(KeyState::pending_deletion) + 1 == kKeyStates.size(),
+static_assert(static_cast<std::size_t>(KeyState::pending_import) + 1 == kKeyStates.size(),
               "every KeyState needs its row in kKeyStates");
 static_assert(in_enum_order<&ProtectionInfo::protection>(kProtections),
               "kProtections must list every Protection in the enum's order");
 static_assert(static_cast<std::size_t>(Protection::hsm) + 1 == kProtections.size(),
               "every Protection needs its row in kProtections");
+static_assert(in_enum_order<&OriginInfo::origin>(kOrigins),
+              "kOrigins must list every Origin in the enum's order");
+static_assert(static_cast<std::size_t>(Origin::external) + 1 == kOrigins.size(),
+              "every Origin needs its row in kOrigins");
+static_assert(in_enum_order<&WrappingAlgorithmInfo::algorithm>(kWrappingAlgorithms),
+              "kWrappingAlgorithms must list every WrappingAlgorithm in the enum's order");
+static_assert(static_cast<std::size_t>(WrappingAlgorithm::rsa_aes_key_wrap_sha_256) + 1 ==
+                  kWrappingAlgorithms.size(),
+              "every WrappingAlgorithm needs its row in kWrappingAlgorithms");
 static_assert(in_enum_order<&SecretStageInfo::stage>(kSecretStages),
               "kSecretStages must list every SecretStage in the enum's order");
 static_assert(static_cast<std::size_t>(SecretStage::pending) + 1 == kSecretStages.size(),
@@ -183,6 +209,22 @@ std::span<const ProtectionInfo> protections() noexcept { return kProtections; }
 std::string_view protection_name(Protection p) noexcept { return name_in(kProtections, p); }
 std::optional<Protection> parse_protection(std::string_view name) noexcept {
   return parse_in<&ProtectionInfo::protection>(kProtections, name);
+}
+
+std::span<const OriginInfo> origins() noexcept { return kOrigins; }
+std::string_view origin_name(Origin o) noexcept { return name_in(kOrigins, o); }
+std::optional<Origin> parse_origin(std::string_view name) noexcept {
+  return parse_in<&OriginInfo::origin>(kOrigins, name);
+}
+
+std::span<const WrappingAlgorithmInfo> wrapping_algorithms() noexcept {
+  return kWrappingAlgorithms;
+}
+std::string_view wrapping_algorithm_name(WrappingAlgorithm a) noexcept {
+  return name_in(kWrappingAlgorithms, a);
+}
+std::optional<WrappingAlgorithm> parse_wrapping_algorithm(std::string_view name) noexcept {
+  return parse_in<&WrappingAlgorithmInfo::algorithm>(kWrappingAlgorithms, name);
 }
 
 std::span<const SecretStageInfo> secret_stages() noexcept { return kSecretStages; }

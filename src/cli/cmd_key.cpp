@@ -1,12 +1,15 @@
 // kmsctl key create | list | describe | enable | disable | rotate | versions | set-rotation |
 //            schedule-deletion | cancel-deletion | tag | untag | set-policy | get-policy |
-//            alias {create,update,delete,list}
+//            import-params | import | alias {create,update,delete,list}
+#include <filesystem>
+
 #include "policy/policy.hpp"
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
 #include "kms/asymmetric.hpp"
 #include "kms/error.hpp"
+#include "kms/files.hpp"
 
 namespace kms::cli {
 namespace key_verbs {
@@ -32,6 +35,10 @@ void print_key(const keys::KeyInfo& info, bool json) {
   }
   fmt::print("state            {}\n", key_state_name(k.state));
   fmt::print("protection       {}\n", protection_name(k.protection));
+  fmt::print("origin           {}\n", origin_name(k.origin));
+  if (k.origin == Origin::external) {
+    fmt::print("material expires {}\n", escape_text(k.material_expires.value_or("never")));
+  }
   fmt::print("created          {}\n", escape_text(k.created));
   fmt::print("rotation         {}\n",
              k.rotation_period_days
@@ -84,6 +91,18 @@ std::vector<std::string> usage_options() {
   return out;
 }
 
+std::vector<std::string> origin_names() {
+  std::vector<std::string> out;
+  for (const OriginInfo& i : origins()) out.emplace_back(i.name);
+  return out;
+}
+
+std::vector<std::string> wrapping_names() {
+  std::vector<std::string> out;
+  for (const WrappingAlgorithmInfo& i : wrapping_algorithms()) out.emplace_back(i.name);
+  return out;
+}
+
 std::vector<std::string> protection_names() {
   std::vector<std::string> out;
   for (const ProtectionInfo& i : protections()) out.emplace_back(i.name);
@@ -113,7 +132,7 @@ struct TagArgs {
 void add_create(CLI::App* key, Globals& g) {
   struct CreateArgs {
     std::string spec = "AES_256", usage, description, alias, rotation,
-                protection{protection_name(Protection::software)};
+                protection{protection_name(Protection::software)}, origin{origin_name(Origin::kms)};
     std::vector<std::string> tags;
     bool json = false;
   };
@@ -136,6 +155,11 @@ void add_create(CLI::App* key, Globals& g) {
       ->add_option("--protection", ca->protection,
                    "software: material sealed in the vault; hsm: generated and used in the token")
       ->check(CLI::IsMember(protection_names()));
+  create
+      ->add_option("--origin", ca->origin,
+                   "kms: the vault makes the material (default); external: none until `key "
+                   "import` (bring your own key; software protection only)")
+      ->check(CLI::IsMember(origin_names()));
   create->add_flag("--json", ca->json, "Print the key as JSON");
   create->callback([&g, ca] {
     keys::CreateSpec spec;
@@ -157,6 +181,7 @@ void add_create(CLI::App* key, Globals& g) {
       throw Error(Code::usage, fmt::format("--protection {} is not known", ca->protection),
                   "use --protection software or --protection hsm");
     }
+    spec.origin = parse_origin(ca->origin).value_or(Origin::kms);  // checked by --origin
     const keys::KeyInfo info = send(g, req::KeyCreate{spec});
     if (ca->json) {
       print_json(key_json(info));
@@ -191,6 +216,104 @@ void add_public(CLI::App* key, Globals& g) {
     } else {
       write_output(pa->out, crypto::public_key_pem(k.spki), pa->force);
     }
+  });
+}
+
+void add_import_params(CLI::App* key, Globals& g) {
+  struct ImportParamsArgs {
+    std::string key, algorithm{wrapping_algorithm_name(WrappingAlgorithm::rsaes_oaep_sha_256)},
+        dir = ".";
+    bool force = false, json = false;
+  };
+  auto a = std::make_shared<ImportParamsArgs>();
+  CLI::App* cmd = key->add_subcommand(
+      "import-params",
+      "Make a wrapping key and import token (24 h) to import material into a key of origin "
+      "external: writes DIR/wrapping-key.pem and DIR/import-token");
+  cmd->add_option("key", a->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  cmd->add_option("--wrapping-algorithm", a->algorithm,
+                  "RSAES_OAEP_SHA_256 (default; symmetric and HMAC material) or "
+                  "RSA_AES_KEY_WRAP_SHA_256 (private keys)")
+      ->check(CLI::IsMember(wrapping_names()));
+  cmd->add_option("-o,--out-dir", a->dir, "Directory to write the two files in (default .)")
+      ->type_name("DIR");
+  cmd->add_flag("--force", a->force, "Overwrite existing wrapping-key.pem and import-token");
+  cmd->add_flag("--json", a->json,
+                "Print {key_id, wrapping_algorithm, expires, wrapping_key, import_token}");
+  cmd->callback([&g, a] {
+    const std::filesystem::path dir(a->dir);
+    const std::filesystem::path pem = dir / "wrapping-key.pem", tok = dir / "import-token";
+    // Both files are refused before the vault makes anything, unless --force.
+    files::AtomicFile pem_file(pem, a->force);
+    files::AtomicFile token_file(tok, a->force);
+    const keys::ImportParams p =
+        send(g, req::KeyImportParams{a->key, parse_wrapping_algorithm(a->algorithm)
+                                                 .value_or(WrappingAlgorithm::rsaes_oaep_sha_256)});
+    pem_file.write(crypto::public_key_pem(p.public_key));
+    token_file.write(std::string(as_chars(p.import_token)) + "\n");
+    pem_file.commit();
+    token_file.commit();
+    if (a->json) {
+      print_json(
+          {{"key_id", p.key_id},
+           {"wrapping_algorithm", std::string(wrapping_algorithm_name(p.wrapping_algorithm))},
+           {"expires", p.expires},
+           {"wrapping_key", pem.string()},
+           {"import_token", tok.string()}});
+      return;
+    }
+    note(escape_text(fmt::format(
+        "key {}: wrap the material for {} ({}), then run `kmsctl key import {} --material FILE "
+        "--import-token {}` before {}",
+        p.key_id, pem.string(), wrapping_algorithm_name(p.wrapping_algorithm), p.key_id,
+        tok.string(), p.expires)));
+  });
+}
+
+void add_import(CLI::App* key, Globals& g) {
+  struct ImportArgs {
+    std::string key, material, token, expires;
+    bool json = false;
+  };
+  auto a = std::make_shared<ImportArgs>();
+  CLI::App* cmd = key->add_subcommand(
+      "import", "Import wrapped key material into a key of origin external (as its version 1)");
+  cmd->add_option("key", a->key, "Key id or alias/NAME")->required()->type_name("KEY");
+  cmd->add_option("--material", a->material, "The wrapped material (binary; - for standard input)")
+      ->required()
+      ->type_name("WRAPPED_FILE");
+  cmd->add_option("--import-token", a->token, "The import-token file of `key import-params`")
+      ->required()
+      ->type_name("TOKEN_FILE");
+  cmd->add_option("--expires", a->expires,
+                  "The material expires (then `maintain` deletes it): a duration (30d, 12h), a "
+                  "date or an RFC 3339 time; default never")
+      ->type_name("WHEN");
+  cmd->add_flag("--json", a->json, "Print the key as JSON");
+  cmd->callback([&g, a] {
+    if (a->material == "-" && a->token == "-") {
+      throw Error(Code::usage, "--material and --import-token cannot both be standard input",
+                  "give at least one of them as a file");
+    }
+    std::optional<std::string> expires;
+    if (!a->expires.empty()) expires = keys::parse_material_expiry(a->expires, now());
+    const SecureBytes wrapped =
+        read_input(a->material, std::size_t{64} * 1024, "wrapped key material is at most 64 KiB");
+    const SecureBytes token =
+        read_input(a->token, std::size_t{4} * 1024, "an import token is one short line");
+    req::KeyImport r;
+    r.key = a->key;
+    r.wrapped_material.assign(wrapped.view().begin(), wrapped.view().end());
+    r.import_token.assign(token.view().begin(), token.view().end());
+    r.expires = expires;
+    const keys::KeyInfo info = send(g, r);
+    if (a->json) {
+      print_key(info, true);
+      return;
+    }
+    note(escape_text(fmt::format("key {}: material imported (version 1, state {}, expires {})",
+                                 info.key.id, key_state_name(info.key.state),
+                                 info.key.material_expires.value_or("never"))));
   });
 }
 
@@ -251,17 +374,19 @@ void add_list(CLI::App* key, Globals& g) {
       print_json({{"keys", arr}, {"next", json_or_null(page.next)}});
       return;
     }
-    fmt::print("{:<36}  {:<15}  {:<10}  {:<7}  {:<24}  {}\n", "KEY ID", "STATE", "PROTECTION",
-               "VERSION", "CREATED", "ALIASES");
+    fmt::print("{:<36}  {:<15}  {:<10}  {:<8}  {:<7}  {:<24}  {:<24}  {}\n", "KEY ID", "STATE",
+               "PROTECTION", "ORIGIN", "VERSION", "CREATED", "MATERIAL EXPIRES", "ALIASES");
     for (const auto& k : page.keys) {
       std::string aliases;
       for (const auto& a : k.aliases) {
         if (!aliases.empty()) aliases += ',';
         aliases += escape_text(a);
       }
-      fmt::print("{:<36}  {:<15}  {:<10}  {:>7}  {:<24}  {}\n", escape_text(k.key.id),
-                 key_state_name(k.key.state), protection_name(k.key.protection),
-                 k.key.primary_version, escape_text(k.key.created), aliases);
+      fmt::print("{:<36}  {:<15}  {:<10}  {:<8}  {:>7}  {:<24}  {:<24}  {}\n",
+                 escape_text(k.key.id), key_state_name(k.key.state),
+                 protection_name(k.key.protection), origin_name(k.key.origin),
+                 k.key.primary_version, escape_text(k.key.created),
+                 escape_text(k.key.material_expires.value_or("-")), aliases);
     }
     if (page.next) {
       note(fmt::format("more keys: kmsctl key list --after {}", escape_text(*page.next)));
@@ -513,6 +638,8 @@ nlohmann::json key_json(const keys::KeyInfo& info) {
       {"algorithms", spec_algorithms(k.spec, k.usage)},
       {"state", std::string(key_state_name(k.state))},
       {"protection", std::string(protection_name(k.protection))},
+      {"origin", std::string(origin_name(k.origin))},
+      {"material_expires", json_or_null(k.material_expires)},
       {"created", k.created},
       {"rotation_period_days", json_or_null(k.rotation_period_days)},
       {"last_rotated", k.last_rotated},
@@ -546,6 +673,8 @@ void register_key(CLI::App& app, Globals& g) {
       {"set-policy", key_verbs::add_set_policy},
       {"get-policy", key_verbs::add_get_policy},
       {"public", key_verbs::add_public},
+      {"import-params", key_verbs::add_import_params},
+      {"import", key_verbs::add_import},
       {"specs", key_verbs::add_specs},
       {"alias", key_verbs::add_alias},
   };

@@ -28,9 +28,14 @@ void register_maintain(CLI::App& app, Globals& g) {
       for (const auto& [n, v] : rep.secrets_rotated)
         srot.push_back({{"name", n}, {"version_id", v}});
       for (const auto& [n, e] : rep.secrets_failed) sfail.push_back({{"name", n}, {"error", e}});
+      nlohmann::json expired = nlohmann::json::array();
+      for (const auto& [id, e] : rep.material_expired) {
+        expired.push_back({{"key_id", id}, {"expired", e}});
+      }
       print_json({{"dry_run", rep.dry_run},
                   {"rotated", rotated},
                   {"deleted", rep.deleted},
+                  {"material_expired", expired},
                   {"secrets_rotated", srot},
                   {"secrets_failed", sfail},
                   {"secrets_purged", rep.secrets_purged}});
@@ -40,6 +45,10 @@ void register_maintain(CLI::App& app, Globals& g) {
         fmt::print("{}rotate key {} to version {}\n", verb, escape_text(id), v);
       }
       for (const auto& id : rep.deleted) fmt::print("{}delete key {}\n", verb, escape_text(id));
+      for (const auto& [id, e] : rep.material_expired) {
+        fmt::print("{}delete the imported material of key {} (expired {})\n", verb, escape_text(id),
+                   escape_text(e));
+      }
       for (const auto& [n, v] : rep.secrets_rotated) {
         fmt::print("{}rotate secret {} to version {}\n", verb, escape_text(n), v);
       }
@@ -48,8 +57,8 @@ void register_maintain(CLI::App& app, Globals& g) {
       for (const auto& [n, e] : rep.secrets_failed) {
         fmt::print("failed to rotate secret {}: {}\n", escape_text(n), escape_text(e));
       }
-      if (rep.rotated.empty() && rep.deleted.empty() && rep.secrets_rotated.empty() &&
-          rep.secrets_purged.empty() && rep.secrets_failed.empty()) {
+      if (rep.rotated.empty() && rep.deleted.empty() && rep.material_expired.empty() &&
+          rep.secrets_rotated.empty() && rep.secrets_purged.empty() && rep.secrets_failed.empty()) {
         fmt::print("nothing is due\n");
       }
     }

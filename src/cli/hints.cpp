@@ -123,6 +123,16 @@ std::string hint_text(const Error& e) {
       return fmt::format("create it with `kmsctl key alias create {} KEY`", s);
     case Remedy::list_key_tags:
       return fmt::format("see its tags with `kmsctl key describe {}`", s);
+    case Remedy::get_import_params:
+      return fmt::format(
+          "run `kmsctl key import-params {}` again for a new wrapping key and "
+          "token{}{}",
+          s, h.empty() ? "" : "; ", h);
+    case Remedy::import_key_material:
+      return fmt::format(
+          "import its material: `kmsctl key import-params {}`, then `kmsctl key "
+          "import {} --material FILE --import-token FILE`{}{}",
+          s, s, h.empty() ? "" : "; ", h);
     case Remedy::use_key_for_operation:
       return fmt::format("{}; `kmsctl key describe {}` shows the key's spec and usage", h, s);
     case Remedy::choose_algorithm:

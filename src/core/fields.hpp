@@ -19,6 +19,10 @@ inline bool enum_valid(KeyUsage, std::uint8_t v) { return v < key_usages().size(
 inline bool enum_valid(SigningAlgorithm, std::uint8_t v) { return v < signing_algorithms().size(); }
 inline bool enum_valid(EncryptionAlgorithm, std::uint8_t v) { return v <= 2; }
 inline bool enum_valid(MacAlgorithm, std::uint8_t v) { return v <= 1; }
+inline bool enum_valid(Origin, std::uint8_t v) { return v < origins().size(); }
+inline bool enum_valid(WrappingAlgorithm, std::uint8_t v) {
+  return v < wrapping_algorithms().size();
+}
 inline bool enum_valid(SecretStage, std::uint8_t v) { return v < secret_stages().size(); }
 inline bool enum_valid(RotationStatus, std::uint8_t v) { return v < rotation_statuses().size(); }
 inline bool enum_valid(Action, std::uint8_t v) { return v < actions().size(); }
@@ -94,7 +98,7 @@ void fields(V& v, SecretPolicyInfo& p) {
 template <class V>
 void fields(V& v, KeyMetadata& k) {
   v(k.id, k.spec, k.usage, k.description, k.state, k.protection, k.created, k.rotation_period_days,
-    k.last_rotated, k.deletion_date, k.primary_version);
+    k.last_rotated, k.deletion_date, k.primary_version, k.origin, k.material_expires);
 }
 template <class V>
 void fields(V& v, KeyVersionMetadata& k) {
@@ -125,7 +129,11 @@ void fields(V& v, VerifyReport& r) {
 namespace keys {
 template <class V>
 void fields(V& v, CreateSpec& s) {
-  v(s.spec, s.description, s.alias, s.tags, s.rotation_days, s.protection, s.usage);
+  v(s.spec, s.description, s.alias, s.tags, s.rotation_days, s.protection, s.usage, s.origin);
+}
+template <class V>
+void fields(V& v, ImportParams& p) {
+  v(p.key_id, p.wrapping_algorithm, p.public_key, p.import_token, p.expires);
 }
 template <class V>
 void fields(V& v, KeyInfo& k) {
@@ -240,6 +248,14 @@ void fields(V& v, KeyTag& r) {
 template <class V>
 void fields(V& v, KeyUntag& r) {
   v(r.key, r.names);
+}
+template <class V>
+void fields(V& v, KeyImportParams& r) {
+  v(r.key, r.wrapping_algorithm);
+}
+template <class V>
+void fields(V& v, KeyImport& r) {
+  v(r.key, r.wrapped_material, r.import_token, r.expires);
 }
 template <class V>
 void fields(V& v, AliasCreate& r) {
@@ -389,15 +405,17 @@ struct RequestList {};
 // FileUnwrap and FileEnd are a file session's (FileOperations::session); the others are one call
 // of kms::handle each.
 using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileEnd>;
-using CallRequests = RequestList<
-    req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate, req::KeyList,
-    req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate, req::KeyCancelDeletion,
-    req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag, req::KeyUntag, req::AliasCreate,
-    req::AliasUpdate, req::AliasDelete, req::AliasList, req::Encrypt, req::Decrypt, req::ReEncrypt,
-    req::GenerateDataKey, req::Random, req::FileFailed, req::FileRewrap, req::SecretCreate,
-    req::SecretPut, req::SecretGet, req::SecretList, req::SecretDescribe, req::SecretVersions,
-    req::SecretRestore, req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-    req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy, req::GetPublicKey,
-    req::Sign, req::Verify, req::Mac, req::VerifyMac, req::SecretSetPolicy, req::SecretGetPolicy>;
+using CallRequests =
+    RequestList<req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate,
+                req::KeyList, req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate,
+                req::KeyCancelDeletion, req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag,
+                req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete, req::AliasList,
+                req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey, req::Random,
+                req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
+                req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
+                req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
+                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy,
+                req::GetPublicKey, req::Sign, req::Verify, req::Mac, req::VerifyMac,
+                req::SecretSetPolicy, req::SecretGetPolicy, req::KeyImportParams, req::KeyImport>;
 
 }  // namespace kms

@@ -125,6 +125,14 @@ Bytes handle(Service& s, const req::Random& r) {
   return s.keys().random(r.bytes);
 }
 template <>
+keys::ImportParams handle(Service& s, const req::KeyImportParams& r) {
+  return s.keys().import_params(r.key, r.wrapping_algorithm);
+}
+template <>
+keys::KeyInfo handle(Service& s, const req::KeyImport& r) {
+  return s.keys().import_material(r.key, r.wrapped_material, r.import_token, r.expires);
+}
+template <>
 keys::PublicKey handle(Service& s, const req::GetPublicKey& r) {
   return s.keys().get_public_key(r.key, r.key_version);
 }

@@ -124,4 +124,42 @@ bool Aes256Gcm::open(ByteView nonce, ByteView aad, const std::uint8_t* in, std::
          EVP_DecryptFinal_ex(c, out + len, &n) == 1;
 }
 
+namespace {
+
+// AES key wrap with padding (RFC 5649) with a 32-byte key: OpenSSL's wrap mode, one call.
+std::optional<SecureBytes> kwp(ByteView kek, ByteView in, bool wrap) {
+  if (kek.size() != kAes256KeySize) {
+    throw Error(Code::usage, "AES key wrap takes a 32-byte key");
+  }
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  if (!ctx) throw std::bad_alloc();
+  EVP_CIPHER_CTX_set_flags(ctx.get(), EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  if (EVP_CipherInit_ex(ctx.get(), EVP_aes_256_wrap_pad(), nullptr, kek.data(), nullptr,
+                        wrap ? 1 : 0) != 1) {
+    throw Error(Code::failed, "starting AES key wrap failed in OpenSSL");
+  }
+  if (!wrap && (in.size() < 16 || in.size() % 8 != 0)) return std::nullopt;
+  SecureBytes out(in.size() + 16);
+  int len = 0;
+  if (EVP_CipherUpdate(ctx.get(), out.data(), &len, in.data(), static_cast<int>(in.size())) != 1 ||
+      len <= 0) {
+    if (wrap) throw Error(Code::failed, "AES key wrap failed in OpenSSL");
+    return std::nullopt;
+  }
+  out.truncate(static_cast<std::size_t>(len));
+  return out;
+}
+
+}  // namespace
+
+Bytes aes_key_wrap_pad(ByteView kek, ByteView plaintext) {
+  const SecureBytes w = *kwp(kek, plaintext, true);
+  return Bytes(w.view().begin(), w.view().end());
+}
+
+std::optional<SecureBytes> aes_key_unwrap_pad(ByteView kek, ByteView wrapped) {
+  return kwp(kek, wrapped, false);
+}
+
 }  // namespace kms::crypto

@@ -444,4 +444,25 @@ X25519Agreement x25519_agree_ephemeral(ByteView peer_public) {
   return out;
 }
 
+std::optional<ImportedPrivateKey> import_private_key(ByteView der) {
+  const unsigned char* p = der.data();
+  Pkey key(d2i_AutoPrivateKey_ex(nullptr, &p, static_cast<long>(der.size()), nullptr, nullptr));
+  if (!key || p != der.data() + der.size()) return std::nullopt;
+  const auto spec = spec_of(key.get());
+  if (!spec) return ImportedPrivateKey{{}, std::nullopt};
+  if (*spec == KeySpec::ec_sm2) return ImportedPrivateKey{sm::sm2_private_key_from_der(der), spec};
+  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  if (!ctx) throw std::bad_alloc();
+  // The whole pair where OpenSSL can check it (RSA's primes and exponents, an EC scalar and
+  // its point); else the private key alone.
+  int ok = EVP_PKEY_check(ctx.get());
+  if (ok == -2) ok = EVP_PKEY_private_check(ctx.get());
+  if (ok != 1) return std::nullopt;
+  if (EVP_PKEY_is_a(key.get(), "EC")) {
+    // One encoding whatever the input's: with the public key.
+    EVP_PKEY_set_int_param(key.get(), OSSL_PKEY_PARAM_EC_INCLUDE_PUBLIC, 1);
+  }
+  return ImportedPrivateKey{pkcs8_of(key.get()), spec};
+}
+
 }  // namespace kms::crypto

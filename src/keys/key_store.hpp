@@ -22,6 +22,14 @@ namespace kms::keys {
 
 inline constexpr std::string_view kTokenKeyLabelPrefix = "kmsctl-key:";
 
+// What an import did: whether the key had material imported before (the same: its commitment
+// matched), and whether the material came back (it was not there: first import, or expired).
+struct ImportOutcome {
+  bool reimport = false;
+  bool restored = false;
+  WrappingAlgorithm wrapping_algorithm = WrappingAlgorithm::rsaes_oaep_sha_256;
+};
+
 class KeyStore {
  public:
   explicit KeyStore(Vault& vault) : vault_(vault) {}
@@ -47,7 +55,18 @@ class KeyStore {
     return created_token_labels_;
   }
 
-  // Refuses (Code::refused) unless the key is Enabled, naming its state and the way out.
+  // Keys of origin external (src/keys/import.cpp): a new wrapping key pair and import token for
+  // KEY, good for kImportParamsHours; the import of material wrapped for such parameters as
+  // the key's version 1; the removal of material whose expiry passed (`maintain`).
+  ImportParams import_params(const store::KeyRow& key, std::string_view ref,
+                             WrappingAlgorithm algorithm, TimePoint now);
+  ImportOutcome import_material(store::KeyRow& key, std::string_view ref, ByteView wrapped,
+                                ByteView token, const std::optional<std::string>& expires,
+                                TimePoint now);
+  void expire_material(store::KeyRow& key);
+
+  // Refuses (Code::refused) unless the key is Enabled and its material has not expired, naming
+  // its state (or the expiry) and the way out.
   static void require_enabled(const store::KeyRow& key, std::string_view ref);
   // Refuses (Code::refused) a key whose usage is not `usage` (a signing key asked to encrypt),
   // naming its spec and usage; `what` names the operation ("encrypt").

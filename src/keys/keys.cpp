@@ -298,18 +298,33 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
   if (spec.rotation_days) {
     check_days(*spec.rotation_days, kMinRotationDays, kMaxRotationDays, "a rotation period");
   }
+  const bool external = spec.origin == Origin::external;
+  if (external && spec.protection == Protection::hsm) {
+    throw Error(Code::refused,
+                "keys of origin external are protected by software only: kmsctl does not put "
+                "imported material into the token",
+                Remedy::use_software_protection, {},
+                "the vault's master key, sealed by the token, then protects it");
+  }
+  if (external && spec.rotation_days) {
+    throw Error(Code::refused,
+                "keys of origin external are never rotated automatically: their material is "
+                "imported",
+                "leave out --rotation-period; to change the material, create another key");
+  }
   store::KeyRow k;
   k.id = crypto::uuid_v4();
   k.spec = spec.spec;
   k.usage = usage;
   k.description = spec.description;
-  k.state = KeyState::enabled;
+  k.state = external ? KeyState::pending_import : KeyState::enabled;
   k.protection = spec.protection;
   k.created = k.last_rotated = format_rfc3339(now);
   k.rotation_period_days = spec.rotation_days;
   k.primary_version = 1;
+  k.origin = spec.origin;
   store::key_insert(vault_.db(), k);
-  add_version(k, 1, now);
+  if (!external) add_version(k, 1, now);
   if (spec.alias) {
     check_alias_name(*spec.alias);
     if (store::alias_target(vault_.db(), *spec.alias)) {
@@ -357,8 +372,22 @@ KeyInfo KeyStore::describe(const store::KeyRow& key) {
 }
 
 void KeyStore::require_enabled(const store::KeyRow& key, std::string_view ref) {
-  if (key.state == KeyState::enabled) return;
   const std::string name = ref == key.id ? key.id : fmt::format("{} ({})", ref, key.id);
+  if (key.material_expires && key.state != KeyState::pending_import &&
+      *key.material_expires <= format_rfc3339(now())) {
+    throw Error(
+        Code::refused,
+        fmt::format("key {}'s imported material expired on {}", name, *key.material_expires),
+        Remedy::import_key_material, std::string(ref),
+        "the same material only; `kmsctl maintain` deletes expired material");
+  }
+  if (key.state == KeyState::enabled) return;
+  if (key.state == KeyState::pending_import) {
+    throw Error(
+        Code::refused,
+        fmt::format("key {} has no key material: it is pending import (origin external)", name),
+        Remedy::import_key_material, std::string(ref));
+  }
   if (key.state == KeyState::disabled) {
     throw Error(Code::refused, fmt::format("key {} is disabled", name), Remedy::enable_key,
                 std::string(ref));
@@ -386,6 +415,7 @@ void KeyStore::require_usage(const store::KeyRow& key, std::string_view ref, Key
 }
 
 void KeyStore::enable(store::KeyRow& key) {
+  if (key.state == KeyState::pending_import) require_enabled(key, key.id);
   if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
                 Remedy::cancel_key_deletion_before_enable, key.id);
@@ -395,6 +425,7 @@ void KeyStore::enable(store::KeyRow& key) {
 }
 
 void KeyStore::disable(store::KeyRow& key) {
+  if (key.state == KeyState::pending_import) require_enabled(key, key.id);
   if (key.state == KeyState::pending_deletion) {
     throw Error(Code::refused, fmt::format("key {} is pending deletion", key.id),
                 Remedy::cancel_key_deletion, key.id);
@@ -403,7 +434,19 @@ void KeyStore::disable(store::KeyRow& key) {
   store::key_update(vault_.db(), key);
 }
 
+namespace {
+[[noreturn]] void refuse_rotation(const store::KeyRow& key) {
+  throw Error(Code::refused,
+              fmt::format("key {} has imported material (origin external): kmsctl does not "
+                          "rotate it",
+                          key.id),
+              "to change the material, create another key with --origin external and import "
+              "the new material into it");
+}
+}  // namespace
+
 std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
+  if (key.origin == Origin::external) refuse_rotation(key);
   if (key.state == KeyState::pending_deletion) require_enabled(key, key.id);
   const std::int64_t version =
       std::max(store::key_version_max(vault_.db(), key.id), key.highest_lost_version) + 1;
@@ -415,6 +458,7 @@ std::int64_t KeyStore::rotate(store::KeyRow& key, TimePoint now) {
 }
 
 void KeyStore::set_rotation(store::KeyRow& key, std::optional<std::int64_t> days) {
+  if (days && key.origin == Origin::external) refuse_rotation(key);
   if (days) check_days(*days, kMinRotationDays, kMaxRotationDays, "a rotation period");
   key.rotation_period_days = days;
   store::key_update(vault_.db(), key);
@@ -439,7 +483,11 @@ void KeyStore::cancel_deletion(store::KeyRow& key) {
     throw Error(Code::refused, fmt::format("key {} is not pending deletion", key.id),
                 "nothing to cancel");
   }
-  key.state = KeyState::disabled;
+  // An imported key whose material is gone (never imported, or expired) goes back to waiting
+  // for it.
+  key.state = key.origin == Origin::external && store::key_versions(vault_.db(), key.id).empty()
+                  ? KeyState::pending_import
+                  : KeyState::disabled;
   key.deletion_date.reset();
   store::key_update(vault_.db(), key);
 }

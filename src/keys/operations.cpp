@@ -58,6 +58,7 @@ keys::KeyInfo KeyOperations::create(const keys::CreateSpec& spec) {
   ev.params["spec"] = std::string(key_spec_name(spec.spec));
   if (spec.usage) ev.params["usage"] = std::string(key_usage_name(*spec.usage));
   ev.params["protection"] = std::string(protection_name(spec.protection));
+  if (spec.origin != Origin::kms) ev.params["origin"] = std::string(origin_name(spec.origin));
   if (spec.alias) ev.params["alias"] = *spec.alias;
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
   runner_.run(std::move(ev),
@@ -160,6 +161,38 @@ keys::KeyInfo KeyOperations::cancel_deletion(std::string_view ref) {
   key_op(Action::key_cancel_deletion, ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event&) {
            ks.cancel_deletion(key);
+           info = ks.describe(key);
+         });
+  return info;
+}
+
+keys::ImportParams KeyOperations::import_params(std::string_view ref, WrappingAlgorithm algorithm) {
+  keys::ImportParams out;
+  key_op(Action::key_get_parameters_for_import, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           ev.params["wrapping_algorithm"] = std::string(wrapping_algorithm_name(algorithm));
+           ev.params["wrapping_key_spec"] = std::string(key_spec_name(KeySpec::rsa_3072));
+           out = ks.import_params(key, ref, algorithm, now());
+           ev.params["expires"] = out.expires;
+         });
+  return out;
+}
+
+keys::KeyInfo KeyOperations::import_material(std::string_view ref, ByteView wrapped, ByteView token,
+                                             const std::optional<std::string>& expires) {
+  keys::KeyInfo info;
+  key_op(Action::key_import_key_material, ref,
+         [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
+           const TimePoint t = now();
+           std::optional<std::string> until;
+           if (expires) until = keys::parse_material_expiry(*expires, t);
+           ev.params["material_expires"] = json_or_null(until);
+           const keys::ImportOutcome o = ks.import_material(key, ref, wrapped, token, until, t);
+           ev.params["wrapping_algorithm"] =
+               std::string(wrapping_algorithm_name(o.wrapping_algorithm));
+           ev.params["reimport"] = o.reimport;
+           ev.params["version"] = key.primary_version;
+           ev.params["state"] = std::string(key_state_name(key.state));
            info = ks.describe(key);
          });
   return info;
@@ -326,7 +359,9 @@ keys::PublicKey KeyOperations::get_public_key(std::string_view ref,
          [&](keys::KeyStore& ks, store::KeyRow& key, audit::Event& ev) {
            // Public keys are not secret: a disabled key still gives its own (a verifier of its
            // old signatures needs it; AWS KMS refuses), a key pending deletion does not.
-           if (key.state == KeyState::pending_deletion) keys::KeyStore::require_enabled(key, ref);
+           if (key.state == KeyState::pending_deletion || key.state == KeyState::pending_import) {
+             keys::KeyStore::require_enabled(key, ref);
+           }
            const std::int64_t v = version.value_or(key.primary_version);
            out = {key.id, v, key.spec, key.usage, ks.public_key(key, v)};
            ev.params["version"] = v;

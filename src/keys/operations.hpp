@@ -46,6 +46,12 @@ class KeyOperations {
   keys::KeyInfo tag(std::string_view ref,
                     const std::vector<std::pair<std::string, std::string>>& tags);
   keys::KeyInfo untag(std::string_view ref, const std::vector<std::string>& names);
+  // Bring your own key (docs/KEYS.md): a wrapping public key and import token for KEY (origin
+  // external), and the import of material wrapped for them as its version 1. `expires`: an
+  // RFC 3339 time after now (keys::parse_material_expiry), none for never.
+  keys::ImportParams import_params(std::string_view ref, WrappingAlgorithm algorithm);
+  keys::KeyInfo import_material(std::string_view ref, ByteView wrapped, ByteView token,
+                                const std::optional<std::string>& expires);
   // A key's own policy (docs/POLICY.md, "Key policies"): `text` a policy file (TOML or JSON, at
   // most kMaxKeyPolicy bytes, without problems: Code::usage naming each); none removes it.
   static constexpr std::size_t kMaxKeyPolicy = 64 * 1024;

@@ -301,3 +301,128 @@ TEST_CASE("specs the token cannot hold are refused naming what it lacks") {
     CHECK(contains(e.what(), "CKM_"));
   }
 }
+
+namespace {
+
+// Wraps `material` for import parameters as a client would (RSAES_OAEP_SHA_256, or
+// RSA_AES_KEY_WRAP_SHA_256: a fresh AES key by RSA-OAEP, then the material by RFC 5649).
+Bytes wrap_for(const keys::ImportParams& p, ByteView material) {
+  if (p.wrapping_algorithm == WrappingAlgorithm::rsaes_oaep_sha_256) {
+    return crypto::public_encrypt(p.public_key, EncryptionAlgorithm::rsaes_oaep_sha_256, material);
+  }
+  const SecureBytes kek = crypto::random_secret(32);
+  Bytes out =
+      crypto::public_encrypt(p.public_key, EncryptionAlgorithm::rsaes_oaep_sha_256, kek.view());
+  const Bytes body = crypto::aes_key_wrap_pad(kek.view(), material);
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+keys::CreateSpec external(KeySpec spec) {
+  keys::CreateSpec s;
+  s.spec = spec;
+  s.origin = Origin::external;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("an external key takes imported material once per token, the same material only") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  const keys::KeyInfo created = s->keys().create(external(KeySpec::aes_256));
+  const std::string id = created.key.id;
+  CHECK(created.key.state == KeyState::pending_import);
+  CHECK(created.key.origin == Origin::external);
+  CHECK(created.versions.empty());
+  CHECK(error_of([&] { (void)s->keys().encrypt(id, as_bytes("x"), {}); }).remedy() ==
+        Remedy::import_key_material);
+
+  const SecureBytes material = crypto::random_secret(32);
+  const keys::ImportParams p = s->keys().import_params(id, WrappingAlgorithm::rsaes_oaep_sha_256);
+  CHECK(crypto::public_key_spec(p.public_key) == KeySpec::rsa_3072);
+  const Bytes wrapped = wrap_for(p, material.view());
+  const keys::KeyInfo imported = s->keys().import_material(id, wrapped, p.import_token, "30d");
+  CHECK(imported.key.state == KeyState::enabled);
+  CHECK(imported.key.material_expires.has_value());
+  REQUIRE(imported.versions.size() == 1);
+  // Audited without the material or the wrapped bytes.
+  const auto rows = audit_rows(s->vault());
+  CHECK(rows.back().action == "key.import_key_material");
+  const auto params = nlohmann::json::parse(rows.back().params);
+  CHECK(params["wrapping_algorithm"] == "RSAES_OAEP_SHA_256");
+  CHECK(params["reimport"] == false);
+  CHECK(rows.back().params.find(crypto::to_hex(material.view())) == std::string::npos);
+  CHECK(rows.back().params.find(crypto::to_base64(wrapped)) == std::string::npos);
+
+  // The material is the key's: a blob made with it by hand opens.
+  const Bytes blob = s->keys().encrypt(id, as_bytes("hello"), {});
+  const Bytes nonce(blob.begin() + 25, blob.begin() + 37);
+  Bytes aad(blob.begin(), blob.begin() + 25);
+  aad.insert(aad.end(), {0, 0, 0, 0});
+  const auto opened = crypto::aes_gcm_open(material.view(), nonce, aad, ByteView(blob).subspan(37));
+  REQUIRE(opened);
+  CHECK(opened->chars() == "hello");
+  // The token served once; another key's token and other material are refused.
+  CHECK(contains(
+      error_of([&] { (void)s->keys().import_material(id, wrapped, p.import_token, {}); }).what(),
+      "already used"));
+  const std::string other = s->keys().create(external(KeySpec::aes_256)).key.id;
+  const keys::ImportParams po =
+      s->keys().import_params(other, WrappingAlgorithm::rsaes_oaep_sha_256);
+  const Error wrong_key = error_of([&] {
+    (void)s->keys().import_material(id, wrap_for(po, material.view()), po.import_token, {});
+  });
+  CHECK(wrong_key.code() == Code::refused);
+  CHECK(wrong_key.remedy() == Remedy::get_import_params);
+  const keys::ImportParams p2 = s->keys().import_params(id, WrappingAlgorithm::rsaes_oaep_sha_256);
+  const SecureBytes different = crypto::random_secret(32);
+  const Error e = error_of([&] {
+    (void)s->keys().import_material(id, wrap_for(p2, different.view()), p2.import_token, {});
+  });
+  CHECK(e.code() == Code::refused);
+  CHECK(contains(e.what(), "other material"));
+  // The same material again: it changes the expiry (none now).
+  const keys::KeyInfo again =
+      s->keys().import_material(id, wrap_for(p2, material.view()), p2.import_token, {});
+  CHECK_FALSE(again.key.material_expires);
+  CHECK(nlohmann::json::parse(audit_rows(s->vault()).back().params)["reimport"] == true);
+  // Never rotated.
+  CHECK(error_of([&] { (void)s->keys().rotate(id); }).code() == Code::refused);
+  CHECK(error_of([&] { (void)s->keys().set_rotation(id, 90); }).code() == Code::refused);
+  CHECK(s->audit().verify().ok);
+}
+
+TEST_CASE("imported private keys must be of the key's spec; external keys are software only") {
+  TempDir dir;
+  auto s = init_service(dir / "vault.db");
+  keys::CreateSpec hsm = external(KeySpec::aes_256);
+  hsm.protection = Protection::hsm;
+  const Error refused = error_of([&] { (void)s->keys().create(hsm); });
+  CHECK(refused.code() == Code::refused);
+  CHECK(contains(refused.what(), "software only"));
+
+  const std::string id = s->keys().create(external(KeySpec::ec_p256)).key.id;
+  const keys::ImportParams p =
+      s->keys().import_params(id, WrappingAlgorithm::rsa_aes_key_wrap_sha_256);
+  const SecureBytes p384 = crypto::generate_key_material(KeySpec::ec_p384);
+  const Error mismatch = error_of(
+      [&] { (void)s->keys().import_material(id, wrap_for(p, p384.view()), p.import_token, {}); });
+  CHECK(mismatch.code() == Code::usage);
+  CHECK(contains(mismatch.what(), "EC_P384"));
+  const SecureBytes p256 = crypto::generate_key_material(KeySpec::ec_p256);
+  const keys::KeyInfo info =
+      s->keys().import_material(id, wrap_for(p, p256.view()), p.import_token, {});
+  CHECK(info.key.state == KeyState::enabled);
+  // The vault's public key is the imported one's.
+  CHECK(s->keys().get_public_key(id, std::nullopt).spki == crypto::public_key_of(p256.view()));
+  // A wrapped blob with one bit flipped does not unwrap: integrity, nothing imported.
+  const std::string id2 = s->keys().create(external(KeySpec::hmac_sha256)).key.id;
+  const keys::ImportParams p2 = s->keys().import_params(id2, WrappingAlgorithm::rsaes_oaep_sha_256);
+  Bytes bad = wrap_for(p2, crypto::random_secret(32).view());
+  bad[10] ^= 1;
+  CHECK(error_of([&] { (void)s->keys().import_material(id2, bad, p2.import_token, {}); }).code() ==
+        Code::integrity);
+  CHECK(s->keys().describe(id2).key.state == KeyState::pending_import);
+  CHECK(s->audit().verify().ok);
+}

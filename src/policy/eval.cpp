@@ -15,13 +15,18 @@ constexpr std::string_view kCryptoUser[] = {
     "kms:GenerateRandom", "kms:DescribeKey", "kms:ListKeys",    "kms:ListAliases",
     "kms:Sign",           "kms:Verify",      "kms:GenerateMac", "kms:VerifyMac",
     "kms:GetPublicKey"};
-constexpr std::string_view kCryptoAdmin[] = {
-    "kms:CreateKey",         "kms:DescribeKey", "kms:ListKeys",       "kms:EnableKey",
-    "kms:DisableKey",        "kms:RotateKey",   "kms:SetKeyRotation", "kms:ScheduleKeyDeletion",
-    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:UpdateAlias",    "kms:DeleteAlias",
-    "kms:ListAliases",       "kms:TagResource", "kms:UntagResource",  "kms:CreateGrant",
-    "kms:ListGrants",        "kms:RevokeGrant", "kms:RetireGrant",    "kms:PutKeyPolicy",
-    "kms:GetKeyPolicy"};
+constexpr std::string_view kCryptoAdmin[] = {"kms:CreateKey",         "kms:DescribeKey",
+                                             "kms:ListKeys",          "kms:EnableKey",
+                                             "kms:DisableKey",        "kms:RotateKey",
+                                             "kms:SetKeyRotation",    "kms:ScheduleKeyDeletion",
+                                             "kms:CancelKeyDeletion", "kms:CreateAlias",
+                                             "kms:UpdateAlias",       "kms:DeleteAlias",
+                                             "kms:ListAliases",       "kms:TagResource",
+                                             "kms:UntagResource",     "kms:CreateGrant",
+                                             "kms:ListGrants",        "kms:RevokeGrant",
+                                             "kms:RetireGrant",       "kms:PutKeyPolicy",
+                                             "kms:GetKeyPolicy",      "kms:GetParametersForImport",
+                                             "kms:ImportKeyMaterial"};
 constexpr std::string_view kSecretUser[] = {"secrets:GetSecretValue", "secrets:DescribeSecret",
                                             "secrets:ListSecrets"};
 // Not secrets:PutResourcePolicy: a secret's own policy can allow secrets:GetSecretValue, which
@@ -58,7 +63,7 @@ constexpr std::array kRoles{
          "public keys; describe and list"},
     Role{"crypto-admin", kCryptoAdmin,
          "manage keys: create, enable, disable, rotate, delete, aliases, tags, grants, key "
-         "policies; no cryptography"},
+         "policies, import key material; no cryptography"},
     Role{"secret-user", kSecretUser, "read secret values; describe and list secrets"},
     Role{"secret-admin", kSecretAdmin,
          "manage secrets: create, put, delete, restore, rotation, read their policies; not "

@@ -66,6 +66,7 @@ MaintainReport Service::maintain(bool dry_run) {
         // Nothing is destroyed for good on rows that are not the state the log recorded (a
         // deletion date replayed from an older copy of a key, say): checked before any change.
         if (!dry_run && (!store::keys_due_deletion(vault_->db(), at).empty() ||
+                         !store::keys_due_material_expiry(vault_->db(), at).empty() ||
                          !store::secrets_due_deletion(vault_->db(), at).empty())) {
           runner_->require_recorded_state("delete keys or secrets that are due");
         }
@@ -78,6 +79,19 @@ MaintainReport Service::maintain(bool dry_run) {
             const auto labels = ks.erase(key);
             token_keys_to_destroy.insert(token_keys_to_destroy.end(), labels.begin(), labels.end());
           }
+        }
+        // Imported material past its expiry is deleted (the key waits for the same material
+        // again); so are import parameters that expired or served.
+        for (store::KeyRow& key : store::keys_due_material_expiry(vault_->db(), at)) {
+          rep.material_expired.emplace_back(key.id, key.material_expires.value_or(""));
+          if (!dry_run) ks.expire_material(key);
+        }
+        if (!dry_run) rep.import_params_purged = store::import_params_purge(vault_->db(), at);
+        for (const auto& [id, expiry] : rep.material_expired) {
+          ev.params["material_expired"].push_back({{"key", id}, {"expired", expiry}});
+        }
+        if (rep.import_params_purged > 0) {
+          ev.params["import_params_purged"] = rep.import_params_purged;
         }
         for (const auto& [id, version] : rep.rotated) {
           ev.params["rotated"].push_back({{"key", id}, {"version", version}});

@@ -11,6 +11,10 @@ inline constexpr const char* kKeyRotation =
     "strftime('%Y-%m-%dT%H:%M:%fZ', last_rotated, '+' || rotation_period_days || ' days') <= ?1";
 inline constexpr const char* kKeyDeletion =
     "deletion_date IS NOT NULL AND state = 'PendingDeletion' AND deletion_date <= ?1";
+// An imported key whose material's expiry passed and whose material is still there (its state
+// is not PendingImport).
+inline constexpr const char* kKeyMaterialExpiry =
+    "material_expires IS NOT NULL AND state != 'PendingImport' AND material_expires <= ?1";
 // A secret not scheduled for deletion, one period after its last rotation (or its creation).
 inline constexpr const char* kSecretRotation =
     "rotation_period_days IS NOT NULL AND deletion_date IS NULL AND "

@@ -11,7 +11,8 @@ using rows::Table;
 
 constexpr const char* kKeyColumns =
     "id, spec, usage, description, state, protection, created, rotation_period_days, "
-    "last_rotated, deletion_date, primary_version, highest_lost_version";
+    "last_rotated, deletion_date, primary_version, highest_lost_version, origin, "
+    "material_expires, material_commitment";
 
 const char* key_select() { return rows::columns(Table::keys); }
 
@@ -30,6 +31,12 @@ KeyRow read_key(Db& db, const Stmt& s) {
   if (!s.col_null(9)) k.deletion_date = s.col_text(9);
   k.primary_version = s.col_int(10);
   k.highest_lost_version = s.col_int(11);
+  k.origin = rows::name_column(Table::keys, s, 12, parse_origin);
+  if (!s.col_null(13)) k.material_expires = s.col_text(13);
+  if (!s.col_null(14)) {
+    const ByteView c = s.col_blob(14);
+    k.material_commitment = Bytes(c.begin(), c.end());
+  }
   return k;
 }
 
@@ -47,6 +54,15 @@ void bind_key(Stmt& s, const KeyRow& k) {
   else
     s.bind_null(10);
   s.bind(11, k.primary_version).bind(12, k.highest_lost_version);
+  s.bind(13, origin_name(k.origin));
+  if (k.material_expires)
+    s.bind(14, std::string_view(*k.material_expires));
+  else
+    s.bind_null(14);
+  if (k.material_commitment)
+    s.bind(15, ByteView(*k.material_commitment));
+  else
+    s.bind_null(15);
 }
 
 std::vector<KeyRow> read_keys(Db& db, Stmt& s) {
@@ -80,9 +96,10 @@ void delete_rows(Db& db, const char* sql, std::string_view key) {
 }  // namespace
 
 void key_insert(Db& db, const KeyRow& k) {
-  Stmt s(db, fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         kKeyColumns)
-                 .c_str());
+  Stmt s(db,
+         fmt::format("INSERT INTO keys ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     kKeyColumns)
+             .c_str());
   bind_key(s, k);
   s.step();
   rows::seal(db, Table::keys, {k.id});
@@ -92,7 +109,8 @@ void key_update(Db& db, const KeyRow& k) {
   Stmt s(db,
          "UPDATE keys SET spec = ?2, usage = ?3, description = ?4, state = ?5, protection = ?6, "
          "created = ?7, rotation_period_days = ?8, last_rotated = ?9, deletion_date = ?10, "
-         "primary_version = ?11, highest_lost_version = ?12 WHERE id = ?1");
+         "primary_version = ?11, highest_lost_version = ?12, origin = ?13, "
+         "material_expires = ?14, material_commitment = ?15 WHERE id = ?1");
   bind_key(s, k);
   s.step();
   rows::seal(db, Table::keys, {k.id});
@@ -105,6 +123,7 @@ void key_delete(Db& db, std::string_view id) {
   delete_rows(db, "DELETE FROM key_tags WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM grants WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM key_policies WHERE key_id = ? RETURNING mac", id);
+  delete_rows(db, "DELETE FROM key_import_params WHERE key_id = ? RETURNING mac", id);
   delete_rows(db, "DELETE FROM keys WHERE id = ? RETURNING mac", id);
 }
 
@@ -146,6 +165,88 @@ std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now) {
 
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now) {
   return keys_due(db, due::kKeyDeletion, now);
+}
+
+std::vector<KeyRow> keys_due_material_expiry(Db& db, std::string_view now) {
+  return keys_due(db, due::kKeyMaterialExpiry, now);
+}
+
+std::int64_t key_versions_delete(Db& db, std::string_view key_id) {
+  // Each row is read (and so checked) before its MAC leaves the state.
+  const std::int64_t n = static_cast<std::int64_t>(key_versions(db, key_id).size());
+  delete_rows(db, "DELETE FROM key_versions WHERE key_id = ? RETURNING mac", key_id);
+  return n;
+}
+
+namespace {
+ImportParamsRow read_params(Db& db, const Stmt& s) {
+  rows::check(db, Table::key_import_params, s);
+  ImportParamsRow r;
+  r.token_id = s.col_text(0);
+  r.key_id = s.col_text(1);
+  r.wrapping_algorithm =
+      rows::name_column(Table::key_import_params, s, 2, parse_wrapping_algorithm);
+  r.created = s.col_text(3);
+  r.expires = s.col_text(4);
+  if (!s.col_null(5)) r.used_at = s.col_text(5);
+  if (!s.col_null(6)) {
+    const ByteView b = s.col_blob(6);
+    r.private_key = Bytes(b.begin(), b.end());
+  }
+  return r;
+}
+}  // namespace
+
+void import_params_insert(Db& db, const ImportParamsRow& r) {
+  Stmt s(db,
+         "INSERT INTO key_import_params (token_id, key_id, wrapping_algorithm, created, expires, "
+         "used_at, private_key) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, r.token_id).bind(2, r.key_id).bind(3, wrapping_algorithm_name(r.wrapping_algorithm));
+  s.bind(4, r.created).bind(5, r.expires);
+  if (r.used_at)
+    s.bind(6, std::string_view(*r.used_at));
+  else
+    s.bind_null(6);
+  if (r.private_key)
+    s.bind(7, ByteView(*r.private_key));
+  else
+    s.bind_null(7);
+  s.step();
+  rows::seal(db, Table::key_import_params, {r.token_id});
+}
+
+std::optional<ImportParamsRow> import_params_get(Db& db, std::string_view token_id) {
+  Stmt s(db, fmt::format("SELECT {} FROM key_import_params WHERE token_id = ?",
+                         rows::columns(Table::key_import_params))
+                 .c_str());
+  s.bind(1, token_id);
+  if (!s.step()) return std::nullopt;
+  return read_params(db, s);
+}
+
+void import_params_use(Db& db, std::string_view token_id, std::string_view at) {
+  if (!import_params_get(db, token_id)) return;  // read (and so checked) before it is MACed
+  Stmt s(db, "UPDATE key_import_params SET used_at = ?2, private_key = NULL WHERE token_id = ?1");
+  s.bind(1, token_id).bind(2, at);
+  s.step();
+  rows::seal(db, Table::key_import_params, {token_id});
+}
+
+std::int64_t import_params_purge(Db& db, std::string_view now) {
+  std::vector<std::string> ids;
+  {
+    Stmt s(db, fmt::format("SELECT {} FROM key_import_params ORDER BY token_id",
+                           rows::columns(Table::key_import_params))
+                   .c_str());
+    while (s.step()) {
+      const ImportParamsRow r = read_params(db, s);
+      if (r.used_at || r.expires <= now) ids.push_back(r.token_id);
+    }
+  }
+  for (const std::string& id : ids) {
+    delete_rows(db, "DELETE FROM key_import_params WHERE token_id = ? RETURNING mac", id);
+  }
+  return static_cast<std::int64_t>(ids.size());
 }
 
 void key_version_insert(Db& db, const KeyVersionRow& v) {

@@ -30,6 +30,11 @@ struct Spec {
   bool in_state;          // part of the state digest (the header is not: FORMAT.md §14.3)
   std::string select;     // "c1, c2, ..., mac"
   std::string where_key;  // "c1 = ?1 AND c2 = ?2"
+  // Columns added to the table later (keys, schema 8), from this one on: in a row's encoding
+  // only when the first of them is not `tail_default` or another is not NULL, so that the rows
+  // written before keep their MACs. 0: none.
+  size_t tail_from = 0;
+  const char* tail_default = nullptr;
 };
 
 Spec make(const char* table, const char* label, std::vector<const char*> cols, size_t key,
@@ -44,17 +49,24 @@ Spec make(const char* table, const char* label, std::vector<const char*> cols, s
   return s;
 }
 
-const std::array<Spec, 11>& specs() {
-  static const std::array<Spec, 11> all = {
+Spec with_tail(Spec s, size_t from, const char* dflt) {
+  s.tail_from = from;
+  s.tail_default = dflt;
+  return s;
+}
+
+const std::array<Spec, 12>& specs() {
+  static const std::array<Spec, 12> all = {
       make("vault_meta", "the vault header",
            {"singleton", "vault_id", "created", "pkcs11_module", "token_label", "token_serial",
             "root_key_gen", "sealed_master"},
            1, 0, false),
-      make("keys", "key",
-           {"id", "spec", "usage", "description", "state", "protection", "created",
-            "rotation_period_days", "last_rotated", "deletion_date", "primary_version",
-            "highest_lost_version"},
-           1, 1, true),
+      with_tail(make("keys", "key",
+                     {"id", "spec", "usage", "description", "state", "protection", "created",
+                      "rotation_period_days", "last_rotated", "deletion_date", "primary_version",
+                      "highest_lost_version", "origin", "material_expires", "material_commitment"},
+                     1, 1, true),
+                12, "kms"),
       make("key_versions", "key version", {"key_id", "version", "created", "material"}, 2, 2, true),
       make("key_aliases", "alias", {"alias", "key_id", "created"}, 1, 1, true),
       make("key_tags", "key tag", {"key_id", "name", "value"}, 2, 2, true),
@@ -75,6 +87,10 @@ const std::array<Spec, 11>& specs() {
            {"key_id", "text", "sha256", "updated_at", "updated_by_uid"}, 1, 1, true),
       make("secret_policies", "secret policy",
            {"secret_id", "text", "sha256", "updated_at", "updated_by_uid"}, 1, 1, true),
+      make("key_import_params", "import parameters",
+           {"token_id", "key_id", "wrapping_algorithm", "created", "expires", "used_at",
+            "private_key"},
+           1, 2, true),
   };
   return all;
 }
@@ -92,13 +108,28 @@ void put_bytes(Bytes& out, ByteView b) {
   out.insert(out.end(), b.begin(), b.end());
 }
 
-// "KMSR" || 0x01 || str(table) || per column: 0x00 (NULL) | 0x01 u64be (integer) |
-// 0x02 str (text) | 0x03 str (blob).
+// "KMSR" || 0x01 || str(table) || per column (a tail left out: tail_present): 0x00 (NULL) | 0x01
+// u64be (integer) | 0x02 str (text) | 0x03 str (blob). Whether the row's tail columns
+// (Spec::tail_from) are in its encoding.
+bool tail_present(const Spec& sp, const Stmt& s, int first) {
+  if (sp.tail_from == 0) return true;
+  const int c0 = first + static_cast<int>(sp.tail_from);
+  if (s.col_type(c0) != Stmt::ColType::text || s.col_text_view(c0) != sp.tail_default) {
+    return true;
+  }
+  for (size_t i = sp.tail_from + 1; i < sp.columns.size(); ++i) {
+    if (!s.col_null(first + static_cast<int>(i))) return true;
+  }
+  return false;
+}
+
 Bytes encode(const Spec& sp, const Stmt& s, int first) {
   Bytes out(kRowMagic.begin(), kRowMagic.end());
   out.push_back(kRowVersion);
   put_bytes(out, as_bytes(sp.table));
-  for (size_t i = 0; i < sp.columns.size(); ++i) {
+  const size_t n =
+      sp.tail_from != 0 && !tail_present(sp, s, first) ? sp.tail_from : sp.columns.size();
+  for (size_t i = 0; i < n; ++i) {
     const int c = first + static_cast<int>(i);
     switch (s.col_type(c)) {
       case Stmt::ColType::null:

@@ -42,6 +42,7 @@ enum class Table {
   grants,
   key_policies,
   secret_policies,
+  key_import_params,
 };
 
 // "col, col, ..., mac": the MACed columns in schema order (the primary key first), then the MAC.

@@ -219,6 +219,57 @@ CREATE TABLE secret_policies (
   mac             BLOB
 );
 )sql",
+    // 7 -> 8: keys whose material is imported (docs/KEYS.md, "Bring your own key"). The keys
+    // table is rebuilt (SQLite cannot change a CHECK in place; migrate() turns foreign keys off
+    // around it, so the rows that reference keys stay) to allow the state 'PendingImport' and to
+    // add `origin`, `material_expires` and `material_commitment`; its rows keep their MACs
+    // (FORMAT.md §14.1: the new columns are in a key's encoding only when it is not a plain
+    // 'kms' key). key_import_params holds the wrapping key pairs of `key import-params`, an
+    // authenticated row from the start; key_delete deletes a key's.
+    R"sql(
+CREATE TABLE keys_v8 (
+  id                    TEXT PRIMARY KEY,
+  spec                  TEXT NOT NULL,
+  usage                 TEXT NOT NULL,
+  description           TEXT NOT NULL,
+  state                 TEXT NOT NULL
+                          CHECK (state IN ('Enabled', 'Disabled', 'PendingDeletion', 'PendingImport')),
+  protection            TEXT NOT NULL CHECK (protection IN ('software', 'hsm')),
+  created               TEXT NOT NULL,
+  rotation_period_days  INTEGER,
+  last_rotated          TEXT NOT NULL,
+  deletion_date         TEXT,
+  primary_version       INTEGER NOT NULL,
+  highest_lost_version  INTEGER NOT NULL DEFAULT 0,
+  mac                   BLOB,
+  origin                TEXT NOT NULL DEFAULT 'kms' CHECK (origin IN ('kms', 'external')),
+  material_expires      TEXT,
+  material_commitment   BLOB
+);
+INSERT INTO keys_v8 (id, spec, usage, description, state, protection, created,
+                     rotation_period_days, last_rotated, deletion_date, primary_version,
+                     highest_lost_version, mac)
+  SELECT id, spec, usage, description, state, protection, created, rotation_period_days,
+         last_rotated, deletion_date, primary_version, highest_lost_version, mac FROM keys;
+DROP TABLE keys;
+ALTER TABLE keys_v8 RENAME TO keys;
+CREATE INDEX keys_created ON keys (created, id);
+CREATE INDEX keys_state ON keys (state, created, id);
+CREATE INDEX keys_deletion ON keys (deletion_date) WHERE deletion_date IS NOT NULL;
+CREATE INDEX keys_rotation ON keys (rotation_period_days) WHERE rotation_period_days IS NOT NULL;
+CREATE INDEX keys_material_expiry ON keys (material_expires) WHERE material_expires IS NOT NULL;
+CREATE TABLE key_import_params (
+  token_id            TEXT PRIMARY KEY,
+  key_id              TEXT NOT NULL,
+  wrapping_algorithm  TEXT NOT NULL,
+  created             TEXT NOT NULL,
+  expires             TEXT NOT NULL,
+  used_at             TEXT,
+  private_key         BLOB,
+  mac                 BLOB
+);
+CREATE INDEX key_import_params_key ON key_import_params (key_id);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -238,11 +289,35 @@ void Db::migrate(Mode mode) {
                 fmt::format("{} is a SQLite file but not a kmsctl vault", path_.string()),
                 Remedy::choose_vault);
   }
-  Tx tx(*this, Tx::Kind::write);
-  if (schema_version() != v) return;  // another process migrated meanwhile (tx rolls back)
-  for (int i = v; i < kSchemaVersion; ++i) exec(kMigrations[i]);
-  exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
-  tx.commit();
+  // Migration 7 -> 8 rebuilds the keys table: with foreign keys on, dropping the old one would
+  // delete the rows that reference it (ON DELETE CASCADE). The pragma is a no-op inside a
+  // transaction, so it goes around it; foreign_key_check then proves the rebuild kept every
+  // reference.
+  const bool rebuilds_keys = v >= 2 && v < 8;
+  if (rebuilds_keys) exec("PRAGMA foreign_keys=OFF");
+  try {
+    Tx tx(*this, Tx::Kind::write);
+    if (schema_version() != v) {  // another process migrated meanwhile (tx rolls back)
+      if (rebuilds_keys) exec("PRAGMA foreign_keys=ON");
+      return;
+    }
+    for (int i = v; i < kSchemaVersion; ++i) exec(kMigrations[i]);
+    if (rebuilds_keys) {
+      Stmt check(*this, "PRAGMA foreign_key_check");
+      if (check.step()) {
+        throw Error(Code::integrity,
+                    fmt::format("{}: a row refers to a key that is not there (table {})",
+                                path_.string(), check.col_text(0)),
+                    Remedy::verify_then_restore_vault);
+      }
+    }
+    exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
+    tx.commit();
+  } catch (...) {
+    if (rebuilds_keys) exec("PRAGMA foreign_keys=ON");
+    throw;
+  }
+  if (rebuilds_keys) exec("PRAGMA foreign_keys=ON");
 }
 
 }  // namespace kms::store

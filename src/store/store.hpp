@@ -27,7 +27,7 @@ namespace kms::store {
 struct RowAuth;  // rows.cpp
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
@@ -215,6 +215,9 @@ struct KeyRow : KeyMetadata {
   // The highest version number a `vault restore` dropped: the next version is made above it, so
   // that a ciphertext naming a lost version never meets another version of that number.
   std::int64_t highest_lost_version = 0;
+  // An imported key's commitment to its material (HMAC under K_commit, FORMAT.md §12.5): set by
+  // the first import, kept when the material expires, so that only the same material comes back.
+  std::optional<Bytes> material_commitment;
 };
 struct KeyVersionRow : KeyVersionMetadata {
   std::optional<Bytes> material;  // sealed; none for hsm keys
@@ -229,6 +232,10 @@ std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
 // Keys whose rotation period has elapsed at `now` (RFC 3339) and are Enabled.
 std::vector<KeyRow> keys_due_rotation(Db& db, std::string_view now);
 std::vector<KeyRow> keys_due_deletion(Db& db, std::string_view now);
+// Imported keys whose material expired at `now` and is still there (for `kmsctl maintain`).
+std::vector<KeyRow> keys_due_material_expiry(Db& db, std::string_view now);
+// Deletes a key's version rows (an imported key's expired material); returns how many.
+std::int64_t key_versions_delete(Db& db, std::string_view key_id);
 // How many keys and secrets there are, and how many of them are due at `now` (one query).
 using VaultCounts = kms::VaultCounts;
 VaultCounts vault_counts(Db& db, std::string_view now);
@@ -304,6 +311,23 @@ std::vector<GrantRow> grant_list(Db& db, const GrantQuery& q);
 std::vector<GrantRow> grants_of_key(Db& db, std::string_view key_id);
 std::optional<GrantRow> grant_active_by_name(Db& db, std::string_view key_id,
                                              std::string_view name);
+
+// ---- import parameters of keys of origin external (key_repo.cpp; FORMAT.md §12.5) ----
+struct ImportParamsRow {
+  std::string token_id;  // lower-case hex of SHA-256 of the token's secret
+  std::string key_id;
+  WrappingAlgorithm wrapping_algorithm = WrappingAlgorithm::rsaes_oaep_sha_256;
+  std::string created;
+  std::string expires;
+  std::optional<std::string> used_at;
+  std::optional<Bytes> private_key;  // sealed PKCS #8 of the wrapping key; none once used
+};
+void import_params_insert(Db& db, const ImportParamsRow& row);
+std::optional<ImportParamsRow> import_params_get(Db& db, std::string_view token_id);
+// Marks the parameters used and drops their private key.
+void import_params_use(Db& db, std::string_view token_id, std::string_view at);
+// Deletes parameters that expired before `now` or were used; returns how many.
+std::int64_t import_params_purge(Db& db, std::string_view now);
 
 // ---- key policies and secret policies (policy_repo.cpp) ----
 struct KeyPolicyRow {

@@ -479,6 +479,128 @@ TEST_CASE("Db open_existing migrates a version 1 vault to kSchemaVersion and kee
   }
 }
 
+// Schema 7 -> 8 rebuilds the keys table (a CHECK cannot change in place) with foreign keys off
+// around it: the versions, aliases, tags and policies that reference a key stay, and the key's
+// row keeps its MAC (the columns schema 8 added are not in a plain key's encoding).
+TEST_CASE("Db open_existing migrates a version 7 vault to 8: keys keep their rows and MACs") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  {
+    store::Db db(path, store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::key_insert(db, key_row("k1"));
+    store::key_insert(db, key_row("k2", KeyState::pending_deletion));
+    store::key_version_insert(db, {{"k1", 1, "2026-01-01T00:00:00.000Z"}, Bytes{1, 2, 3}});
+    store::alias_insert(db, "alias/one", "k1", "2026-01-01T00:00:00.000Z");
+    store::tag_set(db, "k1", "team", "payments");
+    store::key_policy_put(db, {"k1", "{}", "00", "2026-01-01T00:00:00.000Z", 0});
+    kms::test::commit_unaudited(db, tx);
+    db.checkpoint();
+  }
+  // Back to the shape schema 7 had (a raw connection: foreign keys off).
+  make_sqlite(path,
+              "CREATE TABLE keys_v7 (id TEXT PRIMARY KEY, spec TEXT NOT NULL, usage TEXT NOT "
+              "NULL, description TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('Enabled', "
+              "'Disabled', 'PendingDeletion')), protection TEXT NOT NULL CHECK (protection IN "
+              "('software', 'hsm')), created TEXT NOT NULL, rotation_period_days INTEGER, "
+              "last_rotated TEXT NOT NULL, deletion_date TEXT, primary_version INTEGER NOT NULL, "
+              "highest_lost_version INTEGER NOT NULL DEFAULT 0, mac BLOB);"
+              "INSERT INTO keys_v7 SELECT id, spec, usage, description, state, protection, "
+              "created, rotation_period_days, last_rotated, deletion_date, primary_version, "
+              "highest_lost_version, mac FROM keys;"
+              "DROP TABLE keys; ALTER TABLE keys_v7 RENAME TO keys;"
+              "DROP TABLE key_import_params; PRAGMA user_version = 7;");
+  {
+    store::Db check(path, store::Db::Mode::open_existing);
+    CHECK(check.schema_version() == store::kSchemaVersion);
+    REQUIRE(store::kSchemaVersion == 8);
+  }
+  store::Db db(path, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
+  // Every row read is checked against its MAC: the migration kept them all.
+  const auto k1 = store::key_get(db, "k1");
+  REQUIRE(k1);
+  CHECK(k1->origin == Origin::kms);
+  CHECK_FALSE(k1->material_expires);
+  CHECK_FALSE(k1->material_commitment);
+  CHECK(store::key_get(db, "k2")->state == KeyState::pending_deletion);
+  REQUIRE(store::key_versions(db, "k1").size() == 1);
+  CHECK(*store::key_version_get(db, "k1", 1)->material == Bytes{1, 2, 3});
+  CHECK(store::alias_target(db, "alias/one") == std::optional<std::string>("k1"));
+  CHECK(store::tags_of(db, "k1").size() == 1);
+  CHECK(store::key_policy_get(db, "k1"));
+  {
+    store::Stmt s(db, "PRAGMA foreign_keys");
+    REQUIRE(s.step());
+    CHECK(s.col_int(0) == 1);  // back on after the rebuild
+  }
+  // What schema 8 adds: a key pending import, of origin external, and its import parameters.
+  store::Tx tx(db, store::Tx::Kind::write);
+  store::KeyRow ext = key_row("k3", KeyState::pending_import);
+  ext.origin = Origin::external;
+  ext.material_expires = "2030-01-01T00:00:00.000Z";
+  ext.material_commitment = Bytes(32, 0x11);
+  store::key_insert(db, ext);
+  store::import_params_insert(
+      db, {"t1", "k3", WrappingAlgorithm::rsa_aes_key_wrap_sha_256, "2026-01-01T00:00:00.000Z",
+           "2026-01-02T00:00:00.000Z", std::nullopt, Bytes{9, 9}});
+  const auto back = store::key_get(db, "k3");
+  REQUIRE(back);
+  CHECK(back->state == KeyState::pending_import);
+  CHECK(back->origin == Origin::external);
+  CHECK(back->material_expires == ext.material_expires);
+  CHECK(back->material_commitment == ext.material_commitment);
+  const auto params = store::import_params_get(db, "t1");
+  REQUIRE(params);
+  CHECK(params->wrapping_algorithm == WrappingAlgorithm::rsa_aes_key_wrap_sha_256);
+  store::import_params_use(db, "t1", "2026-01-01T01:00:00.000Z");
+  CHECK(store::import_params_get(db, "t1")->used_at ==
+        std::optional<std::string>("2026-01-01T01:00:00.000Z"));
+  CHECK_FALSE(store::import_params_get(db, "t1")->private_key);
+  CHECK(store::import_params_purge(db, "2026-01-01T02:00:00.000Z") == 1);
+  store::key_delete(db, "k1");  // its version, alias, tag and policy go with it
+  CHECK(store::key_versions(db, "k1").empty());
+  CHECK_FALSE(store::alias_target(db, "alias/one"));
+  kms::test::commit_unaudited(db, tx);
+}
+
+// The columns schema 8 added are in a key's row MAC whenever they are not a plain key's: an
+// origin, expiry or commitment written into the file is found.
+TEST_CASE("a key's origin, material expiry and commitment are authenticated") {
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::key_insert(db, key_row("plain"));
+    store::KeyRow ext = key_row("ext");
+    ext.origin = Origin::external;
+    ext.material_expires = "2030-01-01T00:00:00.000Z";
+    ext.material_commitment = Bytes(32, 0x22);
+    store::key_insert(db, ext);
+    kms::test::commit_unaudited(db, tx);
+  }
+  for (const char* edit : {"UPDATE keys SET origin = 'external' WHERE id = 'plain'",
+                           "UPDATE keys SET material_expires = '2031-01-01T00:00:00.000Z' "
+                           "WHERE id = 'plain'",
+                           "UPDATE keys SET origin = 'kms' WHERE id = 'ext'",
+                           "UPDATE keys SET material_expires = NULL WHERE id = 'ext'",
+                           "UPDATE keys SET material_commitment = zeroblob(32) WHERE id = 'ext'"}) {
+    CAPTURE(edit);
+    store::Tx tx(db, store::Tx::Kind::write);
+    db.exec(edit);
+    const Error e = error_of([&] {
+      store::key_get(db, "plain");
+      store::key_get(db, "ext");
+    });
+    CHECK(e.code() == Code::integrity);
+    CHECK(contains(e.what(), "altered outside kmsctl"));
+  }  // rolled back
+  CHECK(store::key_get(db, "plain"));
+  CHECK(store::key_get(db, "ext")->origin == Origin::external);
+}
+
 TEST_CASE("Stmt with invalid SQL throws kms::Error") {
   TempDir dir;
   store::Db db(dir / "vault.db", store::Db::Mode::create_new);
@@ -1122,7 +1244,7 @@ TEST_CASE("key states, protections, stages and rotation statuses are stored as t
       CHECK(key_state_name(k->state) == q.col_text(1));
       CHECK(protection_name(k->protection) == q.col_text(2));
     }
-    CHECK(rows == 6);
+    CHECK(rows == static_cast<int>(key_states().size() * protections().size()));
     store::Stmt sv(v.db, "SELECT version, stage FROM secret_versions ORDER BY version");
     for (const SecretStageInfo& st : secret_stages()) {
       REQUIRE(sv.step());

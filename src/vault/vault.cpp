@@ -26,6 +26,8 @@ constexpr std::string_view kRecordKeyInfo = "kmsctl/v1/record-seal";
 constexpr std::string_view kAuditKeyInfo = "kmsctl/v1/audit-mac";
 constexpr std::string_view kRowKeyInfo = "kmsctl/v1/row-mac";
 constexpr std::string_view kStateKeyInfo = "kmsctl/v1/state-digest";
+constexpr std::string_view kCommitKeyInfo = "kmsctl/v1/material-commit";
+constexpr std::string_view kCommitMagic = "KMSI";
 
 void put_u64(Bytes& out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -197,6 +199,7 @@ void Vault::unseal() {
   audit_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kAuditKeyInfo), 32);
   row_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kRowKeyInfo), 32);
   state_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kStateKeyInfo), 32);
+  commit_key_ = crypto::hkdf_sha256(master_.view(), salt, as_bytes(kCommitKeyInfo), 32);
   db_->set_row_keys(row_key_.view(), state_key_.view());
   // The token that opened the master key is the one the header names (module, label, serial):
   // unless the header's MAC says so, someone changed it without the token.
@@ -291,6 +294,19 @@ void Vault::reset_user_pin(const fs::path& path, const SecureBytes& so_pin,
   session.init_pin(new_pin);
   session.logout();
   if (guard) guard->save_copies();
+}
+
+Bytes Vault::material_commitment(std::string_view key_id, ByteView material) const {
+  // "KMSI" || u8(1) || lp(key id) || material (docs/FORMAT.md §12.5).
+  SecureBytes in(kCommitMagic.size() + 1 + 4 + key_id.size() + material.size());
+  std::uint8_t* p = std::copy(kCommitMagic.begin(), kCommitMagic.end(), in.data());
+  *p++ = 1;
+  const auto n = static_cast<std::uint32_t>(key_id.size());
+  for (int i = 3; i >= 0; --i) *p++ = static_cast<std::uint8_t>(n >> (8 * i));
+  p = std::copy(key_id.begin(), key_id.end(), p);
+  std::copy(material.begin(), material.end(), p);
+  const crypto::Digest d = crypto::HmacSha256(commit_key_.view()).mac(in.view());
+  return Bytes(d.begin(), d.end());
 }
 
 Bytes Vault::seal(const RecordRef& where, ByteView plaintext) const {

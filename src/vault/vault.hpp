@@ -91,6 +91,10 @@ class Vault {
   }
 
   Bytes seal(const RecordRef& where, ByteView plaintext) const;
+  // An imported key's commitment to its material: HMAC-SHA256 under K_commit of the key id and
+  // the material (docs/FORMAT.md §12.5). Tells whether material imported again is the same,
+  // without keeping it.
+  Bytes material_commitment(std::string_view key_id, ByteView material) const;
   // Code::integrity when the blob was altered or belongs elsewhere.
   [[nodiscard]] SecureBytes open_sealed(const RecordRef& where, ByteView sealed) const;
 
@@ -136,8 +140,9 @@ class Vault {
   SecureBytes record_key_;
   SecureBytes audit_key_;
   bool header_unauthenticated_ = false;
-  SecureBytes row_key_;    // K_row: row MACs (FORMAT.md §14)
-  SecureBytes state_key_;  // K_state: the state digest
+  SecureBytes row_key_;     // K_row: row MACs (FORMAT.md §14)
+  SecureBytes state_key_;   // K_state: the state digest
+  SecureBytes commit_key_;  // K_commit: commitments to imported key material
 };
 
 }  // namespace kms

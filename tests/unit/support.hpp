@@ -39,9 +39,10 @@ inline void commit_unaudited(store::Db& db, store::Tx& tx) {
 // Makes a vault file of this kmsctl look like one of schema version 3 (before authenticated
 // rows): the columns version 4 added, and the tables of later versions, are dropped.
 inline void drop_schema_4(store::Db& db) {
-  db.exec("DROP TABLE IF EXISTS grants;");           // migration 4 -> 5
-  db.exec("DROP TABLE IF EXISTS key_policies;");     // migration 5 -> 6
-  db.exec("DROP TABLE IF EXISTS secret_policies;");  // migration 6 -> 7
+  db.exec("DROP TABLE IF EXISTS grants;");             // migration 4 -> 5
+  db.exec("DROP TABLE IF EXISTS key_policies;");       // migration 5 -> 6
+  db.exec("DROP TABLE IF EXISTS secret_policies;");    // migration 6 -> 7
+  db.exec("DROP TABLE IF EXISTS key_import_params;");  // migration 7 -> 8 (its keys columns stay)
   db.exec("ALTER TABLE audit_log DROP COLUMN state;");
   std::vector<std::string> tables;
   {

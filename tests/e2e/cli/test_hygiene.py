@@ -468,7 +468,7 @@ class TextOutput(InputTestCase):
         kms.ok("secret", "create", "app/db", "--generate", "--description", self.DESCRIPTION)
 
         r = kms.run("key", "describe", "alias/app")
-        self.assertClean(r, lines=10)
+        self.assertClean(r, lines=11)
         self.assertIn(f"description      {self.SHOWN}\n", r.out)
         self.assertIn("tag              owner=\\x1b[2Jroot\\nx\n", r.out)
         self.assertClean(kms.run("key", "list"), lines=3)  # and alias/kmsctl/secrets

@@ -179,7 +179,8 @@ class List(SharedVaultTestCase):
     def test_text_listing_has_a_row_per_key_and_tells_how_to_get_the_next_page(self):
         r, _ = self.audited("key", "list", "--limit", "3", action="key.list")
         lines = r.out.splitlines()
-        self.assertRegex(lines[0], r"^KEY ID\s+STATE\s+PROTECTION\s+VERSION\s+CREATED\s+ALIASES")
+        self.assertRegex(lines[0], r"^KEY ID\s+STATE\s+PROTECTION\s+ORIGIN\s+VERSION\s+CREATED\s+"
+                                   r"MATERIAL EXPIRES\s+ALIASES")
         self.assertEqual(len(lines), 4)
         for line, key_id in zip(lines[1:], self.ids[:3]):
             self.assertTrue(line.startswith(key_id), line)

@@ -706,6 +706,7 @@ class RecordedState(RowAttackCase):
             con.execute("DROP TABLE grants")  # schema 5
             con.execute("DROP TABLE key_policies")  # schema 6
             con.execute("DROP TABLE secret_policies")  # schema 7
+            con.execute("DROP TABLE key_import_params")  # schema 8
         self.kms.sql("PRAGMA user_version = 3")
         before = self.head()
         r = self.kms.run("encrypt", "--key", self.kid, "--in", self.write("p", PLAINTEXT))
@@ -873,11 +874,11 @@ class UpgradeOfASchema3Vault(RowAttackCase):
 
     def test_the_first_open_authenticates_every_row_in_one_audited_record(self):
         self.kms.ok("status")
-        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], 7)
+        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], 8)
         (up,) = self.upgrades()
         self.assertEqual(up["seq"], self.records_before + 1)
         self.assertEqual(up["outcome"], "ok")
-        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 7})
+        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 8})
         self.assertIn("state", up, "the upgrade records the first state")
         for t in self.TABLES:
             self.assertEqual(self.kms.sql(f"SELECT count(*) FROM {t} WHERE mac IS NULL")[0][0], 0,

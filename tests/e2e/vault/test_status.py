@@ -230,7 +230,7 @@ SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete"
                 "rotate", "set-rotation", "set-policy", "get-policy")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "set-policy",
-             "get-policy", "public", "specs", "alias")
+             "get-policy", "public", "import-params", "import", "specs", "alias")
 POLICY_VERBS = ("validate", "check")
 
 
