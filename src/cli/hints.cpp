@@ -85,6 +85,13 @@ std::string hint_text(const Error& e) {
     // The token.
     case Remedy::check_pin:
       return fmt::format("check the PIN (--pin-file, KMSCTL_PIN_FILE or KMSCTL_PIN); {}", h);
+    case Remedy::unlock_pin:
+      return fmt::format(
+          "set the user PIN again with the token's SO PIN: for the vault's own SoftHSM2 token, "
+          "`SOFTHSM2_CONF={}.token/softhsm2.conf pkcs11-tool --module {} --init-pin --login "
+          "--login-type so` (it asks for the SO PIN, then the new user PIN); for another token, "
+          "its own tools",
+          s.empty() ? std::string("VAULT") : s, "/usr/lib/softhsm/libsofthsm2.so");
     case Remedy::check_token:
       return fmt::format(
           "{}; if the token keeps refusing, check it with its own tools (pkcs11-tool "
