@@ -2,9 +2,13 @@
 its verb, typos answered with a suggestion, `exec` without `--`, and a wrong PIN in words."""
 
 import os
+import pty
 import re
+import select
 import shutil
 import sys
+import termios
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
@@ -200,6 +204,59 @@ class WrongPin(KmsTestCase):
         self.kms.ok("status", env={"KMSCTL_TEST_SYSLOG": log})
         with open(log) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
+
+    def prompted(self, *pins):
+        """Runs `kmsctl status --json` on a pseudo-terminal with no PIN given, typing `pins` at
+        its prompts (each once the prompt turned echo off); returns (exit code, what it showed)."""
+        env = {k: v for k, v in self.kms.base_env().items() if k != "KMSCTL_PIN_FILE"}
+        env["KMSCTL_TEST_SYSLOG"] = self.kms.path("syslog")
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: a new session whose controlling terminal is the pty
+            os.execve(kmsenv.KMSCTL, ["kmsctl", "status", "--json"], env)
+        shown = b""
+        try:
+            for i, pin in enumerate(pins):
+                # Its i-th prompt shown, and echo off (the PIN typed before would be flushed).
+                deadline = time.monotonic() + 60
+                while (shown.count(b"token user PIN: ") <= i or
+                       termios.tcgetattr(fd)[3] & termios.ECHO):
+                    self.assertLess(time.monotonic(), deadline, shown)
+                    r, _, _ = select.select([fd], [], [], 0.01)
+                    if r:
+                        shown += os.read(fd, 4096)
+                os.write(fd, pin.encode() + b"\n")
+            while True:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:  # still waiting for a PIN: the test failed
+                os.kill(pid, 9)
+                _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+    def test_the_prompt_gives_three_tries_and_logs_each_refusal(self):
+        self.kms.init()
+        rc, shown = self.prompted("wrong-1-aaaa", "wrong-2-bbbb", self.kms.pin)
+        self.assertEqual(rc, 0, shown)
+        self.assertEqual(shown.count("token user PIN: "), 3, shown)
+        self.assertEqual(shown.count("the PIN is wrong: the token refused it "
+                                     "(CKR_PIN_INCORRECT); try again"), 2, shown)
+        self.assertIn('"audit_records"', shown)
+        rc, shown = self.prompted("wrong-1-aaaa", "wrong-2-bbbb", "wrong-3-cccc")
+        self.assertEqual(rc, UNAVAILABLE, shown)
+        self.assertEqual(shown.count("token user PIN: "), 3, shown)
+        self.assertIn("kmsctl: error: the PIN is wrong", shown)
+        for pin in ("wrong-1-aaaa", "wrong-2-bbbb", "wrong-3-cccc", self.kms.pin):
+            self.assertNotIn(pin, shown)
+        with open(self.kms.path("syslog")) as f:
+            self.assertEqual(len(f.read().splitlines()), 5)
 
     def test_the_so_pin_procedure_of_the_locked_pin_hint_sets_a_new_user_pin(self):
         if not shutil.which("pkcs11-tool"):
