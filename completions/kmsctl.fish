@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random sign verify mac verify-mac file secret exec maintain vault agent grant policy serve version completion manpage
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random sign verify mac verify-mac file secret exec maintain vault agent grant policy serve version completion manpage help
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -62,10 +62,13 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a serve -d 'Serve the vault t
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a help -d 'Show the help of COMMAND (as `kmsctl COMMAND --help`), or of kmsctl'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l vault -r -F -d 'Vault file (default: ~/.local/share/kmsctl/vault.db)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -l version -d 'Print the kmsctl version (as `kmsctl version`)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -l server -r -d 'Send every request to the kmsctl service listening at PATH (`kmsctl serve`); nothing runs here and no PIN is read'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help-all -d 'Show help for every command'
@@ -238,6 +241,8 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'completion'" -l help -s h -d 'Pri
 complete -c kmsctl -n "test (__kmsctl_path) = 'completion'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'manpage'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'manpage'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'help'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'help'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l since -r -d 'Records at or after this RFC 3339 time'

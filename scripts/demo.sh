@@ -14,7 +14,7 @@ KMSCTL_BIN=$PWD/build/kmsctl
 [[ -x $KMSCTL_BIN ]] || { echo "demo: $KMSCTL_BIN was not built" >&2; exit 1; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/kmsctl-demo.XXXXXX")
-trap '"$KMSCTL_BIN" agent stop --socket "$dir/agent.sock" 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap '"$KMSCTL_BIN" -q agent stop --socket "$dir/agent.sock" 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 export KMSCTL_VAULT=$dir/vault.db
 export KMSCTL_PIN_FILE=$dir/pin
@@ -99,6 +99,9 @@ run kmsctl agent status
 run kmsctl agent stop
 unset KMSCTL_AGENT_SOCK
 export KMSCTL_PIN_FILE=$dir/pin
+
+section "The cron job: with -q, it prints (and cron mails) only what it did or what failed"
+run kmsctl -q maintain
 
 section "Every command left a record in the hash-chained audit log"
 run kmsctl audit list

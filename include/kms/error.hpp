@@ -60,6 +60,7 @@ enum class Remedy : std::uint8_t {
                                 // vault restored on purpose goes through Service::restore)
   // The token.
   check_pin,        // hint: what the token does on wrong PINs
+  unlock_pin,       // the user PIN is locked: set it again with the SO PIN (subject: the vault)
   check_token,      // hint: retry; then check the token itself
   install_module,   // the PKCS#11 module does not load: install it or name the right one
   choose_module,    // the file is no PKCS#11 module

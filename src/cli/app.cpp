@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -200,12 +201,53 @@ fs::path existing_vault(const Globals& g) {
 }
 
 namespace {
+
+bool is_refused_pin(const Error& e) {
+  return e.remedy() == Remedy::check_pin || e.remedy() == Remedy::unlock_pin;
+}
+
+// One line in the system log (LOG_AUTHPRIV, where sshd and sudo log failed logins): who, which
+// process, which vault, and the token's answer; never the PIN. KMSCTL_TEST_SYSLOG (tests only)
+// names a file that gets the line instead.
+void log_refused_pin(const Globals& g, const Error& e) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(vault_path(g), ec);
+  const std::string line =
+      fmt::format("refused token login: uid {} pid {} vault {}: {}", ::getuid(), ::getpid(),
+                  escape_text((ec ? vault_path(g) : abs).string()), escape_text(e.what()));
+  if (const char* test = std::getenv("KMSCTL_TEST_SYSLOG"); test != nullptr && *test != '\0') {
+    const int fd = ::open(test, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      const std::string text = line + "\n";
+      (void)posix::write_all(fd, as_bytes(text));
+      ::close(fd);
+    }
+    return;
+  }
+  ::openlog("kmsctl", LOG_PID, LOG_AUTHPRIV);
+  ::syslog(LOG_AUTHPRIV | LOG_WARNING, "%s", line.c_str());
+  ::closelog();
+}
+
+constexpr int kPromptTries = 3;
+
 std::shared_ptr<Service> open_service(const Globals& g, bool allow_backup) {
   const fs::path path = existing_vault(g);  // before asking for a PIN that cannot help
   // OpenSSL starts here, when the vault is opened in this process: a command an agent serves
   // does not pay for it.
   crypto::skip_cleanup_at_exit();
-  return Service::open(path, read_pin(g), allow_backup);
+  // A PIN typed at the prompt may be mistyped: three tries, as sudo gives. A PIN from a file or
+  // the environment is the same the next time: one.
+  const bool prompted = g.pin_file.empty() && !env_pin(false);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return Service::open(path, read_pin(g), allow_backup);
+    } catch (const Error& e) {
+      if (!prompted || attempt == kPromptTries || e.remedy() != Remedy::check_pin) throw;
+      log_refused_pin(g, e);  // the last refusal is logged where run_command reports it
+      say(fmt::format("{}; try again", escape_text(e.what())));
+    }
+  }
 }
 }  // namespace
 
@@ -304,6 +346,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"grant", register_grant},
     {"policy", register_policy},
     {"serve", register_serve},
+    {"help", register_meta},
     {"version", register_meta},
     {"completion", register_meta},
     {"manpage", register_meta},
@@ -318,7 +361,8 @@ int first_word(int argc, const char* const* argv) {
       ++i;
       continue;
     }
-    if (a.starts_with("--vault=") || a.starts_with("--pin-file=") || a.starts_with("--server="))
+    if (a.starts_with("--vault=") || a.starts_with("--pin-file=") || a.starts_with("--server=") ||
+        a == "-q" || a == "--quiet")
       continue;
     return a.starts_with("-") ? -1 : i;
   }
@@ -359,7 +403,97 @@ std::string option_name(std::string_view word) {
 
 bool is_option(std::string_view word) { return word.size() > 1 && word.starts_with("-"); }
 
+// The Damerau-Levenshtein distance (optimal string alignment) of a and b: insertions,
+// deletions, substitutions and swaps of two neighbours.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The candidate closest to `word`, when it is close enough to be a typo of it: at most 2 edits,
+// and fewer than half its letters (`-p` is not a typo of `-q`); or a candidate `word` begins
+// (`--cont` for `--context`) when it is the only one. Empty when none is.
+std::string closest(std::string_view word, const std::vector<std::string>& candidates) {
+  const std::string_view bare = word.substr(word.find_first_not_of('-') == std::string_view::npos
+                                                ? word.size()
+                                                : word.find_first_not_of('-'));
+  std::string best;
+  std::size_t best_d = std::min<std::size_t>(3, (bare.size() + 1) / 2);
+  for (const std::string& c : candidates) {
+    if (c == word) continue;
+    const std::size_t d = edit_distance(word, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  if (!best.empty() || bare.size() < 3) return best;
+  std::vector<std::string> prefixed;
+  for (const std::string& c : candidates) {
+    if (c.starts_with(word)) prefixed.push_back(c);
+  }
+  return prefixed.size() == 1 ? prefixed.front() : std::string();
+}
+
+// The names of a command's subcommands, or of the options it and its parents take.
+std::vector<std::string> command_names(const CLI::App& at) {
+  std::vector<std::string> out;
+  for (const CLI::App* sub : at.get_subcommands([](const CLI::App*) { return true; })) {
+    out.push_back(sub->get_name());
+  }
+  return out;
+}
+
+const CLI::App* subcommand_named(const CLI::App& at, std::string_view name) {
+  for (const CLI::App* sub : at.get_subcommands([](const CLI::App*) { return true; })) {
+    if (sub->get_name() == name) return sub;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> option_names(const CLI::App& at) {
+  std::vector<std::string> out;
+  for (const CLI::App* a = &at; a != nullptr; a = a->get_parent()) {
+    for (const CLI::Option* opt : a->get_options()) {
+      for (const std::string& n : opt->get_lnames()) out.push_back("--" + n);
+      for (const std::string& n : opt->get_snames()) out.push_back("-" + n);
+    }
+  }
+  return out;
+}
+
+// `did you mean `kmsctl secret get`? ` for a command word that is a typo of one, with the word
+// after it when that is one of the suggestion's commands; empty when none is close.
+std::string suggest_command(const CLI::App& at, const std::string& path,
+                            const std::vector<std::string>& rest) {
+  const std::string best = closest(rest.front(), command_names(at));
+  if (best.empty()) return {};
+  std::string cmd = path + " " + best;
+  if (rest.size() > 1) {
+    if (const CLI::App* sub = subcommand_named(at, best)) {
+      for (const std::string& verb : command_names(*sub)) {
+        if (verb == rest[1]) cmd += " " + verb;
+      }
+    }
+  }
+  return fmt::format("did you mean `{}`? ", cmd);
+}
+
 constexpr std::string_view kNotUtf8 = "not UTF-8 text";
+constexpr std::string_view kExecDashes =
+    "put `--` before the command, so that its options are not taken as kmsctl's: `kmsctl exec "
+    "--secret NAME -- COMMAND [ARGS...]`";
 
 // Every value a command takes is stored, audited or printed as JSON, which hold only UTF-8:
 // one that is not is a usage error (the vault is not opened), except a path (FILE, DIR, PATH),
@@ -401,7 +535,8 @@ std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const
   const bool required = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr;
   if (required && !rest.empty() && !is_option(rest.front()) &&
       !at->get_subcommands([](const CLI::App*) { return true; }).empty()) {
-    return {fmt::format("unknown command or argument: {}", rest.front()), help};
+    return {fmt::format("unknown command or argument: {}", rest.front()),
+            suggest_command(*at, path, rest) + help};
   }
   if (extras || (required && !rest.empty())) {
     // Unknown options, and options of the command given before its name (`kmsctl --json status`).
@@ -417,9 +552,18 @@ std::pair<std::string, std::string> usage_report(const CLI::ParseError& e, const
       if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
     }
     if (!unknown.empty()) {
-      return {fmt::format("`{}` has no option{} {}", path, unknown.size() > 1 ? "s" : "",
-                          fmt::join(unknown, ", ")),
-              values_hint};
+      const std::string what = fmt::format("`{}` has no option{} {}", path,
+                                           unknown.size() > 1 ? "s" : "", fmt::join(unknown, ", "));
+      if (at->get_name() == "exec" && at->get_parent() != nullptr &&
+          at->get_parent()->get_parent() == nullptr) {
+        return {what, std::string(kExecDashes)};
+      }
+      std::string mean;
+      if (unknown.size() == 1) {
+        const std::string best = closest(unknown.front(), option_names(*at));
+        if (!best.empty()) mean = fmt::format("did you mean `{}`? ", best);
+      }
+      return {what, mean + values_hint};
     }
     if (!misplaced.empty()) {
       return {fmt::format("{} must follow `{}`", fmt::join(misplaced, ", "), path), help};
@@ -495,27 +639,118 @@ std::vector<std::string> parsed_path(const CLI::App& app) {
   return path;
 }
 
+namespace {
+
+// `kmsctl exec --secret a sh -c x`: the words after COMMAND that look like options would be
+// parsed as kmsctl's, or refused as unknown ones. True when an option follows the command's
+// first word and no `--` came before it.
+bool exec_options_without_dashes(int argc, const char* const* argv) {
+  int i = first_word(argc, argv);
+  if (i < 0 || i >= argc || std::string_view(argv[i]) != "exec") return false;
+  bool in_command = false;
+  for (++i; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (in_command) {
+      if (is_option(a)) return true;
+    } else if (a == "--") {
+      return false;
+    } else if (a == "--secret" || a == "--stage" || a == "--vault" || a == "--pin-file" ||
+               a == "--server") {
+      ++i;
+    } else if (!is_option(a)) {
+      in_command = true;
+    }
+  }
+  return false;
+}
+
+// `kmsctl help secret get`: the command `secret get`, when the tree has it; else the usage
+// error that names the first word it lacks (with a suggestion).
+void check_help_words(const CLI::App& app, const std::vector<std::string>& words) {
+  const CLI::App* at = &app;
+  std::string path = "kmsctl";
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const CLI::App* sub = subcommand_named(*at, words[i]);
+    if (sub == nullptr) {
+      const std::vector<std::string> rest(words.begin() + static_cast<std::ptrdiff_t>(i),
+                                          words.end());
+      throw Error(Code::usage, fmt::format("unknown command: {}", words[i]),
+                  suggest_command(*at, path, rest) + fmt::format("run `{} --help`", path));
+    }
+    at = sub;
+    path += " " + words[i];
+  }
+}
+
+}  // namespace
+
 int run_command(int argc, const char* const* argv) {
   Globals globals;
   std::unique_ptr<CLI::App> app;
+  // `kmsctl help [COMMAND...]` is `kmsctl COMMAND... --help`.
+  std::vector<const char*> args(argv, argv + argc);
+  std::vector<std::string> help_words;
+  bool help_command = false;
+  if (const int i = first_word(argc, argv);
+      i > 0 && i < argc && std::string_view(argv[i]) == "help" &&
+      std::none_of(argv + i + 1, argv + argc, [](std::string_view a) {
+        return a == "--help" || a == "-h" || a == "--help-all";  // help's own help
+      })) {
+    help_command = true;
+    args.erase(args.begin() + i);
+    for (int j = i + 1; j < argc && !is_option(argv[j]); ++j) help_words.emplace_back(argv[j]);
+    args.push_back("--help");
+    argc = static_cast<int>(args.size());
+    argv = args.data();
+  }
   try {
     app = build_app(globals, argc, argv);
+    if (help_command) check_help_words(*app, help_words);
+    if (exec_options_without_dashes(argc, argv)) {
+      throw Error(Code::usage,
+                  "`kmsctl exec` was given options after the command it runs, which it would "
+                  "take as its own",
+                  std::string(kExecDashes));
+    }
     app->parse(argc, argv);
     return 0;
   } catch (const CLI::CallForHelp&) {
+    add_example_footers(*app);
     std::cout << app->help();
     return 0;
   } catch (const CLI::CallForAllHelp&) {
+    add_example_footers(*app);
     std::cout << app->help("", CLI::AppFormatMode::All);
     return 0;
+  } catch (const CLI::CallForVersion& v) {
+    std::cout << v.what() << '\n';
+    return 0;
   } catch (const CLI::ParseError& e) {
+    // `kmsctl` or `kmsctl secret` alone: the usage error, then that level's help, on stderr.
+    const auto [path, at] = parsed_command(*app);
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && app->remaining(true).empty() &&
+        !at->get_subcommands([](const CLI::App*) { return true; }).empty() &&
+        at->get_subcommands().empty()) {
+      const int code =
+          report_error(Error(Code::usage, fmt::format("`{}` needs a command", path),
+                             fmt::format("choose one of the commands below: `{} COMMAND`", path)));
+      add_example_footers(*app);
+      std::cerr << '\n' << at->help();
+      return code;
+    }
     const auto [what, hint] = usage_report(e, *app);
     return report_error(Error(Code::usage, what, hint));
   } catch (const signals::Interrupted& e) {
     report_error(e);
     return 128 + e.signal();  // as a shell reports a command a signal ended
   } catch (const Error& e) {
-    return report_error(e);
+    if (!is_refused_pin(e)) return report_error(e);
+    log_refused_pin(globals, e);
+    if (e.remedy() != Remedy::unlock_pin || !e.subject().empty()) return report_error(e);
+    std::error_code ec;
+    const fs::path abs = fs::absolute(vault_path(globals), ec);
+    return report_error(
+        Error(e.code(), e.what(), e.remedy(), (ec ? vault_path(globals) : abs).string(), e.hint()));
   } catch (const ErrorReported& r) {
     return r.exit_code;
   } catch (const std::exception& e) {
@@ -545,6 +780,11 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
                   "Read the token user PIN from the first line of FILE (mode 0600)")
       ->envname("KMSCTL_PIN_FILE")
       ->type_name("FILE");
+  app->add_flag("-q,--quiet", quiet(),
+                "Print only data and errors: no confirmations, notes, progress or warnings")
+      ->envname("KMSCTL_QUIET");
+  app->set_version_flag("--version", fmt::format("kmsctl {}", KMSCTL_VERSION),
+                        "Print the kmsctl version (as `kmsctl version`)");
   app->add_option("--server", g.server,
                   "Send every request to the kmsctl service listening at PATH (`kmsctl serve`); "
                   "nothing runs here and no PIN is read")

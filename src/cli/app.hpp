@@ -30,7 +30,8 @@ struct Globals {
   std::string vault;     // --vault, KMSCTL_VAULT
   std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
   std::string server;    // --server, KMSCTL_SERVER: the socket of a `kmsctl serve`
-  std::string verb;      // the word after the group's name on the command line (see add_verbs)
+  // -q/--quiet, KMSCTL_QUIET: kept in quiet() (output.cpp), which note() reads
+  std::string verb;  // the word after the group's name on the command line (see add_verbs)
   // Where this command's requests go (send), decided at the first: the service named by
   // --server / KMSCTL_SERVER; else the agent named by a trusted KMSCTL_AGENT_SOCK while it
   // serves this vault; else the vault opened here, once.
@@ -119,7 +120,14 @@ void print_json(const nlohmann::json& j);
 std::string json_text(const nlohmann::json& j, int indent = -1);
 // Tags as a JSON object {"K": "V", ...}.
 nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags);
-void note(const std::string& message);  // a message on stderr
+// -q / --quiet / KMSCTL_QUIET: nothing but data (stdout) and errors. note() prints nothing then.
+bool& quiet();
+// A message on stderr: a confirmation, a note, progress or a warning that is not an error; not
+// under -q.
+void note(const std::string& message);
+// A message on stderr that -q does not silence: what an error reported with ErrorReported lists
+// after its hint, or something printed only once that the user must keep (a new SO PIN).
+void say(const std::string& message);
 
 void register_init(CLI::App& app, Globals& g);
 void register_status(CLI::App& app, Globals& g);
@@ -159,6 +167,17 @@ Bytes read_public_key(const std::string& path, std::string_view flag);
 // Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).
 void write_output(const std::string& path, std::string_view data, bool force);
 nlohmann::json key_json(const keys::KeyInfo& info);
+
+// The examples of a command (examples.cpp): its path ("secret get") and command lines.
+struct Examples {
+  std::string_view path;
+  std::vector<std::string_view> lines;
+};
+const std::vector<Examples>& examples();
+const Examples* examples_of(std::string_view path);
+// Sets an "Examples:" footer on app (at `path`, "" for the root) and on every subcommand below
+// it that the table has examples for: before help is printed.
+void add_example_footers(CLI::App& app, const std::string& path = "");
 
 // Generated from the command tree (docgen.cpp).
 std::string completion_script(const CLI::App& app, const std::string& shell);

@@ -53,7 +53,8 @@ std::string human(double bytes) {
 class ProgressBar {
  public:
   ProgressBar(bool enabled, std::string name, std::optional<std::uint64_t> total)
-      : enabled_(enabled && ::isatty(STDERR_FILENO) && (!total || *total > kProgressThreshold)),
+      : enabled_(enabled && !quiet() && ::isatty(STDERR_FILENO) &&
+                 (!total || *total > kProgressThreshold)),
         name_(escape_text(name)),
         total_(total),
         start_(std::chrono::steady_clock::now()) {}

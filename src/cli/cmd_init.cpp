@@ -56,7 +56,7 @@ void run_init(const Globals& g, const InitArgs& a) {
                       "somewhere safe",
                       a.so_pin_file)));
     } else {
-      note(fmt::format(
+      say(fmt::format(
           "the new token's security officer (SO) PIN, shown only this once:\n\n    {}\n\n"
           "store it safely (a password manager or a sealed envelope): it resets the user PIN if "
           "that gets locked. Next time, --so-pin-file FILE writes it to a file instead.",

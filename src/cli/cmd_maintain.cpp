@@ -57,14 +57,19 @@ void register_maintain(CLI::App& app, Globals& g) {
       for (const auto& [n, e] : rep.secrets_failed) {
         fmt::print("failed to rotate secret {}: {}\n", escape_text(n), escape_text(e));
       }
+      // Not under -q: from cron, a run that did nothing prints nothing (and mails nothing).
       if (rep.rotated.empty() && rep.deleted.empty() && rep.material_expired.empty() &&
-          rep.secrets_rotated.empty() && rep.secrets_purged.empty() && rep.secrets_failed.empty()) {
+          rep.secrets_rotated.empty() && rep.secrets_purged.empty() && rep.secrets_failed.empty() &&
+          !quiet()) {
         fmt::print("nothing is due\n");
       }
     }
     if (!rep.secrets_failed.empty()) {
+      std::vector<std::string> names;
+      for (const auto& [n, e] : rep.secrets_failed) names.push_back(escape_text(n));
       throw Error(Code::failed,
-                  fmt::format("{} secret rotation(s) failed", rep.secrets_failed.size()),
+                  fmt::format("{} secret rotation(s) failed: {}", rep.secrets_failed.size(),
+                              fmt::join(names, ", ")),
                   "see `kmsctl secret describe NAME`; `kmsctl secret rotate NAME` resumes it");
     }
   });

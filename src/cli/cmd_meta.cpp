@@ -29,6 +29,15 @@ void register_meta(CLI::App& app, Globals&) {
 
   CLI::App* manpage = app.add_subcommand("manpage", "Print the kmsctl(1) manual page (roff)");
   manpage->callback([&app] { std::cout << man_page(app); });
+
+  // Only for help's listing and the completions: run_command reads `kmsctl help COMMAND...` as
+  // `kmsctl COMMAND... --help` before parsing.
+  auto words = std::make_shared<std::vector<std::string>>();
+  CLI::App* help = app.add_subcommand(
+      "help", "Show the help of COMMAND (as `kmsctl COMMAND --help`), or of kmsctl");
+  help->add_option("command", *words, "A command and its subcommands: `kmsctl help secret get`")
+      ->type_name("COMMAND");
+  help->callback([words] {});  // not reached; keeps the words' storage alive with the tree
 }
 
 }  // namespace kms::cli

@@ -69,9 +69,11 @@ std::vector<std::string> loss_lines(const RestoreLosses& l) {
   return out;
 }
 
-void print_losses(const std::string& heading, const RestoreLosses& l) {
-  note(escape_text(heading));
-  for (const std::string& line : loss_lines(l)) note("  " + escape_text(line));
+// After an error (`say`: -q keeps it), or as a warning (`note`).
+void print_losses(const std::string& heading, const RestoreLosses& l,
+                  void (*print)(const std::string&) = say) {
+  print(escape_text(heading));
+  for (const std::string& line : loss_lines(l)) print("  " + escape_text(line));
 }
 
 nlohmann::json losses_json(const RestoreLosses& l) {
@@ -301,7 +303,7 @@ void register_vault(CLI::App& app, Globals& g) {
     }
     if (ra->force && !rep.losses.empty()) {
       print_losses("warning: the restore dropped what the vault had and the backup lacked:",
-                   rep.losses);
+                   rep.losses, note);
     }
     if (ra->json) {
       print_json(

@@ -215,11 +215,15 @@ std::string fish(const CLI::App& root) {
 
 std::string roff_escape(std::string s) {
   std::string out;
+  bool bold = false;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\') {
       out += "\\e";
     } else if (s[i] == '-') {
       out += "\\-";
+    } else if (s[i] == '`') {  // Markdown's code span: bold, as man pages show commands
+      bold = !bold;
+      out += bold ? "\\fB" : "\\fR";
     } else if ((s[i] == '.' || s[i] == '\'') && (i == 0)) {
       out += "\\&";
       out += s[i];
@@ -227,6 +231,22 @@ std::string roff_escape(std::string s) {
       out += s[i];
     }
   }
+  if (bold) out += "\\fR";
+  return out;
+}
+
+// The tree in the order help lists it: a group, then its verbs, each before the next group.
+void in_help_order(const CLI::App& app, const std::string& path, std::vector<Node>& out) {
+  out.push_back({path, &app});
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    in_help_order(*sub, path.empty() ? sub->get_name() : path + " " + sub->get_name(), out);
+  }
+}
+
+// An example line, as roff shows it verbatim (no fill, no adjustment).
+std::string example_lines(const Examples& e) {
+  std::string out;
+  for (const std::string_view line : e.lines) out += roff_escape(std::string(line)) + "\n";
   return out;
 }
 
@@ -279,8 +299,15 @@ std::string man_page(const CLI::App& root) {
     if (!opt->get_envname().empty()) o << " (environment: " << opt->get_envname() << ")";
     o << "\n";
   }
-  o << ".SH COMMANDS\n";
-  for (const Node& n : walk(root)) {
+  std::vector<Node> tree;
+  in_help_order(root, "", tree);
+  for (const Examples& e : examples()) {
+    if (std::none_of(tree.begin(), tree.end(), [&](const Node& n) { return n.path == e.path; })) {
+      throw Error(Code::failed, fmt::format("examples.cpp names no command: {}", e.path));
+    }
+  }
+  o << ".SH COMMANDS\n" << roff_escape("Options marked (required) must be given.") << "\n";
+  for (const Node& n : tree) {
     if (n.path.empty() || !n.app->get_subcommands([](const CLI::App*) { return true; }).empty()) {
       continue;
     }
@@ -293,7 +320,18 @@ std::string man_page(const CLI::App& root) {
       if (opt == n.app->get_help_ptr() || opt == n.app->get_help_all_ptr()) continue;
       o << ".TP\n.B " << roff_escape(opt->nonpositional() ? option_synopsis(opt) : opt->get_name())
         << "\n"
-        << roff_escape(opt->get_description()) << "\n";
+        << roff_escape(opt->get_description()) << (opt->get_required() ? " (required)" : "")
+        << "\n";
+    }
+  }
+  // One subsection per group (a top-level command is its own), its commands in help's order.
+  o << ".SH EXAMPLES\n";
+  for (const Node& n : tree) {
+    if (n.path.empty()) continue;
+    const bool top = n.path.find(' ') == std::string::npos;
+    if (top) o << ".SS " << roff_escape(n.path) << "\n";
+    if (const Examples* e = examples_of(n.path)) {
+      o << ".PP\n.nf\n.RS 4\n" << example_lines(*e) << ".RE\n.fi\n";
     }
   }
   o << ".SH SECRET ROTATION\n"
@@ -404,6 +442,25 @@ std::string man_page(const CLI::App& root) {
        "request goes to that service, nothing runs here and no PIN is read; commands that "
        "run where the vault is (vault, maintain, secret rotate) exit 2\n"
     << ".TP\n.B KMSCTL_NEW_PIN, KMSCTL_NEW_PIN_FILE\nthe new PIN for \\fBvault change\\-pin\\fR\n"
+    << ".TP\n.B KMSCTL_QUIET\nas \\-q (1: print only data and errors)\n"
+    << ".TP\n.B KMSCTL_HOOK_TIMEOUT\nseconds a secret rotation hook may run per step (default "
+       "300)\n"
+    << ".TP\n.B KMSCTL_BIN, KMSCTL_VAULT, KMSCTL_PIN_FILE\nset by kmsctl for a rotation hook, "
+       "so that it can call this kmsctl on this vault\n"
+    << ".TP\n.B SOFTHSM2_CONF\nSoftHSM2's configuration; for a vault's private token kmsctl "
+       "sets it to \\fIVAULT\\fR.token/softhsm2.conf for its own process\n"
+    << ".TP\n.B XDG_DATA_HOME, HOME\nwhere the default vault lives "
+       "(~/.local/share/kmsctl/vault.db)\n"
+    << ".TP\n.B XDG_CONFIG_HOME\nwhere kmsctl/trusted\\-modules is looked for (default "
+       "~/.config)\n"
+    << ".TP\n.B XDG_RUNTIME_DIR, TMPDIR\nwhere \\fBagent start\\fR makes its socket's "
+       "directory\n"
+    << ".TP\n.B CREDENTIALS_DIRECTORY\nsystemd's credentials: a PIN file there may be "
+       "group\\-readable (mode 0440)\n"
+    << ".TP\n.B LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, RUNTIME_DIRECTORY\nsystemd's socket "
+       "activation and runtime directory, for \\fBkmsctl serve\\fR\n"
+    << ".TP\n.B KMSCTL_TEST_FAULT, KMSCTL_TEST_SYSLOG\ntests only: faults to inject; a file "
+       "that gets the refused\\-login lines instead of syslog\n"
     << ".SH FILES\n"
     << ".TP\n.I ~/.local/share/kmsctl/vault.db\nthe default vault\n"
     << ".TP\n.I VAULT.token/\nthe private SoftHSM2 token made by \\fBinit\\fR without "

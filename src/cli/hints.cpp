@@ -85,6 +85,9 @@ std::string hint_text(const Error& e) {
     // The token.
     case Remedy::check_pin:
       return fmt::format("check the PIN (--pin-file, KMSCTL_PIN_FILE or KMSCTL_PIN); {}", h);
+    case Remedy::unlock_pin:
+      return "set a new user PIN with the token's security officer PIN, the one `kmsctl init` "
+             "showed: `kmsctl vault reset-pin --so-pin-file FILE`";
     case Remedy::check_token:
       return fmt::format(
           "{}; if the token keeps refusing, check it with its own tools (pkcs11-tool "

@@ -20,6 +20,15 @@ nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>&
   return j;
 }
 
-void note(const std::string& message) { std::cerr << message << '\n'; }
+bool& quiet() {
+  static bool q = false;
+  return q;
+}
+
+void note(const std::string& message) {
+  if (!quiet()) std::cerr << message << '\n';
+}
+
+void say(const std::string& message) { std::cerr << message << '\n'; }
 
 }  // namespace kms::cli

@@ -177,6 +177,9 @@ class Session {
   void set_label(ObjectHandle object, std::string_view label);
 
  private:
+  // Throws the Error of a refused user PIN (CKR_PIN_INCORRECT, CKR_PIN_LOCKED), in words.
+  [[noreturn]] void refuse_pin(CK_RV rv) const;
+
   std::shared_ptr<Module> module_;
   SlotId slot_ = 0;
   unsigned long handle_ = 0;

@@ -70,6 +70,47 @@ namespace {
 constexpr const char* kLoginFailed = "cannot log in to the token";
 }
 
+// A wrong or locked user PIN, in words: what the token now says of its PIN (its flags after
+// the refusal: a token that counts wrong PINs sets COUNT_LOW, FINAL_TRY, then LOCKED). The
+// CK_RV stays in the message, in parentheses, for whoever compares it with the token's logs.
+void Session::refuse_pin(CK_RV rv) const {
+  CK_TOKEN_INFO ti{};
+  CK_FLAGS flags = module_->fn()->C_GetTokenInfo(slot_, &ti) == CKR_OK ? ti.flags : CK_FLAGS{0};
+  // SoftHSM2 sets COUNT_LOW at every refused PIN, yet counts none and never locks.
+  constexpr std::string_view kSoftHsm = "SoftHSM";
+  if (std::string_view(reinterpret_cast<const char*>(ti.manufacturerID), kSoftHsm.size()) ==
+      kSoftHsm) {
+    flags &= ~CK_FLAGS{CKF_USER_PIN_COUNT_LOW};
+  }
+  const std::string name(rv_name(rv));
+  if (rv == CKR_PIN_LOCKED || (flags & CKF_USER_PIN_LOCKED) != 0) {
+    throw Error(Code::unavailable,
+                fmt::format("{}the token's user PIN is locked: it refuses every PIN now ({})",
+                            rv == CKR_PIN_INCORRECT ? "the PIN is wrong, and " : "", name),
+                Remedy::unlock_pin);
+  }
+  if ((flags & CKF_USER_PIN_FINAL_TRY) != 0) {
+    throw Error(Code::unavailable,
+                fmt::format("the PIN is wrong: one try remains before the token locks its user "
+                            "PIN ({})",
+                            name),
+                Remedy::check_pin, {},
+                "a further wrong PIN locks it, and only the SO PIN unlocks it");
+  }
+  if ((flags & CKF_USER_PIN_COUNT_LOW) != 0) {
+    throw Error(Code::unavailable,
+                fmt::format("the PIN is wrong: few tries remain before the token locks its user "
+                            "PIN ({})",
+                            name),
+                Remedy::check_pin, {},
+                "the token counts wrong PINs and locks the user PIN after a few more");
+  }
+  throw Error(Code::unavailable, fmt::format("the PIN is wrong: the token refused it ({})", name),
+              Remedy::check_pin, {},
+              "SoftHSM2 counts no wrong PINs and never locks, but a hardware token may lock "
+              "after a few");
+}
+
 bool Session::try_login_user(const SecureBytes& pin) {
   const signals::Deferred hold;
   auto* fn = module_->fn();
@@ -77,6 +118,7 @@ bool Session::try_login_user(const SecureBytes& pin) {
       with_retry([&] { return fn->C_Login(handle_, CKU_USER, pin_ptr(pin), pin.size()); });
   if (rv == CKR_USER_ALREADY_LOGGED_IN) return true;
   if (rv == CKR_USER_PIN_NOT_INITIALIZED) return false;
+  if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) refuse_pin(rv);
   detail::check(rv, kLoginFailed);
   logged_in_ = true;
   return true;

@@ -225,7 +225,7 @@ class Errors(KmsTestCase):
 # anything it must reject, still see all of it).
 TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
              "random", "sign", "verify", "mac", "verify-mac", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
-             "serve", "version", "completion", "manpage")
+             "serve", "version", "completion", "manpage", "help")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation", "set-policy", "get-policy")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
