@@ -70,8 +70,7 @@ bool any_contains(const std::vector<std::string>& lines, const std::string& need
 TEST_CASE("every action a caller can request has a policy name, and the name finds it again") {
   for (const ActionInfo& a : actions()) {
     // vault.reset_pin: made with the token's SO PIN in hand, never requested of a service.
-    const bool internal = a.action == Action::vault_init ||
-                          a.action == Action::vault_reset_pin ||
+    const bool internal = a.action == Action::vault_init || a.action == Action::vault_reset_pin ||
                           a.action == Action::vault_repair_token ||
                           std::string_view(a.name).starts_with("agent.") ||
                           std::string_view(a.name).starts_with("service.");
