@@ -25,11 +25,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import stat
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 import uuid
 
@@ -342,6 +344,35 @@ class KmsTestCase(KmsCase):
     def setUp(self):
         self.kms = KmsEnv()
         self.addCleanup(self.kms.cleanup)
+
+
+class AgentTestCase(KmsTestCase):
+    """A KmsTestCase whose test may start a `kmsctl agent` (its pid in self.agent_pid): the agent
+    is stopped after the test, with SIGTERM, then SIGKILL if it is still there after 5 s."""
+
+    def setUp(self):
+        super().setUp()
+        self.agent_pid = None
+        self.addCleanup(self.stop_agent)
+
+    def stop_agent(self):
+        if self.agent_pid is None:
+            return
+        try:
+            os.kill(self.agent_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.agent_pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(self.agent_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def populate(self, statuses):
         """init plus `statuses` status commands: a log of 1 + statuses records."""

@@ -12,16 +12,14 @@ tests that change a key (rotation) make their own."""
 import hashlib
 import json
 import os
-import signal
 import shutil
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (KMSCTL, OK, USAGE, REFUSED, INTEGRITY, KmsTestCase, SharedVaultTestCase,
+from kmsenv import (KMSCTL, OK, USAGE, REFUSED, INTEGRITY, AgentTestCase, SharedVaultTestCase,
                     Result, read, write, unb64)
 
 OPENSSL = shutil.which("openssl")
@@ -642,32 +640,8 @@ class Rotation(SharedVaultTestCase):
 
 
 @unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")
-class ThroughAnAgent(KmsTestCase):
+class ThroughAnAgent(AgentTestCase):
     """sign, verify, mac and key public served by `kmsctl agent`, without a PIN."""
-
-    def setUp(self):
-        super().setUp()
-        self.agent_pid = None
-        self.addCleanup(self.stop_agent)
-
-    def stop_agent(self):
-        if self.agent_pid is None:
-            return
-        try:
-            os.kill(self.agent_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.kill(self.agent_pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
-        try:
-            os.kill(self.agent_pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def test_sign_verify_mac_and_oaep_through_the_agent_are_recorded_with_channel_agent(self):
         self.kms.init()

@@ -11,17 +11,15 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (OK, USAGE, REFUSED, INTEGRITY, KmsTestCase, SharedVaultTestCase, Result, read,
+from kmsenv import (OK, USAGE, REFUSED, INTEGRITY, AgentTestCase, SharedVaultTestCase, Result, read,
                     write, b64)
 
 OPENSSL = shutil.which("openssl")
@@ -383,33 +381,9 @@ class Byok(SharedVaultTestCase):
 
 
 @unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")
-class ThroughAnAgent(KmsTestCase):
+class ThroughAnAgent(AgentTestCase):
     """import-params and import served by `kmsctl agent`, without a PIN: the wrapped material
     crosses the socket as the request's bytes, and the records say channel agent."""
-
-    def setUp(self):
-        super().setUp()
-        self.agent_pid = None
-        self.addCleanup(self.stop_agent)
-
-    def stop_agent(self):
-        if self.agent_pid is None:
-            return
-        try:
-            os.kill(self.agent_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.kill(self.agent_pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.02)
-        try:
-            os.kill(self.agent_pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def test_import_through_the_agent(self):
         self.kms.init()
