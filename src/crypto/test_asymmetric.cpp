@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "vectors.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -22,6 +23,10 @@
 
 using namespace kms;
 
+using kms::test::case_name;
+using kms::test::load_vectors;
+using kms::test::unhex;
+
 namespace {
 
 Bytes flip(Bytes b, std::size_t i) {
@@ -30,46 +35,6 @@ Bytes flip(Bytes b, std::size_t i) {
 }
 
 // Wycheproof vectors (tests/vectors/wycheproof/), read as src/crypto/test_crypto.cpp reads them.
-
-// Independent of kms::crypto::from_hex, so a bug there cannot hide a bug in the vectors' use.
-Bytes unhex(std::string_view h) {
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    throw std::invalid_argument("bad hex in test vector");
-  };
-  if (h.size() % 2 != 0) throw std::invalid_argument("odd hex in test vector");
-  Bytes out(h.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<std::uint8_t>(nib(h[2 * i]) << 4 | nib(h[2 * i + 1]));
-  }
-  return out;
-}
-
-Bytes unhex(const nlohmann::json& j, const char* field) {
-  return unhex(std::string_view(j.at(field).get_ref<const std::string&>()));
-}
-
-// Loads a Wycheproof file; FAILs (not skips) naming the file when it is missing or unreadable.
-nlohmann::json load_vectors(const std::string& name) {
-  const std::filesystem::path path = std::filesystem::path(KMS_WYCHEPROOF_DIR) / name;
-  std::ifstream in(path);
-  if (!in) {
-    FAIL("Wycheproof vector file not found: " << path.string()
-                                              << " (tests/vectors/wycheproof/ in the repository)");
-  }
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.contains("testGroups")) {
-    FAIL("Wycheproof vector file is not valid JSON with testGroups: " << path.string());
-  }
-  return j;
-}
-
-std::string case_name(const nlohmann::json& t) {
-  return "tcId " + std::to_string(t.at("tcId").get<int>()) + " (" +
-         t.value("comment", std::string()) + ")";
-}
 
 // The number of tests the file holds, counted from its groups and checked against the
 // numberOfTests it states, so that a count a test checks cannot be met by a parse that skipped

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support.hpp"
+#include "vectors.hpp"
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -26,35 +27,13 @@
 using namespace kms;
 using kms::test::bytes_of;
 
+using kms::test::case_name;
+using kms::test::load_vectors;
+using kms::test::unhex;
+
 namespace {
 
-// ctest runs this suite twice: as it is, and (unit_crypto_without_legacy_tables) after
-// skip_openssl_legacy_tables() ran before any test, as kmsctl runs when its token is SoftHSM2.
-const bool kSkippedLegacyTables = [] {
-  if (std::getenv("KMS_TEST_SKIP_OPENSSL_LEGACY_TABLES") == nullptr) return false;
-  kms::crypto::skip_openssl_legacy_tables();
-  return true;
-}();
-
-// Independent of kms::crypto::from_hex, so a bug there cannot hide a bug in the vectors' use.
-Bytes unhex(std::string_view h) {
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    throw std::invalid_argument("bad hex in test vector");
-  };
-  if (h.size() % 2 != 0) throw std::invalid_argument("odd hex in test vector");
-  Bytes out(h.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<std::uint8_t>(nib(h[2 * i]) << 4 | nib(h[2 * i + 1]));
-  }
-  return out;
-}
-
-Bytes unhex(const nlohmann::json& t, const char* field) {
-  return unhex(std::string_view(t.at(field).get_ref<const std::string&>()));
-}
+const bool kSkippedLegacyTables = kms::test::skip_legacy_tables_if_asked();
 
 Bytes concat(ByteView a, ByteView b) {
   Bytes out(a.begin(), a.end());
@@ -63,26 +42,6 @@ Bytes concat(ByteView a, ByteView b) {
 }
 
 bool same(ByteView a, ByteView b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
-
-// Loads a Wycheproof file; FAILs (not skips) naming the file when it is missing or unreadable.
-nlohmann::json load_vectors(const std::string& name) {
-  const std::filesystem::path path = std::filesystem::path(KMS_WYCHEPROOF_DIR) / name;
-  std::ifstream in(path);
-  if (!in) {
-    FAIL("Wycheproof vector file not found: " << path.string()
-                                              << " (tests/vectors/wycheproof/ in the repository)");
-  }
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.contains("testGroups")) {
-    FAIL("Wycheproof vector file is not valid JSON with testGroups: " << path.string());
-  }
-  return j;
-}
-
-std::string case_name(const nlohmann::json& t) {
-  return "tcId " + std::to_string(t.at("tcId").get<int>()) + " (" +
-         t.value("comment", std::string()) + ")";
-}
 
 const Bytes kKey = unhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
 const Bytes kNonce = unhex("a0a1a2a3a4a5a6a7a8a9aaab");

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vectors.hpp"
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
 
@@ -25,32 +26,11 @@
 using namespace kms;
 namespace sm = kms::crypto::sm;
 
+using kms::test::unhex;
+
 namespace {
 
-// ctest runs this suite twice, as it does unit_crypto: as it is, and
-// (unit_sm_without_legacy_tables) after skip_openssl_legacy_tables() ran before any test, as
-// kmsctl runs when its token is SoftHSM2.
-const bool kSkippedLegacyTables = [] {
-  if (std::getenv("KMS_TEST_SKIP_OPENSSL_LEGACY_TABLES") == nullptr) return false;
-  kms::crypto::skip_openssl_legacy_tables();
-  return true;
-}();
-
-// Independent of kms::crypto::from_hex, so a bug there cannot hide a bug in the vectors' use.
-Bytes unhex(std::string_view h) {
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    throw std::invalid_argument("bad hex in test vector");
-  };
-  if (h.size() % 2 != 0) throw std::invalid_argument("odd hex in test vector");
-  Bytes out(h.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<std::uint8_t>(nib(h[2 * i]) << 4 | nib(h[2 * i + 1]));
-  }
-  return out;
-}
+const bool kSkippedLegacyTables = kms::test::skip_legacy_tables_if_asked();
 
 Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
