@@ -345,6 +345,12 @@ class KmsTestCase(KmsCase):
         self.kms = KmsEnv()
         self.addCleanup(self.kms.cleanup)
 
+    def populate(self, statuses):
+        """init plus `statuses` status commands: a log of 1 + statuses records."""
+        self.kms.init()
+        for _ in range(statuses):
+            self.kms.ok("status")
+
 
 class AgentTestCase(KmsTestCase):
     """A KmsTestCase whose test may start a `kmsctl agent` (its pid in self.agent_pid): the agent
@@ -373,12 +379,6 @@ class AgentTestCase(KmsTestCase):
             os.kill(self.agent_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-    def populate(self, statuses):
-        """init plus `statuses` status commands: a log of 1 + statuses records."""
-        self.kms.init()
-        for _ in range(statuses):
-            self.kms.ok("status")
 
 
 class SharedVaultTestCase(KmsCase):
