@@ -227,6 +227,16 @@ void Vault::check_in_place() const {
               Remedy::reopen_vault, {}, "run the command again");
 }
 
+void Vault::read_header() {
+  store::Tx tx(*db_, store::Tx::Kind::read);
+  auto meta = store::read_meta(*db_);
+  if (!meta) {
+    throw Error(Code::integrity, fmt::format("{} has no vault header", path_.string()),
+                Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
+  }
+  meta_ = std::move(*meta);
+}
+
 std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin) {
   std::unique_ptr<Vault> v(new Vault());
   v->path_ = v->final_path_ = path;
@@ -235,15 +245,7 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
   // A concurrent rekey may replace the root key between reading the header and using it:
   // read the header again once if the key it names has gone.
   for (int attempt = 0;; ++attempt) {
-    {
-      store::Tx tx(*v->db_, store::Tx::Kind::read);
-      auto meta = store::read_meta(*v->db_);
-      if (!meta) {
-        throw Error(Code::integrity, fmt::format("{} has no vault header", path.string()),
-                    Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
-      }
-      v->meta_ = std::move(*meta);
-    }
+    v->read_header();
     if (!v->session_) v->connect_token(pin);
     try {
       v->unseal();
@@ -269,15 +271,7 @@ void Vault::reset_user_pin(const fs::path& path, const SecureBytes& so_pin,
   std::unique_ptr<Vault> v(new Vault());
   v->path_ = v->final_path_ = path;
   v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
-  {
-    store::Tx tx(*v->db_, store::Tx::Kind::read);
-    auto meta = store::read_meta(*v->db_);
-    if (!meta) {
-      throw Error(Code::integrity, fmt::format("{} has no vault header", path.string()),
-                  Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
-    }
-    v->meta_ = std::move(*meta);
-  }
+  v->read_header();
   // C_Login as SO and C_InitPIN rewrite token.object: guarded as a login is.
   std::optional<token_files::TokenFiles> guard;
   v->load_module(guard);

@@ -116,6 +116,8 @@ class Vault {
   // Sets SOFTHSM2_CONF to the vault's private token (its files checked and guarded by `guard`
   // until the caller's login has rewritten them) and loads the header's module, if trusted.
   void load_module(std::optional<token_files::TokenFiles>& guard);
+  // Reads the header into meta_ (Code::integrity when the file has none).
+  void read_header();
   void connect_token(const SecureBytes& pin);
   void unseal();
   std::string root_label() const;
