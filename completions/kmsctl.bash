@@ -22,9 +22,9 @@ _kmsctl_flags() {
     "status") echo "--help -h --help-all --json" ;;
     "audit") echo "--help -h --help-all" ;;
     "key") echo "--help -h --help-all" ;;
-    "encrypt") echo "--help -h --help-all --key --in --out --force --context --algorithm --binary" ;;
-    "decrypt") echo "--help -h --help-all --in --out --force --context --key --algorithm --key-version" ;;
-    "re-encrypt") echo "--help -h --help-all --to-key --in --out --force --context --to-context --binary" ;;
+    "encrypt") echo "--help -h --help-all --key --in --out -o --force --context --algorithm --binary" ;;
+    "decrypt") echo "--help -h --help-all --in --out -o --force --context --key --algorithm --key-version" ;;
+    "re-encrypt") echo "--help -h --help-all --to-key --in --out -o --force --context --to-context --binary" ;;
     "data-key") echo "--help -h --help-all" ;;
     "random") echo "--help -h --help-all --bytes --format" ;;
     "sign") echo "--help -h --help-all --key --algorithm --in --digest --message-type --out -o --format --force" ;;
@@ -67,8 +67,8 @@ _kmsctl_flags() {
     "key specs") echo "--help -h --help-all --json" ;;
     "key alias") echo "--help -h --help-all" ;;
     "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json" ;;
-    "file encrypt") echo "--help -h --help-all --key --recipient --frame-size --out -o --out-dir --force --no-progress --json --context" ;;
-    "file decrypt") echo "--help -h --help-all --out -o --out-dir --force --no-progress --json --context" ;;
+    "file encrypt") echo "--help -h --help-all --key --recipient --frame-size --out -o --out-dir --mkdir --force --no-progress --json --context" ;;
+    "file decrypt") echo "--help -h --help-all --out -o --out-dir --mkdir --force --no-progress --json --context" ;;
     "file rewrap") echo "--help -h --help-all --to-key --json" ;;
     "file inspect") echo "--help -h --help-all --json" ;;
     "secret create") echo "--help -h --help-all --value-stdin --value-file --generate --length --charset --exclude --key --description --tag --rotation-period --rotation-command --json" ;;

@@ -64,7 +64,7 @@ head -c 5000000 /dev/urandom >"$dir/artifact.bin"
 run ls -l "$dir/artifact.bin"
 run kmsctl file encrypt --key alias/artifacts --context build=42 "$dir/artifact.bin"
 run kmsctl file inspect "$dir/artifact.bin.kenc"
-run kmsctl file decrypt --context build=42 --out-dir "$dir/out" "$dir/artifact.bin.kenc"
+run kmsctl file decrypt --context build=42 --out-dir "$dir/out" --mkdir "$dir/artifact.bin.kenc"
 run cmp "$dir/artifact.bin" "$dir/out/artifact.bin"
 echo "the decrypted file is identical"
 

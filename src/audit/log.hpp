@@ -38,6 +38,14 @@ struct Event {
   Context context = {};  // a cryptographic operation's encryption context, for authorisation
 };
 
+// A key as the caller named it, into a record's parameters: `key_alias` for an alias/NAME,
+// else `key_id`. Once the key is resolved, its id goes into `key_id` (the one name a key id
+// has in every record and every JSON output). `to_` names a destination key.
+inline void name_key(nlohmann::json& params, std::string_view ref, std::string_view prefix = "") {
+  params[std::string(prefix) + (ref.starts_with("alias/") ? "key_alias" : "key_id")] =
+      std::string(ref);
+}
+
 // Canonical encoding of a record's fields (everything but prev_hash/hash/mac).
 Bytes encode(const store::AuditRow& row);
 void encode_into(const store::AuditRow& row, Bytes& out);  // reuses out's capacity

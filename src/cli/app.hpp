@@ -116,6 +116,9 @@ void export_for_hooks(const Globals& g);
 // Output: data to stdout, messages to stderr. Text output passes every field that a user, a file
 // name, a token or the vault file can set through escape_text (kms/text.hpp); JSON needs no more.
 void print_json(const nlohmann::json& j);
+// What every `list --json` prints: {"items": [...], "next": CURSOR|null}, `next` being what
+// the list's paging option takes to continue (null: the listing is complete).
+void print_list_json(nlohmann::json items, const std::optional<std::string>& next);
 // j as JSON text (one line unless indent >= 0); bytes that are not UTF-8 become U+FFFD.
 std::string json_text(const nlohmann::json& j, int indent = -1);
 // Tags as a JSON object {"K": "V", ...}.
@@ -166,7 +169,17 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes,
 Bytes read_public_key(const std::string& path, std::string_view flag);
 // Output to a file (atomic, 0600, refuses an existing one unless force) or "-" (stdout).
 void write_output(const std::string& path, std::string_view data, bool force);
+// Code::usage when binary output (`what`) would go to standard output and that is a terminal:
+// called before the command's request, which then never runs.
+void refuse_binary_on_terminal(const std::string& path, std::string_view what);
+// Code::usage when an output file named by -o is a directory (write_output checks it too).
+// `also` ends the hint (", or ...").
+void refuse_directory_output(const std::string& path, std::string_view also = "");
 nlohmann::json key_json(const keys::KeyInfo& info);
+// What `key|secret set-policy` confirms: "policy removed" (no text), or "policy set (N
+// statements, sha256 H)".
+std::string policy_change(const std::optional<std::string>& text,
+                          const std::optional<std::string>& sha256);
 
 // The examples of a command (examples.cpp): its path ("secret get") and command lines.
 struct Examples {

@@ -54,7 +54,8 @@ struct IoArgs {
 
 void add_io(CLI::App* cmd, IoArgs& a) {
   cmd->add_option("--in", a.in, "Input file, or - for standard input (default)")->type_name("FILE");
-  cmd->add_option("--out", a.out, "Output file (atomic, 0600), or - for standard output (default)")
+  cmd->add_option("-o,--out", a.out,
+                  "Output file (atomic, 0600), or - for standard output (default)")
       ->type_name("FILE");
   cmd->add_flag("--force", a.force, "Overwrite an existing output file");
   cmd->add_option("--context", a.context, "Encryption context pair K=V (repeatable)")
@@ -76,6 +77,8 @@ void register_encrypt(CLI::App& app, Globals& g) {
   add_algorithm(enc, ea->algorithm);
   enc->add_flag("--binary", ea->binary, "Write the raw blob instead of base64 text");
   enc->callback([&g, ea] {
+    refuse_directory_output(ea->out);
+    if (ea->binary) refuse_binary_on_terminal(ea->out, "a binary ciphertext blob");
     const Context ctx = parse_pairs(ea->context, "--context");
     check_context_size(ctx);
     const SecureBytes pt = read_input(ea->in, keys::kMaxEncryptPlaintext,
@@ -106,6 +109,7 @@ void register_decrypt(CLI::App& app, Globals& g) {
       ->check(CLI::PositiveNumber)
       ->type_name("N");
   dec->callback([&g, da] {
+    refuse_directory_output(da->out);
     const Context ctx = parse_pairs(da->context, "--context");
     const EncryptionAlgorithm a = encryption_algorithm_option(da->algorithm);
     if (a != EncryptionAlgorithm::symmetric_default && da->key.empty()) {
@@ -137,6 +141,8 @@ void register_reencrypt(CLI::App& app, Globals& g) {
       ->type_name("K=V");
   re->add_flag("--binary", ra->binary, "Write the raw blob instead of base64 text");
   re->callback([&g, ra] {
+    refuse_directory_output(ra->out);
+    if (ra->binary) refuse_binary_on_terminal(ra->out, "a binary ciphertext blob");
     const Context ctx = parse_pairs(ra->context, "--context");
     // Without --to-context the blob keeps its context: dropping it silently would unbind it.
     const Context to_ctx =
@@ -200,6 +206,7 @@ void register_random(CLI::App& app, Globals& g) {
   random->add_option("--format", rnd->format, "base64 (default), hex or raw")
       ->check(CLI::IsMember({"base64", "hex", "raw"}));
   random->callback([&g, rnd] {
+    if (rnd->format == "raw") refuse_binary_on_terminal("-", "raw random bytes");
     const Bytes r = send(g, req::Random{static_cast<std::uint32_t>(rnd->bytes)});
     if (rnd->format == "raw") {
       write_output("-", as_chars(r), false);

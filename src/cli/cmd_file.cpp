@@ -125,7 +125,7 @@ std::unique_ptr<Input> open_input(const std::string& path) {
 
 struct OutArgs {
   std::string out, out_dir;
-  bool force = false, no_progress = false, json = false;
+  bool force = false, no_progress = false, json = false, mkdir = false;
   std::vector<std::string> context;
   std::vector<std::string> inputs;
 };
@@ -154,6 +154,8 @@ void add_out(CLI::App* cmd, OutArgs& a) {
           ->type_name("FILE");
   auto* d = cmd->add_option("--out-dir", a.out_dir, "Write outputs into DIR")->type_name("DIR");
   o->excludes(d);
+  cmd->add_flag("--mkdir", a.mkdir, "Create the --out-dir directory (mode 0700) if it is missing")
+      ->needs(d);
   cmd->add_flag("--force", a.force, "Overwrite existing outputs");
   cmd->add_flag("--no-progress", a.no_progress, "No progress bar");
   cmd->add_flag("--json", a.json, "Print one JSON object per file (JSON Lines) on stdout");
@@ -164,6 +166,23 @@ void add_out(CLI::App* cmd, OutArgs& a) {
   cmd->add_option("files", a.inputs, "Input files, or - for standard input")
       ->required()
       ->type_name("FILE");
+}
+
+// --out-dir names a directory: an existing one, or a new one with --mkdir (a typo in it would
+// otherwise scatter outputs into a directory nobody meant).
+void prepare_out_dir(const OutArgs& a) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(a.out_dir, ec);
+  if (fs::is_directory(st)) return;
+  if (fs::exists(st)) {
+    throw Error(Code::usage, fmt::format("--out-dir {} is not a directory", a.out_dir),
+                "name a directory, or pass -o FILE for one output");
+  }
+  if (!a.mkdir) {
+    throw Error(Code::usage, fmt::format("--out-dir {} does not exist", a.out_dir),
+                "create it, or add --mkdir to have kmsctl create it (mode 0700)");
+  }
+  files::make_private_dir(a.out_dir);
 }
 
 // Runs `body` for each input with its output opened: atomically for files, or standard output.
@@ -179,7 +198,11 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
     throw Error(Code::usage, "-o names one output but several inputs were given",
                 "use --out-dir DIR");
   }
-  if (!a.out_dir.empty()) files::make_private_dir(a.out_dir);
+  if (!a.out_dir.empty()) prepare_out_dir(a);
+  if (!a.out.empty()) {
+    refuse_directory_output(a.out,
+                            fmt::format(", or pass --out-dir {} to keep the input's name", a.out));
+  }
   for (const std::string& input : a.inputs) {
     signals::check();
     const std::string output = output_for(a, input, encrypting);
@@ -187,10 +210,7 @@ void for_each_input(const OutArgs& a, bool encrypting, Body&& body) {
       throw Error(Code::usage, "--json prints on standard output, which carries the data here",
                   "pass -o OUT or --out-dir DIR");
     }
-    if (output == "-" && encrypting && ::isatty(STDOUT_FILENO)) {
-      throw Error(Code::usage, "refusing to write encrypted binary data to a terminal",
-                  "redirect standard output to a file or a pipe, or pass -o OUT");
-    }
+    if (encrypting) refuse_binary_on_terminal(output, "encrypted binary data");
     std::unique_ptr<Input> in = open_input(input);
     std::optional<files::AtomicFile> file;
     if (output != "-") file.emplace(output, a.force);
@@ -307,7 +327,7 @@ void register_file(CLI::App& app, Globals& g) {
         std::string list;
         for (const auto& [id, v] : r.keys)
           list += fmt::format("{}{} v{}", list.empty() ? "" : ", ", id, v);
-        fmt::print("{}: rewrapped for {}\n", escape_text(f), escape_text(list));
+        note(escape_text(fmt::format("{}: rewrapped for {}", f, list)));
       }
     }
   });

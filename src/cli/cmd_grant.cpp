@@ -164,7 +164,7 @@ void add_list(CLI::App* grant, Globals& g) {
       ->check(CLI::Range(std::int64_t{1}, grants::kMaxListLimit));
   list->add_option("--after", a->after, "Start after this grant id (the `next` of the last page)")
       ->type_name("GRANT_ID");
-  list->add_flag("--json", a->json, "Print {\"grants\": [...], \"next\": ID|null}");
+  list->add_flag("--json", a->json, "Print {\"items\": [...], \"next\": ID|null}");
   list->callback([&g, a] {
     grants::ListFilter f;
     f.key = opt(a->key);
@@ -176,7 +176,7 @@ void add_list(CLI::App* grant, Globals& g) {
     if (a->json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& x : page.grants) arr.push_back(grant_json(x));
-      print_json({{"grants", arr}, {"next", json_or_null(page.next)}});
+      print_list_json(arr, page.next);
       return;
     }
     fmt::print("{:<26}  {:<36}  {:<16}  {:<8}  {:<24}  {}\n", "GRANT ID", "KEY ID", "GRANTEE",

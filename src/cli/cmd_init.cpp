@@ -73,9 +73,9 @@ void run_init(const Globals& g, const InitArgs& a) {
                   {"serial", rep.token.serial},
                   {"private", rep.so_pin.has_value()}}}});
   } else {
-    fmt::print("created vault {}\n  id     {}\n  token  \"{}\" (serial {}) via {}\n",
-               escape_text(v.final_path().string()), rep.vault_id, escape_text(rep.token.label),
-               escape_text(rep.token.serial), escape_text(rep.module));
+    note(escape_text(fmt::format("created vault {} (id {}; token \"{}\", serial {}, via {})",
+                                 v.final_path().string(), rep.vault_id, rep.token.label,
+                                 rep.token.serial, rep.module)));
   }
 }
 

@@ -3,7 +3,6 @@
 //            import-params | import | alias {create,update,delete,list}
 #include <filesystem>
 
-#include "policy/policy.hpp"
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
@@ -55,7 +54,7 @@ void print_key(const keys::KeyInfo& info, bool json) {
 
 void print_versions(const keys::KeyInfo& info, bool json) {
   if (json) {
-    print_json(key_json(info)["versions"]);
+    print_list_json(key_json(info)["versions"], std::nullopt);
     return;
   }
   fmt::print("{:>7}  {:<24}  {}\n", "VERSION", "CREATED", "PRIMARY");
@@ -109,9 +108,25 @@ std::vector<std::string> protection_names() {
   return out;
 }
 
-// Registers a verb that takes KEY and prints the key afterwards.
+// What a command that changes a key prints: with --json the key (stdout), else one line on
+// stderr naming the key and its new state (`what`), as every state change confirms.
+void confirm_key(const keys::KeyInfo& info, bool json, const std::string& what) {
+  if (json) return print_json(key_json(info));
+  note(escape_text(fmt::format("key {}: {}", info.key.id, what)));
+}
+
+std::string tags_text(const keys::KeyInfo& info) {
+  if (info.tags.empty()) return "no tags";
+  std::string out = "tags";
+  for (const auto& [name, value] : info.tags) out += fmt::format(" {}={}", name, value);
+  return out;
+}
+
+// Registers a verb that takes KEY: describe prints the key (`what` null), a state change
+// confirms with what(key).
 template <class R>
-void key_verb(CLI::App* key, Globals& g, const char* name, const char* help) {
+void key_verb(CLI::App* key, Globals& g, const char* name, const char* help,
+              std::string (*what)(const keys::KeyInfo&) = nullptr) {
   struct Args {
     std::string key;
     bool json = false;
@@ -120,7 +135,15 @@ void key_verb(CLI::App* key, Globals& g, const char* name, const char* help) {
   CLI::App* cmd = key->add_subcommand(name, help);
   cmd->add_option("key", a->key, "Key id or alias/NAME")->required()->type_name("KEY");
   cmd->add_flag("--json", a->json, "Print the key as JSON");
-  cmd->callback([&g, a] { print_key(send(g, R{a->key}), a->json); });
+  cmd->callback([&g, a, what] {
+    const keys::KeyInfo info = send(g, R{a->key});
+    if (what == nullptr) return print_key(info, a->json);
+    confirm_key(info, a->json, what(info));
+  });
+}
+
+std::string state_text(const keys::KeyInfo& info) {
+  return std::string(key_state_name(info.key.state));
 }
 
 struct TagArgs {
@@ -210,6 +233,8 @@ void add_public(CLI::App* key, Globals& g) {
       ->type_name("FILE");
   cmd->add_flag("--force", pa->force, "Overwrite an existing output file");
   cmd->callback([&g, pa] {
+    refuse_directory_output(pa->out);
+    if (pa->format == "der") refuse_binary_on_terminal(pa->out, "a DER public key");
     const keys::PublicKey k = send(g, req::GetPublicKey{pa->key, pa->version});
     if (pa->format == "der") {
       write_output(pa->out, as_chars(k.spki), pa->force);
@@ -363,7 +388,7 @@ void add_list(CLI::App* key, Globals& g) {
   list->add_option("--after", la->after,
                    "Start after this key id (the `next` of the previous page)")
       ->type_name("KEY_ID");
-  list->add_flag("--json", la->json, "Print {\"keys\": [...], \"next\": ID|null}");
+  list->add_flag("--json", la->json, "Print {\"items\": [...], \"next\": ID|null}");
   list->callback([&g, la] {
     const KeyPage page = send(
         g, req::KeyList{state_filter(la->state),
@@ -371,7 +396,7 @@ void add_list(CLI::App* key, Globals& g) {
     if (la->json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& k : page.keys) arr.push_back(key_json(k));
-      print_json({{"keys", arr}, {"next", json_or_null(page.next)}});
+      print_list_json(arr, page.next);
       return;
     }
     fmt::print("{:<36}  {:<15}  {:<10}  {:<8}  {:<7}  {:<24}  {:<24}  {}\n", "KEY ID", "STATE",
@@ -400,22 +425,28 @@ void add_describe(CLI::App* key, Globals& g) {
 }
 
 void add_enable(CLI::App* key, Globals& g) {
-  key_verb<req::KeyEnable>(key, g, "enable", "Enable a disabled key");
+  key_verb<req::KeyEnable>(key, g, "enable", "Enable a disabled key", state_text);
 }
 
 void add_disable(CLI::App* key, Globals& g) {
   key_verb<req::KeyDisable>(key, g, "disable",
-                            "Disable a key: it refuses every cryptographic operation");
+                            "Disable a key: it refuses every cryptographic operation", state_text);
 }
 
 void add_rotate(CLI::App* key, Globals& g) {
-  key_verb<req::KeyRotate>(key, g, "rotate",
-                           "Make a new version the primary; old versions still decrypt");
+  key_verb<req::KeyRotate>(
+      key, g, "rotate", "Make a new version the primary; old versions still decrypt",
+      [](const keys::KeyInfo& info) {
+        return fmt::format("rotated, version {} is primary", info.key.primary_version);
+      });
 }
 
 void add_cancel_deletion(CLI::App* key, Globals& g) {
-  key_verb<req::KeyCancelDeletion>(key, g, "cancel-deletion",
-                                   "Cancel a scheduled deletion (the key becomes Disabled)");
+  key_verb<req::KeyCancelDeletion>(
+      key, g, "cancel-deletion", "Cancel a scheduled deletion (the key becomes Disabled)",
+      [](const keys::KeyInfo& info) {
+        return fmt::format("deletion cancelled, {}", key_state_name(info.key.state));
+      });
 }
 
 void add_versions(CLI::App* key, Globals& g) {
@@ -426,7 +457,7 @@ void add_versions(CLI::App* key, Globals& g) {
   auto va = std::make_shared<VersionsArgs>();
   CLI::App* versions = key->add_subcommand("versions", "List a key's versions");
   versions->add_option("key", va->key, "Key id or alias/NAME")->required()->type_name("KEY");
-  versions->add_flag("--json", va->json, "Print a JSON array");
+  versions->add_flag("--json", va->json, "Print {\"items\": [...], \"next\": null}");
   versions->callback([&g, va] { print_versions(send(g, req::KeyDescribe{va->key}), va->json); });
 }
 
@@ -453,7 +484,12 @@ void add_set_rotation(CLI::App* key, Globals& g) {
       days =
           keys::parse_days(ra->period, keys::kMinRotationDays, keys::kMaxRotationDays, "--period");
     }
-    print_key(send(g, req::KeySetRotation{ra->key, days}), ra->json);
+    const keys::KeyInfo info = send(g, req::KeySetRotation{ra->key, days});
+    confirm_key(info, ra->json,
+                info.key.rotation_period_days
+                    ? fmt::format("rotates every {}d, next {}", *info.key.rotation_period_days,
+                                  info.next_rotation.value_or("- (key not enabled)"))
+                    : std::string("no automatic rotation"));
   });
 }
 
@@ -473,10 +509,10 @@ void add_schedule_deletion(CLI::App* key, Globals& g) {
     const std::int64_t days =
         keys::parse_days(da->days, keys::kMinPendingDays, keys::kMaxPendingDays, "--pending-days");
     const keys::KeyInfo info = send(g, req::KeyScheduleDeletion{da->key, days});
-    note(escape_text(
-        fmt::format("key {} will be deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
-                    info.key.id, info.key.deletion_date.value_or("?"), info.key.id)));
-    if (da->json) print_key(info, true);
+    confirm_key(info, da->json,
+                fmt::format("{}, deleted on {} (cancel with `kmsctl key cancel-deletion {}`)",
+                            key_state_name(info.key.state), info.key.deletion_date.value_or("?"),
+                            info.key.id));
   });
 }
 
@@ -489,7 +525,8 @@ void add_tag(CLI::App* key, Globals& g) {
   tag->callback([&g, ta] {
     std::vector<std::pair<std::string, std::string>> tags;
     for (const auto& [k, v] : parse_pairs(ta->items, "tag")) tags.emplace_back(k, v);
-    print_key(send(g, req::KeyTag{ta->key, tags}), ta->json);
+    const keys::KeyInfo info = send(g, req::KeyTag{ta->key, tags});
+    confirm_key(info, ta->json, tags_text(info));
   });
 }
 
@@ -499,7 +536,10 @@ void add_untag(CLI::App* key, Globals& g) {
   untag->add_option("key", ua->key, "Key id or alias/NAME")->required()->type_name("KEY");
   untag->add_option("names", ua->items, "Tag names")->required()->type_name("NAME");
   untag->add_flag("--json", ua->json, "Print the key as JSON");
-  untag->callback([&g, ua] { print_key(send(g, req::KeyUntag{ua->key, ua->items}), ua->json); });
+  untag->callback([&g, ua] {
+    const keys::KeyInfo info = send(g, req::KeyUntag{ua->key, ua->items});
+    confirm_key(info, ua->json, tags_text(info));
+  });
 }
 
 nlohmann::json policy_json(const KeyPolicyInfo& p) {
@@ -538,17 +578,8 @@ void add_set_policy(CLI::App* key, Globals& g) {
       text.emplace(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     const KeyPolicyInfo info = send(g, req::KeySetPolicy{pa->key, text});
-    if (!text) {
-      note(escape_text(fmt::format("key {}: policy removed", info.key_id)));
-    } else {
-      // The statements counted here, as the vault counted them (it refused a policy with
-      // problems).
-      const policy::LoadResult parsed = policy::parse_text(*text);
-      const std::size_t n = parsed.policy ? parsed.policy->statements().size() : 0;
-      note(escape_text(fmt::format("key {}: policy set ({} statement{}, sha256 {})", info.key_id, n,
-                                   n == 1 ? "" : "s", info.sha256.value_or("?"))));
-    }
-    if (pa->json) print_json(policy_json(info));
+    if (pa->json) return print_json(policy_json(info));
+    note(escape_text(fmt::format("key {}: {}", info.key_id, policy_change(text, info.sha256))));
   });
 }
 
@@ -589,6 +620,7 @@ void add_alias(CLI::App* key, Globals& g) {
   acreate->callback([&g, ac] {
     keys::check_alias_name(ac->alias);
     send(g, req::AliasCreate{ac->alias, ac->key});
+    note(escape_text(fmt::format("alias {}: names key {}", ac->alias, ac->key)));
   });
   auto au = std::make_shared<AliasArgs>();
   CLI::App* aupdate = alias->add_subcommand("update", "Point an alias at another key");
@@ -597,20 +629,24 @@ void add_alias(CLI::App* key, Globals& g) {
   aupdate->callback([&g, au] {
     keys::check_alias_name(au->alias);
     send(g, req::AliasUpdate{au->alias, au->key});
+    note(escape_text(fmt::format("alias {}: names key {}", au->alias, au->key)));
   });
   auto ad = std::make_shared<std::string>();
   CLI::App* adelete = alias->add_subcommand("delete", "Delete an alias (the key stays)");
   adelete->add_option("alias", *ad, "alias/NAME")->required()->type_name("ALIAS");
-  adelete->callback([&g, ad] { send(g, req::AliasDelete{*ad}); });
+  adelete->callback([&g, ad] {
+    send(g, req::AliasDelete{*ad});
+    note(escape_text(fmt::format("alias {}: deleted", *ad)));
+  });
   auto aljson = std::make_shared<bool>(false);
   CLI::App* alist = alias->add_subcommand("list", "List aliases");
-  alist->add_flag("--json", *aljson, "Print a JSON array of {alias, key_id}");
+  alist->add_flag("--json", *aljson, "Print {\"items\": [{alias, key_id}...], \"next\": null}");
   alist->callback([&g, aljson] {
     const auto aliases = send(g, req::AliasList{});
     if (*aljson) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& [a, k] : aliases) arr.push_back({{"alias", a}, {"key_id", k}});
-      print_json(arr);
+      print_list_json(arr, std::nullopt);
       return;
     }
     fmt::print("{:<40}  {}\n", "ALIAS", "KEY ID");

@@ -25,8 +25,7 @@ void register_maintain(CLI::App& app, Globals& g) {
       nlohmann::json rotated = nlohmann::json::array();
       for (const auto& [id, v] : rep.rotated) rotated.push_back({{"key_id", id}, {"version", v}});
       nlohmann::json srot = nlohmann::json::array(), sfail = nlohmann::json::array();
-      for (const auto& [n, v] : rep.secrets_rotated)
-        srot.push_back({{"name", n}, {"version_id", v}});
+      for (const auto& [n, v] : rep.secrets_rotated) srot.push_back({{"name", n}, {"version", v}});
       for (const auto& [n, e] : rep.secrets_failed) sfail.push_back({{"name", n}, {"error", e}});
       nlohmann::json expired = nlohmann::json::array();
       for (const auto& [id, e] : rep.material_expired) {

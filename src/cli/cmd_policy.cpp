@@ -239,6 +239,16 @@ constexpr Verb kVerbs[] = {{"validate", add_validate}, {"check", add_check}};
 
 }  // namespace policy_cmd
 
+std::string policy_change(const std::optional<std::string>& text,
+                          const std::optional<std::string>& sha256) {
+  if (!text) return "policy removed";
+  // The statements counted here, as the vault counted them (it refused a policy with problems).
+  const policy::LoadResult parsed = policy::parse_text(*text);
+  const std::size_t n = parsed.policy ? parsed.policy->statements().size() : 0;
+  return fmt::format("policy set ({} statement{}, sha256 {})", n, n == 1 ? "" : "s",
+                     sha256.value_or("?"));
+}
+
 void register_policy(CLI::App& app, Globals& g) {
   CLI::App* group = app.add_subcommand(
       "policy", "Check and try the access policy of a vault that serves several users");

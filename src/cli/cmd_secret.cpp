@@ -3,7 +3,6 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "policy/policy.hpp"
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
@@ -106,12 +105,11 @@ nlohmann::json secret_json(const secrets::SecretInfo& info) {
   }
   nlohmann::json versions = nlohmann::json::array();
   for (const auto& v : info.versions) {
-    versions.push_back(
-        {{"version_id", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
+    versions.push_back({{"version", v.version}, {"created", v.created}, {"stages", stages_of(v)}});
   }
   return {
       {"name", s.name},
-      {"id", s.id},
+      {"secret_id", s.id},
       {"key_id", s.key_id},
       {"key_aliases", info.key_aliases},
       {"description", s.description},
@@ -147,9 +145,9 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
   }
   if (!aliases.empty()) aliases += ")";
   fmt::print("name             {}\n", escape_text(s.name));
-  fmt::print("id               {}\n", escape_text(s.id));
+  fmt::print("secret id        {}\n", escape_text(s.id));
   fmt::print("description      {}\n", s.description.empty() ? "-" : escape_text(s.description));
-  fmt::print("key              {}{}\n", escape_text(s.key_id), aliases);
+  fmt::print("key id           {}{}\n", escape_text(s.key_id), aliases);
   fmt::print("created          {}\n", escape_text(s.created));
   fmt::print("updated          {}\n", escape_text(s.updated));
   fmt::print("stages           current {}, previous {}, pending {}\n",
@@ -176,7 +174,7 @@ void print_secret(const secrets::SecretInfo& info, bool json) {
 
 void print_versions(const secrets::SecretInfo& info, bool json) {
   if (json) {
-    print_json(secret_json(info)["versions"]);
+    print_list_json(secret_json(info)["versions"], std::nullopt);
     return;
   }
   fmt::print("{:>10}  {:<24}  {}\n", "VERSION ID", "CREATED", "STAGES");
@@ -210,11 +208,13 @@ void print_value(const std::string& name, const secrets::Value& v, const std::st
   const SecureBytes picked = field.empty() ? SecureBytes(v.value.view()) : field_of(v, name, field);
   if (!json) {
     write_stdout(picked.chars());
+    // On a terminal the prompt then starts on its own line; piped, the value is exact.
+    if (::isatty(STDOUT_FILENO) == 1 && !picked.chars().ends_with('\n')) write_stdout("\n");
     return;
   }
   nlohmann::json out = {
       {"name", name},
-      {"version_id", v.version},
+      {"version", v.version},
       {"stages", v.stage ? nlohmann::json::array({std::string(secret_stage_name(*v.stage))})
                          : nlohmann::json::array()}};
   if (!field.empty()) out["field"] = field;
@@ -295,7 +295,8 @@ void add_get(CLI::App* secret, Globals& g) {
     bool json = false;
   };
   auto ga = std::make_shared<GetArgs>();
-  CLI::App* get = secret->add_subcommand("get", "Print a secret's value (raw, no newline added)");
+  CLI::App* get = secret->add_subcommand(
+      "get", "Print a secret's value: exact when piped, a newline added on a terminal");
   get->add_option("name", ga->name, "Secret name")->required()->type_name("NAME");
   auto* stage = get->add_option("--stage", ga->stage, "Which stage (default current)")
                     ->check(CLI::IsMember(stage_names()));
@@ -304,7 +305,7 @@ void add_get(CLI::App* secret, Globals& g) {
                   ->type_name("ID");
   stage->excludes(vid);
   get->add_option("--field", ga->field, "Print one field of a JSON object value")->type_name("F");
-  get->add_flag("--json", ga->json, "Print {name, version_id, stages, value} as JSON");
+  get->add_flag("--json", ga->json, "Print {name, version, stages, value} as JSON");
   get->callback([&g, ga] {
     const secrets::Value v = send(
         g, req::SecretGet{ga->name,
@@ -343,7 +344,7 @@ void add_list(CLI::App* secret, Globals& g) {
   auto lj = std::make_shared<bool>(false);
   CLI::App* list =
       secret->add_subcommand("list", "List secrets (names and metadata, never values)");
-  list->add_flag("--json", *lj, "Print a JSON array");
+  list->add_flag("--json", *lj, "Print {\"items\": [...], \"next\": null}");
   list->callback([&g, lj] {
     const auto all = send(g, req::SecretList{});
     if (*lj) {
@@ -353,7 +354,7 @@ void add_list(CLI::App* secret, Globals& g) {
         j.erase("versions");
         arr.push_back(j);
       }
-      print_json(arr);
+      print_list_json(arr, std::nullopt);
       return;
     }
     fmt::print("{:<32}  {:>7}  {:>8}  {:<10}  {:<11}  {}\n", "NAME", "CURRENT", "VERSIONS",
@@ -384,7 +385,7 @@ void add_versions(CLI::App* secret, Globals& g) {
   CLI::App* versions =
       secret->add_subcommand("versions", "List a secret's versions and their stages");
   versions->add_option("name", va->name, "Secret name")->required()->type_name("NAME");
-  versions->add_flag("--json", va->json, "Print a JSON array");
+  versions->add_flag("--json", va->json, "Print {\"items\": [...], \"next\": null}");
   versions->callback(
       [&g, va] { print_versions(send(g, req::SecretVersions{va->name}), va->json); });
 }
@@ -411,6 +412,7 @@ void add_delete(CLI::App* secret, Globals& g) {
                            secrets::kMaxRecoveryDays, "--recovery-days");
     }
     const secrets::SecretInfo info = send(g, req::SecretDelete{dl->name, d});
+    if (dl->json) return print_secret(info, true);
     if (dl->force) {
       note(escape_text(
           fmt::format("secret {} purged ({} versions)", info.secret.name, info.versions.size())));
@@ -419,7 +421,6 @@ void add_delete(CLI::App* secret, Globals& g) {
           "secret {} will be purged on {} (undo with `kmsctl secret restore {}`)", info.secret.name,
           info.secret.deletion_date.value_or("?"), info.secret.name)));
     }
-    if (dl->json) print_secret(info, true);
   });
 }
 
@@ -450,13 +451,14 @@ void add_rotate(CLI::App* secret, Globals& g) {
     const SecretRotation r = run_here(g, req::SecretRotate{rt->name});
     if (rt->json) {
       print_json({{"name", r.name},
-                  {"version_id", r.version},
-                  {"previous_version_id", r.previous_version},
+                  {"version", r.version},
+                  {"previous_version", r.previous_version},
                   {"resumed", r.resumed},
                   {"steps", r.steps}});
     } else {
-      fmt::print("secret {}: version {} is current (previous {}){}\n", escape_text(r.name),
-                 r.version, r.previous_version, r.resumed ? "; resumed a pending version" : "");
+      note(escape_text(fmt::format("secret {}: version {} is current (previous {}){}", r.name,
+                                   r.version, r.previous_version,
+                                   r.resumed ? "; resumed a pending version" : "")));
     }
   });
 }
@@ -555,17 +557,8 @@ void add_set_policy(CLI::App* secret, Globals& g) {
       text.emplace(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     const SecretPolicyInfo info = send(g, req::SecretSetPolicy{pa->name, text});
-    if (!text) {
-      note(escape_text(fmt::format("secret {}: policy removed", info.name)));
-    } else {
-      // The statements counted here, as the vault counted them (it refused a policy with
-      // problems).
-      const policy::LoadResult parsed = policy::parse_text(*text);
-      const std::size_t n = parsed.policy ? parsed.policy->statements().size() : 0;
-      note(escape_text(fmt::format("secret {}: policy set ({} statement{}, sha256 {})", info.name,
-                                   n, n == 1 ? "" : "s", info.sha256.value_or("?"))));
-    }
-    if (pa->json) print_json(policy_json(info));
+    if (pa->json) return print_json(policy_json(info));
+    note(escape_text(fmt::format("secret {}: {}", info.name, policy_change(text, info.sha256))));
   });
 }
 

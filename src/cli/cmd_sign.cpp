@@ -91,8 +91,14 @@ struct SignatureOut {
     cmd->add_flag("--force", force, "Overwrite an existing output file");
   }
 
+  bool raw() const { return format.empty() ? out != "-" : format == "raw"; }
+  // Before the request: raw bytes are refused on a terminal.
+  void check(std::string_view what) const {
+    refuse_directory_output(out);
+    if (raw()) refuse_binary_on_terminal(out, fmt::format("a raw {}", what));
+  }
   void write(const Bytes& value) const {
-    const bool raw = format.empty() ? out != "-" : format == "raw";
+    const bool raw = this->raw();
     write_output(out, raw ? std::string(as_chars(value)) : crypto::to_base64(value) + "\n", force);
   }
 };
@@ -138,6 +144,7 @@ void register_sign(CLI::App& app, Globals& g) {
   sa->SignedInput::add(cmd);
   sa->SignatureOut::add(cmd, "signature");
   cmd->callback([&g, sa] {
+    sa->check("signature");
     const SecureBytes input = sa->read();
     const keys::Signature s = send(g, req::Sign{sa->key, signing_algorithm_option(sa->algorithm),
                                                 SecureBytes(input.view()), sa->is_digest()});
@@ -204,6 +211,7 @@ void register_mac(CLI::App& app, Globals& g) {
       ->type_name("FILE");
   ma->SignatureOut::add(cmd, "MAC");
   cmd->callback([&g, ma] {
+    ma->check("MAC");
     const SecureBytes message =
         read_input(ma->in, keys::kMaxMacMessage, "MAC a digest of larger data (its SHA-256)");
     ma->write(send(g, req::Mac{ma->key, SecureBytes(message.view())}).value);

@@ -69,7 +69,7 @@ const std::vector<Examples>& examples() {
        {"kmsctl file encrypt --key alias/app --key alias/dr --context build=1842 app.tar",
         "kmsctl file encrypt --recipient ci-drop.pem build.tar   # a public key: no vault"}},
       {"file decrypt",
-       {"kmsctl file decrypt --context build=1842 --out-dir restored app.tar.kenc",
+       {"kmsctl file decrypt --context build=1842 --out-dir restored --mkdir app.tar.kenc",
         "kmsctl file decrypt - < src.tar.kenc | tar t"}},
       {"file rewrap", {"kmsctl file rewrap --to-key alias/new app.tar.kenc"}},
       {"file inspect", {"kmsctl file inspect app.tar.kenc"}},

@@ -97,6 +97,21 @@ Bytes read_public_key(const std::string& path, std::string_view flag) {
   return std::move(*spki);
 }
 
+void refuse_binary_on_terminal(const std::string& path, std::string_view what) {
+  if ((path.empty() || path == "-") && ::isatty(STDOUT_FILENO) == 1) {
+    throw Error(Code::usage, fmt::format("refusing to write {} to a terminal", what),
+                "redirect standard output to a file or a pipe, or pass -o FILE");
+  }
+}
+
+void refuse_directory_output(const std::string& path, std::string_view also) {
+  std::error_code ec;
+  if (path != "-" && std::filesystem::is_directory(path, ec)) {
+    throw Error(Code::usage, fmt::format("the output {} is a directory, not a file", path),
+                fmt::format("name a file in it (-o {}/NAME){}", path, also));
+  }
+}
+
 void write_output(const std::string& path, std::string_view data, bool force) {
   if (path.empty() || path == "-") {
     if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() ||
@@ -105,6 +120,7 @@ void write_output(const std::string& path, std::string_view data, bool force) {
     }
     return;
   }
+  refuse_directory_output(path);
   files::AtomicFile out(path, force);
   out.write(data);
   out.commit();

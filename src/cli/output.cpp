@@ -14,6 +14,10 @@ std::string json_text(const nlohmann::json& j, int indent) {
 
 void print_json(const nlohmann::json& j) { std::cout << json_text(j, 2) << '\n'; }
 
+void print_list_json(nlohmann::json items, const std::optional<std::string>& next) {
+  print_json({{"items", std::move(items)}, {"next", json_or_null(next)}});
+}
+
 nlohmann::json tags_json(const std::vector<std::pair<std::string, std::string>>& tags) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : tags) j[k] = v;

@@ -146,7 +146,7 @@ using KeyVersions = std::vector<std::pair<std::string, std::int64_t>>;
 
 json keys_json(const KeyVersions& kv) {
   json j = json::array();
-  for (const auto& [id, v] : kv) j.push_back({{"key", id}, {"version", v}});
+  for (const auto& [id, v] : kv) j.push_back({{"key_id", id}, {"version", v}});
   return j;
 }
 
@@ -271,12 +271,15 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
     REQUIRE(rows.size() == 2);
     check_record(rows[0], "key.describe", key_res(id));
     check_record(rows[1], "key.describe", key_res(id));
-    CHECK(params(rows[0])["key"] == id);
-    CHECK(params(rows[1])["key"] == "alias/app");
+    // The id resolved, and the alias the caller named it by.
+    CHECK(params(rows[0]) == json{{"key_id", id}});
+    CHECK(params(rows[1]) == json{{"key_alias", "alias/app"}, {"key_id", id}});
     // A key that is not there: not_found, recorded on the name asked for.
     CHECK(error_of([&] { (void)handle(s, req::KeyDescribe{"alias/none"}); }).code() ==
           Code::not_found);
-    check_record(log.one(), "key.describe", "key/alias/none", "error", "not_found");
+    const store::AuditRow none = log.one();
+    check_record(none, "key.describe", "key/alias/none", "error", "not_found");
+    CHECK(params(none) == json{{"key_alias", "alias/none"}});
   }
 
   SUBCASE("a disabled key refuses to encrypt or decrypt, and the refusal is recorded") {
@@ -424,7 +427,7 @@ TEST_CASE("key requests: create, list, describe, states, rotation, deletion, tag
     {
       const store::AuditRow r = log.one();
       check_record(r, "key.alias_create", key_res(id2));
-      CHECK(params(r) == json{{"alias", "alias/other"}, {"key", id2}});
+      CHECK(params(r) == json{{"alias", "alias/other"}, {"key_id", id2}});
     }
     CHECK(handle(s, req::AliasList{}) == Pairs{{"alias/app", id}, {"alias/other", id2}});
     check_record(log.one(), "key.alias_list", "vault/" + s.vault().meta().vault_id);
@@ -487,8 +490,11 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
   {
     const store::AuditRow r = log.one();
     check_record(r, "key.encrypt", key_res(k1));
-    CHECK(params(r) ==
-          json{{"bytes", 11}, {"context", ctx_json}, {"key", "alias/crypto"}, {"version", 1}});
+    CHECK(params(r) == json{{"bytes", 11},
+                            {"context", ctx_json},
+                            {"key_alias", "alias/crypto"},
+                            {"key_id", k1},
+                            {"version", 1}});
   }
 
   SUBCASE("decrypt with the context round-trips; another context is integrity, recorded") {
@@ -526,7 +532,7 @@ TEST_CASE("crypto requests: encrypt, decrypt, re-encrypt, data keys and random b
       check_record(r, "key.reencrypt", key_res(k1));
       const json p = params(r);
       CHECK(p["from_version"] == 1);
-      CHECK(p["to_key"] == k2);
+      CHECK(p["to_key_id"] == k2);
       CHECK(p["to_version"] == 1);
       CHECK(p["context"] == ctx_json);
       CHECK(p["to_context"] == json{{"tenant", "t9"}});
@@ -637,7 +643,7 @@ TEST_CASE("secret requests: create, put, get, list, describe, versions, delete, 
     check_record(r, "secret.create", "secret/app/token");
     CHECK(params(r)["generated"] == true);
     CHECK_FALSE(params(r).contains("key_created"));
-    CHECK(params(r)["key"] == key_id);
+    CHECK(params(r)["key_id"] == key_id);
   }
   const secrets::Value generated = handle(s, get_request("app/token"));
   CHECK(generated.value.size() == 24);
@@ -980,7 +986,7 @@ TEST_CASE("file requests: a file session round-trips with started and ok records
       check_record(r, "file.rewrap", "file/plain.bin.kenc");
       CHECK(params(r) == json{{"file", "plain.bin.kenc"},
                               {"from_keys", keys_json({{k1, 1}})},
-                              {"to_key", k2},
+                              {"to_key_id", k2},
                               {"to_keys", keys_json({{k2, 1}})}});
     }
     const std::optional<envelope::Header> nh = envelope::parse_header(rw.header);

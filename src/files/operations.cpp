@@ -33,7 +33,7 @@ nlohmann::json context_json(const Context& c) {
 
 nlohmann::json keys_json(const std::vector<std::pair<std::string, std::int64_t>>& keys) {
   nlohmann::json j = nlohmann::json::array();
-  for (const auto& [id, v] : keys) j.push_back({{"key", id}, {"version", v}});
+  for (const auto& [id, v] : keys) j.push_back({{"key_id", id}, {"version", v}});
   return j;
 }
 
@@ -535,7 +535,7 @@ Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h
   result.name = name;
   keys::KeyStore ks(vault_);
   audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
-  if (to_ref) ev.params["to_key"] = *to_ref;
+  if (to_ref) audit::name_key(ev.params, *to_ref, "to_");
   Bytes header;
   runner_.run(std::move(ev), [&](audit::Event& e) {
     FileResult opened;

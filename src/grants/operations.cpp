@@ -161,11 +161,13 @@ std::int64_t GrantOperations::resolve_principal(std::string_view text,
 
 GrantInfo GrantOperations::create(const grants::CreateSpec& spec) {
   GrantInfo out;
-  audit::Event ev{Action::grant_create, key_resource(spec.key), {{"key", spec.key}}};
+  audit::Event ev{Action::grant_create, key_resource(spec.key), {}};
+  audit::name_key(ev.params, spec.key);
   ev.params["grantee"] = spec.grantee;
   runner_.run(std::move(ev), [&](audit::Event& e) {
     keys::KeyStore ks(vault_);
     const store::KeyRow key = ks.resolve(spec.key);
+    e.params["key_id"] = key.id;
     if (e.resource != key_resource(key.id)) {
       e.resource = key_resource(key.id);
       runner_.authorize(e);  // the key an alias names
@@ -238,7 +240,7 @@ GrantPage GrantOperations::list(const grants::ListFilter& f) {
   audit::Event ev{Action::grant_list,
                   f.key ? key_resource(*f.key) : "vault/" + vault_.meta().vault_id,
                   {{"limit", f.limit}, {"all", f.all}}};
-  if (f.key) ev.params["key"] = *f.key;
+  if (f.key) audit::name_key(ev.params, *f.key);
   if (f.grantee) ev.params["grantee"] = *f.grantee;
   if (f.after) ev.params["after"] = *f.after;
   runner_.run(std::move(ev), [&](audit::Event& e) {
@@ -253,6 +255,7 @@ GrantPage GrantOperations::list(const grants::ListFilter& f) {
     if (f.key) {
       keys::KeyStore ks(vault_);
       const store::KeyRow key = ks.resolve(*f.key);
+      e.params["key_id"] = key.id;
       if (e.resource != key_resource(key.id)) {
         e.resource = key_resource(key.id);
         runner_.authorize(e);
@@ -297,7 +300,7 @@ GrantInfo GrantOperations::end(Action action, std::string_view grant_id, GrantSt
       throw Error(Code::not_found, fmt::format("no grant {} in this vault", id),
                   "list the grants to find its id");
     }
-    e.params["key"] = g->key_id;
+    e.params["key_id"] = g->key_id;
     e.params["grantee"] = g->grantee;
     if (action == Action::grant_revoke && e.resource != key_resource(g->key_id)) {
       e.resource = key_resource(g->key_id);

@@ -39,9 +39,12 @@ KeyOperations::KeyOperations(Runner& runner) : runner_(runner), vault_(runner.va
 void KeyOperations::key_op(Action action, std::string_view ref, const KeyBody& body,
                            const Context& context) {
   keys::KeyStore ks(vault_);
-  runner_.run({action, key_resource(ref), {{"key", std::string(ref)}}, context},
+  audit::Event event{action, key_resource(ref), {}, context};
+  audit::name_key(event.params, ref);
+  runner_.run(std::move(event),
               [&](audit::Event& ev) {
                 store::KeyRow key = ks.resolve(ref);
+                ev.params["key_id"] = key.id;
                 if (ev.resource != key_resource(key.id)) {
                   ev.resource = key_resource(key.id);
                   runner_.authorize(ev);  // the key an alias names
@@ -457,7 +460,7 @@ Bytes KeyOperations::reencrypt(ByteView blob, const Context& context, std::strin
   const std::string from_id = keys::KeyStore::blob_key_id(blob).value_or("");
   audit::Event ev{Action::key_reencrypt, key_resource(from_id), {}, context};
   ev.params["context"] = context_json(context);
-  ev.params["to_key"] = std::string(to_ref);
+  audit::name_key(ev.params, to_ref, "to_");
   ev.params["to_context"] = context_json(to_context);
   runner_.run(std::move(ev), [&](audit::Event& e) {
     const keys::Decrypted d = ks.decrypt(blob, context);
@@ -470,12 +473,12 @@ Bytes KeyOperations::reencrypt(ByteView blob, const Context& context, std::strin
       runner_.authorize(dest);
     } catch (const Error&) {
       e.params["rule"] = dest.params["rule"];
-      e.params["to_key"] = to.id;
+      e.params["to_key_id"] = to.id;
       throw;
     }
     keys::KeyStore::require_enabled(to, to_ref);
     out = ks.encrypt(to, d.plaintext.view(), to_context);
-    e.params["to_key"] = to.id;
+    e.params["to_key_id"] = to.id;
     e.params["to_version"] = to.primary_version;
   });
   return out;

@@ -87,7 +87,7 @@ TEST_CASE("re-encrypt asks for the source key and, with its own context, for the
   CHECK(rows.back().outcome == "denied");
   const nlohmann::json p = nlohmann::json::parse(rows.back().params);
   CHECK(p["rule"] == "not-the-destination");
-  CHECK(p["to_key"] == to);
+  CHECK(p["to_key_id"] == to);
 }
 
 namespace {

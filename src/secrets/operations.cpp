@@ -50,7 +50,7 @@ secrets::SecretInfo SecretOperations::create(const secrets::CreateSpec& spec,
   secrets::SecretInfo info;
   audit::Event ev = secret_event(Action::secret_create, spec.name);
   ev.params["generated"] = !input.value.has_value();
-  if (spec.key) ev.params["key"] = *spec.key;
+  if (spec.key) audit::name_key(ev.params, *spec.key);
   if (spec.rotation_days) ev.params["rotation_period_days"] = *spec.rotation_days;
   ev.params["rotation_command"] = spec.rotation_command.has_value();
   runner_.run(std::move(ev), [&](audit::Event& e) {

@@ -88,13 +88,13 @@ MaintainReport Service::maintain(bool dry_run) {
         }
         if (!dry_run) rep.import_params_purged = store::import_params_purge(vault_->db(), at);
         for (const auto& [id, expiry] : rep.material_expired) {
-          ev.params["material_expired"].push_back({{"key", id}, {"expired", expiry}});
+          ev.params["material_expired"].push_back({{"key_id", id}, {"expired", expiry}});
         }
         if (rep.import_params_purged > 0) {
           ev.params["import_params_purged"] = rep.import_params_purged;
         }
         for (const auto& [id, version] : rep.rotated) {
-          ev.params["rotated"].push_back({{"key", id}, {"version", version}});
+          ev.params["rotated"].push_back({{"key_id", id}, {"version", version}});
         }
         ev.params["deleted"] = rep.deleted;
         maintain_secrets(*vault_, rep, at, ev);

@@ -141,7 +141,7 @@ class Damage(FilesTestCase):
                 self.assertEqual(recs[-1]["params"]["file"], path)
                 self.assertEqual(recs[-1]["error_code"], "integrity")
                 if len(expected) == 2:
-                    self.assertEqual(recs[0]["params"]["keys"], [{"key": self.key, "version": 1}])
+                    self.assertEqual(recs[0]["params"]["keys"], [{"key_id": self.key, "version": 1}])
                     self.assertEqual(recs[1]["params"]["started_seq"], recs[0]["seq"])
                 else:
                     self.assertEqual(recs[0]["params"]["stage"], "header")
@@ -220,7 +220,7 @@ class KeyState(FilesTestCase):
         self.vault.ok("key", "disable", a)
         r, rec, _ = self.file_audited("file", "decrypt", src + ".kenc", action="file.decrypt")
         self.assertEqual(read(src), pt)
-        self.assertEqual(rec["params"]["keys"], [{"key": b, "version": 1}])
+        self.assertEqual(rec["params"]["keys"], [{"key_id": b, "version": 1}])
         os.unlink(src)
         self.vault.ok("key", "disable", b)
         r = self.vault.run("file", "decrypt", src + ".kenc")

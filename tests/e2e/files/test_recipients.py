@@ -111,7 +111,7 @@ class Recipients(FilesTestCase):
         r, start, end = self.file_audited("file", "decrypt", *args, path, "-o",
                                           self.p(f"{key}.out"), action="file.decrypt")
         self.assertEqual(read(self.p(f"{key}.out")), pt)
-        self.assertEqual(start["params"]["keys"], [{"key": key, "version": 1}])
+        self.assertEqual(start["params"]["keys"], [{"key_id": key, "version": 1}])
         return path
 
     def test_the_vault_opens_a_file_written_outside_kmsctl_for_its_x25519_key(self):
@@ -133,7 +133,7 @@ class Recipients(FilesTestCase):
         r, start, _ = self.file_audited("file", "decrypt", self.p("pt.kenc"), "-o", "-",
                                         action="file.decrypt")
         self.assertEqual(r.raw, b"made before the rotation")
-        self.assertEqual(start["params"]["keys"], [{"key": key, "version": 1}])
+        self.assertEqual(start["params"]["keys"], [{"key_id": key, "version": 1}])
 
     def test_a_file_for_vault_keys_and_public_keys_opens_with_either(self):
         aes = self.vault.create_key()
@@ -152,7 +152,7 @@ class Recipients(FilesTestCase):
         r, start, _ = self.file_audited("file", "decrypt", self.p("pt.kenc"), "-o", "-",
                                         action="file.decrypt")
         self.assertEqual(r.raw, b"mixed")
-        self.assertEqual(start["params"]["keys"], [{"key": xkey, "version": 1}])
+        self.assertEqual(start["params"]["keys"], [{"key_id": xkey, "version": 1}])
         self.vault.ok("key", "enable", aes)
 
     def test_rewrap_keeps_public_key_and_unknown_recipients_byte_for_byte(self):
@@ -178,7 +178,7 @@ class Recipients(FilesTestCase):
             r, start, _ = self.file_audited("file", "decrypt", self.p("f.kenc"), "-o", "-",
                                             action="file.decrypt")
             self.assertEqual(r.raw, pt)
-            self.assertEqual(start["params"]["keys"], [{"key": aes, "version": 1}])
+            self.assertEqual(start["params"]["keys"], [{"key_id": aes, "version": 1}])
         finally:
             self.vault.ok("key", "enable", xkey)
 

@@ -26,11 +26,12 @@ class Rewrap(FilesTestCase):
         self.vault.ok("key", "rotate", key)
         seq = self.vault.sql("SELECT max(seq) FROM audit_log")[0][0]
         r = self.vault.ok("file", "rewrap", *[f + ".kenc" for f in files])
-        self.assertIn(f"{key} v2", r.out)
+        self.assertEqual(r.out, "")
+        self.assertIn(f"{key} v2", r.err)
         recs = self.vault.audit_rows(seq)
         self.assertEqual([x["action"] for x in recs], ["file.rewrap"] * 2)
-        self.assertEqual(recs[0]["params"]["from_keys"], [{"key": key, "version": 1}])
-        self.assertEqual(recs[0]["params"]["to_keys"], [{"key": key, "version": 2}])
+        self.assertEqual(recs[0]["params"]["from_keys"], [{"key_id": key, "version": 1}])
+        self.assertEqual(recs[0]["params"]["to_keys"], [{"key_id": key, "version": 2}])
         for f, pt, old in zip(files, pts, before):
             new = Envelope(read(f + ".kenc"))
             self.assertEqual(new.body, old.body, "the body must be byte-identical")

@@ -39,7 +39,7 @@ class RoundTrip(FilesTestCase):
                 self.assertEqual(env.frame_size, KIB)
                 self.assertEqual(len(env.frames()), size // KIB + 1)
                 self.assertEqual(env.keys(), [(self.key, 1)])
-                self.assertEqual(rec["params"]["keys"], [{"key": self.key, "version": 1}])
+                self.assertEqual(rec["params"]["keys"], [{"key_id": self.key, "version": 1}])
                 self.assertEqual((end["params"]["bytes"], end["params"]["frames"]),
                                  (size, size // KIB + 1))
                 r, rec, end = self.file_audited("file", "decrypt", "--out-dir", out, enc,

@@ -46,7 +46,7 @@ class Grants(SharedVaultTestCase):
 
         page = self.vault.json("grant", "list", "--key", key, "--json")
         self.assertIsNone(page["next"])
-        [g] = page["grants"]
+        [g] = page["items"]
         self.assertEqual(g["grant_id"], gid)
         self.assertEqual(g["key_id"], key)
         self.assertEqual(g["grantee_uid"], os.getuid())
@@ -82,8 +82,8 @@ class Grants(SharedVaultTestCase):
         r = self.vault.run("grant", "retire", b)
         self.assertError(r, REFUSED, f"grant {b} is already retired")
 
-        self.assertEqual(self.vault.json("grant", "list", "--key", key, "--json")["grants"], [])
-        ended = self.vault.json("grant", "list", "--key", key, "--all", "--json")["grants"]
+        self.assertEqual(self.vault.json("grant", "list", "--key", key, "--json")["items"], [])
+        ended = self.vault.json("grant", "list", "--key", key, "--all", "--json")["items"]
         self.assertEqual([(g["grant_id"], g["state"]) for g in ended],
                          [(a, "revoked"), (b, "retired")])
 
@@ -96,11 +96,11 @@ class Grants(SharedVaultTestCase):
         key = self.key()
         ids = [self.create(key) for _ in range(3)]
         first = self.vault.json("grant", "list", "--key", key, "--limit", "2", "--json")
-        self.assertEqual([g["grant_id"] for g in first["grants"]], ids[:2])
+        self.assertEqual([g["grant_id"] for g in first["items"]], ids[:2])
         self.assertEqual(first["next"], ids[1])
         second = self.vault.json("grant", "list", "--key", key, "--limit", "2", "--after",
                                  first["next"], "--json")
-        self.assertEqual([g["grant_id"] for g in second["grants"]], ids[2:])
+        self.assertEqual([g["grant_id"] for g in second["items"]], ids[2:])
         self.assertIsNone(second["next"])
 
     def test_an_operation_outside_the_set_is_a_usage_error_naming_the_set(self):

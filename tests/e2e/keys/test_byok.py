@@ -153,7 +153,7 @@ class Byok(SharedVaultTestCase):
         r, rec = self.audited("maintain", "--json", action="vault.maintain", faketime="+2d")
         self.assertEqual(json.loads(r.out)["material_expired"], [{"key_id": key,
                                                                   "expired": expiry}])
-        self.assertEqual(rec["params"]["material_expired"], [{"key": key, "expired": expiry}])
+        self.assertEqual(rec["params"]["material_expired"], [{"key_id": key, "expired": expiry}])
         d = self.describe(key)
         self.assertEqual((d["state"], d["versions"], d["material_expires"]),
                          ("PendingImport", [], None))
@@ -376,8 +376,8 @@ class Byok(SharedVaultTestCase):
         self.assertEqual(self.describe(kms_key)["origin"], "kms")
         listed = self.vault.json("key", "list", "--state", "pending-import", "--json",
                                  "--limit", "1000")
-        self.assertIn(key, [k["key_id"] for k in listed["keys"]])
-        self.assertNotIn(kms_key, [k["key_id"] for k in listed["keys"]])
+        self.assertIn(key, [k["key_id"] for k in listed["items"]])
+        self.assertNotIn(kms_key, [k["key_id"] for k in listed["items"]])
 
 
 @unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")

@@ -33,7 +33,8 @@ class EncryptDecrypt(SharedVaultTestCase):
         self.assertEqual((magic, fmt_version, key_id, key_version), (MAGIC, 1, self.key, 1))
         self.assertEqual(len(raw), MIN_BLOB + len(pt))
         self.assertEqual(rec["resource"], "key/" + self.key)
-        self.assertEqual(rec["params"], {"key": "alias/app", "bytes": len(pt), "version": 1,
+        self.assertEqual(rec["params"], {"key_alias": "alias/app", "key_id": self.key,
+                                         "bytes": len(pt), "version": 1,
                                          "context": {}})
         r, rec = self.audited("decrypt", input=r.out, action="key.decrypt")
         self.assertEqual(r.raw, pt)
@@ -171,7 +172,7 @@ class ReEncrypt(SharedVaultTestCase):
         self.assertEqual(len(raw), MIN_BLOB + len(pt))
         self.assertEqual(rec["resource"], "key/" + self.a)
         p = rec["params"]
-        self.assertEqual((p["from_version"], p["to_key"], p["to_version"]), (1, self.b, 1))
+        self.assertEqual((p["from_version"], p["to_key_id"], p["to_version"]), (1, self.b, 1))
         self.assertEqual((p["context"], p["to_context"]), ({"from": "1"}, {"to": "2"}))
         self.assertEqual(self.vault.decrypt(r.out, "--context", "to=2"), pt)
         r = self.vault.run("decrypt", "--context", "from=1", input=r.out)
@@ -200,7 +201,7 @@ class ReEncrypt(SharedVaultTestCase):
             self.vault.ok("key", "rotate", key)
             blobs[n] = self.vault.encrypt(key, f"from v{n}".encode(), "--context", f"v={n}")
         self.assertEqual([x["version"] for x in
-                          self.vault.json("key", "versions", key, "--json")], [1, 2, 3, 4])
+                          self.vault.json("key", "versions", key, "--json")["items"]], [1, 2, 3, 4])
         for n, blob in blobs.items():
             self.assertEqual(parse_blob(unb64(blob))[3], n)
             r, rec = self.audited("decrypt", "--context", f"v={n}", input=blob,
@@ -252,7 +253,8 @@ class DataKeys(SharedVaultTestCase):
         self.assertEqual(len(raw), MIN_BLOB + 32)
         self.assertEqual(self.vault.decrypt(d["ciphertext_blob"]), plaintext)
         self.assertEqual(rec["resource"], "key/" + self.key)
-        self.assertEqual(rec["params"], {"key": "alias/dk", "bytes": 32, "version": 1,
+        self.assertEqual(rec["params"], {"key_alias": "alias/dk", "key_id": self.key,
+                                         "bytes": 32, "version": 1,
                                          "context": {}})
         # Each call makes a new key.
         self.assertNotEqual(unb64(self.vault.json("data-key", "generate", "--key", self.key,

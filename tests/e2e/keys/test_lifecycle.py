@@ -46,7 +46,7 @@ class Create(SharedVaultTestCase):
         r, rec = self.audited("key", "describe", "alias/ledger", "--json", action="key.describe")
         self.assertEqual(r.json(), k)
         self.assertEqual(rec["resource"], "key/" + k["key_id"])
-        self.assertEqual(rec["params"]["key"], "alias/ledger")
+        self.assertEqual(rec["params"], {"key_alias": "alias/ledger", "key_id": k["key_id"]})
 
         # The readable form names every field.
         r, _ = self.audited("key", "describe", "alias/ledger", action="key.describe")
@@ -134,21 +134,21 @@ class List(SharedVaultTestCase):
     def test_list_returns_every_key_oldest_first_with_the_describe_fields(self):
         page, rec = self.listing()
         self.assertIsNone(page["next"])
-        got = [k["key_id"] for k in page["keys"]]
+        got = [k["key_id"] for k in page["items"]]
         self.assertEqual(sorted(got), sorted(self.ids))
-        order = [(k["created"], k["key_id"]) for k in page["keys"]]
+        order = [(k["created"], k["key_id"]) for k in page["items"]]
         self.assertEqual(order, sorted(order))
-        first = self.vault.json("key", "describe", page["keys"][0]["key_id"], "--json")
-        self.assertEqual(page["keys"][0], first)
+        first = self.vault.json("key", "describe", page["items"][0]["key_id"], "--json")
+        self.assertEqual(page["items"][0], first)
         self.assertEqual(rec["params"]["limit"], 100)
 
     def test_state_filters_return_exactly_the_keys_in_that_state(self):
         for state, want, name in (("enabled", [0, 2], "Enabled"), ("disabled", [1, 3], "Disabled"),
                                   ("pending-deletion", [4], "PendingDeletion")):
             page, rec = self.listing("--state", state)
-            self.assertEqual([k["key_id"] for k in page["keys"]], [self.ids[i] for i in want],
+            self.assertEqual([k["key_id"] for k in page["items"]], [self.ids[i] for i in want],
                              state)
-            self.assertEqual({k["state"] for k in page["keys"]}, {name})
+            self.assertEqual({k["state"] for k in page["items"]}, {name})
             self.assertEqual(rec["params"]["state"], name)
 
     def test_limit_and_after_page_through_all_keys_and_next_is_null_on_the_last_page(self):
@@ -158,8 +158,8 @@ class List(SharedVaultTestCase):
             args = ["--limit", "2"] + (["--after", after] if after else [])
             page, rec = self.listing(*args)
             pages += 1
-            self.assertLessEqual(len(page["keys"]), 2)
-            seen += [k["key_id"] for k in page["keys"]]
+            self.assertLessEqual(len(page["items"]), 2)
+            seen += [k["key_id"] for k in page["items"]]
             if after:
                 self.assertEqual(rec["params"]["after"], after)
             after = page["next"]
@@ -167,13 +167,13 @@ class List(SharedVaultTestCase):
                 break
             self.assertEqual(after, seen[-1], "next is the last key of the page")
         self.assertEqual(pages, 3)
-        self.assertEqual(seen, [k["key_id"] for k in full["keys"]])
+        self.assertEqual(seen, [k["key_id"] for k in full["items"]])
         # Paging combines with a state filter.
         page, _ = self.listing("--state", "disabled", "--limit", "1")
-        self.assertEqual([k["key_id"] for k in page["keys"]], [self.ids[1]])
+        self.assertEqual([k["key_id"] for k in page["items"]], [self.ids[1]])
         self.assertEqual(page["next"], self.ids[1])
         page, _ = self.listing("--state", "disabled", "--limit", "1", "--after", self.ids[1])
-        self.assertEqual([k["key_id"] for k in page["keys"]], [self.ids[3]])
+        self.assertEqual([k["key_id"] for k in page["items"]], [self.ids[3]])
         self.assertIsNone(page["next"])
 
     def test_text_listing_has_a_row_per_key_and_tells_how_to_get_the_next_page(self):
@@ -229,7 +229,7 @@ class States(SharedVaultTestCase):
             self.assertEqual(k["last_rotated"], k["versions"][-1]["created"])
             self.assertEqual(ts(k["next_rotation"]), ts(k["last_rotated"]) + days(90))
         r, rec = self.audited("key", "versions", key, "--json", action="key.describe")
-        self.assertEqual(r.json(), k["versions"])
+        self.assertEqual(r.json(), {"items": k["versions"], "next": None})
         r, _ = self.audited("key", "versions", key, action="key.describe")
         lines = r.out.splitlines()
         self.assertRegex(lines[0], r"^\s*VERSION\s+CREATED\s+PRIMARY$")
@@ -276,10 +276,16 @@ class States(SharedVaultTestCase):
         # 30 days (the default) from when the command ran.
         delta = ts(k["deletion_date"]) - ts(rec["time"])
         self.assertLess(abs(delta - days(30)).total_seconds(), 60, delta)
-        self.assertIn(k["deletion_date"], r.err)
-        self.assertIn(f"kmsctl key cancel-deletion {key}", r.err)
+        self.assertEqual(r.err, "", "--json prints the key instead of the confirmation")
         self.assertIn(f"deletion date    {k['deletion_date']}",
                       self.vault.ok("key", "describe", key).out)
+        # Without --json: one line on stderr with the date and how to cancel.
+        self.vault.ok("key", "cancel-deletion", key)
+        r = self.vault.ok("key", "schedule-deletion", key)
+        self.assertEqual(r.out, "")
+        date = self.vault.json("key", "describe", key, "--json")["deletion_date"]
+        self.assertEqual(r.err, f"key {key}: PendingDeletion, deleted on {date} "
+                                f"(cancel with `kmsctl key cancel-deletion {key}`)\n")
 
         # Scheduling again is refused, as are enable and disable.
         for verb, action in (("schedule-deletion", "key.schedule_deletion"),
@@ -334,7 +340,7 @@ class States(SharedVaultTestCase):
 class Aliases(SharedVaultTestCase):
     def aliases(self):
         r, _ = self.audited("key", "alias", "list", "--json", action="key.alias_list")
-        return {a["alias"]: a["key_id"] for a in r.json()}
+        return {a["alias"]: a["key_id"] for a in r.json()["items"]}
 
     def test_alias_create_update_delete_and_list(self):
         a, b = self.vault.create_key(), self.vault.create_key()

@@ -30,7 +30,7 @@ class Maintain(SharedVaultTestCase):
         rotated = {x["key_id"]: x["version"] for x in rep["rotated"]}
         self.assertEqual(len(rotated), len(rep["rotated"]), "a key is rotated once per run")
         if "--dry-run" not in args:
-            self.assertEqual({x["key"]: x["version"] for x in rec["params"].get("rotated", [])},
+            self.assertEqual({x["key_id"]: x["version"] for x in rec["params"].get("rotated", [])},
                              rotated)
             self.assertEqual(sorted(rec["params"]["deleted"]), sorted(rep["deleted"]))
         return rotated, sorted(rep["deleted"])
@@ -81,7 +81,7 @@ class Maintain(SharedVaultTestCase):
         self.assertError(r, NOT_FOUND, d7)
         r = v.run("decrypt", input=d7_blob, faketime=when)
         self.assertError(r, NOT_FOUND, d7)
-        aliases = {a["alias"] for a in v.json("key", "alias", "list", "--json", faketime=when)}
+        aliases = {a["alias"] for a in v.json("key", "alias", "list", "--json", faketime=when)["items"]}
         self.assertEqual(aliases, {"alias/r90"}, "the purged key's aliases are gone")
         for table in ("key_versions", "key_aliases", "key_tags"):
             self.assertEqual(v.sql(f"SELECT count(*) FROM {table} WHERE key_id = ?", (d7,)),

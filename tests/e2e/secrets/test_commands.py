@@ -41,17 +41,17 @@ class Commands(SecretsTestCase):
         self.assertError(v.run("secret", "get", "app/db", "--stage", "pending"), NOT_FOUND, "pending")
         self.assertError(v.run("secret", "get", "app/db", "--version-id", "9"), NOT_FOUND, "version 9")
         j = v.json("secret", "get", "app/db", "--stage", "previous", "--json")
-        self.assertEqual(j, {"name": "app/db", "version_id": 2, "stages": ["previous"],
+        self.assertEqual(j, {"name": "app/db", "version": 2, "stages": ["previous"],
                              "value": SECRET_VALUES[1].decode()})
-        versions = v.json("secret", "versions", "app/db", "--json")
-        self.assertEqual([(x["version_id"], x["stages"]) for x in versions],
+        versions = v.json("secret", "versions", "app/db", "--json")["items"]
+        self.assertEqual([(x["version"], x["stages"]) for x in versions],
                          [(1, []), (2, ["previous"]), (3, ["current"])])
         d = self.describe("app/db")
         self.assertEqual(d["description"], "db")
         self.assertEqual(d["tags"], {"team": "core"})
         self.assertEqual(d["key_aliases"], ["alias/kmsctl/secrets"])
         self.assertEqual(d["version_count"], 3)
-        listed = {s["name"]: s for s in v.json("secret", "list", "--json")}
+        listed = {s["name"]: s for s in v.json("secret", "list", "--json")["items"]}
         self.assertIn("app/db", listed)
         self.assertNotIn("value", json.dumps(listed["app/db"]))
         self.assertNotStored(*SECRET_VALUES)
@@ -155,7 +155,7 @@ class Commands(SecretsTestCase):
         self.assertError(v.run("secret", "put", "del/me", "--value-stdin", input=b"x"), REFUSED)
         self.assertError(v.run("secret", "create", "del/me", "--value-stdin", input=b"x"), REFUSED)
         self.assertError(v.run("secret", "delete", "del/me"), REFUSED, "already")
-        listed = {s["name"]: s for s in v.json("secret", "list", "--json")}
+        listed = {s["name"]: s for s in v.json("secret", "list", "--json")["items"]}
         self.assertEqual(listed["del/me"]["deletion_date"], d["deletion_date"])
         self.audited("secret", "restore", "del/me", action="secret.restore")
         self.assertEqual(self.get("del/me"), b"delete-me-value-4242")

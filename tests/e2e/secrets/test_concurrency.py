@@ -50,8 +50,8 @@ class Concurrency(SecretsTestCase):
         self.assertEqual(sorted(by_version), list(range(2, 2 + PROCS * PUTS)),
                          "each put made its own version")
         self.assertEqual(set(by_version.values()), values)
-        versions = v.json("secret", "versions", "busy", "--json")
-        self.assertEqual([x["version_id"] for x in versions], list(range(2, 2 + PROCS * PUTS)),
+        versions = v.json("secret", "versions", "busy", "--json")["items"]
+        self.assertEqual([x["version"] for x in versions], list(range(2, 2 + PROCS * PUTS)),
                          "100 kept: version 1 (oldest, unstaged) purged")
         self.assertEqual(sum(1 for x in versions if x["stages"] == ["current"]), 1)
         self.assertEqual(sum(1 for x in versions if x["stages"] == ["previous"]), 1)

@@ -175,7 +175,7 @@ class HookProcesses(SecretsTestCase):
                 with open(v.path("at"), "w") as f:
                     f.write("none")
                 rot = v.json("secret", "rotate", name, "--json")
-                self.assertEqual((rot["resumed"], rot["version_id"]), (at != "create", 2))
+                self.assertEqual((rot["resumed"], rot["version"]), (at != "create", 2))
                 self.assertEqual(self.stages(name), {"current": 2, "previous": 1, "pending": None})
                 self.assertEqual(self.describe(name)["rotation"]["last_error"], None)
 
@@ -188,7 +188,7 @@ class HookProcesses(SecretsTestCase):
         self.assertNoneLeft("(maintain, hook exited)")
         self.assertEqual(r.rc, 0, repr(r))
         self.assertLess(took, 20)
-        self.assertEqual(r.json()["secrets_rotated"], [{"name": "hp/due-exits", "version_id": 2}])
+        self.assertEqual(r.json()["secrets_rotated"], [{"name": "hp/due-exits", "version": 2}])
 
         v.ok("secret", "set-rotation", "hp/due-exits", "--off")
         self.setUp()

@@ -26,7 +26,7 @@ class Maintain(SecretsTestCase):
         r = self.vault.run("maintain", "--json", *args, faketime=when)
         self.assertEqual(r.rc, rc, repr(r))
         rep = r.json()
-        return ({x["name"]: x["version_id"] for x in rep["secrets_rotated"]},
+        return ({x["name"]: x["version"] for x in rep["secrets_rotated"]},
                 sorted(rep["secrets_purged"]), [x["name"] for x in rep["secrets_failed"]])
 
     def current(self, name, when):
@@ -92,7 +92,7 @@ class MaintainOrder(SecretsTestCase):
         before = v.audit_count()
         r = v.run("maintain", "--json", faketime="+2d")
         self.assertEqual(r.rc, 0, repr(r))
-        self.assertEqual(r.json()["secrets_rotated"], [{"name": "mo/hooked", "version_id": 2}])
+        self.assertEqual(r.json()["secrets_rotated"], [{"name": "mo/hooked", "version": 2}])
         rows = v.audit_rows(before)
         self.assertEqual(rows[0]["action"], "vault.maintain")
         recs = [(x["seq"], x["params"]["step"], x["outcome"]) for x in rows

@@ -32,7 +32,7 @@ def sha256(text):
 class SecretPolicy(SharedVaultTestCase):
     def secret(self, name):
         info = self.vault.json("secret", "create", name, "--value-stdin", "--json", input=VALUE)
-        return info["id"]
+        return info["secret_id"]
 
     def policy_file(self, name, text):
         p = self.vault.path(name)

@@ -77,10 +77,10 @@ class Rotation(SecretsTestCase):
     def test_the_hook_runs_create_set_test_finish_with_ids_in_env_and_values_on_stdin_and_fd3(self):
         v = self.vault
         self.create("rot/steps", b"old-value-steps", "--rotation-command", self.hook)
-        sid = self.describe("rot/steps")["id"]
+        sid = self.describe("rot/steps")["secret_id"]
         before = v.audit_count()
         r = v.json("secret", "rotate", "rot/steps", "--json")
-        self.assertEqual(r, {"name": "rot/steps", "version_id": 2, "previous_version_id": 1,
+        self.assertEqual(r, {"name": "rot/steps", "version": 2, "previous_version": 1,
                              "resumed": False, "steps": ["create", "set", "test", "finish"]})
         new_value = self.get("rot/steps").decode()
         self.assertEqual(len(new_value), 32)
@@ -202,7 +202,7 @@ class Rotation(SecretsTestCase):
                 os.unlink(self.vault.path("hook.log"))
                 r = v.json("secret", "rotate", name, "--json")
                 self.assertEqual(r["resumed"], step != "create")
-                self.assertEqual(r["version_id"], 2, "the same pending version is finished")
+                self.assertEqual(r["version"], 2, "the same pending version is finished")
                 self.assertEqual([c["step"] for c in self.hook_calls()],
                                  ["set", "test", "finish"] if step != "create"
                                  else ["create", "set", "test", "finish"])
@@ -240,7 +240,7 @@ class Rotation(SecretsTestCase):
         fixed = self.write_script("fixed.sh", '#!/bin/sh\necho "$KMSCTL_ROTATION_STEP" >> "$(dirname "$0")/fixed.log"\n')
         v.ok("secret", "set-rotation", name, "--command", fixed)
         r = v.json("secret", "rotate", name, "--json")
-        self.assertEqual((r["resumed"], r["version_id"]), (True, 2))
+        self.assertEqual((r["resumed"], r["version"]), (True, 2))
         with open(v.path("fixed.log")) as f:
             self.assertEqual(f.read().split(), ["set", "test", "finish"])
 
@@ -249,7 +249,7 @@ class Rotation(SecretsTestCase):
         self.assertEqual((rot["period_days"], rot["command"], rot["next_rotation"]), (None, None, None))
         self.assertEqual(v.audit_rows(before)[-1]["params"],
                          {"name": name, "rotation_period_days": None, "rotation_command": False})
-        self.assertEqual(v.json("secret", "rotate", name, "--json")["version_id"], 3)
+        self.assertEqual(v.json("secret", "rotate", name, "--json")["version"], 3)
         self.assertEqual(len(self.get(name)), 32)
 
     def test_set_rotation_refuses_bad_input_unknown_and_deleted_secrets(self):

@@ -249,7 +249,7 @@ class RowAttackCase(KmsTestCase):
         return str(uuid.UUID(bytes=raw[5:21])), int.from_bytes(raw[21:25], "big")
 
     def secret_id(self, name):
-        return self.kms.json("secret", "describe", name, "--json")["id"]
+        return self.kms.json("secret", "describe", name, "--json")["secret_id"]
 
     def faketime_run(self, *args, offset):
         """`kmsctl ARGS` with its clock moved by `offset` (libfaketime); skips the test when

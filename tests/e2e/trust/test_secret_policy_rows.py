@@ -27,7 +27,7 @@ resources = ["*"]
 class SecretPolicyRows(RowAttackCase):
     def create_secret(self, name):
         return self.kms.json("secret", "create", name, "--value-stdin", "--json",
-                             input=VALUE)["id"]
+                             input=VALUE)["secret_id"]
 
     def setUp(self):
         super().setUp()

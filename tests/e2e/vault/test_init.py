@@ -45,7 +45,8 @@ class Init(KmsTestCase):
     def test_init_creates_the_vault_0600_in_a_0700_directory_even_with_umask_022(self):
         self.assertFalse(os.path.exists(self.kms.vault_dir))
         r = self.kms.init(preexec_fn=lambda: os.umask(0o022))
-        self.assertIn(f"created vault {self.kms.vault}", r.out)
+        self.assertEqual(r.out, "", "a confirmation goes to stderr")
+        self.assertIn(f"created vault {self.kms.vault} (id ", r.err)
         self.assertEqual(file_mode(self.kms.vault_dir), 0o700)
         self.assertEqual(file_mode(self.kms.vault), 0o600)
         self.assertEqual(file_mode(self.kms.token_dir), 0o700)

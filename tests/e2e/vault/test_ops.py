@@ -156,7 +156,7 @@ class ResetPin(KmsTestCase):
         self.kms.ok("audit", "verify", env=env)
         rows = self.kms.sql("SELECT action, outcome FROM audit_log ORDER BY seq")
         self.assertEqual(rows[-2:], [("vault.reset_pin", "ok"), ("audit.verify", "ok")])
-        self.assertEqual(len(self.kms.json("key", "list", "--json", env=env)["keys"]), 1)
+        self.assertEqual(len(self.kms.json("key", "list", "--json", env=env)["items"]), 1)
         self.kms.secret_keys(pin=new_pin)
 
     def test_a_wrong_so_pin_changes_nothing(self):

@@ -128,7 +128,7 @@ class RestoreLosses(KmsTestCase):
         blob = k.ok("encrypt", "--key", new_key, "--in", value).out
         k.ok("secret", "put", "app/kept", "--value-file", value)
         k.ok("secret", "create", "app/new", "--value-file", value)
-        ids = {s["name"]: s["id"] for s in k.json("secret", "list", "--json")}
+        ids = {s["name"]: s["secret_id"] for s in k.json("secret", "list", "--json")["items"]}
 
         r = k.run("vault", "restore", backup)
         self.assertError(r, REFUSED, "1 key version (1 whole key)",
@@ -234,8 +234,8 @@ class RestoreLosses(KmsTestCase):
         k.ok("secret", "put", "app/db", "--value-stdin", input=b"second value")
         k.ok("vault", "restore", "--force", k.path("b1.db"))
         k.ok("secret", "put", "app/db", "--value-stdin", input=b"third value")
-        versions = json.loads(k.ok("secret", "versions", "app/db", "--json").out)
-        self.assertEqual([v["version_id"] for v in versions], [1, 3])
+        versions = json.loads(k.ok("secret", "versions", "app/db", "--json").out)["items"]
+        self.assertEqual([v["version"] for v in versions], [1, 3])
         r = k.run("secret", "get", "app/db", "--version-id", "2")
         self.assertEqual(r.rc, NOT_FOUND, r.show())
 

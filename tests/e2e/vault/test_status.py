@@ -266,7 +266,7 @@ class CommandLine(KmsTestCase):
                 self.assertIn("alias/global-opts", r.out)
         r = self.kms.run("--vault", vault, "key", "list", "--json", unset=("KMSCTL_VAULT",))
         self.assertOk(r)
-        self.assertIn(key_id, [k["key_id"] for k in json.loads(r.out)["keys"]])
+        self.assertIn(key_id, [k["key_id"] for k in json.loads(r.out)["items"]])
         for args in (("--vault=" + vault, "--pin-file=" + pin, "status"),
                      ("--vault=" + vault, "--pin-file", pin, "status", "--json")):
             with self.subTest(args=args):
