@@ -27,9 +27,9 @@ _kmsctl_flags() {
     "re-encrypt") echo "--help -h --help-all --to-key --in --out -o --force --context --to-context --binary" ;;
     "data-key") echo "--help -h --help-all" ;;
     "random") echo "--help -h --help-all --bytes --format" ;;
-    "sign") echo "--help -h --help-all --key --algorithm --in --digest --message-type --out -o --format --force" ;;
+    "sign") echo "--help -h --help-all --key --algorithm --in --digest --message-type --out -o --format --force --json" ;;
     "verify") echo "--help -h --help-all --key --public-key --algorithm --signature --key-version --in --digest --message-type --json" ;;
-    "mac") echo "--help -h --help-all --key --in --out -o --format --force" ;;
+    "mac") echo "--help -h --help-all --key --in --out -o --format --force --json" ;;
     "verify-mac") echo "--help -h --help-all --key --mac --in --json" ;;
     "file") echo "--help -h --help-all" ;;
     "secret") echo "--help -h --help-all" ;;
@@ -61,7 +61,7 @@ _kmsctl_flags() {
     "key untag") echo "--help -h --help-all --json" ;;
     "key set-policy") echo "--help -h --help-all --remove --json" ;;
     "key get-policy") echo "--help -h --help-all --json" ;;
-    "key public") echo "--help -h --help-all --version --format --out -o --force" ;;
+    "key public") echo "--help -h --help-all --version --format --out -o --force --json" ;;
     "key import-params") echo "--help -h --help-all --wrapping-algorithm --out-dir -o --force --json" ;;
     "key import") echo "--help -h --help-all --material --import-token --expires --json" ;;
     "key specs") echo "--help -h --help-all --json" ;;

@@ -218,7 +218,7 @@ void add_public(CLI::App* key, Globals& g) {
   struct PublicArgs {
     std::string key, format = "pem", out = "-";
     std::optional<std::int64_t> version;
-    bool force = false;
+    bool force = false, json = false;
   };
   auto pa = std::make_shared<PublicArgs>();
   CLI::App* cmd = key->add_subcommand(
@@ -227,12 +227,25 @@ void add_public(CLI::App* key, Globals& g) {
   cmd->add_option("--version", pa->version, "Of this key version (default: the primary)")
       ->check(CLI::PositiveNumber)
       ->type_name("N");
-  cmd->add_option("--format", pa->format, "pem (default) or der")
-      ->check(CLI::IsMember({"pem", "der"}));
-  cmd->add_option("-o,--out", pa->out, "Output file (atomic), or - for standard output (default)")
-      ->type_name("FILE");
+  auto* f = cmd->add_option("--format", pa->format, "pem (default) or der")
+                ->check(CLI::IsMember({"pem", "der"}));
+  auto* o = cmd->add_option("-o,--out", pa->out,
+                            "Output file (atomic), or - for standard output (default)")
+                ->type_name("FILE");
   cmd->add_flag("--force", pa->force, "Overwrite an existing output file");
+  cmd->add_flag("--json", pa->json,
+                "Print {key_id, key_version, spec, usage, public_key_pem} on standard output")
+      ->excludes(f)
+      ->excludes(o);
   cmd->callback([&g, pa] {
+    if (pa->json) {
+      const keys::PublicKey k = send(g, req::GetPublicKey{pa->key, pa->version});
+      return print_json({{"key_id", k.key_id},
+                         {"key_version", k.key_version},
+                         {"spec", std::string(key_spec_name(k.spec))},
+                         {"usage", std::string(key_usage_name(k.usage))},
+                         {"public_key_pem", crypto::public_key_pem(k.spki)}});
+    }
     refuse_directory_output(pa->out);
     if (pa->format == "der") refuse_binary_on_terminal(pa->out, "a DER public key");
     const keys::PublicKey k = send(g, req::GetPublicKey{pa->key, pa->version});

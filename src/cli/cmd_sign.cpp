@@ -76,28 +76,40 @@ struct SignedInput {
 };
 
 // Output of a signature or MAC: raw bytes to a file, base64 text to standard output, unless
-// --format says otherwise.
+// --format says otherwise; or, with --json, {key_id, key_version, FIELD} on standard output.
 struct SignatureOut {
   std::string out = "-", format;
-  bool force = false;
+  bool force = false, json = false;
 
-  void add(CLI::App* cmd, const char* what) {
-    cmd->add_option("-o,--out", out,
-                    fmt::format("Write the {} to FILE (atomic), or - for standard output", what))
-        ->type_name("FILE");
-    cmd->add_option("--format", format,
-                    "raw or base64 (default: raw to a file, base64 to standard output)")
-        ->check(CLI::IsMember({"raw", "base64"}));
+  void add(CLI::App* cmd, const char* what, const char* field) {
+    auto* o = cmd->add_option(
+                     "-o,--out", out,
+                     fmt::format("Write the {} to FILE (atomic), or - for standard output", what))
+                  ->type_name("FILE");
+    auto* f = cmd->add_option("--format", format,
+                              "raw or base64 (default: raw to a file, base64 to standard output)")
+                  ->check(CLI::IsMember({"raw", "base64"}));
     cmd->add_flag("--force", force, "Overwrite an existing output file");
+    cmd->add_flag("--json", json,
+                  fmt::format("Print {{key_id, key_version, {}}} ({} in base64) on standard output",
+                              field, what))
+        ->excludes(o)
+        ->excludes(f);
   }
 
-  bool raw() const { return format.empty() ? out != "-" : format == "raw"; }
+  bool raw() const { return !json && (format.empty() ? out != "-" : format == "raw"); }
   // Before the request: raw bytes are refused on a terminal.
   void check(std::string_view what) const {
     refuse_directory_output(out);
     if (raw()) refuse_binary_on_terminal(out, fmt::format("a raw {}", what));
   }
-  void write(const Bytes& value) const {
+  void write(const keys::Signature& s, const char* field) const {
+    if (json) {
+      return print_json({{"key_id", s.key_id},
+                         {"key_version", s.key_version},
+                         {field, crypto::to_base64(s.value)}});
+    }
+    const Bytes& value = s.value;
     const bool raw = this->raw();
     write_output(out, raw ? std::string(as_chars(value)) : crypto::to_base64(value) + "\n", force);
   }
@@ -142,13 +154,13 @@ void register_sign(CLI::App& app, Globals& g) {
       ->required()
       ->check(CLI::IsMember(signing_algorithm_names()));
   sa->SignedInput::add(cmd);
-  sa->SignatureOut::add(cmd, "signature");
+  sa->SignatureOut::add(cmd, "signature", "signature");
   cmd->callback([&g, sa] {
     sa->check("signature");
     const SecureBytes input = sa->read();
     const keys::Signature s = send(g, req::Sign{sa->key, signing_algorithm_option(sa->algorithm),
                                                 SecureBytes(input.view()), sa->is_digest()});
-    sa->write(s.value);
+    sa->write(s, "signature");
   });
 }
 
@@ -209,12 +221,12 @@ void register_mac(CLI::App& app, Globals& g) {
       ->type_name("KEY");
   cmd->add_option("--in", ma->in, "The message, from a file or - for standard input (default)")
       ->type_name("FILE");
-  ma->SignatureOut::add(cmd, "MAC");
+  ma->SignatureOut::add(cmd, "MAC", "mac");
   cmd->callback([&g, ma] {
     ma->check("MAC");
     const SecureBytes message =
         read_input(ma->in, keys::kMaxMacMessage, "MAC a digest of larger data (its SHA-256)");
-    ma->write(send(g, req::Mac{ma->key, SecureBytes(message.view())}).value);
+    ma->write(send(g, req::Mac{ma->key, SecureBytes(message.view())}), "mac");
   });
 }
 

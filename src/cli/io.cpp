@@ -46,7 +46,7 @@ SecureBytes read_input(const std::string& path, std::size_t max_bytes,
   const int fd = stdin_input ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     throw Error(Code::usage, fmt::format("cannot read {}: {}", path, std::strerror(errno)),
-                "check the path given to --in");
+                "check the file's path and that you may read it");
   }
   // The buffer is locked memory, filled and wiped whole: sized to the file when it is one
   // (a blob is a few KiB under a 64 KiB limit), else grown as the input fills it.

@@ -74,6 +74,39 @@ class Confirmations(KmsTestCase):
         self.assertNotIn("id", d)
 
 
+class JsonResults(KmsTestCase):
+    def test_sign_mac_and_key_public_give_the_object_with_json(self):
+        self.kms.init()
+        sk = self.kms.ok("key", "create", "--spec", "EC_P256", "--usage", "sign",
+                         "--alias", "alias/js").out.strip()
+        mk = self.kms.ok("key", "create", "--spec", "HMAC_SHA256", "--usage", "mac").out.strip()
+        msg = self.kms.path("msg")
+        with open(msg, "wb") as f:
+            f.write(b"release 1.2")
+        j = self.kms.json("sign", "--key", "alias/js", "--algorithm", "ECDSA_SHA_256",
+                          "--in", msg, "--json")
+        self.assertEqual((j["key_id"], j["key_version"]), (sk, 1))
+        sig = self.kms.path("sig")
+        with open(sig, "w") as f:
+            f.write(j["signature"])
+        self.kms.ok("verify", "--key", sk, "--algorithm", "ECDSA_SHA_256", "--signature", sig,
+                    "--in", msg)
+        j = self.kms.json("mac", "--key", mk, "--in", msg, "--json")
+        self.assertEqual(set(j), {"key_id", "key_version", "mac"})
+        mac = self.kms.path("mac")
+        with open(mac, "w") as f:
+            f.write(j["mac"])
+        self.kms.ok("verify-mac", "--key", mk, "--mac", mac, "--in", msg)
+        j = self.kms.json("key", "public", "alias/js", "--json")
+        self.assertEqual((j["key_id"], j["key_version"], j["spec"]), (sk, 1, "EC_P256"))
+        self.assertEqual(j["public_key_pem"], self.kms.ok("key", "public", sk).out)
+        # --json is the output: it does not go with -o or --format.
+        r = self.kms.run("sign", "--key", sk, "--algorithm", "ECDSA_SHA_256", "--in", msg,
+                         "--json", "-o", self.kms.path("x"))
+        self.assertEqual(r.rc, USAGE, r.show())
+        self.assertFalse(os.path.exists(self.kms.path("x")))
+
+
 class Lists(KmsTestCase):
     def test_every_list_json_is_items_and_next(self):
         self.kms.init()
