@@ -18,110 +18,364 @@ _kmsctl_subcommands() {
 _kmsctl_flags() {
   case "$1" in
     "") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
-    "init") echo "--help -h --help-all --pkcs11-module --token-label --token-serial --so-pin-file --force --json" ;;
-    "status") echo "--help -h --help-all --json" ;;
-    "audit") echo "--help -h --help-all" ;;
-    "key") echo "--help -h --help-all" ;;
-    "encrypt") echo "--help -h --help-all --key --in --out -o --force --context --algorithm --binary" ;;
-    "decrypt") echo "--help -h --help-all --in --out -o --force --context --key --algorithm --key-version" ;;
-    "re-encrypt") echo "--help -h --help-all --to-key --in --out -o --force --context --to-context --binary" ;;
-    "data-key") echo "--help -h --help-all" ;;
-    "random") echo "--help -h --help-all --bytes --format" ;;
-    "sign") echo "--help -h --help-all --key --algorithm --in --digest --message-type --out -o --format --force --json" ;;
-    "verify") echo "--help -h --help-all --key --public-key --algorithm --signature --key-version --in --digest --message-type --json" ;;
-    "mac") echo "--help -h --help-all --key --in --out -o --format --force --json" ;;
-    "verify-mac") echo "--help -h --help-all --key --mac --in --json" ;;
-    "file") echo "--help -h --help-all" ;;
-    "secret") echo "--help -h --help-all" ;;
-    "exec") echo "--help -h --help-all --secret --stage" ;;
-    "maintain") echo "--help -h --help-all --dry-run --json" ;;
-    "vault") echo "--help -h --help-all" ;;
-    "agent") echo "--help -h --help-all" ;;
-    "grant") echo "--help -h --help-all" ;;
-    "policy") echo "--help -h --help-all" ;;
-    "serve") echo "--help -h --help-all --socket --use-only-socket --policy --json" ;;
-    "version") echo "--help -h --help-all --json" ;;
-    "completion") echo "--help -h --help-all" ;;
-    "manpage") echo "--help -h --help-all" ;;
-    "help") echo "--help -h --help-all" ;;
-    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --json" ;;
-    "audit verify") echo "--help -h --help-all --json" ;;
-    "audit export") echo "--help -h --help-all --output -o --force" ;;
-    "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --origin --json" ;;
-    "key list") echo "--help -h --help-all --state --limit --after --json" ;;
-    "key describe") echo "--help -h --help-all --json" ;;
-    "key enable") echo "--help -h --help-all --json" ;;
-    "key disable") echo "--help -h --help-all --json" ;;
-    "key rotate") echo "--help -h --help-all --json" ;;
-    "key cancel-deletion") echo "--help -h --help-all --json" ;;
-    "key versions") echo "--help -h --help-all --json" ;;
-    "key set-rotation") echo "--help -h --help-all --period --off --json" ;;
-    "key schedule-deletion") echo "--help -h --help-all --pending-days --json" ;;
-    "key tag") echo "--help -h --help-all --json" ;;
-    "key untag") echo "--help -h --help-all --json" ;;
-    "key set-policy") echo "--help -h --help-all --remove --json" ;;
-    "key get-policy") echo "--help -h --help-all --json" ;;
-    "key public") echo "--help -h --help-all --version --format --out -o --force --json" ;;
-    "key import-params") echo "--help -h --help-all --wrapping-algorithm --out-dir -o --force --json" ;;
-    "key import") echo "--help -h --help-all --material --import-token --expires --json" ;;
-    "key specs") echo "--help -h --help-all --json" ;;
-    "key alias") echo "--help -h --help-all" ;;
-    "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json" ;;
-    "file encrypt") echo "--help -h --help-all --key --recipient --frame-size --out -o --out-dir --mkdir --force --no-progress --json --context" ;;
-    "file decrypt") echo "--help -h --help-all --out -o --out-dir --mkdir --force --no-progress --json --context" ;;
-    "file rewrap") echo "--help -h --help-all --to-key --json" ;;
-    "file inspect") echo "--help -h --help-all --json" ;;
-    "secret create") echo "--help -h --help-all --value-stdin --value-file --generate --length --charset --exclude --key --description --tag --rotation-period --rotation-command --json" ;;
-    "secret get") echo "--help -h --help-all --stage --version-id --field --json" ;;
-    "secret put") echo "--help -h --help-all --value-stdin --value-file --generate --length --charset --exclude --json" ;;
-    "secret list") echo "--help -h --help-all --json" ;;
-    "secret describe") echo "--help -h --help-all --json" ;;
-    "secret versions") echo "--help -h --help-all --json" ;;
-    "secret delete") echo "--help -h --help-all --recovery-days --force --json" ;;
-    "secret restore") echo "--help -h --help-all --json" ;;
-    "secret rotate") echo "--help -h --help-all --json" ;;
-    "secret set-rotation") echo "--help -h --help-all --period --off --command --no-command --json" ;;
-    "secret set-policy") echo "--help -h --help-all --remove --json" ;;
-    "secret get-policy") echo "--help -h --help-all --json" ;;
-    "vault backup") echo "--help -h --help-all --force" ;;
-    "vault rekey") echo "--help -h --help-all" ;;
-    "vault change-pin") echo "--help -h --help-all --new-pin-file" ;;
-    "vault reset-pin") echo "--help -h --help-all --so-pin-file --new-pin-file" ;;
-    "vault restore") echo "--help -h --help-all --force --json" ;;
-    "vault check-token") echo "--help -h --help-all --remove --yes --json" ;;
-    "agent start") echo "--help -h --help-all --idle-timeout --max-lifetime --socket --foreground --json" ;;
-    "agent stop") echo "--help -h --help-all --socket" ;;
-    "agent status") echo "--help -h --help-all --socket --json" ;;
-    "grant create") echo "--help -h --help-all --key --grantee --operations --context-equals --context-subset --retiring-principal --expires --name --json" ;;
-    "grant list") echo "--help -h --help-all --key --grantee --all --limit --after --json" ;;
-    "grant revoke") echo "--help -h --help-all --json" ;;
-    "grant retire") echo "--help -h --help-all --json" ;;
-    "policy validate") echo "--help -h --help-all --json" ;;
-    "policy check") echo "--help -h --help-all --policy --principal --action --resource --context --tag --json" ;;
-    "serve reload") echo "--help -h --help-all --socket --json" ;;
-    "serve status") echo "--help -h --help-all --socket --json" ;;
-    "key alias create") echo "--help -h --help-all" ;;
-    "key alias update") echo "--help -h --help-all" ;;
-    "key alias delete") echo "--help -h --help-all" ;;
-    "key alias list") echo "--help -h --help-all --json" ;;
+    "init") echo "--help -h --help-all --pkcs11-module --token-label --token-serial --so-pin-file --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "status") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "audit") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "key") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "encrypt") echo "--help -h --help-all --key --in --out -o --force --context --algorithm --binary --vault --pin-file --quiet -q --version --server" ;;
+    "decrypt") echo "--help -h --help-all --in --out -o --force --context --key --algorithm --key-version --vault --pin-file --quiet -q --version --server" ;;
+    "re-encrypt") echo "--help -h --help-all --to-key --in --out -o --force --context --to-context --binary --vault --pin-file --quiet -q --version --server" ;;
+    "data-key") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "random") echo "--help -h --help-all --bytes --format --vault --pin-file --quiet -q --version --server" ;;
+    "sign") echo "--help -h --help-all --key --algorithm --in --digest --message-type --out -o --format --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "verify") echo "--help -h --help-all --key --public-key --algorithm --signature --key-version --in --digest --message-type --json --vault --pin-file --quiet -q --version --server" ;;
+    "mac") echo "--help -h --help-all --key --in --out -o --format --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "verify-mac") echo "--help -h --help-all --key --mac --in --json --vault --pin-file --quiet -q --version --server" ;;
+    "file") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "secret") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "exec") echo "--help -h --help-all --secret --stage --vault --pin-file --quiet -q --version --server" ;;
+    "maintain") echo "--help -h --help-all --dry-run --json --vault --pin-file --quiet -q --version --server" ;;
+    "vault") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "agent") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "grant") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "policy") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "serve") echo "--help -h --help-all --socket --use-only-socket --policy --json --vault --pin-file --quiet -q --version --server" ;;
+    "version") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "completion") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "manpage") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "help") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --json --vault --pin-file --quiet -q --version --server" ;;
+    "audit verify") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "audit export") echo "--help -h --help-all --output -o --force --vault --pin-file --quiet -q --version --server" ;;
+    "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --origin --json --vault --pin-file --quiet -q --version --server" ;;
+    "key list") echo "--help -h --help-all --state --limit --after --json --vault --pin-file --quiet -q --version --server" ;;
+    "key describe") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key enable") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key disable") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key rotate") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key cancel-deletion") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key versions") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key set-rotation") echo "--help -h --help-all --period --off --json --vault --pin-file --quiet -q --version --server" ;;
+    "key schedule-deletion") echo "--help -h --help-all --pending-days --json --vault --pin-file --quiet -q --version --server" ;;
+    "key tag") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key untag") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key set-policy") echo "--help -h --help-all --remove --json --vault --pin-file --quiet -q --version --server" ;;
+    "key get-policy") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key public") echo "--help -h --help-all --version --format --out -o --force --json --vault --pin-file --quiet -q --server" ;;
+    "key import-params") echo "--help -h --help-all --wrapping-algorithm --out-dir -o --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "key import") echo "--help -h --help-all --material --import-token --expires --json --vault --pin-file --quiet -q --version --server" ;;
+    "key specs") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "key alias") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "data-key generate") echo "--help -h --help-all --key --spec --context --no-plaintext --json --vault --pin-file --quiet -q --version --server" ;;
+    "file encrypt") echo "--help -h --help-all --key --recipient --frame-size --out -o --out-dir --mkdir --force --no-progress --json --context --vault --pin-file --quiet -q --version --server" ;;
+    "file decrypt") echo "--help -h --help-all --out -o --out-dir --mkdir --force --no-progress --json --context --vault --pin-file --quiet -q --version --server" ;;
+    "file rewrap") echo "--help -h --help-all --to-key --json --vault --pin-file --quiet -q --version --server" ;;
+    "file inspect") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret create") echo "--help -h --help-all --value-stdin --value-file --generate --length --charset --exclude --key --description --tag --rotation-period --rotation-command --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret get") echo "--help -h --help-all --stage --version-id --field --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret put") echo "--help -h --help-all --value-stdin --value-file --generate --length --charset --exclude --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret list") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret describe") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret versions") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret delete") echo "--help -h --help-all --recovery-days --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret restore") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret rotate") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret set-rotation") echo "--help -h --help-all --period --off --command --no-command --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret set-policy") echo "--help -h --help-all --remove --json --vault --pin-file --quiet -q --version --server" ;;
+    "secret get-policy") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "vault backup") echo "--help -h --help-all --force --vault --pin-file --quiet -q --version --server" ;;
+    "vault rekey") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "vault change-pin") echo "--help -h --help-all --new-pin-file --vault --pin-file --quiet -q --version --server" ;;
+    "vault reset-pin") echo "--help -h --help-all --so-pin-file --new-pin-file --vault --pin-file --quiet -q --version --server" ;;
+    "vault restore") echo "--help -h --help-all --force --json --vault --pin-file --quiet -q --version --server" ;;
+    "vault check-token") echo "--help -h --help-all --remove --yes --json --vault --pin-file --quiet -q --version --server" ;;
+    "agent start") echo "--help -h --help-all --idle-timeout --max-lifetime --socket --foreground --json --vault --pin-file --quiet -q --version --server" ;;
+    "agent stop") echo "--help -h --help-all --socket --vault --pin-file --quiet -q --version --server" ;;
+    "agent status") echo "--help -h --help-all --socket --json --vault --pin-file --quiet -q --version --server" ;;
+    "grant create") echo "--help -h --help-all --key --grantee --operations --context-equals --context-subset --retiring-principal --expires --name --json --vault --pin-file --quiet -q --version --server" ;;
+    "grant list") echo "--help -h --help-all --key --grantee --all --limit --after --json --vault --pin-file --quiet -q --version --server" ;;
+    "grant revoke") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "grant retire") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "policy validate") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
+    "policy check") echo "--help -h --help-all --policy --principal --action --resource --context --tag --json --vault --pin-file --quiet -q --version --server" ;;
+    "serve reload") echo "--help -h --help-all --socket --json --vault --pin-file --quiet -q --version --server" ;;
+    "serve status") echo "--help -h --help-all --socket --json --vault --pin-file --quiet -q --version --server" ;;
+    "key alias create") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "key alias update") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "key alias delete") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
+    "key alias list") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
   esac
 }
-_kmsctl() {
-  local cur="${COMP_WORDS[COMP_CWORD]}" prev="" path="" i w
-  [ "$COMP_CWORD" -gt 0 ] && prev="${COMP_WORDS[COMP_CWORD-1]}"
-  for ((i = 1; i < COMP_CWORD; i++)); do
-    w="${COMP_WORDS[i]}"
-    case " $(_kmsctl_subcommands "$path") " in
-      *" $w "*) path="${path:+$path }$w" ;;
-    esac
-  done
-  case "$prev" in
-    --vault|--pin-file|--pkcs11-module|--so-pin-file|--in|--out|-o|--public-key|--signature|--mac|--policy|--output|--out-dir|--value-file|--new-pin-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+# What completes the value of an option ($2: --flag) or of the Nth argument ($2: #N) of
+# the command $1: file, dir, keys, aliases, secrets, values A B..., text; nothing for a
+# flag that takes no value.
+_kmsctl_arg() {
+  case "$1|$2" in
+    "init""|--pkcs11-module") echo "file" ;;
+    "init""|--token-label") echo "text" ;;
+    "init""|--token-serial") echo "text" ;;
+    "init""|--so-pin-file") echo "file" ;;
+    "encrypt""|--key") echo "keys" ;;
+    "encrypt""|--in") echo "file" ;;
+    "encrypt""|--out"|"encrypt""|-o") echo "file" ;;
+    "encrypt""|--context") echo "text" ;;
+    "encrypt""|--algorithm") echo "values SYMMETRIC_DEFAULT RSAES_OAEP_SHA_256 SM2PKE" ;;
+    "decrypt""|--in") echo "file" ;;
+    "decrypt""|--out"|"decrypt""|-o") echo "file" ;;
+    "decrypt""|--context") echo "text" ;;
+    "decrypt""|--key") echo "keys" ;;
+    "decrypt""|--algorithm") echo "values SYMMETRIC_DEFAULT RSAES_OAEP_SHA_256 SM2PKE" ;;
+    "decrypt""|--key-version") echo "text" ;;
+    "re-encrypt""|--to-key") echo "keys" ;;
+    "re-encrypt""|--in") echo "file" ;;
+    "re-encrypt""|--out"|"re-encrypt""|-o") echo "file" ;;
+    "re-encrypt""|--context") echo "text" ;;
+    "re-encrypt""|--to-context") echo "text" ;;
+    "random""|--bytes") echo "text" ;;
+    "random""|--format") echo "values base64 hex raw" ;;
+    "sign""|--key") echo "keys" ;;
+    "sign""|--algorithm") echo "values RSASSA_PSS_SHA_256 RSASSA_PKCS1_V1_5_SHA_256 ECDSA_SHA_256 ECDSA_SHA_384 ED25519 SM2DSA" ;;
+    "sign""|--in") echo "file" ;;
+    "sign""|--digest") echo "text" ;;
+    "sign""|--message-type") echo "values raw digest" ;;
+    "sign""|--out"|"sign""|-o") echo "file" ;;
+    "sign""|--format") echo "values raw base64" ;;
+    "verify""|--key") echo "keys" ;;
+    "verify""|--public-key") echo "file" ;;
+    "verify""|--algorithm") echo "values RSASSA_PSS_SHA_256 RSASSA_PKCS1_V1_5_SHA_256 ECDSA_SHA_256 ECDSA_SHA_384 ED25519 SM2DSA" ;;
+    "verify""|--signature") echo "file" ;;
+    "verify""|--key-version") echo "text" ;;
+    "verify""|--in") echo "file" ;;
+    "verify""|--digest") echo "text" ;;
+    "verify""|--message-type") echo "values raw digest" ;;
+    "mac""|--key") echo "keys" ;;
+    "mac""|--in") echo "file" ;;
+    "mac""|--out"|"mac""|-o") echo "file" ;;
+    "mac""|--format") echo "values raw base64" ;;
+    "verify-mac""|--key") echo "keys" ;;
+    "verify-mac""|--mac") echo "file" ;;
+    "verify-mac""|--in") echo "file" ;;
+    "exec""|--secret") echo "secrets" ;;
+    "exec""|--stage") echo "values current previous" ;;
+    "exec""|#0") echo "text" ;;
+    "serve""|--socket") echo "file" ;;
+    "serve""|--use-only-socket") echo "file" ;;
+    "serve""|--policy") echo "file" ;;
+    "completion""|#0") echo "values bash zsh fish" ;;
+    "help""|#0") echo "text" ;;
+    "audit list""|--since") echo "text" ;;
+    "audit list""|--until") echo "text" ;;
+    "audit list""|--action") echo "text" ;;
+    "audit list""|--resource") echo "text" ;;
+    "audit list""|--principal") echo "text" ;;
+    "audit list""|--outcome") echo "values ok error denied started" ;;
+    "audit list""|--grant") echo "text" ;;
+    "audit list""|--limit") echo "text" ;;
+    "audit export""|--output"|"audit export""|-o") echo "file" ;;
+    "key create""|--spec") echo "values AES_256 RSA_2048 RSA_3072 RSA_4096 EC_P256 EC_P384 EC_SECP256K1 ED25519 X25519 EC_SM2 SM4 HMAC_SHA256 HMAC_SHA512" ;;
+    "key create""|--usage") echo "values encrypt sign mac agree" ;;
+    "key create""|--description") echo "text" ;;
+    "key create""|--alias") echo "text" ;;
+    "key create""|--tag") echo "text" ;;
+    "key create""|--rotation-period") echo "text" ;;
+    "key create""|--protection") echo "values software hsm" ;;
+    "key create""|--origin") echo "values kms external" ;;
+    "key list""|--state") echo "values enabled disabled pending-deletion pending-import" ;;
+    "key list""|--limit") echo "text" ;;
+    "key list""|--after") echo "text" ;;
+    "key describe""|#0") echo "keys" ;;
+    "key enable""|#0") echo "keys" ;;
+    "key disable""|#0") echo "keys" ;;
+    "key rotate""|#0") echo "keys" ;;
+    "key cancel-deletion""|#0") echo "keys" ;;
+    "key versions""|#0") echo "keys" ;;
+    "key set-rotation""|--period") echo "text" ;;
+    "key set-rotation""|#0") echo "keys" ;;
+    "key schedule-deletion""|--pending-days") echo "text" ;;
+    "key schedule-deletion""|#0") echo "keys" ;;
+    "key tag""|#0") echo "keys" ;;
+    "key tag""|#1") echo "text" ;;
+    "key untag""|#0") echo "keys" ;;
+    "key untag""|#1") echo "text" ;;
+    "key set-policy""|#0") echo "keys" ;;
+    "key set-policy""|#1") echo "file" ;;
+    "key get-policy""|#0") echo "keys" ;;
+    "key public""|--version") echo "text" ;;
+    "key public""|--format") echo "values pem der" ;;
+    "key public""|--out"|"key public""|-o") echo "file" ;;
+    "key public""|#0") echo "keys" ;;
+    "key import-params""|--wrapping-algorithm") echo "values RSAES_OAEP_SHA_256 RSA_AES_KEY_WRAP_SHA_256" ;;
+    "key import-params""|--out-dir"|"key import-params""|-o") echo "dir" ;;
+    "key import-params""|#0") echo "keys" ;;
+    "key import""|--material") echo "file" ;;
+    "key import""|--import-token") echo "file" ;;
+    "key import""|--expires") echo "text" ;;
+    "key import""|#0") echo "keys" ;;
+    "data-key generate""|--key") echo "keys" ;;
+    "data-key generate""|--spec") echo "values AES_256 AES_128" ;;
+    "data-key generate""|--context") echo "text" ;;
+    "file encrypt""|--key") echo "keys" ;;
+    "file encrypt""|--recipient") echo "file" ;;
+    "file encrypt""|--frame-size") echo "text" ;;
+    "file encrypt""|--out"|"file encrypt""|-o") echo "file" ;;
+    "file encrypt""|--out-dir") echo "dir" ;;
+    "file encrypt""|--context") echo "text" ;;
+    "file encrypt""|#0") echo "file" ;;
+    "file decrypt""|--out"|"file decrypt""|-o") echo "file" ;;
+    "file decrypt""|--out-dir") echo "dir" ;;
+    "file decrypt""|--context") echo "text" ;;
+    "file decrypt""|#0") echo "file" ;;
+    "file rewrap""|--to-key") echo "keys" ;;
+    "file rewrap""|#0") echo "file" ;;
+    "file inspect""|#0") echo "file" ;;
+    "secret create""|--value-file") echo "file" ;;
+    "secret create""|--length") echo "text" ;;
+    "secret create""|--charset") echo "values alnum alnum-symbols hex base64" ;;
+    "secret create""|--exclude") echo "text" ;;
+    "secret create""|--key") echo "keys" ;;
+    "secret create""|--description") echo "text" ;;
+    "secret create""|--tag") echo "text" ;;
+    "secret create""|--rotation-period") echo "text" ;;
+    "secret create""|--rotation-command") echo "text" ;;
+    "secret create""|#0") echo "text" ;;
+    "secret get""|--stage") echo "values current previous pending" ;;
+    "secret get""|--version-id") echo "text" ;;
+    "secret get""|--field") echo "text" ;;
+    "secret get""|#0") echo "secrets" ;;
+    "secret put""|--value-file") echo "file" ;;
+    "secret put""|--length") echo "text" ;;
+    "secret put""|--charset") echo "values alnum alnum-symbols hex base64" ;;
+    "secret put""|--exclude") echo "text" ;;
+    "secret put""|#0") echo "secrets" ;;
+    "secret describe""|#0") echo "secrets" ;;
+    "secret versions""|#0") echo "secrets" ;;
+    "secret delete""|--recovery-days") echo "text" ;;
+    "secret delete""|#0") echo "secrets" ;;
+    "secret restore""|#0") echo "secrets" ;;
+    "secret rotate""|#0") echo "secrets" ;;
+    "secret set-rotation""|--period") echo "text" ;;
+    "secret set-rotation""|--command") echo "text" ;;
+    "secret set-rotation""|#0") echo "secrets" ;;
+    "secret set-policy""|#0") echo "secrets" ;;
+    "secret set-policy""|#1") echo "file" ;;
+    "secret get-policy""|#0") echo "secrets" ;;
+    "vault backup""|#0") echo "file" ;;
+    "vault change-pin""|--new-pin-file") echo "file" ;;
+    "vault reset-pin""|--so-pin-file") echo "file" ;;
+    "vault reset-pin""|--new-pin-file") echo "file" ;;
+    "vault restore""|#0") echo "file" ;;
+    "agent start""|--idle-timeout") echo "text" ;;
+    "agent start""|--max-lifetime") echo "text" ;;
+    "agent start""|--socket") echo "file" ;;
+    "agent stop""|--socket") echo "file" ;;
+    "agent status""|--socket") echo "file" ;;
+    "grant create""|--key") echo "keys" ;;
+    "grant create""|--grantee") echo "text" ;;
+    "grant create""|--operations") echo "text" ;;
+    "grant create""|--context-equals") echo "text" ;;
+    "grant create""|--context-subset") echo "text" ;;
+    "grant create""|--retiring-principal") echo "text" ;;
+    "grant create""|--expires") echo "text" ;;
+    "grant create""|--name") echo "text" ;;
+    "grant list""|--key") echo "keys" ;;
+    "grant list""|--grantee") echo "text" ;;
+    "grant list""|--limit") echo "text" ;;
+    "grant list""|--after") echo "text" ;;
+    "grant revoke""|#0") echo "text" ;;
+    "grant retire""|#0") echo "text" ;;
+    "policy validate""|#0") echo "file" ;;
+    "policy check""|--policy") echo "file" ;;
+    "policy check""|--principal") echo "text" ;;
+    "policy check""|--action") echo "text" ;;
+    "policy check""|--resource") echo "text" ;;
+    "policy check""|--context") echo "text" ;;
+    "policy check""|--tag") echo "text" ;;
+    "serve reload""|--socket") echo "file" ;;
+    "serve status""|--socket") echo "file" ;;
+    "key alias create""|#0") echo "text" ;;
+    "key alias create""|#1") echo "keys" ;;
+    "key alias update""|#0") echo "aliases" ;;
+    "key alias update""|#1") echo "keys" ;;
+    "key alias delete""|#0") echo "aliases" ;;
+    "exec""|#"*) echo "text" ;;
+    "help""|#"*) echo "text" ;;
+    "key tag""|#"*) echo "text" ;;
+    "key untag""|#"*) echo "text" ;;
+    "file encrypt""|#"*) echo "file" ;;
+    "file decrypt""|#"*) echo "file" ;;
+    "file rewrap""|#"*) echo "file" ;;
+    *"|--vault") echo "file" ;;
+    *"|--pin-file") echo "file" ;;
+    *"|--server") echo "file" ;;
   esac
-  if [[ "$cur" == -* ]]; then
-    COMPREPLY=($(compgen -W "$(_kmsctl_flags "$path")" -- "$cur"))
+}
+# Names in the vault that begin with $2 ($1: keys, aliases or secrets), from the vault file
+# alone (`kmsctl __complete`: no PIN, no audit record); $3 the --vault, $4 the --server given.
+_kmsctl_names() {
+  local cmd="${words[0]}" v="$3"
+  [[ $cmd == "~/"* ]] && cmd="$HOME/${cmd#"~/"}"
+  [[ $v == "~/"* ]] && v="$HOME/${v#"~/"}"
+  command "$cmd" ${v:+--vault "$v"} ${4:+--server "$4"} __complete "$1" -- "$2" 2>/dev/null </dev/null
+}
+_kmsctl() {
+  local cur prev words cword
+  if declare -F _get_comp_words_by_ref >/dev/null; then
+    _get_comp_words_by_ref -n =: cur prev words cword  # bash-completion: `a=b` one word
   else
-    COMPREPLY=($(compgen -W "$(_kmsctl_subcommands "$path")" -- "$cur"))
+    words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
+    cur="${COMP_WORDS[COMP_CWORD]}"
   fi
+  local path="" i w n=0 skip="" vault="" server="" dashdash="" kind="" pre="" full="$cur"
+  for ((i = 1; i < cword; i++)); do
+    w="${words[i]}"
+    if [[ -n $skip ]]; then  # the value of the option before
+      [[ $w == "=" ]] && continue  # --vault=V as bash splits it
+      case "$skip" in --vault) vault="$w" ;; --server) server="$w" ;; esac
+      skip=""
+      continue
+    fi
+    if [[ -z $dashdash ]]; then
+      case "$w" in
+        --) dashdash=1; continue ;;
+        --vault=*) vault="${w#*=}"; continue ;;
+        --server=*) server="${w#*=}"; continue ;;
+        --*=*) continue ;;
+        -?*) [[ -n "$(_kmsctl_arg "$path" "$w")" ]] && skip="$w"; continue ;;
+      esac
+      case " $(_kmsctl_subcommands "$path") " in
+        *" $w "*) path="${path:+$path }$w"; n=0; continue ;;
+      esac
+    fi
+    n=$((n + 1))
+  done
+  if [[ -n $skip ]]; then
+    kind="$(_kmsctl_arg "$path" "$skip")"
+    [[ $cur == "=" ]] && pre="=" cur=""
+  elif [[ -z $dashdash && $cur == --*=* ]]; then
+    kind="$(_kmsctl_arg "$path" "${cur%%=*}")" pre="${cur%%=*}=" cur="${cur#*=}"
+  elif [[ -z $dashdash && $cur == -* ]]; then
+    COMPREPLY=($(compgen -W "$(_kmsctl_flags "$path")" -- "$cur"))
+    return
+  elif [[ -n "$(_kmsctl_subcommands "$path")" ]]; then
+    COMPREPLY=($(compgen -W "$(_kmsctl_subcommands "$path")" -- "$cur"))
+    return
+  else
+    kind="$(_kmsctl_arg "$path" "#$n")"
+  fi
+  COMPREPLY=()
+  case "$kind" in
+    file) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;
+    dir) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
+    "values "*) COMPREPLY=($(compgen -W "${kind#values }" -- "$cur")) ;;
+    keys | aliases | secrets)
+      mapfile -t COMPREPLY < <(_kmsctl_names "$kind" "$cur" "$vault" "$server") ;;
+  esac
+  # bash replaces only the part of the word after its last break (`=`, `:`): offer that part.
+  local native="${COMP_WORDS[COMP_CWORD]}" lead
+  lead="${full%"$native"}"
+  for i in "${!COMPREPLY[@]}"; do
+    w="$pre${COMPREPLY[i]}"
+    COMPREPLY[i]="${w#"$lead"}"
+  done
 }
 complete -F _kmsctl kmsctl

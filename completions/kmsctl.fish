@@ -27,14 +27,364 @@ function __kmsctl_subcommands
             printf '%s\n' create update delete list
     end
 end
-function __kmsctl_path
-    set -l path ''
-    for w in (commandline -opc)[2..-1]
-        if contains -- $w (__kmsctl_subcommands "$path")
-            set path (string trim -- "$path $w")
-        end
+# Whether the option $2 of the command $1 takes a value.
+function __kmsctl_takes_value
+    switch "$argv[1]|$argv[2]"
+        case 'init|--pkcs11-module'
+            return 0
+        case 'init|--token-label'
+            return 0
+        case 'init|--token-serial'
+            return 0
+        case 'init|--so-pin-file'
+            return 0
+        case 'encrypt|--key'
+            return 0
+        case 'encrypt|--in'
+            return 0
+        case 'encrypt|--out' 'encrypt|-o'
+            return 0
+        case 'encrypt|--context'
+            return 0
+        case 'encrypt|--algorithm'
+            return 0
+        case 'decrypt|--in'
+            return 0
+        case 'decrypt|--out' 'decrypt|-o'
+            return 0
+        case 'decrypt|--context'
+            return 0
+        case 'decrypt|--key'
+            return 0
+        case 'decrypt|--algorithm'
+            return 0
+        case 'decrypt|--key-version'
+            return 0
+        case 're-encrypt|--to-key'
+            return 0
+        case 're-encrypt|--in'
+            return 0
+        case 're-encrypt|--out' 're-encrypt|-o'
+            return 0
+        case 're-encrypt|--context'
+            return 0
+        case 're-encrypt|--to-context'
+            return 0
+        case 'random|--bytes'
+            return 0
+        case 'random|--format'
+            return 0
+        case 'sign|--key'
+            return 0
+        case 'sign|--algorithm'
+            return 0
+        case 'sign|--in'
+            return 0
+        case 'sign|--digest'
+            return 0
+        case 'sign|--message-type'
+            return 0
+        case 'sign|--out' 'sign|-o'
+            return 0
+        case 'sign|--format'
+            return 0
+        case 'verify|--key'
+            return 0
+        case 'verify|--public-key'
+            return 0
+        case 'verify|--algorithm'
+            return 0
+        case 'verify|--signature'
+            return 0
+        case 'verify|--key-version'
+            return 0
+        case 'verify|--in'
+            return 0
+        case 'verify|--digest'
+            return 0
+        case 'verify|--message-type'
+            return 0
+        case 'mac|--key'
+            return 0
+        case 'mac|--in'
+            return 0
+        case 'mac|--out' 'mac|-o'
+            return 0
+        case 'mac|--format'
+            return 0
+        case 'verify-mac|--key'
+            return 0
+        case 'verify-mac|--mac'
+            return 0
+        case 'verify-mac|--in'
+            return 0
+        case 'exec|--secret'
+            return 0
+        case 'exec|--stage'
+            return 0
+        case 'serve|--socket'
+            return 0
+        case 'serve|--use-only-socket'
+            return 0
+        case 'serve|--policy'
+            return 0
+        case 'audit list|--since'
+            return 0
+        case 'audit list|--until'
+            return 0
+        case 'audit list|--action'
+            return 0
+        case 'audit list|--resource'
+            return 0
+        case 'audit list|--principal'
+            return 0
+        case 'audit list|--outcome'
+            return 0
+        case 'audit list|--grant'
+            return 0
+        case 'audit list|--limit'
+            return 0
+        case 'audit export|--output' 'audit export|-o'
+            return 0
+        case 'key create|--spec'
+            return 0
+        case 'key create|--usage'
+            return 0
+        case 'key create|--description'
+            return 0
+        case 'key create|--alias'
+            return 0
+        case 'key create|--tag'
+            return 0
+        case 'key create|--rotation-period'
+            return 0
+        case 'key create|--protection'
+            return 0
+        case 'key create|--origin'
+            return 0
+        case 'key list|--state'
+            return 0
+        case 'key list|--limit'
+            return 0
+        case 'key list|--after'
+            return 0
+        case 'key set-rotation|--period'
+            return 0
+        case 'key schedule-deletion|--pending-days'
+            return 0
+        case 'key public|--version'
+            return 0
+        case 'key public|--format'
+            return 0
+        case 'key public|--out' 'key public|-o'
+            return 0
+        case 'key import-params|--wrapping-algorithm'
+            return 0
+        case 'key import-params|--out-dir' 'key import-params|-o'
+            return 0
+        case 'key import|--material'
+            return 0
+        case 'key import|--import-token'
+            return 0
+        case 'key import|--expires'
+            return 0
+        case 'data-key generate|--key'
+            return 0
+        case 'data-key generate|--spec'
+            return 0
+        case 'data-key generate|--context'
+            return 0
+        case 'file encrypt|--key'
+            return 0
+        case 'file encrypt|--recipient'
+            return 0
+        case 'file encrypt|--frame-size'
+            return 0
+        case 'file encrypt|--out' 'file encrypt|-o'
+            return 0
+        case 'file encrypt|--out-dir'
+            return 0
+        case 'file encrypt|--context'
+            return 0
+        case 'file decrypt|--out' 'file decrypt|-o'
+            return 0
+        case 'file decrypt|--out-dir'
+            return 0
+        case 'file decrypt|--context'
+            return 0
+        case 'file rewrap|--to-key'
+            return 0
+        case 'secret create|--value-file'
+            return 0
+        case 'secret create|--length'
+            return 0
+        case 'secret create|--charset'
+            return 0
+        case 'secret create|--exclude'
+            return 0
+        case 'secret create|--key'
+            return 0
+        case 'secret create|--description'
+            return 0
+        case 'secret create|--tag'
+            return 0
+        case 'secret create|--rotation-period'
+            return 0
+        case 'secret create|--rotation-command'
+            return 0
+        case 'secret get|--stage'
+            return 0
+        case 'secret get|--version-id'
+            return 0
+        case 'secret get|--field'
+            return 0
+        case 'secret put|--value-file'
+            return 0
+        case 'secret put|--length'
+            return 0
+        case 'secret put|--charset'
+            return 0
+        case 'secret put|--exclude'
+            return 0
+        case 'secret delete|--recovery-days'
+            return 0
+        case 'secret set-rotation|--period'
+            return 0
+        case 'secret set-rotation|--command'
+            return 0
+        case 'vault change-pin|--new-pin-file'
+            return 0
+        case 'vault reset-pin|--so-pin-file'
+            return 0
+        case 'vault reset-pin|--new-pin-file'
+            return 0
+        case 'agent start|--idle-timeout'
+            return 0
+        case 'agent start|--max-lifetime'
+            return 0
+        case 'agent start|--socket'
+            return 0
+        case 'agent stop|--socket'
+            return 0
+        case 'agent status|--socket'
+            return 0
+        case 'grant create|--key'
+            return 0
+        case 'grant create|--grantee'
+            return 0
+        case 'grant create|--operations'
+            return 0
+        case 'grant create|--context-equals'
+            return 0
+        case 'grant create|--context-subset'
+            return 0
+        case 'grant create|--retiring-principal'
+            return 0
+        case 'grant create|--expires'
+            return 0
+        case 'grant create|--name'
+            return 0
+        case 'grant list|--key'
+            return 0
+        case 'grant list|--grantee'
+            return 0
+        case 'grant list|--limit'
+            return 0
+        case 'grant list|--after'
+            return 0
+        case 'policy check|--policy'
+            return 0
+        case 'policy check|--principal'
+            return 0
+        case 'policy check|--action'
+            return 0
+        case 'policy check|--resource'
+            return 0
+        case 'policy check|--context'
+            return 0
+        case 'policy check|--tag'
+            return 0
+        case 'serve reload|--socket'
+            return 0
+        case 'serve status|--socket'
+            return 0
+        case '*|--vault'
+            return 0
+        case '*|--pin-file'
+            return 0
+        case '*|--server'
+            return 0
     end
-    echo $path
+    return 1
+end
+# The command words, the number of arguments after them, and the option whose value the
+# next token is (or '').
+function __kmsctl_state
+    set -l path ''
+    set -l n 0
+    set -l skip ''
+    set -l dashdash ''
+    for w in (commandline -opc)[2..-1]
+        if test -n "$skip"
+            set skip ''
+            continue
+        end
+        if test -z "$dashdash"
+            switch $w
+                case --
+                    set dashdash 1
+                    continue
+                case '--*=*'
+                    continue
+                case '-?*'
+                    __kmsctl_takes_value "$path" $w; and set skip $w
+                    continue
+            end
+            if contains -- $w (__kmsctl_subcommands "$path")
+                set path (string trim -- "$path $w")
+                set n 0
+                continue
+            end
+        end
+        set n (math $n + 1)
+    end
+    echo "$n|$skip|$path"
+end
+function __kmsctl_path
+    set -l state (string split -m 2 '|' -- (__kmsctl_state))
+    echo $state[3]
+end
+# Whether the token being completed is argument $2 (N, or N+ for N and after) of the
+# command $1.
+function __kmsctl_at
+    set -l state (string split -m 2 '|' -- (__kmsctl_state))
+    test "$state[3]" = "$argv[1]"; and test -z "$state[2]"; or return 1
+    if string match -q -- '*+' $argv[2]
+        test $state[1] -ge (string trim -c + -- $argv[2])
+    else
+        test $state[1] -eq $argv[2]
+    end
+end
+# Names in the vault that begin with the token being completed ($1: keys, aliases or
+# secrets), from the vault file alone (`kmsctl __complete`: no PIN, no audit record).
+function __kmsctl_names
+    set -l tokens (commandline -opc)
+    set -l args
+    set -l i 2
+    while test $i -le (count $tokens)
+        switch $tokens[$i]
+            case --vault --server
+                set i (math $i + 1)
+                if test $i -le (count $tokens)
+                    set -a args $tokens[(math $i - 1)] (string replace -r '^~/' "$HOME/" -- $tokens[$i])
+                end
+            case '--vault=*' '--server=*'
+                set -a args $tokens[$i]
+        end
+        set i (math $i + 1)
+    end
+    set -l cmd (string replace -r '^~/' "$HOME/" -- $tokens[1])
+    command $cmd $args __complete $argv[1] -- (commandline -ct) 2>/dev/null </dev/null
 end
 complete -c kmsctl -f
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a init -d 'Create a vault whose root key lives in a PKCS#11 token (default: a new private SoftHSM2 token beside the vault)'
@@ -63,18 +413,18 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsct
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a help -d 'Show the help of COMMAND (as `kmsctl COMMAND --help`), or of kmsctl'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help -s h -d 'Print this help message and exit'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l vault -r -F -d 'Vault file (default: ~/.local/share/kmsctl/vault.db)'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l version -d 'Print the kmsctl version (as `kmsctl version`)'
-complete -c kmsctl -n "test (__kmsctl_path) = ''" -l server -r -d 'Send every request to the kmsctl service listening at PATH (`kmsctl serve`); nothing runs here and no PIN is read'
+complete -c kmsctl -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -l help-all -d 'Show help for every command'
+complete -c kmsctl -l vault -r -F -d 'Vault file (default: ~/.local/share/kmsctl/vault.db)'
+complete -c kmsctl -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
+complete -c kmsctl -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
+complete -c kmsctl -l version -d 'Print the kmsctl version (as `kmsctl version`)'
+complete -c kmsctl -l server -r -F -d 'Send every request to the kmsctl service listening at PATH (`kmsctl serve`); nothing runs here and no PIN is read'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l pkcs11-module -r -F -d 'Use a token of this PKCS#11 module'
-complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l token-label -r -d 'Choose the module\'s token by label'
-complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l token-serial -r -d 'Choose the module\'s token by serial number'
+complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l token-label -r -f -d 'Choose the module\'s token by label'
+complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l token-serial -r -f -d 'Choose the module\'s token by serial number'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l so-pin-file -r -F -d 'Write a new private token\'s SO PIN to FILE (0600) instead of printing it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l force -d 'Move an existing vault aside (renamed, not deleted)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l json -d 'Print the result as JSON'
@@ -109,71 +459,71 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -l help -s h -d 'Print this
 complete -c kmsctl -n "test (__kmsctl_path) = 'key'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l key -r -d 'Key id or alias/NAME'
+complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l in -r -F -d 'Input file, or - for standard input (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l out -s o -r -F -d 'Output file (atomic, 0600), or - for standard output (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l force -d 'Overwrite an existing output file'
-complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l algorithm -r -d 'SYMMETRIC_DEFAULT (default: a ciphertext blob), RSAES_OAEP_SHA_256 or SM2PKE (public-key encryption of small data)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l algorithm -r -f -a 'SYMMETRIC_DEFAULT RSAES_OAEP_SHA_256 SM2PKE' -d 'SYMMETRIC_DEFAULT (default: a ciphertext blob), RSAES_OAEP_SHA_256 or SM2PKE (public-key encryption of small data)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'encrypt'" -l binary -d 'Write the raw blob instead of base64 text'
 complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l in -r -F -d 'Input file, or - for standard input (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l out -s o -r -F -d 'Output file (atomic, 0600), or - for standard output (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l force -d 'Overwrite an existing output file'
-complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l key -r -d 'The key of a public-key ciphertext (id or alias/NAME)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l algorithm -r -d 'SYMMETRIC_DEFAULT (default: a ciphertext blob), RSAES_OAEP_SHA_256 or SM2PKE (public-key encryption of small data)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l key-version -r -d 'Only this key version (default: each, the primary first)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l key -r -f -a '(__kmsctl_names keys)' -d 'The key of a public-key ciphertext (id or alias/NAME)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l algorithm -r -f -a 'SYMMETRIC_DEFAULT RSAES_OAEP_SHA_256 SM2PKE' -d 'SYMMETRIC_DEFAULT (default: a ciphertext blob), RSAES_OAEP_SHA_256 or SM2PKE (public-key encryption of small data)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'decrypt'" -l key-version -r -f -d 'Only this key version (default: each, the primary first)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-key -r -d 'Key id or alias/NAME to encrypt under (its primary version)'
+complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME to encrypt under (its primary version)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l in -r -F -d 'Input file, or - for standard input (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l out -s o -r -F -d 'Output file (atomic, 0600), or - for standard output (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l force -d 'Overwrite an existing output file'
-complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-context -r -d 'New encryption context pair K=V (repeatable; default: keep the --context pairs)'
+complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l to-context -r -f -d 'New encryption context pair K=V (repeatable; default: keep the --context pairs)'
 complete -c kmsctl -n "test (__kmsctl_path) = 're-encrypt'" -l binary -d 'Write the raw blob instead of base64 text'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key'" -a generate -d 'A random data key, in plaintext and encrypted under KEY'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l bytes -r -d 'How many (1-1024)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l format -r -d 'base64 (default), hex or raw'
+complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l bytes -r -f -d 'How many (1-1024)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'random'" -l format -r -f -a 'base64 hex raw' -d 'base64 (default), hex or raw'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l key -r -d 'Key id or alias/NAME (usage sign)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l algorithm -r -d 'Signing algorithm'
+complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME (usage sign)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l algorithm -r -f -a 'RSASSA_PSS_SHA_256 RSASSA_PKCS1_V1_5_SHA_256 ECDSA_SHA_256 ECDSA_SHA_384 ED25519 SM2DSA' -d 'Signing algorithm'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l in -r -F -d 'The message (or its digest), from a file or - for standard input'
-complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l digest -r -d 'The message\'s digest in hex (--message-type digest)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l message-type -r -d 'raw: --in is the message (at most 4096 bytes); digest: its digest'
+complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l digest -r -f -d 'The message\'s digest in hex (--message-type digest)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l message-type -r -f -a 'raw digest' -d 'raw: --in is the message (at most 4096 bytes); digest: its digest'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l out -s o -r -F -d 'Write the signature to FILE (atomic), or - for standard output'
-complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l format -r -d 'raw or base64 (default: raw to a file, base64 to standard output)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l format -r -f -a 'raw base64' -d 'raw or base64 (default: raw to a file, base64 to standard output)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l force -d 'Overwrite an existing output file'
 complete -c kmsctl -n "test (__kmsctl_path) = 'sign'" -l json -d 'Print {key_id, key_version, signature} (signature in base64) on standard output'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l key -r -d 'Key id or alias/NAME in the vault'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME in the vault'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l public-key -r -F -d 'A public key file (PEM or DER), verified here without a vault'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l algorithm -r -d 'Signing algorithm'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l algorithm -r -f -a 'RSASSA_PSS_SHA_256 RSASSA_PKCS1_V1_5_SHA_256 ECDSA_SHA_256 ECDSA_SHA_384 ED25519 SM2DSA' -d 'Signing algorithm'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l signature -r -F -d 'The signature file (raw or base64)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l key-version -r -d 'Only this key version (default: each, the primary first)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l key-version -r -f -d 'Only this key version (default: each, the primary first)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l in -r -F -d 'The message (or its digest), from a file or - for standard input'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l digest -r -d 'The message\'s digest in hex (--message-type digest)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l message-type -r -d 'raw: --in is the message (at most 4096 bytes); digest: its digest'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l digest -r -f -d 'The message\'s digest in hex (--message-type digest)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l message-type -r -f -a 'raw digest' -d 'raw: --in is the message (at most 4096 bytes); digest: its digest'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify'" -l json -d 'Print {valid, key_id, key_version} as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l key -r -d 'Key id or alias/NAME (usage mac)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME (usage mac)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l in -r -F -d 'The message, from a file or - for standard input (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l out -s o -r -F -d 'Write the MAC to FILE (atomic), or - for standard output'
-complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l format -r -d 'raw or base64 (default: raw to a file, base64 to standard output)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l format -r -f -a 'raw base64' -d 'raw or base64 (default: raw to a file, base64 to standard output)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l force -d 'Overwrite an existing output file'
 complete -c kmsctl -n "test (__kmsctl_path) = 'mac'" -l json -d 'Print {key_id, key_version, mac} (MAC in base64) on standard output'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l key -r -d 'Key id or alias/NAME (usage mac)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME (usage mac)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l mac -r -F -d 'The MAC file (raw or base64)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l in -r -F -d 'The message, from a file or - for standard input (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'verify-mac'" -l json -d 'Print {valid, key_id, key_version} as JSON'
@@ -199,8 +549,8 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help -s h -d 'Print t
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l secret -r -d 'Secret NAME, or NAME=ENV_VAR (repeatable; default variable: the name upper-cased, other characters as _)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l stage -r -d 'Which stage of every secret (default current)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l secret -r -f -a '(__kmsctl_names secrets)' -d 'Secret NAME, or NAME=ENV_VAR (repeatable; default variable: the name upper-cased, other characters as _)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'exec'" -l stage -r -f -a 'current previous' -d 'Which stage of every secret (default current)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l dry-run -d 'Only list what would be done'
@@ -232,8 +582,8 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -a reload -d 'Load the se
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -a status -d 'Show the running service'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l socket -r -d 'Listen at PATH, for every operation the policy allows (default: the sockets systemd passes, or $RUNTIME_DIRECTORY/kmsctl.sock)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l use-only-socket -r -d 'Also listen at PATH for the use of keys only (encrypt, decrypt, data keys, files, secret get): safe to forward to a build host'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l socket -r -F -d 'Listen at PATH, for every operation the policy allows (default: the sockets systemd passes, or $RUNTIME_DIRECTORY/kmsctl.sock)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l use-only-socket -r -F -d 'Also listen at PATH for the use of keys only (encrypt, decrypt, data keys, files, secret get): safe to forward to a build host'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l policy -r -F -d 'The policy file (TOML or JSON, docs/POLICY.md); without one nothing is allowed'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l json -d 'Print the service\'s sockets and policy as JSON once it serves'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help -s h -d 'Print this help message and exit'
@@ -241,20 +591,21 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help-all -d 'Show he
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l json -d 'Print as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'completion'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'completion'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'completion' 0" -f -a 'bash zsh fish'
 complete -c kmsctl -n "test (__kmsctl_path) = 'manpage'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'manpage'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'help'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'help'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l since -r -d 'Records at or after this RFC 3339 time'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l until -r -d 'Records before this RFC 3339 time'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l action -r -d 'Only this action (e.g. vault.status)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l resource -r -d 'Only this resource (e.g. vault/ID)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l principal -r -d 'Only this OS user'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l outcome -r -d 'Only this outcome'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l grant -r -d 'Only records about this grant or allowed by it'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l limit -r -d 'At most N records (default 100)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l since -r -f -d 'Records at or after this RFC 3339 time'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l until -r -f -d 'Records before this RFC 3339 time'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l action -r -f -d 'Only this action (e.g. vault.status)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l resource -r -f -d 'Only this resource (e.g. vault/ID)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l principal -r -f -d 'Only this OS user'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l outcome -r -f -a 'ok error denied started' -d 'Only this outcome'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l grant -r -f -d 'Only records about this grant or allowed by it'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l limit -r -f -d 'At most N records (default 100)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l json -d 'Print a JSON array of records'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l help-all -d 'Show help for every command'
@@ -265,80 +616,96 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'audit export'" -l output -s o -r 
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit export'" -l force -d 'Overwrite an existing output file'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l spec -r -d 'Key spec (default AES_256; `kmsctl key specs` lists them)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l usage -r -d 'encrypt, sign, mac or agree (fixed at creation; default: the spec\'s first)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l description -r -d 'What the key is for'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l alias -r -d 'Give it an alias/NAME'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l tag -r -d 'Tag K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l rotation-period -r -d 'Rotate automatically every N days (7d-730d)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l protection -r -d 'software: material sealed in the vault; hsm: generated and used in the token'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l origin -r -d 'kms: the vault makes the material (default); external: none until `key import` (bring your own key; software protection only)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l spec -r -f -a 'AES_256 RSA_2048 RSA_3072 RSA_4096 EC_P256 EC_P384 EC_SECP256K1 ED25519 X25519 EC_SM2 SM4 HMAC_SHA256 HMAC_SHA512' -d 'Key spec (default AES_256; `kmsctl key specs` lists them)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l usage -r -f -a 'encrypt sign mac agree' -d 'encrypt, sign, mac or agree (fixed at creation; default: the spec\'s first)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l description -r -f -d 'What the key is for'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l alias -r -f -d 'Give it an alias/NAME'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l tag -r -f -d 'Tag K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l rotation-period -r -f -d 'Rotate automatically every N days (7d-730d)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l protection -r -f -a 'software hsm' -d 'software: material sealed in the vault; hsm: generated and used in the token'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l origin -r -f -a 'kms external' -d 'kms: the vault makes the material (default); external: none until `key import` (bring your own key; software protection only)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key create'" -l json -d 'Print the key as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l state -r -d 'Only keys in this state'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l limit -r -d 'At most N keys (default 100)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l after -r -d 'Start after this key id (the `next` of the previous page)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l state -r -f -a 'enabled disabled pending-deletion pending-import' -d 'Only keys in this state'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l limit -r -f -d 'At most N keys (default 100)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l after -r -f -d 'Start after this key id (the `next` of the previous page)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key list'" -l json -d 'Print {"items": [...], "next": ID|null}'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key describe'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key describe'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key describe'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key describe' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key enable'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key enable'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key enable'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key enable' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key disable'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key disable'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key disable'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key disable' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key rotate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key rotate'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key rotate'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key rotate' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key cancel-deletion'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key cancel-deletion'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key cancel-deletion'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key cancel-deletion' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key versions'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key versions'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key versions'" -l json -d 'Print {"items": [...], "next": null}'
+complete -c kmsctl -n "__kmsctl_at 'key versions' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l period -r -d 'Every N days (7d-730d)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l period -r -f -d 'Every N days (7d-730d)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l off -d 'No automatic rotation'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-rotation'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key set-rotation' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key schedule-deletion'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key schedule-deletion'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key schedule-deletion'" -l pending-days -r -d 'Waiting period, 7-30 days (default 30)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key schedule-deletion'" -l pending-days -r -f -d 'Waiting period, 7-30 days (default 30)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key schedule-deletion'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key schedule-deletion' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key tag'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key tag'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key tag'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key tag' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key untag'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key untag' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l remove -d 'Remove the key\'s policy'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key set-policy'" -l json -d 'Print the key\'s policy as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key set-policy' 0" -f -a '(__kmsctl_names keys)'
+complete -c kmsctl -n "__kmsctl_at 'key set-policy' 1" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key get-policy'" -l json -d 'Print {key_id, text, sha256, updated, updated_by_uid} (null: none)'
+complete -c kmsctl -n "__kmsctl_at 'key get-policy' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l version -r -d 'Of this key version (default: the primary)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l format -r -d 'pem (default) or der'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l version -r -f -d 'Of this key version (default: the primary)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l format -r -f -a 'pem der' -d 'pem (default) or der'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l out -s o -r -F -d 'Output file (atomic), or - for standard output (default)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l force -d 'Overwrite an existing output file'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key public'" -l json -d 'Print {key_id, key_version, spec, usage, public_key_pem} on standard output'
+complete -c kmsctl -n "__kmsctl_at 'key public' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l wrapping-algorithm -r -d 'RSAES_OAEP_SHA_256 (default; symmetric and HMAC material) or RSA_AES_KEY_WRAP_SHA_256 (private keys)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l out-dir -s o -r -F -d 'Directory to write the two files in (default .)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l wrapping-algorithm -r -f -a 'RSAES_OAEP_SHA_256 RSA_AES_KEY_WRAP_SHA_256' -d 'RSAES_OAEP_SHA_256 (default; symmetric and HMAC material) or RSA_AES_KEY_WRAP_SHA_256 (private keys)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l out-dir -s o -r -f -a '(__fish_complete_directories (commandline -ct))' -d 'Directory to write the two files in (default .)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l force -d 'Overwrite existing wrapping-key.pem and import-token'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import-params'" -l json -d 'Print {key_id, wrapping_algorithm, expires, wrapping_key, import_token}'
+complete -c kmsctl -n "__kmsctl_at 'key import-params' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l material -r -d 'The wrapped material (binary; - for standard input)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l import-token -r -d 'The import-token file of `key import-params`'
-complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l expires -r -d 'The material expires (then `maintain` deletes it): a duration (30d, 12h), a date or an RFC 3339 time; default never'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l material -r -F -d 'The wrapped material (binary; - for standard input)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l import-token -r -F -d 'The import-token file of `key import-params`'
+complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l expires -r -f -d 'The material expires (then `maintain` deletes it): a duration (30d, 12h), a date or an RFC 3339 time; default never'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key import'" -l json -d 'Print the key as JSON'
+complete -c kmsctl -n "__kmsctl_at 'key import' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key specs'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key specs'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key specs'" -l json -d 'Print them as JSON'
@@ -350,105 +717,121 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'key alias'" -l help -s h -d 'Prin
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l key -r -d 'Key id or alias/NAME'
-complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l spec -r -d 'AES_256 (32 bytes) or AES_128 (16 bytes)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l context -r -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME'
+complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l spec -r -f -a 'AES_256 AES_128' -d 'AES_256 (32 bytes) or AES_128 (16 bytes)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l no-plaintext -d 'Return only the encrypted data key'
 complete -c kmsctl -n "test (__kmsctl_path) = 'data-key generate'" -l json -d 'Print {key_id, plaintext, ciphertext_blob} as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l key -r -d 'Key id or alias/NAME (repeat for several keys)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l recipient -r -d 'A public key file (X25519 or RSA, PEM or DER) to encrypt for; with no --key, no vault is used (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l frame-size -r -d 'Plaintext bytes per frame (default 1MiB)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME (repeat for several keys)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l recipient -r -F -d 'A public key file (X25519 or RSA, PEM or DER) to encrypt for; with no --key, no vault is used (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l frame-size -r -f -d 'Plaintext bytes per frame (default 1MiB)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l out -s o -r -F -d 'Output file, or - for standard output (one input only)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l out-dir -r -F -d 'Write outputs into DIR'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l out-dir -r -f -a '(__fish_complete_directories (commandline -ct))' -d 'Write outputs into DIR'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l mkdir -d 'Create the --out-dir directory (mode 0700) if it is missing'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l force -d 'Overwrite existing outputs'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l no-progress -d 'No progress bar'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l json -d 'Print one JSON object per file (JSON Lines) on stdout'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file encrypt'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "__kmsctl_at 'file encrypt' 0+" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l out -s o -r -F -d 'Output file, or - for standard output (one input only)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l out-dir -r -F -d 'Write outputs into DIR'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l out-dir -r -f -a '(__fish_complete_directories (commandline -ct))' -d 'Write outputs into DIR'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l mkdir -d 'Create the --out-dir directory (mode 0700) if it is missing'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l force -d 'Overwrite existing outputs'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l no-progress -d 'No progress bar'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l json -d 'Print one JSON object per file (JSON Lines) on stdout'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l context -r -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file decrypt'" -l context -r -f -d 'Encryption context pair K=V (repeatable)'
+complete -c kmsctl -n "__kmsctl_at 'file decrypt' 0+" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'file rewrap'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file rewrap'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'file rewrap'" -l to-key -r -d 'Wrap for this key instead of the file\'s own keys'
+complete -c kmsctl -n "test (__kmsctl_path) = 'file rewrap'" -l to-key -r -f -a '(__kmsctl_names keys)' -d 'Wrap for this key instead of the file\'s own keys'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file rewrap'" -l json -d 'Print one JSON object per file'
+complete -c kmsctl -n "__kmsctl_at 'file rewrap' 0+" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'file inspect'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file inspect'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'file inspect'" -l json -d 'Print as JSON'
+complete -c kmsctl -n "__kmsctl_at 'file inspect' 0" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l value-stdin -d 'Read the value from standard input (verbatim)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l value-file -r -F -d 'Read the value from FILE (verbatim)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l generate -d 'Generate a random value'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l length -r -d 'Generated length (default 32)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l charset -r -d 'Generated characters (default alnum)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l exclude -r -d 'Characters never to generate'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l key -r -d 'Key id or alias/NAME to encrypt under (default alias/kmsctl/secrets)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l description -r -d 'What the secret is for'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l tag -r -d 'Tag K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l rotation-period -r -d 'Rotate every N days from `kmsctl maintain` (1d-365d)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l rotation-command -r -d 'Hook run by /bin/sh -c at each rotation step (see README "Secrets")'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l length -r -f -d 'Generated length (default 32)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l charset -r -f -a 'alnum alnum-symbols hex base64' -d 'Generated characters (default alnum)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l exclude -r -f -d 'Characters never to generate'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME to encrypt under (default alias/kmsctl/secrets)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l description -r -f -d 'What the secret is for'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l tag -r -f -d 'Tag K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l rotation-period -r -f -d 'Rotate every N days from `kmsctl maintain` (1d-365d)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l rotation-command -r -f -d 'Hook run by /bin/sh -c at each rotation step (see README "Secrets")'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret create'" -l json -d 'Print the secret as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l stage -r -d 'Which stage (default current)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l version-id -r -d 'A version by id'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l field -r -d 'Print one field of a JSON object value'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l stage -r -f -a 'current previous pending' -d 'Which stage (default current)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l version-id -r -f -d 'A version by id'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l field -r -f -d 'Print one field of a JSON object value'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get'" -l json -d 'Print {name, version, stages, value} as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret get' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l value-stdin -d 'Read the value from standard input (verbatim)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l value-file -r -F -d 'Read the value from FILE (verbatim)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l generate -d 'Generate a random value'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l length -r -d 'Generated length (default 32)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l charset -r -d 'Generated characters (default alnum)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l exclude -r -d 'Characters never to generate'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l length -r -f -d 'Generated length (default 32)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l charset -r -f -a 'alnum alnum-symbols hex base64' -d 'Generated characters (default alnum)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l exclude -r -f -d 'Characters never to generate'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret put'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret put' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret list'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret list'" -l json -d 'Print {"items": [...], "next": null}'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret describe'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret describe'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret describe'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret describe' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret versions'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret versions'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret versions'" -l json -d 'Print {"items": [...], "next": null}'
+complete -c kmsctl -n "__kmsctl_at 'secret versions' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l recovery-days -r -d 'Recovery window, 7-30 days (default 30)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l recovery-days -r -f -d 'Recovery window, 7-30 days (default 30)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l force -d 'Purge now, with every version (no recovery)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret delete'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret delete' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret restore'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret restore'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret restore'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret restore' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret rotate'" -l json -d 'Print the result as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret rotate' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l period -r -d 'Rotate every N days from `kmsctl maintain` (1d-365d)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l period -r -f -d 'Rotate every N days from `kmsctl maintain` (1d-365d)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l off -d 'No automatic rotation (`secret rotate` still works)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l command -r -d 'Hook run by /bin/sh -c at each rotation step'
+complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l command -r -f -d 'Hook run by /bin/sh -c at each rotation step'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l no-command -d 'No hook: kmsctl generates each new value'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-rotation'" -l json -d 'Print the secret as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret set-rotation' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l remove -d 'Remove the secret\'s policy'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret set-policy'" -l json -d 'Print the secret\'s policy as JSON'
+complete -c kmsctl -n "__kmsctl_at 'secret set-policy' 0" -f -a '(__kmsctl_names secrets)'
+complete -c kmsctl -n "__kmsctl_at 'secret set-policy' 1" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'secret get-policy'" -l json -d 'Print {name, secret_id, text, sha256, updated, updated_by_uid} (null: none)'
+complete -c kmsctl -n "__kmsctl_at 'secret get-policy' 0" -f -a '(__kmsctl_names secrets)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l force -d 'Overwrite an existing file'
+complete -c kmsctl -n "__kmsctl_at 'vault backup' 0" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault rekey'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault rekey'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l help -s h -d 'Print this help message and exit'
@@ -462,6 +845,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help -s h -d '
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l force -d 'Replace an existing vault\'s content, even if that drops data the backup lacks (listed on stderr)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault restore'" -l json -d 'Print the report, with what was dropped, as JSON'
+complete -c kmsctl -n "__kmsctl_at 'vault restore' 0" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l remove -d 'Destroy the foreign and stray objects found (asks first; see --yes)'
@@ -469,36 +853,36 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l yes -d 'Wi
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault check-token'" -l json -d 'Print the result as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l idle-timeout -r -d 'Stop after this long without a request (default 10m)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l max-lifetime -r -d 'Stop this long after starting (default 2h)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l socket -r -d 'Listen at PATH (its directory must be yours alone; default: a new private directory in $XDG_RUNTIME_DIR, $TMPDIR or /tmp)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l idle-timeout -r -f -d 'Stop after this long without a request (default 10m)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l max-lifetime -r -f -d 'Stop this long after starting (default 2h)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l socket -r -F -d 'Listen at PATH (its directory must be yours alone; default: a new private directory in $XDG_RUNTIME_DIR, $TMPDIR or /tmp)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l foreground -d 'Serve in this process instead of in the background'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent start'" -l json -d 'Print the socket and pid as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l socket -r -d 'The agent\'s socket'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent stop'" -l socket -r -F -d 'The agent\'s socket'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l socket -r -d 'The agent\'s socket'
+complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l socket -r -F -d 'The agent\'s socket'
 complete -c kmsctl -n "test (__kmsctl_path) = 'agent status'" -l json -d 'Print as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l key -r -d 'Key id or alias/NAME'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l grantee -r -d 'Who may use the key: user:NAME or uid:N'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l operations -r -d 'Comma-separated, of Encrypt, Decrypt, ReEncrypt, GenerateDataKey, DescribeKey, CreateGrant, RetireGrant, Sign, Verify, GenerateMac, VerifyMac, GetPublicKey (kms: prefix optional)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-equals -r -d 'Only with exactly this encryption context (K=V, repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-subset -r -d 'Only with an encryption context holding K=V (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l retiring-principal -r -d 'Who else may retire it: user:NAME or uid:N'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l expires -r -d 'Ends after a duration (30d, 12h; at most 3650d) or at an RFC 3339 time'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l name -r -d 'A name, unique among the key\'s active grants'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Key id or alias/NAME'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l grantee -r -f -d 'Who may use the key: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l operations -r -f -d 'Comma-separated, of Encrypt, Decrypt, ReEncrypt, GenerateDataKey, DescribeKey, CreateGrant, RetireGrant, Sign, Verify, GenerateMac, VerifyMac, GetPublicKey (kms: prefix optional)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-equals -r -f -d 'Only with exactly this encryption context (K=V, repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l context-subset -r -f -d 'Only with an encryption context holding K=V (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l retiring-principal -r -f -d 'Who else may retire it: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l expires -r -f -d 'Ends after a duration (30d, 12h; at most 3650d) or at an RFC 3339 time'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l name -r -f -d 'A name, unique among the key\'s active grants'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant create'" -l json -d 'Print the grant as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l key -r -d 'Only the grants of this key'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l grantee -r -d 'Only the grants of this user: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l key -r -f -a '(__kmsctl_names keys)' -d 'Only the grants of this key'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l grantee -r -f -d 'Only the grants of this user: user:NAME or uid:N'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l all -d 'Also grants that ended (retired, revoked) or expired'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l limit -r -d 'At most N grants (default 100)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l after -r -d 'Start after this grant id (the `next` of the last page)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l limit -r -f -d 'At most N grants (default 100)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l after -r -f -d 'Start after this grant id (the `next` of the last page)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant list'" -l json -d 'Print {"items": [...], "next": ID|null}'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant revoke'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'grant revoke'" -l help-all -d 'Show help for every command'
@@ -509,29 +893,34 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'grant retire'" -l json -d 'Print 
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy validate'" -l json -d 'Print the result as JSON'
+complete -c kmsctl -n "__kmsctl_at 'policy validate' 0" -F
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l policy -r -F -d 'The policy file (TOML or JSON)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l principal -r -d 'Who asks: user:NAME or uid:N'
-complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l action -r -d 'The action, as policies name it (kms:Decrypt)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l resource -r -d 'A name of the resource (key/ID, alias/NAME, secret/NAME, vault); repeat it for each name of one key'
-complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l context -r -d 'A pair of the encryption context (repeatable)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l tag -r -d 'A tag the resource carries (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l principal -r -f -d 'Who asks: user:NAME or uid:N'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l action -r -f -d 'The action, as policies name it (kms:Decrypt)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l resource -r -f -d 'A name of the resource (key/ID, alias/NAME, secret/NAME, vault); repeat it for each name of one key'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l context -r -f -d 'A pair of the encryption context (repeatable)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l tag -r -f -d 'A tag the resource carries (repeatable)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'policy check'" -l json -d 'Print the decision as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l socket -r -d 'The service\'s socket (default: KMSCTL_SERVER)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l socket -r -F -d 'The service\'s socket (default: KMSCTL_SERVER)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve reload'" -l json -d 'Print what was loaded as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help-all -d 'Show help for every command'
-complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l socket -r -d 'The service\'s socket (default: KMSCTL_SERVER)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l socket -r -F -d 'The service\'s socket (default: KMSCTL_SERVER)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l json -d 'Print as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'key alias create' 1" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias update'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias update'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'key alias update' 0" -f -a '(__kmsctl_names aliases)'
+complete -c kmsctl -n "__kmsctl_at 'key alias update' 1" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias delete'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias delete'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'key alias delete' 0" -f -a '(__kmsctl_names aliases)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias list'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias list'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias list'" -l json -d 'Print {"items": [{alias, key_id}...], "next": null}'

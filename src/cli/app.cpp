@@ -350,6 +350,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"version", register_meta},
     {"completion", register_meta},
     {"manpage", register_meta},
+    {"__complete", register_complete},  // hidden
 };
 
 // The index in argv of the first word that is not a global option, or argc; -1 for an option
@@ -450,7 +451,7 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
 std::vector<std::string> command_names(const CLI::App& at) {
   std::vector<std::string> out;
   for (const CLI::App* sub : at.get_subcommands([](const CLI::App*) { return true; })) {
-    out.push_back(sub->get_name());
+    if (!sub->get_group().empty()) out.push_back(sub->get_name());  // not a hidden one
   }
   return out;
 }

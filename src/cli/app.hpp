@@ -156,6 +156,9 @@ void register_agent(CLI::App& app, Globals& g);
 void register_grant(CLI::App& app, Globals& g);   // grant create, list, revoke, retire
 void register_policy(CLI::App& app, Globals& g);  // policy validate, check (no vault)
 void register_serve(CLI::App& app, Globals& g);   // serve, serve reload, serve status
+// __complete keys|aliases|secrets PREFIX (hidden): names for the shell completions, read from the
+// vault file without a PIN, the token or the audit log.
+void register_complete(CLI::App& app, Globals& g);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

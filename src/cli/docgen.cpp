@@ -17,10 +17,15 @@ struct Node {
   const CLI::App* app;
 };
 
+// The subcommands help shows: not the hidden ones (an empty group), such as `__complete`.
+std::vector<const CLI::App*> visible_subs(const CLI::App& app) {
+  return app.get_subcommands([](const CLI::App* s) { return !s->get_group().empty(); });
+}
+
 std::vector<Node> walk(const CLI::App& root) {
   std::vector<Node> out{{"", &root}};
   for (size_t i = 0; i < out.size(); ++i) {
-    for (const CLI::App* sub : out[i].app->get_subcommands([](const CLI::App*) { return true; })) {
+    for (const CLI::App* sub : visible_subs(*out[i].app)) {
       out.push_back(
           {out[i].path.empty() ? sub->get_name() : out[i].path + " " + sub->get_name(), sub});
     }
@@ -30,9 +35,7 @@ std::vector<Node> walk(const CLI::App& root) {
 
 std::vector<std::string> sub_names(const CLI::App& app) {
   std::vector<std::string> names;
-  for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) {
-    names.push_back(s->get_name());
-  }
+  for (const CLI::App* s : visible_subs(app)) names.push_back(s->get_name());
   return names;
 }
 
@@ -44,21 +47,37 @@ std::vector<const CLI::Option*> flags(const CLI::App& app) {
   return out;
 }
 
-std::vector<std::string> flag_words(const CLI::App& app) {
+std::vector<const CLI::Option*> positionals(const CLI::App& app) {
+  std::vector<const CLI::Option*> out;
+  for (const CLI::Option* o : app.get_options()) {
+    if (!o->nonpositional()) out.push_back(o);
+  }
+  return out;
+}
+
+std::vector<std::string> option_words(const CLI::Option* o) {
   std::vector<std::string> words;
-  for (const CLI::Option* o : flags(app)) {
-    for (const auto& l : o->get_lnames()) words.push_back("--" + l);
-    for (const auto& s : o->get_snames()) words.push_back("-" + s);
+  for (const auto& l : o->get_lnames()) words.push_back("--" + l);
+  for (const auto& s : o->get_snames()) words.push_back("-" + s);
+  return words;
+}
+
+// The flags a command takes: its own, then the global ones (they may follow the command words).
+std::vector<std::string> flag_words(const CLI::App& app, const CLI::App& root) {
+  std::vector<std::string> words;
+  for (const CLI::App* a : {&app, &root}) {
+    for (const CLI::Option* o : flags(*a)) {
+      if (o == root.get_help_all_ptr() && a != &app) continue;
+      for (const std::string& w : option_words(o)) {
+        if (std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
+      }
+    }
+    if (a == &root) break;
   }
   return words;
 }
 
 bool takes_value(const CLI::Option* o) { return o->get_expected_max() > 0; }
-
-bool takes_file(const CLI::Option* o) {
-  const std::string t = o->get_type_name();
-  return t == "FILE" || t == "DIR";
-}
 
 std::string join(const std::vector<std::string>& v, const char* sep = " ") {
   std::string s;
@@ -66,21 +85,110 @@ std::string join(const std::vector<std::string>& v, const char* sep = " ") {
   return s;
 }
 
-// File-taking flags anywhere in the tree (completion offers file names after them).
-std::vector<std::string> file_flags(const std::vector<Node>& nodes) {
+// What completes the value of an option or a positional argument.
+enum class Kind { none, text, file, dir, keys, aliases, secrets, values };
+struct Arg {
+  Kind kind = Kind::none;
+  std::vector<std::string> values;  // Kind::values: the allowed ones
+};
+
+// The values an option's checks allow, as CLI11 describes IsMember, Transformer and
+// CheckedTransformer in its type name: `TEXT:{Enabled,Disabled}` (or `{a->1,b->2}`).
+std::vector<std::string> allowed_values(const CLI::Option* o) {
+  const std::string t = o->get_type_name();
+  const auto open = t.find('{'), close = t.find('}', open);
+  if (open == std::string::npos || close == std::string::npos) return {};
   std::vector<std::string> out;
+  std::stringstream items(t.substr(open + 1, close - open - 1));
+  for (std::string item; std::getline(items, item, ',');) {
+    item = item.substr(0, item.find("->"));
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// From the option's type name: FILE, DIR, PATH and the other files; KEY (a key id or an alias),
+// ALIAS; a secret's NAME (the positional of a `secret` verb, `exec --secret`). A NAME or an
+// ALIAS given to a `create` names a new one: nothing to offer.
+Arg arg_of(const std::string& path, const CLI::Option* o) {
+  if (!takes_value(o)) return {};
+  if (auto values = allowed_values(o); !values.empty()) return {Kind::values, std::move(values)};
+  const std::string type = o->get_type_name();
+  const std::string base = type.substr(0, type.find(':'));
+  const bool creates = path == "create" || path.ends_with(" create");
+  if (base == "FILE" || base == "PATH" || base == "PUBKEY" || base.ends_with("_FILE")) {
+    return {Kind::file, {}};
+  }
+  if (base == "DIR") return {Kind::dir, {}};
+  if (base == "KEY") return {Kind::keys, {}};
+  if (base == "ALIAS" && !creates) return {Kind::aliases, {}};
+  if ((base == "NAME" && !o->nonpositional() && path.starts_with("secret ") && !creates) ||
+      (base == "NAME[=ENV]" && o->check_lname("secret"))) {
+    return {Kind::secrets, {}};
+  }
+  return {Kind::text, {}};
+}
+
+// The kind as the scripts' _kmsctl_arg returns it: `file`, `keys`, `values A B C`...
+std::string kind_word(const Arg& a) {
+  switch (a.kind) {
+    case Kind::none:
+      return "";
+    case Kind::text:
+      return "text";
+    case Kind::file:
+      return "file";
+    case Kind::dir:
+      return "dir";
+    case Kind::keys:
+      return "keys";
+    case Kind::aliases:
+      return "aliases";
+    case Kind::secrets:
+      return "secrets";
+    case Kind::values:
+      return "values " + join(a.values);
+  }
+  return "";
+}
+
+// `PATH|WORD` -> kind, for every value-taking option (WORD: --flag, -f) and positional argument
+// (WORD: #N, the Nth after the command words; #* for every one from a repeated last), in the
+// order a case statement must try them: exact ones first, then the repeated positionals, then
+// the global options (any PATH).
+struct ArgCase {
+  std::string path;  // "*": any
+  std::vector<std::string> words;
+  std::string kind;
+};
+std::vector<ArgCase> arg_cases(const std::vector<Node>& nodes) {
+  std::vector<ArgCase> exact, repeated, global;
   for (const Node& n : nodes) {
     for (const CLI::Option* o : flags(*n.app)) {
-      if (!takes_file(o)) continue;
-      for (const auto& l : o->get_lnames()) {
-        if (std::find(out.begin(), out.end(), "--" + l) == out.end()) out.push_back("--" + l);
-      }
-      for (const auto& s : o->get_snames()) {
-        if (std::find(out.begin(), out.end(), "-" + s) == out.end()) out.push_back("-" + s);
+      const std::string kind = kind_word(arg_of(n.path, o));
+      if (kind.empty()) continue;
+      (n.path.empty() ? global : exact)
+          .push_back({n.path.empty() ? "*" : n.path, option_words(o), kind});
+    }
+    if (n.path.empty()) continue;
+    const auto pos = positionals(*n.app);
+    for (std::size_t i = 0; i < pos.size(); ++i) {
+      const std::string kind = kind_word(arg_of(n.path, pos[i]));
+      exact.push_back({n.path, {"#" + std::to_string(i)}, kind});
+      if (i + 1 == pos.size() && pos[i]->get_expected_max() > 1) {
+        repeated.push_back({n.path, {"#*"}, kind});
       }
     }
   }
-  return out;
+  exact.insert(exact.end(), repeated.begin(), repeated.end());
+  exact.insert(exact.end(), global.begin(), global.end());
+  return exact;
+}
+
+// A case pattern of `PATH|WORD` for sh and zsh: `*` and `#*` stay wildcards.
+std::string case_pattern(const std::string& path, const std::string& word) {
+  const std::string p = path == "*" ? "*" : "\"" + path + "\"";
+  return p + (word == "#*" ? "\"|#\"*" : "\"|" + word + "\"");
 }
 
 std::string bash(const CLI::App& root) {
@@ -94,28 +202,97 @@ std::string bash(const CLI::App& root) {
   }
   o << "  esac\n}\n_kmsctl_flags() {\n  case \"$1\" in\n";
   for (const Node& n : nodes) {
-    o << "    \"" << n.path << "\") echo \"" << join(flag_words(*n.app)) << "\" ;;\n";
+    o << "    \"" << n.path << "\") echo \"" << join(flag_words(*n.app, root)) << "\" ;;\n";
   }
   o << "  esac\n}\n"
+       "# What completes the value of an option ($2: --flag) or of the Nth argument ($2: #N) of\n"
+       "# the command $1: file, dir, keys, aliases, secrets, values A B..., text; nothing for a\n"
+       "# flag that takes no value.\n"
+       "_kmsctl_arg() {\n  case \"$1|$2\" in\n";
+  for (const ArgCase& c : arg_cases(nodes)) {
+    std::vector<std::string> pats;
+    for (const std::string& w : c.words) pats.push_back(case_pattern(c.path, w));
+    o << "    " << join(pats, "|") << ") echo \"" << c.kind << "\" ;;\n";
+  }
+  o << "  esac\n}\n"
+       "# Names in the vault that begin with $2 ($1: keys, aliases or secrets), from the vault "
+       "file\n"
+       "# alone (`kmsctl __complete`: no PIN, no audit record); $3 the --vault, $4 the --server "
+       "given.\n"
+       "_kmsctl_names() {\n"
+       "  local cmd=\"${words[0]}\" v=\"$3\"\n"
+       "  [[ $cmd == \"~/\"* ]] && cmd=\"$HOME/${cmd#\"~/\"}\"\n"
+       "  [[ $v == \"~/\"* ]] && v=\"$HOME/${v#\"~/\"}\"\n"
+       "  command \"$cmd\" ${v:+--vault \"$v\"} ${4:+--server \"$4\"} __complete \"$1\" -- \"$2\" "
+       "2>/dev/null </dev/null\n"
+       "}\n"
        "_kmsctl() {\n"
-       "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"\" path=\"\" i w\n"
-       "  [ \"$COMP_CWORD\" -gt 0 ] && prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n"
-       "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
-       "    w=\"${COMP_WORDS[i]}\"\n"
-       "    case \" $(_kmsctl_subcommands \"$path\") \" in\n"
-       "      *\" $w \"*) path=\"${path:+$path }$w\" ;;\n"
-       "    esac\n"
-       "  done\n"
-       "  case \"$prev\" in\n"
-       "    "
-    << join(file_flags(nodes), "|")
-    << ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
-       "  esac\n"
-       "  if [[ \"$cur\" == -* ]]; then\n"
-       "    COMPREPLY=($(compgen -W \"$(_kmsctl_flags \"$path\")\" -- \"$cur\"))\n"
+       "  local cur prev words cword\n"
+       "  if declare -F _get_comp_words_by_ref >/dev/null; then\n"
+       "    _get_comp_words_by_ref -n =: cur prev words cword  # bash-completion: `a=b` one word\n"
        "  else\n"
-       "    COMPREPLY=($(compgen -W \"$(_kmsctl_subcommands \"$path\")\" -- \"$cur\"))\n"
+       "    words=(\"${COMP_WORDS[@]}\") cword=$COMP_CWORD\n"
+       "    cur=\"${COMP_WORDS[COMP_CWORD]}\"\n"
        "  fi\n"
+       "  local path=\"\" i w n=0 skip=\"\" vault=\"\" server=\"\" dashdash=\"\" kind=\"\" "
+       "pre=\"\" "
+       "full=\"$cur\"\n"
+       "  for ((i = 1; i < cword; i++)); do\n"
+       "    w=\"${words[i]}\"\n"
+       "    if [[ -n $skip ]]; then  # the value of the option before\n"
+       "      [[ $w == \"=\" ]] && continue  # --vault=V as bash splits it\n"
+       "      case \"$skip\" in --vault) vault=\"$w\" ;; --server) server=\"$w\" ;; esac\n"
+       "      skip=\"\"\n"
+       "      continue\n"
+       "    fi\n"
+       "    if [[ -z $dashdash ]]; then\n"
+       "      case \"$w\" in\n"
+       "        --) dashdash=1; continue ;;\n"
+       "        --vault=*) vault=\"${w#*=}\"; continue ;;\n"
+       "        --server=*) server=\"${w#*=}\"; continue ;;\n"
+       "        --*=*) continue ;;\n"
+       "        -?*) [[ -n \"$(_kmsctl_arg \"$path\" \"$w\")\" ]] && skip=\"$w\"; continue ;;\n"
+       "      esac\n"
+       "      case \" $(_kmsctl_subcommands \"$path\") \" in\n"
+       "        *\" $w \"*) path=\"${path:+$path }$w\"; n=0; continue ;;\n"
+       "      esac\n"
+       "    fi\n"
+       "    n=$((n + 1))\n"
+       "  done\n"
+       "  if [[ -n $skip ]]; then\n"
+       "    kind=\"$(_kmsctl_arg \"$path\" \"$skip\")\"\n"
+       "    [[ $cur == \"=\" ]] && pre=\"=\" cur=\"\"\n"
+       "  elif [[ -z $dashdash && $cur == --*=* ]]; then\n"
+       "    kind=\"$(_kmsctl_arg \"$path\" \"${cur%%=*}\")\" pre=\"${cur%%=*}=\" "
+       "cur=\"${cur#*=}\"\n"
+       "  elif [[ -z $dashdash && $cur == -* ]]; then\n"
+       "    COMPREPLY=($(compgen -W \"$(_kmsctl_flags \"$path\")\" -- \"$cur\"))\n"
+       "    return\n"
+       "  elif [[ -n \"$(_kmsctl_subcommands \"$path\")\" ]]; then\n"
+       "    COMPREPLY=($(compgen -W \"$(_kmsctl_subcommands \"$path\")\" -- \"$cur\"))\n"
+       "    return\n"
+       "  else\n"
+       "    kind=\"$(_kmsctl_arg \"$path\" \"#$n\")\"\n"
+       "  fi\n"
+       "  COMPREPLY=()\n"
+       "  case \"$kind\" in\n"
+       "    file) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "
+       "\"$cur\") ;;\n"
+       "    dir) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "
+       "\"$cur\") ;;\n"
+       "    \"values \"*) COMPREPLY=($(compgen -W \"${kind#values }\" -- \"$cur\")) ;;\n"
+       "    keys | aliases | secrets)\n"
+       "      mapfile -t COMPREPLY < <(_kmsctl_names \"$kind\" \"$cur\" \"$vault\" \"$server\") "
+       ";;\n"
+       "  esac\n"
+       "  # bash replaces only the part of the word after its last break (`=`, `:`): offer that "
+       "part.\n"
+       "  local native=\"${COMP_WORDS[COMP_CWORD]}\" lead\n"
+       "  lead=\"${full%\"$native\"}\"\n"
+       "  for i in \"${!COMPREPLY[@]}\"; do\n"
+       "    w=\"$pre${COMPREPLY[i]}\"\n"
+       "    COMPREPLY[i]=\"${w#\"$lead\"}\"\n"
+       "  done\n"
        "}\n"
        "complete -F _kmsctl kmsctl\n";
   return o.str();
@@ -130,7 +307,7 @@ std::string zsh(const CLI::App& root) {
   for (const Node& n : nodes) {
     const CLI::App& a = *n.app;
     std::vector<std::string> items;
-    for (const CLI::App* s : a.get_subcommands([](const CLI::App*) { return true; })) {
+    for (const CLI::App* s : visible_subs(a)) {
       std::string d = s->get_description();
       std::replace(d.begin(), d.end(), '\'', ' ');
       items.push_back("'" + s->get_name() + ":" + d + "'");
@@ -139,28 +316,74 @@ std::string zsh(const CLI::App& root) {
   }
   o << "    *) reply=() ;;\n  esac\n}\n_kmsctl_flags() {\n  case \"$1\" in\n";
   for (const Node& n : nodes) {
-    o << "    \"" << n.path << "\") reply=(" << join(flag_words(*n.app)) << ") ;;\n";
+    o << "    \"" << n.path << "\") reply=(" << join(flag_words(*n.app, root)) << ") ;;\n";
   }
   o << "    *) reply=() ;;\n  esac\n}\n"
+       "# What completes the value of an option ($2: --flag) or of the Nth argument ($2: #N) of\n"
+       "# the command $1, in REPLY: file, dir, keys, aliases, secrets, values A B..., text; empty\n"
+       "# for a flag that takes no value.\n"
+       "_kmsctl_arg() {\n  case \"$1|$2\" in\n";
+  for (const ArgCase& c : arg_cases(nodes)) {
+    std::vector<std::string> pats;
+    for (const std::string& w : c.words) pats.push_back(case_pattern(c.path, w));
+    o << "    " << join(pats, "|") << ") REPLY=\"" << c.kind << "\" ;;\n";
+  }
+  o << "    *) REPLY=\"\" ;;\n  esac\n}\n"
        "_kmsctl() {\n"
-       "  local path=\"\" i w\n"
-       "  local -a reply names\n"
+       "  local cmdpath=\"\" i w n=0 skip=\"\" vault=\"\" server=\"\" dashdash=\"\" kind cmd\n"
+       "  local -a reply names opts\n"
        "  for ((i = 2; i < CURRENT; i++)); do\n"
-       "    w=\"${words[i]}\"\n"
-       "    _kmsctl_subcommands \"$path\"\n"
-       "    names=(${reply%%:*})\n"
-       "    if (( ${names[(Ie)$w]} )); then path=\"${path:+$path }$w\"; fi\n"
+       "    w=\"${(Q)words[i]}\"\n"
+       "    if [[ -n $skip ]]; then  # the value of the option before\n"
+       "      case \"$skip\" in --vault) vault=\"$w\" ;; --server) server=\"$w\" ;; esac\n"
+       "      skip=\"\"\n"
+       "      continue\n"
+       "    fi\n"
+       "    if [[ -z $dashdash ]]; then\n"
+       "      case \"$w\" in\n"
+       "        --) dashdash=1; continue ;;\n"
+       "        --vault=*) vault=\"${w#*=}\"; continue ;;\n"
+       "        --server=*) server=\"${w#*=}\"; continue ;;\n"
+       "        --*=*) continue ;;\n"
+       "        -?*) _kmsctl_arg \"$cmdpath\" \"$w\"; [[ -n $REPLY ]] && skip=\"$w\"; continue ;;\n"
+       "      esac\n"
+       "      _kmsctl_subcommands \"$cmdpath\"\n"
+       "      names=(${reply%%:*})\n"
+       "      if (( ${names[(Ie)$w]} )); then cmdpath=\"${cmdpath:+$cmdpath }$w\"; n=0; continue; "
+       "fi\n"
+       "    fi\n"
+       "    n=$((n + 1))\n"
        "  done\n"
-       "  case \"${words[CURRENT-1]}\" in\n"
-       "    "
-    << join(file_flags(nodes), "|")
-    << ") _files; return ;;\n"
-       "  esac\n"
-       "  if [[ \"$PREFIX\" == -* ]]; then\n"
-       "    _kmsctl_flags \"$path\"; compadd -- \"${reply[@]}\"\n"
+       "  if [[ -n $skip ]]; then\n"
+       "    _kmsctl_arg \"$cmdpath\" \"$skip\"\n"
+       "  elif [[ -z $dashdash && \"$PREFIX\" == --*=* ]]; then\n"
+       "    _kmsctl_arg \"$cmdpath\" \"${PREFIX%%=*}\"\n"
+       "    compset -P '*='\n"
+       "  elif [[ -z $dashdash && \"$PREFIX\" == -* ]]; then\n"
+       "    _kmsctl_flags \"$cmdpath\"; compadd -- \"${reply[@]}\"\n"
+       "    return\n"
        "  else\n"
-       "    _kmsctl_subcommands \"$path\"; _describe 'command' reply\n"
+       "    _kmsctl_subcommands \"$cmdpath\"\n"
+       "    if (( $#reply )); then _describe 'command' reply; return; fi\n"
+       "    _kmsctl_arg \"$cmdpath\" \"#$n\"\n"
        "  fi\n"
+       "  kind=\"$REPLY\"\n"
+       "  case \"$kind\" in\n"
+       "    file) _files ;;\n"
+       "    dir) _files -/ ;;\n"
+       "    \"values \"*) compadd -- ${=kind#values } ;;\n"
+       "    keys | aliases | secrets)\n"
+       "      # From the vault file alone (`kmsctl __complete`: no PIN, no audit record).\n"
+       "      cmd=\"${(Q)words[1]}\"\n"
+       "      [[ $cmd == '~/'* ]] && cmd=\"$HOME/${cmd#\\~/}\"\n"
+       "      [[ $vault == '~/'* ]] && vault=\"$HOME/${vault#\\~/}\"\n"
+       "      opts=()\n"
+       "      [[ -n $vault ]] && opts+=(--vault \"$vault\")\n"
+       "      [[ -n $server ]] && opts+=(--server \"$server\")\n"
+       "      names=(${(f)\"$(command \"$cmd\" \"${opts[@]}\" __complete \"$kind\" -- "
+       "\"${(Q)PREFIX}\" 2>/dev/null </dev/null)\"})\n"
+       "      compadd -- \"${names[@]}\" ;;\n"
+       "  esac\n"
        "}\n"
        "_kmsctl \"$@\"\n";
   return o.str();
@@ -175,6 +398,29 @@ std::string fish_escape(std::string s) {
   return out;
 }
 
+// The options of `complete` that complete a value of this kind (after -r for an option).
+std::string fish_kind(const Arg& a) {
+  switch (a.kind) {
+    case Kind::none:
+      return "";
+    case Kind::text:
+      return " -f";
+    case Kind::file:
+      return " -F";
+    case Kind::dir:
+      return " -f -a '(__fish_complete_directories (commandline -ct))'";
+    case Kind::keys:
+      return " -f -a '(__kmsctl_names keys)'";
+    case Kind::aliases:
+      return " -f -a '(__kmsctl_names aliases)'";
+    case Kind::secrets:
+      return " -f -a '(__kmsctl_names secrets)'";
+    case Kind::values:
+      return " -f -a '" + fish_escape(join(a.values)) + "'";
+  }
+  return "";
+}
+
 std::string fish(const CLI::App& root) {
   const auto nodes = walk(root);
   std::ostringstream o;
@@ -186,28 +432,110 @@ std::string fish(const CLI::App& root) {
       o << "        case '" << n.path << "'\n            printf '%s\\n' " << join(subs) << "\n";
   }
   o << "    end\nend\n"
-       "function __kmsctl_path\n"
+       "# Whether the option $2 of the command $1 takes a value.\n"
+       "function __kmsctl_takes_value\n    switch \"$argv[1]|$argv[2]\"\n";
+  for (const ArgCase& c : arg_cases(nodes)) {
+    if (c.words.front().starts_with("#")) continue;
+    std::vector<std::string> pats;
+    for (const std::string& w : c.words) pats.push_back("'" + c.path + "|" + w + "'");
+    o << "        case " << join(pats) << "\n            return 0\n";
+  }
+  o << "    end\n    return 1\nend\n"
+       "# The command words, the number of arguments after them, and the option whose value the\n"
+       "# next token is (or '').\n"
+       "function __kmsctl_state\n"
        "    set -l path ''\n"
+       "    set -l n 0\n"
+       "    set -l skip ''\n"
+       "    set -l dashdash ''\n"
        "    for w in (commandline -opc)[2..-1]\n"
-       "        if contains -- $w (__kmsctl_subcommands \"$path\")\n"
-       "            set path (string trim -- \"$path $w\")\n"
+       "        if test -n \"$skip\"\n"
+       "            set skip ''\n"
+       "            continue\n"
        "        end\n"
+       "        if test -z \"$dashdash\"\n"
+       "            switch $w\n"
+       "                case --\n"
+       "                    set dashdash 1\n"
+       "                    continue\n"
+       "                case '--*=*'\n"
+       "                    continue\n"
+       "                case '-?*'\n"
+       "                    __kmsctl_takes_value \"$path\" $w; and set skip $w\n"
+       "                    continue\n"
+       "            end\n"
+       "            if contains -- $w (__kmsctl_subcommands \"$path\")\n"
+       "                set path (string trim -- \"$path $w\")\n"
+       "                set n 0\n"
+       "                continue\n"
+       "            end\n"
+       "        end\n"
+       "        set n (math $n + 1)\n"
        "    end\n"
-       "    echo $path\n"
+       "    echo \"$n|$skip|$path\"\n"
+       "end\n"
+       "function __kmsctl_path\n"
+       "    set -l state (string split -m 2 '|' -- (__kmsctl_state))\n"
+       "    echo $state[3]\n"
+       "end\n"
+       "# Whether the token being completed is argument $2 (N, or N+ for N and after) of the\n"
+       "# command $1.\n"
+       "function __kmsctl_at\n"
+       "    set -l state (string split -m 2 '|' -- (__kmsctl_state))\n"
+       "    test \"$state[3]\" = \"$argv[1]\"; and test -z \"$state[2]\"; or return 1\n"
+       "    if string match -q -- '*+' $argv[2]\n"
+       "        test $state[1] -ge (string trim -c + -- $argv[2])\n"
+       "    else\n"
+       "        test $state[1] -eq $argv[2]\n"
+       "    end\n"
+       "end\n"
+       "# Names in the vault that begin with the token being completed ($1: keys, aliases or\n"
+       "# secrets), from the vault file alone (`kmsctl __complete`: no PIN, no audit record).\n"
+       "function __kmsctl_names\n"
+       "    set -l tokens (commandline -opc)\n"
+       "    set -l args\n"
+       "    set -l i 2\n"
+       "    while test $i -le (count $tokens)\n"
+       "        switch $tokens[$i]\n"
+       "            case --vault --server\n"
+       "                set i (math $i + 1)\n"
+       "                if test $i -le (count $tokens)\n"
+       "                    set -a args $tokens[(math $i - 1)] (string replace -r '^~/' \"$HOME/\" "
+       "-- "
+       "$tokens[$i])\n"
+       "                end\n"
+       "            case '--vault=*' '--server=*'\n"
+       "                set -a args $tokens[$i]\n"
+       "        end\n"
+       "        set i (math $i + 1)\n"
+       "    end\n"
+       "    set -l cmd (string replace -r '^~/' \"$HOME/\" -- $tokens[1])\n"
+       "    command $cmd $args __complete $argv[1] -- (commandline -ct) 2>/dev/null </dev/null\n"
        "end\n"
        "complete -c kmsctl -f\n";
   for (const Node& n : nodes) {
     const std::string cond = "test (__kmsctl_path) = '" + n.path + "'";
-    for (const CLI::App* s : n.app->get_subcommands([](const CLI::App*) { return true; })) {
+    for (const CLI::App* s : visible_subs(*n.app)) {
       o << "complete -c kmsctl -n \"" << cond << "\" -a " << s->get_name() << " -d '"
         << fish_escape(s->get_description()) << "'\n";
     }
     for (const CLI::Option* opt : flags(*n.app)) {
-      o << "complete -c kmsctl -n \"" << cond << "\"";
+      o << "complete -c kmsctl";
+      // The global options, anywhere; the others after their command's words.
+      if (!n.path.empty()) o << " -n \"" << cond << "\"";
       for (const auto& l : opt->get_lnames()) o << " -l " << l;
       for (const auto& s : opt->get_snames()) o << " -s " << s;
-      if (takes_value(opt)) o << (takes_file(opt) ? " -r -F" : " -r");
+      if (takes_value(opt)) o << " -r" << fish_kind(arg_of(n.path, opt));
       o << " -d '" << fish_escape(opt->get_description()) << "'\n";
+    }
+    if (n.path.empty()) continue;
+    const auto pos = positionals(*n.app);
+    for (std::size_t i = 0; i < pos.size(); ++i) {
+      const Arg a = arg_of(n.path, pos[i]);
+      if (a.kind == Kind::text) continue;
+      const bool more = i + 1 == pos.size() && pos[i]->get_expected_max() > 1;
+      o << "complete -c kmsctl -n \"__kmsctl_at '" << n.path << "' " << i << (more ? "+" : "")
+        << "\"" << fish_kind(a) << "\n";
     }
   }
   return o.str();
@@ -238,7 +566,7 @@ std::string roff_escape(std::string s) {
 // The tree in the order help lists it: a group, then its verbs, each before the next group.
 void in_help_order(const CLI::App& app, const std::string& path, std::vector<Node>& out) {
   out.push_back({path, &app});
-  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+  for (const CLI::App* sub : visible_subs(app)) {
     in_help_order(*sub, path.empty() ? sub->get_name() : path + " " + sub->get_name(), out);
   }
 }
@@ -308,7 +636,7 @@ std::string man_page(const CLI::App& root) {
   }
   o << ".SH COMMANDS\n" << roff_escape("Options marked (required) must be given.") << "\n";
   for (const Node& n : tree) {
-    if (n.path.empty() || !n.app->get_subcommands([](const CLI::App*) { return true; }).empty()) {
+    if (n.path.empty() || !visible_subs(*n.app).empty()) {
       continue;
     }
     std::string synopsis = "kmsctl " + n.path;
