@@ -312,7 +312,7 @@ class Completion(KmsTestCase):
     def test_complete_prints_the_names_that_begin_with_the_prefix(self):
         main, other = self.make_vault()
         # Every key's id and alias (secrets are sealed under a key of kmsctl's own).
-        keys = self.kms.json("key", "list", "--json")["keys"]
+        keys = self.kms.json("key", "list", "--json")["items"]
         names = [k["key_id"] for k in keys] + [a for k in keys for a in k["aliases"]]
         self.assertIn(main, names)
         self.assertIn(other, names)
