@@ -44,7 +44,7 @@ _kmsctl_flags() {
     "completion") echo "--help -h --help-all" ;;
     "manpage") echo "--help -h --help-all" ;;
     "help") echo "--help -h --help-all" ;;
-    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --json" ;;
+    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --before --output --json" ;;
     "audit verify") echo "--help -h --help-all --json" ;;
     "audit export") echo "--help -h --help-all --output -o --force" ;;
     "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --origin --json" ;;
