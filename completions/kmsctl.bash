@@ -44,7 +44,7 @@ _kmsctl_flags() {
     "completion") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
     "manpage") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
     "help") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server" ;;
-    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --json --vault --pin-file --quiet -q --version --server" ;;
+    "audit list") echo "--help -h --help-all --since --until --action --resource --principal --outcome --grant --limit --before --output --json --vault --pin-file --quiet -q --version --server" ;;
     "audit verify") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server" ;;
     "audit export") echo "--help -h --help-all --output -o --force --vault --pin-file --quiet -q --version --server" ;;
     "key create") echo "--help -h --help-all --spec --usage --description --alias --tag --rotation-period --protection --origin --json --vault --pin-file --quiet -q --version --server" ;;
@@ -171,6 +171,8 @@ _kmsctl_arg() {
     "audit list""|--outcome") echo "values ok error denied started" ;;
     "audit list""|--grant") echo "text" ;;
     "audit list""|--limit") echo "text" ;;
+    "audit list""|--before") echo "text" ;;
+    "audit list""|--output") echo "values table wide json jsonl" ;;
     "audit export""|--output"|"audit export""|-o") echo "file" ;;
     "key create""|--spec") echo "values AES_256 RSA_2048 RSA_3072 RSA_4096 EC_P256 EC_P384 EC_SECP256K1 ED25519 X25519 EC_SM2 SM4 HMAC_SHA256 HMAC_SHA512" ;;
     "key create""|--usage") echo "values encrypt sign mac agree" ;;

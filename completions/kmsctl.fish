@@ -144,6 +144,10 @@ function __kmsctl_takes_value
             return 0
         case 'audit list|--limit'
             return 0
+        case 'audit list|--before'
+            return 0
+        case 'audit list|--output'
+            return 0
         case 'audit export|--output' 'audit export|-o'
             return 0
         case 'key create|--spec'
@@ -606,7 +610,9 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l principal -r -f -
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l outcome -r -f -a 'ok error denied started' -d 'Only this outcome'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l grant -r -f -d 'Only records about this grant or allowed by it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l limit -r -f -d 'At most N records (default 100)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l json -d 'Print a JSON array of records'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l before -r -f -d 'Only records older than this seq (the `next` of the previous page)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l output -r -f -a 'table wide json jsonl' -d 'table (default), wide (with the caller and whole resources), json ({"items": [...], "next": SEQ|null}) or jsonl (one record per line)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'audit list'" -l json -d 'The same as --output json'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'audit verify'" -l json -d 'Print the report as JSON'

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -57,6 +58,15 @@ using FileId = std::pair<dev_t, ino_t>;
 std::optional<FileId> file_id(const std::filesystem::path& path);
 // The uid that owns the file at `path`; nothing when there is none.
 std::optional<std::int64_t> file_owner(const std::filesystem::path& path);
+
+// The name a file operation records for the file at `path` (its audit resource `file/NAME`,
+// docs/FORMAT.md §8.1), computed where the path was typed so that an agent or a service records
+// the caller's file: "-" (standard input) as it is; else the path made absolute against the
+// current directory, with "." components and repeated or trailing slashes removed. Symlinks are
+// not resolved, except for a path with a ".." component: its directory is then resolved (the
+// ".." after a symlinked directory is not its lexical parent), its last component kept. A path
+// that cannot be made absolute (no current directory) is returned as it is.
+std::string recorded_path(const std::string& path);
 
 // flock(LOCK_EX) on a lock file, released on destruction.
 class ExclusiveLock {

@@ -463,7 +463,8 @@ struct VaultChangePin {
 
 // `file rewrap` of the file at `path`, wherever requests go: its header read here (a header
 // that does not parse is reported with `failed`, then thrown), the data key rewrapped by
-// `rewrap`, and the new header and the unchanged body written here, atomically.
+// `rewrap`, and the new header and the unchanged body written here, atomically. The requests
+// name the file by files::recorded_path(path): its absolute path, made here.
 FileResult rewrap_file(
     const std::string& path, const std::optional<std::string>& to_key,
     const std::function<req::FileRewrap::Response(const req::FileRewrap&)>& rewrap,

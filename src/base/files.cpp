@@ -230,4 +230,28 @@ ExclusiveLock::~ExclusiveLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
+std::string recorded_path(const std::string& path) {
+  if (path.empty() || path == "-") return path;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  if (ec) return path;
+  bool dotdot = false;
+  for (const fs::path& part : abs) dotdot = dotdot || part == "..";
+  fs::path name = abs.lexically_normal();
+  if (dotdot) {
+    fs::path trimmed = abs;
+    while (!trimmed.has_filename() && trimmed.has_relative_path()) trimmed = trimmed.parent_path();
+    const fs::path last = trimmed.filename();
+    if (last.empty() || last == "." || last == "..") {
+      name = fs::weakly_canonical(trimmed, ec);
+    } else {
+      name = fs::weakly_canonical(trimmed.parent_path(), ec) / last;
+    }
+    if (ec) name = abs.lexically_normal();
+  }
+  std::string text = name.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  return text;
+}
+
 }  // namespace kms::files

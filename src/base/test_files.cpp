@@ -343,3 +343,32 @@ TEST_CASE("AtomicFile with overwrite refuses to replace a device, a pipe or a di
   CHECK(fs::is_fifo(dir / "fifo"));
   CHECK(fs::is_character_file("/dev/null"));
 }
+
+TEST_CASE("recorded_path: absolute, without . or repeated slashes; .. through the real directory") {
+  TempDir t;
+  const fs::path real = fs::canonical(t.path());
+  fs::create_directories(real / "sub" / "dir");
+  write_file(real / "sub" / "dir" / "a.txt", "x");
+  fs::create_directory_symlink(real / "sub" / "dir", real / "link");
+  fs::create_symlink("dir/a.txt", real / "sub" / "alias.txt");
+  const fs::path before = fs::current_path();
+  fs::current_path(real / "sub");
+  const std::string a = (real / "sub" / "dir" / "a.txt").string();
+  CHECK(files::recorded_path("-") == "-");
+  CHECK(files::recorded_path("dir/a.txt") == a);
+  CHECK(files::recorded_path("./dir//./a.txt") == a);
+  CHECK(files::recorded_path("dir/") == (real / "sub" / "dir").string());
+  CHECK(files::recorded_path(a) == a);
+  // link/.. is sub, not the directory the link is in.
+  CHECK(files::recorded_path("../link/../dir/a.txt") == a);
+  CHECK(files::recorded_path("dir/../dir/a.txt") == a);
+  // A symlinked file keeps its own name; a directory reached without ".." is not resolved.
+  CHECK(files::recorded_path("alias.txt") == (real / "sub" / "alias.txt").string());
+  CHECK(files::recorded_path((real / "link" / "a.txt").string()) ==
+        (real / "link" / "a.txt").string());
+  // With a "..", the whole directory is resolved, the link included.
+  CHECK(files::recorded_path("../link/a.txt") == a);
+  CHECK(files::recorded_path("dir/..") == (real / "sub").string());
+  CHECK(files::recorded_path("missing/../new.txt") == (real / "sub" / "new.txt").string());
+  fs::current_path(before);
+}

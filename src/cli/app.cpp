@@ -292,8 +292,10 @@ Service& local_vault(Globals& g) {
 
 void close_local_vault(Globals& g) { g.route.local.reset(); }
 
-std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& name,
+std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& path,
                                           const std::vector<std::string>& keys) {
+  // Recorded by the file's absolute path, made here: the agent's directory is not the caller's.
+  const std::string name = files::recorded_path(path);
   if (agent_for(g) != nullptr) {
     std::optional<agent::Connection> c = connect_route(g);
     if (c && c->serves(g.route.vault)) {

@@ -106,8 +106,9 @@ typename R::Response run_here(Globals& g, const R& request) {
   return handle(local_vault(g), request);
 }
 // The session of one file encrypt (keys) or decrypt: the agent wraps or unwraps its data key
-// while this process streams the file, or the vault opened here does.
-std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& name,
+// while this process streams the file, or the vault opened here does. The file is recorded by
+// files::recorded_path(path) (absolute; "-" for standard input).
+std::unique_ptr<FileSession> file_session(Globals& g, Action action, const std::string& path,
                                           const std::vector<std::string>& keys = {});
 // Before running rotation hooks: KMSCTL_BIN, KMSCTL_VAULT and KMSCTL_PIN_FILE (when given) in
 // the environment, so that a hook can call this kmsctl on this vault.

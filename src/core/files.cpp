@@ -29,7 +29,7 @@ FileResult rewrap_file(
     h = envelope::read_header(in.get());
   } catch (const Error& e) {
     try {
-      failed(req::FileFailed{Action::file_rewrap, path, e.code(), 0});
+      failed(req::FileFailed{Action::file_rewrap, files::recorded_path(path), e.code(), 0});
     } catch (const Error&) {
       // The header's error is the one to report.
     }
@@ -37,7 +37,8 @@ FileResult rewrap_file(
   }
   const std::size_t body = h.encoded_size;
   files::AtomicFile out(path, /*overwrite=*/true);
-  const req::FileRewrap::Response r = rewrap(req::FileRewrap{path, std::move(h), to_key});
+  const req::FileRewrap::Response r =
+      rewrap(req::FileRewrap{files::recorded_path(path), std::move(h), to_key});
   out.write(as_chars(r.header));
   if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
     throw Error(Code::failed,

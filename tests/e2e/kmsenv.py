@@ -219,7 +219,7 @@ class KmsEnv:
 
     def records(self, **kw):
         """The whole audit log, oldest first (the listing appends its own record afterwards)."""
-        rows = self.json("audit", "list", "--json", "--limit", "1000000", **kw)
+        rows = self.json("audit", "list", "--output", "json", "--limit", "1000000", **kw)["items"]
         return list(reversed(rows))
 
     # ---- the vault file, as an attacker with write access sees it ----

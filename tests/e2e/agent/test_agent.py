@@ -690,20 +690,21 @@ class Served(AgentTestCase):
         before, listed = self.kms.sql("SELECT max(seq) FROM audit_log")[0][0], self.kms.sql(lists)
         r, _ = self.client_pid("audit", "list", "--limit", "22000", "--json", sock=info["socket"])
         self.assertEqual(r.rc, 0, r.show())
-        seqs = [x["seq"] for x in json.loads(r.out)]
+        seqs = [x["seq"] for x in json.loads(r.out)["items"]]
         self.assertEqual(len(seqs), 22000)
         # Newest first, no record twice, none skipped: from the newest the first page saw down.
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] - 22000, -1)))
         self.assertGreaterEqual(seqs[0], before)
         pages = self.kms.sql(lists)[0][0] - listed[0][0]
-        self.assertEqual(pages, 3)  # 10,000 + 10,000 + 2,000, each request audited
+        self.assertEqual(pages, 3)  # 10,000 + 10,000 + 2,001, each request audited
         # Each page's record says which page it was: the first has no bound, the next ones
-        # start below the last record of the page before.
+        # start below the last record of the page before. The last asks for one record more
+        # than is shown: whether the limit cut the listing (its `next`).
         params = [json.loads(p) for (p,) in self.kms.sql(
             "SELECT params FROM audit_log WHERE action = 'audit.list' ORDER BY seq DESC LIMIT 3")]
         params.reverse()
         self.assertEqual([(p["limit"], p.get("before_seq")) for p in params],
-                         [(10000, None), (10000, seqs[9999]), (2000, seqs[19999])])
+                         [(10000, None), (10000, seqs[9999]), (2001, seqs[19999])])
         r, _ = self.client_pid("audit", "list", "--limit", "5", sock=info["socket"])
         self.assertEqual(len(r.out.splitlines()), 6, r.show())  # the header and 5 records
 

@@ -125,7 +125,7 @@ class ListFilters(KmsTestCase):
     def listing(self, *filters):
         """`audit list FILTERS --json` and what it should have returned: the filter applied to
         the whole log as it was (read right after, without the filtered listing's own record)."""
-        got = self.kms.json("audit", "list", "--json", *filters)
+        got = self.kms.json("audit", "list", "--json", *filters)["items"]
         everything = self.kms.records()
         self.assertEqual(everything[-1]["action"], "audit.list")
         return got, list(reversed(everything[:-1]))  # newest first, like `audit list`

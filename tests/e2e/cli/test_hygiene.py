@@ -442,7 +442,7 @@ class TextOutput(InputTestCase):
     SHOWN = ("app data\\n    99  2026-11-28T10:58:41.158Z  root        key.delete"
              "              key/x  ok\\r\\x1b[31mRED\\x1b[0m\\x1b]0;owned\\x07\\x7f"
              "\\u009b2J\\u202egnp.exe\\\\tail")
-    ROW = re.compile(r"^ +\d+  \d{4}-\d\d-\d\dT\S+  ")
+    ROW = re.compile(r"^ *\d+  \d{4}-\d\d-\d\dT\S+  ")
 
     def assertClean(self, r, lines=None):
         """One line per row: no control character but the newline ending each, no ESC."""
@@ -487,6 +487,13 @@ class TextOutput(InputTestCase):
                          list(range(len(rows), 0, -1)), "one row a record, no forged one")
         enc = [row for row in rows if " file.encrypt " in row]
         self.assertEqual(len(enc), 2, r.out)  # started, then ok
+        # The table shortens a long resource around an ellipsis; --output wide shows it whole.
+        r = kms.run("audit", "list", "--output", "wide")
+        self.assertClean(r)
+        rows = r.out.splitlines()[1:]
+        self.assertTrue(rows and all(self.ROW.match(row) for row in rows), r.out)
+        enc = [row for row in rows if " file.encrypt " in row]
+        self.assertEqual(len(enc), 2, r.out)
         for row in enc:
             self.assertIn("report\\n    98  2026-11-28T10:58:41.158Z  root  file.decrypt  x  ok"
                           "\\x1b[8m.txt", row)
@@ -616,7 +623,7 @@ class InvalidUtf8(InputTestCase):
         last = [x for x in self.kms.records() if x["action"] == "file.decrypt"][-1]
         self.assertEqual((last["outcome"], last["params"]["file"]),
                          ("error", self.kms.path("bad\\xff.kenc")))
-        r = self.kms.run("audit", "list")
+        r = self.kms.run("audit", "list", "--output", "wide")
         self.assertOk(r)
         self.assertIn("file/" + self.kms.path("caf\\\\xe9 \\\\xff.txt"), r.out)
         self.assertOk(self.kms.run("audit", "export", "-o", self.kms.path("log.jsonl")))

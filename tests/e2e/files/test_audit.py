@@ -311,7 +311,7 @@ class FileAudit(kmsenv.KmsTestCase):
         rows = r.out.splitlines()[1:]
         self.assertEqual(len(rows), 1, r.out)
         self.assertRegex(rows[0], r" file\.encrypt +file/\S+ +started$")
-        listed = self.kms.json("audit", "list", "--outcome", "started", "--json")
+        listed = self.kms.json("audit", "list", "--outcome", "started", "--json")["items"]
         self.assertEqual([(x["action"], x["outcome"], x["params"]["step"]) for x in listed],
                          [("file.encrypt", "started", "start")])
         r = self.kms.run("audit", "list", "--outcome", "begun")

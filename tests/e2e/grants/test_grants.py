@@ -87,7 +87,7 @@ class Grants(SharedVaultTestCase):
         self.assertEqual([(g["grant_id"], g["state"]) for g in ended],
                          [(a, "revoked"), (b, "retired")])
 
-        recs = self.vault.json("audit", "list", "--grant", a, "--json")
+        recs = self.vault.json("audit", "list", "--grant", a, "--json")["items"]
         self.assertEqual([x["action"] for x in recs],
                          ["grant.revoke", "grant.revoke", "grant.create"])
         self.assertEqual([x["outcome"] for x in recs], ["denied", "ok", "ok"])

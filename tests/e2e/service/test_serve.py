@@ -299,7 +299,7 @@ class Service(KmsCase):
         self.assertOk(blob)
         rows = self.as_(self.auditor, "audit", "list", "--principal", self.app, "--json")
         self.assertOk(rows)
-        self.assertTrue(any(r["action"] == "key.encrypt" for r in rows.json()))
+        self.assertTrue(any(r["action"] == "key.encrypt" for r in rows.json()["items"]))
         self.assertOk(self.as_(self.auditor, "key", "describe", "alias/app"))
         self.assertRefused(self.as_(self.auditor, "decrypt", input=blob.raw), "key.decrypt",
                            "key/" + self.app_key)
@@ -436,7 +436,7 @@ class Service(KmsCase):
         # The auditor lists every use under the grant, and cannot decrypt.
         listed = self.as_(self.auditor, "audit", "list", "--grant", grant, "--json")
         self.assertOk(listed)
-        uses = [(x["principal"], x["action"]) for x in listed.json()
+        uses = [(x["principal"], x["action"]) for x in listed.json()["items"]
                 if x["action"].startswith("key.")]
         self.assertEqual(sorted(uses), [(self.isv, "key.decrypt"), (self.isv, "key.encrypt")])
         self.assertRefused(self.as_(self.auditor, "decrypt", "--context", "tenant=acme",
