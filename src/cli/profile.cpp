@@ -126,7 +126,10 @@ std::string toml_string(std::string_view s) {
 std::string read_config(const fs::path& path, bool& exists) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    if (errno == ENOENT) {
+    // None; or one this user cannot even look for: in a directory it may not search (another
+    // user's home, as when HOME is left as it was after a change of user).
+    if (errno == ENOENT || errno == ENOTDIR ||
+        (errno == EACCES && ::access(path.parent_path().c_str(), X_OK) != 0)) {
       exists = false;
       return {};
     }
