@@ -2,7 +2,7 @@
 function __kmsctl_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random sign verify mac verify-mac file secret exec maintain vault agent grant policy serve version completion manpage help
+            printf '%s\n' init status audit key encrypt decrypt re-encrypt data-key random sign verify mac verify-mac file secret exec maintain vault agent grant policy serve config version completion manpage help
         case 'audit'
             printf '%s\n' list verify export
         case 'key'
@@ -23,6 +23,8 @@ function __kmsctl_subcommands
             printf '%s\n' validate check
         case 'serve'
             printf '%s\n' reload status
+        case 'config'
+            printf '%s\n' list get set unset
         case 'key alias'
             printf '%s\n' create update delete list
     end
@@ -318,6 +320,8 @@ function __kmsctl_takes_value
             return 0
         case '*|--server'
             return 0
+        case '*|--profile'
+            return 0
     end
     return 1
 end
@@ -413,6 +417,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a agent -d 'Keep the vault op
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a grant -d 'Let a user use one key: create, list, revoke and retire grants'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a policy -d 'Check and try the access policy of a vault that serves several users'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a serve -d 'Serve the vault to several users over Unix sockets, each request decided by a policy (runs in the foreground; for systemd see contrib/systemd)'
+complete -c kmsctl -n "test (__kmsctl_path) = ''" -a config -d 'Show and change the profiles of the config file ($XDG_CONFIG_HOME/kmsctl/config.toml or KMSCTL_CONFIG); no vault needed'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a version -d 'Print the kmsctl version'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a completion -d 'Print the shell completion script (bash, zsh or fish)'
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsctl(1) manual page (roff)'
@@ -424,6 +429,7 @@ complete -c kmsctl -l pin-file -r -F -d 'Read the token user PIN from the first 
 complete -c kmsctl -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
 complete -c kmsctl -l version -d 'Print the kmsctl version (as `kmsctl version`)'
 complete -c kmsctl -l server -r -F -d 'Send every request to the kmsctl service listening at PATH (`kmsctl serve`); nothing runs here and no PIN is read'
+complete -c kmsctl -l profile -r -f -d 'Use profile NAME of the config file (also KMSCTL_PROFILE; default: its default_profile); flags and environment variables override its settings'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'init'" -l pkcs11-module -r -F -d 'Use a token of this PKCS#11 module'
@@ -590,6 +596,12 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l socket -r -F -d 'Liste
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l use-only-socket -r -F -d 'Also listen at PATH for the use of keys only (encrypt, decrypt, data keys, files, secret get): safe to forward to a build host'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l policy -r -F -d 'The policy file (TOML or JSON, docs/POLICY.md); without one nothing is allowed'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve'" -l json -d 'Print the service\'s sockets and policy as JSON once it serves'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -a list -d 'Show the config file\'s profiles and settings, and which profile is active and why'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -a get -d 'Print a setting of the active profile (or of --profile NAME)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -a set -d 'Set a setting of the active profile (or of --profile NAME, created if new); never a PIN: set pin_file to a file that holds it'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -a unset -d 'Remove a setting from the active profile (or from --profile NAME)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'version'" -l json -d 'Print as JSON'
@@ -917,6 +929,19 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help -s h -d 'P
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l socket -r -F -d 'The service\'s socket (default: KMSCTL_SERVER)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'serve status'" -l json -d 'Print as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config list'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config list'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config list'" -l json -d 'Print {file, exists, default_profile, active, profiles} as JSON'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config get'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config get'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config get'" -l json -d 'Print {profile, key, value} as JSON'
+complete -c kmsctl -n "__kmsctl_at 'config get' 0" -f -a '(__kmsctl_names keys)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config set'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config set'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'config set' 0" -f -a '(__kmsctl_names keys)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config unset'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'config unset'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "__kmsctl_at 'config unset' 0" -f -a '(__kmsctl_names keys)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'key alias create'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "__kmsctl_at 'key alias create' 1" -f -a '(__kmsctl_names keys)'

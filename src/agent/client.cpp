@@ -48,13 +48,16 @@ wire::Writer control(std::uint16_t op) {
 
 }  // namespace
 
+bool trusted_socket(const std::string& socket) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(fs::path(socket), ec);
+  return !ec && trust_of_dir(abs.parent_path()) == DirTrust::owned_alone;
+}
+
 const char* trusted_socket_in_env() {
   const char* sock = socket_in_env();
   if (sock == nullptr) return nullptr;
-  if (trust_of_dir(fs::absolute(fs::path(sock)).parent_path()) != DirTrust::owned_alone) {
-    return nullptr;
-  }
-  return sock;
+  return trusted_socket(sock) ? sock : nullptr;
 }
 
 std::string socket_from(const std::string& flag) {

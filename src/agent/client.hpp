@@ -23,6 +23,9 @@ namespace kms::agent {
 // agent makes it): in a directory someone else can write, the socket could be theirs by the
 // time a command connects. Null otherwise: the command runs in its own process.
 const char* trusted_socket_in_env();
+// Whether the directory that holds `socket` is this user's alone (as trusted_socket_in_env asks
+// of KMSCTL_AGENT_SOCK): for a socket named by a profile.
+bool trusted_socket(const std::string& socket);
 
 // `flag` (--socket) if given, else KMSCTL_AGENT_SOCK; Code::usage when neither names one.
 std::string socket_from(const std::string& flag);

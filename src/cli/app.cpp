@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "base/posix.hpp"
+#include "cli/profile.hpp"
 #include "kms/error.hpp"
 #include "kms/signals.hpp"
 
@@ -264,6 +265,10 @@ const std::string* agent_for(Globals& g) {
       r.service = true;
     } else if (const char* socket = agent::trusted_socket_in_env()) {
       r.agent = socket;
+    } else if (const char* env = std::getenv("KMSCTL_AGENT_SOCK");
+               (env == nullptr || *env == '\0') && !g.agent_socket.empty() &&
+               agent::trusted_socket(g.agent_socket)) {
+      r.agent = g.agent_socket;  // the profile's
     }
   }
   return r.agent.empty() ? nullptr : &r.agent;
@@ -348,6 +353,7 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
     {"grant", register_grant},
     {"policy", register_policy},
     {"serve", register_serve},
+    {"config", register_config},
     {"help", register_meta},
     {"version", register_meta},
     {"completion", register_meta},
@@ -360,12 +366,12 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
 int first_word(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "--vault" || a == "--pin-file" || a == "--server") {
+    if (a == "--vault" || a == "--pin-file" || a == "--server" || a == "--profile") {
       ++i;
       continue;
     }
     if (a.starts_with("--vault=") || a.starts_with("--pin-file=") || a.starts_with("--server=") ||
-        a == "-q" || a == "--quiet")
+        a.starts_with("--profile=") || a == "-q" || a == "--quiet")
       continue;
     return a.starts_with("-") ? -1 : i;
   }
@@ -424,6 +430,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
+}  // namespace
+
 // The candidate closest to `word`, when it is close enough to be a typo of it: at most 2 edits,
 // and fewer than half its letters (`-p` is not a typo of `-q`); or a candidate `word` begins
 // (`--cont` for `--context`) when it is the only one. Empty when none is.
@@ -448,6 +456,8 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
   }
   return prefixed.size() == 1 ? prefixed.front() : std::string();
 }
+
+namespace {
 
 // The names of a command's subcommands, or of the options it and its parents take.
 std::vector<std::string> command_names(const CLI::App& at) {
@@ -658,7 +668,7 @@ bool exec_options_without_dashes(int argc, const char* const* argv) {
     } else if (a == "--") {
       return false;
     } else if (a == "--secret" || a == "--stage" || a == "--vault" || a == "--pin-file" ||
-               a == "--server") {
+               a == "--server" || a == "--profile") {
       ++i;
     } else if (!is_option(a)) {
       in_command = true;
@@ -793,6 +803,10 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
                   "nothing runs here and no PIN is read")
       ->envname("KMSCTL_SERVER")
       ->type_name("PATH");
+  app->add_option("--profile", g.profile,
+                  "Use profile NAME of the config file (also KMSCTL_PROFILE; default: its "
+                  "default_profile); flags and environment variables override its settings")
+      ->type_name("NAME");
   // Building all of the tree costs more than a command's own work takes in the vault: a command
   // gets only its group.
   if (const Register only = group_of(argc, argv, g)) {
@@ -805,6 +819,9 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
     }
   }
   require_utf8(*app);
+  // After the parse, before the command runs: the profile fills in what no flag and no
+  // environment variable set.
+  app->parse_complete_callback([&g, a = app.get()] { profiles::apply(*a, g); });
   return app;
 }
 

@@ -30,6 +30,11 @@ struct Globals {
   std::string vault;     // --vault, KMSCTL_VAULT
   std::string pin_file;  // --pin-file, KMSCTL_PIN_FILE
   std::string server;    // --server, KMSCTL_SERVER: the socket of a `kmsctl serve`
+  std::string profile;   // --profile (KMSCTL_PROFILE is read where it is used: profile.cpp)
+  // The active profile's agent_socket: where `agent start` listens, and the agent that serves
+  // this command when KMSCTL_AGENT_SOCK is not set. Set by profiles::apply, like the profile's
+  // vault, pin_file, server, quiet and output where no flag and no environment variable gave one.
+  std::string agent_socket;
   // -q/--quiet, KMSCTL_QUIET: kept in quiet() (output.cpp), which note() reads
   std::string verb;  // the word after the group's name on the command line (see add_verbs)
   // Where this command's requests go (send), decided at the first: the service named by
@@ -160,6 +165,11 @@ void register_serve(CLI::App& app, Globals& g);   // serve, serve reload, serve 
 // __complete keys|aliases|secrets PREFIX (hidden): names for the shell completions, read from the
 // vault file without a PIN, the token or the audit log.
 void register_complete(CLI::App& app, Globals& g);
+void register_config(CLI::App& app, Globals& g);  // config list, get, set, unset (no vault)
+
+// The candidate closest to `word` when it is close enough to be a typo of it (did you mean);
+// empty when none is.
+std::string closest(std::string_view word, const std::vector<std::string>& candidates);
 
 // K=V pairs of --context (and --tag): Code::usage on a missing '=', an empty key or a repeat.
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -54,8 +55,18 @@ void print_started(const StartArgs& a, const fs::path& socket, const fs::path& v
   std::fflush(stdout);
 }
 
+// The socket --socket names; else none when KMSCTL_AGENT_SOCK is set (agent::socket_from reads
+// it); else the profile's agent_socket.
+std::string socket_or_profile(const std::string& flag, const Globals& g) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("KMSCTL_AGENT_SOCK");
+  return env != nullptr && *env != '\0' ? std::string() : g.agent_socket;
+}
+
 void start(Globals& g, const StartArgs& a) {
-  const agent::StartOptions options{a.socket,
+  // The profile's agent_socket, where commands of that profile look for their agent (start
+  // does not read KMSCTL_AGENT_SOCK: it prints it).
+  const agent::StartOptions options{a.socket.empty() ? g.agent_socket : a.socket,
                                     {agent::parse_duration(a.idle, "--idle-timeout"),
                                      agent::parse_duration(a.lifetime, "--max-lifetime")},
                                     a.foreground};
@@ -99,8 +110,8 @@ void register_agent(CLI::App& app, Globals& g) {
   auto stop_socket = std::make_shared<std::string>();
   CLI::App* stop = group->add_subcommand("stop", "Stop the agent (KMSCTL_AGENT_SOCK or --socket)");
   stop->add_option("--socket", *stop_socket, "The agent's socket")->type_name("PATH");
-  stop->callback([stop_socket] {
-    agent::stop(*stop_socket);
+  stop->callback([&g, stop_socket] {
+    agent::stop(agent_cmd::socket_or_profile(*stop_socket, g));
     note("kmsctl: the agent stopped");
   });
 
@@ -110,8 +121,8 @@ void register_agent(CLI::App& app, Globals& g) {
       group->add_subcommand("status", "Show the running agent (KMSCTL_AGENT_SOCK or --socket)");
   status->add_option("--socket", *st_socket, "The agent's socket")->type_name("PATH");
   status->add_flag("--json", *st_json, "Print as JSON");
-  status->callback([st_socket, st_json] {
-    const std::string text = agent::status(*st_socket);
+  status->callback([&g, st_socket, st_json] {
+    const std::string text = agent::status(agent_cmd::socket_or_profile(*st_socket, g));
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (*st_json) return print_json(j);
     if (!j.is_object()) throw Error(Code::failed, "the agent's status is not JSON");

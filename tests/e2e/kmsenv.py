@@ -154,6 +154,9 @@ class KmsEnv:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": self.home,
+            # Where kmsctl looks for its config file (profiles) and trusted-modules: this
+            # environment's, never the developer's own ~/.config/kmsctl/config.toml.
+            "XDG_CONFIG_HOME": os.path.join(self.home, ".config"),
             "LANG": "C.UTF-8",
             "TMPDIR": self.root,
             "KMSCTL_VAULT": self.vault,

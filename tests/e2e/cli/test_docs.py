@@ -20,7 +20,8 @@ GENERATED = [
 
 LEAF_COMMANDS = ["init", "status", "version", "completion", "manpage", "audit list",
                  "audit verify", "audit export", "vault backup", "vault rekey",
-                 "vault change-pin", "vault restore"]
+                 "vault change-pin", "vault restore", "config list", "config get", "config set",
+                 "config unset"]
 
 
 class Docs(KmsTestCase):

@@ -225,13 +225,14 @@ class Errors(KmsTestCase):
 # anything it must reject, still see all of it).
 TOP_LEVEL = ("init", "status", "audit", "key", "encrypt", "decrypt", "re-encrypt", "data-key",
              "random", "sign", "verify", "mac", "verify-mac", "file", "secret", "exec", "maintain", "vault", "agent", "grant", "policy",
-             "serve", "version", "completion", "manpage", "help")
+             "serve", "config", "version", "completion", "manpage", "help")
 SECRET_VERBS = ("create", "get", "put", "list", "describe", "versions", "delete", "restore",
                 "rotate", "set-rotation", "set-policy", "get-policy")
 KEY_VERBS = ("create", "list", "describe", "enable", "disable", "rotate", "cancel-deletion",
              "versions", "set-rotation", "schedule-deletion", "tag", "untag", "set-policy",
              "get-policy", "public", "import-params", "import", "specs", "alias")
 POLICY_VERBS = ("validate", "check")
+CONFIG_VERBS = ("list", "get", "set", "unset")
 
 
 def subcommands(help_text):
@@ -302,7 +303,7 @@ class CommandLine(KmsTestCase):
 
     def test_help_of_a_group_lists_every_one_of_its_subcommands(self):
         for group, verbs in (("secret", SECRET_VERBS), ("key", KEY_VERBS),
-                             ("policy", POLICY_VERBS)):
+                             ("policy", POLICY_VERBS), ("config", CONFIG_VERBS)):
             for args in ((group, "--help"), ("--vault", self.kms.vault, group, "--help"),
                          ("--vault=" + self.kms.vault, group, "-h")):
                 with self.subTest(args=args):
@@ -329,6 +330,7 @@ class CommandLine(KmsTestCase):
         words = [(c,) for c in TOP_LEVEL]
         words += [("secret", v) for v in SECRET_VERBS] + [("key", v) for v in KEY_VERBS]
         words += [("policy", v) for v in POLICY_VERBS]
+        words += [("config", v) for v in CONFIG_VERBS]
         for w in words:
             with self.subTest(command=" ".join(w)):
                 r = self.kms.run("--vault", self.kms.vault, *w, "--help")
