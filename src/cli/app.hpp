@@ -175,9 +175,10 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
 Context parse_pairs(const std::vector<std::string>& pairs, const char* flag);
 // The stage a --stage value names (CLI11 checked it against the names already; Code::usage if not).
 SecretStage stage_option(std::string_view value);
-// Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond, naming the flag).
+// Input from a file or "-" (stdin), at most max_bytes (Code::usage beyond); `flag` is the option
+// (or argument) that named the file, for the hint when it cannot be read.
 SecureBytes read_input(const std::string& path, std::size_t max_bytes,
-                       const std::string& too_big_hint);
+                       const std::string& too_big_hint, std::string_view flag = "--in");
 // A public key file (PEM or DER SubjectPublicKeyInfo, as `kmsctl key public` writes) as DER;
 // Code::usage naming `flag` when it is none.
 Bytes read_public_key(const std::string& path, std::string_view flag);

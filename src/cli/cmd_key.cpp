@@ -335,10 +335,10 @@ void add_import(CLI::App* key, Globals& g) {
     }
     std::optional<std::string> expires;
     if (!a->expires.empty()) expires = keys::parse_material_expiry(a->expires, now());
-    const SecureBytes wrapped =
-        read_input(a->material, std::size_t{64} * 1024, "wrapped key material is at most 64 KiB");
-    const SecureBytes token =
-        read_input(a->token, std::size_t{4} * 1024, "an import token is one short line");
+    const SecureBytes wrapped = read_input(a->material, std::size_t{64} * 1024,
+                                           "wrapped key material is at most 64 KiB", "--material");
+    const SecureBytes token = read_input(a->token, std::size_t{4} * 1024,
+                                         "an import token is one short line", "--import-token");
     req::KeyImport r;
     r.key = a->key;
     r.wrapped_material.assign(wrapped.view().begin(), wrapped.view().end());
@@ -587,7 +587,8 @@ void add_set_policy(CLI::App* key, Globals& g) {
       const SecureBytes bytes =
           read_input(pa->file, std::size_t{64} * 1024,
                      "a key policy is at most 64 KiB: the service's policy file holds what "
-                     "applies to many keys");
+                     "applies to many keys",
+                     "FILE");
       text.emplace(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     const KeyPolicyInfo info = send(g, req::KeySetPolicy{pa->key, text});

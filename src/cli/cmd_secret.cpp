@@ -63,15 +63,8 @@ SecretInput input_of(const ValueArgs& v) {
     in.generator = generator_of(v);
     return in;
   }
-  try {
-    in.value = read_input(v.value_stdin ? "-" : v.value_file, secrets::kMaxValueSize,
-                          "store large data with `kmsctl file encrypt`");
-  } catch (const Error& e) {
-    // read_input's hint names --in; name the flag of this command instead.
-    if (e.code() != Code::usage || v.value_stdin || e.hint().find("--in") == std::string::npos)
-      throw;
-    throw Error(e.code(), e.what(), "check the path given to --value-file");
-  }
+  in.value = read_input(v.value_stdin ? "-" : v.value_file, secrets::kMaxValueSize,
+                        "store large data with `kmsctl file encrypt`", "--value-file");
   if (in.value->empty()) {
     throw Error(Code::usage, "the value is empty", "give a non-empty value, or use --generate");
   }
@@ -553,7 +546,8 @@ void add_set_policy(CLI::App* secret, Globals& g) {
       const SecureBytes bytes =
           read_input(pa->file, std::size_t{64} * 1024,
                      "a secret policy is at most 64 KiB: the service's policy file holds what "
-                     "applies to many secrets");
+                     "applies to many secrets",
+                     "FILE");
       text.emplace(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     const SecretPolicyInfo info = send(g, req::SecretSetPolicy{pa->name, text});

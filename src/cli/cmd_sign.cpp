@@ -196,8 +196,8 @@ void register_verify(CLI::App& app, Globals& g) {
     }
     const SigningAlgorithm a = signing_algorithm_option(va->algorithm);
     const SecureBytes input = va->read();
-    const Bytes sig = signature_bytes(
-        read_input(va->signature, kMaxSignatureFile, "that is too large for a signature"));
+    const Bytes sig = signature_bytes(read_input(
+        va->signature, kMaxSignatureFile, "that is too large for a signature", "--signature"));
     if (!va->public_key.empty()) {
       const Bytes spki = read_public_key(va->public_key, "--public-key");
       const bool ok = crypto::verify(spki, a, input.view(), va->is_digest(), sig);
@@ -245,8 +245,8 @@ void register_verify_mac(CLI::App& app, Globals& g) {
       ->type_name("FILE");
   cmd->add_flag("--json", va->json, "Print {valid, key_id, key_version} as JSON");
   cmd->callback([&g, va] {
-    const Bytes mac =
-        signature_bytes(read_input(va->mac, kMaxSignatureFile, "that is too large for a MAC"));
+    const Bytes mac = signature_bytes(
+        read_input(va->mac, kMaxSignatureFile, "that is too large for a MAC", "--mac"));
     const SecureBytes message =
         read_input(va->in, keys::kMaxMacMessage, "MAC a digest of larger data (its SHA-256)");
     const keys::Verified v = send(g, req::VerifyMac{va->key, SecureBytes(message.view()), mac});

@@ -41,12 +41,12 @@ Context parse_pairs(const std::vector<std::string>& pairs, const char* flag) {
 }
 
 SecureBytes read_input(const std::string& path, std::size_t max_bytes,
-                       const std::string& too_big_hint) {
+                       const std::string& too_big_hint, std::string_view flag) {
   const bool stdin_input = path.empty() || path == "-";
   const int fd = stdin_input ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     throw Error(Code::usage, fmt::format("cannot read {}: {}", path, std::strerror(errno)),
-                "check the file's path and that you may read it");
+                fmt::format("check the path given to {}", flag));
   }
   // The buffer is locked memory, filled and wiped whole: sized to the file when it is one
   // (a blob is a few KiB under a 64 KiB limit), else grown as the input fills it.

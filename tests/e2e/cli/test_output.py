@@ -258,6 +258,20 @@ class OutputPlaces(KmsTestCase):
         r = self.kms.run("file", "encrypt", "--key", "alias/o", "--out-dir", self.data, self.data)
         self.assertError(r, USAGE, "is not a directory")
 
+    def test_an_unreadable_input_names_the_option_that_named_it(self):
+        ext = self.kms.ok("key", "create", "--origin", "external").out.strip()
+        missing = self.kms.path("no-such-file")
+        for args, flag in ((("encrypt", "--key", "alias/o", "--in", missing), "--in"),
+                           (("key", "import", ext, "--material", missing, "--import-token",
+                             self.data), "--material"),
+                           (("secret", "create", "o/s", "--value-file", missing), "--value-file"),
+                           (("verify-mac", "--key", "alias/o", "--mac", missing, "--in",
+                             self.data), "--mac")):
+            with self.subTest(flag=flag):
+                r = self.kms.run(*args)
+                self.assertError(r, USAGE, "cannot read", missing,
+                                 hint=f"check the path given to {flag}")
+
     def test_o_naming_a_directory_says_so(self):
         d = self.kms.path("adir")
         os.mkdir(d)

@@ -263,7 +263,7 @@ class Profiles(KmsTestCase):
         r = self.kms.ok("--profile", "j", "key", "create", "--alias", "alias/j")
         self.assertEqual(json.loads(r.out)["aliases"], ["alias/j"])
         self.assertEqual(r.err, "")
-        keys = json.loads(self.kms.ok("key", "list", env={"KMSCTL_PROFILE": "j"}).out)["keys"]
+        keys = json.loads(self.kms.ok("key", "list", env={"KMSCTL_PROFILE": "j"}).out)["items"]
         self.assertEqual([k["aliases"] for k in keys], [["alias/j"]])
         # quiet: no confirmation on stderr.
         r = self.kms.ok("--profile", "j", "secret", "create", "app/j", "--value-stdin",
