@@ -22,6 +22,9 @@ struct Caller {
   std::vector<std::int64_t> groups;  // primary gid first, then the supplementary groups
   std::int64_t pid = 0;
   Channel channel = Channel::direct;
+  // The machine the caller is on (gethostname; "" when unknown). A request over a Unix socket
+  // comes from the same machine. Every record names it, as several hosts may share one vault.
+  std::string host;
 
   // This process (real uid, its groups).
   static Caller current();

@@ -36,14 +36,15 @@ void make_utf8(nlohmann::json& j) {
   }
 }
 
-std::string params_text(const nlohmann::json& params) {
-  if (params.is_null()) return "{}";
+// The record's params: the event's, and `host`, the caller's machine, when known.
+std::string params_text(const nlohmann::json& params, const std::string& host) {
+  nlohmann::json p = params.is_null() ? nlohmann::json::object() : params;
+  if (!host.empty() && p.is_object()) p["host"] = host;
   try {
-    return params.dump();
+    return p.dump();
   } catch (const nlohmann::json::type_error&) {  // a string that is not UTF-8
-    nlohmann::json fixed = params;
-    make_utf8(fixed);
-    return fixed.dump();
+    make_utf8(p);
+    return p.dump();
   }
 }
 
@@ -196,7 +197,7 @@ store::AuditRow Log::append(const Event& ev, std::string_view outcome, std::stri
   r.uid = who.uid;
   r.action = action_name(ev.action);
   r.resource = utf8_text(ev.resource);
-  r.params = params_text(ev.params);
+  r.params = params_text(ev.params, who.host);
   r.outcome = outcome;
   r.error_code = error_code;
   r.state = store::next_state_field(db_, head_state().state, r.seq);

@@ -284,6 +284,16 @@ TEST_CASE("Log::append builds a chain from the genesis hash that verify accepts"
   CHECK_NOTHROW(f.log->check_anchor());
 }
 
+TEST_CASE("Log::append names the caller's host in the params, when it is known") {
+  Fixture f;
+  CHECK(f.append().params == R"({"n":1})");  // a Caller made by hand: no host
+  f.who.host = "build-07";
+  CHECK(f.append().params == R"({"host":"build-07","n":2})");
+  CHECK(Caller::current().host != "");  // gethostname
+  const audit::VerifyReport rep = f.log->verify();
+  CHECK(rep.ok);
+}
+
 TEST_CASE("Log::append records text that is not UTF-8 escaped, and the chain still verifies") {
   Fixture f;
   f.append();

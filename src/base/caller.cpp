@@ -19,6 +19,16 @@ const passwd* user_entry(std::int64_t uid, passwd& pw, char (&buf)[4096]) {
   return found;
 }
 
+// This machine's name, read once per process.
+const std::string& this_host() {
+  static const std::string name = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string();
+    return std::string(buf);
+  }();
+  return name;
+}
+
 void add_group(Caller& c, std::int64_t g) {
   if (std::find(c.groups.begin(), c.groups.end(), g) == c.groups.end()) c.groups.push_back(g);
 }
@@ -41,6 +51,7 @@ Caller Caller::current() {
   Caller c;
   c.uid = static_cast<std::int64_t>(::getuid());
   c.pid = static_cast<std::int64_t>(::getpid());
+  c.host = this_host();
   passwd pw{};
   char buf[4096];
   const passwd* entry = user_entry(c.uid, pw, buf);
@@ -70,6 +81,7 @@ Caller Caller::peer(std::int64_t uid, std::int64_t gid, std::int64_t pid,
   c.uid = uid;
   c.pid = pid;
   c.channel = channel;
+  c.host = this_host();
   c.groups = group_list(gid, supplementary);
   passwd pw{};
   char buf[4096];

@@ -68,23 +68,30 @@ std::string audit_shorten(const std::string& escaped) {
          escaped.substr(audit_char_offset(escaped, width - tail));
 }
 
-// How a request reached the vault, from the record's params (FORMAT.md §8.1, §13.9): "direct"
-// (its own kmsctl opened the vault), "agent PID" or "service PID", and the client's pid when one
+// Where a request came from, from the record's params (FORMAT.md §8.1, §13.9): the caller's
+// host ("-" in a record made before hosts were recorded), how it reached the vault ("direct":
+// its own kmsctl opened the vault, "agent PID" or "service PID"), and the client's pid when one
 // was recorded.
-std::pair<std::string, std::string> audit_channel(const nlohmann::json& params) {
+struct AuditOrigin {
+  std::string host = "-", via = "direct", client = "-";
+};
+
+AuditOrigin audit_origin(const nlohmann::json& params) {
   auto shown = [](const nlohmann::json& v) {
     return escape_text(v.is_string() ? v.get<std::string>() : json_text(v));
   };
-  if (!params.is_object() || !params.contains("channel")) return {"direct", "-"};
+  AuditOrigin o;
+  if (!params.is_object()) return o;
+  if (params.contains("host")) o.host = shown(params["host"]);
+  if (!params.contains("channel")) return o;
   const nlohmann::json& channel = params["channel"];
-  std::string via = shown(channel);
-  std::string client = "-";
+  o.via = shown(channel);
   if (channel.is_string() && params.contains(channel.get<std::string>())) {
     const nlohmann::json& server = params[channel.get<std::string>()];
-    if (server.is_object() && server.contains("pid")) via += " " + shown(server["pid"]);
-    if (server.is_object() && server.contains("client_pid")) client = shown(server["client_pid"]);
+    if (server.is_object() && server.contains("pid")) o.via += " " + shown(server["pid"]);
+    if (server.is_object() && server.contains("client_pid")) o.client = shown(server["client_pid"]);
   }
-  return {via, client};
+  return o;
 }
 
 // A table of escaped cells: its header, then one row per record, made twice (once for the
@@ -167,25 +174,21 @@ void run_list(Globals& g, const ListArgs& a) {
     // Every field escaped: a description or file name in a resource, or a record edited in the
     // file (audit verify would catch it), can neither end the row nor drive the terminal.
     if (mode == "wide") {
-      audit_table(text,
-                  {"SEQ", "TIME", "PRINCIPAL", "UID", "VIA", "CLIENT PID", "ACTION", "OUTCOME",
-                   "ERROR", "RESOURCE"},
-                  rows, {true, false, false, true, false, true, false, false, false, false},
-                  [](const AuditRecord& r) {
-                    const auto [via, client] =
-                        audit_channel(nlohmann::json::parse(r.params, nullptr, false));
-                    return std::vector<std::string>{
-                        std::to_string(r.seq),
-                        escape_text(r.time),
-                        escape_text(r.principal),
-                        std::to_string(r.uid),
-                        via,
-                        client,
-                        escape_text(r.action),
-                        escape_text(r.outcome),
-                        r.error_code.empty() ? "-" : escape_text(r.error_code),
-                        escape_text(r.resource)};
-                  });
+      audit_table(
+          text,
+          {"SEQ", "TIME", "PRINCIPAL", "UID", "HOST", "VIA", "CLIENT PID", "ACTION", "OUTCOME",
+           "ERROR", "RESOURCE"},
+          rows, {true, false, false, true, false, false, true, false, false, false, false},
+          [](const AuditRecord& r) {
+            AuditOrigin o = audit_origin(nlohmann::json::parse(r.params, nullptr, false));
+            return std::vector<std::string>{
+                std::to_string(r.seq),    escape_text(r.time),
+                escape_text(r.principal), std::to_string(r.uid),
+                std::move(o.host),        std::move(o.via),
+                std::move(o.client),      escape_text(r.action),
+                escape_text(r.outcome),   r.error_code.empty() ? "-" : escape_text(r.error_code),
+                escape_text(r.resource)};
+          });
     } else {
       audit_table(text, {"SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "OUTCOME"}, rows,
                   {true, false, false, false, false, false}, [](const AuditRecord& r) {
@@ -285,9 +288,10 @@ void register_audit(CLI::App& app, Globals& g) {
       ->type_name("SEQ")
       ->check(CLI::PositiveNumber);
   CLI::Option* output =
-      list->add_option("--output", la->output,
-                       "table (default), wide (with the caller and whole resources), json "
-                       "({\"items\": [...], \"next\": SEQ|null}) or jsonl (one record per line)")
+      list->add_option(
+              "--output", la->output,
+              "table (default), wide (with the caller, its host and whole resources), json "
+              "({\"items\": [...], \"next\": SEQ|null}) or jsonl (one record per line)")
           ->type_name("FORMAT")
           ->check(CLI::IsMember({"table", "wide", "json", "jsonl"}));
   list->add_flag("--json", la->json, "The same as --output json")->excludes(output);

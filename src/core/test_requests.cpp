@@ -76,7 +76,7 @@ class Log {
   std::int64_t seen_ = 0;
 };
 
-json params(const store::AuditRow& r) { return json::parse(r.params); }
+json params(const store::AuditRow& r) { return kms::test::params_of(r); }
 
 // The record says `action` on `resource` with `outcome` (and error_code), by this process.
 void check_record(const store::AuditRow& r, std::string_view action, std::string_view resource,

@@ -46,7 +46,7 @@ TEST_CASE("SecretOperations: describe and versions read the same secret, each un
   for (const auto* r : {&rows[rows.size() - 2], &rows.back()}) {
     CHECK(r->resource == "secret/app/db");
     CHECK(r->outcome == "ok");
-    CHECK(nlohmann::json::parse(r->params) == nlohmann::json{{"name", "app/db"}});
+    CHECK(kms::test::params_of(*r) == nlohmann::json{{"name", "app/db"}});
   }
   CHECK(error_of([&] { (void)s->secrets().describe("app/none"); }).code() == Code::not_found);
   CHECK(audit_rows(s->vault()).back().outcome == "error");

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import stat
 import struct
@@ -53,6 +54,9 @@ LIBFAKETIME = next(
                  "/usr/lib/faketime/libfaketime.so.1",
                  "/usr/local/lib/faketime/libfaketime.so.1") if os.path.exists(p)),
     None)
+
+# This machine's name: every audit record names the caller's host (params.host).
+HOST = socket.gethostname()
 
 # Distinctive values, so that a search for them on disk or in output cannot match by accident.
 DEFAULT_PIN = "e2e-Pin-5c81f0d7"

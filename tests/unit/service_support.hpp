@@ -7,10 +7,13 @@
 #include <vector>
 
 #include "support.hpp"
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include "audit/operations.hpp"
 #include "files/operations.hpp"
 #include "keys/operations.hpp"
+#include "kms/caller.hpp"
 #include "kms/service.hpp"
 #include "secrets/operations.hpp"
 #include "store/store.hpp"
@@ -32,6 +35,15 @@ inline std::vector<store::AuditRow> audit_rows(Vault& v) {
   std::vector<store::AuditRow> rows;
   store::audit_scan(v.db(), [&](const store::AuditRow& r) { rows.push_back(r); });
   return rows;
+}
+
+// A record's params, after checking that they name this machine as the caller's host (every
+// record a Service writes for Caller::current() does), without `host`.
+inline nlohmann::json params_of(const store::AuditRow& r) {
+  nlohmann::json p = nlohmann::json::parse(r.params);
+  CHECK(p.value("host", "") == Caller::current().host);
+  p.erase("host");
+  return p;
 }
 
 }  // namespace kms::test

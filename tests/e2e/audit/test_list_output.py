@@ -4,7 +4,9 @@ aligned whatever a resource holds, and file operations recorded by absolute path
 
 import json
 import os
+import ctypes
 import re
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
@@ -14,8 +16,8 @@ from kmsenv import AUDIT_FIELDS, KmsTestCase
 HINT = re.compile(r"^more records: kmsctl audit list --before (\d+)( \(with the same filters\))?$",
                   re.M)
 TABLE = ("SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "OUTCOME")
-WIDE = ("SEQ", "TIME", "PRINCIPAL", "UID", "VIA", "CLIENT PID", "ACTION", "OUTCOME", "ERROR",
-        "RESOURCE")
+WIDE = ("SEQ", "TIME", "PRINCIPAL", "UID", "HOST", "VIA", "CLIENT PID", "ACTION", "OUTCOME",
+        "ERROR", "RESOURCE")
 RIGHT = {"SEQ", "UID", "CLIENT PID"}  # numbers, aligned to the right
 
 
@@ -134,7 +136,8 @@ class Paging(ListTestCase):
         rec = self.kms.records()[-1]
         self.assertEqual(rec["action"], "audit.list")
         # One record more than it shows is asked for: whether the limit cut the listing.
-        self.assertEqual(rec["params"], {"action": "vault.status", "before_seq": 6, "limit": 3})
+        self.assertEqual(rec["params"], {"action": "vault.status", "before_seq": 6, "limit": 3,
+                                         "host": kmsenv.HOST})
 
     def test_text_modes_hint_at_the_next_page_on_stderr(self):
         for mode in ("table", "wide", "jsonl"):
@@ -197,7 +200,7 @@ class Tables(ListTestCase):
         self.assertEqual([row["RESOURCE"] for row in rows], [x["resource"] for x in log])
         self.assertIn("file/" + long_name, [row["RESOURCE"] for row in rows])
 
-    def test_wide_shows_the_uid_the_channel_and_the_error_code(self):
+    def test_wide_shows_the_uid_the_host_the_channel_and_the_error_code(self):
         self.populate(2)
         (action,) = self.kms.sql("SELECT action FROM audit_log WHERE seq = 2")[0]
         self.kms.sql("UPDATE audit_log SET action = 'key.delete' WHERE seq = 2")
@@ -209,12 +212,38 @@ class Tables(ListTestCase):
         self.assertEqual(len(rows), len(log))
         for row, rec in zip(rows, log):
             self.assertEqual(row["UID"], str(os.getuid()))
+            self.assertEqual(row["HOST"], socket.gethostname())
+            self.assertEqual(rec["params"]["host"], socket.gethostname())
             self.assertEqual((row["VIA"], row["CLIENT PID"]), ("direct", "-"))
             self.assertEqual(row["PRINCIPAL"], rec["principal"])
             self.assertEqual(row["ERROR"], rec["error_code"] or "-")
         failed = [row for row in rows if row["OUTCOME"] == "error"]
         self.assertEqual([(row["ACTION"], row["ERROR"]) for row in failed],
                          [("audit.verify", "integrity")])
+
+    def test_each_record_names_the_host_whose_kmsctl_wrote_it(self):
+        """Two hosts sharing a vault, as a UTS namespace makes one: the machine's name is
+        recorded as that kmsctl saw it, and wide shows each record's own."""
+        self.kms.init()
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def on_other_host():
+            name = b"build-runner-07"
+            if libc.unshare(0x04000000) != 0 or libc.sethostname(name, len(name)) != 0:  # NEWUTS
+                os._exit(97)
+
+        r = self.kms.run("key", "create", "--alias", "alias/remote", preexec_fn=on_other_host)
+        if r.rc == 97:
+            self.skipTest("no UTS namespace here (needs root, or unshare is refused)")
+        self.assertEqual(r.rc, 0, r.err)
+        self.kms.ok("key", "describe", "alias/remote")
+        rows = self.columns(self.kms.ok("audit", "list", "--output", "wide").out, WIDE)
+        hosts = {row["ACTION"]: row["HOST"] for row in rows}
+        self.assertEqual(hosts["key.create"], "build-runner-07")
+        self.assertEqual(hosts["key.describe"], socket.gethostname())
+        created = [x for x in self.kms.records() if x["action"] == "key.create"]
+        self.assertEqual(created[0]["params"]["host"], "build-runner-07")
+        self.kms.ok("audit", "verify")
 
     def test_control_characters_in_a_file_name_are_escaped_in_every_text_mode(self):
         self.kms.init()

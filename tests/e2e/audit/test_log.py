@@ -67,7 +67,7 @@ class OneRecordPerCommand(KmsTestCase):
         self.assertEqual(first["params"], {"pkcs11_module": kmsenv.SOFTHSM_MODULE,
                                            "token_label": st["token"]["label"],
                                            "token_serial": st["token"]["serial"],
-                                           "private_token": True})
+                                           "private_token": True, "host": kmsenv.HOST})
 
     def test_every_record_has_a_json_object_as_params(self):
         # store.hpp: "params; // canonical JSON object" — never null, never a bare value.

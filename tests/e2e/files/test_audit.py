@@ -259,7 +259,7 @@ class FileAudit(kmsenv.KmsTestCase):
                          [("file.encrypt", "started", ""), ("file.encrypt", "error", "interrupted"),
                           ("vault.status", "ok", "")])
         self.assertEqual(recs[1]["params"], {"file": "-", "started_seq": seq, "step": "end",
-                                             "closed_by": "next command"})
+                                             "closed_by": "next command", "host": kmsenv.HOST})
         self.assertEqual(recs[1]["resource"], recs[0]["resource"])
         self.assertFalse(os.path.exists(self.lock_file(seq)))
         self.assertVerifies()

@@ -35,11 +35,11 @@ class EncryptDecrypt(SharedVaultTestCase):
         self.assertEqual(rec["resource"], "key/" + self.key)
         self.assertEqual(rec["params"], {"key_alias": "alias/app", "key_id": self.key,
                                          "bytes": len(pt), "version": 1,
-                                         "context": {}})
+                                         "context": {}, "host": kmsenv.HOST})
         r, rec = self.audited("decrypt", input=r.out, action="key.decrypt")
         self.assertEqual(r.raw, pt)
         self.assertEqual(rec["resource"], "key/" + self.key)
-        self.assertEqual(rec["params"], {"version": 1, "context": {}})
+        self.assertEqual(rec["params"], {"version": 1, "context": {}, "host": kmsenv.HOST})
         # A fresh nonce each time: the same plaintext never gives the same blob.
         again = unb64(self.vault.encrypt(self.key, pt))
         self.assertNotEqual(again[25:37], nonce)
@@ -255,7 +255,7 @@ class DataKeys(SharedVaultTestCase):
         self.assertEqual(rec["resource"], "key/" + self.key)
         self.assertEqual(rec["params"], {"key_alias": "alias/dk", "key_id": self.key,
                                          "bytes": 32, "version": 1,
-                                         "context": {}})
+                                         "context": {}, "host": kmsenv.HOST})
         # Each call makes a new key.
         self.assertNotEqual(unb64(self.vault.json("data-key", "generate", "--key", self.key,
                                                   "--json")["plaintext"]), plaintext)
@@ -306,7 +306,7 @@ class Random(SharedVaultTestCase):
             r, rec = self.audited("random", "--bytes", str(n), action="random.generate")
             self.assertEqual(len(unb64(r.out.strip())), n)
             self.assertTrue(r.out.endswith("\n"))
-            self.assertEqual(rec["params"], {"bytes": n})
+            self.assertEqual(rec["params"], {"bytes": n, "host": kmsenv.HOST})
             r, _ = self.audited("random", "--bytes", str(n), "--format", "hex",
                                 action="random.generate")
             self.assertRegex(r.out, rf"^[0-9a-f]{{{2 * n}}}\n$")

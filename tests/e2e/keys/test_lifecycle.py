@@ -46,7 +46,8 @@ class Create(SharedVaultTestCase):
         r, rec = self.audited("key", "describe", "alias/ledger", "--json", action="key.describe")
         self.assertEqual(r.json(), k)
         self.assertEqual(rec["resource"], "key/" + k["key_id"])
-        self.assertEqual(rec["params"], {"key_alias": "alias/ledger", "key_id": k["key_id"]})
+        self.assertEqual(rec["params"], {"key_alias": "alias/ledger", "key_id": k["key_id"],
+                                         "host": kmsenv.HOST})
 
         # The readable form names every field.
         r, _ = self.audited("key", "describe", "alias/ledger", action="key.describe")

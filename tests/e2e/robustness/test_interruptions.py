@@ -37,7 +37,8 @@ class TokenFile(KmsTestCase):
                 self.kms.ok("status")
                 rec = [r for r in self.kms.records() if r["action"] == "vault.repair_token"][-1]
                 self.assertEqual(rec["outcome"], "ok")
-                self.assertEqual(rec["params"], {"file": path, "restored_from": "copy"})
+                self.assertEqual(rec["params"], {"file": path, "restored_from": "copy",
+                                                 "host": kmsenv.HOST})
                 # The token is whole again: its own tools log in with the user PIN.
                 self.assertIn("kmsctl-", self.kms.secret_keys())
         self.kms.ok("audit", "verify")

@@ -11,8 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
-from kmsenv import (FAILED, NOT_FOUND, ORDER_HOOK, REFUSED, USAGE, SecretsTestCase, days, main,
-                       read_seen, ts)
+from kmsenv import (FAILED, HOST, NOT_FOUND, ORDER_HOOK, REFUSED, USAGE, SecretsTestCase, days,
+                    main, read_seen, ts)
 
 HOOK = r"""#!/bin/sh
 # Records each call; fails at the step named in ./control ("sleep" sleeps at set instead).
@@ -225,13 +225,15 @@ class Rotation(SecretsTestCase):
         rec = v.audit_rows(before)[0]
         self.assertEqual((rec["action"], rec["resource"], rec["outcome"]),
                          ("secret.set_rotation", f"secret/{name}", "ok"))
-        self.assertEqual(rec["params"], {"name": name, "rotation_period_days": 30})
+        self.assertEqual(rec["params"], {"name": name, "rotation_period_days": 30,
+                                         "host": HOST})
 
         # A hook that fails at set leaves version 2 pending ...
         v.ok("secret", "set-rotation", name, "--command", self.hook)
         rot = self.describe(name)["rotation"]
         self.assertEqual((rot["period_days"], rot["command"]), (30, self.hook), "the period is kept")
-        self.assertEqual(v.audit_rows(before)[-2]["params"], {"name": name, "rotation_command": True})
+        self.assertEqual(v.audit_rows(before)[-2]["params"],
+                         {"name": name, "rotation_command": True, "host": HOST})
         self.control("set")
         self.assertEqual(v.run("secret", "rotate", name).rc, FAILED)
         self.assertEqual(self.stages(name), {"current": 1, "previous": None, "pending": 2})
@@ -248,7 +250,8 @@ class Rotation(SecretsTestCase):
         rot = v.json("secret", "set-rotation", name, "--off", "--no-command", "--json")["rotation"]
         self.assertEqual((rot["period_days"], rot["command"], rot["next_rotation"]), (None, None, None))
         self.assertEqual(v.audit_rows(before)[-1]["params"],
-                         {"name": name, "rotation_period_days": None, "rotation_command": False})
+                         {"name": name, "rotation_period_days": None, "rotation_command": False,
+                          "host": HOST})
         self.assertEqual(v.json("secret", "rotate", name, "--json")["version"], 3)
         self.assertEqual(len(self.get(name)), 32)
 

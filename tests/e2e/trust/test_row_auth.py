@@ -878,7 +878,8 @@ class UpgradeOfASchema3Vault(RowAttackCase):
         (up,) = self.upgrades()
         self.assertEqual(up["seq"], self.records_before + 1)
         self.assertEqual(up["outcome"], "ok")
-        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 8})
+        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 8,
+                                         "host": kmsenv.HOST})
         self.assertIn("state", up, "the upgrade records the first state")
         for t in self.TABLES:
             self.assertEqual(self.kms.sql(f"SELECT count(*) FROM {t} WHERE mac IS NULL")[0][0], 0,
