@@ -672,6 +672,27 @@ class Served(AgentTestCase):
         init = log[0]
         self.assertEqual((served["principal"], served["uid"]), (init["principal"], os.geteuid()))
 
+    def test_a_served_client_loads_neither_openssl_nor_the_token_module(self):
+        # What the client maps decides how long a served command takes (docs/PERFORMANCE.md): the
+        # dynamic loader's own account (LD_DEBUG=files) names every library a process loads.
+        self.kms.init()
+        self.make_secret("app/db", "s3cr3t-value-4c1")
+        info = self.start_agent()
+        debug = {"LD_DEBUG": "files"}
+        r, _ = self.client_pid("secret", "get", "app/db", sock=info["socket"], env=debug)
+        self.assertEqual((r.rc, r.out), (0, "s3cr3t-value-4c1"), r.show())
+        served = set(re.findall(r"file=(\S+) \[0\];\s+(?:needed|dynamically loaded)", r.err))
+        self.assertTrue(served, "LD_DEBUG=files printed nothing:\n" + r.err)
+        direct = self.kms.run("secret", "get", "app/db", env=debug)
+        self.assertEqual((direct.rc, direct.out), (0, "s3cr3t-value-4c1"), direct.show())
+        loaded = set(re.findall(r"file=(\S+) \[0\];\s+dynamically loaded", direct.err))
+        self.assertIn(kmsenv.SOFTHSM_MODULE, loaded, "the direct get opened the token")
+        self.assertFalse([f for f in served if "softhsm" in f], served)
+        if re.search(r"file=libcrypto\.so\S* \[0\];\s+needed by " + re.escape(KMSCTL), direct.err):
+            self.skipTest("this kmsctl links libcrypto at start (a sanitized or non-x86-64 build)")
+        self.assertTrue([f for f in loaded if "libcrypto" in f], "the direct get used OpenSSL")
+        self.assertFalse([f for f in served if "libcrypto" in f], served)
+
     def test_a_list_longer_than_one_reply_comes_through_the_agent_in_pages(self):
         # An agent's reply holds at most 64 MiB: `audit list` asks for 10,000 records at a time,
         # each page older than the last, and prints them as one list.
