@@ -303,29 +303,67 @@ Db::Db(const fs::path& path, Mode mode) : path_(path) {
     sqlite3_wal_hook(db_, &restart_wal_when_long, nullptr);
     migrate(mode);
   } catch (...) {
-    sqlite3_close(db_);
-    db_ = nullptr;
+    close();
     throw;
   }
 }
 
-Db::~Db() {
+Db::~Db() { close(); }
+
+void Db::close() noexcept {
+  for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+  idle_.clear();
   if (db_ != nullptr) sqlite3_close_v2(db_);
+  db_ = nullptr;
 }
 
-Db::Db(Db&& o) noexcept : path_(std::move(o.path_)), db_(o.db_), rows_(std::move(o.rows_)) {
+Db::Db(Db&& o) noexcept
+    : path_(std::move(o.path_)), db_(o.db_), rows_(std::move(o.rows_)), idle_(std::move(o.idle_)) {
   o.db_ = nullptr;
+  o.idle_.clear();
 }
 
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
-    if (db_ != nullptr) sqlite3_close_v2(db_);
+    close();
     path_ = std::move(o.path_);
     db_ = o.db_;
     rows_ = std::move(o.rows_);
+    idle_ = std::move(o.idle_);
     o.db_ = nullptr;
+    o.idle_.clear();
   }
   return *this;
+}
+
+sqlite3_stmt* Db::take_statement(const char* sql) {
+  if (auto it = idle_.find(sql); it != idle_.end()) {
+    sqlite3_stmt* s = it->second;
+    idle_.erase(it);  // in use: a second Stmt of the same text meanwhile prepares its own
+    return s;
+  }
+  sqlite3_stmt* s = nullptr;
+  const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(s);
+    fail(db_, rc, "vault database error", path_);
+  }
+  return s;
+}
+
+void Db::give_back(sqlite3_stmt* stmt) noexcept {
+  // Reset, it holds no lock and no row; its bindings (values, some secret) are dropped.
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  // A bound on what is kept: audit queries build their text from the filters given.
+  constexpr std::size_t kMaxIdle = 64;
+  try {
+    // Keyed by the statement's own copy of its text: the caller's may be gone.
+    if (idle_.size() < kMaxIdle && idle_.emplace(sqlite3_sql(stmt), stmt).second) return;
+  } catch (...) {
+    // out of memory: not kept
+  }
+  sqlite3_finalize(stmt);
 }
 
 void Db::exec(const char* sql) {
@@ -408,12 +446,9 @@ void Db::set_application_id(std::uint32_t id) {
   exec(fmt::format("PRAGMA application_id={}", static_cast<std::int32_t>(id)).c_str());
 }
 
-Stmt::Stmt(Db& db, const char* sql) : db_(db) {
-  const int rc = sqlite3_prepare_v3(db.raw(), sql, -1, 0, &stmt_, nullptr);
-  if (rc != SQLITE_OK) fail(db.raw(), rc, "vault database error", db.path());
-}
+Stmt::Stmt(Db& db, const char* sql) : db_(db), stmt_(db.take_statement(sql)) {}
 
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+Stmt::~Stmt() { db_.give_back(stmt_); }
 
 Stmt& Stmt::bind(int i, std::int64_t v) {
   sqlite3_bind_int64(stmt_, i, v);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,11 @@ class Db {
   // the database is in WAL mode and other connections exist).
   void restore_from(const std::filesystem::path& src);
   sqlite3* raw() const noexcept { return db_; }
+  // Prepared statements kept between uses, by SQL text (Stmt takes one and gives it back): an
+  // agent serves the same few statements all its life, and preparing them was a tenth of its
+  // time per request (docs/PERFORMANCE.md). Like the connection, for one thread at a time.
+  sqlite3_stmt* take_statement(const char* sql);
+  void give_back(sqlite3_stmt* stmt) noexcept;
 
   // Authenticated rows (docs/FORMAT.md §14), once the vault is unsealed: every row a repository
   // reads is checked against its MAC under `row_key`, and every row it writes is MACed and
@@ -82,13 +88,16 @@ class Db {
 
  private:
   void migrate(Mode mode);
+  void close() noexcept;
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<RowAuth> rows_;
+  std::unordered_map<std::string, sqlite3_stmt*> idle_;  // prepared, reset, no bindings
 };
 
 class Stmt {
  public:
+  // A statement of `db`'s cache (Db::take_statement), or a new one when it holds none idle.
   Stmt(Db& db, const char* sql);
   ~Stmt();
   Stmt(const Stmt&) = delete;
