@@ -70,6 +70,7 @@ class Module {
 struct DataObject {
   Bytes value;
   std::string label;
+  std::string application;  // CKA_APPLICATION
 };
 
 // What `vault check-token` needs to know of any object in the token, kmsctl's or not.

@@ -462,9 +462,11 @@ std::vector<ObjectHandle> Session::find_data_by_application(std::string_view app
 }
 
 DataObject Session::read_data(ObjectHandle object) {
-  std::vector<Bytes> v = get_attrs(module_->fn(), handle_, object, {CKA_VALUE, CKA_LABEL},
-                                   "cannot read a token data object");
-  return {std::move(v[0]), std::string(v[1].begin(), v[1].end())};
+  std::vector<Bytes> v =
+      get_attrs(module_->fn(), handle_, object, {CKA_VALUE, CKA_LABEL, CKA_APPLICATION},
+                "cannot read a token data object");
+  return {std::move(v[0]), std::string(v[1].begin(), v[1].end()),
+          std::string(v[2].begin(), v[2].end())};
 }
 
 std::string Session::get_label(ObjectHandle object) {

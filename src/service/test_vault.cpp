@@ -582,6 +582,40 @@ TEST_CASE("store_anchor makes two slots, then overwrites the one holding the old
   CHECK(v->anchor_slots().size() == 2);
 }
 
+TEST_CASE("kept anchor slot handles: a slot another process replaced is searched for again") {
+  TempDir dir;
+  const fs::path path = dir / "vault.db";
+  auto newest = [](const std::vector<Bytes>& values) {
+    Bytes best;
+    for (const Bytes& v : values) {
+      if (test_seq(v) > test_seq(best)) best = v;
+    }
+    return best;
+  };
+  auto v = create_vault(path);
+  v->store_anchor(bytes_of("1 anchor one"), test_seq);
+  CHECK(newest(v->load_anchor()) == bytes_of("1 anchor one"));  // both slots found and kept
+  v->store_anchor(bytes_of("2 anchor two"), test_seq);
+  {
+    // Another process writes through its own session: the kept handles read its value.
+    auto other = Vault::open(path, pin_of(kPin));
+    other->store_anchor(bytes_of("3 anchor three"), test_seq);
+    CHECK(newest(v->load_anchor()) == bytes_of("3 anchor three"));
+    // It destroys both slots and makes new ones: the kept handles are gone, found again.
+    const std::string app = "kmsctl-audit-anchor:" + other->meta().vault_id;
+    for (hsm::ObjectHandle h : other->token().find_data_by_application(app)) {
+      other->token().destroy(h);
+    }
+    other->reset_anchor(bytes_of("4 anchor four"));
+  }
+  CHECK(newest(v->load_anchor()) == bytes_of("4 anchor four"));
+  v->store_anchor(bytes_of("5 anchor five"), test_seq);
+  const auto slots = v->anchor_slots();
+  REQUIRE(slots.size() == 2);
+  CHECK(same_pair(newest(slots[0].values), newest(slots[1].values), bytes_of("4 anchor four"),
+                  bytes_of("5 anchor five")));
+}
+
 TEST_CASE("anchor slots carry the FORMAT.md §4.2 attributes and the §10.4 label") {
   TempDir dir;
   auto v = create_vault(dir / "vault.db");

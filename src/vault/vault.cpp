@@ -328,6 +328,33 @@ std::string anchor_slot_label(ByteView value) {
 }  // namespace
 
 std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
+  const std::string application = std::string(kAnchorApplicationPrefix) + meta_.vault_id;
+  // A slot's values: its CKA_VALUE and the value its label carries.
+  auto values_of = [](hsm::DataObject& d, bool legacy) {
+    std::vector<Bytes> values;
+    if (!d.value.empty()) values.push_back(std::move(d.value));
+    if (!legacy && d.label.starts_with(kAnchorSlotLabelPrefix)) {
+      if (auto b = crypto::from_base64(
+              std::string_view(d.label).substr(kAnchorSlotLabelPrefix.size()))) {
+        values.push_back(std::move(*b));
+      }
+    }
+    return values;
+  };
+  if (slot_handles_.size() == 2) {
+    std::vector<AnchorSlot> slots;
+    try {
+      for (hsm::ObjectHandle h : slot_handles_) {
+        hsm::DataObject d = session_->read_data(h);
+        if (d.application != application) break;
+        slots.push_back({h, false, values_of(d, false)});
+      }
+    } catch (const Error&) {
+      // destroyed, or torn: the search below tells which
+    }
+    if (slots.size() == 2) return slots;
+    slot_handles_.clear();
+  }
   std::vector<AnchorSlot> slots;
   // An object that cannot be read (a write to it was torn by a crash) holds no value; the
   // other slot still holds the previous head, and the next publish overwrites this one.
@@ -335,22 +362,13 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
     AnchorSlot slot{h, legacy, {}};
     try {
       hsm::DataObject d = session_->read_data(h);
-      if (!d.value.empty()) slot.values.push_back(std::move(d.value));
-      if (!legacy && d.label.starts_with(kAnchorSlotLabelPrefix)) {
-        if (auto b = crypto::from_base64(
-                std::string_view(d.label).substr(kAnchorSlotLabelPrefix.size()))) {
-          slot.values.push_back(std::move(*b));
-        }
-      }
+      slot.values = values_of(d, legacy);
     } catch (const Error&) {
       slot.values.clear();
     }
     slots.push_back(std::move(slot));
   };
-  for (hsm::ObjectHandle h :
-       session_->find_data_by_application(std::string(kAnchorApplicationPrefix) + meta_.vault_id)) {
-    read(h, false);
-  }
+  for (hsm::ObjectHandle h : session_->find_data_by_application(application)) read(h, false);
   // A single-object anchor is only looked for until both slots exist: the conversion makes
   // them before it destroys the old object.
   if (slots.size() < 2) {
@@ -358,6 +376,8 @@ std::vector<Vault::AnchorSlot> Vault::anchor_slots() {
          session_->find_data(std::string(kLegacyAnchorLabelPrefix) + meta_.vault_id)) {
       read(h, true);
     }
+  } else if (slots.size() == 2 && !slots[0].values.empty() && !slots[1].values.empty()) {
+    slot_handles_ = {slots[0].handle, slots[1].handle};
   }
   return slots;
 }

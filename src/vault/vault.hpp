@@ -69,7 +69,10 @@ class Vault {
   // its creation value), and those of a single-object anchor left by an older kmsctl, which the
   // next store_anchor() converts into the two slots. seq_of orders values (higher is newer,
   // -1 when it cannot tell). store_anchor() uses the slots the last load_anchor() found instead
-  // of searching the token again: callers hold the writer lock from load to store.
+  // of searching the token again: callers hold the writer lock from load to store. Once both
+  // slots are found, their handles are kept: an agent reads them for every request without
+  // searching the token (a search is a tenth of a served request in SoftHSM2); a handle that no
+  // longer reads as a slot of this vault (another process destroyed it) makes it search again.
   struct AnchorSlot {
     hsm::ObjectHandle handle = 0;
     bool legacy = false;  // a single anchor object made by create + destroy
@@ -135,6 +138,7 @@ class Vault {
   std::optional<hsm::ObjectHandle> new_root_;
   std::optional<store::VaultMeta> meta_before_rekey_;
   std::optional<std::vector<AnchorSlot>> loaded_slots_;  // by load_anchor(), for store_anchor()
+  std::vector<hsm::ObjectHandle> slot_handles_;          // both slots, once found
   std::filesystem::path token_dir_;  // a private SoftHSM2 token's directory (VAULT.token)
   std::vector<std::string> token_repairs_;
   bool anchor_value_read_only_ = false;  // the token refused CKA_VALUE once: use the label
