@@ -454,7 +454,9 @@ PY
 # version opened, one audited transaction) and kmsctl through a `kmsctl agent` that keeps the
 # vault unsealed, as gpg-agent keeps pass's key (one audited transaction), and /bin/true (the
 # cost of starting any process). Targets: kmsctl <= 1/3 of pass; through the agent <= 0.08x
-# pass and <= 3x /bin/true. BENCH_SECRETS=0 skips this section.
+# pass and <= 3x /bin/true. Beside them, the client's floor: the same served command against an
+# "agent" that replays a recorded reply at once (no vault, token or disk work).
+# BENCH_SECRETS=0 skips this section.
 if [[ ${BENCH_SECRETS:-1} != 0 ]]; then
   echo
   echo "## 4. kmsctl secret get vs pass show ($WARMUP warm-up + $RUNS runs each, interleaved)"
@@ -468,6 +470,7 @@ if [[ ${BENCH_SECRETS:-1} != 0 ]]; then
   mkdir -m 700 "$GNUPGHOME"
   AGENT_SOCK=$TMP/secrets/agent.sock
   stop_agents() {
+    [[ -z ${REPLAY_PID:-} ]] || kill "$REPLAY_PID" 2>/dev/null || true
     gpgconf --kill gpg-agent 2>/dev/null || true
     "$KMSCTL" agent stop --socket "$AGENT_SOCK" 2>/dev/null || true
     cleanup
@@ -485,11 +488,41 @@ if [[ ${BENCH_SECRETS:-1} != 0 ]]; then
   [[ $(pass show bench/db-password) == "$("$KMSCTL" --vault "$SVAULT" secret get bench/db-password)" &&
      $(pass show bench/db-password) == "$(KMSCTL_AGENT_SOCK=$AGENT_SOCK "$KMSCTL" --vault "$SVAULT" secret get bench/db-password)" ]] ||
     die "pass and kmsctl disagree on the value"
+  # The client's own floor: an "agent" that answers at once, by replaying the reply the real
+  # agent gave to the first request it passed on (the same request every time here).
+  REPLAY_SOCK=$TMP/secrets/replay.sock
+  python3 - "$REPLAY_SOCK" "$AGENT_SOCK" <<'PY' &
+import socket, sys
+def frame(c):
+    head = c.recv(4, socket.MSG_WAITALL)
+    return head + c.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+reply = None
+while True:
+    c, _ = s.accept()
+    request = frame(c)
+    if reply is None:
+        a = socket.socket(socket.AF_UNIX)
+        a.connect(sys.argv[2])
+        a.sendall(request)
+        reply = frame(a)
+        a.close()
+    c.sendall(reply)
+    c.close()
+PY
+  REPLAY_PID=$!
+  for _ in $(seq 50); do [[ -S $REPLAY_SOCK ]] && break; sleep 0.1; done
+  [[ $(KMSCTL_AGENT_SOCK=$REPLAY_SOCK "$KMSCTL" --vault "$SVAULT" secret get bench/db-password) == "$(pass show bench/db-password)" ]] ||
+    die "the replaying agent does not answer"
   SSTATS=$TMP/secret-get.json
-  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: 'kmsctl --vault $SVAULT secret get bench/db-password' 'KMSCTL_AGENT_SOCK=$AGENT_SOCK kmsctl --vault $SVAULT secret get bench/db-password' 'pass show bench/db-password' /bin/true"
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: 'kmsctl --vault $SVAULT secret get bench/db-password' 'KMSCTL_AGENT_SOCK=$AGENT_SOCK kmsctl --vault $SVAULT secret get bench/db-password' 'pass show bench/db-password' /bin/true 'KMSCTL_AGENT_SOCK=$REPLAY_SOCK kmsctl --vault $SVAULT secret get bench/db-password'"
   time_interleaved "$SSTATS" "$KMSCTL --vault $SVAULT secret get bench/db-password" \
     "KMSCTL_AGENT_SOCK=$AGENT_SOCK $KMSCTL --vault $SVAULT secret get bench/db-password" \
-    "pass show bench/db-password" /bin/true
+    "pass show bench/db-password" /bin/true \
+    "KMSCTL_AGENT_SOCK=$REPLAY_SOCK $KMSCTL --vault $SVAULT secret get bench/db-password"
+  kill "$REPLAY_PID" 2>/dev/null || true
   "$KMSCTL" agent stop --socket "$AGENT_SOCK" 2>/dev/null
   python3 - "$SSTATS" "${BENCH_MD:-}" <<'PY'
 import json, statistics, sys
@@ -501,7 +534,8 @@ def row(name, r):
 rows = [row("`kmsctl secret get`", res[0]),
         row("`kmsctl secret get` through `kmsctl agent`", res[1]),
         row("`pass show` (gpg, RSA key, agent warm)", res[2]),
-        row("`/bin/true`", res[3])]
+        row("`/bin/true`", res[3]),
+        row("the same client, its agent answering at once (a replayed reply: the client's floor)", res[4])]
 p = rows[2][0][0]
 true = rows[3][0][0]
 load = " ".join(open("/proc/loadavg").read().split()[:3])
@@ -516,6 +550,8 @@ for (m, *_), name in rows[:2]:
 served = rows[1][0][0]
 lines.append(f"| ratio served / pass (target <= 0.08) | **{served / p:.3f}** (met: {'yes' if served / p <= 0.08 else '**no**'}) | | | |")
 lines.append(f"| ratio served / `/bin/true` (target <= 3) | **{served / true:.2f}** (met: {'yes' if served / true <= 3 else '**no**'}) | | | |")
+floor = rows[4][0][0]
+lines.append(f"| the client's floor / `/bin/true` ; / pass | {floor / true:.2f} ; {floor / p:.3f} | | | |")
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:
