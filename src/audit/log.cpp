@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "audit/chain_check.hpp"
 #include "kms/error.hpp"
 #include "kms/text.hpp"
 
@@ -222,51 +223,46 @@ VerifyReport Log::verify(bool check_anchor) {
   if (check_anchor) rep.anchor = read_anchor();
   store::Tx tx(db_, store::Tx::Kind::read);
   const crypto::Digest g = genesis_hash(vault_id_);
-  crypto::Digest prev = g;  // the previous record's (verified) hash
-  Bytes enc;
-  crypto::Sha256 sha;
+  Bytes prev(g.begin(), g.end());  // the previous record's hash (checked by `checker`)
   std::int64_t expected = 1;
-  Bytes last_state;  // the state field of the last record verified
-  auto fail = [&](std::int64_t seq, std::string problem) {
-    if (rep.ok) {
-      rep.ok = false;
-      rep.first_bad_seq = seq;
-      rep.problem = std::move(problem);
-    }
-  };
+  Bytes last_state;  // the state field of the last record read
+  // Here the order and the links; on the checker's thread each record's hash and MAC.
+  ChainChecker checker(mac_);
+  std::optional<ChainChecker::Failure> order;  // the first order or link problem
   store::audit_scan_views(db_, [&](const store::AuditRowView& r) {
-    ++rep.records;
-    if (!rep.ok) return;
+    const std::int64_t position = rep.records++;
+    if (order) return;
     if (r.seq != expected) {
-      fail(expected, r.seq > expected
-                         ? fmt::format("record {} is missing (next record is {})", expected, r.seq)
-                         : fmt::format("record {} is out of order", r.seq));
+      order = {position, expected,
+               r.seq > expected
+                   ? fmt::format("record {} is missing (next record is {})", expected, r.seq)
+                   : fmt::format("record {} is out of order", r.seq)};
       return;
     }
     if (!crypto::equal(r.prev_hash, prev)) {
-      fail(r.seq, fmt::format("record {} does not link to record {}", r.seq, r.seq - 1));
+      order = {position, r.seq,
+               fmt::format("record {} does not link to record {}", r.seq, r.seq - 1)};
       return;
     }
-    encode_into(r, enc);
-    sha.reset();
-    sha.update(prev);
-    sha.update(enc);
-    const crypto::Digest h = sha.finish();
-    if (!crypto::equal(h, r.hash)) {
-      fail(r.seq,
-           fmt::format("record {} was altered (its hash does not match its contents)", r.seq));
-      return;
-    }
-    if (!mac_.verify(h, r.mac)) {
-      fail(r.seq, fmt::format("record {} has an invalid MAC: the chain was rewritten without the "
-                              "vault's key",
-                              r.seq));
-      return;
-    }
-    prev = h;
+    checker.add(position, r);
+    prev.assign(r.hash.begin(), r.hash.end());
     last_state.assign(r.state.begin(), r.state.end());
     ++expected;
   });
+  // The first record with a problem, as a reader checking one record after another finds it:
+  // a record's order and link come before its hash and MAC.
+  std::optional<ChainChecker::Failure> bad = checker.finish();
+  if (order && (!bad || order->position <= bad->position)) bad = std::move(order);
+  if (bad) {
+    rep.ok = false;
+    rep.first_bad_seq = bad->seq;
+    rep.problem = std::move(bad->problem);
+  }
+  auto fail = [&](std::int64_t seq, std::string problem) {
+    rep.ok = false;
+    rep.first_bad_seq = seq;
+    rep.problem = std::move(problem);
+  };
   rep.head = store::audit_last(db_);
   // The rows against the state the last (now verified) record holds, in the same snapshot. A
   // log without one is an older kmsctl's, whose rows have no MAC yet.

@@ -50,6 +50,7 @@ inline void name_key(nlohmann::json& params, std::string_view ref, std::string_v
 Bytes encode(const store::AuditRow& row);
 void encode_into(const store::AuditRow& row, Bytes& out);  // reuses out's capacity
 void encode_into(const store::AuditRowView& row, Bytes& out);
+void encode_append(const store::AuditRowView& row, Bytes& out);  // after what out holds
 crypto::Digest genesis_hash(std::string_view vault_id);
 crypto::Digest chain_hash(ByteView prev_hash, ByteView encoding);
 

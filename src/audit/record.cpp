@@ -24,8 +24,13 @@ Bytes encode(const store::AuditRow& r) {
 
 void encode_into(const store::AuditRowView& r, Bytes& out) {
   out.clear();
-  out.reserve(96 + r.time.size() + r.principal.size() + r.action.size() + r.resource.size() +
-              r.params.size() + r.outcome.size() + r.error_code.size());
+  encode_append(r, out);
+}
+
+void encode_append(const store::AuditRowView& r, Bytes& out) {
+  out.reserve(out.size() + 96 + r.time.size() + r.principal.size() + r.action.size() +
+              r.resource.size() + r.params.size() + r.outcome.size() + r.error_code.size() +
+              r.state.size());
   out.insert(out.end(), kRecordMagic.begin(), kRecordMagic.end());
   out.push_back(r.state.empty() ? kRecordVersion : kStateRecordVersion);
   put_u64(out, static_cast<std::uint64_t>(r.seq));

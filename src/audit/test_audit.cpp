@@ -396,6 +396,60 @@ TEST_CASE("editing any field of a middle record makes verify fail at that record
   check_fails_at(f.log->verify(), 3);
 }
 
+// More records than one batch of the checker (src/audit/chain_check.cpp): their hashes and MACs
+// are checked on a second thread while verify reads on.
+TEST_CASE("a log of several batches verifies, and the first bad record is the one reported") {
+  Fixture f;
+  {
+    store::Tx tx(*f.db, store::Tx::Kind::write);
+    store::AuditRow last;
+    for (int i = 0; i < 7000; ++i) {
+      ++f.appended;
+      last = f.log->append({Action::key_describe, "key/k", {{"n", f.appended}}}, "ok", "", f.who,
+                           f.t0 + std::chrono::seconds(f.appended));
+    }
+    tx.commit();
+    f.log->publish(last);
+  }
+  const audit::VerifyReport good = f.log->verify();
+  CHECK(good.ok);
+  CHECK(good.records == 7000);
+  std::int64_t expected = 0;
+  SUBCASE("an edit, then a broken link: the edit") {
+    f.sql("UPDATE audit_log SET params = '{\"n\":1}' WHERE seq = 5000");
+    f.sql("UPDATE audit_log SET prev_hash = randomblob(32) WHERE seq = 6500");
+    expected = 5000;
+  }
+  SUBCASE("a broken link, then an edit: the link") {
+    f.sql("UPDATE audit_log SET prev_hash = randomblob(32) WHERE seq = 3000");
+    f.sql("UPDATE audit_log SET outcome = 'denied' WHERE seq = 6000");
+    expected = 3000;
+  }
+  SUBCASE("a hash replaced: the record, not the next one's link to it") {
+    f.sql("UPDATE audit_log SET hash = randomblob(32) WHERE seq = 4097");
+    expected = 4097;
+  }
+  SUBCASE("a MAC in the first batch, an edit in the last") {
+    f.sql("UPDATE audit_log SET mac = randomblob(32) WHERE seq = 10");
+    f.sql("UPDATE audit_log SET uid = 0 WHERE seq = 6999");
+    expected = 10;
+  }
+  SUBCASE("an edit in the last, partial batch") {
+    f.sql("UPDATE audit_log SET uid = 0 WHERE seq = 6999");
+    expected = 6999;
+  }
+  SUBCASE("a missing record after an edit: the edit") {
+    f.sql("UPDATE audit_log SET time = '2026-11-28T09:00:00.000Z' WHERE seq = 2500");
+    f.sql("DELETE FROM audit_log WHERE seq = 2600");
+    expected = 2500;
+  }
+  if (expected != 0) {
+    const audit::VerifyReport rep = f.log->verify();
+    check_fails_at(rep, expected);
+    CHECK(rep.records >= 6999);
+  }
+}
+
 TEST_CASE("editing the newest record makes verify fail at it and check_anchor refuse") {
   Fixture f;
   f.append_n(4);
