@@ -232,8 +232,7 @@ struct Agent::Connection {
   Caller caller;
   std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
   bool hello = false;                 // the agent's own user asked whether it serves its vault
-  std::thread thread;
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false};      // its worker is done with it
 };
 
 Agent::Agent(Service& svc, std::vector<Endpoint> endpoints, fs::path vault, Mode mode)
@@ -255,9 +254,66 @@ Agent::Agent(Service& svc, std::vector<Endpoint> endpoints, fs::path vault, Mode
 
 Agent::~Agent() {
   g_wake_fd = -1;
-  for (auto& c : connections_) {
-    if (c->thread.joinable()) c->thread.join();
+  stop_workers();
+}
+
+void Agent::hand_off(Connection& c) {
+  std::unique_lock lock(mutex_);
+  pending_.push_back(&c);
+  if (idle_ >= pending_.size()) {
+    work_.notify_one();
+    return;
   }
+  // The stop signals go to serve()'s thread, whose poll() they interrupt: a worker starts with
+  // them blocked.
+  sigset_t stop_signals, before;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
+  try {
+    workers_.emplace_back([this] { work(); });
+  } catch (const std::system_error&) {
+    // No thread (out of resources): a busy worker takes it when it is done, or, with none at
+    // all, the connection is dropped.
+    if (workers_.empty()) {
+      pending_.pop_back();
+      c.done = true;
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+}
+
+void Agent::work() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    ++idle_;
+    work_.wait(lock, [&] { return !pending_.empty() || workers_stop_; });
+    --idle_;
+    if (pending_.empty()) return;  // stopping, nothing left to serve
+    Connection& c = *pending_.front();
+    pending_.pop_front();
+    lock.unlock();
+    try {
+      serve_connection(c);
+    } catch (...) {
+      // This connection failed (its client went away); the agent goes on.
+    }
+    last_activity_ns_ = Clock::now().time_since_epoch().count();
+    lock.lock();
+    c.done = true;  // serve() may destroy it now
+    (void)!::write(wake_write_.get(), "c", 1);
+  }
+}
+
+void Agent::stop_workers() {
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(mutex_);
+    workers_stop_ = true;
+    workers.swap(workers_);
+  }
+  work_.notify_all();
+  for (std::thread& t : workers) t.join();
 }
 
 nlohmann::json Agent::sockets_json() const {
@@ -305,12 +361,7 @@ std::string Agent::serve() {
       std::lock_guard lock(mutex_);
       // Finished connections go; the others count against the limit.
       for (auto it = connections_.begin(); it != connections_.end();) {
-        if ((*it)->done) {
-          if ((*it)->thread.joinable()) (*it)->thread.join();
-          it = connections_.erase(it);
-        } else {
-          ++it;
-        }
+        it = (*it)->done ? connections_.erase(it) : std::next(it);
       }
       if (stop_reason_) {
         why = *stop_reason_;
@@ -383,27 +434,7 @@ std::string Agent::serve() {
       std::lock_guard lock(mutex_);
       connections_.push_back(std::move(c));
     }
-    // The stop signals go to this thread, whose poll() they interrupt: a connection's thread
-    // starts with them blocked.
-    sigset_t stop_signals, before;
-    sigemptyset(&stop_signals);
-    for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
-    ::pthread_sigmask(SIG_BLOCK, &stop_signals, &before);
-    try {
-      ref.thread = std::thread([this, &ref] {
-        try {
-          serve_connection(ref);
-        } catch (...) {
-          // This connection failed (its client went away); the agent goes on.
-        }
-        last_activity_ns_ = Clock::now().time_since_epoch().count();
-        ref.done = true;
-        (void)!::write(wake_write_.get(), "c", 1);
-      });
-    } catch (const std::system_error&) {
-      ref.done = true;  // no thread to serve it (out of resources): the connection is dropped
-    }
-    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    hand_off(ref);
   }
   // Stopping: no connection reads any more; those running a request finish it and write its
   // answer (an `agent stop` too: its answer waits in stopped_by_), within kReplyTime. A file
@@ -417,9 +448,7 @@ std::string Agent::serve() {
     }
     ending.swap(connections_);
   }
-  for (auto& c : ending) {
-    if (c->thread.joinable()) c->thread.join();
-  }
+  stop_workers();  // each ends its connection, and those still waiting for a worker
   return why;
 }
 
