@@ -2,7 +2,8 @@
 # Builds kmsctl and runs the whole suite, in phases:
 #   1. Release build (scripts/setup.sh, which also installs missing packages) into build/
 #   2. ctest in build/ (unit + end-to-end)
-#   3. ASan + UBSan build (RelWithDebInfo) into build-asan/
+#   3. ASan + UBSan build into build-asan/ (RelWithDebInfo, which CMakeLists.txt makes -O1 -g1,
+#      -no-pie for a sanitized build: the suite starts kmsctl thousands of times)
 #   4. ctest in build-asan/ with leak detection on (suppressions: tests/lsan.supp)
 #   5. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*,
 #      as many targets at once as there are CPUs
