@@ -539,6 +539,15 @@ std::unique_ptr<Vault> vault_with_both_slots(const fs::path& path) {
   return v;
 }
 
+// The newest of a slot's values, by test_seq.
+Bytes newest(const std::vector<Bytes>& values) {
+  Bytes best;
+  for (const Bytes& v : values) {
+    if (test_seq(v) > test_seq(best)) best = v;
+  }
+  return best;
+}
+
 bool same_pair(const Bytes& x, const Bytes& y, const Bytes& a, const Bytes& b) {
   return (x == a && y == b) || (x == b && y == a);
 }
@@ -548,13 +557,6 @@ bool same_pair(const Bytes& x, const Bytes& y, const Bytes& a, const Bytes& b) {
 TEST_CASE("store_anchor makes two slots, then overwrites the one holding the older value") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
-  auto newest = [](const std::vector<Bytes>& values) {
-    Bytes best;
-    for (const Bytes& v : values) {
-      if (test_seq(v) > test_seq(best)) best = v;
-    }
-    return best;
-  };
   {
     auto v = create_vault(path);
     CHECK(v->load_anchor().empty());
@@ -585,13 +587,6 @@ TEST_CASE("store_anchor makes two slots, then overwrites the one holding the old
 TEST_CASE("kept anchor slot handles: a slot another process replaced is searched for again") {
   TempDir dir;
   const fs::path path = dir / "vault.db";
-  auto newest = [](const std::vector<Bytes>& values) {
-    Bytes best;
-    for (const Bytes& v : values) {
-      if (test_seq(v) > test_seq(best)) best = v;
-    }
-    return best;
-  };
   auto v = create_vault(path);
   v->store_anchor(bytes_of("1 anchor one"), test_seq);
   CHECK(newest(v->load_anchor()) == bytes_of("1 anchor one"));  // both slots found and kept
