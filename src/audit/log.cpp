@@ -251,18 +251,14 @@ VerifyReport Log::verify(bool check_anchor) {
   });
   // The first record with a problem, as a reader checking one record after another finds it:
   // a record's order and link come before its hash and MAC.
-  std::optional<ChainChecker::Failure> bad = checker.finish();
-  if (order && (!bad || order->position <= bad->position)) bad = std::move(order);
-  if (bad) {
-    rep.ok = false;
-    rep.first_bad_seq = bad->seq;
-    rep.problem = std::move(bad->problem);
-  }
   auto fail = [&](std::int64_t seq, std::string problem) {
     rep.ok = false;
     rep.first_bad_seq = seq;
     rep.problem = std::move(problem);
   };
+  std::optional<ChainChecker::Failure> bad = checker.finish();
+  if (order && (!bad || order->position <= bad->position)) bad = std::move(order);
+  if (bad) fail(bad->seq, std::move(bad->problem));
   rep.head = store::audit_last(db_);
   // The rows against the state the last (now verified) record holds, in the same snapshot. A
   // log without one is an older kmsctl's, whose rows have no MAC yet.

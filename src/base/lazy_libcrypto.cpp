@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 
 extern "C" {
 extern const char kms_lazy_crypto_soname[];
