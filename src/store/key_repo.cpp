@@ -150,10 +150,10 @@ std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
 }
 
 namespace {
-std::vector<KeyRow> keys_due(Db& db, const char* predicate, std::string_view now) {
-  Stmt s(db,
-         fmt::format("SELECT {} FROM keys WHERE {} ORDER BY created, id", key_select(), predicate)
-             .c_str());
+std::vector<KeyRow> keys_due(Db& db, const due::Due& due, std::string_view now) {
+  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY created, id", key_select(), due.from,
+                         due.where)
+                 .c_str());
   s.bind(1, now);
   return read_keys(db, s);
 }

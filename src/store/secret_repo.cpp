@@ -148,10 +148,10 @@ std::vector<SecretRow> secret_list(Db& db) {
 }
 
 namespace {
-std::vector<SecretRow> secrets_due(Db& db, const char* predicate, std::string_view now) {
-  Stmt s(db,
-         fmt::format("SELECT {} FROM secrets WHERE {} ORDER BY name", secret_select(), predicate)
-             .c_str());
+std::vector<SecretRow> secrets_due(Db& db, const due::Due& due, std::string_view now) {
+  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY name", secret_select(), due.from,
+                         due.where)
+                 .c_str());
   s.bind(1, now);
   return read_secrets(db, s);
 }

@@ -28,7 +28,7 @@ namespace kms::store {
 struct RowAuth;  // rows.cpp
 
 // The schema version this build writes and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 // PRAGMA application_id of a live vault ("KMSV") and of a backup ("KMSB"); 0 (older files) is live.
 inline constexpr std::uint32_t kLiveVaultId = 0x4B4D5356;
 inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;

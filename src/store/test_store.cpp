@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "support.hpp"
@@ -17,6 +18,7 @@
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
 #include "kms/vocab.hpp"
+#include "store/due.hpp"
 #include "store/store.hpp"
 
 using namespace kms;
@@ -514,7 +516,7 @@ TEST_CASE("Db open_existing migrates a version 7 vault to 8: keys keep their row
   {
     store::Db check(path, store::Db::Mode::open_existing);
     CHECK(check.schema_version() == store::kSchemaVersion);
-    REQUIRE(store::kSchemaVersion == 8);
+    REQUIRE(store::kSchemaVersion == 9);
   }
   store::Db db(path, store::Db::Mode::open_existing);
   kms::test::with_row_keys(db);
@@ -1004,11 +1006,40 @@ TEST_CASE("vault_counts agrees with the due lists of keys and secrets") {
   // Before anything is due, and long after everything is.
   expect_counts_agree(db, "2025-06-01T00:00:00.000Z", 8, 0, 0, 6, 0, 0);
   expect_counts_agree(db, "2030-01-01T00:00:00.000Z", 8, 4, 2, 6, 3, 2);
+  // Deleted rows are counted out.
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::key_delete(db, "k-rot-due");
+    store::secret_delete(db, "s-del-due");
+    kms::test::commit_unaudited(db, tx);
+  }
+  expect_counts_agree(db, now, 7, 1, 1, 5, 2, 0);
   // An empty vault counts nothing.
   TempDir other;
   store::Db empty(other / "vault.db", store::Db::Mode::create_new);
   kms::test::with_row_keys(empty);
   expect_counts_agree(empty, now, 0, 0, 0, 0, 0, 0);
+}
+
+TEST_CASE("counting the due rotations reads only the due rows, through their schema's indexes") {
+  // `kmsctl status` counts them on every run: a scan would cost it time in proportion to the
+  // number of keys. The indexes are on the expressions of store/due.hpp, and SQLite uses one only
+  // when the query's expression is the same.
+  TempDir dir;
+  store::Db db(dir / "vault.db", store::Db::Mode::create_new);
+  for (const auto& [due, index] :
+       {std::pair{store::due::kKeyRotation, "keys_rotation_due"},
+        std::pair{store::due::kSecretRotation, "secrets_rotation_due"}}) {
+    CAPTURE(index);
+    store::Stmt plan(
+        db, fmt::format("EXPLAIN QUERY PLAN SELECT count(*) FROM {} WHERE {}", due.from, due.where)
+                .c_str());
+    plan.bind(1, "2026-03-01T00:00:00.000Z");
+    std::string steps;
+    while (plan.step()) steps += plan.col_text(3) + "\n";
+    CHECK(steps.find(fmt::format("INDEX {} (<expr><?)", index)) != std::string::npos);
+    CHECK(steps.find("SCAN") == std::string::npos);
+  }
 }
 
 TEST_CASE("key_versions_all and secret_versions_all list every version in id then version order") {

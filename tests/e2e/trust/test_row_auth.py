@@ -54,6 +54,7 @@ ROW_TABLES = ("vault_meta", "keys", "key_versions", "key_aliases", "key_tags", "
               "secret_versions", "secret_tags")
 FIXTURE = os.path.join(kmsenv.SOURCE_DIR, "tests", "fixtures", "vault-schema3")
 FIXTURE_PIN = "fixture-Pin-3a7c52e1"  # tests/fixtures/vault-schema3/README.md
+SCHEMA_VERSION = 9  # the schema this kmsctl writes (kSchemaVersion, src/store/store.hpp)
 
 # Test values, distinctive so that a search of output cannot match by accident.
 VALUE_OLD = "row-auth-value-old-7f3a91"
@@ -677,6 +678,23 @@ class RecordedState(RowAttackCase):
                                 "action = 'vault.upgrade' AND outcome = 'ok'", (before,))
         self.assertEqual(upgrades, [], "the forged rows were authenticated as an upgrade")
 
+    def test_the_counts_status_shows_edited_with_sqlite3_are_found_by_verify(self):
+        # `status` reads the numbers of keys and secrets from row_counts, which triggers keep,
+        # instead of counting every row; `audit verify` counts the rows and compares.
+        counts = self.kms.json("status", "--json")["counts"]
+        for table in ("keys", "secrets"):
+            with self.attacker() as con:
+                con.execute("UPDATE row_counts SET n = n + 7 WHERE name = ?", (table,))
+            self.assertEqual(self.kms.json("status", "--json")["counts"][table],
+                             counts[table] + 7)
+            r = self.kms.run("audit", "verify", "--json")
+            self.assertError(r, INTEGRITY, f"the vault holds {counts[table]} {table} but its "
+                             f"row_counts table says {counts[table] + 7}", stdout_empty=False)
+            self.assertIsNone(json.loads(r.out)["first_bad_seq"], "no audit record is at fault")
+            with self.attacker() as con:
+                con.execute("UPDATE row_counts SET n = n - 7 WHERE name = ?", (table,))
+            self.assertVerifies()
+
     def test_removing_the_recorded_states_does_not_make_forged_rows_authentic(self):
         # Without a recorded state, a vault looks like one of an older kmsctl whose rows have no
         # MAC yet. The attacker makes it look so, then forges a row without a MAC.
@@ -874,11 +892,11 @@ class UpgradeOfASchema3Vault(RowAttackCase):
 
     def test_the_first_open_authenticates_every_row_in_one_audited_record(self):
         self.kms.ok("status")
-        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], 8)
+        self.assertEqual(self.kms.sql("PRAGMA user_version")[0][0], SCHEMA_VERSION)
         (up,) = self.upgrades()
         self.assertEqual(up["seq"], self.records_before + 1)
         self.assertEqual(up["outcome"], "ok")
-        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": 8,
+        self.assertEqual(up["params"], {"rows_authenticated": self.row_count, "schema_version": SCHEMA_VERSION,
                                          "host": kmsenv.HOST})
         self.assertIn("state", up, "the upgrade records the first state")
         for t in self.TABLES:
