@@ -28,6 +28,10 @@
 #   BENCH_MD=FILE          also write the result table (Markdown) to FILE
 #   BENCH_SERVE=0          skip the served encrypt (`kmsctl serve` vs `kmsctl agent`)
 #   BENCH_SIGN=0           skip `kmsctl sign` (EC_P256) vs the bare token op
+#   BENCH_LARGE=1          also time status / encrypt / secret get on a large vault against the
+#                          empty one (off by default: the large vault takes minutes and gigabytes
+#                          to make); its size: BENCH_LARGE_KEYS=100000, BENCH_LARGE_SECRETS=10000,
+#                          BENCH_LARGE_RECORDS=10000000 (audit records besides theirs)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,12 +56,12 @@ if [[ ! -f $BUILD/CMakeCache.txt ]]; then
 fi
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
 [[ $build_type == Release ]] || log "warning: $BUILD is a '$build_type' build, not Release"
-cmake --build "$BUILD" --target kmsctl bench_token_op bench_fill_audit >&2
+cmake --build "$BUILD" --target kmsctl bench_token_op bench_fill_vault >&2
 
 BUILD_ABS=$(cd "$BUILD" && pwd)
 KMSCTL=$BUILD_ABS/kmsctl
 TOKEN_OP=$BUILD_ABS/bench/bench_token_op
-FILL=$BUILD_ABS/bench/bench_fill_audit
+FILL=$BUILD_ABS/bench/bench_fill_vault
 for b in "$KMSCTL" "$TOKEN_OP" "$FILL"; do [[ -x $b ]] || die "missing $b"; done
 command -v python3 >/dev/null || die "python3 is needed (scripts/setup.sh installs it)"
 TIME=/usr/bin/time
@@ -278,7 +282,7 @@ lines = [
     f"| `audit verify` peak RSS, {records:,} records | {rss_big / 1024:.1f} MiB |",
     f"| `audit verify` peak RSS, {int(small[3]):,} records (baseline) | {rss_small / 1024:.1f} MiB |",
     f"| chain verified | {'ok' if ok else 'FAILED'} |",
-    f"| filling {int(n):,} records with bench_fill_audit (setup, not a target) | {fill_s:.1f} s |",
+    f"| filling {int(n):,} records with bench_fill_vault (setup, not a target) | {fill_s:.1f} s |",
     "",
     f"timer: {timer}; wall times include process start and exit.",
 ]
@@ -747,6 +751,64 @@ names = ["`kmsctl sign` (EC_P256, software key)", "bare PKCS#11 open + login + A
 lines = [f"load average after {load}", "", "| 1 KiB message | median wall | CPU (user+sys) | / bare op |",
          "|---|---:|---:|---:|"]
 lines += [f"| {n} | {w:.2f} ms | {c:.2f} ms | {w / m[1]:.2f}x |" for n, w, c in zip(names, m, cpu)]
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi
+
+# ---- 9. a large vault against an empty one -----------------------------------------------------
+# A vault grown by bench_fill_vault to BENCH_LARGE_KEYS keys (every other one with a rotation
+# period, which `status` counts when due), BENCH_LARGE_SECRETS secrets and BENCH_LARGE_RECORDS
+# more audit records; `status`, `encrypt` (1 KiB) and `secret get` on it and on the empty vault of
+# section 1, interleaved. Then one `audit verify` of the large vault.
+if [[ ${BENCH_LARGE:-0} == 1 ]]; then
+  LKEYS=${BENCH_LARGE_KEYS:-100000}
+  LSECRETS=${BENCH_LARGE_SECRETS:-10000}
+  LRECORDS=${BENCH_LARGE_RECORDS:-10000000}
+  echo
+  echo "## 9. a vault of $LKEYS keys, $LSECRETS secrets and $LRECORDS more audit records against an empty one ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  LARGE=$TMP/large/vault.db
+  mkdir -p "$TMP/large"
+  show "kmsctl --vault $LARGE init --so-pin-file $TMP/large/so.pin"
+  "$KMSCTL" --vault "$LARGE" init --so-pin-file "$TMP/large/so.pin" >/dev/null
+  show "KMSCTL_PIN=<the PIN> $FILL $LARGE $LRECORDS --keys $LKEYS --secrets $LSECRETS"
+  large_start=$(date +%s.%N)
+  "$FILL" "$LARGE" "$LRECORDS" --keys "$LKEYS" --secrets "$LSECRETS"
+  large_fill_s=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$large_start" "$(date +%s.%N)")
+  for v in "$VAULT" "$LARGE"; do
+    "$KMSCTL" --vault "$v" key create --alias alias/bench-large >/dev/null
+    "$KMSCTL" --vault "$v" secret create bench/large --generate >/dev/null 2>&1
+  done
+  echo "vault file: $(du -h "$LARGE" | cut -f1) (filled in $large_fill_s s)"
+  LSTATS=$TMP/large.json
+  cmds=()
+  for v in "$VAULT" "$LARGE"; do
+    cmds+=("$KMSCTL --vault $v status" "$KMSCTL --vault $v encrypt --key alias/bench-large --in $TMP/plain.1k"
+           "$KMSCTL --vault $v secret get bench/large")
+  done
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: status, encrypt --key alias/bench-large --in $TMP/plain.1k, secret get bench/large; each with --vault $VAULT and --vault $LARGE"
+  time_interleaved "$LSTATS" "${cmds[@]}"
+  show "${nice_cmd[*]:+${nice_cmd[*]} }/usr/bin/time -v kmsctl --vault $LARGE audit verify --json"
+  : >"$VERIFY"
+  verify_once "$LARGE" large
+  python3 - "$LSTATS" "$VERIFY" "$LKEYS" "$LSECRETS" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res = json.load(open(sys.argv[1]))["results"]
+label, wall, rss, records, ok, cpu = open(sys.argv[2]).read().split("\t")
+keys, secrets, md = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+m = [statistics.median(r["times"]) * 1e3 for r in res]
+c = [(r["user"] + r["system"]) * 1e3 for r in res]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+lines = [f"load average after {load}", "",
+         f"| command | empty vault | {keys:,} keys, {secrets:,} secrets, {int(records):,} records | large / empty |",
+         "|---|---:|---:|---:|"]
+for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
+    e, l = i, i + 3
+    lines.append(f"| {name} | {m[e]:.2f} ms (CPU {c[e]:.2f}) | {m[l]:.2f} ms (CPU {c[l]:.2f}) | {m[l] / m[e]:.3f}x |")
+lines.append(f"| `audit verify` | | {float(wall):.2f} s, {int(records) / float(wall):,.0f} records/s, "
+             f"{int(rss) / 1024:.1f} MiB peak RSS | |")
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:

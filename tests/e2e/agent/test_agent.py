@@ -696,7 +696,7 @@ class Served(AgentTestCase):
     def test_a_list_longer_than_one_reply_comes_through_the_agent_in_pages(self):
         # An agent's reply holds at most 64 MiB: `audit list` asks for 10,000 records at a time,
         # each page older than the last, and prints them as one list.
-        fill = os.path.join(os.path.dirname(KMSCTL), "bench", "bench_fill_audit")
+        fill = os.path.join(os.path.dirname(KMSCTL), "bench", "bench_fill_vault")
         if not os.access(fill, os.X_OK):
             self.skipTest(f"{fill} is not built")
         self.kms.init()
