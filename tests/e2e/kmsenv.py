@@ -39,6 +39,9 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("KMS_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 KMSCTL = os.environ.get("KMSCTL_BIN") or os.path.join(SOURCE_DIR, "build", "kmsctl")
+# A kmsctl built with sanitizers (tests/CMakeLists.txt sets this): each run is several times
+# slower, so a test that runs kmsctl thousands of times may check less often between runs.
+SANITIZED = os.environ.get("KMSCTL_TEST_SANITIZED") == "1"
 
 SOFTHSM_MODULE = next(
     (p for p in ("/usr/lib/softhsm/libsofthsm2.so",

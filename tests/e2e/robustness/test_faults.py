@@ -7,7 +7,13 @@ publish output files, and a copy of the PKCS#11 module's function list). For eac
 before its N-th OP. After every run: the command either succeeded or failed with a documented
 exit code, an error line and a hint (never a crash); an output file exists only if it succeeded;
 and the checks of the torture test hold: the vault opens, `audit verify` passes, `PRAGMA
-integrity_check` is ok, and the rows the command adds grew by exactly its `ok` records."""
+integrity_check` is ok, and the rows the command adds grew by exactly its `ok` records.
+
+With a sanitized kmsctl (kmsenv.SANITIZED), every fault is still injected and each run's exit code,
+error and output file still checked, but the checks of the vault run once after each command's
+series of faults (they count the records of the whole series), not after each run: what the
+sanitizers look for is in the failing command itself, and the release build's run checks after
+each one. `change-pin` is checked after each run either way (the check finds which PIN holds)."""
 
 import os
 import random
@@ -34,8 +40,11 @@ class FaultInjection(unittest.TestCase):
         for name in COMMANDS:
             for op in OPS:
                 n = 0
+                each_run = not kmsenv.SANITIZED or name == "change-pin"
+                before = t.snapshot()
                 for nth in range(1, LIMIT + 1):
-                    before = t.snapshot()
+                    if each_run:
+                        before = t.snapshot()
                     argv, env = t.command(name)
                     env["KMSCTL_TEST_FAULT"] = "%s:%d" % (op, nth)
                     r = t.kms.run(*argv, env=env)
@@ -51,7 +60,8 @@ class FaultInjection(unittest.TestCase):
                                 "--out" if "--out" in argv else "-o") + 1]
                             self.assertFalse(os.path.exists(out), "%s: left %s" % (where, out))
                     # The checks run without the fault (and find out which PIN is in force).
-                    t.check(name, where, before, None)
+                    if each_run or not hit:
+                        t.check(name, where, before, None)
                     if not hit:
                         break
                     n += 1
