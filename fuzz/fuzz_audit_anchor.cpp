@@ -18,14 +18,26 @@ class FixedAnchor final : public kms::audit::AnchorStore {
   void replace(kms::ByteView v) override { store(v); }
 };
 
+const std::filesystem::path& db_path() {
+  static const std::filesystem::path p =
+      std::filesystem::temp_directory_path() / ("kms-fuzz-anchor-" + std::to_string(::getpid()));
+  return p;
+}
+
+// The vault file and its WAL companions go when the fuzzer exits (libFuzzer calls exit()).
+void remove_db() {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    std::filesystem::remove(db_path().string() + suffix, ec);
+  }
+}
+
 kms::store::Db& db() {
-  static const std::filesystem::path path = [] {
-    auto p =
-        std::filesystem::temp_directory_path() / ("kms-fuzz-anchor-" + std::to_string(::getpid()));
-    std::filesystem::remove(p);
-    return p;
+  static kms::store::Db d = [] {
+    remove_db();
+    std::atexit(remove_db);
+    return kms::store::Db(db_path(), kms::store::Db::Mode::create_new);
   }();
-  static kms::store::Db d(path, kms::store::Db::Mode::create_new);
   return d;
 }
 
