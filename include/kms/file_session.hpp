@@ -51,6 +51,11 @@ class FileSession : public envelope::DataKeyWrapper {
   virtual void fail(const Error& e) noexcept = 0;
   // A failure before any key was used (a damaged header, another context): one record.
   virtual void fail_before_start(const Error& e) noexcept = 0;
+  // `file rewrap`: the file's header with its data key wrapped under to_key's primary version,
+  // or (none) under the newest version of each of its vault keys; the key use, recorded
+  // `started`. The caller writes the new header and the body, then calls finish (which
+  // publishes the file) or fail. A session of another operation refuses (Code::usage).
+  virtual Bytes rewrap(envelope::Header& header, const std::optional<std::string>& to_key);
 
   // Whether wrap or unwrap ran (and so wrote its own record, started or failed).
   bool attempted() const noexcept { return attempted_; }
@@ -79,5 +84,11 @@ FileResult encrypt_file(FileSession& session, int in_fd, int out_fd, const Conte
                         const FileOutput& output);
 FileResult decrypt_file(FileSession& session, int in_fd, int out_fd, const Context& context,
                         const envelope::Progress& progress, const FileOutput& output);
+// `file rewrap` of the file at `path`, through a session of Action::file_rewrap: its header read
+// here (a header that does not parse: fail_before_start, then thrown), the data key rewrapped by
+// the session, and the new header and the unchanged body written here into a new file that
+// replaces the old one atomically; `ok` is recorded once it has.
+FileResult rewrap_file(FileSession& session, const std::string& path,
+                       const std::optional<std::string>& to_key);
 
 }  // namespace kms

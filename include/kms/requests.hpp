@@ -461,15 +461,6 @@ struct VaultChangePin {
 
 }  // namespace req
 
-// `file rewrap` of the file at `path`, wherever requests go: its header read here (a header
-// that does not parse is reported with `failed`, then thrown), the data key rewrapped by
-// `rewrap`, and the new header and the unchanged body written here, atomically. The requests
-// name the file by files::recorded_path(path): its absolute path, made here.
-FileResult rewrap_file(
-    const std::string& path, const std::optional<std::string>& to_key,
-    const std::function<req::FileRewrap::Response(const req::FileRewrap&)>& rewrap,
-    const std::function<void(const req::FileFailed&)>& failed);
-
 // Runs one request on an open vault for its current caller (Service::serve_client): authorise,
 // do, audit, in one transaction; returns the response. Errors are kms::Error.
 template <class R>

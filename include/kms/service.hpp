@@ -116,8 +116,9 @@ class Service {
 
   // The operations themselves are requests (kms/requests.hpp: kms::handle on this Service).
 
-  // The session of one file encrypt (key_refs: the keys to wrap the data key for) or decrypt
-  // (none), for kms::encrypt_file and decrypt_file (kms/file_session.hpp) in this process.
+  // The session of one file encrypt (key_refs: the keys to wrap the data key for), decrypt or
+  // rewrap (none), for kms::encrypt_file, decrypt_file and rewrap_file (kms/file_session.hpp) in
+  // this process.
   std::unique_ptr<FileSession> file_session(Action action, std::string name,
                                             std::vector<std::string> key_refs = {});
 

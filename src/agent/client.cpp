@@ -156,6 +156,18 @@ SecureBytes RemoteFile::unwrap(const envelope::Header& header) {
   return std::move(out.data_key);
 }
 
+Bytes RemoteFile::rewrap(envelope::Header& header, const std::optional<std::string>& to_key) {
+  attempted_ = true;
+  req::FileRewrap r;
+  r.name = name_;
+  r.header = header;
+  r.to_key = to_key;
+  req::FileRewrap::Response out = served(connection_.call(vault_, r));
+  started_ = true;
+  result.keys = out.result.keys;
+  return std::move(out.header);
+}
+
 void RemoteFile::finish(const FileResult& r, const FileOutput& output) {
   signals::check();
   if (output.publish) output.publish();

@@ -81,6 +81,7 @@ class RemoteFile final : public FileSession {
              std::vector<std::string> keys = {});
   std::vector<envelope::Recipient> wrap(ByteView data_key, const Context& context) override;
   SecureBytes unwrap(const envelope::Header& header) override;
+  Bytes rewrap(envelope::Header& header, const std::optional<std::string>& to_key) override;
   void finish(const FileResult& r, const FileOutput& output) override;
   void fail(const Error& e) noexcept override;
   void fail_before_start(const Error& e) noexcept override;

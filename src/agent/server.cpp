@@ -230,7 +230,7 @@ struct Agent::Connection {
   Reach reach = Reach::full;
   std::int64_t uid = -1;  // the peer's, read when it was accepted
   Caller caller;
-  std::unique_ptr<FileSession> file;  // a file encrypt or decrypt in progress
+  std::unique_ptr<FileSession> file;  // a file encrypt, decrypt or rewrap in progress
   bool hello = false;                 // the agent's own user asked whether it serves its vault
   std::atomic<bool> done{false};      // its worker is done with it
 };
@@ -678,8 +678,8 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   return write_frame(fd, *reply);
 }
 
-// The requests of a file encrypt or decrypt: the session lives as long as the connection, or
-// until its end.
+// The requests of a file encrypt, decrypt or rewrap: the session lives as long as the
+// connection, or until its end.
 std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, wire::Reader& in) {
   const bool open = c.file != nullptr;
   if (op == static_cast<std::uint16_t>(Op::file_wrap)) {
@@ -704,6 +704,16 @@ std::optional<wire::Writer> Agent::serve_file(Connection& c, std::uint16_t op, w
     req::FileUnwrap::Response out;
     out.data_key = file->unwrap(h);
     out.keys = file->result.keys;
+    c.file = std::move(file);
+    return ok(out);
+  }
+  if (op == static_cast<std::uint16_t>(Op::file_rewrap)) {
+    auto r = parse<req::FileRewrap>(in);
+    if (open) throw Error(Code::usage, "a file session rewraps one data key");
+    std::unique_ptr<FileSession> file = svc_.file_session(Action::file_rewrap, r.name);
+    req::FileRewrap::Response out;
+    out.header = file->rewrap(r.header, r.to_key);
+    out.result = file->result;
     c.file = std::move(file);
     return ok(out);
   }

@@ -315,10 +315,9 @@ void register_file(CLI::App& app, Globals& g) {
   rewrap->add_option("files", ra->inputs, "Encrypted files")->required()->type_name("FILE");
   rewrap->callback([&g, ra] {
     for (const std::string& f : ra->inputs) {
+      const auto session = file_session(g, Action::file_rewrap, f);
       const FileResult r = rewrap_file(
-          f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key),
-          [&](const req::FileRewrap& r) { return send(g, r); },
-          [&](const req::FileFailed& failed) { send(g, failed); });
+          *session, f, ra->to_key.empty() ? std::nullopt : std::optional<std::string>(ra->to_key));
       nlohmann::json keys = nlohmann::json::array();
       for (const auto& [id, v] : r.keys) keys.push_back({{"key_id", id}, {"version", v}});
       if (ra->json) {

@@ -402,20 +402,20 @@ void fields(V& v, OnGrant<O>& r) {
 template <class... R>
 struct RequestList {};
 // Every request type a client may send, for the agent's dispatch and the fuzz target. FileWrap,
-// FileUnwrap and FileEnd are a file session's (FileOperations::session); the others are one call
-// of kms::handle each.
-using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileEnd>;
+// FileUnwrap, FileRewrap and FileEnd are a file session's (FileOperations::session); the others
+// are one call of kms::handle each.
+using SessionRequests = RequestList<req::FileWrap, req::FileUnwrap, req::FileRewrap, req::FileEnd>;
 using CallRequests =
     RequestList<req::Status, req::AuditList, req::AuditVerify, req::AuditExport, req::KeyCreate,
                 req::KeyList, req::KeyDescribe, req::KeyEnable, req::KeyDisable, req::KeyRotate,
                 req::KeyCancelDeletion, req::KeySetRotation, req::KeyScheduleDeletion, req::KeyTag,
                 req::KeyUntag, req::AliasCreate, req::AliasUpdate, req::AliasDelete, req::AliasList,
                 req::Encrypt, req::Decrypt, req::ReEncrypt, req::GenerateDataKey, req::Random,
-                req::FileFailed, req::FileRewrap, req::SecretCreate, req::SecretPut, req::SecretGet,
-                req::SecretList, req::SecretDescribe, req::SecretVersions, req::SecretRestore,
-                req::SecretDelete, req::SecretSetRotation, req::GrantCreate, req::GrantList,
-                req::GrantRevoke, req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy,
-                req::GetPublicKey, req::Sign, req::Verify, req::Mac, req::VerifyMac,
-                req::SecretSetPolicy, req::SecretGetPolicy, req::KeyImportParams, req::KeyImport>;
+                req::FileFailed, req::SecretCreate, req::SecretPut, req::SecretGet, req::SecretList,
+                req::SecretDescribe, req::SecretVersions, req::SecretRestore, req::SecretDelete,
+                req::SecretSetRotation, req::GrantCreate, req::GrantList, req::GrantRevoke,
+                req::GrantRetire, req::KeySetPolicy, req::KeyGetPolicy, req::GetPublicKey,
+                req::Sign, req::Verify, req::Mac, req::VerifyMac, req::SecretSetPolicy,
+                req::SecretGetPolicy, req::KeyImportParams, req::KeyImport>;
 
 }  // namespace kms

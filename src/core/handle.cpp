@@ -1,6 +1,7 @@
 // kms::handle for each request: the request's fields handed to the Service operation that
-// authorises, does and audits it. FileWrap, FileUnwrap and FileEnd belong to a FileSession, not
-// to a single call: the agent's server keeps one per connection (src/agent/server.cpp).
+// authorises, does and audits it. FileWrap, FileUnwrap, FileRewrap and FileEnd belong to a
+// FileSession, not to a single call: the agent's server keeps one per connection
+// (src/agent/server.cpp).
 #include "grants/operations.hpp"
 #include <fmt/format.h>
 
@@ -166,14 +167,6 @@ Done handle(Service& s, const req::FileFailed& r) {
     s.files().failed(r.action, r.name, Error(r.code, "failed before any key was used"));
   }
   return {};
-}
-
-template <>
-req::FileRewrap::Response handle(Service& s, const req::FileRewrap& r) {
-  envelope::Header h = r.header;
-  req::FileRewrap::Response out;
-  out.header = s.files().rewrap_header(r.name, h, r.to_key, out.result);
-  return out;
 }
 
 template <>

@@ -969,7 +969,7 @@ TEST_CASE("file requests: a file session round-trips with started and ok records
     CHECK(params(r) == json{{"file", "plain.bin.kenc"}, {"stage", "header"}});
   }
 
-  SUBCASE("rewrap to another key: the new header opens with it alone") {
+  SUBCASE("rewrap to another key: started, ok once the file is replaced; it opens with k2 alone") {
     envelope::Header h;
     {
       Fd in(::open((dir / "plain.bin.kenc").c_str(), O_RDONLY | O_CLOEXEC));
@@ -978,28 +978,40 @@ TEST_CASE("file requests: a file session round-trips with started and ok records
     const std::size_t body = h.encoded_size;
     REQUIRE(h.recipients.size() == 1);
     CHECK(keys::KeyStore::blob_key_id(h.recipients[0].body) == k1);
-    const req::FileRewrap::Response rw = handle(s, req::FileRewrap{"plain.bin.kenc", h, k2});
-    CHECK(rw.result.name == "plain.bin.kenc");
-    CHECK(rw.result.keys == KeyVersions{{k2, 1}});
-    {
-      const store::AuditRow r = log.one();
-      check_record(r, "file.rewrap", "file/plain.bin.kenc");
-      CHECK(params(r) == json{{"file", "plain.bin.kenc"},
-                              {"from_keys", keys_json({{k1, 1}})},
-                              {"to_key_id", k2},
-                              {"to_keys", keys_json({{k2, 1}})}});
-    }
-    const std::optional<envelope::Header> nh = envelope::parse_header(rw.header);
-    REQUIRE(nh.has_value());
-    CHECK(nh->encoded_size == rw.header.size());
-    REQUIRE(nh->recipients.size() == 1);
-    CHECK(keys::KeyStore::blob_key_id(nh->recipients[0].body) == k2);
-    CHECK(nh->context == ctx);
-    CHECK(nh->salt == h.salt);
-
-    // The new header with the unchanged body, decrypted while the old key is disabled.
     const std::string old_file = read_file(dir / "plain.bin.kenc");
-    write_file(dir / "rewrapped.kenc", std::string(as_chars(rw.header)) + old_file.substr(body));
+    fs::copy_file(dir / "plain.bin.kenc", dir / "rewrapped.kenc");
+    const FileResult rw = rewrap_file(*s.file_session(Action::file_rewrap, "rewrapped.kenc"),
+                                      (dir / "rewrapped.kenc").string(), k2);
+    CHECK(rw.name == "rewrapped.kenc");
+    CHECK(rw.keys == KeyVersions{{k2, 1}});
+    {
+      const auto rows = log.take();
+      REQUIRE(rows.size() == 2);
+      check_record(rows[0], "file.rewrap", "file/rewrapped.kenc", "started");
+      CHECK(params(rows[0]) == json{{"file", "rewrapped.kenc"},
+                                    {"from_keys", keys_json({{k1, 1}})},
+                                    {"step", "start"},
+                                    {"to_key_id", k2},
+                                    {"to_keys", keys_json({{k2, 1}})}});
+      check_record(rows[1], "file.rewrap", "file/rewrapped.kenc", "ok");
+      CHECK(params(rows[1]) ==
+            json{{"file", "rewrapped.kenc"}, {"started_seq", rows[0].seq}, {"step", "done"}});
+    }
+    CHECK(fs::is_empty(dir / "vault.db.ops"));
+    const std::string new_file = read_file(dir / "rewrapped.kenc");
+    envelope::Header nh;
+    {
+      Fd in(::open((dir / "rewrapped.kenc").c_str(), O_RDONLY | O_CLOEXEC));
+      nh = envelope::read_header(in.fd);
+    }
+    REQUIRE(nh.recipients.size() == 1);
+    CHECK(keys::KeyStore::blob_key_id(nh.recipients[0].body) == k2);
+    CHECK(nh.context == ctx);
+    CHECK(nh.salt == h.salt);
+    // The body is unchanged.
+    CHECK(new_file.substr(nh.encoded_size) == old_file.substr(body));
+
+    // Decrypted while the old key is disabled.
     (void)handle(s, req::KeyDisable{k1});
     (void)log.take();
     const FileResult d = decrypt_path(s, dir / "rewrapped.kenc", dir / "rewrapped.out", ctx);
@@ -1221,11 +1233,6 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   (void)handle(s, secret_request("app/db", "the-value", key));
   write_file(dir / "plain.bin", "file content");
   (void)encrypt_path(s, dir / "plain.bin", dir / "plain.bin.kenc", {key}, {});
-  envelope::Header header;
-  {
-    Fd in(::open((dir / "plain.bin.kenc").c_str(), O_RDONLY | O_CLOEXEC));
-    header = envelope::read_header(in.fd);
-  }
   Log log(s);
   const Status before = handle(s, req::Status{});
   const std::string encrypted = read_file(dir / "plain.bin.kenc");
@@ -1277,7 +1284,6 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
   refused(req::GenerateDataKey{"alias/guarded", 32, {}}, "key.generate_data_key");
   refused(req::Random{16}, "random.generate");
 
-  refused(req::FileRewrap{"plain.bin.kenc", header, std::nullopt}, "file.rewrap");
   refused(req::FileFailed{Action::file_decrypt, "plain.bin.kenc", Code::integrity, 0},
           "file.decrypt");
   // A file session: its key use is refused before any output.
@@ -1292,6 +1298,14 @@ TEST_CASE("a caller of another uid is refused every request, nothing changes, ea
     CHECK(d.code() == Code::refused);
     CHECK(fs::file_size(dir / "stolen.out") == 0);
     actions.emplace_back("file.decrypt");
+    const std::string before = read_file(dir / "plain.bin.kenc");
+    const Error w = error_of([&] {
+      (void)rewrap_file(*s.file_session(Action::file_rewrap, "plain.bin.kenc"),
+                        (dir / "plain.bin.kenc").string(), std::nullopt);
+    });
+    CHECK(w.code() == Code::refused);
+    CHECK(read_file(dir / "plain.bin.kenc") == before);
+    actions.emplace_back("file.rewrap");
   }
 
   req::SecretCreate planted = secret_request("app/planted", "x", key);

@@ -237,6 +237,48 @@ std::optional<signals::Interrupted> interruption(const Error& e, bool key_use_fa
   return signals::Interrupted(sig);
 }
 
+// The new header of a file rewrap (FileSession::rewrap), inside its key use's transaction: the
+// data key opened with one of the file's keys, then wrapped for to_ref's primary version or for
+// the newest version of each of the file's vault keys; every other recipient (a public key's, a
+// type this kmsctl does not know) stays as it was, byte for byte.
+Bytes rewrapped_header(Runner& runner, keys::KeyStore& ks, envelope::Header& h,
+                       const std::optional<std::string>& to_ref, FileResult& result,
+                       audit::Event& e) {
+  FileResult opened;
+  const KeyCheck check = key_check(runner, Action::file_rewrap, h.context, e);
+  const SecureBytes dk = unwrap_with(ks, h, opened, check);
+  envelope::verify_header(h, dk.view());
+  e.params["from_keys"] = keys_json(opened.keys);
+  std::vector<store::KeyRow> targets;
+  if (to_ref) {
+    targets.push_back(ks.resolve(*to_ref));
+  } else {
+    for (const envelope::Recipient& r : h.recipients) {
+      if (r.type != envelope::kRecipientVaultKey) continue;
+      if (const auto id = keys::KeyStore::blob_key_id(r.body)) {
+        if (auto key = store::key_get(runner.vault().db(), *id)) targets.push_back(*key);
+      }
+    }
+  }
+  if (targets.empty()) {
+    throw Error(Code::not_found, "none of the file's keys is left in this vault to rewrap it",
+                Remedy::pass_target_key);
+  }
+  for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
+  std::vector<envelope::Recipient> recipients =
+      wrap_for(ks, targets, dk.view(), h.context, result, check);
+  for (envelope::Recipient& r : h.recipients) {
+    if (r.type != envelope::kRecipientVaultKey) recipients.push_back(std::move(r));
+  }
+  if (recipients.size() > envelope::kMaxRecipients) {
+    throw Error(Code::usage, fmt::format("the rewrapped file would have {} recipients (at most {})",
+                                         recipients.size(), envelope::kMaxRecipients));
+  }
+  h.recipients = std::move(recipients);
+  e.params["to_keys"] = keys_json(result.keys);
+  return envelope::encode_header(h, dk.view());
+}
+
 // A FileSession on this vault: the key use recorded as `started` together with its lock file,
 // then one end record, `ok` once the output is published or `error` with the failure's code.
 class FileOperation final : public FileSession {
@@ -292,6 +334,19 @@ class FileOperation final : public FileSession {
     return dk;
   }
 
+  Bytes rewrap(envelope::Header& h, const std::optional<std::string>& to_ref) override {
+    if (action_ != Action::file_rewrap) {
+      throw Error(Code::usage, "this file operation does not rewrap a file");
+    }
+    check_recipients(h);
+    audit::Event ev{action_, "file/" + name_, {{"file", name_}}};
+    if (to_ref) audit::name_key(ev.params, *to_ref, "to_");
+    Bytes header;
+    start(std::move(ev),
+          [&](audit::Event& e) { header = rewrapped_header(runner_, ks_, h, to_ref, result, e); });
+    return header;
+  }
+
   // The key use: run as one audited transaction whose record says `started`; the lock file is
   // made in that transaction, so that a start that commits always has one.
   void start(audit::Event event, const std::function<void(audit::Event&)>& op) {
@@ -322,8 +377,10 @@ class FileOperation final : public FileSession {
     result.bytes = r.bytes;
     result.frames = r.frames;
     audit::Event ev = end_event("done");
-    ev.params["bytes"] = r.bytes;
-    ev.params["frames"] = r.frames;
+    if (action_ != Action::file_rewrap) {  // a rewrap copies the body as it is
+      ev.params["bytes"] = r.bytes;
+      ev.params["frames"] = r.frames;
+    }
     std::optional<store::AuditRow> row;
     Runner::Hooks hooks;
     hooks.appended = [&](const store::AuditRow& appended) { row = appended; };
@@ -497,6 +554,46 @@ FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& c
   return op.result;
 }
 
+Bytes FileSession::rewrap(envelope::Header&, const std::optional<std::string>&) {
+  throw Error(Code::usage, "this file session does not rewrap a file");
+}
+
+FileResult rewrap_file(FileSession& op, const std::string& path,
+                       const std::optional<std::string>& to_key) {
+  const posix::Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) {
+    throw Error(Code::not_found, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  }
+  envelope::Header h;
+  try {
+    h = envelope::read_header(in.get());
+  } catch (const Error& e) {
+    op.fail_before_start(e);
+    throw;
+  }
+  const std::size_t body = h.encoded_size;
+  files::AtomicFile out(path, /*overwrite=*/true);
+  try {
+    const Bytes header = op.rewrap(h, to_key);
+    out.write(as_chars(header));
+    if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
+      throw Error(Code::failed,
+                  fmt::format("cannot copy the body of {}: {}", path, std::strerror(errno)),
+                  "check free space on that file system; the file is unchanged");
+    }
+    op.finish(op.result, {[&] { out.commit(); }, [&] { out.take_back(); }});
+  } catch (const Error& e) {
+    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
+    if (op.running()) op.fail(stopped ? *stopped : e);
+    if (stopped) throw *stopped;
+    throw;
+  } catch (const std::exception& e) {
+    if (op.running()) op.fail(Error(Code::failed, e.what()));
+    throw;
+  }
+  return op.result;
+}
+
 void FileOperations::failed(Action action, const std::string& name, const Error& e) {
   runner_.run(
       {action, "file/" + name, {{"file", name}, {"stage", "header"}}}, [](audit::Event&) {}, {},
@@ -527,55 +624,6 @@ FileResult FileOperations::decrypt(int in_fd, int out_fd, const Context& context
                                    const FileOutput& output) {
   const auto op = session(Action::file_decrypt, std::string(name));
   return kms::decrypt_file(*op, in_fd, out_fd, context, progress, output);
-}
-
-Bytes FileOperations::rewrap_header(const std::string& name, envelope::Header& h,
-                                    const std::optional<std::string>& to_ref, FileResult& result) {
-  check_recipients(h);
-  result.name = name;
-  keys::KeyStore ks(vault_);
-  audit::Event ev{Action::file_rewrap, "file/" + name, {{"file", name}}};
-  if (to_ref) audit::name_key(ev.params, *to_ref, "to_");
-  Bytes header;
-  runner_.run(std::move(ev), [&](audit::Event& e) {
-    FileResult opened;
-    const KeyCheck check = key_check(runner_, Action::file_rewrap, h.context, e);
-    const SecureBytes dk = unwrap_with(ks, h, opened, check);
-    envelope::verify_header(h, dk.view());
-    e.params["from_keys"] = keys_json(opened.keys);
-    std::vector<store::KeyRow> targets;
-    if (to_ref) {
-      targets.push_back(ks.resolve(*to_ref));
-    } else {
-      for (const envelope::Recipient& r : h.recipients) {
-        if (r.type != envelope::kRecipientVaultKey) continue;
-        if (const auto id = keys::KeyStore::blob_key_id(r.body)) {
-          if (auto key = store::key_get(vault_.db(), *id)) targets.push_back(*key);
-        }
-      }
-    }
-    if (targets.empty()) {
-      throw Error(Code::not_found, "none of the file's keys is left in this vault to rewrap it",
-                  Remedy::pass_target_key);
-    }
-    for (const store::KeyRow& k : targets) keys::KeyStore::require_enabled(k, k.id);
-    // The vault-key recipients are made anew; every other one (a public key's, a type this
-    // kmsctl does not know) stays as it was, byte for byte.
-    std::vector<envelope::Recipient> recipients =
-        wrap_for(ks, targets, dk.view(), h.context, result, check);
-    for (envelope::Recipient& r : h.recipients) {
-      if (r.type != envelope::kRecipientVaultKey) recipients.push_back(std::move(r));
-    }
-    if (recipients.size() > envelope::kMaxRecipients) {
-      throw Error(Code::usage,
-                  fmt::format("the rewrapped file would have {} recipients (at most {})",
-                              recipients.size(), envelope::kMaxRecipients));
-    }
-    h.recipients = std::move(recipients);
-    e.params["to_keys"] = keys_json(result.keys);
-    header = envelope::encode_header(h, dk.view());
-  });
-  return header;
 }
 
 }  // namespace kms

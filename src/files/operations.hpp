@@ -1,5 +1,5 @@
-// The file operations of a vault (src/files/operations.cpp): the vault's FileSession, a failure
-// before any key use, the rewrap of a header. Reached through Service::files().
+// The file operations of a vault (src/files/operations.cpp): the vault's FileSession (file
+// encrypt, decrypt and rewrap), a failure before any key use. Reached through Service::files().
 #pragma once
 
 #include <memory>
@@ -15,9 +15,9 @@ namespace kms {
 class Runner;
 class Vault;
 
-// A file encrypt or decrypt is recorded twice (docs/FORMAT.md §8.1): the key use, in the
-// transaction that wraps or unwraps the data key and before any output, as `started` (params
-// step "start"); then its end, once the last frame is written and the output published
+// A file encrypt, decrypt or rewrap is recorded twice (docs/FORMAT.md §8.1): the key use, in the
+// transaction that wraps, unwraps or rewraps the data key and before any output, as `started`
+// (params step "start"); then its end, once the last frame is written and the output published
 // (`output.publish`), as `ok` (step "done", with started_seq, bytes and frames), or as `error`
 // (step "end", started_seq, and the failure's code: `interrupted` for a caught signal). While it
 // runs, the process holds VAULT.ops/<started_seq>.lock; the next command ends the record of a
@@ -33,20 +33,15 @@ class FileOperations {
                      const envelope::Progress& progress = {}, const FileOutput& output = {});
   FileResult decrypt(int in_fd, int out_fd, const Context& context, std::string_view name,
                      const envelope::Progress& progress = {}, const FileOutput& output = {});
-  // The session of one file encrypt (key_refs: the keys to wrap for) or decrypt (none), whose
-  // bulk encryption runs here or in an agent's client. Its methods run operations: an agent
-  // calls them with its lock held and the session's caller set.
+  // The session of one file encrypt (key_refs: the keys to wrap for), decrypt or rewrap (none),
+  // whose bulk encryption or copy runs here or in an agent's client. Its methods run operations: an
+  // agent calls them with its lock held and the session's caller set.
   std::unique_ptr<FileSession> session(Action action, std::string name,
                                        std::vector<std::string> key_refs = {});
   // Records a file operation that failed before any key was used (its header could not be read,
   // or names another context): one error record, stage "header". Throws what Runner::run
   // throws: a caller the authoriser refuses gets Code::refused (and a `denied` record instead).
   void failed(Action action, const std::string& name, const Error& e);
-  // `file rewrap`: the header of an encrypted file with its data key wrapped under to_ref's
-  // primary version, or (no to_ref) under the newest version of each of its keys. One audited
-  // operation (file.rewrap) named by `name`; the caller writes the new header before the body.
-  Bytes rewrap_header(const std::string& name, envelope::Header& header,
-                      const std::optional<std::string>& to_ref, FileResult& result);
 
  private:
   Runner& runner_;

@@ -298,7 +298,7 @@ class AbsolutePaths(ListTestCase):
         dec = enc + ".kenc"
         self.assertEqual(self.files(seq), [("file.encrypt", enc, self.file)] * 2 +
                          [("file.decrypt", dec, self.file + ".kenc")] * 2 +
-                         [("file.rewrap", dec, self.file + ".kenc")])
+                         [("file.rewrap", dec, self.file + ".kenc")] * 2)
         # Standard input stays "-".
         seq = self.head()
         r = self.kms.run("file", "encrypt", "--key", self.keyref, "-o", "stdin.kenc", "-",

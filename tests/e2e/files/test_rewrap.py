@@ -1,14 +1,18 @@
 """file rewrap through the real binary: after a rotation the header moves to the newest version,
 the body stays byte for byte the same, the file still decrypts and `file inspect` no longer shows
 the old version; --to-key moves a file to another key; several files in one call; a damaged file
-is refused and left as it was."""
+is refused and left as it was; a rewrap is recorded `ok` only once the new file is in place."""
 
 import os
+import resource
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import Envelope, FilesTestCase, INTEGRITY, REFUSED, file_mode, read, write
+from kmsenv import Envelope, FAILED, FilesTestCase, INTEGRITY, REFUSED, file_mode, read, write
+
+MIB = 1 << 20
 
 
 class Rewrap(FilesTestCase):
@@ -29,9 +33,16 @@ class Rewrap(FilesTestCase):
         self.assertEqual(r.out, "")
         self.assertIn(f"{key} v2", r.err)
         recs = self.vault.audit_rows(seq)
-        self.assertEqual([x["action"] for x in recs], ["file.rewrap"] * 2)
+        # Each file: its key use (`started`, in the transaction that rewraps the data key), then
+        # `ok` once the new file has replaced the old one.
+        self.assertEqual([(x["action"], x["outcome"]) for x in recs],
+                         [("file.rewrap", "started"), ("file.rewrap", "ok")] * 2)
         self.assertEqual(recs[0]["params"]["from_keys"], [{"key_id": key, "version": 1}])
         self.assertEqual(recs[0]["params"]["to_keys"], [{"key_id": key, "version": 2}])
+        self.assertEqual(recs[0]["params"]["step"], "start")
+        self.assertEqual(recs[1]["params"], {"file": files[0] + ".kenc", "step": "done",
+                                             "started_seq": recs[0]["seq"],
+                                             "host": kmsenv.HOST})
         for f, pt, old in zip(files, pts, before):
             new = Envelope(read(f + ".kenc"))
             self.assertEqual(new.body, old.body, "the body must be byte-identical")
@@ -64,6 +75,37 @@ class Rewrap(FilesTestCase):
         self.vault.ok("key", "enable", b)
         self.vault.ok("file", "decrypt", "--force", src + ".kenc")
         self.assertEqual(read(src), b"moving house")
+
+    def test_a_rewrap_whose_new_file_cannot_be_written_is_recorded_failed_and_changes_nothing(self):
+        # The key use is recorded `started` before the new file is written; a write that fails
+        # (here: past the file size limit, as on a full disk) ends it with `error`, never `ok`,
+        # and leaves the old file as it was.
+        key = self.vault.create_key()
+        d = self.dir("full")
+        src = os.path.join(d, "big.bin")
+        write(src, os.urandom(8 * MIB))
+        self.vault.ok("file", "encrypt", "--key", key, src)
+        self.vault.ok("key", "rotate", key)
+        before = read(src + ".kenc")
+        seq = self.vault.sql("SELECT max(seq) FROM audit_log")[0][0]
+
+        def small_files():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (6 * MIB, 6 * MIB))
+
+        r = self.vault.run("file", "rewrap", src + ".kenc", preexec_fn=small_files)
+        self.assertError(r, FAILED, f"cannot copy the body of {src}.kenc")
+        self.assertEqual(read(src + ".kenc"), before)
+        recs = self.vault.audit_rows(seq)
+        self.assertEqual([(x["action"], x["outcome"], x["error_code"]) for x in recs],
+                         [("file.rewrap", "started", ""), ("file.rewrap", "error", "failed")])
+        self.assertEqual(recs[1]["params"]["started_seq"], recs[0]["seq"])
+        self.assertEqual(recs[1]["params"]["step"], "end")
+        self.assertEqual(sorted(os.listdir(d)), ["big.bin", "big.bin.kenc"])
+        self.vault.ok("audit", "verify")
+        # Without the limit, the same file rewraps.
+        self.vault.ok("file", "rewrap", src + ".kenc")
+        self.assertEqual(Envelope(read(src + ".kenc")).keys(), [(key, 2)])
 
     def test_rewrap_refuses_a_damaged_file_and_leaves_it_unchanged(self):
         key = self.vault.create_key()
