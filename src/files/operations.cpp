@@ -510,40 +510,19 @@ std::unique_ptr<FileSession> with_public_key_recipients(std::unique_ptr<FileSess
   return std::make_unique<PublicKeySession>(std::move(inner), std::move(public_keys));
 }
 
-FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
-                        std::uint32_t frame_size, const envelope::Progress& progress,
-                        const FileOutput& output) {
+namespace {
+// Runs a file operation's body, which ends with op.finish; if it throws, ends the session with
+// the failure (a caught signal as Interrupted) and rethrows. A failure before any key use is
+// recorded with fail_before_start when `header_first` (a decrypt or rewrap reads the header
+// first; an encrypt's failure to wrap is recorded by the wrap itself).
+template <class Body>
+FileResult in_session(FileSession& op, bool header_first, const Body& body) {
   try {
-    const envelope::EncryptResult r =
-        envelope::encrypt(in_fd, out_fd, op, context, frame_size, progress);
-    FileResult done = op.result;
-    done.bytes = r.plaintext_bytes;
-    done.frames = r.frames;
-    op.finish(done, output);
-  } catch (const Error& e) {
-    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
-    if (op.running()) op.fail(stopped ? *stopped : e);
-    if (stopped) throw *stopped;
-    throw;
-  } catch (const std::exception& e) {
-    if (op.running()) op.fail(Error(Code::failed, e.what()));
-    throw;
-  }
-  return op.result;
-}
-
-FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
-                        const envelope::Progress& progress, const FileOutput& output) {
-  try {
-    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, op, context, progress);
-    FileResult done = op.result;
-    done.bytes = r.plaintext_bytes;
-    done.frames = r.frames;
-    op.finish(done, output);
+    body();
   } catch (const Error& e) {
     const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
     const Error& cause = stopped ? *stopped : e;
-    if (!op.attempted()) op.fail_before_start(cause);
+    if (header_first && !op.attempted()) op.fail_before_start(cause);
     if (op.running()) op.fail(cause);
     if (stopped) throw *stopped;
     throw;
@@ -552,6 +531,31 @@ FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& c
     throw;
   }
   return op.result;
+}
+}  // namespace
+
+FileResult encrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
+                        std::uint32_t frame_size, const envelope::Progress& progress,
+                        const FileOutput& output) {
+  return in_session(op, false, [&] {
+    const envelope::EncryptResult r =
+        envelope::encrypt(in_fd, out_fd, op, context, frame_size, progress);
+    FileResult done = op.result;
+    done.bytes = r.plaintext_bytes;
+    done.frames = r.frames;
+    op.finish(done, output);
+  });
+}
+
+FileResult decrypt_file(FileSession& op, int in_fd, int out_fd, const Context& context,
+                        const envelope::Progress& progress, const FileOutput& output) {
+  return in_session(op, true, [&] {
+    const envelope::EncryptResult r = envelope::decrypt(in_fd, out_fd, op, context, progress);
+    FileResult done = op.result;
+    done.bytes = r.plaintext_bytes;
+    done.frames = r.frames;
+    op.finish(done, output);
+  });
 }
 
 Bytes FileSession::rewrap(envelope::Header&, const std::optional<std::string>&) {
@@ -564,16 +568,10 @@ FileResult rewrap_file(FileSession& op, const std::string& path,
   if (!in) {
     throw Error(Code::not_found, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
   }
-  envelope::Header h;
-  try {
-    h = envelope::read_header(in.get());
-  } catch (const Error& e) {
-    op.fail_before_start(e);
-    throw;
-  }
-  const std::size_t body = h.encoded_size;
-  files::AtomicFile out(path, /*overwrite=*/true);
-  try {
+  return in_session(op, true, [&] {
+    envelope::Header h = envelope::read_header(in.get());
+    const std::size_t body = h.encoded_size;
+    files::AtomicFile out(path, /*overwrite=*/true);
     const Bytes header = op.rewrap(h, to_key);
     out.write(as_chars(header));
     if (!posix::copy_to_end(in.get(), static_cast<off_t>(body), out.fd())) {
@@ -582,16 +580,7 @@ FileResult rewrap_file(FileSession& op, const std::string& path,
                   "check free space on that file system; the file is unchanged");
     }
     op.finish(op.result, {[&] { out.commit(); }, [&] { out.take_back(); }});
-  } catch (const Error& e) {
-    const std::optional<signals::Interrupted> stopped = interruption(e, op.key_use_failed());
-    if (op.running()) op.fail(stopped ? *stopped : e);
-    if (stopped) throw *stopped;
-    throw;
-  } catch (const std::exception& e) {
-    if (op.running()) op.fail(Error(Code::failed, e.what()));
-    throw;
-  }
-  return op.result;
+  });
 }
 
 void FileOperations::failed(Action action, const std::string& name, const Error& e) {
