@@ -187,9 +187,10 @@ TEST_CASE("encode covers every field but prev_hash, hash and mac") {
       {"outcome", [](store::AuditRow& r) { r.outcome = "error"; }},
       {"error_code", [](store::AuditRow& r) { r.error_code = "failed"; }},
   };
-  for (const auto& [name, edit] : edits) {
+  for (const auto& [field, edit] : edits) {
     store::AuditRow r = base;
     edit(r);
+    const auto& name = field;  // CAPTURE takes no structured binding (clang 14)
     CAPTURE(name);
     CHECK(audit::encode(r) != enc);
   }

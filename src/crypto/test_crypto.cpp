@@ -796,8 +796,9 @@ TEST_CASE("to_base64 matches RFC 4648 and from_base64 round-trips") {
       {"fooba", "Zm9vYmE="},
       {"foobar", "Zm9vYmFy"},
   };
-  for (const auto& [plain, b64] : rfc) {
-    CAPTURE(plain);
+  for (const auto& pair : rfc) {
+    const auto& [plain, b64] = pair;
+    CAPTURE(pair.first);
     CHECK(crypto::to_base64(bytes_of(plain)) == b64);
     const auto back = crypto::from_base64(b64);
     REQUIRE(back.has_value());

@@ -70,8 +70,9 @@ TEST_CASE("generate is roughly uniform over a 62-character alphabet") {
   }
   CHECK(counts.size() == 62);
   // 65536 draws, expectation 1057 per character: every count within ±25 % (about 8 sigma).
-  for (const auto& [c, n] : counts) {
-    CAPTURE(c);
+  for (const auto& count : counts) {
+    const auto& [c, n] = count;
+    CAPTURE(count.first);
     CHECK(n > 790);
     CHECK(n < 1320);
   }

@@ -1030,7 +1030,8 @@ TEST_CASE("counting the due rotations reads only the due rows, through their sch
   for (const auto& [due, index] :
        {std::pair{store::due::kKeyRotation, "keys_rotation_due"},
         std::pair{store::due::kSecretRotation, "secrets_rotation_due"}}) {
-    CAPTURE(index);
+    const std::string name = index;  // CAPTURE takes no structured binding (clang 14)
+    CAPTURE(name);
     store::Stmt plan(
         db, fmt::format("EXPLAIN QUERY PLAN SELECT count(*) FROM {} WHERE {}", due.from, due.where)
                 .c_str());
