@@ -2,8 +2,10 @@
 # Builds kmsctl and runs the whole suite, in phases:
 #   1. Release build (scripts/setup.sh, which also installs missing packages) into build/
 #   2. ctest in build/ (unit + end-to-end)
-#   3. ASan + UBSan build into build-asan/ (RelWithDebInfo, which CMakeLists.txt makes -O1 -g1,
-#      -no-pie for a sanitized build: the suite starts kmsctl thousands of times)
+#   3. ASan + UBSan build into build-asan/ with clang when it is installed (scripts/setup.sh
+#      installs it; else the default compiler), RelWithDebInfo, which CMakeLists.txt makes -O1
+#      -g1, -no-pie for a sanitized build: the suite starts kmsctl thousands of times, and a
+#      clang-sanitized kmsctl runs the suite in about half the time of a GCC-sanitized one
 #   4. ctest in build-asan/ with leak detection on (suppressions: tests/lsan.supp)
 #   5. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*,
 #      as many targets at once as there are CPUs
@@ -86,7 +88,15 @@ fi
 
 # ---- 3-4: ASan + UBSan -------------------------------------------------------------------------
 asan_build() {
-  BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo KMS_SANITIZE=ON scripts/setup.sh
+  local cc=()
+  if command -v clang++ >/dev/null; then
+    cc=(CC=clang CXX=clang++)
+    local cache=build-asan/CMakeCache.txt
+    if [[ -f $cache ]] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang' "$cache"; then
+      rm -rf "$cache" build-asan/CMakeFiles   # configured with another compiler: start over
+    fi
+  fi
+  env "${cc[@]}" BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo KMS_SANITIZE=ON scripts/setup.sh
 }
 asan_tests() { ctest_in build-asan "${san_env[@]}"; }
 

@@ -39,9 +39,11 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("KMS_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 KMSCTL = os.environ.get("KMSCTL_BIN") or os.path.join(SOURCE_DIR, "build", "kmsctl")
-# A kmsctl built with sanitizers (tests/CMakeLists.txt sets this): each run is several times
-# slower, so a test that runs kmsctl thousands of times may check less often between runs.
-SANITIZED = os.environ.get("KMSCTL_TEST_SANITIZED") == "1"
+# A kmsctl built with sanitizers (tests/CMakeLists.txt sets this to the compiler's CMake id, GNU
+# or Clang; 0 otherwise): each run is several times slower, so a test that runs kmsctl thousands
+# of times may check less often between runs.
+SANITIZED_BY = os.environ.get("KMSCTL_TEST_SANITIZED", "0")
+SANITIZED = SANITIZED_BY not in ("", "0")
 
 SOFTHSM_MODULE = next(
     (p for p in ("/usr/lib/softhsm/libsofthsm2.so",
@@ -116,6 +118,10 @@ def faketime_env(offset):
     is not installed."""
     if LIBFAKETIME is None:
         raise unittest.SkipTest("libfaketime is not installed (Debian package faketime)")
+    if SANITIZED_BY == "Clang":
+        # clang's ASan calls clock_gettime while it starts, before libfaketime is ready, and the
+        # process hangs there (even `kmsctl --version`). The release build runs these tests.
+        raise unittest.SkipTest("libfaketime hangs a clang-sanitized kmsctl at start")
     opts = os.environ.get("ASAN_OPTIONS", "")
     return {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
             "ASAN_OPTIONS": (opts + ":" if opts else "") + "verify_asan_link_order=0"}
