@@ -174,13 +174,20 @@ else
   time_interleaved "$STATS" "$CMD_STATUS" "$CMD_BARE" "$CMD_ENCRYPT" "$CMD_DECRYPT"
 fi
 
+# new_vault NAME: a new vault $TMP/NAME/vault.db (on the private token of section 1's PIN),
+# its path in NEW_VAULT.
+new_vault() {
+  NEW_VAULT=$TMP/$1/vault.db
+  mkdir -p "$TMP/$1"
+  show "kmsctl --vault $NEW_VAULT init --so-pin-file $TMP/$1/so.pin"
+  "$KMSCTL" --vault "$NEW_VAULT" init --so-pin-file "$TMP/$1/so.pin" >/dev/null
+}
+
 # ---- 2. audit verify on a large log ------------------------------------------------------------
 echo
 echo "## 2. audit verify on $RECORDS records"
-BIG=$TMP/big/vault.db
-mkdir -p "$TMP/big"
-show "kmsctl --vault $BIG init --so-pin-file $TMP/big/so.pin"
-"$KMSCTL" --vault "$BIG" init --so-pin-file "$TMP/big/so.pin" >/dev/null
+new_vault big
+BIG=$NEW_VAULT
 show "KMSCTL_PIN=<the PIN> $FILL $BIG $RECORDS"
 fill_start=$(date +%s.%N)
 "$FILL" "$BIG" "$RECORDS"
@@ -769,10 +776,8 @@ if [[ ${BENCH_LARGE:-0} == 1 ]]; then
   LRECORDS=${BENCH_LARGE_RECORDS:-10000000}
   echo
   echo "## 9. a vault of $LKEYS keys, $LSECRETS secrets and $LRECORDS more audit records against an empty one ($WARMUP warm-up + $RUNS runs each, interleaved)"
-  LARGE=$TMP/large/vault.db
-  mkdir -p "$TMP/large"
-  show "kmsctl --vault $LARGE init --so-pin-file $TMP/large/so.pin"
-  "$KMSCTL" --vault "$LARGE" init --so-pin-file "$TMP/large/so.pin" >/dev/null
+  new_vault large
+  LARGE=$NEW_VAULT
   show "KMSCTL_PIN=<the PIN> $FILL $LARGE $LRECORDS --keys $LKEYS --secrets $LSECRETS"
   large_start=$(date +%s.%N)
   "$FILL" "$LARGE" "$LRECORDS" --keys "$LKEYS" --secrets "$LSECRETS"
