@@ -40,6 +40,8 @@ packages=(
   clang-format
   # completion tests
   bash-completion zsh fish
+  # a token on another host: p11-kit server and its forwarding module (p11-kit-client.so)
+  p11-kit p11-kit-modules
   # secrets: the PostgreSQL rotator (jq, psql) and its end-to-end test (a throwaway server)
   postgresql postgresql-client jq
   # benchmarks

@@ -50,6 +50,9 @@ struct Status {
   TokenInfo token;
   bool private_token = false;
   std::int64_t root_key_generation = 0;
+  // How the root key seals the master key (docs/FORMAT.md §5): "aes-gcm" (in the token) or
+  // "hmac-sha256" (a sealing key derived in the token).
+  std::string root_key_seal;
   std::int64_t audit_records = 0;
   VaultCounts counts;
   AuditHead audit_head;

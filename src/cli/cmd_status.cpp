@@ -26,6 +26,7 @@ void run_status(Globals& g, bool json) {
           {"model", s.token.model},
           {"private", s.private_token}}},
         {"root_key_generation", s.root_key_generation},
+        {"root_key_seal", s.root_key_seal},
         {"counts", {{"audit_records", s.audit_records}, {"keys", c.keys}, {"secrets", c.secrets}}},
         {"audit_head", {{"seq", s.audit_head.seq}, {"hash", head_hash}}},
         {"overdue",
@@ -44,7 +45,8 @@ void run_status(Globals& g, bool json) {
              escape_text(s.token.serial), escape_text(s.token.manufacturer),
              escape_text(s.token.model), s.private_token ? ", private SoftHSM2 token" : "");
   fmt::print("module       {}\n", escape_text(s.module));
-  fmt::print("root key     generation {}\n", s.root_key_generation);
+  fmt::print("root key     generation {}, sealing with {} in the token\n", s.root_key_generation,
+             s.root_key_seal == "hmac-sha256" ? "HMAC-SHA256" : "AES-GCM");
   fmt::print("keys         {}\n", c.keys);
   fmt::print("secrets      {}\n", c.secrets);
   fmt::print("audit log    {} records, head seq {} hash {}\n", s.audit_records, s.audit_head.seq,

@@ -425,6 +425,36 @@ TEST_CASE("aes_gcm_open opens the FORMAT.md §10.5 sealed master key under its A
   CHECK_FALSE(crypto::aes_gcm_open(root, iv, aad, ct).has_value());
 }
 
+TEST_CASE("the FORMAT.md §10.5 master key sealed under an HMAC root key opens with its KEK") {
+  const crypto::HmacSha256 root(
+      unhex("c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"));
+  const Bytes vault_id = bytes_of("8d5a6c1e-3f2b-4a7d-9e01-23456789abcd");
+  const Bytes iv = unhex("a0a1a2a3a4a5a6a7a8a9aaab");
+  // "kmsctl-master-kek-v2" || 0x00 || vault id || u64be(1) || iv: what the token MACs
+  Bytes input = bytes_of("kmsctl-master-kek-v2");
+  input.push_back(0);
+  input.insert(input.end(), vault_id.begin(), vault_id.end());
+  const Bytes gen = unhex("0000000000000001");
+  input.insert(input.end(), gen.begin(), gen.end());
+  input.insert(input.end(), iv.begin(), iv.end());
+  const crypto::Digest kek = root.mac(input);
+  CHECK(crypto::to_hex(ByteView(kek.data(), kek.size())) ==
+        "abb325ae84a108747d7b12fbd3ef71d966bbc68d22db75e31a8c4832949a0969");
+  Bytes aad = bytes_of("kmsctl-master-key-v1");
+  aad.push_back(0);
+  aad.insert(aad.end(), vault_id.begin(), vault_id.end());
+  aad.insert(aad.end(), gen.begin(), gen.end());
+  const Bytes ct = unhex(
+      "9eeb74c41c1b3d786e50a89f7305e7cd8548ba10b31202b97a3895d47e22f801"
+      "f0ddc402569907234aeffef2b61deeef");
+  const auto mk = crypto::aes_gcm_open(ByteView(kek.data(), kek.size()), iv, aad, ct);
+  REQUIRE(mk.has_value());
+  CHECK(crypto::to_hex(mk->view()) ==
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+  aad.back() = 2;  // another root key generation
+  CHECK_FALSE(crypto::aes_gcm_open(ByteView(kek.data(), kek.size()), iv, aad, ct).has_value());
+}
+
 TEST_CASE("hkdf_sha256 separates purposes by info") {
   const SecureBytes a = crypto::hkdf_sha256(kKey, bytes_of("vault"), bytes_of("record"), 32);
   const SecureBytes b = crypto::hkdf_sha256(kKey, bytes_of("vault"), bytes_of("audit"), 32);

@@ -126,6 +126,12 @@ class Session {
   // AES-256 key generated in the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true,
   // CKA_EXTRACTABLE false; usable for encrypt/decrypt only.
   ObjectHandle generate_aes256(std::string_view label, ByteView id);
+  // A 32-byte generic secret generated in the token with the same attributes, usable for
+  // CKM_SHA256_HMAC signing only.
+  ObjectHandle generate_hmac_key(std::string_view label, ByteView id);
+  // CKM_SHA256_HMAC (no mechanism parameter) of `data` under `key`, computed in the token;
+  // nullopt when `key` is not a key for it (CKR_KEY_TYPE_INCONSISTENT, ..._NOT_PERMITTED).
+  [[nodiscard]] std::optional<SecureBytes> hmac_sha256(ObjectHandle key, ByteView data);
   // A key pair generated in the token, both objects with this label and CKA_ID, CKA_TOKEN and
   // CKA_PRIVATE. The private key is CKA_SENSITIVE and never extractable, and only signs (or, with
   // params.decrypt, only decrypts); the public key object only verifies (or encrypts).

@@ -179,9 +179,16 @@ TokenInfo Module::find_token(const std::optional<std::string>& label,
   }
   std::string which = serial ? fmt::format("serial {}", *serial) : std::string();
   if (label) which = fmt::format("label \"{}\"{}", *label, which.empty() ? "" : " and " + which);
+  // p11-kit's client module shows the tokens of the server at P11_KIT_SERVER_ADDRESS: none when
+  // that server is down or the variable is unset.
+  const bool forwarded = std::filesystem::path(path_).filename() == "p11-kit-client.so";
   throw Error(Code::unavailable,
               fmt::format("no initialised token with {} in PKCS#11 module {}", which, path_),
-              "check the token label/serial (pkcs11-tool --module MODULE --list-slots)");
+              forwarded
+                  ? "check that P11_KIT_SERVER_ADDRESS names the socket of a running "
+                    "`p11-kit server` that exports this token (pkcs11-tool --module MODULE "
+                    "--list-slots lists what it exports)"
+                  : "check the token label/serial (pkcs11-tool --module MODULE --list-slots)");
 }
 
 TokenInfo Module::init_token(SlotId slot, std::string_view label, const SecureBytes& so_pin,

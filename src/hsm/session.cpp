@@ -154,12 +154,16 @@ void Session::init_pin(const SecureBytes& new_pin) {
                 "cannot set the token's user PIN");
 }
 
-ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
-  const signals::Deferred hold;
+namespace {
+// A secret key generated in the token (CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, never
+// extractable) of 32 bytes, for one use: encrypt and decrypt, or sign (MAC) only.
+CK_OBJECT_HANDLE generate_secret(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_KEY_TYPE type,
+                                 CK_MECHANISM_TYPE gen, bool mac, std::string_view label,
+                                 ByteView id, std::string_view what) {
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_BBOOL crypt = mac ? CK_FALSE : CK_TRUE, sign = mac ? CK_TRUE : CK_FALSE;
   CK_ULONG len = 32;
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_AES;
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},
       {CKA_KEY_TYPE, &type, sizeof type},
@@ -168,24 +172,55 @@ ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
       {CKA_PRIVATE, &yes, sizeof yes},
       {CKA_SENSITIVE, &yes, sizeof yes},
       {CKA_EXTRACTABLE, &no, sizeof no},
-      {CKA_ENCRYPT, &yes, sizeof yes},
-      {CKA_DECRYPT, &yes, sizeof yes},
+      {CKA_ENCRYPT, &crypt, sizeof crypt},
+      {CKA_DECRYPT, &crypt, sizeof crypt},
       {CKA_WRAP, &no, sizeof no},
       {CKA_UNWRAP, &no, sizeof no},
-      {CKA_SIGN, &no, sizeof no},
+      {CKA_SIGN, &sign, sizeof sign},
       {CKA_VERIFY, &no, sizeof no},
       {CKA_DERIVE, &no, sizeof no},
       {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
       {CKA_ID, const_cast<std::uint8_t*>(id.data()), id.size()},
   };
-  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
+  CK_MECHANISM mech{gen, nullptr, 0};
   CK_OBJECT_HANDLE h = 0;
-  auto* fn = module_->fn();
-  detail::check(with_retry([&] {
-                  return fn->C_GenerateKey(handle_, &mech, tmpl, sizeof tmpl / sizeof *tmpl, &h);
-                }),
-                "cannot generate an AES-256 key in the token");
+  detail::check(
+      with_retry([&] { return fn->C_GenerateKey(s, &mech, tmpl, sizeof tmpl / sizeof *tmpl, &h); }),
+      what);
   return h;
+}
+}  // namespace
+
+ObjectHandle Session::generate_aes256(std::string_view label, ByteView id) {
+  const signals::Deferred hold;
+  return generate_secret(module_->fn(), handle_, CKK_AES, CKM_AES_KEY_GEN, false, label, id,
+                         "cannot generate an AES-256 key in the token");
+}
+
+ObjectHandle Session::generate_hmac_key(std::string_view label, ByteView id) {
+  const signals::Deferred hold;
+  return generate_secret(module_->fn(), handle_, CKK_GENERIC_SECRET, CKM_GENERIC_SECRET_KEY_GEN,
+                         true, label, id, "cannot generate an HMAC key in the token");
+}
+
+std::optional<SecureBytes> Session::hmac_sha256(ObjectHandle key, ByteView data) {
+  CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
+  auto* fn = module_->fn();
+  SecureBytes out(32);
+  CK_ULONG len = out.size();
+  const CK_RV rv = with_retry([&] {
+    CK_RV r = fn->C_SignInit(handle_, &mech, key);
+    if (r != CKR_OK) return r;
+    len = out.size();
+    return fn->C_Sign(handle_, const_cast<std::uint8_t*>(data.data()), data.size(), out.data(),
+                      &len);
+  });
+  if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == CKR_KEY_FUNCTION_NOT_PERMITTED) return std::nullopt;
+  detail::check(rv, "HMAC-SHA256 in the token failed");
+  if (len != out.size()) {
+    throw Error(Code::failed, fmt::format("the token's HMAC-SHA256 gave {} bytes, not 32", len));
+  }
+  return out;
 }
 
 namespace {
@@ -364,9 +399,11 @@ std::optional<SecureBytes> Session::gcm_decrypt(ObjectHandle key, ByteView iv, B
                              &len);
       },
       2);
+  // A key of another type or use (a header whose seal version was edited) opens nothing either.
   if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
       rv == CKR_DATA_INVALID || rv == CKR_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR ||
-      rv == CKR_FUNCTION_FAILED) {
+      rv == CKR_FUNCTION_FAILED || rv == CKR_KEY_TYPE_INCONSISTENT ||
+      rv == CKR_KEY_FUNCTION_NOT_PERMITTED) {
     return std::nullopt;
   }
   detail::check(rv, "AES-GCM decryption in the token failed");
@@ -517,6 +554,10 @@ std::string mechanism_name(unsigned long mechanism) {
       return "CKM_AES_KEY_GEN";
     case CKM_AES_GCM:
       return "CKM_AES_GCM";
+    case CKM_GENERIC_SECRET_KEY_GEN:
+      return "CKM_GENERIC_SECRET_KEY_GEN";
+    case CKM_SHA256_HMAC:
+      return "CKM_SHA256_HMAC";
     default:
       return fmt::format("mechanism 0x{:x}", mechanism);
   }

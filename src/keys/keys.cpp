@@ -84,6 +84,9 @@ hsm::KeyPairParams key_pair_params(KeySpec spec, KeyUsage usage) {
 
 // The mechanisms an hsm key of `spec` and `usage` needs of the token.
 std::vector<Mechanism> needed_mechanisms(KeySpec spec, KeyUsage usage) {
+  if (spec == KeySpec::aes_256) {
+    return {{CKM_AES_KEY_GEN, CKF_GENERATE}, {CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT}};
+  }
   const hsm::KeyPairParams p = key_pair_params(spec, usage);
   std::vector<Mechanism> out{{p.mechanism, CKF_GENERATE_KEY_PAIR}};
   if (p.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN) {
@@ -278,7 +281,7 @@ store::KeyRow KeyStore::create(const CreateSpec& spec, TimePoint now) {
                 fmt::format("a {} key cannot have usage {}", info.name, key_usage_name(usage)),
                 fmt::format("pass --usage {} (or leave it out)", allowed));
   }
-  if (spec.protection == Protection::hsm && spec.spec != KeySpec::aes_256) {
+  if (spec.protection == Protection::hsm) {
     if (const auto why = never_in_token(spec.spec)) {
       throw Error(Code::refused,
                   fmt::format("{} keys cannot be protected by the token: {}", info.name, *why),

@@ -21,6 +21,7 @@ Status VaultOperations::status() {
     st.token = vault_.token_info();
     st.private_token = !m.softhsm_conf.empty();
     st.root_key_generation = m.root_key_gen;
+    st.root_key_seal = vault_.master_seal_name();
     st.counts = store::vault_counts(vault_.db(), format_rfc3339(now()));
   });
   // The status record itself is the new head; seqs start at 1 and have no gaps.

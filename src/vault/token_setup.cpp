@@ -219,9 +219,10 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
   guard.reset();
 
   // Root key in the token, master key sealed by it.
-  v->root_ = v->session_->generate_aes256(v->root_label(), detail::root_key_id(1));
-  m.sealed_master =
-      detail::seal_master(*v->session_, v->root_, m.vault_id, 1, crypto::random_secret(32).view());
+  const detail::MasterSeal seal = detail::choose_master_seal(*v->session_);
+  v->root_ = detail::generate_root_key(*v->session_, seal, v->root_label(), 1);
+  m.sealed_master = detail::seal_master(*v->session_, seal, v->root_, m.vault_id, 1,
+                                        crypto::random_secret(32).view());
   remove_db_files(v->path_);
   v->db_ = std::make_unique<store::Db>(v->path_, store::Db::Mode::create_new);
   v->unseal();  // proves the round trip through the token before anything depends on it

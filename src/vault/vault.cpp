@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kMasterMagic = "KMSK";
-constexpr std::uint8_t kMasterVersion = 1;
+constexpr std::string_view kMasterKekLabel = "kmsctl-master-kek-v2";
 constexpr std::string_view kRecordKeyInfo = "kmsctl/v1/record-seal";
 constexpr std::string_view kAuditKeyInfo = "kmsctl/v1/audit-mac";
 constexpr std::string_view kRowKeyInfo = "kmsctl/v1/row-mac";
@@ -52,15 +52,102 @@ Bytes root_key_id(std::int64_t gen) {
   return id;
 }
 
-Bytes seal_master(hsm::Session& session, hsm::ObjectHandle root, std::string_view vault_id,
-                  std::int64_t gen, ByteView master) {
+MasterSeal choose_master_seal(hsm::Session& session) {
+  if (session.has_mechanism(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT)) return MasterSeal::token_gcm;
+  if (session.has_mechanism(CKM_SHA256_HMAC, CKF_SIGN) &&
+      session.has_mechanism(CKM_GENERIC_SECRET_KEY_GEN, CKF_GENERATE)) {
+    return MasterSeal::token_hmac;
+  }
+  throw Error(Code::unavailable,
+              "the token offers neither CKM_AES_GCM nor CKM_SHA256_HMAC with "
+              "CKM_GENERIC_SECRET_KEY_GEN, one of which seals the vault's master key",
+              "use a token (or a PKCS#11 module for it) that offers one of them");
+}
+
+hsm::ObjectHandle generate_root_key(hsm::Session& session, MasterSeal seal, std::string_view label,
+                                    std::int64_t gen) {
+  return seal == MasterSeal::token_gcm ? session.generate_aes256(label, root_key_id(gen))
+                                       : session.generate_hmac_key(label, root_key_id(gen));
+}
+
+namespace {
+
+// The key that seals the master key under an HMAC root key: derived in the token, fresh for
+// every sealing (the IV is part of the input).
+std::optional<SecureBytes> derive_master_kek(hsm::Session& session, hsm::ObjectHandle root,
+                                             std::string_view vault_id, std::int64_t gen,
+                                             ByteView iv) {
+  Bytes input(kMasterKekLabel.begin(), kMasterKekLabel.end());
+  input.push_back(0);
+  input.insert(input.end(), vault_id.begin(), vault_id.end());
+  put_u64(input, static_cast<std::uint64_t>(gen));
+  input.insert(input.end(), iv.begin(), iv.end());
+  return session.hmac_sha256(root, input);
+}
+
+constexpr size_t kMasterHeader = kMasterMagic.size() + 1;
+constexpr size_t kSealedMasterSize =
+    kMasterHeader + crypto::kGcmNonceSize + 32 + crypto::kGcmTagSize;
+
+}  // namespace
+
+Bytes seal_master(hsm::Session& session, MasterSeal seal, hsm::ObjectHandle root,
+                  std::string_view vault_id, std::int64_t gen, ByteView master) {
   const Bytes iv = crypto::random_bytes(crypto::kGcmNonceSize);
-  const Bytes ct = session.gcm_encrypt(root, iv, master_aad(vault_id, gen), master);
+  const Bytes aad = master_aad(vault_id, gen);
+  Bytes ct;
+  if (seal == MasterSeal::token_gcm) {
+    ct = session.gcm_encrypt(root, iv, aad, master);
+  } else {
+    const auto kek = derive_master_kek(session, root, vault_id, gen, iv);
+    if (!kek) throw Error(Code::failed, "the new root key does not compute HMAC-SHA256");
+    ct = crypto::aes_gcm_seal(kek->view(), iv, aad, master);
+  }
   Bytes sealed(kMasterMagic.begin(), kMasterMagic.end());
-  sealed.push_back(kMasterVersion);
+  sealed.push_back(static_cast<std::uint8_t>(seal));
   sealed.insert(sealed.end(), iv.begin(), iv.end());
   sealed.insert(sealed.end(), ct.begin(), ct.end());
   return sealed;
+}
+
+MasterSeal seal_of(ByteView sealed) {
+  const std::uint8_t version =
+      sealed.size() > kMasterMagic.size() ? sealed[kMasterMagic.size()] : 0;
+  if (sealed.size() != kSealedMasterSize ||
+      !std::equal(kMasterMagic.begin(), kMasterMagic.end(), sealed.begin()) ||
+      (version != static_cast<std::uint8_t>(MasterSeal::token_gcm) &&
+       version != static_cast<std::uint8_t>(MasterSeal::token_hmac))) {
+    throw Error(Code::integrity, "the vault header's sealed master key is malformed",
+                "restore the vault from a backup");
+  }
+  return static_cast<MasterSeal>(version);
+}
+
+std::optional<SecureBytes> open_master(hsm::Session& session, hsm::ObjectHandle root,
+                                       std::string_view vault_id, std::int64_t gen,
+                                       ByteView sealed) {
+  const MasterSeal seal = seal_of(sealed);
+  const ByteView iv = sealed.subspan(kMasterHeader, crypto::kGcmNonceSize);
+  const ByteView ct = sealed.subspan(kMasterHeader + crypto::kGcmNonceSize);
+  const Bytes aad = master_aad(vault_id, gen);
+  if (seal == MasterSeal::token_hmac) {
+    const auto kek = derive_master_kek(session, root, vault_id, gen, iv);
+    if (!kek) return std::nullopt;  // not an HMAC key
+    return crypto::aes_gcm_open(kek->view(), iv, aad, ct);
+  }
+  try {
+    return session.gcm_decrypt(root, iv, aad, ct);
+  } catch (const Error&) {
+    if (session.has_mechanism(CKM_AES_GCM, CKF_DECRYPT)) throw;
+    // A root key that computes HMACs: the header's seal version was changed.
+    if (session.hmac_sha256(root, as_bytes(kMasterKekLabel))) return std::nullopt;
+    throw Error(Code::unavailable,
+                "the token does not offer CKM_AES_GCM through this PKCS#11 module, and this "
+                "vault's master key is sealed with AES-GCM in the token",
+                "reach the token through a module that carries CKM_AES_GCM (the HSM's own "
+                "library, or p11-kit 0.25 or later); a vault made through such a forwarder is "
+                "sealed with HMAC-SHA256 instead");
+  }
 }
 
 }  // namespace detail
@@ -155,26 +242,21 @@ void Vault::connect_token(const SecureBytes& pin) {
               "check that the token is present and its user PIN is set");
 }
 
+std::string_view Vault::master_seal_name() const {
+  return detail::seal_of(meta_.sealed_master) == detail::MasterSeal::token_hmac ? "hmac-sha256"
+                                                                                : "aes-gcm";
+}
+
 void Vault::unseal() {
-  const Bytes& s = meta_.sealed_master;
-  const size_t header = kMasterMagic.size() + 1;
-  if (s.size() != header + crypto::kGcmNonceSize + 32 + crypto::kGcmTagSize ||
-      !std::equal(kMasterMagic.begin(), kMasterMagic.end(), s.begin()) ||
-      s[kMasterMagic.size()] != kMasterVersion) {
-    throw Error(Code::integrity, "the vault header's sealed master key is malformed",
-                "restore the vault from a backup");
-  }
+  detail::seal_of(meta_.sealed_master);  // a malformed header is refused before the token is used
   // Normally one key matches; an interrupted rekey can leave a stray of another generation, or
   // (before cleanup) of the same one: the right key is the one that opens the master key.
-  const ByteView iv(s.data() + header, crypto::kGcmNonceSize);
-  const ByteView ct(s.data() + header + crypto::kGcmNonceSize,
-                    s.size() - header - crypto::kGcmNonceSize);
-  const Bytes aad = master_aad(meta_.vault_id, meta_.root_key_gen);
   bool found = false;
   std::optional<SecureBytes> master;
   for (hsm::ObjectHandle h : session_->find_keys(root_label(), root_key_id(meta_.root_key_gen))) {
     found = true;
-    master = session_->gcm_decrypt(h, iv, aad, ct);
+    master =
+        detail::open_master(*session_, h, meta_.vault_id, meta_.root_key_gen, meta_.sealed_master);
     if (master && master->size() == 32) {
       root_ = h;
       break;
@@ -464,8 +546,10 @@ std::int64_t Vault::prepare_rekey() {
   for (hsm::ObjectHandle h : session_->find_keys(root_label())) {  // strays of an interrupted rekey
     if (session_->get_id(h) == root_key_id(gen)) session_->destroy(h);
   }
-  new_root_ = session_->generate_aes256(root_label(), root_key_id(gen));
-  Bytes sealed = detail::seal_master(*session_, *new_root_, meta_.vault_id, gen, master_.view());
+  const detail::MasterSeal seal = detail::choose_master_seal(*session_);
+  new_root_ = detail::generate_root_key(*session_, seal, root_label(), gen);
+  Bytes sealed =
+      detail::seal_master(*session_, seal, *new_root_, meta_.vault_id, gen, master_.view());
   store::update_root_key(*db_, gen, sealed);
   meta_.root_key_gen = gen;
   meta_.sealed_master = std::move(sealed);

@@ -51,6 +51,8 @@ class Vault {
 
   store::Db& db() noexcept { return *db_; }
   const store::VaultMeta& meta() const noexcept { return meta_; }
+  // How the root key seals the master key: "aes-gcm" or "hmac-sha256" (docs/FORMAT.md §5).
+  std::string_view master_seal_name() const;
   // Reads the header again, for a process that keeps the vault open (`kmsctl agent`) while
   // others may rekey it. The master key it unsealed stays valid: a rekey reseals the same one.
   void refresh_meta();

@@ -1,0 +1,217 @@
+"""A token reached over the network of PKCS#11: `p11-kit server` exports a SoftHSM2 token on a
+socket (the "HSM host", which alone has the token's files), and kmsctl uses it through
+`p11-kit-client.so` (a client host that has only the socket, P11_KIT_SERVER_ADDRESS). Debian 12's
+p11-kit cannot carry CKM_AES_GCM's parameters, so such a vault's master key is sealed with a key
+that HMAC-SHA256 in the token derives (sealed master key version 2, docs/FORMAT.md §5)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
+import kmsenv
+from kmsenv import (KmsTestCase, SOFTHSM_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, read, write)
+
+CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+SO_PIN = "e2e-SO-pin-3c7e"
+CKM_AES_GCM = 0x1087
+
+
+def sealed_master(kms):
+    return kms.sql("SELECT sealed_master FROM vault_meta")[0][0]
+
+
+class HsmHost:
+    """A SoftHSM2 token in its own directory, exported by `p11-kit server` on a socket."""
+
+    def __init__(self, root, pin, label="prod"):
+        self.dir = os.path.join(root, "hsm-host")
+        os.makedirs(os.path.join(self.dir, "tokens"), 0o700)
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        write(self.conf, f"directories.tokendir = {self.dir}/tokens\nobjectstore.backend = file\n"
+                         "log.level = ERROR\n".encode())
+        self.label, self.pin = label, pin
+        self.socket = os.path.join(self.dir, "pkcs11.sock")
+        self.server = None
+        p = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                            "--so-pin", SO_PIN, "--pin", pin], env=self.env(),
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(p.stdout + p.stderr)
+
+    def env(self):
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SOFTHSM2_CONF": self.conf}
+
+    def start(self):
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.server = subprocess.Popen(
+            ["p11-kit", "server", "--foreground", "--name", self.socket, "--provider",
+             SOFTHSM_MODULE, f"pkcs11:token={self.label}"],
+            env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("p11-kit server did not start: " +
+                                     self.server.stderr.read().decode("utf-8", "replace"))
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.server and self.server.poll() is None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+        if self.server:
+            self.server.stderr.close()
+        self.server = None
+
+    def pkcs11_tool(self, *args):
+        """pkcs11-tool on the HSM host itself (SoftHSM2's module, not the forwarder)."""
+        p = subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", self.label,
+                            *args], env=self.env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout + p.stderr
+
+
+class RemoteToken(KmsTestCase):
+    def setUp(self):
+        super().setUp()
+        self.hsm = HsmHost(self.kms.root, self.kms.pin)
+        self.addCleanup(self.hsm.stop)
+        self.hsm.start()
+        # The client host sees the socket only, never the token's files.
+        self.kms.env_overrides["P11_KIT_SERVER_ADDRESS"] = f"unix:path={self.hsm.socket}"
+
+    def init(self):
+        self.kms.init("--pkcs11-module", CLIENT_MODULE, "--token-label", "prod")
+
+    def key_objects(self):
+        """The labels of kmsctl's key objects on the HSM host (every class)."""
+        rc, out = self.hsm.pkcs11_tool("--login", "--pin", self.kms.pin, "--list-objects")
+        self.assertEqual(rc, 0, out)
+        return sorted(l.split(":", 1)[1].strip() for l in out.splitlines()
+                      if l.strip().startswith("label:") and "kmsctl-key:" in l)
+
+    def test_a_vault_on_a_forwarded_token_serves_every_command(self):
+        self.init()
+        st = self.kms.status()
+        self.assertEqual(st["token"]["module"], CLIENT_MODULE)
+        self.assertEqual(st["token"]["label"], "prod")
+        self.assertEqual(st["root_key_seal"], "hmac-sha256")
+        self.assertIn("generation 1, sealing with HMAC-SHA256 in the token",
+                      self.kms.ok("status").out)
+        sealed = sealed_master(self.kms)
+        self.assertEqual((sealed[:4], sealed[4], len(sealed)), (b"KMSK", 2, 65))
+
+        key = self.kms.create_key("--alias", "alias/remote")
+        blob = self.kms.encrypt(key, b"through the socket", "--context", "app=x")
+        self.assertEqual(self.kms.decrypt(blob, "--context", "app=x"), b"through the socket")
+        self.kms.ok("secret", "create", "app/db", "--value-stdin", input="s3cr3t-remote")
+        self.assertEqual(self.kms.ok("secret", "get", "app/db").out, "s3cr3t-remote")
+        plain, enc, out = (self.kms.path(n) for n in ("plain", "plain.kms", "plain.out"))
+        write(plain, os.urandom(3 << 20))
+        self.kms.ok("file", "encrypt", "--key", key, plain, "-o", enc)
+        self.kms.ok("file", "decrypt", enc, "-o", out)
+        self.assertEqual(read(out), read(plain))
+
+        # A rekey makes the next generation's root key in the same way.
+        self.kms.ok("vault", "rekey")
+        sealed2 = sealed_master(self.kms)
+        self.assertEqual(sealed2[4], 2)
+        self.assertNotEqual(sealed2, sealed)
+        self.assertEqual(self.kms.decrypt(blob, "--context", "app=x"), b"through the socket")
+        self.assertIn("verified", self.kms.ok("audit", "verify").out)
+
+        # On the HSM host: one root key, an HMAC key the token generated and never lets out.
+        vid = st["vault"]["id"]
+        rc, listing = self.hsm.pkcs11_tool("--login", "--pin", self.kms.pin, "--list-objects",
+                                           "--type", "secrkey")
+        self.assertEqual(rc, 0, listing)
+        roots = [o for o in listing.split("Secret Key Object")[1:]
+                 if f"kmsctl-root:{vid}" in o]
+        self.assertEqual(len(roots), 1, listing)
+        self.assertIn("Generic secret length 32", roots[0])
+        access = next(l for l in roots[0].splitlines() if l.strip().startswith("Access:"))
+        self.assertIn("never extractable", access)
+        self.assertIn("always sensitive", access)
+        rc, out = self.hsm.pkcs11_tool("--login", "--pin", self.kms.pin, "--read-object",
+                                       "--type", "secrkey", "--label", f"kmsctl-root:{vid}")
+        self.assertNotEqual(rc, 0, out)
+
+    def test_keys_the_forwarder_cannot_serve_are_refused_when_created(self):
+        self.init()
+        before = self.key_objects()
+        for spec, usage, mech in (("AES_256", "encrypt", "CKM_AES_GCM"),
+                                  ("ED25519", "sign", "CKM_EC_EDWARDS_KEY_PAIR_GEN")):
+            with self.subTest(spec=spec):
+                r = self.kms.run("key", "create", "--spec", spec, "--usage", usage,
+                                 "--protection", "hsm")
+                self.assertError(r, REFUSED, spec, mech, hint="--protection software")
+        self.assertEqual(self.key_objects(), before, "a refused key leaves no token object")
+        # What the forwarder carries works in the token: ECDSA P-256.
+        key = self.kms.create_key("--spec", "EC_P256", "--usage", "sign", "--protection", "hsm")
+        msg, sig = self.kms.path("msg"), self.kms.path("sig")
+        write(msg, b"release artifact")
+        self.kms.ok("sign", "--key", key, "--algorithm", "ECDSA_SHA_256", "--in", msg, "-o", sig)
+        self.kms.ok("verify", "--key", key, "--algorithm", "ECDSA_SHA_256", "--signature", sig,
+                    "--in", msg)
+        self.kms.ok("audit", "verify")
+
+    def test_while_the_token_server_is_down_commands_exit_6_and_change_nothing(self):
+        self.init()
+        key = self.kms.create_key()
+        count = self.kms.audit_count()
+        self.hsm.stop()
+        for args in (("status",), ("encrypt", "--key", key), ("secret", "get", "app/db")):
+            with self.subTest(args=args):
+                r = self.kms.run(*args, input=b"x")
+                self.assertError(r, UNAVAILABLE, "prod", CLIENT_MODULE,
+                                 hint="P11_KIT_SERVER_ADDRESS")
+        self.assertEqual(self.kms.audit_count(), count)
+        self.hsm.start()
+        self.assertEqual(self.kms.decrypt(self.kms.encrypt(key, b"back")), b"back")
+        self.kms.ok("audit", "verify")
+
+    def test_a_seal_version_edited_with_sqlite3_does_not_open(self):
+        self.init()
+        good = sealed_master(self.kms)
+        for version in (1, 3):
+            with self.subTest(version=version):
+                self.kms.checkpoint()
+                self.kms.sql("UPDATE vault_meta SET sealed_master = ?",
+                             (good[:4] + bytes([version]) + good[5:],))
+                r = self.kms.run("status")
+                self.assertError(r, INTEGRITY, "master key")
+        self.kms.sql("UPDATE vault_meta SET sealed_master = ?", (good,))
+        self.kms.ok("audit", "verify")
+
+
+class TokenWithoutGcm(KmsTestCase):
+    """A token that does not list CKM_AES_GCM, reached directly (the test fault hides it)."""
+
+    def test_init_seals_with_hmac_and_the_vault_opens_with_the_mechanism_back(self):
+        no_gcm = {"KMSCTL_TEST_FAULT": f"mechanism:{CKM_AES_GCM}"}
+        self.kms.init(env=no_gcm)
+        self.assertEqual(sealed_master(self.kms)[4], 2)
+        key = self.kms.create_key()
+        blob = self.kms.ok("encrypt", "--key", key, input=b"either way", env=no_gcm).out
+        self.assertEqual(self.kms.decrypt(blob), b"either way")
+        # A vault sealed in the token with AES-GCM keeps that seal while the token offers it.
+        other = kmsenv.KmsEnv()
+        self.addCleanup(other.cleanup)
+        other.init()
+        self.assertEqual(sealed_master(other)[4], 1)
+        self.assertEqual(other.status()["root_key_seal"], "aes-gcm")
+        other.ok("vault", "rekey")
+        self.assertEqual(sealed_master(other)[4], 1)
+        # Its seal edited to say HMAC opens nothing either.
+        good = sealed_master(other)
+        other.checkpoint()
+        other.sql("UPDATE vault_meta SET sealed_master = ?", (good[:4] + b"\x02" + good[5:],))
+        self.assertError(other.run("status"), INTEGRITY, "master key")
+
+
+if __name__ == "__main__":
+    kmsenv.main()
