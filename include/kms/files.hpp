@@ -68,7 +68,7 @@ std::optional<std::int64_t> file_owner(const std::filesystem::path& path);
 // that cannot be made absolute (no current directory) is returned as it is.
 std::string recorded_path(const std::string& path);
 
-// flock(LOCK_EX) on a lock file, released on destruction.
+// flock(LOCK_EX) on a lock file (created if missing) or on a directory, released on destruction.
 class ExclusiveLock {
  public:
   explicit ExclusiveLock(const std::filesystem::path& lock_file);

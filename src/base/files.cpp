@@ -211,7 +211,10 @@ std::optional<std::int64_t> file_owner(const fs::path& path) {
 }
 
 ExclusiveLock::ExclusiveLock(const fs::path& lock_file) {
-  fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  std::error_code ec;
+  fd_ = fs::is_directory(lock_file, ec)
+            ? ::open(lock_file.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            : ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) {
     throw Error(Code::unavailable,
                 fmt::format("cannot open lock file {}: {}", lock_file.string(), errno_text()),

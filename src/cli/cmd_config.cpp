@@ -1,12 +1,14 @@
 // kmsctl config list|get|set|unset: the profiles of the config file (profile.hpp, README
 // "Profiles"). No vault is opened and nothing is audited: the file is the user's own settings.
 #include <cstdlib>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "cli/app.hpp"
 #include "cli/profile.hpp"
 #include "kms/error.hpp"
+#include "kms/files.hpp"
 
 namespace kms::cli {
 namespace config_cmd {
@@ -109,14 +111,23 @@ void get(const Globals& g, const std::string& key, bool json) {
   fmt::print("{}\n", escape_text(it->second));
 }
 
+// `config set` and `unset` read the file, change it and write it back: one at a time (a lock on
+// its directory, which then holds no lock file), so that two at once both land.
+fs::path config_dir(const fs::path& path) {
+  return path.has_parent_path() ? path.parent_path() : fs::path(".");
+}
+
 void set(const Globals& g, const std::string& key, const std::string& value) {
   profiles::check_key(key, "", /*top_level=*/key == profiles::kDefaultProfile);
   const std::string stored = profiles::value_from_command_line(key, value);
-  ConfigFile c = profiles::load(profiles::config_path());
-  if (c.path.empty()) {
+  const fs::path path = profiles::config_path();
+  if (path.empty()) {
     throw Error(Code::usage, "no home directory to keep the config file in",
                 "set HOME, or point KMSCTL_CONFIG at a file");
   }
+  files::make_private_dir(config_dir(path));
+  const files::ExclusiveLock lock(config_dir(path));
+  ConfigFile c = profiles::load(path);
   if (key == profiles::kDefaultProfile) {
     if (!g.profile.empty()) {
       throw Error(Code::usage, "default_profile belongs to no profile",
@@ -150,7 +161,10 @@ void set(const Globals& g, const std::string& key, const std::string& value) {
 
 void unset(const Globals& g, const std::string& key) {
   profiles::check_key(key, "", /*top_level=*/key == profiles::kDefaultProfile);
-  ConfigFile c = profiles::load(profiles::config_path());
+  const fs::path path = profiles::config_path();
+  std::optional<files::ExclusiveLock> lock;
+  if (!path.empty() && fs::exists(path)) lock.emplace(config_dir(path));
+  ConfigFile c = profiles::load(path);
   if (key == profiles::kDefaultProfile) {
     if (c.default_profile.empty()) return note("kmsctl: default_profile was not set");
     c.default_profile.clear();

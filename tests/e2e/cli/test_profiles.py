@@ -299,6 +299,18 @@ class Profiles(KmsTestCase):
         r = self.bare("--profile", "home", "status")
         self.assertError(r, UNAVAILABLE, os.path.join(self.kms.home, "vault.db"))
 
+    def test_config_sets_at_once_all_land(self):
+        # Each `config set` rereads and rewrites the whole file: without a lock, two at once
+        # would each write back what they read and lose the other's setting.
+        procs = [self.kms.popen("config", "set", "output", "json", "--profile", f"p{i}")
+                 for i in range(24)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        j = self.kms.json("config", "list", "--json")
+        self.assertEqual(sorted(j["profiles"]), sorted(f"p{i}" for i in range(24)))
+        self.assertEqual(os.listdir(self.config_dir), ["config.toml"], "no lock file left")
+
     def test_kmsctl_config_points_at_another_file(self):
         other = self.kms.path("elsewhere", "kms.toml")
         r = self.kms.ok("config", "set", "output", "json", "--profile", "x",
