@@ -28,6 +28,7 @@
 #   BENCH_MD=FILE          also write the result table (Markdown) to FILE
 #   BENCH_SERVE=0          skip the served encrypt (`kmsctl serve` vs `kmsctl agent`)
 #   BENCH_SIGN=0           skip `kmsctl sign` (EC_P256) vs the bare token op
+#   BENCH_REMOTE=0         skip the token reached through `p11-kit server` vs the same token direct
 #   BENCH_LARGE=1          also time status / encrypt / secret get on a large vault against the
 #                          empty one (off by default: the large vault takes minutes and gigabytes
 #                          to make); its size: BENCH_LARGE_KEYS=100000, BENCH_LARGE_SECRETS=10000,
@@ -814,6 +815,72 @@ for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
     lines.append(f"| {name} | {m[e]:.2f} ms (CPU {c[e]:.2f}) | {m[l]:.2f} ms (CPU {c[l]:.2f}) | {m[l] / m[e]:.3f}x |")
 lines.append(f"| `audit verify` | | {float(wall):.2f} s, {int(records) / float(wall):,.0f} records/s, "
              f"{int(rss) / 1024:.1f} MiB peak RSS | |")
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi
+
+# ---- 10. a token reached through `p11-kit server` against the same token direct -----------------
+# One SoftHSM2 token in $TMP/hsm, exported by `p11-kit server` on a Unix socket; one vault on it
+# through p11-kit's forwarding module (p11-kit-client.so: each PKCS#11 call is a round trip on the
+# socket), one through SoftHSM2's own module. `status`, `encrypt` (1 KiB) and `secret get` of each,
+# interleaved. BENCH_REMOTE=0 skips this section.
+CLIENT_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+if [[ ${BENCH_REMOTE:-1} != 0 ]] && command -v p11-kit >/dev/null && [[ -f $CLIENT_MODULE ]]; then
+  echo
+  echo "## 10. the token through \`p11-kit server\` against the same token direct ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  HSM=$TMP/hsm
+  mkdir -p "$HSM/tokens"
+  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$HSM" >"$HSM/softhsm2.conf"
+  show "SOFTHSM2_CONF=$HSM/softhsm2.conf softhsm2-util --init-token --free --label bench-remote --so-pin <random> --pin <the PIN>"
+  SOFTHSM2_CONF=$HSM/softhsm2.conf softhsm2-util --init-token --free --label bench-remote \
+    --so-pin "$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" --pin "$KMSCTL_PIN" >/dev/null
+  show "SOFTHSM2_CONF=$HSM/softhsm2.conf p11-kit server --foreground --name $HSM/pkcs11.sock --provider $MODULE pkcs11:token=bench-remote"
+  SOFTHSM2_CONF=$HSM/softhsm2.conf p11-kit server --foreground --name "$HSM/pkcs11.sock" \
+    --provider "$MODULE" "pkcs11:token=bench-remote" >/dev/null &
+  P11_PID=$!
+  on_exit=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT$/\1/")
+  trap 'kill "$P11_PID" 2>/dev/null || true; '"${on_exit:-cleanup}" EXIT
+  for _ in $(seq 300); do [[ -S $HSM/pkcs11.sock ]] && break; sleep 0.02; done
+  [[ -S $HSM/pkcs11.sock ]] || die "p11-kit server did not start"
+  RSTATS=$TMP/remote.json
+  cmds=()
+  for how in direct forwarded; do
+    mkdir -p "$TMP/$how"
+    if [[ $how == direct ]]; then
+      env_words="SOFTHSM2_CONF=$HSM/softhsm2.conf"
+      mod=$MODULE
+    else
+      env_words="P11_KIT_SERVER_ADDRESS=unix:path=$HSM/pkcs11.sock"
+      mod=$CLIENT_MODULE
+    fi
+    v=$TMP/$how/vault.db
+    show "$env_words kmsctl --vault $v init --pkcs11-module $mod --token-label bench-remote"
+    env "$env_words" "$KMSCTL" --vault "$v" init --pkcs11-module "$mod" --token-label bench-remote >/dev/null
+    env "$env_words" "$KMSCTL" --vault "$v" key create --alias alias/bench-remote >/dev/null
+    env "$env_words" "$KMSCTL" --vault "$v" secret create bench/remote --generate >/dev/null 2>&1
+    cmds+=("$env_words $KMSCTL --vault $v status" "$env_words $KMSCTL --vault $v encrypt --key alias/bench-remote --in $TMP/plain.1k"
+           "$env_words $KMSCTL --vault $v secret get bench/remote")
+  done
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: status, encrypt --key alias/bench-remote --in $TMP/plain.1k, secret get bench/remote; each direct and forwarded"
+  time_interleaved "$RSTATS" "${cmds[@]}"
+  kill "$P11_PID"
+  wait "$P11_PID" 2>/dev/null || true
+  trap "${on_exit:-cleanup}" EXIT
+  python3 - "$RSTATS" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res, md = json.load(open(sys.argv[1]))["results"], sys.argv[2]
+m = [statistics.median(r["times"]) * 1e3 for r in res]
+c = [(r["user"] + r["system"]) * 1e3 for r in res]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+lines = [f"load average after {load}", "",
+         "| command | SoftHSM2's module | through `p11-kit server` | forwarded / direct |",
+         "|---|---:|---:|---:|"]
+for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
+    d, f = i, i + 3
+    lines.append(f"| {name} | {m[d]:.2f} ms (CPU {c[d]:.2f}) | {m[f]:.2f} ms (CPU {c[f]:.2f}) | {m[f] / m[d]:.3f}x |")
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:
