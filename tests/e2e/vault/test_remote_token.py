@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
@@ -173,6 +174,45 @@ class RemoteToken(KmsTestCase):
         self.hsm.start()
         self.assertEqual(self.kms.decrypt(self.kms.encrypt(key, b"back")), b"back")
         self.kms.ok("audit", "verify")
+
+    def test_three_hosts_write_through_one_server_at_once(self):
+        # Three client "hosts" (each its own environment and vault, the one token through the one
+        # server) write at the same time: the server runs a process per connection, and
+        # SoftHSM2's files (root keys, anchors) are rewritten by all of them.
+        hosts = []
+        for i in range(3):
+            h = kmsenv.KmsEnv(pin=self.kms.pin)
+            self.addCleanup(h.cleanup)
+            h.env_overrides["P11_KIT_SERVER_ADDRESS"] = f"unix:path={self.hsm.socket}"
+            h.init("--pkcs11-module", CLIENT_MODULE, "--token-label", "prod")
+            hosts.append(h)
+        rounds = 4 if kmsenv.SANITIZED else 12
+        failures = []
+
+        def work(i, h):
+            try:
+                key = h.create_key("--alias", f"alias/host{i}")
+                for n in range(rounds):
+                    blob = h.encrypt(key, f"host {i} round {n}".encode())
+                    h.ok("secret", "create", f"host{i}/s{n}", "--generate")
+                    h.ok("secret", "put", f"host{i}/s{n}", "--generate")
+                    if h.decrypt(blob) != f"host {i} round {n}".encode():
+                        failures.append(f"host {i} round {n}: wrong plaintext")
+            except AssertionError as e:
+                failures.append(f"host {i}: {e}")
+
+        threads = [threading.Thread(target=work, args=(i, h)) for i, h in enumerate(hosts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+        for i, h in enumerate(hosts):
+            with self.subTest(host=i):
+                self.assertIn("verified", h.ok("audit", "verify").out)
+                self.assertEqual(h.status()["counts"]["secrets"], rounds)
+                versions = h.sql("SELECT count(*) FROM secret_versions")[0][0]
+                self.assertEqual(versions, 2 * rounds)
 
     def test_a_seal_version_edited_with_sqlite3_does_not_open(self):
         self.init()
