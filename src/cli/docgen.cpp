@@ -191,6 +191,27 @@ std::string case_pattern(const std::string& path, const std::string& word) {
   return p + (word == "#*" ? "\"|#\"*" : "\"|" + word + "\"");
 }
 
+// The `case` branches of _kmsctl_flags (bash and zsh): each command's flags, between `before`
+// and `after` (`echo "` and `"`, or `reply=(` and `)`).
+void flag_branches(std::ostream& o, const std::vector<Node>& nodes, const CLI::App& root,
+                   std::string_view before, std::string_view after) {
+  for (const Node& n : nodes) {
+    o << "    \"" << n.path << "\") " << before << join(flag_words(*n.app, root)) << after
+      << " ;;\n";
+  }
+}
+
+// The `case` branches of _kmsctl_arg (bash and zsh): what completes each option's value and
+// each argument, between `before` and `after`.
+void arg_branches(std::ostream& o, const std::vector<Node>& nodes, std::string_view before,
+                  std::string_view after) {
+  for (const ArgCase& c : arg_cases(nodes)) {
+    std::vector<std::string> pats;
+    for (const std::string& w : c.words) pats.push_back(case_pattern(c.path, w));
+    o << "    " << join(pats, "|") << ") " << before << c.kind << after << " ;;\n";
+  }
+}
+
 std::string bash(const CLI::App& root) {
   const auto nodes = walk(root);
   std::ostringstream o;
@@ -201,19 +222,13 @@ std::string bash(const CLI::App& root) {
     if (!subs.empty()) o << "    \"" << n.path << "\") echo \"" << join(subs) << "\" ;;\n";
   }
   o << "  esac\n}\n_kmsctl_flags() {\n  case \"$1\" in\n";
-  for (const Node& n : nodes) {
-    o << "    \"" << n.path << "\") echo \"" << join(flag_words(*n.app, root)) << "\" ;;\n";
-  }
+  flag_branches(o, nodes, root, "echo \"", "\"");
   o << "  esac\n}\n"
        "# What completes the value of an option ($2: --flag) or of the Nth argument ($2: #N) of\n"
        "# the command $1: file, dir, keys, aliases, secrets, values A B..., text; nothing for a\n"
        "# flag that takes no value.\n"
        "_kmsctl_arg() {\n  case \"$1|$2\" in\n";
-  for (const ArgCase& c : arg_cases(nodes)) {
-    std::vector<std::string> pats;
-    for (const std::string& w : c.words) pats.push_back(case_pattern(c.path, w));
-    o << "    " << join(pats, "|") << ") echo \"" << c.kind << "\" ;;\n";
-  }
+  arg_branches(o, nodes, "echo \"", "\"");
   o << "  esac\n}\n"
        "# Names in the vault that begin with $2 ($1: keys, aliases or secrets), from the vault "
        "file\n"
@@ -315,19 +330,13 @@ std::string zsh(const CLI::App& root) {
     if (!items.empty()) o << "    \"" << n.path << "\") reply=(" << join(items) << ") ;;\n";
   }
   o << "    *) reply=() ;;\n  esac\n}\n_kmsctl_flags() {\n  case \"$1\" in\n";
-  for (const Node& n : nodes) {
-    o << "    \"" << n.path << "\") reply=(" << join(flag_words(*n.app, root)) << ") ;;\n";
-  }
+  flag_branches(o, nodes, root, "reply=(", ")");
   o << "    *) reply=() ;;\n  esac\n}\n"
        "# What completes the value of an option ($2: --flag) or of the Nth argument ($2: #N) of\n"
        "# the command $1, in REPLY: file, dir, keys, aliases, secrets, values A B..., text; empty\n"
        "# for a flag that takes no value.\n"
        "_kmsctl_arg() {\n  case \"$1|$2\" in\n";
-  for (const ArgCase& c : arg_cases(nodes)) {
-    std::vector<std::string> pats;
-    for (const std::string& w : c.words) pats.push_back(case_pattern(c.path, w));
-    o << "    " << join(pats, "|") << ") REPLY=\"" << c.kind << "\" ;;\n";
-  }
+  arg_branches(o, nodes, "REPLY=\"", "\"");
   o << "    *) REPLY=\"\" ;;\n  esac\n}\n"
        "_kmsctl() {\n"
        "  local cmdpath=\"\" i w n=0 skip=\"\" vault=\"\" server=\"\" dashdash=\"\" kind cmd\n"
