@@ -28,6 +28,10 @@ struct Decision {
   std::string reason;  // for a refusal: why, in a sentence (names no secret)
 };
 
+// The resource names of keys and secrets, in access requests and audit records.
+inline std::string key_resource(std::string_view key_id) { return "key/" + std::string(key_id); }
+inline std::string secret_resource(std::string_view name) { return "secret/" + std::string(name); }
+
 using Authorizer = std::function<Decision(const AccessRequest&)>;
 
 // The vault's owner (the uid that owns the vault file) may do everything; anyone else nothing.

@@ -9,12 +9,6 @@ namespace kms::cli {
 namespace grant_verbs {
 namespace {
 
-nlohmann::json context_json(const Context& c) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : c) j[k] = v;
-  return j;
-}
-
 nlohmann::json grant_json(const GrantInfo& g) {
   return {
       {"grant_id", g.id},

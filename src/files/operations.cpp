@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json.hpp"
 #include "base/posix.hpp"
 #include "keys/key_store.hpp"
 #include "kms/error.hpp"
@@ -24,12 +25,6 @@
 namespace kms {
 namespace fs = std::filesystem;
 namespace {
-
-nlohmann::json context_json(const Context& c) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : c) j[k] = v;
-  return j;
-}
 
 nlohmann::json keys_json(const std::vector<std::pair<std::string, std::int64_t>>& keys) {
   nlohmann::json j = nlohmann::json::array();
@@ -45,7 +40,7 @@ using KeyCheck = std::function<void(const std::string& key_id)>;
 // that allowed the key, or the rule that refused it.
 KeyCheck key_check(Runner& runner, Action action, const Context& context, audit::Event& record) {
   return [&runner, action, &context, &record](const std::string& key_id) {
-    audit::Event use{action, "key/" + key_id, {}, context};
+    audit::Event use{action, key_resource(key_id), {}, context};
     auto name_rule = [&] {
       for (const char* field : {"rule", "grant_id"}) {
         if (use.params.contains(field)) record.params[field] = use.params[field];

@@ -16,14 +16,7 @@
 namespace kms {
 namespace {
 
-std::string key_resource(std::string_view id) { return "key/" + std::string(id); }
 std::string grant_resource(std::string_view id) { return "grant/" + std::string(id); }
-
-nlohmann::json context_json(const Context& c) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : c) j[k] = v;
-  return j;
-}
 
 nlohmann::json constraints_json(const std::optional<Context>& equals, const Context& subset) {
   nlohmann::json j = nlohmann::json::object();

@@ -4,6 +4,7 @@
 #include "policy/policy.hpp"
 #include <fmt/format.h>
 
+#include "base/json.hpp"
 #include "kms/clock.hpp"
 #include "kms/crypto.hpp"
 #include "kms/error.hpp"
@@ -11,14 +12,6 @@
 
 namespace kms {
 namespace {
-
-nlohmann::json context_json(const Context& c) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : c) j[k] = v;
-  return j;
-}
-
-std::string key_resource(std::string_view id) { return "key/" + std::string(id); }
 
 KeyPolicyInfo policy_info(std::string_view key_id, const std::optional<store::KeyPolicyRow>& row) {
   KeyPolicyInfo info;

@@ -14,8 +14,6 @@
 namespace kms {
 namespace {
 
-std::string secret_resource(std::string_view name) { return "secret/" + std::string(name); }
-
 audit::Event secret_event(Action action, std::string_view name) {
   return {action, secret_resource(name), {{"name", std::string(name)}}};
 }

@@ -49,7 +49,7 @@ policy::ResourceFacts facts_of(store::Db& db, std::string_view resource) {
   }
   if (!key_id) return f;
   f.key_id = *key_id;
-  f.names.push_back("key/" + *key_id);
+  f.names.push_back(key_resource(*key_id));
   for (std::string& alias : store::aliases_of(db, *key_id)) f.names.push_back(std::move(alias));
   if (resource.starts_with("alias/") &&
       std::find(f.names.begin(), f.names.end(), resource) == f.names.end()) {
@@ -160,7 +160,7 @@ Authorizer authorizer(Service& svc, const PolicyFile& file, std::int64_t admin_u
           if (!g) return policy::decide(file.policy(), sources, r);
           if (g->grantee_uid == r.caller.uid) return {true, "grantee", {}};
           if (g->retiring_uid == r.caller.uid) return {true, "retiring-principal", {}};
-          const std::string key = "key/" + g->key_id;
+          const std::string key = key_resource(g->key_id);
           return policy::decide(file.policy(), sources, {r.caller, r.action, key, r.context});
         }
         Decision d = policy::decide(file.policy(), sources, r);
