@@ -18,6 +18,7 @@ from kmsenv import (KmsTestCase, SOFTHSM_MODULE, INTEGRITY, REFUSED, UNAVAILABLE
 CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 SO_PIN = "e2e-SO-pin-3c7e"
 CKM_AES_GCM = 0x1087
+CKM_SHA256_HMAC = 0x251
 
 
 def sealed_master(kms):
@@ -213,6 +214,28 @@ class RemoteToken(KmsTestCase):
                 self.assertEqual(h.status()["counts"]["secrets"], rounds)
                 versions = h.sql("SELECT count(*) FROM secret_versions")[0][0]
                 self.assertEqual(versions, 2 * rounds)
+
+    def test_a_token_that_offers_neither_seal_is_refused_at_init(self):
+        # Through the forwarder (no CKM_AES_GCM) with CKM_SHA256_HMAC hidden too.
+        r = self.kms.run("init", "--pkcs11-module", CLIENT_MODULE, "--token-label", "prod",
+                         env={"KMSCTL_TEST_FAULT": f"mechanism:{CKM_SHA256_HMAC}"})
+        self.assertError(r, UNAVAILABLE, "CKM_AES_GCM", "CKM_SHA256_HMAC")
+        self.assertFalse(os.path.exists(self.kms.vault))
+        rc, out = self.hsm.pkcs11_tool("--login", "--pin", self.kms.pin, "--list-objects")
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("kmsctl-root:", out, "no root key left in the token")
+        self.init()  # and nothing stops the next init
+
+    def test_a_vault_sealed_with_aes_gcm_names_the_mechanism_through_the_forwarder(self):
+        # A vault made on the token's host (SoftHSM2's module: AES-GCM in the token), whose
+        # header is then pointed at the forwarder: the token cannot open it that way.
+        self.kms.init("--pkcs11-module", SOFTHSM_MODULE, "--token-label", "prod",
+                      env={"SOFTHSM2_CONF": self.hsm.conf})
+        self.assertEqual(sealed_master(self.kms)[4], 1)
+        self.kms.checkpoint()
+        self.kms.sql("UPDATE vault_meta SET pkcs11_module = ?", (CLIENT_MODULE,))
+        r = self.kms.run("status")
+        self.assertError(r, UNAVAILABLE, "CKM_AES_GCM", hint="p11-kit 0.25")
 
     def test_a_seal_version_edited_with_sqlite3_does_not_open(self):
         self.init()
