@@ -203,18 +203,26 @@ ObjectHandle Session::generate_hmac_key(std::string_view label, ByteView id) {
                          true, label, id, "cannot generate an HMAC key in the token");
 }
 
+namespace {
+// C_SignInit then C_Sign of `data` into `out` (room for `len` bytes; the signature's length on
+// return), retried as a whole: a retry must start the operation again.
+CK_RV sign_into(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s, CK_MECHANISM& mech, ObjectHandle key,
+                ByteView data, std::uint8_t* out, CK_ULONG& len) {
+  const CK_ULONG room = len;
+  return with_retry([&] {
+    CK_RV r = fn->C_SignInit(s, &mech, key);
+    if (r != CKR_OK) return r;
+    len = room;
+    return fn->C_Sign(s, const_cast<std::uint8_t*>(data.data()), data.size(), out, &len);
+  });
+}
+}  // namespace
+
 std::optional<SecureBytes> Session::hmac_sha256(ObjectHandle key, ByteView data) {
   CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
-  auto* fn = module_->fn();
   SecureBytes out(32);
   CK_ULONG len = out.size();
-  const CK_RV rv = with_retry([&] {
-    CK_RV r = fn->C_SignInit(handle_, &mech, key);
-    if (r != CKR_OK) return r;
-    len = out.size();
-    return fn->C_Sign(handle_, const_cast<std::uint8_t*>(data.data()), data.size(), out.data(),
-                      &len);
-  });
+  const CK_RV rv = sign_into(module_->fn(), handle_, mech, key, data, out.data(), len);
   if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == CKR_KEY_FUNCTION_NOT_PERMITTED) return std::nullopt;
   detail::check(rv, "HMAC-SHA256 in the token failed");
   if (len != out.size()) {
@@ -724,16 +732,9 @@ Bytes Session::public_key_info(ObjectHandle object) {
 Bytes Session::sign(ObjectHandle key, unsigned long mechanism, void* param, unsigned long param_len,
                     ByteView data) {
   CK_MECHANISM mech{mechanism, param, param_len};
-  auto* fn = module_->fn();
   Bytes out(1024);  // RSA-4096: 512 bytes; ECDSA P-384: 96; Ed25519: 64
   CK_ULONG len = out.size();
-  const CK_RV rv = with_retry([&] {
-    CK_RV r = fn->C_SignInit(handle_, &mech, key);
-    if (r != CKR_OK) return r;
-    len = out.size();
-    return fn->C_Sign(handle_, const_cast<std::uint8_t*>(data.data()), data.size(), out.data(),
-                      &len);
-  });
+  const CK_RV rv = sign_into(module_->fn(), handle_, mech, key, data, out.data(), len);
   detail::check(rv, fmt::format("signing in the token failed ({})", mechanism_name(mechanism)));
   out.resize(len);
   return out;
