@@ -1,5 +1,5 @@
 // The messages between kmsctl and `kmsctl agent` over its Unix socket (docs/FORMAT.md §13):
-// length-prefixed frames on a stream socket, each a request or a reply of wire version 5. A
+// length-prefixed frames on a stream socket, each a request or a reply of wire version 7. A
 // request names the operation (kms::Op, or one of the agent's own below), the vault it is for,
 // and the request's fields; a reply says ok (the response's fields), error, or local (not this
 // agent's to serve: the client runs it itself).
@@ -17,7 +17,7 @@ namespace kms::agent {
 
 inline constexpr std::uint8_t kRequestMagic[4] = {'K', 'M', 'A', 'Q'};
 inline constexpr std::uint8_t kReplyMagic[4] = {'K', 'M', 'A', 'R'};
-inline constexpr std::uint8_t kWireVersion = 6;
+inline constexpr std::uint8_t kWireVersion = 7;
 // The largest payload of one frame: a request carries at most a secret value or a blob, a
 // reply at most a page of the audit log.
 inline constexpr std::size_t kMaxRequest = 1u << 20;

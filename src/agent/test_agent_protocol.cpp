@@ -163,7 +163,7 @@ bool eq(const kms::Status& a, const kms::Status& b) {
   using T = kms::Status;
   return members(a, b, &T::vault_path, &T::vault_id, &T::created, &T::schema_version, &T::module,
                  &T::token, &T::private_token, &T::root_key_generation, &T::audit_records,
-                 &T::counts, &T::audit_head);
+                 &T::counts, &T::audit_head, &T::root_key_seal);
 }
 bool eq(const KeyPage& a, const KeyPage& b) {
   return members(a, b, &KeyPage::keys, &KeyPage::next);
@@ -611,6 +611,7 @@ kms::Status sample<kms::Status>() {
   s.token.max_pin_len = 255;
   s.private_token = true;
   s.root_key_generation = 2;
+  s.root_key_seal = "hmac-sha256";
   s.audit_records = 41;
   s.counts = {1, 2, 3, 4, 5, 6};
   s.audit_head = {41, Bytes(32, 0xab)};
@@ -1302,7 +1303,7 @@ TEST_CASE("a request frame is its length, magic, version, op, vault and fields")
   const wire::Writer f = request_frame(static_cast<std::uint16_t>(req::AliasDelete::op), "/v.db",
                                        [&](wire::Writer& w) { wire::encode(w, r); });
   const Bytes p = payload_of(f);
-  Bytes expect{'K', 'M', 'A', 'Q', 6, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
+  Bytes expect{'K', 'M', 'A', 'Q', 7, 0, 33, 0, 0, 0, 5, '/', 'v', '.', 'd', 'b'};
   append_lp(expect, "alias/x");
   CHECK(p == expect);
 
@@ -1333,7 +1334,7 @@ TEST_CASE("every request type travels in a request payload and parses back from 
   [&]<class... R>(RequestList<R...>) { (one(sample<R>()), ...); }(SessionRequests{});
   // The agent's own operations carry no vault and no fields.
   const wire::Writer stop = request_frame(kOpAgentStop, {}, [](wire::Writer&) {});
-  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 6, 0xf0, 0x01, 0, 0, 0, 0});
+  CHECK(payload_of(stop) == Bytes{'K', 'M', 'A', 'Q', 7, 0xf0, 0x01, 0, 0, 0, 0});
 }
 
 TEST_CASE("a request head with another magic or version, or cut short, is refused") {
@@ -1350,7 +1351,7 @@ TEST_CASE("a request head with another magic or version, or cut short, is refuse
     wire::Reader in(b);
     CHECK_FALSE(parse_request_head(in));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 7, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 6, 8, 0xff}) {
     Bytes b = good;
     b[4] = v;
     wire::Reader in(b);
@@ -1369,7 +1370,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   const keys::KeyInfo info = key_info();
   const Bytes p = payload_of(reply_frame([&](wire::Writer& w) { wire::encode(w, info); }));
   REQUIRE(p.size() > 6);
-  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 6, 0});
+  CHECK(Bytes(p.begin(), p.begin() + 6) == Bytes{'K', 'M', 'A', 'R', 7, 0});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::ok);
   const auto back = wire::decode<keys::KeyInfo>(in);
@@ -1377,7 +1378,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
   CHECK(eq(*back, info));
 
   const Bytes empty = payload_of(reply_frame([](wire::Writer&) {}));
-  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 6, 0});
+  CHECK(empty == Bytes{'K', 'M', 'A', 'R', 7, 0});
   wire::Reader e(empty);
   CHECK(parse_reply_head(e) == agent::Status::ok);
   CHECK(e.at_end());
@@ -1385,7 +1386,7 @@ TEST_CASE("an ok reply carries the response's fields after its head") {
 
 TEST_CASE("a local reply is its head alone") {
   const Bytes p = payload_of(local_frame());
-  CHECK(p == Bytes{'K', 'M', 'A', 'R', 6, 2});
+  CHECK(p == Bytes{'K', 'M', 'A', 'R', 7, 2});
   wire::Reader in(p);
   CHECK(parse_reply_head(in) == agent::Status::local);
   CHECK(in.at_end());
@@ -1395,7 +1396,7 @@ TEST_CASE("an error reply is thrown as the error it carries: code, message and h
   for (int c = 1; c <= 6; ++c) {
     const Error e(static_cast<Code>(c), "key alias/x is disabled", "enable it: key enable");
     const Bytes p = payload_of(error_frame(e));
-    Bytes expect{'K', 'M', 'A', 'R', 6, 1, static_cast<std::uint8_t>(c)};
+    Bytes expect{'K', 'M', 'A', 'R', 7, 1, static_cast<std::uint8_t>(c)};
     append_lp(expect, e.what());
     append_lp(expect, e.hint());
     CHECK(p == expect);
@@ -1438,7 +1439,7 @@ TEST_CASE("a reply that is not one of this version is Code::unavailable") {
     b[i] ^= 0x20;
     CHECK(unavailable(b));
   }
-  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 7, 0xff}) {
+  for (std::uint8_t v : {0, 1, 2, 3, 4, 5, 6, 8, 0xff}) {
     Bytes b = ok;
     b[4] = v;
     CHECK(unavailable(b));

@@ -34,7 +34,7 @@ void fields(V&, Done&) {}
 template <class V>
 void fields(V& v, Status& s) {
   v(s.vault_path, s.vault_id, s.created, s.schema_version, s.module, s.token, s.private_token,
-    s.root_key_generation, s.audit_records, s.counts, s.audit_head);
+    s.root_key_generation, s.audit_records, s.counts, s.audit_head, s.root_key_seal);
 }
 template <class V>
 void fields(V& v, KeyPage& p) {

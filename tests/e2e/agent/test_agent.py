@@ -129,7 +129,7 @@ CALLER = "KMS_E2E_CALLER_ONLY"  # in the environment of the calling kmsctl, neve
 
 # A bare client (docs/FORMAT.md §13): it sends a `status` request (op 1) for the vault argv[2],
 # of wire version argv[3], and prints the reply it gets, as JSON.
-WIRE_VERSION = 6
+WIRE_VERSION = 7
 RAW_CLIENT = r"""
 import json, socket, struct, sys
 def lp(b):

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (KmsTestCase, SOFTHSM_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, read, write)
+from kmsenv import (AgentTestCase, KmsTestCase, SOFTHSM_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, read, write)
 
 CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 SO_PIN = "e2e-SO-pin-3c7e"
@@ -77,7 +77,7 @@ class HsmHost:
         return p.returncode, p.stdout + p.stderr
 
 
-class RemoteToken(KmsTestCase):
+class RemoteToken(AgentTestCase):
     def setUp(self):
         super().setUp()
         self.hsm = HsmHost(self.kms.root, self.kms.pin)
@@ -125,6 +125,12 @@ class RemoteToken(KmsTestCase):
         self.assertNotEqual(sealed2, sealed)
         self.assertEqual(self.kms.decrypt(blob, "--context", "app=x"), b"through the socket")
         self.assertIn("verified", self.kms.ok("audit", "verify").out)
+        # An agent serves the same status.
+        info = self.kms.json("agent", "start", "--json")
+        self.agent_pid = info["pid"]
+        served = self.kms.json("status", "--json", env={"KMSCTL_AGENT_SOCK": info["socket"]})
+        self.assertEqual(served["root_key_seal"], "hmac-sha256")
+        self.assertEqual(self.kms.audit_rows()[-1]["params"].get("channel"), "agent")
 
         # On the HSM host: one root key, an HMAC key the token generated and never lets out.
         vid = st["vault"]["id"]
