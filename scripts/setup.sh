@@ -29,6 +29,8 @@ packages=(
   # libraries
   libcli11-dev libssl-dev libsqlite3-dev libfmt-dev libsodium-dev libp11-kit-dev
   nlohmann-json3-dev doctest-dev libtomlplusplus-dev
+  # vaults in PostgreSQL: libpq (its headers; libpq5 comes with them)
+  libpq-dev
   # the token and tools to inspect it
   softhsm2 opensc
   # tests: sqlite3 to tamper with vault files, faketime for clock tests, python3 for e2e helpers,

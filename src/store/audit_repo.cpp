@@ -99,7 +99,7 @@ void audit_scan_views(Db& db, const std::function<void(const AuditRowView&)>& vi
 }
 
 void audit_query(Db& db, const AuditFilter& f, const std::function<void(const AuditRow&)>& visit) {
-  std::string sql = std::string("SELECT ") + kColumns + " FROM audit_log WHERE 1";
+  std::string sql = std::string("SELECT ") + kColumns + " FROM audit_log WHERE TRUE";
   std::vector<std::string> args;
   auto where = [&](const std::optional<std::string>& v, const char* clause) {
     if (v) {

@@ -7,6 +7,7 @@
 
 #include "base/faults.hpp"
 #include "kms/error.hpp"
+#include "store/pg.hpp"
 #include "store/rows.hpp"
 #include "store/store.hpp"
 
@@ -260,9 +261,31 @@ const char* vault_vfs() {
   return registered ? vfs.zName : nullptr;  // nullptr: the default VFS
 }
 
+// The writer lock of a vault in PostgreSQL (pg_advisory_xact_lock's key): "kmsv" in ASCII. One
+// vault per database; the lock is the database's, whatever schema the vault's tables are in.
+constexpr const char* kPgWriteBegin = "BEGIN; SELECT pg_advisory_xact_lock(1802335094)";
+
 }  // namespace
 
+bool is_postgres_location(std::string_view location) {
+  if (location.starts_with("postgresql://") || location.starts_with("postgres://")) return true;
+  // key=value: the first word is one of libpq's keywords, then '='.
+  const std::size_t eq = location.find('=');
+  if (eq == std::string_view::npos) return false;
+  const std::string_view key = location.substr(0, location.find_first_of(" =\t"));
+  for (std::string_view k : {"host", "hostaddr", "port", "dbname", "user", "service", "sslmode",
+                             "passfile", "application_name", "options", "connect_timeout"}) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
 Db::Db(const fs::path& path, Mode mode) : path_(path) {
+  if (is_postgres_location(path.string())) {
+    pg_ = std::make_unique<pg::Conn>(path.string());
+    migrate_postgres(mode);
+    return;
+  }
   std::error_code ec;
   if (mode == Mode::open_existing && !fs::exists(path, ec)) {
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
@@ -315,10 +338,15 @@ void Db::close() noexcept {
   idle_.clear();
   if (db_ != nullptr) sqlite3_close_v2(db_);
   db_ = nullptr;
+  pg_.reset();
 }
 
 Db::Db(Db&& o) noexcept
-    : path_(std::move(o.path_)), db_(o.db_), rows_(std::move(o.rows_)), idle_(std::move(o.idle_)) {
+    : path_(std::move(o.path_)),
+      db_(o.db_),
+      pg_(std::move(o.pg_)),
+      rows_(std::move(o.rows_)),
+      idle_(std::move(o.idle_)) {
   o.db_ = nullptr;
   o.idle_.clear();
 }
@@ -328,6 +356,7 @@ Db& Db::operator=(Db&& o) noexcept {
     close();
     path_ = std::move(o.path_);
     db_ = o.db_;
+    pg_ = std::move(o.pg_);
     rows_ = std::move(o.rows_);
     idle_ = std::move(o.idle_);
     o.db_ = nullptr;
@@ -366,7 +395,13 @@ void Db::give_back(sqlite3_stmt* stmt) noexcept {
   sqlite3_finalize(stmt);
 }
 
+std::string Db::display_name() const { return pg_ ? pg_->name() : path_.string(); }
+
 void Db::exec(const char* sql) {
+  if (pg_) {
+    pg_->exec(sql);
+    return;
+  }
   char* err = nullptr;
   const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
   sqlite3_free(err);
@@ -374,17 +409,28 @@ void Db::exec(const char* sql) {
 }
 
 void Db::checkpoint() {
+  if (pg_) return;
   sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
   exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 int Db::schema_version() {
-  Stmt s(*this, "PRAGMA user_version");
-  s.step();
-  return static_cast<int>(s.col_int(0));
+  Stmt s(*this, pg_ ? "SELECT version FROM kmsctl_schema" : "PRAGMA user_version");
+  return s.step() ? static_cast<int>(s.col_int(0)) : 0;  // PostgreSQL: no row before the schema
 }
 
+namespace {
+[[noreturn]] void no_file_copy_in_postgres(const std::string& name, const char* what) {
+  throw Error(Code::usage,
+              fmt::format("the vault in {} is in PostgreSQL: kmsctl does not {} it", name, what),
+              "back the database up with PostgreSQL's own tools (pg_dump, base backups); "
+              "a database put back older than its audit anchor is refused until "
+              "`kmsctl vault restore`");
+}
+}  // namespace
+
 void Db::backup_to(const fs::path& dest) {
+  if (pg_) no_file_copy_in_postgres(pg_->name(), "copy");
   sqlite3* out = nullptr;
   int rc = sqlite3_open_v2(dest.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {
@@ -415,6 +461,7 @@ void Db::backup_to(const fs::path& dest) {
 }
 
 void Db::restore_from(const fs::path& src) {
+  if (pg_) no_file_copy_in_postgres(pg_->name(), "restore a file into");
   sqlite3* in = nullptr;
   int rc = sqlite3_open_v2(src.c_str(), &in, SQLITE_OPEN_READONLY, nullptr);
   if (rc != SQLITE_OK) {
@@ -437,37 +484,65 @@ void Db::restore_from(const fs::path& src) {
 }
 
 std::uint32_t Db::application_id() {
-  Stmt s(*this, "PRAGMA application_id");
-  s.step();
-  return static_cast<std::uint32_t>(s.col_int(0));
+  Stmt s(*this, pg_ ? "SELECT application_id FROM kmsctl_schema" : "PRAGMA application_id");
+  return s.step() ? static_cast<std::uint32_t>(s.col_int(0)) : 0;
 }
 
 void Db::set_application_id(std::uint32_t id) {
+  if (pg_) {
+    exec(fmt::format("UPDATE kmsctl_schema SET application_id = {}", id).c_str());
+    return;
+  }
   exec(fmt::format("PRAGMA application_id={}", static_cast<std::int32_t>(id)).c_str());
 }
 
-Stmt::Stmt(Db& db, const char* sql) : db_(db), stmt_(db.take_statement(sql)) {}
+Stmt::Stmt(Db& db, const char* sql) : db_(db) {
+  if (db.pg_) {
+    pq_ = std::make_unique<pg::Query>(*db.pg_, sql);
+  } else {
+    stmt_ = db.take_statement(sql);
+  }
+}
 
-Stmt::~Stmt() { db_.give_back(stmt_); }
+Stmt::~Stmt() {
+  if (stmt_ != nullptr) db_.give_back(stmt_);
+}
 
 Stmt& Stmt::bind(int i, std::int64_t v) {
+  if (pq_) {
+    pq_->bind(i, v);
+    return *this;
+  }
   sqlite3_bind_int64(stmt_, i, v);
   return *this;
 }
 Stmt& Stmt::bind(int i, std::string_view v) {
+  if (pq_) {
+    pq_->bind(i, v);
+    return *this;
+  }
   sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
 Stmt& Stmt::bind(int i, ByteView v) {
+  if (pq_) {
+    pq_->bind(i, v);
+    return *this;
+  }
   sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
 Stmt& Stmt::bind_null(int i) {
+  if (pq_) {
+    pq_->bind_null(i);
+    return *this;
+  }
   sqlite3_bind_null(stmt_, i);
   return *this;
 }
 
 bool Stmt::step() {
+  if (pq_) return pq_->step();
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -475,23 +550,34 @@ bool Stmt::step() {
 }
 
 void Stmt::reset() {
+  if (pq_) {
+    pq_->reset();
+    return;
+  }
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
 }
 
-std::int64_t Stmt::col_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+std::int64_t Stmt::col_int(int i) const {
+  return pq_ ? pq_->col_int(i) : sqlite3_column_int64(stmt_, i);
+}
 std::string Stmt::col_text(int i) const { return std::string(col_text_view(i)); }
 std::string_view Stmt::col_text_view(int i) const {
+  if (pq_) return pq_->col_text(i);
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
   return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
            : std::string_view();
 }
 ByteView Stmt::col_blob(int i) const {
+  if (pq_) return pq_->col_blob(i);
   const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, i));
   return p ? ByteView(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : ByteView();
 }
-bool Stmt::col_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+bool Stmt::col_null(int i) const {
+  return pq_ ? pq_->col_null(i) : sqlite3_column_type(stmt_, i) == SQLITE_NULL;
+}
 Stmt::ColType Stmt::col_type(int i) const {
+  if (pq_) return pq_->col_type(i);
   switch (sqlite3_column_type(stmt_, i)) {
     case SQLITE_INTEGER:
       return ColType::integer;
@@ -507,13 +593,21 @@ Stmt::ColType Stmt::col_type(int i) const {
 }
 
 Tx::Tx(Db& db, Kind kind) : db_(db) {
-  db_.exec(kind == Kind::write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+  if (db_.dialect() == Dialect::postgresql) {
+    db_.exec(kind == Kind::write ? kPgWriteBegin : "BEGIN ISOLATION LEVEL REPEATABLE READ");
+  } else {
+    db_.exec(kind == Kind::write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+  }
   open_ = true;
 }
 
 Tx::~Tx() {
   if (!open_) return;
-  sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (db_.pg_) {
+    db_.pg_->rollback();
+  } else {
+    sqlite3_exec(db_.raw(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
   db_.discard_state_change();
 }
 
@@ -522,7 +616,11 @@ void Tx::commit() {
     throw Error(Code::failed,
                 "internal error: a change to the vault's keys or secrets has no audit record");
   }
-  db_.exec("COMMIT");
+  if (db_.pg_) {
+    db_.pg_->commit();
+  } else {
+    db_.exec("COMMIT");
+  }
   open_ = false;
 }
 

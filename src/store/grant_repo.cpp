@@ -162,7 +162,7 @@ std::optional<GrantRow> grant_get(Db& db, std::string_view id) {
 }
 
 std::vector<GrantRow> grant_list(Db& db, const GrantQuery& q) {
-  std::string sql = fmt::format("SELECT {} FROM grants WHERE 1", rows::columns(Table::grants));
+  std::string sql = fmt::format("SELECT {} FROM grants WHERE TRUE", rows::columns(Table::grants));
   if (q.key_id) sql += " AND key_id = ?1";
   if (q.grantee_uid) sql += " AND grantee_uid = ?2";
   if (q.live_at) sql += " AND state = 'active' AND (expires_at IS NULL OR expires_at > ?3)";

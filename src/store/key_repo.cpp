@@ -136,7 +136,7 @@ std::optional<KeyRow> key_get(Db& db, std::string_view id) {
 
 std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
                              const std::optional<std::string>& after, std::int64_t limit) {
-  std::string sql = fmt::format("SELECT {} FROM keys WHERE 1", key_select());
+  std::string sql = fmt::format("SELECT {} FROM keys WHERE TRUE", key_select());
   if (state) sql += " AND state = ?1";
   if (after) {
     sql += " AND (created, id) > (SELECT created, id FROM keys WHERE id = ?2)";
@@ -151,8 +151,8 @@ std::vector<KeyRow> key_list(Db& db, std::optional<KeyState> state,
 
 namespace {
 std::vector<KeyRow> keys_due(Db& db, const due::Due& due, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY created, id", key_select(), due.from,
-                         due.where)
+  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY created, id", key_select(),
+                         due::from(db, due), due::where(db, due))
                  .c_str());
   s.bind(1, now);
   return read_keys(db, s);

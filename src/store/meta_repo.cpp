@@ -59,15 +59,15 @@ void update_softhsm_conf(Db& db, std::string_view path) {
 }
 
 VaultCounts vault_counts(Db& db, std::string_view now) {
-  Stmt s(db,
-         fmt::format("SELECT (SELECT n FROM row_counts WHERE name = 'keys'), "
-                     "(SELECT count(*) FROM {} WHERE {}), (SELECT count(*) FROM {} WHERE {}), "
-                     "(SELECT n FROM row_counts WHERE name = 'secrets'), "
-                     "(SELECT count(*) FROM {} WHERE {}), (SELECT count(*) FROM {} WHERE {})",
-                     due::kKeyRotation.from, due::kKeyRotation.where, due::kKeyDeletion.from,
-                     due::kKeyDeletion.where, due::kSecretRotation.from, due::kSecretRotation.where,
-                     due::kSecretDeletion.from, due::kSecretDeletion.where)
-             .c_str());
+  Stmt s(db, fmt::format("SELECT (SELECT n FROM row_counts WHERE name = 'keys'), "
+                         "(SELECT count(*) FROM {} WHERE {}), (SELECT count(*) FROM {} WHERE {}), "
+                         "(SELECT n FROM row_counts WHERE name = 'secrets'), "
+                         "(SELECT count(*) FROM {} WHERE {}), (SELECT count(*) FROM {} WHERE {})",
+                         due::from(db, due::kKeyRotation), due::where(db, due::kKeyRotation),
+                         due::from(db, due::kKeyDeletion), due::where(db, due::kKeyDeletion),
+                         due::from(db, due::kSecretRotation), due::where(db, due::kSecretRotation),
+                         due::from(db, due::kSecretDeletion), due::where(db, due::kSecretDeletion))
+                 .c_str());
   s.bind(1, now);
   s.step();
   return {s.col_int(0), s.col_int(1), s.col_int(2), s.col_int(3), s.col_int(4), s.col_int(5)};

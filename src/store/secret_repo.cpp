@@ -149,8 +149,8 @@ std::vector<SecretRow> secret_list(Db& db) {
 
 namespace {
 std::vector<SecretRow> secrets_due(Db& db, const due::Due& due, std::string_view now) {
-  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY name", secret_select(), due.from,
-                         due.where)
+  Stmt s(db, fmt::format("SELECT {} FROM {} WHERE {} ORDER BY name", secret_select(),
+                         due::from(db, due), due::where(db, due))
                  .c_str());
   s.bind(1, now);
   return read_secrets(db, s);

@@ -1,6 +1,8 @@
-// SQLite access: RAII handles (Db, Stmt, Tx), the schema and its migrations, and one repository
-// function per question the domain asks. All SQL of the project lives in src/store/. This header
-// does not expose sqlite3.h.
+// The vault's database: RAII handles (Db, Stmt, Tx), the schema and its migrations, and one
+// repository function per question the domain asks. A vault lives in a SQLite file or in a
+// PostgreSQL database (pg.hpp); the repositories' SQL is the same for both but where
+// Db::dialect() chooses. All SQL of the project lives in src/store/. This header exposes neither
+// sqlite3.h nor libpq-fe.h.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,15 @@ struct sqlite3_stmt;
 namespace kms::store {
 
 struct RowAuth;  // rows.cpp
+namespace pg {
+class Conn;   // pg.hpp
+class Query;  // pg.hpp
+}  // namespace pg
+
+enum class Dialect { sqlite, postgresql };
+// Whether a vault location names a PostgreSQL database rather than a file: a libpq URI
+// (`postgresql://...`, `postgres://...`) or a key=value connection string (`host=... dbname=...`).
+bool is_postgres_location(std::string_view location);
 
 // The schema version this build writes and understands (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 9;
@@ -36,8 +47,11 @@ inline constexpr std::uint32_t kBackupVaultId = 0x4B4D5342;
 class Db {
  public:
   enum class Mode { open_existing, create_new };
-  // Opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign keys,
-  // busy timeout, secure_delete) and runs migrations. Closing does not checkpoint: the WAL
+  // A PostgreSQL location (is_postgres_location) connects to that database and creates or
+  // migrates the schema there (pg_schema.cpp): Code::unavailable when the server cannot be
+  // reached or holds no vault (open_existing), Code::refused when it holds one (create_new).
+  // Otherwise: opens (or creates) the vault file, applies pragmas (WAL, synchronous=FULL, foreign
+  // keys, busy timeout, secure_delete) and runs migrations. Closing does not checkpoint: the WAL
   // (vault.db-wal, -shm) stays beside the file between commands (see checkpoint()). Errors:
   // Code::unavailable when the file is missing, Code::integrity when it is not a SQLite database or
   // damaged, Code::unavailable when it was written by a newer kmsctl.
@@ -49,22 +63,27 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   const std::filesystem::path& path() const noexcept { return path_; }
+  Dialect dialect() const noexcept { return pg_ ? Dialect::postgresql : Dialect::sqlite; }
+  // How messages name the database: the file's path, or the PostgreSQL database without its
+  // password or other options.
+  std::string display_name() const;
   int schema_version();
   // PRAGMA application_id: which kind of file this is (live vault or backup).
   std::uint32_t application_id();
   void set_application_id(std::uint32_t id);
   void exec(const char* sql);
-  // Copies the WAL into the database file and truncates it, and lets this connection's close
-  // remove the WAL. Normally the WAL outlives the connection (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE:
-  // a close does no checkpoint and the next command does not re-create the WAL); call this
-  // before the file is moved or copied on its own.
+  // SQLite: copies the WAL into the database file and truncates it, and lets this connection's
+  // close remove the WAL (PostgreSQL: nothing to do). Normally the WAL outlives the connection
+  // (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE: a close does no checkpoint and the next command does not
+  // re-create the WAL); call this before the file is moved or copied on its own.
   void checkpoint();
   // Consistent online copy through the SQLite backup API into `dest` (new or empty file).
+  // PostgreSQL: Code::usage (its own tools back it up).
   void backup_to(const std::filesystem::path& dest);
   // Replaces this database's content with that of `src` through the backup API (safe while
-  // the database is in WAL mode and other connections exist).
+  // the database is in WAL mode and other connections exist). PostgreSQL: Code::usage.
   void restore_from(const std::filesystem::path& src);
-  sqlite3* raw() const noexcept { return db_; }
+  sqlite3* raw() const noexcept { return db_; }  // nullptr for PostgreSQL
   // Prepared statements kept between uses, by SQL text (Stmt takes one and gives it back): an
   // agent serves the same few statements all its life, and preparing them was a tenth of its
   // time per request (docs/PERFORMANCE.md). Like the connection, for one thread at a time.
@@ -87,10 +106,14 @@ class Db {
   bool state_change_pending() const noexcept;
 
  private:
+  friend class Stmt;
+  friend class Tx;
   void migrate(Mode mode);
+  void migrate_postgres(Mode mode);  // pg_schema.cpp
   void close() noexcept;
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
+  std::unique_ptr<pg::Conn> pg_;
   std::unique_ptr<RowAuth> rows_;
   std::unordered_map<std::string, sqlite3_stmt*> idle_;  // prepared, reset, no bindings
 };
@@ -122,9 +145,12 @@ class Stmt {
  private:
   Db& db_;
   sqlite3_stmt* stmt_ = nullptr;
+  std::unique_ptr<pg::Query> pq_;  // instead of stmt_, in a PostgreSQL vault
 };
 
-// A transaction that rolls back unless committed. Immediate takes the write lock at BEGIN.
+// A transaction that rolls back unless committed. A write transaction takes the vault's writer
+// lock at BEGIN (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock), so
+// writers commit one at a time, in the order they began; a read transaction sees one snapshot.
 class Tx {
  public:
   enum class Kind { read, write };
