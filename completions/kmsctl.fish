@@ -424,7 +424,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsct
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a help -d 'Show the help of COMMAND (as `kmsctl COMMAND --help`), or of kmsctl'
 complete -c kmsctl -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -l help-all -d 'Show help for every command'
-complete -c kmsctl -l vault -r -F -d 'Vault file (default: ~/.local/share/kmsctl/vault.db)'
+complete -c kmsctl -l vault -r -F -d 'Vault file, or a PostgreSQL database as a libpq connection string (default: ~/.local/share/kmsctl/vault.db)'
 complete -c kmsctl -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
 complete -c kmsctl -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
 complete -c kmsctl -l version -d 'Print the kmsctl version (as `kmsctl version`)'

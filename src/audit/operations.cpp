@@ -43,7 +43,7 @@ audit::VerifyReport AuditOperations::verify() {
   if (vault_.is_backup())
     return runner_.log().verify();  // judged against the live anchor; never written
   {
-    files::ExclusiveLock lock(lock_path(vault_.final_path()));
+    const WriterLock lock(vault_);
     try {
       runner_.log().finish_interrupted_restore();
     } catch (const Error&) {
@@ -59,7 +59,7 @@ audit::VerifyReport AuditOperations::verify() {
     if (rep.ok) {
       runner_.run(std::move(ev), [](audit::Event&) {});
     } else {
-      files::ExclusiveLock lock(lock_path(vault_.final_path()));
+      const WriterLock lock(vault_);
       runner_.check_writable();  // a log that contradicts its anchor is not appended to
       runner_.record_failure(ev, Code::integrity);
     }

@@ -193,12 +193,31 @@ SecureBytes read_so_pin(const std::string& so_pin_file) {
 
 fs::path existing_vault(const Globals& g) {
   const fs::path path = vault_path(g);
+  if (store::is_postgres_location(path.string())) return path;  // the server says
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     throw Error(Code::unavailable, fmt::format("no vault at {}", path.string()),
                 "create one with `kmsctl init`, or point KMSCTL_VAULT / --vault at yours");
   }
   return path;
+}
+
+std::string absolute_vault(const Globals& g) {
+  const fs::path p = vault_path(g);
+  if (store::is_postgres_location(p.string())) return p.string();
+  std::error_code ec;
+  const fs::path abs = fs::absolute(p, ec);
+  return (ec ? p : abs).string();
+}
+
+std::string shown_vault(const Globals& g) { return store::shown_location(absolute_vault(g)); }
+
+void refuse_postgres_vault(const Globals& g, std::string_view who) {
+  if (!store::is_postgres_location(vault_path(g).string())) return;
+  throw Error(
+      Code::usage,
+      fmt::format("{} serves a vault file; the vault {} is in PostgreSQL", who, shown_vault(g)),
+      "run the commands without an agent: each opens the vault in the database itself");
 }
 
 namespace {
@@ -211,11 +230,9 @@ bool is_refused_pin(const Error& e) {
 // process, which vault, and the token's answer; never the PIN. KMSCTL_TEST_SYSLOG (tests only)
 // names a file that gets the line instead.
 void log_refused_pin(const Globals& g, const Error& e) {
-  std::error_code ec;
-  const fs::path abs = fs::absolute(vault_path(g), ec);
   const std::string line =
       fmt::format("refused token login: uid {} pid {} vault {}: {}", ::getuid(), ::getpid(),
-                  escape_text((ec ? vault_path(g) : abs).string()), escape_text(e.what()));
+                  escape_text(shown_vault(g)), escape_text(e.what()));
   if (const char* test = std::getenv("KMSCTL_TEST_SYSLOG"); test != nullptr && *test != '\0') {
     const int fd = ::open(test, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd >= 0) {
@@ -256,11 +273,13 @@ const std::string* agent_for(Globals& g) {
   Globals::Route& r = g.route;
   if (!r.decided) {
     r.decided = true;
-    std::error_code ec;
-    const fs::path p = vault_path(g);
-    const fs::path abs = fs::absolute(p, ec);
-    r.vault = (ec ? p : abs).string();
-    if (!g.server.empty()) {
+    // A vault in PostgreSQL is opened by each command (no agent serves one), and its connection
+    // string (which may hold a password) is not sent to a service.
+    const bool postgres = store::is_postgres_location(vault_path(g).string());
+    r.vault = postgres ? shown_vault(g) : absolute_vault(g);
+    if (postgres && g.server.empty()) {
+      // no agent
+    } else if (!g.server.empty()) {
       r.agent = g.server;
       r.service = true;
     } else if (const char* socket = agent::trusted_socket_in_env()) {
@@ -317,8 +336,7 @@ void export_for_hooks(const Globals& g) {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) ::setenv("KMSCTL_BIN", self.c_str(), 1);
-  const auto abs = std::filesystem::absolute(vault_path(g), ec);
-  ::setenv("KMSCTL_VAULT", (ec ? vault_path(g) : abs).c_str(), 1);
+  ::setenv("KMSCTL_VAULT", absolute_vault(g).c_str(), 1);
   if (!g.pin_file.empty()) {
     const auto pin_abs = std::filesystem::absolute(g.pin_file, ec);
     ::setenv("KMSCTL_PIN_FILE", (ec ? std::filesystem::path(g.pin_file) : pin_abs).c_str(), 1);
@@ -760,10 +778,7 @@ int run_command(int argc, const char* const* argv) {
     if (!is_refused_pin(e)) return report_error(e);
     log_refused_pin(globals, e);
     if (e.remedy() != Remedy::unlock_pin || !e.subject().empty()) return report_error(e);
-    std::error_code ec;
-    const fs::path abs = fs::absolute(vault_path(globals), ec);
-    return report_error(
-        Error(e.code(), e.what(), e.remedy(), (ec ? vault_path(globals) : abs).string(), e.hint()));
+    return report_error(Error(e.code(), e.what(), e.remedy(), shown_vault(globals), e.hint()));
   } catch (const ErrorReported& r) {
     return r.exit_code;
   } catch (const std::exception& e) {
@@ -786,7 +801,9 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
   app->require_subcommand(1);
   app->fallthrough();
   app->set_help_all_flag("--help-all", "Show help for every command");
-  app->add_option("--vault", g.vault, "Vault file (default: ~/.local/share/kmsctl/vault.db)")
+  app->add_option("--vault", g.vault,
+                  "Vault file, or a PostgreSQL database as a libpq connection string "
+                  "(default: ~/.local/share/kmsctl/vault.db)")
       ->envname("KMSCTL_VAULT")
       ->type_name("FILE");
   app->add_option("--pin-file", g.pin_file,

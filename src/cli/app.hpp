@@ -60,8 +60,16 @@ struct Verb {
 void add_verbs(CLI::App* group, Globals& g, std::span<const Verb> verbs);
 
 std::filesystem::path vault_path(const Globals& g);
-// vault_path(g), or Code::unavailable when there is no vault there.
+// vault_path(g), or Code::unavailable when there is no vault there. A PostgreSQL location
+// (store::is_postgres_location) is returned as given: its server says whether a vault is there.
 std::filesystem::path existing_vault(const Globals& g);
+// The vault's location as an agent, a hook or another directory finds it again: a file's
+// absolute path, a PostgreSQL connection string as given.
+std::string absolute_vault(const Globals& g);
+// The location as messages and logs show it: without a PostgreSQL connection's password.
+std::string shown_vault(const Globals& g);
+// Code::usage when the vault is in PostgreSQL: `who` (an agent, a service) serves a vault file.
+void refuse_postgres_vault(const Globals& g, std::string_view who);
 
 // At start, before anything else reads the environment: moves KMSCTL_PIN and KMSCTL_NEW_PIN
 // into guarded memory for read_pin and read_new_pin, zeroes their values in the environment

@@ -71,6 +71,7 @@ void start(Globals& g, const StartArgs& a) {
                                      agent::parse_duration(a.lifetime, "--max-lifetime")},
                                     a.foreground};
   here_only(g);
+  refuse_postgres_vault(g, "an agent");
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
   agent::set_hint_words(&hint_text);  // its error replies carry the hint line this CLI prints

@@ -43,6 +43,7 @@ std::string describe_sockets(const nlohmann::json& sockets) {
 
 void run(Globals& g, Args& a) {
   a.options.policy = a.policy;
+  refuse_postgres_vault(g, "a kmsctl service");
   const fs::path vault = fs::absolute(existing_vault(g));
   SecureBytes pin = read_pin(g);
   agent::set_hint_words(&hint_text);  // its error replies carry the hint line this CLI prints

@@ -38,10 +38,24 @@ Runner::Runner(Vault& vault)
       log_(std::make_unique<audit::Log>(vault_.db(), vault_.meta().vault_id, vault_.audit_key(),
                                         *anchor_)),
       caller_(Caller::current()),
-      // A vault being created is not at its path yet: its owner is the one creating it.
-      authorizer_(owner_only(files::file_owner(vault_.final_path()).value_or(caller_.uid))) {}
+      // A vault being created is not at its path yet: its owner is the one creating it. A vault
+      // in PostgreSQL has no file: the database's roles decide who reaches it, and the owner is
+      // whoever opens it.
+      authorizer_(owner_only(vault_.db().dialect() == store::Dialect::postgresql
+                                 ? caller_.uid
+                                 : files::file_owner(vault_.final_path()).value_or(caller_.uid))) {}
 
 Runner::~Runner() = default;
+
+WriterLock::WriterLock(Vault& vault) : db_(vault.db()) {
+  if (db_.dialect() == store::Dialect::postgresql) {
+    db_.lock_writer();
+  } else {
+    file_.emplace(lock_path(vault.final_path()));
+  }
+}
+
+WriterLock::~WriterLock() { db_.unlock_writer(); }
 
 void Runner::reopen_log() {
   log_ = std::make_unique<audit::Log>(vault_.db(), vault_.meta().vault_id, vault_.audit_key(),
@@ -133,7 +147,7 @@ store::AuditRow Runner::run(audit::Event event, const std::function<void(audit::
 store::AuditRow Runner::run(audit::Event event, const std::function<void(audit::Event&)>& op,
                             const Hooks& hooks, std::string_view outcome,
                             std::string_view error_code) {
-  files::ExclusiveLock lock(lock_path(vault_.final_path()));
+  const WriterLock lock(vault_);
   check_writable();
   close_dead_file_operations();
   store::AuditRow row;
@@ -162,7 +176,7 @@ store::AuditRow Runner::run(audit::Event event, const std::function<void(audit::
 
 void Runner::run_failed(audit::Event event, Code code,
                         const std::function<void(audit::Event&)>& op) {
-  files::ExclusiveLock lock(lock_path(vault_.final_path()));
+  const WriterLock lock(vault_);
   check_writable();
   close_dead_file_operations();
   store::AuditRow row;
@@ -196,7 +210,16 @@ void Runner::record_failure(const audit::Event& event, Code code,
   }
 }
 
-fs::path Runner::ops_dir() const { return fs::path(vault_.final_path().string() + ".ops"); }
+fs::path Runner::ops_dir() const {
+  if (vault_.db().dialect() == store::Dialect::sqlite) {
+    return fs::path(vault_.final_path().string() + ".ops");
+  }
+  // A vault in PostgreSQL has no directory of its own: this user's on this host. A file
+  // operation whose process died is ended by the next command on the same host.
+  const fs::path base = default_vault_path().parent_path();
+  files::make_private_dir(base);
+  return base / (vault_.meta().vault_id + ".ops");
+}
 
 void Runner::close_dead_file_operations() {
   const fs::path dir = ops_dir();

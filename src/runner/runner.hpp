@@ -7,15 +7,33 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "audit/log.hpp"
 #include "kms/access.hpp"
 #include "kms/caller.hpp"
 #include "kms/error.hpp"
+#include "kms/files.hpp"
 #include "vault/vault.hpp"
 
 namespace kms {
+
+// The vault's writer lock, held from the open check until the record's anchor is stored, so that
+// commits and anchor updates happen in one order across processes (FORMAT.md §8.4): an flock on
+// VAULT.lock beside a file; a session-level advisory lock in PostgreSQL, which the processes of
+// every host share through the database.
+class WriterLock {
+ public:
+  explicit WriterLock(Vault& vault);
+  ~WriterLock();
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  store::Db& db_;
+  std::optional<files::ExclusiveLock> file_;
+};
 
 class Runner {
  public:

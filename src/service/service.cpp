@@ -265,6 +265,12 @@ std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
                                           const SecureBytes& pin, bool force, RestoreReport& report,
                                           const ConfirmLosses& confirm) {
+  if (store::is_postgres_location(target.string())) {
+    throw Error(Code::usage,
+                "`kmsctl vault restore` puts a backup file in place of a vault file; it does not "
+                "restore a vault in PostgreSQL",
+                "back that database up and restore it with PostgreSQL's own tools");
+  }
   std::string vault_id;
   std::error_code ec;
   const bool exists = std::filesystem::exists(target, ec);

@@ -264,6 +264,8 @@ const char* vault_vfs() {
 // The writer lock of a vault in PostgreSQL (pg_advisory_xact_lock's key): "kmsv" in ASCII. One
 // vault per database; the lock is the database's, whatever schema the vault's tables are in.
 constexpr const char* kPgWriteBegin = "BEGIN; SELECT pg_advisory_xact_lock(1802335094)";
+constexpr const char* kPgLockWriter = "SELECT pg_advisory_lock(1802335094)";
+constexpr const char* kPgUnlockWriter = "SELECT pg_advisory_unlock(1802335094)";
 
 }  // namespace
 
@@ -278,6 +280,23 @@ bool is_postgres_location(std::string_view location) {
     if (key == k) return true;
   }
   return false;
+}
+
+std::string shown_location(std::string_view location) {
+  return is_postgres_location(location) ? pg::display_name(location) : std::string(location);
+}
+
+void Db::lock_writer() {
+  if (pg_) pg_->exec(kPgLockWriter);
+}
+
+void Db::unlock_writer() noexcept {
+  if (!pg_) return;
+  try {
+    pg_->exec(kPgUnlockWriter);
+  } catch (...) {
+    // The connection is gone, and its locks with it.
+  }
 }
 
 Db::Db(const fs::path& path, Mode mode) : path_(path) {

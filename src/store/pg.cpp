@@ -35,6 +35,18 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
+// libpq's messages span lines (and indent them with tabs): one line, for kmsctl's.
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const bool space = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    out.push_back(space ? ' ' : c);
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 }  // namespace
 
 std::string translate(std::string_view sql) {
@@ -97,8 +109,7 @@ Conn::Conn(const std::string& conninfo) : name_(display_name(conninfo)) {
   conn_ = PQconnectdb(conninfo.c_str());
   if (conn_ == nullptr) throw Error(Code::failed, "out of memory connecting to PostgreSQL");
   if (PQstatus(conn_) != CONNECTION_OK) {
-    std::string why = PQerrorMessage(conn_);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    const std::string why = one_line(PQerrorMessage(conn_));
     PQfinish(conn_);
     conn_ = nullptr;
     throw Error(Code::unavailable,
@@ -112,7 +123,9 @@ Conn::Conn(const std::string& conninfo) : name_(display_name(conninfo)) {
       conn_, [](void*, const char*) {}, nullptr);
   // Times are kept as text in UTC; bytea and text travel in binary form, so the session's
   // output settings matter only to the server's own messages.
-  exec("SET client_encoding = 'UTF8'; SET TimeZone = 'UTC'");
+  // A writer waits for the vault's writer lock at most as long as it waits for a file's (SQLite's
+  // busy timeout), then fails as busy (55P03: Code::unavailable).
+  exec("SET client_encoding = 'UTF8'; SET TimeZone = 'UTC'; SET lock_timeout = '30s'");
 }
 
 Conn::~Conn() {
@@ -127,7 +140,19 @@ void Conn::exec(const char* sql) {
 
 void Conn::commit() {
   Result r(PQexec(conn_, "COMMIT"));
-  if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) fail(r.get(), "cannot commit");
+  if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      // The server may have committed before the connection went: whether it did, its audit
+      // record says (the change and its record are one transaction).
+      throw Error(Code::unavailable,
+                  fmt::format("the connection to the vault's database {} was lost while it "
+                              "committed: {}",
+                              name_, one_line(PQerrorMessage(conn_))),
+                  "the request may have been done: `kmsctl audit list` shows whether it was; "
+                  "retry once the server is back");
+    }
+    fail(r.get(), "cannot commit");
+  }
   // COMMIT of a transaction that an error aborted answers ROLLBACK, without an error.
   if (std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
     throw Error(Code::failed,
@@ -139,11 +164,13 @@ void Conn::commit() {
 void Conn::rollback() noexcept { PQclear(PQexec(conn_, "ROLLBACK")); }
 
 void Conn::fail(pg_result* res, std::string_view what) const {
-  std::string why = res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn_);
-  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  const std::string why =
+      one_line(res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn_));
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
   const std::string_view sqlstate = state != nullptr ? state : "";
-  const bool lost = PQstatus(conn_) != CONNECTION_OK || sqlstate.starts_with("08") ||
+  // No SQLSTATE: libpq's own error, not the server's (the connection closed under it, say).
+  const bool lost = PQstatus(conn_) != CONNECTION_OK || sqlstate.empty() ||
+                    sqlstate.starts_with("08") ||
                     sqlstate.starts_with("57P");  // admin shutdown, crash shutdown, cannot connect
   if (lost) {
     throw Error(Code::unavailable,

@@ -241,7 +241,10 @@ void Db::migrate_postgres(Mode mode) {
                             display_name(), v, kSchemaVersion),
                 Remedy::upgrade);
   }
-  if (mode == Mode::create_new && v != 0) {
+  // A schema without a header is a vault whose init did not finish (the token refused, say):
+  // create_new takes it over.
+  const bool has_header = v != 0 && Stmt(*this, "SELECT 1 FROM vault_meta").step();
+  if (mode == Mode::create_new && has_header) {
     throw Error(Code::refused,
                 fmt::format("the database {} already holds a kmsctl vault", display_name()),
                 "choose another database, or open the vault it holds");

@@ -37,6 +37,9 @@ enum class Dialect { sqlite, postgresql };
 // Whether a vault location names a PostgreSQL database rather than a file: a libpq URI
 // (`postgresql://...`, `postgres://...`) or a key=value connection string (`host=... dbname=...`).
 bool is_postgres_location(std::string_view location);
+// How messages, logs and `status` name a location: a file's path as given, a PostgreSQL
+// database without its password or other options (`postgresql://kms@db.example:5432/kms`).
+std::string shown_location(std::string_view location);
 
 // The schema version this build writes and understands (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 9;
@@ -67,6 +70,12 @@ class Db {
   // How messages name the database: the file's path, or the PostgreSQL database without its
   // password or other options.
   std::string display_name() const;
+  // PostgreSQL: the vault's writer lock for this connection, held until unlock_writer() even
+  // across the transactions in between (pg_advisory_lock, the key write transactions take):
+  // a writer holds it from its open check until its record's anchor is stored, as a file's
+  // writers hold VAULT.lock. SQLite: nothing (the file lock is the vault's to take).
+  void lock_writer();
+  void unlock_writer() noexcept;
   int schema_version();
   // PRAGMA application_id: which kind of file this is (live vault or backup).
   std::uint32_t application_id();

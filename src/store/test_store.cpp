@@ -1512,11 +1512,20 @@ TEST_CASE("PostgreSQL: create_new refuses a database holding a vault; open_exist
   const Error none = error_of([&] { store::Db db(where, store::Db::Mode::open_existing); });
   CHECK(none.code() == Code::unavailable);
   CHECK(contains(none.what(), "no vault in the database"));
-  { store::Db db(where, store::Db::Mode::create_new); }
+  {
+    // A schema without a header (an init that did not finish) is taken over, not refused.
+    { store::Db db(where, store::Db::Mode::create_new); }
+    store::Db again(where, store::Db::Mode::create_new);
+    kms::test::with_row_keys(again);
+    store::Tx tx(again, store::Tx::Kind::write);
+    store::insert_meta(again, sample_meta());
+    kms::test::commit_unaudited(again, tx);
+  }
   const Error again = error_of([&] { store::Db db(where, store::Db::Mode::create_new); });
   CHECK(again.code() == Code::refused);
   CHECK(contains(again.what(), "already holds a kmsctl vault"));
   store::Db db(where, store::Db::Mode::open_existing);
+  kms::test::with_row_keys(db);
   CHECK(db.dialect() == store::Dialect::postgresql);
   CHECK(db.schema_version() == store::kSchemaVersion);
   CHECK(db.application_id() == store::kLiveVaultId);
@@ -1530,7 +1539,13 @@ TEST_CASE("PostgreSQL: create_new refuses a database holding a vault; open_exist
 TEST_CASE("PostgreSQL: writers of one vault commit one at a time, in the order they began" *
           doctest::skip(!on_postgres())) {
   TempDir dir;
-  { store::Db db(vault_at(dir), store::Db::Mode::create_new); }
+  {
+    store::Db db(vault_at(dir), store::Db::Mode::create_new);
+    kms::test::with_row_keys(db);
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::insert_meta(db, sample_meta());
+    kms::test::commit_unaudited(db, tx);
+  }
   // Four connections, each appending 25 records after reading the head in its transaction: a
   // writer that did not wait for the one before would read the same head and insert the same
   // seq (a unique violation) or leave a gap.

@@ -1,7 +1,10 @@
 // The operations on the vault itself, each one audited transaction of the runner (Runner::run).
 #include "vault/operations.hpp"
 
+#include <fmt/format.h>
+
 #include "kms/clock.hpp"
+#include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "runner/runner.hpp"
 
@@ -31,6 +34,13 @@ Status VaultOperations::status() {
 }
 
 void VaultOperations::backup(const std::filesystem::path& dest, bool overwrite) {
+  if (vault_.db().dialect() == store::Dialect::postgresql) {
+    throw Error(Code::usage,
+                fmt::format("the vault {} is in PostgreSQL: `kmsctl vault backup` copies a vault "
+                            "file",
+                            vault_.final_path().string()),
+                "back the database up with PostgreSQL's own tools (pg_dump, base backups)");
+  }
   std::optional<files::AtomicFile> out;
   // The backup record is committed first so that the copy contains it and matches the anchor.
   runner_.run(

@@ -133,6 +133,8 @@ void write_softhsm_conf(const fs::path& dir) {
 
 std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes& pin,
                                      InitReport& report) {
+  if (store::is_postgres_location(opts.vault.string()))
+    return create_in_postgres(opts, pin, report);
   const fs::path final_path = fs::absolute(opts.vault);
   if (opts.token.module)
     detail::check_module_trusted(*opts.token.module, "given with --pkcs11-module");
@@ -209,34 +211,71 @@ std::unique_ptr<Vault> Vault::create(const InitOptions& opts, const SecureBytes&
         v->module_->init_token(*free_slot, "kmsctl-" + m.vault_id.substr(0, 8), so_pin, pin);
     report.so_pin = std::move(so_pin);
   }
-  m.token_label = v->token_.label;
-  m.token_serial = v->token_.serial;
+  v->seal_new(pin, report);
+  return v;
+}
+
+std::unique_ptr<Vault> Vault::create_in_postgres(const InitOptions& opts, const SecureBytes& pin,
+                                                 InitReport& report) {
+  // No private token: every host that uses the vault reaches the token through its module.
+  if (!opts.token.module) {
+    throw Error(Code::usage, "a vault in PostgreSQL is made on a token named by its module",
+                "pass --pkcs11-module MODULE and --token-label LABEL (p11-kit-client.so for a "
+                "token that `p11-kit server` exports, or an HSM's own library)");
+  }
+  if (opts.force) {
+    throw Error(Code::usage, "--force does not replace a vault in PostgreSQL",
+                "use another database, or drop the vault's tables with PostgreSQL's tools");
+  }
+  detail::check_module_trusted(*opts.token.module, "given with --pkcs11-module");
+  std::unique_ptr<Vault> v(new Vault());
+  // The schema first: a database that holds a vault is refused before the token is touched.
+  // A schema left without a header (the token refused below) is taken over by the next init;
+  // a root key made before such a failure stays in the token under a vault id nothing uses.
+  v->db_ = std::make_unique<store::Db>(opts.vault, store::Db::Mode::create_new);
+  v->path_ = v->final_path_ = v->db_->display_name();
+  store::VaultMeta& m = v->meta_;
+  m.vault_id = crypto::uuid_v4();
+  m.created = format_rfc3339(now());
+  m.root_key_gen = 1;
+  m.pkcs11_module = *opts.token.module;
+  v->module_ = hsm::Module::load(m.pkcs11_module);
+  v->token_ = v->module_->find_token(opts.token.label, opts.token.serial);
+  v->seal_new(pin, report);
+  return v;
+}
+
+void Vault::seal_new(const SecureBytes& pin, InitReport& report) {
+  store::VaultMeta& m = meta_;
+  m.token_label = token_.label;
+  m.token_serial = token_.serial;
   // A private token's token.object gets its copy before anything depends on the token.
   std::optional<token_files::TokenFiles> guard;
-  if (!m.softhsm_conf.empty()) guard.emplace(token_dir);
-  v->session_ = std::make_unique<hsm::Session>(v->module_, v->token_.slot);
-  v->session_->login_user(pin);
+  if (!m.softhsm_conf.empty()) guard.emplace(private_token_dir(final_path_));
+  session_ = std::make_unique<hsm::Session>(module_, token_.slot);
+  session_->login_user(pin);
   guard.reset();
 
   // Root key in the token, master key sealed by it.
-  const detail::MasterSeal seal = detail::choose_master_seal(*v->session_);
-  v->root_ = detail::generate_root_key(*v->session_, seal, v->root_label(), 1);
-  m.sealed_master = detail::seal_master(*v->session_, seal, v->root_, m.vault_id, 1,
-                                        crypto::random_secret(32).view());
-  remove_db_files(v->path_);
-  v->db_ = std::make_unique<store::Db>(v->path_, store::Db::Mode::create_new);
-  v->unseal();  // proves the round trip through the token before anything depends on it
+  const detail::MasterSeal seal = detail::choose_master_seal(*session_);
+  root_ = detail::generate_root_key(*session_, seal, root_label(), 1);
+  m.sealed_master =
+      detail::seal_master(*session_, seal, root_, m.vault_id, 1, crypto::random_secret(32).view());
+  if (!db_) {  // a file: made now, at its temporary path
+    remove_db_files(path_);
+    db_ = std::make_unique<store::Db>(path_, store::Db::Mode::create_new);
+  }
+  unseal();  // proves the round trip through the token before anything depends on it
   {
-    store::Tx tx(*v->db_, store::Tx::Kind::write);
-    store::insert_meta(*v->db_, m);  // MACed with the subkeys unseal() derived
+    store::Tx tx(*db_, store::Tx::Kind::write);
+    store::insert_meta(*db_, m);  // MACed with the subkeys unseal() derived
     tx.commit();
-    v->db_->set_application_id(store::kLiveVaultId);
+    db_->set_application_id(store::kLiveVaultId);
   }
 
   report.vault_id = m.vault_id;
-  report.token = v->token_;
+  report.token = token_;
   report.module = m.pkcs11_module;
-  return v;
 }
 
 void Vault::publish() {

@@ -312,6 +312,13 @@ void Vault::check_in_place() const {
 void Vault::read_header() {
   store::Tx tx(*db_, store::Tx::Kind::read);
   auto meta = store::read_meta(*db_);
+  if (!meta && db_->dialect() == store::Dialect::postgresql) {
+    throw Error(Code::unavailable,
+                fmt::format("the database {} holds the vault schema but no vault header: its "
+                            "`kmsctl init` did not finish",
+                            path_.string()),
+                Remedy::create_vault);
+  }
   if (!meta) {
     throw Error(Code::integrity, fmt::format("{} has no vault header", path_.string()),
                 Remedy::restore_or_create_vault, {}, "restore the vault from a backup");
@@ -321,9 +328,11 @@ void Vault::read_header() {
 
 std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin) {
   std::unique_ptr<Vault> v(new Vault());
-  v->path_ = v->final_path_ = path;
   v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
-  v->file_id_ = files::file_id(path);
+  // A vault in PostgreSQL is named by its database without the password, wherever a message,
+  // a log or `status` shows it; it has no file to watch.
+  v->path_ = v->final_path_ = v->db_->display_name();
+  if (v->db_->dialect() == store::Dialect::sqlite) v->file_id_ = files::file_id(path);
   // A concurrent rekey may replace the root key between reading the header and using it:
   // read the header again once if the key it names has gone.
   for (int attempt = 0;; ++attempt) {
@@ -351,8 +360,8 @@ std::unique_ptr<Vault> Vault::open(const fs::path& path, const SecureBytes& pin)
 void Vault::reset_user_pin(const fs::path& path, const SecureBytes& so_pin,
                            const SecureBytes& new_pin) {
   std::unique_ptr<Vault> v(new Vault());
-  v->path_ = v->final_path_ = path;
   v->db_ = std::make_unique<store::Db>(path, store::Db::Mode::open_existing);
+  v->path_ = v->final_path_ = v->db_->display_name();
   v->read_header();
   // C_Login as SO and C_InitPIN rewrite token.object: guarded as a login is.
   std::optional<token_files::TokenFiles> guard;

@@ -34,7 +34,8 @@ inline constexpr std::string_view kLegacyAnchorLabelPrefix = "kmsctl-audit-ancho
 
 class Vault {
  public:
-  // Creates a vault at a temporary path beside opts.vault; publish() moves it into place.
+  // Creates a vault at a temporary path beside opts.vault; publish() moves it into place. A
+  // PostgreSQL location is created in place, on the token opts names (no private token).
   static std::unique_ptr<Vault> create(const InitOptions& opts, const SecureBytes& pin,
                                        InitReport& report);
   static std::unique_ptr<Vault> open(const std::filesystem::path& path, const SecureBytes& pin);
@@ -118,6 +119,12 @@ class Vault {
 
  private:
   Vault() = default;
+  // create() for a PostgreSQL location (store::is_postgres_location).
+  static std::unique_ptr<Vault> create_in_postgres(const InitOptions& opts, const SecureBytes& pin,
+                                                   InitReport& report);
+  // The end of create(): logs in, makes the root key, seals a new master key and writes the
+  // header (into the database made here for a file, or already open).
+  void seal_new(const SecureBytes& pin, InitReport& report);
   // Sets SOFTHSM2_CONF to the vault's private token (its files checked and guarded by `guard`
   // until the caller's login has rewritten them) and loads the header's module, if trusted.
   void load_module(std::optional<token_files::TokenFiles>& guard);

@@ -741,3 +741,117 @@ def main():
     if not os.path.exists(KMSCTL):
         raise SystemExit(f"kmsctl binary not found at {KMSCTL}: build it, or set KMSCTL_BIN")
     unittest.main(verbosity=2)
+
+
+def pg_bindir():
+    """Debian's PostgreSQL server binaries (/usr/lib/postgresql/N/bin), the newest; or None."""
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(d, "initdb")) and os.path.exists(os.path.join(d, "pg_ctl")):
+            return d
+    return None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster: initdb in a new temporary directory, listening only on a
+    unix socket there (no TCP). As root it belongs to the `postgres` user (initdb refuses root).
+    `auth` is initdb's --auth; with a password, the superuser `admin` has it."""
+
+    def __init__(self, auth="trust", admin_password=None, port="5433"):
+        self.bindir = pg_bindir()
+        if self.bindir is None or shutil.which("psql") is None:
+            raise unittest.SkipTest("PostgreSQL server binaries (Debian `postgresql`) or psql "
+                                    "not installed; scripts/setup.sh installs them")
+        import pwd
+        self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        # As root the cluster's user must reach the directory: /tmp, not a private TMPDIR.
+        self.root = tempfile.mkdtemp(prefix="kmsctl-pg-e2e-", dir="/tmp" if self.user else None)
+        self.sock = os.path.join(self.root, "sock")
+        self.data = os.path.join(self.root, "data")
+        self.port = port
+        self.admin_password = admin_password
+        os.mkdir(self.sock, 0o700)
+        args = ["initdb", "-D", self.data, "-U", "admin", f"--auth={auth}", "-E", "UTF8",
+                "--no-instructions"]
+        if admin_password:
+            pwfile = os.path.join(self.root, "pwfile")
+            with open(pwfile, "w") as f:
+                f.write(admin_password + "\n")
+            args.append(f"--pwfile={pwfile}")
+        if self.user:
+            for p in [self.root, self.sock] + ([pwfile] if admin_password else []):
+                os.chown(p, self.user.pw_uid, self.user.pw_gid)
+        os.chmod(self.root, 0o700)
+        try:
+            self.tool(*args)
+            self.start()
+        except BaseException:
+            self.remove()
+            raise
+
+    def tool(self, tool, *args):
+        kw = {}
+        if self.user:
+            kw = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        p = subprocess.run([os.path.join(self.bindir, tool), *args], capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=120, cwd=self.root,
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"},
+                           **kw)
+        if p.returncode != 0:
+            raise AssertionError(f"{tool} failed: {p.stdout.decode()} {p.stderr.decode()}")
+
+    def start(self):
+        self.tool("pg_ctl", "-D", self.data, "-w", "-l", os.path.join(self.root, "log"), "-o",
+                  f"-k {self.sock} -c listen_addresses= -p {self.port}", "start")
+
+    def stop(self, mode="fast"):
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            self.tool("pg_ctl", "-D", self.data, "-w", "-m", mode, "stop")
+
+    def remove(self):
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def conninfo(self, dbname, user="admin"):
+        """A libpq key=value connection string to `dbname` on the socket."""
+        return f"host={self.sock} port={self.port} user={user} dbname={dbname}"
+
+    def psql(self, sql, dbname="postgres", user="admin", password=None, args=()):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"}
+        if password or self.admin_password:
+            env["PGPASSWORD"] = password or self.admin_password
+        return subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", self.sock, "-p", self.port,
+                               "-U", user, "-d", dbname, "-v", "ON_ERROR_STOP=1", *args,
+                               "-c", sql], capture_output=True, stdin=subprocess.DEVNULL,
+                              timeout=120, env=env, text=True)
+
+    def admin_sql(self, sql, dbname="postgres"):
+        p = self.psql(sql, dbname)
+        if p.returncode != 0:
+            raise AssertionError(f"psql as admin failed: {p.stderr}")
+        return p.stdout
+
+    def dump(self, dbname, path):
+        """pg_dump of `dbname` in its custom format, to `path`."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.admin_password:
+            env["PGPASSWORD"] = self.admin_password
+        p = subprocess.run([os.path.join(self.bindir, "pg_dump"), "-h", self.sock, "-p",
+                            self.port, "-U", "admin", "-Fc", "-f", path, dbname],
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
+        if p.returncode != 0:
+            raise AssertionError(f"pg_dump failed: {p.stderr.decode()}")
+
+    def restore(self, dbname, path):
+        """Drops `dbname` and puts the dump at `path` in its place."""
+        self.admin_sql(f"DROP DATABASE {dbname} WITH (FORCE)")
+        self.admin_sql(f"CREATE DATABASE {dbname}")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.admin_password:
+            env["PGPASSWORD"] = self.admin_password
+        p = subprocess.run([os.path.join(self.bindir, "pg_restore"), "-h", self.sock, "-p",
+                            self.port, "-U", "admin", "-d", dbname, path],
+                           capture_output=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
+        if p.returncode != 0:
+            raise AssertionError(f"pg_restore failed: {p.stderr.decode()}")
