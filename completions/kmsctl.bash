@@ -7,7 +7,7 @@ _kmsctl_subcommands() {
     "data-key") echo "generate" ;;
     "file") echo "encrypt decrypt rewrap inspect" ;;
     "secret") echo "create get put list describe versions delete restore rotate set-rotation set-policy get-policy" ;;
-    "vault") echo "backup rekey change-pin reset-pin restore check-token" ;;
+    "vault") echo "backup migrate rekey change-pin reset-pin restore check-token" ;;
     "agent") echo "start stop status" ;;
     "grant") echo "create list revoke retire" ;;
     "policy") echo "validate check" ;;
@@ -86,6 +86,7 @@ _kmsctl_flags() {
     "secret set-policy") echo "--help -h --help-all --remove --json --vault --pin-file --quiet -q --version --server --profile" ;;
     "secret get-policy") echo "--help -h --help-all --json --vault --pin-file --quiet -q --version --server --profile" ;;
     "vault backup") echo "--help -h --help-all --force --vault --pin-file --quiet -q --version --server --profile" ;;
+    "vault migrate") echo "--help -h --help-all --to --from --json --vault --pin-file --quiet -q --version --server --profile" ;;
     "vault rekey") echo "--help -h --help-all --vault --pin-file --quiet -q --version --server --profile" ;;
     "vault change-pin") echo "--help -h --help-all --new-pin-file --vault --pin-file --quiet -q --version --server --profile" ;;
     "vault reset-pin") echo "--help -h --help-all --so-pin-file --new-pin-file --vault --pin-file --quiet -q --version --server --profile" ;;
@@ -268,6 +269,8 @@ _kmsctl_arg() {
     "secret set-policy""|#1") echo "file" ;;
     "secret get-policy""|#0") echo "secrets" ;;
     "vault backup""|#0") echo "file" ;;
+    "vault migrate""|--to") echo "text" ;;
+    "vault migrate""|--from") echo "file" ;;
     "vault change-pin""|--new-pin-file") echo "file" ;;
     "vault reset-pin""|--so-pin-file") echo "file" ;;
     "vault reset-pin""|--new-pin-file") echo "file" ;;

@@ -14,7 +14,7 @@ function __kmsctl_subcommands
         case 'secret'
             printf '%s\n' create get put list describe versions delete restore rotate set-rotation set-policy get-policy
         case 'vault'
-            printf '%s\n' backup rekey change-pin reset-pin restore check-token
+            printf '%s\n' backup migrate rekey change-pin reset-pin restore check-token
         case 'agent'
             printf '%s\n' start stop status
         case 'grant'
@@ -257,6 +257,10 @@ function __kmsctl_takes_value
         case 'secret set-rotation|--period'
             return 0
         case 'secret set-rotation|--command'
+            return 0
+        case 'vault migrate|--to'
+            return 0
+        case 'vault migrate|--from'
             return 0
         case 'vault change-pin|--new-pin-file'
             return 0
@@ -566,6 +570,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l help-all -d 'Show h
 complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l dry-run -d 'Only list what would be done'
 complete -c kmsctl -n "test (__kmsctl_path) = 'maintain'" -l json -d 'Print the report as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a backup -d 'Consistent online copy of the vault (still sealed by the token)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a migrate -d 'Copy the vault file into a new PostgreSQL database, verified (recorded as vault.migrate)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a rekey -d 'Generate a new root key in the token and reseal the master key with it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a change-pin -d 'Change the token\'s user PIN (old PIN as usual; new PIN from a file, KMSCTL_NEW_PIN or a prompt)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a reset-pin -d 'Set a new user PIN with the security officer PIN, for a forgotten or locked PIN (recorded as vault.reset_pin)'
@@ -850,6 +855,11 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help -s h -d 'P
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault backup'" -l force -d 'Overwrite an existing file'
 complete -c kmsctl -n "__kmsctl_at 'vault backup' 0" -F
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault migrate'" -l help -s h -d 'Print this help message and exit'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault migrate'" -l help-all -d 'Show help for every command'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault migrate'" -l to -r -f -d 'The database: a libpq connection string (its password in PGPASSFILE or a service file, not here)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault migrate'" -l from -r -F -d 'The vault file (default: --vault)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault migrate'" -l json -d 'Print the report as JSON'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault rekey'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault rekey'" -l help-all -d 'Show help for every command'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault change-pin'" -l help -s h -d 'Print this help message and exit'

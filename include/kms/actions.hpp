@@ -81,6 +81,7 @@ enum class Action : std::uint8_t {
   secret_get_policy,
   key_get_parameters_for_import,
   key_import_key_material,
+  vault_migrate,
 };
 
 struct ActionInfo {

@@ -85,6 +85,7 @@ enum class Op : std::uint16_t {
   vault_rekey = 91,
   vault_check_token = 92,
   vault_change_pin = 93,
+  vault_migrate = 94,
   grant_create = 100,
   grant_list = 101,
   grant_revoke = 102,
@@ -443,6 +444,13 @@ struct VaultBackup {
   using Response = Done;
   std::string dest;
   bool overwrite = false;
+};
+// Copies a vault file, every row and record as it is, into a new PostgreSQL database, and
+// verifies the copy's chain and rows against the token (docs/SECURITY.md §18).
+struct VaultMigrate {
+  static constexpr Op op = Op::vault_migrate;
+  using Response = MigrateReport;
+  std::string to;  // a libpq connection string
 };
 struct VaultRekey {
   static constexpr Op op = Op::vault_rekey;

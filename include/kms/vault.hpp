@@ -77,4 +77,13 @@ struct TokenCheck {
   std::vector<TokenObject> objects;
   int foreign = 0, strays = 0, duplicates = 0, removed = 0;
 };
+
+// `vault migrate`: the vault file copied into a PostgreSQL database, each table's rows as they
+// were (their MACs hold there), and the copy verified against the token.
+struct MigrateReport {
+  std::string to;                 // the database, without its password
+  std::int64_t rows = 0;          // rows copied, the audit log's included
+  std::int64_t records = 0;       // audit records in the copy, the vault.migrate record last
+  std::int64_t rows_checked = 0;  // rows whose MACs and sum the copy's verification checked
+};
 }  // namespace kms

@@ -129,6 +129,9 @@ constexpr std::array kActions{
                "key material was imported into a key of origin external (its expiry; whether "
                "imported again)",
                "kms:ImportKeyMaterial"},
+    ActionInfo{A::vault_migrate, "vault.migrate",
+               "the vault file was copied into a PostgreSQL database (which one, without its "
+               "password), which carries on from this record"},
 };
 
 constexpr bool in_enum_order() {
@@ -138,7 +141,7 @@ constexpr bool in_enum_order() {
   return true;
 }
 static_assert(in_enum_order(), "kActions must list every Action in the enum's order");
-static_assert(static_cast<std::size_t>(Action::key_import_key_material) + 1 == kActions.size(),
+static_assert(static_cast<std::size_t>(Action::vault_migrate) + 1 == kActions.size(),
               "every Action needs its row in kActions");
 
 }  // namespace

@@ -1,4 +1,4 @@
-// kmsctl vault backup | restore | rekey | change-pin | check-token
+// kmsctl vault backup | restore | migrate | rekey | change-pin | check-token
 #include <unistd.h>
 
 #include <iostream>
@@ -221,6 +221,43 @@ void register_vault(CLI::App& app, Globals& g) {
     run_here(g, req::VaultBackup{ba->file, ba->force});
     note(escape_text(fmt::format("backed up vault {} to {}",
                                  local_vault(g).vault().final_path().string(), ba->file)));
+  });
+
+  struct MigrateArgs {
+    std::string to, from;
+    bool json = false;
+  };
+  auto ma = std::make_shared<MigrateArgs>();
+  CLI::App* migrate = vault->add_subcommand(
+      "migrate",
+      "Copy the vault file into a new PostgreSQL database, verified (recorded as vault.migrate)");
+  migrate
+      ->add_option("--to", ma->to,
+                   "The database: a libpq connection string (its password in PGPASSFILE or a "
+                   "service file, not here)")
+      ->required()
+      ->type_name("CONNINFO");
+  migrate->add_option("--from", ma->from, "The vault file (default: --vault)")->type_name("FILE");
+  migrate->add_flag("--json", ma->json, "Print the report as JSON");
+  migrate->callback([&g, ma] {
+    if (!ma->from.empty()) g.vault = ma->from;
+    const std::string from = shown_vault(g);
+    const MigrateReport r = run_here(g, req::VaultMigrate{ma->to});
+    if (ma->json) {
+      print_json({{"from", from},
+                  {"to", r.to},
+                  {"rows", r.rows},
+                  {"audit_records", r.records},
+                  {"rows_checked", r.rows_checked}});
+      return;
+    }
+    note(escape_text(fmt::format(
+        "migrated vault {} to {}: {} rows copied; its {} audit records and {} rows verify "
+        "against the token",
+        from, r.to, r.rows, r.records, r.rows_checked)));
+    note(
+        "next: point KMSCTL_VAULT (or --vault) at the database on every host; the file is "
+        "refused as rolled back once the database records anything");
   });
 
   CLI::App* rekey = vault->add_subcommand(

@@ -100,6 +100,8 @@ const std::vector<Examples>& examples() {
       {"vault backup", {"kmsctl vault backup backup-1.db"}},
       {"vault restore", {"kmsctl vault restore backup-1.db"}},
       {"vault rekey", {"kmsctl vault rekey"}},
+      {"vault migrate",
+       {"PGPASSFILE=~/.pgpass kmsctl vault migrate --to 'host=db.example dbname=kms user=kms'"}},
       {"vault change-pin", {"kmsctl vault change-pin --new-pin-file new-pin"}},
       {"vault reset-pin", {"kmsctl vault reset-pin --so-pin-file so-pin --new-pin-file new-pin"}},
       {"vault check-token",

@@ -255,6 +255,10 @@ Done handle(Service& s, const req::VaultBackup& r) {
   return {};
 }
 template <>
+MigrateReport handle(Service& s, const req::VaultMigrate& r) {
+  return s.vault_ops().migrate(r.to);
+}
+template <>
 std::int64_t handle(Service& s, const req::VaultRekey&) {
   return s.vault_ops().rekey();
 }

@@ -210,6 +210,12 @@ void Runner::record_failure(const audit::Event& event, Code code,
   }
 }
 
+audit::VerifyReport Runner::verify_copy(store::Db& copy) {
+  vault_.authenticate(copy);
+  audit::Log log(copy, vault_.meta().vault_id, vault_.audit_key(), *anchor_);
+  return log.verify();
+}
+
 fs::path Runner::ops_dir() const {
   if (vault_.db().dialect() == store::Dialect::sqlite) {
     return fs::path(vault_.final_path().string() + ".ops");

@@ -108,6 +108,9 @@ class Runner {
   // Code::integrity when the header had no MAC (Vault::header_unauthenticated) and the log's
   // newest record holds a state: only a vault of an older kmsctl may lack it.
   void check_header_authenticated();
+  // `audit verify` of another database holding this vault's rows (a copy `vault migrate`
+  // made), against this vault's token anchor and keys.
+  audit::VerifyReport verify_copy(store::Db& copy);
   // VAULT.ops/: a lock file per running file operation, named by its started record's seq.
   std::filesystem::path ops_dir() const;
 

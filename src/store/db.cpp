@@ -595,6 +595,14 @@ ByteView Stmt::col_blob(int i) const {
 bool Stmt::col_null(int i) const {
   return pq_ ? pq_->col_null(i) : sqlite3_column_type(stmt_, i) == SQLITE_NULL;
 }
+int Stmt::columns() const { return pq_ ? pq_->columns() : sqlite3_column_count(stmt_); }
+
+std::string_view Stmt::col_name(int i) const {
+  if (pq_) return pq_->col_name(i);
+  const char* name = sqlite3_column_name(stmt_, i);
+  return name != nullptr ? name : "";
+}
+
 Stmt::ColType Stmt::col_type(int i) const {
   if (pq_) return pq_->col_type(i);
   switch (sqlite3_column_type(stmt_, i)) {

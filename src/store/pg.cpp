@@ -307,6 +307,13 @@ bool Query::col_null(int i) const {
          PQgetisnull(res_, row_, i) != 0;
 }
 
+int Query::columns() const { return res_ != nullptr ? PQnfields(res_) : 0; }
+
+std::string_view Query::col_name(int i) const {
+  const char* name = res_ != nullptr ? PQfname(res_, i) : nullptr;
+  return name != nullptr ? name : "";
+}
+
 Stmt::ColType Query::col_type(int i) const {
   if (col_null(i)) return Stmt::ColType::null;
   switch (PQftype(res_, i)) {

@@ -72,6 +72,8 @@ class Query {
   ByteView col_blob(int i) const;
   bool col_null(int i) const;
   Stmt::ColType col_type(int i) const;
+  int columns() const;
+  std::string_view col_name(int i) const;
 
  private:
   struct Param {

@@ -149,6 +149,9 @@ class Stmt {
   ByteView col_blob(int i) const;               // valid until the next step()
   bool col_null(int i) const;
   ColType col_type(int i) const;
+  // The result's columns: how many, and each one's name.
+  int columns() const;
+  std::string_view col_name(int i) const;
   Db& db() const noexcept { return db_; }
 
  private:
@@ -173,6 +176,12 @@ class Tx {
   Db& db_;
   bool open_ = false;
 };
+
+// Copies every row of the vault in `from` into the empty vault `to` (just created), each as it
+// is: the same columns, values and MACs, the audit log included; row_counts follows by its
+// triggers. The caller holds a read transaction on `from` and a write transaction on `to`.
+// Returns how many rows it copied. (`vault migrate`: a file into PostgreSQL.)
+std::int64_t copy_rows(Db& from, Db& to);
 
 // ---- vault metadata (the vault header) ----
 struct VaultMeta {

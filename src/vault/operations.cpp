@@ -55,6 +55,44 @@ void VaultOperations::backup(const std::filesystem::path& dest, bool overwrite) 
   out->commit();
 }
 
+MigrateReport VaultOperations::migrate(const std::string& to) {
+  MigrateReport rep;
+  rep.to = store::shown_location(to);
+  if (vault_.db().dialect() != store::Dialect::sqlite || vault_.is_backup()) {
+    throw Error(Code::usage, "`kmsctl vault migrate` moves a live vault file into PostgreSQL",
+                "point --vault at the vault file");
+  }
+  if (!store::is_postgres_location(to)) {
+    throw Error(Code::usage, "--to is no PostgreSQL connection string",
+                "give a libpq URI (postgresql://user@host/dbname) or key=value words "
+                "(host=... dbname=...)");
+  }
+  // The database is checked before anything is recorded: reachable, and holding no vault.
+  std::optional<store::Db> dest(std::in_place, to, store::Db::Mode::create_new);
+  runner_.run({Action::vault_migrate, "vault/" + vault_.meta().vault_id, {{"to", rep.to}}},
+              [](audit::Event&) {});
+  {
+    // Nobody writes the file while it is copied (its newest record is the vault.migrate one, or
+    // one a writer added since): the copy and the token anchor agree.
+    const WriterLock lock(vault_);
+    vault_.authenticate(*dest);
+    store::Tx read(vault_.db(), store::Tx::Kind::read);
+    store::Tx write(*dest, store::Tx::Kind::write);
+    rep.rows = store::copy_rows(vault_.db(), *dest);
+    write.commit();
+  }
+  const audit::VerifyReport v = runner_.verify_copy(*dest);
+  if (!v.ok) {
+    throw Error(Code::integrity,
+                fmt::format("the copy in {} does not verify: {}", rep.to, v.problem),
+                "report this; the vault file is unchanged but for its vault.migrate record, and "
+                "the database's tables can be dropped");
+  }
+  rep.records = v.records;
+  rep.rows_checked = v.rows;
+  return rep;
+}
+
 std::int64_t VaultOperations::rekey() {
   std::int64_t gen = 0;
   runner_.run({Action::vault_rekey, "vault/" + vault_.meta().vault_id, {}},

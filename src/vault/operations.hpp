@@ -23,6 +23,12 @@ class VaultOperations {
   Status status();
   void backup(const std::filesystem::path& dest, bool overwrite);
   std::int64_t rekey();
+  // `vault migrate` (kms/vault.hpp MigrateReport): records vault.migrate in this vault file,
+  // then, under the writer lock, copies it into the PostgreSQL database `to` (new, or holding
+  // no vault) and verifies the copy's chain and rows against the token. The copy carries on
+  // from that record, with this vault's id and anchor: once it records anything, this file is
+  // behind the anchor and refused as a rolled-back one.
+  MigrateReport migrate(const std::string& to);
 
   // `vault check-token` (kms/vault.hpp): every object in the token, and what it is to this
   // vault; with `remove`, foreign objects and strays are destroyed. Audited as

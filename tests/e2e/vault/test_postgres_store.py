@@ -214,6 +214,52 @@ class PostgresStore(KmsTestCase):
         self.kms.encrypt(key, b"after the crash")
         self.assertNoPassword()
 
+    def test_vault_migrate_moves_a_file_into_the_database_verified(self):
+        # A vault file on its private token, with keys, versions, aliases, secrets, a grant.
+        file_env = {"KMSCTL_VAULT": self.kms.vault}
+        self.kms.env_overrides.pop("KMSCTL_VAULT")
+        self.kms.init()
+        key = self.kms.create_key("--alias", "alias/moved")
+        self.kms.ok("key", "rotate", key)
+        blob = self.kms.encrypt(key, b"sealed before the move")
+        self.kms.ok("secret", "create", "app/db", "--value-stdin", input="moved-s3cret-1")
+        self.kms.ok("secret", "put", "app/db", "--value-stdin", input="moved-s3cret-2")
+        self.kms.ok("key", "tag", key, "team=core")
+        before = self.kms.status()
+        records = before["counts"]["audit_records"]
+
+        # A database that is not PostgreSQL's, or that holds a vault, is refused before anything
+        # is recorded in the file.
+        self.assertError(self.kms.run("vault", "migrate", "--to", self.kms.path("x.db")), USAGE,
+                         "no PostgreSQL connection string")
+        r = self.kms.json("vault", "migrate", "--to", self.location, "--json")
+        self.assertEqual(r["to"], f"postgresql://admin@/{self.db}?host={self.cluster.sock}"
+                                  f"&port={self.cluster.port}")
+        self.assertEqual(r["audit_records"], records + 1)  # the file's, then vault.migrate
+        self.assertGreater(r["rows_checked"], 0)
+        self.assertError(self.kms.run("vault", "migrate", "--to", self.location), REFUSED,
+                         "already holds a kmsctl vault")
+
+        # The database is the same vault: its id, keys, secrets, versions and whole log.
+        self.kms.env_overrides["KMSCTL_VAULT"] = self.location
+        after = self.kms.status()
+        self.assertEqual(after["vault"]["id"], before["vault"]["id"])
+        self.assertEqual(after["counts"]["keys"], before["counts"]["keys"])
+        self.assertEqual(after["counts"]["secrets"], before["counts"]["secrets"])
+        self.assertEqual(self.kms.decrypt(blob), b"sealed before the move")
+        self.assertEqual(self.kms.ok("secret", "get", "app/db").out, "moved-s3cret-2")
+        self.assertEqual(self.kms.ok("secret", "get", "app/db", "--stage", "previous").out,
+                         "moved-s3cret-1")
+        self.assertEqual(len(self.kms.json("key", "describe", key, "--json")["versions"]), 2)
+        self.assertIn("rows match the state", self.kms.ok("audit", "verify").out)
+        actions = self.sql("SELECT action FROM audit_log ORDER BY seq").split()
+        self.assertEqual(actions[records], "vault.migrate")
+        self.assertEqual(actions[0], "vault.init")
+
+        # The file is behind the anchor now that the database recorded more: refused.
+        self.assertError(self.kms.run("status", env=file_env), INTEGRITY, "token anchor")
+        self.assertNoPassword()
+
     def test_what_only_a_vault_file_has_is_refused_with_the_way_out(self):
         r = self.kms.run("init")
         self.assertError(r, USAGE, "a vault in PostgreSQL is made on a token named by its module",
