@@ -29,6 +29,7 @@
 #   BENCH_SERVE=0          skip the served encrypt (`kmsctl serve` vs `kmsctl agent`)
 #   BENCH_SIGN=0           skip `kmsctl sign` (EC_P256) vs the bare token op
 #   BENCH_REMOTE=0         skip the token reached through `p11-kit server` vs the same token direct
+#   BENCH_PG=0             skip a vault in PostgreSQL (a throwaway local cluster) vs a vault file
 #   BENCH_LARGE=1          also time status / encrypt / secret get on a large vault against the
 #                          empty one (off by default: the large vault takes minutes and gigabytes
 #                          to make); its size: BENCH_LARGE_KEYS=100000, BENCH_LARGE_SECRETS=10000,
@@ -881,6 +882,86 @@ lines = [f"load average after {load}", "",
 for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
     d, f = i, i + 3
     lines.append(f"| {name} | {m[d]:.2f} ms (CPU {c[d]:.2f}) | {m[f]:.2f} ms (CPU {c[f]:.2f}) | {m[f] / m[d]:.3f}x |")
+print("\n".join(lines))
+if md:
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+PY
+fi
+
+# ---- 11. a vault in PostgreSQL against a vault file ----------------------------------------------
+# A throwaway cluster on a local unix socket (tests/pg/cluster.sh); one SoftHSM2 token for both
+# vaults, one in a database there, one in a file. `status`, `encrypt` (1 KiB) and `secret get`
+# of each, interleaved (target: the database's within 2x the file's); then 16 clients at once
+# encrypting (each one audited write) on each, for the aggregate audited writes per second.
+# BENCH_PG=0 skips this section.
+if [[ ${BENCH_PG:-1} != 0 ]] && [[ -n $(find /usr/lib/postgresql -name initdb 2>/dev/null) ]]; then
+  echo
+  echo "## 11. a vault in PostgreSQL against a vault file ($WARMUP warm-up + $RUNS runs each, interleaved)"
+  source "$ROOT/tests/pg/cluster.sh"
+  show "pg_cluster_start  # tests/pg/cluster.sh: initdb, pg_ctl start on a unix socket"
+  pg_cluster_start || die "the PostgreSQL cluster did not start"
+  on_exit=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT$/\1/")
+  trap 'pg_cluster_stop; '"${on_exit:-cleanup}" EXIT
+  PGT=$TMP/pgtoken
+  mkdir -p "$PGT/tokens"
+  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$PGT" >"$PGT/softhsm2.conf"
+  SOFTHSM2_CONF=$PGT/softhsm2.conf softhsm2-util --init-token --free --label bench-pg \
+    --so-pin "$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" --pin "$KMSCTL_PIN" >/dev/null
+  "${PG_AS[@]}" "$PG_BINDIR/psql" -q -h "$PG_CLUSTER_DIR" -U kms -d postgres -c "CREATE DATABASE bench" >/dev/null
+  PG_VAULT="host=$PG_CLUSTER_DIR port=5432 user=kms dbname=bench"
+  FILE_VAULT=$TMP/pgfile/vault.db
+  mkdir -p "$TMP/pgfile"
+  cmds=()
+  for v in "$FILE_VAULT" "$PG_VAULT"; do
+    show "SOFTHSM2_CONF=$PGT/softhsm2.conf kmsctl --vault '$v' init --pkcs11-module $MODULE --token-label bench-pg"
+    SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" init --pkcs11-module "$MODULE" --token-label bench-pg >/dev/null
+    SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" key create --alias alias/bench-pg >/dev/null
+    SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" secret create bench/pg --generate >/dev/null 2>&1
+    w="SOFTHSM2_CONF=$PGT/softhsm2.conf KMSCTL_VAULT='$v' $KMSCTL"
+    cmds+=("$w status" "$w encrypt --key alias/bench-pg --in $TMP/plain.1k" "$w secret get bench/pg")
+  done
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: status, encrypt --key alias/bench-pg --in $TMP/plain.1k, secret get bench/pg; each on the file and in the database"
+  PSTATS=$TMP/pg.json
+  time_interleaved "$PSTATS" "${cmds[@]}"
+  show "16 clients at once, ${BENCH_PG_WRITES:-320} encrypts in all (xargs -P 16), on the file then in the database, twice"
+  CSTATS=$TMP/pg-concurrent.txt
+  : >"$CSTATS"
+  for round in 1 2; do
+    for v in "$FILE_VAULT" "$PG_VAULT"; do
+      t0=$(date +%s.%N)
+      seq "${BENCH_PG_WRITES:-320}" | SOFTHSM2_CONF=$PGT/softhsm2.conf KMSCTL_VAULT=$v \
+        xargs -P 16 -I{} "$KMSCTL" encrypt --key alias/bench-pg --in "$TMP/plain.1k" >/dev/null
+      t1=$(date +%s.%N)
+      echo "$round ${v:0:5} $t0 $t1" >>"$CSTATS"
+    done
+  done
+  for v in "$FILE_VAULT" "$PG_VAULT"; do
+    SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" audit verify >/dev/null ||
+      die "audit verify failed after the concurrent writes ($v)"
+  done
+  pg_cluster_stop
+  trap "${on_exit:-cleanup}" EXIT
+  python3 - "$PSTATS" "$CSTATS" "${BENCH_PG_WRITES:-320}" "${BENCH_MD:-}" <<'PY'
+import json, statistics, sys
+res, cfile, writes, md = json.load(open(sys.argv[1]))["results"], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+m = [statistics.median(r["times"]) * 1e3 for r in res]
+c = [(r["user"] + r["system"]) * 1e3 for r in res]
+load = " ".join(open("/proc/loadavg").read().split()[:3])
+lines = [f"load average after {load}", "",
+         "| command | vault file (SQLite) | vault in PostgreSQL (local socket) | PostgreSQL / file | target |",
+         "|---|---:|---:|---:|---|"]
+for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
+    f, p = i, i + 3
+    lines.append(f"| {name} | {m[f]:.2f} ms (CPU {c[f]:.2f}) | {m[p]:.2f} ms (CPU {c[p]:.2f}) | "
+                 f"{m[p] / m[f]:.3f}x | <= 2x: {'yes' if m[p] <= 2 * m[f] else '**no**'} |")
+rates = {"file": [], "pg": []}
+for line in open(cfile):
+    rnd, kind, t0, t1 = line.split()
+    rates["pg" if kind.startswith("host=") else "file"].append(writes / (float(t1) - float(t0)))
+lines += ["", f"16 clients at once, {writes} audited encrypts each time (best of two rounds): "
+          f"vault file {max(rates['file']):.0f}/s, PostgreSQL {max(rates['pg']):.0f}/s; "
+          "`audit verify` passes on both afterwards"]
 print("\n".join(lines))
 if md:
     with open(md, "a") as f:

@@ -132,6 +132,8 @@ Conn::~Conn() {
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
+bool Conn::alive() const noexcept { return PQstatus(conn_) == CONNECTION_OK; }
+
 void Conn::exec(const char* sql) {
   Result r(PQexec(conn_, sql));
   const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;

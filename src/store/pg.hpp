@@ -36,6 +36,8 @@ class Conn {
   Conn& operator=(const Conn&) = delete;
 
   const std::string& name() const noexcept { return name_; }
+  // The connection still works (a failed statement may have been the server going away).
+  bool alive() const noexcept;
   pg_conn* raw() const noexcept { return conn_; }
   // Runs one or more statements without parameters (schema, BEGIN).
   void exec(const char* sql);

@@ -6,6 +6,7 @@
 // from version N to N+1 is appended to kPgMigrations (at index N - kPgFirstVersion) and never
 // edited once released.
 #include <algorithm>
+#include <optional>
 #include <span>
 
 #include <fmt/format.h>
@@ -227,6 +228,18 @@ static_assert(kPgFirstVersion + kPgMigrations.size() == kSchemaVersion);
 }  // namespace
 
 void Db::migrate_postgres(Mode mode) {
+  if (mode == Mode::open_existing) {
+    // Every command opens the vault: a schema that is current is read without the writer lock,
+    // which would make every command wait for every writer. No version table: no vault there
+    // (the locked path below says so).
+    std::optional<int> current;
+    try {
+      current = schema_version();
+    } catch (const Error&) {
+      if (!pg_->alive()) throw;
+    }
+    if (current == kSchemaVersion) return;
+  }
   // The version table first (every kmsctl makes it the same way), then the version in it, under
   // the writer lock: two processes creating or migrating at once do it once.
   Tx tx(*this, Tx::Kind::write);
