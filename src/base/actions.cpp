@@ -131,7 +131,8 @@ constexpr std::array kActions{
                "kms:ImportKeyMaterial"},
     ActionInfo{A::vault_migrate, "vault.migrate",
                "the vault file was copied into a PostgreSQL database (which one, without its "
-               "password), which carries on from this record"},
+               "password), which carries on from this record",
+               "vault:Migrate"},
 };
 
 constexpr bool in_enum_order() {
