@@ -68,20 +68,20 @@ MigrateReport VaultOperations::migrate(const std::string& to) {
                 "(host=... dbname=...)");
   }
   // The database is checked before anything is recorded: reachable, and holding no vault.
-  std::optional<store::Db> dest(std::in_place, to, store::Db::Mode::create_new);
+  store::Db dest(to, store::Db::Mode::create_new);
   runner_.run({Action::vault_migrate, "vault/" + vault_.meta().vault_id, {{"to", rep.to}}},
               [](audit::Event&) {});
   {
     // Nobody writes the file while it is copied (its newest record is the vault.migrate one, or
     // one a writer added since): the copy and the token anchor agree.
     const WriterLock lock(vault_);
-    vault_.authenticate(*dest);
+    vault_.authenticate(dest);
     store::Tx read(vault_.db(), store::Tx::Kind::read);
-    store::Tx write(*dest, store::Tx::Kind::write);
-    rep.rows = store::copy_rows(vault_.db(), *dest);
+    store::Tx write(dest, store::Tx::Kind::write);
+    rep.rows = store::copy_rows(vault_.db(), dest);
     write.commit();
   }
-  const audit::VerifyReport v = runner_.verify_copy(*dest);
+  const audit::VerifyReport v = runner_.verify_copy(dest);
   if (!v.ok) {
     throw Error(Code::integrity,
                 fmt::format("the copy in {} does not verify: {}", rep.to, v.problem),
