@@ -161,7 +161,11 @@ SecureBytes unwrap_with(keys::KeyStore& ks, const envelope::Header& h, FileResul
 class OpLock {
  public:
   OpLock(const fs::path& dir, std::int64_t seq) : path_(dir / fmt::format("{}.lock", seq)) {
-    const bool made = ::mkdir(dir.c_str(), 0700) == 0;
+    bool made = ::mkdir(dir.c_str(), 0700) == 0;
+    if (!made && errno == ENOENT) {  // a vault in PostgreSQL: the per-user directory is new
+      files::make_private_dir(dir.parent_path());
+      made = ::mkdir(dir.c_str(), 0700) == 0;
+    }
     if (!made && errno != EEXIST) {
       throw Error(Code::failed,
                   fmt::format("cannot create {}: {}", dir.string(), std::strerror(errno)),

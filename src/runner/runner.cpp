@@ -220,11 +220,10 @@ fs::path Runner::ops_dir() const {
   if (vault_.db().dialect() == store::Dialect::sqlite) {
     return fs::path(vault_.final_path().string() + ".ops");
   }
-  // A vault in PostgreSQL has no directory of its own: this user's on this host. A file
-  // operation whose process died is ended by the next command on the same host.
-  const fs::path base = default_vault_path().parent_path();
-  files::make_private_dir(base);
-  return base / (vault_.meta().vault_id + ".ops");
+  // A vault in PostgreSQL has no directory of its own: this user's on this host (made by the
+  // first file operation). A file operation whose process died is ended by the next command on
+  // the same host.
+  return default_vault_path().parent_path() / (vault_.meta().vault_id + ".ops");
 }
 
 void Runner::close_dead_file_operations() {

@@ -89,6 +89,15 @@ store::VaultMeta sample_meta() {
   return m;
 }
 
+// A vault's database with its header: what every later open finds.
+void make_vault(const fs::path& where) {
+  store::Db db(where, store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
+  store::Tx tx(db, store::Tx::Kind::write);
+  store::insert_meta(db, sample_meta());
+  kms::test::commit_unaudited(db, tx);
+}
+
 store::AuditRow row(std::int64_t seq, std::string time, std::string action,
                     std::string outcome = "ok", std::string resource = "vault/x",
                     std::string principal = "alice") {
@@ -1512,15 +1521,9 @@ TEST_CASE("PostgreSQL: create_new refuses a database holding a vault; open_exist
   const Error none = error_of([&] { store::Db db(where, store::Db::Mode::open_existing); });
   CHECK(none.code() == Code::unavailable);
   CHECK(contains(none.what(), "no vault in the database"));
-  {
-    // A schema without a header (an init that did not finish) is taken over, not refused.
-    { store::Db db(where, store::Db::Mode::create_new); }
-    store::Db again(where, store::Db::Mode::create_new);
-    kms::test::with_row_keys(again);
-    store::Tx tx(again, store::Tx::Kind::write);
-    store::insert_meta(again, sample_meta());
-    kms::test::commit_unaudited(again, tx);
-  }
+  // A schema without a header (an init that did not finish) is taken over, not refused.
+  { store::Db db(where, store::Db::Mode::create_new); }
+  make_vault(where);
   const Error again = error_of([&] { store::Db db(where, store::Db::Mode::create_new); });
   CHECK(again.code() == Code::refused);
   CHECK(contains(again.what(), "already holds a kmsctl vault"));
@@ -1539,13 +1542,7 @@ TEST_CASE("PostgreSQL: create_new refuses a database holding a vault; open_exist
 TEST_CASE("PostgreSQL: writers of one vault commit one at a time, in the order they began" *
           doctest::skip(!on_postgres())) {
   TempDir dir;
-  {
-    store::Db db(vault_at(dir), store::Db::Mode::create_new);
-    kms::test::with_row_keys(db);
-    store::Tx tx(db, store::Tx::Kind::write);
-    store::insert_meta(db, sample_meta());
-    kms::test::commit_unaudited(db, tx);
-  }
+  make_vault(vault_at(dir));
   // Four connections, each appending 25 records after reading the head in its transaction: a
   // writer that did not wait for the one before would read the same head and insert the same
   // seq (a unique violation) or leave a gap.
