@@ -12,9 +12,9 @@
 namespace kms::faults {
 namespace {
 
-constexpr std::string_view kNames[] = {"write",  "sync",    "dirsync",
-                                       "pkcs11", "walopen", "mechanism"};
-constexpr int kOps = 6;
+constexpr std::string_view kNames[] = {"write",   "sync",      "dirsync", "pkcs11",
+                                       "walopen", "mechanism", "conflict"};
+constexpr int kOps = 7;
 
 struct Plan {
   int op = -1;  // index into kNames; -1: nothing armed
@@ -45,6 +45,11 @@ const Plan& plan() noexcept {
 
 std::atomic<long> counts[kOps];
 
+void report(int i, long n) noexcept {
+  const std::string line = fmt::format("kmsctl: test fault: {} {} failed\n", kNames[i], n);
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
 }  // namespace
 
 bool armed() noexcept { return plan().op >= 0; }
@@ -53,8 +58,16 @@ bool fail_now(Op op) noexcept {
   const int i = static_cast<int>(op);
   if (plan().op != i) return false;
   if (counts[i].fetch_add(1) + 1 != plan().nth) return false;
-  const std::string line = fmt::format("kmsctl: test fault: {} {} failed\n", kNames[i], plan().nth);
-  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  report(i, plan().nth);
+  return true;
+}
+
+bool fail_first(Op op) noexcept {
+  const int i = static_cast<int>(op);
+  if (plan().op != i) return false;
+  const long n = counts[i].fetch_add(1) + 1;
+  if (n > plan().nth) return false;
+  report(i, n);
   return true;
 }
 

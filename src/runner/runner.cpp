@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <limits>
+#include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -151,13 +154,30 @@ store::AuditRow Runner::run(audit::Event event, const std::function<void(audit::
   check_writable();
   close_dead_file_operations();
   store::AuditRow row;
+  const audit::Event request = event;
   try {
-    store::Tx tx(vault_.db(), store::Tx::Kind::write);
-    authorize(event);
-    op(event);
-    row = append(event, outcome, error_code);
-    if (hooks.appended) hooks.appended(row);
-    tx.commit();
+    for (int attempt = 1;; ++attempt) {
+      try {
+        store::Tx tx(vault_.db(), store::Tx::Kind::write);
+        authorize(event);
+        op(event);
+        row = append(event, outcome, error_code);
+        if (hooks.appended) hooks.appended(row);
+        tx.commit();
+        break;
+      } catch (const store::Conflict& c) {
+        // Another writer won (PostgreSQL): nothing was done; the request runs again from the
+        // start, after a pause that grows, unless it lost too often.
+        if (attempt == kConflictAttempts) {
+          throw Error(Code::unavailable,
+                      fmt::format("{} (gave up after {} tries)", c.what(), attempt),
+                      Remedy::retry_when_free);
+        }
+        if (hooks.rolled_back) hooks.rolled_back();
+        event = request;
+        conflict_pause(attempt);
+      }
+    }
   } catch (const Error& e) {
     if (hooks.rolled_back) hooks.rolled_back();
     if (hooks.failing) hooks.failing(event);
@@ -172,6 +192,14 @@ store::AuditRow Runner::run(audit::Event event, const std::function<void(audit::
   log_->publish(row);
   if (hooks.committed) hooks.committed();
   return row;
+}
+
+void Runner::conflict_pause(int attempt) {
+  // 2, 4, 8, 16 ms on average, each between half and 1.5 times that: writers that lost together
+  // do not meet again at the same instant.
+  const unsigned ms = 1U << attempt;
+  const unsigned jitter = std::random_device{}() % (ms + 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms / 2 + jitter));
 }
 
 void Runner::run_failed(audit::Event event, Code code,

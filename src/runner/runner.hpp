@@ -73,7 +73,9 @@ class Runner {
   // ended by a second record; `error` with error_code for a failure recorded on purpose). op may
   // add request parameters and resource ids to the event. On failure the transaction rolls back,
   // a failure record (outcome error, or denied for Code::refused) is written on its own, and the
-  // error is rethrown. Returns the record appended.
+  // error is rethrown. Returns the record appended. A transaction that lost to another writer
+  // (store::Conflict: PostgreSQL) is rolled back (hooks.rolled_back) and the request run again
+  // from the event as given, up to kConflictAttempts times in all.
   store::AuditRow run(audit::Event event, const std::function<void(audit::Event&)>& op,
                       const Hooks& hooks, std::string_view outcome = "ok",
                       std::string_view error_code = {});
@@ -123,6 +125,9 @@ class Runner {
   // operation whose process died (its lock file can be locked) with an error record,
   // `interrupted`, and removes the lock file. Looks only when VAULT.ops/ has files.
   void close_dead_file_operations();
+  // Between two tries of a request that lost to another writer.
+  static void conflict_pause(int attempt);
+  static constexpr int kConflictAttempts = 5;
 
   Vault& vault_;
   std::unique_ptr<audit::AnchorStore> anchor_;

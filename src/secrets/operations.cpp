@@ -258,7 +258,7 @@ SecretRotation SecretOperations::rotate(std::string_view name) {
     // itself (a hook the owner has since removed), so the whole state is checked first.
     if (s.rotation_command)
       runner_.require_recorded_state("run the rotation command of secret " + s.name);
-    lock.emplace(vault_.final_path(), s.id, s.name);
+    lock.emplace(vault_.db(), vault_.final_path(), s.id, s.name);
     current = ss.read(s, SecretStage::current, std::nullopt);
     if (ss.at_stage(s, SecretStage::pending))
       pending = ss.read(s, SecretStage::pending, std::nullopt);

@@ -332,19 +332,39 @@ HookResult run_hook(const std::string& command, const HookCall& call) {
   return res;
 }
 
-RotationLock::RotationLock(const std::filesystem::path& vault, std::string_view secret_id,
-                           std::string_view secret_name) {
+namespace {
+
+// The advisory lock space of rotations (the writer lock is the single key 1802335094).
+constexpr std::int32_t kRotationLocks = 1802335095;
+
+Error rotation_running(std::string_view secret_name) {
+  return Error(Code::refused,
+               fmt::format("a rotation of secret {} is already running", secret_name),
+               Remedy::wait_for_rotation);
+}
+
+}  // namespace
+
+RotationLock::RotationLock(store::Db& db, const std::filesystem::path& vault,
+                           std::string_view secret_id, std::string_view secret_name) {
+  // A slot per secret: the first 32 bits of its id.
+  const auto id = crypto::from_hex(std::string(secret_id.substr(0, 8)));
+  std::uint32_t slot = 0;
+  if (id) {
+    for (std::uint8_t b : *id) slot = (slot << 8) | b;
+  }
+  if (db.dialect() == store::Dialect::postgresql) {
+    slot_ = static_cast<std::int32_t>(slot);
+    if (!db.try_lock_slot(kRotationLocks, slot_)) throw rotation_running(secret_name);
+    db_ = &db;
+    return;
+  }
   const std::string path = vault.string() + ".rotate.lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) {
     throw Error(Code::failed, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
   }
-  // A byte per secret: the first 32 bits of its id.
-  const auto id = crypto::from_hex(std::string(secret_id.substr(0, 8)));
-  off_t offset = 0;
-  if (id) {
-    for (std::uint8_t b : *id) offset = (offset << 8) | b;
-  }
+  const off_t offset = slot;
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
@@ -354,16 +374,13 @@ RotationLock::RotationLock(const std::filesystem::path& vault, std::string_view 
     const int err = errno;
     ::close(fd_);
     fd_ = -1;
-    if (err == EAGAIN || err == EACCES) {
-      throw Error(Code::refused,
-                  fmt::format("a rotation of secret {} is already running", secret_name),
-                  Remedy::wait_for_rotation);
-    }
+    if (err == EAGAIN || err == EACCES) throw rotation_running(secret_name);
     throw Error(Code::failed, fmt::format("cannot lock {}: {}", path, std::strerror(err)));
   }
 }
 
 RotationLock::~RotationLock() {
+  if (db_ != nullptr) db_->unlock_slot(kRotationLocks, slot_);
   if (fd_ >= 0) ::close(fd_);
 }
 

@@ -77,10 +77,11 @@ struct HookResult {
 HookResult run_hook(const std::string& command, const HookCall& call);
 
 // One rotation of a secret at a time: an open-file-description lock on a byte of
-// VAULT.rotate.lock chosen by the secret id. Code::refused when another process holds it.
+// VAULT.rotate.lock chosen by the secret id; in PostgreSQL, a session advisory lock on the
+// same slot, which holds for every host. Code::refused when another process holds it.
 class RotationLock {
  public:
-  RotationLock(const std::filesystem::path& vault, std::string_view secret_id,
+  RotationLock(store::Db& db, const std::filesystem::path& vault, std::string_view secret_id,
                std::string_view secret_name);
   ~RotationLock();
   RotationLock(const RotationLock&) = delete;
@@ -88,6 +89,8 @@ class RotationLock {
 
  private:
   int fd_ = -1;
+  store::Db* db_ = nullptr;  // PostgreSQL: the connection holding slot_
+  std::int32_t slot_ = 0;
 };
 
 }  // namespace kms::secrets

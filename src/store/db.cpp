@@ -290,6 +290,26 @@ void Db::lock_writer() {
   if (pg_) pg_->exec(kPgLockWriter);
 }
 
+bool Db::try_lock_slot(std::int32_t space, std::int32_t slot) {
+  Stmt s(*this,
+         "SELECT CASE WHEN pg_try_advisory_lock(CAST(?1 AS integer), CAST(?2 AS integer)) THEN 1 "
+         "ELSE 0 END");
+  s.bind(1, static_cast<std::int64_t>(space));
+  s.bind(2, static_cast<std::int64_t>(slot));
+  return s.step() && s.col_int(0) == 1;
+}
+
+void Db::unlock_slot(std::int32_t space, std::int32_t slot) noexcept {
+  try {
+    Stmt s(*this, "SELECT pg_advisory_unlock(CAST(?1 AS integer), CAST(?2 AS integer))");
+    s.bind(1, static_cast<std::int64_t>(space));
+    s.bind(2, static_cast<std::int64_t>(slot));
+    s.step();
+  } catch (...) {
+    // The connection is gone, and its locks with it.
+  }
+}
+
 void Db::unlock_writer() noexcept {
   if (!pg_) return;
   try {
@@ -619,7 +639,7 @@ Stmt::ColType Stmt::col_type(int i) const {
   }
 }
 
-Tx::Tx(Db& db, Kind kind) : db_(db) {
+Tx::Tx(Db& db, Kind kind) : db_(db), kind_(kind) {
   if (db_.dialect() == Dialect::postgresql) {
     db_.exec(kind == Kind::write ? kPgWriteBegin : "BEGIN ISOLATION LEVEL REPEATABLE READ");
   } else {
@@ -644,6 +664,12 @@ void Tx::commit() {
                 "internal error: a change to the vault's keys or secrets has no audit record");
   }
   if (db_.pg_) {
+    if (kind_ == Kind::write && faults::fail_first(faults::Op::conflict)) {
+      // A write that lost to another writer, as the server itself reports it.
+      db_.exec(
+          "DO $$ BEGIN RAISE EXCEPTION 'test fault: conflict' USING ERRCODE = "
+          "'serialization_failure'; END $$");
+    }
     db_.pg_->commit();
   } else {
     db_.exec("COMMIT");

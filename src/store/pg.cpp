@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "kms/error.hpp"
+#include "store/store.hpp"
 
 namespace kms::store::pg {
 namespace {
@@ -105,6 +106,21 @@ std::string display_name(std::string_view conninfo) {
   return s;
 }
 
+bool holds_password(std::string_view conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(std::string(conninfo).c_str(), &err);
+  if (err != nullptr) PQfreemem(err);
+  if (opts == nullptr) return false;
+  bool found = false;
+  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') {
+      found = true;
+    }
+  }
+  PQconninfoFree(opts);
+  return found;
+}
+
 Conn::Conn(const std::string& conninfo) : name_(display_name(conninfo)) {
   conn_ = PQconnectdb(conninfo.c_str());
   if (conn_ == nullptr) throw Error(Code::failed, "out of memory connecting to PostgreSQL");
@@ -179,7 +195,14 @@ void Conn::fail(pg_result* res, std::string_view what) const {
                 fmt::format("the vault's database {} is unreachable: {}", name_, why),
                 "check that the PostgreSQL server runs, then retry");
   }
-  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03") {
+  const char* table = res != nullptr ? PQresultErrorField(res, PG_DIAG_TABLE_NAME) : nullptr;
+  if (sqlstate == "40001" || sqlstate == "40P01" ||
+      (sqlstate == "23505" && table != nullptr && std::string_view(table) == "audit_log")) {
+    throw Conflict(Code::unavailable,
+                   fmt::format("the vault's database {} is busy: {}", name_, why),
+                   Remedy::retry_when_free);
+  }
+  if (sqlstate == "55P03") {  // lock_timeout: waited long enough already
     throw Error(Code::unavailable, fmt::format("the vault's database {} is busy: {}", name_, why),
                 Remedy::retry_when_free);
   }

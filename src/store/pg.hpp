@@ -26,6 +26,10 @@ std::string translate(std::string_view sql);
 // password or any other option, e.g. `postgresql://kms@db.example:5432/kms`.
 std::string display_name(std::string_view conninfo);
 
+// The connection string carries a password (`password=`, or one in a URI's user part); false
+// for one that does not parse.
+bool holds_password(std::string_view conninfo);
+
 class Conn {
  public:
   // Connects (Code::unavailable with the server's reason when it cannot), sets the session up

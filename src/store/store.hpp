@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kms/crypto.hpp"
+#include "kms/error.hpp"
 #include "kms/grants.hpp"
 #include "kms/records.hpp"
 #include "kms/secure.hpp"
@@ -76,6 +77,11 @@ class Db {
   // writers hold VAULT.lock. SQLite: nothing (the file lock is the vault's to take).
   void lock_writer();
   void unlock_writer() noexcept;
+  // PostgreSQL: a session advisory lock on (`space`, `slot`) of this connection, held until
+  // unlock_slot() or the connection ends, whatever the transactions in between do; false at
+  // once when another session holds it. (One rotation of a secret at a time, on every host.)
+  bool try_lock_slot(std::int32_t space, std::int32_t slot);
+  void unlock_slot(std::int32_t space, std::int32_t slot) noexcept;
   int schema_version();
   // PRAGMA application_id: which kind of file this is (live vault or backup).
   std::uint32_t application_id();
@@ -160,6 +166,15 @@ class Stmt {
   std::unique_ptr<pg::Query> pq_;  // instead of stmt_, in a PostgreSQL vault
 };
 
+// A write transaction that lost to another writer and was rolled back: PostgreSQL's serialization
+// failure (40001) or deadlock (40P01), or a unique violation on the audit chain (two writers
+// that took the same place in it). Nothing of it was done; the same request may succeed when it
+// runs again (Runner::run does, a bounded number of times). Code::unavailable.
+class Conflict : public Error {
+ public:
+  using Error::Error;
+};
+
 // A transaction that rolls back unless committed. A write transaction takes the vault's writer
 // lock at BEGIN (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-level advisory lock), so
 // writers commit one at a time, in the order they began; a read transaction sees one snapshot.
@@ -174,6 +189,7 @@ class Tx {
 
  private:
   Db& db_;
+  Kind kind_;
   bool open_ = false;
 };
 

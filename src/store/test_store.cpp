@@ -749,6 +749,63 @@ TEST_CASE("a write Tx takes the write lock at BEGIN so a second writer gets Code
   CHECK(store::audit_count(b) == 0);
 }
 
+TEST_CASE("PostgreSQL: a record at a place the chain already has is a store::Conflict" *
+          doctest::skip(!on_postgres())) {
+  TempDir dir;
+  store::Db db(vault_at(dir), store::Db::Mode::create_new);
+  kms::test::with_row_keys(db);
+  {
+    store::Tx tx(db, store::Tx::Kind::write);
+    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+    kms::test::commit_unaudited(db, tx);
+  }
+  // What two writers that read the same head would do (the writer lock prevents it): the unique
+  // violation on audit_log is a conflict to run again, not a failure.
+  store::Tx tx(db, store::Tx::Kind::write);
+  bool conflict = false;
+  try {
+    store::audit_insert(db, row(1, "2026-01-01T00:00:01.000Z", "b"));
+  } catch (const store::Conflict& e) {
+    conflict = e.code() == Code::unavailable;
+  }
+  CHECK(conflict);
+}
+
+TEST_CASE("PostgreSQL: a deadlock between two writers is a store::Conflict for the one it ends" *
+          doctest::skip(!on_postgres())) {
+  TempDir dir;
+  store::Db a(vault_at(dir), store::Db::Mode::create_new);
+  store::Db b(vault_at(dir), store::Db::Mode::open_existing);
+  // Each takes one table, then waits for the other's: the server ends one of them (40P01).
+  std::atomic<int> locked{0};
+  auto writer = [&locked](store::Db& db, const char* first, const char* second) -> int {
+    try {
+      db.exec("BEGIN");
+      db.exec(first);
+      ++locked;
+      while (locked < 2) std::this_thread::yield();
+      db.exec(second);
+      db.exec("ROLLBACK");
+      return 0;
+    } catch (const store::Conflict&) {
+      db.exec("ROLLBACK");
+      return 1;
+    } catch (const Error&) {
+      db.exec("ROLLBACK");
+      return 2;
+    }
+  };
+  int from_b = -1;
+  std::thread t([&] {
+    from_b = writer(b, "LOCK TABLE secrets IN ACCESS EXCLUSIVE MODE",
+                    "LOCK TABLE keys IN ACCESS EXCLUSIVE MODE");
+  });
+  const int from_a = writer(a, "LOCK TABLE keys IN ACCESS EXCLUSIVE MODE",
+                            "LOCK TABLE secrets IN ACCESS EXCLUSIVE MODE");
+  t.join();
+  CHECK(from_a + from_b == 1);  // one ended as a conflict, the other went on
+}
+
 // ---------------------------------------------------------------------------------------------
 // Vault header
 // ---------------------------------------------------------------------------------------------
