@@ -112,6 +112,14 @@ class Service {
                                           const std::filesystem::path& backup,
                                           const SecureBytes& pin, bool force, RestoreReport& report,
                                           const ConfirmLosses& confirm = {});
+  // A vault in PostgreSQL that its administrator put back from an older copy (pg_restore, a
+  // base backup): accepts the database as it is now, once its log verifies, and moves the token
+  // anchor to it with a vault.restore record. The records it lacks are gone (report.losses
+  // counts them; what they did is not known); without `force` that is refused (Code::refused).
+  // A database that agrees with its anchor has nothing to restore (Code::usage).
+  static std::unique_ptr<Service> restore_database(const std::string& location,
+                                                   const SecureBytes& pin, bool force,
+                                                   RestoreReport& report);
   ~Service();
 
   // The operations themselves are requests (kms/requests.hpp: kms::handle on this Service).

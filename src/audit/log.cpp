@@ -136,6 +136,17 @@ void Log::check_anchor() {
   }
   const std::optional<Bytes> h = store::audit_hash_at(db_, a->seq);
   if ((!h || !crypto::equal(*h, a->hash)) && finish_interrupted_restore(a)) return;
+  if (!h && db_.dialect() == store::Dialect::postgresql) {
+    const auto head = store::audit_last(db_);
+    throw Error(Code::integrity,
+                fmt::format("the vault's audit log ends at seq {} but the token anchor is at seq "
+                            "{}: the database was put back from an older copy or its newest "
+                            "records deleted",
+                            head ? head->seq : 0, a->seq),
+                "run `kmsctl audit verify`; if the database was restored on purpose, "
+                "`kmsctl vault restore --force` accepts it and moves the token anchor with an "
+                "audited record");
+  }
   if (!h) {
     const auto head = store::audit_last(db_);
     throw Error(Code::integrity,

@@ -162,6 +162,27 @@ void print_token_check(const TokenCheck& c, bool json) {
   }
 }
 
+// `kmsctl vault restore` of a vault in PostgreSQL: the database put back is accepted as it is.
+void restore_database(Globals& g, bool force, bool json) {
+  const SecureBytes pin = read_pin(g);
+  Service::RestoreReport rep;
+  g.route.local = Service::restore_database(vault_path(g).string(), pin, force, rep);
+  const std::string shown = g.route.local->vault().final_path().string();
+  if (json) {
+    print_json(
+        {{"database", shown},
+         {"audit_records", rep.backup_records},
+         {"replaced_anchor_seq",
+          rep.replaced_anchor_seq ? nlohmann::json(*rep.replaced_anchor_seq) : nlohmann::json()},
+         {"dropped", losses_json(rep.losses)}});
+  }
+  note(escape_text(fmt::format(
+      "accepted the database {} as it is ({} audit records){}", shown, rep.backup_records,
+      rep.replaced_anchor_seq
+          ? fmt::format("; the token anchor moved from seq {}", *rep.replaced_anchor_seq)
+          : std::string())));
+}
+
 }  // namespace
 
 void register_check_token(CLI::App* vault, Globals& g) {
@@ -314,16 +335,27 @@ void register_vault(CLI::App& app, Globals& g) {
   auto ra = std::make_shared<RestoreArgs>();
   CLI::App* restore = vault->add_subcommand(
       "restore",
-      "Replace the vault with a verified backup of it and re-anchor its audit log "
-      "in the token (recorded as vault.restore)");
-  restore->add_option("backup", ra->file, "Backup file made by `kmsctl vault backup`")
-      ->required()
+      "Replace the vault with a verified backup of it and re-anchor its audit log in the token "
+      "(recorded as vault.restore); for a vault in PostgreSQL, without FILE: accept the database "
+      "as it was put back");
+  restore
+      ->add_option("backup", ra->file,
+                   "Backup file made by `kmsctl vault backup` (a vault file; none for a vault "
+                   "in PostgreSQL)")
       ->type_name("FILE");
   restore->add_flag("--force", ra->force,
                     "Replace an existing vault's content, even if that drops data the backup lacks "
                     "(listed on stderr)");
   restore->add_flag("--json", ra->json, "Print the report, with what was dropped, as JSON");
   restore->callback([&g, ra] {
+    if (store::is_postgres_location(vault_path(g).string()) && ra->file.empty()) {
+      restore_database(g, ra->force, ra->json);
+      return;
+    }
+    if (ra->file.empty()) {
+      throw Error(Code::usage, "`kmsctl vault restore` needs the backup file to restore",
+                  "`kmsctl vault restore BACKUP` (a file made by `kmsctl vault backup`)");
+    }
     const SecureBytes pin = read_pin(g);
     Service::RestoreReport rep;
     const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDERR_FILENO) == 1;

@@ -261,15 +261,82 @@ std::unique_ptr<Service> Service::reset_pin(const std::filesystem::path& path,
   }
 }
 
+std::unique_ptr<Service> Service::restore_database(const std::string& location,
+                                                   const SecureBytes& pin, bool force,
+                                                   RestoreReport& report) {
+  std::unique_ptr<Service> s(new Service(Vault::open(location, pin)));
+  Vault& v = *s->vault_;
+  audit::Log& log = s->runner_->log();
+  const std::string shown = v.final_path().string();
+  store::AuditRow row;
+  {
+    const WriterLock lock(v);
+    const audit::VerifyReport rep = log.verify(/*check_anchor=*/false);
+    if (!rep.ok) {
+      throw Error(
+          Code::integrity,
+          fmt::format("the audit log in {} does not verify{}: {}", shown,
+                      rep.first_bad_seq ? fmt::format(" at seq {}", *rep.first_bad_seq) : "",
+                      rep.problem),
+          "put another copy of the database back, then run `kmsctl vault restore` again");
+    }
+    report.backup_records = rep.records;
+    const std::optional<audit::Anchor> old = log.read_anchor();
+    const std::optional<Bytes> at_anchor =
+        old ? store::audit_hash_at(v.db(), old->seq) : std::nullopt;
+    if (old && at_anchor && crypto::equal(*at_anchor, old->hash)) {
+      throw Error(Code::usage,
+                  fmt::format("the vault's database {} agrees with its token anchor (seq {}): "
+                              "there is nothing to restore",
+                              shown, old->seq),
+                  "`kmsctl vault restore` without a file accepts a database put back from an "
+                  "older copy");
+    }
+    const std::int64_t head = rep.head ? rep.head->seq : 0;
+    if (old && old->seq > head) {
+      report.losses.records = old->seq - head;
+      report.losses.first_record = head + 1;
+      report.losses.last_record = old->seq;
+    }
+    if (!force) {
+      throw Error(
+          Code::refused,
+          report.losses.records > 0
+              ? fmt::format("the vault's database {} ends at seq {}, before its token anchor "
+                            "(seq {}): accepting it drops records {} to {} and what they did "
+                            "(keys, versions and secrets made after the copy)",
+                            shown, head, old->seq, head + 1, old->seq)
+              : fmt::format("the vault's database {} does not hold the record its token anchor "
+                            "names: accepting it replaces the anchor",
+                            shown),
+          "keep what you can of the newer database for investigation; then pass --force to "
+          "accept this one");
+    }
+    if (old) report.replaced_anchor_seq = old->seq;
+    audit::Event ev{Action::vault_restore, "vault/" + v.meta().vault_id, {{"database", shown}}};
+    ev.params["replaced_anchor_seq"] = old ? nlohmann::json(old->seq) : nlohmann::json();
+    ev.params["replaced_anchor_hash"] =
+        old ? nlohmann::json(crypto::to_hex(old->hash)) : nlohmann::json();
+    ev.params["dropped_records"] = report.losses.records;
+    store::Tx tx(v.db(), store::Tx::Kind::write);
+    row = s->runner_->append(ev, "ok", "");
+    tx.commit();
+  }
+  // Killed before this, the next command finishes it (audit::Log::finish_interrupted_restore).
+  log.republish(row);
+  return s;
+}
+
 std::unique_ptr<Service> Service::restore(const std::filesystem::path& target,
                                           const std::filesystem::path& backup,
                                           const SecureBytes& pin, bool force, RestoreReport& report,
                                           const ConfirmLosses& confirm) {
   if (store::is_postgres_location(target.string())) {
     throw Error(Code::usage,
-                "`kmsctl vault restore` puts a backup file in place of a vault file; it does not "
-                "restore a vault in PostgreSQL",
-                "back that database up and restore it with PostgreSQL's own tools");
+                "`kmsctl vault restore FILE` puts a backup file in place of a vault file; the "
+                "vault is in PostgreSQL",
+                "put the database back with PostgreSQL's own tools (pg_restore, a base backup), "
+                "then run `kmsctl vault restore` without a file to accept it");
   }
   std::string vault_id;
   std::error_code ec;
