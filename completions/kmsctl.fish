@@ -318,7 +318,7 @@ function __kmsctl_takes_value
             return 0
         case 'serve status|--socket'
             return 0
-        case '*|--vault'
+        case '*|--vault' '*|--store'
             return 0
         case '*|--pin-file'
             return 0
@@ -428,7 +428,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = ''" -a manpage -d 'Print the kmsct
 complete -c kmsctl -n "test (__kmsctl_path) = ''" -a help -d 'Show the help of COMMAND (as `kmsctl COMMAND --help`), or of kmsctl'
 complete -c kmsctl -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -l help-all -d 'Show help for every command'
-complete -c kmsctl -l vault -r -F -d 'Vault file, or a PostgreSQL database as a libpq connection string (default: ~/.local/share/kmsctl/vault.db)'
+complete -c kmsctl -l vault -l store -r -F -d 'Vault file, or a PostgreSQL database as a libpq connection string (also KMSCTL_STORE; default: ~/.local/share/kmsctl/vault.db)'
 complete -c kmsctl -l pin-file -r -F -d 'Read the token user PIN from the first line of FILE (mode 0600)'
 complete -c kmsctl -l quiet -s q -d 'Print only data and errors: no confirmations, notes, progress or warnings'
 complete -c kmsctl -l version -d 'Print the kmsctl version (as `kmsctl version`)'
@@ -574,7 +574,7 @@ complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a migrate -d 'Copy the v
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a rekey -d 'Generate a new root key in the token and reseal the master key with it'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a change-pin -d 'Change the token\'s user PIN (old PIN as usual; new PIN from a file, KMSCTL_NEW_PIN or a prompt)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a reset-pin -d 'Set a new user PIN with the security officer PIN, for a forgotten or locked PIN (recorded as vault.reset_pin)'
-complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a restore -d 'Replace the vault with a verified backup of it and re-anchor its audit log in the token (recorded as vault.restore)'
+complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a restore -d 'Replace the vault with a verified backup of it and re-anchor its audit log in the token (recorded as vault.restore); for a vault in PostgreSQL, without FILE: accept the database as it was put back'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -a check-token -d 'List the objects in the vault\'s token and flag those it did not make (recorded as vault.check_token)'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help -s h -d 'Print this help message and exit'
 complete -c kmsctl -n "test (__kmsctl_path) = 'vault'" -l help-all -d 'Show help for every command'

@@ -384,12 +384,13 @@ constexpr std::pair<std::string_view, Register> kGroups[] = {
 int first_word(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "--vault" || a == "--pin-file" || a == "--server" || a == "--profile") {
+    if (a == "--vault" || a == "--store" || a == "--pin-file" || a == "--server" ||
+        a == "--profile") {
       ++i;
       continue;
     }
-    if (a.starts_with("--vault=") || a.starts_with("--pin-file=") || a.starts_with("--server=") ||
-        a.starts_with("--profile=") || a == "-q" || a == "--quiet")
+    if (a.starts_with("--vault=") || a.starts_with("--store=") || a.starts_with("--pin-file=") ||
+        a.starts_with("--server=") || a.starts_with("--profile=") || a == "-q" || a == "--quiet")
       continue;
     return a.starts_with("-") ? -1 : i;
   }
@@ -685,8 +686,8 @@ bool exec_options_without_dashes(int argc, const char* const* argv) {
       if (is_option(a)) return true;
     } else if (a == "--") {
       return false;
-    } else if (a == "--secret" || a == "--stage" || a == "--vault" || a == "--pin-file" ||
-               a == "--server" || a == "--profile") {
+    } else if (a == "--secret" || a == "--stage" || a == "--vault" || a == "--store" ||
+               a == "--pin-file" || a == "--server" || a == "--profile") {
       ++i;
     } else if (!is_option(a)) {
       in_command = true;
@@ -715,6 +716,25 @@ void check_help_words(const CLI::App& app, const std::vector<std::string>& words
 
 }  // namespace
 
+namespace {
+
+// KMSCTL_STORE is another name for KMSCTL_VAULT, as --store is for --vault (a vault in a
+// database is as often called a store). The values are never shown: a connection string may
+// hold a password.
+void take_store_from_environment() {
+  const char* store = std::getenv("KMSCTL_STORE");
+  if (store == nullptr || *store == '\0') return;
+  const char* vault = std::getenv("KMSCTL_VAULT");
+  if (vault == nullptr || *vault == '\0') {
+    ::setenv("KMSCTL_VAULT", store, 1);
+  } else if (std::string_view(vault) != store) {
+    throw Error(Code::usage, "KMSCTL_VAULT and KMSCTL_STORE name different vaults",
+                "set only one of them (they are two names for the same setting)");
+  }
+}
+
+}  // namespace
+
 int run_command(int argc, const char* const* argv) {
   Globals globals;
   std::unique_ptr<CLI::App> app;
@@ -735,6 +755,7 @@ int run_command(int argc, const char* const* argv) {
     argv = args.data();
   }
   try {
+    take_store_from_environment();
     app = build_app(globals, argc, argv);
     if (help_command) check_help_words(*app, help_words);
     if (exec_options_without_dashes(argc, argv)) {
@@ -801,9 +822,9 @@ std::unique_ptr<CLI::App> build_app(Globals& g, int argc, const char* const* arg
   app->require_subcommand(1);
   app->fallthrough();
   app->set_help_all_flag("--help-all", "Show help for every command");
-  app->add_option("--vault", g.vault,
-                  "Vault file, or a PostgreSQL database as a libpq connection string "
-                  "(default: ~/.local/share/kmsctl/vault.db)")
+  app->add_option("--vault,--store", g.vault,
+                  "Vault file, or a PostgreSQL database as a libpq connection string (also "
+                  "KMSCTL_STORE; default: ~/.local/share/kmsctl/vault.db)")
       ->envname("KMSCTL_VAULT")
       ->type_name("FILE");
   app->add_option("--pin-file", g.pin_file,

@@ -769,8 +769,8 @@ std::string man_page(const CLI::App& root) {
            "the operation as interrupted")
     << "\n";
   o << ".SH ENVIRONMENT\n"
-    << ".TP\n.B KMSCTL_VAULT\nthe vault file, or the PostgreSQL connection string (as "
-       "\\-\\-vault)\n"
+    << ".TP\n.B KMSCTL_VAULT, KMSCTL_STORE\nthe vault file, or the PostgreSQL connection string "
+       "(as \\-\\-vault or \\-\\-store); two names for one setting: set both, they must agree\n"
     << ".TP\n.B KMSCTL_PIN\nthe token user PIN (never pass a PIN as an argument)\n"
     << ".TP\n.B KMSCTL_PIN_FILE\na file whose first line is the token user PIN (as "
        "\\-\\-pin\\-file); one that other users can read or write is refused\n"

@@ -20,6 +20,8 @@
 #include "kms/error.hpp"
 #include "kms/files.hpp"
 #include "kms/text.hpp"
+#include "store/pg.hpp"
+#include "store/store.hpp"
 
 namespace kms::cli::profiles {
 namespace fs = std::filesystem;
@@ -83,6 +85,13 @@ bool looks_like_path(std::string_view v) {
 
 // Why `value` is not one `key` takes, without the value; empty when it is.
 std::string value_problem(std::string_view key, std::string_view value) {
+  if (key == "vault" && store::is_postgres_location(value)) {
+    // A vault in PostgreSQL, named by its connection string; its password stays out of here.
+    return store::pg::holds_password(value)
+               ? "is a connection string with a password; the config file holds no secret: "
+                 "put the password in ~/.pgpass (or PGPASSFILE) and leave it out of the string"
+               : "";
+  }
   if (is_path_key(key)) {
     if (value.empty()) return "is empty";
     if (value.size() > kMaxValue || has_control(value) || !looks_like_path(value)) {
@@ -392,16 +401,16 @@ std::string value_from_command_line(std::string_view key, const std::string& val
     }
   }
   if (const std::string problem = value_problem(key, value); !problem.empty()) {
-    throw Error(Code::usage, fmt::format("{} {}", key, problem),
-                is_path_key(key)
-                    ? fmt::format("give the path of the {} (e.g. ./FILE or ~/FILE){}",
-                                  key == "vault"      ? "vault file"
-                                  : key == "pin_file" ? "PIN file"
-                                                      : "socket",
-                                  key == "pin_file"
-                                      ? "; the config file holds no PIN: " + std::string(kNoSecrets)
-                                      : "")
-                    : "`kmsctl config set output json`");
+    throw Error(
+        Code::usage, fmt::format("{} {}", key, problem),
+        key == "vault" ? "give the path of the vault file (e.g. ./FILE or ~/FILE), or a PostgreSQL "
+                         "connection string without its password (that goes in ~/.pgpass)"
+        : is_path_key(key) ? fmt::format("give the path of the {} (e.g. ./FILE or ~/FILE){}",
+                                         key == "pin_file" ? "PIN file" : "socket",
+                                         key == "pin_file" ? "; the config file holds no PIN: " +
+                                                                 std::string(kNoSecrets)
+                                                           : "")
+                           : "`kmsctl config set output json`");
   }
   return value;
 }
@@ -469,7 +478,9 @@ void apply(CLI::App& app, Globals& g) {
     return o != nullptr && o->count() > 0;
   };
   for (const auto& [key, value] : p.values) {
-    if (key == "vault" && !given("--vault")) g.vault = resolve_path(value, c.path);
+    if (key == "vault" && !given("--vault")) {
+      g.vault = store::is_postgres_location(value) ? value : resolve_path(value, c.path);
+    }
     if (key == "pin_file" && !given("--pin-file")) g.pin_file = resolve_path(value, c.path);
     if (key == "server" && !given("--server")) g.server = resolve_path(value, c.path);
     // KMSCTL_AGENT_SOCK, where it is set, comes first (agent_for, cmd_agent.cpp).
