@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Builds kmsctl and runs the whole suite, in phases:
 #   1. Release build (scripts/setup.sh, which also installs missing packages) into build/
-#   2. ctest in build/ (unit + end-to-end)
-#   3. ASan + UBSan build into build-asan/ with clang when it is installed (scripts/setup.sh
+#   2. ctest in build/ (unit + end-to-end), on vault files
+#   3. the end-to-end tests again in build/, on vaults in PostgreSQL with their token behind
+#      `p11-kit server` (ctest label store_postgresql: throwaway clusters the tests start)
+#   4. ASan + UBSan build into build-asan/ with clang when it is installed (scripts/setup.sh
 #      installs it; else the default compiler), RelWithDebInfo, which CMakeLists.txt makes -O1
 #      -g1, -no-pie for a sanitized build: the suite starts kmsctl thousands of times, and a
 #      clang-sanitized kmsctl runs the suite in about half the time of a GCC-sanitized one
-#   4. ctest in build-asan/ with leak detection on (suppressions: tests/lsan.supp)
-#   5. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*,
+#   5. ctest in build-asan/ with leak detection on (suppressions: tests/lsan.supp), on vault files
+#   6. libFuzzer build into build-fuzz/ (clang) and a fixed-time run of every build-fuzz/fuzz/fuzz_*,
 #      as many targets at once as there are CPUs
 # Every phase runs even after an earlier one failed (except those that need its build); a summary
 # line per phase is printed at the end, and the exit code is non-zero if any phase failed.
 #
 # Environment:
-#   FUZZ_SECONDS    seconds per fuzz target (default: 60 when CI=true, else 10); 0 skips fuzzing
+#   FUZZ_SECONDS    seconds per fuzz target (default: 30 when CI=true, else 10); 0 skips fuzzing
 #   CTEST_TIMEOUT   default per-test timeout in seconds for tests that set none (default: 600)
 #   CTEST_JOBS      parallel tests (default: 2)
+#   CTEST_PG_JOBS   parallel tests of phase 3 (default: 4: they wait on psql, the PostgreSQL
+#                   server and `p11-kit server` more than they compute)
 #   KMS_SKIP_ASAN=1 / KMS_SKIP_FUZZ=1   skip those phases (for quick local runs)
 set -uo pipefail
 
@@ -23,14 +27,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 root=$PWD
 
 if [[ ${CI:-} == true ]]; then
-  FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 else
   FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 fi
 CTEST_TIMEOUT=${CTEST_TIMEOUT:-600}
 CTEST_JOBS=${CTEST_JOBS:-2}
+CTEST_PG_JOBS=${CTEST_PG_JOBS:-4}
 
-# Sanitizer settings for phases 4 and 5 (exported only there).
+# Sanitizer settings for phases 5 and 6 (exported only there).
 san_env=(
   "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
   "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
@@ -64,29 +69,34 @@ skip_phase() {
   summary+=("$(printf '%-4s  %-22s %4s   (%s)' SKIP "$name" - "$why")")
 }
 
-# ctest_in DIR [ENV...]: runs the suite in DIR; remembers ctest's own closing line for the summary.
+# ctest_in DIR LOG [CTEST-ARGS...] [-- ENV...]: runs the suite in DIR (ctest's log in DIR/LOG);
+# remembers ctest's own closing line for the summary.
 ctest_in() {
-  local dir=$1 log rc
-  shift
-  log="$dir/ctest.log"
+  local dir=$1 log=$1/$2 rc args=()
+  shift 2
+  while (($#)) && [[ $1 != -- ]]; do args+=("$1"); shift; done
+  (($#)) && shift
   env "$@" ctest --test-dir "$dir" --output-on-failure -j"$CTEST_JOBS" --timeout "$CTEST_TIMEOUT" \
-    2>&1 | tee "$log"
+    "${args[@]}" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   phase_note=$(grep -E 'tests passed|No tests were found' "$log" | tail -n 1)
   return "$rc"
 }
 
-# ---- 1-2: Release --------------------------------------------------------------------------
+# ---- 1-3: Release --------------------------------------------------------------------------
 release_build() { scripts/setup.sh; }
-release_tests() { ctest_in build; }
+release_tests() { ctest_in build ctest.log -LE store_postgresql; }
+postgresql_tests() { ctest_in build ctest-postgresql.log -L store_postgresql -j"$CTEST_PG_JOBS"; }
 
 if run_phase "release build" release_build; then
   run_phase "release tests" release_tests
+  run_phase "postgresql tests" postgresql_tests
 else
   skip_phase "release tests" "release build failed"
+  skip_phase "postgresql tests" "release build failed"
 fi
 
-# ---- 3-4: ASan + UBSan -------------------------------------------------------------------------
+# ---- 4-5: ASan + UBSan -------------------------------------------------------------------------
 asan_build() {
   local cc=()
   if command -v clang++ >/dev/null; then
@@ -98,7 +108,7 @@ asan_build() {
   fi
   env "${cc[@]}" BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo KMS_SANITIZE=ON scripts/setup.sh
 }
-asan_tests() { ctest_in build-asan "${san_env[@]}"; }
+asan_tests() { ctest_in build-asan ctest.log -LE store_postgresql -- "${san_env[@]}"; }
 
 if [[ ${KMS_SKIP_ASAN:-0} == 1 ]]; then
   skip_phase "asan build" "KMS_SKIP_ASAN=1"
@@ -109,7 +119,7 @@ else
   skip_phase "asan tests" "asan build failed"
 fi
 
-# ---- 5: libFuzzer --------------------------------------------------------------------------------
+# ---- 6: libFuzzer --------------------------------------------------------------------------------
 fuzz_build() {
   # Coverage instrumentation for every object (the libraries too, not only the fuzz targets),
   # with ASan + UBSan; the fuzz targets themselves link -fsanitize=fuzzer (fuzz/CMakeLists.txt).

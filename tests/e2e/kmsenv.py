@@ -12,11 +12,19 @@ SharedVaultTestCase gives a test class one initialised KmsEnv (`self.vault`) and
 records by reading the vault's audit_log table directly (read only, so counting adds no record);
 FilesTestCase and SecretsTestCase add what the file envelope and secrets need.
 
+With KMS_TEST_STORE=postgresql the same tests run on a vault in PostgreSQL instead of a file:
+each KmsEnv gets a database of its own in one throwaway cluster per test process, and a SoftHSM2
+token of its own exported by `p11-kit server` (an "HSM host") that kmsctl reaches through
+`p11-kit-client.so`, as hosts sharing a vault do. `sql()` then runs on the database (psql, as its
+administrator), and what only a vault file has (its bytes, its WAL, a copy of it) skips the test
+that asks for it (`file_store_only`).
+
 The binary comes from KMSCTL_BIN (set by CTest to $<TARGET_FILE:kmsctl>); the source tree from
 KMS_SOURCE_DIR. A test imports this module after putting tests/e2e on sys.path (the first lines
 of every test), so that `python3 tests/e2e/keys/test_crypto.py` runs by hand as under CTest.
 """
 
+import atexit
 import base64
 import datetime
 import glob
@@ -33,6 +41,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import types
 import unittest
 import uuid
 
@@ -51,6 +60,32 @@ SOFTHSM_MODULE = next(
                  "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
                  "/usr/local/lib/softhsm/libsofthsm2.so") if os.path.exists(p)),
     "/usr/lib/softhsm/libsofthsm2.so")
+
+# p11-kit's client module: a token that `p11-kit server` exports on a socket (HsmHost).
+CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+
+# Where the vault lives: "file" (the default) or "postgresql" (KMS_TEST_STORE, see above).
+STORE = os.environ.get("KMS_TEST_STORE") or "file"
+if STORE not in ("file", "postgresql"):
+    raise SystemExit(f"KMS_TEST_STORE={STORE}: expected file or postgresql")
+ON_POSTGRES = STORE == "postgresql"
+# How a vault in PostgreSQL reaches its token: "p11-kit" (the default: `p11-kit server` and
+# p11-kit-client.so, as hosts sharing a vault do) or "softhsm" (SoftHSM2's module itself, for
+# the tests of mechanisms that Debian 12's p11-kit cannot forward: AES-GCM, EdDSA).
+TOKEN = os.environ.get("KMS_TEST_TOKEN") or "p11-kit"
+
+
+def file_store_only(reason):
+    """Skips a test (or a test class) on a vault in PostgreSQL: `reason` says what it needs
+    that only a vault file has."""
+    return unittest.skipIf(ON_POSTGRES, f"a vault file only: {reason}")
+
+
+def skip_on_postgres(reason):
+    """Skips the running test on a vault in PostgreSQL (from inside a helper)."""
+    if ON_POSTGRES:
+        raise unittest.SkipTest(f"a vault file only: {reason}")
+
 
 # libfaketime (Debian package faketime), preloaded into a kmsctl run that needs another clock.
 LIBFAKETIME = next(
@@ -145,6 +180,16 @@ class KmsEnv:
         self.binary = None    # the kmsctl to run instead of KMSCTL (UnixUsers.share_kmsctl)
         self.env_overrides = {}  # set in every run's environment, after the rest
         self.so_pin = None    # set by init() when kmsctl printed a new token's SO PIN
+        self.db = None        # on PostgreSQL: this vault's database and token (PostgresVault)
+        if ON_POSTGRES:
+            try:
+                self.db = PostgresVault(self)
+            except BaseException:
+                self.cleanup()
+                raise
+            os.mkdir(self.vault_dir, 0o700)
+            self.vault = self.db.location
+            self.token_dir, self.token_conf = self.db.hsm.dir, self.db.hsm.conf
 
     # ---- files ----
     def path(self, *parts):
@@ -159,6 +204,8 @@ class KmsEnv:
         return p
 
     def cleanup(self):
+        if self.db:
+            self.db.remove()
         shutil.rmtree(self.root, ignore_errors=True)
 
     # ---- running kmsctl ----
@@ -224,7 +271,12 @@ class KmsEnv:
         return self.ok(*args, **kw).json()
 
     def init(self, *args, **kw):
+        if self.db:
+            args = self.db.init_args(args)
         r = self.ok("init", *args, **kw)
+        if self.db:
+            self.so_pin = HsmHost.SO_PIN
+            return r
         m = re.search(r"shown only this once:\s*\n\s*\n\s+(\S+)\s*\n", r.err)
         if m:
             self.so_pin = m.group(1)
@@ -240,7 +292,10 @@ class KmsEnv:
 
     # ---- the vault file, as an attacker with write access sees it ----
     def sql(self, statement, params=(), db=None):
-        """Runs SQL on the vault file directly (no token); returns all rows."""
+        """Runs SQL on the vault file directly (no token); returns all rows. On PostgreSQL, on
+        the vault's database as its administrator (PostgresVault.sql)."""
+        if self.db and db is None:
+            return self.db.sql(statement, params)
         con = sqlite3.connect(db or self.vault, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout=30000")
@@ -263,6 +318,8 @@ class KmsEnv:
 
         kmsctl leaves the WAL beside the vault between commands (no checkpoint on close), so a
         test that copies, truncates or overwrites the file itself must do this first."""
+        if db is None:
+            skip_on_postgres("the test copies, truncates or rewrites the file itself")
         con = sqlite3.connect(db or self.vault, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout=30000")
@@ -274,6 +331,8 @@ class KmsEnv:
         assert not os.path.exists(path + "-wal"), "the WAL is still there"
 
     def sql_script(self, script, db=None):
+        if self.db and db is None:
+            return self.db.script(script)
         con = sqlite3.connect(db or self.vault, isolation_level=None)
         try:
             con.executescript(script)
@@ -281,6 +340,7 @@ class KmsEnv:
             con.close()
 
     def vault_bytes(self):
+        skip_on_postgres("the test reads the file's bytes")
         with open(self.vault, "rb") as f:
             return f.read()
 
@@ -594,16 +654,19 @@ class FilesTestCase(SharedVaultTestCase):
 
 
 # ---- secrets ----
-# Reads the vault's audit log with sqlite3, read-only, as any other program could while kmsctl
-# waits for the hook: the secret.rotate records of this secret so far, one `seq|step|outcome`
-# line each, into ./seen.STEP. Fails at the step named in ./order-fail; at the step named in
-# ./order-kill it kills kmsctl (its parent's parent) with SIGKILL.
+# Reads the vault's audit log with sqlite3, read-only (psql for a vault in PostgreSQL), as any
+# other program could while kmsctl waits for the hook: the secret.rotate records of this secret
+# so far, one `seq|step|outcome` line each, into ./seen.STEP. Fails at the step named in
+# ./order-fail; at the step named in ./order-kill it kills kmsctl (its parent's parent) with
+# SIGKILL.
 ORDER_HOOK = r"""#!/bin/sh
 dir=$(dirname "$0")
-sqlite3 -readonly -cmd '.timeout 10000' "$KMSCTL_VAULT" \
-  "SELECT seq, json_extract(params, '\$.step'), outcome FROM audit_log
-   WHERE action = 'secret.rotate' AND resource = 'secret/$KMSCTL_SECRET_NAME' ORDER BY seq" \
-  > "$dir/seen.$KMSCTL_ROTATION_STEP" || exit 1
+query="SELECT seq, json_extract(params, '\$.step'), outcome FROM audit_log
+   WHERE action = 'secret.rotate' AND resource = 'secret/$KMSCTL_SECRET_NAME' ORDER BY seq"
+case "$KMSCTL_VAULT" in
+  /*) sqlite3 -readonly -cmd '.timeout 10000' "$KMSCTL_VAULT" "$query" ;;
+  *) psql -X -q -A -t -d "$KMSCTL_VAULT" -c "$query" ;;
+esac > "$dir/seen.$KMSCTL_ROTATION_STEP" || exit 1
 if [ "$(cat "$dir/order-kill" 2>/dev/null)" = "$KMSCTL_ROTATION_STEP" ]; then
   p=$PPID  # /bin/sh -c, then kmsctl
   while [ "$(cat "/proc/$p/comm")" != kmsctl ]; do
@@ -652,7 +715,13 @@ class SecretsTestCase(SharedVaultTestCase):
         return path
 
     def assertNotStored(self, *values):
-        """None of the byte strings appears in the vault file, its WAL or its journal."""
+        """None of the byte strings appears in the vault file, its WAL or its journal (on
+        PostgreSQL: in a pg_dump of the vault's database)."""
+        if self.vault.db:
+            data = self.vault.db.dump()
+            for v in values:
+                self.assertNotIn(v, data, "a secret value is stored in plaintext in the database")
+            return
         for suffix in ("", "-wal", "-journal", "-shm"):
             path = self.vault.vault + suffix
             if not os.path.exists(path):
@@ -756,7 +825,7 @@ class PostgresCluster:
     unix socket there (no TCP). As root it belongs to the `postgres` user (initdb refuses root).
     `auth` is initdb's --auth; with a password, the superuser `admin` has it."""
 
-    def __init__(self, auth="trust", admin_password=None, port="5433"):
+    def __init__(self, auth="trust", admin_password=None, port="5433", options=""):
         self.bindir = pg_bindir()
         if self.bindir is None or shutil.which("psql") is None:
             raise unittest.SkipTest("PostgreSQL server binaries (Debian `postgresql`) or psql "
@@ -768,6 +837,7 @@ class PostgresCluster:
         self.sock = os.path.join(self.root, "sock")
         self.data = os.path.join(self.root, "data")
         self.port = port
+        self.options = options  # more server settings, as postgres's command line takes them
         self.admin_password = admin_password
         os.mkdir(self.sock, 0o700)
         args = ["initdb", "-D", self.data, "-U", "admin", f"--auth={auth}", "-E", "UTF8",
@@ -801,7 +871,7 @@ class PostgresCluster:
 
     def start(self):
         self.tool("pg_ctl", "-D", self.data, "-w", "-l", os.path.join(self.root, "log"), "-o",
-                  f"-k {self.sock} -c listen_addresses= -p {self.port}", "start")
+                  f"-k {self.sock} -c listen_addresses= -p {self.port} {self.options}", "start")
 
     def stop(self, mode="fast"):
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
@@ -832,13 +902,14 @@ class PostgresCluster:
             raise AssertionError(f"psql as admin failed: {p.stderr}")
         return p.stdout
 
-    def dump(self, dbname, path):
-        """pg_dump of `dbname` in its custom format, to `path`."""
+    def dump(self, dbname, path, fmt="c"):
+        """pg_dump of `dbname` to `path`, in its custom format (compressed: for pg_restore) or,
+        with fmt="p", as plain SQL (what a search for a value in the database reads)."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         if self.admin_password:
             env["PGPASSWORD"] = self.admin_password
         p = subprocess.run([os.path.join(self.bindir, "pg_dump"), "-h", self.sock, "-p",
-                            self.port, "-U", "admin", "-Fc", "-f", path, dbname],
+                            self.port, "-U", "admin", f"-F{fmt}", "-f", path, dbname],
                            capture_output=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
         if p.returncode != 0:
             raise AssertionError(f"pg_dump failed: {p.stderr.decode()}")
@@ -855,3 +926,225 @@ class PostgresCluster:
                            capture_output=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
         if p.returncode != 0:
             raise AssertionError(f"pg_restore failed: {p.stderr.decode()}")
+
+
+class HsmHost:
+    """A SoftHSM2 token in its own directory, exported by `p11-kit server` on a socket: the "HSM
+    host" that alone has the token's files. kmsctl reaches it through CLIENT_MODULE with
+    P11_KIT_SERVER_ADDRESS set to `address`."""
+
+    SO_PIN = "e2e-SO-pin-3c7e"
+
+    def __init__(self, root, pin, label="prod"):
+        self.dir = os.path.join(root, "hsm-host")
+        self.tokens = os.path.join(self.dir, "tokens")
+        os.makedirs(self.tokens, 0o700)
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        write(self.conf, f"directories.tokendir = {self.tokens}\nobjectstore.backend = file\n"
+                         "log.level = ERROR\n".encode())
+        self.label, self.pin = label, pin
+        self.socket = os.path.join(self.dir, "pkcs11.sock")
+        self.address = f"unix:path={self.socket}"
+        self.server = None
+        p = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                            "--so-pin", self.SO_PIN, "--pin", pin], env=self.env(),
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(p.stdout + p.stderr)
+
+    def env(self):
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SOFTHSM2_CONF": self.conf}
+
+    def start(self):
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.server = subprocess.Popen(
+            ["p11-kit", "server", "--foreground", "--name", self.socket, "--provider",
+             SOFTHSM_MODULE, f"pkcs11:token={self.label}"],
+            env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("p11-kit server did not start: " +
+                                     self.server.stderr.read().decode("utf-8", "replace"))
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.server and self.server.poll() is None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+        if self.server:
+            self.server.stderr.close()
+        self.server = None
+
+    def pkcs11_tool(self, *args):
+        """pkcs11-tool on the HSM host itself (SoftHSM2's module, not the forwarder)."""
+        p = subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", self.label,
+                            *args], env=self.env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout + p.stderr
+
+
+def _sql_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return f"'\\x{bytes(v).hex()}'::bytea"
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _inline(statement, params):
+    """`statement` with each `?` outside a quoted string replaced by its parameter, as an SQL
+    literal (psql takes no bind parameters; these are the tests' own values)."""
+    params, out, quote = list(params), [], None
+    for c in statement:
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "?":
+            out.append(_sql_literal(params.pop(0)))
+            continue
+        out.append(c)
+    if params:
+        raise AssertionError(f"{len(params)} parameters left over for {statement!r}")
+    return "".join(out)
+
+
+_PG_INT = ("bigint", "integer", "smallint")
+_PG_NULL = "\x01null\x01"
+
+
+def _pg_value(text, typ):
+    if text == _PG_NULL:
+        return None
+    if typ in _PG_INT:
+        return int(text)
+    if typ == "bytea":
+        return bytes.fromhex(text[2:])
+    if typ == "boolean":
+        return 1 if text == "t" else 0
+    if typ == "numeric":
+        return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+    if typ in ("double precision", "real"):
+        return float(text)
+    return text
+
+
+class PostgresVault:
+    """On KMS_TEST_STORE=postgresql: a KmsEnv's vault database in the test process's cluster
+    (started by the first, fsync off, removed when the process exits), and its token on an
+    HsmHost of its own that kmsctl reaches through p11-kit-client.so."""
+
+    cluster = None
+    count = 0
+
+    def __init__(self, kms):
+        if PostgresVault.cluster is None:
+            PostgresVault.cluster = PostgresCluster(
+                port="5434", options="-c fsync=off -c synchronous_commit=off "
+                                     "-c full_page_writes=off -c max_connections=200")
+            atexit.register(PostgresVault.cluster.remove)
+        PostgresVault.count += 1
+        self.name = f"vault{PostgresVault.count}"
+        self.cluster.admin_sql(f"CREATE DATABASE {self.name}")
+        self.location = self.cluster.conninfo(self.name)
+        self.hsm = None
+        self.hsm = HsmHost(kms.root, kms.pin)
+        if TOKEN == "softhsm":
+            self.module = SOFTHSM_MODULE
+            kms.env_overrides["SOFTHSM2_CONF"] = self.hsm.conf
+        else:
+            self.module = CLIENT_MODULE
+            self.hsm.start()
+            kms.env_overrides["P11_KIT_SERVER_ADDRESS"] = self.hsm.address
+        self.root = kms.root
+
+    def init_args(self, args):
+        """`kmsctl init`'s arguments for this database and token: the module and label added,
+        and --so-pin-file FILE (for a token init makes) replaced by the token's SO PIN in FILE."""
+        out, it = [], iter(args)
+        for a in it:
+            if a == "--so-pin-file":
+                fd = os.open(next(it), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(HsmHost.SO_PIN + "\n")
+            else:
+                out.append(a)
+        if "--pkcs11-module" not in out:
+            out += ["--pkcs11-module", self.module, "--token-label", self.hsm.label]
+        return out
+
+    def psql(self, script):
+        """Runs `script` with psql as the database's administrator: unaligned, no headers, fields
+        ended by \\x1f, rows by \\x1e (the last by a newline), NULL as _PG_NULL."""
+        p = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-F", "\x1f", "-R", "\x1e", "-P", f"null={_PG_NULL}",
+             "-h", self.cluster.sock, "-p", self.cluster.port, "-U", "admin", "-d", self.name,
+             "-v", "ON_ERROR_STOP=1", "-f", "-"], input=script, capture_output=True, timeout=120,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"},
+            text=True)
+        if p.returncode != 0:
+            raise AssertionError(f"psql failed on the vault's database: {p.stderr}\n{script}")
+        return p.stdout
+
+    @staticmethod
+    def _records(text):
+        # No row prints nothing; rows end with a newline (one empty text column prints just it).
+        if not text:
+            return []
+        return [r.split("\x1f") for r in text.removesuffix("\n").split("\x1e")]
+
+    def sql(self, statement, params=()):
+        """One statement as the database's administrator; its rows as tuples, typed as SQLite
+        would type them (int, bytes, str, None): psql's \\gdesc gives the column types first."""
+        return [tuple(r.values()) for r in self.sql_dicts(statement, params)]
+
+    def sql_dicts(self, statement, params=()):
+        """sql(), each row a dict by column name (in the columns' order)."""
+        q = _inline(statement, params).strip().rstrip(";")
+        mark = "--kmsctl-e2e-rows--"
+        desc, rows = self.psql(f"{q} \\gdesc\n\\echo {mark}\n{q};\n").split(mark + "\n", 1)
+        columns = [r for r in self._records(desc) if len(r) == 2]
+        if not columns:
+            return []
+        return [{name: _pg_value(v, t) for v, (name, t) in zip(r, columns)}
+                for r in self._records(rows)]
+
+    def execute(self, statement, params=()):
+        """An INSERT, UPDATE or DELETE as the database's administrator, committed at once; the
+        number of rows it changed, as `.rowcount` (as sqlite3's cursor has it)."""
+        q = _inline(statement, params).strip().rstrip(";")
+        n = self.sql(f"WITH changed AS ({q} RETURNING 1) SELECT count(*) FROM changed")[0][0]
+        return types.SimpleNamespace(rowcount=n)
+
+    def script(self, script):
+        self.psql(script)
+
+    def transaction(self, statements, setup=()):
+        """(statement, params) pairs in one transaction as the database's administrator,
+        after the statements of `setup` (e.g. SET LOCAL ...)."""
+        body = "".join(_inline(q, params) + ";\n" for q, params in statements)
+        self.psql("BEGIN;\n" + "".join(q + ";\n" for q in setup) + body + "COMMIT;\n")
+
+    def dump(self):
+        """The whole database as plain SQL (pg_dump -Fp), as bytes."""
+        path = os.path.join(self.root, "dump.sql")
+        self.cluster.dump(self.name, path, fmt="p")
+        try:
+            return read(path)
+        finally:
+            os.unlink(path)
+
+    def remove(self):
+        if self.hsm:
+            self.hsm.stop()
+        try:
+            self.cluster.admin_sql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        except Exception:
+            pass

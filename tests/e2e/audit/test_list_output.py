@@ -321,6 +321,7 @@ class AbsolutePaths(ListTestCase):
                              os.path.realpath(self.sub), "alias.txt")] * 2)
 
 
+@kmsenv.file_store_only("an agent serves a vault file")
 class ThroughAnAgent(ListTestCase, kmsenv.AgentTestCase):
     def test_the_agent_records_the_callers_absolute_path_and_wide_shows_the_channel(self):
         self.kms.init()

@@ -77,6 +77,22 @@ class Tamper(KmsTestCase):
         rows = self.kms.sql(f"SELECT seq, {', '.join(COLUMNS)} FROM audit_log ORDER BY seq")
         return [dict(zip(("seq",) + COLUMNS, r)) for r in rows]
 
+    def transaction(self, *statements):
+        """Runs (statement, params) pairs on the vault in one write transaction, without kmsctl:
+        with sqlite3 on the file, or with psql as the database's administrator."""
+        if self.kms.db:
+            self.kms.db.transaction(statements)
+            return
+        con = sqlite3.connect(self.kms.vault, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("BEGIN IMMEDIATE")
+            for q, params in statements:
+                con.execute(q, params)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
     def assertVerifyFailsAt(self, seq, *words):
         """Both forms of `audit verify` exit 5 and name `seq` as the first bad record."""
         r = self.kms.run("audit", "verify", "--json")
@@ -121,8 +137,9 @@ class Tamper(KmsTestCase):
     def test_editing_any_single_field_of_a_middle_record_is_found_at_its_seq(self):
         for column in COLUMNS:
             with self.subTest(column=column):
-                (old,) = self.kms.sql(f"SELECT {column} FROM audit_log WHERE seq = ?",
-                                      (self.MIDDLE,))[0]
+                # (With seq beside it: psql prints a row of one empty string as no row at all.)
+                (old, _) = self.kms.sql(f"SELECT {column}, seq FROM audit_log WHERE seq = ?",
+                                        (self.MIDDLE,))[0]
                 self.kms.sql(f"UPDATE audit_log SET {column} = ? WHERE seq = ?",
                              (tampered(column, old), self.MIDDLE))
                 try:
@@ -157,38 +174,29 @@ class Tamper(KmsTestCase):
                 ra = self.kms.sql(f"SELECT {cols} FROM audit_log WHERE seq = ?", (a,))[0]
                 rb = self.kms.sql(f"SELECT {cols} FROM audit_log WHERE seq = ?", (b,))[0]
                 sets = ", ".join(f"{c} = ?" for c in COLUMNS)
-                con = sqlite3.connect(self.kms.vault, isolation_level=None)
-                try:
-                    con.execute("BEGIN IMMEDIATE")
-                    # hash and prev_hash are UNIQUE: park one row on placeholders first.
-                    con.execute("UPDATE audit_log SET prev_hash = randomblob(32), "
-                                "hash = randomblob(32) WHERE seq = ?", (a,))
-                    con.execute(f"UPDATE audit_log SET {sets} WHERE seq = ?", (*ra, b))
-                    con.execute(f"UPDATE audit_log SET {sets} WHERE seq = ?", (*rb, a))
-                    con.execute("COMMIT")
-                finally:
-                    con.close()
+                # hash and prev_hash are UNIQUE: park one row on placeholders first.
+                park = ("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?",
+                        (os.urandom(32), os.urandom(32), a))
+                self.transaction(park,
+                                 (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*ra, b)),
+                                 (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*rb, a)))
                 self.assertVerifyFailsAt(a)
                 # Swap back.
-                con = sqlite3.connect(self.kms.vault, isolation_level=None)
-                try:
-                    con.execute("BEGIN IMMEDIATE")
-                    con.execute("UPDATE audit_log SET prev_hash = randomblob(32), "
-                                "hash = randomblob(32) WHERE seq = ?", (a,))
-                    con.execute(f"UPDATE audit_log SET {sets} WHERE seq = ?", (*rb, b))
-                    con.execute(f"UPDATE audit_log SET {sets} WHERE seq = ?", (*ra, a))
-                    con.execute("COMMIT")
-                finally:
-                    con.close()
+                self.transaction(park,
+                                 (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*rb, b)),
+                                 (f"UPDATE audit_log SET {sets} WHERE seq = ?", (*ra, a)))
                 self.assertVerifies()
 
     def test_deleting_the_newest_records_is_found_and_blocks_every_command(self):
         head = self.rows()[-1]["seq"]
         self.kms.sql("DELETE FROM audit_log WHERE seq > ?", (head - 2,))
         self.assertVerifyFailsAt(head - 1, "missing")
+        # (A database is not rolled back: it is put back from an older copy, kmsctl says.)
+        cut = ("put back from an older copy or its newest records deleted" if self.kms.db else
+               "rolled back or its newest records deleted")
         for args in (("status",), ("audit", "list"), ("vault", "rekey")):
             r = self.kms.run(*args)
-            self.assertError(r, 5, "rolled back or its newest records deleted")
+            self.assertError(r, 5, cut)
         self.assertEqual(self.rows()[-1]["seq"], head - 2, "nothing was appended meanwhile")
 
     def test_deleting_the_whole_log_is_found_at_seq_1(self):
@@ -197,6 +205,7 @@ class Tamper(KmsTestCase):
         r = self.kms.run("status")
         self.assertError(r, 5)
 
+    @kmsenv.file_store_only("copies the vault file and puts it back without its WAL")
     def test_replacing_the_vault_with_an_older_copy_of_itself_is_found(self):
         # kmsctl leaves the WAL beside the file: fold it in, so that the copy is the whole vault.
         self.kms.checkpoint()
@@ -221,6 +230,7 @@ class Tamper(KmsTestCase):
             self.assertEqual(h.rc, 0, f"the hint names `kmsctl {cmd}`, which does not exist:\n"
                              + h.show())
 
+    @kmsenv.file_store_only("`vault backup` writes a vault file, put in the vault's place")
     def test_replacing_the_vault_with_one_of_its_own_backups_is_found(self):
         # A backup made by `kmsctl vault backup` is the most natural "older copy of itself".
         backup = self.kms.path("backup.db")
@@ -238,10 +248,14 @@ class Tamper(KmsTestCase):
 
     def test_marking_a_cut_short_vault_as_a_backup_does_not_hide_the_cut(self):
         # PRAGMA application_id is in the unauthenticated SQLite header: anyone who can write
-        # the file can set it to what `vault backup` writes ("KMSB").
+        # the file can set it to what `vault backup` writes ("KMSB"). In PostgreSQL it is a
+        # column of the kmsctl_schema table, as unauthenticated.
         head = self.rows()[-1]["seq"]
         self.kms.sql("DELETE FROM audit_log WHERE seq > ?", (head - 2,))
-        self.kms.sql(f"PRAGMA application_id = {0x4B4D5342}")
+        if self.kms.db:
+            self.kms.db.execute("UPDATE kmsctl_schema SET application_id = ?", (0x4B4D5342,))
+        else:
+            self.kms.sql(f"PRAGMA application_id = {0x4B4D5342}")
         self.assertVerifyFailsAt(head - 1)
 
     def test_a_chain_recomputed_without_the_token_is_found_at_the_edited_record(self):
@@ -250,19 +264,15 @@ class Tamper(KmsTestCase):
         rows[k - 1]["action"] = "key.export"
         rows[k - 1]["params"] = '{"plaintext":true}'
         prev = rows[k - 2]["hash"]
-        con = sqlite3.connect(self.kms.vault, isolation_level=None)
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            for row in rows[k - 1:]:
-                row["prev_hash"] = prev
-                row["hash"] = chain_hash(prev, row)  # the MAC stays: it needs the vault's key
-                con.execute("UPDATE audit_log SET action = ?, params = ?, prev_hash = ?, hash = ? "
+        updates = []
+        for row in rows[k - 1:]:
+            row["prev_hash"] = prev
+            row["hash"] = chain_hash(prev, row)  # the MAC stays: it needs the vault's key
+            updates.append(("UPDATE audit_log SET action = ?, params = ?, prev_hash = ?, hash = ? "
                             "WHERE seq = ?", (row["action"], row["params"], row["prev_hash"],
-                                              row["hash"], row["seq"]))
-                prev = row["hash"]
-            con.execute("COMMIT")
-        finally:
-            con.close()
+                                              row["hash"], row["seq"])))
+            prev = row["hash"]
+        self.transaction(*updates)
         # The forged chain is internally consistent: only the MAC (and the anchor) can tell.
         p = genesis_hash(self.vid)
         for row in self.rows():

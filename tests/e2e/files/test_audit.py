@@ -20,12 +20,21 @@ FRAME = "1KiB"
 INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
+def ops_dir(kms):
+    """The directory of the file operations' lock files: VAULT.ops beside a vault file; for a
+    vault in PostgreSQL, VAULT_ID.ops in the user's $HOME/.local/share/kmsctl."""
+    if kms.db:
+        vault_id = kms.status()["vault"]["id"]
+        return os.path.join(kms.home, ".local", "share", "kmsctl", vault_id + ".ops")
+    return kms.vault + ".ops"
+
+
 class FileAudit(kmsenv.KmsTestCase):
     def setUp(self):
         super().setUp()
         self.kms.init()
         self.kms.ok("key", "create", "--alias", "alias/files")
-        self.ops = self.kms.vault + ".ops"
+        self.ops = ops_dir(self.kms)
 
     # ---- helpers ----
     def write(self, name, data):

@@ -277,8 +277,16 @@ class Byok(SharedVaultTestCase):
         for args in (("key", "rotate", key), ("key", "set-rotation", key, "--period", "90d")):
             self.assertError(self.vault.run(*args), REFUSED, "imported material",
                              "does not rotate")
-        r = self.vault.run("key", "create", "--origin", "external", "--protection", "hsm")
-        self.assertError(r, REFUSED, "software only")
+        # Refused whatever the spec, for a spec the token could hold. A token reached through
+        # p11-kit 0.24 has no AES-GCM, and an AES_256 key is then refused for the token's sake
+        # first: there only the RSA key asks.
+        specs = ["RSA_2048"]
+        if not (kmsenv.ON_POSTGRES and kmsenv.TOKEN == "p11-kit"):
+            specs.insert(0, "AES_256")
+        for spec in specs:
+            r = self.vault.run("key", "create", "--origin", "external", "--protection", "hsm",
+                               "--spec", spec)
+            self.assertError(r, REFUSED, "software only")
         r = self.vault.run("key", "create", "--origin", "external", "--rotation-period", "90d")
         self.assertError(r, REFUSED, "never rotated")
         # A key the vault made takes no import.
@@ -347,13 +355,13 @@ class Byok(SharedVaultTestCase):
         self.assertEqual(env.run("audit", "verify").rc, INTEGRITY)
 
     def test_edited_origin_expiry_or_commitment_is_refused(self):
-        for column, value in (("origin", "'kms'"), ("material_expires", "NULL"),
-                              ("material_commitment", "zeroblob(32)")):
+        for column, value in (("origin", "kms"), ("material_expires", None),
+                              ("material_commitment", bytes(32))):
             with self.subTest(column=column):
                 env, key, wrapped, token = self.own_vault()
                 env.ok("key", "import", key, "--material", wrapped, "--import-token", token,
                        "--expires", "30d")
-                env.sql(f"UPDATE keys SET {column} = {value} WHERE id = ?", (key,))
+                env.sql(f"UPDATE keys SET {column} = ? WHERE id = ?", (value, key))
                 r = env.run("key", "describe", key)
                 self.assertEqual(r.rc, INTEGRITY, r.show())
                 self.assertIn("altered outside kmsctl", r.err)
@@ -381,6 +389,7 @@ class Byok(SharedVaultTestCase):
 
 
 @unittest.skipIf(OPENSSL is None, "the openssl binary is not installed")
+@kmsenv.file_store_only("an agent serves a vault file")
 class ThroughAnAgent(AgentTestCase):
     """import-params and import served by `kmsctl agent`, without a PIN: the wrapped material
     crosses the socket as the request's bytes, and the records say channel agent."""

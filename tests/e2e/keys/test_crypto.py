@@ -419,12 +419,20 @@ class NoPlaintextAtRest(SharedVaultTestCase):
                    "data key (base64)": dk["plaintext"].encode(),
                    "data key (hex)": dk_raw.hex().encode()}
         files = {"audit export": log}
-        vault_dir = os.path.dirname(v.vault)
+        if v.db:
+            # PostgreSQL: the whole database as pg_dump writes it, and the token's own files.
+            files["the database (pg_dump)"] = v.db.dump()
+            self.assertIn(key.encode(), files["the database (pg_dump)"], "the dump has the keys")
+            vault_dir = v.token_dir
+        else:
+            vault_dir = os.path.dirname(v.vault)
         for root, _, names in os.walk(vault_dir):
             for n in names:
-                with open(os.path.join(root, n), "rb") as f:
-                    files[os.path.relpath(os.path.join(root, n), vault_dir)] = f.read()
-        self.assertIn("vault.db", files)
+                if os.path.isfile(os.path.join(root, n)):
+                    with open(os.path.join(root, n), "rb") as f:
+                        files[os.path.relpath(os.path.join(root, n), vault_dir)] = f.read()
+        if not v.db:
+            self.assertIn("vault.db", files)
         for fname, data in files.items():
             for what, needle in needles.items():
                 self.assertNotIn(needle, data, f"{what} found in {fname}")

@@ -21,8 +21,10 @@ table and every column, so:
 import base64
 import contextlib
 import datetime
+import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -88,6 +90,10 @@ class RowAttackCase(KmsTestCase):
         """One write transaction on the vault file, without kmsctl. Like any program that does
         not ask for it, this connection does not enforce foreign keys: deleting a key's or a
         secret's row leaves the rows that refer to it."""
+        if self.kms.db:
+            # PostgreSQL: its administrator's statements, each committed as it runs.
+            yield self.kms.db
+            return
         con = sqlite3.connect(self.kms.vault, isolation_level=None)
         try:
             con.execute("PRAGMA busy_timeout=30000")
@@ -97,8 +103,11 @@ class RowAttackCase(KmsTestCase):
         finally:
             con.close()
 
-    def rows(self, table, where="1", params=()):
+    def rows(self, table, where="1 = 1", params=()):
         """Whole rows (every column, the MAC too) as dicts, in primary key order."""
+        if self.kms.db:
+            return self.kms.db.sql_dicts(f"SELECT * FROM {table} WHERE {where} "
+                                         f"ORDER BY {', '.join(KEY_COLUMNS[table])}", params)
         con = sqlite3.connect(self.kms.vault, isolation_level=None)
         try:
             cur = con.execute(f"SELECT * FROM {table} WHERE {where} "
@@ -131,6 +140,9 @@ class RowAttackCase(KmsTestCase):
         then the saved ones inserted."""
         saved = [saved] if isinstance(saved, dict) else list(saved)
         keys = KEY_COLUMNS[table]
+        if self.kms.db:
+            self.put_back_in_database(table, saved, where, params)
+            return
         with self.attacker() as con:
             if where is not None:
                 con.execute(f"DELETE FROM {table} WHERE {where}", params)
@@ -142,6 +154,27 @@ class RowAttackCase(KmsTestCase):
                 cols = list(r)
                 con.execute(f"INSERT INTO {table} ({', '.join(cols)}) "
                             f"VALUES ({', '.join('?' * len(cols))})", [r[c] for c in cols])
+
+    def put_back_in_database(self, table, saved, where, params):
+        """put_back() on PostgreSQL, in one transaction. PostgreSQL enforces foreign keys in every
+        session, so deleting a key's or a secret's row there would delete the rows that refer to
+        it (ON DELETE CASCADE); the attacker, the database's superuser, turns them off for the
+        transaction (session_replication_role), as they are off in the sqlite3 connection. That
+        also stops the triggers that count keys and secrets, which rows replaced one for one do
+        not need."""
+        keys = KEY_COLUMNS[table]
+        statements = []
+        if where is not None:
+            statements.append((f"DELETE FROM {table} WHERE {where}", params))
+        else:
+            for r in saved:
+                statements.append((f"DELETE FROM {table} WHERE " +
+                                   " AND ".join(f"{k} = ?" for k in keys), [r[k] for k in keys]))
+        for r in saved:
+            cols = list(r)
+            statements.append((f"INSERT INTO {table} ({', '.join(cols)}) "
+                               f"VALUES ({', '.join('?' * len(cols))})", [r[c] for c in cols]))
+        self.kms.db.transaction(statements, setup=("SET LOCAL session_replication_role = replica",))
 
     def insert(self, table, **values):
         with self.attacker() as con:
@@ -714,18 +747,24 @@ class RecordedState(RowAttackCase):
         # state columns dropped and PRAGMA user_version (unauthenticated) set back to 3, as a
         # vault of the older kmsctl has them. Only the audit records' hashes, which covered the
         # state, still tell.
+        # In PostgreSQL, the version is the one in the kmsctl_schema table (unauthenticated too).
         self.kms.ok("key", "disable", self.kid)
-        with self.attacker() as con:
-            con.execute("UPDATE keys SET state = 'Enabled' WHERE id = ?", (self.kid,))
-            for table in KEY_COLUMNS:
-                con.execute(f"ALTER TABLE {table} DROP COLUMN mac")
-            con.execute("ALTER TABLE keys DROP COLUMN highest_lost_version")
-            con.execute("ALTER TABLE audit_log DROP COLUMN state")
-            con.execute("DROP TABLE grants")  # schema 5
-            con.execute("DROP TABLE key_policies")  # schema 6
-            con.execute("DROP TABLE secret_policies")  # schema 7
-            con.execute("DROP TABLE key_import_params")  # schema 8
-        self.kms.sql("PRAGMA user_version = 3")
+        statements = [f"UPDATE keys SET state = 'Enabled' WHERE id = '{self.kid}'"]
+        statements += [f"ALTER TABLE {table} DROP COLUMN mac" for table in KEY_COLUMNS]
+        statements += ["ALTER TABLE keys DROP COLUMN highest_lost_version",
+                       "ALTER TABLE audit_log DROP COLUMN state",
+                       "DROP TABLE grants",  # schema 5
+                       "DROP TABLE key_policies",  # schema 6
+                       "DROP TABLE secret_policies",  # schema 7
+                       "DROP TABLE key_import_params"]  # schema 8
+        if self.kms.db:
+            statements.append("UPDATE kmsctl_schema SET version = 3")
+            self.kms.db.script("BEGIN;\n" + "".join(q + ";\n" for q in statements) + "COMMIT;\n")
+        else:
+            with self.attacker() as con:
+                for q in statements:
+                    con.execute(q)
+            self.kms.sql("PRAGMA user_version = 3")
         before = self.head()
         r = self.kms.run("encrypt", "--key", self.kid, "--in", self.write("p", PLAINTEXT))
         self.assertError(r, INTEGRITY)
@@ -754,8 +793,8 @@ class RecordedState(RowAttackCase):
         # Everything put back: nothing was lost.
         self.put_back("keys", cancelled)
         with self.attacker() as con:
-            con.executemany("UPDATE audit_log SET state = ? WHERE seq = ?",
-                            [(state, seq) for seq, state in states])
+            for seq, state in states:
+                con.execute("UPDATE audit_log SET state = ? WHERE seq = ?", (state, seq))
         self.assertVerifies()
         self.kms.ok("key", "enable", self.kid)
         self.decrypts(self.blob)
@@ -799,11 +838,17 @@ class Header(RowAttackCase):
         CK_TOKEN_INFO)."""
         self.patch_token_object(os.path.join(self.kms.token_dir, "tokens", self.token),
                                 old.encode().ljust(32, b" "), new.encode().ljust(32, b" "))
+        if self.kms.db and self.kms.db.hsm.server:
+            # `p11-kit server` exports the token by its label, as SoftHSM2 read it when the
+            # server started: the HSM host is restarted to serve it as its files now have it.
+            hsm = self.kms.db.hsm
+            hsm.stop()
+            hsm.label = new
+            hsm.start()
 
     def assertEveryCommandRefused(self, needle, code=INTEGRITY, commands=None):
         """Every command exits `code` at open, and nothing is written to the vault."""
-        self.kms.checkpoint()
-        digest = self.kms.vault_digest()
+        contents = self.vault_contents()
         head = self.head()
         for args in commands or (
                 ("status",), ("audit", "list"), ("audit", "verify"), ("key", "list"),
@@ -814,8 +859,16 @@ class Header(RowAttackCase):
                 self.assertError(r, code, needle)
                 self.assertNoValue(r, VALUE_OLD)
         self.assertEqual(self.head(), head, "a record was written to a vault whose header is forged")
+        self.assertEqual(self.vault_contents(), contents, "the vault changed")
+
+    def vault_contents(self):
+        """A digest of the whole vault: of its file (WAL folded in), or of a dump of its
+        database (less the random key pg_dump puts on its \\restrict and \\unrestrict lines)."""
+        if self.kms.db:
+            dump = re.sub(rb"(?m)^\\(un)?restrict \S+$", b"", self.kms.db.dump())
+            return hashlib.sha256(dump).hexdigest()
         self.kms.checkpoint()
-        self.assertEqual(self.kms.vault_digest(), digest, "the vault file changed")
+        return self.kms.vault_digest()
 
     def test_a_header_pointed_at_another_serial_or_label_of_its_token_is_refused(self):
         # The serial of a clone of the vault's token; a new label given to the token itself.
@@ -866,6 +919,7 @@ class Header(RowAttackCase):
             self.assertVerifies()
 
 
+@kmsenv.file_store_only("its fixture, a vault file of schema 3 (older than PostgreSQL vaults)")
 class UpgradeOfASchema3Vault(RowAttackCase):
     """The vault in tests/fixtures/vault-schema3/, made by kmsctl before rows had MACs (its README
     says how), copied to a temporary directory and opened by this kmsctl."""

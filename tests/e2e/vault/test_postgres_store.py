@@ -1,9 +1,12 @@
-"""A vault in PostgreSQL: `--vault` (or KMSCTL_VAULT) names a database by a libpq connection
-string instead of a file, and the token by its module. A throwaway cluster (initdb on a private
-socket) holds one database per test; a SoftHSM2 token of the test's own is the HSM. What holds
-for a file holds here: rows edited with psql are refused, a database put back from an older
-pg_dump is refused as a rolled-back file is, writers on several processes at once keep one
-chain, and no secret, password or connection string reaches a table, an output or a message."""
+"""A vault in PostgreSQL: `--vault` (or KMSCTL_VAULT; also --store, KMSCTL_STORE) names a
+database by a libpq connection string instead of a file, and the token by its module. A
+throwaway cluster (initdb on a private socket) holds one database per test; a SoftHSM2 token of
+the test's own is the HSM (behind `p11-kit server` where hosts share it). What holds for a file
+holds here: rows edited with psql are refused; a database put back from an older pg_dump is
+refused as a rolled-back file is, until `vault restore` accepts it; three hosts writing at once
+keep one chain, a write that loses to another is done once, and the server killed under load
+splits no request; no secret, password or connection string reaches a table, an output or a
+message. (The rest of the end-to-end suite runs on PostgreSQL too: e2e_pg_*.)"""
 
 import os
 import subprocess
@@ -13,8 +16,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (INTEGRITY, REFUSED, UNAVAILABLE, USAGE, KmsTestCase, PostgresCluster,
-                    SOFTHSM_MODULE, read, write)
+from kmsenv import (CLIENT_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, USAGE, KmsTestCase,
+                    PostgresCluster, Result, SOFTHSM_MODULE, read, write)
 
 PASSWORD = "db-Pw-never-shown-4e1f"
 SO_PIN = "e2e-SO-pin-9d2b"
@@ -97,7 +100,7 @@ class PostgresStore(KmsTestCase):
         self.assertEqual(self.sql("SELECT count(*) FROM secret_versions").strip(), "2")
         # Nothing secret in any table: a dump of the whole database holds neither value.
         dump = self.kms.path("all.sql")
-        self.cluster.dump(self.db, dump)
+        self.cluster.dump(self.db, dump, fmt="p")  # plain SQL: -Fc would compress the values
         data = read(dump)
         for needle in (b"s3cr3t-in-pg-7a", b"s3cr3t-in-pg-8b", b"in the database", PASSWORD.encode()):
             self.assertNotIn(needle, data)
@@ -112,44 +115,99 @@ class PostgresStore(KmsTestCase):
         self.assertNotEqual(self.kms.run("audit", "verify").rc, 0)
         self.assertNoPassword()
 
-    def test_a_database_put_back_from_an_older_dump_is_refused(self):
+    def test_a_database_put_back_from_an_older_dump_is_refused_until_vault_restore(self):
         self.init()
         key = self.kms.create_key()
         older = self.kms.path("older.dump")
         self.cluster.dump(self.db, older)
         self.kms.encrypt(key, b"after the dump")
+        head = int(self.sql("SELECT max(seq) FROM audit_log").strip())
         self.cluster.restore(self.db, older)
         for argv in (("status",), ("encrypt", "--key", key)):
             r = self.kms.run(*argv, input=b"x")
-            self.assertError(r, INTEGRITY, "token anchor")
+            self.assertError(r, INTEGRITY, "token anchor", "put back from an older copy",
+                             hint="kmsctl vault restore --force")
+        kept = int(self.sql("SELECT max(seq) FROM audit_log").strip())
+        self.assertLess(kept, head)
+
+        # `vault restore` accepts the database as it is, on purpose only; a file is not for it.
+        self.assertError(self.kms.run("vault", "restore", self.kms.path("b.db")), USAGE,
+                         "the vault is in PostgreSQL", hint="without a file")
+        r = self.kms.run("vault", "restore")
+        self.assertError(r, REFUSED, f"ends at seq {kept}, before its token anchor (seq {head})",
+                         hint="--force")
+        self.assertEqual(int(self.sql("SELECT max(seq) FROM audit_log").strip()), kept)
+        r = self.kms.json("vault", "restore", "--force", "--json")
+        self.assertEqual((r["audit_records"], r["replaced_anchor_seq"]), (kept, head))
+        self.assertEqual(r["dropped"]["records"],
+                         {"count": head - kept, "first_seq": kept + 1, "last_seq": head})
+        rec = self.kms.records()[-1]
+        self.assertEqual((rec["action"], rec["seq"]), ("vault.restore", kept + 1))
+        self.assertEqual(rec["params"]["replaced_anchor_seq"], head)
+        self.assertEqual(rec["params"]["dropped_records"], head - kept)
+        self.kms.encrypt(key, b"after the restore")
+        self.assertIn("rows match the state", self.kms.ok("audit", "verify").out)
+        self.assertError(self.kms.run("vault", "restore", "--force"), USAGE,
+                         "agrees with its token anchor", "nothing to restore")
         self.assertNoPassword()
 
-    def test_three_writers_at_once_keep_one_chain(self):
-        self.init()
-        key = self.kms.create_key("--alias", "alias/shared")
+    def test_three_hosts_with_their_own_token_clients_make_200_writes_each_at_once(self):
+        # The token on an HSM host of its own, exported by `p11-kit server`; three client
+        # "hosts", each with its own environment (home, PIN file, p11-kit client) and the
+        # database's connection string, write at once: secrets made, versions put, one key
+        # rotated by all, encryptions recorded.
+        hsm = kmsenv.HsmHost(self.kms.root, self.kms.pin, label="shared")
+        self.addCleanup(hsm.stop)
+        hsm.start()
+        hosts = []
+        for n in range(3):
+            h = kmsenv.KmsEnv(pin=self.kms.pin)
+            self.addCleanup(h.cleanup)
+            h.env_overrides.update({"KMSCTL_VAULT": self.location,
+                                    "P11_KIT_SERVER_ADDRESS": hsm.address})
+            hosts.append(h)
+        hosts[0].init("--pkcs11-module", CLIENT_MODULE, "--token-label", "shared")
+        key = hosts[0].create_key("--alias", "alias/shared")
+        for n in range(3):
+            hosts[n].ok("secret", "create", f"h{n}/p", "--value-stdin", input="v0")
+        writes = 40 if kmsenv.SANITIZED else 200
         failures = []
 
-        def writer(n):
-            for i in range(8):
-                for argv, data in ((("encrypt", "--key", "alias/shared"), b"x"),
-                                   (("secret", "create", f"w{n}/s{i}", "--value-stdin"), b"v"),
-                                   (("key", "rotate", key), None)):
-                    r = self.kms.run(*argv, input=data)
-                    if r.rc != 0:
-                        failures.append(r.show(argv))
+        def work(n, h):
+            for i in range(writes):
+                argv, data = ((("secret", "create", f"h{n}/s{i}", "--value-stdin"), f"s{i}"),
+                              (("secret", "put", f"h{n}/p", "--value-stdin"), f"v{i}"),
+                              (("key", "rotate", key), None),
+                              (("encrypt", "--key", "alias/shared"), b"x"))[i % 4]
+                r = h.run(*argv, input=data)
+                if r.rc != 0:
+                    failures.append(r.show(argv))
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+        threads = [threading.Thread(target=work, args=(n, h)) for n, h in enumerate(hosts)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         self.assertEqual(failures, [])
-        self.kms.ok("audit", "verify")
-        self.assertEqual(self.sql("SELECT count(*) FROM secrets").strip(), "24")
-        self.assertEqual(self.sql(f"SELECT count(*) FROM key_versions WHERE key_id = '{key}'")
-                         .strip(), "25")
-        seqs = [int(s) for s in self.sql("SELECT seq FROM audit_log ORDER BY seq").split()]
+        self.assertIn("rows match the state", hosts[1].ok("audit", "verify").out)
+        quarter = writes // 4
+        count = lambda q: int(self.sql(q).strip())
+        # Every write once: a record each, in one gapless chain, and each change it names.
+        seqs = [int(x) for x in self.sql("SELECT seq FROM audit_log ORDER BY seq").split()]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        for action, n in (("secret.create", 3 * quarter + 3), ("secret.put", 3 * quarter),
+                          ("key.rotate", 3 * quarter), ("key.encrypt", 3 * quarter)):
+            self.assertEqual(count(f"SELECT count(*) FROM audit_log WHERE action = '{action}' "
+                                   "AND outcome = 'ok'"), n, action)
+        self.assertEqual(count(f"SELECT count(*) FROM key_versions WHERE key_id = '{key}'"),
+                         3 * quarter + 1)
+        self.assertEqual(count(f"SELECT count(DISTINCT version) FROM key_versions "
+                               f"WHERE key_id = '{key}'"), 3 * quarter + 1)
+        for n in range(3):
+            self.assertEqual(self.secret_versions(f"h{n}/p"), quarter + 1)
+            self.assertEqual(count(f"SELECT count(*) FROM secrets WHERE name LIKE 'h{n}/s%'"),
+                             quarter)
+            self.assertEqual(hosts[n].ok("secret", "get", f"h{n}/p").out, f"v{writes - 3}")
 
     def test_the_server_down_is_exit_6_naming_the_database_and_nothing_is_lost(self):
         self.init()
@@ -260,6 +318,96 @@ class PostgresStore(KmsTestCase):
         self.assertError(self.kms.run("status", env=file_env), INTEGRITY, "token anchor")
         self.assertNoPassword()
 
+    def secret_versions(self, name):
+        return int(self.sql("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+                            f"s.id = v.secret_id WHERE s.name = '{name}'").strip())
+
+    def records(self, action):
+        return self.sql(f"SELECT outcome FROM audit_log WHERE action = '{action}' "
+                        "ORDER BY seq").split()
+
+    def test_a_write_that_lost_to_another_writer_runs_again_and_is_done_once(self):
+        self.init()
+        self.kms.ok("secret", "create", "app/db", "--value-stdin", input="first-value-1")
+        # The server rolls the first two commits back as serialization failures (40001).
+        r = self.kms.run("secret", "put", "app/db", "--value-stdin", input="second-value-2",
+                         env={"KMSCTL_TEST_FAULT": "conflict:2"})
+        self.assertOk(r)
+        self.assertIn("test fault: conflict 2 failed", r.err)
+        self.assertNotIn("conflict 3", r.err)
+        self.assertEqual(self.secret_versions("app/db"), 2)
+        self.assertEqual(self.records("secret.put"), ["ok"])
+        self.assertEqual(self.kms.ok("secret", "get", "app/db").out, "second-value-2")
+        self.kms.ok("audit", "verify")
+
+        # A key made in the token by a try that lost is destroyed with it: one token key.
+        r = self.kms.run("key", "create", "--protection", "hsm",
+                         env={"KMSCTL_TEST_FAULT": "conflict:1"})
+        self.assertOk(r)
+        self.assertIn("test fault: conflict 1 failed", r.err)
+        listing = self.kms.secret_keys(conf=self.kms.path("hsm", "softhsm2.conf"))
+        self.assertEqual(listing.count("kmsctl-key:"), 1, listing)
+        self.assertEqual(self.records("key.create"), ["ok"])
+        self.kms.ok("audit", "verify")
+
+    def test_a_write_that_keeps_losing_gives_up_with_exit_6_and_changes_nothing(self):
+        self.init()
+        self.kms.ok("secret", "create", "app/db", "--value-stdin", input="first-value-1")
+        before = self.sql("SELECT count(*) FROM audit_log").strip()
+        r = self.kms.run("secret", "put", "app/db", "--value-stdin", input="lost-value-3",
+                         env={"KMSCTL_TEST_FAULT": "conflict:99"})
+        # Five tries, then its failure record (a sixth commit, lost too); the error comes last.
+        faults, error = r.err.split("kmsctl: error: ", 1)
+        self.assertEqual(faults.splitlines(),
+                         [f"kmsctl: test fault: conflict {n} failed" for n in range(1, 7)])
+        self.assertError(Result(r.rc, r.out, "kmsctl: error: " + error), UNAVAILABLE, "is busy",
+                         "gave up after 5 tries", hint="try again")
+        self.assertNotIn("lost-value-3", r.err)
+        self.assertEqual(self.secret_versions("app/db"), 1)
+        # Its failure record lost too (the same writer won): no record, and nothing done.
+        self.assertEqual(self.sql("SELECT count(*) FROM audit_log").strip(), before)
+        self.assertEqual(self.kms.ok("secret", "get", "app/db").out, "first-value-1")
+        self.kms.ok("audit", "verify")
+
+    def test_store_and_kmsctl_store_name_the_database_as_vault_does(self):
+        self.kms.env_overrides.pop("KMSCTL_VAULT")
+        r = self.kms.run("--store", self.location, "init", "--pkcs11-module", SOFTHSM_MODULE,
+                         "--token-label", "prod")
+        self.assertOk(r)
+        shown = f"postgresql://admin@/{self.db}?host={self.cluster.sock}&port={self.cluster.port}"
+        self.assertEqual(self.kms.json("--store", self.location, "status", "--json")["vault"]
+                         ["path"], shown)
+        self.assertEqual(self.kms.json("status", "--json", unset=("KMSCTL_VAULT",),
+                                       env={"KMSCTL_STORE": self.location})["vault"]["path"], shown)
+        # The two variables naming different vaults: a usage error that shows neither value.
+        r = self.kms.run("status", env={"KMSCTL_STORE": self.location,
+                                        "KMSCTL_VAULT": self.kms.path("other.db")})
+        self.assertError(r, USAGE, "KMSCTL_VAULT and KMSCTL_STORE name different vaults")
+        self.assertNotIn(self.kms.path("other.db"), r.err)
+        self.assertNoPassword()
+
+    def test_a_profile_names_the_database_with_its_password_in_pgpass(self):
+        self.init()
+        key = self.kms.create_key("--alias", "alias/profiled")
+        # A profile's value holds no secret: a connection string with a password is refused.
+        r = self.kms.run("config", "set", "vault", self.location)
+        self.assertError(r, USAGE, "connection string with a password", hint="pgpass")
+        self.assertNotIn(PASSWORD, r.out + r.err)
+        # The password in ~/.pgpass, the connection string without it in the profile.
+        pgpass = os.path.join(self.kms.home, ".pgpass")
+        fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"*:*:*:admin:{PASSWORD}\n")
+        self.kms.ok("config", "set", "vault", self.cluster.conninfo(self.db))
+        self.kms.env_overrides.pop("KMSCTL_VAULT")
+        bare = ("KMSCTL_VAULT",)  # the profile, not the environment, names the vault
+        self.assertIn(key, self.kms.ok("key", "list", unset=bare).out)
+        st = self.kms.json("status", "--json", unset=bare)
+        self.assertEqual(st["vault"]["path"], f"postgresql://admin@/{self.db}?host="
+                                              f"{self.cluster.sock}&port={self.cluster.port}")
+        self.assertNotIn(PASSWORD, read(os.path.join(self.kms.home, ".config", "kmsctl",
+                                                      "config.toml")).decode())
+
     def test_what_only_a_vault_file_has_is_refused_with_the_way_out(self):
         r = self.kms.run("init")
         self.assertError(r, USAGE, "a vault in PostgreSQL is made on a token named by its module",
@@ -272,6 +420,10 @@ class PostgresStore(KmsTestCase):
         self.assertError(self.kms.run("vault", "backup", self.kms.path("b.db")), USAGE,
                          "is in PostgreSQL", hint="pg_dump")
         self.assertFalse(os.path.exists(self.kms.path("b.db")))
+        self.assertError(self.kms.run("serve", "--socket", self.kms.path("s.sock"), "--policy",
+                                      self.kms.path("p.toml")), USAGE, "a kmsctl service serves "
+                                      "a vault file")
+        self.assertFalse(os.path.exists(self.kms.path("s.sock")))
         self.kms.ok("audit", "verify")
         self.assertNoPassword()
 

@@ -5,76 +5,21 @@ p11-kit cannot carry CKM_AES_GCM's parameters, so such a vault's master key is s
 that HMAC-SHA256 in the token derives (sealed master key version 2, docs/FORMAT.md §5)."""
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/e2e: kmsenv
 import kmsenv
-from kmsenv import (AgentTestCase, KmsTestCase, SOFTHSM_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, read, write)
+from kmsenv import (AgentTestCase, CLIENT_MODULE, HsmHost, KmsTestCase, SOFTHSM_MODULE, INTEGRITY,
+                    REFUSED, UNAVAILABLE, read, write)
 
-CLIENT_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
-SO_PIN = "e2e-SO-pin-3c7e"
 CKM_AES_GCM = 0x1087
 CKM_SHA256_HMAC = 0x251
 
 
 def sealed_master(kms):
     return kms.sql("SELECT sealed_master FROM vault_meta")[0][0]
-
-
-class HsmHost:
-    """A SoftHSM2 token in its own directory, exported by `p11-kit server` on a socket."""
-
-    def __init__(self, root, pin, label="prod"):
-        self.dir = os.path.join(root, "hsm-host")
-        os.makedirs(os.path.join(self.dir, "tokens"), 0o700)
-        self.conf = os.path.join(self.dir, "softhsm2.conf")
-        write(self.conf, f"directories.tokendir = {self.dir}/tokens\nobjectstore.backend = file\n"
-                         "log.level = ERROR\n".encode())
-        self.label, self.pin = label, pin
-        self.socket = os.path.join(self.dir, "pkcs11.sock")
-        self.server = None
-        p = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
-                            "--so-pin", SO_PIN, "--pin", pin], env=self.env(),
-                           capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            raise AssertionError(p.stdout + p.stderr)
-
-    def env(self):
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SOFTHSM2_CONF": self.conf}
-
-    def start(self):
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-        self.server = subprocess.Popen(
-            ["p11-kit", "server", "--foreground", "--name", self.socket, "--provider",
-             SOFTHSM_MODULE, f"pkcs11:token={self.label}"],
-            env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("p11-kit server did not start: " +
-                                     self.server.stderr.read().decode("utf-8", "replace"))
-            time.sleep(0.02)
-
-    def stop(self):
-        if self.server and self.server.poll() is None:
-            self.server.terminate()
-            self.server.wait(timeout=30)
-        if self.server:
-            self.server.stderr.close()
-        self.server = None
-
-    def pkcs11_tool(self, *args):
-        """pkcs11-tool on the HSM host itself (SoftHSM2's module, not the forwarder)."""
-        p = subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", self.label,
-                            *args], env=self.env(), stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=120)
-        return p.returncode, p.stdout + p.stderr
 
 
 class RemoteToken(AgentTestCase):
