@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -1054,7 +1055,7 @@ class PostgresVault:
         self.name = f"vault{PostgresVault.count}"
         self.cluster.admin_sql(f"CREATE DATABASE {self.name}")
         self.location = self.cluster.conninfo(self.name)
-        self.hsm = None
+        self.hsm = self.session = None
         self.hsm = HsmHost(kms.root, kms.pin)
         if TOKEN == "softhsm":
             self.module = SOFTHSM_MODULE
@@ -1082,16 +1083,44 @@ class PostgresVault:
 
     def psql(self, script):
         """Runs `script` with psql as the database's administrator: unaligned, no headers, fields
-        ended by \\x1f, rows by \\x1e (the last by a newline), NULL as _PG_NULL."""
-        p = subprocess.run(
-            ["psql", "-X", "-q", "-A", "-t", "-F", "\x1f", "-R", "\x1e", "-P", f"null={_PG_NULL}",
-             "-h", self.cluster.sock, "-p", self.cluster.port, "-U", "admin", "-d", self.name,
-             "-v", "ON_ERROR_STOP=1", "-f", "-"], input=script, capture_output=True, timeout=120,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"},
-            text=True)
-        if p.returncode != 0:
-            raise AssertionError(f"psql failed on the vault's database: {p.stderr}\n{script}")
-        return p.stdout
+        ended by \\x1f, rows by \\x1e (the last by a newline), NULL as _PG_NULL. One psql session
+        serves every call (a test reads rows thousands of times; a psql and a server backend
+        started for each would be most of its time); psql exits at an error (ON_ERROR_STOP), so
+        a failed script leaves no transaction open, and the next call starts another."""
+        if self.session is None or self.session.poll() is not None:
+            self.session_log = tempfile.TemporaryFile()
+            self.session = subprocess.Popen(
+                ["psql", "-X", "-q", "-A", "-t", "-F", "\x1f", "-R", "\x1e", "-P",
+                 f"null={_PG_NULL}", "-h", self.cluster.sock, "-p", self.cluster.port, "-U", "admin",
+                 "-d", self.name, "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.session_log,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"})
+        mark = f"--kmsctl-e2e-done-{uuid.uuid4().hex}--\n".encode()
+        out, deadline = b"", time.monotonic() + 120
+        try:
+            self.session.stdin.write(script.encode() + b"\n\\echo " + mark)
+            self.session.stdin.flush()
+            fd = self.session.stdout.fileno()
+            while not out.endswith(mark):
+                if not select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+                    self.session.kill()
+                    raise AssertionError(f"psql gave no answer in 120 s\n{script}")
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise BrokenPipeError
+                out += chunk
+        except BrokenPipeError:
+            self.session.wait(timeout=30)
+            self.session_log.seek(0)
+            raise AssertionError("psql failed on the vault's database: "
+                                 f"{self.session_log.read().decode(errors='replace')}\n{script}")
+        return out[: -len(mark)].decode()
+
+    def close_session(self):
+        if self.session is not None:
+            self.session.stdin.close()
+            self.session.wait(timeout=30)
+            self.session = None
 
     @staticmethod
     def _records(text):
@@ -1145,6 +1174,7 @@ class PostgresVault:
         if self.hsm:
             self.hsm.stop()
         try:
+            self.close_session()
             self.cluster.admin_sql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         except Exception:
             pass
