@@ -290,12 +290,14 @@ void Vault::unseal() {
 }
 
 void Vault::refresh_meta() {
+  db_->revive();
   store::Tx tx(*db_, store::Tx::Kind::read);
   auto meta = store::read_meta(*db_);
   header_unauthenticated_ = !store::check_meta(*db_, /*allow_missing=*/header_unauthenticated_);
   if (!meta || meta->vault_id != meta_.vault_id) {
     throw Error(Code::integrity,
-                fmt::format("the header of {} changed its vault id", final_path_.string()),
+                fmt::format("the header of {} changed its vault id",
+                            store::shown_location(final_path_.string())),
                 "restore the vault from a backup");
   }
   meta_ = std::move(*meta);
@@ -316,7 +318,7 @@ void Vault::read_header() {
     throw Error(Code::unavailable,
                 fmt::format("the database {} holds the vault schema but no vault header: its "
                             "`kmsctl init` did not finish",
-                            path_.string()),
+                            store::shown_location(path_.string())),
                 Remedy::create_vault);
   }
   if (!meta) {
