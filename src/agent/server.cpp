@@ -26,6 +26,7 @@
 #include "kms/signals.hpp"
 #include "runner/runner.hpp"
 #include "secrets/secret_store.hpp"
+#include "store/store.hpp"
 
 namespace kms::agent {
 namespace fs = std::filesystem;
@@ -239,7 +240,10 @@ Agent::Agent(Service& svc, std::vector<Endpoint> endpoints, fs::path vault, Mode
     : svc_(svc),
       endpoints_(std::move(endpoints)),
       vault_(std::move(vault)),
-      vault_id_(files::file_id(vault_)),
+      in_database_(store::is_postgres_location(vault_.string())),
+      database_(in_database_ ? store::location_without_passwords(vault_.string()) : ""),
+      shown_vault_(store::shown_location(vault_.string())),
+      vault_id_(in_database_ ? std::nullopt : files::file_id(vault_)),
       mode_(std::move(mode)),
       self_(Caller::current()),
       started_(format_rfc3339(now())) {
@@ -630,7 +634,7 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
       return write_frame(fd, error_frame(e));
     }
   }
-  if (files::file_id(vault_) != vault_id_) {
+  if (!in_database_ && files::file_id(vault_) != vault_id_) {
     write_frame(
         fd, error_frame(Error(Code::unavailable,
                               fmt::format("the vault file {} was replaced or removed after the {} "
@@ -643,7 +647,10 @@ bool Agent::serve_request(Connection& c, wire::Reader& in) {
   }
   // An agent serves the vault the request names (a client of another vault runs it itself);
   // a service, its one vault, whichever its clients name.
-  if (!mode_.service && (head->vault.empty() || files::file_id(head->vault) != vault_id_)) {
+  const bool named = in_database_
+                         ? head->vault == database_
+                         : !head->vault.empty() && files::file_id(head->vault) == vault_id_;
+  if (!mode_.service && !named) {
     return write_frame(fd, local_frame());
   }
   if (head->op == kOpAgentHello) {
@@ -770,12 +777,12 @@ void Agent::refuse_message(Connection& c, const std::string& why, bool reply) {
 nlohmann::json Agent::status_json() {
   if (mode_.service) {
     std::lock_guard lock(svc_mutex_);  // the policy is swapped under it
-    return {{"pid", ::getpid()},   {"sockets", sockets_json()},    {"vault", vault_.string()},
+    return {{"pid", ::getpid()},   {"sockets", sockets_json()},    {"vault", shown_vault_},
             {"started", started_}, {"requests", requests_.load()}, {"policy", mode_.describe()}};
   }
   return {{"pid", ::getpid()},
           {"socket", endpoints_.front().listener->path().string()},
-          {"vault", vault_.string()},
+          {"vault", shown_vault_},
           {"started", started_},
           {"requests", requests_.load()},
           {"idle_timeout_s", mode_.limits.idle.count()},

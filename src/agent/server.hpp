@@ -156,7 +156,12 @@ class Agent {
   Service& svc_;
   std::mutex svc_mutex_;  // held while a request runs on svc_
   std::vector<Endpoint> endpoints_;
-  std::filesystem::path vault_;
+  std::filesystem::path vault_;  // a file, or a PostgreSQL connection string
+  // A vault in PostgreSQL is known by its connection string without passwords, which its
+  // clients send; a vault file, by its device and inode.
+  bool in_database_;
+  std::string database_;     // the connection string without passwords
+  std::string shown_vault_;  // as status shows it
   std::optional<files::FileId> vault_id_;
   Mode mode_;
   Caller self_;

@@ -217,7 +217,8 @@ void refuse_postgres_vault(const Globals& g, std::string_view who) {
   throw Error(
       Code::usage,
       fmt::format("{} serves a vault file; the vault {} is in PostgreSQL", who, shown_vault(g)),
-      "run the commands without an agent: each opens the vault in the database itself");
+      "run the commands without it (each opens the vault in the database itself), or through "
+      "an agent of your own: `eval \"$(kmsctl agent start)\"`");
 }
 
 namespace {
@@ -273,13 +274,12 @@ const std::string* agent_for(Globals& g) {
   Globals::Route& r = g.route;
   if (!r.decided) {
     r.decided = true;
-    // A vault in PostgreSQL is opened by each command (no agent serves one), and its connection
-    // string (which may hold a password) is not sent to a service.
-    const bool postgres = store::is_postgres_location(vault_path(g).string());
-    r.vault = postgres ? shown_vault(g) : absolute_vault(g);
-    if (postgres && g.server.empty()) {
-      // no agent
-    } else if (!g.server.empty()) {
+    // A vault in PostgreSQL is named by its connection string without the passwords it may
+    // hold: the agent serving it compares that with its own.
+    const std::string location = vault_path(g).string();
+    r.vault = store::is_postgres_location(location) ? store::location_without_passwords(location)
+                                                    : absolute_vault(g);
+    if (!g.server.empty()) {
       r.agent = g.server;
       r.service = true;
     } else if (const char* socket = agent::trusted_socket_in_env()) {

@@ -68,7 +68,7 @@ std::filesystem::path existing_vault(const Globals& g);
 std::string absolute_vault(const Globals& g);
 // The location as messages and logs show it: without a PostgreSQL connection's password.
 std::string shown_vault(const Globals& g);
-// Code::usage when the vault is in PostgreSQL: `who` (an agent, a service) serves a vault file.
+// Code::usage when the vault is in PostgreSQL: `who` (a service) serves only a vault file.
 void refuse_postgres_vault(const Globals& g, std::string_view who);
 
 // At start, before anything else reads the environment: moves KMSCTL_PIN and KMSCTL_NEW_PIN

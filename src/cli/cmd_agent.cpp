@@ -20,6 +20,7 @@
 #include "agent/server.hpp"
 #include "cli/app.hpp"
 #include "kms/error.hpp"
+#include "store/store.hpp"
 
 namespace kms::cli {
 namespace agent_cmd {
@@ -71,12 +72,15 @@ void start(Globals& g, const StartArgs& a) {
                                      agent::parse_duration(a.lifetime, "--max-lifetime")},
                                     a.foreground};
   here_only(g);
-  refuse_postgres_vault(g, "an agent");
-  const fs::path vault = fs::absolute(existing_vault(g));
+  // A vault in PostgreSQL is served under its connection string (its password, if it holds
+  // one, stays in the agent; the vault is shown without it).
+  const fs::path location = existing_vault(g);
+  const bool postgres = store::is_postgres_location(location.string());
+  const fs::path vault = postgres ? location : fs::absolute(location);
   SecureBytes pin = read_pin(g);
   agent::set_hint_words(&hint_text);  // its error replies carry the hint line this CLI prints
   agent::start(vault, std::move(pin), options, [&](const fs::path& socket, pid_t pid) {
-    print_started(a, socket, vault, pid, options.limits);
+    print_started(a, socket, store::shown_location(vault.string()), pid, options.limits);
   });
 }
 

@@ -2,6 +2,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -282,8 +285,73 @@ bool is_postgres_location(std::string_view location) {
   return false;
 }
 
+namespace {
+bool is_password_key(std::string_view key) { return key.ends_with("password"); }
+
+// key=value pairs, separated by spaces; a value may be quoted ('...') and holds \-escapes.
+std::string keywords_without_passwords(std::string_view s) {
+  auto space = [&](std::size_t i) { return std::isspace(static_cast<unsigned char>(s[i])) != 0; };
+  std::string out;
+  std::size_t i = 0;
+  for (;;) {
+    while (i < s.size() && space(i)) ++i;
+    if (i == s.size()) return out;
+    const std::size_t start = i;
+    while (i < s.size() && s[i] != '=' && !space(i)) ++i;
+    const std::string_view key = s.substr(start, i - start);
+    while (i < s.size() && (space(i) || s[i] == '=')) ++i;
+    const bool quoted = i < s.size() && s[i] == '\'';
+    for (i += quoted ? 1 : 0; i < s.size() && (quoted ? s[i] != '\'' : !space(i)); ++i) {
+      if (s[i] == '\\' && i + 1 < s.size()) ++i;
+    }
+    if (quoted && i < s.size()) ++i;  // the closing quote
+    if (is_password_key(key)) continue;
+    if (!out.empty()) out += ' ';
+    out.append(s.substr(start, i - start));
+  }
+}
+
+// scheme://[user[:password]@]hosts[/dbname][?key=value&...]
+std::string uri_without_passwords(std::string_view s) {
+  const std::size_t authority = s.find("://") + 3;
+  const std::size_t path = std::min(s.find_first_of("/?", authority), s.size());
+  std::string out(s.substr(0, authority));
+  const std::string_view hosts = s.substr(authority, path - authority);
+  const std::size_t at = hosts.rfind('@');
+  if (at != std::string_view::npos) {
+    out.append(hosts.substr(0, std::min(hosts.find(':'), at)));
+    out.append(hosts.substr(at));
+  } else {
+    out.append(hosts);
+  }
+  const std::size_t query = std::min(s.find('?', path), s.size());
+  out.append(s.substr(path, query - path));
+  char sep = '?';
+  for (std::size_t i = query + 1; i < s.size();) {
+    const std::size_t end = std::min(s.find('&', i), s.size());
+    const std::string_view param = s.substr(i, end - i);
+    if (!param.empty() && !is_password_key(param.substr(0, param.find('=')))) {
+      out += sep;
+      out.append(param);
+      sep = '&';
+    }
+    i = end + 1;
+  }
+  return out;
+}
+}  // namespace
+
+std::string location_without_passwords(std::string_view conninfo) {
+  const bool uri = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
+  return uri ? uri_without_passwords(conninfo) : keywords_without_passwords(conninfo);
+}
+
 std::string shown_location(std::string_view location) {
   return is_postgres_location(location) ? pg::display_name(location) : std::string(location);
+}
+
+void Db::revive() {
+  if (pg_) pg_->revive();
 }
 
 void Db::lock_writer() {

@@ -1,6 +1,8 @@
 // PostgreSQL through libpq for Db and Stmt (pg.hpp).
 #include "store/pg.hpp"
 
+#include <poll.h>
+
 #include <cstring>
 #include <memory>
 
@@ -128,11 +130,19 @@ Conn::Conn(const std::string& conninfo) : name_(display_name(conninfo)) {
     const std::string why = one_line(PQerrorMessage(conn_));
     PQfinish(conn_);
     conn_ = nullptr;
-    throw Error(Code::unavailable,
-                fmt::format("cannot connect to the vault's database {}: {}", name_, why),
-                "check that the server runs and that the connection string, its password file "
-                "(PGPASSFILE) and its TLS settings are right");
+    fail_to_connect(why);
   }
+  set_up_session();
+}
+
+void Conn::fail_to_connect(const std::string& why) const {
+  throw Error(Code::unavailable,
+              fmt::format("cannot connect to the vault's database {}: {}", name_, why),
+              "check that the server runs and that the connection string, its password file "
+              "(PGPASSFILE) and its TLS settings are right");
+}
+
+void Conn::set_up_session() {
   // The server's notices (a table that exists already, say) are not for kmsctl's user: libpq
   // would print them on stderr.
   PQsetNoticeProcessor(
@@ -149,6 +159,16 @@ Conn::~Conn() {
 }
 
 bool Conn::alive() const noexcept { return PQstatus(conn_) == CONNECTION_OK; }
+
+void Conn::revive() {
+  // An idle connection has nothing to read: anything there (a server's last words as it shuts
+  // down, the end of the stream) is seen without waiting, before a statement fails on it.
+  pollfd p{PQsocket(conn_), POLLIN, 0};
+  if (PQstatus(conn_) == CONNECTION_OK && p.fd >= 0 && ::poll(&p, 1, 0) == 0) return;
+  PQreset(conn_);  // the same parameters, a new session
+  if (PQstatus(conn_) != CONNECTION_OK) fail_to_connect(one_line(PQerrorMessage(conn_)));
+  set_up_session();
+}
 
 void Conn::exec(const char* sql) {
   Result r(PQexec(conn_, sql));

@@ -42,6 +42,9 @@ class Conn {
   const std::string& name() const noexcept { return name_; }
   // The connection still works (a failed statement may have been the server going away).
   bool alive() const noexcept;
+  // Connects again when the server closed the connection meanwhile (read without waiting);
+  // Code::unavailable while it cannot be reached.
+  void revive();
   pg_conn* raw() const noexcept { return conn_; }
   // Runs one or more statements without parameters (schema, BEGIN).
   void exec(const char* sql);
@@ -55,6 +58,9 @@ class Conn {
   [[noreturn]] void fail(pg_result* res, std::string_view what) const;
 
  private:
+  [[noreturn]] void fail_to_connect(const std::string& why) const;
+  void set_up_session();
+
   pg_conn* conn_ = nullptr;
   std::string name_;
 };

@@ -41,6 +41,10 @@ bool is_postgres_location(std::string_view location);
 // How messages, logs and `status` name a location: a file's path as given, a PostgreSQL
 // database without its password or other options (`postgresql://kms@db.example:5432/kms`).
 std::string shown_location(std::string_view location);
+// How a client names a PostgreSQL database to the agent serving it (which compares its own):
+// the connection string as written, without its passwords (`password`, `sslpassword`, a URI's
+// `user:password@`). Read without libpq, which a command an agent serves does not load.
+std::string location_without_passwords(std::string_view conninfo);
 
 // The schema version this build writes and understands (PRAGMA user_version).
 inline constexpr int kSchemaVersion = 9;
@@ -76,6 +80,10 @@ class Db {
   // a writer holds it from its open check until its record's anchor is stored, as a file's
   // writers hold VAULT.lock. SQLite: nothing (the file lock is the vault's to take).
   void lock_writer();
+  // PostgreSQL: a connection that the server closed while it sat idle (a restart, an
+  // administrator's pg_terminate_backend) is opened again, for a process that keeps the vault
+  // open (`kmsctl agent`); Code::unavailable while the server is down. A vault file: nothing.
+  void revive();
   void unlock_writer() noexcept;
   // PostgreSQL: a session advisory lock on (`space`, `slot`) of this connection, held until
   // unlock_slot() or the connection ends, whatever the transactions in between do; false at

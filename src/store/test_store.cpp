@@ -1559,6 +1559,23 @@ TEST_CASE("a PostgreSQL database is named in messages without its password or op
   CHECK_FALSE(contains(store::pg::display_name("host=db password=s3cret-pw dbname=v"), "s3cret"));
 }
 
+TEST_CASE("a client names its database to an agent without the passwords, as written") {
+  using store::location_without_passwords;
+  CHECK(location_without_passwords("postgresql://kms:s3cret-pw@db:5433/kms?sslmode=verify-full&"
+                                   "password=s3cret-2&sslpassword=s3cret-3") ==
+        "postgresql://kms@db:5433/kms?sslmode=verify-full");
+  CHECK(location_without_passwords("postgres://kms@db/kms?password=s3cret-2") ==
+        "postgres://kms@db/kms");
+  CHECK(location_without_passwords("postgresql:///kms?host=/run/pg") ==
+        "postgresql:///kms?host=/run/pg");
+  CHECK(location_without_passwords("host=/run/pg  password = s3cret-pw user=kms "
+                                   "sslpassword='s3cret \\' 2' dbname=v") ==
+        "host=/run/pg user=kms dbname=v");
+  CHECK(location_without_passwords("host=db password=s3cret\\ pw dbname='a b'") ==
+        "host=db dbname='a b'");
+  CHECK(location_without_passwords("host=db dbname=v") == "host=db dbname=v");
+}
+
 TEST_CASE("an unreachable PostgreSQL server is Code::unavailable, naming it without the password") {
   TempDir dir;
   const std::string where = fmt::format(

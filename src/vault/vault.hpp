@@ -55,7 +55,9 @@ class Vault {
   // How the root key seals the master key: "aes-gcm" or "hmac-sha256" (docs/FORMAT.md §5).
   std::string_view master_seal_name() const;
   // Reads the header again, for a process that keeps the vault open (`kmsctl agent`) while
-  // others may rekey it. The master key it unsealed stays valid: a rekey reseals the same one.
+  // others may rekey it (and, for a vault in PostgreSQL, reconnects when the server closed
+  // the connection meanwhile). The master key it unsealed stays valid: a rekey reseals the same
+  // one.
   void refresh_meta();
   // Code::unavailable when the file at path() is no longer the one open() opened (it was moved
   // aside and `vault restore` renamed a new one into place): a write to the old one would move

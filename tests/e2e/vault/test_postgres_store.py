@@ -8,7 +8,10 @@ keep one chain, a write that loses to another is done once, and the server kille
 splits no request; no secret, password or connection string reaches a table, an output or a
 message. (The rest of the end-to-end suite runs on PostgreSQL too: e2e_pg_*.)"""
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +24,13 @@ from kmsenv import (CLIENT_MODULE, INTEGRITY, REFUSED, UNAVAILABLE, USAGE, KmsTe
 
 PASSWORD = "db-Pw-never-shown-4e1f"
 SO_PIN = "e2e-SO-pin-9d2b"
+
+
+def stop_process(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class PostgresStore(KmsTestCase):
@@ -408,6 +418,51 @@ class PostgresStore(KmsTestCase):
         self.assertNotIn(PASSWORD, read(os.path.join(self.kms.home, ".config", "kmsctl",
                                                       "config.toml")).decode())
 
+    def test_an_agent_serves_the_database_and_connects_again_after_the_server_restarts(self):
+        self.init()
+        self.kms.ok("secret", "create", "app/db", "--value-stdin", input="agent-served-v1")
+        r = self.kms.ok("agent", "start", "--json", "--socket", self.kms.path("a.sock"))
+        info = json.loads(r.out)
+        self.addCleanup(stop_process, info["pid"])
+        shown = f"postgresql://admin@/{self.db}?host={self.cluster.sock}&port={self.cluster.port}"
+        self.assertEqual(info["vault"], shown)  # without the password, which stays in the agent
+        served = {"KMSCTL_AGENT_SOCK": info["socket"]}
+        no_pin = ("KMSCTL_PIN_FILE",)
+
+        def get():
+            return self.kms.run("secret", "get", "app/db", env=served, unset=no_pin)
+
+        self.assertEqual((get().rc, get().out), (0, "agent-served-v1"))
+        # The served client neither loads libpq nor connects: the dynamic loader's own account
+        # (LD_DEBUG=files) names every library a process loads.
+        r = self.kms.run("secret", "get", "app/db", env=dict(served, LD_DEBUG="files"),
+                         unset=no_pin)
+        self.assertEqual(r.out, "agent-served-v1")
+        loaded = re.findall(r"file=(\S+) \[0\];\s+(?:needed|dynamically loaded)", r.err)
+        self.assertTrue(loaded, "LD_DEBUG=files printed nothing:\n" + r.err)
+        self.assertFalse([f for f in loaded if "libpq" in f or "softhsm" in f], loaded)
+        # Another host writes in the database directly; the agent reads what it wrote.
+        self.kms.ok("secret", "put", "app/db", "--value-stdin", input="agent-served-v2")
+        self.assertEqual(get().out, "agent-served-v2")
+        # The server restarts: while it is down a served command fails with exit 6, naming the
+        # database; once it is back the agent connects again and serves.
+        self.cluster.stop()
+        try:
+            self.assertError(get(), UNAVAILABLE, "cannot connect to the vault's database", shown)
+        finally:
+            self.cluster.start()
+        self.assertEqual((get().rc, get().out), (0, "agent-served-v2"))
+        status = self.kms.json("agent", "status", "--json", env=served)
+        self.assertEqual((status["vault"], status["pid"]), (shown, info["pid"]))
+
+        gets = [x for x in self.kms.records() if x["action"] == "secret.get"]
+        self.assertEqual([(x["outcome"], x["params"].get("channel")) for x in gets],
+                         [("ok", "agent")] * 6, "one record per served get; none while down")
+        self.assertEqual({x["params"]["agent"]["pid"] for x in gets}, {info["pid"]})
+        self.kms.ok("agent", "stop", env=served)
+        self.kms.ok("audit", "verify")
+        self.assertNoPassword()
+
     def test_what_only_a_vault_file_has_is_refused_with_the_way_out(self):
         r = self.kms.run("init")
         self.assertError(r, USAGE, "a vault in PostgreSQL is made on a token named by its module",
@@ -415,14 +470,12 @@ class PostgresStore(KmsTestCase):
         self.init()
         self.assertError(self.kms.run("init", "--pkcs11-module", SOFTHSM_MODULE, "--token-label",
                                       "prod"), REFUSED, "already holds a kmsctl vault")
-        self.assertError(self.kms.run("agent", "start", "--socket", self.kms.path("a.sock")),
-                         USAGE, "an agent serves a vault file")
         self.assertError(self.kms.run("vault", "backup", self.kms.path("b.db")), USAGE,
                          "is in PostgreSQL", hint="pg_dump")
         self.assertFalse(os.path.exists(self.kms.path("b.db")))
         self.assertError(self.kms.run("serve", "--socket", self.kms.path("s.sock"), "--policy",
                                       self.kms.path("p.toml")), USAGE, "a kmsctl service serves "
-                                      "a vault file")
+                                      "a vault file", hint="kmsctl agent start")
         self.assertFalse(os.path.exists(self.kms.path("s.sock")))
         self.kms.ok("audit", "verify")
         self.assertNoPassword()
