@@ -892,7 +892,9 @@ fi
 # ---- 11. a vault in PostgreSQL against a vault file ----------------------------------------------
 # A throwaway cluster on a local unix socket (tests/pg/cluster.sh); one SoftHSM2 token for both
 # vaults, one in a database there, one in a file. `status`, `encrypt` (1 KiB) and `secret get`
-# of each, interleaved (target: the database's within 2x the file's); then 16 clients at once
+# of each, interleaved (target: the database's within 2x the file's), each command run by itself
+# and served by an agent of that vault (a served client neither connects nor loads libpq: its
+# empty KMSCTL_PIN_FILE makes one that the agent did not serve fail); then 16 clients at once
 # encrypting (each one audited write) on each, for the aggregate audited writes per second.
 # BENCH_PG=0 skips this section.
 if [[ ${BENCH_PG:-1} != 0 ]] && [[ -n $(find /usr/lib/postgresql -name initdb 2>/dev/null) ]]; then
@@ -913,15 +915,22 @@ if [[ ${BENCH_PG:-1} != 0 ]] && [[ -n $(find /usr/lib/postgresql -name initdb 2>
   FILE_VAULT=$TMP/pgfile/vault.db
   mkdir -p "$TMP/pgfile"
   cmds=()
+  n=0
   for v in "$FILE_VAULT" "$PG_VAULT"; do
     show "SOFTHSM2_CONF=$PGT/softhsm2.conf kmsctl --vault '$v' init --pkcs11-module $MODULE --token-label bench-pg"
     SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" init --pkcs11-module "$MODULE" --token-label bench-pg >/dev/null
     SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" key create --alias alias/bench-pg >/dev/null
     SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" secret create bench/pg --generate >/dev/null 2>&1
+    n=$((n + 1))
+    show "SOFTHSM2_CONF=$PGT/softhsm2.conf kmsctl --vault '$v' agent start --socket $TMP/pg-agent$n.sock"
+    SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" agent start --socket "$TMP/pg-agent$n.sock" >/dev/null
     w="SOFTHSM2_CONF=$PGT/softhsm2.conf KMSCTL_VAULT='$v' $KMSCTL"
-    cmds+=("$w status" "$w encrypt --key alias/bench-pg --in $TMP/plain.1k" "$w secret get bench/pg")
+    a="KMSCTL_AGENT_SOCK=$TMP/pg-agent$n.sock KMSCTL_PIN_FILE= KMSCTL_VAULT='$v' $KMSCTL"
+    for c in "$w" "$a"; do
+      cmds+=("$c status" "$c encrypt --key alias/bench-pg --in $TMP/plain.1k" "$c secret get bench/pg")
+    done
   done
-  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: status, encrypt --key alias/bench-pg --in $TMP/plain.1k, secret get bench/pg; each on the file and in the database"
+  show "${nice_cmd[*]:+${nice_cmd[*]} }python3 timing loop: status, encrypt --key alias/bench-pg --in $TMP/plain.1k, secret get bench/pg; each on the file and in the database, by itself and through the vault's agent"
   PSTATS=$TMP/pg.json
   time_interleaved "$PSTATS" "${cmds[@]}"
   show "16 clients at once, ${BENCH_PG_WRITES:-320} encrypts in all (xargs -P 16), on the file then in the database, twice"
@@ -940,6 +949,7 @@ if [[ ${BENCH_PG:-1} != 0 ]] && [[ -n $(find /usr/lib/postgresql -name initdb 2>
     SOFTHSM2_CONF=$PGT/softhsm2.conf "$KMSCTL" --vault "$v" audit verify >/dev/null ||
       die "audit verify failed after the concurrent writes ($v)"
   done
+  for n in 1 2; do "$KMSCTL" agent stop --socket "$TMP/pg-agent$n.sock" >/dev/null; done
   pg_cluster_stop
   trap "${on_exit:-cleanup}" EXIT
   python3 - "$PSTATS" "$CSTATS" "${BENCH_PG_WRITES:-320}" "${BENCH_MD:-}" <<'PY'
@@ -951,10 +961,13 @@ load = " ".join(open("/proc/loadavg").read().split()[:3])
 lines = [f"load average after {load}", "",
          "| command | vault file (SQLite) | vault in PostgreSQL (local socket) | PostgreSQL / file | target |",
          "|---|---:|---:|---:|---|"]
-for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
-    f, p = i, i + 3
-    lines.append(f"| {name} | {m[f]:.2f} ms (CPU {c[f]:.2f}) | {m[p]:.2f} ms (CPU {c[p]:.2f}) | "
-                 f"{m[p] / m[f]:.3f}x | <= 2x: {'yes' if m[p] <= 2 * m[f] else '**no**'} |")
+# cmds: file (3 by itself, 3 served), then the database (the same 6)
+for served in (0, 3):
+    for i, name in enumerate(["`status`", "`encrypt` 1 KiB", "`secret get`"]):
+        f, p = served + i, 6 + served + i
+        how = ", served by an agent" if served else ""
+        lines.append(f"| {name}{how} | {m[f]:.2f} ms (CPU {c[f]:.2f}) | {m[p]:.2f} ms (CPU {c[p]:.2f}) | "
+                     f"{m[p] / m[f]:.3f}x | <= 2x: {'yes' if m[p] <= 2 * m[f] else '**no**'} |")
 rates = {"file": [], "pg": []}
 for line in open(cfile):
     rnd, kind, t0, t1 = line.split()
