@@ -192,6 +192,12 @@ class KmsEnv:
             self.vault = self.db.location
             self.token_dir, self.token_conf = self.db.hsm.dir, self.db.hsm.conf
 
+    @property
+    def shown_vault(self):
+        """The vault as kmsctl names it in its output: the file's path, or the database's
+        connection string as a URI without password."""
+        return self.db.shown if self.db else self.vault
+
     # ---- files ----
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -1055,6 +1061,8 @@ class PostgresVault:
         self.name = f"vault{PostgresVault.count}"
         self.cluster.admin_sql(f"CREATE DATABASE {self.name}")
         self.location = self.cluster.conninfo(self.name)
+        self.shown = (f"postgresql://admin@/{self.name}?host={self.cluster.sock}"
+                      f"&port={self.cluster.port}")
         self.hsm = self.session = None
         self.hsm = HsmHost(kms.root, kms.pin)
         if TOKEN == "softhsm":
