@@ -122,6 +122,14 @@ store::AuditRow row(std::int64_t seq, std::string time, std::string action,
   return r;
 }
 
+// A vault of one record (seq 1), committed.
+void commit_first_record(store::Db& db) {
+  kms::test::with_row_keys(db);
+  store::Tx tx(db, store::Tx::Kind::write);
+  store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
+  kms::test::commit_unaudited(db, tx);
+}
+
 std::vector<std::int64_t> seqs(store::Db& db, const store::AuditFilter& f) {
   std::vector<std::int64_t> out;
   store::audit_query(db, f, [&](const store::AuditRow& r) { out.push_back(r.seq); });
@@ -723,10 +731,7 @@ TEST_CASE("a committed Tx survives closing and reopening the vault") {
   TempDir dir;
   {
     store::Db db(vault_at(dir), store::Db::Mode::create_new);
-    kms::test::with_row_keys(db);
-    store::Tx tx(db, store::Tx::Kind::write);
-    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
-    kms::test::commit_unaudited(db, tx);
+    commit_first_record(db);
   }
   store::Db db(vault_at(dir), store::Db::Mode::open_existing);
   kms::test::with_row_keys(db);
@@ -753,12 +758,7 @@ TEST_CASE("PostgreSQL: a record at a place the chain already has is a store::Con
           doctest::skip(!on_postgres())) {
   TempDir dir;
   store::Db db(vault_at(dir), store::Db::Mode::create_new);
-  kms::test::with_row_keys(db);
-  {
-    store::Tx tx(db, store::Tx::Kind::write);
-    store::audit_insert(db, row(1, "2026-01-01T00:00:00.000Z", "a"));
-    kms::test::commit_unaudited(db, tx);
-  }
+  commit_first_record(db);
   // What two writers that read the same head would do (the writer lock prevents it): the unique
   // violation on audit_log is a conflict to run again, not a failure.
   store::Tx tx(db, store::Tx::Kind::write);
